@@ -1,0 +1,45 @@
+"""The shared figure helpers draw in mm with the ROI where the analysis put it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scanbench.report.figures import RoiShape, bar_figure, profile_figure, slice_with_rois
+
+
+def test_slice_with_rois_places_circles_in_mm_and_keeps_aspect() -> None:
+    img = np.arange(40 * 50, dtype=float).reshape(40, 50)
+    rois = [RoiShape((20.0, 25.0), 10.0, "37 mm"), RoiShape((5.0, 5.0), 4.0, "bg", "yellow")]
+    fig = slice_with_rois(img, (2.0, 3.0), rois, "IQ slice", unit="Bq/mL")
+    c = fig.layout.shapes[0]
+    # centre (row 20, col 25) at y = 40 mm, x = 75 mm; radius 10 mm
+    assert (c.x0, c.x1, c.y0, c.y1) == (65.0, 85.0, 30.0, 50.0)
+    assert fig.layout.shapes[1].line.color == "yellow"
+    assert [a.text for a in fig.layout.annotations] == ["37 mm", "bg"]
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
+    assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]  # row 0 at the top
+    assert list(fig.data[0].x[:2]) == [0.0, 3.0] and list(fig.data[0].y[:2]) == [0.0, 2.0]
+
+
+def test_slice_with_rois_rejects_volume() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        slice_with_rois(np.zeros((2, 3, 4)), (1.0, 1.0), [], "x")
+
+
+def test_profile_figure_has_fit_markers_and_levels() -> None:
+    x = np.linspace(-10, 10, 21)
+    y = np.exp(-x**2 / 8)
+    fig = profile_figure(x, y, title="radial", markers=[(0.0, 1.0, "peak")],
+                         fit_curve=(x, y), levels=[(0.5, "half max"), (0.1, "tenth max")])
+    assert [t.name for t in fig.data] == ["measured", "fit", "points"]
+    assert [s.y0 for s in fig.layout.shapes] == [0.5, 0.1]
+    assert "half max" in [a.text for a in fig.layout.annotations]
+
+
+def test_bar_figure_bands_and_length_check() -> None:
+    fig = bar_figure(["10", "13"], [0.5, 0.7], title="RC", bands=[(0.3, 0.6), (None, 0.8)])
+    assert fig.data[0].y.tolist() == [0.5, 0.7]
+    assert list(fig.data[1].y) == [0.3, None] and list(fig.data[2].y) == [0.6, 0.8]
+    with pytest.raises(ValueError):
+        bar_figure(["a"], [1.0, 2.0], title="x")
