@@ -26,6 +26,7 @@ class AnalyzeReport:
     results: list[Result] = field(default_factory=list)
     skipped: list[Failure] = field(default_factory=list)  # non-DICOM files: a note, not a failure
     failures: list[Failure] = field(default_factory=list)
+    series_read: int = 0  # image series that formed a volume, analysed or not
 
 
 def analyze_series(
@@ -70,6 +71,7 @@ def analyze_paths(
     read = dicom.read(list(paths))
     report.skipped.extend(Failure(str(p), why) for p, why in read.skipped)
     report.failures.extend(Failure(str(w), why) for w, why in read.errors)
+    report.series_read = len(read.series)
     for series in read.series:
         if progress:
             progress(_series_where(series))

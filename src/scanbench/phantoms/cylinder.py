@@ -21,5 +21,6 @@ class UniformCylinder:
 
     def inside(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         cx, cy, cz = self.centre_mm
-        return (((np.asarray(x) - cx) ** 2 + (np.asarray(y) - cy) ** 2 <= (self.diameter_mm / 2) ** 2)
-                & (np.abs(np.asarray(z) - cz) <= self.length_mm / 2))
+        r2 = (np.asarray(x) - cx) ** 2 + (np.asarray(y) - cy) ** 2
+        dz = np.abs(np.asarray(z) - cz)
+        return (r2 <= (self.diameter_mm / 2) ** 2) & (dz <= self.length_mm / 2)

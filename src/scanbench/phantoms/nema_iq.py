@@ -100,7 +100,7 @@ def distance_to_body_edge_xy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def inside_lung(x: np.ndarray, y: np.ndarray, z: np.ndarray, *, outer: bool = False) -> np.ndarray:
-    """True inside the lung insert's fill (or its outer wall with ``outer``), over the body length."""
+    """True inside the lung insert's fill (or its outer wall with ``outer``) over the body."""
     d = LUNG_INSERT_OUTER_DIAMETER_MM if outer else LUNG_INSERT_INNER_DIAMETER_MM
     z = np.asarray(z, dtype=float)
     return ((np.asarray(x) ** 2 + np.asarray(y) ** 2 <= (d / 2) ** 2)

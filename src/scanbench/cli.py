@@ -1,0 +1,264 @@
+"""The ``scanbench`` command line (Typer + rich).
+
+Contract (DESIGN.md, "Command line and JSON contract"): ``--json`` prints exactly
+one JSON array on stdout and nothing else; messages and progress go to stderr.
+Exit status 0 when everything was analysed, 1 when at least one series or file
+could not be, 2 for bad usage or when nothing readable was found.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scanbench import __version__
+from scanbench.errors import ScanbenchError
+from scanbench.types import Measurement, Result
+
+app = typer.Typer(
+    name="scanbench",
+    help="Open, vendor-neutral evaluation of PET/CT, CT and MRI scanners from their DICOM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+def _mount_subapps() -> None:
+    from scanbench.simulate.cli import simulate_app
+
+    app.add_typer(simulate_app, name="simulate",
+                  help="Virtual scanners: write DICOM phantom scans with their ground truth.")
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; numbers become int/float, everything else stays a string."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise typer.BadParameter(f"--param {item!r}: expected KEY=VALUE")
+        params[key] = _number_or_text(raw.strip())
+    return params
+
+
+def _number_or_text(raw: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _labels_text(m: Measurement) -> str:
+    parts = []
+    for k, v in m.labels.items():
+        if k == "sphere_mm":
+            parts.append(f"{v} mm sphere")
+        elif k == "position_cm":
+            parts.append(f"{v} cm")
+        else:
+            parts.append(f"{k}={v}")
+    return ", ".join(parts)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return ""
+    a = abs(v)
+    if a == 0:
+        return "0"
+    if a >= 1e5 or a < 1e-3:
+        return f"{v:.4g}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 10:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "info": "dim"}
+
+
+def print_result(result: Result, console: Console) -> None:
+    """A physicist's table of one result: quantity, where, value, unit, limits, status."""
+    d = result.device
+    device = " ".join(x for x in (d.manufacturer, d.model) if x) or "unknown device"
+    if d.serial:
+        device += f" (serial {d.serial})"
+    table = Table(title=f"{result.analysis}  ·  {result.standard}", title_justify="left",
+                  caption=f"{device}; series {result.series_instance_uid}"
+                  + (f"; spec {result.spec}" if result.spec else ""), caption_justify="left")
+    for col, kw in (("measurement", {}), ("where", {}), ("value", {"justify": "right"}),
+                    ("unit", {}), ("limits", {}), ("status", {})):
+        table.add_column(col, **kw)
+    for m in result.measurements:
+        value = _fmt(m.value) + (f" ± {_fmt(m.uncertainty)}" if m.uncertainty else "")
+        limits = ""
+        if m.limits:
+            lo = _fmt(m.limits.low) if m.limits.low is not None else "−∞"
+            hi = _fmt(m.limits.high) if m.limits.high is not None else "+∞"
+            limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unverified)")
+        table.add_row(m.name, _labels_text(m), value, m.unit, limits,
+                      f"[{_STATUS_STYLE[m.status]}]{m.status}[/]")
+    console.print(table)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
+@app.command()
+def analyze(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders (recursive) or zips.")],
+    analysis: Annotated[str | None, typer.Option(
+        "--analysis", "-a", help="Run this analysis instead of the most confident one.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="KEY=VALUE passed to the analysis; repeatable.")] = None,
+    spec: Annotated[str | None, typer.Option(
+        help="Score against this spec (name or YAML path); see `scanbench specs`.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON array on stdout.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Write an HTML (.html) or PDF (.pdf) report with figures.")] = None,
+) -> None:
+    """Analyse every image series found: the phantom is recognised, ROIs placed, measured."""
+    from scanbench.api import analyze_paths
+
+    params = parse_params(param or [])
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for p in missing:
+            err.print(f"[red]error:[/] {p}: no such file or folder")
+        raise typer.Exit(EXIT_USAGE)
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        err.print(f"[red]error:[/] {report}: the report must end in .html or .pdf")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        with _progress() as prog:
+            task = prog.add_task("analysing", total=None)
+            rep = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
+                                progress=lambda where: prog.update(task, description=where[-60:]))
+    except ScanbenchError as exc:  # bad spec name, unknown analysis: usage errors
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+    for s in rep.skipped:
+        err.print(f"[dim]note: skipped {s.where}: {s.reason}[/]")
+    for f in rep.failures:
+        err.print(f"[red]error:[/] {f.where}: {f.reason}")
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in rep.results], indent=1) + "\n")
+    else:
+        for r in rep.results:
+            print_result(r, out)
+    if report is not None and rep.results:
+        from scanbench.report import write_report
+
+        try:
+            write_report(rep.results, report, failures=[(f.where, f.reason) for f in rep.failures],
+                         skipped=[(s.where, s.reason) for s in rep.skipped])
+        except ScanbenchError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(EXIT_FAILURES) from None
+        err.print(f"report written to {report}")
+    if not rep.results:
+        if not rep.failures:
+            err.print("[red]error:[/] no DICOM image series found in " + ", ".join(map(str, paths)))
+            raise typer.Exit(EXIT_USAGE)
+        # Nothing readable at all is unreadable input (2); series read but not analysed is 1.
+        raise typer.Exit(EXIT_USAGE if rep.series_read == 0 else EXIT_FAILURES)
+    if rep.failures:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+@app.command("analyses")
+def list_analyses() -> None:
+    """List the analyses and the standard clause each implements."""
+    from scanbench.analysis.registry import all_analyses
+
+    table = Table("id", "modality", "standard", "what")
+    for a in sorted(all_analyses().values(), key=lambda a: a.id):
+        table.add_row(a.id, a.modality, a.standard, a.title)
+    out.print(table)
+
+
+@app.command("specs")
+def list_specs_cmd() -> None:
+    """List the evaluation specifications shipped with scanbench."""
+    from scanbench.specs import list_specs, load_spec
+
+    table = Table("name", "title", "verified", "rules")
+    for name in list_specs():
+        s = load_spec(name)
+        table.add_row(s.name, s.title, "yes" if s.verified else "[yellow]no[/]", str(len(s.rules)))
+    out.print(table)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the scans and report (default: a new temp folder).")] = None,
+) -> None:
+    """Simulate a NEMA image-quality scan, point sources and a uniform cylinder on the
+    virtual PET scanner, analyse them as a physicist would, and write an HTML report."""
+    from scanbench.api import analyze_paths
+    from scanbench.report import write_report
+    from scanbench.simulate.pet import simulate_iq, simulate_point, simulate_uniform
+
+    base = out_dir or Path(tempfile.mkdtemp(prefix="scanbench-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    jobs = [("NEMA IEC body phantom, 4:1, shifted and rotated", "pet-iq",
+             lambda d: simulate_iq(d, shift_mm=(12.0, -8.0, 5.0), rotation_deg=7.0, seed=1)),
+            ("point sources at 1, 10 and 20 cm", "pet-point", lambda d: simulate_point(d, seed=2)),
+            ("uniform cylinder for calibration", "pet-uniform",
+             lambda d: simulate_uniform(d, seed=3))]
+    with _progress() as prog:
+        task = prog.add_task("simulating", total=len(jobs))
+        for title, name, job in jobs:
+            prog.update(task, description=f"simulating {title}")
+            job(base / name)
+            prog.advance(task)
+    rep = analyze_paths([base / name for _, name, _ in jobs])
+    for r in rep.results:
+        print_result(r, out)
+    for f in rep.failures:
+        err.print(f"[red]error:[/] {f.where}: {f.reason}")
+    report = base / "report.html"
+    write_report(rep.results, report, title="scanbench demo: virtual PET scanner",
+                 failures=[(f.where, f.reason) for f in rep.failures])
+    out.print(f"\nscans and ground truth in [bold]{base}[/]; report: [bold]{report}[/]")
+    if rep.failures:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+@app.command()
+def version() -> None:
+    """Print the scanbench version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    _mount_subapps()
+    try:
+        app()
+    except ScanbenchError as exc:  # anything that escaped a command: a message, never a traceback
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_USAGE)
