@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from scanbench.api import analyze  # noqa: E402
+from scanbench.api import analyze
 
 __all__ = ["__version__", "analyze"]
