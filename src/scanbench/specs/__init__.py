@@ -1,0 +1,366 @@
+"""Evaluation specifications: YAML files of acceptance limits, and their loader.
+
+A spec says whether a measurement passes; analyses only measure (DESIGN.md).
+Every limit in a spec names its ``source`` and a ``confidence`` tag
+(STANDARDS.md): ``C`` confirmed in the cited source, ``P`` partly confirmed
+(a secondary source only), ``U`` not confirmed. A spec may declare
+``verified: true`` only when every limit in it is ``C``; otherwise it must say
+``verified: false`` and give ``unverified_reason``, and every result evaluated
+with it carries that reason as a warning.
+
+Spec file format (YAML)::
+
+    name: earl1                      # the name --spec uses; the file is <name>.yaml
+    title: EARL1 FDG-PET/CT ...      # one line, for reports
+    version: "2017-01"               # the version of the source document
+    description: >                   # what the spec is for and how to use it
+      ...
+    verified: true
+    unverified_reason: "..."         # required when verified is false
+    sources:                         # citations for the limits below
+      - "EARL, Accreditation specifications (R. Boellaard, January 2017), http://..."
+    rules:
+      - analysis: pet.nema_nu2_2018.image_quality   # an analysis id
+        measurement: rc_mean                        # a measurement that analysis produces
+        labels: {sphere_mm: 37}                     # optional: only these measurements
+        device: {manufacturer: UIH, model: [uMI 550, uMI550]}   # optional: vendor claims
+        low: 0.76                                   # optional; at least one of low/high
+        high: 0.89
+        source: "EARL accreditation specifications, Table 1 (VOI-A50)"
+        confidence: C
+
+How rules are matched is described in :mod:`scanbench.evaluation`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import yaml
+
+from scanbench.errors import SpecError
+from scanbench.types import DeviceIdentity
+
+Confidence = Literal["C", "P", "U"]
+
+# What each analysis can produce: measurement name -> the label keys it carries.
+# Kept here so a spec can be checked at load time without importing the
+# analyses; it must list every name the analyses emit (DESIGN.md naming).
+MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "pet.nema_nu2_2018.image_quality": {
+        "percent_contrast": ("sphere_mm",),
+        "background_variability": ("sphere_mm",),
+        "lung_residual": (),
+        "background_mean_bq_ml": (),
+        "rc_max": ("sphere_mm",),
+        "rc_mean": ("sphere_mm",),
+        "rc_peak": ("sphere_mm",),
+    },
+    "pet.nema_nu2_2018.spatial_resolution": {
+        "fwhm_mm": ("direction", "position_cm"),
+        "fwtm_mm": ("direction", "position_cm"),
+    },
+    "pet.calibration_uniformity": {
+        "activity_concentration_bq_ml": (),
+        "activity_concentration_bias_percent": (),
+        "suv_mean": (),
+        "axial_nonuniformity_percent": (),
+        "transverse_cv_percent": (),
+    },
+}
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_TOP_KEYS = {"name", "title", "version", "description", "verified", "unverified_reason",
+             "sources", "rules"}
+_RULE_KEYS = {"analysis", "measurement", "labels", "device", "low", "high", "source",
+              "confidence", "note"}
+_DEVICE_KEYS = {"manufacturer", "model"}
+
+
+def _normalise(text: str) -> str:
+    """Lower case, letters and digits only: 'uMI 550' and 'UMI-550' compare equal."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+@dataclass(frozen=True)
+class DeviceMatch:
+    """Which devices a rule applies to. Each field is a tuple of accepted names
+    (empty: any); names compare ignoring case, spaces and punctuation."""
+
+    manufacturer: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+
+    def matches(self, device: DeviceIdentity) -> bool:
+        for wanted, have in ((self.manufacturer, device.manufacturer),
+                             (self.model, device.model)):
+            if wanted and (have is None
+                           or _normalise(have) not in {_normalise(w) for w in wanted}):
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.manufacturer:
+            parts.append(" / ".join(self.manufacturer))
+        if self.model:
+            parts.append(" / ".join(self.model))
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One limit: for one analysis's measurement, optionally narrowed by labels
+    and by device."""
+
+    analysis: str
+    measurement: str
+    low: float | None
+    high: float | None
+    source: str
+    confidence: Confidence
+    labels: Mapping[str, Any] = field(default_factory=dict)
+    device: DeviceMatch | None = None
+    note: str = ""
+
+    def matches_labels(self, labels: Mapping[str, Any]) -> bool:
+        """True when every label of the rule is present with an equal value."""
+        return all(k in labels and _label_equal(v, labels[k]) for k, v in self.labels.items())
+
+    def describe(self) -> str:
+        """e.g. ``rc_mean {sphere_mm: 37}`` or ``fwhm_mm {...} for UIH uMI 550``."""
+        text = self.measurement
+        if self.labels:
+            text += " {" + ", ".join(f"{k}: {v}" for k, v in self.labels.items()) + "}"
+        if self.device:
+            text += f" for {self.device.describe()}"
+        return text
+
+
+def _label_equal(want: Any, have: Any) -> bool:
+    if isinstance(want, int | float) and isinstance(have, int | float) \
+            and not isinstance(want, bool) and not isinstance(have, bool):
+        return math.isclose(float(want), float(have), rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(want, str) and isinstance(have, str):
+        return want.strip().lower() == have.strip().lower()
+    return bool(want == have)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A loaded, validated evaluation specification."""
+
+    name: str
+    title: str
+    version: str
+    description: str
+    verified: bool
+    sources: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    unverified_reason: str = ""
+    path: Path | None = None
+
+    def rules_for(self, analysis: str) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.analysis == analysis)
+
+    @property
+    def unconfirmed_rules(self) -> tuple[Rule, ...]:
+        """Rules whose limits are not confirmed in their primary source (P or U)."""
+        return tuple(r for r in self.rules if r.confidence != "C")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _spec_dir() -> Any:
+    return resources.files("scanbench.specs")
+
+
+def list_specs() -> list[str]:
+    """Names of the specs shipped with scanbench, sorted."""
+    return sorted(p.name[:-5] for p in _spec_dir().iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> Spec:
+    """Load a shipped spec by name (``earl1``) or any spec file by path.
+
+    A string that names an existing file, or ends in ``.yaml``/``.yml``, is a
+    path. Raises :class:`SpecError` naming the file, the key and the problem.
+    """
+    text_arg = str(name_or_path)
+    as_path = Path(text_arg).expanduser()
+    if isinstance(name_or_path, Path) or as_path.is_file() or text_arg.endswith((".yaml", ".yml")):
+        if not as_path.is_file():
+            raise SpecError("spec file not found", where=as_path)
+        try:
+            text = as_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read spec file ({exc})", where=as_path) from exc
+        return parse_spec(text, where=as_path)
+    shipped = _spec_dir() / f"{text_arg}.yaml"
+    if not shipped.is_file():
+        known = ", ".join(list_specs())
+        raise SpecError(f"unknown spec {text_arg!r}; shipped specs: {known}; "
+                        "or give the path of a spec YAML file")
+    return parse_spec(shipped.read_text(encoding="utf-8"), where=Path(str(shipped)))
+
+
+def parse_spec(text: str, where: str | Path = "<spec>") -> Spec:
+    """Parse and validate the YAML text of a spec."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}", where=where) from exc
+    if not isinstance(data, dict):
+        raise SpecError("a spec must be a YAML mapping with keys name, title, rules, ...",
+                        where=where)
+    v = _Validator(where)
+    v.unknown_keys(data, _TOP_KEYS, "")
+    name = v.string(data, "name", "")
+    if not _NAME_RE.match(name):
+        v.fail("name", f"{name!r} is not a valid spec name (lower case, digits, . _ -)")
+    verified = data.get("verified")
+    if not isinstance(verified, bool):
+        v.fail("verified", "must be true or false")
+    reason = data.get("unverified_reason", "")
+    if not isinstance(reason, str):
+        v.fail("unverified_reason", "must be a string")
+    if not verified and not reason.strip():
+        v.fail("unverified_reason", "an unverified spec must say what is unconfirmed")
+    sources = data.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s.strip()
+                                                for s in sources):
+        v.fail("sources", "must be a list of citation strings")
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list):
+        v.fail("rules", "must be a list")
+    rules = tuple(v.rule(r, f"rules[{i}]") for i, r in enumerate(raw_rules))
+    seen: dict[tuple[Any, ...], int] = {}
+    for i, r in enumerate(rules):
+        key = (r.analysis, r.measurement, tuple(sorted((k, str(x)) for k, x in r.labels.items())),
+               r.device)
+        if key in seen:
+            v.fail(f"rules[{i}]", f"duplicates rules[{seen[key]}] ({r.describe()})")
+        seen[key] = i
+        if verified and r.confidence != "C":
+            v.fail(f"rules[{i}].confidence",
+                   f"{r.confidence} limit in a spec marked verified: true; only C (confirmed) "
+                   "limits may be pass/fail rules of a verified spec — set verified: false "
+                   "and say why in unverified_reason")
+    return Spec(
+        name=name,
+        title=v.string(data, "title", ""),
+        version=str(v.required(data, "version", "")),
+        description=v.string(data, "description", ""),
+        verified=bool(verified),
+        sources=tuple(s.strip() for s in sources),
+        rules=rules,
+        unverified_reason=reason.strip(),
+        path=Path(where) if not str(where).startswith("<") else None,
+    )
+
+
+class _Validator:
+    """Builds SpecErrors of the form '<file>: <key>: <problem>'."""
+
+    def __init__(self, where: str | Path) -> None:
+        self.where = where
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise SpecError(f"{key}: {problem}", where=self.where)
+
+    def required(self, data: Mapping[str, Any], key: str, prefix: str) -> Any:
+        if key not in data or data[key] is None:
+            self.fail(prefix + key, "missing")
+        return data[key]
+
+    def string(self, data: Mapping[str, Any], key: str, prefix: str) -> str:
+        value = self.required(data, key, prefix)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(prefix + key, "must be a non-empty string")
+        return value.strip()
+
+    def unknown_keys(self, data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+        extra = sorted(set(map(str, data)) - allowed)
+        if extra:
+            self.fail(prefix + extra[0],
+                      f"unknown key; allowed keys are {', '.join(sorted(allowed))}")
+
+    def number(self, data: Mapping[str, Any], key: str, prefix: str) -> float | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(float(value)):
+            self.fail(prefix + key, f"must be a finite number, got {value!r}")
+        return float(value)
+
+    def names(self, value: Any, key: str) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or \
+                not all(isinstance(x, str) and x.strip() for x in items):
+            self.fail(key, "must be a name or a list of names")
+        return tuple(x.strip() for x in items)
+
+    def rule(self, raw: Any, prefix: str) -> Rule:
+        if not isinstance(raw, dict):
+            self.fail(prefix, "a rule must be a mapping")
+        p = prefix + "."
+        self.unknown_keys(raw, _RULE_KEYS, p)
+        analysis = self.string(raw, "analysis", p)
+        if analysis not in MEASUREMENTS:
+            self.fail(p + "analysis", f"unknown analysis {analysis!r}; known: "
+                      f"{', '.join(sorted(MEASUREMENTS))}")
+        measurement = self.string(raw, "measurement", p)
+        produced = MEASUREMENTS[analysis]
+        if measurement not in produced:
+            self.fail(p + "measurement", f"{analysis} does not produce {measurement!r}; it "
+                      f"produces {', '.join(sorted(produced))}")
+        labels = raw.get("labels") or {}
+        if not isinstance(labels, dict):
+            self.fail(p + "labels", "must be a mapping such as {sphere_mm: 37}")
+        for k, val in labels.items():
+            if k not in produced[measurement]:
+                allowed = ", ".join(produced[measurement]) or "none"
+                self.fail(f"{p}labels.{k}", f"{measurement} has no label {k!r} "
+                          f"(its labels: {allowed})")
+            if not isinstance(val, str | int | float) or isinstance(val, bool):
+                self.fail(f"{p}labels.{k}", "must be a number or a string")
+        device = None
+        if raw.get("device") is not None:
+            d = raw["device"]
+            if not isinstance(d, dict) or not d:
+                self.fail(p + "device", "must be a mapping with manufacturer and/or model")
+            self.unknown_keys(d, _DEVICE_KEYS, p + "device.")
+            device = DeviceMatch(
+                manufacturer=self.names(d["manufacturer"], p + "device.manufacturer")
+                if "manufacturer" in d else (),
+                model=self.names(d["model"], p + "device.model") if "model" in d else (),
+            )
+        low = self.number(raw, "low", p)
+        high = self.number(raw, "high", p)
+        if low is None and high is None:
+            self.fail(prefix, "a rule needs low, high or both")
+        if low is not None and high is not None and low > high:
+            self.fail(prefix, f"low {low} is above high {high}")
+        source = self.string(raw, "source", p)
+        confidence = raw.get("confidence")
+        if confidence not in ("C", "P", "U"):
+            self.fail(p + "confidence", "must be C (confirmed), P (partly confirmed) "
+                      "or U (unconfirmed)")
+        note = raw.get("note", "")
+        if not isinstance(note, str):
+            self.fail(p + "note", "must be a string")
+        return Rule(analysis=analysis, measurement=measurement, low=low, high=high,
+                    source=source, confidence=confidence, labels=dict(labels),
+                    device=device, note=note.strip())
+
+
+__all__ = ["MEASUREMENTS", "DeviceMatch", "Rule", "Spec", "list_specs", "load_spec",
+           "parse_spec"]
