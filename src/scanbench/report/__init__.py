@@ -1,1 +1,67 @@
-"""HTML and PDF reports, and the shared Plotly figure helpers the analyses use."""
+"""HTML and PDF reports, and the shared Plotly figure helpers the analyses use.
+
+``write_report(results, path)`` writes one self-contained file: HTML with
+plotly.js embedded (no network needed to view it), or PDF when ``path`` ends
+in ``.pdf`` (the same page printed by headless Chromium). Figures are drawn
+here, on request, from each result's analysis (``Analysis.figures``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from scanbench.errors import ScanbenchError
+from scanbench.report.html import FigureSource, registry_figures, render_html
+from scanbench.types import Result
+
+# Figure size for print: fits the width of an A4 page with default margins.
+PDF_FIGURE_SIZE = (680, 440)
+
+
+def write_report(
+    results: Sequence[Result],
+    path: str | Path,
+    *,
+    title: str = "scanbench report",
+    failures: Sequence[tuple[str, str]] = (),
+    skipped: Sequence[tuple[str, str]] = (),
+    inputs: Sequence[str | Path] = (),
+    figures: FigureSource | None = registry_figures,
+) -> Path:
+    """Write an HTML report, or a PDF one when ``path`` ends in ``.pdf``.
+
+    ``failures`` and ``skipped`` are ``(where, reason)`` pairs listed at the
+    end; ``inputs`` the paths analysed (default: the results' sources);
+    ``figures`` maps a result to its Plotly figures (default: its analysis's
+    ``figures``; None for none). Returns the path written. Raises
+    :class:`ScanbenchError` when the file cannot be written, or for PDF when
+    Chromium is missing or fails.
+    """
+    from scanbench.report.pdf import find_chromium, html_to_pdf
+
+    path = Path(path)
+    as_pdf = path.suffix.lower() == ".pdf"
+    if as_pdf and find_chromium() is None:
+        raise ScanbenchError("a PDF report needs headless Chromium, which was not found; "
+                             "install it (Debian/Ubuntu: apt-get install chromium) or write "
+                             "an .html report instead", where=path)
+    html = render_html(results, title=title, failures=failures, skipped=skipped,
+                       inputs=inputs, figures=figures,
+                       figure_size=PDF_FIGURE_SIZE if as_pdf else None)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not as_pdf:
+            path.write_text(html, encoding="utf-8")
+            return path
+        with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
+            page = Path(tmp) / "report.html"
+            page.write_text(html, encoding="utf-8")
+            return html_to_pdf(page, path)
+    except OSError as exc:
+        raise ScanbenchError(f"cannot write the report ({exc.strerror or exc})",
+                             where=path) from exc
+
+
+__all__ = ["PDF_FIGURE_SIZE", "render_html", "write_report"]
