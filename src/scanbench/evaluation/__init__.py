@@ -55,8 +55,9 @@ def apply_spec(result: Result, spec: Spec) -> Result:
     Mutates and returns ``result``. Measurements without a rule get no limits
     and status ``info`` (so applying a second spec replaces the first). A
     measurement whose value is not finite fails its limits, with a warning.
-    Warnings are added when the spec is unverified, when it has no rule for
-    this analysis, and when a general rule finds no measurement to judge.
+    Warnings are added when the spec is unverified and has rules for this
+    analysis, when it has no rule for this analysis, and when a rule that
+    applies finds no measurement to judge.
     """
     rules = spec.rules_for(result.analysis)
     for m in result.measurements:
@@ -73,7 +74,7 @@ def apply_spec(result: Result, spec: Spec) -> Result:
             _warn(result, f"{m.name} {_labels(m.labels)}is not a number; it fails its "
                           f"{spec.name} limits")
     result.spec = spec.name
-    if not spec.verified:
+    if rules and not spec.verified:
         _warn(result, unverified_warning(spec))
     if not rules:
         _warn(result, f"spec {spec.name} has no limits for {result.analysis}; "

@@ -63,15 +63,21 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "rc_peak": ("sphere_mm",),
     },
     "pet.nema_nu2_2018.spatial_resolution": {
-        "fwhm_mm": ("direction", "position_cm"),
-        "fwtm_mm": ("direction", "position_cm"),
+        # one per point source; position_cm is the nominal 1 / 10 / 20 cm class
+        "fwhm_mm": ("direction", "position_cm", "radius_mm", "axial_mm"),
+        "fwtm_mm": ("direction", "position_cm", "radius_mm", "axial_mm"),
+        # NU 2-2018's reported value: the mean over the axial positions
+        "fwhm_mean_mm": ("direction", "position_cm", "n_sources"),
+        "fwtm_mean_mm": ("direction", "position_cm", "n_sources"),
     },
     "pet.calibration_uniformity": {
         "activity_concentration_bq_ml": (),
+        "expected_activity_concentration_bq_ml": (),
         "activity_concentration_bias_percent": (),
         "suv_mean": (),
         "axial_nonuniformity_percent": (),
         "transverse_cv_percent": (),
+        "voxel_cv_percent": (),
     },
 }
 

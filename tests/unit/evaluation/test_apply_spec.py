@@ -58,6 +58,12 @@ def test_unverified_spec_warns_and_marks_limits() -> None:
     assert sum("earl2 contains unconfirmed" in w for w in r.warnings) == 1
 
 
+def test_unverified_spec_without_rules_for_the_analysis_does_not_flag_it() -> None:
+    r = apply_spec(_sr(DeviceIdentity("ACME", "PET 1")), load_spec("earl2"))
+    assert not any("unconfirmed" in w for w in r.warnings)
+    assert any("has no limits for" in w for w in r.warnings)
+
+
 def test_reapplying_another_spec_clears_old_limits() -> None:
     r = apply_spec(_iq(), load_spec("earl1"))
     apply_spec(r, load_spec("earl-calibration"))

@@ -138,3 +138,18 @@ def test_unknown_name_and_missing_file() -> None:
         load_spec("earl9")
     with pytest.raises(SpecError, match="not found"):
         load_spec("/nonexistent/spec.yaml")
+
+
+def test_measurement_table_matches_the_analyses_sources() -> None:
+    """Every name an analysis module adds with ``result.add("<name>", ...)`` is in
+    MEASUREMENTS and vice versa, so specs are validated against what is produced."""
+    import importlib
+    import inspect
+    import re
+
+    from scanbench.analysis import registry
+
+    for analysis_id, table in MEASUREMENTS.items():
+        module = importlib.import_module(type(registry.get(analysis_id)).__module__)
+        names = set(re.findall(r"""\.add\(\s*["']([a-z0-9_]+)["']""", inspect.getsource(module)))
+        assert names == set(table), analysis_id
