@@ -1,0 +1,133 @@
+"""PET header facts and the body-weight SUV scale factor.
+
+Facts come from the PET Series and PET Isotope modules (DICOM PS3.3 C.8.9.1,
+C.8.9.2): Units (0054,1001), Decay Correction (0054,1102), Corrected Image
+(0028,0051), Actual Frame Duration (0018,1242), and the first item of the
+Radiopharmaceutical Information Sequence (0054,0016).
+
+The SUV scale follows the vendor-neutral pseudo-code of the QIBA FDG-PET/CT
+profile, Appendix G ("Vendor-neutral pseudo-code for SUV calculation"):
+``SUVbw = activity concentration (Bq/mL) × weight (g) / decayed dose (Bq)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydicom.dataset import Dataset
+
+from scanbench.dicom import headers as h
+from scanbench.errors import AnalysisError, MissingTagError
+from scanbench.types import PetFacts
+
+
+def pet_facts(ds: Dataset, tz: dt.tzinfo | None, acquisition_start: dt.datetime | None,
+              frame_duration_s: float | None) -> PetFacts:
+    """PetFacts from one PET header; ``acquisition_start`` is the series' earliest
+    acquisition time, already localised with ``tz``. Missing tags give None."""
+    series_dt = h.localize(h.combine(h.text(ds, "SeriesDate"), h.text(ds, "SeriesTime")), tz)
+    rp = h.item(ds, "RadiopharmaceuticalInformationSequence")
+    nuclide = h.item(rp, "RadionuclideCodeSequence")
+    injection = h.localize(h.parse_datetime(h.text(rp, "RadiopharmaceuticalStartDateTime")), tz)
+    if injection is None:
+        # QIBA App. G: Radiopharmaceutical Start Time (0018,1072) with the series date;
+        # an injection "after" the scan means the scan crossed midnight.
+        start = h.localize(h.combine(h.text(ds, "SeriesDate"),
+                                     h.text(rp, "RadiopharmaceuticalStartTime")), tz)
+        if start is not None and series_dt is not None and start > series_dt:
+            start -= dt.timedelta(days=1)
+        injection = start
+    weight = h.number(ds, "PatientWeight")
+    return PetFacts(
+        units=h.text(ds, "Units"),
+        decay_correction=h.text(ds, "DecayCorrection"),
+        corrected_image=h.texts(ds, "CorrectedImage"),
+        series_datetime=series_dt,
+        acquisition_start=acquisition_start,
+        frame_duration_s=frame_duration_s,
+        radiopharmaceutical=h.text(rp, "Radiopharmaceutical"),
+        radionuclide=h.text(nuclide, "CodeMeaning"),
+        injected_activity_bq=h.number(rp, "RadionuclideTotalDose"),
+        injection_datetime=injection,
+        half_life_s=h.number(rp, "RadionuclideHalfLife"),
+        patient_weight_kg=weight if weight is not None and weight > 0 else None,
+    )
+
+
+def decay_factor(start: dt.datetime, end: dt.datetime, half_life_s: float) -> float:
+    """Fraction of activity left at ``end`` of what there was at ``start``:
+    ``2^(−(end − start)/T½)`` (greater than 1 if ``end`` is earlier)."""
+    if half_life_s is None or not half_life_s > 0:
+        raise AnalysisError(f"half-life must be positive, got {half_life_s!r} s")
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        raise AnalysisError("cannot compare a timezone-aware and a naive time "
+                            f"({start.isoformat()} and {end.isoformat()})")
+    elapsed = (end - start).total_seconds()
+    return float(2.0 ** (-elapsed / half_life_s))
+
+
+def suv_bw_scale(pet: PetFacts, *, acquisition_time: dt.datetime | None = None) -> float:
+    """Factor (g/mL per Bq/mL) that turns activity concentration into SUVbw.
+
+    QIBA FDG-PET/CT profile App. G: with Units BQML, ``scale = weight[g] /
+    decayed dose[Bq]``, where the injected dose is decayed from the
+    injection time to the time the voxel values refer to:
+
+    - Decay Correction START: the Series Date/Time — or the earliest
+      Acquisition Date/Time if the series time is later than it (a
+      post-processed series, App. G);
+    - ADMIN: no decay (values already refer to the injection time);
+    - NONE: the frame's acquisition time (``acquisition_time``; default the
+      series' earliest acquisition).
+
+    Units GML are already SUVbw (scale 1). Raises MissingTagError naming the
+    absent tag, AnalysisError for units or corrections the profile excludes.
+    """
+    if pet.units is None:
+        raise MissingTagError("SUVbw needs Units (0054,1001)")
+    units = pet.units.upper()
+    if units == "GML":
+        return 1.0
+    if units != "BQML":
+        raise AnalysisError(f"SUVbw needs Units (0054,1001) BQML; this series has {pet.units!r} "
+                            "(QIBA App. G: vendor-specific scaling not supported)")
+    if pet.patient_weight_kg is None:
+        raise MissingTagError("SUVbw needs PatientWeight (0010,1030)")
+    if pet.injected_activity_bq is None:
+        raise MissingTagError("SUVbw needs RadionuclideTotalDose (0018,1074)")
+    if not pet.injected_activity_bq > 0:
+        raise AnalysisError(f"RadionuclideTotalDose (0018,1074) is {pet.injected_activity_bq} Bq;"
+                            " SUVbw needs a positive injected activity")
+    if pet.decay_correction is None:
+        raise MissingTagError("SUVbw needs DecayCorrection (0054,1102)")
+    method = pet.decay_correction.upper()
+    weight_g = pet.patient_weight_kg * 1000.0
+    if method == "ADMIN":
+        return weight_g / pet.injected_activity_bq
+    if method == "START":
+        if "ATTN" not in pet.corrected_image or "DECY" not in pet.corrected_image:
+            raise AnalysisError("QIBA App. G requires Corrected Image (0028,0051) to contain "
+                                f"ATTN and DECY; it is {list(pet.corrected_image)}")
+        reference = pet.series_datetime
+        start = pet.acquisition_start
+        if reference is None or (start is not None and reference > start):
+            reference = start
+        if reference is None:
+            raise MissingTagError("SUVbw with Decay Correction START needs SeriesDate/SeriesTime "
+                                  "(0008,0021)/(0008,0031)")
+    elif method == "NONE":
+        reference = acquisition_time or pet.acquisition_start
+        if reference is None:
+            raise MissingTagError("SUVbw with Decay Correction NONE needs AcquisitionDate/"
+                                  "AcquisitionTime (0008,0022)/(0008,0032)")
+    else:
+        raise AnalysisError(f"Decay Correction (0054,1102) {pet.decay_correction!r} is not "
+                            "START, ADMIN or NONE")
+    if pet.injection_datetime is None:
+        raise MissingTagError("SUVbw needs RadiopharmaceuticalStartDateTime (0018,1078) or "
+                              "RadiopharmaceuticalStartTime (0018,1072)")
+    if pet.half_life_s is None:
+        raise MissingTagError("SUVbw needs RadionuclideHalfLife (0018,1075)")
+    decayed = pet.injected_activity_bq * decay_factor(pet.injection_datetime, reference,
+                                                      pet.half_life_s)
+    return weight_g / decayed

@@ -1,0 +1,218 @@
+"""Pixel data: size checks before decoding, then one decode per file.
+
+The stored values are returned untouched (no rescale, no VOI, no
+MONOCHROME1 inversion): the Modality LUT (Rescale Slope/Intercept, PS3.3
+C.11.1) is applied per frame by the caller, because PET slices each carry
+their own slope.
+
+Memory guard: before anything is allocated, the size the header asks for
+(Rows × Columns × frames × samples × bytes, PS3.5 §8.1.1) is checked against
+the bytes actually present (native transfer syntaxes, PS3.5 §A.1–A.3), or
+against what the codestream itself declares and what the compression could
+possibly expand to (encapsulated syntaxes, PS3.5 §A.4), and against
+``MAX_SERIES_BYTES``. A damaged or hostile header is refused with an
+:class:`~scanbench.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, RLELossless
+
+from scanbench.dicom import headers as h
+from scanbench.errors import InputError
+
+#: Largest float32 volume one series (and one file) may occupy, in bytes.
+#: Rebind ``scanbench.dicom.pixels.MAX_SERIES_BYTES`` to change it.
+MAX_SERIES_BYTES = 1 << 30
+
+#: PackBits (the RLE of PS3.5 §G.3.1) turns at most 2 input bytes into 128 output bytes.
+_RLE_MAX_EXPANSION = 64
+
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def has_pixels(ds: Dataset) -> bool:
+    """True if the data set holds any of the three Pixel Data elements (PS3.3 C.7.6.3)."""
+    return any(kw in ds for kw in PIXEL_KEYWORDS)
+
+
+def frame_count(ds: Dataset, where: Path) -> int:
+    """Number of Frames (0028,0008), 1 when absent (single-frame IODs)."""
+    if "NumberOfFrames" not in ds:
+        return 1
+    n = h.integer(ds, "NumberOfFrames")
+    if n is None or n < 1:
+        raise InputError(f"Number of Frames (0028,0008) is {h.text(ds, 'NumberOfFrames')!r}, "
+                         "not a positive integer", where)
+    return n
+
+
+def decode(ds: Dataset, where: Path) -> np.ndarray:
+    """Stored pixel values of every frame, shape ``(frames, rows, columns)``.
+
+    Raises InputError naming ``where`` when the header is absurd, the pixel
+    data is shorter than the header says (a truncated file), or decoding fails.
+    """
+    rows, cols = h.integer(ds, "Rows"), h.integer(ds, "Columns")
+    if not rows or not cols or rows < 1 or cols < 1:
+        raise InputError(f"Rows (0028,0010) × Columns (0028,0011) is "
+                         f"{h.text(ds, 'Rows')!r} × {h.text(ds, 'Columns')!r}; "
+                         "an image needs both positive", where)
+    frames = frame_count(ds, where)
+    samples = h.integer(ds, "SamplesPerPixel") or 1
+    if samples != 1:
+        raise InputError(f"Samples per Pixel (0028,0002) is {samples} (colour); "
+                         "only single-sample (greyscale) images form a scalar volume", where)
+    voxels = rows * cols * frames
+    if voxels * 4 > MAX_SERIES_BYTES:
+        raise InputError(
+            f"header asks for {rows} × {cols} × {frames} frames = {voxels * 4 / 2**20:.0f} MiB "
+            f"as float32, more than the {MAX_SERIES_BYTES / 2**20:.0f} MiB limit "
+            "(scanbench.dicom.pixels.MAX_SERIES_BYTES); refused before decoding", where)
+
+    if "PixelData" not in ds:
+        return _float_pixels(ds, rows, cols, frames, where)
+
+    bits = h.integer(ds, "BitsAllocated")
+    if bits not in (8, 16, 32):
+        raise InputError(f"Bits Allocated (0028,0100) is {h.text(ds, 'BitsAllocated')!r}; "
+                         "expected 8, 16 or 32 for a greyscale image", where)
+    stored = h.integer(ds, "BitsStored") or bits
+    if not 1 <= stored <= bits:
+        raise InputError(f"Bits Stored (0028,0101) is {stored}, outside 1..{bits}", where)
+    signed = h.integer(ds, "PixelRepresentation") == 1
+    tsyntax = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+                  if hasattr(ds, "file_meta") else "1.2.840.10008.1.2")
+    nbytes = voxels * (bits // 8)
+    try:
+        data = ds.PixelData
+    except Exception as exc:
+        raise InputError(f"Pixel Data (7FE0,0010) cannot be read: {exc}", where) from exc
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InputError("Pixel Data (7FE0,0010) holds no bytes", where)
+
+    if tsyntax.is_compressed and tsyntax != "1.2.840.10008.1.2.1.99":
+        _check_encapsulated(data, tsyntax, rows, cols, frames, nbytes, where)
+        try:
+            from pydicom.pixels import pixel_array
+
+            arr = np.asarray(pixel_array(ds))
+        except Exception as exc:
+            raise InputError(f"cannot decode {tsyntax.name} pixel data: "
+                             f"{type(exc).__name__}: {exc}", where) from exc
+        if arr.size != voxels:
+            raise InputError(f"decoded {arr.size} pixels but the header says "
+                             f"{rows} × {cols} × {frames}", where)
+        arr = arr.reshape(frames, rows, cols)
+        if arr.dtype.kind not in "iu":
+            raise InputError(f"decoded pixels have type {arr.dtype}, not integers", where)
+        return arr
+
+    if len(data) < nbytes:
+        raise InputError(
+            f"truncated: Pixel Data (7FE0,0010) has {len(data)} bytes but Rows × Columns × "
+            f"frames × bytes = {rows} × {cols} × {frames} × {bits // 8} needs {nbytes}", where)
+    order = "<" if tsyntax.is_little_endian or tsyntax == "1.2.840.10008.1.2.1.99" else ">"
+    dtype = np.dtype(f"{order}{'i' if signed else 'u'}{bits // 8}")
+    arr = np.frombuffer(data, dtype=dtype, count=voxels).reshape(frames, rows, cols)
+    if stored < bits:
+        arr = _unused_bits(arr, stored, signed)
+    return arr
+
+
+def _unused_bits(arr: np.ndarray, stored: int, signed: bool) -> np.ndarray:
+    """Clear bits above Bits Stored and sign-extend signed values (PS3.5 §8.1.1)."""
+    bits = arr.dtype.itemsize * 8
+    if signed:
+        shift = bits - stored
+        return (arr << shift) >> shift
+    mask = (1 << stored) - 1
+    if int(arr.max(initial=0)) <= mask:
+        return arr
+    return arr & arr.dtype.type(mask)
+
+
+def _float_pixels(ds: Dataset, rows: int, cols: int, frames: int, where: Path) -> np.ndarray:
+    """Float Pixel Data (7FE0,0008) / Double Float Pixel Data (7FE0,0009), PS3.3 C.7.6.24."""
+    kw, dtype = (("FloatPixelData", np.dtype("<f4")) if "FloatPixelData" in ds
+                 else ("DoubleFloatPixelData", np.dtype("<f8")))
+    try:
+        data = ds[kw].value
+    except Exception as exc:
+        raise InputError(f"{kw} cannot be read: {exc}", where) from exc
+    need = rows * cols * frames * dtype.itemsize
+    if not isinstance(data, bytes | bytearray) or len(data) < need:
+        have = len(data) if isinstance(data, bytes | bytearray) else 0
+        raise InputError(f"truncated: {kw} has {have} bytes, the header needs {need}", where)
+    return np.frombuffer(data, dtype=dtype, count=rows * cols * frames).reshape(frames, rows, cols)
+
+
+def _check_encapsulated(data: bytes, tsyntax: UID, rows: int, cols: int, frames: int,
+                        nbytes: int, where: Path) -> None:
+    """Refuse encapsulated pixel data that cannot hold what the header claims (PS3.5 §A.4).
+
+    Checks the fragment count against Number of Frames, the first frame's
+    codestream dimensions (JPEG SOF, JPEG 2000 SIZ) against Rows × Columns, and
+    for RLE that the fragments could expand to the header's size at all.
+    """
+    from pydicom.encaps import get_frame, parse_fragments
+
+    try:
+        buffer = io.BytesIO(data)
+        buffer.seek(8 + _bot_length(data))
+        n_fragments, _ = parse_fragments(buffer)
+        first = get_frame(data, 0, number_of_frames=frames)
+    except Exception as exc:
+        raise InputError(f"encapsulated Pixel Data (7FE0,0010) is damaged: {exc}", where) from exc
+    if n_fragments < frames:
+        raise InputError(f"Number of Frames (0028,0008) is {frames} but the encapsulated pixel "
+                         f"data holds only {n_fragments} fragment(s)", where)
+    if tsyntax == RLELossless:
+        if len(data) * _RLE_MAX_EXPANSION < nbytes:
+            raise InputError(f"RLE pixel data of {len(data)} bytes cannot expand to the "
+                             f"{nbytes} bytes Rows × Columns × frames needs", where)
+        return
+    dims = codestream_dimensions(first)
+    if dims is not None and dims != (rows, cols):
+        raise InputError(f"the compressed frame is {dims[0]} rows × {dims[1]} columns but the "
+                         f"header says Rows {rows} × Columns {cols}", where)
+
+
+def _bot_length(data: bytes) -> int:
+    """Length of the Basic Offset Table item that opens encapsulated data."""
+    if len(data) < 8 or data[:4] != b"\xfe\xff\x00\xe0":
+        raise ValueError("no Basic Offset Table item at the start of encapsulated data")
+    return int(struct.unpack("<I", data[4:8])[0])
+
+
+def codestream_dimensions(frame: bytes) -> tuple[int, int] | None:
+    """(rows, columns) declared inside a JPEG (SOF) or JPEG 2000 (SIZ) codestream, if found."""
+    head = bytes(frame[:4096])
+    j2k = head.find(b"\xff\x4f\xff\x51")
+    if j2k >= 0 and len(head) >= j2k + 24:
+        # SIZ: Lsiz(2) Rsiz(2) Xsiz(4) Ysiz(4) XOsiz(4) YOsiz(4), ISO/IEC 15444-1 A.5.1
+        xsiz, ysiz, xo, yo = struct.unpack(">IIII", head[j2k + 8:j2k + 24])
+        return ysiz - yo, xsiz - xo
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack(">H", head[pos + 2:pos + 4])[0]
+        # SOF0..SOF15 except DHT (C4), JPG (C8), DAC (CC); JPEG-LS SOF55 (F7), ITU-T T.81 B.2.2
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xF7:
+            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
+            return height, width
+        pos += 2 + length
+    return None

@@ -1,0 +1,404 @@
+"""Read DICOM files, folders and zips into image series.
+
+Input handling follows DICOM PS3.10 (media storage file format): a file is
+DICOM if it carries the ``DICM`` prefix after the 128-byte preamble (§7.1),
+or — for files written without Part 10 meta information — if it opens with a
+plausible group 0002/0008 data element. DICOMDIR files (Media Storage
+Directory, §7.2 / PS3.3 F) and preamble-only files are not images and are
+skipped with a note. Instances are grouped by Series Instance UID
+(0020,000E); within a series, frames with different orientation, size,
+stack or time form separate volumes (see :mod:`scanbench.dicom.geometry`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from scanbench.dicom import geometry, pixels
+from scanbench.dicom import headers as h
+from scanbench.dicom.facts import series_facts
+from scanbench.dicom.frames import Frame, Source, plane_frames
+from scanbench.errors import InputError, ScanbenchError, SeriesError
+from scanbench.types import Series
+
+_DICOMDIR_UID = "1.2.840.10008.1.3.10"
+#: SOP classes that must carry plane geometry (cross-sectional images): without
+#: it they are broken; other image objects without it (secondary captures,
+#: projection images) are not volumes and are listed as non-image objects.
+_CROSS_SECTIONAL = {
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy Converted Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.4",  # MR Image
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.128",  # Positron Emission Tomography Image
+    "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET Image
+    "1.2.840.10008.5.1.4.1.1.128.1",  # Legacy Converted Enhanced PET Image
+}
+
+
+@dataclass
+class ReadResult:
+    """What one :func:`read` found.
+
+    ``series``: every image series that formed a valid volume.
+    ``skipped``: non-DICOM files, (path, short reason) — a note, not an error.
+    ``non_image``: DICOM objects that are not image volumes (SR, RDSR, presentation
+    states, secondary captures without patient geometry): (path, SOP class name).
+    ``errors``: (where, reason) for unreadable DICOM files and for series that
+    cannot form a volume; ``where`` names the file, or the folder and series.
+    """
+
+    series: list[Series] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    non_image: list[tuple[Path, str]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read(paths: Sequence[str | Path] | str | Path, *,
+         progress: Callable[[int, int], None] | None = None) -> ReadResult:
+    """Read every image series under ``paths`` (files, folders searched recursively, zips).
+
+    Never raises for a bad file or series: problems are collected in
+    ``errors`` (and non-DICOM files in ``skipped``). ``progress(done, total)``
+    is called after each file is read.
+    """
+    result, _ = _read(paths, progress)
+    return result
+
+
+def read_one(path: str | Path) -> Series:
+    """The one image series under ``path``.
+
+    Raises InputError if ``path`` holds no image series or several, and the
+    series' own InputError/SeriesError if the only candidate could not be read.
+    """
+    result, problems = _read([path], None)
+    if len(result.series) == 1:
+        series = result.series[0]
+        series.warnings.extend(f"also under {path}: {where}: {why} (not part of this series)"
+                               for where, why in result.errors)
+        return series
+    if len(result.series) > 1:
+        names = ", ".join(f"'{s.facts.series_description or s.uid}' ({s.shape[0]} slices)"
+                          for s in result.series)
+        raise InputError(f"expected one image series, found {len(result.series)}: {names}",
+                         path)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        listing = "; ".join(f"{p.where}: {p.message}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise SeriesError(f"no image series could be read: {listing}{more}", path)
+    raise InputError(f"no DICOM image series found ({len(result.skipped)} non-DICOM file(s) "
+                     f"skipped, {len(result.non_image)} non-image DICOM object(s))", path)
+
+
+# --------------------------------------------------------------------------- discovery
+
+@dataclass
+class _Entry:
+    """One file to read: a path on disk, or a zip member (path = zip / member name)."""
+
+    path: Path
+    data: bytes | None = None  # zip member content; None means read from disk
+
+
+def _discover(paths: Sequence[str | Path] | str | Path,
+              result: ReadResult, problems: list[ScanbenchError]) -> list[_Entry]:
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    entries: list[_Entry] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                entries.extend(_Entry(Path(root) / name) for name in sorted(files))
+        elif p.is_file():
+            entries.append(_Entry(p))
+        else:
+            _fail(result, problems, InputError("no such file or folder", p))
+    return entries
+
+
+def _zip_members(path: Path, result: ReadResult,
+                 problems: list[ScanbenchError]) -> Iterator[_Entry]:
+    """Members of a zip, read in memory (never extracted to disk)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                where = path / info.filename
+                if info.file_size > pixels.MAX_SERIES_BYTES:
+                    _fail(result, problems, InputError(
+                        f"zip member of {info.file_size / 2**20:.0f} MiB exceeds the "
+                        f"{pixels.MAX_SERIES_BYTES / 2**20:.0f} MiB limit", where))
+                    continue
+                try:
+                    data = zf.read(info)
+                except Exception as exc:
+                    _fail(result, problems, InputError(f"cannot read zip member: {exc}", where))
+                    continue
+                yield _Entry(where, data)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        _fail(result, problems, InputError(f"damaged zip archive: {exc}", path))
+
+
+# --------------------------------------------------------------------------- reading
+
+@dataclass
+class _State:
+    """Frames gathered so far, by series key, and SOP instances already seen."""
+
+    by_series: dict[str, list[Frame]] = field(default_factory=dict)
+    seen: dict[str, Path] = field(default_factory=dict)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _read(paths: Sequence[str | Path] | str | Path,
+          progress: Callable[[int, int], None] | None) -> tuple[ReadResult, list[ScanbenchError]]:
+    result = ReadResult()
+    problems: list[ScanbenchError] = []
+    entries = _discover(paths, result, problems)
+    total = len(entries)
+    state = _State()
+    done = 0
+    with warnings.catch_warnings():
+        # pydicom warns about every odd value; the facts we need are checked here.
+        warnings.simplefilter("ignore")
+        queue = list(entries)
+        while queue:
+            entry = queue.pop(0)
+            head = _head(entry)
+            if head is not None and head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+                members = list(_zip_members(entry.path, result, problems))
+                total += len(members)
+                queue[:0] = members
+            else:
+                _read_entry(entry, head, result, problems, state)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        for key, frames in state.by_series.items():
+            _assemble(key, frames, result, problems, state.duplicates.get(key, []))
+    return result, problems
+
+
+def _fail(result: ReadResult, problems: list[ScanbenchError], exc: ScanbenchError) -> None:
+    result.errors.append((exc.where or "", exc.message))
+    problems.append(exc)
+
+
+def _head(entry: _Entry) -> bytes | None:
+    if entry.data is not None:
+        return entry.data[:132]
+    try:
+        with open(entry.path, "rb") as fh:
+            return fh.read(132)
+    except OSError:
+        return None
+
+
+def _looks_like_raw_dataset(head: bytes) -> bool:
+    """A data set without Part 10 preamble: it opens with a group 0002 or 0008 element."""
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[:2], "little")
+    element = int.from_bytes(head[2:4], "little")
+    return group in (0x0002, 0x0008) and element < 0x0100
+
+
+def _read_entry(entry: _Entry, head: bytes | None, result: ReadResult,
+                problems: list[ScanbenchError], state: _State) -> None:
+    path = entry.path
+    if head is None:
+        _fail(result, problems, InputError("cannot open the file", path))
+        return
+    if path.name.upper() == "DICOMDIR":
+        result.skipped.append((path, "DICOMDIR (media directory), not an image"))
+        return
+    part10 = len(head) >= 132 and head[128:132] == b"DICM"
+    if not part10 and not _looks_like_raw_dataset(head):
+        result.skipped.append((path, "not DICOM (no DICM prefix at byte 128)"))
+        return
+    try:
+        ds = _parse(entry, force=not part10)
+    except ScanbenchError as exc:
+        _fail(result, problems, exc)
+        return
+    except Exception as exc:  # pydicom raises many types on damaged input
+        _fail(result, problems, InputError(
+            f"damaged DICOM, cannot be parsed ({type(exc).__name__}: {exc})", path))
+        return
+    try:
+        _classify(entry, ds, part10, result, problems, state)
+    except ScanbenchError as exc:
+        _fail(result, problems, exc)
+    except Exception as exc:
+        _fail(result, problems, InputError(
+            f"damaged DICOM header ({type(exc).__name__}: {exc})", path))
+
+
+def _parse(entry: _Entry, force: bool) -> Dataset:
+    if entry.data is not None:
+        return pydicom.dcmread(io.BytesIO(entry.data), force=force)
+    with open(entry.path, "rb") as fh:
+        return pydicom.dcmread(_as_binary(fh), force=force)
+
+
+def _as_binary(fh: BinaryIO) -> BinaryIO:
+    return fh
+
+
+def _sop_class(ds: Dataset) -> str:
+    uid = h.text(ds, "SOPClassUID")
+    if uid is None and hasattr(ds, "file_meta"):
+        uid = h.text(ds.file_meta, "MediaStorageSOPClassUID")
+    return uid or ""
+
+
+def _sop_name(uid: str) -> str:
+    if not uid:
+        return "unknown SOP class (no SOP Class UID)"
+    name = UID(uid).name
+    return name if name != uid else f"unknown SOP class {uid}"
+
+
+def _truncation(ds: Dataset) -> str | None:
+    """Describe the last element if the file ended inside its value (pydicom keeps short
+    values silently), else None."""
+    try:
+        tags = list(ds._dict)
+    except Exception:
+        return None
+    if not tags:
+        return None
+    last = ds._dict[max(tags)]
+    if (isinstance(last, RawDataElement) and last.length != 0xFFFFFFFF
+            and last.value is not None and len(last.value) < last.length):
+        return (f"truncated: element {last.tag} needs {last.length} bytes but the file "
+                f"ends after {len(last.value)}")
+    return None
+
+
+def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
+              problems: list[ScanbenchError], state: _State) -> None:
+    by_series, seen, duplicates = state.by_series, state.seen, state.duplicates
+    path = entry.path
+    meta = getattr(ds, "file_meta", None)
+    if len(ds) == 0:
+        if part10 and meta is not None and len(meta) > 0:
+            raise InputError("truncated: the file ends after its meta information; no data set",
+                             path)
+        result.skipped.append((path, "DICOM preamble only, no data set"))
+        return
+    sop = _sop_class(ds)
+    if sop == _DICOMDIR_UID or "DirectoryRecordSequence" in ds:
+        result.skipped.append((path, "DICOMDIR (media directory), not an image"))
+        return
+    truncated = _truncation(ds)
+    if truncated:
+        raise InputError(truncated, path)
+    if not pixels.has_pixels(ds):
+        if sop in _CROSS_SECTIONAL:
+            raise InputError(f"{_sop_name(sop)} without Pixel Data (7FE0,0010): the file is "
+                             "truncated or damaged", path)
+        result.non_image.append((path, _sop_name(sop)))
+        return
+    has_geometry = ("ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds
+                    or "SharedFunctionalGroupsSequence" in ds
+                    or "DetectorInformationSequence" in ds)
+    if not has_geometry and sop not in _CROSS_SECTIONAL:
+        result.non_image.append((path, _sop_name(sop)))
+        return
+    uid = h.text(ds, "SeriesInstanceUID")
+    key = uid or f"<no Series Instance UID> {path.parent}"
+    instance = h.text(ds, "SOPInstanceUID")
+    if instance is not None and instance in seen:
+        duplicates.setdefault(key, []).append(f"{path} repeats {seen[instance]}")
+        return
+    source = Source(path=path, ds=ds, pixels=pixels.decode(ds, path))
+    frames = plane_frames(source)
+    for f in frames:
+        f.alternates["folder"] = str(path.parent)
+    if instance is not None:
+        seen[instance] = path
+    by_series.setdefault(key, []).extend(frames)
+    # Pixel bytes are decoded (or viewed) once; drop the element so memory is held once.
+    if source.pixels.base is None or not isinstance(source.pixels.base, bytes | memoryview):
+        for kw in pixels.PIXEL_KEYWORDS:
+            if kw in ds:
+                del ds[kw]
+
+
+# --------------------------------------------------------------------------- assembly
+
+def _where(frames: Sequence[Frame], key: str) -> str:
+    ds = frames[0].source.ds
+    desc = h.text(ds, "SeriesDescription") or h.text(ds, "SeriesInstanceUID") or key
+    parents = sorted({str(f.source.path.parent) for f in frames})
+    folder = parents[0] if len(parents) == 1 else os.path.commonpath(parents)
+    return f"{folder}: series '{desc}'"
+
+
+def _assemble(key: str, frames: list[Frame], result: ReadResult,
+              problems: list[ScanbenchError], duplicates: list[str]) -> None:
+    where = _where(frames, key)
+    try:
+        volumes, split_warnings = geometry.split_volumes(frames, where)
+    except ScanbenchError as exc:
+        _fail(result, problems, exc)
+        return
+    for number, (label, part) in enumerate(volumes, start=1):
+        part_where = where if len(volumes) == 1 else f"{where} volume {number} ({label})"
+        notes = list(split_warnings)
+        if len(volumes) > 1:
+            notes.append(f"this is volume {number}: {label}")
+        if duplicates:
+            notes.append(f"{len(duplicates)} file(s) repeat an instance already read (same SOP "
+                         f"Instance UID) and were ignored, e.g. {duplicates[0]}")
+        try:
+            result.series.append(_build(part, part_where, notes, key))
+        except ScanbenchError as exc:
+            _fail(result, problems, exc)
+
+
+def _build(frames: list[Frame], where: str, split_warnings: list[str], key: str) -> Series:
+    st = geometry.stack(frames, where)
+    n, rows, cols = len(st.frames), st.frames[0].rows, st.frames[0].columns
+    need = n * rows * cols * 4
+    if need > pixels.MAX_SERIES_BYTES:
+        raise InputError(f"the series needs {need / 2**20:.0f} MiB as float32, more than the "
+                         f"{pixels.MAX_SERIES_BYTES / 2**20:.0f} MiB limit "
+                         "(scanbench.dicom.pixels.MAX_SERIES_BYTES)", where)
+    voxels = np.empty((n, rows, cols), dtype=np.float32)
+    for k, f in enumerate(st.frames):
+        voxels[k] = f.values()
+    warnings_ = list(split_warnings) + st.warnings
+    if key.startswith("<no Series Instance UID>"):
+        warnings_.append("no Series Instance UID (0020,000E): files of this folder were "
+                         "grouped together")
+    files: list[Path] = []
+    uids: list[str] = []
+    for f in st.frames:
+        if not files or files[-1] != f.source.path:
+            files.append(f.source.path)
+            uids.append(h.text(f.source.ds, "SOPInstanceUID") or "")
+    return Series(voxels=voxels, spacing=st.spacing, affine=st.affine,
+                  facts=series_facts(st.frames), files=files, sop_instance_uids=uids,
+                  warnings=warnings_)
