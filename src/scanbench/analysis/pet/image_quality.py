@@ -1,0 +1,976 @@
+"""PET image quality with the IEC/NEMA body phantom: NEMA NU 2-2018 section 7.4
+and the EARL FDG-PET/CT recovery coefficients.
+
+Procedure, in the order a physicist would do it by hand:
+
+1. **Find the phantom** (:func:`locate_phantom`). A robust background level
+   (Otsu threshold on a subsample, then the median above it) defines the body
+   as the voxels above half that level. The phantom's axial extent is the
+   longest run of slices whose body area is at least half the largest; its
+   outline is the filled body mask of the image averaged over that run. The
+   lung insert is the round cold region inside the outline (NU 2-2018 7.3:
+   a low-density cylinder on the phantom axis with no activity).
+2. **Find the sphere plane.** On a work grid (block means to about 3 mm, then
+   a 1-voxel Gaussian), the slice whose body holds the most signal above
+   ``level + 4 SD`` is the sphere plane to within a slice or two (hot spheres
+   at 4:1 or more stand out of the background there and nowhere else).
+3. **Fit the ring** (:func:`fit_ring`): the six spheres lie on a circle of
+   57.2 mm radius around the lung insert, in order of size, the 37 mm sphere
+   next to the 28 and 10 mm ones (:mod:`scanbench.phantoms.nema_iq`). On the
+   plane, each sphere's mean in a disc of its own diameter is computed at
+   every pixel (a matched filter); the ring centre, rotation angle and
+   handedness (mirror: which way the sizes increase around the ring, which
+   flips with head- or feet-first placement) that maximise the summed
+   contrast of the six discs (hot spheres up, cold spheres down) is the fit.
+   Any rotation about the scanner axis and any shift in the field of view
+   are allowed; the grid search starts at the lung insert.
+4. **Refine each sphere in 3-D**: the mean in a sphere of the sphere's own
+   radius is computed (FFT correlation) in a box around the ring position;
+   its extremum, interpolated to a fraction of a voxel with a parabola on
+   each axis, is the sphere centre. Real phantoms are never perfect, so the
+   centres are measured rather than taken from the model; a centre that
+   moves more than 6 mm from the fitted ring stays on the ring, with a
+   warning. The sphere-centre plane is the volume-weighted mean z of the hot
+   spheres, and the *sphere-plane slice* is the transverse slice whose centre
+   is nearest to it.
+5. **Measure** by NU 2-2018 section 7.4.1-7.4.3 (STANDARDS.md A.5):
+
+   * hot contrast ``Q_H = 100 (C_H/C_B - 1) / (a_H/a_B - 1)``, cold contrast
+     ``Q_C = 100 (1 - C_C/C_B)``, with ``C_H`` (``C_C``) the mean in a circle
+     of the sphere's inner diameter centred on the sphere on the sphere-plane
+     slice, ``C_B`` the mean of the 60 background ROIs of the same size;
+   * background variability ``N = 100 SD / C_B`` with SD over the 60 ROI
+     means, denominator ``K - 1`` (the sample SD; the standard's text is
+     [U] on this point, STANDARDS.md A.5);
+   * lung residual ``100 C_lung / C_B,37mm`` from a 30 mm ROI centred on the
+     lung insert on each of the five background slices, averaged.
+   * background ROIs (:func:`background_roi_centres`): 12 ROIs of 37 mm on
+     the sphere-plane slice and on the slices nearest ±10 and ±20 mm from
+     it; 10-28 mm ROIs concentric with them.
+
+6. **EARL recovery coefficients** (STANDARDS.md A.9): ``rc_max`` (maximum
+   voxel), ``rc_mean`` (mean of the A50 VOI: the voxels at or above
+   ``0.5 (max - background) + background`` connected (6-neighbour) to the
+   maximum, in a box of half-width one sphere radius plus one voxel around
+   the sphere centre, background = the 37 mm background-ROI mean) and
+   ``rc_peak`` (the highest mean in a 1 mL sphere, radius 6.20 mm, centred on
+   any voxel within one sphere radius of the sphere centre), each divided by
+   the true sphere concentration: ``sphere_concentration_bq_ml`` when given,
+   else the measured background times ``activity_ratio`` (a warning says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+from scipy.signal import fftconvolve
+
+from scanbench.analysis.registry import register
+from scanbench.analysis.roi import circle_patch, patch_mean, sphere_kernel
+from scanbench.errors import AnalysisError
+from scanbench.phantoms import nema_iq
+from scanbench.types import Result, Series
+
+ANALYSIS_ID = "pet.nema_nu2_2018.image_quality"
+STANDARD = ("NEMA NU 2-2018 section 7.4 (image quality); "
+            "EARL FDG-PET/CT accreditation recovery coefficients")
+
+SPHERES_MM: tuple[int, ...] = tuple(int(d) for d in nema_iq.SPHERE_DIAMETERS_MM)
+_SPHERE_R = np.array(nema_iq.SPHERE_DIAMETERS_MM) / 2.0
+_SPHERE_PHI = np.deg2rad(np.array(nema_iq.SPHERE_ANGLES_DEG))
+_RING_R = nema_iq.SPHERE_RING_RADIUS_MM
+_BG_ROI_MM = 37.0
+PEAK_VOLUME_ML = 1.0
+PEAK_RADIUS_MM = float((3.0 * PEAK_VOLUME_ML * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0))
+
+# IEC body interior (nema_iq): area of the D-shaped outline, and its aspect ratio.
+_BODY_AREA_MM2 = float(np.pi * nema_iq.BODY_HALF_WIDTH_MM**2 / 2
+                       + 2 * nema_iq.BODY_HALF_WIDTH_MM * nema_iq.BODY_CORNER_RADIUS_MM
+                       - (4 - np.pi) * nema_iq.BODY_CORNER_RADIUS_MM**2 / 2)
+_BODY_ASPECT = 2 * nema_iq.BODY_HALF_WIDTH_MM / (nema_iq.BODY_HALF_WIDTH_MM
+                                                 + nema_iq.BODY_CORNER_RADIUS_MM)
+_LUNG_AREA_MM2 = np.pi * (nema_iq.LUNG_INSERT_INNER_DIAMETER_MM / 2) ** 2
+_WORK_MM = 3.0  # work-grid pixel for finding the phantom
+_MAX_SPHERE_SHIFT_MM = 6.0  # a refined centre further than this from the ring is not trusted
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+def parse_cold_spheres(value: Any) -> tuple[int, ...]:
+    """Sphere diameters (mm) filled cold, from ``28,37``, ``"28,37"``, ``(28, 37)``, ``37``.
+
+    NU 2-2018 fills all six spheres hot; older editions filled the 28 and
+    37 mm spheres with water (STANDARDS.md A.0). ``None``, ``""`` and
+    ``"none"`` mean all hot.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none", "()", "[]"):
+            return ()
+        items: list[Any] = [t for t in text.replace(";", ",").replace(" ", ",").split(",") if t]
+    elif isinstance(value, int | float):
+        items = [value]
+    else:
+        items = list(value)
+    out = []
+    for item in items:
+        try:
+            d = round(float(item))
+        except (TypeError, ValueError) as exc:
+            raise AnalysisError(f"cold_spheres: {item!r} is not a sphere diameter in mm") from exc
+        if d not in SPHERES_MM:
+            raise AnalysisError(f"cold_spheres: {d} mm is not one of the IEC spheres {SPHERES_MM}")
+        out.append(d)
+    return tuple(sorted(set(out)))
+
+
+def _positive_float(params: dict[str, Any], key: str, default: float | None) -> float | None:
+    raw = params.get(key, default)
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+        return None
+    try:
+        val = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise AnalysisError(f"{key}: {raw!r} is not a number") from exc
+    if not np.isfinite(val) or val <= 0:
+        raise AnalysisError(f"{key}: must be a positive number, got {raw!r}")
+    return val
+
+
+# ---------------------------------------------------------------------------- locating
+
+
+@dataclass
+class PhantomLocation:
+    """Where the phantom and its parts are, in voxel indices of the series.
+
+    Centres are fractional ``(k, j, i)`` (slice, row, column) indices;
+    ``ring_angle_deg`` and ``handedness`` place the model's sphere order
+    (:data:`scanbench.phantoms.nema_iq.SPHERE_ANGLES_DEG`) on the image:
+    sphere ``n`` is at angle ``ring_angle_deg + handedness * angle_n`` from
+    the +column axis towards +row.
+    """
+
+    level: float  # robust background level, stored units
+    z_range: tuple[int, int]  # first and last slice of the phantom body
+    body_mask_yx: np.ndarray  # filled body outline (z-averaged image)
+    lung_centre_yx: tuple[float, float] | None
+    ring_centre_yx: tuple[float, float]
+    ring_angle_deg: float
+    handedness: int
+    sphere_centres_zyx: np.ndarray  # (6, 3), smallest sphere first
+    plane_z: float  # fractional slice index of the sphere-centre plane
+    sphere_contrast_snr: np.ndarray  # per sphere, signed contrast / noise on the work grid
+    shape_score: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def plane_slice(self) -> int:
+        return int(np.floor(self.plane_z + 0.5))
+
+
+def robust_level(voxels: np.ndarray) -> float:
+    """The background activity level of a body in a PET volume, in stored units.
+
+    Otsu's threshold on a subsample (every 2nd voxel or sparser, at most about
+    a million voxels) separates air from body; the median
+    of the voxels above it is the body level. The hot spheres (< 1% of the
+    body) and edge-of-field noise do not move a median.
+    """
+    from skimage.filters import threshold_otsu
+
+    step = max(2, int(np.ceil((voxels.size / 1.0e6) ** (1.0 / 3.0))))
+    sub = voxels[::step, ::step, ::step]
+    sub = sub[np.isfinite(sub)]
+    if sub.size == 0:
+        raise AnalysisError("no IEC body phantom found: the image is empty")
+    hi = float(np.percentile(sub, 99.9))
+    clipped = np.clip(sub, 0.0, hi)
+    if hi <= 0 or float(clipped.max()) <= float(clipped.min()):
+        raise AnalysisError("no IEC body phantom found: the image has no activity")
+    t = float(threshold_otsu(clipped))
+    above = sub[sub > t]
+    if above.size == 0:
+        raise AnalysisError("no IEC body phantom found: no voxels above the air level")
+    return float(np.median(above))
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int]:
+    best, start, run = (0, -1), None, 0
+    for i, f in enumerate(np.append(flags, False)):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if i - start > run:
+                run, best = i - start, (start, i - 1)
+            start = None
+    return best
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())[1:]
+    return lab == (int(np.argmax(sizes)) + 1)
+
+
+def _block_mean(vol: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    fz, fy, fx = f
+    nz, ny, nx = (s // b * b for s, b in zip(vol.shape, f, strict=True))
+    v = vol[:nz, :ny, :nx]
+    if f == (1, 1, 1):
+        return v.astype(np.float32, copy=False)
+    return v.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).mean(axis=(1, 3, 5),
+                                                                    dtype=np.float32)
+
+
+def _disc_kernel(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
+    dy, dx = spacing_yx
+    hy, hx = int(np.ceil(radius_mm / dy)) + 1, int(np.ceil(radius_mm / dx)) + 1
+    (_, _), w = circle_patch((2 * hy + 1, 2 * hx + 1), (hy, hx), radius_mm, spacing_yx)
+    return w / w.sum()
+
+
+def _shape_score(body: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[float, str]:
+    """How much the body outline looks like the IEC body (area and aspect ratio)."""
+    dy, dx = spacing_yx
+    rows, cols = np.nonzero(body)
+    area = rows.size * dy * dx
+    if rows.size < 10:
+        return 0.0, "no body outline"
+    yx = np.stack([rows * dy, cols * dx], axis=1)
+    cov = np.cov((yx - yx.mean(axis=0)).T)
+    ev = np.sort(np.linalg.eigvalsh(cov))
+    # Width over height along the principal axes; for the D shape the second
+    # moments understate the aspect, so compare with the model's own moments.
+    aspect = float(np.sqrt(ev[1] / max(ev[0], 1e-9)))
+    s_area = np.exp(-(((area / _BODY_AREA_MM2) - 1) / 0.25) ** 2)
+    s_aspect = np.exp(-(((aspect / _MODEL_MOMENT_ASPECT) - 1) / 0.15) ** 2)
+    return float(s_area * s_aspect), (f"body outline {area / 100:.0f} cm² (IEC body "
+                                      f"{_BODY_AREA_MM2 / 100:.0f} cm²), moment aspect "
+                                      f"{aspect:.2f} (IEC body {_MODEL_MOMENT_ASPECT:.2f})")
+
+
+def _model_moment_aspect() -> float:
+    g = np.arange(-160.0, 160.0, 1.0)
+    xx, yy = np.meshgrid(g, g)
+    inside = nema_iq.inside_body_xy(xx, yy)
+    pts = np.stack([yy[inside], xx[inside]], axis=1)
+    ev = np.sort(np.linalg.eigvalsh(np.cov((pts - pts.mean(axis=0)).T)))
+    return float(np.sqrt(ev[1] / ev[0]))
+
+
+_MODEL_MOMENT_ASPECT = _model_moment_aspect()
+
+
+def _find_lung(mean_img: np.ndarray, body: np.ndarray, level: float,
+               spacing_yx: tuple[float, float]) -> tuple[float, float] | None:
+    """Centroid (row, col) of the round cold region inside the body: the lung insert."""
+    dy, dx = spacing_yx
+    cold = body & (mean_img < 0.5 * level)
+    lab, n = ndimage.label(cold)
+    if n == 0:
+        return None
+    idx = np.arange(1, n + 1)
+    areas = ndimage.sum_labels(np.ones_like(mean_img), lab, idx) * dy * dx
+    centres = ndimage.center_of_mass(np.ones_like(mean_img), lab, idx)
+    best, best_err = None, np.inf
+    for a, c in zip(areas, centres, strict=True):
+        err = abs(np.log(a / _LUNG_AREA_MM2))
+        if err < np.log(3.0) and err < best_err:
+            best, best_err = (float(c[0]), float(c[1])), err
+    return best
+
+
+def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float,
+             noise: float, signs: np.ndarray, start_yx: tuple[float, float],
+             search_mm: float) -> tuple[tuple[float, float], float, int, np.ndarray]:
+    """Fit the six-sphere ring model to one transverse image.
+
+    Returns the ring centre (fractional row, col), the angle (degrees), the
+    handedness (+1 / -1) and each sphere's signed contrast-to-noise at its
+    fitted position. ``signs`` is +1 for a hot sphere, -1 for a cold one.
+    The image's disc means (one matched filter per sphere size) are sampled
+    at the model positions for a grid of centres within ``search_mm`` of
+    ``start_yx``, every 2 degrees and both handednesses; the best is polished
+    on a finer grid.
+    """
+    dy, dx = spacing_yx
+    discs = np.stack([fftconvolve(plane_yx, _disc_kernel(r, spacing_yx), mode="same")
+                      for r in _SPHERE_R])
+    # Size-selective matched filter: the mean in the sphere's disc minus the
+    # mean in an equal-area annulus 2 mm outside it. A small disc on a large
+    # sphere or a large disc on a small sphere responds weakly, so the fit
+    # tells the sizes, and therefore the order around the ring, apart.
+    contrast = np.empty_like(discs)
+    for n, r in enumerate(_SPHERE_R):
+        r_in = r + 2.0
+        r_out = float(np.hypot(r_in, r))
+        k_out = _disc_kernel(r_out, spacing_yx)
+        k_in = _disc_kernel(r_in, spacing_yx)
+        py = (k_out.shape[0] - k_in.shape[0]) // 2
+        px = (k_out.shape[1] - k_in.shape[1]) // 2
+        a_out, a_in = r_out**2, r_in**2
+        ring = k_out * a_out
+        ring[py:py + k_in.shape[0], px:px + k_in.shape[1]] -= k_in * a_in
+        ring /= ring.sum()
+        annulus = fftconvolve(plane_yx, ring, mode="same")
+        contrast[n] = (discs[n] - annulus) * signs[n] / level
+
+    def score(cy: np.ndarray, cx: np.ndarray, theta: np.ndarray, hand: np.ndarray,
+              ) -> np.ndarray:
+        # cy, cx in pixels; theta radians; broadcast together; sum over spheres
+        tot = np.zeros(np.broadcast(cy, cx, theta, hand).shape)
+        for n in range(6):
+            a = theta + hand * _SPHERE_PHI[n]
+            py = cy + _RING_R * np.sin(a) / dy
+            px = cx + _RING_R * np.cos(a) / dx
+            coords = np.stack([np.broadcast_to(py, tot.shape).ravel(),
+                               np.broadcast_to(px, tot.shape).ravel()])
+            val = ndimage.map_coordinates(contrast[n], coords, order=1, mode="nearest")
+            tot += val.reshape(tot.shape)
+        return tot
+
+    step = max(2.0, min(dy, dx))
+    offs = np.arange(-search_mm, search_mm + 1e-6, step)
+    cy = start_yx[0] + offs[:, None, None, None] / dy
+    cx = start_yx[1] + offs[None, :, None, None] / dx
+    theta = np.deg2rad(np.arange(0.0, 360.0, 2.0))[None, None, :, None]
+    hand = np.array([1.0, -1.0])[None, None, None, :]
+    s = score(cy, cx, theta, hand)
+    iy, ix, it, ih = np.unravel_index(int(np.argmax(s)), s.shape)
+    best = (float(cy[iy, 0, 0, 0]), float(cx[0, ix, 0, 0]), float(theta[0, 0, it, 0]),
+            float(hand[0, 0, 0, ih]))
+    # polish: finer grids around the best
+    for span_mm, span_deg, n in ((step, 2.0, 9), (step / 4, 0.5, 9)):
+        o = np.linspace(-span_mm, span_mm, n)
+        oa = np.deg2rad(np.linspace(-span_deg, span_deg, n))
+        cy2 = best[0] + o[:, None, None] / dy
+        cx2 = best[1] + o[None, :, None] / dx
+        th2 = best[2] + oa[None, None, :]
+        s2 = score(cy2, cx2, th2, np.array(best[3]))
+        iy, ix, it = np.unravel_index(int(np.argmax(s2)), s2.shape)
+        best = (float(cy2[iy, 0, 0]), float(cx2[0, ix, 0]), float(th2[0, 0, it]), best[3])
+    cyb, cxb, thb, hb = best
+    snr = []
+    for n in range(6):
+        a = thb + hb * _SPHERE_PHI[n]
+        c = [[cyb + _RING_R * np.sin(a) / dy], [cxb + _RING_R * np.cos(a) / dx]]
+        val = float(ndimage.map_coordinates(discs[n], c, order=1)[0])
+        snr.append((val - level) * signs[n] / max(noise, 1e-6 * level))
+    return (cyb, cxb), float(np.rad2deg(thb) % 360.0), int(hb), np.array(snr)
+
+
+def _parabolic_offset(fm: float, f0: float, fp: float) -> float:
+    den = fm - 2.0 * f0 + fp
+    if not np.isfinite(den) or den >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (fm - fp) / den, -0.5, 0.5))
+
+
+def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
+                   guess_zyx: np.ndarray, radius_mm: float, sign: float,
+                   block: tuple[int, int, int] = (1, 1, 1)) -> np.ndarray | None:
+    """Sphere centre (fractional k, j, i) as the extremum of the mean in a sphere
+    of the sphere's radius, within ``_MAX_SPHERE_SHIFT_MM`` of ``guess_zyx``.
+
+    Fine grids (voxels under 1.5 mm) are first reduced by ``block`` means
+    around the sphere only; the parabolic interpolation recovers the fraction.
+    """
+    fb = np.array(block)
+    if np.any(fb > 1):
+        d_raw = np.asarray(spacing, dtype=float)
+        reach = _MAX_SPHERE_SHIFT_MM + radius_mm + 4 * float(max(d_raw * fb))
+        half = np.ceil(reach / d_raw / fb).astype(int) * fb
+        g = np.round(guess_zyx).astype(int)
+        lo = np.maximum(g - half, 0)
+        hi = np.minimum(g + half, vol.shape)
+        crop = _block_mean(vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], tuple(block))
+        g_blk = (guess_zyx - lo - (fb - 1) / 2) / fb
+        c = _refine_sphere(crop, tuple(d_raw * fb), g_blk, radius_mm, sign)
+        return None if c is None else c * fb + (fb - 1) / 2 + lo
+    d = np.asarray(spacing, dtype=float)
+    kern = sphere_kernel(radius_mm, spacing, subsample=2)
+    half = (np.ceil((_MAX_SPHERE_SHIFT_MM + 2 * max(d)) / d).astype(int)
+            + np.array(kern.shape) // 2 + 1)
+    g = np.round(guess_zyx).astype(int)
+    lo = np.maximum(g - half, 0)
+    hi = np.minimum(g + half + 1, vol.shape)
+    if np.any(hi - lo < np.array(kern.shape)):
+        return None
+    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
+    corr = fftconvolve(box, kern[::-1, ::-1, ::-1], mode="same") * sign
+    # only positions whose kernel lies inside the box and near the guess
+    grids = np.meshgrid(*[(np.arange(lo[a], hi[a]) - guess_zyx[a]) * d[a] for a in range(3)],
+                        indexing="ij")
+    dist = np.sqrt(sum(gg**2 for gg in grids))
+    valid = dist <= _MAX_SPHERE_SHIFT_MM
+    edge = np.array(kern.shape) // 2
+    for a in range(3):
+        sl = [slice(None)] * 3
+        sl[a] = slice(0, edge[a])
+        valid[tuple(sl)] = False
+        sl[a] = slice(box.shape[a] - edge[a], None)
+        valid[tuple(sl)] = False
+    if not valid.any():
+        return None
+    masked = np.where(valid, corr, -np.inf)
+    p = np.array(np.unravel_index(int(np.argmax(masked)), corr.shape))
+    out = p.astype(float)
+    for a in range(3):
+        if 0 < p[a] < corr.shape[a] - 1:
+            m, pl = p.copy(), p.copy()
+            m[a] -= 1
+            pl[a] += 1
+            out[a] += _parabolic_offset(corr[tuple(m)], corr[tuple(p)], corr[tuple(pl)])
+    return out + lo
+
+
+def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
+                   cold: Sequence[int] = (), *, refine: bool = True) -> PhantomLocation:
+    """Find the IEC body phantom, its sphere plane, the six spheres and the lung insert.
+
+    See the module docstring (steps 1-4). Raises :class:`AnalysisError` when
+    the image is not this phantom. ``refine=False`` stops after the ring fit
+    (what :meth:`ImageQuality.detect` needs).
+    """
+    vol = np.asarray(voxels)
+    if vol.ndim != 3 or min(vol.shape) < 3:
+        raise AnalysisError(f"no IEC body phantom found: need a 3-D volume, got shape {vol.shape}")
+    dz, dy, dx = (float(s) for s in spacing)
+    notes: list[str] = []
+    level = robust_level(vol)
+
+    # 1. body: axial extent and outline
+    area = (vol > 0.5 * level).sum(axis=(1, 2)) * dy * dx
+    z0, z1 = _longest_run(area >= 0.5 * area.max())
+    if z1 < z0 or (z1 - z0 + 1) * dz < 40.0:
+        raise AnalysisError("no IEC body phantom found: no body at least 40 mm long "
+                            f"(longest run of body slices: {(z1 - z0 + 1) * dz:.0f} mm)")
+    mean_img = vol[z0:z1 + 1].mean(axis=0, dtype=np.float32)
+    body = _largest_component(ndimage.binary_fill_holes(
+        ndimage.median_filter(mean_img, size=3) > 0.5 * level))
+    shape_score, shape_note = _shape_score(body, (dy, dx))
+    notes.append(shape_note)
+    if shape_score < 0.02:
+        raise AnalysisError(f"no IEC body phantom found: {shape_note}")
+    lung = _find_lung(mean_img, body, level, (dy, dx))
+
+    # 2. work grid (about 3 mm, lightly smoothed) over the body's box
+    rows, cols = np.nonzero(body)
+    marg_y, marg_x = int(np.ceil(10 / dy)), int(np.ceil(10 / dx))
+    y0, y1 = max(rows.min() - marg_y, 0), min(rows.max() + marg_y + 1, vol.shape[1])
+    x0, x1 = max(cols.min() - marg_x, 0), min(cols.max() + marg_x + 1, vol.shape[2])
+    f = (max(1, round(_WORK_MM / dz)), max(1, round(_WORK_MM / dy)),
+         max(1, round(_WORK_MM / dx)))
+    work = _block_mean(vol[z0:z1 + 1, y0:y1, x0:x1], f)
+    wsp = (dz * f[0], dy * f[1], dx * f[2])
+    work = ndimage.gaussian_filter(work, sigma=[max(0.6, 2.0 / s) for s in wsp], truncate=2.5)
+    wbody = _block_mean(body[None, y0:y1, x0:x1].astype(np.float32),
+                        (1, f[1], f[2]))[0] > 0.99
+    wbody = ndimage.binary_erosion(wbody, iterations=max(1, round(6.0 / wsp[1])))
+    inside = work[:, wbody]
+    if inside.size == 0:
+        raise AnalysisError("no IEC body phantom found: body outline too small")
+    med = float(np.median(inside[::max(1, inside.size // 200000)]))
+    noise = 1.4826 * float(np.median(np.abs(inside[::max(1, inside.size // 200000)] - med)))
+    noise = max(noise, 1e-3 * level)
+    hot_t = med + 4.0 * noise
+    prof = np.clip(inside - hot_t, 0.0, None).sum(axis=1)
+    # stay clear of the body's ends: the spheres hang 70 mm inside the lid
+    edge = int(np.ceil(15.0 / wsp[0]))
+    if prof.size > 2 * edge + 1:
+        prof[:edge] = 0
+        prof[-edge:] = 0
+    if not np.any(prof > 0):
+        raise AnalysisError("no IEC body phantom found: no hot spheres stand out of the "
+                            f"background (level {level:.4g}, noise {noise:.3g})")
+    prof = ndimage.uniform_filter1d(prof, 3)
+    wz = int(np.argmax(prof))
+
+    # 3. ring fit on the plane of the work grid
+    signs = np.array([-1.0 if d in cold else 1.0 for d in SPHERES_MM])
+    plane = work[wz]
+    wsp_yx = (wsp[1], wsp[2])
+    if lung is not None:
+        start = ((lung[0] - y0 - (f[1] - 1) / 2) / f[1], (lung[1] - x0 - (f[2] - 1) / 2) / f[2])
+        search = 12.0
+    else:
+        notes.append("lung insert not found; ring searched over the whole body")
+        r_, c_ = np.nonzero(wbody)
+        start = (float(r_.mean()), float(c_.mean()))
+        search = 60.0
+    (ry, rx), ang, hand, snr = fit_ring(plane, wsp_yx, med, noise, signs, start, search)
+    # back to the series' pixel indices
+    ring_yx = (y0 + ry * f[1] + (f[1] - 1) / 2, x0 + rx * f[2] + (f[2] - 1) / 2)
+    wz_full = z0 + wz * f[0] + (f[0] - 1) / 2
+    t = np.deg2rad(ang) + hand * _SPHERE_PHI
+    model = np.stack([np.full(6, wz_full), ring_yx[0] + _RING_R * np.sin(t) / dy,
+                      ring_yx[1] + _RING_R * np.cos(t) / dx], axis=1)
+
+    loc = PhantomLocation(level=level, z_range=(z0, z1), body_mask_yx=body,
+                          lung_centre_yx=lung, ring_centre_yx=ring_yx, ring_angle_deg=ang,
+                          handedness=hand, sphere_centres_zyx=model, plane_z=wz_full,
+                          sphere_contrast_snr=snr, shape_score=shape_score, notes=notes)
+    if not refine:
+        return loc
+    seen = snr >= 3.0
+    big_seen = int(np.sum(seen[3:]))
+    if big_seen < 2 or int(seen.sum()) < 3:
+        raise AnalysisError(
+            "no IEC body phantom found: the sphere ring does not fit the image "
+            f"(contrast-to-noise per sphere {', '.join(f'{v:.1f}' for v in snr)}; "
+            f"cold spheres {tuple(cold) or 'none'})")
+
+    # 4. refine each sphere in 3-D (hot first, they set the plane for cold ones)
+    fr = (max(1, round(_WORK_MM / dz)) if dz < 1.5 else 1,
+          max(1, round(_WORK_MM / dy)) if dy < 1.5 else 1,
+          max(1, round(_WORK_MM / dx)) if dx < 1.5 else 1)
+    centres = model.copy()
+    for n in range(6):
+        c = _refine_sphere(vol, (dz, dy, dx), model[n], _SPHERE_R[n], signs[n], fr)
+        if c is None or not np.all(np.isfinite(c)):
+            notes.append(f"{SPHERES_MM[n]} mm sphere: centre not refined, ring position used")
+            continue
+        centres[n] = c
+    hot = signs > 0
+    w = (_SPHERE_R**3) * hot
+    plane_z = float((centres[:, 0] * w).sum() / w.sum())
+    # cold spheres and spheres not refined in z sit on the plane of the hot ones
+    for n in range(6):
+        moved = np.hypot((centres[n, 1] - model[n, 1]) * dy, (centres[n, 2] - model[n, 2]) * dx)
+        if moved > _MAX_SPHERE_SHIFT_MM - 0.5:
+            notes.append(f"{SPHERES_MM[n]} mm sphere: refined centre {moved:.1f} mm from the "
+                         "ring model; ring position used")
+            centres[n, 1:] = model[n, 1:]
+            centres[n, 0] = plane_z
+    loc.sphere_centres_zyx = centres
+    loc.plane_z = plane_z
+    return loc
+
+
+# ---------------------------------------------------------------------------- background ROIs
+
+
+def background_roi_centres(body_yx: np.ndarray, spacing_yx: tuple[float, float],
+                           sphere_yx: np.ndarray, ring_centre_yx: tuple[float, float],
+                           lung_yx: tuple[float, float], *,
+                           count: int = nema_iq.BACKGROUND_ROI_COUNT,
+                           margin_mm: float = nema_iq.BACKGROUND_EDGE_MARGIN_MM,
+                           ) -> tuple[np.ndarray, float]:
+    """Centres (fractional row, col) of the 12 background ROIs on the sphere plane,
+    and the margin from the spheres that was kept (mm).
+
+    NU 2-2018 section 7.4.1 asks for twelve 37 mm ROIs spread over the
+    background, 15 mm from the phantom's edge and no closer than 15 mm to any
+    sphere (STANDARDS.md A.5, [U] for the 15 mm). scanbench's rule, which
+    follows the intent of the standard's figure (ROIs around the periphery,
+    between the spheres and the wall):
+
+    * a candidate centre (1 mm grid) is allowed where the whole 37 mm ROI
+      stays ``margin_mm`` inside the measured body outline, and a margin
+      ``m`` from the outer surface (inner radius + 1 mm glass wall) of every
+      sphere and from the lung insert's outer wall (cold, like a sphere);
+    * 12 are chosen by farthest-point sampling: first the candidate farthest
+      from the ring centre, then repeatedly the candidate farthest from all
+      chosen so far. This spreads the ROIs evenly over the allowed band,
+      turns with the phantom and does not depend on which way it lies;
+    * ``m`` starts at ``margin_mm``. On real IEC phantoms the spheres sit
+      close to the wall, and 12 ROIs at 15 mm from both leave no room
+      without the ROIs lying almost on top of each other; when the 12 chosen
+      centres are closer than 3/4 of a diameter (27.75 mm) ``m`` is lowered
+      in 2.5 mm steps (never below 5 mm; the edge margin is kept) and the
+      caller says so. Spill-out of a hot sphere 5-15 mm beyond its wall is a
+      few percent of its contrast at the ROI's rim only.
+    """
+    dy, dx = spacing_yx
+    r_roi = _BG_ROI_MM / 2
+    edt = ndimage.distance_transform_edt(np.pad(body_yx, 1), sampling=(dy, dx))[1:-1, 1:-1]
+    rows, cols = np.nonzero(body_yx)
+    if rows.size == 0:
+        raise AnalysisError("cannot place background ROIs: no body outline")
+    ys = np.arange(rows.min() * dy, (rows.max() + 1) * dy, 1.0)
+    xs = np.arange(cols.min() * dx, (cols.max() + 1) * dx, 1.0)
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    gy, gx = gy.ravel(), gx.ravel()
+    e = ndimage.map_coordinates(edt, [gy / dy, gx / dx], order=1, mode="constant")
+    inside = e >= r_roi + margin_mm
+    gy, gx = gy[inside], gx[inside]
+    # clearance from each object's outer surface, for every candidate
+    clear = [np.hypot(gy - sy * dy, gx - sx * dx) - r - nema_iq.SPHERE_WALL_MM - r_roi
+             for (sy, sx), r in zip(sphere_yx, _SPHERE_R, strict=True)]
+    clear.append(np.hypot(gy - lung_yx[0] * dy, gx - lung_yx[1] * dx)
+                 - nema_iq.LUNG_INSERT_OUTER_DIAMETER_MM / 2 - r_roi)
+    clearance = np.min(np.stack(clear), axis=0) if gy.size else np.zeros(0)
+    best: tuple[np.ndarray, float] | None = None
+    for m in np.arange(margin_mm, 4.99, -2.5):
+        ok = clearance >= m
+        cy, cx = gy[ok], gx[ok]
+        if cy.size < count:
+            continue
+        first = int(np.argmax(np.hypot(cy - ring_centre_yx[0] * dy,
+                                       cx - ring_centre_yx[1] * dx)))
+        chosen = [first]
+        dmin = np.hypot(cy - cy[first], cx - cx[first])
+        for _ in range(count - 1):
+            nxt = int(np.argmax(dmin))
+            chosen.append(nxt)
+            dmin = np.minimum(dmin, np.hypot(cy - cy[nxt], cx - cx[nxt]))
+        pts = np.stack([cy[chosen] / dy, cx[chosen] / dx], axis=1)
+        spacing_min = _min_pair_distance(cy[chosen], cx[chosen])
+        best = (pts, float(m))
+        if spacing_min >= 0.75 * _BG_ROI_MM:
+            break
+    if best is None:
+        raise AnalysisError(
+            f"cannot place {count} background ROIs of {_BG_ROI_MM:.0f} mm at least "
+            f"{margin_mm:.0f} mm inside the phantom edge and 5 mm from the spheres "
+            "and the lung insert: is the body outline complete?")
+    pts, m = best
+    # order them around the ring centre for readable figures
+    ang = np.arctan2(pts[:, 0] - ring_centre_yx[0], pts[:, 1] - ring_centre_yx[1])
+    return pts[np.argsort(ang)], m
+
+
+def _min_pair_distance(y: np.ndarray, x: np.ndarray) -> float:
+    d = np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
+    d[np.diag_indices_from(d)] = np.inf
+    return float(d.min())
+
+
+# ---------------------------------------------------------------------------- measures
+
+
+def percent_contrast_hot(c_sphere: float, c_background: float, activity_ratio: float) -> float:
+    """NU 2-2018 7.4.1: Q_H = 100 (C_H / C_B - 1) / (a_H / a_B - 1), in %."""
+    return 100.0 * (c_sphere / c_background - 1.0) / (activity_ratio - 1.0)
+
+
+def percent_contrast_cold(c_sphere: float, c_background: float) -> float:
+    """NU 2-2018 7.4.1: Q_C = 100 (1 - C_C / C_B), in %."""
+    return 100.0 * (1.0 - c_sphere / c_background)
+
+
+def background_variability(roi_means: np.ndarray) -> tuple[float, float, float]:
+    """NU 2-2018 7.4.1: mean C_B, SD and N = 100 SD / C_B (%) of the K ROI means.
+
+    SD uses the ``K - 1`` denominator (sample SD); STANDARDS.md A.5 marks the
+    denominator [U].
+    """
+    m = np.asarray(roi_means, dtype=float)
+    mean = float(m.mean())
+    sd = float(m.std(ddof=1))
+    return mean, sd, 100.0 * sd / mean
+
+
+def a50_voi(box: np.ndarray, background: float) -> tuple[float, float, int]:
+    """EARL A50 VOI in a search box: (max, mean, voxel count).
+
+    Threshold ``0.5 (max - background) + background``; the VOI is the
+    6-connected region at or above it that contains the maximum voxel
+    (STANDARDS.md A.9, [C]: 50% background-corrected isocontour).
+    """
+    flat = int(np.argmax(box))
+    vmax = float(box.flat[flat])
+    thr = 0.5 * (vmax - background) + background
+    lab, _ = ndimage.label(box >= thr)
+    voi = lab == lab.flat[flat]
+    return vmax, float(box[voi].mean()), int(voi.sum())
+
+
+def peak_mean(vol: np.ndarray, spacing: tuple[float, float, float], centre_zyx: np.ndarray,
+              search_radius_mm: float, radius_mm: float = PEAK_RADIUS_MM) -> float:
+    """The highest mean in a sphere of ``radius_mm`` (1 mL by default) centred on any
+    voxel within ``search_radius_mm`` of ``centre_zyx`` (the EARL "peak")."""
+    d = np.asarray(spacing, dtype=float)
+    kern = sphere_kernel(radius_mm, spacing)
+    half = np.ceil(search_radius_mm / d).astype(int) + np.array(kern.shape) // 2 + 1
+    g = np.round(centre_zyx).astype(int)
+    lo = np.maximum(g - half, 0)
+    hi = np.minimum(g + half + 1, vol.shape)
+    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
+    corr = fftconvolve(box, kern, mode="same")
+    grids = np.meshgrid(*[(np.arange(lo[a], hi[a]) - centre_zyx[a]) * d[a] for a in range(3)],
+                        indexing="ij")
+    near = np.sqrt(sum(gg**2 for gg in grids)) <= search_radius_mm
+    edge = np.array(kern.shape) // 2
+    full = np.zeros_like(near)
+    full[tuple(slice(int(edge[a]) if lo[a] > 0 else 0,
+                     box.shape[a] - (int(edge[a]) if hi[a] < vol.shape[a] else 0))
+               for a in range(3))] = True
+    near &= full
+    if not near.any():
+        return float("nan")
+    return float(corr[near].max())
+
+
+# ---------------------------------------------------------------------------- the analysis
+
+
+def _nearest_slice(z: float, n: int) -> int:
+    return int(np.clip(np.floor(z + 0.5), 0, n - 1))
+
+
+@register
+class ImageQuality:
+    """NEMA NU 2-2018 section 7.4 image quality and EARL recovery coefficients."""
+
+    id: ClassVar[str] = ANALYSIS_ID
+    modality: ClassVar[str] = "PT"
+    standard: ClassVar[str] = STANDARD
+    title: ClassVar[str] = "Image quality (IEC body phantom)"
+
+    # ------------------------------------------------------------------ detect
+    def detect(self, series: Series) -> float:
+        """Confidence (0..1) that the series is the IEC body phantom with its spheres.
+
+        The product of: how well the body outline matches the IEC body's area
+        and aspect ratio; whether a round cold insert (the lung) is inside it;
+        and how many of the six spheres the fitted ring sees at 3 SD or more
+        (four or more count fully). A uniform cylinder fails the outline and
+        the spheres; point sources fail the body.
+        """
+        try:
+            loc = locate_phantom(series.voxels, series.spacing, refine=False)
+        except AnalysisError:
+            return 0.0
+        except (ValueError, MemoryError):
+            return 0.0
+        seen = int(np.sum(loc.sphere_contrast_snr >= 3.0))
+        s_ring = min(1.0, seen / 4.0)
+        s_lung = 1.0 if loc.lung_centre_yx is not None else 0.5
+        s_shape = min(1.0, loc.shape_score / 0.5)
+        return float(np.clip(s_shape * s_lung * s_ring, 0.0, 1.0))
+
+    # ------------------------------------------------------------------ run
+    def run(self, series: Series, **params: Any) -> Result:
+        """Measure NU 2-2018 7.4 image quality and EARL RCs on one PET series.
+
+        Parameters (all optional): ``activity_ratio`` (sphere : background
+        activity concentration, default 4.0), ``cold_spheres`` (diameters
+        filled with no activity, e.g. ``"28,37"``), ``sphere_concentration_bq_ml``
+        (the true sphere concentration for the EARL RCs, decay-corrected to
+        the image's reference time).
+        """
+        known = {"activity_ratio", "cold_spheres", "sphere_concentration_bq_ml"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise AnalysisError(f"unknown parameter(s) {', '.join(unknown)}; "
+                                f"this analysis takes {', '.join(sorted(known))}")
+        ratio = _positive_float(params, "activity_ratio", 4.0)
+        assert ratio is not None
+        if ratio <= 1.0:
+            raise AnalysisError(
+                f"activity_ratio must be above 1 (sphere : background), got {ratio}")
+        cold = parse_cold_spheres(params.get("cold_spheres"))
+        c_true_param = _positive_float(params, "sphere_concentration_bq_ml", None)
+        vol = np.asarray(series.voxels, dtype=np.float32)
+        dz, dy, dx = (float(s) for s in series.spacing)
+
+        result = Result(analysis=self.id, standard=self.standard,
+                        series_instance_uid=series.uid, device=series.facts.device,
+                        acquired_at=series.facts.acquired_at,
+                        source=str(series.files[0].parent) if series.files else None)
+        result.parameters = {"activity_ratio": ratio, "cold_spheres": list(cold)}
+        warn = result.warnings.append
+
+        units = series.facts.pet.units if series.facts.pet else None
+        absolute = units in (None, "BQML")
+        if units is None:
+            warn("Units (0054,1001) absent: voxel values taken as Bq/mL as stored")
+        elif not absolute:
+            warn(f"Units (0054,1001) is {units!r}, not BQML: background_mean_bq_ml is not "
+                 "reported; contrasts and variabilities are ratios and unaffected")
+
+        loc = locate_phantom(vol, (dz, dy, dx), cold)
+        for note in loc.notes[1:]:
+            warn(note)
+        nz = vol.shape[0]
+        k_plane = _nearest_slice(loc.plane_z, nz)
+        off_mm = abs(k_plane - loc.plane_z) * dz
+        if off_mm > 0.25 * _SPHERE_R[0]:
+            warn(f"the sphere-plane slice is {off_mm:.1f} mm from the fitted sphere-centre "
+                 f"plane (slice spacing {dz:.2f} mm): the smallest spheres' contrast is "
+                 "lowered by partial volume")
+        for d in SPHERES_MM:
+            if d < 3 * max(dy, dx):
+                warn(f"{d} mm sphere: fewer than 3 pixels across its diameter "
+                     f"(pixel {max(dy, dx):.2f} mm); its contrast depends strongly on "
+                     "sampling")
+        zs = loc.sphere_centres_zyx[:, 0] * dz
+        hot = np.array([d not in cold for d in SPHERES_MM])
+        if np.ptp(zs[hot]) > max(4.0, dz):
+            warn(f"hot sphere centres span {np.ptp(zs[hot]):.1f} mm along the axis: the "
+                 "phantom may be tilted; one sphere plane is used as NU 2-2018 asks")
+
+        # background ROIs on the sphere-plane slice and ±10, ±20 mm (NU 2-2018 7.4.1)
+        sph_yx = loc.sphere_centres_zyx[:, 1:]
+        lung_yx = loc.lung_centre_yx if loc.lung_centre_yx is not None else loc.ring_centre_yx
+        bg_yx, bg_margin = background_roi_centres(loc.body_mask_yx, (dy, dx), sph_yx,
+                                                  loc.ring_centre_yx, lung_yx)
+        result.parameters["background_roi_sphere_margin_mm"] = bg_margin
+        if bg_margin < nema_iq.BACKGROUND_EDGE_MARGIN_MM:
+            warn(f"background ROIs are {nema_iq.BACKGROUND_EDGE_MARGIN_MM:.0f} mm inside the "
+                 f"phantom edge but only {bg_margin:.1f} mm from the spheres and lung insert: "
+                 "this phantom leaves no room for 12 separate 37 mm ROIs at 15 mm from both")
+        slices = [_nearest_slice(loc.plane_z + o / dz, nz)
+                  for o in nema_iq.BACKGROUND_SLICE_OFFSETS_MM]
+        if len(set(slices)) < len(slices) or any(not (loc.z_range[0] <= k <= loc.z_range[1])
+                                                 for k in slices):
+            raise AnalysisError(
+                "the background slices at ±10 and ±20 mm from the sphere plane are not all "
+                f"inside the phantom (slices {slices}, body slices {loc.z_range})")
+        sizes = list(SPHERES_MM)
+        roi_means = np.empty((len(sizes), len(slices), len(bg_yx)))
+        for a, d in enumerate(sizes):
+            for b, c in enumerate(bg_yx):
+                patch = circle_patch(vol.shape[1:], (float(c[0]), float(c[1])), d / 2,
+                                     (dy, dx))
+                for s, k in enumerate(slices):
+                    roi_means[a, s, b] = patch_mean(vol[k], patch)
+        K = roi_means.shape[1] * roi_means.shape[2]
+
+        plane_img = vol[k_plane]
+        sphere_means = np.array([
+            patch_mean(plane_img, circle_patch(plane_img.shape, (float(c[0]), float(c[1])),
+                                               r, (dy, dx)))
+            for c, r in zip(sph_yx, _SPHERE_R, strict=True)])
+
+        cb37 = None
+        for a, d in enumerate(sizes):
+            cb, sd, nvar = background_variability(roi_means[a].ravel())
+            if d == 37:
+                cb37 = cb
+            ch = float(sphere_means[a])
+            rel = sd / cb  # ROI-to-ROI relative noise for this ROI size
+            if d in cold:
+                q = percent_contrast_cold(ch, cb)
+                # sphere ROI noise ~ SD (absolute, near-zero activity), C_B to SD/sqrt(K)
+                uq = 100.0 * np.hypot(sd, ch * sd / np.sqrt(K) / cb) / cb
+            else:
+                q = percent_contrast_hot(ch, cb, ratio)
+                # OSEM noise grows with the local mean: sphere ROI noise ~ rel * C_H;
+                # C_B's own uncertainty is rel * C_B / sqrt(K)
+                uq = 100.0 * (ch / cb) * rel * np.sqrt(1.0 + 1.0 / K) / (ratio - 1.0)
+            result.add("percent_contrast", q, "%", labels={"sphere_mm": d}, uncertainty=uq)
+            result.add("background_variability", nvar, "%", labels={"sphere_mm": d},
+                       uncertainty=nvar / np.sqrt(2.0 * (K - 1)))
+        assert cb37 is not None
+        sd37 = float(roi_means[sizes.index(37)].std(ddof=1))
+        if absolute:
+            result.add("background_mean_bq_ml", cb37, "Bq/mL", uncertainty=sd37 / np.sqrt(K))
+
+        # lung residual: 30 mm ROI on the lung insert on each background slice (NU 2-2018 7.4.1)
+        if loc.lung_centre_yx is None:
+            warn("lung insert not segmented: its ROI is centred on the fitted sphere ring")
+        lung_patch = circle_patch(vol.shape[1:], lung_yx, nema_iq.LUNG_ROI_DIAMETER_MM / 2,
+                                  (dy, dx))
+        cb37_slices = roi_means[sizes.index(37)].mean(axis=1)
+        lung_each = np.array([100.0 * patch_mean(vol[k], lung_patch) / cb37 for k in slices])
+        result.add("lung_residual", float(lung_each.mean()), "%",
+                   uncertainty=float(lung_each.std(ddof=1) / np.sqrt(lung_each.size)))
+
+        # EARL recovery coefficients
+        if c_true_param is not None:
+            c_true = c_true_param
+            result.parameters["sphere_concentration_bq_ml"] = c_true
+            result.parameters["rc_reference"] = "sphere_concentration_bq_ml parameter"
+        else:
+            c_true = cb37 * ratio
+            result.parameters["rc_reference"] = "measured background x activity_ratio"
+            warn("true sphere concentration not given: EARL recovery coefficients use the "
+                 f"measured background ({cb37:.4g}) x activity_ratio ({ratio:g}) = "
+                 f"{c_true:.4g}; give sphere_concentration_bq_ml for accreditation")
+        rc: dict[int, dict[str, float]] = {}
+        d3 = np.array([dz, dy, dx])
+        for n, d in enumerate(sizes):
+            if d in cold:
+                continue
+            c = loc.sphere_centres_zyx[n]
+            half = np.ceil((_SPHERE_R[n] + d3) / d3).astype(int) - 1
+            half = np.maximum(half, 1)
+            g = np.round(c).astype(int)
+            lo, hi = np.maximum(g - half, 0), np.minimum(g + half + 1, vol.shape)
+            box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            vmax, vmean, nvox = a50_voi(box, cb37)
+            vpeak = peak_mean(vol, (dz, dy, dx), c, float(_SPHERE_R[n]))
+            rc[d] = {"max": vmax, "mean": vmean, "peak": vpeak, "voxels": nvox}
+            result.add("rc_max", vmax / c_true, "1", labels={"sphere_mm": d})
+            result.add("rc_mean", vmean / c_true, "1", labels={"sphere_mm": d})
+            result.add("rc_peak", vpeak / c_true, "1", labels={"sphere_mm": d})
+
+        centres_lps = series.index_to_patient(loc.sphere_centres_zyx)
+        result.evidence = {
+            "plane_image": plane_img.copy(),
+            "spacing_yx": (dy, dx),
+            "plane_slice": k_plane,
+            "plane_z_index": loc.plane_z,
+            "background_slices": slices,
+            "sphere_centres_zyx": loc.sphere_centres_zyx.copy(),
+            "sphere_centres_lps": np.asarray(centres_lps),
+            "sphere_diameters_mm": sizes,
+            "background_centres_yx": bg_yx,
+            "background_roi_means": roi_means,
+            "lung_centre_yx": lung_yx,
+            "lung_residual_per_slice": lung_each,
+            "background_37_per_slice": cb37_slices,
+            "ring_centre_yx": loc.ring_centre_yx,
+            "ring_angle_deg": loc.ring_angle_deg,
+            "handedness": loc.handedness,
+            "sphere_means": sphere_means,
+            "cold_spheres": cold,
+            "rc_values": rc,
+            "c_true": c_true,
+        }
+        return result
+
+    # ------------------------------------------------------------------ figures
+    def figures(self, result: Result) -> list[Any]:
+        """The sphere-plane slice with every ROI, and contrast / recovery against diameter."""
+        import plotly.graph_objects as go
+
+        from scanbench.report.figures import RoiShape, slice_with_rois
+
+        ev = result.evidence
+        if not ev:
+            return []
+        rois = []
+        for c, d in zip(ev["sphere_centres_zyx"], ev["sphere_diameters_mm"], strict=True):
+            cold = d in ev["cold_spheres"]
+            rois.append(RoiShape((float(c[1]), float(c[2])), d / 2, f"{d} mm",
+                                 "#4363d8" if cold else "#e6194b"))
+        for i, c in enumerate(ev["background_centres_yx"]):
+            rois.append(RoiShape((float(c[0]), float(c[1])), _BG_ROI_MM / 2, f"B{i + 1}",
+                                 "#3cb44b"))
+        ly, lx = ev["lung_centre_yx"]
+        rois.append(RoiShape((float(ly), float(lx)), nema_iq.LUNG_ROI_DIAMETER_MM / 2,
+                             "lung", "#f58231"))
+        fig1 = slice_with_rois(ev["plane_image"], ev["spacing_yx"], rois,
+                               f"Sphere-plane slice {ev['plane_slice']}: spheres, 12 background "
+                               "ROIs (37 mm shown), lung ROI")
+
+        fig2 = go.Figure()
+        pcs = [m for m in result.measurements if m.name == "percent_contrast"]
+        fig2.add_trace(go.Scatter(
+            x=[m.labels["sphere_mm"] for m in pcs], y=[m.value / 100 for m in pcs],
+            error_y={"type": "data", "array": [(m.uncertainty or 0) / 100 for m in pcs]},
+            mode="lines+markers", name="percent contrast / 100"))
+        for name, label in (("rc_max", "RC max"), ("rc_mean", "RC mean (A50)"),
+                            ("rc_peak", "RC peak (1 mL)")):
+            ms = [m for m in result.measurements if m.name == name]
+            if ms:
+                fig2.add_trace(go.Scatter(x=[m.labels["sphere_mm"] for m in ms],
+                                          y=[m.value for m in ms], mode="lines+markers",
+                                          name=label))
+        fig2.update_layout(title_text="Contrast and recovery against sphere diameter",
+                           xaxis_title="sphere inner diameter (mm)",
+                           yaxis_title="recovery (1)", template="simple_white")
+        return [fig1, fig2]
