@@ -413,7 +413,7 @@ class SpatialResolution:
                     break
                 n *= 2
             first[name], half_len[name] = w, n
-        where = f"source at ({x:.1f}, {y:.1f}, {z:.1f}) mm"
+        where = f"source at ({x + 0.0:.1f}, {y + 0.0:.1f}, {z + 0.0:.1f}) mm"
         widths: dict[str, Width | None] = {}
         profiles: dict[str, dict[str, Any]] = {}
         for name in DIRECTIONS:
