@@ -87,9 +87,8 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 def _resolve_syntax(transfer_syntax: str) -> UID:
     if transfer_syntax in TRANSFER_SYNTAXES:
         return TRANSFER_SYNTAXES[transfer_syntax]
-    uid = UID(transfer_syntax)
-    if uid in TRANSFER_SYNTAXES.values():
-        return uid
+    if transfer_syntax in TRANSFER_SYNTAXES.values():
+        return UID(transfer_syntax)
     raise ValueError(f"transfer syntax {transfer_syntax!r} is not supported; use one of "
                      f"{', '.join(TRANSFER_SYNTAXES)}")
 

@@ -109,11 +109,19 @@ IQ (render_iq):
     as "10", "13", ...: value}), background_reference_bq_ml (the C_B used:
     the true background × calibration factor), background_far_roi_noiseless_bq_ml
     (a 37 mm ROI on the noiseless image far from edges, as a check),
-    lung_residual_percent_noiseless, total_activity_bq (at the reference,
-    true), phantom_volume_ml (fillable background volume),
-    noiseless image percent contrast is NEMA NU 2-2018 7.4: the circle of the
-    sphere's inner diameter on the slice whose centre is nearest the sphere
-    plane, centred on the true centre, by scanbench.analysis.roi.circle_mean.
+    lung_residual_percent_noiseless, total_activity_bq (whole phantom, at
+    the reference, true), total_activity_in_fov_bq (the part inside the
+    imaged slices), phantom_volume_ml (fillable background volume),
+    patient_weight_kg (water mass of the fill).
+    Percent contrast (noiseless) is NEMA NU 2-2018 7.4 measured on the
+    noiseless image with exact ROIs: a circle of the sphere's inner diameter
+    centred on the true sphere centre, on the slice whose centre is nearest
+    the sphere centre's z, by scanbench.analysis.roi.circle_mean;
+    Q_H = 100 (C_H/C_B − 1)/(a_H/a_B − 1), Q_C = 100 (1 − C_C/C_B). C_B is
+    the true background × calibration factor: NEMA's background ROIs lie
+    ≥ 15 mm from every edge, where the noiseless image equals the fill to
+    < 0.01 % (background_far_roi_noiseless_bq_ml shows it), so the true value
+    is the noiseless C_B without depending on where ROIs are put.
 Point (render_point):
     source_extent_mm, activity_bq_per_source (at the reference), sources
     (list: position_lps_mm, radius_from_axis_mm, slice_index, radial_unit_xy,
@@ -628,9 +636,11 @@ def render_iq(
         raise ValueError(f"shift_mm {tuple(shift)} puts the phantom outside the scanner's bore")
     z_lo_ph, z_hi_ph = nema_iq.BODY_Z_RANGE_MM
     half_afov = scanner.axial_fov_mm / 2
-    if shift[2] + z_lo_ph < -half_afov or shift[2] + z_hi_ph > half_afov:
-        raise ValueError(f"shift_mm z = {shift[2]:g} mm puts the phantom body outside the "
-                         f"axial FOV of ±{half_afov:g} mm")
+    # The body may stick out of a short axial FOV (as on real scanners); the spheres
+    # and the NU 2 background slices (±20 mm) must be inside it.
+    if abs(shift[2]) + 40.0 > half_afov:
+        raise ValueError(f"shift_mm z = {shift[2]:g} mm puts the sphere plane ±40 mm outside "
+                         f"the axial FOV of ±{half_afov:g} mm")
     if matrix is None:
         matrix = _even_matrix(max(600.0, 2 * outline_reach_mm), voxel_mm)
     offset = 0.3 * slice_mm if slice_offset_mm is None else float(slice_offset_mm)
@@ -677,6 +687,7 @@ def render_iq(
             b_in, f_in = _ball_fraction(centre, sphere.radius_mm, sub)
             obj[b_in] += sphere_bq_ml * f_in
     obj = obj.astype(np.float32)
+    in_fov_start_bq = float(obj.sum(dtype=np.float64)) * grid.voxel_ml
     blurred = _blur_extended(obj, sub.x_mm, sub.y_mm, grid.spacing, scanner, post_filter_fwhm_mm)
 
     rng = np.random.default_rng(seed)
@@ -774,6 +785,7 @@ def render_iq(
         "background_far_roi_noiseless_bq_ml": far_mean,
         "lung_residual_percent_noiseless": 100.0 * lung_mean / c_b_ref,
         "total_activity_bq": total_start_bq * decay_factor,
+        "total_activity_in_fov_bq": in_fov_start_bq * decay_factor,
         "phantom_volume_ml": background_ml,
         "patient_weight_kg": weight_kg,
     })
