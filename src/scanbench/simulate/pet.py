@@ -151,7 +151,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from scipy import ndimage
 from scipy.special import ndtr
 
@@ -1161,7 +1161,3 @@ def simulate_uniform(out_dir: Path, **kwargs: Any) -> dict[str, Any]:
     """render_uniform(**kwargs) written as DICOM + ground_truth.json (as simulate_iq)."""
     render_kwargs, write_kwargs = _split(dict(kwargs))
     return _simulate(render_uniform, out_dir, render_kwargs, write_kwargs)
-
-
-# Re-exported for ``from scanbench.simulate.pet import write_series``.
-DEFAULT_TRANSFER_SYNTAX = ExplicitVRLittleEndian
