@@ -91,12 +91,14 @@ def test_coarse_voxels_are_flagged() -> None:
     assert all("third of the FWHM" in w for w in result.warnings)
 
 
-def test_detect_prefers_points_over_the_cylinder() -> None:
+def test_detect_tells_points_cylinder_and_iec_apart() -> None:
     from scanbench.analysis.pet.calibration_uniformity import CalibrationUniformity
-    from scanbench.simulate.pet import render_uniform
+    from scanbench.simulate.pet import render_iq, render_uniform
 
     points, _ = render_point(voxel_mm=2.0, noise=True, axial_margin_mm=15.0)
     cylinder, _ = render_uniform(noise=True)
+    iq, _ = render_iq()
     res, cal = SpatialResolution(), CalibrationUniformity()
-    assert res.detect(points) >= 0.9 > cal.detect(points)
-    assert cal.detect(cylinder) >= 0.9 > res.detect(cylinder)
+    assert res.detect(points) >= 0.9 > 0.2 > cal.detect(points)
+    assert cal.detect(cylinder) >= 0.9 > 0.2 > res.detect(cylinder)
+    assert max(res.detect(iq), cal.detect(iq)) < 0.2
