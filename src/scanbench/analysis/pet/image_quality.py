@@ -94,7 +94,8 @@ _BODY_AREA_MM2 = float(np.pi * nema_iq.BODY_HALF_WIDTH_MM**2 / 2
 _BODY_ASPECT = 2 * nema_iq.BODY_HALF_WIDTH_MM / (nema_iq.BODY_HALF_WIDTH_MM
                                                  + nema_iq.BODY_CORNER_RADIUS_MM)
 _LUNG_AREA_MM2 = np.pi * (nema_iq.LUNG_INSERT_INNER_DIAMETER_MM / 2) ** 2
-_WORK_MM = 3.0  # work-grid pixel for finding the phantom
+_WORK_MM = 4.0  # work-grid pixel for finding the phantom
+_REFINE_MM = 3.0  # fine grids are block-reduced to about this for the 3-D sphere refinement
 _MAX_SPHERE_SHIFT_MM = 6.0  # a refined centre further than this from the ring is not trusted
 
 
@@ -464,7 +465,7 @@ def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
         raise AnalysisError(f"no IEC body phantom found: {shape_note}")
     lung = _find_lung(mean_img, body, level, (dy, dx))
 
-    # 2. work grid (about 3 mm, lightly smoothed) over the body's box
+    # 2. work grid (about 4 mm, lightly smoothed) over the body's box
     rows, cols = np.nonzero(body)
     marg_y, marg_x = int(np.ceil(10 / dy)), int(np.ceil(10 / dx))
     y0, y1 = max(rows.min() - marg_y, 0), min(rows.max() + marg_y + 1, vol.shape[1])
@@ -528,12 +529,13 @@ def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
         raise AnalysisError(
             "no IEC body phantom found: the sphere ring does not fit the image "
             f"(contrast-to-noise per sphere {', '.join(f'{v:.1f}' for v in snr)}; "
-            f"cold spheres {tuple(cold) or 'none'})")
+            f"cold spheres {tuple(cold) or 'none'}; if spheres are filled with no activity, "
+            "name them with cold_spheres=28,37)")
 
     # 4. refine each sphere in 3-D (hot first, they set the plane for cold ones)
-    fr = (max(1, round(_WORK_MM / dz)) if dz < 1.5 else 1,
-          max(1, round(_WORK_MM / dy)) if dy < 1.5 else 1,
-          max(1, round(_WORK_MM / dx)) if dx < 1.5 else 1)
+    fr = (max(1, round(_REFINE_MM / dz)) if dz < 1.5 else 1,
+          max(1, round(_REFINE_MM / dy)) if dy < 1.5 else 1,
+          max(1, round(_REFINE_MM / dx)) if dx < 1.5 else 1)
     centres = model.copy()
     for n in range(6):
         c = _refine_sphere(vol, (dz, dy, dx), model[n], _SPHERE_R[n], signs[n], fr)

@@ -1,0 +1,470 @@
+"""Unit tests of the NEMA NU 2-2018 7.4 image-quality analysis on small synthetic volumes.
+
+The volumes are built here with numpy from :mod:`scanbench.phantoms.nema_iq`
+(point-sampled at voxel centres, optionally Gaussian-blurred and noisy), so
+every expected number below follows from the geometry alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from scanbench.analysis import registry
+from scanbench.analysis.pet.image_quality import (
+    PEAK_RADIUS_MM,
+    SPHERES_MM,
+    ImageQuality,
+    a50_voi,
+    background_variability,
+    parse_cold_spheres,
+    peak_mean,
+    percent_contrast_cold,
+    percent_contrast_hot,
+)
+from scanbench.analysis.roi import (
+    circle_mean,
+    circle_patch,
+    circle_weights,
+    patch_mean,
+    sphere_kernel,
+)
+from scanbench.errors import AnalysisError
+from scanbench.phantoms import nema_iq
+from scanbench.types import PetFacts, Series, SeriesFacts
+
+BG = 5000.0  # Bq/mL
+
+
+def _grid(voxel_mm: float, slice_mm: float, fov_mm: float, z_fov_mm: float):
+    n = round(fov_mm / voxel_mm)
+    nz = round(z_fov_mm / slice_mm)
+    x = (np.arange(n) - (n - 1) / 2) * voxel_mm
+    z = (np.arange(nz) - (nz - 1) / 2) * slice_mm
+    affine = np.array([[0.0, 0.0, voxel_mm, x[0]],
+                       [0.0, voxel_mm, 0.0, x[0]],
+                       [slice_mm, 0.0, 0.0, z[0]],
+                       [0.0, 0.0, 0.0, 1.0]])
+    return x, z, affine
+
+
+def _series(vox: np.ndarray, spacing: tuple[float, float, float], affine: np.ndarray,
+            units: str | None = "BQML") -> Series:
+    facts = SeriesFacts(modality="PT", series_instance_uid="1.2.3",
+                        pet=PetFacts(units=units))
+    return Series(voxels=vox.astype(np.float32), spacing=spacing, affine=affine, facts=facts)
+
+
+def iec_series(*, voxel_mm: float = 4.0, slice_mm: float | None = None, ratio: float = 4.0,
+               cold: tuple[int, ...] = (), shift: tuple[float, float, float] = (0, 0, 0),
+               rotation_deg: float = 0.0, mirror: bool = False, blur_fwhm_mm: float = 0.0,
+               noise_rel: float = 0.0, seed: int = 0, units: str | None = "BQML",
+               ) -> tuple[Series, np.ndarray]:
+    """The IEC body phantom, point-sampled; returns the series and the sphere
+    centres in LPS (smallest first). ``mirror`` flips the phantom's x (the
+    sphere order then runs the other way round the ring)."""
+    slice_mm = voxel_mm if slice_mm is None else slice_mm
+    x, z, affine = _grid(voxel_mm, slice_mm, 400.0, 240.0)
+    zz, yy, xx = np.meshgrid(z, x, x, indexing="ij")
+    t = math.radians(rotation_deg)
+    u, v, w = xx - shift[0], yy - shift[1], zz - shift[2]
+    px = math.cos(t) * u + math.sin(t) * v
+    py = -math.sin(t) * u + math.cos(t) * v
+    if mirror:
+        px = -px
+    vol = np.where(nema_iq.inside_body(px, py, w), BG, 0.0)
+    vol[nema_iq.inside_lung(px, py, w, outer=True)] = 0.0
+    centres = []
+    for s in nema_iq.spheres():
+        sx, sy, sz = s.centre_mm
+        r2 = (px - sx) ** 2 + (py - sy) ** 2 + (w - sz) ** 2
+        vol[r2 <= (s.radius_mm + nema_iq.SPHERE_WALL_MM) ** 2] = 0.0
+        hot = int(s.diameter_mm) not in cold
+        vol[r2 <= s.radius_mm**2] = ratio * BG if hot else 0.0
+        gx = -sx if mirror else sx
+        centres.append((math.cos(t) * gx - math.sin(t) * sy + shift[0],
+                        math.sin(t) * gx + math.cos(t) * sy + shift[1], sz + shift[2]))
+    spacing = (slice_mm, voxel_mm, voxel_mm)
+    if blur_fwhm_mm > 0:
+        sig = blur_fwhm_mm / 2.3548
+        vol = ndimage.gaussian_filter(vol, [sig / s for s in spacing])
+    if noise_rel > 0:
+        rng = np.random.default_rng(seed)
+        vol = vol + rng.normal(0.0, noise_rel * BG, vol.shape) * (vol > 0.05 * BG)
+    return _series(vol, spacing, affine, units), np.array(centres)
+
+
+def iec_sampled_centres(*, voxel_mm: float, shift: tuple[float, float, float],
+                        rotation_deg: float, mirror: bool) -> np.ndarray:
+    """Centre of mass (LPS) of each sphere's point-sampled voxels in :func:`iec_series`."""
+    x, z, _ = _grid(voxel_mm, voxel_mm, 400.0, 240.0)
+    zz, yy, xx = np.meshgrid(z, x, x, indexing="ij")
+    t = math.radians(rotation_deg)
+    u, v, w = xx - shift[0], yy - shift[1], zz - shift[2]
+    px = math.cos(t) * u + math.sin(t) * v
+    py = -math.sin(t) * u + math.cos(t) * v
+    if mirror:
+        px = -px
+    out = []
+    for s in nema_iq.spheres():
+        sx, sy, sz = s.centre_mm
+        inside = (px - sx) ** 2 + (py - sy) ** 2 + (w - sz) ** 2 <= s.radius_mm**2
+        out.append((xx[inside].mean(), yy[inside].mean(), zz[inside].mean()))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def exact2mm():
+    """Unblurred, noiseless, 2 mm voxels, sphere plane on a slice centre, 4:1."""
+    s, c = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0))
+    return s, c, ImageQuality().run(s, sphere_concentration_bq_ml=4 * BG)
+
+
+# ------------------------------------------------------------------ formulas and params
+
+
+def test_formulas() -> None:
+    assert percent_contrast_hot(4.0, 1.0, 4.0) == pytest.approx(100.0)
+    assert percent_contrast_hot(2.5, 1.0, 4.0) == pytest.approx(50.0)
+    assert percent_contrast_hot(5.0, 1.0, 8.0) == pytest.approx(100.0 * 4 / 7)
+    assert percent_contrast_cold(0.0, 1.0) == pytest.approx(100.0)
+    assert percent_contrast_cold(0.25, 1.0) == pytest.approx(75.0)
+    # N = 100 SD / mean with the K - 1 denominator
+    m = np.array([9.0, 10.0, 11.0, 10.0])
+    mean, sd, n = background_variability(m)
+    assert mean == pytest.approx(10.0)
+    assert sd == pytest.approx(math.sqrt(2.0 / 3.0))
+    assert n == pytest.approx(100 * math.sqrt(2.0 / 3.0) / 10.0)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, ()), ("", ()), ("none", ()), ("28,37", (28, 37)), ("37, 28", (28, 37)),
+    ("28;37", (28, 37)), ((37, 28), (28, 37)), ([28.0, 37.0], (28, 37)), (37, (37,)),
+    ("37", (37,)), ("10 13", (10, 13)),
+], ids=lambda v: repr(v))
+def test_parse_cold_spheres(raw: object, expected: tuple[int, ...]) -> None:
+    assert parse_cold_spheres(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["29", "abc", (28, 40), 12])
+def test_parse_cold_spheres_rejects(raw: object) -> None:
+    with pytest.raises(AnalysisError, match="cold_spheres"):
+        parse_cold_spheres(raw)
+
+
+def test_registered() -> None:
+    a = registry.get("pet.nema_nu2_2018.image_quality")
+    assert isinstance(a, ImageQuality)
+    assert a.modality == "PT"
+    assert "NEMA NU 2-2018 section 7.4" in a.standard
+
+
+# ------------------------------------------------------------------ ROI helpers
+
+
+def test_circle_patch_matches_circle_weights() -> None:
+    rng = np.random.default_rng(1)
+    img = rng.random((60, 70))
+    for centre, r in (((20.3, 30.7), 9.0), ((1.2, 2.0), 6.0), ((58.9, 69.5), 12.0)):
+        w = circle_weights(img.shape, centre, r, (2.0, 1.5))
+        p = circle_patch(img.shape, centre, r, (2.0, 1.5))
+        assert patch_mean(img, p) == pytest.approx(float((img * w).sum() / w.sum()), rel=1e-12)
+        assert p[1].sum() == pytest.approx(w.sum())
+
+
+def test_sphere_kernel_is_one_ml() -> None:
+    for spacing in ((2.0, 2.0, 2.0), (2.78, 2.08, 2.08), (1.0, 1.0, 1.0)):
+        k = sphere_kernel(PEAK_RADIUS_MM, spacing, subsample=5)
+        assert k.sum() == pytest.approx(1.0)
+        assert all(n % 2 == 1 for n in k.shape)
+        # the kernel's support is the sphere's volume: 1 mL within sub-sampling error
+        vox_ml = float(np.prod(spacing)) / 1000.0
+        assert (k / k.max()).sum() * vox_ml == pytest.approx(1.0, rel=0.03)
+    assert 4 / 3 * math.pi * PEAK_RADIUS_MM**3 == pytest.approx(1000.0)
+
+
+def test_a50_and_peak_on_known_arrays() -> None:
+    box = np.full((7, 7, 7), 1.0)
+    box[2:5, 2:5, 2:5] = 3.0
+    box[3, 3, 3] = 5.0
+    # threshold 0.5 (5 - 1) + 1 = 3: the 27-voxel cube, mean (26*3 + 5)/27
+    vmax, vmean, n = a50_voi(box, 1.0)
+    assert (vmax, n) == (5.0, 27)
+    assert vmean == pytest.approx((26 * 3 + 5) / 27)
+    # an isolated voxel above threshold but not connected is excluded
+    box[0, 0, 0] = 4.0
+    assert a50_voi(box, 1.0)[2] == 27
+    flat = np.full((30, 30, 30), 7.0)
+    assert peak_mean(flat, (2.0, 2.0, 2.0), np.array([15.0, 15.0, 15.0]), 5.0) == \
+        pytest.approx(7.0)
+
+
+# ------------------------------------------------------------------ exact phantom
+
+
+def test_exact_phantom_contrast(exact2mm) -> None:
+    """Unblurred phantom: percent contrast equals the one measured with the NEMA
+    ROI at the true sphere centre on the same image (within 1 point; 1.5 for
+    the 10 and 13 mm spheres, whose point-sampled outline is not symmetric
+    about the true centre). Those exact-ROI values are below 100 only because
+    the ROI's rim pixels hold the cold 1 mm glass wall: by at most 13 points
+    for the 10 mm sphere and 5 for the 37 mm sphere on 2 mm pixels."""
+    s, c, r = exact2mm
+    k = r.evidence["plane_slice"]
+    for (x, y, z), d in zip(c, SPHERES_MM, strict=True):
+        kk, j, i = s.patient_to_index((x, y, z))
+        assert round(kk) == k
+        ch = circle_mean(s.voxels[k], (j, i), d / 2, (2.0, 2.0))
+        exact = percent_contrast_hot(ch, BG, 4.0)
+        q = r.get("percent_contrast", sphere_mm=d).value
+        assert q == pytest.approx(exact, abs=1.5 if d <= 13 else 1.0), d
+        assert 100.0 - (15.0 if d <= 13 else 10.0 if d < 28 else 5.0) < q <= 100.0, d
+
+
+def test_exact_phantom_background_and_lung(exact2mm) -> None:
+    _, _, r = exact2mm
+    assert r.get("background_mean_bq_ml").value == pytest.approx(BG, rel=1e-9)
+    assert r.get("background_mean_bq_ml").unit == "Bq/mL"
+    for d in SPHERES_MM:
+        m = r.get("background_variability", sphere_mm=d)
+        assert m.value == pytest.approx(0.0, abs=1e-9)
+        assert m.unit == "%"
+    assert r.get("lung_residual").value == pytest.approx(0.0, abs=1e-9)
+    # 60 ROIs per size on five distinct slices 10 and 20 mm apart
+    ev = r.evidence
+    assert ev["background_roi_means"].shape == (6, 5, 12)
+    z = np.array(ev["background_slices"]) - ev["plane_slice"]
+    assert list(z * 2.0) == [-20.0, -10.0, 0.0, 10.0, 20.0]
+    assert r.parameters["background_roi_sphere_margin_mm"] == 15.0
+
+
+def test_exact_phantom_background_rois_obey_margins(exact2mm) -> None:
+    """Each 37 mm ROI lies 15 mm inside the body and 15 mm from every sphere wall
+    and the lung insert (NU 2-2018 7.4.1), checked against the true geometry."""
+    s, c, r = exact2mm
+    ev = r.evidence
+    dy, dx = ev["spacing_yx"]
+    yx = ev["background_centres_yx"]
+    x0, y0 = s.affine[0, 3], s.affine[1, 3]
+    bx, by = x0 + yx[:, 1] * dx, y0 + yx[:, 0] * dy
+    edge = nema_iq.distance_to_body_edge_xy(bx, by)
+    assert np.all(edge >= 18.5 + 15.0 - 1.5)  # 1.5 mm: outline measured on 2 mm pixels
+    for (sx, sy, _), d in zip(c, SPHERES_MM, strict=True):
+        gap = np.hypot(bx - sx, by - sy) - 18.5 - d / 2 - nema_iq.SPHERE_WALL_MM
+        assert np.all(gap >= 15.0 - 0.5), d
+    assert np.all(np.hypot(bx, by) - 18.5 - nema_iq.LUNG_INSERT_OUTER_DIAMETER_MM / 2 >= 14.5)
+    # twelve distinct ROIs, not piled up
+    dist = np.hypot(bx[:, None] - bx[None], by[:, None] - by[None]) + np.eye(12) * 1e9
+    assert dist.min() > 0.75 * 37.0 - 1e-6
+
+
+def test_exact_phantom_recovery(exact2mm) -> None:
+    """rc_max and rc_mean are exactly 1 on an unblurred phantom (every sphere voxel
+    holds the true value, the A50 VOI is the sphere); rc_peak is 1 where the 1 mL
+    sphere (12.4 mm) fits inside the sphere, and below 1 for the 10 mm sphere."""
+    _, _, r = exact2mm
+    assert r.parameters["rc_reference"] == "sphere_concentration_bq_ml parameter"
+    for d in SPHERES_MM:
+        assert r.get("rc_max", sphere_mm=d).value == pytest.approx(1.0, abs=1e-9)
+        assert r.get("rc_mean", sphere_mm=d).value == pytest.approx(1.0, abs=1e-9)
+        assert r.get("rc_max", sphere_mm=d).unit == "1"
+    for d in (17, 22, 28, 37):
+        assert r.get("rc_peak", sphere_mm=d).value == pytest.approx(1.0, abs=1e-6)
+    assert r.get("rc_peak", sphere_mm=10).value < 0.8
+    assert not any("true sphere concentration" in w for w in r.warnings)
+
+
+def test_exact_phantom_centres(exact2mm) -> None:
+    _s, c, r = exact2mm
+    found = r.evidence["sphere_centres_lps"]
+    err = np.linalg.norm(found - c, axis=1)
+    assert err.max() < 0.5, err
+
+
+def test_measurement_names_and_labels(exact2mm) -> None:
+    _, _, r = exact2mm
+    names = {m.name for m in r.measurements}
+    assert names == {"percent_contrast", "background_variability", "lung_residual",
+                     "background_mean_bq_ml", "rc_max", "rc_mean", "rc_peak"}
+    for m in r.measurements:
+        if m.name not in ("lung_residual", "background_mean_bq_ml"):
+            assert set(m.labels) == {"sphere_mm"}
+            assert type(m.labels["sphere_mm"]) is int
+    assert r.to_dict()["analysis"] == "pet.nema_nu2_2018.image_quality"
+
+
+# ------------------------------------------------------------------ placement
+
+
+@pytest.mark.parametrize(("shift", "rotation", "mirror", "voxel"), [
+    ((0.0, 0.0, 0.0), 0.0, False, 4.0),
+    ((40.0, -40.0, 12.0), 20.0, False, 4.0),
+    ((-40.0, 35.0, -20.0), -20.0, True, 3.0),
+    ((25.0, 40.0, 5.0), 135.0, True, 2.5),
+], ids=["centred", "shift+40-40_rot+20", "shift-40+35_rot-20_mirror", "rot135_mirror"])
+def test_finds_spheres_anywhere(shift, rotation, mirror, voxel) -> None:
+    """Blurred (6 mm FWHM), noisy (10% per voxel) phantom moved, turned and mirrored:
+    every sphere is found within 1 mm of the centre of mass of its point-sampled
+    voxels (on a coarse grid a 10 mm sphere's sampled voxels are not centred
+    on the true centre: up to 1.5 mm off on 4 mm voxels), and within 0.75 of a
+    voxel of the geometric centre; the large spheres' contrast is sane."""
+    s, c = iec_series(voxel_mm=voxel, shift=shift, rotation_deg=rotation, mirror=mirror,
+                      blur_fwhm_mm=6.0, noise_rel=0.10, seed=3)
+    sampled = iec_sampled_centres(voxel_mm=voxel, shift=shift, rotation_deg=rotation,
+                                  mirror=mirror)
+    a = ImageQuality()
+    assert a.detect(s) > 0.8
+    r = a.run(s)
+    found = r.evidence["sphere_centres_lps"]
+    err = np.linalg.norm(found - sampled, axis=1)
+    assert err.max() < 1.0, err
+    err_geom = np.linalg.norm(found - c, axis=1)
+    assert err_geom.max() < 0.75 * voxel * math.sqrt(2), err_geom
+    assert 60.0 < r.get("percent_contrast", sphere_mm=37).value < 100.0
+    assert r.get("percent_contrast", sphere_mm=37).value > \
+        r.get("percent_contrast", sphere_mm=10).value
+
+
+# ------------------------------------------------------------------ cold spheres, params
+
+
+def test_cold_spheres() -> None:
+    s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), cold=(28, 37))
+    a = ImageQuality()
+    r = a.run(s, cold_spheres="28,37")
+    assert r.parameters["cold_spheres"] == [28, 37]
+    for d in (28, 37):
+        assert r.get("percent_contrast", sphere_mm=d).value == pytest.approx(100.0, abs=3.0)
+        with pytest.raises(KeyError):
+            r.get("rc_max", sphere_mm=d)
+    for d in (17, 22):  # the cold glass wall in the ROI rim: about 91 and 95 %
+        assert r.get("percent_contrast", sphere_mm=d).value == pytest.approx(100.0, abs=10.0)
+    # the same parameter as a tuple gives the same numbers
+    r2 = a.run(s, cold_spheres=(37, 28))
+    assert [m.value for m in r2.measurements] == pytest.approx([m.value for m in r.measurements])
+    # analysed as if all were hot, the ring does not fit: say what to do
+    with pytest.raises(AnalysisError, match="cold_spheres=28,37"):
+        a.run(s)
+
+
+def test_activity_ratio_and_derived_reference() -> None:
+    s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), ratio=8.0)
+    a = ImageQuality()
+    r8 = a.run(s, activity_ratio="8")
+    r4 = a.run(s)  # default 4: the same C_H/C_B read with the wrong ratio
+    q8 = r8.get("percent_contrast", sphere_mm=37).value
+    q4 = r4.get("percent_contrast", sphere_mm=37).value
+    assert q8 == pytest.approx(100.0, abs=3.0)
+    assert q4 == pytest.approx(q8 * 7.0 / 3.0, rel=1e-9)
+    assert r8.parameters["activity_ratio"] == 8.0
+    assert r8.parameters["rc_reference"] == "measured background x activity_ratio"
+    assert any("true sphere concentration not given" in w for w in r8.warnings)
+    assert r8.get("rc_max", sphere_mm=37).value == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"activity_ratio": 1.0}, "above 1"), ({"activity_ratio": "x"}, "not a number"),
+    ({"sphere_concentration_bq_ml": -5}, "positive"), ({"ratio": 4}, "unknown parameter"),
+])
+def test_bad_params(exact2mm, params, match) -> None:
+    s, _, _ = exact2mm
+    with pytest.raises(AnalysisError, match=match):
+        ImageQuality().run(s, **params)
+
+
+def test_units_not_bqml() -> None:
+    s, _ = iec_series(voxel_mm=4.0, units="CNTS")
+    r = ImageQuality().run(s)
+    with pytest.raises(KeyError):
+        r.get("background_mean_bq_ml")
+    assert any("CNTS" in w for w in r.warnings)
+    s2, _ = iec_series(voxel_mm=4.0, units=None)
+    r2 = ImageQuality().run(s2)
+    assert any("Units (0054,1001) absent" in w for w in r2.warnings)
+    assert r2.get("background_mean_bq_ml").value == pytest.approx(BG, rel=1e-6)
+
+
+# ------------------------------------------------------------------ noise
+
+
+def test_noisy_variability_and_uncertainty() -> None:
+    s, _ = iec_series(voxel_mm=4.0, blur_fwhm_mm=6.0, noise_rel=0.3, seed=7)
+    r = ImageQuality().run(s)
+    ev = r.evidence
+    for a, d in enumerate(SPHERES_MM):
+        means = ev["background_roi_means"][a].ravel()
+        n = r.get("background_variability", sphere_mm=d)
+        assert n.value == pytest.approx(100 * means.std(ddof=1) / means.mean(), rel=1e-9)
+        assert n.value > 0
+        assert n.uncertainty == pytest.approx(n.value / math.sqrt(2 * 59))
+        assert r.get("percent_contrast", sphere_mm=d).uncertainty > 0
+    # smaller ROIs average fewer voxels: more variable
+    assert r.get("background_variability", sphere_mm=10).value > \
+        r.get("background_variability", sphere_mm=37).value
+    assert r.get("background_mean_bq_ml").value == pytest.approx(BG, rel=0.01)
+
+
+def test_coarse_voxel_warning() -> None:
+    s, _ = iec_series(voxel_mm=4.0)
+    r = ImageQuality().run(s)
+    assert any("10 mm sphere: fewer than 3 pixels" in w for w in r.warnings)
+
+
+# ------------------------------------------------------------------ not this phantom
+
+
+def _cylinder(voxel_mm: float = 4.0) -> Series:
+    x, z, affine = _grid(voxel_mm, voxel_mm, 400.0, 240.0)
+    zz, yy, xx = np.meshgrid(z, x, x, indexing="ij")
+    vol = np.where((xx**2 + yy**2 <= 100.0**2) & (np.abs(zz) <= 100), BG, 0.0)
+    vol = ndimage.gaussian_filter(vol, 1.0)
+    rng = np.random.default_rng(0)
+    return _series(vol + rng.normal(0, 0.1 * BG, vol.shape) * (vol > 0), (voxel_mm,) * 3, affine)
+
+
+def _points(voxel_mm: float = 2.0) -> Series:
+    x, z, affine = _grid(voxel_mm, voxel_mm, 300.0, 200.0)
+    vol = np.zeros((z.size, x.size, x.size))
+    for k, j, i in ((50, 75, 75), (50, 30, 75), (80, 75, 120)):
+        vol[k, j, i] = 1e6
+    return _series(ndimage.gaussian_filter(vol, 1.5), (voxel_mm,) * 3, affine)
+
+
+@pytest.mark.parametrize("make", [_cylinder, _points], ids=["uniform_cylinder", "point_sources"])
+def test_wrong_phantom(make) -> None:
+    s = make()
+    a = ImageQuality()
+    assert a.detect(s) < 0.5
+    with pytest.raises(AnalysisError, match="no IEC body phantom found"):
+        a.run(s)
+
+
+def test_empty_volume() -> None:
+    s = _series(np.zeros((20, 30, 30)), (4.0, 4.0, 4.0), np.eye(4))
+    assert ImageQuality().detect(s) == 0.0
+    with pytest.raises(AnalysisError, match="no IEC body phantom found"):
+        ImageQuality().run(s)
+
+
+def test_detects_iec_phantom(exact2mm) -> None:
+    s, _, _ = exact2mm
+    assert ImageQuality().detect(s) > 0.9
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_figures(exact2mm) -> None:
+    _, _, r = exact2mm
+    figs = ImageQuality().figures(r)
+    assert len(figs) == 2
+    shapes = figs[0].layout.shapes
+    assert len(shapes) == 6 + 12 + 1
+    labels = {a.text for a in figs[0].layout.annotations}
+    assert {"10 mm", "37 mm", "lung", "B1", "B12"} <= labels
+    names = {t.name for t in figs[1].data}
+    assert {"RC max", "RC mean (A50)", "RC peak (1 mL)"} <= names
+    assert "plane_image" in r.evidence and "plane_image" not in str(r.to_dict())
