@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import struct
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,13 @@ def decode(ds: Dataset, where: Path) -> np.ndarray:
         except Exception as exc:
             raise InputError(f"cannot decode {tsyntax.name} pixel data: "
                              f"{type(exc).__name__}: {exc}", where) from exc
+        except BaseException as exc:
+            # pylibjpeg-rle is Rust: a damaged stream raises pyo3's PanicException,
+            # which derives from BaseException.
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise InputError(f"cannot decode {tsyntax.name} pixel data: the decoder "
+                             f"failed on damaged data ({exc})", where) from exc
         if arr.size != voxels:
             raise InputError(f"decoded {arr.size} pixels but the header says "
                              f"{rows} × {cols} × {frames}", where)
@@ -177,11 +185,34 @@ def _check_encapsulated(data: bytes, tsyntax: UID, rows: int, cols: int, frames:
         if len(data) * _RLE_MAX_EXPANSION < nbytes:
             raise InputError(f"RLE pixel data of {len(data)} bytes cannot expand to the "
                              f"{nbytes} bytes Rows × Columns × frames needs", where)
+        _check_rle_headers(data, frames, nbytes // (rows * cols * frames), where)
         return
     dims = codestream_dimensions(first)
     if dims is not None and dims != (rows, cols):
         raise InputError(f"the compressed frame is {dims[0]} rows × {dims[1]} columns but the "
                          f"header says Rows {rows} × Columns {cols}", where)
+
+
+def _check_rle_headers(data: bytes, frames: int, segments: int, where: Path) -> None:
+    """Each RLE frame opens with a 64-byte header: the number of segments (one per byte
+    of a sample) and their ascending offsets, the first 64 (PS3.5 §G.5)."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        for n, frame in enumerate(generate_frames(data, number_of_frames=frames)):
+            if len(frame) < 64:
+                raise ValueError(f"frame {n + 1} is {len(frame)} bytes, shorter than its header")
+            header = struct.unpack("<16I", frame[:64])
+            count, offsets = header[0], header[1:1 + header[0]]
+            if count != segments:
+                raise ValueError(f"frame {n + 1} has {count} segments, the header needs "
+                                 f"{segments}")
+            if (offsets[0] != 64 or any(b <= a for a, b in pairwise(offsets))
+                    or offsets[-1] >= len(frame)):
+                raise ValueError(f"frame {n + 1} has segment offsets {list(offsets)} that do "
+                                 f"not fit its {len(frame)} bytes")
+    except ValueError as exc:
+        raise InputError(f"damaged RLE pixel data: {exc}", where) from exc
 
 
 def _bot_length(data: bytes) -> int:

@@ -19,7 +19,6 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -255,14 +254,10 @@ def _read_entry(entry: _Entry, head: bytes | None, result: ReadResult,
 
 
 def _parse(entry: _Entry, force: bool) -> Dataset:
-    if entry.data is not None:
-        return pydicom.dcmread(io.BytesIO(entry.data), force=force)
-    with open(entry.path, "rb") as fh:
-        return pydicom.dcmread(_as_binary(fh), force=force)
-
-
-def _as_binary(fh: BinaryIO) -> BinaryIO:
-    return fh
+    """Parse from memory: a damaged length field then yields a short value, whereas
+    reading it from a file object would first allocate the length the header claims."""
+    data = entry.data if entry.data is not None else entry.path.read_bytes()
+    return pydicom.dcmread(io.BytesIO(data), force=force)
 
 
 def _sop_class(ds: Dataset) -> str:

@@ -172,3 +172,36 @@ def test_enhanced_frame_without_plane_position_names_frame(pet_subset, tmp_path)
     path, = write([enhanced], tmp_path)
     (where, reason), = read([path]).errors
     assert where == f"{path} frame 2" and "Plane Position Sequence" in reason
+
+
+def test_damaged_rle_header_is_refused_before_decoding(pet_subset, tmp_path):
+    ds = copies(pet_subset[:1])[0]
+    ds.compress(RLELossless)
+    path, = write([ds], tmp_path)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xfe\xff\x00\xe0", data.index(b"\xfe\xff\x00\xe0") + 8) + 8
+    data[at] = 7  # segment count: 7 instead of 2 for 16-bit pixels
+    path.write_bytes(bytes(data))
+    (where, reason), = read([path]).errors
+    assert where == str(path)
+    assert reason == "damaged RLE pixel data: frame 1 has 7 segments, the header needs 2"
+
+
+def test_classic_multiframe_uses_spacing_between_slices(pet_subset, tmp_path):
+    """A classic multi-frame image (NM reconstructed tomography style, PS3.3 C.8.4.15)
+    without functional groups: frames are Spacing Between Slices apart along the normal."""
+    ds = copies(pet_subset[:1])[0]
+    ds.NumberOfFrames = 3
+    ds.SpacingBetweenSlices = 4.0
+    ds.PixelData = b"".join(p.PixelData for p in pet_subset[:3])
+    path, = write([ds], tmp_path)
+    s = read_one(path)
+    assert s.shape == (3, 192, 192) and s.spacing[0] == pytest.approx(4.0)
+    origin = np.array(ds.ImagePositionPatient, dtype=float)
+    np.testing.assert_allclose(s.index_to_patient((2, 0, 0)), origin + np.array([0, 0, 8.0]))
+    expected = pet_subset[2].pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_allclose(s.voxels[2], expected, rtol=1e-6)
+    del ds.SpacingBetweenSlices
+    path, = write([ds], tmp_path / "nospacing")
+    (where, reason), = read([path]).errors
+    assert where == str(path) and "frame positions are unknown" in reason
