@@ -10,8 +10,8 @@ Procedure, in the order a physicist would do it by hand:
    outline is the filled body mask of the image averaged over that run. The
    lung insert is the round cold region inside the outline (NU 2-2018 7.3:
    a low-density cylinder on the phantom axis with no activity).
-2. **Find the sphere plane.** On a work grid (block means to about 3 mm, then
-   a 1-voxel Gaussian), the slice whose body holds the most signal above
+2. **Find the sphere plane.** On a work grid (block means to about 4 mm, then
+   a Gaussian of about 2 mm), the slice whose body holds the most signal above
    ``level + 4 SD`` is the sphere plane to within a slice or two (hot spheres
    at 4:1 or more stand out of the background there and nowhere else).
 3. **Fit the ring** (:func:`fit_ring`): the six spheres lie on a circle of
@@ -46,7 +46,14 @@ Procedure, in the order a physicist would do it by hand:
      lung insert on each of the five background slices, averaged.
    * background ROIs (:func:`background_roi_centres`): 12 ROIs of 37 mm on
      the sphere-plane slice and on the slices nearest ±10 and ±20 mm from
-     it; 10-28 mm ROIs concentric with them.
+     it; 10-28 mm ROIs concentric with them. They stay 15 mm inside the
+     measured body outline; the margin from the spheres and the lung insert
+     is 15 mm unless the phantom leaves no room for 12 ROIs, when it is
+     lowered (and reported, with a warning). On the real phantoms seen so far
+     the sphere ring sits about midway between the curved and the flat wall,
+     some 35 mm nearer the curved wall than the model in
+     :mod:`scanbench.phantoms.nema_iq` puts it, which is why the outline is
+     measured, never assumed.
 
 6. **EARL recovery coefficients** (STANDARDS.md A.9): ``rc_max`` (maximum
    voxel), ``rc_mean`` (mean of the A50 VOI: the voxels at or above
@@ -61,6 +68,7 @@ Procedure, in the order a physicist would do it by hand:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -180,14 +188,14 @@ class PhantomLocation:
 def robust_level(voxels: np.ndarray) -> float:
     """The background activity level of a body in a PET volume, in stored units.
 
-    Otsu's threshold on a subsample (every 2nd voxel or sparser, at most about
-    a million voxels) separates air from body; the median
+    Otsu's threshold on a subsample (every 2nd voxel or sparser, about a
+    quarter of a million voxels) separates air from body; the median
     of the voxels above it is the body level. The hot spheres (< 1% of the
     body) and edge-of-field noise do not move a median.
     """
     from skimage.filters import threshold_otsu
 
-    step = max(2, int(np.ceil((voxels.size / 1.0e6) ** (1.0 / 3.0))))
+    step = max(2, int(np.ceil((voxels.size / 2.5e5) ** (1.0 / 3.0))))
     sub = voxels[::step, ::step, ::step]
     sub = sub[np.isfinite(sub)]
     if sub.size == 0:
@@ -233,11 +241,22 @@ def _block_mean(vol: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
                                                                     dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=64)
+def _sphere_kernel(radius_mm: float, spacing: tuple[float, float, float],
+                   subsample: int = 3) -> np.ndarray:
+    k = sphere_kernel(radius_mm, spacing, subsample=subsample)
+    k.setflags(write=False)
+    return k
+
+
+@functools.lru_cache(maxsize=64)
 def _disc_kernel(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
     dy, dx = spacing_yx
     hy, hx = int(np.ceil(radius_mm / dy)) + 1, int(np.ceil(radius_mm / dx)) + 1
     (_, _), w = circle_patch((2 * hy + 1, 2 * hx + 1), (hy, hx), radius_mm, spacing_yx)
-    return w / w.sum()
+    w = w / w.sum()
+    w.setflags(write=False)
+    return w
 
 
 def _shape_score(body: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[float, str]:
@@ -305,7 +324,7 @@ def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float
     on a finer grid.
     """
     dy, dx = spacing_yx
-    discs = np.stack([fftconvolve(plane_yx, _disc_kernel(r, spacing_yx), mode="same")
+    discs = np.stack([fftconvolve(plane_yx, _disc_kernel(float(r), spacing_yx), mode="same")
                       for r in _SPHERE_R])
     # Size-selective matched filter: the mean in the sphere's disc minus the
     # mean in an equal-area annulus 2 mm outside it. A small disc on a large
@@ -315,8 +334,8 @@ def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float
     for n, r in enumerate(_SPHERE_R):
         r_in = r + 2.0
         r_out = float(np.hypot(r_in, r))
-        k_out = _disc_kernel(r_out, spacing_yx)
-        k_in = _disc_kernel(r_in, spacing_yx)
+        k_out = _disc_kernel(float(r_out), spacing_yx)
+        k_in = _disc_kernel(float(r_in), spacing_yx)
         py = (k_out.shape[0] - k_in.shape[0]) // 2
         px = (k_out.shape[1] - k_in.shape[1]) // 2
         a_out, a_in = r_out**2, r_in**2
@@ -399,7 +418,7 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
         c = _refine_sphere(crop, tuple(d_raw * fb), g_blk, radius_mm, sign)
         return None if c is None else c * fb + (fb - 1) / 2 + lo
     d = np.asarray(spacing, dtype=float)
-    kern = sphere_kernel(radius_mm, spacing, subsample=2)
+    kern = _sphere_kernel(float(radius_mm), tuple(float(v) for v in d), 2)
     half = (np.ceil((_MAX_SPHERE_SHIFT_MM + 2 * max(d)) / d).astype(int)
             + np.array(kern.shape) // 2 + 1)
     g = np.round(guess_zyx).astype(int)
@@ -693,7 +712,7 @@ def peak_mean(vol: np.ndarray, spacing: tuple[float, float, float], centre_zyx: 
     """The highest mean in a sphere of ``radius_mm`` (1 mL by default) centred on any
     voxel within ``search_radius_mm`` of ``centre_zyx`` (the EARL "peak")."""
     d = np.asarray(spacing, dtype=float)
-    kern = sphere_kernel(radius_mm, spacing)
+    kern = _sphere_kernel(float(radius_mm), tuple(float(v) for v in d))
     half = np.ceil(search_radius_mm / d).astype(int) + np.array(kern.shape) // 2 + 1
     g = np.round(centre_zyx).astype(int)
     lo = np.maximum(g - half, 0)
