@@ -32,6 +32,8 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
+if not out.is_terminal:  # piped to a file or a program: tables as wide as they need
+    out = Console(width=132)
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -65,15 +67,21 @@ def _number_or_text(raw: str) -> Any:
 
 
 def _labels_text(m: Measurement) -> str:
+    """Labels in a physicist's words: '37 mm sphere', 'radial, 10 cm (r 98.7 mm, z 12.0 mm)'."""
+    lab = dict(m.labels)
     parts = []
-    for k, v in m.labels.items():
-        if k == "sphere_mm":
-            parts.append(f"{v} mm sphere")
-        elif k == "position_cm":
-            parts.append(f"{v} cm")
-        else:
-            parts.append(f"{k}={v}")
-    return ", ".join(parts)
+    if "sphere_mm" in lab:
+        parts.append(f"{lab.pop('sphere_mm')} mm sphere")
+    if "direction" in lab:
+        parts.append(str(lab.pop("direction")))
+    if "position_cm" in lab:
+        parts.append(f"{lab.pop('position_cm')} cm")
+    exact = [f"{k.removesuffix('_mm')} {v} mm" for k, v in list(lab.items()) if k.endswith("_mm")]
+    for k in [k for k in lab if k.endswith("_mm")]:
+        lab.pop(k)
+    parts.extend(f"{k} {v}" for k, v in lab.items())
+    text = ", ".join(parts)
+    return f"{text} ({', '.join(exact)})" if exact else text
 
 
 def _fmt(v: float | None) -> str:
@@ -103,17 +111,21 @@ def print_result(result: Result, console: Console) -> None:
     table = Table(title=f"{result.analysis}  ·  {result.standard}", title_justify="left",
                   caption=f"{device}; series {result.series_instance_uid}"
                   + (f"; spec {result.spec}" if result.spec else ""), caption_justify="left")
-    for col, kw in (("measurement", {}), ("where", {}), ("value", {"justify": "right"}),
-                    ("unit", {}), ("limits", {}), ("status", {})):
-        table.add_column(col, **kw)
+    table.add_column("measurement", no_wrap=True)
+    table.add_column("where")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("±", justify="right", no_wrap=True)
+    table.add_column("unit", no_wrap=True)
+    table.add_column("limits")
+    table.add_column("status", no_wrap=True)
     for m in result.measurements:
-        value = _fmt(m.value) + (f" ± {_fmt(m.uncertainty)}" if m.uncertainty else "")
         limits = ""
         if m.limits:
             lo = _fmt(m.limits.low) if m.limits.low is not None else "−∞"
             hi = _fmt(m.limits.high) if m.limits.high is not None else "+∞"
             limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unverified)")
-        table.add_row(m.name, _labels_text(m), value, m.unit, limits,
+        table.add_row(m.name, _labels_text(m), _fmt(m.value),
+                      _fmt(m.uncertainty) if m.uncertainty else "", m.unit, limits,
                       f"[{_STATUS_STYLE[m.status]}]{m.status}[/]")
     console.print(table)
     for w in result.warnings:
@@ -138,6 +150,18 @@ def analyze(
     from scanbench.api import analyze_paths
 
     params = parse_params(param or [])
+    try:  # a misspelt analysis or spec is bad usage, found before any file is read
+        if analysis:
+            from scanbench.analysis.registry import get as get_analysis
+
+            get_analysis(analysis)
+        if spec:
+            from scanbench.specs import load_spec
+
+            load_spec(spec)
+    except ScanbenchError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     missing = [p for p in paths if not p.exists()]
     if missing:
         for p in missing:
@@ -194,9 +218,10 @@ def list_analyses() -> None:
     """List the analyses and the standard clause each implements."""
     from scanbench.analysis.registry import all_analyses
 
-    table = Table("id", "modality", "standard", "what")
+    table = Table("modality", "standard", "what")
+    table.add_column("id", no_wrap=True)  # ids are typed back: never cut them
     for a in sorted(all_analyses().values(), key=lambda a: a.id):
-        table.add_row(a.id, a.modality, a.standard, a.title)
+        table.add_row(a.modality, a.standard, a.title, a.id)
     out.print(table)
 
 
@@ -205,7 +230,10 @@ def list_specs_cmd() -> None:
     """List the evaluation specifications shipped with scanbench."""
     from scanbench.specs import list_specs, load_spec
 
-    table = Table("name", "title", "verified", "rules")
+    table = Table(title="specifications (use with --spec NAME)")
+    table.add_column("name", no_wrap=True)
+    for col in ("title", "verified", "rules"):
+        table.add_column(col)
     for name in list_specs():
         s = load_spec(name)
         table.add_row(s.name, s.title, "yes" if s.verified else "[yellow]no[/]", str(len(s.rules)))
@@ -217,8 +245,11 @@ def demo(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Where to write the scans and report (default: a new temp folder).")] = None,
 ) -> None:
-    """Simulate a NEMA image-quality scan, point sources and a uniform cylinder on the
-    virtual PET scanner, analyse them as a physicist would, and write an HTML report."""
+    """Simulate PET phantom scans on the virtual scanner, analyse them, write a report.
+
+    The NEMA IEC body phantom (shifted and rotated), point sources at 1, 10 and
+    20 cm and a uniform cylinder, analysed as a physicist would.
+    """
     from scanbench.api import analyze_paths
     from scanbench.report import write_report
     from scanbench.simulate.pet import simulate_iq, simulate_point, simulate_uniform

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up and run every scanbench test on a fresh machine.
+# Creates .venv (or $SCANBENCH_VENV) with scanbench and its test tools, installs the
+# Debian programs the end-to-end tests drive (headless Chromium for the HTML/PDF
+# report, poppler-utils to read the PDF back) when running as root, checks lint,
+# then runs pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${SCANBENCH_VENV:-.venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${need[*]} from Debian ..."
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "note: ${need[*]} missing and not root: the browser/PDF report tests will be skipped" >&2
+  fi
+fi
+
+"$venv/bin/ruff" check src tests bench
+exec "$venv/bin/python" -m pytest -q "$@"

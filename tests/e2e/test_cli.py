@@ -1,0 +1,157 @@
+"""The real command line, run as a subprocess on DICOM written by the virtual scanner:
+the JSON contract, the exit statuses and the messages for bad input (DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanbench.simulate.pet import simulate_iq, simulate_uniform
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scanbench", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scans")
+    simulate_iq(root / "iq", voxel_mm=3.0, seed=11)
+    simulate_uniform(root / "uniform", seed=12)
+    return {"iq": root / "iq", "uniform": root / "uniform", "root": root}
+
+
+def test_json_is_one_array_on_stdout_and_follows_the_contract(scans: dict[str, Path]) -> None:
+    proc = run("analyze", scans["iq"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)  # nothing but the array on stdout
+    assert isinstance(results, list) and len(results) == 1
+    r = results[0]
+    truth = json.loads((scans["iq"] / "ground_truth.json").read_text())
+    assert r["analysis"] == "pet.nema_nu2_2018.image_quality"
+    assert r["standard"].startswith("NEMA NU 2-2018")
+    assert set(r) >= {"series_instance_uid", "device", "acquired_at", "measurements",
+                      "warnings", "parameters", "scanbench_version"}
+    assert r["device"]["model"] == truth["scanner"]["model"]
+    names = {m["name"] for m in r["measurements"]}
+    assert {"percent_contrast", "background_variability", "lung_residual"} <= names
+    for m in r["measurements"]:
+        assert m["unit"], m  # every number carries its unit
+        assert set(m) == {"name", "labels", "value", "unit", "uncertainty", "limits", "status"}
+    spheres = sorted(m["labels"]["sphere_mm"] for m in r["measurements"]
+                     if m["name"] == "percent_contrast")
+    assert spheres == [10, 13, 17, 22, 28, 37]
+
+
+def test_folder_of_several_scans_analyses_each_with_its_own_analysis(
+        scans: dict[str, Path]) -> None:
+    proc = run("analyze", scans["root"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    analyses = sorted(r["analysis"] for r in json.loads(proc.stdout))
+    assert analyses == ["pet.calibration_uniformity", "pet.nema_nu2_2018.image_quality"]
+
+
+def test_table_output_names_quantities_units_and_device(scans: dict[str, Path]) -> None:
+    proc = run("analyze", scans["iq"])
+    assert proc.returncode == 0, proc.stderr
+    assert "percent_contrast" in proc.stdout and "37 mm sphere" in proc.stdout
+    assert "Virtual PET" in proc.stdout
+
+
+def test_missing_path_is_usage_error_2() -> None:
+    proc = run("analyze", "/no/such/folder")
+    assert proc.returncode == 2
+    assert "/no/such/folder" in proc.stderr and "no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_folder_without_dicom_is_2_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    proc = run("analyze", tmp_path, "--json")
+    assert proc.returncode == 2
+    assert "notes.txt" in proc.stderr  # skipped with a note naming the file
+    assert json.loads(proc.stdout) == []
+    assert "Traceback" not in proc.stderr
+
+
+def test_truncated_file_beside_a_good_series_is_1_naming_the_file(
+        scans: dict[str, Path], tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    shutil.copytree(scans["uniform"], good)
+    bad = tmp_path / "bad.dcm"
+    src = sorted(scans["iq"].glob("*.dcm"))[0]
+    bad.write_bytes(src.read_bytes()[:3000])
+    proc = run("analyze", good, bad, "--json")
+    assert proc.returncode == 1
+    assert "bad.dcm" in proc.stderr
+    assert len(json.loads(proc.stdout)) == 1  # the good series is not lost
+    assert "Traceback" not in proc.stderr
+
+
+def test_named_analysis_on_the_wrong_phantom_is_1_and_says_so(scans: dict[str, Path]) -> None:
+    proc = run("analyze", scans["uniform"], "--analysis", "pet.nema_nu2_2018.image_quality")
+    assert proc.returncode == 1
+    assert "IEC" in proc.stderr or "phantom" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("--analysis", "pet.no_such_test"),
+    ("--param", "activity_ratio"),
+    ("--spec", "no-such-spec"),
+    ("--report", "out.txt"),
+])
+def test_bad_usage_is_2_with_a_message(scans: dict[str, Path], args: tuple[str, ...]) -> None:
+    proc = run("analyze", scans["iq"], *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip()
+    assert "Traceback" not in proc.stderr
+
+
+def test_spec_scores_measurements_with_their_source(scans: dict[str, Path]) -> None:
+    truth = json.loads((scans["uniform"] / "ground_truth.json").read_text())
+    proc = run("analyze", scans["uniform"], "--spec", "earl-calibration", "--json",
+               "--param", f"volume_ml={truth['volume_ml']}")
+    assert proc.returncode == 0, proc.stderr
+    (r,) = json.loads(proc.stdout)
+    bias = next(m for m in r["measurements"] if m["name"] == "activity_concentration_bias_percent")
+    assert bias["limits"]["low"] == -10 and bias["limits"]["high"] == 10
+    assert "EARL" in bias["limits"]["source"]
+    assert bias["status"] == "pass"
+    assert abs(bias["value"]) < 0.5  # the virtual scanner is calibrated exactly
+
+
+def test_spec_without_its_measurement_warns(scans: dict[str, Path]) -> None:
+    proc = run("analyze", scans["uniform"], "--spec", "earl-calibration", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (r,) = json.loads(proc.stdout)
+    assert any("volume_ml" in w for w in r["warnings"])
+    assert any("activity_concentration_bias_percent" in w for w in r["warnings"])
+
+
+def test_python_api_matches_the_command_line(scans: dict[str, Path]) -> None:
+    import scanbench
+
+    (res,) = scanbench.analyze(scans["iq"])
+    proc = run("analyze", scans["iq"], "--json")
+    (cli,) = json.loads(proc.stdout)
+    api = res.to_dict()
+    assert [m["value"] for m in api["measurements"]] == pytest.approx(
+        [m["value"] for m in cli["measurements"]])
+
+
+def test_lists_of_analyses_and_specs() -> None:
+    proc = run("analyses")
+    assert proc.returncode == 0
+    for aid in ("pet.nema_nu2_2018.image_quality", "pet.nema_nu2_2018.spatial_resolution",
+                "pet.calibration_uniformity"):
+        assert aid in proc.stdout
+    proc = run("specs")
+    assert proc.returncode == 0
+    assert "earl1" in proc.stdout and "earl2" in proc.stdout
