@@ -14,6 +14,13 @@ with 77 mm corner radii), the 180 mm interior length and the sphere plane
 70 mm inside the lid are the commonly drawn IEC dimensions [U]; scanbench's
 analyses find the phantom, the sphere plane and the spheres from the image
 and use these numbers only as a model to fit, never as coordinates.
+
+Checked on the real reconstructions in ``shared/data/pet/nema-iq-test-recon``
+(2.08 mm pixels): the lung axis lies half-way between the curved and the flat
+wall (about 110 mm from each), so the half-circle's centre is 35 mm on the
+flat side of it; the ring's sphere centres measure 57.2 ± 1 mm from the lung
+axis; and, going round the ring from the 10 mm sphere at about −60°, the
+sizes grow towards decreasing angle (anticlockwise on screen).
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ SPHERE_WALL_MM = 1.0  # glass wall, no activity [U]
 # Angle of each sphere centre on the ring, degrees from +x towards +y (so, in an
 # image shown anterior-up, clockwise from the 3 o'clock position). The order
 # around the ring is by size; the starting angle is the commonly drawn one [U].
-SPHERE_ANGLES_DEG: tuple[float, ...] = (-60.0, 0.0, 60.0, 120.0, 180.0, -120.0)
+SPHERE_ANGLES_DEG: tuple[float, ...] = (-60.0, -120.0, 180.0, 120.0, 60.0, 0.0)
 
 LUNG_INSERT_OUTER_DIAMETER_MM = 51.0
 LUNG_INSERT_INNER_DIAMETER_MM = 45.0
 
 BODY_HALF_WIDTH_MM = 147.0  # radius of the curved (anterior) half
-BODY_CORNER_RADIUS_MM = 77.0  # the posterior half: flat side 77 mm below the centre
+BODY_CORNER_RADIUS_MM = 77.0  # the posterior half: flat side 77 mm beyond the arc centre
+# The half-circle's centre lies this far from the lung axis towards the flat side,
+# which puts the lung axis half-way between the walls (147 + 77 = 224 mm; 112 each).
+BODY_ARC_CENTRE_Y_MM = 35.0
 BODY_INNER_LENGTH_MM = 180.0
 SPHERE_PLANE_FROM_LID_MM = 70.0
 BODY_Z_RANGE_MM = (-SPHERE_PLANE_FROM_LID_MM, BODY_INNER_LENGTH_MM - SPHERE_PLANE_FROM_LID_MM)
@@ -75,7 +85,7 @@ def spheres() -> list[Sphere]:
 def inside_body_xy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """True where (x, y) in mm, phantom frame, is inside the body's interior outline."""
     x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
+    y = np.asarray(y, dtype=float) - BODY_ARC_CENTRE_Y_MM
     r = BODY_CORNER_RADIUS_MM
     c = BODY_HALF_WIDTH_MM - r  # x of the corner-circle centres
     upper = (y <= 0) & (x * x + y * y <= BODY_HALF_WIDTH_MM**2)
@@ -91,7 +101,7 @@ def inside_body(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
 def distance_to_body_edge_xy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Distance in mm from (x, y) inside the outline to the nearest point of the outline."""
     x = np.abs(np.asarray(x, dtype=float))
-    y = np.asarray(y, dtype=float)
+    y = np.asarray(y, dtype=float) - BODY_ARC_CENTRE_Y_MM
     r = BODY_CORNER_RADIUS_MM
     c = BODY_HALF_WIDTH_MM - r
     d_upper = BODY_HALF_WIDTH_MM - np.hypot(x, np.minimum(y, 0.0))

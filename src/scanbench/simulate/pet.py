@@ -631,7 +631,8 @@ def render_iq(
     shift = np.array(_xyz(shift_mm, "shift_mm"))
     theta = math.radians(rotation_deg)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    outline_reach_mm = float(np.hypot(*shift[:2])) + nema_iq.BODY_HALF_WIDTH_MM + 10.0
+    outline_reach_mm = (float(np.hypot(*shift[:2])) + nema_iq.BODY_HALF_WIDTH_MM
+                        + nema_iq.BODY_ARC_CENTRE_Y_MM + 10.0)
     if outline_reach_mm > 0.9 * scanner.ring_diameter_mm / 2:
         raise ValueError(f"shift_mm {tuple(shift)} puts the phantom outside the scanner's bore")
     z_lo_ph, z_hi_ph = nema_iq.BODY_Z_RANGE_MM

@@ -211,7 +211,9 @@ def test_exact_phantom_contrast(exact2mm) -> None:
     the 10 and 13 mm spheres, whose point-sampled outline is not symmetric
     about the true centre). Those exact-ROI values are below 100 only because
     the ROI's rim pixels hold the cold 1 mm glass wall: by at most 13 points
-    for the 10 mm sphere and 5 for the 37 mm sphere on 2 mm pixels."""
+    for the 10 mm sphere, 7 for the 28 mm and 5 for the 37 mm sphere on 2 mm
+    pixels (how much depends on where the pixel grid cuts the rim: the 28 mm
+    sphere loses 5.5 points at its place on the ring)."""
     s, c, r = exact2mm
     k = r.evidence["plane_slice"]
     for (x, y, z), d in zip(c, SPHERES_MM, strict=True):
@@ -221,7 +223,8 @@ def test_exact_phantom_contrast(exact2mm) -> None:
         exact = percent_contrast_hot(ch, BG, 4.0)
         q = r.get("percent_contrast", sphere_mm=d).value
         assert q == pytest.approx(exact, abs=1.5 if d <= 13 else 1.0), d
-        assert 100.0 - (15.0 if d <= 13 else 10.0 if d < 28 else 5.0) < q <= 100.0, d
+        loss = 15.0 if d <= 13 else 10.0 if d < 28 else 7.0 if d == 28 else 5.0
+        assert 100.0 - loss < q <= 100.0, d
 
 
 def test_exact_phantom_background_and_lung(exact2mm) -> None:

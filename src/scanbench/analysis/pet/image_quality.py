@@ -544,7 +544,11 @@ def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
         return loc
     seen = snr >= 3.0
     big_seen = int(np.sum(seen[3:]))
-    if big_seen < 2 or int(seen.sum()) < 3:
+    # A sphere modelled hot that is clearly colder than the background (or cold that is
+    # clearly hotter) means the fill was not what the parameters say: the ring found is
+    # then the wrong one, and measuring it would give plausible-looking nonsense.
+    contradicted = snr <= -3.0
+    if big_seen < 2 or int(seen.sum()) < 3 or contradicted.any():
         raise AnalysisError(
             "no IEC body phantom found: the sphere ring does not fit the image "
             f"(contrast-to-noise per sphere {', '.join(f'{v:.1f}' for v in snr)}; "
