@@ -46,8 +46,13 @@ def slice_with_rois(
     title: str,
     *,
     unit: str = "Bq/mL",
+    view_margin_mm: float | None = 40.0,
 ) -> go.Figure:
-    """A greyscale image in mm with each ROI drawn as a labelled circle outline."""
+    """A greyscale image in mm with each ROI drawn as a labelled circle outline.
+
+    The view opens on the ROIs plus ``view_margin_mm`` around them (the whole
+    image stays in the figure: zoom out to see it); ``None`` shows the whole image.
+    """
     img = np.asarray(image_yx, dtype=float)
     if img.ndim != 2:
         raise ValueError(f"slice_with_rois needs a 2-D image, got shape {img.shape}")
@@ -69,10 +74,17 @@ def slice_with_rois(
         if roi.label:
             fig.add_annotation(x=cx, y=cy - r, text=roi.label, showarrow=False,
                                yshift=0, yanchor="bottom", font={"color": colour, "size": 11})
-    fig.update_xaxes(title_text="x (mm)", range=[x[0] - dx / 2, x[-1] + dx / 2],
-                     constrain="domain")
+    x_range = [x[0] - dx / 2, x[-1] + dx / 2]
+    y_range = [y[0] - dy / 2, y[-1] + dy / 2]
+    if rois and view_margin_mm is not None:
+        m = float(view_margin_mm)
+        xs = [r.centre_yx[1] * dx + s * (r.radius_mm + m) for r in rois for s in (-1, 1)]
+        ys = [r.centre_yx[0] * dy + s * (r.radius_mm + m) for r in rois for s in (-1, 1)]
+        x_range = [max(x_range[0], min(xs)), min(x_range[1], max(xs))]
+        y_range = [max(y_range[0], min(ys)), min(y_range[1], max(ys))]
+    fig.update_xaxes(title_text="x (mm)", range=x_range, constrain="domain")
     # Row 0 at the top, and 1 mm on y drawn as long as 1 mm on x.
-    fig.update_yaxes(title_text="y (mm)", range=[y[-1] + dy / 2, y[0] - dy / 2],
+    fig.update_yaxes(title_text="y (mm)", range=[y_range[1], y_range[0]],
                      scaleanchor="x", scaleratio=1, constrain="domain")
     fig.update_layout(title_text=title, template="simple_white",
                       margin={"l": 60, "r": 20, "t": 50, "b": 50})

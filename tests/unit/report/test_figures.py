@@ -43,3 +43,16 @@ def test_bar_figure_bands_and_length_check() -> None:
     assert list(fig.data[1].y) == [0.3, None] and list(fig.data[2].y) == [0.6, 0.8]
     with pytest.raises(ValueError):
         bar_figure(["a"], [1.0, 2.0], title="x")
+
+
+def test_slice_view_opens_on_the_rois_with_a_margin_and_can_show_all() -> None:
+    img = np.zeros((300, 300))  # 600 mm field of 2 mm pixels, ROIs in its middle
+    rois = [RoiShape((150.0, 150.0), 20.0), RoiShape((150.0, 180.0), 5.0)]
+    fig = slice_with_rois(img, (2.0, 2.0), rois, "crop", view_margin_mm=30.0)
+    # x: from 300 - 20 - 30 = 250 mm to 360 + 5 + 30 = 395 mm; y: 250 to 350 mm, row 0 on top
+    assert list(fig.layout.xaxis.range) == [250.0, 395.0]
+    assert list(fig.layout.yaxis.range) == [350.0, 250.0]
+    full = slice_with_rois(img, (2.0, 2.0), rois, "all", view_margin_mm=None)
+    assert list(full.layout.xaxis.range) == [-1.0, 599.0]
+    edge = slice_with_rois(img, (2.0, 2.0), [RoiShape((2.0, 2.0), 10.0)], "edge")
+    assert edge.layout.xaxis.range[0] == -1.0  # clipped to the image, never beyond it
