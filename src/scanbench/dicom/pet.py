@@ -13,6 +13,7 @@ profile, Appendix G ("Vendor-neutral pseudo-code for SUV calculation"):
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from pydicom.dataset import Dataset
 
@@ -78,7 +79,12 @@ def suv_bw_scale(pet: PetFacts, *, acquisition_time: dt.datetime | None = None) 
       post-processed series, App. G);
     - ADMIN: no decay (values already refer to the injection time);
     - NONE: the frame's acquisition time (``acquisition_time``; default the
-      series' earliest acquisition).
+      series' earliest acquisition), and — because uncorrected voxel values
+      are the frame's average of a decaying concentration — the dose averaged
+      over the frame the same way, ``(1 − e^(−λT)) / (λT)`` with T the Actual
+      Frame Duration (0018,1242). Without it the SUV would read low by that
+      factor (1.6 % for a 300 s F-18 frame). QIBA App. G covers DECY images
+      only; this extension keeps SUV consistent with the stored values.
 
     Units GML are already SUVbw (scale 1). Raises MissingTagError naming the
     absent tag, AnalysisError for units or corrections the profile excludes.
@@ -130,4 +136,10 @@ def suv_bw_scale(pet: PetFacts, *, acquisition_time: dt.datetime | None = None) 
         raise MissingTagError("SUVbw needs RadionuclideHalfLife (0018,1075)")
     decayed = pet.injected_activity_bq * decay_factor(pet.injection_datetime, reference,
                                                       pet.half_life_s)
+    if method == "NONE":
+        if pet.frame_duration_s is None or not pet.frame_duration_s > 0:
+            raise MissingTagError("SUVbw with Decay Correction NONE needs ActualFrameDuration "
+                                  "(0018,1242): uncorrected values are a frame average")
+        lam_t = math.log(2.0) * pet.frame_duration_s / pet.half_life_s
+        decayed *= -math.expm1(-lam_t) / lam_t
     return weight_g / decayed

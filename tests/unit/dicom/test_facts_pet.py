@@ -100,12 +100,17 @@ def test_suv_scale_decay_modes_by_hand():
     # ADMIN: values already refer to the injection; no decay
     admin = dataclasses.replace(BASE, decay_correction="ADMIN")
     assert suv_bw_scale(admin) == pytest.approx(80_000 / 300e6)
-    # NONE: decay to the frame's own acquisition time
-    none = dataclasses.replace(BASE, decay_correction="NONE")
+    # NONE: decay to the frame's own acquisition time, then average over the frame
+    # as the uncorrected voxel values are: (1 - exp(-lambda T)) / (lambda T)
+    none = dataclasses.replace(BASE, decay_correction="NONE", frame_duration_s=600.0)
     frame = dt.datetime(2024, 1, 1, 11, 40)
+    lam_t = math.log(2) * 600.0 / 6000
+    average = (1 - math.exp(-lam_t)) / lam_t  # 0.9659 for a 600 s frame, half-life 6000 s
     assert suv_bw_scale(none, acquisition_time=frame) == pytest.approx(
-        80_000 / (300e6 * 2 ** (-6000 / 6000)))
-    assert suv_bw_scale(none) == pytest.approx(suv_bw_scale(BASE))
+        80_000 / (300e6 * 2 ** (-6000 / 6000) * average))
+    assert suv_bw_scale(none) == pytest.approx(suv_bw_scale(BASE) / average)
+    with pytest.raises(MissingTagError, match=re.escape("ActualFrameDuration (0018,1242)")):
+        suv_bw_scale(dataclasses.replace(none, frame_duration_s=None))
     # GML: already SUVbw
     assert suv_bw_scale(dataclasses.replace(BASE, units="GML")) == 1.0
 
