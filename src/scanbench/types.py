@@ -95,6 +95,13 @@ class Series:
     normal. ``affine`` is a 4×4 matrix mapping a homogeneous voxel index
     ``(k, j, i, 1)`` — slice, row, column, the same order as ``voxels`` —
     to patient LPS coordinates ``(x, y, z, 1)`` in mm.
+
+    ``derived`` is a memo of data derived from the voxels (summaries, phantom
+    locations) shared by detection and analysis; it is never invalidated,
+    because voxels are not mutated after reading (use
+    :func:`scanbench.analysis.memo.memo`, which also checks that ``voxels`` is
+    still the same array). It is not an ``__init__`` argument, so
+    ``dataclasses.replace`` starts a fresh memo.
     """
 
     voxels: np.ndarray
@@ -104,6 +111,7 @@ class Series:
     files: list[Path] = field(default_factory=list)
     sop_instance_uids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -471,3 +471,44 @@ def test_figures(exact2mm) -> None:
     names = {t.name for t in figs[1].data}
     assert {"RC max", "RC mean (A50)", "RC peak (1 mL)"} <= names
     assert "plane_image" in r.evidence and "plane_image" not in str(r.to_dict())
+
+
+# ------------------------------------------------------------------ the per-series memo
+
+
+def test_memo_gives_bit_identical_results() -> None:
+    """Detection keeps the ring location in Series.derived and the run reuses it: the
+    result is bit for bit that of a run on a fresh series with nothing memoised, with
+    and without cold spheres (a separate memo entry per fill)."""
+    a = ImageQuality()
+    for cold in ((), (28, 37)):
+        s, _ = iec_series(voxel_mm=3.0, cold=cold, shift=(10.0, -5.0, 4.0), rotation_deg=15.0,
+                          blur_fwhm_mm=6.0, noise_rel=0.10, seed=5)
+
+        def fresh(s: Series = s) -> Series:
+            return Series(s.voxels.copy(), s.spacing, s.affine.copy(), s.facts)
+
+        params = {"cold_spheres": ",".join(map(str, cold))} if cold else {}
+        cached = fresh()
+        a.detect(cached)
+        assert cached.derived, "detection memoised nothing"
+        with_memo = [a.run(cached, **params) for _ in range(2)]  # memo filled, then reused
+        without = a.run(fresh(), **params)
+        assert len(cached.derived) == (2 if cold else 1)
+        for r in with_memo:
+            assert r.to_dict() == without.to_dict()
+            for key in ("sphere_centres_zyx", "background_roi_means", "sphere_means"):
+                np.testing.assert_array_equal(r.evidence[key], without.evidence[key])
+
+
+def test_memo_follows_new_voxels() -> None:
+    """A memo entry belongs to the voxel array it came from: a series given other
+    voxels is located afresh (dataclasses.replace also starts an empty memo)."""
+    import dataclasses
+
+    s, _ = iec_series(voxel_mm=4.0, blur_fwhm_mm=6.0, noise_rel=0.05, seed=2)
+    a = ImageQuality()
+    assert a.detect(s) > 0.8
+    assert dataclasses.replace(s).derived == {}
+    s.voxels = np.zeros_like(s.voxels)
+    assert a.detect(s) == 0.0

@@ -55,6 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_weights
 from scanbench.dicom.pet import decay_factor, suv_bw_scale
@@ -252,6 +253,54 @@ def find_cylinder(voxels: np.ndarray, spacing_zyx: tuple[float, float, float]) -
     return fitres
 
 
+def _clearly_not_a_cylinder(v: np.ndarray, spacing_zyx: tuple[float, float, float]) -> bool:
+    """A quick look at one central slice, for detection: True when it is plainly not
+    a uniform cylinder (far from circular, or a large cold region inside).
+
+    The same tests as :func:`find_cylinder` on a subsample and one slice, with
+    looser limits (0.6 instead of 0.75 for circularity, 4 % instead of 1 % of
+    cold voxels), so that whatever it refuses the full fit would refuse too;
+    anything else is left to the full fit.
+    """
+    nz = v.shape[0]
+    _, dy, dx = (float(s) for s in spacing_zyx)
+    sub = v[:: max(1, nz // 32), ::2, ::2]
+    p99 = float(np.percentile(sub, 99.0))
+    if not p99 > 0:
+        return False
+    above = sub[sub > 0.5 * p99]
+    if above.size == 0:
+        return False
+    plateau = float(np.median(above))
+    thr = 0.5 * plateau
+    areas = (v[:, ::2, ::2] > thr).sum(axis=(1, 2))
+    full = np.flatnonzero(areas >= 0.5 * areas.max())
+    if full.size == 0:
+        return False
+    k = int(full[full.size // 2])
+    m = _largest_component(v[k] > thr)
+    pts = np.argwhere(m)
+    if pts.shape[0] < 10:
+        return False
+    c = pts.mean(axis=0)
+    d = np.hypot((pts[:, 0] - c[0]) * dy, (pts[:, 1] - c[1]) * dx)
+    area = pts.shape[0] * dy * dx
+    if area / (np.pi * d.max() ** 2) < 0.6:
+        return True
+    img = ndimage.gaussian_filter(v[k].astype(float), (4.0 / dy, 4.0 / dx))
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    inner = (((yy - c[0]) * dy) ** 2 + ((xx - c[1]) * dx) ** 2
+             <= (VOI_RADIUS_FRACTION * float(np.sqrt(area / np.pi))) ** 2)
+    return float(np.mean(img[inner] < 0.5 * plateau)) > 0.04
+
+
+def cylinder_fit(series: Series) -> CylinderFit:
+    """:func:`find_cylinder` once per series (detection finds it, the run reuses it)."""
+    return memo(series, "pet.calibration_uniformity.cylinder",
+                lambda: find_cylinder(np.asarray(series.voxels, dtype=np.float32),
+                                      series.spacing))
+
+
 def _check_cylinder(v: np.ndarray, cyl: CylinderFit, spacing: tuple[float, float, float],
                     inner: np.ndarray, thr: float) -> None:
     """Refuse what is not a flat, circular cylinder (IEC body phantom, point sources)."""
@@ -324,7 +373,9 @@ class CalibrationUniformity:
             v = np.asarray(series.voxels)
             if v.ndim != 3 or v.shape[0] < 1:
                 return 0.0
-            find_cylinder(v, series.spacing)
+            if _clearly_not_a_cylinder(v, series.spacing):
+                return 0.05
+            cylinder_fit(series)
             return 0.9
         except AnalysisError:
             return 0.05
@@ -344,7 +395,7 @@ class CalibrationUniformity:
                         acquired_at=series.facts.acquired_at)
         v = np.asarray(series.voxels, dtype=np.float32)
         dz, dy, dx = (float(s) for s in series.spacing)
-        cyl = find_cylinder(v, series.spacing)
+        cyl = cylinder_fit(series)
         length = cyl.length_mm(dz)
         for end, trunc in zip(("first", "last"), cyl.truncated, strict=True):
             if trunc:

@@ -68,6 +68,7 @@ Procedure, in the order a physicist would do it by hand:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
+from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_patch, patch_mean, sphere_kernel
 from scanbench.errors import AnalysisError
@@ -455,13 +457,26 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
 
 
 def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
-                   cold: Sequence[int] = (), *, refine: bool = True) -> PhantomLocation:
+                   cold: Sequence[int] = (), *, refine: bool = True,
+                   ring: PhantomLocation | None = None) -> PhantomLocation:
     """Find the IEC body phantom, its sphere plane, the six spheres and the lung insert.
 
     See the module docstring (steps 1-4). Raises :class:`AnalysisError` when
     the image is not this phantom. ``refine=False`` stops after the ring fit
-    (what :meth:`ImageQuality.detect` needs).
+    (what :meth:`ImageQuality.detect` needs); ``ring`` is such an unrefined
+    location of the same voxels, spacing and cold spheres, computed before
+    (it is not changed), from which steps 1-3 are not repeated.
     """
+    if ring is None:
+        ring = _locate_ring(voxels, spacing, cold)
+    if not refine:
+        return ring
+    return _refine_location(np.asarray(voxels), spacing, cold, ring)
+
+
+def _locate_ring(voxels: np.ndarray, spacing: tuple[float, float, float],
+                 cold: Sequence[int]) -> PhantomLocation:
+    """Steps 1-3 of :func:`locate_phantom`: body, sphere plane and ring fit."""
     vol = np.asarray(voxels)
     if vol.ndim != 3 or min(vol.shape) < 3:
         raise AnalysisError(f"no IEC body phantom found: need a 3-D volume, got shape {vol.shape}")
@@ -540,8 +555,18 @@ def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
                           lung_centre_yx=lung, ring_centre_yx=ring_yx, ring_angle_deg=ang,
                           handedness=hand, sphere_centres_zyx=model, plane_z=wz_full,
                           sphere_contrast_snr=snr, shape_score=shape_score, notes=notes)
-    if not refine:
-        return loc
+    return loc
+
+
+def _refine_location(vol: np.ndarray, spacing: tuple[float, float, float],
+                     cold: Sequence[int], ring: PhantomLocation) -> PhantomLocation:
+    """Step 4 of :func:`locate_phantom` on a copy of the ring location ``ring``."""
+    dz, dy, dx = (float(s) for s in spacing)
+    snr = ring.sphere_contrast_snr
+    signs = np.array([-1.0 if d in cold else 1.0 for d in SPHERES_MM])
+    model = ring.sphere_centres_zyx
+    notes = list(ring.notes)
+    loc = dataclasses.replace(ring, sphere_centres_zyx=model.copy(), notes=notes)
     seen = snr >= 3.0
     big_seen = int(np.sum(seen[3:]))
     # A sphere modelled hot that is clearly colder than the background (or cold that is
@@ -740,6 +765,18 @@ def peak_mean(vol: np.ndarray, spacing: tuple[float, float, float], centre_zyx: 
 # ---------------------------------------------------------------------------- the analysis
 
 
+def ring_location(series: Series, cold: Sequence[int]) -> PhantomLocation:
+    """The unrefined phantom location (steps 1-3) of a series, once per series and fill.
+
+    Detection computes it; the run that follows reuses it (``Series.derived``).
+    The returned object is shared: do not change it.
+    """
+    cold = tuple(sorted(cold))
+    return memo(series, f"{ANALYSIS_ID}.ring{cold}",
+                lambda: _locate_ring(np.asarray(series.voxels, dtype=np.float32),
+                                     tuple(float(v) for v in series.spacing), cold))
+
+
 def _nearest_slice(z: float, n: int) -> int:
     return int(np.clip(np.floor(z + 0.5), 0, n - 1))
 
@@ -764,7 +801,7 @@ class ImageQuality:
         the spheres; point sources fail the body.
         """
         try:
-            loc = locate_phantom(series.voxels, series.spacing, refine=False)
+            loc = ring_location(series, ())
         except AnalysisError:
             return 0.0
         except (ValueError, MemoryError):
@@ -815,7 +852,7 @@ class ImageQuality:
             warn(f"Units (0054,1001) is {units!r}, not BQML: background_mean_bq_ml is not "
                  "reported; contrasts and variabilities are ratios and unaffected")
 
-        loc = locate_phantom(vol, (dz, dy, dx), cold)
+        loc = locate_phantom(vol, (dz, dy, dx), cold, ring=ring_location(series, cold))
         for note in loc.notes[1:]:
             warn(note)
         nz = vol.shape[0]
