@@ -239,8 +239,35 @@ def _block_mean(vol: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
     v = vol[:nz, :ny, :nx]
     if f == (1, 1, 1):
         return v.astype(np.float32, copy=False)
+    if fz == 1 and v.dtype == np.float32:
+        # The same sums in the same order as numpy's reduction below (columns of a
+        # row first, then rows), from strided views: several times faster.
+        acc = None
+        for b in range(fy):
+            row = v[:, b::fy, 0::fx] + v[:, b::fy, 1::fx] if fx > 1 else v[:, b::fy, :].copy()
+            for c in range(2, fx):
+                row += v[:, b::fy, c::fx]
+            if acc is None:
+                acc = row
+            elif b == 1:
+                acc = acc + row
+            else:
+                acc += row
+        assert acc is not None
+        return acc / np.float32(fy * fx)
     return v.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).mean(axis=(1, 3, 5),
                                                                     dtype=np.float32)
+
+
+def _median3x3(img: np.ndarray) -> np.ndarray:
+    """``ndimage.median_filter(img, size=3)`` (mirror edges), as the middle of the nine
+    shifted copies: the same values, without the generic rank filter's cost."""
+    if not np.all(np.isfinite(img)):
+        return ndimage.median_filter(img, size=3)
+    ny, nx = img.shape
+    p = np.pad(img, 1, mode="symmetric")
+    stack = np.stack([p[i:i + ny, j:j + nx] for i in range(3) for j in range(3)])
+    return np.partition(stack, 4, axis=0)[4]
 
 
 @functools.lru_cache(maxsize=64)
@@ -259,6 +286,50 @@ def _disc_kernel(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarra
     w = w / w.sum()
     w.setflags(write=False)
     return w
+
+
+@functools.lru_cache(maxsize=16)
+def _ring_kernels(spacing_yx: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """The six sphere discs, then the six annuli 2 mm outside them of equal area."""
+    discs, rings = [], []
+    for r in _SPHERE_R:
+        discs.append(_disc_kernel(float(r), spacing_yx))
+        r_in = r + 2.0
+        r_out = float(np.hypot(r_in, r))
+        k_out = _disc_kernel(float(r_out), spacing_yx)
+        k_in = _disc_kernel(float(r_in), spacing_yx)
+        py = (k_out.shape[0] - k_in.shape[0]) // 2
+        px = (k_out.shape[1] - k_in.shape[1]) // 2
+        ring = k_out * r_out**2
+        ring[py:py + k_in.shape[0], px:px + k_in.shape[1]] -= k_in * r_in**2
+        ring /= ring.sum()
+        ring.setflags(write=False)
+        rings.append(ring)
+    return tuple(discs + rings)
+
+
+def _same_convolutions(img: np.ndarray, kernels: Sequence[np.ndarray]) -> np.ndarray:
+    """``fftconvolve(img, k, mode="same")`` for each odd-sized kernel ``k``, stacked,
+    from one forward transform of ``img`` (the same values to rounding)."""
+    from scipy import fft
+
+    ny, nx = img.shape
+    ky = max(k.shape[0] for k in kernels)
+    kx = max(k.shape[1] for k in kernels)
+    shape = (fft.next_fast_len(ny + ky - 1, real=True), fft.next_fast_len(nx + kx - 1, real=True))
+    spec = fft.rfft2(img, shape)
+    kspec = fft.rfft2(np.stack([_embed(k, (ky, kx)) for k in kernels]), shape)
+    full = fft.irfft2(kspec * spec, shape)
+    hy, hx = ky // 2, kx // 2
+    return full[:, hy:hy + ny, hx:hx + nx]
+
+
+def _embed(k: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An odd-sized kernel centred in a larger odd-sized zero array."""
+    out = np.zeros(shape)
+    oy, ox = (shape[0] - k.shape[0]) // 2, (shape[1] - k.shape[1]) // 2
+    out[oy:oy + k.shape[0], ox:ox + k.shape[1]] = k
+    return out
 
 
 def _shape_score(body: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[float, str]:
@@ -326,26 +397,14 @@ def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float
     on a finer grid.
     """
     dy, dx = spacing_yx
-    discs = np.stack([fftconvolve(plane_yx, _disc_kernel(float(r), spacing_yx), mode="same")
-                      for r in _SPHERE_R])
     # Size-selective matched filter: the mean in the sphere's disc minus the
     # mean in an equal-area annulus 2 mm outside it. A small disc on a large
     # sphere or a large disc on a small sphere responds weakly, so the fit
     # tells the sizes, and therefore the order around the ring, apart.
-    contrast = np.empty_like(discs)
-    for n, r in enumerate(_SPHERE_R):
-        r_in = r + 2.0
-        r_out = float(np.hypot(r_in, r))
-        k_out = _disc_kernel(float(r_out), spacing_yx)
-        k_in = _disc_kernel(float(r_in), spacing_yx)
-        py = (k_out.shape[0] - k_in.shape[0]) // 2
-        px = (k_out.shape[1] - k_in.shape[1]) // 2
-        a_out, a_in = r_out**2, r_in**2
-        ring = k_out * a_out
-        ring[py:py + k_in.shape[0], px:px + k_in.shape[1]] -= k_in * a_in
-        ring /= ring.sum()
-        annulus = fftconvolve(plane_yx, ring, mode="same")
-        contrast[n] = (discs[n] - annulus) * signs[n] / level
+    # All twelve correlations share one transform of the plane.
+    conv = _same_convolutions(np.asarray(plane_yx, dtype=np.float64), _ring_kernels(spacing_yx))
+    discs, annuli = conv[:6], conv[6:]
+    contrast = (discs - annuli) * signs[:, None, None] / level
 
     def score(cy: np.ndarray, cx: np.ndarray, theta: np.ndarray, hand: np.ndarray,
               ) -> np.ndarray:
@@ -492,7 +551,7 @@ def _locate_ring(voxels: np.ndarray, spacing: tuple[float, float, float],
                             f"(longest run of body slices: {(z1 - z0 + 1) * dz:.0f} mm)")
     mean_img = vol[z0:z1 + 1].mean(axis=0, dtype=np.float32)
     body = _largest_component(ndimage.binary_fill_holes(
-        ndimage.median_filter(mean_img, size=3) > 0.5 * level))
+        _median3x3(mean_img) > 0.5 * level))
     shape_score, shape_note = _shape_score(body, (dy, dx))
     notes.append(shape_note)
     if shape_score < 0.02:
