@@ -2,19 +2,36 @@
 
 scanbench against pynemaiqpet (PyPI, the peer named in the issue) on the same
 files in the same run. pynemaiqpet pins pydicom < 3, so it runs in its own
-virtual environment (``bench/.peers/pynemaiqpet``, created on first use) and
-times itself in a subprocess; imports are excluded from both timings, and each
-tool is run once untimed first so that file caches are equally warm.
+virtual environment (``bench/.peers/pynemaiqpet``, created on first use) as a
+long-lived worker process that times one analysis per request; imports are
+excluded from every timing.
 
-    python bench/pet.py [--repeats 5] [--data ../shared/data/pet/nema-iq-test-recon]
+The tools are run INTERLEAVED: each round times scanbench's named-analysis
+path, scanbench's automatic path and pynemaiqpet once each, one after the
+other, so that a change in machine load during the run affects all three
+alike. One untimed round first warms file caches and lazy imports.
 
-Prints a table of median times and the ratio. Never run as a timed test.
+* **scanbench named** — ``read_one(folder)`` + ``analyze_series(series,
+  "pet.nema_nu2_2018.image_quality", {"activity_ratio": 4.0})``.
+* **scanbench auto** — ``analyze_paths([folder])``: what ``scanbench analyze
+  FOLDER`` does without ``--report``: read every file, ask every analysis's
+  ``detect``, run the most confident one.
+* **pynemaiqpet** — its ``pynemaiqpet_wb`` path without plots: load the
+  volume with pymirc, fit the six sphere profiles.
+
+    python bench/pet.py [--rounds 7] [--data ../shared/data/pet/nema-iq-test-recon]
+
+Prints the machine, the date, the versions, median seconds per series and
+the ratios. Never run as a timed test.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import importlib.metadata as md
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -24,28 +41,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_VENV = REPO / "bench" / ".peers" / "pynemaiqpet"
+ANALYSIS = "pet.nema_nu2_2018.image_quality"
 
-# pynemaiqpet's own end-to-end path (its `pynemaiqpet_wb` command without plots):
-# load the DICOM volume with pymirc, fit the six sphere profiles.
+# pynemaiqpet's own end-to-end path (its `pynemaiqpet_wb` command without plots),
+# served one request (a folder) per line on stdin, one JSON answer per line on stdout.
 PEER_SCRIPT = r"""
-import json, sys, time, warnings
+import json, os, sys, time, warnings
 warnings.filterwarnings("ignore")
+import importlib.metadata as md
 import pymirc.fileio as pmf
 from pynemaiqpet.nema_wb import fit_WB_NEMA_sphere_profiles
-import os
-folder, repeats = sys.argv[1], int(sys.argv[2])
-times = []
-for i in range(repeats + 1):
+out, sys.stdout = sys.stdout, sys.stderr  # the library prints progress; answers go to `out`
+names = ("pynemaiqpet", "pymirc", "pydicom", "numpy", "scipy")
+print(json.dumps({"versions": {p: md.version(p) for p in names}}), file=out, flush=True)
+for line in sys.stdin:
+    folder = line.strip()
     t0 = time.perf_counter()
     dcm = pmf.DicomVolume(os.path.join(folder, "*"))
     vol = dcm.get_data()
     fitres, res = fit_WB_NEMA_sphere_profiles(vol, dcm.voxsize, sameSignal=True,
         Rfix=[18.5, 14.0, 11.0, 8.5, 6.5, 5.0], dfix=1.5, showBGROI=False)
-    dt = time.perf_counter() - t0
-    if i:
-        times.append(dt)
-print(json.dumps({"times": times, "rc_max": [float(x) for x in res["RCmax"].values]
-                  if "RCmax" in res else None}))
+    print(json.dumps({"seconds": time.perf_counter() - t0}), file=out, flush=True)
 """
 
 
@@ -58,46 +74,111 @@ def ensure_peer() -> Path:
     return py
 
 
-def time_scanbench(folder: Path, repeats: int) -> list[float]:
+class Peer:
+    """pynemaiqpet in its own interpreter, timing one analysis per request."""
+
+    def __init__(self, py: Path) -> None:
+        self.proc = subprocess.Popen([str(py), "-c", PEER_SCRIPT], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.versions: dict[str, str] = self._answer()["versions"]
+
+    def _answer(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"pynemaiqpet worker stopped (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def time(self, folder: Path) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{folder}\n")
+        self.proc.stdin.flush()
+        return float(self._answer()["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def time_named(folder: Path) -> float:
     from scanbench.api import analyze_series
     from scanbench.dicom import read_one
 
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        series = read_one(folder)
-        analyze_series(series, "pet.nema_nu2_2018.image_quality", {"activity_ratio": 4.0})
-        dt = time.perf_counter() - t0
-        if i:
-            times.append(dt)
-    return times
+    t0 = time.perf_counter()
+    series = read_one(folder)
+    analyze_series(series, ANALYSIS, {"activity_ratio": 4.0})
+    return time.perf_counter() - t0
 
 
-def time_peer(py: Path, folder: Path, repeats: int) -> list[float]:
-    proc = subprocess.run([str(py), "-c", PEER_SCRIPT, str(folder), str(repeats)],
-                          capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])["times"]
+def time_auto(folder: Path) -> float:
+    from scanbench.api import analyze_paths
+
+    t0 = time.perf_counter()
+    report = analyze_paths([folder])
+    dt_ = time.perf_counter() - t0
+    if len(report.results) != 1 or report.results[0].analysis != ANALYSIS:
+        raise RuntimeError(f"{folder}: automatic path chose "
+                           f"{[r.analysis for r in report.results]}, failures {report.failures}")
+    return dt_
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds (median reported)")
+    ap.add_argument("--repeats", type=int, dest="rounds", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path,
                     default=REPO.parent / "shared" / "data" / "pet" / "nema-iq-test-recon")
     args = ap.parse_args()
-    py = ensure_peer()
+    import scanbench
+    from scanbench.analysis import registry
+
+    registry.all_analyses()  # import every analysis before timing
     folders = sorted(p for p in args.data.iterdir() if p.is_dir())
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, "
-          f"python {platform.python_version()}; repeats {args.repeats} (median)")
-    print(f"{'series':<14}{'scanbench s':>13}{'pynemaiqpet s':>15}{'ratio':>9}")
-    ratios = []
-    for folder in folders:
-        ours = statistics.median(time_scanbench(folder, args.repeats))
-        peer = statistics.median(time_peer(py, folder, args.repeats))
-        ratios.append(peer / ours)
-        print(f"{folder.name:<14}{ours:>13.3f}{peer:>15.3f}{peer / ours:>8.1f}x")
-    print(f"scanbench is {statistics.median(ratios):.1f}x faster (median over {len(ratios)} "
-          "series; target: at least 10x)")
+    peer = Peer(ensure_peer())
+    ours = {f"{v} {p}": md.version(p) for p, v in (("numpy", ""), ("scipy", ""),
+                                                  ("pydicom", ""))}
+    print(f"date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} "
+          f"{platform.release()}, python {platform.python_version()}")
+    print(f"scanbench {scanbench.__version__} ("
+          + ", ".join(f"{k.strip()} {v}" for k, v in ours.items()) + "); "
+          + ", ".join(f"{k} {v}" for k, v in peer.versions.items()) + " (peer venv)")
+    print(f"rounds: {args.rounds} interleaved (scanbench named, scanbench auto, pynemaiqpet), "
+          "1 untimed warm-up round; median seconds")
+    print(f"{'series':<14}{'named s':>9}{'auto s':>9}{'peer s':>9}"
+          f"{'peer/named':>12}{'peer/auto':>11}")
+    named_r, auto_r = [], []
+    try:
+        for folder in folders:
+            times: dict[str, list[float]] = {"named": [], "auto": [], "peer": []}
+            for rnd in range(args.rounds + 1):
+                got = {"named": time_named(folder), "auto": time_auto(folder),
+                       "peer": peer.time(folder)}
+                if rnd:
+                    for k, v in got.items():
+                        times[k].append(v)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            named_r.append(med["peer"] / med["named"])
+            auto_r.append(med["peer"] / med["auto"])
+            print(f"{folder.name:<14}{med['named']:>9.3f}{med['auto']:>9.3f}{med['peer']:>9.3f}"
+                  f"{named_r[-1]:>11.1f}x{auto_r[-1]:>10.1f}x")
+    finally:
+        peer.close()
+    print(f"scanbench is {statistics.median(named_r):.1f}x (named analysis) and "
+          f"{statistics.median(auto_r):.1f}x (automatic choice) faster than pynemaiqpet "
+          f"(median over {len(folders)} series; target: at least 10x)")
 
 
 if __name__ == "__main__":
