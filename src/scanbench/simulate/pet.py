@@ -107,7 +107,8 @@ IQ (render_iq):
     recovery_coefficient_noiseless, recovery_coefficient_max_noiseless),
     percent_contrast_noiseless and recovery_coefficient_noiseless ({diameter
     as "10", "13", ...: value}), background_reference_bq_ml (the C_B used:
-    the true background × calibration factor), background_far_roi_noiseless_bq_ml
+    the mean of the noiseless image over the NU 2 background zone),
+    scatter_residual_percent, background_far_roi_noiseless_bq_ml
     (a 37 mm ROI on the noiseless image far from edges, as a check),
     lung_residual_percent_noiseless, total_activity_bq (whole phantom, at
     the reference, true), total_activity_in_fov_bq (the part inside the
@@ -118,10 +119,12 @@ IQ (render_iq):
     centred on the true sphere centre, on the slice whose centre is nearest
     the sphere centre's z, by scanbench.analysis.roi.circle_mean;
     Q_H = 100 (C_H/C_B − 1)/(a_H/a_B − 1), Q_C = 100 (1 − C_C/C_B). C_B is
-    the true background × calibration factor: NEMA's background ROIs lie
-    ≥ 15 mm from every edge, where the noiseless image equals the fill to
-    < 0.01 % (background_far_roi_noiseless_bq_ml shows it), so the true value
-    is the noiseless C_B without depending on where ROIs are put.
+    the mean of the noiseless image over the zone where NEMA's background
+    ROIs may lie (the five NU 2 slices, ≥ 15 mm from the body edge, the lung
+    wall and every sphere's glass): without a scatter residual the image
+    there equals the fill × calibration factor to < 0.01 %
+    (background_far_roi_noiseless_bq_ml shows it); with one, it is the
+    background the ROIs see, so the truth never depends on where ROIs are put.
 Point (render_point):
     source_extent_mm, activity_bq_per_source (at the reference), sources
     (list: position_lps_mm, radius_from_axis_mm, slice_index, radial_unit_xy,
@@ -185,6 +188,9 @@ DEFAULT_SCAN_START = dt.datetime(2026, 3, 4, 10, 30, 0, tzinfo=dt.timezone(dt.ti
 AXIAL_SENSITIVITY_FLOOR = 0.05  # the triangle never reaches 0 inside the image
 _EDGE_SUBSAMPLE = 8  # sub-grid per axis in voxels an object boundary crosses
 _PSF_BAND_MM = 75.0  # radial spacing of the PSF bands for extended phantoms
+# Width of the scatter-correction residual: scatter is spread over tens of cm; what a
+# correction leaves is as broad [U: a model choice, not a measured figure].
+SCATTER_RESIDUAL_FWHM_MM = 80.0
 
 
 @dataclass(frozen=True)
@@ -601,6 +607,7 @@ def render_iq(
     scan_start: dt.datetime = DEFAULT_SCAN_START,
     injection_to_scan_s: float = 1800.0,
     slice_offset_mm: float | None = None,
+    scatter_residual_percent: float = 0.0,
 ) -> tuple[Series, dict[str, Any]]:
     """Image the NEMA/IEC body phantom (NEMA NU 2-2018 section 7) on ``scanner``.
 
@@ -612,8 +619,12 @@ def render_iq(
     phantom about the scanner z axis (from +x towards +y). The slice lattice is
     fixed to the scanner: slice centres at ``slice_offset_mm + m · slice_mm``
     (default offset 0.3 × slice, so a sphere plane at z = 0 is not on a slice
-    centre), over the whole axial FOV. Returns the Series (unquantised
-    float32 Bq/mL at the decay reference) and the ground truth (module docstring).
+    centre), over the whole axial FOV. ``scatter_residual_percent`` adds what
+    an imperfect scatter correction leaves: that percentage of the activity
+    blurred over ``SCATTER_RESIDUAL_FWHM_MM``, a slowly varying component that
+    shows in the cold lung insert as NEMA's lung residual. Returns the Series
+    (unquantised float32 Bq/mL at the decay reference) and the ground truth
+    (module docstring).
     """
     slice_mm = voxel_mm if slice_mm is None else float(slice_mm)
     _check_common(voxel_mm, slice_mm, duration_s, decay_correction, post_filter_fwhm_mm, matrix)
@@ -628,6 +639,9 @@ def render_iq(
                              f"{', '.join(f'{s:g}' for s in nema_iq.SPHERE_DIAMETERS_MM)} mm")
     if not injection_to_scan_s >= 0:
         raise ValueError("injection_to_scan_s must be >= 0")
+    if not 0.0 <= scatter_residual_percent < 50.0:
+        raise ValueError("scatter_residual_percent must be in [0, 50), got "
+                         f"{scatter_residual_percent}")
     shift = np.array(_xyz(shift_mm, "shift_mm"))
     theta = math.radians(rotation_deg)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
@@ -690,6 +704,12 @@ def render_iq(
     obj = obj.astype(np.float32)
     in_fov_start_bq = float(obj.sum(dtype=np.float64)) * grid.voxel_ml
     blurred = _blur_extended(obj, sub.x_mm, sub.y_mm, grid.spacing, scanner, post_filter_fwhm_mm)
+    if scatter_residual_percent > 0:
+        # The residual leaves the box as a faint tail; outside the phantom a scatter
+        # correction fitted to the tails takes it to zero, so it is cut there.
+        blurred += np.float32(scatter_residual_percent / 100.0) * ndimage.gaussian_filter(
+            obj, _sigma_voxels((SCATTER_RESIDUAL_FWHM_MM / FWHM_PER_SIGMA,) * 3, grid.spacing),
+            mode="constant", cval=0.0)
 
     rng = np.random.default_rng(seed)
     decay_factor = _decay_factor_to_reference(decay_correction, duration_s, injection_to_scan_s)
@@ -720,9 +740,9 @@ def render_iq(
     # Ground truth on the noiseless image, NU 2-2018 7.4 ROIs.
     _dz, dy, dx = grid.spacing
     c_b_true = background_bq_ml * decay_factor
-    c_b_ref = c_b_true * scanner.calibration_factor
     plane_z = float(shift[2])
     k_plane = int(np.argmin(np.abs(z - plane_z)))
+    c_b_ref = _background_zone_mean(noiseless, px, py, z, plane_z, spheres_lps)
 
     def frac_index(xyz: np.ndarray) -> tuple[float, float]:
         return (float((xyz[1] - y[0]) / dy), float((xyz[0] - x[0]) / dx))
@@ -758,7 +778,7 @@ def render_iq(
     lung_centre = np.array([shift[0], shift[1], plane_z])
     lung_mean = circle_mean(noiseless[k_plane], frac_index(lung_centre),
                             nema_iq.LUNG_ROI_DIAMETER_MM / 2, (dy, dx))
-    far = np.array([*(rot @ np.array([0.0, -100.0]) + shift[:2]), plane_z])
+    far = np.array([*(rot @ np.array([0.0, -85.0]) + shift[:2]), plane_z])
     far_mean = circle_mean(noiseless[k_plane], frac_index(far), 18.5, (dy, dx))
 
     truth = _common_truth("nema_iq", scanner, grid, voxel_mm=voxel_mm, slice_mm=slice_mm,
@@ -783,6 +803,7 @@ def render_iq(
         "percent_contrast_noiseless": pc,
         "recovery_coefficient_noiseless": rc,
         "background_reference_bq_ml": c_b_ref,
+        "scatter_residual_percent": scatter_residual_percent,
         "background_far_roi_noiseless_bq_ml": far_mean,
         "lung_residual_percent_noiseless": 100.0 * lung_mean / c_b_ref,
         "total_activity_bq": total_start_bq * decay_factor,
@@ -791,6 +812,37 @@ def render_iq(
         "patient_weight_kg": weight_kg,
     })
     return series, truth
+
+
+def _background_zone_mean(noiseless: np.ndarray, px: np.ndarray, py: np.ndarray,
+                          z_mm: np.ndarray, plane_z: float,
+                          spheres_lps: list[tuple[nema_iq.Sphere, np.ndarray, bool]]) -> float:
+    """Mean of the noiseless image where NU 2-2018 7.4 background ROIs may lie.
+
+    The zone: on the slices nearest the sphere plane and ±10, ±20 mm, inside
+    the body at least 15 mm from its edge, from the lung insert's outer wall
+    and (in 3-D) from every sphere's outer glass surface. ``px``, ``py`` are
+    each pixel's phantom-frame coordinates. With no scatter residual the image
+    there equals the fill to < 0.01 %; with one, this is the background the
+    NEMA ROIs see, which the true fill no longer is.
+    """
+    margin = nema_iq.BACKGROUND_EDGE_MARGIN_MM
+    in_xy = (nema_iq.inside_body_xy(px, py)
+             & (nema_iq.distance_to_body_edge_xy(px, py) >= margin)
+             & (np.hypot(px, py) >= nema_iq.LUNG_INSERT_OUTER_DIAMETER_MM / 2 + margin))
+    total, count = 0.0, 0
+    for off in nema_iq.BACKGROUND_SLICE_OFFSETS_MM:
+        k = int(np.argmin(np.abs(z_mm - (plane_z + off))))
+        zone = in_xy.copy()
+        for sphere, centre, _hot in spheres_lps:
+            reach = sphere.radius_mm + nema_iq.SPHERE_WALL_MM + margin
+            dz = float(z_mm[k] - centre[2])
+            if abs(dz) < reach:
+                sx, sy, _ = sphere.centre_mm
+                zone &= np.hypot(px - sx, py - sy) >= math.sqrt(reach**2 - dz**2)
+        total += float(noiseless[k][zone].sum(dtype=np.float64))
+        count += int(zone.sum())
+    return total / count
 
 
 # ---------------------------------------------------------------- point sources
