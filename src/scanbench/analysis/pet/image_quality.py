@@ -488,31 +488,46 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
     if np.any(hi - lo < np.array(kern.shape)):
         return None
     box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
-    corr = fftconvolve(box, kern[::-1, ::-1, ::-1], mode="same") * sign
-    # only positions whose kernel lies inside the box and near the guess
-    grids = np.meshgrid(*[(np.arange(lo[a], hi[a]) - guess_zyx[a]) * d[a] for a in range(3)],
-                        indexing="ij")
-    dist = np.sqrt(sum(gg**2 for gg in grids))
-    valid = dist <= _MAX_SPHERE_SHIFT_MM
+    # Only positions whose kernel lies inside the box and near the guess count.
+    # The mean in the sphere is evaluated there directly (one dot product with
+    # the kernel per position) rather than by correlating the whole box.
     edge = np.array(kern.shape) // 2
-    for a in range(3):
-        sl = [slice(None)] * 3
-        sl[a] = slice(0, edge[a])
-        valid[tuple(sl)] = False
-        sl[a] = slice(box.shape[a] - edge[a], None)
-        valid[tuple(sl)] = False
-    if not valid.any():
+    axes = [np.arange(edge[a], box.shape[a] - edge[a]) for a in range(3)]
+    dist2 = sum(((ax + lo[a] - guess_zyx[a]) * d[a])[
+        tuple(slice(None) if b == a else None for b in range(3))] ** 2
+        for a, ax in enumerate(axes))
+    idx = np.nonzero(np.sqrt(dist2) <= _MAX_SPHERE_SHIFT_MM)
+    if idx[0].size == 0:
         return None
-    masked = np.where(valid, corr, -np.inf)
-    p = np.array(np.unravel_index(int(np.argmax(masked)), corr.shape))
+    pos = np.stack([axes[a][idx[a]] for a in range(3)], axis=1)
+    # the box is 0 outside itself (as in an FFT "same" correlation): a parabola
+    # neighbour of an edge position sees those zeros
+    windows = _windows(np.pad(box, [(int(e), int(e)) for e in edge]), kern.shape)
+    flat_k = kern.ravel()
+
+    def mean_at(q: np.ndarray) -> np.ndarray:
+        # einsum, not a BLAS product: BLAS threads left spinning slow what follows
+        w = windows[q[:, 0], q[:, 1], q[:, 2]].reshape(len(q), -1)
+        return np.einsum("ij,j->i", w, flat_k) * sign
+
+    vals = mean_at(pos)
+    best = int(np.argmax(vals))
+    p = pos[best]
     out = p.astype(float)
     for a in range(3):
-        if 0 < p[a] < corr.shape[a] - 1:
-            m, pl = p.copy(), p.copy()
-            m[a] -= 1
-            pl[a] += 1
-            out[a] += _parabolic_offset(corr[tuple(m)], corr[tuple(p)], corr[tuple(pl)])
+        if 0 < p[a] < box.shape[a] - 1:
+            step = np.zeros(3, dtype=int)
+            step[a] = 1
+            fm, fp = mean_at(np.stack([p - step, p + step]))
+            out[a] += _parabolic_offset(float(fm), float(vals[best]), float(fp))
     return out + lo
+
+
+def _windows(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Read-only view of every ``shape``-sized window of ``arr``, indexed by its corner."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    return sliding_window_view(arr, shape)
 
 
 def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
