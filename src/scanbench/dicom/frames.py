@@ -13,7 +13,9 @@ fallback (PS3.3 C.7.6.16): Plane Position (C.7.6.16.2.3), Plane Orientation
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,7 @@ class Frame:
 def plane_frames(source: Source) -> list[Frame]:
     """All frames of one image file with their geometry; InputError names what is missing."""
     ds, where = source.ds, source.path
-    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+    if h.has(ds, "PerFrameFunctionalGroupsSequence") or h.has(ds, "SharedFunctionalGroupsSequence"):
         return _enhanced_frames(source)
     n = source.pixels.shape[0]
     ipp, iop = h.numbers(ds, "ImagePositionPatient"), h.numbers(ds, "ImageOrientationPatient")
@@ -196,14 +198,31 @@ def _orientation(iop: tuple[float, ...] | None,
     if iop is None or len(iop) != 6:
         raise InputError("Image Orientation (Patient) (0020,0037) is missing or not six numbers",
                          where)
+    # Keyed by the bytes: -0.0 == 0.0, but the sign of a zero reaches the affine.
+    cosines = _cosines(struct.pack("<6d", *iop))
+    if cosines is None:
+        raise InputError(f"Image Orientation (Patient) (0020,0037) {list(iop)} is not two "
+                         "orthogonal unit vectors", where)
+    return cosines
+
+
+@lru_cache(maxsize=256)
+def _cosines(packed: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Orthonormalised (row, column) cosines of six IOP numbers (packed as doubles), None
+    if they are not two orthogonal unit vectors. Cached: the slices of a series share one
+    orientation, so they share these (read-only) arrays, and volume splitting can compare
+    them by identity."""
+    iop = struct.unpack("<6d", packed)
     row, col = np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float)
     nr, nc = np.linalg.norm(row), np.linalg.norm(col)
     if abs(nr - 1) > 1e-2 or abs(nc - 1) > 1e-2 or abs(float(row @ col)) > 1e-2:
-        raise InputError(f"Image Orientation (Patient) (0020,0037) {list(iop)} is not two "
-                         "orthogonal unit vectors", where)
+        return None
     row, col = row / nr, col / nc
     col = col - (row @ col) * row  # remove rounding skew so the affine stays orthogonal
-    return row, col / np.linalg.norm(col)
+    col = col / np.linalg.norm(col)
+    row.flags.writeable = False
+    col.flags.writeable = False
+    return row, col
 
 
 def _pixel_spacing(ps: tuple[float, ...] | None, where: Path | str) -> tuple[float, float]:
@@ -219,10 +238,10 @@ def _pixel_spacing(ps: tuple[float, ...] | None, where: Path | str) -> tuple[flo
 def _rescale(ds: Dataset, where: Path | str) -> tuple[float, float]:
     """Rescale Slope (0028,1053) and Intercept (0028,1052); identity when absent."""
     slope, intercept = h.number(ds, "RescaleSlope"), h.number(ds, "RescaleIntercept")
-    if "RescaleSlope" in ds and slope is None:
+    if slope is None and h.has(ds, "RescaleSlope"):
         raise InputError(f"Rescale Slope (0028,1053) {h.text(ds, 'RescaleSlope')!r} "
                          "is not a number", where)
-    if "RescaleIntercept" in ds and intercept is None:
+    if intercept is None and h.has(ds, "RescaleIntercept"):
         raise InputError(f"Rescale Intercept (0028,1052) {h.text(ds, 'RescaleIntercept')!r} "
                          "is not a number", where)
     return (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)

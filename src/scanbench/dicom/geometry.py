@@ -66,10 +66,14 @@ def split_volumes(frames: list[Frame], where: str) -> tuple[list[tuple[str, list
     for f in frames:
         for c in clusters:
             ref = c[0]
+            # Identical (shared) cosines and equal spacings are close: skip allclose.
             if (f.rows == ref.rows and f.columns == ref.columns and f.split == ref.split
-                    and np.allclose(f.row_cosines, ref.row_cosines, atol=ORIENTATION_ATOL)
-                    and np.allclose(f.col_cosines, ref.col_cosines, atol=ORIENTATION_ATOL)
-                    and np.allclose(f.pixel_spacing, ref.pixel_spacing, rtol=1e-4)):
+                    and (f.row_cosines is ref.row_cosines
+                         or np.allclose(f.row_cosines, ref.row_cosines, atol=ORIENTATION_ATOL))
+                    and (f.col_cosines is ref.col_cosines
+                         or np.allclose(f.col_cosines, ref.col_cosines, atol=ORIENTATION_ATOL))
+                    and (f.pixel_spacing == ref.pixel_spacing
+                         or np.allclose(f.pixel_spacing, ref.pixel_spacing, rtol=1e-4))):
                 c.append(f)
                 break
         else:

@@ -75,6 +75,13 @@ def _fast(ds: Dataset, keyword: str) -> tuple[bool, Any]:
     return False, None
 
 
+def has(ds: Dataset, keyword: str) -> bool:
+    """``keyword in ds`` without pydicom's per-call keyword-to-tag conversion (same answer:
+    whether the data set holds the element, whatever its value)."""
+    tag, _ = _tag_and_vr(keyword)
+    return tag is not None and tag in ds._dict
+
+
 def raw(ds: Dataset | None, keyword: str) -> Any:
     """The value of ``keyword`` in ``ds``, or None if absent, empty or unreadable."""
     if ds is None:

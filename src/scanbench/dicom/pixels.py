@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import io
 import struct
+from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, RLELossless
 
@@ -36,16 +38,17 @@ MAX_SERIES_BYTES = 1 << 30
 _RLE_MAX_EXPANSION = 64
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_DATA = 0x7FE00010
 
 
 def has_pixels(ds: Dataset) -> bool:
     """True if the data set holds any of the three Pixel Data elements (PS3.3 C.7.6.3)."""
-    return any(kw in ds for kw in PIXEL_KEYWORDS)
+    return any(h.has(ds, kw) for kw in PIXEL_KEYWORDS)
 
 
 def frame_count(ds: Dataset, where: Path) -> int:
     """Number of Frames (0028,0008), 1 when absent (single-frame IODs)."""
-    if "NumberOfFrames" not in ds:
+    if not h.has(ds, "NumberOfFrames"):
         return 1
     n = h.integer(ds, "NumberOfFrames")
     if n is None or n < 1:
@@ -77,7 +80,7 @@ def decode(ds: Dataset, where: Path) -> np.ndarray:
             f"as float32, more than the {MAX_SERIES_BYTES / 2**20:.0f} MiB limit "
             "(scanbench.dicom.pixels.MAX_SERIES_BYTES); refused before decoding", where)
 
-    if "PixelData" not in ds:
+    if not h.has(ds, "PixelData"):
         return _float_pixels(ds, rows, cols, frames, where)
 
     bits = h.integer(ds, "BitsAllocated")
@@ -91,14 +94,17 @@ def decode(ds: Dataset, where: Path) -> np.ndarray:
     tsyntax = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
                   if hasattr(ds, "file_meta") else "1.2.840.10008.1.2")
     nbytes = voxels * (bits // 8)
-    try:
-        data = ds.PixelData
-    except Exception as exc:
-        raise InputError(f"Pixel Data (7FE0,0010) cannot be read: {exc}", where) from exc
+    data = _unconverted_bytes(ds, nbytes)
+    if data is None:
+        try:
+            data = ds.PixelData
+        except Exception as exc:
+            raise InputError(f"Pixel Data (7FE0,0010) cannot be read: {exc}", where) from exc
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InputError("Pixel Data (7FE0,0010) holds no bytes", where)
 
-    if tsyntax.is_compressed and tsyntax != "1.2.840.10008.1.2.1.99":
+    compressed, little = _syntax(tsyntax)
+    if compressed:
         _check_encapsulated(data, tsyntax, rows, cols, frames, nbytes, where)
         try:
             from pydicom.pixels import pixel_array
@@ -126,12 +132,35 @@ def decode(ds: Dataset, where: Path) -> np.ndarray:
         raise InputError(
             f"truncated: Pixel Data (7FE0,0010) has {len(data)} bytes but Rows × Columns × "
             f"frames × bytes = {rows} × {cols} × {frames} × {bits // 8} needs {nbytes}", where)
-    order = "<" if tsyntax.is_little_endian or tsyntax == "1.2.840.10008.1.2.1.99" else ">"
+    order = "<" if little else ">"
     dtype = np.dtype(f"{order}{'i' if signed else 'u'}{bits // 8}")
     arr = np.frombuffer(data, dtype=dtype, count=voxels).reshape(frames, rows, cols)
     if stored < bits:
         arr = _unused_bits(arr, stored, signed)
     return arr
+
+
+@lru_cache(maxsize=64)
+def _syntax(tsyntax: UID) -> tuple[bool, bool]:
+    """(encapsulated, little endian) for a transfer syntax; Deflated Explicit VR Little
+    Endian counts as native (pydicom inflated it while parsing). Raises ValueError,
+    as pydicom does, for a UID that is not a transfer syntax."""
+    deflated = tsyntax == "1.2.840.10008.1.2.1.99"
+    return (tsyntax.is_compressed and not deflated), (deflated or tsyntax.is_little_endian)
+
+
+def _unconverted_bytes(ds: Dataset, nbytes: int) -> bytes | None:
+    """The still-unconverted bytes of Pixel Data (7FE0,0010) when they can be used as
+    they are (pydicom's OB/OW conversion returns the bytes unchanged, and converting
+    costs more than the rest of decoding). None — use ``ds.PixelData`` — for anything
+    else: a converted, short, undefined-length (encapsulated) or otherwise typed
+    element, so that every odd case keeps pydicom's handling."""
+    elem = ds._dict.get(_PIXEL_DATA)
+    if (isinstance(elem, RawDataElement) and elem.VR in (None, "OB", "OW", "OB or OW")
+            and elem.length != 0xFFFFFFFF and isinstance(elem.value, bytes)
+            and len(elem.value) >= nbytes):
+        return elem.value
+    return None
 
 
 def _unused_bits(arr: np.ndarray, stored: int, signed: bool) -> np.ndarray:

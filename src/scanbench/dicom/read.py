@@ -283,7 +283,7 @@ def _truncation(ds: Dataset) -> str | None:
         return None
     if not tags:
         return None
-    last = ds._dict[max(tags)]
+    last = ds._dict[max(tags, key=int)]  # int(): BaseTag's own comparisons are slow
     if (isinstance(last, RawDataElement) and last.length != 0xFFFFFFFF
             and last.value is not None and len(last.value) < last.length):
         return (f"truncated: element {last.tag} needs {last.length} bytes but the file "
@@ -303,7 +303,7 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
         result.skipped.append((path, "DICOM preamble only, no data set"))
         return
     sop = _sop_class(ds)
-    if sop == _DICOMDIR_UID or "DirectoryRecordSequence" in ds:
+    if sop == _DICOMDIR_UID or h.has(ds, "DirectoryRecordSequence"):
         result.skipped.append((path, "DICOMDIR (media directory), not an image"))
         return
     truncated = _truncation(ds)
@@ -315,9 +315,9 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
                              "truncated or damaged", path)
         result.non_image.append((path, _sop_name(sop)))
         return
-    has_geometry = ("ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds
-                    or "SharedFunctionalGroupsSequence" in ds
-                    or "DetectorInformationSequence" in ds)
+    has_geometry = any(h.has(ds, kw) for kw in (
+        "ImagePositionPatient", "PerFrameFunctionalGroupsSequence",
+        "SharedFunctionalGroupsSequence", "DetectorInformationSequence"))
     if not has_geometry and sop not in _CROSS_SECTIONAL:
         result.non_image.append((path, _sop_name(sop)))
         return
