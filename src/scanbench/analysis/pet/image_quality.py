@@ -80,7 +80,7 @@ from scipy.signal import fftconvolve
 
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
-from scanbench.analysis.roi import circle_patch, patch_mean, sphere_kernel
+from scanbench.analysis.roi import circle_patch, circle_patch_means, patch_mean, sphere_kernel
 from scanbench.errors import AnalysisError
 from scanbench.phantoms import nema_iq
 from scanbench.types import Result, Series
@@ -965,13 +965,9 @@ class ImageQuality:
                 "the background slices at ±10 and ±20 mm from the sphere plane are not all "
                 f"inside the phantom (slices {slices}, body slices {loc.z_range})")
         sizes = list(SPHERES_MM)
-        roi_means = np.empty((len(sizes), len(slices), len(bg_yx)))
-        for a, d in enumerate(sizes):
-            for b, c in enumerate(bg_yx):
-                patch = circle_patch(vol.shape[1:], (float(c[0]), float(c[1])), d / 2,
-                                     (dy, dx))
-                for s, k in enumerate(slices):
-                    roi_means[a, s, b] = patch_mean(vol[k], patch)
+        bg_slices = vol[slices]
+        roi_means = np.stack([circle_patch_means(bg_slices, bg_yx, d / 2, (dy, dx))
+                              for d in sizes])
         K = roi_means.shape[1] * roi_means.shape[2]
 
         plane_img = vol[k_plane]
@@ -1007,10 +1003,10 @@ class ImageQuality:
         # lung residual: 30 mm ROI on the lung insert on each background slice (NU 2-2018 7.4.1)
         if loc.lung_centre_yx is None:
             warn("lung insert not segmented: its ROI is centred on the fitted sphere ring")
-        lung_patch = circle_patch(vol.shape[1:], lung_yx, nema_iq.LUNG_ROI_DIAMETER_MM / 2,
-                                  (dy, dx))
+        lung_means = circle_patch_means(bg_slices, np.array([lung_yx]),
+                                        nema_iq.LUNG_ROI_DIAMETER_MM / 2, (dy, dx))[:, 0]
         cb37_slices = roi_means[sizes.index(37)].mean(axis=1)
-        lung_each = np.array([100.0 * patch_mean(vol[k], lung_patch) / cb37 for k in slices])
+        lung_each = 100.0 * lung_means / cb37
         result.add("lung_residual", float(lung_each.mean()), "%",
                    uncertainty=float(lung_each.std(ddof=1) / np.sqrt(lung_each.size)))
 
