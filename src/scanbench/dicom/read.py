@@ -12,6 +12,7 @@ stack or time form separate volumes (see :mod:`scanbench.dicom.geometry`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -114,7 +115,7 @@ class _Entry:
     """One file to read: a path on disk, or a zip member (path = zip / member name)."""
 
     path: Path
-    data: bytes | None = None  # zip member content; None means read from disk
+    data: bytes | None = None  # content (zip member, or a file read once); None: read from disk
 
 
 def _discover(paths: Sequence[str | Path] | str | Path,
@@ -190,6 +191,7 @@ def _read(paths: Sequence[str | Path] | str | Path,
                 queue[:0] = members
             else:
                 _read_entry(entry, head, result, problems, state)
+                entry.data = None  # parsed: the file's bytes need not be held any longer
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -204,11 +206,17 @@ def _fail(result: ReadResult, problems: list[ScanbenchError], exc: ScanbenchErro
 
 
 def _head(entry: _Entry) -> bytes | None:
+    """The first 132 bytes (preamble and prefix). A file that looks like DICOM is read
+    whole while it is open (into ``entry.data``), so that it is opened once."""
     if entry.data is not None:
         return entry.data[:132]
     try:
         with open(entry.path, "rb") as fh:
-            return fh.read(132)
+            head = fh.read(132)
+            if (len(head) >= 132 and head[128:132] == b"DICM") or _looks_like_raw_dataset(head):
+                with contextlib.suppress(OSError):  # else _parse reads again, reports it
+                    entry.data = head + fh.read()
+            return head
     except OSError:
         return None
 
