@@ -717,25 +717,54 @@ def background_roi_centres(body_yx: np.ndarray, spacing_yx: tuple[float, float],
     """
     dy, dx = spacing_yx
     r_roi = _BG_ROI_MM / 2
-    edt = ndimage.distance_transform_edt(np.pad(body_yx, 1), sampling=(dy, dx))[1:-1, 1:-1]
     rows, cols = np.nonzero(body_yx)
     if rows.size == 0:
         raise AnalysisError("cannot place background ROIs: no body outline")
+    # Distance to the outline, on the body's box and a ring of background around it:
+    # the nearest background pixel of any pixel inside is in that ring or nearer.
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    edt = np.zeros(body_yx.shape)
+    edt[r0:r1, c0:c1] = ndimage.distance_transform_edt(np.pad(body_yx[r0:r1, c0:c1], 1),
+                                                       sampling=(dy, dx))[1:-1, 1:-1]
     ys = np.arange(rows.min() * dy, (rows.max() + 1) * dy, 1.0)
     xs = np.arange(cols.min() * dx, (cols.max() + 1) * dx, 1.0)
-    gy, gx = np.meshgrid(ys, xs, indexing="ij")
-    gy, gx = gy.ravel(), gx.ravel()
+    # A bilinear value is at most the largest of the pixels around it: candidates
+    # whose 3 x 3 neighbourhood is nearer the edge than needed are dropped first
+    # (the rest are taken in the grid's row-major order, as a meshgrid would give).
+    need = r_roi + margin_mm
+    near_max = ndimage.maximum_filter(edt, size=3, mode="constant")
+    iy = np.clip(np.rint(ys / dy).astype(int), 0, edt.shape[0] - 1)
+    ix = np.clip(np.rint(xs / dx).astype(int), 0, edt.shape[1] - 1)
+    ky, kx = np.nonzero(near_max[iy][:, ix] >= need)
+    gy, gx = ys[ky], xs[kx]
     e = ndimage.map_coordinates(edt, [gy / dy, gx / dx], order=1, mode="constant")
-    inside = e >= r_roi + margin_mm
+    inside = e >= need
     gy, gx = gy[inside], gx[inside]
-    # clearance from each object's outer surface, for every candidate
-    clear = [np.hypot(gy - sy * dy, gx - sx * dx) - r - nema_iq.SPHERE_WALL_MM - r_roi
-             for (sy, sx), r in zip(sphere_yx, _SPHERE_R, strict=True)]
-    clear.append(np.hypot(gy - lung_yx[0] * dy, gx - lung_yx[1] * dx)
-                 - nema_iq.LUNG_INSERT_OUTER_DIAMETER_MM / 2 - r_roi)
-    clearance = np.min(np.stack(clear), axis=0) if gy.size else np.zeros(0)
+    # clearance from each object's outer surface, for every candidate; those nearer
+    # than the smallest margin tried to any object (squared distances, with a
+    # tolerance far above their rounding) can never be chosen and are dropped first
+    objects = [(sy * dy, sx * dx, (r, nema_iq.SPHERE_WALL_MM, r_roi))
+               for (sy, sx), r in zip(sphere_yx, _SPHERE_R, strict=True)]
+    objects.append((lung_yx[0] * dy, lung_yx[1] * dx,
+                    (nema_iq.LUNG_INSERT_OUTER_DIAMETER_MM / 2, r_roi)))
+    margins = np.arange(margin_mm, 4.99, -2.5)
+    floor_mm = float(margins.min()) - 1e-6 if margins.size else 0.0
+    for oy, ox, parts in objects:
+        reach = sum(parts) + floor_mm
+        if reach > 0:
+            keep = (gy - oy) ** 2 + (gx - ox) ** 2 >= reach**2 * (1 - 1e-9)
+            gy, gx = gy[keep], gx[keep]
+
+    def clear(oy: float, ox: float, parts: tuple[float, ...]) -> np.ndarray:
+        c = np.hypot(gy - oy, gx - ox)
+        for p in parts:
+            c = c - p
+        return c
+
+    clear_each = [clear(*o) for o in objects]
+    clearance = np.min(np.stack(clear_each), axis=0) if gy.size else np.zeros(0)
     best: tuple[np.ndarray, float] | None = None
-    for m in np.arange(margin_mm, 4.99, -2.5):
+    for m in margins:
         ok = clearance >= m
         cy, cx = gy[ok], gx[ok]
         if cy.size < count:
