@@ -18,6 +18,8 @@ from scanbench.analysis.pet.image_quality import (
     PEAK_RADIUS_MM,
     SPHERES_MM,
     ImageQuality,
+    _fill_holes,
+    _median3x3,
     a50_voi,
     background_variability,
     parse_cold_spheres,
@@ -28,6 +30,7 @@ from scanbench.analysis.pet.image_quality import (
 from scanbench.analysis.roi import (
     circle_mean,
     circle_patch,
+    circle_patch_means,
     circle_weights,
     patch_mean,
     sphere_kernel,
@@ -173,6 +176,27 @@ def test_circle_patch_matches_circle_weights() -> None:
         p = circle_patch(img.shape, centre, r, (2.0, 1.5))
         assert patch_mean(img, p) == pytest.approx(float((img * w).sum() / w.sum()), rel=1e-12)
         assert p[1].sum() == pytest.approx(w.sum())
+
+
+def test_circle_patch_means_match_patch_mean() -> None:
+    rng = np.random.default_rng(3)
+    imgs = rng.random((5, 60, 70)).astype(np.float32)
+    centres = rng.uniform(-4.0, 74.0, size=(30, 2))  # some at or past the image edge
+    for r in (5.0, 11.0, 18.5):
+        got = circle_patch_means(imgs, centres, r, (2.08, 1.9))
+        want = np.array([[patch_mean(img, circle_patch(img.shape, tuple(c), r, (2.08, 1.9)))
+                          for c in centres] for img in imgs])
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_median3x3_and_fill_holes_match_scipy() -> None:
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        shape = (int(rng.integers(3, 30)), int(rng.integers(3, 30)))
+        img = (rng.integers(0, 5, size=shape) if i % 2 else rng.random(shape)).astype(np.float32)
+        np.testing.assert_array_equal(_median3x3(img), ndimage.median_filter(img, size=3))
+        mask = img > np.median(img)
+        np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
 
 
 def test_sphere_kernel_is_one_ml() -> None:
