@@ -19,6 +19,7 @@ from scanbench.analysis.pet.image_quality import (
     SPHERES_MM,
     ImageQuality,
     _fill_holes,
+    _median,
     _median3x3,
     a50_voi,
     background_variability,
@@ -197,6 +198,22 @@ def test_median3x3_and_fill_holes_match_scipy() -> None:
         np.testing.assert_array_equal(_median3x3(img), ndimage.median_filter(img, size=3))
         mask = img > np.median(img)
         np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+
+
+def test_median_is_numpys_median() -> None:
+    rng = np.random.default_rng(6)
+    for i in range(60):
+        x = rng.normal(size=int(rng.integers(3000, 60000))).astype(
+            np.float32 if i % 2 else np.float64)
+        if i % 3 == 0:
+            x = np.round(x * 3)  # many ties
+        if i % 5 == 0:
+            x = np.sort(x)
+        if i % 7 == 0:
+            x[11] = np.nan
+        want = float(np.median(x))
+        got = _median(x)
+        assert got == want or (math.isnan(got) and math.isnan(want))
 
 
 def test_sphere_kernel_is_one_ml() -> None:

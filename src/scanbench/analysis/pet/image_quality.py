@@ -210,7 +210,32 @@ def robust_level(voxels: np.ndarray) -> float:
     above = sub[sub > t]
     if above.size == 0:
         raise AnalysisError("no IEC body phantom found: no voxels above the air level")
-    return float(np.median(above))
+    return _median(above)
+
+
+def _median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-D array, exactly, in a fraction of the time.
+
+    The two middle order statistics are bracketed from a subsample, the values in
+    the bracket are counted and only those are partitioned; when the bracket
+    misses (or there are NaNs) numpy's median is taken on the whole array.
+    """
+    x = np.asarray(values).ravel()
+    n = x.size
+    if n < 4096:
+        return float(np.median(x))
+    sub = np.sort(x[::32])
+    m = sub.size
+    lo_v, hi_v = sub[max(0, m // 2 - m // 16)], sub[min(m - 1, m // 2 + m // 16)]
+    below = x < lo_v
+    sel = x[~below & (x <= hi_v)]
+    n_below = int(np.count_nonzero(below))
+    k = [(n - 1) // 2 - n_below, n // 2 - n_below]  # the middle one or two, in sel
+    nan_free = n_below + sel.size + int(np.count_nonzero(x > hi_v)) == n
+    if not (nan_free and k[0] >= 0 and k[1] < sel.size):
+        return float(np.median(x))
+    part = np.partition(sel, k)
+    return float(np.median(part[[k[0], k[1]]] if n % 2 == 0 else part[[k[0]]]))
 
 
 def _longest_run(flags: np.ndarray) -> tuple[int, int]:
@@ -609,8 +634,8 @@ def _locate_ring(voxels: np.ndarray, spacing: tuple[float, float, float],
     inside = work[:, wbody]
     if inside.size == 0:
         raise AnalysisError("no IEC body phantom found: body outline too small")
-    med = float(np.median(inside[::max(1, inside.size // 200000)]))
-    noise = 1.4826 * float(np.median(np.abs(inside[::max(1, inside.size // 200000)] - med)))
+    med = _median(inside[::max(1, inside.size // 200000)])
+    noise = 1.4826 * _median(np.abs(inside[::max(1, inside.size // 200000)] - med))
     noise = max(noise, 1e-3 * level)
     hot_t = med + 4.0 * noise
     prof = np.clip(inside - hot_t, 0.0, None).sum(axis=1)
