@@ -354,20 +354,36 @@ def _ring_kernels(spacing_yx: tuple[float, float]) -> tuple[np.ndarray, ...]:
     return tuple(discs + rings)
 
 
-def _same_convolutions(img: np.ndarray, kernels: Sequence[np.ndarray]) -> np.ndarray:
-    """``fftconvolve(img, k, mode="same")`` for each odd-sized kernel ``k``, stacked,
-    from one forward transform of ``img`` (the same values to rounding)."""
+def _ring_convolutions(img: np.ndarray, spacing_yx: tuple[float, float]) -> np.ndarray:
+    """``fftconvolve(img, k, mode="same")`` for each of the twelve ring-fit kernels
+    (:func:`_ring_kernels`), stacked, from one forward transform of ``img`` and the
+    kernels' cached transforms (the same values to rounding)."""
     from scipy import fft
 
+    kernels = _ring_kernels(spacing_yx)
     ny, nx = img.shape
     ky = max(k.shape[0] for k in kernels)
     kx = max(k.shape[1] for k in kernels)
     shape = (fft.next_fast_len(ny + ky - 1, real=True), fft.next_fast_len(nx + kx - 1, real=True))
     spec = fft.rfft2(img, shape)
-    kspec = fft.rfft2(np.stack([_embed(k, (ky, kx)) for k in kernels]), shape)
+    kspec = _ring_spectra(spacing_yx, shape)
     full = fft.irfft2(kspec * spec, shape)
     hy, hx = ky // 2, kx // 2
     return full[:, hy:hy + ny, hx:hx + nx]
+
+
+@functools.lru_cache(maxsize=16)
+def _ring_spectra(spacing_yx: tuple[float, float], shape: tuple[int, int]) -> np.ndarray:
+    """The transforms of the ring-fit kernels, centred in a common odd box, at
+    ``shape``: kept per pixel spacing and transform size."""
+    from scipy import fft
+
+    kernels = _ring_kernels(spacing_yx)
+    ky = max(k.shape[0] for k in kernels)
+    kx = max(k.shape[1] for k in kernels)
+    out = fft.rfft2(np.stack([_embed(k, (ky, kx)) for k in kernels]), shape)
+    out.setflags(write=False)
+    return out
 
 
 def _embed(k: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -448,7 +464,7 @@ def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float
     # sphere or a large disc on a small sphere responds weakly, so the fit
     # tells the sizes, and therefore the order around the ring, apart.
     # All twelve correlations share one transform of the plane.
-    conv = _same_convolutions(np.asarray(plane_yx, dtype=np.float64), _ring_kernels(spacing_yx))
+    conv = _ring_convolutions(np.asarray(plane_yx, dtype=np.float64), spacing_yx)
     discs, annuli = conv[:6], conv[6:]
     contrast = (discs - annuli) * signs[:, None, None] / level
 
