@@ -13,7 +13,6 @@ stack or time form separate volumes (see :mod:`scanbench.dicom.geometry`).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import warnings
 import zipfile
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -31,6 +29,7 @@ from scanbench.dicom import geometry, pixels
 from scanbench.dicom import headers as h
 from scanbench.dicom.facts import series_facts
 from scanbench.dicom.frames import Frame, Source, plane_frames
+from scanbench.dicom.parse import parse
 from scanbench.errors import InputError, ScanbenchError, SeriesError
 from scanbench.types import Series
 
@@ -265,7 +264,7 @@ def _parse(entry: _Entry, force: bool) -> Dataset:
     """Parse from memory: a damaged length field then yields a short value, whereas
     reading it from a file object would first allocate the length the header claims."""
     data = entry.data if entry.data is not None else entry.path.read_bytes()
-    return pydicom.dcmread(io.BytesIO(data), force=force)
+    return parse(data, force=force)
 
 
 def _sop_class(ds: Dataset) -> str:
