@@ -25,7 +25,7 @@ Procedure, in the order a physicist would do it by hand:
    Any rotation about the scanner axis and any shift in the field of view
    are allowed; the grid search starts at the lung insert.
 4. **Refine each sphere in 3-D**: the mean in a sphere of the sphere's own
-   radius is computed (FFT correlation) in a box around the ring position;
+   radius is computed at every voxel within 6 mm of the ring position;
    its extremum, interpolated to a fraction of a voxel with a parabola on
    each axis, is the sphere centre. Real phantoms are never perfect, so the
    centres are measured rather than taken from the model; a centre that
@@ -76,7 +76,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal import fftconvolve
 
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -564,13 +563,8 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
     pos = np.stack([axes[a][idx[a]] for a in range(3)], axis=1)
     # the box is 0 outside itself (as in an FFT "same" correlation): a parabola
     # neighbour of an edge position sees those zeros
-    windows = _windows(np.pad(box, [(int(e), int(e)) for e in edge]), kern.shape)
-    flat_k = kern.ravel()
-
     def mean_at(q: np.ndarray) -> np.ndarray:
-        # einsum, not a BLAS product: BLAS threads left spinning slow what follows
-        w = windows[q[:, 0], q[:, 1], q[:, 2]].reshape(len(q), -1)
-        return np.einsum("ij,j->i", w, flat_k) * sign
+        return _correlate_at(box, kern, q) * sign
 
     vals = mean_at(pos)
     best = int(np.argmax(vals))
@@ -585,11 +579,20 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
     return out + lo
 
 
-def _windows(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Read-only view of every ``shape``-sized window of ``arr``, indexed by its corner."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    return sliding_window_view(arr, shape)
+def _correlate_at(box: np.ndarray, kern: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``fftconvolve(box, kern[::-1, ::-1, ::-1], mode="same")`` (a correlation with an
+    odd-sized kernel, the box 0 outside itself) at the box indices ``pos`` (n, 3) only,
+    to rounding: one gathered dot product per position over the kernel's non-zero
+    weights."""
+    edge = [int(e) for e in np.array(kern.shape) // 2]
+    padded = np.pad(np.asarray(box, dtype=np.float64), [(e, e) for e in edge])
+    strides = np.array(padded.strides) // padded.itemsize
+    nz = np.nonzero(kern)
+    offsets = sum(nz[a] * strides[a] for a in range(3))
+    starts = np.asarray(pos) @ strides if len(pos) else np.zeros(0, dtype=int)
+    vals = padded.ravel()[starts[:, None] + offsets[None, :]]
+    # einsum, not a BLAS product: BLAS threads left spinning slow what follows
+    return np.einsum("ij,j->i", vals, kern[nz])
 
 
 def locate_phantom(voxels: np.ndarray, spacing: tuple[float, float, float],
@@ -910,8 +913,7 @@ def peak_mean(vol: np.ndarray, spacing: tuple[float, float, float], centre_zyx: 
     g = np.round(centre_zyx).astype(int)
     lo = np.maximum(g - half, 0)
     hi = np.minimum(g + half + 1, vol.shape)
-    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
-    corr = fftconvolve(box, kern, mode="same")
+    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     grids = np.meshgrid(*[(np.arange(lo[a], hi[a]) - centre_zyx[a]) * d[a] for a in range(3)],
                         indexing="ij")
     near = np.sqrt(sum(gg**2 for gg in grids)) <= search_radius_mm
@@ -923,7 +925,8 @@ def peak_mean(vol: np.ndarray, spacing: tuple[float, float, float], centre_zyx: 
     near &= full
     if not near.any():
         return float("nan")
-    return float(corr[near].max())
+    # the convolution of the box (0 outside it) with the kernel, at those positions only
+    return float(_correlate_at(box, kern[::-1, ::-1, ::-1], np.argwhere(near)).max())
 
 
 # ---------------------------------------------------------------------------- the analysis
