@@ -548,7 +548,7 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
     hi = np.minimum(g + half + 1, vol.shape)
     if np.any(hi - lo < np.array(kern.shape)):
         return None
-    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
+    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     # Only positions whose kernel lies inside the box and near the guess count.
     # The mean in the sphere is evaluated there directly (one dot product with
     # the kernel per position) rather than by correlating the whole box.
@@ -561,21 +561,19 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
     if idx[0].size == 0:
         return None
     pos = np.stack([axes[a][idx[a]] for a in range(3)], axis=1)
-    # the box is 0 outside itself (as in an FFT "same" correlation): a parabola
-    # neighbour of an edge position sees those zeros
-    def mean_at(q: np.ndarray) -> np.ndarray:
-        return _correlate_at(box, kern, q) * sign
-
-    vals = mean_at(pos)
+    vals = _correlate_at(box, kern, pos) * sign
     best = int(np.argmax(vals))
     p = pos[best]
     out = p.astype(float)
-    for a in range(3):
-        if 0 < p[a] < box.shape[a] - 1:
-            step = np.zeros(3, dtype=int)
-            step[a] = 1
-            fm, fp = mean_at(np.stack([p - step, p + step]))
-            out[a] += _parabolic_offset(float(fm), float(vals[best]), float(fp))
+    # parabola neighbours; the box is 0 outside itself (as in an FFT "same"
+    # correlation), which a neighbour of an edge position sees
+    axes_in = [a for a in range(3) if 0 < p[a] < box.shape[a] - 1]
+    if axes_in:
+        steps = np.eye(3, dtype=int)[axes_in]
+        nb = _correlate_at(box, kern, np.concatenate([p - steps, p + steps])) * sign
+        for i, a in enumerate(axes_in):
+            out[a] += _parabolic_offset(float(nb[i]), float(vals[best]),
+                                        float(nb[len(axes_in) + i]))
     return out + lo
 
 
@@ -584,13 +582,23 @@ def _correlate_at(box: np.ndarray, kern: np.ndarray, pos: np.ndarray) -> np.ndar
     odd-sized kernel, the box 0 outside itself) at the box indices ``pos`` (n, 3) only,
     to rounding: one gathered dot product per position over the kernel's non-zero
     weights."""
-    edge = [int(e) for e in np.array(kern.shape) // 2]
-    padded = np.pad(np.asarray(box, dtype=np.float64), [(e, e) for e in edge])
-    strides = np.array(padded.strides) // padded.itemsize
+    pos = np.asarray(pos, dtype=np.intp).reshape(-1, 3)
+    edge = np.array(kern.shape) // 2
+    shape = np.array(box.shape)
+    # zeros around the box only as far as the kernel reaches past it
+    pad_lo = np.maximum(edge - pos.min(axis=0), 0) if len(pos) else np.zeros(3, int)
+    pad_hi = np.maximum(pos.max(axis=0) + edge + 1 - shape, 0) if len(pos) else pad_lo
+    if pad_lo.any() or pad_hi.any():
+        src = np.zeros(tuple(shape + pad_lo + pad_hi))
+        src[tuple(slice(int(pad_lo[a]), int(pad_lo[a] + shape[a])) for a in range(3))] = box
+    else:
+        src = np.ascontiguousarray(box, dtype=np.float64)
+    strides = [st // src.itemsize for st in src.strides]
     nz = np.nonzero(kern)
-    offsets = sum(nz[a] * strides[a] for a in range(3))
-    starts = np.asarray(pos) @ strides if len(pos) else np.zeros(0, dtype=int)
-    vals = padded.ravel()[starts[:, None] + offsets[None, :]]
+    offsets = nz[0] * strides[0] + nz[1] * strides[1] + nz[2] * strides[2]
+    corner = pos - edge + pad_lo
+    starts = corner[:, 0] * strides[0] + corner[:, 1] * strides[1] + corner[:, 2] * strides[2]
+    vals = src.ravel()[starts[:, None] + offsets[None, :]]
     # einsum, not a BLAS product: BLAS threads left spinning slow what follows
     return np.einsum("ij,j->i", vals, kern[nz])
 
