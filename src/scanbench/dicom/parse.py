@@ -6,7 +6,9 @@ defined length. For those, :func:`parse` walks the elements itself and builds
 the same :class:`~pydicom.dataset.FileDataset` that ``pydicom.dcmread`` would
 — the same raw elements (tag, VR, length, value, offset, encoding flags), the
 same file meta information, the same original encoding — in about half the
-time. Anything else (no ``DICM`` prefix, another transfer syntax, command set
+time. (pydicom converts the first file meta element and the Transfer Syntax UID
+while it reads; here they stay raw until used, and convert to the same values.)
+Anything else (no ``DICM`` prefix, another transfer syntax, command set
 elements, an undefined length, an unknown VR, a value running past the end of
 the data, a VR encoding that disagrees with the transfer syntax, trailing
 bytes) is handed to ``pydicom.dcmread`` unchanged, so odd and damaged files
@@ -36,6 +38,11 @@ _EXPLICIT = struct.Struct("<HH2sH").unpack_from
 _IMPLICIT = struct.Struct("<HHL").unpack_from
 _UL = struct.Struct("<L").unpack_from
 _CHARSET = 0x00080005
+_SYNTAX = 0x00020010
+#: Transfer Syntax UID values walked directly (as written, with the trailing null that
+#: pads a UI to even length, PS3.5 §9.1) → implicit VR?
+_SYNTAXES = {f"{ImplicitVRLittleEndian}\0".encode("ascii"): True,
+             f"{ExplicitVRLittleEndian}\0".encode("ascii"): False}
 
 
 def parse(data: bytes, force: bool) -> Dataset:
@@ -90,20 +97,14 @@ def _plain(data: bytes) -> FileDataset | None:
     meta_elements, pos = _elements(data, 132, implicit=False, meta=True)
     if not meta_elements:
         return None
-    # As pydicom's file meta reader: convert the first element and the syntax.
-    file_meta = FileMetaDataset(Dataset(meta_elements))
+    syntax = meta_elements.get(_SYNTAX)
+    implicit = _SYNTAXES.get(syntax.value) if syntax is not None and syntax.VR == "UI" else None
+    if implicit is None:
+        return None
+    # pydicom converts two of these elements while reading; left raw here, they convert
+    # to the same values when first used.
+    file_meta = FileMetaDataset(meta_elements)
     file_meta.set_original_encoding(False, True, default_encoding)
-    try:
-        file_meta[next(iter(file_meta._dict))]
-        syntax = file_meta.get("TransferSyntaxUID")
-    except Exception:
-        return None
-    if syntax == ImplicitVRLittleEndian:
-        implicit = True
-    elif syntax == ExplicitVRLittleEndian:
-        implicit = False
-    else:
-        return None
     if pos + 6 > len(data):
         return None
     vr0, vr1 = data[pos + 4], data[pos + 5]

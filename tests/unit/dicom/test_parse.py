@@ -35,10 +35,18 @@ def _snapshot(data: bytes, reader: Any) -> tuple[Any, ...]:
             ds = reader(data)
         except Exception as exc:
             return ("raised", type(exc).__name__, str(exc))
-    meta = getattr(ds, "file_meta", None)
-    return (type(ds).__name__, _elements(ds), ds.original_encoding, ds._character_set,
-            getattr(ds, "preamble", None),
-            None if meta is None else (_elements(meta), meta.original_encoding))
+        return (type(ds).__name__, _elements(ds), ds.original_encoding, ds._character_set,
+                getattr(ds, "preamble", None), _meta(getattr(ds, "file_meta", None)))
+
+
+def _meta(meta: Dataset | None) -> Any:
+    """File meta compared by value (pydicom converts two of its elements while reading)."""
+    if meta is None:
+        return None
+    try:
+        return [(int(e.tag), e.VR, repr(e.value)) for e in meta], meta.original_encoding
+    except Exception as exc:
+        return ("raised", type(exc).__name__, str(exc))
 
 
 def _same_as_pydicom(data: bytes) -> None:
