@@ -433,9 +433,15 @@ def _find_lung(mean_img: np.ndarray, body: np.ndarray, level: float,
     lab, n = ndimage.label(cold)
     if n == 0:
         return None
-    idx = np.arange(1, n + 1)
-    areas = ndimage.sum_labels(np.ones_like(mean_img), lab, idx) * dy * dx
-    centres = ndimage.center_of_mass(np.ones_like(mean_img), lab, idx)
+    # areas and centroids by counting (integer sums, so exactly ndimage's
+    # sum_labels and center_of_mass of a unit image)
+    rr, cc = np.nonzero(lab)
+    which = lab[rr, cc]
+    count = np.bincount(which, minlength=n + 1)[1:].astype(float)
+    areas = count * dy * dx
+    centres = np.stack([np.bincount(which, weights=rr.astype(float), minlength=n + 1)[1:] / count,
+                        np.bincount(which, weights=cc.astype(float), minlength=n + 1)[1:] / count],
+                       axis=1)
     best, best_err = None, np.inf
     for a, c in zip(areas, centres, strict=True):
         err = abs(np.log(a / _LUNG_AREA_MM2))
