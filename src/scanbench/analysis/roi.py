@@ -198,8 +198,15 @@ def circle_patch_means(
           - centres[inner, 0, None]) * dy
     xx = (((x0[inner, None] + np.arange(w)[None, :])[:, :, None] + offs).reshape(inner.size, -1)
           - centres[inner, 1, None]) * dx
-    inside = yy[:, :, None] ** 2 + xx[:, None, :] ** 2 <= radius_mm**2
-    frac = inside.reshape(inner.size, h, subsample, w, subsample).mean(axis=(2, 4))
+    inside = (yy[:, :, None] ** 2 + xx[:, None, :] ** 2 <= radius_mm**2).view(np.uint8)
+    # the count of sub-samples inside per pixel, over strided views (counts are
+    # exact, so count / n² is the same float as the mean of the booleans)
+    sub = inside.reshape(inner.size, h, subsample, w, subsample)
+    count = np.zeros((inner.size, h, w), dtype=np.uint16)
+    for i in range(subsample):
+        for j in range(subsample):
+            count += sub[:, :, i, :, j]
+    frac = count / float(subsample * subsample)
     # images that can hold every box (pad past the far edge; those weights are 0)
     pad_y = max(0, int((y0[inner] + h).max()) - ny)
     pad_x = max(0, int((x0[inner] + w).max()) - nx)
