@@ -638,7 +638,11 @@ def _locate_ring(voxels: np.ndarray, spacing: tuple[float, float, float],
     level = robust_level(vol)
 
     # 1. body: axial extent and outline
-    area = (vol > 0.5 * level).sum(axis=(1, 2)) * dy * dx
+    body_vox = vol > 0.5 * level
+    # per-slice counts (numpy's whole-array count_nonzero is several times faster
+    # than a sum over axes; the same integers)
+    area = np.array([np.count_nonzero(body_vox[k]) for k in range(vol.shape[0])],
+                    dtype=np.int64) * dy * dx
     z0, z1 = _longest_run(area >= 0.5 * area.max())
     if z1 < z0 or (z1 - z0 + 1) * dz < 40.0:
         raise AnalysisError("no IEC body phantom found: no body at least 40 mm long "
