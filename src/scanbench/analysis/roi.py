@@ -20,27 +20,16 @@ def circle_weights(
     *,
     subsample: int = 5,
 ) -> np.ndarray:
-    """Fraction (0..1) of each pixel inside a circle.
+    """Fraction (0..1) of each pixel inside a circle, over the whole image.
 
     ``centre_yx`` is a fractional pixel index (row, column); ``spacing_yx`` in mm.
-    Only the bounding box of the circle is sub-sampled, so the cost does not
-    grow with the image size.
+    The dense form of :func:`circle_patch`: only the circle's bounding box is
+    sub-sampled, so the cost does not grow with the image size.
     """
-    ny, nx = shape_yx
-    dy, dx = spacing_yx
-    cy, cx = centre_yx
-    ry, rx = radius_mm / dy, radius_mm / dx
-    y0, y1 = max(int(np.floor(cy - ry)) - 1, 0), min(int(np.ceil(cy + ry)) + 2, ny)
-    x0, x1 = max(int(np.floor(cx - rx)) - 1, 0), min(int(np.ceil(cx + rx)) + 2, nx)
-    out = np.zeros((ny, nx), dtype=np.float64)
-    if y0 >= y1 or x0 >= x1:
-        return out
-    offs = (np.arange(subsample) + 0.5) / subsample - 0.5
-    yy = (np.arange(y0, y1)[:, None] + offs[None, :]).ravel()
-    xx = (np.arange(x0, x1)[:, None] + offs[None, :]).ravel()
-    inside = ((yy[:, None] - cy) * dy) ** 2 + ((xx[None, :] - cx) * dx) ** 2 <= radius_mm**2
-    frac = inside.reshape(y1 - y0, subsample, x1 - x0, subsample).mean(axis=(1, 3))
-    out[y0:y1, x0:x1] = frac
+    (rows, cols), frac = circle_patch(shape_yx, centre_yx, radius_mm, spacing_yx,
+                                      subsample=subsample)
+    out = np.zeros(shape_yx, dtype=np.float64)
+    out[rows, cols] = frac
     return out
 
 
