@@ -259,7 +259,8 @@ def demo(
     # (title, folder, simulate, analysis parameters from the truth, spec)
     jobs: list[tuple[str, str, Any, Any, str | None]] = [
         ("NEMA IEC body phantom, 4:1, shifted and rotated", "pet-iq",
-         lambda d: simulate_iq(d, shift_mm=(12.0, -8.0, 5.0), rotation_deg=7.0, seed=1),
+         lambda d: simulate_iq(d, shift_mm=(12.0, -8.0, 5.0), rotation_deg=7.0, seed=1,
+                               scatter_residual_percent=3.0),
          lambda t: {"activity_ratio": t["activity_ratio"]}, None),
         # EARL1 harmonisation of a ~3 mm scanner: 4 mm voxels and a 7 mm Gaussian filter.
         ("NEMA IEC body phantom, 10:1, EARL1-harmonised reconstruction", "pet-iq-earl",
