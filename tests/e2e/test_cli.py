@@ -155,3 +155,21 @@ def test_lists_of_analyses_and_specs() -> None:
     proc = run("specs")
     assert proc.returncode == 0
     assert "earl1" in proc.stdout and "earl2" in proc.stdout
+
+
+def test_report_html_and_pdf_from_the_command_line(scans: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    html = tmp_path / "iq.html"
+    proc = run("analyze", scans["iq"], "--spec", "earl2", "--report", html)
+    assert proc.returncode == 0, proc.stderr
+    text = html.read_text()
+    assert "pet.nema_nu2_2018.image_quality" in text and "percent_contrast" in text
+    assert "Plotly.newPlot" in text  # the figures are drawn, offline
+    assert "earl2" in text and "unconfirmed" in text.lower()  # the unverified-spec banner
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium not installed: scripts/test.sh installs it as root")
+    pdf = tmp_path / "iq.pdf"
+    proc = run("analyze", scans["iq"], "--report", pdf)
+    assert proc.returncode == 0, proc.stderr
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert pdf.stat().st_size > 20_000
