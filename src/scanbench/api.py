@@ -79,6 +79,11 @@ def analyze_paths(
             report.results.append(analyze_series(series, analysis, params))
         except ScanbenchError as exc:
             report.failures.append(Failure(exc.where or _series_where(series), exc.message))
+        except Exception as exc:  # a defect in one analysis must not lose the other series
+            report.failures.append(Failure(
+                _series_where(series),
+                f"internal error ({type(exc).__name__}: {exc}); this is a scanbench defect: "
+                "please report it with the series"))
     if spec:
         from scanbench.evaluation import apply_spec
         from scanbench.specs import load_spec

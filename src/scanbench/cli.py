@@ -194,8 +194,8 @@ def analyze(
         try:
             write_report(rep.results, report, failures=[(f.where, f.reason) for f in rep.failures],
                          skipped=[(s.where, s.reason) for s in rep.skipped])
-        except ScanbenchError as exc:
-            err.print(f"[red]error:[/] {exc}")
+        except (ScanbenchError, OSError) as exc:
+            err.print(f"[red]error:[/] report {report}: {exc}")
             raise typer.Exit(EXIT_FAILURES) from None
         err.print(f"report written to {report}")
     if not rep.results:
