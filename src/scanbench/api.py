@@ -63,12 +63,17 @@ def analyze_paths(
     params: dict[str, Any] | None = None,
     spec: str | None = None,
     progress: Callable[[str], None] | None = None,
+    read_progress: Callable[[int, int], None] | None = None,
 ) -> AnalyzeReport:
-    """Read every series under ``paths`` and analyse each; never raises for one bad series."""
+    """Read every series under ``paths`` and analyse each; never raises for one bad series.
+
+    ``read_progress(files_done, files_total)`` follows the reading;
+    ``progress(series)`` names each series as its analysis starts.
+    """
     from scanbench import dicom
 
     report = AnalyzeReport()
-    read = dicom.read(list(paths))
+    read = dicom.read(list(paths), progress=read_progress)
     report.skipped.extend(Failure(str(p), why) for p, why in read.skipped)
     report.failures.extend(Failure(str(w), why) for w, why in read.errors)
     report.series_read = len(read.series)

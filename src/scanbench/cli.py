@@ -172,9 +172,17 @@ def analyze(
         raise typer.Exit(EXIT_USAGE)
     try:
         with _progress() as prog:
-            task = prog.add_task("analysing", total=None)
+            task = prog.add_task("reading files", total=None)
+
+            def reading(done: int, total: int) -> None:
+                prog.update(task, completed=done, total=total)
+
+            def analysing(where: str) -> None:
+                prog.update(task, description=f"analysing {where[-60:]}", total=None,
+                            completed=0)
+
             rep = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
-                                progress=lambda where: prog.update(task, description=where[-60:]))
+                                progress=analysing, read_progress=reading)
     except ScanbenchError as exc:  # bad spec name, unknown analysis: usage errors
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None

@@ -62,3 +62,17 @@ def test_python_analyze_raises_a_scanbench_error_naming_the_series(defective: st
     with pytest.raises(ScanbenchError, match="internal error") as info:
         scanbench.analyze(tmp_path, analysis=defective)
     assert "Uniform cylinder" in str(info.value)
+
+
+def test_reading_progress_counts_every_file(tmp_path: Path) -> None:
+    simulate_uniform(tmp_path / "a", seed=1, voxel_mm=8.0)
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    n_files = sum(1 for p in tmp_path.rglob("*") if p.is_file())
+    calls: list[tuple[int, int]] = []
+    named: list[str] = []
+    rep = analyze_paths([tmp_path], read_progress=lambda d, t: calls.append((d, t)),
+                        progress=named.append)
+    assert len(rep.results) == 1
+    assert calls[-1] == (n_files, n_files)  # every file, the ground truth and notes included
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(named) == 1 and "Uniform cylinder" in named[0]
