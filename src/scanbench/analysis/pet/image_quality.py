@@ -49,11 +49,10 @@ Procedure, in the order a physicist would do it by hand:
      it; 10-28 mm ROIs concentric with them. They stay 15 mm inside the
      measured body outline; the margin from the spheres and the lung insert
      is 15 mm unless the phantom leaves no room for 12 ROIs, when it is
-     lowered (and reported, with a warning). On the real phantoms seen so far
-     the sphere ring sits about midway between the curved and the flat wall,
-     some 35 mm nearer the curved wall than the model in
-     :mod:`scanbench.phantoms.nema_iq` puts it, which is why the outline is
-     measured, never assumed.
+     lowered (and reported, with a warning). The outline is measured, never
+     assumed: a real phantom's walls, and how much of the body the axial
+     field of view holds, differ from the drawing in
+     :mod:`scanbench.phantoms.nema_iq`.
 
 6. **EARL recovery coefficients** (STANDARDS.md A.9): ``rc_max`` (maximum
    voxel), ``rc_mean`` (mean of the A50 VOI: the voxels at or above
