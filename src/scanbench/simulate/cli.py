@@ -40,6 +40,9 @@ FwhmOption = Annotated[tuple[float, float, float] | None, typer.Option(
     "--fwhm", help="Override the PSF FWHM at the centre: RADIAL TANGENTIAL AXIAL (mm).")]
 BiasOption = Annotated[float, typer.Option(
     "--calibration-bias", help="Scanner activity-calibration error, %.")]
+DeviceOption = Annotated[str | None, typer.Option(
+    "--device", help="Device identity written to the headers, MANUFACTURER/MODEL[/SERIAL] "
+                     "(e.g. 'UIH/uMI 550/U550-01'), to try a spec's per-model claims.")]
 VoxelOption = Annotated[float | None, typer.Option("--voxel", help="Pixel size, mm.")]
 SliceOption = Annotated[float | None, typer.Option("--slice", help="Slice spacing, mm.")]
 MatrixOption = Annotated[int | None, typer.Option("--matrix", help="Transverse matrix size.")]
@@ -61,13 +64,22 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _scanner(name: str, fwhm: tuple[float, float, float] | None, bias: float) -> ScannerModel:
+def _scanner(name: str, fwhm: tuple[float, float, float] | None, bias: float,
+             device: str | None = None) -> ScannerModel:
     if name not in SCANNER_MODELS:
         raise _fail(f"unknown scanner {name!r}; choose one of {', '.join(SCANNER_MODELS)}")
     scanner = SCANNER_MODELS[name]
     changes: dict[str, Any] = {"calibration_bias_percent": bias}
     if fwhm is not None:
         changes["fwhm_mm"] = tuple(fwhm)
+    if device is not None:
+        parts = [p.strip() for p in device.split("/")]
+        if len(parts) not in (2, 3) or not all(parts):
+            raise _fail(f"--device {device!r}: expected MANUFACTURER/MODEL or "
+                        "MANUFACTURER/MODEL/SERIAL")
+        changes["manufacturer"], changes["model"] = parts[0], parts[1]
+        if len(parts) == 3:
+            changes["serial"] = parts[2]
     return dataclasses.replace(scanner, **changes)
 
 
@@ -121,6 +133,7 @@ def pet_iq(
     scanner: ScannerOption = "virtual-pet",
     fwhm: FwhmOption = None,
     calibration_bias: BiasOption = 0.0,
+    device: DeviceOption = None,
     voxel: VoxelOption = None,
     slice_: SliceOption = None,
     matrix: MatrixOption = None,
@@ -147,7 +160,7 @@ def pet_iq(
     """NEMA NU 2-2018 image-quality (IEC body) phantom."""
     kw = _common(voxel, slice_, matrix, duration, noise, seed, post_filter, decay_correction,
                  file_names, transfer_syntax)
-    kw.update(scanner=_scanner(scanner, fwhm, calibration_bias), activity_ratio=ratio,
+    kw.update(scanner=_scanner(scanner, fwhm, calibration_bias, device), activity_ratio=ratio,
               background_bq_ml=background, cold_spheres=tuple(cold or ()), shift_mm=shift,
               rotation_deg=rotation, scatter_residual_percent=scatter_residual)
     truth = _run(simulate_iq, out, "NEMA IQ phantom", kw)
@@ -167,6 +180,7 @@ def pet_point(
     scanner: ScannerOption = "virtual-pet",
     fwhm: FwhmOption = None,
     calibration_bias: BiasOption = 0.0,
+    device: DeviceOption = None,
     voxel: VoxelOption = None,
     slice_: SliceOption = None,
     matrix: MatrixOption = None,
@@ -196,7 +210,7 @@ def pet_point(
             raise _fail(f"--position takes 'X,Y,Z' in mm, got {position}") from None
         if any(len(p) != 3 for p in positions):
             raise _fail(f"--position takes 'X,Y,Z' in mm, got {position}")
-    kw.update(scanner=_scanner(scanner, fwhm, calibration_bias), positions_mm=positions,
+    kw.update(scanner=_scanner(scanner, fwhm, calibration_bias, device), positions_mm=positions,
               source_extent_mm=extent, activity_bq=activity)
     truth = _run(simulate_point, out, "point sources", kw)
     rows = [(f"source {tuple(round(v, 1) for v in s['position_lps_mm'])}",
@@ -211,6 +225,7 @@ def pet_uniform(
     scanner: ScannerOption = "virtual-pet",
     fwhm: FwhmOption = None,
     calibration_bias: BiasOption = 0.0,
+    device: DeviceOption = None,
     voxel: VoxelOption = None,
     slice_: SliceOption = None,
     matrix: MatrixOption = None,
@@ -233,7 +248,7 @@ def pet_uniform(
     """Uniform cylinder for the EARL calibration QC."""
     kw = _common(voxel, slice_, matrix, duration, noise, seed, post_filter, decay_correction,
                  file_names, transfer_syntax)
-    kw.update(scanner=_scanner(scanner, fwhm, calibration_bias), diameter_mm=diameter,
+    kw.update(scanner=_scanner(scanner, fwhm, calibration_bias, device), diameter_mm=diameter,
               length_mm=length, activity_bq=activity, calibration_to_scan_s=delay,
               patient_weight_kg=weight)
     truth = _run(simulate_uniform, out, "uniform cylinder", kw)

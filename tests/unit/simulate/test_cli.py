@@ -64,6 +64,7 @@ def test_pet_point_positions(tmp_path):
     (["pet-uniform", "--activity", "-5"], "activity_bq"),
     (["pet-uniform", "--file-names", "sorted", "--voxel", "8"], "file_names"),
     (["pet-iq", "--ratio", "abc"], "ratio"),
+    (["pet-iq", "--device", "OnlyMaker"], "MANUFACTURER/MODEL"),
 ])
 def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
     result = runner.invoke(simulate_app, [*args, "--out", str(tmp_path / "x")])
@@ -72,3 +73,14 @@ def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception,
                                                                      SystemExit)
+
+
+def test_device_identity_reaches_the_headers(tmp_path):
+    out = tmp_path / "pts"
+    result = runner.invoke(simulate_app, ["pet-point", "--out", str(out), "--voxel", "2",
+                                          "--position", "0,-10,0", "--no-noise",
+                                          "--device", "UIH/uMI 550/U550-7"])
+    assert result.exit_code == 0, result.output
+    ds = pydicom.dcmread(sorted(out.glob("*.dcm"))[0], stop_before_pixels=True)
+    assert (ds.Manufacturer, ds.ManufacturerModelName, ds.DeviceSerialNumber) == (
+        "UIH", "uMI 550", "U550-7")
