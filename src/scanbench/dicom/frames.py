@@ -93,22 +93,30 @@ def plane_frames(source: Source) -> list[Frame]:
     row, col = _orientation(iop, where)
     spacing = _pixel_spacing(h.numbers(ds, "PixelSpacing"), where)
     slope, intercept = _rescale(ds, where)
-    common = dict(source=source, row_cosines=row, col_cosines=col, pixel_spacing=spacing,
-                  slope=slope, intercept=intercept,
-                  thickness=_positive(h.number(ds, "SliceThickness")),
-                  spacing_between=_positive(h.number(ds, "SpacingBetweenSlices")),
-                  acquired=_acquired(ds), duration_s=_duration(ds))
+    thickness = _positive(h.number(ds, "SliceThickness"))
+    spacing_between = _positive(h.number(ds, "SpacingBetweenSlices"))
+    acquired, duration_s = _acquired(ds), _duration(ds)
+
+    def frame(index: int, position: np.ndarray,
+              alternates: dict[str, str] | None = None) -> Frame:
+        """A frame of this file: only its index, position and alternates differ."""
+        return Frame(source=source, index=index, position=position, row_cosines=row,
+                     col_cosines=col, pixel_spacing=spacing, slope=slope, intercept=intercept,
+                     thickness=thickness, spacing_between=spacing_between,
+                     alternates={} if alternates is None else alternates,
+                     acquired=acquired, duration_s=duration_s)
+
     if n == 1:
-        return [Frame(index=0, position=position, alternates=_alternates(ds), **common)]
+        return [frame(0, position, _alternates(ds))]
     # Classic multi-frame (e.g. NM reconstructed tomography): frames are equally spaced
     # planes along the normal, Spacing Between Slices apart (PS3.3 C.8.4.15).
-    step = common["spacing_between"]
+    step = spacing_between
     if step is None:
         raise InputError(f"multi-frame image ({n} frames) without per-frame functional groups "
                          "or Spacing Between Slices (0018,0088): frame positions are unknown",
                          where)
     normal = np.cross(row, col)
-    return [Frame(index=k, position=position + k * step * normal, **common) for k in range(n)]
+    return [frame(k, position + k * step * normal) for k in range(n)]
 
 
 def _enhanced_frames(source: Source) -> list[Frame]:
