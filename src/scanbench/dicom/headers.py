@@ -21,6 +21,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 _DT_RE = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?([+-]\d{4})?$")
@@ -34,10 +35,11 @@ _UNPACK = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": "d"}
 
 
 @lru_cache(maxsize=512)
-def _tag_and_vr(keyword: str) -> tuple[int | None, str | None]:
-    tag = tag_for_keyword(keyword)
-    if tag is None:
+def _tag_and_vr(keyword: str) -> tuple[BaseTag | None, str | None]:
+    number = tag_for_keyword(keyword)
+    if number is None:
         return None, None
+    tag = BaseTag(number)  # the key type of Dataset._dict (an int, equal and hashed alike)
     try:
         return tag, dictionary_VR(tag)
     except KeyError:

@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import MutableMapping
+from typing import cast
 
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataelem import (
+    DataElement,
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -37,8 +44,8 @@ _LONG_VRS = frozenset(vr for vr in _VRS if vr in EXPLICIT_VR_LENGTH_32)
 _EXPLICIT = struct.Struct("<HH2sH").unpack_from
 _IMPLICIT = struct.Struct("<HHL").unpack_from
 _UL = struct.Struct("<L").unpack_from
-_CHARSET = 0x00080005
-_SYNTAX = 0x00020010
+_CHARSET = BaseTag(0x00080005)
+_SYNTAX = BaseTag(0x00020010)
 #: Transfer Syntax UID values walked directly (as written, with the trailing null that
 #: pads a UI to even length, PS3.5 §9.1) → implicit VR?
 _SYNTAXES = {f"{ImplicitVRLittleEndian}\0".encode("ascii"): True,
@@ -84,7 +91,9 @@ def _elements(data: bytes, pos: int, implicit: bool,
         if length == 0xFFFFFFFF or start + length > end or group in (0x0000, 0xFFFE):
             return None, pos
         tag = BaseTag(group << 16 | elem)
-        value = data[start:start + length] if length else empty_value_for_VR(vr, raw=True)
+        # With raw=True pydicom returns only b"" or None; its annotation covers both modes.
+        value = (data[start:start + length] if length
+                 else cast("bytes | None", empty_value_for_VR(vr, raw=True)))
         out[tag] = RawDataElement(tag, vr, length, value, start, implicit, True)
         pos = start + length
     return out, pos
@@ -98,12 +107,13 @@ def _plain(data: bytes) -> FileDataset | None:
     if not meta_elements:
         return None
     syntax = meta_elements.get(_SYNTAX)
-    implicit = _SYNTAXES.get(syntax.value) if syntax is not None and syntax.VR == "UI" else None
+    value = syntax.value if syntax is not None and syntax.VR == "UI" else None
+    implicit = _SYNTAXES.get(value) if value is not None else None
     if implicit is None:
         return None
     # pydicom converts two of these elements while reading; left raw here, they convert
     # to the same values when first used.
-    file_meta = FileMetaDataset(meta_elements)
+    file_meta = FileMetaDataset(_handed_over(meta_elements))
     file_meta.set_original_encoding(False, True, default_encoding)
     if pos + 6 > len(data):
         return None
@@ -113,15 +123,23 @@ def _plain(data: bytes) -> FileDataset | None:
     elements, _ = _elements(data, pos, implicit=implicit, meta=False)
     if elements is None:
         return None
-    dataset = Dataset(elements, parent_encoding=default_encoding)
-    encoding = default_encoding
+    dataset = Dataset(_handed_over(elements), parent_encoding=default_encoding)
+    encoding: str | list[str] = default_encoding
     if _CHARSET in elements:
         try:
             encoding = convert_encodings(
-                convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
+                convert_raw_data_element(elements[_CHARSET]).value)
         except Exception:
             return None
     dataset.set_original_encoding(implicit, True, encoding)
     ds = FileDataset(io.BytesIO(data), dataset, data[:128], file_meta, implicit, True)
     ds.set_original_encoding(implicit, True, dataset._character_set)
     return ds
+
+
+def _handed_over(
+        elements: dict[BaseTag, RawDataElement],
+) -> MutableMapping[BaseTag, DataElement | RawDataElement]:
+    """``elements`` as the mapping a pydicom data set takes over (and fills with converted
+    DataElements as they are read); the same dict object, only typed as pydicom expects."""
+    return cast("MutableMapping[BaseTag, DataElement | RawDataElement]", elements)

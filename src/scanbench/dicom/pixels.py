@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, RLELossless
 
 from scanbench.dicom import headers as h
@@ -38,7 +39,7 @@ MAX_SERIES_BYTES = 1 << 30
 _RLE_MAX_EXPANSION = 64
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-_PIXEL_DATA = 0x7FE00010
+_PIXEL_DATA = BaseTag(0x7FE00010)
 
 
 def has_pixels(ds: Dataset) -> bool:
