@@ -262,3 +262,26 @@ def test_scanner_model_rejects_nonsense():
         ScannerModel(fwhm_mm=(3.0, -1.0, 3.0))
     with pytest.raises(ValueError):
         dataclasses.replace(ScannerModel(), sensitivity_cps_per_kbq=0.0)
+
+
+def test_attenuation_noise_gain_matches_the_disc_formula():
+    """For a disc of radius R, the chord at angle φ through a point d from the centre
+    is L = 2 sqrt(R² − d² sin² φ); the variance gain is the mean of L·exp(μL)."""
+    from scanbench.simulate.pet import attenuation_noise_gain
+
+    n, pixel, radius, mu = 150, 2.0, 100.0, 0.0096
+    yy, xx = np.mgrid[:n, :n]
+    disc = np.hypot(yy - 74.5, xx - 74.5) * pixel <= radius
+    gain = attenuation_noise_gain(disc, pixel, mu)
+    assert gain[disc].mean() == pytest.approx(1.0)
+
+    def analytic(d: float) -> float:
+        phi = np.linspace(0, np.pi, 3600, endpoint=False)
+        chord = 2 * np.sqrt(radius**2 - (d * np.sin(phi)) ** 2)
+        return float(np.mean(chord * np.exp(mu * chord)))
+
+    centre = gain[74:76, 74:76].mean()
+    for col, d in ((100, 51.0), (120, 91.0)):  # pixel centres 51 and 91 mm from the centre
+        ring = gain[74:76, col].mean()
+        assert centre / ring == pytest.approx(analytic(0.0) / analytic(d), rel=0.02)
+    assert np.all(attenuation_noise_gain(disc, pixel, 0.0) == 1.0)
