@@ -192,9 +192,9 @@ def circle_patch_means(
     # exact, so count / n² is the same float as the mean of the booleans)
     sub = inside.reshape(inner.size, h, subsample, w, subsample)
     count = np.zeros((inner.size, h, w), dtype=np.uint16)
-    for i in range(subsample):
-        for j in range(subsample):
-            count += sub[:, :, i, :, j]
+    for a in range(subsample):
+        for b in range(subsample):
+            count += sub[:, :, a, :, b]
     frac = count / float(subsample * subsample)
     # images that can hold every box (pad past the far edge; those weights are 0)
     pad_y = max(0, int((y0[inner] + h).max()) - ny)

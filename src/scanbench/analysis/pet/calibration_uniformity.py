@@ -451,7 +451,7 @@ class CalibrationUniformity:
         })
         self._bias(pet, c_meas, params, result)
         self._suv(pet, c_meas, result)
-        z_mm = np.array([float(series.index_to_patient((kk, 0, 0))[2]) for kk in k])
+        z_mm = np.array([float(series.index_to_patient((int(kk), 0, 0))[2]) for kk in k])
         kc = int(central[len(central) // 2])
         result.evidence = {
             "slice_image": v[kc].copy(), "slice_index": kc, "slice_z_mm": float(z_mm[kc]),

@@ -542,7 +542,7 @@ def _refine_sphere(vol: np.ndarray, spacing: tuple[float, float, float],
         g = np.round(guess_zyx).astype(int)
         lo = np.maximum(g - half, 0)
         hi = np.minimum(g + half, vol.shape)
-        crop = _block_mean(vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], tuple(block))
+        crop = _block_mean(vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], block)
         g_blk = (guess_zyx - lo - (fb - 1) / 2) / fb
         c = _refine_sphere(crop, tuple(d_raw * fb), g_blk, radius_mm, sign)
         return None if c is None else c * fb + (fb - 1) / 2 + lo
@@ -806,7 +806,7 @@ def background_roi_centres(body_yx: np.ndarray, spacing_yx: tuple[float, float],
     # Distance to the outline, on the body's box and a ring of background around it:
     # the nearest background pixel of any pixel inside is in that ring or nearer.
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    edt = np.zeros(body_yx.shape)
+    edt: np.ndarray = np.zeros(body_yx.shape)  # numpy's stubs infer a 0-d shape here
     edt[r0:r1, c0:c1] = ndimage.distance_transform_edt(np.pad(body_yx[r0:r1, c0:c1], 1),
                                                        sampling=(dy, dx))[1:-1, 1:-1]
     ys = np.arange(rows.min() * dy, (rows.max() + 1) * dy, 1.0)
@@ -826,8 +826,9 @@ def background_roi_centres(body_yx: np.ndarray, spacing_yx: tuple[float, float],
     # clearance from each object's outer surface, for every candidate; those nearer
     # than the smallest margin tried to any object (squared distances, with a
     # tolerance far above their rounding) can never be chosen and are dropped first
-    objects = [(sy * dy, sx * dx, (r, nema_iq.SPHERE_WALL_MM, r_roi))
-               for (sy, sx), r in zip(sphere_yx, _SPHERE_R, strict=True)]
+    objects: list[tuple[float, float, tuple[float, ...]]] = [
+        (sy * dy, sx * dx, (r, nema_iq.SPHERE_WALL_MM, r_roi))
+        for (sy, sx), r in zip(sphere_yx, _SPHERE_R, strict=True)]
     objects.append((lung_yx[0] * dy, lung_yx[1] * dx,
                     (nema_iq.LUNG_INSERT_OUTER_DIAMETER_MM / 2, r_roi)))
     margins = np.arange(margin_mm, 4.99, -2.5)
@@ -958,9 +959,11 @@ def ring_location(series: Series, cold: Sequence[int]) -> PhantomLocation:
     The returned object is shared: do not change it.
     """
     cold = tuple(sorted(cold))
+    sz, sy, sx = series.spacing
+    spacing = (float(sz), float(sy), float(sx))
     return memo(series, f"{ANALYSIS_ID}.ring{cold}",
                 lambda: _locate_ring(np.asarray(series.voxels, dtype=np.float32),
-                                     tuple(float(v) for v in series.spacing), cold))
+                                     spacing, cold))
 
 
 def _nearest_slice(z: float, n: int) -> int:
