@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import jinja2
 
@@ -59,6 +59,22 @@ def format_limits(low: float | None, high: float | None) -> str:
 def _labels(labels: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {_exact(v) if isinstance(v, float) else v}"
                      for k, v in labels.items())
+
+
+class _Section(TypedDict):
+    """What the template shows of one result."""
+
+    result: Result
+    row: dict[str, Any]  # the result's row of summarise()
+    title: str
+    device: str
+    acquired: str
+    rows: list[dict[str, Any]]
+    parameters: list[tuple[str, str]]
+    figures: list[str]
+    figure_error: str
+    unverified: bool
+    unverified_reason: str
 
 
 def _measurement_row(m: Measurement) -> dict[str, Any]:
@@ -147,7 +163,7 @@ def render_html(
     import plotly.offline
 
     summary = summarise(results)
-    sections = []
+    sections: list[_Section] = []
     any_figures = False
     for result, row in zip(results, summary["results"], strict=True):
         figs_html: list[str] = []

@@ -196,7 +196,7 @@ def write_series(
         ds = Dataset()
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = PositronEmissionTomographyImageStorage
-        meta.MediaStorageSOPInstanceUID = uids[k]
+        meta.MediaStorageSOPInstanceUID = UID(uids[k])  # pydicom stores a UID either way
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
