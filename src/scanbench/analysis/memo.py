@@ -27,7 +27,7 @@ def memo(series: Series, key: str, compute: Callable[[], T]) -> T:
     """
     entry = series.derived.get(key)
     if entry is not None and entry[0] is series.voxels:
-        return entry[1]  # type: ignore[no-any-return]
+        return entry[1]
     value = compute()
     series.derived[key] = (series.voxels, value)
     return value
