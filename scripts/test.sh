@@ -2,7 +2,7 @@
 # Set up and run every scanbench test on a fresh machine.
 # Creates .venv (or $SCANBENCH_VENV) with scanbench and its test tools, installs the
 # Debian programs the end-to-end tests drive (headless Chromium for the HTML/PDF
-# report, poppler-utils to read the PDF back) when running as root, checks lint,
+# report, poppler-utils to read the PDF back) when running as root, checks lint and types,
 # then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +25,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 "$venv/bin/ruff" check src tests bench
+"$venv/bin/mypy"
 exec "$venv/bin/python" -m pytest -q "$@"
