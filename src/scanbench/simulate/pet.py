@@ -729,8 +729,9 @@ def render_iq(
 
     margin = _margin_voxels(scanner, grid.spacing, outline_reach_mm, post_filter_fwhm_mm)
     box = _bbox((f_z[:, None, None] > 0) & (f_xy[None] > 0), margin)
-    sub = _Grid(tuple(s.stop - s.start for s in box),  # type: ignore[arg-type]
-                grid.spacing, (x[box[2].start], y[box[1].start], z[box[0].start]))
+    shape_zyx = (box[0].stop - box[0].start, box[1].stop - box[1].start,
+                 box[2].stop - box[2].start)
+    sub = _Grid(shape_zyx, grid.spacing, (x[box[2].start], y[box[1].start], z[box[0].start]))
     obj = (background_bq_ml * f_z[box[0], None, None] * f_xy[None, box[1], box[2]])
 
     sphere_bq_ml = activity_ratio * background_bq_ml
