@@ -2,7 +2,8 @@
 # Set up and run every scanbench test on a fresh machine.
 # Creates .venv (or $SCANBENCH_VENV) with scanbench and its test tools, installs the
 # Debian programs the end-to-end tests drive (headless Chromium for the HTML/PDF
-# report, poppler-utils to read the PDF back) when running as root, checks lint and types,
+# report, poppler-utils to read the PDF back, dicom3tools to check the DICOM the virtual
+# scanner writes) when running as root, checks lint and types,
 # then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ venv=${SCANBENCH_VENV:-.venv}
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} from Debian ..."

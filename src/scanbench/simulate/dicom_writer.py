@@ -13,8 +13,8 @@ Image, SOP Common modules):
   for NONE), Frame Reference Time (ms from the series time to the instant
   whose activity equals the frame average), Actual Frame Duration (ms),
   Corrected Image;
-- Radiopharmaceutical Information Sequence: FDG (SRT C-B1031), F-18 (SRT
-  C-111A1), Radionuclide Total Dose (Bq), Radiopharmaceutical Start Time and
+- Radiopharmaceutical Information Sequence: FDG (SCT 35321007), F-18 (SCT
+  77004003), Radionuclide Total Dose (Bq), Radiopharmaceutical Start Time and
   DateTime, half-life, positron fraction;
 - device identity, Patient Weight, Timezone Offset From UTC;
 - 16-bit pixels with a per-slice Rescale Slope (intercept 0, as PET requires),
@@ -239,7 +239,9 @@ def write_series(
             ds.SoftwareVersions = dev.software_versions
         ds.CollimatorType = "NONE"
         ds.ActualFrameDuration = round((pet.frame_duration_s or 0.0) * 1000.0)
-        ds.PatientPosition = "HFS"
+        # Not Patient Position (0018,5100): General Series has it only where the Patient
+        # Orientation Code Sequence is absent (PS3.3 C.7.3.1), and the PET IOD sends that.
+        ds.BodyPartExamined = "WHOLEBODY"  # unpaired: Laterality (2C) is then not required
         ds.StudyInstanceUID = series.facts.study_instance_uid
         ds.SeriesInstanceUID = series.facts.series_instance_uid
         ds.StudyID = "1"
@@ -262,8 +264,7 @@ def write_series(
         ds.HighBit = 15
         ds.PixelRepresentation = 1 if signed else 0
         ds.RescaleIntercept = "0"
-        ds.RescaleSlope = slope_text
-        ds.RescaleType = "BQML"
+        ds.RescaleSlope = slope_text  # units are in Units (0054,1001); no Rescale Type in PET
 
         # PET Isotope module.
         rp = Dataset()
@@ -276,9 +277,10 @@ def write_series(
             rp.RadionuclideTotalDose = _ds(pet.injected_activity_bq)
         rp.RadionuclideHalfLife = _ds(pet.half_life_s or 6586.2)
         rp.RadionuclidePositronFraction = _ds(F18_POSITRON_FRACTION)
-        rp.RadionuclideCodeSequence = Sequence([_code("C-111A1", "SRT", "^18^Fluorine")])
+        # SNOMED CT codes of CID 4020 / 4021 (the SRT ones are deprecated, PS3.16).
+        rp.RadionuclideCodeSequence = Sequence([_code("77004003", "SCT", "^18^Fluorine")])
         rp.RadiopharmaceuticalCodeSequence = Sequence(
-            [_code("C-B1031", "SRT", "Fluorodeoxyglucose F^18^")])
+            [_code("35321007", "SCT", "Fluorodeoxyglucose F^18^")])
         ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
 
         window = Dataset()
@@ -286,11 +288,12 @@ def write_series(
         window.EnergyWindowUpperLimit = "650"
         ds.EnergyWindowRangeSequence = Sequence([window])
         ds.NumberOfSlices = nz
-        ds.PatientOrientationCodeSequence = Sequence([_code("F-10450", "SRT", "recumbent")])
+        # CID 19, 20, 21 (SNOMED CT).
+        ds.PatientOrientationCodeSequence = Sequence([_code("102538003", "SCT", "recumbent")])
         ds.PatientOrientationCodeSequence[0].PatientOrientationModifierCodeSequence = Sequence(
-            [_code("F-10340", "SRT", "supine")])
+            [_code("40199007", "SCT", "supine")])
         ds.PatientGantryRelationshipCodeSequence = Sequence(
-            [_code("F-10470", "SRT", "headfirst")])
+            [_code("102540008", "SCT", "headfirst")])
 
         # PET Series module.
         ds.SeriesType = ["STATIC", "IMAGE"]

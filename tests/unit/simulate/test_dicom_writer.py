@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom import config
-from pydicom.uid import UID, PositronEmissionTomographyImageStorage
+from pydicom.uid import UID, PositronEmissionTomographyImageStorage, RLELossless
 
 from scanbench.dicom import read_one
 from scanbench.simulate.pet import (
@@ -70,7 +70,11 @@ def test_files_carry_the_pet_tags(iq_dir):
     rp = ds.RadiopharmaceuticalInformationSequence[0]
     assert rp.Radiopharmaceutical == "Fluorodeoxyglucose"
     assert float(rp.RadionuclideHalfLife) == 6586.2
-    assert rp.RadionuclideCodeSequence[0].CodeValue == "C-111A1"
+    nuclide = rp.RadionuclideCodeSequence[0]  # CID 4020, SNOMED CT (SRT is deprecated)
+    assert (nuclide.CodeValue, nuclide.CodingSchemeDesignator) == ("77004003", "SCT")
+    tracer = rp.RadiopharmaceuticalCodeSequence[0]  # CID 4021
+    assert (tracer.CodeValue, tracer.CodingSchemeDesignator) == ("35321007", "SCT")
+    assert "PatientPosition" not in ds  # the PET IOD sends Patient Orientation codes instead
     assert rp.RadionuclideCodeSequence[0].CodeMeaning == "^18^Fluorine"
     assert rp.RadiopharmaceuticalStartDateTime.startswith("20260304100000")
     assert float(rp.RadionuclideTotalDose) == pytest.approx(truth["injected_activity_bq"],
@@ -152,3 +156,31 @@ def test_write_rejects_bad_options(tmp_path):
         write_series(series, tmp_path, file_names="sorted")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="transfer syntax"):
         write_series(series, tmp_path, transfer_syntax="JPEGBaseline8Bit")
+
+
+@pytest.mark.parametrize(("kind", "kwargs"), [
+    ("iq", {"voxel_mm": 4.0, "noise": False}),
+    ("point", {"voxel_mm": 2.0, "positions_mm": [(0.0, -10.0, 0.0)], "noise": False,
+               "decay_correction": "ADMIN"}),
+    ("uniform", {"voxel_mm": 8.0, "noise": False, "decay_correction": "NONE"}),
+    ("uniform", {"voxel_mm": 8.0, "noise": False, "transfer_syntax": RLELossless}),
+])
+def test_dicom3tools_finds_no_iod_error(tmp_path, kind, kwargs):
+    """dciodvfy (dicom3tools, Debian) checks every file against the PET Image IOD:
+    no errors; warnings only for the private-free Standard Extended attributes."""
+    import shutil
+    import subprocess
+
+    from scanbench.simulate.pet import simulate_iq, simulate_point, simulate_uniform
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed: scripts/test.sh installs dicom3tools as root")
+    simulate = {"iq": simulate_iq, "point": simulate_point, "uniform": simulate_uniform}[kind]
+    simulate(tmp_path / kind, **kwargs)
+    files = sorted((tmp_path / kind).glob("*.dcm"))
+    for f in (files[0], files[len(files) // 2], files[-1]):
+        out = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True, timeout=60)
+        report = out.stdout + out.stderr
+        assert report.startswith("PETImage"), report[:200]
+        errors = [line for line in report.splitlines() if line.startswith("Error")]
+        assert not errors, f"{f.name}: {errors}"
