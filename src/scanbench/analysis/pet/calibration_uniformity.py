@@ -356,6 +356,17 @@ def _align(t: dt.datetime, like: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=None) if like.tzinfo is None else t.astimezone(like.tzinfo)
 
 
+def _param_or_tag(params: dict[str, Any], key: str, header: float | None,
+                  tag: str) -> tuple[float, str]:
+    """A number from ``--param key=`` if given, else from the header tag, with its source;
+    MissingTagError naming the tag when neither has it."""
+    if key in params:
+        return float(params[key]), f"parameter {key}"
+    if header is not None:
+        return header, tag
+    raise MissingTagError(f"{tag} is missing and no {key} parameter was given")
+
+
 @register
 class CalibrationUniformity:
     """EARL calibration QC (activity-concentration bias) and uniformity of a uniform cylinder."""
@@ -498,20 +509,10 @@ class CalibrationUniformity:
                 "need the phantom's filled volume (--param volume_ml=...)")
             return
         volume = float(volume)
-        if "activity_bq" in params:
-            activity, activity_src = float(params["activity_bq"]), "parameter activity_bq"
-        elif pet.injected_activity_bq is not None:
-            activity, activity_src = pet.injected_activity_bq, "RadionuclideTotalDose (0018,1074)"
-        else:
-            raise MissingTagError("RadionuclideTotalDose (0018,1074) is missing and no "
-                                  "activity_bq parameter was given")
-        if "half_life_s" in params:
-            half_life, hl_src = float(params["half_life_s"]), "parameter half_life_s"
-        elif pet.half_life_s is not None:
-            half_life, hl_src = pet.half_life_s, "RadionuclideHalfLife (0018,1075)"
-        else:
-            raise MissingTagError("RadionuclideHalfLife (0018,1075) is missing and no "
-                                  "half_life_s parameter was given")
+        activity, activity_src = _param_or_tag(params, "activity_bq", pet.injected_activity_bq,
+                                               "RadionuclideTotalDose (0018,1074)")
+        half_life, hl_src = _param_or_tag(params, "half_life_s", pet.half_life_s,
+                                          "RadionuclideHalfLife (0018,1075)")
         ref = reference_instant(pet)
         if "calibration_time" in params:
             t_cal = _align(_parse_datetime(params["calibration_time"], "calibration_time"),
