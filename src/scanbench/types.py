@@ -57,15 +57,6 @@ class PetFacts:
     half_life_s: float | None = None  # (0018,1075)
     patient_weight_kg: float | None = None  # (0010,1030)
 
-    @property
-    def decay_reference(self) -> dt.datetime | None:
-        """The instant the stored voxel values are decay-corrected to, if any."""
-        if self.decay_correction == "START":
-            return self.series_datetime or self.acquisition_start
-        if self.decay_correction == "ADMIN":
-            return self.injection_datetime
-        return None
-
 
 @dataclass(frozen=True)
 class SeriesFacts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
@@ -67,6 +68,67 @@ def decay_factor(start: dt.datetime, end: dt.datetime, half_life_s: float) -> fl
     return float(2.0 ** (-elapsed / half_life_s))
 
 
+def frame_average_factor(half_life_s: float, duration_s: float) -> float:
+    """Mean activity over a frame of ``duration_s`` relative to its value at the
+    frame start: (1 − e^(−λT)) / (λT), λ = ln 2 / T½ (1 for T = 0)."""
+    if not half_life_s > 0:
+        raise AnalysisError(f"half-life must be positive, got {half_life_s} s")
+    x = math.log(2.0) / half_life_s * duration_s
+    return 1.0 if x == 0 else float(-math.expm1(-x) / x)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The instant the stored voxel values refer to, and how it was chosen."""
+
+    instant: dt.datetime
+    mode: str  # START, ADMIN, NONE
+    description: str
+    frame_duration_s: float | None = None  # set for NONE: values are frame averages
+
+
+def reference_instant(pet: PetFacts) -> Reference:
+    """When the image values are decay-corrected to (DecayCorrection (0054,1102)).
+
+    START: the series time (SeriesDate/Time (0008,0021)/(0008,0031), else the
+    earliest acquisition time); ADMIN: the injection time
+    (RadiopharmaceuticalStartDateTime (0018,1078)); NONE: not decay corrected —
+    the acquisition start, with values averaged over ActualFrameDuration (0018,1242).
+    Raises MissingTagError naming the tag that is needed and absent.
+    """
+    mode = (pet.decay_correction or "").upper()
+    if not mode:
+        raise MissingTagError("DecayCorrection (0054,1102) is missing: cannot tell which "
+                              "instant the activity concentrations refer to")
+    if mode == "START":
+        # QIBA FDG-PET/CT profile App. G, as in scanbench.dicom.pet.suv_bw_scale: the series
+        # time, or the earliest acquisition time when the series time is later (a
+        # post-processed series).
+        ref = pet.series_datetime
+        if ref is None or (pet.acquisition_start is not None and pet.acquisition_start < ref):
+            ref = pet.acquisition_start
+        if ref is None:
+            raise MissingTagError("SeriesDate/SeriesTime (0008,0021)/(0008,0031) are missing: "
+                                  "needed as the START decay-correction reference")
+        return Reference(ref, mode, "series start (DecayCorrection START)")
+    if mode == "ADMIN":
+        if pet.injection_datetime is None:
+            raise MissingTagError("RadiopharmaceuticalStartDateTime (0018,1078) is missing: "
+                                  "needed as the ADMIN decay-correction reference")
+        return Reference(pet.injection_datetime, mode, "injection (DecayCorrection ADMIN)")
+    if mode == "NONE":
+        start = pet.acquisition_start or pet.series_datetime
+        if start is None:
+            raise MissingTagError("AcquisitionDate/AcquisitionTime (0008,0022)/(0008,0032) "
+                                  "are missing: needed for an image without decay correction")
+        if pet.frame_duration_s is None:
+            raise MissingTagError("ActualFrameDuration (0018,1242) is missing: needed for an "
+                                  "image without decay correction")
+        return Reference(start, mode, "frame average from the acquisition start "
+                                      "(DecayCorrection NONE)", pet.frame_duration_s)
+    raise AnalysisError(f"DecayCorrection (0054,1102) {mode!r} is not START, ADMIN or NONE")
+
+
 def suv_bw_scale(pet: PetFacts, *, acquisition_time: dt.datetime | None = None) -> float:
     """Factor (g/mL per Bq/mL) that turns activity concentration into SUVbw.
 
@@ -114,18 +176,13 @@ def suv_bw_scale(pet: PetFacts, *, acquisition_time: dt.datetime | None = None) 
         if "ATTN" not in pet.corrected_image or "DECY" not in pet.corrected_image:
             raise AnalysisError("QIBA App. G requires Corrected Image (0028,0051) to contain "
                                 f"ATTN and DECY; it is {list(pet.corrected_image)}")
-        reference = pet.series_datetime
-        start = pet.acquisition_start
-        if reference is None or (start is not None and reference > start):
-            reference = start
-        if reference is None:
-            raise MissingTagError("SUVbw with Decay Correction START needs SeriesDate/SeriesTime "
-                                  "(0008,0021)/(0008,0031)")
+        reference = reference_instant(pet).instant
     elif method == "NONE":
-        reference = acquisition_time or pet.acquisition_start
-        if reference is None:
+        frame_start = acquisition_time or pet.acquisition_start
+        if frame_start is None:
             raise MissingTagError("SUVbw with Decay Correction NONE needs AcquisitionDate/"
                                   "AcquisitionTime (0008,0022)/(0008,0032)")
+        reference = frame_start
     else:
         raise AnalysisError(f"Decay Correction (0054,1102) {pet.decay_correction!r} is not "
                             "START, ADMIN or NONE")
@@ -140,6 +197,5 @@ def suv_bw_scale(pet: PetFacts, *, acquisition_time: dt.datetime | None = None) 
         if pet.frame_duration_s is None or not pet.frame_duration_s > 0:
             raise MissingTagError("SUVbw with Decay Correction NONE needs ActualFrameDuration "
                                   "(0018,1242): uncorrected values are a frame average")
-        lam_t = math.log(2.0) * pet.frame_duration_s / pet.half_life_s
-        decayed *= -math.expm1(-lam_t) / lam_t
+        decayed *= frame_average_factor(pet.half_life_s, pet.frame_duration_s)
     return weight_g / decayed

@@ -11,12 +11,10 @@ import pytest
 
 from scanbench.analysis.pet.calibration_uniformity import (
     CalibrationUniformity,
-    Reference,
     expected_concentration,
     find_cylinder,
-    frame_average_factor,
-    reference_instant,
 )
+from scanbench.dicom.pet import Reference, frame_average_factor, reference_instant
 from scanbench.errors import AnalysisError, MissingTagError
 from scanbench.types import PetFacts, Series, SeriesFacts
 

@@ -58,7 +58,13 @@ from scipy import ndimage
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_weights
-from scanbench.dicom.pet import decay_factor, suv_bw_scale
+from scanbench.dicom.pet import (
+    Reference,
+    decay_factor,
+    frame_average_factor,
+    reference_instant,
+    suv_bw_scale,
+)
 from scanbench.errors import AnalysisError, MissingTagError
 from scanbench.types import PetFacts, Result, Series
 
@@ -68,67 +74,6 @@ GRID_ROI_SIDE_MM = 10.0
 
 
 # --------------------------------------------------------------------------- decay arithmetic
-
-
-def frame_average_factor(half_life_s: float, duration_s: float) -> float:
-    """Mean activity over a frame of ``duration_s`` relative to its value at the
-    frame start: (1 − e^(−λT)) / (λT), λ = ln 2 / T½ (1 for T = 0)."""
-    if not half_life_s > 0:
-        raise AnalysisError(f"half-life must be positive, got {half_life_s} s")
-    x = math.log(2.0) / half_life_s * duration_s
-    return 1.0 if x == 0 else float(-math.expm1(-x) / x)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The instant the stored voxel values refer to, and how it was chosen."""
-
-    instant: dt.datetime
-    mode: str  # START, ADMIN, NONE
-    description: str
-    frame_duration_s: float | None = None  # set for NONE: values are frame averages
-
-
-def reference_instant(pet: PetFacts) -> Reference:
-    """When the image values are decay-corrected to (DecayCorrection (0054,1102)).
-
-    START: the series time (SeriesDate/Time (0008,0021)/(0008,0031), else the
-    earliest acquisition time); ADMIN: the injection time
-    (RadiopharmaceuticalStartDateTime (0018,1078)); NONE: not decay corrected —
-    the acquisition start, with values averaged over ActualFrameDuration (0018,1242).
-    Raises MissingTagError naming the tag that is needed and absent.
-    """
-    mode = (pet.decay_correction or "").upper()
-    if not mode:
-        raise MissingTagError("DecayCorrection (0054,1102) is missing: cannot tell which "
-                              "instant the activity concentrations refer to")
-    if mode == "START":
-        # QIBA FDG-PET/CT profile App. G, as in scanbench.dicom.pet.suv_bw_scale: the series
-        # time, or the earliest acquisition time when the series time is later (a
-        # post-processed series).
-        ref = pet.series_datetime
-        if ref is None or (pet.acquisition_start is not None and pet.acquisition_start < ref):
-            ref = pet.acquisition_start
-        if ref is None:
-            raise MissingTagError("SeriesDate/SeriesTime (0008,0021)/(0008,0031) are missing: "
-                                  "needed as the START decay-correction reference")
-        return Reference(ref, mode, "series start (DecayCorrection START)")
-    if mode == "ADMIN":
-        if pet.injection_datetime is None:
-            raise MissingTagError("RadiopharmaceuticalStartDateTime (0018,1078) is missing: "
-                                  "needed as the ADMIN decay-correction reference")
-        return Reference(pet.injection_datetime, mode, "injection (DecayCorrection ADMIN)")
-    if mode == "NONE":
-        start = pet.acquisition_start or pet.series_datetime
-        if start is None:
-            raise MissingTagError("AcquisitionDate/AcquisitionTime (0008,0022)/(0008,0032) "
-                                  "are missing: needed for an image without decay correction")
-        if pet.frame_duration_s is None:
-            raise MissingTagError("ActualFrameDuration (0018,1242) is missing: needed for an "
-                                  "image without decay correction")
-        return Reference(start, mode, "frame average from the acquisition start "
-                                      "(DecayCorrection NONE)", pet.frame_duration_s)
-    raise AnalysisError(f"DecayCorrection (0054,1102) {mode!r} is not START, ADMIN or NONE")
 
 
 def expected_concentration(activity_bq: float, volume_ml: float, calibration_time: dt.datetime,
