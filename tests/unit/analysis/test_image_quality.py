@@ -62,6 +62,21 @@ def _series(vox: np.ndarray, spacing: tuple[float, float, float], affine: np.nda
     return Series(voxels=vox.astype(np.float32), spacing=spacing, affine=affine, facts=facts)
 
 
+def _phantom_frame(voxel_mm: float, slice_mm: float, shift: tuple[float, float, float],
+                   rotation_deg: float, mirror: bool) -> tuple[np.ndarray, ...]:
+    """Each voxel's LPS (xx, yy, zz) and phantom-frame (px, py, w) coordinates, and the
+    affine, for the test grid; ``mirror`` flips the phantom's x."""
+    x, z, affine = _grid(voxel_mm, slice_mm, 400.0, 240.0)
+    zz, yy, xx = np.meshgrid(z, x, x, indexing="ij")
+    t = math.radians(rotation_deg)
+    u, v, w = xx - shift[0], yy - shift[1], zz - shift[2]
+    px = math.cos(t) * u + math.sin(t) * v
+    py = -math.sin(t) * u + math.cos(t) * v
+    if mirror:
+        px = -px
+    return xx, yy, zz, px, py, w, affine
+
+
 def iec_series(*, voxel_mm: float = 4.0, slice_mm: float | None = None, ratio: float = 4.0,
                cold: tuple[int, ...] = (), shift: tuple[float, float, float] = (0, 0, 0),
                rotation_deg: float = 0.0, mirror: bool = False, blur_fwhm_mm: float = 0.0,
@@ -71,14 +86,8 @@ def iec_series(*, voxel_mm: float = 4.0, slice_mm: float | None = None, ratio: f
     centres in LPS (smallest first). ``mirror`` flips the phantom's x (the
     sphere order then runs the other way round the ring)."""
     slice_mm = voxel_mm if slice_mm is None else slice_mm
-    x, z, affine = _grid(voxel_mm, slice_mm, 400.0, 240.0)
-    zz, yy, xx = np.meshgrid(z, x, x, indexing="ij")
+    _, _, _, px, py, w, affine = _phantom_frame(voxel_mm, slice_mm, shift, rotation_deg, mirror)
     t = math.radians(rotation_deg)
-    u, v, w = xx - shift[0], yy - shift[1], zz - shift[2]
-    px = math.cos(t) * u + math.sin(t) * v
-    py = -math.sin(t) * u + math.cos(t) * v
-    if mirror:
-        px = -px
     vol = np.where(nema_iq.inside_body(px, py, w), BG, 0.0)
     vol[nema_iq.inside_lung(px, py, w, outer=True)] = 0.0
     centres = []
@@ -104,14 +113,7 @@ def iec_series(*, voxel_mm: float = 4.0, slice_mm: float | None = None, ratio: f
 def iec_sampled_centres(*, voxel_mm: float, shift: tuple[float, float, float],
                         rotation_deg: float, mirror: bool) -> np.ndarray:
     """Centre of mass (LPS) of each sphere's point-sampled voxels in :func:`iec_series`."""
-    x, z, _ = _grid(voxel_mm, voxel_mm, 400.0, 240.0)
-    zz, yy, xx = np.meshgrid(z, x, x, indexing="ij")
-    t = math.radians(rotation_deg)
-    u, v, w = xx - shift[0], yy - shift[1], zz - shift[2]
-    px = math.cos(t) * u + math.sin(t) * v
-    py = -math.sin(t) * u + math.cos(t) * v
-    if mirror:
-        px = -px
+    xx, yy, zz, px, py, w, _ = _phantom_frame(voxel_mm, voxel_mm, shift, rotation_deg, mirror)
     out = []
     for s in nema_iq.spheres():
         sx, sy, sz = s.centre_mm
