@@ -3,7 +3,8 @@
 # Creates .venv (or $SCANBENCH_VENV) with scanbench and its test tools, installs the
 # Debian programs the end-to-end tests drive (headless Chromium for the HTML/PDF
 # report, poppler-utils to read the PDF back, dicom3tools to check the DICOM the virtual
-# scanner writes) when running as root, checks lint and types,
+# scanner writes, dcmtk as a real DICOM sender, Orthanc with its DICOMweb plugin as a
+# real PACS, PostgreSQL as the shared database) when running as root, checks lint and types,
 # then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,10 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need[*]} from Debian ..."

@@ -59,6 +59,58 @@ class PetFacts:
 
 
 @dataclass(frozen=True)
+class CtFacts:
+    """What a CT header says about the acquisition and reconstruction.
+
+    Tags from the CT Image module (PS3.3 C.8.2.1) and, for enhanced CT, the CT
+    functional groups (C.8.15.3); ``None`` when the header does not say.
+    """
+
+    kvp: float | None = None  # (0018,0060) kV
+    tube_current_ma: float | None = None  # (0018,1151) / (0018,9330)
+    exposure_time_s: float | None = None  # (0018,1150) ms or (0018,9328) ms, in s
+    exposure_mas: float | None = None  # (0018,1152) / (0018,9332)
+    rotation_time_s: float | None = None  # Revolution Time (0018,9305)
+    pitch: float | None = None  # Spiral Pitch Factor (0018,9311)
+    total_collimation_mm: float | None = None  # (0018,9307)
+    single_collimation_mm: float | None = None  # (0018,9306)
+    kernel: str | None = None  # Convolution Kernel (0018,1210)
+    reconstruction_diameter_mm: float | None = None  # (0018,1100)
+    slice_thickness_mm: float | None = None  # (0018,0050)
+    ctdivol_mgy: float | None = None  # (0018,9345)
+    ctdi_phantom_cm: int | None = None  # (0018,9346) code 113690 head → 16, 113691 body → 32
+    exposure_modulation: str | None = None  # (0018,9323), e.g. "XYZ_EC", "NONE"
+    pixel_padding_value: float | None = None  # (0028,0120) in stored units
+    scan_options: str | None = None  # (0018,0022), e.g. "HELICAL"
+
+
+@dataclass(frozen=True)
+class MrFacts:
+    """What an MR header says about the acquisition.
+
+    Tags from the MR Image module (PS3.3 C.8.3.1) and, for enhanced MR, the MR
+    functional groups (C.8.13); ``None`` when the header does not say.
+    """
+
+    field_strength_t: float | None = None  # (0018,0087)
+    imaging_frequency_mhz: float | None = None  # (0018,0084)
+    sequence_name: str | None = None  # (0018,0024) / Pulse Sequence Name (0018,9005)
+    scanning_sequence: str | None = None  # (0018,0020), e.g. "SE"
+    repetition_time_ms: float | None = None  # (0018,0080) / (0018,9073)... per frame
+    echo_time_ms: float | None = None  # (0018,0081) / Effective Echo Time (0018,9082)
+    inversion_time_ms: float | None = None  # (0018,0082)
+    flip_angle_deg: float | None = None  # (0018,1314)
+    pixel_bandwidth_hz: float | None = None  # (0018,0095), Hz per pixel
+    averages: float | None = None  # Number of Averages (0018,0083)
+    phase_encoding_steps: int | None = None  # (0018,0089)
+    acquisition_matrix: tuple[int, int, int, int] | None = None  # (0018,1310)
+    phase_encoding_direction: str | None = None  # In-plane (0018,1312): "ROW" / "COL"
+    receive_coil: str | None = None  # (0018,1250)
+    parallel_factor: float | None = None  # (0018,9069) × (0018,9155), 1.0 when none
+    parallel_imaging: bool | None = None  # (0018,9077) "YES"/"NO" or vendor evidence
+
+
+@dataclass(frozen=True)
 class SeriesFacts:
     """A typed record of what the DICOM header says about one series."""
 
@@ -72,8 +124,8 @@ class SeriesFacts:
     acquired_at: dt.datetime | None = None
     naive_times: bool = True
     pet: PetFacts | None = None
-    # Facts of other modalities are added by the issues that own them
-    # (CT: issue 3, MR: issue 7) as further optional records.
+    ct: CtFacts | None = None
+    mr: MrFacts | None = None
 
 
 @dataclass

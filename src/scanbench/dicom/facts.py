@@ -1,4 +1,4 @@
-"""Header facts of one series: device identity, UIDs, times (and PET facts).
+"""Header facts of one series: device identity, UIDs, times (and PET, CT, MR facts).
 
 Sources: General Equipment Module (PS3.3 C.7.5.1) for the device, General
 Series / Study / Frame of Reference modules (C.7.3.1, C.7.2.1, C.7.4.1) for
@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 
 from scanbench.dicom import headers as h
 from scanbench.dicom.frames import Frame
+from scanbench.dicom.modality_facts import ct_facts, mr_facts
 from scanbench.dicom.pet import pet_facts
 from scanbench.types import DeviceIdentity, SeriesFacts
 
@@ -58,4 +59,6 @@ def series_facts(frames: Sequence[Frame]) -> SeriesFacts:
         acquired_at=acquired or series_dt,
         naive_times=tz is None,
         pet=pet_facts(ds, tz, acquired, frames[0].duration_s) if modality == "PT" else None,
+        ct=ct_facts(ds) if modality == "CT" else None,
+        mr=mr_facts(ds) if modality == "MR" else None,
     )

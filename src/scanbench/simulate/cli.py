@@ -8,6 +8,8 @@ traceback.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -257,3 +259,33 @@ def pet_uniform(
         ("volume", f"{truth['volume_ml']:.1f} mL"),
         ("expected SUV", f"{truth['expected_suv']:.3f}"),
     ])
+
+
+# Virtual scanners of other modalities and the clinical-study generator keep their
+# commands beside their code; each module has ``register(app: typer.Typer) -> None``.
+SIMULATE_MODULES: tuple[str, ...] = (
+    "scanbench.simulate.ct_cli",  # ct-acr464, ct-water, ct-wire, ct-edge, ct-catphan
+    "scanbench.simulate.mr_cli",  # mr-acr, mr-uniform
+    "scanbench.simulate.clinical_cli",  # ct-exam, petct-exam
+    "scanbench.simulate.pet_raw_cli",  # pet-sensitivity, pet-count-rate, pet-tof, ...
+)
+
+
+def _register_modalities() -> None:
+
+    for name in SIMULATE_MODULES:
+        if _present(name):  # TODO(integration): import explicitly
+            importlib.import_module(name).register(simulate_app)
+
+
+
+def _present(module: str) -> bool:
+    """Whether ``module`` exists (its parent package may not yet).
+    TODO(integration): gone once every module listed above has landed."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+_register_modalities()
