@@ -44,7 +44,8 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 # ``register(app: typer.Typer) -> None`` adding its commands to the main app.
 COMMAND_MODULES: tuple[str, ...] = (
     "scanbench.clinical.cli",  # dose, workflow
-    "scanbench.service.cli",  # node, ingest, db, jobs, pull, export
+    "scanbench.service.cli",  # ingest, db, jobs
+    "scanbench.net.cli",  # node, pull, export
 )
 
 

@@ -264,7 +264,8 @@ def pet_uniform(
 # Virtual scanners of other modalities and the clinical-study generator keep their
 # commands beside their code; each module has ``register(app: typer.Typer) -> None``.
 SIMULATE_MODULES: tuple[str, ...] = (
-    "scanbench.simulate.ct_cli",  # ct-acr464, ct-water, ct-wire, ct-edge, ct-catphan
+    "scanbench.simulate.ct_cli",  # ct-water, ct-wire, ct-edge
+    "scanbench.simulate.ct_phantom_cli",  # ct-acr464, ct-catphan
     "scanbench.simulate.mr_cli",  # mr-acr, mr-uniform
     "scanbench.simulate.clinical_cli",  # ct-exam, petct-exam
     "scanbench.simulate.pet_raw_cli",  # pet-sensitivity, pet-count-rate, pet-tof, ...
