@@ -62,13 +62,16 @@ def analyze_paths(
     analysis: str | None = None,
     params: dict[str, Any] | None = None,
     spec: str | None = None,
+    baseline: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     read_progress: Callable[[int, int], None] | None = None,
 ) -> AnalyzeReport:
     """Read every series under ``paths`` and analyse each; never raises for one bad series.
 
     ``read_progress(files_done, files_total)`` follows the reading;
-    ``progress(series)`` names each series as its analysis starts.
+    ``progress(series)`` names each series as its analysis starts. ``baseline``
+    is a results JSON file holding the device's accepted values, for spec rules
+    judged against a baseline.
     """
     from scanbench import dicom
 
@@ -77,7 +80,7 @@ def analyze_paths(
     report.skipped.extend(Failure(str(p), why) for p, why in read.skipped)
     report.failures.extend(Failure(str(w), why) for w, why in read.errors)
     report.series_read = len(read.series)
-    for series in read.series:
+    for series in _run_groups(read.series, analysis, params or {}, report, progress):
         if progress:
             progress(_series_where(series))
         try:
@@ -90,13 +93,85 @@ def analyze_paths(
                 f"internal error ({type(exc).__name__}: {exc}); this is a scanbench defect: "
                 "please report it with the series"))
     if spec:
-        from scanbench.evaluation import apply_spec
+        from scanbench.evaluation import Baseline, apply_spec
         from scanbench.specs import load_spec
 
         loaded = load_spec(spec)
+        reference = Baseline.load(baseline) if baseline is not None else None
         for r in report.results:
-            apply_spec(r, loaded)
+            apply_spec(r, loaded, reference)
     return report
+
+
+def _run_groups(
+    series_list: list[Series],
+    analysis: str | None,
+    params: dict[str, Any],
+    report: AnalyzeReport,
+    progress: Callable[[str], None] | None,
+) -> list[Series]:
+    """Run the multi-series analyses (:class:`scanbench.analysis.base.GroupAnalysis`)
+    on the groups they claim; return the series left for single-series analysis.
+
+    A named group analysis groups every series itself (each one it leaves out is
+    a failure); otherwise every registered group analysis proposes its groups,
+    larger groups first, each series in at most one group.
+    """
+    from scanbench.analysis import registry
+    from scanbench.analysis.base import is_group_analysis
+
+    if analysis:
+        named = registry.get(analysis)
+        if not is_group_analysis(named):
+            return series_list
+        candidates = [(named, g) for g in _proposed(named, series_list, report)]
+    else:
+        candidates = [(a, g) for a in sorted(registry.all_analyses().values(), key=lambda a: a.id)
+                      if is_group_analysis(a) for g in _proposed(a, series_list, report)]
+    candidates.sort(key=lambda c: -len(c[1]))  # stable: registry order among equal sizes
+    claimed: set[int] = set()
+    for a, group in candidates:
+        if not group or any(id(s) in claimed for s in group):
+            continue
+        claimed.update(id(s) for s in group)
+        where = _series_where(group[0])
+        if progress:
+            progress(where)
+        try:
+            results = a.run_group(group, **params)  # type: ignore[attr-defined]
+        except ScanbenchError as exc:
+            report.failures.append(Failure(exc.where or where, exc.message))
+            continue
+        except Exception as exc:  # a defect in one analysis must not lose the other series
+            report.failures.append(Failure(where, _defect(exc)))
+            continue
+        by_uid = {s.uid: s for s in group}
+        for r in results:
+            s = by_uid.get(r.series_instance_uid, group[0])
+            r.warnings[:0] = [w for w in s.warnings if w not in r.warnings]
+            r.source = r.source or _series_where(s)
+            report.results.append(r)
+    left = [s for s in series_list if id(s) not in claimed]
+    if analysis:
+        for s in left:
+            report.failures.append(Failure(
+                _series_where(s), f"{analysis} does not recognise this "
+                f"{s.facts.modality} series as one of the series it analyses"))
+        return []
+    return left
+
+
+def _proposed(a: Any, series_list: list[Series], report: AnalyzeReport) -> list[tuple[Series, ...]]:
+    try:
+        return [tuple(g) for g in a.group(series_list)]
+    except Exception as exc:  # group must never raise; if it does, the others still run
+        report.failures.append(Failure(f"{a.id} grouping", _defect(exc)))
+        return []
+
+
+def _defect(exc: Exception) -> str:
+    return (f"internal error ({type(exc).__name__}: {exc}); this is a scanbench defect: "
+            "please report it with the series")
 
 
 def analyze(
@@ -104,6 +179,7 @@ def analyze(
     analysis: str | None = None,
     params: dict[str, Any] | None = None,
     spec: str | None = None,
+    baseline: str | Path | None = None,
 ) -> list[Result]:
     """Analyse every image series found in files, folders or zips.
 
@@ -111,7 +187,8 @@ def analyze(
     that a script never silently loses a series; use :func:`analyze_paths` to
     collect failures instead.
     """
-    report = analyze_paths(paths, analysis=analysis, params=params, spec=spec)
+    report = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
+                           baseline=baseline)
     if report.failures:
         f = report.failures[0]
         raise ScanbenchError(f.reason, where=f.where)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from scanbench.types import Result, Series
@@ -27,3 +28,45 @@ class Analysis(Protocol):
     def run(self, series: Series, **params: Any) -> Result: ...
 
     def figures(self, result: Result) -> list[Any]: ...
+
+
+@runtime_checkable
+class GroupAnalysis(Analysis, Protocol):
+    """An analysis that needs several series at once (the multi-series hook).
+
+    Some tests cannot be done on one series: the ACR MRI suite needs the axial
+    T1/T2 series together with the sagittal localiser, the NEMA MS 1 difference
+    method needs two identical acquisitions, PET/CT co-registration needs a PET
+    and its CT. Such an analysis adds two methods to :class:`Analysis`:
+
+    - ``group(series)`` is offered every series read in one ``analyze`` call
+      (that no other group has claimed yet) and returns the groups it can
+      analyse, each a tuple of series, e.g. ``(t1, t2, localiser)``. It must be
+      cheap and never raise; a series it does not recognise is left out, and a
+      group may hold one series when a partner is missing (the analysis then
+      says in its results what could not be run, and why).
+    - ``run_group(group, **params)`` measures one group and returns its results
+      (any number, one per test and series), or raises
+      :class:`scanbench.errors.ScanbenchError` naming the problem.
+
+    How :func:`scanbench.api.analyze_paths` uses it: with ``--analysis`` naming
+    a group analysis, the series are grouped by it alone and every series it
+    does not group is a failure saying so. Without ``--analysis`` every
+    registered group analysis proposes groups, the larger groups are taken
+    first (a suite of T1, T2 and localiser before a pair), a series belongs to
+    at most one group, and every series left over is analysed on its own by the
+    most confident single-series analysis, exactly as before.
+
+    ``detect(series)`` keeps its single-series meaning; a group analysis that
+    should never be picked for one series alone returns 0 there.
+    """
+
+    def group(self, series: Sequence[Series]) -> list[tuple[Series, ...]]: ...
+
+    def run_group(self, group: tuple[Series, ...], **params: Any) -> list[Result]: ...
+
+
+def is_group_analysis(analysis: object) -> bool:
+    """Whether ``analysis`` implements the multi-series hook (:class:`GroupAnalysis`)."""
+    return callable(getattr(analysis, "group", None)) and \
+        callable(getattr(analysis, "run_group", None))
