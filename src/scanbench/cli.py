@@ -156,6 +156,9 @@ def analyze(
         "--param", "-p", help="KEY=VALUE passed to the analysis; repeatable.")] = None,
     spec: Annotated[str | None, typer.Option(
         help="Score against this spec (name or YAML path); see `scanbench specs`.")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        help="Results JSON (from `analyze --json`) holding the device's accepted baseline, "
+             "for spec limits relative to it.")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON array on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(
@@ -174,6 +177,13 @@ def analyze(
             from scanbench.specs import load_spec
 
             load_spec(spec)
+        if baseline is not None:
+            from scanbench.evaluation import Baseline
+
+            if not spec:
+                raise ScanbenchError("--baseline needs --spec: a baseline only sets the "
+                                     "limits of a spec's baseline rules")
+            Baseline.load(baseline)
     except ScanbenchError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -197,7 +207,7 @@ def analyze(
                             completed=0)
 
             rep = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
-                                progress=analysing, read_progress=reading)
+                                baseline=baseline, progress=analysing, read_progress=reading)
     except ScanbenchError as exc:  # bad spec name, unknown analysis: usage errors
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None

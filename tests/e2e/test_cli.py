@@ -173,3 +173,43 @@ def test_report_html_and_pdf_from_the_command_line(scans: dict[str, Path],
     assert proc.returncode == 0, proc.stderr
     assert pdf.read_bytes().startswith(b"%PDF")
     assert pdf.stat().st_size > 20_000
+
+
+def test_baseline_relative_spec_from_an_earlier_result(scans: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """`--baseline` takes the device's accepted values from an earlier `--json` output; a
+    spec rule with `baseline:` then judges the new scan around them."""
+    first = run("analyze", scans["uniform"], "--json")
+    assert first.returncode == 0, first.stderr
+    base = tmp_path / "baseline.json"
+    base.write_text(first.stdout)
+    accepted = next(m["value"] for m in json.loads(first.stdout)[0]["measurements"]
+                    if m["name"] == "activity_concentration_bq_ml")
+    spec = tmp_path / "local.yaml"
+    spec.write_text("""
+name: local-constancy
+title: local constancy against the acceptance baseline
+version: "1"
+description: test
+verified: true
+sources: [local]
+rules:
+  - analysis: pet.calibration_uniformity
+    measurement: activity_concentration_bq_ml
+    baseline: {low: -1.0, high: 1.0, mode: percent}
+    source: local acceptance
+    confidence: C
+""")
+    proc = run("analyze", scans["uniform"], "--spec", spec, "--baseline", base, "--json")
+    assert proc.returncode == 0, proc.stderr
+    (r,) = json.loads(proc.stdout)
+    m = next(m for m in r["measurements"] if m["name"] == "activity_concentration_bq_ml")
+    assert m["status"] == "pass"
+    assert m["limits"]["low"] == pytest.approx(accepted * 0.99)
+    assert "baseline" in m["limits"]["source"]
+    no_spec = run("analyze", scans["uniform"], "--baseline", base)
+    assert no_spec.returncode == 2 and "--baseline needs --spec" in no_spec.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]x")
+    proc = run("analyze", scans["uniform"], "--spec", spec, "--baseline", bad)
+    assert proc.returncode == 2 and str(bad) in proc.stderr

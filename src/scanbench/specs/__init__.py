@@ -28,6 +28,27 @@ Spec file format (YAML)::
         high: 0.89
         source: "EARL accreditation specifications, Table 1 (VOI-A50)"
         confidence: C
+      - analysis: mr.acr.uniformity
+        measurement: percent_integral_uniformity
+        when: {field_strength_t: {min: 2.5, max: 3.5}}   # optional: conditions on the
+        low: 80.0                                        # result's parameters
+        ...
+      - analysis: ct.water
+        measurement: ct_number_water_hu
+        baseline: {low: -4.0, high: 4.0, mode: absolute} # instead of low/high: limits
+        ...                                              # around the device's baseline
+
+``when`` maps a parameter the analysis records in ``Result.parameters`` to a
+value (equal; strings ignoring case) or a range ``{min: a, max: b}`` meaning
+``a <= value < b`` (either end may be left out). A rule with ``when`` applies
+only to results whose parameters satisfy it.
+
+``baseline`` makes the limits relative to the device's own accepted baseline
+value of the same measurement (same analysis, name and labels), given when the
+spec is applied (``scanbench analyze --baseline RESULTS.json``): ``mode:
+absolute`` adds ``low``/``high`` to the baseline value, ``mode: percent``
+allows ``low``/``high`` percent of it. Without a baseline value such a rule
+judges nothing, and the result says so.
 
 How rules are matched is described in :mod:`scanbench.evaluation`.
 """
@@ -85,7 +106,8 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _TOP_KEYS = {"name", "title", "version", "description", "verified", "unverified_reason",
              "sources", "rules"}
 _RULE_KEYS = {"analysis", "measurement", "labels", "device", "low", "high", "source",
-              "confidence", "note"}
+              "confidence", "note", "when", "baseline"}
+_BASELINE_KEYS = {"low", "high", "mode"}
 _DEVICE_KEYS = {"manufacturer", "model"}
 
 
@@ -120,6 +142,60 @@ class DeviceMatch:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A condition on one result parameter: equal to ``equals``, or in
+    ``[minimum, maximum)`` (either end optional)."""
+
+    parameter: str
+    equals: str | float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def holds(self, parameters: Mapping[str, Any]) -> bool | None:
+        """True/False, or None when the result does not state the parameter."""
+        value = parameters.get(self.parameter)
+        if value is None:
+            return None
+        if self.equals is not None:
+            return _label_equal(self.equals, value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        v = float(value)
+        return (self.minimum is None or v >= self.minimum) and \
+            (self.maximum is None or v < self.maximum)
+
+    def describe(self) -> str:
+        if self.equals is not None:
+            return f"{self.parameter} = {self.equals}"
+        lo = "" if self.minimum is None else f"{self.minimum:g} ≤ "
+        hi = "" if self.maximum is None else f" < {self.maximum:g}"
+        return f"{lo}{self.parameter}{hi}"
+
+
+@dataclass(frozen=True)
+class BaselineLimits:
+    """Limits around the device's baseline value: ``absolute`` adds low/high to it,
+    ``percent`` allows low/high percent of it."""
+
+    low: float | None
+    high: float | None
+    mode: Literal["absolute", "percent"]
+
+    def around(self, baseline: float) -> tuple[float | None, float | None]:
+        def shift(d: float | None) -> float | None:
+            if d is None:
+                return None
+            return baseline + d if self.mode == "absolute" else baseline + abs(baseline) * d / 100
+        return shift(self.low), shift(self.high)
+
+    def describe(self) -> str:
+        unit = "" if self.mode == "absolute" else " %"
+        lo = "" if self.low is None else f"{self.low:+g}{unit}"
+        hi = "" if self.high is None else f"{self.high:+g}{unit}"
+        return f"baseline {lo}{' / ' if lo and hi else ''}{hi}"
+
+
+@dataclass(frozen=True)
 class Rule:
     """One limit: for one analysis's measurement, optionally narrowed by labels
     and by device."""
@@ -133,6 +209,8 @@ class Rule:
     labels: Mapping[str, Any] = field(default_factory=dict)
     device: DeviceMatch | None = None
     note: str = ""
+    when: tuple[Condition, ...] = ()
+    baseline: BaselineLimits | None = None
 
     def matches_labels(self, labels: Mapping[str, Any]) -> bool:
         """True when every label of the rule is present with an equal value."""
@@ -145,6 +223,8 @@ class Rule:
             text += " {" + ", ".join(f"{k}: {v}" for k, v in self.labels.items()) + "}"
         if self.device:
             text += f" for {self.device.describe()}"
+        if self.when:
+            text += " when " + " and ".join(c.describe() for c in self.when)
         return text
 
 
@@ -250,7 +330,7 @@ def parse_spec(text: str, where: str | Path = "<spec>") -> Spec:
     seen: dict[tuple[Any, ...], int] = {}
     for i, r in enumerate(rules):
         key = (r.analysis, r.measurement, tuple(sorted((k, str(x)) for k, x in r.labels.items())),
-               r.device)
+               r.device, r.when)
         if key in seen:
             v.fail(f"rules[{i}]", f"duplicates rules[{seen[key]}] ({r.describe()})")
         seen[key] = i
@@ -351,10 +431,14 @@ class _Validator:
             )
         low = self.number(raw, "low", p)
         high = self.number(raw, "high", p)
-        if low is None and high is None:
-            self.fail(prefix, "a rule needs low, high or both")
+        baseline = self.baseline(raw.get("baseline"), p + "baseline")
+        if baseline is not None and (low is not None or high is not None):
+            self.fail(prefix, "a rule gives either low/high or baseline, not both")
+        if baseline is None and low is None and high is None:
+            self.fail(prefix, "a rule needs low, high or both (or baseline)")
         if low is not None and high is not None and low > high:
             self.fail(prefix, f"low {low} is above high {high}")
+        when = self.conditions(raw.get("when"), p + "when")
         source = self.string(raw, "source", p)
         confidence = raw.get("confidence")
         if confidence not in ("C", "P", "U"):
@@ -365,8 +449,48 @@ class _Validator:
             self.fail(p + "note", "must be a string")
         return Rule(analysis=analysis, measurement=measurement, low=low, high=high,
                     source=source, confidence=confidence, labels=dict(labels),
-                    device=device, note=note.strip())
+                    device=device, note=note.strip(), when=when, baseline=baseline)
+
+    def baseline(self, raw: Any, key: str) -> BaselineLimits | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.fail(key, "must be a mapping such as {low: -4, high: 4, mode: absolute}")
+        self.unknown_keys(raw, _BASELINE_KEYS, key + ".")
+        mode = raw.get("mode")
+        if mode not in ("absolute", "percent"):
+            self.fail(key + ".mode", "must be absolute or percent")
+        low = self.number(raw, "low", key + ".")
+        high = self.number(raw, "high", key + ".")
+        if low is None and high is None:
+            self.fail(key, "needs low, high or both")
+        if low is not None and high is not None and low > high:
+            self.fail(key, f"low {low} is above high {high}")
+        return BaselineLimits(low=low, high=high, mode=mode)
+
+    def conditions(self, raw: Any, key: str) -> tuple[Condition, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, dict) or not raw:
+            self.fail(key, "must be a mapping such as {field_strength_t: {min: 2.5, max: 3.5}}")
+        out = []
+        for name, cond in raw.items():
+            k = f"{key}.{name}"
+            if isinstance(cond, dict):
+                self.unknown_keys(cond, {"min", "max"}, k + ".")
+                lo = self.number(cond, "min", k + ".")
+                hi = self.number(cond, "max", k + ".")
+                if lo is None and hi is None:
+                    self.fail(k, "a range needs min, max or both")
+                if lo is not None and hi is not None and lo >= hi:
+                    self.fail(k, f"min {lo} is not below max {hi}")
+                out.append(Condition(str(name), minimum=lo, maximum=hi))
+            elif isinstance(cond, str | int | float) and not isinstance(cond, bool):
+                out.append(Condition(str(name), equals=cond))
+            else:
+                self.fail(k, "must be a value or a range {min: ..., max: ...}")
+        return tuple(out)
 
 
-__all__ = ["MEASUREMENTS", "DeviceMatch", "Rule", "Spec", "list_specs", "load_spec",
-           "parse_spec"]
+__all__ = ["MEASUREMENTS", "BaselineLimits", "Condition", "DeviceMatch", "Rule", "Spec",
+           "list_specs", "load_spec", "parse_spec"]
