@@ -1,0 +1,281 @@
+"""Job functions and the executors that run them.
+
+A job is a plain function of plain data (:class:`JobSpec` in, :class:`JobOutcome`
+out): it reads the files it is given and never touches the database, so the same
+function runs in the node's own process pool or on a Dask cluster
+(``SCANBENCH_DASK_SCHEDULER=tcp://host:8786``; the workers need the file store
+path mounted). The pipeline stores what comes back; a job that raises, or whose
+worker process dies, is recorded as failed with its error and the node goes on.
+
+- ``series`` job (:func:`run_series_job`): read the series, let the analysis
+  registry choose (``registry.choose``); a recognised phantom is analysed, a
+  series no analysis recognises is a clinical series.
+- ``study`` job (:func:`run_study_job`): patient dose and workflow timings of a
+  clinical study (issue 4's ``scanbench.clinical`` extractors, when installed).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib.util
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from scanbench.errors import AnalysisError, ScanbenchError
+from scanbench.types import Result
+
+ENV_DASK = "SCANBENCH_DASK_SCHEDULER"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs: the job's id and kind, its target, the files to read."""
+
+    job_id: int
+    kind: str  # "series" or "study"
+    target_uid: str
+    files: tuple[str, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobOutcome:
+    """What a job found. ``classified``: series UID → (kind, analysis id or None), kind
+    phantom or clinical. ``results``: analysis results (figure evidence dropped).
+    ``doses`` / ``timings``: issue 4's JSON objects, one per study / exam."""
+
+    job_id: int
+    classified: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    results: list[Result] = field(default_factory=list)
+    doses: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class JobFailed(Exception):
+    """A job's failure as the pipeline records it: a message, no traceback object (it
+    must cross process and Dask boundaries as plain text)."""
+
+
+# --------------------------------------------------------------------------- job functions
+
+def run_job(spec: JobSpec) -> JobOutcome:
+    """Run one job (the function every executor is given)."""
+    try:
+        if spec.kind == "series":
+            return run_series_job(spec)
+        if spec.kind == "study":
+            return run_study_job(spec)
+        raise JobFailed(f"unknown job kind {spec.kind!r}")
+    except JobFailed:
+        raise
+    except ScanbenchError as exc:
+        raise JobFailed(str(exc)) from None
+    except Exception as exc:
+        tb = traceback.extract_tb(exc.__traceback__)[-1]
+        raise JobFailed(f"internal error ({type(exc).__name__}: {exc}) at "
+                        f"{os.path.basename(tb.filename)}:{tb.lineno}; this is a scanbench "
+                        "defect: please report it with the series") from None
+
+
+def run_series_job(spec: JobSpec) -> JobOutcome:
+    """Classify and analyse one series: the registry's most confident analysis, run with
+    its defaults (``spec.params``); no analysis recognising it makes it clinical."""
+    from scanbench import dicom
+    from scanbench.analysis import registry
+    from scanbench.api import analyze_series
+
+    out = JobOutcome(spec.job_id)
+    read = dicom.read(list(spec.files))
+    volumes = [s for s in read.series if s.uid == spec.target_uid] or read.series
+    if not volumes and read.non_image and not read.errors:  # e.g. a dose screen capture
+        out.classified[spec.target_uid] = ("other", None)
+        out.notes.append("no image volume: " + ", ".join(sorted({n for _, n in read.non_image})))
+        return out
+    if not volumes:
+        why = "; ".join(f"{w}: {r}" for w, r in read.errors[:3]) or "no image volume"
+        raise JobFailed(f"series {spec.target_uid} could not be read: {why}")
+    for series in volumes:
+        try:
+            analysis, confidence = registry.choose(series)
+        except AnalysisError as exc:
+            out.classified.setdefault(spec.target_uid, ("clinical", None))
+            out.notes.append(f"clinical series: {exc.message}")
+            continue
+        result = analyze_series(series, analysis.id, spec.params)
+        result.evidence = {}  # figures are drawn on request, from the files
+        out.results.append(result)
+        out.classified[spec.target_uid] = ("phantom", analysis.id)
+        out.notes.append(f"{analysis.id} (confidence {confidence:.2f}): "
+                         f"{len(result.measurements)} measurements")
+    return out
+
+
+def clinical_available() -> bool:
+    """Whether issue 4's dose and workflow extractors are installed."""
+    try:
+        return (importlib.util.find_spec("scanbench.clinical.dose") is not None
+                and importlib.util.find_spec("scanbench.clinical.workflow") is not None)
+    except ModuleNotFoundError:
+        return False
+
+
+def run_study_job(spec: JobSpec) -> JobOutcome:
+    """Dose and workflow of one clinical study from all its files."""
+    out = JobOutcome(spec.job_id)
+    if not clinical_available():
+        out.notes.append("dose extraction not available: scanbench.clinical (issue 4) is "
+                         "not installed; the study is kept and can be re-run with "
+                         "`scanbench jobs retry`")
+        return out
+    from pathlib import Path
+
+    from scanbench.clinical.workflow import workflow_from_paths
+
+    from scanbench.clinical.dose import doses_from_paths
+
+    paths = [Path(f) for f in spec.files]
+    dose = doses_from_paths(paths)
+    out.doses = [_as_dict(s) for s in _items(dose, "studies")]
+    out.notes.extend(str(w) for w in _problems(dose))
+    try:
+        flow = workflow_from_paths(paths)
+    except ScanbenchError as exc:  # a study with no timings (e.g. a lone dose report)
+        out.notes.append(f"workflow: {exc}")
+    else:
+        out.timings = [_as_dict(e) for e in _items(flow, "exams")]
+        out.notes.extend(str(w) for w in _problems(flow))
+    return out
+
+
+def _items(report: Any, name: str) -> list[Any]:
+    for attr in (name, "studies", "exams", "items"):
+        if hasattr(report, attr):
+            return list(getattr(report, attr))
+    return list(report) if isinstance(report, list | tuple) else [report]
+
+
+def _problems(report: Any) -> list[Any]:
+    found: list[Any] = []
+    for attr in ("warnings", "failures"):
+        value = getattr(report, attr, None)
+        if isinstance(value, list | tuple):
+            found.extend(value)
+    return found
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    d = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    if not isinstance(d, dict):
+        raise JobFailed(f"the extractor returned {type(d).__name__}, not a JSON object")
+    return d
+
+
+# --------------------------------------------------------------------------- executors
+
+class Handle(Protocol):
+    """A submitted job: concurrent.futures.Future and distributed.Future both fit."""
+
+    def done(self) -> bool: ...
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+
+class JobExecutor(Protocol):
+    """Runs job functions somewhere; ``describe`` names where, for logs."""
+
+    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each job at once in the calling thread (tests, ``--workers 0``)."""
+
+    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle:
+        fut: cf.Future[JobOutcome] = cf.Future()
+        try:
+            fut.set_result(fn(spec))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def describe(self) -> str:
+        return "in process"
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """A local process pool (forkserver: workers start from a clean process, never from
+    the node's threads). A worker that dies breaks the pool: it is replaced and the jobs
+    that were in it fail with that reason."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or max(1, (os.cpu_count() or 2) - 1)
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def _get(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods
+                                              else "spawn")
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool
+
+    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle:
+        try:
+            return self._get().submit(fn, spec)
+        except cf.process.BrokenProcessPool:
+            self._pool = None  # a worker died: start a fresh pool
+            return self._get().submit(fn, spec)
+
+    def describe(self) -> str:
+        return f"local process pool ({self.workers} workers)"
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor:
+    """Jobs on a Dask cluster (``distributed.Client(address)``), same job functions."""
+
+    def __init__(self, address: str) -> None:
+        from distributed import Client
+
+        try:
+            self.client = Client(address, timeout="20s", set_as_default=False)
+        except OSError as exc:
+            raise ScanbenchError(f"cannot reach the Dask scheduler: {exc}", address) from None
+        self.address = address
+
+    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle:
+        handle: Handle = self.client.submit(fn, spec, pure=False, key=f"scanbench-job-"
+                                            f"{spec.job_id}-{os.urandom(4).hex()}")
+        return handle
+
+    def describe(self) -> str:
+        return f"Dask cluster at {self.address}"
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_executor(workers: int | None = None) -> JobExecutor:
+    """Dask when ``SCANBENCH_DASK_SCHEDULER`` is set, else a local pool (``workers`` 0:
+    in process)."""
+    address = os.environ.get(ENV_DASK)
+    if address:
+        return DaskExecutor(address)
+    if workers == 0:
+        return InlineExecutor()
+    return LocalExecutor(workers)

@@ -1,0 +1,729 @@
+"""The ingest pipeline: every instance stored once, every quiet series classified and
+its job run.
+
+How an instance travels (``Pipeline.store_instance``):
+
+1. parsed and checked (UIDs present and valid, nothing truncated, native pixel data
+   as long as the image needs): a corrupt instance is REJECTED with the reason and
+   nothing is written;
+2. written to the file store atomically, keyed by SOP Instance UID
+   (:mod:`scanbench.service.filestore`: temp file, fsync, link, fsync folder);
+3. indexed in one transaction: study, series (the device registered from the
+   headers on the series' first instance, :mod:`scanbench.store.devices`) and
+   instance, each inserted with ``ON CONFLICT DO NOTHING`` on its UID, so two
+   senders of the same instance at once give one row and one file, and the same
+   study sent twice changes nothing (DUPLICATE);
+4. then the call returns: the file is fsync'd and the row committed, so the
+   storage SCP may acknowledge.
+
+A series is complete when no instance has arrived for ``quiet_seconds``
+(``Pipeline.poll``); then it is classified and its job submitted
+(:mod:`scanbench.service.classify`, :mod:`scanbench.service.jobs`). Crash safety:
+at start-up stale temporary files are removed, files on disk but missing from
+the database are indexed, and jobs interrupted by the stop are recorded as such
+and their series picked up again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from scanbench.dicom import headers as h
+from scanbench.dicom.facts import device_identity
+from scanbench.dicom.parse import parse
+from scanbench.errors import ScanbenchError
+from scanbench.service import classify
+from scanbench.service.filestore import FileStore, valid_uid
+from scanbench.service.jobs import (
+    Handle,
+    JobExecutor,
+    JobOutcome,
+    JobSpec,
+    make_executor,
+    run_job,
+)
+from scanbench.store import devices, repo
+from scanbench.store import models as m
+from scanbench.store.db import Database, home_dir
+from scanbench.types import DeviceIdentity
+
+log = logging.getLogger("scanbench.node")
+
+
+class StoreStatus(enum.Enum):
+    STORED = "stored"  # new: written and indexed
+    DUPLICATE = "duplicate"  # this SOP Instance UID was already stored; nothing changed
+    REJECTED = "rejected"  # not stored; ``reason`` says why
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What became of one instance. ``STORED`` and ``DUPLICATE`` are both a success for
+    the sender (the instance is safely kept); ``REJECTED`` carries the reason."""
+
+    status: StoreStatus
+    sop_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not StoreStatus.REJECTED
+
+    @property
+    def stored(self) -> bool:
+        return self.status is StoreStatus.STORED
+
+    @property
+    def duplicate(self) -> bool:
+        return self.status is StoreStatus.DUPLICATE
+
+    @property
+    def rejected(self) -> bool:
+        return self.status is StoreStatus.REJECTED
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as recorded in the database."""
+
+    id: int
+    kind: str
+    target_uid: str
+    state: str
+    summary: str
+    error: str | None
+    attempts: int
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, job: m.Job) -> JobRecord:
+        return cls(job.id, job.kind, job.target_uid, job.state, job.summary, job.error,
+                   job.attempts, job.created_at, job.finished_at)
+
+
+class Rejected(Exception):
+    """An instance that must not be stored (the message says why)."""
+
+
+@dataclass
+class _Parsed:
+    ds: Dataset
+    data: bytes
+    sop_uid: str
+    sop_class: str
+    study_uid: str
+    series_uid: str
+
+
+class Pipeline:
+    """The node's ingest pipeline (module docstring).
+
+    ``home``: the data directory (files under ``home/files``, the SQLite database
+    ``home/scanbench.db`` unless ``database_url`` or ``SCANBENCH_DATABASE_URL`` names
+    another); ``quiet_seconds``: how long a series must receive nothing to count as
+    complete; ``executor``: where jobs run (default: Dask if
+    ``SCANBENCH_DASK_SCHEDULER`` is set, else a local process pool). Thread-safe: the
+    storage SCP calls ``store_instance`` from one thread per association.
+    """
+
+    def __init__(self, home: Path | None = None, database_url: str | None = None, *,
+                 quiet_seconds: float = 5.0, executor: JobExecutor | None = None,
+                 fsync: bool = True, recover: bool = True) -> None:
+        self.home = home_dir(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.home, database_url)
+        self.files = FileStore(self.home / "files", fsync=fsync)
+        self.quiet_seconds = float(quiet_seconds)
+        self._executor = executor
+        self._running: dict[int, Handle] = {}
+        self._lock = threading.Lock()
+        self._series_cache: dict[str, int] = {}
+        self.recovered = 0
+        if recover:
+            self.recovered = self.recover()
+
+    # ------------------------------------------------------------------ storing
+
+    @property
+    def executor(self) -> JobExecutor:
+        if self._executor is None:
+            self._executor = make_executor()
+        return self._executor
+
+    def store_instance(self, raw: bytes, *, source: str,
+                       calling_ae: str | None = None) -> StoreOutcome:
+        """Check, write and index one DICOM instance (Part 10 bytes, or a bare data set
+        in Implicit VR Little Endian, which is stored as a Part 10 file). Durable when
+        it returns STORED or DUPLICATE; REJECTED writes nothing."""
+        try:
+            p = _check(raw)
+        except Rejected as exc:
+            log.warning("rejected an instance from %s: %s", calling_ae or source, exc)
+            return StoreOutcome(StoreStatus.REJECTED, reason=str(exc))
+        _path, _created = self.files.write(p.sop_uid, p.data)
+        stored = self._index(p, source=source, calling_ae=calling_ae)
+        return StoreOutcome(StoreStatus.STORED if stored else StoreStatus.DUPLICATE,
+                            p.sop_uid, p.series_uid)
+
+    def store_path(self, path: Path, *, source: str | None = None) -> StoreOutcome:
+        """``store_instance`` of a file on disk (``source`` defaults to its path)."""
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            return StoreOutcome(StoreStatus.REJECTED, reason=f"{path}: cannot read ({exc})")
+        out = self.store_instance(raw, source=source or str(path))
+        if out.rejected:
+            return StoreOutcome(StoreStatus.REJECTED, reason=f"{path}: {out.reason}")
+        return out
+
+    def _index(self, p: _Parsed, *, source: str, calling_ae: str | None,
+               received: float | None = None) -> bool:
+        now = time.time() if received is None else received
+        rel = self.files.relative(p.sop_uid)
+        with self.db.session() as s:
+            series_id = self._series_id(s, p, calling_ae, now)
+            inserted = _insert_ignore(s, m.Instance, {
+                "sop_uid": p.sop_uid, "series_id": series_id, "sop_class_uid": p.sop_class,
+                "instance_number": h.integer(p.ds, "InstanceNumber"),
+                "transfer_syntax": h.text(getattr(p.ds, "file_meta", None), "TransferSyntaxUID"),
+                "path": rel, "size_bytes": len(p.data), "source": source[:200],
+                "calling_ae": calling_ae}, "sop_uid")
+            if inserted:
+                # A new instance (re)opens its series: analysed again once quiet.
+                s.execute(update(m.Series).where(m.Series.id == series_id).values(
+                    last_received=now, state="receiving"))
+        return inserted
+
+    def _series_id(self, s: Session, p: _Parsed, calling_ae: str | None, now: float) -> int:
+        with self._lock:
+            cached = self._series_cache.get(p.series_uid)
+        if cached is not None:
+            return cached
+        ds = p.ds
+        _insert_ignore(s, m.Study, {
+            "study_uid": p.study_uid, "patient_id": h.text(ds, "PatientID"),
+            "accession_number": h.text(ds, "AccessionNumber"),
+            "description": _cut(h.text(ds, "StudyDescription")),
+            "study_datetime": _naive(h.localize(
+                h.combine(h.text(ds, "StudyDate"), h.text(ds, "StudyTime")), None))},
+            "study_uid")
+        study_id = s.scalars(select(m.Study.id).where(m.Study.study_uid == p.study_uid)).one()
+        kind = classify.instance_kind(ds)
+        acquired = _acquired(ds)
+        off = acquired.utcoffset() if acquired is not None else None
+        created = _insert_ignore(s, m.Series, {
+            "series_uid": p.series_uid, "study_id": study_id,
+            "modality": h.text(ds, "Modality"), "sop_class_uid": p.sop_class,
+            "description": _cut(h.text(ds, "SeriesDescription")),
+            "series_number": h.integer(ds, "SeriesNumber"),
+            "acquired_at": _naive(acquired),
+            "utc_offset_min": None if off is None else int(off.total_seconds() // 60),
+            "software_versions": _cut(h.text(ds, "SoftwareVersions"), 400),
+            "last_received": now, "state": "receiving",
+            "kind": None if kind == "image" else kind}, "series_uid")
+        series_id = s.scalars(select(m.Series.id).where(m.Series.series_uid == p.series_uid)
+                              ).one()
+        if created:
+            identity = device_identity(ds)
+            if _any_identity(identity):
+                device = devices.register(s, identity, modality=h.text(ds, "Modality"),
+                                          ae_title=calling_ae, acquired_at=acquired,
+                                          series_uid=p.series_uid)
+                s.execute(update(m.Series).where(m.Series.id == series_id)
+                          .values(device_id=device.id))
+        with self._lock:
+            self._series_cache[p.series_uid] = series_id
+            if len(self._series_cache) > 10000:
+                self._series_cache.clear()
+        return series_id
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> int:
+        """After a crash: remove stale temporary files, index files the database lacks,
+        record interrupted jobs and put their series back in the queue. Returns how many
+        instances were re-indexed."""
+        removed = self.files.clean()
+        if removed:
+            log.warning("removed %d partly written file(s) left by a stop", removed)
+        with self.db.session() as s:
+            known = set(s.scalars(select(m.Instance.sop_uid)))
+        count = 0
+        for uid, path in self.files.uids():
+            if uid in known:
+                continue
+            try:
+                p = _check(path.read_bytes())
+            except (Rejected, OSError) as exc:
+                log.error("file store: %s cannot be indexed: %s", path, exc)
+                continue
+            self._index(p, source=f"recovered {path.name}", calling_ae=None,
+                        received=path.stat().st_mtime)
+            count += 1
+        with self.db.session() as s:
+            for job in s.scalars(select(m.Job).where(m.Job.state.in_(("queued", "running")))):
+                job.state, job.finished_at = "failed", m.utcnow()
+                job.error = "interrupted: the node stopped while this job was queued or running"
+                _requeue_target(s, job)
+        if count:
+            log.warning("re-indexed %d instance(s) found in the file store", count)
+        return count
+
+    # ------------------------------------------------------------------ jobs
+
+    def poll(self, now: float | None = None) -> list[JobRecord]:
+        """Collect finished jobs; submit a job for every series and clinical study that
+        has received nothing for ``quiet_seconds``. Returns the jobs submitted now."""
+        self.collect()
+        now = time.time() if now is None else now
+        cutoff = now - self.quiet_seconds
+        submitted: list[JobRecord] = []
+        with self.db.session() as s:
+            quiet = list(s.scalars(select(m.Series).where(
+                m.Series.state == "receiving", m.Series.last_received <= cutoff)))
+            for series in quiet:
+                if not _claim(s, m.Series, series.id, "receiving", "queued"):
+                    continue  # another node process took it
+                if series.kind in ("dose_report", "other"):
+                    s.execute(update(m.Series).where(m.Series.id == series.id)
+                              .values(state="done"))
+                    if series.kind == "dose_report":
+                        _mark_clinical(s, series.study_id)
+                    continue
+                job = m.Job(kind="series", target_uid=series.series_uid, state="queued")
+                s.add(job)
+                s.flush()
+                submitted.append(JobRecord.of(job))
+            for study in list(s.scalars(select(m.Study).where(
+                    m.Study.clinical_state == "pending"))):
+                busy, last = s.execute(select(
+                    func.count().filter(m.Series.state.in_(("receiving", "queued"))),
+                    func.max(m.Series.last_received)).where(
+                        m.Series.study_id == study.id)).one()
+                if busy or (last is not None and last > cutoff):
+                    continue
+                if not _claim(s, m.Study, study.id, "pending", "queued",
+                              column="clinical_state"):
+                    continue
+                job = m.Job(kind="study", target_uid=study.study_uid, state="queued")
+                s.add(job)
+                s.flush()
+                submitted.append(JobRecord.of(job))
+        for record in submitted:
+            self._submit(record.id)
+        return submitted
+
+    def _submit(self, job_id: int) -> None:
+        with self.db.session() as s:
+            job = s.get_one(m.Job, job_id)
+            files = self._files_of(s, job)
+            job.state, job.started_at = "running", m.utcnow()
+            job.attempts += 1
+            spec = JobSpec(job.id, job.kind, job.target_uid, tuple(files))
+        try:
+            handle = self.executor.submit(run_job, spec)
+        except Exception as exc:  # the executor itself failed: record, go on
+            self._finish(job_id, None, f"could not submit the job: {exc}")
+            return
+        with self._lock:
+            self._running[job_id] = handle
+
+    def _files_of(self, s: Session, job: m.Job) -> list[str]:
+        q = select(m.Instance.path).join(m.Series, m.Series.id == m.Instance.series_id)
+        if job.kind == "series":
+            q = q.where(m.Series.series_uid == job.target_uid)
+        else:
+            q = q.join(m.Study, m.Study.id == m.Series.study_id).where(
+                m.Study.study_uid == job.target_uid)
+        return [str(self.files.root / rel) for rel in s.scalars(q.order_by(m.Instance.id))]
+
+    def collect(self, wait: float = 0.0) -> int:
+        """Record the outcome of every finished job (waiting up to ``wait`` s for running
+        ones); returns how many finished."""
+        deadline = time.monotonic() + wait
+        finished = 0
+        while True:
+            with self._lock:
+                ready = [(jid, hd) for jid, hd in self._running.items() if hd.done()]
+                for jid, _ in ready:
+                    del self._running[jid]
+                pending = len(self._running)
+            for jid, handle in ready:
+                try:
+                    outcome = handle.result()
+                except BaseException as exc:  # the job's error, or its worker died
+                    self._finish(jid, None, _describe(exc))
+                else:
+                    self._finish(jid, outcome, None)
+                finished += 1
+            if not pending or time.monotonic() >= deadline:
+                return finished
+            time.sleep(0.05)
+
+    def _finish(self, job_id: int, outcome: JobOutcome | None, error: str | None) -> None:
+        try:
+            with self.db.session() as s:
+                job = s.get_one(m.Job, job_id)
+                job.finished_at = m.utcnow()
+                if outcome is not None:
+                    _store_outcome(s, job, outcome)
+                    job.state, job.error = "done", None
+                    job.summary = "; ".join(outcome.notes)[:4000]
+        except Exception as exc:  # storing the outcome failed: the job fails, not the node
+            error = f"the job's outcome could not be stored: {_describe(exc)}"
+        if error is None:
+            return
+        log.error("job %d failed: %s", job_id, error)
+        with self.db.session() as s:
+            job = s.get_one(m.Job, job_id)
+            job.state, job.error, job.finished_at = "failed", error, m.utcnow()
+            if job.kind == "series":
+                s.execute(update(m.Series).where(m.Series.series_uid == job.target_uid)
+                          .values(state="failed"))
+            else:
+                s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
+                          .values(clinical_state="failed"))
+
+    def pending(self) -> int:
+        """Jobs submitted and not yet collected."""
+        with self._lock:
+            return len(self._running)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Poll as if every series were quiet and wait until no job is left (for
+        ``scanbench ingest``, which has all its files at once)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.poll(now=math.inf)
+            self.collect(wait=0.5)
+            if not self.pending() and not self._due():
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+
+    def _due(self) -> bool:
+        with self.db.session() as s:
+            return bool(s.scalar(select(func.count()).select_from(m.Series).where(
+                m.Series.state == "receiving")) or s.scalar(select(func.count()).select_from(
+                    m.Study).where(m.Study.clinical_state == "pending")))
+
+    def retry(self, job_id: int | None = None) -> list[JobRecord]:
+        """Submit again the failed job ``job_id``, or every failed job; their earlier
+        outcome is replaced when the new one is stored."""
+        with self.db.session() as s:
+            q = select(m.Job).where(m.Job.state == "failed")
+            if job_id is not None:
+                q = select(m.Job).where(m.Job.id == job_id)
+            jobs = list(s.scalars(q.order_by(m.Job.id)))
+            if job_id is not None and not jobs:
+                raise ScanbenchError(f"no job {job_id}", "scanbench jobs retry")
+            if job_id is not None and jobs[0].state in ("queued", "running"):
+                raise ScanbenchError(f"job {job_id} is {jobs[0].state}; only a finished job "
+                                     "can be run again", "scanbench jobs retry")
+            # An earlier job for the same target that failed and is retried by a later one
+            # is the same work: retry each target once.
+            seen: set[tuple[str, str]] = set()
+            chosen = []
+            for job in jobs:
+                if (job.kind, job.target_uid) in seen:
+                    continue
+                seen.add((job.kind, job.target_uid))
+                job.state, job.error = "queued", None
+                if job.kind == "series":
+                    s.execute(update(m.Series).where(m.Series.series_uid == job.target_uid)
+                              .values(state="queued"))
+                else:
+                    s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
+                              .values(clinical_state="queued"))
+                chosen.append(job.id)
+        for jid in chosen:
+            self._submit(jid)
+        with self.db.session() as s:
+            return [JobRecord.of(s.get_one(m.Job, jid)) for jid in chosen]
+
+    def jobs(self, state: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """The latest jobs (newest first), optionally only those in ``state``."""
+        with self.db.session() as s:
+            q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
+            if state:
+                q = q.where(m.Job.state == state)
+            return [JobRecord.of(j) for j in s.scalars(q)]
+
+    def run_forever(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        """Poll every ``interval_s`` until ``stop`` is set; an error in one poll is logged
+        and the loop goes on (the node survives any single failure)."""
+        while not stop.is_set():
+            try:
+                self.poll()
+            except Exception:
+                log.exception("pipeline poll failed; trying again in %.1f s", interval_s)
+            stop.wait(interval_s)
+
+    def close(self) -> None:
+        """Stop the executor (running jobs are waited for) and release the database."""
+        with contextlib.suppress(Exception):
+            self.collect()
+        if self._executor is not None:
+            self._executor.close()
+        self.db.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _check(raw: bytes) -> _Parsed:
+    """Parse and validate one instance; Rejected with the reason if it must not be kept."""
+    from scanbench.dicom import pixels
+    from scanbench.dicom.read import _looks_like_raw_dataset, _truncation
+
+    part10 = len(raw) >= 132 and raw[128:132] == b"DICM"
+    if not part10 and not _looks_like_raw_dataset(raw[:132]):
+        raise Rejected("not DICOM: no DICM prefix at byte 128 and no data set at byte 0")
+    try:
+        ds = parse(raw, force=not part10)
+    except Exception as exc:
+        raise Rejected(f"damaged DICOM, cannot be parsed ({type(exc).__name__}: {exc})"
+                       ) from None
+    try:
+        truncated = _truncation(ds)
+        if truncated:
+            raise Rejected(truncated)
+        uids = {kw: h.text(ds, kw) for kw in ("SOPInstanceUID", "SOPClassUID",
+                                              "StudyInstanceUID", "SeriesInstanceUID")}
+        for kw, value in uids.items():
+            if not value:
+                raise Rejected(f"no {kw}: the instance cannot be filed")
+            if not valid_uid(value):
+                raise Rejected(f"{kw} {value!r} is not a valid UID")
+        if pixels.has_pixels(ds):
+            _check_pixels(ds)
+        data = raw if part10 else _as_part10(ds)
+    except Rejected:
+        raise
+    except Exception as exc:
+        raise Rejected(f"damaged DICOM header ({type(exc).__name__}: {exc})") from None
+    return _Parsed(ds, data, str(uids["SOPInstanceUID"]), str(uids["SOPClassUID"]),
+                   str(uids["StudyInstanceUID"]), str(uids["SeriesInstanceUID"]))
+
+
+def _check_pixels(ds: Dataset) -> None:
+    """Native (uncompressed) Pixel Data must hold Rows × Columns × Samples × Frames
+    values of Bits Allocated (PS3.5 §8.1.1); encapsulated data is decoded by the job."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = h.text(meta, "TransferSyntaxUID") or "1.2.840.10008.1.2"
+    if syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"):
+        return
+    rows, cols = h.integer(ds, "Rows"), h.integer(ds, "Columns")
+    bits = h.integer(ds, "BitsAllocated")
+    if not rows or not cols or not bits:
+        raise Rejected("image without Rows, Columns or Bits Allocated")
+    frames = h.integer(ds, "NumberOfFrames") or 1
+    samples = h.integer(ds, "SamplesPerPixel") or 1
+    need = (rows * cols * samples * frames * bits + 7) // 8
+    elem = ds._dict.get(BaseTag(0x7FE00010))
+    length = getattr(elem, "length", None)
+    if length is None and elem is not None:
+        value = getattr(elem, "value", None)
+        length = len(value) if value is not None else None
+    if length is not None and length != 0xFFFFFFFF and length < need:
+        raise Rejected(f"Pixel Data holds {length} bytes; {rows}×{cols}×{frames} pixels of "
+                       f"{bits} bits need {need}")
+
+
+def _as_part10(ds: Dataset) -> bytes:
+    """A bare data set (no preamble, no meta) written as a Part 10 file."""
+    import io
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=True, little_endian=True)
+    return buf.getvalue()
+
+
+def _insert_ignore(s: Session, model: type[m.Base], values: dict[str, Any], key: str) -> bool:
+    """INSERT ... ON CONFLICT (key) DO NOTHING; True if the row was inserted."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = s.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = model.__table__
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    return bool(s.connection().execute(stmt).rowcount)
+
+
+def _claim(s: Session, model: type[m.Series] | type[m.Study], row_id: int, old: str,
+           new: str, column: str = "state") -> bool:
+    """Move a row from state ``old`` to ``new`` only if it is still ``old``."""
+    col = getattr(model, column)
+    stmt = update(model).where(model.id == row_id, col == old).values({column: new})
+    return bool(s.connection().execute(stmt).rowcount)
+
+
+def _mark_clinical(s: Session, study_id: int) -> None:
+    s.execute(update(m.Study).where(m.Study.id == study_id,
+                                    m.Study.clinical_state != "queued")
+              .values(clinical_state="pending"))
+
+
+def _requeue_target(s: Session, job: m.Job) -> None:
+    if job.kind == "series":
+        s.execute(update(m.Series).where(m.Series.series_uid == job.target_uid)
+                  .values(state="receiving"))
+    else:
+        s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
+                  .values(clinical_state="pending"))
+
+
+def _store_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
+    if job.kind == "series":
+        series = s.scalars(select(m.Series).where(m.Series.series_uid == job.target_uid)).one()
+        kind, analysis = outcome.classified.get(job.target_uid, ("clinical", None))
+        s.execute(delete(m.Result).where(m.Result.series_id == series.id))
+        for result in outcome.results:
+            repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
+                             job_id=job.id, replace=False)
+        series.kind, series.analysis = kind, analysis
+        if series.state == "queued":  # not reopened by a late instance meanwhile
+            series.state = "done"
+        if kind == "clinical":
+            _mark_clinical(s, series.study_id)
+        return
+    study = s.scalars(select(m.Study).where(m.Study.study_uid == job.target_uid)).one()
+    s.execute(delete(m.DoseEvent).where(m.DoseEvent.study_id == study.id))
+    s.execute(delete(m.ExamTiming).where(m.ExamTiming.study_id == study.id))
+    fallback = s.scalar(select(m.Series.device_id).where(
+        m.Series.study_id == study.id, m.Series.device_id.is_not(None)).limit(1))
+    for d in outcome.doses:
+        device_id = _device_of(s, d.get("device"), fallback)
+        for event in d.get("events") or []:
+            s.add(m.DoseEvent(
+                study_id=study.id, device_id=device_id, job_id=job.id, kind="ct",
+                event_uid=_cut(event.get("event_uid"), 64),
+                occurred_at=_when(event.get("datetime") or event.get("occurred_at")),
+                protocol=_cut(event.get("protocol")), ctdivol_mgy=_num(event.get("ctdivol_mgy")),
+                dlp_mgycm=_num(event.get("dlp_mgycm")), ssde_mgy=_num(event.get("ssde_mgy")),
+                data=event))
+        rp = d.get("radiopharmaceutical")
+        if isinstance(rp, dict):
+            eff = d.get("effective_dose_msv")
+            s.add(m.DoseEvent(
+                study_id=study.id, device_id=device_id, job_id=job.id,
+                kind="radiopharmaceutical", occurred_at=_when(rp.get("administered_at")),
+                protocol=_cut(rp.get("agent")),
+                administered_activity_mbq=_num(rp.get("administered_activity_mbq")),
+                effective_dose_msv=_num(eff.get("value") if isinstance(eff, dict) else eff),
+                data=rp))
+    for t in outcome.timings:
+        start = _when(t.get("started_at") or t.get("start"))
+        end = _when(t.get("ended_at") or t.get("end"))
+        duration = _num(t.get("duration_s"))
+        if duration is None and start is not None and end is not None:
+            duration = (end - start).total_seconds()
+        s.add(m.ExamTiming(study_id=study.id, device_id=_device_of(s, t.get("device"), fallback),
+                           job_id=job.id, started_at=start, ended_at=end, duration_s=duration,
+                           data=t))
+    study.clinical_state = "done"
+
+
+def _device_of(s: Session, d: Any, fallback: int | None) -> int | None:
+    if not isinstance(d, dict):
+        return fallback
+    identity = DeviceIdentity(**{k: d.get(k) for k in ("manufacturer", "model", "serial",
+                                                       "station", "software_versions")})
+    if not _any_identity(identity):
+        return fallback
+    return devices.register(s, identity).id
+
+
+def _any_identity(d: DeviceIdentity) -> bool:
+    return any((d.manufacturer, d.model, d.serial, d.station))
+
+
+def _acquired(ds: Dataset) -> dt.datetime | None:
+    """When the series was acquired: Acquisition DateTime, else the first of Series,
+    Acquisition, Content, Study date + time; local clock, aware if the header says."""
+    tz = h.timezone(ds)
+    value = h.parse_datetime(h.text(ds, "AcquisitionDateTime"))
+    for date_kw, time_kw in (("SeriesDate", "SeriesTime"), ("AcquisitionDate", "AcquisitionTime"),
+                             ("ContentDate", "ContentTime"), ("StudyDate", "StudyTime")):
+        if value is not None:
+            break
+        value = h.combine(h.text(ds, date_kw), h.text(ds, time_kw))
+    return h.localize(value, tz)
+
+
+def _naive(t: dt.datetime | None) -> dt.datetime | None:
+    return None if t is None else t.replace(tzinfo=None)
+
+
+def _when(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str) and value:
+        try:
+            return dt.datetime.fromisoformat(value).replace(tzinfo=None)
+        except ValueError:
+            return None
+    return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("value")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _cut(value: Any, n: int = 200) -> str | None:
+    return None if value is None else str(value)[:n]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if type(exc).__name__ == "BrokenProcessPool":
+        return f"the worker process died (killed or crashed): {text}"
+    return text if type(exc).__name__ == "JobFailed" else f"{type(exc).__name__}: {text}"
+
+
+def iter_dicom_files(paths: Iterable[Path]) -> Iterable[Path]:
+    """Files under ``paths`` (folders recursively, sorted), for ``scanbench ingest``."""
+    import os
+
+    for p in paths:
+        if p.is_dir():
+            for root, dirs, names in os.walk(p):
+                dirs.sort()
+                for name in sorted(names):
+                    yield Path(root) / name
+        else:
+            yield p
+
+
+ProgressFn = Callable[[int, int], None]

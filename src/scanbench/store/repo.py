@@ -1,0 +1,102 @@
+"""Repositories: results in and out of the database, and a device's history.
+
+A device's history of one measurement (``history``) is one query on the
+``ix_measurement_history`` index (device_id, analysis, name, acquired_at).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from scanbench.store import models as m
+from scanbench.types import Result
+
+
+def labels_key(labels: dict[str, Any]) -> str:
+    """Labels as canonical JSON (sorted keys, no spaces): equal labels, equal key."""
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def _local(t: dt.datetime | None) -> tuple[dt.datetime | None, int | None]:
+    """Header time as naive local clock time, and its UTC offset in minutes if known."""
+    if t is None:
+        return None, None
+    off = t.utcoffset()
+    return t.replace(tzinfo=None), (None if off is None else int(off.total_seconds() // 60))
+
+
+def save_result(session: Session, result: Result, *, series_id: int | None,
+                device_id: int | None, job_id: int | None = None,
+                replace: bool = True) -> m.Result:
+    """Store one analysis result with its measurements; with ``replace``, an earlier
+    result of the same analysis on the same series is removed first (a retried or re-run
+    job never doubles a history)."""
+    if replace and series_id is not None:
+        session.execute(delete(m.Result).where(m.Result.series_id == series_id,
+                                               m.Result.analysis == result.analysis))
+    acquired, offset = _local(result.acquired_at)
+    d = result.to_dict()
+    row = m.Result(series_id=series_id, device_id=device_id, job_id=job_id,
+                   analysis=result.analysis, standard=result.standard,
+                   series_uid=result.series_instance_uid, spec=result.spec,
+                   acquired_at=acquired, utc_offset_min=offset, parameters=d["parameters"],
+                   warnings=list(result.warnings), source=result.source,
+                   scanbench_version=result.scanbench_version)
+    for meas in result.measurements:
+        lim = meas.limits
+        row.measurements.append(m.Measurement(
+            device_id=device_id, analysis=result.analysis, acquired_at=acquired,
+            name=meas.name, labels=dict(meas.labels), labels_key=labels_key(meas.labels),
+            value=_finite(meas.value), unit=meas.unit, uncertainty=_finite(meas.uncertainty),
+            limit_low=lim.low if lim else None, limit_high=lim.high if lim else None,
+            limit_source=lim.source if lim else None, limit_verified=lim.verified if lim else None,
+            status=meas.status))
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a device's history of one measurement."""
+
+    acquired_at: dt.datetime | None
+    value: float | None
+    unit: str
+    uncertainty: float | None
+    status: str
+    labels: dict[str, Any]
+    result_id: int
+    series_uid: str | None
+
+
+def history(session: Session, device_id: int, analysis: str, name: str,
+            labels: dict[str, Any] | None = None, *, since: dt.datetime | None = None,
+            until: dt.datetime | None = None) -> list[Point]:
+    """Every value of measurement ``name`` (with exactly ``labels`` if given) that
+    ``analysis`` measured on the device, oldest first."""
+    q = (select(m.Measurement, m.Result.series_uid)
+         .join(m.Result, m.Result.id == m.Measurement.result_id)
+         .where(m.Measurement.device_id == device_id, m.Measurement.analysis == analysis,
+                m.Measurement.name == name)
+         .order_by(m.Measurement.acquired_at, m.Measurement.id))
+    if labels is not None:
+        q = q.where(m.Measurement.labels_key == labels_key(labels))
+    if since is not None:
+        q = q.where(m.Measurement.acquired_at >= since.replace(tzinfo=None))
+    if until is not None:
+        q = q.where(m.Measurement.acquired_at < until.replace(tzinfo=None))
+    return [Point(meas.acquired_at, meas.value, meas.unit, meas.uncertainty, meas.status,
+                  dict(meas.labels), meas.result_id, uid)
+            for meas, uid in session.execute(q)]
