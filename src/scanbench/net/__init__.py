@@ -1,0 +1,1 @@
+"""DICOM networking of the node: storage SCP (pynetdicom) and DICOMweb pull."""
