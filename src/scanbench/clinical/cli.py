@@ -1,0 +1,274 @@
+"""``scanbench dose`` and ``scanbench workflow``: patient dose and exam timings per study.
+
+Contract (issue 4, DESIGN.md): ``--json`` prints exactly one JSON array on
+stdout, one object per study (dose) or per exam (workflow); ``--csv FILE``
+writes one row per study / exam; otherwise rich tables. Notes and failures go
+to stderr, each naming its file. Exit status 0 when every object was read, 1
+when some failed but studies were reported, 2 for bad usage or when nothing
+could be read.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scanbench.clinical.dose import StudyDose, doses_from_paths
+from scanbench.clinical.workflow import WorkflowSettings, workflow_from_paths
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+_err = Console(stderr=True)
+
+PathsArg = Annotated[list[Path], typer.Argument(
+    help="DICOM files, folders (searched recursively) or zips.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array on stdout.")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Also write one row per study to "
+                                                           "this CSV file.")]
+
+
+def _out() -> Console:
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(TextColumn("reading headers"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_err, transient=True) as prog:
+        task = prog.add_task("read", total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _check_paths(paths: list[Path]) -> None:
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        _err.print(f"[red]error:[/] {p}: no such file or folder")
+    if missing:
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _when(t: dt.datetime | None) -> str:
+    return t.strftime("%Y-%m-%d %H:%M") if t else ""
+
+
+def _device(d: Any) -> str:
+    return " ".join(x for x in (d.manufacturer, d.model) if x) or "?"
+
+
+def dose_rows(studies: list[StudyDose]) -> list[dict[str, Any]]:
+    """One flat row per study, for CSV."""
+    rows = []
+    for s in studies:
+        a = s.radiopharmaceutical
+        ctdi = [e.ctdivol_mgy for e in s.events if e.ctdivol_mgy is not None]
+        rows.append({
+            "study_instance_uid": s.study_instance_uid,
+            "study_datetime": s.study_datetime.isoformat() if s.study_datetime else "",
+            "manufacturer": s.device.manufacturer, "model": s.device.model,
+            "serial": s.device.serial, "station": s.device.station,
+            "modality": s.modality, "study_description": s.study_description,
+            "number_of_events": len(s.events), "total_dlp_mgycm": s.total_dlp_mgycm,
+            "max_ctdivol_mgy": max(ctdi) if ctdi else None,
+            "agent": a.agent if a else None,
+            "administered_activity_mbq": a.administered_activity_mbq if a else None,
+            "activity_per_kg_mbq_per_kg": (a.administered_activity_mbq / s.patient.weight_kg
+                                           if a and a.administered_activity_mbq
+                                           and s.patient.weight_kg else None),
+            "patient_age_years": s.patient.age_years, "patient_weight_kg": s.patient.weight_kg,
+            "effective_dose_ct_msv": s.effective_dose.ct_msv,
+            "effective_dose_radiopharmaceutical_msv": s.effective_dose.radiopharmaceutical_msv,
+            "effective_dose_total_msv": s.effective_dose.total_msv,
+            "dose_sources": ";".join(s.dose_sources), "warnings": len(s.warnings),
+        })
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            if rows:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+    except OSError as exc:
+        _err.print(f"[red]error:[/] {path}: cannot write the CSV file ({exc.strerror})")
+        raise typer.Exit(EXIT_FAILURES) from None
+    _err.print(f"CSV written to {path} ({len(rows)} rows)")
+
+
+def _print_dose(studies: list[StudyDose], out: Console) -> None:
+    table = Table(title="Patient dose per study", header_style="bold")
+    for col, kw in (("study", {}), ("device", {}), ("modality", {}),
+                    ("events", {"justify": "right"}),
+                    ("CTDIvol max mGy", {"justify": "right"}),
+                    ("DLP total mGy·cm", {"justify": "right"}), ("tracer", {}),
+                    ("activity MBq", {"justify": "right"}),
+                    ("MBq/kg", {"justify": "right"}), ("E mSv (CT+tracer)", {"justify": "right"}),
+                    ("notes", {"justify": "right"})):
+        table.add_column(col, **kw)  # type: ignore[arg-type]
+    for s in studies:
+        a = s.radiopharmaceutical
+        ctdi = [e.ctdivol_mgy for e in s.events if e.ctdivol_mgy is not None]
+        e = s.effective_dose
+        parts = " + ".join(_f(v, 1) for v in (e.ct_msv, e.radiopharmaceutical_msv)
+                           if v is not None)
+        per_kg = (a.administered_activity_mbq / s.patient.weight_kg
+                  if a and a.administered_activity_mbq and s.patient.weight_kg else None)
+        table.add_row(
+            _when(s.study_datetime) or s.study_instance_uid[-16:], _device(s.device), s.modality,
+            str(len(s.events)) if s.events else "", _f(max(ctdi)) if ctdi else "",
+            _f(s.total_dlp_mgycm), (a.agent or "") if a else "",
+            _f(a.administered_activity_mbq, 1) if a else "", _f(per_kg),
+            (f"{parts} = {_f(e.total_msv, 1)}" if e.ct_msv is not None
+             and e.radiopharmaceutical_msv is not None else parts),
+            str(len(s.warnings)) if s.warnings else "")
+    out.print(table)
+    for s in studies:
+        for w in s.warnings:
+            _err.print(f"[yellow]warning:[/] study {s.study_instance_uid}: {w}")
+
+
+def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
+         age: Annotated[float | None, typer.Option(
+             "--age", help="Patient age in years for the k-factors (default: from the "
+                           "header, else adult).")] = None) -> None:
+    """Patient dose per study: CT dose reports (RDSR), radiopharmaceutical dose reports,
+    image-header fallbacks; effective dose with its coefficient source."""
+    _check_paths(paths)
+    with _progress(not as_json) as progress:
+        report = doses_from_paths(paths, age_years=age, progress=progress)
+    for where, why in report.notes:
+        _err.print(f"[dim]note: skipped {where}: {why}[/]")
+    for where, why in report.failures:
+        _err.print(f"[red]error:[/] {where}: {why}")
+    if as_json:
+        sys.stdout.write(json.dumps([s.to_dict() for s in report.studies], indent=1) + "\n")
+    else:
+        _print_dose(report.studies, _out())
+    if csv_file is not None:
+        _write_csv(csv_file, dose_rows(report.studies))
+    if not report.studies:
+        if not report.failures:
+            _err.print("[red]error:[/] no dose report, dose screen or PET/CT image found in "
+                       + ", ".join(map(str, paths)))
+        raise typer.Exit(EXIT_USAGE)
+    if report.failures:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _time_arg(value: str) -> tuple[dt.time, dt.time]:
+    try:
+        a, b = value.split("-")
+        start, end = dt.time.fromisoformat(a.strip()), dt.time.fromisoformat(b.strip())
+    except ValueError:
+        raise typer.BadParameter(f"'{value}': expected HH:MM-HH:MM, e.g. 08:00-17:00") from None
+    if end <= start:
+        raise typer.BadParameter(f"'{value}': the end must be after the start")
+    return start, end
+
+
+def _window_arg(value: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in value.split("-"))
+    except ValueError:
+        raise typer.BadParameter(f"'{value}': expected MIN-MAX in minutes, e.g. 55-75") from None
+    if not 0 <= a < b:
+        raise typer.BadParameter(f"'{value}': expected 0 ≤ MIN < MAX")
+    return a, b
+
+
+def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
+             uptake_window: Annotated[str, typer.Option(
+                 "--uptake-window", help="PET uptake window in minutes, MIN-MAX.")] = "55-75",
+             staffed: Annotated[str, typer.Option(
+                 "--staffed-hours", help="Staffed hours per day, HH:MM-HH:MM.")] = "08:00-17:00",
+             setup: Annotated[float, typer.Option(
+                 "--setup-min", help="Set-up allowance added to each table time, min.")] = 0.0,
+             cleardown: Annotated[float, typer.Option(
+                 "--cleardown-min", help="Clear-down allowance added, min.")] = 0.0) -> None:
+    """Exam start, end, duration, table time, PET uptake time, CT scan time; per device and
+    day the exams, utilisation of staffed hours and gaps between patients."""
+    _check_paths(paths)
+    settings = WorkflowSettings(uptake_window_min=_window_arg(uptake_window),
+                                staffed_hours=_time_arg(staffed),
+                                setup_allowance_min=setup, cleardown_allowance_min=cleardown)
+    with _progress(not as_json) as progress:
+        report = workflow_from_paths(paths, settings=settings, progress=progress)
+    for where, why in report.notes:
+        _err.print(f"[dim]note: skipped {where}: {why}[/]")
+    for where, why in report.failures:
+        _err.print(f"[red]error:[/] {where}: {why}")
+    if as_json:
+        sys.stdout.write(json.dumps([e.to_dict() for e in report.exams], indent=1) + "\n")
+    else:
+        out = _out()
+        table = Table(title="Exams", header_style="bold")
+        for col in ("start", "device", "modality", "series", "duration min", "table min",
+                    "uptake min", "CT scan s", "times from"):
+            table.add_column(col, justify="right" if "min" in col or col.endswith(" s")
+                             or col == "series" else "left")
+        for e in report.exams:
+            flag = "" if e.uptake_in_window in (None, True) else " [red](outside)[/]"
+            table.add_row(_when(e.start), _device(e.device), "/".join(e.modalities),
+                          str(e.number_of_series or ""), _f(e.duration_min, 1),
+                          _f(e.table_time_min, 1), _f(e.uptake_time_min, 1) + flag,
+                          _f(e.ct_scan_time_s, 1), e.time_source or "")
+        out.print(table)
+        days = Table(title="Per device and day", header_style="bold")
+        for col in ("day", "device", "exams", "table min", "utilisation %",
+                    "median gap min", "max gap min"):
+            days.add_column(col, justify="left" if col in ("day", "device") else "right")
+        for d in report.days:
+            dd = d.to_dict()
+            days.add_row(d.day.isoformat(), _device(d.device), str(d.exams),
+                         _f(d.table_time_min, 1), _f(d.utilisation_pct, 1),
+                         _f(dd["median_gap_min"], 1), _f(dd["max_gap_min"], 1))
+        out.print(days)
+        for e in report.exams:
+            for w in e.warnings:
+                _err.print(f"[yellow]warning:[/] study {e.study_instance_uid}: {w}")
+    if csv_file is not None:
+        rows = []
+        for e in report.exams:
+            d = e.to_dict()
+            device = d.pop("device")
+            d.pop("warnings")
+            d["uptake_window_min"] = "-".join(f"{v:g}" for v in e.uptake_window_min or ())
+            rows.append({**{f"device_{k}": v for k, v in device.items()}, **d,
+                         "warnings": len(e.warnings)})
+        _write_csv(csv_file, rows)
+    if not report.exams:
+        if not report.failures:
+            _err.print("[red]error:[/] no exam with images or dose reports found in "
+                       + ", ".join(map(str, paths)))
+        raise typer.Exit(EXIT_USAGE)
+    if report.failures:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dose`` and ``workflow`` to the main command line."""
+    app.command("dose")(dose)
+    app.command("workflow")(workflow)
