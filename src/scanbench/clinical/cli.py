@@ -252,11 +252,11 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
     if csv_file is not None:
         rows = []
         for e in report.exams:
-            d = e.to_dict()
-            device = d.pop("device")
-            d.pop("warnings")
-            d["uptake_window_min"] = "-".join(f"{v:g}" for v in e.uptake_window_min or ())
-            rows.append({**{f"device_{k}": v for k, v in device.items()}, **d,
+            row = e.to_dict()
+            device = row.pop("device")
+            row.pop("warnings")
+            row["uptake_window_min"] = "-".join(f"{v:g}" for v in e.uptake_window_min or ())
+            rows.append({**{f"device_{k}": v for k, v in device.items()}, **row,
                          "warnings": len(e.warnings)})
         _write_csv(csv_file, rows)
     if not report.exams:
