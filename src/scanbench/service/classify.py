@@ -69,9 +69,9 @@ def instance_kind(ds: Dataset) -> str:
             kind = classify(ds)
         except Exception:
             kind = None
-        if kind in ("ct_dose_sr", "radiopharmaceutical_sr"):
-            return "dose_report"
-        if kind in ("other_sr", "dose_screen"):
+        if kind in ("ct_dose_sr", "radiopharmaceutical_sr", "dose_screen"):
+            return "dose_report"  # a dose screen: its study's dose job says "not parsed"
+        if kind == "other_sr":
             return "other"
         if kind == "image":
             return "image"

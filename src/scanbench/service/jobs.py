@@ -115,40 +115,48 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
     return out
 
 
-def clinical_available() -> bool:
-    """Whether issue 4's dose and workflow extractors are installed."""
+def _present(module: str) -> bool:
     try:
-        return (importlib.util.find_spec("scanbench.clinical.dose") is not None
-                and importlib.util.find_spec("scanbench.clinical.workflow") is not None)
+        return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
 
 
+def clinical_available() -> bool:
+    """Whether issue 4's dose extractor is installed."""
+    return _present("scanbench.clinical.dose")
+
+
 def run_study_job(spec: JobSpec) -> JobOutcome:
-    """Dose and workflow of one clinical study from all its files."""
-    out = JobOutcome(spec.job_id)
-    if not clinical_available():
-        out.notes.append("dose extraction not available: scanbench.clinical (issue 4) is "
-                         "not installed; the study is kept and can be re-run with "
-                         "`scanbench jobs retry`")
-        return out
+    """Dose and workflow of one clinical study from all its files (issue 4's
+    ``doses_from_paths`` and ``workflow_from_paths``, each when installed)."""
     from pathlib import Path
 
-    from scanbench.clinical.workflow import workflow_from_paths
-
-    from scanbench.clinical.dose import doses_from_paths
-
+    out = JobOutcome(spec.job_id)
     paths = [Path(f) for f in spec.files]
-    dose = doses_from_paths(paths)
-    out.doses = [_as_dict(s) for s in _items(dose, "studies")]
-    out.notes.extend(str(w) for w in _problems(dose))
-    try:
-        flow = workflow_from_paths(paths)
-    except ScanbenchError as exc:  # a study with no timings (e.g. a lone dose report)
-        out.notes.append(f"workflow: {exc}")
+    if clinical_available():
+        from scanbench.clinical.dose import doses_from_paths
+
+        dose = doses_from_paths(paths)
+        out.doses = [_as_dict(s) for s in _items(dose, "studies")]
+        out.notes.extend(str(w) for w in _problems(dose))
+        out.notes.append(f"dose: {len(out.doses)} study record(s)")
     else:
-        out.timings = [_as_dict(e) for e in _items(flow, "exams")]
-        out.notes.extend(str(w) for w in _problems(flow))
+        out.notes.append("dose extraction not available: scanbench.clinical (issue 4) is "
+                         "not installed; run `scanbench jobs retry` once it is")
+    if _present("scanbench.clinical.workflow"):
+        from scanbench.clinical.workflow import workflow_from_paths
+
+        try:
+            flow = workflow_from_paths(paths)
+        except ScanbenchError as exc:  # a study with no timings (e.g. a lone dose report)
+            out.notes.append(f"workflow: {exc}")
+        else:
+            out.timings = [_as_dict(e) for e in _items(flow, "exams")]
+            out.notes.extend(str(w) for w in _problems(flow))
+    else:
+        out.notes.append("workflow timings not available: scanbench.clinical.workflow "
+                         "(issue 4) is not installed")
     return out
 
 
@@ -161,10 +169,10 @@ def _items(report: Any, name: str) -> list[Any]:
 
 def _problems(report: Any) -> list[Any]:
     found: list[Any] = []
-    for attr in ("warnings", "failures"):
+    for attr in ("warnings", "notes", "failures"):
         value = getattr(report, attr, None)
         if isinstance(value, list | tuple):
-            found.extend(value)
+            found.extend(": ".join(map(str, v)) if isinstance(v, tuple) else v for v in value)
     return found
 
 

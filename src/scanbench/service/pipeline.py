@@ -619,24 +619,31 @@ def _store_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
         m.Series.study_id == study.id, m.Series.device_id.is_not(None)).limit(1))
     for d in outcome.doses:
         device_id = _device_of(s, d.get("device"), fallback)
+        eff_value = d.get("effective_dose_msv")
+        eff: dict[str, Any] = eff_value if isinstance(eff_value, dict) else {}
+        when = _when(d.get("irradiation_start") or d.get("study_datetime"))
+        # The study's totals (total DLP, effective dose), then one row per event.
+        s.add(m.DoseEvent(
+            study_id=study.id, device_id=device_id, job_id=job.id, kind="study",
+            occurred_at=when, protocol=_cut(d.get("study_description")),
+            dlp_mgycm=_num(d.get("total_dlp_mgycm")), effective_dose_msv=_num(eff.get("total")),
+            data={k: v for k, v in d.items() if k not in ("events", "files")}))
         for event in d.get("events") or []:
             s.add(m.DoseEvent(
                 study_id=study.id, device_id=device_id, job_id=job.id, kind="ct",
                 event_uid=_cut(event.get("event_uid"), 64),
-                occurred_at=_when(event.get("datetime") or event.get("occurred_at")),
+                occurred_at=_when(event.get("datetime")) or when,
                 protocol=_cut(event.get("protocol")), ctdivol_mgy=_num(event.get("ctdivol_mgy")),
                 dlp_mgycm=_num(event.get("dlp_mgycm")), ssde_mgy=_num(event.get("ssde_mgy")),
                 data=event))
         rp = d.get("radiopharmaceutical")
         if isinstance(rp, dict):
-            eff = d.get("effective_dose_msv")
             s.add(m.DoseEvent(
                 study_id=study.id, device_id=device_id, job_id=job.id,
-                kind="radiopharmaceutical", occurred_at=_when(rp.get("administered_at")),
-                protocol=_cut(rp.get("agent")),
+                kind="radiopharmaceutical", event_uid=_cut(rp.get("event_uid"), 64),
+                occurred_at=_when(rp.get("administered_at")), protocol=_cut(rp.get("agent")),
                 administered_activity_mbq=_num(rp.get("administered_activity_mbq")),
-                effective_dose_msv=_num(eff.get("value") if isinstance(eff, dict) else eff),
-                data=rp))
+                effective_dose_msv=_num(eff.get("radiopharmaceutical")), data=rp))
     for t in outcome.timings:
         start = _when(t.get("started_at") or t.get("start"))
         end = _when(t.get("ended_at") or t.get("end"))

@@ -1,0 +1,274 @@
+"""``scanbench ingest``, ``scanbench db upgrade``, ``scanbench jobs list|retry``.
+
+The node's data directory is ``--home`` or ``SCANBENCH_HOME`` (default
+``~/.scanbench``); the database is ``--database-url`` or ``SCANBENCH_DATABASE_URL``
+(default: the SQLite file under the home). Exit status as for ``analyze``: 0 all
+stored and analysed, 1 some instance rejected or some job failed, 2 bad usage or
+nothing readable.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scanbench.errors import ScanbenchError
+
+if TYPE_CHECKING:
+    from scanbench.service.pipeline import JobRecord, Pipeline
+
+err = Console(stderr=True)
+out = Console()
+if not out.is_terminal:  # piped: tables as wide as they need
+    out = Console(width=132)
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+HomeOpt = Annotated[Path | None, typer.Option(
+    "--home", help="Data directory (default: SCANBENCH_HOME or ~/.scanbench).")]
+UrlOpt = Annotated[str | None, typer.Option(
+    "--database-url", help="SQLAlchemy URL (default: SCANBENCH_DATABASE_URL or the SQLite "
+    "file under the home).")]
+
+db_app = typer.Typer(help="The node's database.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Analysis and dose jobs of the node.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.add_typer(db_app, name="db")
+    app.add_typer(jobs_app, name="jobs")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+def _fail(exc: ScanbenchError) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders (recursive), zips.")],
+    home: HomeOpt = None,
+    database_url: UrlOpt = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Analysis processes (default: cores − 1; 0: in this process). Ignored when "
+        "SCANBENCH_DASK_SCHEDULER names a Dask cluster.")] = None,
+    analyse: Annotated[bool, typer.Option(
+        "--analyse/--no-analyse", help="Run the analysis and dose jobs now (default).")] = True,
+) -> None:
+    """Store DICOM files already on disk in the node, as if sent to it, and analyse them:
+    phantom series → analysis results, clinical studies and dose reports → dose and
+    workflow. Files already stored are recognised (by SOP Instance UID) and not stored
+    twice."""
+    from scanbench.service.jobs import make_executor
+    from scanbench.service.pipeline import Pipeline, iter_dicom_files
+
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        err.print(f"[red]error:[/] {p}: no such file or folder")
+    if missing:
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        pipe = Pipeline(home, database_url, quiet_seconds=0.0,
+                        executor=make_executor(workers))
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    counts: Counter[str] = Counter()
+    rejected: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    try:
+        files = list(iter_dicom_files(paths))
+        with _progress() as prog:
+            task = prog.add_task("storing", total=len(files))
+            for f in files:
+                for where, raw in _contents(f, skipped):
+                    if raw is None:
+                        continue
+                    if not _dicom_like(raw):
+                        skipped.append((where, "not DICOM"))
+                        continue
+                    o = pipe.store_instance(raw, source=where)
+                    counts[o.status.value] += 1
+                    if o.rejected:
+                        rejected.append((where, o.reason or "rejected"))
+                prog.advance(task)
+            first_job = _last_job_id(pipe)
+            if analyse:
+                prog.update(task, description=f"analysing ({pipe.executor.describe()})",
+                            total=None, completed=0)
+                pipe.drain()
+        jobs = [j for j in pipe.jobs(limit=100000) if j.id > first_job]
+        _summary(pipe, counts, rejected, skipped, jobs)
+    finally:
+        pipe.close()
+    if rejected or any(j.state == "failed" for j in jobs):
+        raise typer.Exit(EXIT_FAILURES)
+    if not counts:
+        err.print("[red]error:[/] no DICOM files found in " + ", ".join(map(str, paths)))
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _contents(path: Path, skipped: list[tuple[str, str]]) -> list[tuple[str, bytes | None]]:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if head in (b"PK\x03\x04", b"PK\x05\x06"):
+                fh.seek(0)
+                with zipfile.ZipFile(fh) as zf:
+                    return [(f"{path}/{i.filename}", zf.read(i)) for i in zf.infolist()
+                            if not i.is_dir()]
+            return [(str(path), head + fh.read())]
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        skipped.append((str(path), f"cannot read: {exc}"))
+        return []
+
+
+def _dicom_like(raw: bytes) -> bool:
+    from scanbench.dicom.read import _looks_like_raw_dataset
+
+    return (len(raw) >= 132 and raw[128:132] == b"DICM") or _looks_like_raw_dataset(raw[:132])
+
+
+def _last_job_id(pipe: Pipeline) -> int:
+    jobs = pipe.jobs(limit=1)
+    return jobs[0].id if jobs else 0
+
+
+def _summary(pipe: Pipeline, counts: Counter[str], rejected: list[tuple[str, str]],
+             skipped: list[tuple[str, str]], records: list[JobRecord]) -> None:
+    from sqlalchemy import func, select
+
+    from scanbench.store import models as m
+
+    for where, why in skipped:
+        err.print(f"[dim]note: skipped {where}: {why}[/]")
+    for where, why in rejected:
+        err.print(f"[red]rejected:[/] {where}: {why}")
+    table = Table(title="ingest", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("instances stored", str(counts["stored"]))
+    table.add_row("already stored (same SOP Instance UID)", str(counts["duplicate"]))
+    table.add_row("rejected", str(counts["rejected"]))
+    table.add_row("non-DICOM files skipped", str(len(skipped)))
+    by_state = Counter(j.state for j in records)
+    table.add_row("jobs done / failed", f"{by_state['done']} / {by_state['failed']}")
+    with pipe.db.session() as s:
+        ids = [j.id for j in records]
+        results = s.scalar(select(func.count()).select_from(m.Result)
+                           .where(m.Result.job_id.in_(ids))) if ids else 0
+        doses = s.scalar(select(func.count()).select_from(m.DoseEvent)
+                         .where(m.DoseEvent.job_id.in_(ids))) if ids else 0
+        devices = s.scalar(select(func.count()).select_from(m.Device))
+        events = s.scalar(select(func.count()).select_from(m.LifecycleEvent))
+    table.add_row("analysis results", str(results))
+    table.add_row("dose rows", str(doses))
+    table.add_row("devices known / lifecycle events", f"{devices} / {events}")
+    out.print(table)
+    for j in sorted(records, key=lambda j: j.id):
+        if j.state == "failed":
+            err.print(f"[red]job {j.id} failed[/] ({j.kind} {j.target_uid}): {j.error}\n"
+                      f"  retry with: scanbench jobs retry {j.id}")
+        elif j.summary:
+            out.print(f"[dim]job {j.id} ({j.kind}): {j.summary[:300]}[/]")
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Create or upgrade the database schema to this version of scanbench (the node also
+    does this by itself when it starts)."""
+    from scanbench.store.db import current_revision, make_engine, upgrade
+    from scanbench.store.db import database_url as resolve
+
+    url = resolve(home, database_url)
+    try:
+        engine = make_engine(url)
+        before = current_revision(engine)
+        after = upgrade(engine)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    shown = engine.url.render_as_string(hide_password=True)
+    engine.dispose()
+    if before == after:
+        out.print(f"{shown}: already at revision {after}")
+    else:
+        out.print(f"{shown}: upgraded from {before or 'empty'} to revision {after}")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    home: HomeOpt = None, database_url: UrlOpt = None,
+    state: Annotated[str | None, typer.Option(
+        help="Only jobs in this state: queued, running, done, failed.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+) -> None:
+    """The node's latest jobs, with the error of each failed one."""
+    from scanbench.service.jobs import InlineExecutor
+    from scanbench.service.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline(home, database_url, executor=InlineExecutor(), recover=False)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    try:
+        jobs = pipe.jobs(state, limit)
+    finally:
+        pipe.close()
+    table = Table("id", "kind", "target", "state", "tries", "finished", "summary / error")
+    style = {"failed": "bold red", "done": "green"}
+    for j in jobs:
+        table.add_row(str(j.id), j.kind, j.target_uid, f"[{style.get(j.state, '')}]{j.state}[/]",
+                      str(j.attempts),
+                      j.finished_at.strftime("%Y-%m-%d %H:%M:%S") if j.finished_at else "",
+                      (j.error or j.summary or "")[:200])
+    out.print(table)
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: Annotated[int | None, typer.Argument(help="The job; default every failed job.")
+                      ] = None,
+    home: HomeOpt = None, database_url: UrlOpt = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Analysis processes (0: in this process).")] = None,
+) -> None:
+    """Run failed jobs again (after a fix, or once a missing extractor is installed) and
+    wait for them; the new outcome replaces the old."""
+    from scanbench.service.jobs import make_executor
+    from scanbench.service.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline(home, database_url, executor=make_executor(workers), recover=False)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    try:
+        try:
+            records = pipe.retry(job_id)
+        except ScanbenchError as exc:
+            raise _fail(exc) from None
+        if not records:
+            out.print("no failed jobs")
+            return
+        with _progress() as prog:
+            prog.add_task(f"running {len(records)} job(s)", total=None)
+            pipe.drain()
+        again = [j for j in pipe.jobs(limit=100000) if j.id in {r.id for r in records}]
+    finally:
+        pipe.close()
+    for j in again:
+        if j.state == "failed":
+            err.print(f"[red]job {j.id} failed again[/] ({j.kind} {j.target_uid}): {j.error}")
+        else:
+            out.print(f"job {j.id} ({j.kind} {j.target_uid}): {j.state}; {j.summary[:200]}")
+    if any(j.state == "failed" for j in again):
+        raise typer.Exit(EXIT_FAILURES)
