@@ -253,6 +253,9 @@ class Result:
     spec: str | None = None
     source: str | None = None  # file or folder the series came from
     evidence: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Curves and tables a result carries as data (an MTF or NPS curve): plain JSON values,
+    # serialised under "data" (unlike evidence, which is only for figures).
+    data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.scanbench_version:
@@ -287,6 +290,7 @@ class Result:
             "spec": self.spec,
             "source": self.source,
             "scanbench_version": self.scanbench_version,
+            **({"data": _jsonable(self.data)} if self.data else {}),
         }
 
 
