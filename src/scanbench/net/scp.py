@@ -44,7 +44,8 @@ OUT_OF_RESOURCES = 0xA700
 class InstanceSink(Protocol):
     """What the SCP hands instances to (the ingest pipeline)."""
 
-    def store_instance(self, data: bytes, source: str, calling_ae: str | None) -> Any: ...
+    def store_instance(self, raw: bytes, *, source: str,
+                       calling_ae: str | None = None) -> Any: ...
 
 
 def outcome_kind(outcome: Any) -> tuple[str, str]:

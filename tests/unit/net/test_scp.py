@@ -36,7 +36,7 @@ class Sink:
         self.fail = fail
         self.lock = threading.Lock()
 
-    def store_instance(self, data: bytes, source: str, calling_ae: str | None) -> Any:
+    def store_instance(self, data: bytes, *, source: str, calling_ae: str | None = None) -> Any:
         if self.fail:
             raise OSError(28, "No space left on device")
         with self.lock:

@@ -1,0 +1,299 @@
+"""``scanbench node``, ``scanbench pull``, ``scanbench export``.
+
+``node`` runs the storage SCP, the ingest pipeline (quiet-time series completion, jobs)
+and, with ``--pull-url``, a scheduled DICOMweb pull, until SIGTERM or SIGINT; then it
+stops accepting associations, lets the ones under way finish, waits for running jobs and
+exits 0. Data directory and database as for ``scanbench ingest`` (``--home``,
+``--database-url``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from scanbench.errors import ScanbenchError
+
+err = Console(stderr=True)
+out = Console()
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+HomeOpt = Annotated[Path | None, typer.Option(
+    "--home", help="Data directory (default: SCANBENCH_HOME or ~/.scanbench).")]
+UrlOpt = Annotated[str | None, typer.Option(
+    "--database-url", help="SQLAlchemy URL (default: SCANBENCH_DATABASE_URL or the SQLite "
+    "file under the home).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("node")(node)
+    app.command("pull")(pull_cmd)
+    app.command("export")(export)
+
+
+def _fail(exc: ScanbenchError) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def _date(text: str | None, name: str) -> dt.date | None:
+    if text is None:
+        return None
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            pass
+    raise typer.BadParameter(f"{text!r}: expected a date YYYY-MM-DD", param_hint=name)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # pynetdicom logs every PDU at INFO, alembic every migration step
+        for name in ("pynetdicom", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def node(
+    ae_title: Annotated[str, typer.Option(help="The node's AE title (senders call it).")]
+    = "SCANBENCH",
+    port: Annotated[int, typer.Option(help="TCP port of the storage SCP.")] = 11112,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; 0.0.0.0 to accept scanners on the network.")]
+    = "127.0.0.1",
+    allow: Annotated[list[str] | None, typer.Option(
+        "--allow", help="Calling AE title allowed to send (repeatable, or comma-separated); "
+        "default: any.")] = None,
+    quiet_seconds: Annotated[float, typer.Option(
+        help="A series is complete when nothing arrived for this long.")] = 5.0,
+    pull_url: Annotated[str | None, typer.Option(
+        help="DICOMweb base URL of a PACS to pull new studies from on a schedule.")] = None,
+    pull_every: Annotated[float, typer.Option(
+        help="Seconds between scheduled pulls.")] = 300.0,
+    pull_since: Annotated[str | None, typer.Option(
+        help="First scheduled pull: studies from this date (default: yesterday).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Analysis processes (default: cores − 1; 0: in this process).")] = None,
+    home: HomeOpt = None,
+    database_url: UrlOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the hospital node: receive DICOM (C-STORE, C-ECHO; DICOMweb pull), store each
+    instance once, analyse every phantom series and extract every clinical study's dose
+    and timings once it is complete. Stops cleanly on SIGTERM or Ctrl-C."""
+    from scanbench.net.dicomweb import PullSchedule
+    from scanbench.net.scp import ScpConfig, StorageScp, parse_allow
+    from scanbench.service.jobs import make_executor
+    from scanbench.service.pipeline import Pipeline
+
+    _logging(verbose)
+    log = logging.getLogger("scanbench.node")
+    since = _date(pull_since, "--pull-since") or dt.date.today() - dt.timedelta(days=1)
+    try:
+        config = ScpConfig(ae_title=ae_title, host=host, port=port, allow=parse_allow(allow))
+        pipe = Pipeline(home, database_url, quiet_seconds=quiet_seconds,
+                        executor=make_executor(workers))
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    stop = threading.Event()
+    scp = StorageScp(pipe, config)
+    schedule: PullSchedule | None = None
+    previous: dict[int, Any] = {}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, _stop)
+    try:
+        scp.start()
+        if pull_url:
+            schedule = PullSchedule(pull_url, pipe, pipe.home, pull_every, since, stop)
+            schedule.start()
+        log.info("node ready: AE %s on %s:%d%s; data in %s; database %s", config.ae_title,
+                 config.host, scp.port,
+                 f" (allowed: {', '.join(config.allow)})" if config.allow else "", pipe.home,
+                 pipe.db.engine.url.render_as_string(hide_password=True))
+        pipe.run_forever(stop)
+    except ScanbenchError as exc:
+        stop.set()
+        raise _fail(exc) from None
+    finally:
+        stop.set()
+        scp.stop()
+        if schedule is not None:
+            schedule.join(timeout=30)
+        pipe.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        s = scp.stats
+        log.info("node stopped: %d stored, %d duplicates, %d rejected, %d failed", s.stored,
+                 s.duplicate, s.rejected, s.failed)
+
+
+def pull_cmd(
+    url: Annotated[str, typer.Option("--url", help="DICOMweb base URL of the PACS.")],
+    since: Annotated[str, typer.Option(help="Pull studies dated on or after this day.")],
+    analyse: Annotated[bool, typer.Option(
+        "--analyse/--no-analyse", help="Run the analysis and dose jobs now (default).")] = True,
+    workers: Annotated[int | None, typer.Option(help="Analysis processes.")] = None,
+    home: HomeOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """Pull new studies from a PACS over DICOMweb into the node, once; studies pulled
+    before and unchanged on the PACS are not fetched again."""
+    from scanbench.net.dicomweb import pull
+    from scanbench.service.jobs import make_executor
+    from scanbench.service.pipeline import Pipeline
+
+    day = _date(since, "--since")
+    assert day is not None
+    try:
+        pipe = Pipeline(home, database_url, quiet_seconds=0.0, executor=make_executor(workers))
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    try:
+        with err.status("searching") as status:
+            report = pull(url, pipe, pipe.home, day, progress=status.update)
+            if analyse:
+                status.update("analysing")
+                pipe.drain()
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    finally:
+        pipe.close()
+    out.print(report.summary())
+    for e in report.errors:
+        err.print(f"[red]error:[/] {e}")
+    if report.errors or report.rejected:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def export(
+    study: Annotated[list[str] | None, typer.Argument(
+        help="Study Instance UID(s) to export.")] = None,
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", help="Series Instance UID to export (repeatable).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path(
+        "export"),
+    deidentified: Annotated[bool, typer.Option(
+        "--deidentified", help="Apply the DICOM PS3.15 Basic Profile with Retain Device "
+        "Identity (see docs/node-network.md).")] = False,
+    dates: Annotated[str, typer.Option(
+        help="With --deidentified: shift (per-patient offset), keep or remove dates.")]
+    = "shift",
+    retain_patient_characteristics: Annotated[bool, typer.Option(
+        help="With --deidentified: keep sex, age, size, weight (dose estimates need "
+        "them).")] = False,
+    home: HomeOpt = None,
+    database_url: UrlOpt = None,
+) -> None:
+    """Copy the stored instances of studies or series to a folder, as received or
+    de-identified for anything that leaves the site."""
+    from scanbench.dicom.deid import Deidentifier, DeidOptions, site_secret
+    from scanbench.store.db import Database, home_dir
+
+    if not study and not series:
+        err.print("[red]error:[/] name a Study Instance UID or --series UID")
+        raise typer.Exit(EXIT_USAGE)
+    if dates not in ("shift", "keep", "remove"):
+        err.print(f"[red]error:[/] --dates {dates!r}: expected shift, keep or remove")
+        raise typer.Exit(EXIT_USAGE)
+    root = home_dir(home)
+    try:
+        db = Database(root, database_url)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    try:
+        found = _instances(db, study or [], series or [])
+    finally:
+        db.close()
+    missing = [u for u in [*(study or []), *(series or [])] if u not in found.matched]
+    for u in missing:
+        err.print(f"[red]error:[/] {u}: no such study or series in the node")
+    if not found.paths:
+        raise typer.Exit(EXIT_USAGE)
+    deid = None
+    if deidentified:
+        try:
+            deid = Deidentifier(site_secret(root), DeidOptions(
+                dates=dates,  # type: ignore[arg-type]
+                retain_patient_characteristics=retain_patient_characteristics))
+        except ScanbenchError as exc:
+            raise _fail(exc) from None
+    written, failed = 0, 0
+    for rel in found.paths:
+        src = root / "files" / rel
+        try:
+            written += _export_one(src, out_dir, deid)
+        except (OSError, ScanbenchError, ValueError) as exc:
+            failed += 1
+            err.print(f"[red]error:[/] {src}: {exc}")
+    out.print(f"{written} instance(s) written to {out_dir}"
+              + (" (de-identified, PS3.15 Basic Profile, Retain Device Identity)"
+                 if deidentified else ""))
+    if failed or missing:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+class _Found:
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.matched: set[str] = set()
+
+
+def _instances(db: Any, studies: list[str], series: list[str]) -> _Found:
+    from sqlalchemy import select
+
+    from scanbench.store import models as m
+
+    found = _Found()
+    with db.session() as s:
+        q = (select(m.Instance.path, m.Study.study_uid, m.Series.series_uid)
+             .join(m.Series, m.Instance.series_id == m.Series.id)
+             .join(m.Study, m.Series.study_id == m.Study.id))
+        rows = []
+        if studies:
+            rows += list(s.execute(q.where(m.Study.study_uid.in_(studies))))
+        if series:
+            rows += list(s.execute(q.where(m.Series.series_uid.in_(series))))
+    seen: set[str] = set()
+    for path, study_uid, series_uid in rows:
+        found.matched.update((study_uid, series_uid))
+        if path not in seen:
+            seen.add(path)
+            found.paths.append(path)
+    return found
+
+
+def _export_one(src: Path, out_dir: Path, deid: Any) -> int:
+    import pydicom
+
+    if deid is None:
+        ds = pydicom.dcmread(src, stop_before_pixels=True)
+        dest = out_dir / str(ds.StudyInstanceUID) / str(ds.SeriesInstanceUID)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / src.name)
+        return 1
+    ds = pydicom.dcmread(src)
+    deid.apply(ds)
+    dest = out_dir / str(ds.StudyInstanceUID) / str(ds.SeriesInstanceUID)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"{ds.SOPInstanceUID}.dcm"
+    tmp = target.with_suffix(".tmp")
+    ds.save_as(tmp, enforce_file_format=True)
+    tmp.replace(target)
+    return 1
+
