@@ -246,8 +246,6 @@ def _exam(objs: list[_Obj], settings: WorkflowSettings) -> ExamWorkflow:
         ex.first_acquisition = _min([o.acquired for o in images])
         ends = [_plus(o.acquired, o.duration_s) for o in images]
         ex.last_acquisition_end = _max(ends)
-        if not any(o.duration_s for o in images):
-            ex.warnings.append("last acquisition's duration unknown: the end is its start")
     pps_s = _min([o.pps_start for o in objs])
     pps_e = _max([o.pps_end for o in objs])
     irr_s = _min([r.irradiation_start for r in ct_reports])
@@ -268,6 +266,9 @@ def _exam(objs: list[_Obj], settings: WorkflowSettings) -> ExamWorkflow:
     else:
         ex.warnings.append("no procedure-step, acquisition or irradiation times: exam start "
                            "and end unknown")
+    if images and not any(o.duration_s for o in images) and irr_e is None:
+        ex.warnings.append("last acquisition's duration unknown: its start is taken as the "
+                           "end of imaging")
     first = _min([ex.first_acquisition, irr_s])
     last = _max([ex.last_acquisition_end, irr_e])
     if first and last:
