@@ -77,7 +77,7 @@ def slab_edges(acr: AcrAxial, n: int = 1) -> tuple[float, float]:
 
 def streak_length(profile: np.ndarray, u: np.ndarray) -> tuple[float, float, float, float, float]:
     """Length at half maximum of a bright streak: (length, left, right, half, baseline)."""
-    smooth = ndimage.uniform_filter1d(np.nan_to_num(profile), max(1, int(round(2.0 / STEP_MM))))
+    smooth = ndimage.uniform_filter1d(np.nan_to_num(profile), max(1, round(2.0 / STEP_MM)))
     base = float(np.percentile(smooth, 10))
     peak = float(np.percentile(smooth, 98))
     half = base + 0.5 * (peak - base)
