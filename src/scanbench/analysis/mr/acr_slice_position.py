@@ -99,7 +99,7 @@ def bars(acr: AcrAxial, n: int) -> dict[str, Any]:
 
 def measure(series: Series, result: Result) -> None:
     acr = axial_geometry(series)
-    ev: dict[str, Any] = {}
+    ev: dict[int, Any] = {}
     for n in SLICES:
         b = bars(acr, n)
         result.add("bar_length_difference_mm", b["difference"], "mm", labels={"slice": n})
