@@ -1,1 +1,7 @@
-"""CT analyses: importing this package registers them (water QC, MTF, NPS, dose verification)."""
+"""CT analyses: importing this package registers them.
+
+Part A (issue 3): water-phantom QC, MTF, NPS, dose verification; part B adds
+the ACR 464 and CatPhan analyses here.
+"""
+
+from scanbench.analysis.ct import water  # noqa: F401

@@ -1,0 +1,191 @@
+"""Shared CT helpers: the reconstruction circle, the phantom's cross-section, ROI statistics.
+
+- :func:`reconstruction_mask` — which pixels are image data. Outside the
+  reconstruction circle scanners write a constant (Pixel Padding Value, or
+  simply the lowest value, e.g. −3024 or −1024 HU after rescale): the constant
+  region connected to the image border is padding, whatever its value.
+- :func:`find_section` — the phantom's cross-section in one slice: material
+  above −500 HU (half-way between air and water), holes filled, the largest
+  connected region; centre = its centroid, radius = area-equivalent radius.
+  When it touches the reconstruction circle or the image border the phantom is
+  cut and the section cannot be trusted: :class:`AnalysisError` says so.
+- :func:`roi_stats` — mean, SD and the standard error of the mean of a
+  circular ROI. CT noise is spatially correlated, so SD/√n understates the
+  standard error; it is estimated instead as the spread of the means of
+  equal ROIs tiled over the uniform interior after removing a second-order
+  polynomial trend (cupping), divided by nothing further (it is the SD of one
+  ROI mean).
+- :func:`check_axial` — a localiser (scout) or a non-axial series is refused
+  with a clear message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, signal
+
+from scanbench.analysis.roi import circle_weights
+from scanbench.errors import AnalysisError
+from scanbench.types import Series
+
+MATERIAL_HU = -500.0  # half-way between air (−1000) and water (0)
+
+
+def check_axial(series: Series) -> None:
+    """Refuse localisers and non-axial series (analyses measure axial slices)."""
+    where = series.uid or (str(series.files[0]) if series.files else None)
+    if series.facts.modality != "CT":
+        raise AnalysisError(f"not a CT series (modality {series.facts.modality})", where)
+    if series.files:
+        try:
+            import pydicom
+
+            ds = pydicom.dcmread(series.files[0], stop_before_pixels=True)
+            image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+        except Exception:  # the reader already opened it; a failure here is not the point
+            image_type = []
+        if "LOCALIZER" in image_type:
+            raise AnalysisError("this series is a localiser (scout, Image Type LOCALIZER), not "
+                                "axial slices: export the axial reconstruction of the phantom",
+                                where)
+    normal = series.affine[:3, 0] / np.linalg.norm(series.affine[:3, 0])
+    if abs(normal[2]) < 0.95:
+        raise AnalysisError("the slices are not axial (their normal is not along the table "
+                            "axis): a localiser or a reformat; export axial slices", where)
+
+
+def reconstruction_mask(image_yx: np.ndarray) -> np.ndarray:
+    """True where a pixel is image data, False on the padding outside the reconstruction circle."""
+    img = np.asarray(image_yx)
+    corner_values = {float(img[0, 0]), float(img[0, -1]), float(img[-1, 0]), float(img[-1, -1])}
+    out = np.ones(img.shape, dtype=bool)
+    for v in corner_values:
+        same = img == v
+        labels, n = ndimage.label(same)
+        if n == 0:
+            continue
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        border = border[border > 0]
+        pad = np.isin(labels, border)
+        if pad.sum() > 0.02 * img.size:  # a real padding region, not a few equal air pixels
+            out &= ~pad
+    return out
+
+
+@dataclass(frozen=True)
+class Section:
+    """The phantom's cross-section in one slice (pixel indices, mm)."""
+
+    centre_yx: tuple[float, float]
+    radius_mm: float
+    mask: np.ndarray  # filled section
+    roundness: float  # SD of the boundary's distance from the centre / radius
+
+
+def find_section(image_yx: np.ndarray, spacing_yx: tuple[float, float],
+                 where: str | None = None, *, inside: np.ndarray | None = None) -> Section:
+    """The phantom's cross-section (module docstring); AnalysisError if absent or cut."""
+    img = np.asarray(image_yx, dtype=np.float64)
+    dy, dx = spacing_yx
+    inside = reconstruction_mask(img) if inside is None else inside
+    material = (img > MATERIAL_HU) & inside
+    if material.sum() * dy * dx < 100.0:
+        raise AnalysisError("no phantom in the slice (nothing above −500 HU over 1 cm²)", where)
+    labels, _n = ndimage.label(material)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    region = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+    assert region is not None
+    edge = ~inside | _border(img.shape)
+    if (ndimage.binary_dilation(edge, iterations=2) & region).any():
+        diam = _circle_diameter_mm(inside, dy, dx)
+        raise AnalysisError(
+            "the phantom is cut by the reconstruction circle or the image edge "
+            f"(reconstruction field about {diam:.0f} mm): reconstruct with a larger display "
+            "field of view or centre the phantom", where)
+    yy, xx = np.nonzero(region)
+    cy, cx = float(yy.mean()), float(xx.mean())
+    radius = math.sqrt(region.sum() * dy * dx / math.pi)
+    boundary = region & ~ndimage.binary_erosion(region)
+    by, bx = np.nonzero(boundary)
+    dist = np.hypot((by - cy) * dy, (bx - cx) * dx)
+    roundness = float(dist.std() / radius) if dist.size else 1.0
+    return Section((cy, cx), radius, region, roundness)
+
+
+def _border(shape: tuple[int, ...]) -> np.ndarray:
+    b = np.zeros(shape, dtype=bool)
+    b[0, :] = b[-1, :] = b[:, 0] = b[:, -1] = True
+    return b
+
+
+def _circle_diameter_mm(inside: np.ndarray, dy: float, dx: float) -> float:
+    return 2.0 * math.sqrt(inside.sum() * dy * dx / math.pi)
+
+
+@dataclass(frozen=True)
+class RoiStats:
+    mean: float
+    sd: float
+    standard_error: float
+    n_pixels: float
+
+
+def roi_stats(image_yx: np.ndarray, centre_yx: tuple[float, float], radius_mm: float,
+              spacing_yx: tuple[float, float], standard_error: float | None = None) -> RoiStats:
+    """Area-weighted mean and SD of a circular ROI (partial pixels weighted)."""
+    w = circle_weights(image_yx.shape, centre_yx, radius_mm, spacing_yx)
+    tot = float(w.sum())
+    if tot <= 0:
+        raise AnalysisError("an ROI fell outside the image")
+    mean = float((image_yx * w).sum() / tot)
+    var = float((w * (image_yx - mean) ** 2).sum() / tot)
+    n_eff = tot
+    sd = math.sqrt(var * n_eff / max(n_eff - 1.0, 1.0))
+    se = standard_error if standard_error is not None else sd / math.sqrt(max(n_eff, 1.0))
+    return RoiStats(mean, sd, se, tot)
+
+
+def roi_mean_standard_error(image_yx: np.ndarray, centre_yx: tuple[float, float],
+                            region_radius_mm: float, roi_radius_mm: float,
+                            spacing_yx: tuple[float, float]) -> float:
+    """SD of the mean of one ROI of ``roi_radius_mm`` in correlated noise (module docstring).
+
+    The disc of ``region_radius_mm`` around ``centre_yx`` must be uniform; its
+    second-order trend is removed, the image is averaged over the ROI disc
+    (FFT convolution) and sampled on a grid of non-overlapping ROI positions.
+    """
+    img = np.asarray(image_yx, dtype=np.float64)
+    dy, dx = spacing_yx
+    ny, nx = img.shape
+    yy, xx = np.mgrid[:ny, :nx]
+    u = (yy - centre_yx[0]) * dy
+    v = (xx - centre_yx[1]) * dx
+    region = np.hypot(u, v) <= region_radius_mm
+    a = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
+    coef, *_ = np.linalg.lstsq(a[region], img[region], rcond=None)
+    resid = np.where(region, img - a @ coef, 0.0)
+    ry, rx = math.ceil(roi_radius_mm / dy), math.ceil(roi_radius_mm / dx)
+    ky, kx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    kernel = (np.hypot(ky * dy, kx * dx) <= roi_radius_mm).astype(float)
+    kernel /= kernel.sum()
+    local = signal.fftconvolve(resid, kernel, mode="same")
+    step_y, step_x = 2 * ry + 1, 2 * rx + 1
+    means = []
+    limit = region_radius_mm - roi_radius_mm
+    for gy in np.arange(centre_yx[0] % step_y, ny, step_y):
+        for gx in np.arange(centre_yx[1] % step_x, nx, step_x):
+            if math.hypot((gy - centre_yx[0]) * dy, (gx - centre_yx[1]) * dx) <= limit:
+                means.append(local[round(gy), round(gx)])
+    if len(means) < 5:
+        return float("nan")
+    # The six trend coefficients were fitted to the same pixels: correct the dof.
+    m = np.asarray(means)
+    return float(np.sqrt((m**2).sum() / max(len(m) - 1, 1)))
+
+
+__all__ = ["MATERIAL_HU", "RoiStats", "Section", "check_axial", "find_section",
+           "reconstruction_mask", "roi_mean_standard_error", "roi_stats"]
