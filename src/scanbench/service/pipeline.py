@@ -571,16 +571,18 @@ def _insert_ignore(s: Session, model: type[m.Base], values: dict[str, Any], key:
     dialect = s.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return bool(s.connection().execute(stmt).rowcount)
+    stmt = (insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+            .returning(table.c.id))
+    return s.connection().execute(stmt).first() is not None
 
 
 def _claim(s: Session, model: type[m.Series] | type[m.Study], row_id: int, old: str,
            new: str, column: str = "state") -> bool:
     """Move a row from state ``old`` to ``new`` only if it is still ``old``."""
     col = getattr(model, column)
-    stmt = update(model).where(model.id == row_id, col == old).values({column: new})
-    return bool(s.connection().execute(stmt).rowcount)
+    stmt = (update(model).where(model.id == row_id, col == old).values({column: new})
+            .returning(model.id))
+    return s.connection().execute(stmt).first() is not None
 
 
 def _mark_clinical(s: Session, study_id: int) -> None:

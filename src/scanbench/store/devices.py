@@ -131,9 +131,10 @@ def _software(session: Session, device: Device, version: str | None,
     # Compare-and-set: of two processes seeing the new version at once, one records it.
     won = session.connection().execute(
         update(Device).where(Device.id == device.id, Device.software_versions == previous)
-        .values(software_versions=version, software_seen_at=seen)).rowcount
+        .values(software_versions=version, software_seen_at=seen)
+        .returning(Device.id)).first() is not None
     session.refresh(device, ["software_versions", "software_seen_at"])
-    if won != 1:
+    if not won:
         return
     session.add(LifecycleEvent(
         device_id=device.id, kind="software_change", occurred_at=seen, source="headers",

@@ -1,0 +1,62 @@
+"""The database opens, migrates and holds the schema the models describe, on SQLite and
+PostgreSQL alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from scanbench.store import Database
+from scanbench.store import models as m
+from scanbench.store.db import current_revision, database_url, upgrade
+
+
+def test_migrations_create_exactly_the_models(database_url: str) -> None:
+    db = Database(url=database_url)
+    try:
+        assert current_revision(db.engine) == "0001"
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
+        assert diff == [], f"models and migrations disagree: {diff}"
+        names = set(inspect(db.engine).get_table_names())
+        for table in ("site", "device", "device_alias", "study", "series", "instance", "result",
+                      "measurement", "dose_event", "exam_timing", "lifecycle_event", "spec",
+                      "scorecard", "user_account", "role", "user_role", "audit_entry", "job"):
+            assert table in names
+        indexes = {ix["name"]: ix["column_names"]
+                   for ix in inspect(db.engine).get_indexes("measurement")}
+        assert indexes["ix_measurement_history"] == ["device_id", "analysis", "name",
+                                                     "acquired_at"]
+        assert upgrade(db.engine) == "0001"  # a second upgrade changes nothing
+    finally:
+        db.close()
+
+
+def test_utc_instants_round_trip_aware(database_url: str) -> None:
+    db = Database(url=database_url)
+    try:
+        when = dt.datetime(2026, 3, 4, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+        with db.session() as s:
+            s.add(m.Site(name="Ward 5", created_at=when))
+        with db.session() as s:
+            site = s.scalars(select(m.Site)).one()
+            assert site.created_at == when and site.created_at.tzinfo == dt.UTC
+    finally:
+        db.close()
+
+
+def test_default_url_is_a_sqlite_file_under_the_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("SCANBENCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SCANBENCH_HOME", str(tmp_path / "h"))
+    assert database_url() == f"sqlite:///{tmp_path / 'h' / 'scanbench.db'}"
+    db = Database()
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        db.close()
+    monkeypatch.setenv("SCANBENCH_DATABASE_URL", "sqlite:///" + str(tmp_path / "other.db"))
+    assert database_url().endswith("other.db")
