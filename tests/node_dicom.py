@@ -43,7 +43,8 @@ def ct_slice(*, study: str, series: str, index: int = 0, manufacturer: str = "AC
     ds.RescaleIntercept, ds.RescaleSlope = -1024.0, 1.0
     ds.PixelData = (np.full((rows, rows), 1024, np.int16)).tobytes()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, ds.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     buf = io.BytesIO()

@@ -123,7 +123,8 @@ def start_server() -> PgServer:
     r = run([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
              str(folder / "log"), "-w", "-t", "60", "start"], 90)
     if r.returncode != 0:
-        log = (folder / "log").read_text(errors="replace")[-800:] if (folder / "log").exists() else ""
+        logfile = folder / "log"
+        log = logfile.read_text(errors="replace")[-800:] if logfile.exists() else ""
         shutil.rmtree(folder, ignore_errors=True)
         pytest.fail(f"pg_ctl start failed: {r.stderr.strip()[-400:]} {log}")
     stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]

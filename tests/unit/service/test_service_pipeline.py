@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from node_dicom import ct_series, ct_slice, uniform_phantom
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
+from node_dicom import ct_series, ct_slice, uniform_phantom
 from scanbench.service import jobs as jobs_mod
 from scanbench.service.jobs import InlineExecutor
 from scanbench.service.pipeline import Pipeline, StoreStatus
@@ -38,7 +38,7 @@ def pipe(tmp_path: Path, database_url: str):
 
 
 def test_stored_once_and_duplicates_change_nothing(pipe: Pipeline) -> None:
-    study, series, raws = ct_series(5)
+    _, series, raws = ct_series(5)
     outs = [pipe.store_instance(r, source="test", calling_ae="CT_AE") for r in raws]
     assert [o.status for o in outs] == [StoreStatus.STORED] * 5
     assert outs[0].series_instance_uid == series
