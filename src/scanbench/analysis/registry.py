@@ -14,6 +14,9 @@ _MODULES = (
     "scanbench.analysis.pet.image_quality",
     "scanbench.analysis.pet.spatial_resolution",
     "scanbench.analysis.pet.calibration_uniformity",
+    "scanbench.analysis.pet.sensitivity",  # raw data (issue 6)
+    "scanbench.analysis.pet.count_rate",
+    "scanbench.analysis.pet.tof_resolution",
     # Packages that register their own modules in __init__ (issue 3: CT, 6: PET raw
     # data, 7: MRI); TODO(integration): list their modules here explicitly.
 )
