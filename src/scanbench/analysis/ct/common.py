@@ -126,6 +126,32 @@ def _circle_diameter_mm(inside: np.ndarray, dy: float, dx: float) -> float:
     return 2.0 * math.sqrt(inside.sum() * dy * dx / math.pi)
 
 
+def uniform_radius(image_yx: np.ndarray, section: Section, spacing_yx: tuple[float, float],
+                   tolerance_hu: float = 30.0) -> tuple[float, float]:
+    """(radius mm, host HU) of the uniform region around the section's centre.
+
+    The host value is the median within 30 % of the radius; walking out in
+    1 mm rings, the uniform region ends at the first ring whose mean differs
+    from it by more than ``tolerance_hu`` (a water phantom's acrylic wall, the
+    CatPhan module's edge inside its housing).
+    """
+    img = np.asarray(image_yx, dtype=np.float64)
+    dy, dx = spacing_yx
+    yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
+    r = np.hypot((yy - section.centre_yx[0]) * dy, (xx - section.centre_yx[1]) * dx)
+    host = float(np.median(img[r < 0.3 * section.radius_mm]))
+    inside = r < section.radius_mm
+    idx = r[inside].astype(int)
+    sums = np.bincount(idx, weights=img[inside])
+    counts = np.bincount(idx)
+    means = sums / np.maximum(counts, 1)
+    start = int(0.3 * section.radius_mm)
+    for ring in range(start, len(means)):
+        if counts[ring] and abs(means[ring] - host) > tolerance_hu:
+            return float(ring), host
+    return float(section.radius_mm), host
+
+
 @dataclass(frozen=True)
 class RoiStats:
     mean: float
@@ -188,4 +214,4 @@ def roi_mean_standard_error(image_yx: np.ndarray, centre_yx: tuple[float, float]
 
 
 __all__ = ["MATERIAL_HU", "RoiStats", "Section", "check_axial", "find_section",
-           "reconstruction_mask", "roi_mean_standard_error", "roi_stats"]
+           "reconstruction_mask", "roi_mean_standard_error", "roi_stats", "uniform_radius"]

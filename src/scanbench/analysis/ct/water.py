@@ -7,12 +7,16 @@ IEC 61223-3-5 / AAPM TG-233 (STANDARDS.md B.2) and the ACR CT uniformity test
   (:func:`scanbench.analysis.ct.common.find_section`): centre and
   area-equivalent outer radius R. Slices without the phantom are skipped with
   a warning; a phantom cut by the reconstruction circle is an error.
-- ROIs: circles of diameter ``roi_diameter_mm`` (default 10 % of the phantom
-  diameter, at least 10 mm: a scanbench choice [U], IEC's exact ROI size was
-  not read). The centre ROI sits on the axis; the four peripheral ROIs at 12,
-  3, 6 and 9 o'clock as seen on the image (12 = anterior, top; 3 = image
-  right), their outer edge ``edge_distance_mm`` (default 10 mm, "about 1 cm
-  inside the edge", B.2) inside the phantom's outer edge.
+- The uniform region: from the centre outwards, up to the first 1 mm ring
+  whose mean leaves the centre value by more than 30 HU
+  (:func:`~scanbench.analysis.ct.common.uniform_radius`): the inside of a water
+  phantom's acrylic wall, or the CatPhan CTP486 module inside its housing.
+- ROIs: circles of diameter ``roi_diameter_mm`` (default 10 % of the uniform
+  region's diameter, at least 10 mm: a scanbench choice [U], IEC's exact ROI
+  size was not read). The centre ROI sits on the axis; the four peripheral
+  ROIs at 12, 3, 6 and 9 o'clock as seen on the image (12 = anterior, top;
+  3 = image right), their outer edge ``edge_distance_mm`` (default 10 mm,
+  "about 1 cm inside the edge", B.2) inside the uniform region's edge.
 - ``ct_number_water_hu`` — mean of the centre ROI (area-weighted, partial
   pixels counted by their fraction inside);
 - ``noise_hu`` — SD of the centre ROI;
@@ -42,6 +46,7 @@ from scanbench.analysis.ct.common import (
     reconstruction_mask,
     roi_mean_standard_error,
     roi_stats,
+    uniform_radius,
 )
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -74,13 +79,15 @@ def uniform_interior(series: Series) -> dict[str, Any]:
             except AnalysisError as exc:
                 out["errors"].append(exc.message)
                 continue
+            r_u, _host = uniform_radius(img, sec, (dy, dx))
             yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
             r = np.hypot((yy - sec.centre_yx[0]) * dy, (xx - sec.centre_yx[1]) * dx)
-            interior = r < 0.85 * sec.radius_mm
+            interior = r < 0.85 * r_u
             smooth = ndimage.uniform_filter(img, size=max(1, round(2.0 / dx)))
             med = float(np.median(img[interior]))
             dev = np.abs(smooth[interior] - med)
             out["sections"].append((k, sec))
+            out.setdefault("uniform_fraction", []).append(r_u / sec.radius_mm)
             out["spread"].append(float(np.percentile(dev, 99.9)))
             out["median"].append(med)
         return out
@@ -105,7 +112,11 @@ def uniform_score(series: Series) -> float:
     water_like = 1.0 if abs(med) < 60 else (0.4 if abs(med) < 150 else 0.0)
     # Noise alone gives a 99.9th-percentile deviation of a few SD of the smoothed image.
     flat = 1.0 if spread < 40 else (0.5 if spread < 80 else 0.0)
-    return 0.9 * round_ok * water_like * flat
+    # A water phantom is uniform to its thin wall; a uniform module inside a housing
+    # (CatPhan CTP486) scores lower, so its own analysis wins when it recognises it.
+    fraction = float(np.median(info["uniform_fraction"]))
+    shell = 1.0 if fraction > 0.9 else (0.7 if fraction > 0.6 else 0.0)
+    return 0.9 * round_ok * water_like * flat * shell
 
 
 @register
@@ -144,8 +155,9 @@ class WaterPhantomQc:
                 skipped.append(k)
                 first_error = first_error or exc.message
                 continue
-            roi_r = float(params.get("roi_diameter_mm", max(10.0, 0.1 * 2 * sec.radius_mm))) / 2
-            dist = sec.radius_mm - edge_mm - roi_r
+            r_u, _host = uniform_radius(img, sec, (dy, dx))
+            roi_r = float(params.get("roi_diameter_mm", max(10.0, 0.1 * 2 * r_u))) / 2
+            dist = r_u - edge_mm - roi_r
             if dist < 2 * roi_r:
                 raise AnalysisError(f"the phantom (diameter {2 * sec.radius_mm:.0f} mm) is too "
                                     "small for a centre and four peripheral ROIs", where)
@@ -155,13 +167,13 @@ class WaterPhantomQc:
                     f"varies by {100 * sec.roundness:.0f} %): not a water phantom", where)
             yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
             r = np.hypot((yy - sec.centre_yx[0]) * dy, (xx - sec.centre_yx[1]) * dx)
-            interior = r < sec.radius_mm - edge_mm
+            interior = r < r_u - edge_mm
             smooth_dev = np.abs(img[interior] - np.median(img[interior]))
             if np.percentile(smooth_dev, 99.9) > 400:
                 raise AnalysisError(f"slice {k + 1}: the phantom's interior is not uniform "
                                     "(objects of hundreds of HU inside): not a water phantom; "
                                     "for an ACR or CatPhan phantom use its analysis", where)
-            se = roi_mean_standard_error(img, sec.centre_yx, sec.radius_mm - edge_mm, roi_r,
+            se = roi_mean_standard_error(img, sec.centre_yx, r_u - edge_mm, roi_r,
                                          (dy, dx))
             centre = roi_stats(img, sec.centre_yx, roi_r, (dy, dx),
                                None if math.isnan(se) else se)
@@ -173,7 +185,7 @@ class WaterPhantomQc:
                                                                 centre.standard_error), pc)
             z = float(series.index_to_patient((k, 0, 0))[2])
             per_slice.append({"k": k, "z": z, "centre": centre, "devs": devs, "sec": sec,
-                              "roi_r": roi_r, "dist": dist})
+                              "roi_r": roi_r, "dist": dist, "r_u": r_u})
         if not per_slice:
             raise AnalysisError(f"no slice shows a water phantom ({first_error})", where)
         if skipped:
@@ -217,6 +229,7 @@ class WaterPhantomQc:
             "edge_distance_mm": edge_mm,
             "phantom_diameter_mm": round(2 * float(np.mean([s["sec"].radius_mm
                                                               for s in per_slice])), 2),
+            "uniform_diameter_mm": round(2 * float(np.mean([s["r_u"] for s in per_slice])), 2),
             "slices_analysed": n,
         })
         result.evidence = {
