@@ -4,11 +4,13 @@ Water-equivalent diameter, AAPM Report 220 (STANDARDS.md B.3 [C]):
 
     D_w = 2 · sqrt( (mean HU_ROI / 1000 + 1) · A_ROI / π )
 
-with the ROI the whole patient cross-section. Here the ROI is the largest
+with the ROI the whole patient cross-section, so that mean HU × area is the
+integral of (HU/1000 + 1) over the patient. Here the ROI is the largest
 connected region above a threshold (default −400 HU, between lung and soft
-tissue so air outside the patient falls out while the lungs, enclosed by the
-body wall, are filled back in as holes), so the table, a separate object
-below the patient, is not counted. D_w is reported for the central slice of
+tissue: air outside the patient falls out, the lungs, enclosed by the body
+wall, are filled back in as holes), grown by two pixels to take in the
+partial-volume edge; the table, a separate object below the patient, is not
+counted. D_w is reported for the central slice of
 the scan range, or as the mean of D_w(z) over all slices — the two choices
 Report 220 describes (DICOM codes 113981 "representative value" and 113982
 "integrated across scan range"); the result says which.
@@ -70,9 +72,11 @@ def water_equivalent_diameter_slice(hu: np.ndarray, pixel_area_mm2: float,
         sizes[0] = 0
         mask = labels == int(np.argmax(sizes))
     mask = ndimage.binary_fill_holes(mask)
-    area = float(mask.sum()) * pixel_area_mm2
-    mean_hu = float(hu[mask].mean())
-    water_area = max(mean_hu / 1000.0 + 1.0, 0.0) * area
+    # Grow the ROI by two pixels so that partial-volume edge pixels count with the
+    # fraction of patient they hold: (HU/1000 + 1) of an air pixel is 0, so the
+    # integral below does not depend on how much air the ROI takes in.
+    mask = ndimage.binary_dilation(mask, iterations=2)
+    water_area = float(np.clip(hu[mask] / 1000.0 + 1.0, 0.0, None).sum()) * pixel_area_mm2
     return 2.0 * math.sqrt(water_area / math.pi)
 
 
