@@ -22,12 +22,17 @@ in rings one frequency step (1 / (N·Δx)) wide, up to the Nyquist frequency.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.ct.common import check_axial, find_section, uniform_radius
+from scanbench.analysis.ct.water import uniform_score
+from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
+from scanbench.types import Result, Series
 
 
 @dataclass
@@ -122,4 +127,106 @@ def nps_2d(rois: np.ndarray, pixel_mm: float, detrend: str = "poly2") -> Nps:
                n_rois=n, roi_pixels=(ny, nx))
 
 
-__all__ = ["Nps", "nps_2d", "radial_average", "summary_frequencies"]
+# --------------------------------------------------------------------------- ct.nps analysis
+
+
+def roi_corners(centre_yx: tuple[float, float], region_radius_mm: float, pixel_mm: float,
+                n: int) -> list[tuple[int, int]]:
+    """Top-left corners of n×n ROIs inside the uniform disc: one on the centre and
+    up to 8 around it (TG-233 places several ROIs around the centre), none overlapping."""
+    side = n * pixel_mm
+    half_diag = side / math.sqrt(2.0)
+    corners = [(round(centre_yx[0] - n / 2), round(centre_yx[1] - n / 2))]
+    ring = region_radius_mm - half_diag
+    if ring >= side:  # room for a ring that does not overlap the centre ROI
+        for a in range(8):
+            ang = math.radians(45.0 * a)
+            cy = centre_yx[0] + ring * math.sin(ang) / pixel_mm
+            cx = centre_yx[1] + ring * math.cos(ang) / pixel_mm
+            cand = (round(cy - n / 2), round(cx - n / 2))
+            if all(abs(cand[0] - c[0]) >= n or abs(cand[1] - c[1]) >= n for c in corners):
+                corners.append(cand)
+    return corners
+
+
+@register
+class CtNps:
+    """ICRU 87 noise power spectrum from a uniform phantom (module docstring)."""
+
+    id: ClassVar[str] = "ct.nps"
+    modality: ClassVar[str] = "CT"
+    standard: ClassVar[str] = "ICRU Report 87 eq. 11.1 noise power spectrum; AAPM TG-233"
+    title: ClassVar[str] = "CT noise power spectrum"
+
+    def detect(self, series: Series) -> float:
+        # The same uniform phantom as ct.water, which is the default for it: NPS on request.
+        return 0.6 * uniform_score(series)
+
+    def run(self, series: Series, **params: Any) -> Result:
+        where = series.uid or (str(series.files[0]) if series.files else None)
+        check_axial(series)
+        _dz, dy, dx = series.spacing
+        if abs(dy - dx) > 1e-3 * dx:
+            raise AnalysisError("non-square pixels: the NPS needs square pixels", where)
+        roi_mm = float(params.get("roi_size_mm", 32.0))
+        n = int(np.clip(2 * round(roi_mm / dx / 2), 16, 256))
+        detrend = str(params.get("detrend", "poly2"))
+        v = series.voxels
+        rois = []
+        used = 0
+        for k in range(v.shape[0]):
+            img = np.asarray(v[k], dtype=np.float64)
+            try:
+                sec = find_section(img, (dy, dx), where)
+            except AnalysisError as exc:
+                if "cut by the reconstruction circle" in exc.message:
+                    raise
+                continue
+            r_u, _host = uniform_radius(img, sec, (dy, dx))
+            region = r_u - float(params.get("edge_distance_mm", 10.0))
+            if region * math.sqrt(2.0) < n * dx:
+                raise AnalysisError(f"the uniform region ({2 * r_u:.0f} mm) is too small for "
+                                    f"{n * dx:.0f} mm NPS ROIs; give a smaller roi_size_mm", where)
+            for y0, x0 in roi_corners(sec.centre_yx, region, dx, n):
+                rois.append(img[y0:y0 + n, x0:x0 + n])
+            used += 1
+        if not rois:
+            raise AnalysisError("no slice shows a uniform phantom for the NPS", where)
+        spec = nps_2d(np.array(rois), dx, detrend=detrend)
+        result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
+                        device=series.facts.device, acquired_at=series.facts.acquired_at)
+        result.add("nps_peak_frequency_per_mm", spec.peak_frequency_per_mm, "1/mm")
+        result.add("nps_mean_frequency_per_mm", spec.mean_frequency_per_mm, "1/mm")
+        result.add("noise_hu", spec.noise_hu, "HU")
+        result.data["nps"] = spec.to_dict()
+        result.parameters.update({"roi_pixels": n, "roi_size_mm": round(n * dx, 2),
+                                  "n_rois": spec.n_rois, "slices_used": used,
+                                  "detrend": detrend})
+        if spec.n_rois < 10:
+            result.warnings.append(f"only {spec.n_rois} ROIs: the NPS is noisy; TG-233 "
+                                   "averages many ROIs over several slices")
+        result.evidence = {"nps": spec}
+        return result
+
+    def figures(self, result: Result) -> list[Any]:
+        """The radial NPS curve with its peak and mean frequencies."""
+        import plotly.graph_objects as go
+
+        ev = result.evidence
+        if not ev:
+            return []
+        spec: Nps = ev["nps"]
+        fig = go.Figure()
+        fig.add_trace(go.Scatter(x=spec.frequency_per_mm, y=spec.nps_1d, mode="lines+markers",
+                                 name="NPS"))
+        fig.add_vline(x=spec.peak_frequency_per_mm, line={"dash": "dot"},
+                      annotation_text=f"peak {spec.peak_frequency_per_mm:.3f}")
+        fig.add_vline(x=spec.mean_frequency_per_mm, line={"dash": "dash"},
+                      annotation_text=f"mean {spec.mean_frequency_per_mm:.3f}")
+        fig.update_layout(title_text=f"Noise power spectrum ({spec.n_rois} ROIs)",
+                          xaxis_title="spatial frequency (1/mm)", yaxis_title="NPS (HU² mm²)",
+                          template="simple_white")
+        return [fig]
+
+
+__all__ = ["CtNps", "Nps", "nps_2d", "radial_average", "roi_corners", "summary_frequencies"]
