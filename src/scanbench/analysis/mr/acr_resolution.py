@@ -40,6 +40,7 @@ a warning) when none is. ``rows_resolved{direction, hole_mm}``: how many of the
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -89,9 +90,9 @@ def noise_sigma(acr: AcrAxial) -> float:
     """Image noise σ on slice 1 from the uniform fill below the insert: the SD of
     differences of horizontally adjacent pixels / √2 (insensitive to shading)."""
     rows, cols = acr.to_pixel(1, np.array([0.0]), np.array([70.0]))
-    r, c = int(round(float(rows[0]))), int(round(float(cols[0])))
-    hw = max(3, int(round(10.0 / acr.pixel_mm[1])))
-    hh = max(2, int(round(5.0 / acr.pixel_mm[0])))
+    r, c = round(float(rows[0])), round(float(cols[0]))
+    hw = max(3, round(10.0 / acr.pixel_mm[1]))
+    hh = max(2, round(5.0 / acr.pixel_mm[0]))
     img = acr.image(1)
     patch = img[max(r - hh, 0): r + hh + 1, max(c - hw, 0): c + hw + 1]
     if patch.size < 10:
@@ -107,7 +108,7 @@ def _line_resolved(profile: np.ndarray, x: np.ndarray, centres: np.ndarray, pitc
     for c in centres:
         sel = np.abs(x - c) <= pitch / 4
         peaks.append(float(np.max(profile[sel])))
-    for a, b in zip(centres[:-1], centres[1:], strict=True):
+    for a, b in itertools.pairwise(centres):
         sel = np.abs(x - (a + b) / 2) <= pitch / 4
         dips.append(float(np.min(profile[sel])))
     ok = True
@@ -149,8 +150,8 @@ def measure(series: Series, result: Result) -> None:
                                 "of slice 1")
         taken.append(found[:2])
         p = 2.0 * d
-        for arr, direction, origin in (("ul", "left_right", (found[0], found[1])),
-                                       ("lr", "top_bottom", (found[0] + 3 * p, found[1] + 3 * p))):
+        for direction, origin in (("left_right", (found[0], found[1])),
+                                  ("top_bottom", (found[0] + 3 * p, found[1] + 3 * p))):
             rows_ok = 0
             lines = []
             for k in range(4):
@@ -177,7 +178,7 @@ def measure(series: Series, result: Result) -> None:
                               "peaks": peaks, "dips": dips})
             result.add("rows_resolved", rows_ok, "1", labels={"direction": direction,
                                                                "hole_mm": d})
-            if rows_ok and direction not in smallest or (rows_ok and smallest[direction] > d):
+            if rows_ok and (direction not in smallest or smallest[direction] > d):
                 smallest[direction] = d
             ev["arrays"].append({"hole_mm": d, "direction": direction, "origin": origin,
                                  "lines": lines})
