@@ -26,6 +26,7 @@ and their series picked up again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import enum
@@ -54,6 +55,7 @@ from scanbench.service.jobs import (
     JobExecutor,
     JobOutcome,
     JobSpec,
+    LocalExecutor,
     make_executor,
     run_job,
 )
@@ -153,6 +155,10 @@ class Pipeline:
         self.quiet_seconds = float(quiet_seconds)
         self._executor = executor
         self._running: dict[int, Handle] = {}
+        # Jobs whose worker died are tried again one at a time in a pool of their own.
+        self._quarantine: LocalExecutor | None = None
+        self._suspects: collections.deque[int] = collections.deque()
+        self._in_quarantine: int | None = None
         self._lock = threading.Lock()
         self._series_cache: dict[str, int] = {}
         self.recovered = 0
@@ -330,7 +336,7 @@ class Pipeline:
             self._submit(record.id)
         return submitted
 
-    def _submit(self, job_id: int) -> None:
+    def _submit(self, job_id: int, quarantine: bool = False) -> None:
         with self.db.session() as s:
             job = s.get_one(m.Job, job_id)
             files = self._files_of(s, job)
@@ -338,7 +344,14 @@ class Pipeline:
             job.attempts += 1
             spec = JobSpec(job.id, job.kind, job.target_uid, tuple(files))
         try:
-            handle = self.executor.submit(run_job, spec)
+            if quarantine:
+                if self._quarantine is None:  # a pool of the same kind, of one process
+                    kind = type(self.executor)
+                    self._quarantine = (kind(workers=1) if issubclass(kind, LocalExecutor)
+                                        else LocalExecutor(workers=1))
+                handle = self._quarantine.submit(run_job, spec)
+            else:
+                handle = self.executor.submit(run_job, spec)
         except Exception as exc:  # the executor itself failed: record, go on
             self._finish(job_id, None, f"could not submit the job: {exc}")
             return
@@ -364,18 +377,37 @@ class Pipeline:
                 ready = [(jid, hd) for jid, hd in self._running.items() if hd.done()]
                 for jid, _ in ready:
                     del self._running[jid]
-                pending = len(self._running)
             for jid, handle in ready:
+                if jid == self._in_quarantine:
+                    self._in_quarantine = None
                 try:
                     outcome = handle.result()
                 except BaseException as exc:  # the job's error, or its worker died
+                    if _worker_died(exc) and self._attempts(jid) < 2:
+                        # A dead worker breaks the whole pool: every job in it fails, not
+                        # only the one that killed it. Each gets one more try, alone in a
+                        # one-process pool; the culprit dies again and is recorded then.
+                        log.warning("job %d lost its worker process; trying it again alone",
+                                    jid)
+                        self._suspects.append(jid)
+                        continue
                     self._finish(jid, None, _describe(exc))
                 else:
                     self._finish(jid, outcome, None)
                 finished += 1
+            if self._in_quarantine is None and self._suspects:
+                jid = self._suspects.popleft()
+                self._submit(jid, quarantine=True)
+                with self._lock:
+                    self._in_quarantine = jid if jid in self._running else None
+            pending = self.pending()
             if not pending or time.monotonic() >= deadline:
                 return finished
             time.sleep(0.05)
+
+    def _attempts(self, job_id: int) -> int:
+        with self.db.session() as s:
+            return s.get_one(m.Job, job_id).attempts
 
     def _finish(self, job_id: int, outcome: JobOutcome | None, error: str | None) -> None:
         try:
@@ -404,7 +436,7 @@ class Pipeline:
     def pending(self) -> int:
         """Jobs submitted and not yet collected."""
         with self._lock:
-            return len(self._running)
+            return len(self._running) + len(self._suspects)
 
     def drain(self, timeout: float | None = None) -> None:
         """Poll as if every series were quiet and wait until no job is left (for
@@ -480,8 +512,9 @@ class Pipeline:
         """Stop the executor (running jobs are waited for) and release the database."""
         with contextlib.suppress(Exception):
             self.collect()
-        if self._executor is not None:
-            self._executor.close()
+        for ex in (self._executor, self._quarantine):
+            if ex is not None:
+                ex.close()
         self.db.close()
 
 
@@ -714,9 +747,13 @@ def _cut(value: Any, n: int = 200) -> str | None:
     return None if value is None else str(value)[:n]
 
 
+def _worker_died(exc: BaseException) -> bool:
+    return type(exc).__name__ == "BrokenProcessPool"
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    if type(exc).__name__ == "BrokenProcessPool":
+    if _worker_died(exc):
         return f"the worker process died (killed or crashed): {text}"
     return text if type(exc).__name__ == "JobFailed" else f"{type(exc).__name__}: {text}"
 
