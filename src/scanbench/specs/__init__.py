@@ -100,6 +100,31 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "transverse_cv_percent": (),
         "voxel_cv_percent": (),
     },
+    # CT part A (issue 3). ct.water: per slice (slice = 1, 2, ...; z_mm) and the series
+    # (slice = "all"); position = "12 o'clock", "3 o'clock", "6 o'clock", "9 o'clock".
+    "ct.water": {
+        "ct_number_water_hu": ("slice", "z_mm"),
+        "noise_hu": ("slice", "z_mm"),
+        "uniformity_deviation_hu": ("slice", "z_mm", "position"),
+        "uniformity_max_deviation_hu": ("slice", "z_mm"),
+    },
+    "ct.mtf": {  # method = "point" (wire/bead) or "circular_edge"
+        "mtf50_lp_per_cm": ("method",),
+        "mtf10_lp_per_cm": ("method",),
+    },
+    "ct.nps": {
+        "nps_peak_frequency_per_mm": (),
+        "nps_mean_frequency_per_mm": (),
+        "noise_hu": (),
+    },
+    "ct.dose_verification": {
+        "ctdi100_centre_mgy": (),
+        "ctdi100_periphery_mgy": (),
+        "ctdiw_mgy": (),
+        "ctdivol_measured_mgy": ("phantom_cm",),
+        "ctdivol_displayed_mgy": ("phantom_cm",),
+        "ctdivol_deviation_percent": ("phantom_cm",),
+    },
 }
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
