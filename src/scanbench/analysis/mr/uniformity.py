@@ -1,0 +1,133 @@
+"""MRI image uniformity (NEMA MS 3) and ghosting of a uniform phantom.
+
+- ``percent_integral_uniformity`` — NEMA MS 3 (STANDARDS.md C.2 [U]): the image is
+  low-pass filtered with a 3 × 3 (9-point) mean, the ROI is the central 75 % of the
+  phantom's area (``common.central_roi``), and
+  PIU = 100 × (1 − (max − min) / (max + min)) over the filtered ROI. The filter keeps
+  noise from setting max and min; what is left is the shading (B1, coil sensitivity).
+- ``percent_signal_ghosting`` — the ACR ghosting ratio (STANDARDS.md C.1 #6 [C]) on a
+  uniform phantom: four elliptical background ROIs (10 cm², 4:1, long axis along the
+  image edge) midway between the phantom and the image edges (``common.background_rois``),
+  PSG = 100 × |(top + bottom) − (left + right)| / (2 × signal mean), the signal mean
+  over the central ROI. Ghosts lie along the phase-encode direction, so the pair on
+  that axis holds ghost plus noise and the other pair noise only; the Rician noise
+  floor, the same in all four, cancels.
+- ``signal_mean`` in the central ROI (stored value).
+
+``field_strength_t`` is recorded in the parameters so that field-specific specs
+(``field-specific-baseline``) can apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+
+from scanbench.analysis.mr import common
+from scanbench.analysis.mr.snr import ROI_FRACTION, _uniform_confidence
+from scanbench.analysis.registry import register
+from scanbench.errors import AnalysisError
+from scanbench.types import Result, Series
+
+FILTER_SIZE = 3
+
+
+def nema_piu(image: np.ndarray, roi: np.ndarray) -> tuple[float, float, float, tuple[int, int],
+                                                           tuple[int, int]]:
+    """PIU after the 3 × 3 low-pass filter, with max, min and where they are (row, col)."""
+    smooth = ndimage.uniform_filter(np.asarray(image, dtype=float), FILTER_SIZE)
+    vals = np.where(roi, smooth, np.nan)
+    imax = np.unravel_index(int(np.nanargmax(vals)), vals.shape)
+    imin = np.unravel_index(int(np.nanargmin(vals)), vals.shape)
+    hi, lo = float(vals[imax]), float(vals[imin])
+    return (100.0 * (1.0 - (hi - lo) / (hi + lo)), hi, lo, (int(imax[0]), int(imax[1])),
+            (int(imin[0]), int(imin[1])))
+
+
+def ghosting_percent(obj: common.ObjectSlice, roi: np.ndarray, pixel_mm: float
+                     ) -> tuple[float, dict[str, float], dict[str, np.ndarray], list[str]]:
+    rois, notes = common.background_rois(obj, pixel_mm)
+    means = {k: float(obj.image[m].mean()) for k, m in rois.items() if m.any()}
+    if len(means) < 4:
+        raise AnalysisError("the phantom fills the image: no room for the four background "
+                            "ROIs of the ghosting measure")
+    signal = float(obj.image[roi].mean())
+    psg = 100.0 * abs((means["top"] + means["bottom"]) - (means["left"] + means["right"])) \
+        / (2.0 * signal)
+    return psg, means, rois, notes
+
+
+@register
+class NemaUniformity:
+    """NEMA MS 3 uniformity and the ACR-style ghosting ratio of a uniform phantom image."""
+
+    id: ClassVar[str] = "mr.nema_ms3.uniformity"
+    modality: ClassVar[str] = "MR"
+    standard: ClassVar[str] = ("NEMA MS 3-2008 (R2014, R2020) image uniformity; ghosting "
+                               "ratio as in the ACR phantom test guidance")
+    title: ClassVar[str] = "MRI uniformity and ghosting (uniform phantom)"
+
+    def detect(self, series: Series) -> float:
+        try:
+            return _uniform_confidence(series)
+        except Exception:
+            return 0.0
+
+    def run(self, series: Series, **params: Any) -> Result:
+        frac = float(params.get("roi_fraction", ROI_FRACTION))
+        if not 0.05 <= frac <= 1.0:
+            raise AnalysisError(f"roi_fraction must be between 0.05 and 1, got {frac}")
+        idx = params.get("slice")
+        obj = common.find_object(series, None if idx is None else int(idx))
+        roi = common.central_roi(obj.mask, frac)
+        dy, dx = float(series.spacing[1]), float(series.spacing[2])
+        result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
+                        device=series.facts.device, acquired_at=series.facts.acquired_at)
+        piu, hi, lo, at_max, at_min = nema_piu(obj.image, roi)
+        result.add("percent_integral_uniformity", piu, "%")
+        result.add("signal_mean", float(obj.image[roi].mean()), "stored value")
+        try:
+            psg, means, rois, notes = ghosting_percent(obj, roi, dx)
+            result.add("percent_signal_ghosting", psg, "%")
+            result.warnings.extend(notes)
+        except AnalysisError as exc:
+            result.warnings.append(f"ghosting not measured: {exc.message}")
+            means, rois = {}, {}
+        mr = series.facts.mr
+        result.parameters.update({
+            "field_strength_t": common.field_strength_t(series),
+            "slice_index": obj.index, "roi_fraction": frac, "filter": "3x3 mean",
+            "roi_area_cm2": round(float(roi.sum()) * dy * dx / 100.0, 2),
+            "max_filtered": round(hi, 3), "min_filtered": round(lo, 3),
+            "phase_encoding_direction": mr.phase_encoding_direction if mr else None,
+            **{f"background_mean_{k}": round(v, 3) for k, v in means.items()},
+        })
+        result.evidence = {"image": obj.image, "roi": roi, "rois": rois, "max_rc": at_max,
+                           "min_rc": at_min, "spacing_yx": (dy, dx)}
+        return result
+
+    def figures(self, result: Result) -> list[Any]:
+        """The slice with the uniformity ROI, the filtered max and min, and the four
+        background ROIs of the ghosting measure."""
+        import plotly.graph_objects as go
+
+        ev = result.evidence
+        if not ev:
+            return []
+        img = ev["image"]
+        dy, dx = ev["spacing_yx"]
+        x, y = np.arange(img.shape[1]) * dx, np.arange(img.shape[0]) * dy
+        fig = go.Figure(go.Heatmap(z=img, x=x, y=y, colorscale="Greys", reversescale=True))
+        masks = [(ev["roi"], "#e6194b")] + [(m, "#4363d8") for m in ev["rois"].values()]
+        for mask, colour in masks:
+            fig.add_trace(go.Contour(z=mask.astype(float), x=x, y=y, showscale=False,
+                                     contours={"start": 0.5, "end": 0.5, "coloring": "none"},
+                                     line={"color": colour, "width": 2}))
+        for (r, c), label in ((ev["max_rc"], "max"), (ev["min_rc"], "min")):
+            fig.add_annotation(x=c * dx, y=r * dy, text=label, showarrow=True)
+        fig.update_yaxes(autorange="reversed", scaleanchor="x")
+        fig.update_layout(title_text="Uniformity ROI (central 75 %) and ghosting ROIs",
+                          template="simple_white")
+        return [fig]
