@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from scanbench.clinical import reference_levels as rl
 from scanbench.clinical.dose import StudyDose, doses_from_paths
 from scanbench.clinical.workflow import WorkflowSettings, workflow_from_paths
+from scanbench.errors import ScanbenchError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 _err = Console(stderr=True)
@@ -153,20 +156,56 @@ def _print_dose(studies: list[StudyDose], out: Console) -> None:
 def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
          age: Annotated[float | None, typer.Option(
              "--age", help="Patient age in years for the k-factors (default: from the "
-                           "header, else adult).")] = None) -> None:
+                           "header, else adult).")] = None,
+         drl: Annotated[str | None, typer.Option(
+             "--drl", help="Compare with a reference-level table: a shipped name "
+                           f"({', '.join(rl.list_tables())}) or a YAML file.")] = None,
+         local_drl: Annotated[Path | None, typer.Option(
+             "--local-drl", help="Write a local DRL table (P25/P50/P75 of facility medians) "
+                                 "computed from these studies, categorised by --drl (default "
+                                 "the WS/T 637 template's categories), to this YAML file.")]
+         = None) -> None:
     """Patient dose per study: CT dose reports (RDSR), radiopharmaceutical dose reports,
-    image-header fallbacks; effective dose with its coefficient source."""
+    image-header fallbacks; effective dose with its coefficient source; reference levels."""
     _check_paths(paths)
+    table = None
+    if drl is not None or local_drl is not None:
+        try:
+            table = rl.load_table(drl or "ws-t-637-2018-template")
+        except ScanbenchError as exc:
+            _err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
     with _progress(not as_json) as progress:
         report = doses_from_paths(paths, age_years=age, progress=progress)
     for where, why in report.notes:
         _err.print(f"[dim]note: skipped {where}: {why}[/]")
     for where, why in report.failures:
         _err.print(f"[red]error:[/] {where}: {why}")
+    exams = rl.compare_exams(report.studies, table) if table and drl else []
+    medians = rl.compare_medians(report.studies, table) if table and drl else []
     if as_json:
-        sys.stdout.write(json.dumps([s.to_dict() for s in report.studies], indent=1) + "\n")
+        objs = [s.to_dict() for s in report.studies]
+        if table is not None and drl:
+            for obj in objs:
+                obj["reference_levels"] = {
+                    "table": table.name, "source": table.source, "confidence": table.confidence,
+                    "comparisons": [c.to_dict() for c in exams
+                                    if c.subject == obj["study_instance_uid"]]}
+        sys.stdout.write(json.dumps(objs, indent=1) + "\n")
     else:
-        _print_dose(report.studies, _out())
+        out = _out()
+        _print_dose(report.studies, out)
+        if table is not None and drl:
+            _print_drl(table, exams, medians, out)
+    if local_drl is not None and table is not None:
+        data = rl.local_drl_table(report.studies, table, local_drl.stem)
+        try:
+            local_drl.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        except OSError as exc:
+            _err.print(f"[red]error:[/] {local_drl}: cannot write ({exc.strerror})")
+            raise typer.Exit(EXIT_FAILURES) from None
+        _err.print(f"local DRL table ({len(data['exams'])} exam categories) written to "
+                   f"{local_drl}")
     if csv_file is not None:
         _write_csv(csv_file, dose_rows(report.studies))
     if not report.studies:
@@ -176,6 +215,27 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
         raise typer.Exit(EXIT_USAGE)
     if report.failures:
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _print_drl(table: rl.DrlTable, exams: list[rl.Comparison], medians: list[rl.Comparison],
+               out: Console) -> None:
+    style = {"above_drl": "bold red", "above_achievable": "yellow",
+             "below_abnormally_low": "magenta", "within": "green"}
+    t = Table(title=f"Reference levels: {table.title} [{table.confidence}] — {table.source}",
+              header_style="bold")
+    for col in ("exam / facility median", "category", "quantity", "n", "value", "DRL",
+                "achievable", "abnormally low", "outcome"):
+        t.add_column(col, justify="right" if col in ("n", "value", "DRL", "achievable",
+                                                       "abnormally low") else "left")
+    for c in medians + exams:
+        t.add_row(c.subject if c.n > 1 or "|" in c.subject else c.subject[-20:], c.exam,
+                  c.quantity, str(c.n), _f(c.value), _f(c.levels.get("drl")),
+                  _f(c.levels.get("achievable")), _f(c.levels.get("abnormally_low")),
+                  f"[{style[c.outcome]}]{c.outcome}[/]")
+    out.print(t)
+    if not exams:
+        _err.print(f"[yellow]note:[/] no CT exam matched a category of '{table.name}' with "
+                   "numbers to compare")
 
 
 def _time_arg(value: str) -> tuple[dt.time, dt.time]:
