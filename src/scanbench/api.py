@@ -76,10 +76,16 @@ def analyze_paths(
     from scanbench import dicom
 
     report = AnalyzeReport()
+    # PET raw data (.h5/.hdf5/.hs: sinograms, list mode) go to the raw-data analyses
+    from scanbench.rawdata import find_raw_files
+    from scanbench.rawdata.analysis import analyze_raw_files
+
+    raw_files, paths = find_raw_files([Path(p) for p in paths])
+    analyze_raw_files(raw_files, analysis, params or {}, report, progress)
     read = dicom.read(list(paths), progress=read_progress)
     report.skipped.extend(Failure(str(p), why) for p, why in read.skipped)
     report.failures.extend(Failure(str(w), why) for w, why in read.errors)
-    report.series_read = len(read.series)
+    report.series_read += len(read.series)
     for series in _run_groups(read.series, analysis, params or {}, report, progress):
         if progress:
             progress(_series_where(series))

@@ -255,7 +255,7 @@ def find_raw_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
             found = sorted(q for q in p.rglob("*") if q.is_file() and is_raw_path(q))
             raw.extend(found)
             others = [q for q in p.rglob("*") if q.is_file() and not is_raw_path(q)
-                      and q.suffix.lower() != ".s"]
+                      and q.suffix.lower() not in (".s", ".json")]
             if others or not found:
                 rest.append(p)
         else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from scanbench.errors import AnalysisError
+from scanbench.errors import AnalysisError, InputError
 from scanbench.rawdata import RawDataset, read_raw
 from scanbench.types import Result, Series
 
@@ -127,3 +127,26 @@ def float_param(params: dict[str, Any], key: str, default: float | None) -> floa
         return float(params[key])
     except (TypeError, ValueError):
         raise AnalysisError(f"parameter {key}={params[key]!r} is not a number") from None
+
+
+def analyze_raw_files(files: list[Path], analysis: str | None, params: dict[str, Any],
+                      report: Any, progress: Any = None) -> None:
+    """Analyse every raw-data file into ``report`` (an :class:`scanbench.api.AnalyzeReport`):
+    a result each, or a failure naming the file; never raises for one bad file."""
+    from scanbench.api import Failure
+    from scanbench.errors import ScanbenchError
+
+    for path in files:
+        if progress:
+            progress(str(path))
+        try:
+            report.results.append(analyze_raw(path, analysis, params))
+            report.series_read += 1
+        except ScanbenchError as exc:
+            if not isinstance(exc, InputError):
+                report.series_read += 1  # read, but not analysable: exit status 1, not 2
+            report.failures.append(Failure(exc.where or str(path), exc.message))
+        except Exception as exc:  # a defect in one analysis must not lose the other files
+            report.failures.append(Failure(
+                str(path), f"internal error ({type(exc).__name__}: {exc}); this is a scanbench "
+                           "defect: please report it with the file"))

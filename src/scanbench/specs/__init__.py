@@ -91,6 +91,27 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "fwhm_mean_mm": ("direction", "position_cm", "n_sources"),
         "fwtm_mean_mm": ("direction", "position_cm", "n_sources"),
     },
+    "pet.nema_nu2_2018.sensitivity": {
+        "system_sensitivity_cps_per_kbq": ("radius_mm",),
+        "aluminium_attenuation_coefficient_per_cm": ("radius_mm",),
+        "peak_slice_sensitivity_cps_per_kbq": ("radius_mm",),
+    },
+    "pet.nema_nu2_2018.count_rate": {
+        "total_rate_kcps": ("frame", "activity_kbq_ml"),
+        "true_rate_kcps": ("frame", "activity_kbq_ml"),
+        "random_rate_kcps": ("frame", "activity_kbq_ml"),
+        "scatter_rate_kcps": ("frame", "activity_kbq_ml"),
+        "necr_kcps": ("frame", "activity_kbq_ml"),
+        "peak_necr_kcps": (),
+        "activity_at_peak_necr_kbq_ml": (),
+        "peak_true_rate_kcps": (),
+        "activity_at_peak_true_rate_kbq_ml": (),
+        "scatter_fraction_percent": ("activity",),
+    },
+    "pet.nema_nu2_2018.tof_resolution": {
+        "tof_resolution_ps": ("frame", "activity_kbq_ml"),
+        "events_used": ("frame", "activity_kbq_ml"),
+    },
     "pet.calibration_uniformity": {
         "activity_concentration_bq_ml": (),
         "expected_activity_concentration_bq_ml": (),
