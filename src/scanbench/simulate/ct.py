@@ -525,6 +525,147 @@ def mtf_crossing(f: np.ndarray, mtf: np.ndarray, level: float) -> float:
 
 
 
+# ---------------------------------------------------------------- ready-made scans
+
+
+def _grid(pixel_mm: float, fov_mm: float) -> tuple[int, float]:
+    matrix = round(fov_mm / pixel_mm)
+    matrix += matrix % 2
+    return matrix, matrix * pixel_mm
+
+
+def _slices(n_slices: int, spacing_mm: float, table_z_mm: float) -> list[float]:
+    if n_slices < 1:
+        raise ValueError(f"n_slices must be >= 1, got {n_slices}")
+    return [table_z_mm + k * spacing_mm for k in range(n_slices)]
+
+
+def water_truth(model: CtScannerModel, phantom: Any, noise_sd_hu: float | None,
+                edge_distance_mm: float = 10.0) -> dict[str, Any]:
+    """What ct.water should report for a water cylinder scanned by ``model`` (image mode).
+
+    With the analysis' ROI convention (ROI diameter 10 % of the water's
+    diameter, at least 10 mm; peripheral ROIs with their outer edge
+    ``edge_distance_mm`` inside the water), the cupping −c·(1 − r²/R²) (R the
+    outer radius) averages over a disc of radius a at distance d to
+    −c·(1 − (d² + a²/2)/R²): the centre ROI reads hu_offset − c·(1 − a²/2R²)
+    and each peripheral ROI c·d²/R² above it.
+    """
+    r_in = phantom.inner_radius_mm
+    a = max(10.0, 0.1 * 2 * r_in) / 2
+    d = r_in - edge_distance_mm - a
+    c, big_r = model.cupping_hu, phantom.radius_mm
+    centre = phantom.water_hu + model.hu_offset - c * (1 - a * a / (2 * big_r**2))
+    dev = c * d * d / big_r**2
+    return {"ct_number_water_hu": centre, "noise_hu": noise_sd_hu,
+            "uniformity_deviation_hu": {p: dev for p in ("12 o'clock", "3 o'clock",
+                                                         "6 o'clock", "9 o'clock")},
+            "uniformity_max_deviation_hu": abs(dev), "roi_diameter_mm": 2 * a,
+            "peripheral_roi_distance_mm": d}
+
+
+def render_water(model: CtScannerModel | None = None, *, diameter_mm: float = 200.0,
+                 wall_mm: float = 4.0, pixel_mm: float = 0.49, fov_mm: float | None = None,
+                 n_slices: int = 5, slice_thickness_mm: float = 5.0,
+                 slice_spacing_mm: float | None = None, table_z_mm: float = 0.0,
+                 shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 rotation_deg: float = 0.0, noise: bool = True, seed: int | None = 0,
+                 mode: Literal["image", "fbp"] = "image", supersample: int = 3,
+                 reconstruction_diameter_mm: float | None = None
+                 ) -> tuple[CtVolume, dict[str, Any]]:
+    """A daily-QC water phantom scan and its ground truth (``water_truth``)."""
+    from scanbench.phantoms.ct_water import WaterCylinder
+
+    model = model or CtScannerModel()
+    phantom = WaterCylinder(diameter_mm=diameter_mm, wall_mm=wall_mm,
+                            length_mm=max(200.0, 2 * n_slices * slice_thickness_mm + 40))
+    matrix, fov = _grid(pixel_mm, fov_mm or max(diameter_mm + 60.0, 250.0))
+    z = _slices(n_slices, slice_spacing_mm or slice_thickness_mm, table_z_mm)
+    shift = (shift_mm[0], shift_mm[1], shift_mm[2] + table_z_mm
+             + 0.5 * (n_slices - 1) * (slice_spacing_mm or slice_thickness_mm))
+    vol = acquire(phantom.hu_at, model, fov_mm=fov, matrix=matrix, z_mm=z,
+                  slice_thickness_mm=slice_thickness_mm, mode=mode, supersample=supersample,
+                  seed=seed, rotation_deg=rotation_deg, shift_mm=shift, noise=noise,
+                  cupping_radius_mm=phantom.radius_mm,
+                  reconstruction_diameter_mm=reconstruction_diameter_mm)
+    truth = {"kind": "ct-water", "phantom": dataclasses.asdict(phantom),
+             "scanner": model.to_dict(), **truth_jsonable(vol.truth)}
+    if mode == "image":
+        truth["expected"] = water_truth(model, phantom, vol.noise_sd_hu if noise else 0.0)
+    return vol, truth
+
+
+def render_wire(model: CtScannerModel | None = None, *, wire_diameter_mm: float = 0.1,
+                position_mm: tuple[float, float] = (0.0, 0.0), tilt_deg: float = 0.0,
+                pixel_mm: float = 0.3, fov_mm: float | None = None, n_slices: int = 3,
+                slice_thickness_mm: float = 2.0, table_z_mm: float = 0.0,
+                shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                rotation_deg: float = 0.0, noise: bool = True, seed: int | None = 0,
+                mode: Literal["image", "fbp"] = "image"
+                ) -> tuple[CtVolume, dict[str, Any]]:
+    """A thin wire in a water cylinder, along z or tilted by ``tilt_deg`` in the x–z plane
+    (a slanted wire samples the PSF at a different sub-pixel offset in every slice)."""
+    from scanbench.phantoms.ct_inserts import WireInsert
+
+    model = model or CtScannerModel()
+    wire = WireInsert(wire_diameter_mm=wire_diameter_mm, position_mm=position_mm)
+    matrix, fov = _grid(pixel_mm, fov_mm or 80.0)
+    z = _slices(n_slices, slice_thickness_mm, table_z_mm)
+    z_mid = table_z_mm + 0.5 * (n_slices - 1) * slice_thickness_mm
+    shift = (shift_mm[0], shift_mm[1], shift_mm[2] + z_mid)
+    (x0, y0, _lo, _hi, strength), = wire.line_sources()
+    span = 0.5 * n_slices * slice_thickness_mm + 3 * slice_thickness_mm + 5.0
+    if tilt_deg == 0.0:
+        lines = [(x0, y0, -span, span, strength)]
+    else:
+        step = 0.05
+        zs = np.arange(-span, span, step) + step / 2
+        slope = math.tan(math.radians(tilt_deg))
+        # Each short segment of a slanted wire carries strength × length along z / step:
+        # the in-plane line density of the slanted wire is strength / cos(tilt).
+        lines = [(x0 + slope * zc, y0, zc - step / 2, zc + step / 2,
+                  strength / math.cos(math.radians(tilt_deg))) for zc in zs]
+    vol = acquire(wire.hu_at, model, fov_mm=fov, matrix=matrix, z_mm=z,
+                  slice_thickness_mm=slice_thickness_mm, mode=mode, supersample=3, seed=seed,
+                  rotation_deg=rotation_deg, shift_mm=shift, noise=noise, line_sources=lines)
+    truth = {"kind": "ct-wire", "phantom": dataclasses.asdict(wire), "tilt_deg": tilt_deg,
+             "scanner": model.to_dict(), **truth_jsonable(vol.truth)}
+    if mode == "image":
+        truth["expected"] = {"mtf50_lp_per_cm": model.mtf50_lp_per_cm,
+                             "mtf10_lp_per_cm": model.mtf10_lp_per_cm}
+    return vol, truth
+
+
+def render_edge(model: CtScannerModel | None = None, *, insert_diameter_mm: float = 25.0,
+                insert_hu: float = 950.0, position_mm: tuple[float, float] = (0.0, 0.0),
+                pixel_mm: float = 0.49, fov_mm: float | None = None, n_slices: int = 3,
+                slice_thickness_mm: float = 5.0, table_z_mm: float = 0.0,
+                shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                rotation_deg: float = 0.0, noise: bool = True, seed: int | None = 0,
+                mode: Literal["image", "fbp"] = "image", host_diameter_mm: float = 160.0
+                ) -> tuple[CtVolume, dict[str, Any]]:
+    """A circular-edge insert (teflon-like by default) in a water cylinder."""
+    from scanbench.phantoms.ct_inserts import EdgeInsert
+
+    model = model or CtScannerModel()
+    edge = EdgeInsert(insert_diameter_mm=insert_diameter_mm, insert_hu=insert_hu,
+                      position_mm=position_mm, host_diameter_mm=host_diameter_mm)
+    matrix, fov = _grid(pixel_mm, fov_mm or host_diameter_mm + 50.0)
+    z = _slices(n_slices, slice_thickness_mm, table_z_mm)
+    shift = (shift_mm[0], shift_mm[1],
+             shift_mm[2] + table_z_mm + 0.5 * (n_slices - 1) * slice_thickness_mm)
+    vol = acquire(edge.hu_at, model, fov_mm=fov, matrix=matrix, z_mm=z,
+                  slice_thickness_mm=slice_thickness_mm, mode=mode, supersample=5, seed=seed,
+                  rotation_deg=rotation_deg, shift_mm=shift, noise=noise)
+    truth = {"kind": "ct-edge", "phantom": dataclasses.asdict(edge),
+             "scanner": model.to_dict(), **truth_jsonable(vol.truth)}
+    if mode == "image":
+        truth["expected"] = {"mtf50_lp_per_cm": model.mtf50_lp_per_cm,
+                             "mtf10_lp_per_cm": model.mtf10_lp_per_cm,
+                             "contrast_hu": insert_hu - edge.host_hu}
+    return vol, truth
+
+
 def write_ct_series(volume: CtVolume, out_dir: Any, *, model: CtScannerModel,
                     **kwargs: Any) -> list[Any]:
     """Write ``volume`` as CT DICOM: :func:`scanbench.simulate.ct_dicom.write_ct_series`."""
@@ -534,4 +675,5 @@ def write_ct_series(volume: CtVolume, out_dir: Any, *, model: CtScannerModel,
 
 
 __all__ = ["CT_SCANNER_MODELS", "PADDING_HU", "CtScannerModel", "CtVolume", "acquire",
-           "mtf_crossing", "truth_jsonable", "write_ct_series"]
+           "mtf_crossing", "render_edge", "render_water", "render_wire", "truth_jsonable",
+           "water_truth", "write_ct_series"]

@@ -92,20 +92,26 @@ def _stack(images: np.ndarray, centres: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _bin(r: np.ndarray, v: np.ndarray, width: float, r_max: float
          ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of v in bins of r of ``width`` from 0 to r_max; empty bins interpolated."""
+    """v on a regular grid of ``width`` from 0 to r_max, from scattered (r, v) samples.
+
+    Samples are averaged in bins, each bin's mean placed at its samples' mean r
+    (not the bin centre, which would shift a steep profile), and a monotone
+    cubic (PCHIP) through those points is read on the grid: a sharp PSF
+    sampled by few pixels is bridged smoothly, without a spline's overshoot.
+    """
     n = int(np.ceil(r_max / width))
     idx = np.clip((r / width).astype(int), 0, n - 1)
     keep = r < r_max
     sums = np.bincount(idx[keep], weights=v[keep], minlength=n)
+    rsum = np.bincount(idx[keep], weights=r[keep], minlength=n)
     counts = np.bincount(idx[keep], minlength=n)
     centres = (np.arange(n) + 0.5) * width
     ok = counts > 0
     if ok.sum() < 4:
         raise AnalysisError("too few pixels around the object for a spread function")
-    known = sums[ok] / np.maximum(counts[ok], 1)
-    # Monotone cubic (PCHIP) through the filled bins: a sharp PSF sampled by few
-    # pixels is bridged smoothly, without the overshoot of a spline.
-    means = interpolate.PchipInterpolator(centres[ok], known, extrapolate=True)(centres)
+    at = rsum[ok] / counts[ok]
+    known = sums[ok] / counts[ok]
+    means = interpolate.PchipInterpolator(at, known, extrapolate=True)(centres)
     return centres, means
 
 
@@ -135,8 +141,14 @@ def _gauss_centre(img: np.ndarray, guess: np.ndarray, pixel_mm: float, half: int
 def mtf_from_point(image_yx: np.ndarray, pixel_mm: float, centre_yx: Any, *,
                    roi_radius_mm: float | None = None, bin_mm: float | None = None,
                    refine: bool = True, f_max_per_mm: float | None = None,
-                   n_frequencies: int = 256) -> MtfCurve:
+                   n_frequencies: int = 256, object_diameter_mm: float = 0.0,
+                   object_shape: str = "bead") -> MtfCurve:
     """MTF from a wire or bead: oversampled radial PSF and its Hankel transform.
+
+    ``object_diameter_mm`` > 0 divides the curve by the object's own transfer
+    function — a bead (sphere): 3(sin x − x cos x)/x³, a wire (cylinder along
+    z): 2·J1(x)/x, x = π f d — up to where that falls to 0.3 (beyond, the
+    division would only amplify noise; the curve stops there).
 
     ``image_yx`` is one slice or a stack ``(n, ny, nx)`` (in HU) through the
     same wire; ``centre_yx`` an approximate (row, column), or one per slice.
@@ -184,6 +196,17 @@ def mtf_from_point(image_yx: np.ndarray, pixel_mm: float, centre_yx: Any, *,
         raise AnalysisError("the point spread function has no positive integral: no wire or "
                             "bead at the given position")
     mtf = h / h[0]
+    if object_diameter_mm > 0:
+        if object_shape not in ("bead", "wire"):
+            raise AnalysisError(f"object_shape must be bead or wire, got {object_shape!r}")
+        x = np.pi * f * float(object_diameter_mm)
+        xs = np.where(x == 0, 1.0, x)
+        if object_shape == "bead":
+            own = np.where(x == 0, 1.0, 3 * (np.sin(xs) - xs * np.cos(xs)) / xs**3)
+        else:
+            own = np.where(x == 0, 1.0, 2 * special.j1(xs) / xs)
+        usable = np.cumprod(own > 0.3).astype(bool)
+        f, mtf = f[usable], mtf[usable] / own[usable]
     centre = tuple(float(x) for x in np.mean(fitted, axis=0))
     return MtfCurve(frequency_per_mm=f, mtf=mtf, mtf50_lp_per_cm=10 * crossing(f, mtf, 0.5),
                     mtf10_lp_per_cm=10 * crossing(f, mtf, 0.1), method="point",
@@ -411,8 +434,13 @@ class CtMtf:
         v = series.voxels
         if point is not None:
             ks = point["slices"]
+            diameter = float(params.get("object_diameter_mm", 0.0))
             curve = mtf_from_point(np.asarray(v[ks], dtype=np.float64), dx, point["centres"],
-                                   roi_radius_mm=params.get("roi_radius_mm"))
+                                   roi_radius_mm=params.get("roi_radius_mm"),
+                                   object_diameter_mm=diameter,
+                                   object_shape=str(params.get("object_shape", "bead")))
+            if diameter > 0:
+                result.parameters["object_diameter_mm"] = diameter
             label = "point"
         else:
             edge = find_edge_insert(series) if method in ("auto", "edge") else None
