@@ -31,7 +31,7 @@ from scanbench.clinical.workflow import WorkflowSettings, workflow_from_paths
 from scanbench.errors import ScanbenchError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)  # a message is one line, for grep and logs
 
 PathsArg = Annotated[list[Path], typer.Argument(
     help="DICOM files, folders (searched recursively) or zips.", show_default=False)]

@@ -19,7 +19,7 @@ from scanbench.simulate.clinical import (
     simulate_petct_exams,
 )
 
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)  # a message is one line, for grep and logs
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the exams into.")]
 NOpt = Annotated[int, typer.Option("--exams", "-n", help="Number of exams (one per patient).")]
