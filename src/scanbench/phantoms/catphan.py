@@ -71,7 +71,10 @@ LINE_PAIR_GAP_MM = 5.0
 LINE_PAIRS_PER_CM: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 BEAD_UV = (0.0, 20.0)
 BEAD_DIAMETER_MM = 0.28
-BEAD_HU = 3000.0
+# The bead is far smaller than a pixel: the virtual scanner draws it as an analytic line
+# source (strength = excess HU × cross-section, HU·mm²) through the resolution module
+# rather than through the sampled HU map; 1850 HU·mm² is a 0.28 mm bead of ~30000 HU.
+BEAD_STRENGTH_HU_MM2 = 1850.0
 
 LOW_CONTRAST_DIAMETERS_MM: tuple[float, ...] = (15.0, 9.0, 8.0, 7.0, 6.0, 5.0)
 LOW_CONTRAST_ANGLES_DEG: tuple[float, ...] = (-87.4, -69.1, -52.7, -38.5, -25.1, -12.9)
@@ -303,7 +306,15 @@ def _resolution(out: np.ndarray, u: np.ndarray, v: np.ndarray, r2: np.ndarray) -
         bars = ((np.abs(rad) <= LINE_PAIR_BAR_LENGTH_MM / 2) & (x >= 0)
                 & (x <= p.length_mm) & (np.mod(x, p.period_mm) < p.period_mm / 2))
         flat[ring[bars]] = LINE_PAIR_BAR_HU
-    _disk(out, u, v, r2, BEAD_UV, BEAD_DIAMETER_MM / 2, BEAD_HU)
+
+
+def line_sources(model: str = "504") -> list[tuple[float, float, float, float, float]]:
+    """The bead as the virtual scanner's line source: (u, v, w_lo, w_hi, HU·mm²)."""
+    m = MODELS[model].module("resolution")
+    if m is None:
+        return []
+    return [(BEAD_UV[0], BEAD_UV[1], m.w_mm - MODULE_DEPTH_MM / 2, m.w_mm + MODULE_DEPTH_MM / 2,
+             BEAD_STRENGTH_HU_MM2)]
 
 
 def low_contrast_rods() -> list[tuple[float, float, float, float]]:

@@ -1,0 +1,593 @@
+"""``ct.catphan`` — the CatPhan family (500, 503, 504, 600, 604), module by module.
+
+What each measurement implements (STANDARDS.md B.1/B.2 for the methods; the
+geometry and its sources in :mod:`scanbench.phantoms.catphan`):
+
+- **Sensitometry (CTP404 / CTP732 / CTP401)**: ``ct_number_hu{material}`` —
+  the mean in a 3.5 mm ROI at each insert's centre (well inside the 12.2 mm
+  insert, so the blurred edge does not reach it), averaged over the module's
+  slices (uncertainty: standard error of the per-slice means; the second air
+  insert is ``air_2``). The HU–electron-density line: least squares of the
+  measured CT numbers against the inserts' relative electron densities
+  (``hu_electron_density_slope_hu``, ``hu_electron_density_intercept_hu``,
+  ``hu_electron_density_r_squared``). ``slice_thickness_mm`` — the 23° wire
+  ramps: FWHM of each ramp's profile × tan 23° (0.42), over the ramps seen whole
+  on every slice, averaged. ``mtf50_lp_per_cm`` / ``mtf10_lp_per_cm``
+  ``{method: teflon edge}`` — the circular-edge task transfer function of the
+  Teflon insert (AAPM TG-233; :func:`scanbench.analysis.ct.mtf.mtf_from_circular_edge`).
+- **Uniformity (CTP486 / CTP712)**: ``ct_number_centre_hu`` and ``noise_hu``
+  (centre ROI mean and SD), ``uniformity_deviation_hu{position}`` (edge −
+  centre, 10 mm ROIs 50 mm out at 12, 3, 6, 9 o'clock),
+  ``uniformity_max_deviation_hu``, and the ICRU 87 NPS of the five ROIs' squares
+  (:func:`scanbench.analysis.ct.nps.nps_2d`): ``nps_peak_frequency_per_mm``,
+  ``nps_mean_frequency_per_mm``.
+- **High resolution (CTP528 / CTP714)**: ``bar_modulation{lp_per_cm}`` — the
+  fundamental-harmonic bar MTF of each line-pair group
+  (:mod:`scanbench.analysis.ct.phantom_modules`), on the mean of the module's
+  slices; ``high_contrast_resolution_lp_per_cm`` (the same objective criterion
+  as ``ct.acr464``); ``mtf50_lp_per_cm`` / ``mtf10_lp_per_cm`` ``{method: bead}``
+  from the bead's point spread (:func:`scanbench.analysis.ct.mtf.mtf_from_point`).
+- **Low contrast (CTP515)**: ``low_contrast_cnr{diameter_mm, level}`` —
+  |mean(rod ROI, 0.4 × diameter) − mean(background)| / SD(background), the
+  background a 4 mm ROI on the same radius line at 0.75 of the rods' distance
+  (pylinac's placement), per rod, on the mean of the module's slices.
+
+Finding the phantom: every slice is classed (inserts with air on the 58.7 mm
+ring: sensitometry; bars on the 47 mm ring: resolution; a flat disk: uniform),
+and each model's module offsets are fitted to the classes along z; the model
+whose layout and sensitometry inserts fit best is taken (``--param model=604``
+overrides). Rotation and mirroring come from the inserts (any angle), found by
+matching the measured CT numbers to the layout. A series holding one module
+(a few slices, as exported for a quick check) is recognised and measured on its
+own; which CatPhan it belongs to is then unknown and said so. A slice whose
+200 mm housing is cut by a small field of view is fine as long as the module's
+features are inside it (the phantom centre then comes from the insert ring).
+
+Which analysis takes a lone uniformity module: ``ct.catphan`` when the CatPhan
+outline is recognised (a ~200 mm housing with the 150 mm module's edge inside
+it), otherwise ``ct.water`` — a uniform water cylinder is that analysis's
+phantom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+
+from scanbench.analysis.ct import phantom_modules as pm
+from scanbench.analysis.memo import memo
+from scanbench.analysis.registry import register
+from scanbench.errors import AnalysisError
+from scanbench.phantoms import catphan as cp
+from scanbench.types import Result, Series
+
+SENS_ROI_RADIUS_MM = 3.5
+KINDS = ("sensitometry", "uniformity", "resolution", "low_contrast")
+
+
+@dataclass
+class SliceInfo:
+    kind: str  # one of KINDS, "" when not recognised, "cut" when the body is cut
+    centre_yx: tuple[float, float]
+    housing: bool  # a ~200 mm body with a module edge inside it
+
+
+@dataclass
+class CatphanLayout:
+    z_mm: np.ndarray
+    kinds: list[str]
+    centres_yx: np.ndarray
+    model: str | None  # key of cp.MODELS, None when unknown (one module only)
+    anchor_z_mm: float | None
+    direction: int
+    present: dict[str, np.ndarray] = field(default_factory=dict)
+    housing: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def _ring_blobs(img: np.ndarray, spacing: tuple[float, float]) -> tuple[float, float] | None:
+    """Centre of the insert ring from the inserts themselves (when the housing is cut by
+    the field of view): high-contrast blobs of about the insert size, circle-fitted."""
+    dy, dx = spacing
+    sm = ndimage.gaussian_filter(np.asarray(img, float), (1.0 / dy, 1.0 / dx))
+    valid = sm > -2000
+    med = float(np.median(sm[valid]))
+    mask = (np.abs(sm - med) > 120.0) & valid
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    area_ins = math.pi * (cp.INSERT_DIAMETER_MM / 2) ** 2
+    sizes = ndimage.sum(np.ones_like(sm), lab, index=np.arange(1, n + 1)) * dy * dx
+    keep = [i + 1 for i, a in enumerate(sizes) if 0.5 * area_ins <= a <= 1.6 * area_ins]
+    if len(keep) < 4:
+        return None
+    cents = np.array(ndimage.center_of_mass(mask, lab, keep)) * np.array([dy, dx])
+    # vote for the centre that puts the most blobs on the insert ring (other objects —
+    # ramps, holes, the housing — are outliers), then least squares on those inliers
+    lo, hi = cents.min(axis=0) - cp.INSERT_RING_MM, cents.max(axis=0) + cp.INSERT_RING_MM
+    gy, gx = np.mgrid[lo[0]:hi[0]:1.0, lo[1]:hi[1]:1.0]
+    d = np.hypot(gy[..., None] - cents[:, 0], gx[..., None] - cents[:, 1])
+    votes = (np.abs(d - cp.INSERT_RING_MM) < 3.0).sum(axis=-1)
+    if votes.max() < 4:
+        return None
+    j = np.unravel_index(int(np.argmax(votes)), votes.shape)
+    c0 = np.array([gy[j], gx[j]])
+    inl = cents[np.abs(np.hypot(*(cents - c0).T) - cp.INSERT_RING_MM) < 3.0]
+    # Kåsa circle fit: y² + x² = 2by + 2ax + c
+    a_mat = np.column_stack([2 * inl[:, 0], 2 * inl[:, 1], np.ones(len(inl))])
+    sol, *_ = np.linalg.lstsq(a_mat, (inl**2).sum(axis=1), rcond=None)
+    cy, cx = sol[0], sol[1]
+    r = math.sqrt(max(sol[2] + cx * cx + cy * cy, 0.0))
+    if abs(r - cp.INSERT_RING_MM) > 0.1 * cp.INSERT_RING_MM:
+        return None
+    return float(cy / dy), float(cx / dx)
+
+
+def _housing(img: np.ndarray, frame: pm.Frame) -> bool:
+    """A step or a thin ring at the 75 mm module edge inside the housing."""
+    _, a = pm.ring_profile(img, frame, cp.MODULE_RADIUS_MM, width_mm=2.0)
+    _, b = pm.ring_profile(img, frame, 65.0, width_mm=6.0)
+    _, c = pm.ring_profile(img, frame, 87.0, width_mm=6.0)
+    edge, inner, outer = float(np.median(a)), float(np.median(b)), float(np.median(c))
+    return abs(edge - inner) > 8.0 or abs(outer - inner) > 30.0
+
+
+def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
+    dy, dx = spacing
+    body = pm.find_body(img, spacing)
+    centre: tuple[float, float] | None = None
+    housing = False
+    if body is not None and not body.touches_edge and abs(body.radius_mm - 100.0) < 10.0:
+        centre = body.centre_yx
+        housing = True
+    elif body is not None and body.touches_edge:
+        centre = _ring_blobs(img, spacing)
+    if centre is None:
+        return SliceInfo("", (math.nan, math.nan), False)
+    frame = pm.Frame(centre, spacing)
+    sm = ndimage.gaussian_filter(np.asarray(img, float), (1.0 / dy, 1.0 / dx))
+    _, ring_ins = pm.ring_profile(sm, frame, cp.INSERT_RING_MM, width_mm=4.0)
+    _, ring_lp = pm.ring_profile(sm, frame, cp.LINE_PAIR_RING_MM, width_mm=6.0)
+    if housing:
+        housing = _housing(sm, frame)
+    if ring_ins.min() < -500.0:
+        return SliceInfo("sensitometry", centre, housing)
+    if ring_lp.max() > 300.0 and ring_lp.std() > 60.0:
+        return SliceInfo("resolution", centre, housing)
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+    r = np.hypot((yy - centre[0]) * dy, (xx - centre[1]) * dx)
+    sm2 = ndimage.gaussian_filter(np.asarray(img, float), (2.0 / dy, 2.0 / dx))
+    disk = sm2[r < 60.0]
+    if disk.size and float(np.percentile(disk, 99) - np.percentile(disk, 1)) < 40.0 \
+            and abs(float(np.median(disk))) < 200.0:
+        return SliceInfo("uniformity", centre, housing)
+    return SliceInfo("", centre, housing)
+
+
+def locate(series: Series, model: str | None = None) -> CatphanLayout:
+    return memo(series, f"ct.catphan.layout.{model}", lambda: _locate(series, model))
+
+
+def _locate(series: Series, forced: str | None) -> CatphanLayout:
+    v = np.asarray(series.voxels)
+    _, dy, dx = series.spacing
+    z = pm.slice_positions(series.affine, v.shape[0])
+    step = 2 if min(dy, dx) < 0.35 else 1
+    infos = [_classify(v[k, ::step, ::step], (dy * step, dx * step)) for k in range(v.shape[0])]
+    kinds = [i.kind for i in infos]
+    centres = np.array([(i.centre_yx[0] * step, i.centre_yx[1] * step) for i in infos])
+    seen = sorted({k for k in kinds if k})
+    if not seen:
+        raise AnalysisError("no slice shows a CatPhan module (no insert ring with air, no "
+                            "line-pair ring, no uniform 150 mm module): not a CatPhan")
+    housing = any(i.housing for i in infos)
+    models = [forced] if forced else list(cp.MODELS)
+    best: tuple[int, str, float, int] | None = None
+    code = {k: i + 1 for i, k in enumerate(KINDS)}
+    obs = np.array([code.get(k, 0) for k in kinds])
+    z0s = np.arange(z.min() - 200.0, z.max() + 200.0, 1.0)
+    for key in models:
+        mdl = cp.MODELS[key]
+        for d in (1, -1):
+            pred = np.zeros((z0s.size, z.size), dtype=int)
+            for m in mdl.modules:
+                near = np.abs((z[None, :] - z0s[:, None]) * d - m.w_mm) <= cp.MODULE_DEPTH_MM / 2
+                pred[near] = code[m.kind]
+            both = (obs[None, :] > 0) & (pred > 0)
+            match = both & (pred == obs[None, :])
+            excused = both & (pred == code["low_contrast"]) & (obs[None, :] == code["uniformity"])
+            score = match.sum(axis=1) - (both & ~match & ~excused).sum(axis=1)
+            i = int(np.argmax(score))
+            if best is None or int(score[i]) > best[0]:
+                # the middle of the run of equally good positions
+                j = i
+                while j + 1 < score.size and score[j + 1] == score[i]:
+                    j += 1
+                best = (int(score[i]), key, float(z0s[i:j + 1].mean()), d)
+    assert best is not None
+    multi = len(seen) > 1
+    layout = CatphanLayout(z, kinds, centres, best[1] if (multi or forced) else None,
+                           best[2] if multi else None, best[3] if multi else 0,
+                           housing=housing)
+    if multi:
+        mdl = cp.MODELS[best[1]]
+        for m in mdl.modules:
+            idx = np.flatnonzero(np.abs((z - best[2]) * best[3] - m.w_mm)
+                                 <= cp.MODULE_DEPTH_MM / 2)
+            idx = idx[[kinds[i] in (m.kind, "uniformity") if m.kind == "low_contrast"
+                       else kinds[i] == m.kind for i in idx]]
+            if idx.size:
+                layout.present[m.kind] = idx
+        for m in mdl.modules:
+            if m.kind not in layout.present:
+                layout.warnings.append(f"{m.name} ({m.kind}) is not in this series: not "
+                                       "measured")
+    else:
+        layout.present[seen[0]] = np.flatnonzero([k == seen[0] for k in kinds])
+        layout.warnings.append(
+            f"only the {seen[0]} module is in this series ({len(layout.present[seen[0]])} "
+            "slices): the CatPhan model cannot be told from one module; the other modules are "
+            "not measured")
+    return layout
+
+
+def _stack(series: Series, idx: np.ndarray) -> np.ndarray:
+    return np.asarray(series.voxels[idx], dtype=np.float32)
+
+
+def _core(layout: CatphanLayout, kind: str, margin_mm: float) -> np.ndarray:
+    idx = layout.present[kind]
+    if layout.model is None or layout.anchor_z_mm is None:
+        return idx
+    m = cp.MODELS[layout.model].module(kind)
+    assert m is not None
+    zc = layout.anchor_z_mm + layout.direction * m.w_mm
+    core = idx[np.abs(layout.z_mm[idx] - zc) <= cp.MODULE_DEPTH_MM / 2 - margin_mm]
+    return core if core.size else idx
+
+
+def _frame(series: Series, layout: CatphanLayout, idx: np.ndarray) -> pm.Frame:
+    c = np.nanmean(layout.centres_yx[idx], axis=0)
+    return pm.Frame((float(c[0]), float(c[1])), (series.spacing[1], series.spacing[2]))
+
+
+def _sens_layouts(layout: CatphanLayout) -> dict[str, tuple[cp.Insert, ...]]:
+    if layout.model is not None:
+        m = cp.MODELS[layout.model].module("sensitometry")
+        assert m is not None
+        return {m.name: m.inserts}
+    return {"CTP404": cp.CTP404_INSERTS, "CTP732": cp.CTP732_INSERTS,
+            "CTP401": cp.CTP401_INSERTS}
+
+
+@register
+class Catphan:
+    """CatPhan 500/503/504/600/604: sensitometry, slice width, uniformity, NPS, bar MTF,
+    bead and edge MTF, low-contrast CNR."""
+
+    id: ClassVar[str] = "ct.catphan"
+    modality: ClassVar[str] = "CT"
+    standard: ClassVar[str] = (
+        "CatPhan manuals (The Phantom Laboratory) module geometry; CT number, uniformity and "
+        "noise as STANDARDS.md B.1/B.2; wire-ramp slice width (FWHM × tan 23°); TG-233 "
+        "edge TTF; ICRU 87 NPS; fundamental-harmonic bar MTF (Droege & Morin 1982)")
+    title: ClassVar[str] = "CatPhan (500/503/504/600/604)"
+
+    def detect(self, series: Series) -> float:
+        try:
+            if series.facts.modality != "CT" or series.voxels.ndim != 3:
+                return 0.0
+            layout = locate(series)
+            if not layout.present:
+                return 0.05
+            if set(layout.present) == {"uniformity"}:
+                return 0.92 if layout.housing else 0.3
+            return 0.95
+        except AnalysisError:
+            return 0.05
+        except Exception:
+            return 0.0
+
+    def run(self, series: Series, **params: Any) -> Result:
+        from scanbench.analysis.ct.common import check_axial
+
+        check_axial(series)
+        forced = str(params["model"]).strip() if "model" in params else None
+        if forced is not None and forced not in cp.MODELS:
+            raise AnalysisError(f"unknown CatPhan model {forced!r}; known: "
+                                f"{', '.join(cp.MODELS)}")
+        layout = locate(series, forced)
+        result = Result(analysis=self.id, standard=self.standard,
+                        series_instance_uid=series.uid, device=series.facts.device,
+                        acquired_at=series.facts.acquired_at)
+        result.warnings.extend(layout.warnings)
+        result.parameters["model"] = cp.MODELS[layout.model].name if layout.model else "unknown"
+        result.parameters["modules_found"] = sorted(layout.present)
+        thick = series.facts.ct.slice_thickness_mm if series.facts.ct else None
+        t_nom = float(thick) if thick else float(series.spacing[0])
+        ev: dict[str, Any] = {"spacing_yx": (series.spacing[1], series.spacing[2])}
+        frame: pm.Frame | None = None
+        if "sensitometry" in layout.present:
+            frame = self._sensitometry(series, layout, t_nom, result, ev)
+        if "uniformity" in layout.present:
+            self._uniformity(series, layout, t_nom, result, ev)
+        if "resolution" in layout.present:
+            self._resolution(series, layout, frame, result, ev)
+        if "low_contrast" in layout.present and frame is not None:
+            self._low_contrast(series, layout, frame, t_nom, result, ev)
+        result.evidence = ev
+        return result
+
+    # ---------------------------------------------------------------- sensitometry
+    def _sensitometry(self, series: Series, layout: CatphanLayout, t_nom: float,
+                      result: Result, ev: dict[str, Any]) -> pm.Frame:
+        idx = _core(layout, "sensitometry", t_nom / 2 + 1.0)
+        stack = _stack(series, idx)
+        img = stack.mean(axis=0)
+        f0 = _frame(series, layout, idx)
+        best: tuple[float, str, pm.Frame] | None = None
+        for name, inserts in _sens_layouts(layout).items():
+            feats = [(i.angle_deg, i.distance_mm, i.material.hu) for i in inserts]
+            fr, cost = pm.fit_orientation(img, f0, feats, smooth_mm=1.0)
+            for _ in range(2):
+                fr = pm.refine_pose(img, fr, feats, cp.INSERT_DIAMETER_MM / 2)
+            _, cost = pm.fit_orientation(img, fr, feats, smooth_mm=1.0,
+                                         angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,))
+            if best is None or cost < best[0]:
+                best = (cost, name, fr)
+        assert best is not None
+        cost, name, frame = best
+        inserts = dict(_sens_layouts(layout))[name]
+        if cost > 150.0:
+            raise AnalysisError(
+                f"the sensitometry inserts do not match a CatPhan layout (mean mismatch "
+                f"{cost:.0f} HU from the nominal CT numbers): not a CatPhan, or a damaged "
+                "or unknown insert set")
+        result.parameters.update({"sensitometry_module": name,
+                                  "rotation_deg": round(frame.angle_deg, 2),
+                                  "mirrored": frame.mirror < 0})
+        rois = []
+        hu_ed = []
+        seen: set[str] = set()
+        for ins in inserts:
+            label = ins.material.name if ins.material.name not in seen \
+                else f"{ins.material.name}_2"
+            seen.add(ins.material.name)
+            c = frame.polar_pixel(ins.angle_deg, ins.distance_mm)
+            st = pm.roi_stats(stack, frame, c, SENS_ROI_RADIUS_MM)
+            result.add("ct_number_hu", st.mean, "HU", labels={"material": label},
+                       uncertainty=st.sem)
+            rois.append((c, SENS_ROI_RADIUS_MM, label))
+            if ins.material.electron_density is not None and label == ins.material.name:
+                hu_ed.append((ins.material.electron_density, st.mean))
+        if len(hu_ed) >= 3:
+            x = np.array([h[0] for h in hu_ed])
+            y = np.array([h[1] for h in hu_ed])
+            slope, icpt = np.polyfit(x, y, 1)
+            r2 = 1.0 - float(((y - (slope * x + icpt)) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+            result.add("hu_electron_density_slope_hu", float(slope), "HU")
+            result.add("hu_electron_density_intercept_hu", float(icpt), "HU")
+            result.add("hu_electron_density_r_squared", r2, "1")
+            ev["hu_ed"] = (x, y, float(slope), float(icpt))
+        self._ramps(series, layout, frame, result, ev)
+        self._teflon_mtf(stack, frame, inserts, result, ev)
+        ev["sensitometry"] = {"image": img, "rois": rois}
+        return frame
+
+    def _ramps(self, series: Series, layout: CatphanLayout, frame: pm.Frame, result: Result,
+               ev: dict[str, Any]) -> None:
+        idx = layout.present["sensitometry"]
+        noise = max(pm.roi_stats(_stack(series, idx), frame, frame.pixel(0.0, 12.0), 4.0).sd,
+                    1.0)
+        edge = cp.RAMP_HALF_LENGTH_MM - 0.5
+        widths, shown = [], []
+        for k in idx:
+            for angle in (-90.0, 0.0, 90.0, 180.0):
+                a = math.radians(angle)
+                rp = pm.ramp_profile(series.voxels[k], frame, cp.polar(angle, cp.RAMP_DISTANCE_MM),
+                                     (-math.sin(a), math.cos(a)), cp.RAMP_HALF_LENGTH_MM + 8.0,
+                                     cp.RAMP_WIDTH_MM)
+                if rp is None or rp.peak - rp.background < 8.0 * noise:
+                    continue
+                if rp.left_mm < -edge or rp.right_mm > edge:
+                    continue
+                widths.append(rp.fwhm_mm * cp.RAMP_TAN)
+                shown.append((int(k), angle, rp))
+        if widths:
+            w = np.asarray(widths)
+            result.add("slice_thickness_mm", float(w.mean()), "mm",
+                       uncertainty=float(w.std(ddof=1) / math.sqrt(w.size)) if w.size > 1
+                       else None)
+            result.parameters["slice_thickness_ramps_used"] = int(w.size)
+            ev["ramps"] = shown[:2]
+        else:
+            result.warnings.append("no wire ramp is seen whole: no slice thickness")
+
+    def _teflon_mtf(self, stack: np.ndarray, frame: pm.Frame, inserts: tuple[cp.Insert, ...],
+                    result: Result, ev: dict[str, Any]) -> None:
+        from scanbench.analysis.ct.mtf import mtf_from_circular_edge
+
+        tef = [i for i in inserts if i.material.name == "teflon"]
+        if not tef:
+            return
+        c = frame.polar_pixel(tef[0].angle_deg, tef[0].distance_mm)
+        try:
+            curve = mtf_from_circular_edge(stack, frame.spacing_yx[0], c,
+                                           tef[0].diameter_mm / 2)
+        except AnalysisError as exc:
+            result.warnings.append(f"no MTF from the Teflon edge: {exc.message}")
+            return
+        lab = {"method": "teflon edge"}
+        result.add("mtf50_lp_per_cm", curve.mtf50_lp_per_cm, "lp/cm", labels=lab)
+        result.add("mtf10_lp_per_cm", curve.mtf10_lp_per_cm, "lp/cm", labels=lab)
+        ev["mtf_edge"] = curve
+
+    # ---------------------------------------------------------------- uniformity
+    def _uniformity(self, series: Series, layout: CatphanLayout, t_nom: float, result: Result,
+                    ev: dict[str, Any]) -> None:
+        from scanbench.analysis.ct.nps import nps_2d
+
+        idx = _core(layout, "uniformity", t_nom / 2 + 1.0)
+        stack = _stack(series, idx)
+        f = _frame(series, layout, idx)
+        centre = pm.roi_stats(stack, f, f.centre_yx, cp.UNIFORMITY_ROI_RADIUS_MM)
+        result.add("ct_number_centre_hu", centre.mean, "HU", uncertainty=centre.sem)
+        result.add("noise_hu", centre.sd, "HU")
+        rois = [(f.centre_yx, cp.UNIFORMITY_ROI_RADIUS_MM, "centre")]
+        devs = []
+        dy, dx = f.spacing_yx
+        squares = []
+        half = round(cp.UNIFORMITY_ROI_RADIUS_MM / dx)
+        for pos, ang in [("centre", None), *cp.UNIFORMITY_POSITIONS.items()]:
+            if ang is None:
+                c = f.centre_yx
+            else:
+                a = math.radians(ang)
+                c = (f.centre_yx[0] + cp.UNIFORMITY_ROI_DISTANCE_MM * math.sin(a) / dy,
+                     f.centre_yx[1] + cp.UNIFORMITY_ROI_DISTANCE_MM * math.cos(a) / dx)
+                st = pm.roi_stats(stack, f, c, cp.UNIFORMITY_ROI_RADIUS_MM)
+                d = st.mean - centre.mean
+                devs.append(d)
+                result.add("uniformity_deviation_hu", d, "HU", labels={"position": pos},
+                           uncertainty=math.hypot(st.sem, centre.sem))
+                rois.append((c, cp.UNIFORMITY_ROI_RADIUS_MM, pos))
+            r0, c0 = round(c[0]), round(c[1])
+            for img in stack:
+                sq = img[r0 - half:r0 + half, c0 - half:c0 + half]
+                if sq.shape == (2 * half, 2 * half):
+                    squares.append(sq)
+        result.add("uniformity_max_deviation_hu", float(max(abs(d) for d in devs)), "HU")
+        if squares and half >= 4:
+            nps = nps_2d(np.array(squares), dx)
+            result.add("nps_peak_frequency_per_mm", nps.peak_frequency_per_mm, "1/mm")
+            result.add("nps_mean_frequency_per_mm", nps.mean_frequency_per_mm, "1/mm")
+            ev["nps"] = nps
+        ev["uniformity"] = {"image": np.asarray(series.voxels[int(idx[len(idx) // 2])]),
+                            "rois": rois}
+
+    # ---------------------------------------------------------------- resolution
+    def _resolution(self, series: Series, layout: CatphanLayout, frame: pm.Frame | None,
+                    result: Result, ev: dict[str, Any]) -> None:
+        from scanbench.analysis.ct.mtf import mtf_from_point
+
+        idx = _core(layout, "resolution", 2.0)
+        img = _stack(series, idx).mean(axis=0)
+        f0 = _frame(series, layout, idx)
+        patterns = cp.line_pair_patterns()
+        if frame is not None:
+            f = pm.Frame(f0.centre_yx, f0.spacing_yx, frame.angle_deg, frame.mirror)
+        else:
+            feats = [(p.angle_deg, cp.LINE_PAIR_RING_MM, 100.0 + cp.LINE_PAIR_BAR_HU / 2)
+                     for p in patterns[:6]]
+            f, _ = pm.fit_orientation(img, f0, feats, smooth_mm=3.0)
+            result.warnings.append("the line-pair ring's rotation was fitted from the bar "
+                                   "groups themselves (no sensitometry module in the series)")
+        dy, dx = f.spacing_yx
+        yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
+        r = np.hypot((yy - f.centre_yx[0]) * dy, (xx - f.centre_yx[1]) * dx)
+        background = float(np.median(img[(r > 25.0) & (r < 33.0)]))
+        noise = float(np.asarray(series.voxels[idx][:, (r > 25.0) & (r < 33.0)], float)
+                      .std(axis=1).mean()) / math.sqrt(len(idx))
+        mods = []
+        for p in patterns:
+            a = math.radians(p.angle_deg)
+            tu, tv = -math.sin(a), math.cos(a)
+            cu, cv = cp.polar(p.angle_deg, cp.LINE_PAIR_RING_MM)
+            first = (cu + (-p.length_mm / 2 + p.period_mm / 4) * tu,
+                     cv + (-p.length_mm / 2 + p.period_mm / 4) * tv)
+            m = pm.bar_modulation(img, f, first, (tu, tv), p.lp_per_cm, p.n_bars,
+                                  cp.LINE_PAIR_BAR_LENGTH_MM, background, noise)
+            mods.append(m)
+            result.add("bar_modulation", m.mtf, "1", labels={"lp_per_cm": p.lp_per_cm})
+        best = pm.highest_resolved(mods)
+        result.add("high_contrast_resolution_lp_per_cm", best or 0.0, "lp/cm")
+        result.parameters["resolution_criterion"] = (
+            f"bar MTF >= {pm.RESOLVED_MTF} and amplitude > {pm.SIGNIFICANCE} SE")
+        # the bead: the brightest small object inside the ring
+        bead = f.pixel(*cp.BEAD_UV)
+        try:
+            curve = mtf_from_point(_stack(series, idx), dy, bead, roi_radius_mm=4.0)
+            lab = {"method": "bead"}
+            result.add("mtf50_lp_per_cm", curve.mtf50_lp_per_cm, "lp/cm", labels=lab)
+            result.add("mtf10_lp_per_cm", curve.mtf10_lp_per_cm, "lp/cm", labels=lab)
+            ev["mtf_bead"] = curve
+        except AnalysisError as exc:
+            result.warnings.append(f"no MTF from the bead: {exc.message}")
+        ev["resolution"] = {"image": img, "mods": mods}
+
+    # ---------------------------------------------------------------- low contrast
+    def _low_contrast(self, series: Series, layout: CatphanLayout, frame: pm.Frame,
+                      t_nom: float, result: Result, ev: dict[str, Any]) -> None:
+        idx = _core(layout, "low_contrast", t_nom / 2 + 1.0)
+        stack = _stack(series, idx)
+        f0 = _frame(series, layout, idx)
+        f = pm.Frame(f0.centre_yx, f0.spacing_yx, frame.angle_deg, frame.mirror)
+        mean_img = stack.mean(axis=0)[None]
+        rois = []
+        for d, level, cu, cv in cp.low_contrast_rods():
+            c = f.pixel(cu, cv)
+            bg = f.pixel(cu * 0.75, cv * 0.75)
+            a = pm.roi_stats(mean_img, f, c, 0.4 * d)
+            b = pm.roi_stats(mean_img, f, bg, 4.0)
+            if b.sd > 0:
+                result.add("low_contrast_cnr", abs(a.mean - b.mean) / b.sd, "1",
+                           labels={"diameter_mm": d, "level": f"{level:g}%"})
+            rois.append((c, 0.4 * d, f"{d:g} mm {level:g}%"))
+        ev["low_contrast"] = {"image": mean_img[0], "rois": rois}
+
+    # ---------------------------------------------------------------- figures
+    def figures(self, result: Result) -> list[Any]:
+        """Each module's slice with its ROIs, a ramp profile, HU against electron density,
+        bar MTF against frequency, the edge and bead MTF curves."""
+        import plotly.graph_objects as go
+
+        from scanbench.report.figures import RoiShape, profile_figure, slice_with_rois
+
+        ev = result.evidence
+        if not ev:
+            return []
+        sp = ev["spacing_yx"]
+        figs: list[Any] = []
+        for key, title in (("sensitometry", "Sensitometry: CT-number ROIs"),
+                           ("uniformity", "Uniformity ROIs"),
+                           ("low_contrast", "Low-contrast rod ROIs")):
+            if key in ev:
+                rois = [RoiShape(tuple(c), r, lab) for c, r, lab in ev[key]["rois"]]
+                figs.append(slice_with_rois(ev[key]["image"], sp, rois, title, unit="HU",
+                                            view_margin_mm=15.0))
+        for k, angle, rp in ev.get("ramps", []):
+            figs.append(profile_figure(
+                rp.position_mm, rp.values,
+                title=f"Wire ramp at {angle:+.0f}° (slice {k}): FWHM {rp.fwhm_mm:.2f} mm × "
+                      f"tan 23° = {rp.fwhm_mm * cp.RAMP_TAN:.2f} mm",
+                levels=[(rp.background, "background"), (rp.peak, "peak")],
+                x_title="along the ramp (mm)", y_title="HU"))
+        if "hu_ed" in ev:
+            x, y, s, b = ev["hu_ed"]
+            fig = go.Figure(go.Scatter(x=x, y=y, mode="markers", name="inserts"))
+            xs = np.array([0.0, float(np.max(x))])
+            fig.add_trace(go.Scatter(x=xs, y=s * xs + b, mode="lines", name="fit"))
+            fig.update_layout(title_text="CT number against relative electron density",
+                              template="simple_white", xaxis_title="relative electron density",
+                              yaxis_title="HU")
+            figs.append(fig)
+        if "resolution" in ev:
+            mods = ev["resolution"]["mods"]
+            fig = go.Figure(go.Scatter(x=[m.lp_per_cm for m in mods], y=[m.mtf for m in mods],
+                                       mode="lines+markers", name="bar MTF"))
+            fig.add_hline(y=pm.RESOLVED_MTF, line={"dash": "dot"},
+                          annotation_text="resolved threshold")
+            fig.update_layout(title_text="Line-pair groups: bar MTF", template="simple_white",
+                              xaxis_title="lp/cm", yaxis_title="MTF")
+            figs.append(fig)
+        for key, title in (("mtf_edge", "Teflon edge TTF"), ("mtf_bead", "Bead MTF")):
+            if key in ev:
+                c = ev[key]
+                figs.append(profile_figure(np.asarray(c.frequency_per_mm) * 10.0, c.mtf,
+                                           title=title, x_title="lp/cm", y_title="MTF",
+                                           levels=[(0.5, "50 %"), (0.1, "10 %")]))
+        return figs
