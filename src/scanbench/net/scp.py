@@ -22,7 +22,9 @@ recognised", PS3.8 9.3.4).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -129,7 +131,8 @@ class StorageScp:
 
     def start(self) -> None:
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_REJECTED, self._on_rejected)]
+                               (evt.EVT_REJECTED, self._on_rejected),
+                               (evt.EVT_CONN_OPEN, _quick_ack)]
         try:
             self._server = self._ae().start_server(
                 (self.config.host, self.config.port), block=False, evt_handlers=handlers)
@@ -179,6 +182,33 @@ class StorageScp:
         log.warning("C-STORE %s from %s rejected (0x%04X cannot understand): %s", sop_uid,
                     calling, CANNOT_UNDERSTAND, reason)
         return _status(CANNOT_UNDERSTAND, reason)
+
+
+def _quick_ack(event: Any) -> None:
+    """Acknowledge every TCP segment at once (Linux TCP_QUICKACK, re-armed before each
+    read, since the kernel drops back to delayed ACKs by itself).
+
+    A sender that keeps Nagle's algorithm on (Debian's dcmtk does unless TCP_NODELAY=1 is
+    in its environment; so do many modalities) writes the C-STORE command PDU, then waits
+    for its ACK before writing the data set; with the receiver's delayed ACK that is a
+    40 ms stall per instance, 20 instances/s at most whatever their size. Measured on
+    loopback with storescu: 19 → 150 instances/s."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    try:
+        assoc_socket = event.assoc.dul.socket
+        raw = assoc_socket.socket
+        read = assoc_socket.recv
+    except AttributeError:
+        return
+    if quickack is None or raw is None:
+        return
+
+    def recv(n: int) -> Any:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        return read(n)
+
+    assoc_socket.recv = recv
 
 
 def _status(code: int, comment: str) -> Any:
