@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from scanbench.service.pipeline import JobRecord, Pipeline
 
 err = Console(stderr=True)
+if not err.is_terminal:  # a log or a program reads it: one message, one line
+    err = Console(stderr=True, soft_wrap=True)
 out = Console()
 if not out.is_terminal:  # piped: tables as wide as they need
     out = Console(width=132)

@@ -250,10 +250,10 @@ class Pipeline:
             identity = device_identity(ds)
             if _any_identity(identity):
                 device = devices.register(s, identity, modality=h.text(ds, "Modality"),
-                                          ae_title=calling_ae, acquired_at=acquired,
-                                          series_uid=p.series_uid)
+                                          ae_title=calling_ae)
                 s.execute(update(m.Series).where(m.Series.id == series_id)
                           .values(device_id=device.id))
+                devices.record_software(s, device.id)
         with self._lock:
             self._series_cache[p.series_uid] = series_id
             if len(self._series_cache) > 10000:

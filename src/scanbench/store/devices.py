@@ -7,9 +7,9 @@ C.7.5.1), normalised (:func:`normalise`) so that "GE MEDICAL SYSTEMS" and
 title are kept as aliases; a header without a serial number is matched through
 them (same maker and model), else by its station name, so a device that never
 writes its serial still gets one stable record. A device is created the first
-time it is seen; a Software Versions (0018,1020) value that differs from the
-device's latest, on a series acquired later than the one that gave the latest,
-records a ``software_change`` lifecycle event.
+time it is seen. When the Software Versions (0018,1020) of its series change, in
+acquisition order, a ``software_change`` lifecycle event records it
+(:func:`record_software`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scanbench.store.models import Device, DeviceAlias, LifecycleEvent, utcnow
+from scanbench.store.models import Device, DeviceAlias, LifecycleEvent, Series, utcnow
 from scanbench.types import DeviceIdentity
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -47,21 +47,21 @@ def identity_key(device: DeviceIdentity, ae_title: str | None = None) -> str:
 
 
 def register(session: Session, device: DeviceIdentity, *, modality: str | None = None,
-             ae_title: str | None = None, acquired_at: dt.datetime | None = None,
-             series_uid: str | None = None) -> Device:
-    """The device these headers describe, created on first sight; its aliases and software
-    version brought up to date (see module docstring). Safe against another process
-    registering the same device at the same moment (unique key, retried)."""
+             ae_title: str | None = None) -> Device:
+    """The device these headers describe, created on first sight, its aliases brought up
+    to date. Safe against another process registering the same device at the same
+    moment (unique key, retried). Software changes: :func:`record_software`."""
     found = _find(session, device, ae_title)
     if found is None:
-        found = _create(session, device, modality, ae_title, acquired_at)
+        found = _create(session, device, modality, ae_title)
     found.last_seen_at = utcnow()
     if found.modality is None and modality:
         found.modality = modality
     for kind, value in (("station_name", device.station), ("ae_title", ae_title)):
         if value and not any(a.kind == kind and a.value == value for a in found.aliases):
             _add_alias(session, found, kind, value)
-    _software(session, found, device.software_versions, acquired_at, series_uid)
+    if found.software_versions is None and device.software_versions:
+        found.software_versions = device.software_versions
     return found
 
 
@@ -85,7 +85,7 @@ def _find(session: Session, device: DeviceIdentity, ae_title: str | None) -> Dev
 
 
 def _create(session: Session, device: DeviceIdentity, modality: str | None,
-            ae_title: str | None, acquired_at: dt.datetime | None) -> Device:
+            ae_title: str | None) -> Device:
     key = identity_key(device, ae_title)
     try:
         with session.begin_nested():
@@ -93,8 +93,7 @@ def _create(session: Session, device: DeviceIdentity, modality: str | None,
                          model=device.model, serial=device.serial, modality=modality,
                          display_name=" ".join(x for x in (device.manufacturer, device.model,
                                                            device.serial) if x) or None,
-                         software_versions=device.software_versions,
-                         software_seen_at=_naive(acquired_at))
+                         software_versions=device.software_versions)
             session.add(new)
             session.flush()
         return new
@@ -113,30 +112,53 @@ def _add_alias(session: Session, device: Device, kind: str, value: str) -> None:
     session.refresh(device, ["aliases"])
 
 
-def _naive(t: dt.datetime | None) -> dt.datetime | None:
-    return None if t is None else t.replace(tzinfo=None)
-
-
-def _software(session: Session, device: Device, version: str | None,
-              acquired_at: dt.datetime | None, series_uid: str | None) -> None:
-    if not version or version == device.software_versions:
-        return
-    seen = _naive(acquired_at)
-    if device.software_versions is None:  # first version ever seen: not a change
-        device.software_versions, device.software_seen_at = version, seen
-        return
-    if seen is not None and device.software_seen_at is not None and seen < device.software_seen_at:
-        return  # an older series arriving late: history, not a change
-    previous = device.software_versions
-    # Compare-and-set: of two processes seeing the new version at once, one records it.
-    won = session.connection().execute(
-        update(Device).where(Device.id == device.id, Device.software_versions == previous)
-        .values(software_versions=version, software_seen_at=seen)
-        .returning(Device.id)).first() is not None
-    session.refresh(device, ["software_versions", "software_seen_at"])
-    if not won:
-        return
-    session.add(LifecycleEvent(
-        device_id=device.id, kind="software_change", occurred_at=seen, source="headers",
-        summary=f"software {previous} → {version}",
-        details={"from": previous, "to": version, "series_instance_uid": series_uid}))
+def record_software(session: Session, device_id: int) -> list[LifecycleEvent]:
+    """Bring the device's ``software_change`` events in line with the Software Versions
+    (0018,1020) its series carry, in acquisition order, per modality (a PET/CT writes
+    one version on its PET images and another on its CT images; neither is a change).
+    Series may arrive in any order: an old series received late moves or splits a
+    change rather than inventing one. Returns the events added. The device row is
+    locked meanwhile, so two processes never record one change twice."""
+    device = session.scalars(select(Device).where(Device.id == device_id)
+                             .with_for_update()).one()
+    rows = session.execute(
+        select(Series.acquired_at, Series.software_versions, Series.modality,
+               Series.series_uid)
+        .where(Series.device_id == device_id, Series.software_versions.is_not(None),
+               Series.acquired_at.is_not(None))
+        .order_by(Series.acquired_at, Series.id)).all()
+    wanted: dict[tuple[dt.datetime, str, str, str], str] = {}
+    last: dict[str, str] = {}
+    for at, version, modality, uid in rows:
+        if at is None or version is None:  # excluded by the query; narrows the types
+            continue
+        key = modality or ""
+        if key in last and last[key] != version:
+            wanted[(at, last[key], version, key)] = uid
+        last[key] = version
+    if rows:
+        device.software_versions, device.software_seen_at = rows[-1][1], rows[-1][0]
+    existing = list(session.scalars(select(LifecycleEvent).where(
+        LifecycleEvent.device_id == device_id, LifecycleEvent.kind == "software_change",
+        LifecycleEvent.source == "headers")))
+    have = set()
+    for ev in existing:
+        k = (ev.occurred_at, ev.details.get("from"), ev.details.get("to"),
+             ev.details.get("modality") or "")
+        if k in wanted and k not in have:
+            have.add(k)
+        else:
+            session.delete(ev)  # superseded by a series that arrived late
+    added = []
+    for (at, old, new, modality), uid in wanted.items():
+        if (at, old, new, modality) in have:
+            continue
+        ev = LifecycleEvent(
+            device_id=device_id, kind="software_change", occurred_at=at, source="headers",
+            summary=f"software {old} → {new}" + (f" ({modality})" if modality else ""),
+            details={"from": old, "to": new, "modality": modality or None,
+                     "series_instance_uid": uid})
+        session.add(ev)
+        added.append(ev)
+    session.flush()
+    return added

@@ -4,9 +4,11 @@ concurrent first sight, and a device's measurement history as one indexed query.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
@@ -48,23 +50,47 @@ def test_created_once_with_aliases(database_url: str) -> None:
         db.close()
 
 
+_UIDS = itertools.count(1)
+
+
+def _series(s: Session, device_id: int, when: dt.datetime, version: str,
+            modality: str = "PT") -> None:
+    study = m.Study(study_uid=f"1.2.{next(_UIDS)}")
+    s.add(study)
+    s.flush()
+    s.add(m.Series(series_uid=f"9.{study.id}", study_id=study.id, device_id=device_id,
+                   modality=modality, acquired_at=when, software_versions=version))
+    s.flush()
+
+
 def test_software_change_is_a_lifecycle_event(database_url: str) -> None:
     db = Database(url=database_url)
     t0 = dt.datetime(2026, 1, 5, 9, 0)
+    day = dt.timedelta(days=1)
     try:
         with db.session() as s:
-            dev = devices.register(s, GE, acquired_at=t0)  # first sight: no event
-            devices.register(s, GE, acquired_at=t0 + dt.timedelta(days=1))  # same: none
-            new = DeviceIdentity(GE.manufacturer, GE.model, GE.serial, GE.station, "pet 4.2")
-            devices.register(s, new, acquired_at=t0 + dt.timedelta(days=30), series_uid="1.2.3")
-            # An older series arriving late, with the old version: history, not a change.
-            devices.register(s, GE, acquired_at=t0 + dt.timedelta(days=2))
+            dev = devices.register(s, GE)
+            _series(s, dev.id, t0, "pet 4.1")  # first sight: no change
+            assert devices.record_software(s, dev.id) == []
+            _series(s, dev.id, t0 + day, "pet 4.1")
+            assert devices.record_software(s, dev.id) == []
+            _series(s, dev.id, t0 + 30 * day, "pet 4.2")
+            (ev,) = devices.record_software(s, dev.id)
+            assert (ev.occurred_at, ev.details["from"], ev.details["to"]) == (
+                t0 + 30 * day, "pet 4.1", "pet 4.2")
+            # The CT half of the PET/CT writes its own version: not a change of the PET's.
+            _series(s, dev.id, t0 + 2 * day, "ct 7.0", modality="CT")
+            _series(s, dev.id, t0 + 3 * day, "ct 7.0", modality="CT")
+            assert devices.record_software(s, dev.id) == []
+            # A series received late shows the update happened earlier: the event moves.
+            _series(s, dev.id, t0 + 10 * day, "pet 4.2")
+            (moved,) = devices.record_software(s, dev.id)
+            assert moved.occurred_at == t0 + 10 * day
         with db.session() as s:
             events = list(s.scalars(select(m.LifecycleEvent)))
-            assert [(e.kind, e.details["from"], e.details["to"]) for e in events] == [
-                ("software_change", "pet 4.1", "pet 4.2")]
-            assert events[0].occurred_at == t0 + dt.timedelta(days=30)
-            assert events[0].device_id == dev.id and events[0].source == "headers"
+            assert [(e.kind, e.occurred_at, e.details["to"]) for e in events] == [
+                ("software_change", t0 + 10 * day, "pet 4.2")]
+            assert events[0].source == "headers" and events[0].device_id == dev.id
             assert s.get_one(m.Device, dev.id).software_versions == "pet 4.2"
     finally:
         db.close()
