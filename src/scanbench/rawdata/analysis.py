@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from scanbench.errors import AnalysisError, InputError
+from scanbench.errors import AnalysisError
 from scanbench.rawdata import RawDataset, read_raw
 from scanbench.types import Result, Series
 
@@ -81,9 +81,16 @@ def choose_raw(dataset: RawDataset) -> Any:
 def analyze_raw(path: str | Path, analysis: str | None = None,
                 params: dict[str, Any] | None = None) -> Result:
     """Read one raw-data file and run the named, or the most confident, raw analysis."""
+
+    return run_dataset(read_raw(path), analysis, params)
+
+
+def run_dataset(dataset: RawDataset, analysis: str | None = None,
+                params: dict[str, Any] | None = None) -> Result:
+    """Run the named, or the most confident, raw analysis on a dataset already read."""
     from scanbench.analysis.registry import get
 
-    dataset = read_raw(path)
+    path = dataset.path
     chosen: Any
     if analysis:
         chosen = get(analysis)
@@ -140,11 +147,14 @@ def analyze_raw_files(files: list[Path], analysis: str | None, params: dict[str,
         if progress:
             progress(str(path))
         try:
-            report.results.append(analyze_raw(path, analysis, params))
-            report.series_read += 1
+            dataset = read_raw(path)
         except ScanbenchError as exc:
-            if not isinstance(exc, InputError):
-                report.series_read += 1  # read, but not analysable: exit status 1, not 2
+            report.failures.append(Failure(exc.where or str(path), exc.message))
+            continue
+        report.series_read += 1  # read: a failure from here on is exit status 1, not 2
+        try:
+            report.results.append(run_dataset(dataset, analysis, params))
+        except ScanbenchError as exc:
             report.failures.append(Failure(exc.where or str(path), exc.message))
         except Exception as exc:  # a defect in one analysis must not lose the other files
             report.failures.append(Failure(
