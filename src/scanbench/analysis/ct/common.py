@@ -34,9 +34,17 @@ from scanbench.types import Series
 MATERIAL_HU = -500.0  # half-way between air (−1000) and water (0)
 
 
+def series_where(series: Series) -> str | None:
+    """How an error names a series: its folder and description, else its UID."""
+    desc = series.facts.series_description
+    if series.files:
+        return f"{series.files[0].parent}: series '{desc}'" if desc else str(series.files[0])
+    return f"series '{desc}' ({series.uid})" if desc else series.uid
+
+
 def check_axial(series: Series) -> None:
     """Refuse localisers and non-axial series (analyses measure axial slices)."""
-    where = series.uid or (str(series.files[0]) if series.files else None)
+    where = series_where(series)
     if series.facts.modality != "CT":
         raise AnalysisError(f"not a CT series (modality {series.facts.modality})", where)
     if series.files:
@@ -214,4 +222,5 @@ def roi_mean_standard_error(image_yx: np.ndarray, centre_yx: tuple[float, float]
 
 
 __all__ = ["MATERIAL_HU", "RoiStats", "Section", "check_axial", "find_section",
-           "reconstruction_mask", "roi_mean_standard_error", "roi_stats", "uniform_radius"]
+           "reconstruction_mask", "roi_mean_standard_error", "roi_stats", "series_where",
+           "uniform_radius"]

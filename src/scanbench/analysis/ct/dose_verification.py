@@ -33,16 +33,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from scanbench.analysis.ct.common import series_where
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, MissingTagError
 from scanbench.types import Result, Series
 
 
 def _floats(value: Any, name: str) -> list[float]:
-    if isinstance(value, int | float):
-        return [float(value)]
     try:
-        out = [float(v) for v in str(value).replace(";", ",").split(",") if v.strip()]
+        if isinstance(value, int | float):
+            out = [float(value)]
+        else:
+            out = [float(v) for v in str(value).replace(";", ",").split(",") if v.strip()]
     except ValueError:
         raise AnalysisError(f"{name} must be a number or comma-separated numbers, got "
                             f"{value!r}") from None
@@ -65,7 +67,7 @@ class CtdiVerification:
         return 0.0  # needs chamber readings: run with --analysis ct.dose_verification
 
     def run(self, series: Series, **params: Any) -> Result:
-        where = series.uid or (str(series.files[0]) if series.files else None)
+        where = series_where(series)
         ct = series.facts.ct
         if series.facts.modality != "CT" or ct is None:
             raise AnalysisError("dose verification needs a CT series", where)

@@ -36,7 +36,12 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import interpolate, ndimage, optimize, special
 
-from scanbench.analysis.ct.common import check_axial, find_section, reconstruction_mask
+from scanbench.analysis.ct.common import (
+    check_axial,
+    find_section,
+    reconstruction_mask,
+    series_where,
+)
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -419,7 +424,7 @@ class CtMtf:
         return 0.0
 
     def run(self, series: Series, **params: Any) -> Result:
-        where = series.uid or (str(series.files[0]) if series.files else None)
+        where = series_where(series)
         check_axial(series)
         _dz, dy, dx = series.spacing
         if abs(dy - dx) > 1e-3 * dx:

@@ -28,7 +28,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanbench.analysis.ct.common import check_axial, find_section, uniform_radius
+from scanbench.analysis.ct.common import (
+    check_axial,
+    find_section,
+    series_where,
+    uniform_radius,
+)
 from scanbench.analysis.ct.water import uniform_score
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -163,7 +168,7 @@ class CtNps:
         return 0.6 * uniform_score(series)
 
     def run(self, series: Series, **params: Any) -> Result:
-        where = series.uid or (str(series.files[0]) if series.files else None)
+        where = series_where(series)
         check_axial(series)
         _dz, dy, dx = series.spacing
         if abs(dy - dx) > 1e-3 * dx:

@@ -46,6 +46,7 @@ from scanbench.analysis.ct.common import (
     reconstruction_mask,
     roi_mean_standard_error,
     roi_stats,
+    series_where,
     uniform_radius,
 )
 from scanbench.analysis.memo import memo
@@ -133,7 +134,7 @@ class WaterPhantomQc:
         return uniform_score(series)
 
     def run(self, series: Series, **params: Any) -> Result:
-        where = series.uid or (str(series.files[0]) if series.files else None)
+        where = series_where(series)
         check_axial(series)
         _dz, dy, dx = series.spacing
         v = series.voxels

@@ -1,0 +1,93 @@
+"""ct.water: which series it takes, what it refuses, and what the result carries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scanbench.analysis.ct.water import WaterPhantomQc
+from scanbench.analysis.registry import all_analyses, choose
+from scanbench.errors import AnalysisError
+from scanbench.simulate.ct import CtScannerModel, render_edge, render_water, render_wire
+from scanbench.simulate.ct_dicom import write_ct_localizer
+
+MODEL = CtScannerModel(noise_hu=5.0)
+
+
+def _series(render, **kw):
+    vol, truth = render(MODEL, **kw)
+    return vol.to_series(MODEL), truth
+
+
+@pytest.fixture(scope="module")
+def water():
+    return _series(render_water, pixel_mm=0.8, n_slices=3, seed=1)
+
+
+def test_detection_tells_water_from_wire_and_edge(water):
+    wire, _ = _series(render_wire, pixel_mm=0.4, n_slices=2)
+    edge, _ = _series(render_edge, pixel_mm=0.8, n_slices=2)
+    assert choose(water[0])[0].id == "ct.water"
+    assert choose(wire)[0].id == "ct.mtf"
+    assert choose(edge)[0].id == "ct.mtf"
+    analyses = all_analyses()
+    assert analyses["ct.water"].detect(edge) < 0.2
+    assert analyses["ct.water"].detect(wire) < 0.5
+    # NPS runs on the same phantom, on request only
+    assert analyses["ct.nps"].detect(water[0]) < analyses["ct.water"].detect(water[0])
+
+
+def test_result_shape_and_json(water):
+    r = WaterPhantomQc().run(water[0])
+    names = {(m.name, m.labels.get("slice")) for m in r.measurements}
+    for name in ("ct_number_water_hu", "noise_hu", "uniformity_max_deviation_hu"):
+        assert {(name, 1), (name, 2), (name, 3), (name, "all")} <= names
+    devs = [m for m in r.measurements if m.name == "uniformity_deviation_hu"
+            and m.labels["slice"] == "all"]
+    assert sorted(m.labels["position"] for m in devs) == [
+        "12 o'clock", "3 o'clock", "6 o'clock", "9 o'clock"]
+    assert all(m.unit == "HU" for m in r.measurements)
+    assert r.get("ct_number_water_hu", slice="all").uncertainty > 0
+    json.dumps(r.to_dict())
+    figs = WaterPhantomQc().figures(r)
+    assert len(figs) == 2
+
+
+def test_not_a_water_phantom_is_refused():
+    edge, _ = _series(render_edge, pixel_mm=0.8, n_slices=1, insert_hu=950.0)
+    with pytest.raises(AnalysisError, match="not uniform"):
+        WaterPhantomQc().run(edge)
+
+
+def test_air_only_series_is_refused():
+    s, _ = _series(render_water, pixel_mm=1.0, n_slices=2, shift_mm=(0.0, 0.0, 500.0))
+    with pytest.raises(AnalysisError, match="no slice shows a water phantom"):
+        WaterPhantomQc().run(s)
+
+
+def test_partial_phantom_skips_slices_beyond_its_end():
+    # the 200 mm long phantom ends 10 mm past the middle of the 5 slices 10 mm apart
+    vol, _ = render_water(MODEL, pixel_mm=1.0, n_slices=5, slice_thickness_mm=10.0,
+                          shift_mm=(0.0, 0.0, 110.0), noise=False)
+    r = WaterPhantomQc().run(vol.to_series(MODEL))
+    assert any("without the phantom skipped" in w for w in r.warnings)
+    assert r.parameters["slices_analysed"] < 5
+
+
+def test_reconstruction_circle_cutting_the_phantom_is_refused():
+    s, _ = _series(render_water, pixel_mm=1.0, n_slices=1, diameter_mm=200.0,
+                   reconstruction_diameter_mm=180.0)
+    with pytest.raises(AnalysisError, match="cut by the reconstruction circle"):
+        WaterPhantomQc().run(s)
+
+
+def test_localiser_is_refused(tmp_path):
+    from scanbench.dicom.read import read
+
+    write_ct_localizer(np.zeros((100, 200)), 1.0, tmp_path, model=MODEL)
+    s = read([tmp_path]).series[0]
+    with pytest.raises(AnalysisError, match="localiser"):
+        WaterPhantomQc().run(s)
+    assert WaterPhantomQc().detect(s) == 0.0
