@@ -259,13 +259,16 @@ class AcrAxial:
     pixel_mm: tuple[float, float]
     rotation_deg: float  # phantom in-plane rotation, image frame (positive: clockwise on screen)
     outlines: dict[int, Outline] = field(default_factory=dict)
+    images: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     warnings: list[str] = field(default_factory=list)
 
     def image(self, n: int) -> np.ndarray:
         """The 2-D image of ACR slice ``n`` (1-based)."""
         if not 1 <= n <= len(self.order):
             raise AnalysisError(f"ACR slice {n} is not in this {len(self.order)}-slice series")
-        return np.asarray(self.series.voxels[self.order[n - 1]], dtype=np.float64)
+        if n not in self.images:
+            self.images[n] = np.asarray(self.series.voxels[self.order[n - 1]], dtype=np.float64)
+        return self.images[n]
 
     def outline(self, n: int) -> Outline:
         if n not in self.outlines:
