@@ -284,6 +284,14 @@ class Acr464:
             self._module3(series, layout, frame, t_nom, result, ev)
         if 4 in layout.present:
             self._module4(series, layout, frame, result, ev)
+        ct = series.facts.ct
+        if ct is not None and ct.ctdivol_mgy is not None:
+            result.add("ctdivol_mgy", ct.ctdivol_mgy, "mGy",
+                       labels={"phantom_cm": ct.ctdi_phantom_cm or "unknown"})
+        if "protocol" in params:
+            # which ACR protocol this scan is (adult_head, adult_abdomen, pediatric_head,
+            # pediatric_abdomen): the acr-ct spec's CTDIvol limits depend on it
+            result.parameters["protocol"] = str(params["protocol"]).strip().lower()
         result.evidence = ev
         return result
 

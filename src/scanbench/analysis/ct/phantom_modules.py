@@ -28,8 +28,11 @@ Methods, each with its source:
   fundamental-harmonic form of the bar-pattern method of Droege and Morin
   (Med Phys 1982;9:758). A pattern counts as **resolved** when this MTF is at
   least :data:`RESOLVED_MTF` (0.10) and its amplitude is more than three
-  standard errors above zero: the objective criterion scanbench uses in place
-  of the ACR's visual reading (stated, not an ACR number).
+  standard errors above zero, and its frequency is below the Nyquist frequency
+  of the pixel grid (above it the bars alias into a moiré, which is not a
+  resolved pattern whatever its fitted amplitude): the objective criterion
+  scanbench uses in place of the ACR's visual reading (stated, not an ACR
+  number).
 """
 
 from __future__ import annotations
@@ -369,7 +372,9 @@ def bar_modulation(img: np.ndarray, frame: Frame, first_bar_uv: tuple[float, flo
     amp_se = noise_sd_hu * math.sqrt(2.0 / max(s_sel.size / 4.0, 1.0))
     contrast = 2.0 * (mean - background_hu)
     mtf = float(math.pi * amp / (2.0 * contrast)) if abs(contrast) > 1e-6 else float("nan")
-    resolved = bool(np.isfinite(mtf) and mtf >= threshold and amp > SIGNIFICANCE * amp_se)
+    nyquist_lp_cm = 10.0 / (2.0 * max(dy, dx))
+    resolved = bool(np.isfinite(mtf) and mtf >= threshold and amp > SIGNIFICANCE * amp_se
+                    and lp_per_cm < nyquist_lp_cm)
     order = np.argsort(s_sel)
     return BarModulation(lp_per_cm, mtf, amp, amp_se, mean, background_hu, resolved,
                          s_sel[order], vals[order])
