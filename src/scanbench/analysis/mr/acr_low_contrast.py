@@ -193,7 +193,8 @@ def refine(acr: AcrAxial, n: int, centres: np.ndarray, spokes: int = 4) -> np.nd
             w = np.clip(w, 0.0, None)
             if w.sum() <= 0:
                 continue
-            obs.append(complex(c.real + (w * uu).sum() / w.sum(), c.imag + (w * vv).sum() / w.sum()))
+            total = w.sum()
+            obs.append(complex(c.real + (w * uu).sum() / total, c.imag + (w * vv).sum() / total))
             mod.append(c)
     if len(obs) < 6:
         return centres
