@@ -94,9 +94,11 @@ MATERIALS: tuple[Insert, ...] = (
 RAMP_V_MM = (-45.0, 45.0)
 RAMP_HALF_LENGTH_MM = 20.0
 RAMP_DZ_PER_MM = 0.5
-RAMP_WIDTH_MM = 1.0  # across the strip (v)
-RAMP_THICKNESS_MM = 0.25  # along w: thin against any slice width measured
-RAMP_HU = 20000.0  # × 0.25 mm: a line integral of 5000 HU·mm, like a metal wire
+RAMP_WIDTH_MM = 1.0  # half-width (v) of the band the analysis averages across
+# The ramps are thin wires, far narrower than a pixel: the virtual scanner draws them as
+# analytic line sources (HU·mm² each), in segments RAMP_SEGMENT_MM long along w.
+RAMP_STRENGTH_HU_MM2 = 10000.0
+RAMP_SEGMENT_MM = 0.05
 
 # ---------------------------------------------------------------- module 2
 LOW_CONTRAST_BACKGROUND_HU = 90.0
@@ -139,6 +141,22 @@ BAR_PATTERNS: dict[float, float] = {4.0: -135.0, 5.0: 180.0, 6.0: 135.0, 7.0: 90
                                     8.0: 45.0, 9.0: 0.0, 10.0: -45.0, 12.0: -90.0}
 
 
+def line_sources() -> list[tuple[float, float, float, float, float]]:
+    """The slice-width ramps as the virtual scanner's line sources (u, v, w_lo, w_hi,
+    HU·mm²): short segments along the wire, each at the u where the ramp crosses its w."""
+    out = []
+    w_half = RAMP_HALF_LENGTH_MM * RAMP_DZ_PER_MM
+    n = round(2 * w_half / RAMP_SEGMENT_MM)
+    for v0 in RAMP_V_MM:
+        for k in range(n):
+            lo = -w_half + k * RAMP_SEGMENT_MM
+            wc = lo + RAMP_SEGMENT_MM / 2
+            out.append((wc / RAMP_DZ_PER_MM, v0, MODULE_CENTRES_MM[1] + lo,
+                        MODULE_CENTRES_MM[1] + lo + RAMP_SEGMENT_MM * (1 - 1e-6),
+                        RAMP_STRENGTH_HU_MM2))
+    return out
+
+
 # ---------------------------------------------------------------- the HU map
 def hu_at(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Nominal CT number (HU) at phantom-frame points (mm); air (−1000) outside."""
@@ -165,13 +183,6 @@ def _plane(u: np.ndarray, v: np.ndarray, w: float) -> np.ndarray:
     if module == 1:
         for ins in MATERIALS:
             _disk(out, u, v, r2, ins.uv, ins.diameter_mm / 2, ins.hu)
-        du = (w - MODULE_CENTRES_MM[1]) / RAMP_DZ_PER_MM
-        half_u = RAMP_THICKNESS_MM / 2 / RAMP_DZ_PER_MM
-        if abs(du) <= RAMP_HALF_LENGTH_MM + half_u:
-            for v0 in RAMP_V_MM:
-                sel = ((np.abs(u - du) <= half_u) & (np.abs(u) <= RAMP_HALF_LENGTH_MM)
-                       & (np.abs(v - v0) <= RAMP_WIDTH_MM / 2))
-                out[sel] = RAMP_HU
     elif module == 2:
         for rod in low_contrast_rods():
             _disk(out, u, v, r2, rod.uv, rod.diameter_mm / 2, rod.hu)

@@ -50,9 +50,11 @@ RAMP_DISTANCE_MM = 38.0
 RAMP_ANGLE_DEG = 23.0  # wire ramps: slice width = FWHM along the ramp × tan(23°) = × 0.42
 RAMP_TAN = math.tan(math.radians(RAMP_ANGLE_DEG))
 RAMP_HALF_LENGTH_MM = 20.0
-RAMP_WIDTH_MM = 1.0
-RAMP_THICKNESS_MM = 0.25  # along w (a wire: thin against any slice width)
-RAMP_HU = 20000.0  # × 0.25 mm: a line integral of 5000 HU·mm, like a metal wire
+RAMP_WIDTH_MM = 1.0  # half-width of the band the analysis averages across
+# The ramps are wires: the virtual scanner draws them as analytic line sources in
+# segments RAMP_SEGMENT_MM long along w.
+RAMP_STRENGTH_HU_MM2 = 10000.0
+RAMP_SEGMENT_MM = 0.05
 GEOMETRY_HOLES_UV: tuple[tuple[float, float], ...] = (
     (-25.0, -25.0), (25.0, -25.0), (25.0, 25.0), (-25.0, 25.0))
 GEOMETRY_HOLE_DIAMETER_MM = 3.0
@@ -252,7 +254,7 @@ def _plane(u: np.ndarray, v: np.ndarray, w: float, mdl: Model) -> np.ndarray:
             continue
         out[core] = m.background_hu
         if m.kind == "sensitometry":
-            _sensitometry(out, u, v, r2, w - m.w_mm, m)
+            _sensitometry(out, u, v, r2, m)
         elif m.kind == "resolution":
             _resolution(out, u, v, r2)
         elif m.kind == "low_contrast":
@@ -272,24 +274,12 @@ def _disk(out: np.ndarray, u: np.ndarray, v: np.ndarray, r2: np.ndarray,
     out.reshape(-1)[idx[hit]] = hu
 
 
-def _sensitometry(out: np.ndarray, u: np.ndarray, v: np.ndarray, r2: np.ndarray, w: float,
+def _sensitometry(out: np.ndarray, u: np.ndarray, v: np.ndarray, r2: np.ndarray,
                   m: Module) -> None:
     for ins in m.inserts:
         _disk(out, u, v, r2, ins.uv, ins.diameter_mm / 2, ins.material.hu)
     for hole in GEOMETRY_HOLES_UV:
         _disk(out, u, v, r2, hole, GEOMETRY_HOLE_DIAMETER_MM / 2, AIR.hu)
-    along0 = w / RAMP_TAN  # where the ramp crosses this plane, along the ramp
-    half = RAMP_THICKNESS_MM / 2 / RAMP_TAN
-    if abs(along0) > RAMP_HALF_LENGTH_MM + half:
-        return
-    for angle in (-90.0, 0.0, 90.0, 180.0):
-        cu, cv = polar(angle, RAMP_DISTANCE_MM)
-        a = math.radians(angle)
-        along = -(u - cu) * math.sin(a) + (v - cv) * math.cos(a)  # tangential
-        across = (u - cu) * math.cos(a) + (v - cv) * math.sin(a)
-        ramp = ((np.abs(along - along0) <= half) & (np.abs(along) <= RAMP_HALF_LENGTH_MM)
-                & (np.abs(across) <= RAMP_WIDTH_MM / 2))
-        out[ramp] = RAMP_HU
 
 
 def _resolution(out: np.ndarray, u: np.ndarray, v: np.ndarray, r2: np.ndarray) -> None:
@@ -309,12 +299,28 @@ def _resolution(out: np.ndarray, u: np.ndarray, v: np.ndarray, r2: np.ndarray) -
 
 
 def line_sources(model: str = "504") -> list[tuple[float, float, float, float, float]]:
-    """The bead as the virtual scanner's line source: (u, v, w_lo, w_hi, HU·mm²)."""
-    m = MODELS[model].module("resolution")
-    if m is None:
-        return []
-    return [(BEAD_UV[0], BEAD_UV[1], m.w_mm - MODULE_DEPTH_MM / 2, m.w_mm + MODULE_DEPTH_MM / 2,
-             BEAD_STRENGTH_HU_MM2)]
+    """The bead and the four 23° wire ramps as the virtual scanner's line sources:
+    (u, v, w_lo, w_hi, HU·mm²); each ramp in short segments along w."""
+    mdl = MODELS[model]
+    out = []
+    m = mdl.module("resolution")
+    if m is not None:
+        out.append((BEAD_UV[0], BEAD_UV[1], m.w_mm - MODULE_DEPTH_MM / 2,
+                    m.w_mm + MODULE_DEPTH_MM / 2, BEAD_STRENGTH_HU_MM2))
+    s = mdl.module("sensitometry")
+    if s is not None and s.name != "CTP401":
+        w_half = RAMP_HALF_LENGTH_MM * RAMP_TAN
+        n = round(2 * w_half / RAMP_SEGMENT_MM)
+        for angle in (-90.0, 0.0, 90.0, 180.0):
+            cu, cv = polar(angle, RAMP_DISTANCE_MM)
+            a = math.radians(angle)
+            tu, tv = -math.sin(a), math.cos(a)  # along the ramp (tangential)
+            for k in range(n):
+                lo = -w_half + k * RAMP_SEGMENT_MM
+                along = (lo + RAMP_SEGMENT_MM / 2) / RAMP_TAN
+                out.append((cu + along * tu, cv + along * tv, s.w_mm + lo,
+                            s.w_mm + lo + RAMP_SEGMENT_MM * (1 - 1e-6), RAMP_STRENGTH_HU_MM2))
+    return out
 
 
 def low_contrast_rods() -> list[tuple[float, float, float, float]]:

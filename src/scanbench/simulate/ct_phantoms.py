@@ -94,7 +94,8 @@ def render_acr464(model: CtScannerModel | None = None, *, pixel_mm: float = 0.49
                   slice_thickness_mm=slice_thickness_mm, mode=mode, supersample=supersample,
                   seed=seed, rotation_deg=rotation_deg,
                   shift_mm=(shift_mm[0], shift_mm[1], z0), noise=noise,
-                  reconstruction_diameter_mm=reconstruction_diameter_mm)
+                  reconstruction_diameter_mm=reconstruction_diameter_mm,
+                  line_sources=acr.line_sources())
     truth: dict[str, Any] = {"kind": "ct-acr464", "phantom": acr.NAME, "modules": list(modules),
                              "scanner": model.to_dict(), **truth_jsonable(vol.truth)}
     if mode == "image":
