@@ -263,12 +263,12 @@ def mtf_from_circular_edge(image_yx: np.ndarray, pixel_mm: float, centre_yx: Any
 
     ``image_yx`` one slice or a stack through the same insert; ``centre_yx``
     and ``radius_mm`` approximate. ``half_width_mm`` (default the smaller of
-    0.8 R and max(5 mm, 15 pixels)) is how far either side of the edge the ESF
+    0.8 R and max(4 mm, 8 pixels)) is how far either side of the edge the ESF
     reaches.
     """
     imgs, centres = _stack(image_yx, centre_yx)
     px = float(pixel_mm)
-    w = float(half_width_mm) if half_width_mm else min(0.8 * radius_mm, max(5.0, 15.0 * px))
+    w = float(half_width_mm) if half_width_mm else min(0.8 * radius_mm, max(4.0, 8.0 * px))
     width = float(bin_mm) if bin_mm else px / 10.0
     all_d, all_v, contrasts, fitted, radii = [], [], [], [], []
     for img, c in zip(imgs, centres, strict=True):
