@@ -50,6 +50,11 @@ def analyze_series(
     return result
 
 
+def series_where(series: Series) -> str:
+    """How a failure or a result names a series: its folder and description."""
+    return _series_where(series)
+
+
 def _series_where(series: Series) -> str:
     desc = series.facts.series_description or series.uid or "series"
     folder = series.files[0].parent if series.files else None
@@ -153,6 +158,9 @@ def _run_groups(
             continue
         by_uid = {s.uid: s for s in group}
         for r in results:
+            if isinstance(r, ScanbenchError):  # one test or series of the group failed
+                report.failures.append(Failure(r.where or where, r.message))
+                continue
             s = by_uid.get(r.series_instance_uid, group[0])
             r.warnings[:0] = [w for w in s.warnings if w not in r.warnings]
             r.source = r.source or _series_where(s)

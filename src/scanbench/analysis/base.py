@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from scanbench.errors import ScanbenchError
 from scanbench.types import Result, Series
 
 
@@ -47,7 +48,10 @@ class GroupAnalysis(Analysis, Protocol):
       says in its results what could not be run, and why).
     - ``run_group(group, **params)`` measures one group and returns its results
       (any number, one per test and series), or raises
-      :class:`scanbench.errors.ScanbenchError` naming the problem.
+      :class:`scanbench.errors.ScanbenchError` naming the problem. When only part
+      of a group fails (one test, or one series of it), the list may also hold
+      ScanbenchError instances (``where`` naming the series): each becomes a
+      named failure while the results beside it are kept.
 
     How :func:`scanbench.api.analyze_paths` uses it: with ``--analysis`` naming
     a group analysis, the series are grouped by it alone and every series it
@@ -63,7 +67,8 @@ class GroupAnalysis(Analysis, Protocol):
 
     def group(self, series: Sequence[Series]) -> list[tuple[Series, ...]]: ...
 
-    def run_group(self, group: tuple[Series, ...], **params: Any) -> list[Result]: ...
+    def run_group(self, group: tuple[Series, ...], **params: Any
+                  ) -> Sequence[Result | ScanbenchError]: ...
 
 
 def is_group_analysis(analysis: object) -> bool:
