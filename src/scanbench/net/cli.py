@@ -154,19 +154,20 @@ def pull_cmd(
 ) -> None:
     """Pull new studies from a PACS over DICOMweb into the node, once; studies pulled
     before and unchanged on the PACS are not fetched again."""
-    from scanbench.net.dicomweb import pull
+    from scanbench.net.dicomweb import client_for, pull
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline
 
     day = _date(since, "--since")
     assert day is not None
     try:
+        client = client_for(url)
         pipe = Pipeline(home, database_url, quiet_seconds=0.0, executor=make_executor(workers))
     except ScanbenchError as exc:
         raise _fail(exc) from None
     try:
         with err.status("searching") as status:
-            report = pull(url, pipe, pipe.home, day, progress=status.update)
+            report = pull(url, pipe, pipe.home, day, client=client, progress=status.update)
             if analyse:
                 status.update("analysing")
                 pipe.drain()

@@ -73,7 +73,11 @@ def client_for(url: str, timeout_s: float = 60.0) -> Any:
     user = os.environ.get("SCANBENCH_DICOMWEB_USER")
     if user:
         session.auth = (user, os.environ.get("SCANBENCH_DICOMWEB_PASSWORD", ""))
-    return DICOMwebClient(url=url.rstrip("/"), session=session, timeout=timeout_s)
+    client = DICOMwebClient(url=url.rstrip("/"), session=session, timeout=timeout_s)
+    # dicomweb-client retries a failed request 5 times over 15 s, connection refused
+    # included; a pull reports the failure at once and the schedule tries again later.
+    client.set_http_retry_params(retry=False)
+    return client
 
 
 def _value(item: dict[str, Any], tag: str) -> Any:
