@@ -184,6 +184,37 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "ctdivol_displayed_mgy": ("phantom_cm",),
         "ctdivol_deviation_percent": ("phantom_cm",),
     },
+    # MRI, ACR large phantom (issue 7 part B): one analysis per test of the guidance
+    "mr.acr.geometric_accuracy": {
+        "length_mm": ("slice", "direction"),  # slice: localiser, 1, 5
+        "length_error_mm": ("slice", "direction"),
+    },
+    "mr.acr.high_contrast_resolution": {
+        "resolved_hole_mm": ("direction",),  # left_right (UL arrays), top_bottom (LR)
+        "rows_resolved": ("direction", "hole_mm"),
+    },
+    "mr.acr.slice_thickness": {
+        "slice_thickness_mm": (),
+        "ramp_length_mm": ("ramp",),
+    },
+    "mr.acr.slice_position": {
+        "bar_length_difference_mm": ("slice",),
+        "slice_position_error_mm": ("slice",),
+    },
+    "mr.acr.uniformity": {
+        "percent_integral_uniformity": (),
+        "large_roi_mean": (),
+        "roi_mean": ("roi",),
+    },
+    "mr.acr.ghosting": {
+        "percent_signal_ghosting": (),
+        "background_mean": ("roi",),
+        "large_roi_mean": (),
+    },
+    "mr.acr.low_contrast": {
+        "spokes_detected": ("slice",),
+        "spokes_detected_total": (),
+    },
 }
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
