@@ -13,8 +13,9 @@ in rings one frequency step (1 / (N·Δx)) wide, up to the Nyquist frequency.
 
 - ``noise_hu`` = √(Σ NPS · Δf_x · Δf_y): the pixel SD the spectrum holds
   (Parseval), equal to the mean ROI SD after detrending;
-- ``peak_frequency_per_mm``: the frequency of the 1-D maximum, refined by a
-  parabola through it and its neighbours;
+- ``peak_frequency_per_mm``: the vertex of a parabola fitted to the 1-D curve
+  where it is above 70 % of its maximum (the peak is broad; a single ring
+  would wander with noise);
 - ``mean_frequency_per_mm``: Σ f · NPS₁D(f) / Σ NPS₁D(f), the average
   frequency of the 1-D curve (TG-233's f_av; pylinac's "average power
   frequency" is the same quantity).
@@ -93,14 +94,27 @@ def radial_average(nps2d_shifted: np.ndarray, pixel_mm: float
 
 
 def summary_frequencies(f: np.ndarray, nps1d: np.ndarray) -> tuple[float, float]:
-    """(peak, mean) frequency of a 1-D NPS curve (module docstring)."""
+    """(peak, mean) frequency of a 1-D NPS curve (module docstring).
+
+    The peak is the vertex of a least-squares parabola through the contiguous
+    points above 70 % of the maximum around it (at least three): a CT NPS peak
+    is broad, and the single highest ring of a noisy estimate wanders.
+    """
     i = int(np.argmax(nps1d))
     peak = float(f[i])
-    if 0 < i < len(f) - 1:
-        y0, y1, y2 = nps1d[i - 1], nps1d[i], nps1d[i + 1]
-        den = y0 - 2 * y1 + y2
-        if den < 0:
-            peak = float(f[i] + 0.5 * (y0 - y2) / den * (f[1] - f[0]))
+    lo, hi = i, i
+    top = float(nps1d[i])
+    while lo > 0 and nps1d[lo - 1] >= 0.7 * top:
+        lo -= 1
+    while hi < len(f) - 1 and nps1d[hi + 1] >= 0.7 * top:
+        hi += 1
+    lo, hi = min(lo, max(i - 1, 0)), max(hi, min(i + 1, len(f) - 1))
+    if hi - lo >= 2:
+        a, b, _c = np.polyfit(f[lo:hi + 1], nps1d[lo:hi + 1], 2)
+        if a < 0:
+            vertex = -b / (2 * a)
+            if f[lo] <= vertex <= f[hi]:
+                peak = float(vertex)
     total = float(nps1d.sum())
     mean = float((f * nps1d).sum() / total) if total > 0 else float("nan")
     return peak, mean
