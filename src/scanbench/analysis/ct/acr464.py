@@ -217,9 +217,36 @@ def _orientation(series: Series, layout: AcrLayout) -> tuple[pm.Frame | None, st
         f0 = _frame_for(series, layout, idx)
         feats = [(a, acr.BAR_DISTANCE_MM, acr.BAR_HU / 2) for a in acr.BAR_PATTERNS.values()]
         feats += [(a + 22.5, acr.BAR_DISTANCE_MM, 0.0) for a in acr.BAR_PATTERNS.values()]
-        frame, cost = pm.fit_orientation(img, f0, feats, smooth_mm=3.0, mirrors=(1,))
-        return frame, f"module 4 bar patterns (mean mismatch {cost:.0f} HU)"
+        fr, _ = pm.fit_orientation(img, f0, feats, smooth_mm=3.0, mirrors=(1,))
+        # the eight squares look alike: which one is 4 lp/cm is told by the bars' own
+        # frequencies (the wrong assignment fits its bars at the wrong frequency)
+        best: tuple[float, pm.Frame] | None = None
+        for m in (1, -1):
+            for k in range(8):
+                # the squares sit every 45°, so a mirrored layout also lies at θ + 45°k
+                cand = pm.Frame(fr.centre_yx, fr.spacing_yx, fr.angle_deg + 45.0 * k, m)
+                amp = sum(abs(_bar(img, cand, lp, 0.0, 1.0).amplitude_hu)
+                          for lp in list(acr.BAR_PATTERNS)[:4])
+                if best is None or amp > best[0]:
+                    best = (amp, cand)
+        assert best is not None
+        return best[1], "module 4 bar patterns (their frequencies)"
     return None, "no module with a rotation reference"
+
+
+def _bar(img: np.ndarray, f: pm.Frame, lp: float, background: float,
+         noise: float) -> pm.BarModulation:
+    """The bar MTF of the ``lp`` lp/cm square of module 4 (bars across the radius)."""
+    ang = acr.BAR_PATTERNS[lp]
+    p = 10.0 / lp
+    half = acr.BAR_SQUARE_MM / 2
+    n_bars = math.floor((acr.BAR_SQUARE_MM - p / 2) / p) + 1
+    a = math.radians(ang)
+    ru, rv = math.cos(a), math.sin(a)
+    cu, cv = acr.polar(ang, acr.BAR_DISTANCE_MM)
+    first = (cu + (-half + p / 4) * ru, cv + (-half + p / 4) * rv)
+    return pm.bar_modulation(img, f, first, (ru, rv), lp, n_bars, acr.BAR_SQUARE_MM,
+                             background, noise)
 
 
 @register
@@ -253,9 +280,9 @@ class Acr464:
             return 0.0
 
     def run(self, series: Series, **params: Any) -> Result:
-        if series.facts.modality != "CT":
-            raise AnalysisError(f"ct.acr464 needs a CT series, this one is "
-                                f"{series.facts.modality}")
+        from scanbench.analysis.ct.common import check_axial
+
+        check_axial(series)  # localisers and reformats are refused by name
         layout = locate(series)
         result = Result(analysis=self.id, standard=self.standard,
                         series_instance_uid=series.uid, device=series.facts.device,

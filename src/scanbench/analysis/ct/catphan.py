@@ -146,6 +146,8 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
         housing = True
     elif body is not None and body.touches_edge:
         centre = _ring_blobs(img, spacing)
+        if centre is None:
+            return SliceInfo("cut", (math.nan, math.nan), False)
     if centre is None:
         return SliceInfo("", (math.nan, math.nan), False)
     frame = pm.Frame(centre, spacing)
@@ -180,7 +182,12 @@ def _locate(series: Series, forced: str | None) -> CatphanLayout:
     infos = [_classify(v[k, ::step, ::step], (dy * step, dx * step)) for k in range(v.shape[0])]
     kinds = [i.kind for i in infos]
     centres = np.array([(i.centre_yx[0] * step, i.centre_yx[1] * step) for i in infos])
-    seen = sorted({k for k in kinds if k})
+    seen = sorted({k for k in kinds if k in KINDS})
+    if not seen and kinds.count("cut") > len(kinds) // 2:
+        raise AnalysisError(
+            "the object is cut by the edge of the image or the reconstruction circle and no "
+            "CatPhan insert ring is inside it: reconstruct with a field of view that holds at "
+            "least the module's 150 mm (better the whole 200 mm phantom)")
     if not seen:
         raise AnalysisError("no slice shows a CatPhan module (no insert ring with air, no "
                             "line-pair ring, no uniform 150 mm module): not a CatPhan")
@@ -188,7 +195,7 @@ def _locate(series: Series, forced: str | None) -> CatphanLayout:
     models = [forced] if forced else list(cp.MODELS)
     best: tuple[int, str, float, int] | None = None
     code = {k: i + 1 for i, k in enumerate(KINDS)}
-    obs = np.array([code.get(k, 0) for k in kinds])
+    obs = np.array([code.get(k, 0) for k in kinds])  # "" and "cut": no class
     z0s = np.arange(z.min() - 200.0, z.max() + 200.0, 1.0)
     for key in models:
         mdl = cp.MODELS[key]
@@ -481,9 +488,13 @@ class Catphan:
         if frame is not None:
             f = pm.Frame(f0.centre_yx, f0.spacing_yx, frame.angle_deg, frame.mirror)
         else:
-            feats = [(p.angle_deg, cp.LINE_PAIR_RING_MM, 100.0 + cp.LINE_PAIR_BAR_HU / 2)
-                     for p in patterns[:6]]
-            f, _ = pm.fit_orientation(img, f0, feats, smooth_mm=3.0)
+            phi = np.radians(np.arange(720) * 0.5)
+            m_res = (cp.MODELS[layout.model] if layout.model else cp.MODELS["504"]).module(
+                "resolution")
+            assert m_res is not None
+            ring = cp.hu_at(cp.LINE_PAIR_RING_MM * np.cos(phi),
+                            cp.LINE_PAIR_RING_MM * np.sin(phi), np.full(phi.shape, m_res.w_mm))
+            f = pm.ring_correlation(img, f0, cp.LINE_PAIR_RING_MM, ring)
             result.warnings.append("the line-pair ring's rotation was fitted from the bar "
                                    "groups themselves (no sensitometry module in the series)")
         dy, dx = f.spacing_yx

@@ -181,6 +181,26 @@ def fit_orientation(img: np.ndarray, frame: Frame, features: list[tuple[float, f
     return Frame(frame.centre_yx, frame.spacing_yx, best[1], best[2]), best[0]
 
 
+def ring_correlation(img: np.ndarray, frame: Frame, radius_mm: float, model_values: np.ndarray,
+                     width_mm: float = 6.0) -> Frame:
+    """Rotation (and mirror) by circular cross-correlation of the image's ring profile with
+    the model's (``model_values`` sampled at 0.5° steps from phantom angle 0°)."""
+    n = model_values.size
+    _, prof = ring_profile(img, frame, radius_mm, n=n, width_mm=width_mm)
+    a = prof - prof.mean()
+    best = (-np.inf, 0.0, 1)
+    for m in (1, -1):
+        b = model_values if m == 1 else model_values[(-np.arange(n)) % n]
+        b = b - b.mean()
+        # image angle = θ + m·α: image profile is the model profile shifted by θ
+        corr = np.fft.ifft(np.fft.fft(a) * np.conj(np.fft.fft(b))).real
+        k = int(np.argmax(corr))
+        if corr[k] > best[0]:
+            best = (float(corr[k]), k * 360.0 / n, m)
+    theta = (best[1] + 180.0) % 360.0 - 180.0
+    return Frame(frame.centre_yx, frame.spacing_yx, theta, best[2])
+
+
 def refine_pose(img: np.ndarray, frame: Frame, features: list[tuple[float, float, float]],
                 radius_mm: float) -> Frame:
     """Refine the centre and rotation from the inserts' intensity centroids (|image −
