@@ -70,6 +70,7 @@ from scanbench.phantoms.acr_mri import AcrPhantom, SliceProfile
 from scanbench.simulate.dicom_writer import _da, _ds, _resolve_syntax, _tm, _tz
 
 GYROMAGNETIC_MHZ_PER_T = 42.577478  # ¹H
+_EDGE_SUB = 4  # sub-samples per axis in fine pixels an edge crosses
 DEFAULT_START = dt.datetime(2026, 3, 4, 9, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 # ---------------------------------------------------------------- stated truth rules
@@ -350,10 +351,36 @@ def render_slice(
     # fine pixel j sits at coarse index j / s, so every s-th fine pixel is a coarse centre
     fine = (np.arange(m) / s - n / 2 + 0.5) * protocol.pixel_mm
     u, v = np.meshgrid(fine, fine)  # u = x (columns), v = y (rows)
+
+    def sample(uu: np.ndarray, vv: np.ndarray) -> np.ndarray:
+        x, y = _undistort(uu, vv, imp)
+        px, py = _to_phantom(x, y, imp)
+        return np.asarray(signal_fn(px, py), dtype=float)
+
+    obj = sample(u, v)
+    # Fine pixels an edge crosses: the mean over 4 × 4 sub-samples (the pixel's area), so
+    # edges are placed to a small fraction of a fine pixel, not to half of one.
+    edge = np.zeros(obj.shape, bool)
+    for axis in (0, 1):
+        d = np.abs(np.diff(obj, axis=axis)) > 1e-9
+        if axis == 0:
+            edge[:-1] |= d
+            edge[1:] |= d
+        else:
+            edge[:, :-1] |= d
+            edge[:, 1:] |= d
+    if edge.any():
+        h = protocol.pixel_mm / s
+        offs = (np.arange(_EDGE_SUB) + 0.5) / _EDGE_SUB - 0.5
+        ue, ve = u[edge], v[edge]
+        acc = np.zeros(ue.shape)
+        for du in offs:
+            for dv in offs:
+                acc += sample(ue + du * h, ve + dv * h)
+        obj[edge] = acc / _EDGE_SUB**2
     x, y = _undistort(u, v, imp)
-    px, py = _to_phantom(x, y, imp)
-    obj = signal_fn(px, py) * b1_map(x, y, scanner, imp) * protocol.signal
-    return acquire(obj, protocol, scanner, imp, rng)
+    return acquire(obj * b1_map(x, y, scanner, imp) * protocol.signal, protocol, scanner, imp,
+                   rng)
 
 
 def acquire(

@@ -11,13 +11,17 @@ Two methods:
   same frame of reference or study, and the same TR, TE, flip angle, bandwidth,
   averages, matrix, phase direction, field and coil (``common.same_acquisition``),
   taken in acquisition order.
-- **Single-image method with an air ROI** — for one magnitude image with one
+- **Single-image method with an air ROI** — for a real-valued (phase-sensitive)
+  image, Image Type value 3 "R", the background noise is Gaussian around 0 and its SD
+  is σ itself (recognised from the data: background mean/SD within ±0.3 of 0 with
+  negative values). For one magnitude image with one
   receive channel, the background (signal-free) follows a Rayleigh distribution
   whose SD is 0.655 σ (σ the SD of the underlying Gaussian noise,
   √((4 − π)/2) = 0.655), so σ = SD_air / 0.655 and SNR = 0.655 × S / SD_air
   [U: the Rayleigh statistics are standard; the MS 1 text was not read]. It is
   **refused** (AnalysisError in a single-series run, a warning beside the difference
-  result in a pair) when it is invalid: parallel imaging in the header, or a
+  result in a pair) when it is invalid: parallel imaging in the header, a receive
+  coil whose name says it is an array (``MULTICHANNEL_COIL``), or a
   background whose statistics are not Rayleigh — multichannel root-sum-of-squares or
   parallel reconstructions give non-central χ backgrounds (AAPM 2022, STANDARDS.md
   C.2 [P]), scanners that zero or clip the background give too little noise. The test:
@@ -42,6 +46,7 @@ constant for a given reference.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -57,6 +62,9 @@ RAYLEIGH_MEAN_OVER_SD = math.sqrt(math.pi / (4 - math.pi))  # 1.913
 RAYLEIGH_TOLERANCE = 0.15
 MIN_AIR_SD = 2.0  # stored units
 ROI_FRACTION = 0.75
+# Receive Coil Name (0018,1250) values that name an array: "MULTI COIL", "32Ch Head",
+# "HEAD 8CH", "8HRBRAIN", "Head_Neck_16", "phased array".
+MULTICHANNEL_COIL = re.compile(r"multi|\d+\s*-?\s*ch(an)?\b|\d+\s*hr|array|_\d{2,}\b", re.I)
 
 STANDARD = ("NEMA MS 1-2008 (R2014, R2020): SNR by the two-acquisition difference "
             "method, and by the single-image method with the Rayleigh background correction")
@@ -117,6 +125,11 @@ def single_image_validity(series: Series,
                 f"{mr.parallel_factor or 'unknown'}): the background noise is not Rayleigh and "
                 "varies across the image, so the single-image method is invalid; use the "
                 "two-acquisition (difference) method"), {}
+    coil = (mr.receive_coil or "") if mr else ""
+    if MULTICHANNEL_COIL.search(coil):
+        return (f"the receive coil {coil!r} is a multichannel array: its combined image has "
+                "non-Rayleigh, position-dependent background noise, so the single-image "
+                "method is invalid; use the two-acquisition (difference) method"), {}
     pdir = mr.phase_encoding_direction if mr else None
     air = common.air_region(obj, pdir, _pixel_mm(series)[1])
     vals = obj.image[air]
@@ -124,8 +137,14 @@ def single_image_validity(series: Series,
         return ("too little background outside the phantom for the single-image method "
                 f"({vals.size} pixels); use the two-acquisition (difference) method"), {}
     mean, sd = float(vals.mean()), float(vals.std(ddof=1))
-    stats = {"air_mean": mean, "air_sd": sd, "air_pixels": int(vals.size),
-             "air_mean_over_sd": mean / sd if sd > 0 else math.inf}
+    stats: dict[str, Any] = {"air_mean": mean, "air_sd": sd, "air_pixels": int(vals.size),
+                             "air_mean_over_sd": mean / sd if sd > 0 else math.inf,
+                             "background": "rayleigh"}
+    if sd >= MIN_AIR_SD and abs(mean / sd) < 0.3 and float(np.mean(vals < 0)) > 0.2:
+        # A real-valued (phase-sensitive) image: the background noise is Gaussian around 0
+        # and its SD is σ itself.
+        stats["background"] = "gaussian"
+        return None, stats
     if sd < MIN_AIR_SD or float(np.mean(vals == 0)) > 0.2:
         return (f"the background is zeroed or quantised (SD {sd:.2f} stored units, "
                 f"{100 * float(np.mean(vals == 0)):.0f} % zeros): the single-image method would "
@@ -141,6 +160,13 @@ def single_image_validity(series: Series,
     return None, stats
 
 
+def _air_sigma(stats: dict[str, Any]) -> float:
+    """σ from the air SD: / 0.655 for a Rayleigh (magnitude) background, as is for a
+    Gaussian (real-valued image) one."""
+    sd = float(stats["air_sd"])
+    return sd if stats.get("background") == "gaussian" else sd / RAYLEIGH_SD_FACTOR
+
+
 def _base(series: Series, standard: str, analysis_id: str) -> Result:
     r = Result(analysis=analysis_id, standard=standard, series_instance_uid=series.uid,
                device=series.facts.device, acquired_at=series.facts.acquired_at)
@@ -154,19 +180,30 @@ def _add_snr(result: Result, method: str, snr: float, factor: float | None) -> N
         result.add("snr_normalised", snr * factor, "Hz^0.5/mm^3", labels={"method": method})
 
 
+def structure_fraction(obj: common.ObjectSlice) -> float:
+    """Fraction of the central object pixels that differ by more than 25 % from a smooth
+    (Gaussian, σ = 4 pixels) version of the image: about 0 for a uniform phantom even
+    with strong shading, large for a slice with inserts, grids or holes."""
+    from scipy import ndimage
+
+    roi = common.central_roi(obj.mask, ROI_FRACTION)
+    roi = ndimage.binary_erosion(roi, iterations=4)
+    if not roi.any():
+        return 1.0
+    smooth = ndimage.gaussian_filter(obj.image, 4.0)
+    resid = np.abs(obj.image - smooth)[roi] / np.maximum(np.abs(smooth[roi]), 1e-9)
+    return float(np.mean(resid > 0.25))
+
+
 def _uniform_confidence(series: Series) -> float:
+    """How sure we are that the series shows a uniform phantom (no inserts)."""
     if series.facts.modality != "MR":
         return 0.0
     try:
         obj = common.find_object(series)
     except AnalysisError:
         return 0.0
-    roi = common.central_roi(obj.mask, ROI_FRACTION)
-    from scipy import ndimage
-
-    smooth = ndimage.uniform_filter(obj.image, 5)[roi]
-    cv = float(smooth.std() / smooth.mean()) if smooth.size else 1.0
-    if cv > 0.15:
+    if structure_fraction(obj) > 0.02:
         return 0.1
     return 0.7 if series.shape[0] <= 3 else 0.3
 
@@ -224,11 +261,10 @@ class NemaSnr:
         result = _base(series, self.standard, self.id)
         factor, missing, norm_params = normalisation(series)
         s = float(obj.image[roi].mean())
-        snr = RAYLEIGH_SD_FACTOR * s / stats["air_sd"]
-        _add_snr(result, "single_image", snr, factor)
+        sigma = _air_sigma(stats)
+        _add_snr(result, "single_image", s / sigma, factor)
         result.add("signal_mean", s, "stored value")
-        result.add("noise_sd", stats["air_sd"] / RAYLEIGH_SD_FACTOR, "stored value",
-                   labels={"method": "single_image"})
+        result.add("noise_sd", sigma, "stored value", labels={"method": "single_image"})
         self._finish(result, series, obj, roi, frac, missing, norm_params, stats)
         return result
 
@@ -263,10 +299,9 @@ class NemaSnr:
         if why:
             result.warnings.append(f"single-image SNR not reported: {why}")
         else:
-            snr1 = RAYLEIGH_SD_FACTOR * s / stats["air_sd"]
-            _add_snr(result, "single_image", snr1, factor)
-            result.add("noise_sd", stats["air_sd"] / RAYLEIGH_SD_FACTOR, "stored value",
-                       labels={"method": "single_image"})
+            sigma = _air_sigma(stats)
+            _add_snr(result, "single_image", s / sigma, factor)
+            result.add("noise_sd", sigma, "stored value", labels={"method": "single_image"})
         result.parameters["second_series_instance_uid"] = b.uid
         result.parameters["signal_change_percent"] = round(drift, 3)
         self._finish(result, a, obj, roi, frac, missing, norm_params, stats)
@@ -287,6 +322,7 @@ class NemaSnr:
         })
         if "air_mean_over_sd" in stats:
             result.parameters["air_mean_over_sd"] = round(float(stats["air_mean_over_sd"]), 3)
+            result.parameters["background_distribution"] = stats["background"]
         mr = series.facts.mr
         air = common.air_region(obj, mr.phase_encoding_direction if mr else None, dx)
         result.evidence.update({"image": obj.image, "roi": roi, "air": air,
