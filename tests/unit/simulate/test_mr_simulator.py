@@ -67,7 +67,7 @@ def test_ramps_in_the_noise_free_image_give_the_slice_thickness() -> None:
         lengths = []
         for ramp in ACR_LARGE.ramps:  # type: ignore[union-attr]
             yc = (ramp.y0 + ramp.y1) / 2
-            row = int(round(yc / pr.pixel_mm + 255.5))
+            row = round(yc / pr.pixel_mm + 255.5)
             prof = img[row - 1:row + 2].mean(axis=0)[143:369]  # inside the block, |x| < 55 mm
             p = prof - float(np.min(prof))
             above = np.flatnonzero(p > p.max() / 2)
