@@ -9,21 +9,31 @@ resolved in a direction when, in at least one row (column) of that array, all
 four holes are seen as separate. The result is the smallest size resolved in
 each direction.
 
-Objective rule, in place of the guidance's visual reading: along a row
-(column) through the hole centres, averaged over a quarter of the hole
-diameter across it, the profile has a maximum near each of the 4 holes and a
-minimum near each of the 3 midpoints between them; two adjacent holes are
-separate when the minimum lies below the lower of their two maxima by **at
-least 3 σ** (σ the image noise: the median absolute deviation × 1.4826 of differences
-of horizontally neighbouring pixels in the uniform fill below the insert,
-divided by √2, robust to a stray structure in that region), so that the dip is not a noise
-fluctuation (one-sided, false-dip rate ≈ 0.13 % per gap under Gaussian noise),
-**and by at least 10 %** of that maximum above the insert's background, so that
-a dip of a few noise units on a very high-SNR image is not called resolved when
-it would be invisible at any reasonable window. A row resolves when all 3 gaps
-are separate. Every row (column) of the array is tried, each at the position
-that maximises its mean signal within ±¼ pitch, so a staggered row or a
-sub-pixel offset of the insert does not matter.
+Objective rule, in place of the guidance's visual reading:
+
+1. *Sampling*: a hole pitch (2 × diameter) finer than two acquired samples
+   along the direction read (field of view / acquisition matrix (0018,1310),
+   else the pixel spacing) is beyond the acquired k-space: what shows there is
+   aliasing or ringing, so that size is not resolved in that direction (the
+   sampling theorem). This is why a 256 matrix over 250 mm never resolves
+   0.9 mm holes here, while hazen, which reads dips wherever they appear,
+   reports 0.9 mm on some such scans.
+2. *Separation*: along a row (column) through the hole centres, averaged over
+   a quarter of the hole diameter across it, the profile has a maximum near
+   each of the 4 holes and a minimum near each of the 3 midpoints between
+   them; two adjacent holes are separate when the minimum lies below the lower
+   of their two maxima by **at least 3 σ** (σ the image noise: the median
+   absolute deviation × 1.4826 of differences of horizontally neighbouring
+   pixels in the uniform fill below the insert, / √2, robust to a stray
+   structure there), so that the dip is not a noise fluctuation (one-sided,
+   false-dip rate ≈ 0.13 % per gap under Gaussian noise), **and by at least
+   26.5 %** of that maximum above the insert's plastic (the Rayleigh criterion:
+   two Airy patterns at the Rayleigh distance dip to 73.5 %), so that a dip of
+   a few noise units on a very high-SNR image is not called resolved when it
+   would be invisible at any reasonable window. A row resolves when all 3 gaps
+   are separate. Every row (column) of the array is tried, each at the position
+   that maximises its mean signal within ±¼ pitch, so a staggered row or a
+   sub-pixel offset of the insert does not matter.
 
 Finding the arrays: the slice-1 image is resampled on the phantom frame at
 0.1 mm; for each hole size a template of the array pair (the lower-right array
@@ -60,7 +70,10 @@ from scanbench.types import Result, Series
 HOLE_SIZES_MM = (1.1, 1.0, 0.9)  # [C]
 STEP_MM = 0.1
 NOISE_FACTOR = 3.0  # dip must exceed 3 σ
-MIN_DIP_FRACTION = 0.10  # and 10 % of the hole maximum above background
+#: and the Rayleigh dip: 26.5 % of the lower peak above the plastic (two Airy patterns at
+#: the Rayleigh distance dip to 73.5 %); the virtual scanner states the same rule for its
+#: truth (scanbench.simulate.mr.HOLE_DIP_FRACTION).
+MIN_DIP_FRACTION = 0.265
 SEARCH_U = (-60.0, 65.0)  # the insert below the slab, phantom frame (mm)
 SEARCH_V = (10.0, 62.0)
 
@@ -102,6 +115,23 @@ def noise_sigma(acr: AcrAxial) -> float:
     return 1.4826 * mad / np.sqrt(2.0)
 
 
+def acquired_spacing(series: Series) -> tuple[float, float]:
+    """Acquired sample spacing (mm) along image rows' direction y and columns' x:
+    field of view over the acquisition matrix (0018,1310), else the pixel spacing."""
+    ny, nx = series.shape[1], series.shape[2]
+    dy, dx = float(series.spacing[1]), float(series.spacing[2])
+    mr = series.facts.mr
+    m = mr.acquisition_matrix if mr else None
+    if not m or len(m) != 4:
+        return dy, dx
+    freq_rows, freq_cols, phase_rows, phase_cols = m
+    n_rows = freq_rows or phase_rows  # samples along the column direction (y)
+    n_cols = freq_cols or phase_cols  # samples along the row direction (x)
+    sy = ny * dy / n_rows if n_rows else dy
+    sx = nx * dx / n_cols if n_cols else dx
+    return max(sy, dy), max(sx, dx)
+
+
 def _line_resolved(profile: np.ndarray, x: np.ndarray, centres: np.ndarray, pitch: float,
                    sigma: float, background: float) -> tuple[bool, list[float], list[float]]:
     peaks, dips = [], []
@@ -132,6 +162,8 @@ def measure(series: Series, result: Result) -> None:
     smallest: dict[str, float] = {}
     ev: dict[str, Any] = {"arrays": [], "sigma": sigma}
     taken: list[tuple[float, float]] = []
+    acquired = acquired_spacing(series)
+    ev["acquired_spacing_mm"] = acquired
     for d in HOLE_SIZES_MM:
         tmpl = _template(d, blur)
         score = match_template(img, tmpl, pad_input=False)
@@ -176,6 +208,9 @@ def measure(series: Series, result: Result) -> None:
                 rows_ok += int(ok)
                 lines.append({"profile": prof, "x": along, "across": across, "resolved": ok,
                               "peaks": peaks, "dips": dips})
+            spacing = acquired[1] if direction == "left_right" else acquired[0]
+            if 2.0 * d < 2.0 * spacing - 1e-6:
+                rows_ok = 0  # finer than the acquired sampling: aliasing, not resolution
             result.add("rows_resolved", rows_ok, "1", labels={"direction": direction,
                                                                "hole_mm": d})
             if rows_ok and (direction not in smallest or smallest[direction] > d):
