@@ -25,7 +25,7 @@ the definition the ACR guidance gives (never by running an analysis):
 
 - ``length_mm``: analytic chord of the distorted phantom outline through its imaged
   centre (slices 1 and 5: horizontal, vertical, diagonal_down, diagonal_up; localiser:
-  vertical = along the phantom axis);
+  head_foot, along the phantom axis);
 - ``slice_thickness_mm``: FWHM of the slice profile; ``slice_position_error_mm``: the
   slice-centre displacement along the phantom axis (positive towards slice 11; the left
   bar is then longer, bar difference = 2 × displacement);
@@ -33,7 +33,7 @@ the definition the ACR guidance gives (never by running an analysis):
   (200 cm² ROI, 1 cm² extremes; four 10 cm² 4:1 elliptical background ROIs) applied
   to the noise-free slice 7 with the ROIs at their known places;
 - ``resolved_hole_mm``: the hole-resolution rule (``hole_line_resolved``) applied to
-  the noise-free slice 1;
+  the noise-free slice 1, per direction ``left_right`` / ``top_bottom``;
 - ``spokes_detected``: the disc-detection rule (``lcd_disc_detected``) with the
   noise-free disc contrast and the known σ;
 - ``snr``: mean noise-free signal in the central ROI of 75 % of the phantom area of
@@ -510,8 +510,10 @@ def _profile(
 def resolved_holes_truth(
     image: np.ndarray, phantom: AcrPhantom, protocol: MrProtocol, imp: Imperfections
 ) -> dict[str, float | None]:
-    """Smallest resolved hole size per direction ("row", "column") by the stated rule."""
-    out: dict[str, float | None] = {"row": None, "column": None}
+    """Smallest resolved hole size per direction by the stated rule: ``left_right`` (the
+    upper-left arrays, holes read along rows) and ``top_bottom`` (lower-right, columns)."""
+    names = {"row": "left_right", "column": "top_bottom"}
+    out: dict[str, float | None] = {"left_right": None, "top_bottom": None}
     step_mm = 0.05
     step_px = step_mm / protocol.pixel_mm
     for arr in sorted(phantom.hole_arrays, key=lambda a: -a.hole_mm):
@@ -530,7 +532,7 @@ def resolved_holes_truth(
                 resolved_any = True
                 break
         if resolved_any:
-            out[arr.direction] = arr.hole_mm
+            out[names[arr.direction]] = arr.hole_mm
     return out
 
 
@@ -1034,7 +1036,7 @@ def simulate_acr(
         sz = imperfections.gradient_scale[2]
         truth["series"]["LOCALISER"] = {
             "series_instance_uid": uid,
-            "length_mm": {"localiser": {"vertical": ph.inner_length_mm * sz}},
+            "length_mm": {"localiser": {"head_foot": ph.inner_length_mm * sz}},
             "pixel_mm": loc_pr.pixel_mm,
         }
     truth["files"] = files

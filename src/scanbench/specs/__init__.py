@@ -215,6 +215,19 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "spokes_detected": ("slice",),
         "spokes_detected_total": (),
     },
+    # MRI, NEMA MS (issue 7 part A). method: "difference" (two acquisitions) or
+    # "single_image" (air background, Rayleigh-corrected).
+    "mr.nema_ms1.snr": {
+        "snr": ("method",),
+        "snr_normalised": ("method",),
+        "signal_mean": (),
+        "noise_sd": ("method",),
+    },
+    "mr.nema_ms3.uniformity": {
+        "percent_integral_uniformity": (),
+        "percent_signal_ghosting": (),
+        "signal_mean": (),
+    },
 }
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
