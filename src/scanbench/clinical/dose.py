@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from scanbench.clinical import effective_dose as ed
 from scanbench.clinical import radiopharmaceutical as rp
@@ -57,7 +59,6 @@ from scanbench.clinical.inputs import scan
 from scanbench.clinical.sr import Code, dcm, sct
 from scanbench.clinical.units import convert
 from scanbench.dicom import headers as h
-from scanbench.dicom.facts import device_identity
 from scanbench.dicom.modality_facts import ct_facts
 from scanbench.types import DeviceIdentity
 
@@ -508,16 +509,45 @@ def _observer_device(top: sr.Item) -> DeviceIdentity | None:
 
 def _record(ds: Dataset, where: str, kind: Kind) -> Record:
     tz = h.timezone(ds)
+    text = _fast_text(ds)
     return Record(
         where=where, kind=kind, study_uid=h.text(ds, "StudyInstanceUID"),
-        device=device_identity(ds), modality=h.text(ds, "Modality"),
+        device=DeviceIdentity(manufacturer=text(0x00080070), model=text(0x00081090),
+                              serial=text(0x00181000), station=text(0x00081010),
+                              software_versions=text(0x00181020)),
+        modality=h.text(ds, "Modality"),
         sop_instance_uid=h.text(ds, "SOPInstanceUID"),
         series_uid=h.text(ds, "SeriesInstanceUID"),
         patient=rp.patient_from_header(ds),
         study_datetime=h.localize(h.combine(h.text(ds, "StudyDate"), h.text(ds, "StudyTime")),
                                   tz),
-        accession=h.text(ds, "AccessionNumber"),
-        description=h.text(ds, "StudyDescription"))
+        accession=text(0x00080050),
+        description=text(0x00081030))
+
+
+def _fast_text(ds: Dataset) -> Callable[[int], str | None]:
+    """A getter of LO/SH/LT values in the data set's character set, straight from the
+    raw bytes (the values device_identity reads, without pydicom's conversion);
+    multi-valued elements keep their backslashes as device_identity does."""
+    encoding = sr.charset_codec(ds)
+
+    def text(tag: int) -> str | None:
+        elem = ds._dict.get(BaseTag(tag))
+        if elem is None:
+            return None
+        value = elem.value
+        if isinstance(value, bytes):
+            out = value.decode(encoding, "replace")
+        elif isinstance(value, str):
+            out = value
+        elif value is None:
+            return None
+        else:
+            out = "\\".join(str(v) for v in value) if isinstance(value, MultiValue) \
+                else str(value)
+        out = out.strip(" \x00").strip()
+        return out or None
+    return text
 
 
 # ----------------------------------------------------------------------------- fallbacks

@@ -20,35 +20,41 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
+from pydicom.charset import python_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from scanbench.dicom import headers as h
 
 # Element tags, used as integer keys for speed (Dataset.get by keyword converts each call).
-_CONTENT_SEQ = BaseTag(0x0040A730)
-_CONCEPT_NAME = BaseTag(0x0040A043)
-_CONCEPT_CODE = BaseTag(0x0040A168)
-_VALUE_TYPE = BaseTag(0x0040A040)
-_RELATIONSHIP = BaseTag(0x0040A010)
-_MEASURED_VALUE = BaseTag(0x0040A300)
-_NUMERIC_VALUE = BaseTag(0x0040A30A)
-_UNITS = BaseTag(0x004008EA)
-_TEXT_VALUE = BaseTag(0x0040A160)
-_UID = BaseTag(0x0040A124)
-_DATETIME = BaseTag(0x0040A120)
-_DATE = BaseTag(0x0040A121)
-_TIME = BaseTag(0x0040A122)
-_PNAME = BaseTag(0x0040A123)
-_CODE_VALUE = BaseTag(0x00080100)
-_SCHEME = BaseTag(0x00080102)
-_MEANING = BaseTag(0x00080104)
-_LONG_CODE_VALUE = BaseTag(0x00080119)
-_URN_CODE_VALUE = BaseTag(0x00080120)
+_CONTENT_SEQ = 0x0040A730
+_CONCEPT_NAME = 0x0040A043
+_CONCEPT_CODE = 0x0040A168
+_VALUE_TYPE = 0x0040A040
+_RELATIONSHIP = 0x0040A010
+_MEASURED_VALUE = 0x0040A300
+_NUMERIC_VALUE = 0x0040A30A
+_UNITS = 0x004008EA
+_TEXT_VALUE = 0x0040A160
+_UID = 0x0040A124
+_DATETIME = 0x0040A120
+_DATE = 0x0040A121
+_TIME = 0x0040A122
+_PNAME = 0x0040A123
+_CODE_VALUE = 0x00080100
+_SCHEME = 0x00080102
+_MEANING = 0x00080104
+_LONG_CODE_VALUE = 0x00080119
+_URN_CODE_VALUE = 0x00080120
 
 #: Legacy SNOMED-RT (SRT / SNM3) codes → SNOMED CT concept ids, for the concepts the
 #: dose templates use (PS3.16 Annex O "SNOMED mapping"; TID 10011-10013, 10021-10022,
@@ -119,79 +125,237 @@ def sct(value: str) -> tuple[str, str]:
     return value, "SCT"
 
 
-def _elem(ds: Dataset, tag: BaseTag) -> Any:
+# ----------------------------------------------------------------------------- raw tree
+#
+# pydicom keeps a sequence's bytes unparsed until it is accessed, and converting every
+# nested element through pydicom costs ~100× reading the file. The content tree is
+# therefore parsed here straight from the bytes of the Content Sequence (PS3.5 §7.5:
+# items (FFFE,E000) of defined or undefined length, item and sequence delimiters
+# (FFFE,E00D) / (FFFE,E0DD); explicit or implicit VR, PS3.5 §7.1) into plain
+# dicts, tag → raw value bytes or list of items. Values are decoded only when read.
+# Elements pydicom has already converted (a data set built in memory, or edited)
+# are taken as they are.
+
+Node = dict[int, Any]
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"})
+_UNDEFINED = 0xFFFFFFFF
+
+
+@lru_cache(maxsize=1024)
+def _is_sq(tag: int) -> bool:
     try:
-        elem = ds.get(tag)
-        return None if elem is None else elem.value
-    except Exception:  # a damaged value raises when pydicom converts it
-        return None
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:
+        return False
 
 
-def _str(ds: Dataset, tag: BaseTag) -> str | None:
-    value = _elem(ds, tag)
+_LE_ITEM = struct.Struct("<HHL").unpack_from
+_BE_ITEM = struct.Struct(">HHL").unpack_from
+_LE_EXPLICIT = struct.Struct("<HH2sH").unpack_from
+_BE_EXPLICIT = struct.Struct(">HH2sH").unpack_from
+_LE_UL = struct.Struct("<L").unpack_from
+_BE_UL = struct.Struct(">L").unpack_from
+
+
+def _parse_items(data: bytes, pos: int, end: int, implicit: bool, little: bool,
+                 defined: bool) -> tuple[list[Node], int]:
+    """Items of one sequence value from ``pos``; returns them and where the value ends."""
+    hdr = _LE_ITEM if little else _BE_ITEM
+    items: list[Node] = []
+    while pos + 8 <= end:
+        group, elem, length = hdr(data, pos)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == _SEQ_END:
+            return items, pos
+        if tag != _ITEM:
+            raise ValueError(f"expected an item tag at byte {pos - 8}, found {tag:08X}")
+        if length == _UNDEFINED:
+            node, pos = _parse_node(data, pos, end, implicit, little, True)
+        else:
+            stop = pos + length
+            node, _ = _parse_node(data, pos, stop if stop < end else end, implicit, little,
+                                  False)
+            pos = stop
+        items.append(node)
+    if not defined:
+        raise ValueError("sequence of undefined length without its delimiter")
+    return items, pos
+
+
+def _parse_node(data: bytes, pos: int, end: int, implicit: bool, little: bool,
+                until_delimiter: bool) -> tuple[Node, int]:
+    node: Node = {}
+    item_hdr = _LE_ITEM if little else _BE_ITEM
+    explicit_hdr = _LE_EXPLICIT if little else _BE_EXPLICIT
+    ul = _LE_UL if little else _BE_UL
+    long_vrs = _LONG_VRS
+    while pos + 8 <= end:
+        if implicit:
+            group, elem, length = item_hdr(data, pos)
+            vr = None
+            pos += 8
+        else:
+            group, elem, vr, length = explicit_hdr(data, pos)
+            if vr in long_vrs:
+                (length,) = ul(data, pos + 8)
+                pos += 12
+            else:
+                pos += 8
+        tag = group << 16 | elem
+        if tag == _ITEM_END:
+            return node, pos  # delimiters are 8 bytes in either VR encoding
+        if length == _UNDEFINED:  # SQ, or UN of undefined length (implicit VR inside)
+            node[tag], pos = _parse_items(data, pos, end, implicit or vr == b"UN", little,
+                                          False)
+        elif vr == b"SQ" or (vr is None and _is_sq(tag)):
+            stop = pos + length
+            node[tag], _ = _parse_items(data, pos, stop if stop < end else end, implicit,
+                                        little, True)
+            pos = stop
+        else:
+            node[tag] = data[pos:pos + length]
+            pos += length
+    if until_delimiter:
+        raise ValueError("item of undefined length without its delimiter")
+    return node, pos
+
+
+def node_of(ds: Dataset) -> Node:
+    """The tags of a pydicom data set as a node; sequences become lists of nodes."""
+    node: Node = {}
+    for tag, elem in ds._dict.items():
+        node[int(tag)] = _value_of(int(tag), elem)
+    return node
+
+
+def _value_of(tag: int, elem: Any) -> Any:
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        is_sq = elem.VR == "SQ" or (elem.VR is None and _is_sq(tag)) or (
+            elem.VR == "UN" and elem.length == _UNDEFINED)
+        if is_sq and isinstance(value, bytes | bytearray):
+            implicit = elem.is_implicit_VR or elem.VR == "UN"
+            items, _ = _parse_items(bytes(value), 0, len(value), implicit,
+                                    elem.is_little_endian, defined=True)
+            return items
+        return value
+    if elem.VR == "SQ":
+        return [node_of(item) for item in elem.value if isinstance(item, Dataset)]
+    return elem.value
+
+
+def _decode(value: Any, encoding: str) -> str | None:
     if value is None:
         return None
-    try:
-        text = str(value).strip().strip("\x00").strip()
-    except Exception:
-        return None
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode(encoding, "replace")
+    else:
+        try:
+            text = str(value)
+        except Exception:
+            return None
+    text = text.strip(" \x00").strip()
     return text or None
 
 
-def code_of(item: Dataset | None) -> Code | None:
-    """The code in one item of a code sequence (short, long or URN code value)."""
-    if item is None:
+def _first_node(node: Node | None, tag: int) -> Node | None:
+    if node is None:
         return None
-    value = _str(item, _CODE_VALUE) or _str(item, _LONG_CODE_VALUE) or _str(item, _URN_CODE_VALUE)
-    if value is None:
-        return None
-    return Code(value, _str(item, _SCHEME) or "", _str(item, _MEANING) or "")
-
-
-def _first(ds: Dataset, tag: BaseTag) -> Dataset | None:
-    seq = _elem(ds, tag)
-    try:
-        if seq and isinstance(seq[0], Dataset):
-            return seq[0]
-    except Exception:
-        return None
+    seq = node.get(tag)
+    if isinstance(seq, list) and seq and isinstance(seq[0], dict):
+        return cast(Node, seq[0])
     return None
 
 
-@dataclass
+_CODES: dict[tuple[Any, Any, Any, Any, Any, str], Code | None] = {}
+
+
+def _node_code(node: Node | None, encoding: str) -> Code | None:
+    """The code of a code-sequence item; codes repeat through a report, so each distinct
+    raw (value, scheme, meaning) is decoded once."""
+    if node is None:
+        return None
+    key = (node.get(_CODE_VALUE), node.get(_SCHEME), node.get(_MEANING),
+           node.get(_LONG_CODE_VALUE), node.get(_URN_CODE_VALUE), encoding)
+    try:
+        return _CODES[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable converted values: decode without the cache
+        return _decode_code(node, encoding)
+    if len(_CODES) > 4096:
+        _CODES.clear()
+    code = _CODES[key] = _decode_code(node, encoding)
+    return code
+
+
+def _decode_code(node: Node, encoding: str) -> Code | None:
+    value = (_decode(node.get(_CODE_VALUE), "ascii") or _decode(node.get(_LONG_CODE_VALUE),
+                                                                 encoding)
+             or _decode(node.get(_URN_CODE_VALUE), "ascii"))
+    if value is None:
+        return None
+    return Code(value, _decode(node.get(_SCHEME), "ascii") or "",
+                _decode(node.get(_MEANING), encoding) or "")
+
+
+def code_of(item: Dataset | None) -> Code | None:
+    """The code in one item of a code sequence of a pydicom data set."""
+    if item is None:
+        return None
+    return _node_code(node_of(item), charset_codec(item))
+
+
+def charset_codec(ds: Dataset) -> str:
+    """Python codec of the Specific Character Set (0008,0005); ASCII-compatible default."""
+    names = h.texts(ds, "SpecificCharacterSet")
+    for name in reversed(names):  # the last one names the extension repertoire in use
+        codec = python_encoding.get(name) or python_encoding.get(name.replace("ISO 2022 ", ""))
+        if codec:
+            return codec
+    return "latin_1"
+
+
+@dataclass(slots=True)
 class Item:
     """One content item: relationship, value type, concept name, and its children.
 
-    ``ds`` is the pydicom item it wraps; values are read on demand by the
-    accessors below, which return ``None`` for a missing or malformed value.
+    ``node`` holds its raw elements; values are decoded on demand by the accessors
+    below, which return ``None`` for a missing or malformed value.
     """
 
-    ds: Dataset
+    node: Node
     concept: Code | None
     value_type: str
     relationship: str
     path: str  # where in the tree, for warnings: e.g. "113819[2]/113829/113830"
+    encoding: str = "latin_1"
     _children: list[Item] | None = field(default=None, repr=False)
 
     @property
     def children(self) -> list[Item]:
         if self._children is None:
-            self._children = items_of(self.ds, self.path)
+            self._children = _items(self.node, self.path, self.encoding)
         return self._children
 
     def is_(self, key: tuple[str, str]) -> bool:
-        return self.concept is not None and self.concept.key == Code(*key).key
+        return self.concept is not None and self.concept.key == _key(key)
 
     # ---------------------------------------------------------------- children by concept
     def find(self, key: tuple[str, str]) -> Item | None:
         """The first child whose concept name is ``key``."""
+        wanted = _key(key)
         for child in self.children:
-            if child.is_(key):
+            if child.concept is not None and child.concept.key == wanted:
                 return child
         return None
 
     def find_all(self, key: tuple[str, str]) -> list[Item]:
-        return [c for c in self.children if c.is_(key)]
+        wanted = _key(key)
+        return [c for c in self.children if c.concept is not None and c.concept.key == wanted]
 
     def descend(self, *keys: tuple[str, str]) -> Item | None:
         """Follow a path of concept names, first match at each level."""
@@ -210,85 +374,100 @@ class Item:
 
     # ---------------------------------------------------------------- values
     def number(self) -> float | None:
-        """A NUM item's numeric value (finite), else None."""
-        mv = _first(self.ds, _MEASURED_VALUE)
-        if mv is None:
-            return None
-        raw = _elem(mv, _NUMERIC_VALUE)
-        if raw is None:
+        """A NUM item's numeric value (finite), else None (also for a malformed value)."""
+        text = self.raw_number_text()
+        if text is None:
             return None
         try:
-            if isinstance(raw, list | tuple) or type(raw).__name__ == "MultiValue":
-                raw = raw[0]
-            value = float(raw)
-        except (TypeError, ValueError, IndexError):
+            value = float(text.split("\\")[0])
+        except ValueError:
             return None
         return value if math.isfinite(value) else None
 
     def raw_number_text(self) -> str | None:
         """The stored Numeric Value as written (to describe a malformed one)."""
-        mv = _first(self.ds, _MEASURED_VALUE)
+        mv = _first_node(self.node, _MEASURED_VALUE)
         if mv is None:
             return None
-        elem = mv.get(_NUMERIC_VALUE)
-        if elem is None:
-            return None
-        value = getattr(elem, "value", None)
-        if isinstance(value, bytes):
-            return value.decode("ascii", "replace").strip()
-        return None if value is None else str(value)
+        value = mv.get(_NUMERIC_VALUE)
+        if isinstance(value, list | tuple | MultiValue):
+            value = "\\".join(str(v) for v in value)
+        return _decode(value, "ascii")
 
     def unit(self) -> str | None:
         """A NUM item's UCUM unit code (Measurement Units Code Sequence)."""
-        mv = _first(self.ds, _MEASURED_VALUE)
-        code = code_of(_first(mv, _UNITS)) if mv is not None else None
+        mv = _first_node(self.node, _MEASURED_VALUE)
+        code = _node_code(_first_node(mv, _UNITS), self.encoding)
         return code.value if code else None
 
     def code(self) -> Code | None:
         """A CODE item's value."""
-        return code_of(_first(self.ds, _CONCEPT_CODE))
+        return _node_code(_first_node(self.node, _CONCEPT_CODE), self.encoding)
 
     def text(self) -> str | None:
         """A TEXT, UIDREF or PNAME item's value."""
         for tag in (_TEXT_VALUE, _UID, _PNAME):
-            value = _str(self.ds, tag)
+            value = _decode(self.node.get(tag), self.encoding)
             if value is not None:
                 return value
         return None
 
     def datetime(self) -> dt.datetime | None:
         """A DATETIME (or DATE + TIME) item's value (aware if it carries an offset)."""
-        value = _str(self.ds, _DATETIME)
+        value = _decode(self.node.get(_DATETIME), "ascii")
         if value is not None:
             return h.parse_datetime(value)
-        return h.combine(_str(self.ds, _DATE), _str(self.ds, _TIME))
+        return h.combine(_decode(self.node.get(_DATE), "ascii"),
+                         _decode(self.node.get(_TIME), "ascii"))
 
 
-def items_of(ds: Dataset, parent: str = "") -> list[Item]:
-    """The content items directly under ``ds`` (a document root or a content item)."""
-    seq = _elem(ds, _CONTENT_SEQ)
-    if not seq:
+@lru_cache(maxsize=256)
+def _key(key: tuple[str, str]) -> tuple[str, str]:
+    return Code(*key).key
+
+
+def _items(node: Node, parent: str, encoding: str) -> list[Item]:
+    seq = node.get(_CONTENT_SEQ)
+    if not isinstance(seq, list):
         return []
     out: list[Item] = []
     counts: dict[str, int] = {}
     for child in seq:
-        if not isinstance(child, Dataset):
+        if not isinstance(child, dict):
             continue
-        concept = code_of(_first(child, _CONCEPT_NAME))
+        concept = _node_code(_first_node(child, _CONCEPT_NAME), encoding)
         label = concept.value if concept else "?"
         counts[label] = counts.get(label, 0) + 1
         path = f"{parent}/{label}" if parent else label
         if counts[label] > 1:
             path += f"[{counts[label]}]"
-        out.append(Item(ds=child, concept=concept, value_type=_str(child, _VALUE_TYPE) or "",
-                        relationship=_str(child, _RELATIONSHIP) or "", path=path))
+        out.append(Item(node=child, concept=concept,
+                        value_type=_decode(child.get(_VALUE_TYPE), "ascii") or "",
+                        relationship=_decode(child.get(_RELATIONSHIP), "ascii") or "",
+                        path=path, encoding=encoding))
     return out
 
 
 def root(ds: Dataset) -> Item:
-    """The document root as an :class:`Item` (its concept name is the document title)."""
-    return Item(ds=ds, concept=code_of(_first(ds, _CONCEPT_NAME)),
-                value_type=_str(ds, _VALUE_TYPE) or "CONTAINER", relationship="", path="")
+    """The document root as an :class:`Item` (its concept name is the document title).
+
+    The parsed tree is kept on the data set (``ds._scanbench_sr_root``) so that asking
+    twice does not parse twice; a ValueError names a damaged sequence encoding.
+    """
+    cached = getattr(ds, "_scanbench_sr_root", None)
+    if isinstance(cached, Item):
+        return cached
+    encoding = charset_codec(ds)
+    node: Node = {}
+    for tag in (_CONCEPT_NAME, _CONTENT_SEQ):
+        elem = ds._dict.get(BaseTag(tag))
+        if elem is not None:
+            node[tag] = _value_of(tag, elem)
+    item = Item(node=node, concept=_node_code(_first_node(node, _CONCEPT_NAME), encoding),
+                value_type=h.text(ds, "ValueType") or "CONTAINER", relationship="", path="",
+                encoding=encoding)
+    object.__setattr__(ds, "_scanbench_sr_root", item)
+    return item
 
 
 def template_id(ds: Dataset) -> str | None:
