@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from scanbench.simulate.ct import (
     CT_SCANNER_MODELS,
@@ -63,7 +64,7 @@ DeviceOption = Annotated[str | None, typer.Option(
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -79,7 +80,8 @@ def _model(name: str, noise_hu: float | None, mtf50: float | None, cupping: floa
     if device is not None:
         parts = [p.strip() for p in device.split("/")]
         if len(parts) not in (2, 3) or not all(parts):
-            raise _fail(f"--device {device!r}: expected MANUFACTURER/MODEL[/SERIAL]")
+            raise _fail(f"--device {device!r}: expected MANUFACTURER/MODEL or "
+                        "MANUFACTURER/MODEL/SERIAL")
         changes["manufacturer"], changes["model"] = parts[0], parts[1]
         if len(parts) == 3:
             changes["serial"] = parts[2]
