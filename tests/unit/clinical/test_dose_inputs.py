@@ -131,3 +131,24 @@ def test_conflicting_repeat_of_an_event_is_counted_once_and_warned(rdsr: Path) -
 def test_bare_datasets_are_accepted(rdsr: Path) -> None:
     report = doses_from_datasets([_load(rdsr / "CT-RDSR-GEPixelMed.dcm")])
     assert report.studies[0].total_dlp_mgycm == pytest.approx(586.34)
+
+
+@pytest.mark.parametrize("name", ["CT-RDSR-Toshiba_DoseCheck.dcm", "CT-ESR-GE_Optima.dcm",
+                                  "CT-RDSR-GEPixelMed.dcm", "NM-RRDSR-Siemens.dcm"])
+def test_implicit_vr_and_converted_sequences_read_the_same(rdsr: Path, tmp_path: Path,
+                                                          name: str) -> None:
+    """The byte-level walker (explicit VR, defined and undefined lengths), an implicit-VR
+    re-encoding, and a tree pydicom has already converted all give the same report."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    reference = doses_from_paths([rdsr / name]).studies[0].to_dict()
+    ds = _load(rdsr / name)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(tmp_path / "implicit.dcm", enforce_file_format=True)
+    implicit = doses_from_paths([tmp_path / "implicit.dcm"]).studies[0].to_dict()
+    converted_ds = _load(rdsr / name)
+    list(converted_ds.iterall())  # pydicom converts every element
+    converted = doses_from_datasets([(str(rdsr / name), converted_ds)]).studies[0].to_dict()
+    for other in (implicit, converted):
+        for key in ("total_dlp_mgycm", "events", "radiopharmaceutical", "effective_dose_msv"):
+            assert other[key] == reference[key], key
