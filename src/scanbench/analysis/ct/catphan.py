@@ -337,12 +337,19 @@ class Catphan:
         img = stack.mean(axis=0)
         f0 = _frame(series, layout, idx)
         best: tuple[float, str, pm.Frame] | None = None
+        every = {i.angle_deg for ins in (cp.CTP404_INSERTS, cp.CTP732_INSERTS,
+                                         cp.CTP401_INSERTS) for i in ins}
         for name, inserts in _sens_layouts(layout).items():
             feats = [(i.angle_deg, i.distance_mm, i.material.hu) for i in inserts]
+            # where another layout has an insert and this one has none: module background
+            # (so CTP404 cannot fit a CTP732 by ignoring its bone inserts)
+            bg = cp.MODELS["504"].modules[0].background_hu
+            empty = [(a, cp.INSERT_RING_MM, bg) for a in sorted(every)
+                     if all(abs(a - i.angle_deg) > 1 for i in inserts)]
             fr, cost = pm.fit_orientation(img, f0, feats, smooth_mm=1.0)
             for _ in range(2):
                 fr = pm.refine_pose(img, fr, feats, cp.INSERT_DIAMETER_MM / 2)
-            _, cost = pm.fit_orientation(img, fr, feats, smooth_mm=1.0,
+            _, cost = pm.fit_orientation(img, fr, feats + empty, smooth_mm=1.0,
                                          angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,))
             if best is None or cost < best[0]:
                 best = (cost, name, fr)

@@ -120,12 +120,14 @@ def find_body(img: np.ndarray, spacing_yx: tuple[float, float],
     cy, cx = ndimage.center_of_mass(mask)
     edge = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
     if not edge:
-        # cut by the reconstruction circle: the object's outline meets padding / air in a
-        # straight-ish chord; test how far its boundary lies from the fitted circle
-        r = math.sqrt(area / math.pi)
-        ys, xs = np.nonzero(mask ^ ndimage.binary_erosion(mask))
-        d = np.hypot((ys - cy) * dy, (xs - cx) * dx)
-        edge = bool(np.percentile(d, 5) < 0.93 * r)
+        # cut by the reconstruction circle: the object meets the padding outside it
+        from scanbench.analysis.ct.common import reconstruction_mask
+
+        # (a constant corner value below air is padding; a noise-free −1000 is just air)
+        corners = np.asarray(img)[[0, 0, -1, -1], [0, -1, 0, -1]]
+        data = reconstruction_mask(img) if float(corners.min()) < -1005.0 else None
+        if data is not None and not data.all():
+            edge = bool((mask & ndimage.binary_dilation(~data, iterations=2)).any())
     return Body((float(cy), float(cx)), math.sqrt(area / math.pi), edge, area)
 
 

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from tests.unit.analysis.ct.ctphantom_render import render
 
 from scanbench.analysis.ct import phantom_modules as pm
 from scanbench.analysis.ct.acr464 import Acr464, _orientation, locate
 from scanbench.errors import AnalysisError
 from scanbench.phantoms import acr_ct as acr
-from tests.unit.analysis.ct.ctphantom_render import render
 
 
 @pytest.mark.parametrize(("rotation", "mirror"), [(0.0, False), (8.5, False), (-10.0, True)])
