@@ -840,7 +840,7 @@ def write_mr_series(
             # this in private tags; scanbench's header reader looks for these.
             ds.ParallelAcquisition = "YES"
             ds.ParallelAcquisitionTechnique = "SENSE"
-            ds.ParallelReductionFactorInPlane = _ds(pr.parallel_factor)
+            ds.ParallelReductionFactorInPlane = float(pr.parallel_factor)
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.StudyID = "1"
