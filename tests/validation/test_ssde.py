@@ -85,3 +85,26 @@ def test_series_dw_and_ssde_from_virtual_ct_exam(tmp_path: Path) -> None:
         assert dw.diameter_mm == pytest.approx(t["water_equivalent_diameter_mm"], rel=0.01)
     got = ssde.ssde_mgy(t["events"][1]["ctdivol_mgy"], dw.diameter_mm / 10, 32)
     assert got == pytest.approx(t["ssde_mgy"], rel=0.01)
+
+
+def test_dose_report_gains_ssde_measured_on_its_images(tmp_path: Path) -> None:
+    """scanbench dose --ssde: the report gives no SSDE; D_w is measured on the axial series
+    its Irradiation Event UID names, and SSDE = f(D_w)·CTDIvol matches the truth."""
+    from scanbench.clinical.dose import doses_from_paths
+
+    truths = simulate_ct_exams(tmp_path, n=2, protocols=("chest", "head"), seed=8)
+    plain = doses_from_paths([tmp_path])
+    assert all(e.ssde_mgy is None for s in plain.studies for e in s.events)
+    report = doses_from_paths([tmp_path], ssde_method="mean")
+    by_uid = {s.study_instance_uid: s for s in report.studies}
+    for t in truths:
+        s = by_uid[t["study_instance_uid"]]
+        heli = s.events[1]
+        assert heli.water_equivalent_diameter_mm == pytest.approx(
+            t["water_equivalent_diameter_mm"], rel=0.01)
+        if t["ssde_mgy"] is None:  # a head smaller than the fit's 8 cm would be refused
+            assert heli.ssde_mgy is None
+        else:
+            assert heli.ssde_mgy == pytest.approx(t["ssde_mgy"], rel=0.01)
+            assert "mean over z" in (heli.ssde_source or "")
+        assert s.events[0].ssde_mgy is None  # the localizer has no SSDE

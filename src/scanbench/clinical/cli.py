@@ -164,10 +164,17 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
              "--local-drl", help="Write a local DRL table (P25/P50/P75 of facility medians) "
                                  "computed from these studies, categorised by --drl (default "
                                  "the WS/T 637 template's categories), to this YAML file.")]
-         = None) -> None:
+         = None,
+         ssde_method: Annotated[str | None, typer.Option(
+             "--ssde", help="Measure SSDE on the CT images (AAPM 220 D_w) for events whose "
+                            "report gives none: 'central' slice or 'mean' over z.")] = None,
+         ) -> None:
     """Patient dose per study: CT dose reports (RDSR), radiopharmaceutical dose reports,
     image-header fallbacks; effective dose with its coefficient source; reference levels."""
     _check_paths(paths)
+    if ssde_method not in (None, "central", "mean"):
+        _err.print(f"[red]error:[/] --ssde '{ssde_method}': use 'central' or 'mean'")
+        raise typer.Exit(EXIT_USAGE)
     table = None
     if drl is not None or local_drl is not None:
         try:
@@ -176,7 +183,8 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
             _err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_USAGE) from None
     with _progress(not as_json) as progress:
-        report = doses_from_paths(paths, age_years=age, progress=progress)
+        report = doses_from_paths(paths, age_years=age, ssde_method=ssde_method,
+                                  progress=progress)
     for where, why in report.notes:
         _err.print(f"[dim]note: skipped {where}: {why}[/]")
     for where, why in report.failures:

@@ -212,6 +212,7 @@ class CtEvent:
     x_ray_sources: int | None = None
     ssde_mgy: float | None = None
     water_equivalent_diameter_mm: float | None = None
+    ssde_source: str | None = None  # "dose report" or how scanbench computed it
     dose_check_alerts: list[dict[str, Any]] = field(default_factory=list)
     source: str = "rdsr"  # "rdsr", "dose_screen_header", "image_header"
 
@@ -238,6 +239,7 @@ class CtEvent:
             "x_ray_sources": self.x_ray_sources,
             "ssde_mgy": self.ssde_mgy,
             "water_equivalent_diameter_mm": self.water_equivalent_diameter_mm,
+            "ssde_source": self.ssde_source,
             "dose_check_alerts": [dict(a) for a in self.dose_check_alerts],
             "source": self.source,
         }
@@ -449,6 +451,8 @@ def _event(node: sr.Item, index: int, notes: list[str]) -> CtEvent:
         wed_item = next((i for i in node.walk() if i.is_(WED)), None)
         ev.water_equivalent_diameter_mm = _num(wed_item, "mm", f"{label} water-equivalent "
                                                "diameter", notes)
+        if ev.ssde_mgy is not None:
+            ev.ssde_source = "dose report (113930)"
         for container in dose.walk():
             if container.is_(ALERT_DETAILS) or container.is_(NOTIFICATION_DETAILS):
                 ev.dose_check_alerts.append(_alerts(container, notes))
@@ -661,6 +665,83 @@ def _events_from_images(records: list[Record]) -> tuple[list[CtEvent], list[str]
     return events, notes
 
 
+def add_ssde_from_images(study: StudyDose, images: list[Record], method: str = "central"
+                         ) -> None:
+    """SSDE (AAPM Reports 204 / 220) for the study's events that lack one, from the
+    water-equivalent diameter measured on its CT image series.
+
+    An event is matched to the axial series whose images carry its Irradiation Event
+    UID (0008,3010); without that, every non-localizer event is matched to the study's
+    largest axial series, with a warning. Localizers are not used for D_w.
+    """
+    from scanbench.clinical import ssde
+    from scanbench.dicom.read import read
+    from scanbench.errors import ScanbenchError
+
+    series_files: dict[str, list[str]] = {}
+    series_events: dict[str, set[str]] = {}
+    for rec in images:
+        if rec.modality != "CT" or rec.ds is None or rec.series_uid is None:
+            continue
+        if "LOCALIZER" in h.texts(rec.ds, "ImageType"):
+            continue
+        series_files.setdefault(rec.series_uid, []).append(rec.where)
+        uid = h.text(rec.ds, "IrradiationEventUID")
+        if uid:
+            series_events.setdefault(rec.series_uid, set()).add(uid)
+    if not series_files:
+        return
+    wanted = [e for e in study.events if e.ssde_mgy is None and e.ctdivol_mgy
+              and e.acquisition_type != "constant_angle"]
+    if not wanted:
+        return
+    largest = max(series_files, key=lambda k: len(series_files[k]))
+    cache: dict[str, float | None] = {}
+
+    def dw_of(series_uid: str) -> float | None:
+        if series_uid not in cache:
+            paths = [Path(p) for p in series_files[series_uid]]
+            if not all(p.is_file() for p in paths):
+                study.warnings.append(f"SSDE: series {series_uid} is inside an archive; "
+                                      "extract it to measure D_w")
+                cache[series_uid] = None
+                return None
+            try:
+                res = read(paths)
+                if len(res.series) != 1:
+                    raise ScanbenchError(f"{len(res.series)} volumes", series_uid)
+                cache[series_uid] = ssde.water_equivalent_diameter(
+                    res.series[0], method=method).diameter_mm  # type: ignore[arg-type]
+            except ScanbenchError as exc:
+                study.warnings.append(f"SSDE: D_w not measured on series {series_uid}: "
+                                      f"{exc.message}")
+                cache[series_uid] = None
+        return cache[series_uid]
+
+    for ev in wanted:
+        match = next((k for k, uids in series_events.items() if ev.event_uid in uids), None)
+        if match is None:
+            match = largest
+            study.warnings.append(f"SSDE of event {ev.event_uid or '?'}: no image series "
+                                  "carries its Irradiation Event UID; D_w from the largest "
+                                  "axial series")
+        dw = dw_of(match)
+        if dw is None:
+            continue
+        if ev.phantom_cm is None:
+            study.warnings.append(f"SSDE of event {ev.event_uid or '?'}: CTDIvol phantom "
+                                  "unknown; not computed")
+            continue
+        try:
+            ev.ssde_mgy = ssde.ssde_mgy(ev.ctdivol_mgy or 0.0, dw / 10, ev.phantom_cm)
+        except ScanbenchError as exc:
+            study.warnings.append(f"SSDE of event {ev.event_uid or '?'}: {exc.message}")
+            continue
+        ev.water_equivalent_diameter_mm = dw
+        how = "central slice" if method == "central" else "mean over z"
+        ev.ssde_source = f"scanbench: AAPM 220 D_w ({how}) and AAPM 204 f({ev.phantom_cm} cm)"
+
+
 # ----------------------------------------------------------------------------- merging
 
 def _merge_events(recs: list[Record], notes: list[str]) -> list[CtEvent]:
@@ -842,10 +923,12 @@ def record_of(ds: Dataset, where: str) -> Record | None:
 
 
 def doses_from_datasets(items: Iterable[Dataset | tuple[str, Dataset]], *,
-                        age_years: float | None = None,
+                        age_years: float | None = None, ssde_method: str | None = None,
                         progress: Progress | None = None) -> DoseReport:
     """Dose per study from already-parsed data sets (``(where, ds)`` pairs or bare data
-    sets, named by SOP Instance UID). ``age_years`` overrides the age for k-factors."""
+    sets, named by SOP Instance UID). ``age_years`` overrides the age for k-factors;
+    ``ssde_method`` ("central" or "mean") measures SSDE on the CT images for events
+    whose report gives none (the images must be files on disk)."""
     report = DoseReport()
     by_study: dict[str, list[Record]] = {}
     pairs = [(i if isinstance(i, tuple) else
@@ -880,6 +963,8 @@ def doses_from_datasets(items: Iterable[Dataset | tuple[str, Dataset]], *,
                for r in recs):
             continue  # e.g. an MR study: no dose to report
         study = _study(uid, recs, age_years)
+        if ssde_method is not None:
+            add_ssde_from_images(study, [r for r in recs if r.kind == "image"], ssde_method)
         if not study.events and study.radiopharmaceutical is None and \
                 "dose_screen_not_parsed" not in study.dose_sources:
             if any(r.kind in ("ct_dose_sr", "radiopharmaceutical_sr") for r in recs):
@@ -901,11 +986,11 @@ def classify_dataset_safe(ds: Dataset) -> Kind:
 
 
 def doses_from_paths(paths: Sequence[str | Path] | str | Path, *,
-                     age_years: float | None = None,
+                     age_years: float | None = None, ssde_method: str | None = None,
                      progress: Progress | None = None) -> DoseReport:
     """Dose per study from files, folders and zips (see :func:`doses_from_datasets`)."""
     found = scan(paths, progress=progress)
-    report = doses_from_datasets(found.datasets, age_years=age_years)
+    report = doses_from_datasets(found.datasets, age_years=age_years, ssde_method=ssde_method)
     report.notes[:0] = found.skipped
     report.failures[:0] = found.failures
     return report
