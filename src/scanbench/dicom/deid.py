@@ -28,9 +28,11 @@ Private attributes are removed (Retain Safe Private is not offered), as are curv
 overlays and the icon image.
 
 Compound actions (X/Z, X/D, Z/D, X/Z/D) depend on whether the IOD makes the attribute
-type 1, 2 or 3; without the IOD tables this module always takes the least-removing
-choice (D for anything with D, else Z), which satisfies every IOD and removes the
-identifying value just as well. X/Z/U* sequences are kept with their UIDs remapped.
+type 1, 2 or 3; without the IOD tables this module takes the least-removing choice for
+values (D for anything with D, else Z), which satisfies every IOD and removes the
+identifying value just as well, and removes sequences (X) whenever X is allowed, since
+an emptied sequence is invalid where it is type 3. X/Z/U* sequences are kept with their
+UIDs remapped.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ _DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "DT": "19000101000000", "TM": "0
 # Organization (D), Verification DateTime (D), Verifying Observer Identification Code
 # Sequence (Z), all handled by the table.
 _WALKABLE_SEQUENCES = {0x0040A073}
+# Sequences the IOD makes type 2 for a modality (PS3.3 C.17.1 SR Document Series:
+# Referenced Performed Procedure Step Sequence): emptied, not removed.
+_TYPE2_SEQUENCES = {0x00081111: "SR"}
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 _NUMBER_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"}
 
@@ -256,6 +261,11 @@ class Deidentifier:
 
     def _do(self, ds: Dataset, elem: DataElement, action: str, shift: int) -> None:
         vr = elem.VR
+        if vr == "SQ" and action in ("Z", "D") and "X" in self._rule_basic(elem):
+            # An emptied sequence is invalid where it is type 3 (most IODs): remove it,
+            # except where an IOD we handle makes it type 2 (then empty it).
+            type2 = _TYPE2_SEQUENCES.get(int(elem.tag))
+            action = "Z" if type2 is not None and ds.get("Modality") == type2 else "X"
         if action == "K":
             if vr == "SQ":
                 for item in elem.value:
@@ -301,6 +311,10 @@ class Deidentifier:
             self._dummy(ds, elem, shift)
             return
         raise AssertionError(f"unknown action {action}")  # pragma: no cover
+
+    def _rule_basic(self, elem: DataElement) -> list[str]:
+        rule = self._table.get(int(elem.tag))
+        return rule.basic.split("/") if rule else []
 
     def _dummy(self, ds: Dataset, elem: DataElement, shift: int) -> None:
         vr = elem.VR
