@@ -17,6 +17,7 @@ _MODULES = (
     "scanbench.analysis.pet.sensitivity",  # raw data (issue 6)
     "scanbench.analysis.pet.count_rate",
     "scanbench.analysis.pet.tof_resolution",
+    "scanbench.analysis.pet.coregistration",
     # Packages that register their own modules in __init__ (issue 3: CT, 6: PET raw
     # data, 7: MRI); TODO(integration): list their modules here explicitly.
 )

@@ -1,4 +1,4 @@
-"""``scanbench simulate pet-sensitivity | pet-count-rate | pet-tof``: raw-mode virtual PET.
+"""``scanbench simulate pet-sensitivity | pet-count-rate | pet-tof | pet-coregistration``.
 
 Each command writes one raw-data file (docs/pet-raw-data.md) and
 ``<name>_truth.json`` beside it. Bad option values print one message and exit
@@ -17,6 +17,7 @@ from rich.console import Console
 from scanbench.simulate.pet_raw import (
     RAW_SCANNER_MODELS,
     RawScannerModel,
+    simulate_coregistration,
     simulate_count_rate,
     simulate_sensitivity,
     simulate_tof,
@@ -122,7 +123,28 @@ def pet_tof(out: OutFile, scanner: Scanner = "virtual-pet", tof_fwhm: Tof = None
     _out.print(f"written {out} (+ {out.stem}_truth.json)\ntrue TOF FWHM: {levels}")
 
 
+def pet_coregistration(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder for pet/, ct/ and "
+                                                             "ground_truth.json.")],
+        offset: Annotated[tuple[float, float, float], typer.Option(
+            "--offset", help="CT - PET misregistration X Y Z, mm.")] = (0.6, -0.4, 0.5),
+        sag: Annotated[float, typer.Option(
+            "--sag", help="Table sag, mm of y per m of z.")] = 2.0,
+        seed: Seed = 0) -> None:
+    """NEMA NU 2-2018 PET/CT co-registration: point markers as PET and CT DICOM series."""
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} exists and is not a folder")
+    try:
+        with _err.status("simulating PET and CT markers ..."):
+            truth = simulate_coregistration(out, offset_mm=offset, sag_mm_per_m=sag, seed=seed)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    _out.print(f"written {out}/pet, {out}/ct and ground_truth.json\ntrue maximum "
+               f"co-registration error {truth['max_error_mm']:.3f} mm")
+
+
 def register(app: typer.Typer) -> None:
     app.command("pet-sensitivity")(pet_sensitivity)
     app.command("pet-count-rate")(pet_count_rate)
     app.command("pet-tof")(pet_tof)
+    app.command("pet-coregistration")(pet_coregistration)

@@ -112,6 +112,11 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "tof_resolution_ps": ("frame", "activity_kbq_ml"),
         "events_used": ("frame", "activity_kbq_ml"),
     },
+    "pet.nema_nu2_2018.coregistration": {
+        "coregistration_error_mm": ("marker", "x_mm", "y_mm", "z_mm"),
+        "coregistration_offset_mm": ("marker", "axis"),
+        "max_coregistration_error_mm": ("n_markers",),
+    },
     "pet.calibration_uniformity": {
         "activity_concentration_bq_ml": (),
         "expected_activity_concentration_bq_ml": (),
