@@ -27,7 +27,8 @@ serves every vendor, field strength and protocol.
 
 Finding the discs: the sheet's dark rim is found on rays from the phantom
 centre (the inward edge of the rim, half-way crossing) and a circle fitted to it
-gives the sheet's centre; the spoke pattern's rotation (and whether sizes fall
+gives the sheet's centre (the phantom centre when no rim of 38–52 mm radius is
+seen); the spoke pattern's rotation (and whether sizes fall
 clockwise or counter-clockwise) is the one that maximises the
 summed disc-minus-annulus contrast of spokes 1–3, which are well above noise on
 every slice of a working scanner; the pattern is then refitted as a similarity
@@ -53,7 +54,6 @@ from scanbench.analysis.mr.acr_locate import (
     new_result,
 )
 from scanbench.analysis.registry import register
-from scanbench.errors import AnalysisError
 from scanbench.types import Result, Series
 
 LCD_SLICES = (8, 9, 10, 11)  # [C]
@@ -118,7 +118,7 @@ def sheet_centre(acr: AcrAxial, n: int) -> tuple[float, float, float]:
         rr = r[j - 1] + t * (r[j] - r[j - 1])
         pts.append((rr * np.cos(angles[i]), rr * np.sin(angles[i])))
     if len(pts) < 30:
-        raise AnalysisError(f"the low-contrast sheet's rim was not found on slice {n}")
+        return 0.0, 0.0, float("nan")  # no rim seen: start from the phantom centre
     x, y = np.array(pts).T
     keep = np.ones(x.size, bool)
     cu = cv = rad = 0.0
@@ -128,13 +128,19 @@ def sheet_centre(acr: AcrAxial, n: int) -> tuple[float, float, float]:
         cu, cv = c[0] / 2, c[1] / 2
         rad = float(np.sqrt(c[2] + cu ** 2 + cv ** 2))
         keep = np.abs(np.hypot(x - cu, y - cv) - rad) < 1.5
+    if not 38.0 < rad < 52.0 or np.hypot(cu, cv) > 10.0:
+        return 0.0, 0.0, float("nan")  # not the sheet's rim: start from the phantom centre
     return float(cu), float(cv), rad
 
 
 def noise_sigma(acr: AcrAxial, n: int, cu: float, cv: float) -> float:
-    ax = np.arange(-30.0, 30.0001, acr.pixel_mm[1])
-    uu, vv = np.meshgrid(ax, ax)
-    img = acr.sample(n, uu + cu, vv + cv)
+    """Image noise σ inside the sheet: the median absolute deviation × 1.4826 of
+    differences of horizontally neighbouring pixels (raw pixels: an interpolated
+    resampling would smooth the noise), / √2."""
+    rows, cols = acr.to_pixel(n, np.array([cu]), np.array([cv]))
+    r, c = round(float(rows[0])), round(float(cols[0]))
+    h = max(4, round(30.0 / max(acr.pixel_mm)))
+    img = acr.image(n)[max(r - h, 0): r + h + 1, max(c - h, 0): c + h + 1]
     d = np.diff(img, axis=1).ravel()
     d = d[np.isfinite(d)]
     mad = float(np.median(np.abs(d - np.median(d))))

@@ -75,6 +75,28 @@ def slab_edges(acr: AcrAxial, n: int = 1) -> tuple[float, float]:
     return cross(i, i + 1), cross(j - 1, j)
 
 
+def slab_extent(acr: AcrAxial, v_mid: float, height: float) -> np.ndarray:
+    """Sample positions along the slab, from 3 mm inside its left end to 3 mm inside
+    its right end (the slab may stop short of the wall, as in a drawing of the insert)."""
+    u = np.arange(-92.0, 92.0001, STEP_MM)
+    vs = np.linspace(v_mid - height / 2 + 1.0, v_mid + height / 2 - 1.0, 5)
+    uu, vv = np.meshgrid(u, vs)
+    prof = np.nanmean(acr.sample(1, uu, vv), axis=0)
+    level = acr.outline(1).level
+    dark = np.nan_to_num(prof, nan=level) < 0.5 * level
+    centre = int(np.argmin(np.abs(u)))
+    if not dark[centre - int(5.0 / STEP_MM): centre + int(5.0 / STEP_MM)].any():
+        raise AnalysisError("the slice-thickness slab was not found across the middle of slice 1")
+    lo, hi = centre, centre
+    # walk out from the centre; bright gaps shorter than 3 mm are ramp signal, not the end
+    gap = int(3.0 / STEP_MM)
+    while lo > 0 and dark[max(lo - gap, 0): lo].any():
+        lo -= 1
+    while hi < u.size - 1 and dark[hi + 1: hi + 1 + gap].any():
+        hi += 1
+    return u[lo + int(3.0 / STEP_MM): hi - int(3.0 / STEP_MM)]
+
+
 def streak_length(profile: np.ndarray, u: np.ndarray) -> tuple[float, float, float, float, float]:
     """Length at half maximum of a bright streak: (length, left, right, half, baseline)."""
     smooth = ndimage.uniform_filter1d(np.nan_to_num(profile), max(1, round(2.0 / STEP_MM)))
@@ -102,7 +124,7 @@ def measure(series: Series, result: Result) -> None:
     if not 4.0 < height < 25.0:
         raise AnalysisError(f"the slice-thickness slab on slice 1 is {height:.1f} mm high; "
                             "expected about 10 mm")
-    u = np.arange(-85.0, 85.0001, STEP_MM)
+    u = slab_extent(acr, (top_edge + bottom_edge) / 2, height)
     lengths = {}
     ev: dict[str, Any] = {"u": u, "profiles": {}, "slab": (top_edge, bottom_edge)}
     for name, v_mid in (("top", top_edge + height / 4), ("bottom", bottom_edge - height / 4)):
@@ -110,6 +132,10 @@ def measure(series: Series, result: Result) -> None:
         uu, vv = np.meshgrid(u, vs)
         prof = np.nanmean(acr.sample(1, uu, vv), axis=0)
         length, left, right, half, base = streak_length(prof, u)
+        if length > 0.8 * (u[-1] - u[0]):
+            raise AnalysisError(f"the {name} slice-thickness ramp does not stand out of the "
+                                f"slab on slice 1 (its half-maximum spans {length:.0f} of the "
+                                f"slab's {u[-1] - u[0]:.0f} mm)")
         lengths[name] = length
         result.add("ramp_length_mm", length, "mm", labels={"ramp": name})
         ev["profiles"][name] = {"v": v_mid, "profile": prof, "left": left, "right": right,
