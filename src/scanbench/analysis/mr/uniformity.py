@@ -10,8 +10,14 @@
   image edge) midway between the phantom and the image edges (``common.background_rois``),
   PSG = 100 × |(top + bottom) − (left + right)| / (2 × signal mean), the signal mean
   over the central ROI. Ghosts lie along the phase-encode direction, so the pair on
-  that axis holds ghost plus noise and the other pair noise only; the Rician noise
-  floor, the same in all four, cancels.
+  that axis holds ghost plus noise and the other pair noise only. In a magnitude image
+  the noise does not simply add to a ghost: a ghost comparable with σ is compressed
+  (|g + n| averages to much less than g + the noise floor). So each background ROI's
+  level is the Rician second-moment estimate √(mean(M²) − 2σ²) (Henkelman 1985;
+  Gudbjartsson & Patz 1995), σ estimated inside the phantom; the ratio with plain
+  means, as the ACR guidance writes it, is kept in the parameters
+  (``percent_signal_ghosting_plain_means``). The two agree when ghosts are well above
+  the noise.
 - ``signal_mean`` in the central ROI (stored value).
 
 ``field_strength_t`` is recorded in the parameters so that field-specific specs
@@ -46,17 +52,38 @@ def nema_piu(image: np.ndarray, roi: np.ndarray) -> tuple[float, float, float, t
             (int(imin[0]), int(imin[1])))
 
 
+def noise_sigma_estimate(obj: common.ObjectSlice, roi: np.ndarray) -> float:
+    """σ of the image noise from inside the phantom: the SD of the image minus its 3 × 3
+    mean (which removes the smooth shading) over the central ROI, divided by √(8/9), the
+    SD of that residual for white noise of SD 1. Inside a phantom at SNR > 5 the magnitude
+    noise is Gaussian with SD σ."""
+    smooth = ndimage.uniform_filter(obj.image, FILTER_SIZE)
+    inner = ndimage.binary_erosion(roi, iterations=2)
+    resid = (obj.image - smooth)[inner if inner.any() else roi]
+    return float(resid.std(ddof=1) / np.sqrt(8.0 / 9.0))
+
+
 def ghosting_percent(obj: common.ObjectSlice, roi: np.ndarray, pixel_mm: float
-                     ) -> tuple[float, dict[str, float], dict[str, np.ndarray], list[str]]:
+                     ) -> tuple[float, float, dict[str, float], dict[str, np.ndarray],
+                                list[str], float]:
+    """(noise-corrected PSG, plain PSG, plain ROI means, ROI masks, notes, σ)."""
     rois, notes = common.background_rois(obj, pixel_mm)
-    means = {k: float(obj.image[m].mean()) for k, m in rois.items() if m.any()}
-    if len(means) < 4:
+    if len(rois) < 4 or not all(m.any() for m in rois.values()):
         raise AnalysisError("the phantom fills the image: no room for the four background "
                             "ROIs of the ghosting measure")
+    means = {k: float(obj.image[m].mean()) for k, m in rois.items()}
+    sigma = noise_sigma_estimate(obj, roi)
+    # Magnitude pixels of true value A in noise σ have E[M²] = A² + 2σ² (Rician second
+    # moment), so √(mean(M²) − 2σ²) estimates the ghost (or ringing) level without the
+    # noise floor that plain means carry, which compresses small ghosts.
+    level = {k: float(np.sqrt(max(float(np.mean(obj.image[m].astype(float) ** 2))
+                                  - 2 * sigma**2, 0.0))) for k, m in rois.items()}
     signal = float(obj.image[roi].mean())
-    psg = 100.0 * abs((means["top"] + means["bottom"]) - (means["left"] + means["right"])) \
-        / (2.0 * signal)
-    return psg, means, rois, notes
+
+    def psg(v: dict[str, float]) -> float:
+        return 100.0 * abs((v["top"] + v["bottom"]) - (v["left"] + v["right"])) / (2.0 * signal)
+
+    return psg(level), psg(means), means, rois, notes, sigma
 
 
 @register
@@ -88,10 +115,13 @@ class NemaUniformity:
         piu, hi, lo, at_max, at_min = nema_piu(obj.image, roi)
         result.add("percent_integral_uniformity", piu, "%")
         result.add("signal_mean", float(obj.image[roi].mean()), "stored value")
+        extra: dict[str, Any] = {}
         try:
-            psg, means, rois, notes = ghosting_percent(obj, roi, dx)
+            psg, plain, means, rois, notes, sigma = ghosting_percent(obj, roi, dx)
             result.add("percent_signal_ghosting", psg, "%")
             result.warnings.extend(notes)
+            extra = {"percent_signal_ghosting_plain_means": round(plain, 4),
+                     "noise_sigma_estimate": round(sigma, 3)}
         except AnalysisError as exc:
             result.warnings.append(f"ghosting not measured: {exc.message}")
             means, rois = {}, {}
@@ -103,6 +133,7 @@ class NemaUniformity:
             "max_filtered": round(hi, 3), "min_filtered": round(lo, 3),
             "phase_encoding_direction": mr.phase_encoding_direction if mr else None,
             **{f"background_mean_{k}": round(v, 3) for k, v in means.items()},
+            **extra,
         })
         result.evidence = {"image": obj.image, "roi": roi, "rois": rois, "max_rc": at_max,
                            "min_rc": at_min, "spacing_yx": (dy, dx)}
