@@ -1,9 +1,10 @@
 """Headers of every DICOM object under some paths, for the clinical (dose, workflow) tools.
 
 Clinical studies are read header-first: a dose report is all header, and the
-workflow timings and image-header dose fallbacks need no pixels, so images are
-read with ``stop_before_pixels`` (PS3.10 Part 10 files; a folder is searched
-recursively, a zip is read member by member in memory). Non-DICOM files are
+workflow timings and image-header dose fallbacks need no pixels, so files are
+read with ``stop_before_pixels`` straight from disk, which stops reading at the
+Pixel Data element (PS3.10 Part 10 files; a folder is searched recursively, a
+zip is read member by member in memory). Non-DICOM files are
 listed as skipped with a note; unreadable DICOM files as failures naming the
 file. Nothing here raises for one bad file.
 """
@@ -47,15 +48,23 @@ def _files(paths: Sequence[str | Path], found: Found) -> list[Path]:
     return out
 
 
-def _parse(data: bytes, where: str, found: Found) -> Dataset | None:
-    part10 = len(data) >= 132 and data[128:132] == b"DICM"
-    if not part10:
-        group = int.from_bytes(data[:2], "little") if len(data) >= 8 else -1
-        if group not in (0x0002, 0x0008):
-            found.skipped.append((where, "not DICOM (no DICM prefix at byte 128)"))
-            return None
+def _looks_like_dicom(head: bytes) -> tuple[bool, bool]:
+    """(DICOM?, Part 10?) from the first 132 bytes (PS3.10 §7.1, or a bare data set that
+    opens with a group 0002/0008 element)."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True, True
+    group = int.from_bytes(head[:2], "little") if len(head) >= 8 else -1
+    return group in (0x0002, 0x0008), False
+
+
+def _parse(source: bytes | Path, head: bytes, where: str, found: Found) -> Dataset | None:
+    dicom, part10 = _looks_like_dicom(head)
+    if not dicom:
+        found.skipped.append((where, "not DICOM (no DICM prefix at byte 128)"))
+        return None
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not part10, stop_before_pixels=True)
+        fp = io.BytesIO(source) if isinstance(source, bytes) else source
+        ds = pydicom.dcmread(fp, force=not part10, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on damaged input
         found.failures.append((where, f"damaged DICOM, cannot be parsed "
                                       f"({type(exc).__name__}: {exc})"))
@@ -66,23 +75,28 @@ def _parse(data: bytes, where: str, found: Found) -> Dataset | None:
     return ds
 
 
-def _entries(paths: Sequence[str | Path], found: Found) -> Iterator[tuple[str, bytes]]:
+def _entries(paths: Sequence[str | Path], found: Found
+             ) -> Iterator[tuple[str, bytes | Path, bytes]]:
+    """(where, source, first 132 bytes): a file on disk is read by pydicom from its path,
+    up to its pixel data only; zip members are read into memory."""
     for path in _files(paths, found):
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                head = fh.read(132)
         except OSError as exc:
             found.failures.append((str(path), f"cannot read the file: {exc.strerror}"))
             continue
-        if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
             try:
-                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                with zipfile.ZipFile(path) as zf:
                     for info in zf.infolist():
                         if not info.is_dir():
-                            yield f"{path}/{info.filename}", zf.read(info)
+                            data = zf.read(info)
+                            yield f"{path}/{info.filename}", data, data[:132]
             except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
                 found.failures.append((str(path), f"damaged zip archive: {exc}"))
             continue
-        yield str(path), data
+        yield str(path), path, head
 
 
 def scan(paths: Sequence[str | Path] | str | Path, *, progress: Progress | None = None) -> Found:
@@ -95,8 +109,8 @@ def scan(paths: Sequence[str | Path] | str | Path, *, progress: Progress | None 
     done = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about every odd value
-        for where, data in _entries(paths, found):
-            ds = _parse(data, where, found)
+        for where, source, head in _entries(paths, found):
+            ds = _parse(source, head, where, found)
             if ds is not None:
                 found.datasets.append((where, ds))
             done += 1

@@ -152,3 +152,15 @@ def test_implicit_vr_and_converted_sequences_read_the_same(rdsr: Path, tmp_path:
     for other in (implicit, converted):
         for key in ("total_dlp_mgycm", "events", "radiopharmaceutical", "effective_dose_msv"):
             assert other[key] == reference[key], key
+
+
+def test_zip_of_continued_reports(rdsr: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as zf:
+        for i in (1, 2, 3):
+            zf.write(rdsr / f"CT-RDSR-Siemens-Multi-{i}.dcm", f"dose/{i}.dcm")
+        zf.writestr("readme.txt", "not dicom")
+    report = doses_from_paths([tmp_path / "study.zip"])
+    assert [s.total_dlp_mgycm for s in report.studies] == [pytest.approx(236.09)]
+    assert [Path(w).name for w, _ in report.notes] == ["readme.txt"]
