@@ -319,13 +319,16 @@ def find_point(series: Series) -> dict[str, Any] | None:
 
     Per slice, the image smoothed over ~1 mm; its maximum must stand ≥ 300 HU
     above the median of the reconstructed pixels and the region above half that
-    height must be small (< 3 mm across) and single. Returns the slices and
-    peak positions, or None.
+    height must be small (< 9 mm²), with at most three such regions. Returns
+    the slices within half the highest peak and their peak positions, the
+    fraction of all slices holding a point, and whether each kept slice holds
+    exactly one; or None.
     """
     def compute() -> dict[str, Any] | None:
         v = series.voxels
         dy, dx = series.spacing[1], series.spacing[2]
         found = []
+        n_blobs: dict[int, int] = {}
         for k in range(v.shape[0]):
             img = np.asarray(v[k], dtype=np.float64)
             inside = reconstruction_mask(img)
@@ -341,6 +344,7 @@ def find_point(series: Series) -> dict[str, Any] | None:
             labels, n = ndimage.label(blob)
             if n > 3:
                 continue
+            n_blobs[k] = n
             size = float(np.sum(labels == labels[peak_yx])) * dy * dx
             if size > 9.0:
                 continue
@@ -349,7 +353,9 @@ def find_point(series: Series) -> dict[str, Any] | None:
             return None
         top = max(h for _k, _c, h in found)
         keep = [(k, c, h) for k, c, h in found if h >= 0.5 * top]
-        return {"slices": [k for k, _c, _h in keep], "centres": [c for _k, c, _h in keep]}
+        return {"slices": [k for k, _c, _h in keep], "centres": [c for _k, c, _h in keep],
+                "fraction_of_slices": len(found) / v.shape[0],
+                "single": all(n_blobs[k] == 1 for k, _c, _h in keep)}
     return memo(series, "ct.point_object", compute)
 
 
@@ -415,7 +421,10 @@ class CtMtf:
             return 0.0
         try:
             check_axial(series)
-            if find_point(series) is not None:
+            point = find_point(series)
+            # A wire or bead scan: one point in most slices and nothing else bright
+            # (the BBs of an ACR module 1 appear in a few slices, several at once).
+            if point is not None and point["single"] and point["fraction_of_slices"] >= 0.5:
                 return 0.9
             if find_edge_insert(series) is not None:
                 return 0.8

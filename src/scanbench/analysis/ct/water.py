@@ -90,6 +90,7 @@ def uniform_interior(series: Series) -> dict[str, Any]:
             out["sections"].append((k, sec))
             out.setdefault("uniform_fraction", []).append(r_u / sec.radius_mm)
             out["spread"].append(float(np.percentile(dev, 99.9)))
+            out.setdefault("speck", []).append(float(dev.max()))
             out["median"].append(med)
         return out
     return memo(series, "ct.uniform_interior", compute)
@@ -108,11 +109,19 @@ def uniform_score(series: Series) -> float:
         return 0.0
     secs = [s for _, s in info["sections"]]
     round_ok = float(np.mean([s.roundness < 0.04 for s in secs]))
-    spread = float(np.median(info["spread"]))
     med = float(np.median(info["median"]))
     water_like = 1.0 if abs(med) < 60 else (0.4 if abs(med) < 150 else 0.0)
-    # Noise alone gives a 99.9th-percentile deviation of a few SD of the smoothed image.
-    flat = 1.0 if spread < 40 else (0.5 if spread < 80 else 0.0)
+    # Noise alone gives a 99.9th-percentile deviation of a few SD of the smoothed image;
+    # a water phantom is uniform in (nearly) every slice, a phantom with modules is not
+    # (ACR 464, a full CatPhan: inserts, bars, beads in most slices).
+    spread = np.asarray(info["spread"])
+    flat_fraction = float(np.mean(spread < 40)) + 0.5 * float(np.mean((spread >= 40)
+                                                                      & (spread < 80)))
+    flat = 1.0 if flat_fraction >= 0.9 else (0.5 if flat_fraction >= 0.75 else 0.0)
+    # Small dense objects (the distance BBs of ACR module 3, a bead) are not in a water
+    # phantom: smoothed over 2 mm, noise stays within tens of HU of the median.
+    if max(info["speck"]) > 150.0:
+        flat *= 0.5
     # A water phantom is uniform to its thin wall; a uniform module inside a housing
     # (CatPhan CTP486) scores lower, so its own analysis wins when it recognises it.
     fraction = float(np.median(info["uniform_fraction"]))

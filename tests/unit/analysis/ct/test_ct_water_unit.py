@@ -91,3 +91,19 @@ def test_localiser_is_refused(tmp_path):
     with pytest.raises(AnalysisError, match="localiser"):
         WaterPhantomQc().run(s)
     assert WaterPhantomQc().detect(s) == 0.0
+
+
+@pytest.mark.parametrize("kind,kw", [("acr", {}), ("acr", {"modules": [3]}),
+                                     ("catphan", {})])
+def test_phantoms_with_inserts_are_not_water_or_mtf_scans(kind, kw):
+    """ACR 464 and CatPhan series (part B's phantoms) are left to their own analyses: the
+    water check scores them below the automatic-choice threshold, and ct.mtf at zero
+    (ACR module 3's distance BBs and module 1's alignment BBs are not a wire)."""
+    from scanbench.simulate.ct_phantoms import render_acr464, render_catphan
+
+    render = render_acr464 if kind == "acr" else render_catphan
+    vol, _ = render(MODEL, pixel_mm=1.0, **kw)
+    s = vol.to_series(MODEL)
+    analyses = all_analyses()
+    assert analyses["ct.water"].detect(s) < 0.5
+    assert analyses["ct.mtf"].detect(s) == 0.0
