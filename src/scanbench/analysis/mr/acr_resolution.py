@@ -36,11 +36,14 @@ Objective rule, in place of the guidance's visual reading:
    sub-pixel offset of the insert does not matter.
 
 Finding the arrays: the slice-1 image is resampled on the phantom frame at
-0.1 mm; for each hole size a template of the array pair (the lower-right array
+0.1 mm; the three pairs are the three best matches, 12 mm or more apart, of a
+1.0 mm template of an array pair, ordered left to right as 1.1, 1.0 and 0.9 mm
+(the phantom's order); each is then refined within ±2 mm with the template of
+its own size. The template of an array pair (the lower-right array
 shares its top-left hole with the upper-left array's bottom-right hole, as in
-the phantom), smoothed by the in-plane pixel size, is matched (normalised
-cross-correlation) over the insert below the slab; the best match gives the
-pair's position, then each array is fitted again within ±1 mm.
+the phantom; one pitch further in some drawings, so both are tried), smoothed by
+the in-plane pixel size, is matched (normalised cross-correlation) over the
+insert below the slab.
 
 ``resolved_hole_mm{direction}`` (``left_right``: upper-left arrays;
 ``top_bottom``: lower-right arrays): the smallest hole size resolved, NaN (with
@@ -78,25 +81,77 @@ SEARCH_U = (-60.0, 65.0)  # the insert below the slab, phantom frame (mm)
 SEARCH_V = (10.0, 62.0)
 
 
-def pair_offsets(d: float) -> list[tuple[float, float, str]]:
+PAIR_STEPS = (3, 4)  # lower-right array offset, in pitches: shared corner hole, or adjacent
+
+
+def pair_offsets(d: float, steps: int = 3) -> list[tuple[float, float, str]]:
     """Hole centres (u, v) of a pair of 4 × 4 arrays relative to the upper-left
-    array's first hole, and which array each belongs to."""
+    array's first hole, and which array each belongs to; the lower-right array
+    starts ``steps`` pitches right of and below the upper-left one."""
     p = 2.0 * d
     out = [(i * p, j * p, "ul") for j in range(4) for i in range(4)]
-    out += [(3 * p + i * p, 3 * p + j * p, "lr") for j in range(4) for i in range(4)
-            if (i, j) != (0, 0)]
+    out += [(steps * p + i * p, steps * p + j * p, "lr") for j in range(4) for i in range(4)
+            if (steps * p + i * p, steps * p + j * p) != (3 * p, 3 * p)]
     return out
 
 
-def _template(d: float, blur_mm: float) -> np.ndarray:
-    holes = pair_offsets(d)
-    span = 7 * 2.0 * d + 2 * d
+def _template(d: float, blur_mm: float, steps: int) -> np.ndarray:
+    holes = pair_offsets(d, steps)
+    span = (steps + 4) * 2.0 * d + 2 * d
     ax = np.arange(-d, span, STEP_MM)
     uu, vv = np.meshgrid(ax, ax)
     t = np.zeros_like(uu)
     for hu, hv, _ in holes:
         t[(uu - hu) ** 2 + (vv - hv) ** 2 <= (d / 2) ** 2] = 1.0
     return ndimage.gaussian_filter(t, blur_mm / STEP_MM / 2.355)
+
+
+def _best_positions(score: np.ndarray, n: int, min_sep_px: float) -> list[tuple[int, int, float]]:
+    """The ``n`` highest points of ``score`` at least ``min_sep_px`` apart."""
+    out: list[tuple[int, int, float]] = []
+    for flat in np.argsort(score, axis=None)[::-1][:50000]:
+        j, i = np.unravel_index(flat, score.shape)
+        if all(np.hypot(j - a, i - b) > min_sep_px for a, b, _ in out):
+            out.append((int(j), int(i), float(score[j, i])))
+            if len(out) == n:
+                break
+    return out
+
+
+def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
+               ) -> tuple[list[tuple[float, float]], int]:
+    """The three array pairs, ordered left to right (1.1, 1.0, 0.9 mm in the phantom),
+    each as the (u, v) of its upper-left array's first hole; and the pair offset used."""
+    best: tuple[float, list[tuple[float, float]], int] | None = None
+    for k in PAIR_STEPS:
+        score = match_template(img, _template(1.0, blur, k), pad_input=False)
+        peaks = _best_positions(score, 3, 12.0 / STEP_MM)
+        if len(peaks) < 3:
+            continue
+        total = sum(p[2] for p in peaks)
+        pos = sorted((u[0] + i * STEP_MM + 1.0, v[0] + j * STEP_MM + 1.0) for j, i, _ in peaks)
+        if best is None or total > best[0]:
+            best = (total, pos, k)
+    if best is None or best[0] / 3 < 0.2:
+        raise AnalysisError("the three pairs of hole arrays were not found in the resolution "
+                            "insert of slice 1")
+    return best[1], best[2]
+
+
+def refine_pair(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float, d: float,
+                steps: int, pu: float, pv: float) -> tuple[float, float, float]:
+    """Position of the ``d`` mm pair near (pu, pv): its own template matched within ±2 mm."""
+    tmpl = _template(d, blur, steps)
+    i0 = round((pu - d - 2.0 - u[0]) / STEP_MM)
+    j0 = round((pv - d - 2.0 - v[0]) / STEP_MM)
+    i0, j0 = max(i0, 0), max(j0, 0)
+    w = round(4.0 / STEP_MM)
+    sub = img[j0: j0 + tmpl.shape[0] + w, i0: i0 + tmpl.shape[1] + w]
+    if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
+        return pu, pv, 0.0
+    score = match_template(sub, tmpl, pad_input=False)
+    j, i = np.unravel_index(int(np.argmax(score)), score.shape)
+    return (u[0] + (i0 + i) * STEP_MM + d, v[0] + (j0 + j) * STEP_MM + d, float(score[j, i]))
 
 
 def noise_sigma(acr: AcrAxial) -> float:
@@ -161,29 +216,15 @@ def measure(series: Series, result: Result) -> None:
     background = float(np.percentile(img, 20))
     smallest: dict[str, float] = {}
     ev: dict[str, Any] = {"arrays": [], "sigma": sigma}
-    taken: list[tuple[float, float]] = []
     acquired = acquired_spacing(series)
     ev["acquired_spacing_mm"] = acquired
-    for d in HOLE_SIZES_MM:
-        tmpl = _template(d, blur)
-        score = match_template(img, tmpl, pad_input=False)
-        # one pair per size, at least 12 mm from the pairs already found
-        order = np.argsort(score, axis=None)[::-1]
-        found = None
-        for flat in order[:20000]:
-            j, i = np.unravel_index(flat, score.shape)
-            pu = u[0] + i * STEP_MM + d  # first UL hole (template starts at -d)
-            pv = v[0] + j * STEP_MM + d
-            if all(np.hypot(pu - a, pv - b) > 12.0 for a, b in taken):
-                found = (pu, pv, float(score[j, i]))
-                break
-        if found is None or found[2] < 0.2:
-            raise AnalysisError(f"the {d} mm hole arrays were not found in the resolution insert "
-                                "of slice 1")
-        taken.append(found[:2])
+    pairs, steps = find_pairs(img, u, v, blur)
+    for d, (pu0, pv0) in zip(HOLE_SIZES_MM, pairs, strict=True):
+        found = refine_pair(img, u, v, blur, d, steps, pu0, pv0)
         p = 2.0 * d
         for direction, origin in (("left_right", (found[0], found[1])),
-                                  ("top_bottom", (found[0] + 3 * p, found[1] + 3 * p))):
+                                  ("top_bottom", (found[0] + steps * p,
+                                                  found[1] + steps * p))):
             rows_ok = 0
             lines = []
             for k in range(4):
