@@ -70,23 +70,56 @@ class AcrLayout:
     present: dict[int, np.ndarray] = field(default_factory=dict)  # module -> slice indices
     frame: pm.Frame | None = None
     warnings: list[str] = field(default_factory=list)
+    z_refined: bool = False  # module positions from partial-volume slices at a boundary
 
     def module_z(self, k: int) -> float:
         return self.module1_z_mm + (self.direction or 1) * acr.MODULE_DEPTH_MM * (k - 1)
+
+
+def _thickness(series: Series) -> float:
+    ct = series.facts.ct
+    return float(ct.slice_thickness_mm) if ct and ct.slice_thickness_mm else float(
+        series.spacing[0])
+
+
+def _refine_z(z: np.ndarray, level: np.ndarray, z1: float, d: int, t: float
+              ) -> tuple[float, bool]:
+    """Module 1's centre from the slices that straddle the module 1|2 or 2|3 boundary.
+
+    The median HU near the centre is ~0 in modules 1 and 3 and ~90 in module 2; a slice
+    that straddles a boundary reads the fraction of its (rectangular) sensitivity profile
+    in module 2 times 90, which places the boundary to a fraction of a millimetre. The
+    fitted layout (good to half a slice spacing) says which boundary a slice is near."""
+    est = []
+    for k in np.flatnonzero(np.isfinite(level)):
+        frac = level[k] / acr.LOW_CONTRAST_BACKGROUND_HU
+        if not 0.1 < frac < 0.9:
+            continue
+        for b_rel, m2_side in ((acr.MODULE_DEPTH_MM / 2, +1), (1.5 * acr.MODULE_DEPTH_MM, -1)):
+            zb = z1 + d * b_rel  # boundary position (1|2 or 2|3) predicted by the fit
+            if abs(z[k] - zb) > t / 2 + 5.0:
+                continue
+            # module 2 lies at +m2_side·d from the boundary: slice centre offset
+            # (frac − 0.5)·t into module 2
+            est.append(z[k] - m2_side * d * (frac - 0.5) * t - d * b_rel)
+    if not est:
+        return z1, False
+    return float(np.median(est)), True
 
 
 def _z_positions(series: Series) -> np.ndarray:
     return pm.slice_positions(series.affine, series.shape[0])
 
 
-def _classify(img: np.ndarray, spacing: tuple[float, float]) -> tuple[int, tuple[float, float],
-                                                                      bool]:
-    """(module class 0..4, body centre, body recognised) of one slice."""
+def _classify(img: np.ndarray, spacing: tuple[float, float]
+              ) -> tuple[int, tuple[float, float], bool, float]:
+    """(module class 0..4, body centre, body recognised, median HU within 40 mm of the
+    centre) of one slice."""
     body = pm.find_body(img, spacing)
     if body is None or abs(body.radius_mm - acr.RADIUS_MM) > 12.0:
-        return 0, (math.nan, math.nan), False
+        return 0, (math.nan, math.nan), False, math.nan
     if body.touches_edge:
-        return -1, body.centre_yx, True
+        return -1, body.centre_yx, True, math.nan
     frame = pm.Frame(body.centre_yx, spacing)
     sm = ndimage.gaussian_filter(np.asarray(img, float), (1.0 / spacing[0], 1.0 / spacing[1]))
     _, ring63 = pm.ring_profile(sm, frame, acr.INSERT_DISTANCE_MM, width_mm=6.0)
@@ -95,14 +128,14 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> tuple[int, tuple
     r = np.hypot((yy - body.centre_yx[0]) * spacing[0], (xx - body.centre_yx[1]) * spacing[1])
     centre = float(np.median(img[r < 40.0]))
     if ring63.min() < -500.0:
-        return 1, body.centre_yx, True
+        return 1, body.centre_yx, True, centre
     if ring70.max() > 300.0 and ring70.std() > 80.0:
-        return 4, body.centre_yx, True
+        return 4, body.centre_yx, True, centre
     if 45.0 <= centre <= 150.0:
-        return 2, body.centre_yx, True
+        return 2, body.centre_yx, True, centre
     if -45.0 <= centre < 45.0 and ring70.std() < 40.0:
-        return 3, body.centre_yx, True
-    return 0, body.centre_yx, True
+        return 3, body.centre_yx, True, centre
+    return 0, body.centre_yx, True, centre
 
 
 def locate(series: Series) -> AcrLayout:
@@ -120,10 +153,11 @@ def _locate(series: Series) -> AcrLayout:
     classes = np.zeros(n, dtype=int)
     body_ok = np.zeros(n, dtype=bool)
     centres = np.full((n, 2), np.nan)
+    level = np.full(n, np.nan)
     # classify on a 2-fold downsampled image: the features are centimetres across
     step = 2 if min(dy, dx) < 0.6 else 1
     for k in range(n):
-        c, cen, ok = _classify(v[k, ::step, ::step], (dy * step, dx * step))
+        c, cen, ok, level[k] = _classify(v[k, ::step, ::step], (dy * step, dx * step))
         classes[k] = c
         body_ok[k] = ok
         centres[k] = (cen[0] * step, cen[1] * step)
@@ -162,7 +196,9 @@ def _locate(series: Series) -> AcrLayout:
     run = min(runs, key=lambda r: abs(float(r.mean()) - best[1]))
     z1 = float(run.mean())
     direction = best[2] if len(seen) > 1 else 0
+    z1, refined = _refine_z(z, level, z1, best[2], _thickness(series))
     layout = AcrLayout(z, classes, body_ok, centres, z1, direction)
+    layout.z_refined = refined
     for k in range(1, 5):
         zc = layout.module_z(k) if direction else z1 + acr.MODULE_DEPTH_MM * (k - 1) * best[2]
         idx = np.flatnonzero((np.abs(z - zc) < acr.MODULE_DEPTH_MM / 2) & (classes == k))
@@ -185,9 +221,12 @@ def _stack(series: Series, idx: np.ndarray) -> np.ndarray:
 
 
 def _core(layout: AcrLayout, k: int, margin_mm: float) -> np.ndarray:
-    """The module's slices at least ``margin_mm`` inside its faces."""
+    """The module's slices at least ``margin_mm`` inside its faces, plus half the slice
+    spacing when the module positions are only known to that (not refined)."""
     idx = layout.present.get(k, np.zeros(0, dtype=int))
     zc = layout.module_z(k) if layout.direction else float(layout.z_mm[idx].mean())
+    if not layout.z_refined and layout.z_mm.size > 1:
+        margin_mm += float(np.median(np.diff(layout.z_mm))) / 2
     half = acr.MODULE_DEPTH_MM / 2 - margin_mm
     core = idx[np.abs(layout.z_mm[idx] - zc) <= max(half, 0.0)]
     return core if core.size else idx
@@ -328,12 +367,15 @@ class Acr464:
         idx = _core(layout, 1, t_nom / 2 + 2.0)
         stack = _stack(series, idx)
         rois = []
+        stats = []
         for ins in acr.MATERIALS:
             c = frame.polar_pixel(ins.angle_deg, ins.distance_mm)
-            st = pm.roi_stats(stack, frame, c, acr.HU_ROI_RADIUS_MM)
-            result.add("ct_number_hu", st.mean, "HU", labels={"material": ins.name},
-                       uncertainty=st.sem)
+            stats.append(pm.roi_stats(stack, frame, c, acr.HU_ROI_RADIUS_MM))
             rois.append((c, acr.HU_ROI_RADIUS_MM, ins.name))
+        sem = pm.pooled_sem(stats)
+        for ins, st in zip(acr.MATERIALS, stats, strict=True):
+            result.add("ct_number_hu", st.mean, "HU", labels={"material": ins.name},
+                       uncertainty=sem if sem is not None else st.sem)
         # slice width: ramps, on slices whose visible ramp part lies inside the profile
         widths = []
         profiles = []

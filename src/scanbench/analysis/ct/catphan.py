@@ -367,14 +367,16 @@ class Catphan:
         rois = []
         hu_ed = []
         seen: set[str] = set()
-        for ins in inserts:
+        stats = [pm.roi_stats(stack, frame, frame.polar_pixel(i.angle_deg, i.distance_mm),
+                              SENS_ROI_RADIUS_MM) for i in inserts]
+        sem = pm.pooled_sem(stats)
+        for ins, st in zip(inserts, stats, strict=True):
             label = ins.material.name if ins.material.name not in seen \
                 else f"{ins.material.name}_2"
             seen.add(ins.material.name)
             c = frame.polar_pixel(ins.angle_deg, ins.distance_mm)
-            st = pm.roi_stats(stack, frame, c, SENS_ROI_RADIUS_MM)
             result.add("ct_number_hu", st.mean, "HU", labels={"material": label},
-                       uncertainty=st.sem)
+                       uncertainty=sem if sem is not None else st.sem)
             rois.append((c, SENS_ROI_RADIUS_MM, label))
             if ins.material.electron_density is not None and label == ins.material.name:
                 hu_ed.append((ins.material.electron_density, st.mean))

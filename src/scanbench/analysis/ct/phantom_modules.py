@@ -38,7 +38,7 @@ Methods, each with its source:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -256,6 +256,7 @@ class RoiStats:
     sd: float
     sem: float  # standard error of the mean over slices (or from pixels for one slice)
     n_slices: int
+    slice_means: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def roi_stats(stack: np.ndarray, frame: Frame, centre_yx: tuple[float, float],
@@ -266,14 +267,26 @@ def roi_stats(stack: np.ndarray, frame: Frame, centre_yx: tuple[float, float],
     (sy, sx), w = circle_patch(stack.shape[1:], centre_yx, radius_mm, frame.spacing_yx)
     tot = float(w.sum())
     if tot <= 0:
-        return RoiStats(float("nan"), float("nan"), float("nan"), 0)
+        return RoiStats(float("nan"), float("nan"), float("nan"), 0, np.zeros(0))
     sub = np.asarray(stack[:, sy, sx], float)
     means = (sub * w).sum(axis=(1, 2)) / tot
     var = ((sub - means[:, None, None]) ** 2 * w).sum(axis=(1, 2)) / tot
     sd = float(np.sqrt(var.mean()))
     k = len(means)
     sem = float(means.std(ddof=1) / math.sqrt(k)) if k >= 3 else sd / math.sqrt(max(tot, 1.0) * k)
-    return RoiStats(float(means.mean()), sd, sem, k)
+    return RoiStats(float(means.mean()), sd, sem, k, means)
+
+
+def pooled_sem(stats: list[RoiStats]) -> float | None:
+    """Standard error of an ROI mean from the slice-to-slice scatter pooled over ROIs of
+    one size (each ROI's own mean removed): many more degrees of freedom than one ROI's
+    few slices give. None with fewer than two slices."""
+    devs = [s.slice_means - s.slice_means.mean() for s in stats if s.slice_means.size >= 2]
+    if not devs:
+        return None
+    dof = sum(d.size - 1 for d in devs)
+    var = sum(float((d**2).sum()) for d in devs) / dof
+    return math.sqrt(var / devs[0].size)
 
 
 # ------------------------------------------------------------------ slice thickness
