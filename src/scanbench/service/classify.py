@@ -17,12 +17,15 @@ study of a dose report).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from scanbench.dicom import headers as h
+
+log = logging.getLogger("scanbench.node")
 
 DOSE_SR_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
@@ -55,7 +58,10 @@ _NOT_IMAGE = {"1.2.840.10008.5.1.4.1.1.4.2"}  # MR Spectroscopy
 def _clinical_classifier() -> Callable[[Any], str] | None:
     try:
         from scanbench.clinical.dose import classify_dataset
-    except ImportError:
+    except Exception as exc:  # absent, or broken: routing by header alone still works
+        if not isinstance(exc, ImportError):
+            log.error("scanbench.clinical.dose cannot be imported (%s: %s); routing dose "
+                      "reports by SOP class and document title", type(exc).__name__, exc)
         return None
     return classify_dataset
 

@@ -203,8 +203,10 @@ class Pipeline:
                received: float | None = None) -> bool:
         now = time.time() if received is None else received
         rel = self.files.relative(p.sop_uid)
+        with self._lock:
+            cached = self._series_cache.get(p.series_uid)
         with self.db.session() as s:
-            series_id = self._series_id(s, p, calling_ae, now)
+            series_id = cached or self._series_id(s, p, calling_ae, now)
             inserted = _insert_ignore(s, m.Instance, {
                 "sop_uid": p.sop_uid, "series_id": series_id, "sop_class_uid": p.sop_class,
                 "instance_number": h.integer(p.ds, "InstanceNumber"),
@@ -215,13 +217,15 @@ class Pipeline:
                 # A new instance (re)opens its series: analysed again once quiet.
                 s.execute(update(m.Series).where(m.Series.id == series_id).values(
                     last_received=now, state="receiving"))
+        with self._lock:  # only once committed: a rolled-back id must not be remembered
+            if len(self._series_cache) > 10000:
+                self._series_cache.clear()
+            self._series_cache[p.series_uid] = series_id
         return inserted
 
     def _series_id(self, s: Session, p: _Parsed, calling_ae: str | None, now: float) -> int:
-        with self._lock:
-            cached = self._series_cache.get(p.series_uid)
-        if cached is not None:
-            return cached
+        """The series row of this instance (with its study), created on first sight
+        together with its device."""
         ds = p.ds
         _insert_ignore(s, m.Study, {
             "study_uid": p.study_uid, "patient_id": h.text(ds, "PatientID"),
@@ -254,10 +258,6 @@ class Pipeline:
                 s.execute(update(m.Series).where(m.Series.id == series_id)
                           .values(device_id=device.id))
                 devices.record_software(s, device.id)
-        with self._lock:
-            self._series_cache[p.series_uid] = series_id
-            if len(self._series_cache) > 10000:
-                self._series_cache.clear()
         return series_id
 
     # ------------------------------------------------------------------ recovery
