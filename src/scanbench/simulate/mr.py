@@ -71,6 +71,7 @@ from scanbench.simulate.dicom_writer import _da, _ds, _resolve_syntax, _tm, _tz
 
 GYROMAGNETIC_MHZ_PER_T = 42.577478  # ¹H
 _EDGE_SUB = 4  # sub-samples per axis in fine pixels an edge crosses
+FINE_MM = 0.25  # the object grid: Fourier components up to 4× the 1 mm image's Nyquist
 DEFAULT_START = dt.datetime(2026, 3, 4, 9, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 # ---------------------------------------------------------------- stated truth rules
@@ -343,10 +344,11 @@ def render_slice(
     imp: Imperfections,
     rng: np.random.Generator,
     supersample: int | None = None,
+    fine_mm: float = FINE_MM,
 ) -> RenderedSlice:
     """``signal_fn(px, py) -> relative signal`` in the phantom frame, through the k-space model."""
     n = protocol.matrix
-    s = supersample or max(1, math.ceil(protocol.pixel_mm / 0.25))
+    s = supersample or max(1, math.ceil(protocol.pixel_mm / fine_mm))
     m = n * s
     # fine pixel j sits at coarse index j / s, so every s-th fine pixel is a coarse centre
     fine = (np.arange(m) / s - n / 2 + 0.5) * protocol.pixel_mm
@@ -379,8 +381,7 @@ def render_slice(
                 acc += sample(ue + du * h, ve + dv * h)
         obj[edge] = acc / _EDGE_SUB**2
     x, y = _undistort(u, v, imp)
-    return acquire(obj * b1_map(x, y, scanner, imp) * protocol.signal, protocol, scanner, imp,
-                   rng)
+    return acquire(obj * b1_map(x, y, scanner, imp) * protocol.signal, protocol, scanner, imp, rng)
 
 
 def acquire(
@@ -665,6 +666,7 @@ def render_acr_series(
     imp: Imperfections,
     rng: np.random.Generator,
     slices: tuple[int, ...] = tuple(range(1, 12)),
+    fine_mm: float = FINE_MM,
 ) -> tuple[list[RenderedSlice], list[float]]:
     """The ACR axial slices ``slices`` (1..11) as rendered images, and the nominal z of each
     (LPS). The prescribed slice n is centred on phantom z = slice_z(n); the actual
@@ -678,7 +680,7 @@ def render_acr_series(
         def fn(px: np.ndarray, py: np.ndarray, zc: float = zc) -> np.ndarray:
             return phantom.slice_signal(px, py, zc, profile)
 
-        out.append(render_slice(fn, protocol, scanner, imp, rng))
+        out.append(render_slice(fn, protocol, scanner, imp, rng, fine_mm=fine_mm))
         zs.append(_phantom_z_lps(phantom.slice_z_mm(n), imp))
     return out, zs
 
@@ -689,13 +691,14 @@ def render_localiser(
     scanner: MrScanner,
     imp: Imperfections,
     rng: np.random.Generator,
+    fine_mm: float = FINE_MM,
 ) -> tuple[RenderedSlice, np.ndarray]:
     """Sagittal localiser through the phantom centre: rows run superior → inferior, columns
     anterior → posterior. Returns the image and its affine (k, j, i) → LPS. The slice
     integrates 5 mm along x (5 samples); z distortion is the gradient scale only."""
     n = protocol.matrix
     p = protocol.pixel_mm
-    s = max(1, math.ceil(p / 0.25))
+    s = max(1, math.ceil(p / fine_mm))
     m = n * s
     fine = (np.arange(m) / s - n / 2 + 0.5) * p
     zc_img = phantom.z_range_mm[0] + phantom.inner_length_mm / 2  # centre the FOV on the phantom
@@ -942,6 +945,7 @@ def simulate_acr(
     matrix: int | None = None,
     localiser: bool = True,
     seed: int = 0,
+    fine_mm: float = FINE_MM,
     file_names: str = "uid",
     transfer_syntax: str = "ExplicitVRLittleEndian",
     start: dt.datetime = DEFAULT_START,
@@ -973,7 +977,7 @@ def simulate_acr(
     }
     files = 0
     for number, (label, pr) in enumerate((("T1", t1), ("T2", t2)), start=2):
-        rendered, zs = render_acr_series(ph, pr, scanner, imperfections, rng)
+        rendered, zs = render_acr_series(ph, pr, scanner, imperfections, rng, fine_mm=fine_mm)
         voxels = np.stack([r.magnitude for r in rendered])
         series = MrImageSeries(
             f"{pr.name} axial (simulated)",
@@ -1009,7 +1013,7 @@ def simulate_acr(
         loc_pr = dataclasses.replace(
             t1, name="Localiser", tr_ms=200.0, te_ms=10.0, sequence="GR", flip_angle_deg=30.0
         )
-        img, aff = render_localiser(ph, loc_pr, scanner, imperfections, rng)
+        img, aff = render_localiser(ph, loc_pr, scanner, imperfections, rng, fine_mm=fine_mm)
         series = MrImageSeries(
             "Sagittal localiser (simulated)",
             loc_pr,
