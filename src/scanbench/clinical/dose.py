@@ -444,18 +444,21 @@ def _event(node: sr.Item, index: int, notes: list[str]) -> CtEvent:
                              "target region: phantom unknown")
         if ev.ctdivol_mgy == 0 and ev.acquisition_type not in ("constant_angle", None):
             notes.append(f"{label} ({ev.acquisition_type}): CTDIvol is 0 mGy")
-        ssde_item = next((i for i in dose.walk() if i.is_(SSDE)), None)
-        if ssde_item is None:
-            ssde_item = next((i for i in node.walk() if i.is_(SSDE)), None)
+        # SSDE (113930), water-equivalent diameter (113980) and the dose-check containers
+        # sit inside CT Dose (TID 10013): one pass over it.
+        ssde_item = wed_item = None
+        for item in dose.walk():
+            if ssde_item is None and item.is_(SSDE):
+                ssde_item = item
+            elif wed_item is None and item.is_(WED):
+                wed_item = item
+            elif item.is_(ALERT_DETAILS) or item.is_(NOTIFICATION_DETAILS):
+                ev.dose_check_alerts.append(_alerts(item, notes))
         ev.ssde_mgy = _num(ssde_item, "mGy", f"{label} SSDE", notes)
-        wed_item = next((i for i in node.walk() if i.is_(WED)), None)
         ev.water_equivalent_diameter_mm = _num(wed_item, "mm", f"{label} water-equivalent "
                                                "diameter", notes)
         if ev.ssde_mgy is not None:
             ev.ssde_source = "dose report (113930)"
-        for container in dose.walk():
-            if container.is_(ALERT_DETAILS) or container.is_(NOTIFICATION_DETAILS):
-                ev.dose_check_alerts.append(_alerts(container, notes))
     return ev
 
 

@@ -212,8 +212,9 @@ def _parse_node(data: bytes, pos: int, end: int, implicit: bool, little: bool,
                                           False)
         elif vr == b"SQ" or (vr is None and _is_sq(tag)):
             stop = pos + length
-            node[tag], _ = _parse_items(data, pos, stop if stop < end else end, implicit,
-                                        little, True)
+            # A sequence of defined length is parsed only if it is read (_sequence):
+            # most of a report's subtrees are never visited.
+            node[tag] = _Lazy(data, pos, stop if stop < end else end, implicit, little)
             pos = stop
         else:
             node[tag] = data[pos:pos + length]
@@ -221,6 +222,36 @@ def _parse_node(data: bytes, pos: int, end: int, implicit: bool, little: bool,
     if until_delimiter:
         raise ValueError("item of undefined length without its delimiter")
     return node, pos
+
+
+class _Lazy:
+    """The unparsed bytes of a sequence value of defined length."""
+
+    __slots__ = ("data", "implicit", "little", "start", "stop")
+
+    def __init__(self, data: bytes, start: int, stop: int, implicit: bool,
+                 little: bool) -> None:
+        self.data, self.start, self.stop = data, start, stop
+        self.implicit, self.little = implicit, little
+
+    def parse(self) -> list[Node]:
+        items, _ = _parse_items(self.data, self.start, self.stop, self.implicit, self.little,
+                                defined=True)
+        return items
+
+
+def _sequence(node: Node | None, tag: int) -> list[Node] | None:
+    """The items of a sequence element of ``node`` (parsing it on first use), or None."""
+    if node is None:
+        return None
+    seq = node.get(tag)
+    if isinstance(seq, _Lazy):
+        try:
+            seq = node[tag] = seq.parse()
+        except (ValueError, struct.error):
+            node[tag] = None
+            raise
+    return seq if isinstance(seq, list) else None
 
 
 def node_of(ds: Dataset) -> Node:
@@ -238,9 +269,7 @@ def _value_of(tag: int, elem: Any) -> Any:
             elem.VR == "UN" and elem.length == _UNDEFINED)
         if is_sq and isinstance(value, bytes | bytearray):
             implicit = elem.is_implicit_VR or elem.VR == "UN"
-            items, _ = _parse_items(bytes(value), 0, len(value), implicit,
-                                    elem.is_little_endian, defined=True)
-            return items
+            return _Lazy(bytes(value), 0, len(value), implicit, elem.is_little_endian)
         return value
     if elem.VR == "SQ":
         return [node_of(item) for item in elem.value if isinstance(item, Dataset)]
@@ -262,10 +291,8 @@ def _decode(value: Any, encoding: str) -> str | None:
 
 
 def _first_node(node: Node | None, tag: int) -> Node | None:
-    if node is None:
-        return None
-    seq = node.get(tag)
-    if isinstance(seq, list) and seq and isinstance(seq[0], dict):
+    seq = _sequence(node, tag)
+    if seq and isinstance(seq[0], dict):
         return cast(Node, seq[0])
     return None
 
@@ -290,6 +317,28 @@ def _node_code(node: Node | None, encoding: str) -> Code | None:
         _CODES.clear()
     code = _CODES[key] = _decode_code(node, encoding)
     return code
+
+
+_RAW_CODES: dict[tuple[bytes, bool, bool, str], Code | None] = {}
+
+
+def _code_at(node: Node | None, tag: int, encoding: str) -> Code | None:
+    """The code in the first item of the code sequence ``tag`` of ``node``. The same
+    concept is encoded with the same bytes all through a report (and across reports),
+    so a sequence still in bytes is looked up by them and parsed only once."""
+    if node is None:
+        return None
+    seq = node.get(tag)
+    if isinstance(seq, _Lazy):
+        key = (seq.data[seq.start:seq.stop], seq.implicit, seq.little, encoding)
+        try:
+            return _RAW_CODES[key]
+        except KeyError:
+            if len(_RAW_CODES) > 8192:
+                _RAW_CODES.clear()
+            code = _RAW_CODES[key] = _node_code(_first_node(node, tag), encoding)
+            return code
+    return _node_code(_first_node(node, tag), encoding)
 
 
 def _decode_code(node: Node, encoding: str) -> Code | None:
@@ -329,11 +378,19 @@ class Item:
 
     node: Node
     concept: Code | None
-    value_type: str
-    relationship: str
     path: str  # where in the tree, for warnings: e.g. "113819[2]/113829/113830"
     encoding: str = "latin_1"
     _children: list[Item] | None = field(default=None, repr=False)
+
+    @property
+    def value_type(self) -> str:
+        """Value Type (0040,A040): CONTAINER, NUM, CODE, TEXT, ..."""
+        return _decode(self.node.get(_VALUE_TYPE), "ascii") or ""
+
+    @property
+    def relationship(self) -> str:
+        """Relationship Type (0040,A010) with its parent: CONTAINS, HAS PROPERTIES, ..."""
+        return _decode(self.node.get(_RELATIONSHIP), "ascii") or ""
 
     @property
     def children(self) -> list[Item]:
@@ -397,12 +454,12 @@ class Item:
     def unit(self) -> str | None:
         """A NUM item's UCUM unit code (Measurement Units Code Sequence)."""
         mv = _first_node(self.node, _MEASURED_VALUE)
-        code = _node_code(_first_node(mv, _UNITS), self.encoding)
+        code = _code_at(mv, _UNITS, self.encoding)
         return code.value if code else None
 
     def code(self) -> Code | None:
         """A CODE item's value."""
-        return _node_code(_first_node(self.node, _CONCEPT_CODE), self.encoding)
+        return _code_at(self.node, _CONCEPT_CODE, self.encoding)
 
     def text(self) -> str | None:
         """A TEXT, UIDREF or PNAME item's value."""
@@ -427,24 +484,21 @@ def _key(key: tuple[str, str]) -> tuple[str, str]:
 
 
 def _items(node: Node, parent: str, encoding: str) -> list[Item]:
-    seq = node.get(_CONTENT_SEQ)
-    if not isinstance(seq, list):
+    seq = _sequence(node, _CONTENT_SEQ)
+    if seq is None:
         return []
     out: list[Item] = []
     counts: dict[str, int] = {}
     for child in seq:
         if not isinstance(child, dict):
             continue
-        concept = _node_code(_first_node(child, _CONCEPT_NAME), encoding)
+        concept = _code_at(child, _CONCEPT_NAME, encoding)
         label = concept.value if concept else "?"
         counts[label] = counts.get(label, 0) + 1
         path = f"{parent}/{label}" if parent else label
         if counts[label] > 1:
             path += f"[{counts[label]}]"
-        out.append(Item(node=child, concept=concept,
-                        value_type=_decode(child.get(_VALUE_TYPE), "ascii") or "",
-                        relationship=_decode(child.get(_RELATIONSHIP), "ascii") or "",
-                        path=path, encoding=encoding))
+        out.append(Item(node=child, concept=concept, path=path, encoding=encoding))
     return out
 
 
@@ -463,8 +517,7 @@ def root(ds: Dataset) -> Item:
         elem = ds._dict.get(BaseTag(tag))
         if elem is not None:
             node[tag] = _value_of(tag, elem)
-    item = Item(node=node, concept=_node_code(_first_node(node, _CONCEPT_NAME), encoding),
-                value_type=h.text(ds, "ValueType") or "CONTAINER", relationship="", path="",
+    item = Item(node=node, concept=_code_at(node, _CONCEPT_NAME, encoding), path="",
                 encoding=encoding)
     object.__setattr__(ds, "_scanbench_sr_root", item)
     return item
