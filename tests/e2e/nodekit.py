@@ -65,8 +65,11 @@ class Node:
     """``scanbench node`` as a subprocess (python -m scanbench), logs to a file."""
 
     def __init__(self, home: Path, database_url: str | None = None, *, port: int | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), quiet_seconds: float = 1.0) -> None:
+        """``quiet_seconds`` large: no series completes, so no analysis competes with
+        receiving (tests that are about storing only)."""
         self.home, self.database_url = home, database_url
+        self.quiet_seconds = quiet_seconds
         self.port = port or free_port()
         self.args = args
         self.log = home.parent / f"node-{home.name}.log"
@@ -81,7 +84,7 @@ class Node:
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "scanbench", "node", "--port", str(self.port),
-                 "--quiet-seconds", "1", "--workers", "0", *self.args],
+                 "--quiet-seconds", str(self.quiet_seconds), "--workers", "0", *self.args],
                 stdout=fh, stderr=subprocess.STDOUT, env=env)
 
         def ready() -> bool:

@@ -118,10 +118,10 @@ def _copies(files: list[Path], folder: Path, n_series: int) -> list[Path]:
 
 def test_kill_9_mid_transfer_loses_no_acknowledged_instance(
         tmp_path: Path, phantom: tuple[list[Path], str]) -> None:
-    files = _copies(phantom[0], tmp_path / "send", 3)  # 222 instances, 47 kB each
+    files = _copies(phantom[0], tmp_path / "send", 2)  # 148 instances, 47 kB each
     home = tmp_path / "home"
     url = db_url_of(home, None)
-    node = Node(home).start()
+    node = Node(home, quiet_seconds=3600).start()
     acked: list[Path] = []
     try:
         proc = subprocess.Popen(
@@ -134,14 +134,14 @@ def test_kill_9_mid_transfer_loses_no_acknowledged_instance(
                 current = Path(line.split("Sending file:", 1)[1].strip())
             elif "Received Store Response (Success)" in line and current is not None:
                 acked.append(current)
-                if len(acked) == 60:
+                if len(acked) == 50:
                     node.kill9()  # mid-transfer: storescu is still sending
         proc.wait(60)
     finally:
         node.kill9()
-    assert 60 <= len(acked) < len(files), "the kill did not land mid-transfer"
+    assert 50 <= len(acked) < len(files), "the kill did not land mid-transfer"
 
-    node = Node(home, port=node.port).start()  # restart: recovery runs first
+    node = Node(home, port=node.port, quiet_seconds=3600).start()  # recovery runs first
     try:
         uids = {r[0] for r in query(url, "select sop_uid from instance")}
         for f in acked:
@@ -179,7 +179,7 @@ def test_corrupt_instance_is_refused_and_the_association_goes_on(
     garbage.write_bytes(b"\0" * 128 + b"DICM" + buf.getvalue() + b"\xff\xfe\x01\x00" * 64)
     home = tmp_path / "home"
     url = db_url_of(home, None)
-    node = Node(home)
+    node = Node(home, quiet_seconds=3600)
     with running(node):
         r = storescu(node.port, [bad_path, good])  # the image cut in half, then a good one
         out = r.stdout + r.stderr

@@ -109,7 +109,9 @@ def test_no_basic_profile_value_survives(originals: list[Dataset], tmp_path: Pat
                                          dates: str) -> None:
     options = DeidOptions(dates=dates)  # type: ignore[arg-type]
     checked = 0
-    for ds in originals:
+    # every real file with the default (shifted dates); three suffice for the other modes,
+    # which change only the date rows
+    for ds in originals if dates == "shift" else originals[:3]:
         before = {(p, t): v for p, t, v, _ in _walk(ds)}
         after = _deid(ds, options, tmp_path)
         for path, tag, value, vr in _walk(after):
