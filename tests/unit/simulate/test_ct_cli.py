@@ -4,21 +4,29 @@ command line: truth files, bad options (exit 2), specs, a site's baseline rule, 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from scanbench.cli import app
 from scanbench.simulate.cli import simulate_app
 
 runner = CliRunner()
 
 
-def scanbench(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scanbench", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def scanbench(*args: str | Path) -> Run:
+    """``scanbench analyze ...`` in-process (the subprocess form is tested in tests/e2e)."""
+    res = runner.invoke(app, [str(a) for a in args])
+    return Run(res.exit_code, res.stdout, res.stderr)
 
 
 def test_ct_water_writes_series_and_truth(tmp_path):

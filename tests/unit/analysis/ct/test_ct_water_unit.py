@@ -102,7 +102,7 @@ def test_phantoms_with_inserts_are_not_water_or_mtf_scans(kind, kw):
     from scanbench.simulate.ct_phantoms import render_acr464, render_catphan
 
     render = render_acr464 if kind == "acr" else render_catphan
-    vol, _ = render(MODEL, pixel_mm=1.0, **kw)
+    vol, _ = render(MODEL, pixel_mm=1.5, **kw)
     s = vol.to_series(MODEL)
     analyses = all_analyses()
     assert analyses["ct.water"].detect(s) < 0.5
