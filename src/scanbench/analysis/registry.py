@@ -18,6 +18,7 @@ _MODULES = (
     "scanbench.analysis.pet.count_rate",
     "scanbench.analysis.pet.tof_resolution",
     "scanbench.analysis.pet.coregistration",
+    "scanbench.analysis.pet.corrections_accuracy",
     # Packages that register their own modules in __init__ (issue 3: CT, 6: PET raw
     # data, 7: MRI); TODO(integration): list their modules here explicitly.
 )

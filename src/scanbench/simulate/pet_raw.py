@@ -286,6 +286,22 @@ class _Rates:
     live: float
 
 
+def _rate_factors(model: RawScannerModel, singles_per_bq: float, activity_bq: np.ndarray
+                  ) -> tuple[float, float, float, float, float]:
+    """Mean over the sub-intervals of: coincidence-live x activity (Bq), randoms (cps),
+    live intrinsic coincidences (cps), live singles (cps), live fraction."""
+    lu_s = model.lu_singles_cps_per_ring * model.rings
+    lu_c = model.lu_coincidences_cps_per_ring * model.rings
+    window_s = model.coincidence_window_ps * 1e-12
+    a = np.asarray(activity_bq, dtype=float)
+    singles = a * singles_per_bq + lu_s
+    live = model.live_fraction(singles)
+    coinc = live * live
+    return (float(np.mean(coinc * a)),
+            float(np.mean(window_s * (singles * live) ** 2 * model.pair_fraction / 2.0)),
+            float(np.mean(coinc * lu_c)), float(np.mean(singles * live)), float(np.mean(live)))
+
+
 def _frame_expectation(model: RawScannerModel, layout: SinogramLayout, trues_per_bq: np.ndarray,
                        scatter_per_bq: np.ndarray, singles_per_bq: float,
                        activity_bq: np.ndarray, duration_s: float) -> _Rates:
@@ -293,26 +309,27 @@ def _frame_expectation(model: RawScannerModel, layout: SinogramLayout, trues_per
     plane_w = _ring_pair_plane_weights(model, layout)
     flat = np.ones((layout.n_views, layout.n_bins)) / (layout.n_views * layout.n_bins)
     spread = plane_w[:, None, None] * flat[None]
-    lu_s = model.lu_singles_cps_per_ring * model.rings
-    lu_c = model.lu_coincidences_cps_per_ring * model.rings
-    window_s = model.coincidence_window_ps * 1e-12
-    t_sum = s_sum = r_sum = i_sum = 0.0
-    singles_mean = live_mean = 0.0
-    for a in activity_bq:
-        singles = a * singles_per_bq + lu_s
-        live = float(model.live_fraction(singles))
-        coinc = live * live
-        t_sum += coinc * a
-        s_sum += coinc * a
-        r_sum += window_s * (singles * live) ** 2 * model.pair_fraction / 2.0
-        i_sum += coinc * lu_c
-        singles_mean += singles * live
-        live_mean += live
-    n = len(activity_bq)
-    dur = duration_s / n
-    return _Rates(trues=trues_per_bq * t_sum * dur, scatter=scatter_per_bq * s_sum * dur,
-                  randoms=spread * r_sum * dur, intrinsic=spread * i_sum * dur,
-                  singles_cps=singles_mean / n, live=live_mean / n)
+    ta, rr, ii, singles, live = _rate_factors(model, singles_per_bq, activity_bq)
+    return _Rates(trues=trues_per_bq * ta * duration_s, scatter=scatter_per_bq * ta * duration_s,
+                  randoms=spread * rr * duration_s, intrinsic=spread * ii * duration_s,
+                  singles_cps=singles, live=live)
+
+
+def _necr_peak_kbq_ml(model: RawScannerModel, layout: SinogramLayout, trues_pb: np.ndarray,
+                      scatter_pb: np.ndarray, singles_per_bq: float, volume_ml: float) -> float:
+    """Activity concentration of the model's NECR peak (inside the NEMA mask), 0.1 kBq/mL."""
+    mask = _mask(layout)
+    t1 = float(trues_pb[..., mask].sum())
+    s1 = float(scatter_pb[..., mask].sum())
+    frac = float(mask.sum()) / layout.n_bins
+    grid = np.arange(0.5, 120.0, 0.1)
+    necr = []
+    for c in grid:
+        ta, rr, ii, _, _ = _rate_factors(model, singles_per_bq,
+                                         np.array([c * 1000.0 * volume_ml]))
+        t, sc = t1 * ta, s1 * ta
+        necr.append(t * t / (t + sc + (rr + ii) * frac))
+    return float(grid[int(np.argmax(necr))])
 
 
 def _mask(layout: SinogramLayout, mask_mm: float = NEMA_MASK_MM) -> np.ndarray:
@@ -784,3 +801,117 @@ def _ct_markers(ct_pos: np.ndarray, diameter_mm: float, *, ct_sigma_mm: float, n
                     spacing=(slice_mm, pixel_mm, pixel_mm), affine=affine, z_mm=z,
                     pixel_mm=pixel_mm, slice_thickness_mm=slice_mm, inside_circle=inside,
                     noise_sd_hu=noise_hu, mode="image", reconstruction_diameter_mm=span)
+
+
+# ---------------------------------------------------------------- corrections accuracy
+
+
+def simulate_corrections_accuracy(
+    out_dir: Path,
+    *,
+    scanner: RawScannerModel | None = None,
+    start_activity_mbq: float = 1100.0,
+    frames: int = 10,
+    frame_s: float = 300.0,
+    gap_s: float = 2400.0,
+    max_error_percent: float = 2.5,
+    axial_gradient: float = 0.4,
+    noise_percent: float = 0.15,
+    peak_necr_kbq_ml: float | None = None,
+    n_low: int = 3,
+    voxel_mm: float = 4.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Reconstructed frames of the count-rate phantom (NEMA NU 2-2018 accuracy of
+    corrections): one PET series per frame in one study, decay-corrected to each frame's
+    start (DICOM START), voxels in Bq/mL. The line source's activity per slice carries a
+    residual count-loss/randoms-correction error ``e_ij = max_error x (S_j / S_peak) x
+    (1 + axial_gradient x z_i / (AFOV/2)) / (1 + axial_gradient)`` (S the singles rate of the
+    count-rate model at that activity; largest, ``max_error_percent``, at the peak-NECR
+    activity and the FOV end) and a slice-to-slice noise of ``noise_percent``.
+    Ground truth: the error per frame and slice and its maximum up to peak NECR, both
+    against the exact activity and as NEMA measures it (against the mean of the
+    ``n_low`` lowest-activity frames, which carry a little of the error themselves)."""
+    from pydicom.uid import generate_uid
+
+    from scanbench.simulate.pet import write_series
+    from scanbench.types import PetFacts, Series, SeriesFacts
+
+    model = scanner or RAW_SCANNER_MODELS["virtual-pet"]
+    layout = model.layout()
+    rng = np.random.default_rng(seed)
+    length, diameter, offset = 700.0, 203.0, 45.0
+    volume_ml = math.pi * (diameter / 2.0) ** 2 * length / 1000.0
+    trues_pb, scatter_pb = _scatter_phantom_components(model, layout, length, offset, diameter)
+    singles_per_bq = model.singles_per_decay * min(1.0, model.axial_fov_mm / length)
+    lam = math.log(2.0) / F18_HALF_LIFE_S
+    a0 = start_activity_mbq * 1e6
+    starts = [j * (frame_s + gap_s) for j in range(frames)]
+    acts = [a0 * math.exp(-lam * t) for t in starts]
+    singles = [a * singles_per_bq + model.lu_singles_cps_per_ring * model.rings for a in acts]
+    if peak_necr_kbq_ml is None:  # the count-rate model's own peak
+        peak_necr_kbq_ml = _necr_peak_kbq_ml(model, layout, trues_pb, scatter_pb,
+                                             singles_per_bq, volume_ml)
+    s_peak = peak_necr_kbq_ml * 1000.0 * volume_ml * singles_per_bq \
+        + model.lu_singles_cps_per_ring * model.rings
+    n = round(300.0 / voxel_mm) // 2 * 2
+    nz = int(model.axial_fov_mm // voxel_mm)
+    centres = (np.arange(n) - (n - 1) / 2.0) * voxel_mm
+    z = (np.arange(nz) - (nz - 1) / 2.0) * voxel_mm
+    sigma = model.fwhm_mm / FWHM_PER_SIGMA
+    k = math.sqrt(2.0) * sigma
+    fx = 0.5 * (erf((centres + voxel_mm / 2) / k) - erf((centres - voxel_mm / 2) / k))
+    fy = 0.5 * (erf((centres + voxel_mm / 2 - offset) / k)
+                - erf((centres - voxel_mm / 2 - offset) / k))
+    plane = fy[:, None] * fx[None, :]  # fraction of the line's slice activity per voxel
+    voxel_ml = voxel_mm**3 / 1000.0
+    half = model.axial_fov_mm / 2.0
+    study, frame_uid = generate_uid(), generate_uid()
+    inj = DEFAULT_START - dt.timedelta(minutes=10)
+    truth_frames: list[dict[str, Any]] = []
+    errs: list[np.ndarray] = []
+    out_dir = Path(out_dir)
+    for j, (t, a) in enumerate(zip(starts, acts, strict=True)):
+        x = lam * frame_s
+        conc = a * (1 - math.exp(-x)) / x / volume_ml / 1000.0  # mean over the frame
+        shape_z = (1 + axial_gradient * z / half) / (1 + axial_gradient)
+        err = max_error_percent / 100.0 * singles[j] / s_peak * shape_z
+        noise = rng.normal(0.0, noise_percent / 100.0, nz)
+        per_slice_bq = a / length * voxel_mm * (1.0 + err) * (1.0 + noise)
+        vox = per_slice_bq[:, None, None] * plane[None] / voxel_ml
+        start = DEFAULT_START + dt.timedelta(seconds=t)
+        pet = PetFacts(units="BQML", decay_correction="START",
+                       corrected_image=("NORM", "DTIM", "ATTN", "SCAT", "RAN", "DECY"),
+                       series_datetime=start, acquisition_start=start, frame_duration_s=frame_s,
+                       radiopharmaceutical="Fluorodeoxyglucose", radionuclide="^18^Fluorine",
+                       injected_activity_bq=a0 * math.exp(lam * 600.0), injection_datetime=inj,
+                       half_life_s=F18_HALF_LIFE_S)
+        facts = SeriesFacts(modality="PT", device=model.device, study_instance_uid=study,
+                            series_instance_uid=generate_uid(), frame_of_reference_uid=frame_uid,
+                            series_description=f"NEMA count-rate phantom frame {j + 1}",
+                            series_number=100 + j, acquired_at=start, naive_times=False, pet=pet)
+        affine = np.zeros((4, 4))
+        affine[0, 2] = affine[1, 1] = voxel_mm
+        affine[2, 0] = voxel_mm
+        affine[:3, 3] = (centres[0], centres[0], z[0])
+        affine[3, 3] = 1.0
+        series = Series(voxels=vox.astype(np.float32), spacing=(voxel_mm, voxel_mm, voxel_mm),
+                        affine=affine, facts=facts,
+                        sop_instance_uids=[generate_uid() for _ in range(nz)])
+        write_series(series, out_dir / f"frame{j + 1:02d}")
+        errs.append(err)
+        truth_frames.append({"start_s": t, "activity_kbq_ml": conc,
+                             "max_abs_error_percent": float(np.max(np.abs(100 * err))),
+                             "singles_cps": singles[j]})
+    low = np.argsort(acts)[:n_low]
+    ref = np.mean([1.0 + errs[i] for i in low], axis=0)
+    for f, e in zip(truth_frames, errs, strict=True):
+        f["max_abs_nema_error_percent"] = float(np.max(np.abs(100 * ((1 + e) / ref - 1))))
+    upto = [f for f in truth_frames if f["activity_kbq_ml"] <= peak_necr_kbq_ml + 1e-9]
+    truth = {"kind": "corrections_accuracy", "frames": truth_frames,
+             "peak_necr_kbq_ml": peak_necr_kbq_ml, "volume_ml": volume_ml,
+             "max_true_error_percent": max(f["max_abs_error_percent"] for f in upto),
+             "max_rate_error_percent": max(f["max_abs_nema_error_percent"] for f in upto),
+             "n_low": n_low, "noise_percent": noise_percent}
+    (out_dir / "ground_truth.json").write_text(json.dumps(truth, indent=1))
+    return truth

@@ -18,6 +18,7 @@ from scanbench.simulate.pet_raw import (
     RAW_SCANNER_MODELS,
     RawScannerModel,
     simulate_coregistration,
+    simulate_corrections_accuracy,
     simulate_count_rate,
     simulate_sensitivity,
     simulate_tof,
@@ -143,8 +144,35 @@ def pet_coregistration(
                f"co-registration error {truth['max_error_mm']:.3f} mm")
 
 
+def pet_corrections(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one series per "
+                                                             "frame and ground_truth.json.")],
+        scanner: Scanner = "virtual-pet",
+        frames: Annotated[int, typer.Option("--frames")] = 10,
+        max_error: Annotated[float, typer.Option(
+            "--max-error", help="Residual correction error at the peak-NECR activity, %.")
+        ] = 2.5,
+        seed: Seed = 0) -> None:
+    """NEMA NU 2-2018 accuracy of corrections: reconstructed frames of the count-rate phantom."""
+    if frames < 5:
+        raise _fail("--frames must be at least 5")
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} exists and is not a folder")
+    try:
+        with _err.status("simulating reconstructed frames ..."):
+            truth = simulate_corrections_accuracy(out, scanner=_model(scanner), frames=frames,
+                                                  max_error_percent=max_error, seed=seed)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    _out.print(f"written {frames} frame series and ground_truth.json in {out}\n"
+               f"peak NECR at {truth['peak_necr_kbq_ml']:.1f} kBq/mL; true max rate error "
+               f"{truth['max_rate_error_percent']:.2f} % (give --param peak_necr_kbq_ml="
+               f"{truth['peak_necr_kbq_ml']:.1f} to scanbench analyze)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("pet-sensitivity")(pet_sensitivity)
     app.command("pet-count-rate")(pet_count_rate)
     app.command("pet-tof")(pet_tof)
     app.command("pet-coregistration")(pet_coregistration)
+    app.command("pet-corrections")(pet_corrections)

@@ -117,6 +117,10 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "coregistration_offset_mm": ("marker", "axis"),
         "max_coregistration_error_mm": ("n_markers",),
     },
+    "pet.nema_nu2_2018.corrections_accuracy": {
+        "rate_error_percent": ("frame", "activity_kbq_ml"),
+        "max_rate_error_percent": (),
+    },
     "pet.calibration_uniformity": {
         "activity_concentration_bq_ml": (),
         "expected_activity_concentration_bq_ml": (),
