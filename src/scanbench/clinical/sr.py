@@ -36,6 +36,7 @@ from pydicom.tag import BaseTag
 from scanbench.dicom import headers as h
 
 # Element tags, used as integer keys for speed (Dataset.get by keyword converts each call).
+_CHARSET = BaseTag(0x00080005)
 _CONTENT_SEQ = 0x0040A730
 _CONCEPT_NAME = 0x0040A043
 _CONCEPT_CODE = 0x0040A168
@@ -341,6 +342,35 @@ def _code_at(node: Node | None, tag: int, encoding: str) -> Code | None:
     return _node_code(_first_node(node, tag), encoding)
 
 
+_RAW_MEASURED: dict[tuple[bytes, bool, bool, str], tuple[str | None, str | None]] = {}
+
+
+def _measured(node: Node, encoding: str) -> tuple[str | None, str | None]:
+    """(Numeric Value as written, UCUM unit code) of a NUM item's Measured Value Sequence;
+    looked up by its bytes while still unparsed, as codes are."""
+    seq = node.get(_MEASURED_VALUE)
+    key = None
+    if isinstance(seq, _Lazy):
+        key = (seq.data[seq.start:seq.stop], seq.implicit, seq.little, encoding)
+        hit = _RAW_MEASURED.get(key)
+        if hit is not None:
+            return hit
+    mv = _first_node(node, _MEASURED_VALUE)
+    if mv is None:
+        out: tuple[str | None, str | None] = (None, None)
+    else:
+        value = mv.get(_NUMERIC_VALUE)
+        if isinstance(value, list | tuple | MultiValue):
+            value = "\\".join(str(v) for v in value)
+        code = _code_at(mv, _UNITS, encoding)
+        out = (_decode(value, "ascii"), code.value if code else None)
+    if key is not None:
+        if len(_RAW_MEASURED) > 8192:
+            _RAW_MEASURED.clear()
+        _RAW_MEASURED[key] = out
+    return out
+
+
 def _decode_code(node: Node, encoding: str) -> Code | None:
     value = (_decode(node.get(_CODE_VALUE), "ascii") or _decode(node.get(_LONG_CODE_VALUE),
                                                                  encoding)
@@ -360,7 +390,16 @@ def code_of(item: Dataset | None) -> Code | None:
 
 def charset_codec(ds: Dataset) -> str:
     """Python codec of the Specific Character Set (0008,0005); ASCII-compatible default."""
-    names = h.texts(ds, "SpecificCharacterSet")
+    elem = ds._dict.get(_CHARSET)
+    if elem is None:
+        return "latin_1"
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        names = [v.strip(" \x00") for v in value.split("\\")]
+    else:
+        names = [str(v) for v in (value or [])]
     for name in reversed(names):  # the last one names the extension repertoire in use
         codec = python_encoding.get(name) or python_encoding.get(name.replace("ISO 2022 ", ""))
         if codec:
@@ -443,19 +482,11 @@ class Item:
 
     def raw_number_text(self) -> str | None:
         """The stored Numeric Value as written (to describe a malformed one)."""
-        mv = _first_node(self.node, _MEASURED_VALUE)
-        if mv is None:
-            return None
-        value = mv.get(_NUMERIC_VALUE)
-        if isinstance(value, list | tuple | MultiValue):
-            value = "\\".join(str(v) for v in value)
-        return _decode(value, "ascii")
+        return _measured(self.node, self.encoding)[0]
 
     def unit(self) -> str | None:
         """A NUM item's UCUM unit code (Measurement Units Code Sequence)."""
-        mv = _first_node(self.node, _MEASURED_VALUE)
-        code = _code_at(mv, _UNITS, self.encoding)
-        return code.value if code else None
+        return _measured(self.node, self.encoding)[1]
 
     def code(self) -> Code | None:
         """A CODE item's value."""
@@ -508,7 +539,7 @@ def root(ds: Dataset) -> Item:
     The parsed tree is kept on the data set (``ds._scanbench_sr_root``) so that asking
     twice does not parse twice; a ValueError names a damaged sequence encoding.
     """
-    cached = getattr(ds, "_scanbench_sr_root", None)
+    cached = ds.__dict__.get("_scanbench_sr_root")
     if isinstance(cached, Item):
         return cached
     encoding = charset_codec(ds)
