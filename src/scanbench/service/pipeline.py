@@ -37,11 +37,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from scanbench.dicom import headers as h
@@ -205,18 +205,27 @@ class Pipeline:
         rel = self.files.relative(p.sop_uid)
         with self._lock:
             cached = self._series_cache.get(p.series_uid)
-        with self.db.session() as s:
-            series_id = cached or self._series_id(s, p, calling_ae, now)
-            inserted = _insert_ignore(s, m.Instance, {
-                "sop_uid": p.sop_uid, "series_id": series_id, "sop_class_uid": p.sop_class,
-                "instance_number": h.integer(p.ds, "InstanceNumber"),
-                "transfer_syntax": h.text(getattr(p.ds, "file_meta", None), "TransferSyntaxUID"),
-                "path": rel, "size_bytes": len(p.data), "source": source[:200],
-                "calling_ae": calling_ae}, "sop_uid")
-            if inserted:
-                # A new instance (re)opens its series: analysed again once quiet.
-                s.execute(update(m.Series).where(m.Series.id == series_id).values(
-                    last_received=now, state="receiving"))
+        row = {"sop_uid": p.sop_uid, "sop_class_uid": p.sop_class,
+               "instance_number": h.integer(p.ds, "InstanceNumber"),
+               "transfer_syntax": h.text(getattr(p.ds, "file_meta", None), "TransferSyntaxUID"),
+               "path": rel, "size_bytes": len(p.data), "source": source[:200],
+               "calling_ae": calling_ae}
+        instance_table = cast("Table", m.Instance.__table__)
+        if cached is not None:  # the common case: a plain two-statement transaction
+            series_id = cached
+            with self.db.engine.begin() as conn:
+                inserted = _insert_ignore(conn, instance_table, {**row, "series_id": series_id},
+                                          "sop_uid")
+                if inserted:
+                    conn.execute(_REOPEN, {"sid": series_id, "t": now})
+        else:
+            with self.db.session() as s:
+                series_id = self._series_id(s, p, calling_ae, now)
+                conn = s.connection()
+                inserted = _insert_ignore(conn, instance_table, {**row, "series_id": series_id},
+                                          "sop_uid")
+                if inserted:
+                    conn.execute(_REOPEN, {"sid": series_id, "t": now})
         with self._lock:  # only once committed: a rolled-back id must not be remembered
             if len(self._series_cache) > 10000:
                 self._series_cache.clear()
@@ -227,7 +236,7 @@ class Pipeline:
         """The series row of this instance (with its study), created on first sight
         together with its device."""
         ds = p.ds
-        _insert_ignore(s, m.Study, {
+        _insert_ignore(s.connection(), cast("Table", m.Study.__table__), {
             "study_uid": p.study_uid, "patient_id": h.text(ds, "PatientID"),
             "accession_number": h.text(ds, "AccessionNumber"),
             "description": _cut(h.text(ds, "StudyDescription")),
@@ -238,7 +247,7 @@ class Pipeline:
         kind = classify.instance_kind(ds)
         acquired = _acquired(ds)
         off = acquired.utcoffset() if acquired is not None else None
-        created = _insert_ignore(s, m.Series, {
+        created = _insert_ignore(s.connection(), _SERIES, {
             "series_uid": p.series_uid, "study_id": study_id,
             "modality": h.text(ds, "Modality"), "sop_class_uid": p.sop_class,
             "description": _cut(h.text(ds, "SeriesDescription")),
@@ -597,16 +606,28 @@ def _as_part10(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def _insert_ignore(s: Session, model: type[m.Base], values: dict[str, Any], key: str) -> bool:
-    """INSERT ... ON CONFLICT (key) DO NOTHING; True if the row was inserted."""
-    from sqlalchemy.dialects import postgresql, sqlite
+_STATEMENTS: dict[tuple[str, str, str], Any] = {}
 
-    dialect = s.get_bind().dialect.name
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = model.__table__
-    stmt = (insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-            .returning(table.c.id))
-    return s.connection().execute(stmt).first() is not None
+
+def _insert_ignore(conn: Connection, table: Table, values: dict[str, Any], key: str) -> bool:
+    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING id; True if the row was inserted.
+    The statement is built once per table and dialect, so its compiled form is reused."""
+    dialect = conn.dialect.name
+    stmt = _STATEMENTS.get((dialect, table.name, key))
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (insert(table).on_conflict_do_nothing(index_elements=[key])
+                .returning(table.c.id))
+        _STATEMENTS[(dialect, table.name, key)] = stmt
+    return conn.execute(stmt, values).first() is not None
+
+
+_SERIES = cast("Table", m.Series.__table__)
+#: A new instance (re)opens its series: analysed again once quiet.
+_REOPEN = (update(_SERIES).where(_SERIES.c.id == bindparam("sid"))
+           .values(last_received=bindparam("t"), state="receiving"))
 
 
 def _claim(s: Session, model: type[m.Series] | type[m.Study], row_id: int, old: str,
