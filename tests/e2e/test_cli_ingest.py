@@ -168,3 +168,41 @@ def test_kill_9_mid_ingest_loses_nothing_stored(tmp_path: Path) -> None:
     assert _count(url, m.Instance) == 108
     assert not [p for p in files.rglob(".tmp-*")]
     assert len(list(files.rglob("*.dcm"))) == 108
+
+
+def test_a_failed_job_is_listed_and_retried(tmp_path: Path) -> None:
+    """Files of a stored series go missing (a disk problem): its job fails with the reason,
+    the rest of the node goes on; once they are back, `scanbench jobs retry` analyses it."""
+    folder = tmp_path / "in"
+    uniform_phantom(folder / "qc")
+    for r in ct_series(2)[2]:
+        (folder / f"ct-{len(list(folder.glob('*')))}.dcm").write_bytes(r)
+    home = tmp_path / "home"
+    env = _env(home)
+    assert _run(["ingest", str(folder), "--no-analyse"], env).returncode == 0
+    url = f"sqlite:///{home / 'scanbench.db'}"
+    engine = create_engine(url)
+    with Session(engine) as s:
+        series = s.scalars(select(m.Series).where(m.Series.modality == "PT")).one()
+        paths = [home / "files" / i for i in s.scalars(
+            select(m.Instance.path).where(m.Instance.series_id == series.id))]
+    engine.dispose()
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for k, path in enumerate(paths):
+        path.rename(aside / f"{k}")
+
+    run = _run(["jobs", "run", "--workers", "0"], env)
+    assert run.returncode == 1
+    assert "failed" in run.stderr and "retry with: scanbench jobs retry" in run.stderr
+    assert "(series 1.2" in run.stdout  # the CT series' job went on and is done
+    listed = _run(["jobs", "list", "--state", "failed"], env)
+    assert listed.returncode == 0 and "failed" in listed.stdout
+    assert "could not be read" in listed.stdout
+
+    for k, path in enumerate(paths):
+        (aside / f"{k}").rename(path)
+    retry = _run(["jobs", "retry", "--workers", "0"], env)
+    assert retry.returncode == 0, retry.stderr
+    assert "done" in retry.stdout and "pet.calibration_uniformity" in retry.stdout
+    assert _count(url, m.Result) == 1 and _count(url, m.Job, m.Job.state == "failed") == 0

@@ -177,12 +177,7 @@ def _summary(pipe: Pipeline, counts: Counter[str], rejected: list[tuple[str, str
     table.add_row("dose rows", str(doses))
     table.add_row("devices known / lifecycle events", f"{devices} / {events}")
     out.print(table)
-    for j in sorted(records, key=lambda j: j.id):
-        if j.state == "failed":
-            err.print(f"[red]job {j.id} failed[/] ({j.kind} {j.target_uid}): {j.error}\n"
-                      f"  retry with: scanbench jobs retry {j.id}")
-        elif j.summary:
-            out.print(f"[dim]job {j.id} ({j.kind}): {j.summary[:300]}[/]")
+    _report_jobs(sorted(records, key=lambda j: j.id))
 
 
 @db_app.command("upgrade")
@@ -236,6 +231,45 @@ def jobs_list(
     out.print(table)
 
 
+@jobs_app.command("run")
+def jobs_run(
+    home: HomeOpt = None, database_url: UrlOpt = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Analysis processes (0: in this process).")] = None,
+) -> None:
+    """Run every job that is due now (series and studies stored but not yet analysed,
+    e.g. after `scanbench ingest --no-analyse`) and wait for them."""
+    from scanbench.service.jobs import make_executor
+    from scanbench.service.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline(home, database_url, quiet_seconds=0.0, executor=make_executor(workers))
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    try:
+        first = _last_job_id(pipe)
+        with _progress() as prog:
+            prog.add_task(f"running jobs ({pipe.executor.describe()})", total=None)
+            pipe.drain()
+        ran = [j for j in pipe.jobs(limit=100000) if j.id > first]
+    finally:
+        pipe.close()
+    _report_jobs(sorted(ran, key=lambda j: j.id))
+    if not ran:
+        out.print("nothing to do")
+    if any(j.state == "failed" for j in ran):
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _report_jobs(jobs: list[JobRecord]) -> None:
+    for j in jobs:
+        if j.state == "failed":
+            err.print(f"[red]job {j.id} failed[/] ({j.kind} {j.target_uid}): {j.error}\n"
+                      f"  retry with: scanbench jobs retry {j.id}")
+        else:
+            out.print(f"job {j.id} ({j.kind} {j.target_uid}): {j.state}; {j.summary[:300]}")
+
+
 @jobs_app.command("retry")
 def jobs_retry(
     job_id: Annotated[int | None, typer.Argument(help="The job; default every failed job.")
@@ -267,10 +301,6 @@ def jobs_retry(
         again = [j for j in pipe.jobs(limit=100000) if j.id in {r.id for r in records}]
     finally:
         pipe.close()
-    for j in again:
-        if j.state == "failed":
-            err.print(f"[red]job {j.id} failed again[/] ({j.kind} {j.target_uid}): {j.error}")
-        else:
-            out.print(f"job {j.id} ({j.kind} {j.target_uid}): {j.state}; {j.summary[:200]}")
+    _report_jobs(again)
     if any(j.state == "failed" for j in again):
         raise typer.Exit(EXIT_FAILURES)
