@@ -193,3 +193,31 @@ def test_whole_folder_in_one_batch(rdsr: Path) -> None:
     skipped = {Path(w).name for w, _ in report.notes}
     assert skipped == {"ESR_non-dose.dcm", "PUBLISHED_VALUES_openrem.md"}
     assert len(report.studies) == 10
+
+
+def test_workflow_times_from_real_files(rdsr: Path) -> None:
+    """Uptake time = first PET acquisition − injection (STANDARDS.md F), with the times
+    OpenREM publishes for these files: GE injection 12:41:00, series 13:31:55; Siemens
+    injection 10:40:30 (RRDSR). CT irradiation span from the GE Optima report."""
+    from scanbench.clinical.workflow import workflow_from_paths
+
+    (ge,) = workflow_from_paths([rdsr / "NM-PetIm-GE.dcm"]).exams
+    assert ge.injection_at == dt.datetime(2022, 3, 10, 12, 41, 0)
+    assert ge.first_pet_acquisition == dt.datetime(2022, 3, 10, 13, 31, 55)
+    assert ge.uptake_time_min == pytest.approx(50 + 55 / 60)
+    assert ge.uptake_in_window is False  # below the default 55-75 min window
+    (siemens,) = workflow_from_paths([rdsr / "NM-RRDSR-Siemens.dcm",
+                                      rdsr / "NM-PetIm-Siemens.dcm",
+                                      rdsr / "NM-CT-RDSR-Siemens.dcm"]).exams
+    assert siemens.injection_at == dt.datetime(2022, 2, 24, 10, 40, 30)
+    assert siemens.modalities == ["PT", "CT"]
+    first = siemens.first_pet_acquisition
+    assert first is not None and first.replace(microsecond=0) == dt.datetime(2022, 2, 24, 11,
+                                                                             55, 59)
+    assert siemens.uptake_time_min == pytest.approx((first - siemens.injection_at)
+                                                    .total_seconds() / 60)
+    (optima,) = workflow_from_paths([rdsr / "CT-ESR-GE_Optima.dcm"]).exams
+    assert optima.time_source == "dose_report_irradiation"
+    assert (optima.start, optima.end) == (dt.datetime(2006, 8, 23, 11, 40, 14),
+                                          dt.datetime(2006, 8, 23, 11, 48, 40))
+    assert optima.ct_scan_time_s == pytest.approx(5.6 * 4 + 5.27 + 7.47)
