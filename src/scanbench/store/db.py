@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from scanbench.errors import InputError
@@ -51,13 +51,21 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InputError(f"not a database URL: {exc}", "SCANBENCH_DATABASE_URL") from None
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
-        _sqlite_setup(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 60})
+            _sqlite_setup(engine)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise InputError(f"unsupported database ({exc}); use sqlite:///PATH or "
+                         "postgresql+psycopg://USER:PASSWORD@HOST/DB",
+                         parsed.render_as_string(hide_password=True)) from None
+    except OSError as exc:
+        raise InputError(f"cannot create the database folder: {exc}",
+                         parsed.render_as_string(hide_password=True)) from None
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -83,6 +91,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -95,6 +104,10 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
         raise InputError(f"cannot open or upgrade the database: {exc.orig}",
+                         engine.url.render_as_string(hide_password=True)) from None
+    except CommandError as exc:  # e.g. a revision this version does not know
+        raise InputError(f"the database schema is not one this scanbench knows ({exc}); was "
+                         "it written by a newer version?",
                          engine.url.render_as_string(hide_password=True)) from None
 
 

@@ -60,3 +60,25 @@ def test_default_url_is_a_sqlite_file_under_the_home(tmp_path, monkeypatch) -> N
         db.close()
     monkeypatch.setenv("SCANBENCH_DATABASE_URL", "sqlite:///" + str(tmp_path / "other.db"))
     assert database_url().endswith("other.db")
+
+
+def test_bad_databases_are_named_not_tracebacks(tmp_path) -> None:
+    import pytest
+    from sqlalchemy import text as sql
+
+    from scanbench.errors import InputError
+
+    with pytest.raises(InputError, match="unsupported database"):
+        Database(url="oracle+nosuchdriver://u:secret@host/db")
+    with pytest.raises(InputError, match="not a database URL"):
+        Database(url="::not a url::")
+    with pytest.raises(InputError, match="cannot open or upgrade") as info:
+        Database(url="postgresql+psycopg://u:secret@127.0.0.1:1/none")
+    assert "secret" not in str(info.value)
+    url = f"sqlite:///{tmp_path / 'future.db'}"
+    db = Database(url=url)
+    with db.engine.begin() as conn:  # a schema from a later scanbench
+        conn.execute(sql("UPDATE alembic_version SET version_num = '9999'"))
+    db.close()
+    with pytest.raises(InputError, match="newer version"):
+        Database(url=url)
