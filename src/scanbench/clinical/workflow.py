@@ -217,6 +217,8 @@ def _obj(ds: Dataset, where: str) -> _Obj | None:
         elif o.modality == "CT":
             o.rotation_s = h.number(ds, "RevolutionTime")
             o.localizer = "LOCALIZER" in h.texts(ds, "ImageType")
+        if o.duration_s is None:  # Acquisition Duration (0018,9073), s (enhanced MR, CT)
+            o.duration_s = h.number(ds, "AcquisitionDuration")
     if kind in ("ct_dose_sr", "radiopharmaceutical_sr") or (kind == "image"
                                                             and o.modality in ("PT", "NM")):
         o.record = record_of(ds, where)
@@ -231,7 +233,8 @@ def _exam(objs: list[_Obj], settings: WorkflowSettings) -> ExamWorkflow:
     ct_reports = [r for r in reports if r.kind == "ct_dose_sr"]
     device = next((o.device for o in images if o.device.manufacturer or o.device.model),
                   objs[0].device)
-    present = {o.modality for o in images}
+    present = {o.modality for o in objs if o.modality not in ("SR", "OT", "PR", "KO", "REG")
+               and (o.acquired is not None or o.record is not None)}
     if ct_reports:
         present.add("CT")
     for r in reports:
@@ -250,7 +253,18 @@ def _exam(objs: list[_Obj], settings: WorkflowSettings) -> ExamWorkflow:
     pps_e = _max([o.pps_end for o in objs])
     irr_s = _min([r.irradiation_start for r in ct_reports])
     irr_e = _max([r.irradiation_end for r in ct_reports])
-    if pps_s and pps_e and (_minutes(pps_s, pps_e) or 0) > 0:
+    pps_ok = bool(pps_s and pps_e and (_minutes(pps_s, pps_e) or 0) > 0)
+    if pps_ok and ex.first_acquisition and ex.last_acquisition_end:
+        # A step that does not contain its own acquisitions (a minute's slack for clocks)
+        # was not recorded as performed: the images' times are more trustworthy.
+        early = _minutes(pps_s, ex.first_acquisition)
+        late = _minutes(ex.last_acquisition_end, pps_e)
+        if (early is not None and early < -1) or (late is not None and late < -1):
+            ex.warnings.append("performed procedure step "
+                               f"{pps_s:%H:%M:%S}–{pps_e:%H:%M:%S} does not contain the "
+                               "acquisitions; acquisition times used")
+            pps_ok = False
+    if pps_ok and pps_s and pps_e:
         ex.start, ex.end, ex.time_source = pps_s, pps_e, "performed_procedure_step"
     elif ex.first_acquisition and ex.last_acquisition_end:
         # Images of one part (PET) may be here without those of the other (CT), whose
