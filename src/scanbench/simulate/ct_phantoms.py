@@ -45,14 +45,15 @@ def _grid(pixel_mm: float, fov_mm: float) -> tuple[int, float]:
 
 def _z_positions(ranges: list[tuple[float, float]], spacing: float, drop_first: int,
                  drop_last: int) -> list[float]:
+    """Evenly spaced slices from the lowest to the highest range (a series has no gaps:
+    modules asked for apart are scanned with what lies between them)."""
     lo = min(r[0] for r in ranges)
     hi = max(r[1] for r in ranges)
-    z = np.arange(lo, hi + spacing / 2, spacing)
-    keep = [float(v) for v in z if any(a - 1e-6 <= v <= b + 1e-6 for a, b in ranges)]
-    keep = keep[drop_first: len(keep) - drop_last if drop_last else None]
-    if not keep:
+    z = [float(v) for v in np.arange(lo, hi + spacing / 2, spacing)]
+    z = z[drop_first: len(z) - drop_last if drop_last else None]
+    if not z:
         raise ValueError("no slices left (drop_first/drop_last remove them all)")
-    return keep
+    return z
 
 
 def resolved_truth(model: CtScannerModel, pixel_mm: float,

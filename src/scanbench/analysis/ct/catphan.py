@@ -170,11 +170,21 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
     return SliceInfo("", centre, housing)
 
 
-def locate(series: Series, model: str | None = None) -> CatphanLayout:
-    return memo(series, f"ct.catphan.layout.{model}", lambda: _locate(series, model))
+def locate(series: Series, model: str | None = None,
+           sensitometry: str | None = None) -> CatphanLayout:
+    """The modules along z; ``model`` forces a CatPhan model, ``sensitometry`` (CTP404,
+    CTP732, CTP401) restricts the models to those with that sensitometry module."""
+    return memo(series, f"ct.catphan.layout.{model}.{sensitometry}",
+                lambda: _locate(series, model, sensitometry))
 
 
-def _locate(series: Series, forced: str | None) -> CatphanLayout:
+def sensitometry_name(model: str) -> str:
+    m = cp.MODELS[model].module("sensitometry")
+    assert m is not None
+    return m.name
+
+
+def _locate(series: Series, forced: str | None, sensitometry: str | None) -> CatphanLayout:
     v = np.asarray(series.voxels)
     _, dy, dx = series.spacing
     z = pm.slice_positions(series.affine, v.shape[0])
@@ -192,7 +202,8 @@ def _locate(series: Series, forced: str | None) -> CatphanLayout:
         raise AnalysisError("no slice shows a CatPhan module (no insert ring with air, no "
                             "line-pair ring, no uniform 150 mm module): not a CatPhan")
     housing = any(i.housing for i in infos)
-    models = [forced] if forced else list(cp.MODELS)
+    models = [forced] if forced else [k for k in cp.MODELS if sensitometry is None
+                                      or sensitometry_name(k) == sensitometry]
     best: tuple[int, str, float, int] | None = None
     code = {k: i + 1 for i, k in enumerate(KINDS)}
     obs = np.array([code.get(k, 0) for k in kinds])  # "" and "cut": no class
@@ -253,6 +264,8 @@ def _core(layout: CatphanLayout, kind: str, margin_mm: float) -> np.ndarray:
     m = cp.MODELS[layout.model].module(kind)
     assert m is not None
     zc = layout.anchor_z_mm + layout.direction * m.w_mm
+    if layout.z_mm.size > 1:  # module positions are known to about half a slice spacing
+        margin_mm += float(np.median(np.diff(layout.z_mm))) / 2
     core = idx[np.abs(layout.z_mm[idx] - zc) <= cp.MODULE_DEPTH_MM / 2 - margin_mm]
     return core if core.size else idx
 
@@ -269,6 +282,26 @@ def _sens_layouts(layout: CatphanLayout) -> dict[str, tuple[cp.Insert, ...]]:
         return {m.name: m.inserts}
     return {"CTP404": cp.CTP404_INSERTS, "CTP732": cp.CTP732_INSERTS,
             "CTP401": cp.CTP401_INSERTS}
+
+
+def _best_sensitometry(series: Series, layout: CatphanLayout) -> str:
+    idx = layout.present["sensitometry"]
+    img = _stack(series, idx).mean(axis=0)
+    f0 = _frame(series, layout, idx)
+    every = {i.angle_deg for ins in (cp.CTP404_INSERTS, cp.CTP732_INSERTS, cp.CTP401_INSERTS)
+             for i in ins}
+    best = ("CTP404", np.inf)
+    for name, inserts in (("CTP404", cp.CTP404_INSERTS), ("CTP732", cp.CTP732_INSERTS),
+                          ("CTP401", cp.CTP401_INSERTS)):
+        feats = [(i.angle_deg, i.distance_mm, i.material.hu) for i in inserts]
+        empty = [(a, cp.INSERT_RING_MM, 100.0) for a in sorted(every)
+                 if all(abs(a - i.angle_deg) > 1 for i in inserts)]
+        fr, _ = pm.fit_orientation(img, f0, feats, smooth_mm=1.0)
+        _, cost = pm.fit_orientation(img, fr, feats + empty, smooth_mm=1.0,
+                                     angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,))
+        if cost < best[1]:
+            best = (name, cost)
+    return best[0]
 
 
 @register
@@ -308,6 +341,11 @@ class Catphan:
             raise AnalysisError(f"unknown CatPhan model {forced!r}; known: "
                                 f"{', '.join(cp.MODELS)}")
         layout = locate(series, forced)
+        if forced is None and layout.model is not None and "sensitometry" in layout.present:
+            # the inserts tell CTP404 / CTP732 / CTP401 apart; the model must agree
+            name = _best_sensitometry(series, layout)
+            if name != sensitometry_name(layout.model):
+                layout = locate(series, None, name)
         result = Result(analysis=self.id, standard=self.standard,
                         series_instance_uid=series.uid, device=series.facts.device,
                         acquired_at=series.facts.acquired_at)
