@@ -146,3 +146,22 @@ def test_pet_header_fallback_without_rrdsr(tmp_path: Path) -> None:
         truth[0]["administered_activity_mbq"], rel=1e-6)
     assert s.effective_dose.radiopharmaceutical_msv == pytest.approx(
         truth[0]["administered_activity_mbq"] * 0.019, rel=1e-6)
+
+
+def test_procedure_step_missing_its_acquisitions_is_not_trusted(
+        ct: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    import pydicom
+
+    out, truth = ct
+    t = truth[0]
+    for f in sorted((out / t["folder"]).rglob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        if "PerformedProcedureStepEndTime" in ds:  # a step "ended" 1 s after it started
+            start = dt.datetime.strptime(ds.PerformedProcedureStepStartTime, "%H%M%S.%f")
+            ds.PerformedProcedureStepEndTime = (start + dt.timedelta(seconds=1)
+                                                ).strftime("%H%M%S.%f")
+        ds.save_as(tmp_path / f"{f.parent.name}_{f.name}", enforce_file_format=True)
+    (e,) = workflow_from_paths([tmp_path]).exams
+    assert e.time_source == "acquisition_times+dose_report_irradiation"
+    assert e.start == _t(t["first_acquisition"])
+    assert any("does not contain the acquisitions" in w for w in e.warnings)
