@@ -5,8 +5,10 @@
   simply the lowest value, e.g. −3024 or −1024 HU after rescale): the constant
   region connected to the image border is padding, whatever its value.
 - :func:`find_section` — the phantom's cross-section in one slice: material
-  above −500 HU (half-way between air and water), holes filled, the largest
-  connected region; centre = its centroid, radius = area-equivalent radius.
+  above −500 HU (half-way between air and water), opened with a 3 mm disc (a
+  couch or holder touching the phantom falls away), the largest connected
+  region, holes filled; centre = its centroid, radius = area-equivalent
+  radius.
   When it touches the reconstruction circle or the image border the phantom is
   cut and the section cannot be trusted: :class:`AnalysisError` says so.
 - :func:`roi_stats` — mean, SD and the standard error of the mean of a
@@ -102,7 +104,13 @@ def find_section(image_yx: np.ndarray, spacing_yx: tuple[float, float],
     material = (img > MATERIAL_HU) & inside
     if material.sum() * dy * dx < 100.0:
         raise AnalysisError("no phantom in the slice (nothing above −500 HU over 1 cm²)", where)
-    labels, _n = ndimage.label(material)
+    # Open with a 3 mm disc (two distance transforms): a thin couch or holder touching
+    # the phantom is cut off, the phantom's outline is kept.
+    r_px = 3.0 / min(dy, dx)
+    core = ndimage.distance_transform_edt(material, sampling=(dy, dx)) > 3.0
+    opened = material & (ndimage.distance_transform_edt(~core, sampling=(dy, dx)) <= 3.0 + 0.5
+                         * min(dy, dx)) if core.any() and r_px >= 1 else material
+    labels, _n = ndimage.label(opened if opened.any() else material)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     region = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))

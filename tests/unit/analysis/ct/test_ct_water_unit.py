@@ -107,3 +107,28 @@ def test_phantoms_with_inserts_are_not_water_or_mtf_scans(kind, kw):
     analyses = all_analyses()
     assert analyses["ct.water"].detect(s) < 0.5
     assert analyses["ct.mtf"].detect(s) == 0.0
+
+
+def test_a_couch_touching_the_phantom_does_not_move_the_rois():
+    """A 4 mm, +300 HU couch top under the phantom, touching it: the section is still the
+    cylinder (opened with a 3 mm disc) and the 6 o'clock ROI reads the truth."""
+    from scanbench.phantoms.ct_water import WaterCylinder
+    from scanbench.simulate.ct import acquire, water_truth
+
+    ph = WaterCylinder()
+
+    def with_couch(x, y, z):
+        x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
+        couch = (y >= 100.0) & (y <= 104.0) & (np.abs(x) < 200.0)
+        return np.where(couch, 300.0, ph.hu_at(x, y, z))
+
+    m = CtScannerModel(cupping_hu=4.0)
+    vol = acquire(with_couch, m, fov_mm=300, matrix=400, z_mm=[0.0], slice_thickness_mm=5,
+                  noise=False, cupping_radius_mm=100.0, reconstruction_diameter_mm=500)
+    s = vol.to_series(m)
+    r = WaterPhantomQc().run(s)
+    truth = water_truth(m, ph, 0.0)
+    assert r.parameters["phantom_diameter_mm"] == pytest.approx(200.0, abs=1.0)
+    assert r.get("uniformity_deviation_hu", slice="all", position="6 o'clock").value == (
+        pytest.approx(truth["uniformity_deviation_hu"]["6 o'clock"], abs=0.1))
+    assert WaterPhantomQc().detect(s) > 0.5
