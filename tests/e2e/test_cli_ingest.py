@@ -6,6 +6,7 @@ ingest losing nothing that was stored."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import re
 import shutil
@@ -95,6 +96,11 @@ def test_ingest_a_site_folder(site_folder: Path, tmp_path: Path,
                 assert len(cts) == 2 and cts[0].ctdivol_mgy == pytest.approx(60.41, abs=0.005)
                 ge = s.get_one(m.Device, total.device_id)
                 assert ge.manufacturer == "GE MEDICAL SYSTEMS"
+            if importlib.util.find_spec("scanbench.clinical.workflow") is not None:
+                # Exam start and end from the report's irradiation times (issue 4).
+                (timing,) = s.scalars(select(m.ExamTiming)).all()
+                assert timing.started_at is not None and timing.duration_s is not None
+                assert timing.duration_s >= 0
     finally:
         engine.dispose()
 

@@ -704,6 +704,9 @@ def _store_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
         start = _when(t.get("started_at") or t.get("start"))
         end = _when(t.get("ended_at") or t.get("end"))
         duration = _num(t.get("duration_s"))
+        minutes = _num(t.get("duration_min"))
+        if duration is None and minutes is not None:
+            duration = minutes * 60.0
         if duration is None and start is not None and end is not None:
             duration = (end - start).total_seconds()
         s.add(m.ExamTiming(study_id=study.id, device_id=_device_of(s, t.get("device"), fallback),
