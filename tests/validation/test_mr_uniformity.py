@@ -5,7 +5,10 @@ Truth (simulate.mr.simulate_uniform): the same definitions applied to the noise-
 image with the ROIs where the phantom really is. The measured values differ from it
 only by noise (the 3 × 3 filter leaves σ/3 on max and min: at SNR 100 about 0.3
 PIU points each way) and by finding the phantom from the image. The issue's
-tolerances: PIU within 1 point, ghosting within 0.3 points.
+tolerances: PIU within 1 point, ghosting within 0.3 points. For ghosting the truth
+to match is the ACR ratio on the Rician expectation of the noisy image
+(``percent_signal_ghosting_expected``): noise compresses a ghost comparable with σ in
+any magnitude image, and the ACR ratio measures that image.
 """
 
 from __future__ import annotations
@@ -45,9 +48,13 @@ def test_ghosting_follows_the_phase_errors(tmp_path: Path, ghost: float) -> None
     r, truth = _one(tmp_path, imperfections=Imperfections(ghost_fraction=ghost / 100, snr=80.0),
                     seed=int(ghost * 10) + 1)
     psg = r.get("percent_signal_ghosting").value
-    assert psg == pytest.approx(truth["percent_signal_ghosting"], abs=0.3)
+    # the ACR ratio reads, on average, its value on the Rician expectation of the image
+    assert psg == pytest.approx(truth["percent_signal_ghosting_expected"], abs=0.3)
     if ghost:
-        assert truth["percent_signal_ghosting"] > 0.5 * ghost  # the truth sees the ghost
+        assert truth["percent_signal_ghosting"] > 0.5 * ghost  # the image holds the ghost
+        # the mean-square form recovers the ghost the noise compresses
+        assert r.parameters["percent_signal_ghosting_mean_square"] == pytest.approx(
+            truth["percent_signal_ghosting_mean_square"], abs=0.3)
 
 
 def test_phase_direction_along_rows_moves_the_ghost_to_the_sides(tmp_path: Path) -> None:
@@ -76,7 +83,7 @@ def test_magnet_flood_fields(shared_data: Path) -> None:
                if r.analysis == "mr.nema_ms3.uniformity"}
     oil = results["Uniformity_tra_oil_prescanNorm"]
     assert 90.0 <= oil.get("percent_integral_uniformity").value <= 97.0
-    assert oil.get("percent_signal_ghosting").value < 0.5
+    assert oil.get("percent_signal_ghosting").value < 0.3
     for name in ("uniformity_cor", "uniformity_sag"):
         assert results[name].get("percent_integral_uniformity").value < 60.0
 

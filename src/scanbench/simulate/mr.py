@@ -32,6 +32,11 @@ the definition the ACR guidance gives (never by running an analysis):
 - ``percent_integral_uniformity`` and ``percent_signal_ghosting``: the ACR definitions
   (200 cm² ROI, 1 cm² extremes; four 10 cm² 4:1 elliptical background ROIs) applied
   to the noise-free slice 7 with the ROIs at their known places;
+  ``percent_signal_ghosting_expected``: the ACR ratio on the per-pixel Rician
+  expectation of the noisy slice (``rician_mean``), i.e. what the plain-means ratio
+  reads on average on the acquired image — noise compresses a ghost comparable with
+  σ, so this, not the noise-free value, is what a measurement should match;
+  ``percent_signal_ghosting_mean_square``: the mean-square form (``psg_truth``);
 - ``resolved_hole_mm``: the hole-resolution rule (``hole_line_resolved``) applied to
   the noise-free slice 1, per direction ``left_right`` / ``top_bottom``;
 - ``spokes_detected``: the disc-detection rule (``lcd_disc_detected``) with the
@@ -488,14 +493,33 @@ def psg_truth(
     radius_px: float,
     pixel_mm: float,
     large_cm2: float = 200.0,
+    mean_square: bool = False,
 ) -> float:
+    """The ghosting ratio on ``image`` with the four ACR background ROIs at their known
+    places: plain means as the ACR guidance writes it, or (``mean_square``) the
+    mean-square form 100 √(|(T² + B²) − (L² + R²)| / 2) / S, in which ringing or noise
+    floors common to the four ROIs cancel instead of compressing the ghost."""
     r_large = math.sqrt(large_cm2 * 100 / math.pi) / pixel_mm
     large = float(image[_disc_mask(image.shape, centre_rc, r_large)].mean())
-    m = {
-        k: float(image[v].mean())
-        for k, v in ghost_rois(image.shape, centre_rc, radius_px, pixel_mm).items()
-    }
+    rois = ghost_rois(image.shape, centre_rc, radius_px, pixel_mm)
+    if mean_square:
+        ms = {k: float(np.mean(image[v] ** 2)) for k, v in rois.items()}
+        e = (ms["top"] + ms["bottom"]) - (ms["left"] + ms["right"])
+        return 100.0 * math.sqrt(abs(e) / 2.0) / large
+    m = {k: float(image[v].mean()) for k, v in rois.items()}
     return 100.0 * abs(((m["top"] + m["bottom"]) - (m["left"] + m["right"])) / (2 * large))
+
+
+def rician_mean(a: np.ndarray, sigma: float) -> np.ndarray:
+    """E|A + n| for complex Gaussian noise of SD σ per channel (one channel):
+    σ √(π/2) L½(−ν), ν = A²/2σ², with L½(−ν) = e^(−ν/2) [(1 + ν) I0(ν/2) + ν I1(ν/2)]."""
+    from scipy.special import i0e, i1e
+
+    a = np.asarray(a, dtype=float)
+    if sigma <= 0:
+        return np.abs(a)
+    nu = a**2 / (2 * sigma**2)
+    return np.asarray(sigma * math.sqrt(math.pi / 2) * ((1 + nu) * i0e(nu / 2) + nu * i1e(nu / 2)))
 
 
 def _profile(
@@ -894,7 +918,11 @@ def _radius_px(phantom: AcrPhantom, protocol: MrProtocol, imp: Imperfections) ->
 
 
 def acr_truth(
-    phantom: AcrPhantom, protocol: MrProtocol, imp: Imperfections, slices: dict[int, RenderedSlice]
+    phantom: AcrPhantom,
+    protocol: MrProtocol,
+    imp: Imperfections,
+    slices: dict[int, RenderedSlice],
+    channels: int = 1,
 ) -> dict[str, Any]:
     """Truth of every ACR measurement for one axial series (see module docstring)."""
     centre = _centre_rc(protocol, imp)
@@ -915,6 +943,19 @@ def acr_truth(
         s7 = slices[7].noiseless
         truth["percent_integral_uniformity"] = piu_truth(
             s7, centre, protocol.pixel_mm, phantom.piu_roi_area_cm2
+        )
+        if imp.noise and channels == 1:
+            # what the ACR ratio (plain means) is expected to read on the noisy image: the
+            # ROI means of the Rician expectation of every pixel
+            truth["percent_signal_ghosting_expected"] = psg_truth(
+                rician_mean(s7, sigma),
+                centre,
+                radius,
+                protocol.pixel_mm,
+                phantom.piu_roi_area_cm2,
+            )
+        truth["percent_signal_ghosting_mean_square"] = psg_truth(
+            s7, centre, radius, protocol.pixel_mm, phantom.piu_roi_area_cm2, mean_square=True
         )
         truth["percent_signal_ghosting"] = psg_truth(
             s7, centre, radius, protocol.pixel_mm, phantom.piu_roi_area_cm2
@@ -1001,7 +1042,13 @@ def simulate_acr(
             series_uid=uid,
         )
         files += len(paths)
-        t = acr_truth(ph, pr, imperfections, dict(zip(range(1, 12), rendered, strict=True)))
+        t = acr_truth(
+            ph,
+            pr,
+            imperfections,
+            dict(zip(range(1, 12), rendered, strict=True)),
+            channels=scanner.channels,
+        )
         t.update(
             series_instance_uid=uid,
             protocol=dataclasses.asdict(pr),
@@ -1069,8 +1116,10 @@ def simulate_uniform(
     """A uniform cylinder (one axial slice), acquired ``repeats`` times with independent
     noise (the NEMA MS 1 two-acquisition pair when 2), plus ``ground_truth.json``:
     ``snr`` (central 75 % ROI), ``percent_uniformity`` (NEMA MS 3: 3×3 low-pass, 75 %
-    ROI, 100·(1 − (max − min)/(max + min))) and ``percent_signal_ghosting`` (ACR
-    definition) of the noise-free image."""
+    ROI, 100·(1 − (max − min)/(max + min))) and ``percent_signal_ghosting`` (the ACR
+    ratio, ``psg_truth``) of the noise-free image; ``percent_signal_ghosting_expected``
+    is that ratio on the Rician expectation of the noisy image (what a perfect
+    measurement reads on average: noise compresses ghosts comparable with σ)."""
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     if not 20 <= diameter_mm < protocol.fov_mm:
@@ -1136,6 +1185,20 @@ def simulate_uniform(
         percent_uniformity=100.0 * (1 - (hi - lo) / (hi + lo)),
         percent_signal_ghosting=psg_truth(
             noiseless, centre, rad_px, protocol.pixel_mm, min(200.0, area_cm2)
+        ),
+        percent_signal_ghosting_mean_square=psg_truth(
+            noiseless, centre, rad_px, protocol.pixel_mm, min(200.0, area_cm2), mean_square=True
+        ),
+        percent_signal_ghosting_expected=(
+            psg_truth(
+                rician_mean(noiseless, sigma),
+                centre,
+                rad_px,
+                protocol.pixel_mm,
+                min(200.0, area_cm2),
+            )
+            if imperfections.noise and scanner.channels == 1
+            else None
         ),
         phantom_centre_rc=list(centre),
         phantom_radius_px=rad_px,

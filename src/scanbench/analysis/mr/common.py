@@ -90,11 +90,17 @@ def central_roi(mask: np.ndarray, fraction: float) -> np.ndarray:
     if not 0 < fraction <= 1:
         raise ValueError("fraction must be in (0, 1]")
     depth = ndimage.distance_transform_edt(mask)
-    inside = depth[mask]
-    if inside.size == 0:
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
         return np.zeros_like(mask)
-    cut = float(np.quantile(inside, 1.0 - fraction))
-    return np.asarray(mask & (depth > cut), dtype=bool)
+    # deepest first; among equal depths the pixels nearer the centroid (ties are common:
+    # a square's depth is constant along lines)
+    near = np.hypot(rows - rows.mean(), cols - cols.mean())
+    order = np.lexsort((near, -depth[rows, cols]))
+    keep = order[: max(1, round(fraction * rows.size))]
+    out = np.zeros_like(mask, dtype=bool)
+    out[rows[keep], cols[keep]] = True
+    return out
 
 
 def ellipse_mask(shape: tuple[int, int], centre_rc: tuple[float, float], half_cols: float,

@@ -9,15 +9,18 @@
   uniform phantom: four elliptical background ROIs (10 cm², 4:1, long axis along the
   image edge) midway between the phantom and the image edges (``common.background_rois``),
   PSG = 100 × |(top + bottom) − (left + right)| / (2 × signal mean), the signal mean
-  over the central ROI. Ghosts lie along the phase-encode direction, so the pair on
-  that axis holds ghost plus noise and the other pair noise only. In a magnitude image
-  the noise does not simply add to a ghost: a ghost comparable with σ is compressed
-  (|g + n| averages to much less than g + the noise floor). So each background ROI's
-  level is the Rician second-moment estimate √(mean(M²) − 2σ²) (Henkelman 1985;
-  Gudbjartsson & Patz 1995), σ estimated inside the phantom; the ratio with plain
-  means, as the ACR guidance writes it, is kept in the parameters
-  (``percent_signal_ghosting_plain_means``). The two agree when ghosts are well above
-  the noise.
+  over the central ROI (the ACR ratio, as the guidance writes it, so that the number
+  compares with the ACR criteria and with other tools). Ghosts lie along the
+  phase-encode direction, so the pair on that axis holds ghost plus noise and the
+  other pair noise only. In a magnitude image noise does not simply add to a ghost:
+  a ghost comparable with σ is compressed (|g + n| averages to less than g plus the
+  noise floor), so the ratio reads low at low SNR — as it does for every tool that
+  follows the guidance. The parameters keep the mean-square form
+  ``percent_signal_ghosting_mean_square`` = 100 √(|(T² + B²) − (L² + R²)| / 2) / S,
+  in which the Rician second moment E[M²] = A² + 2σ² (Henkelman 1985; Gudbjartsson &
+  Patz 1995) makes a uniform noise floor cancel: it recovers a ghost buried in noise,
+  but reads noise that differs between the ROIs (array coils) as ghosting, so it is
+  a diagnostic, not the reported value.
 - ``signal_mean`` in the central ROI (stored value).
 
 ``field_strength_t`` is recorded in the parameters so that field-specific specs
@@ -66,7 +69,7 @@ def noise_sigma_estimate(obj: common.ObjectSlice, roi: np.ndarray) -> float:
 def ghosting_percent(obj: common.ObjectSlice, roi: np.ndarray, pixel_mm: float
                      ) -> tuple[float, float, dict[str, float], dict[str, np.ndarray],
                                 list[str], float]:
-    """(noise-corrected PSG, plain PSG, plain ROI means, ROI masks, notes, σ)."""
+    """(ACR PSG from plain means, mean-square PSG, ROI means, ROI masks, notes, σ)."""
     rois, notes = common.background_rois(obj, pixel_mm)
     if len(rois) < 4 or not all(m.any() for m in rois.values()):
         raise AnalysisError("the phantom fills the image: no room for the four background "
@@ -74,16 +77,17 @@ def ghosting_percent(obj: common.ObjectSlice, roi: np.ndarray, pixel_mm: float
     means = {k: float(obj.image[m].mean()) for k, m in rois.items()}
     sigma = noise_sigma_estimate(obj, roi)
     # Magnitude pixels of true value A in noise σ have E[M²] = A² + 2σ² (Rician second
-    # moment), so √(mean(M²) − 2σ²) estimates the ghost (or ringing) level without the
-    # noise floor that plain means carry, which compresses small ghosts.
-    level = {k: float(np.sqrt(max(float(np.mean(obj.image[m].astype(float) ** 2))
-                                  - 2 * sigma**2, 0.0))) for k, m in rois.items()}
+    # moment): in mean squares the noise floor is the same in all four ROIs and cancels
+    # from (T² + B²) − (L² + R²), which is then 2 g² for a ghost of level g on one axis.
+    ms = {k: float(np.mean(obj.image[m].astype(float) ** 2)) for k, m in rois.items()}
+    excess = (ms["top"] + ms["bottom"]) - (ms["left"] + ms["right"])
     signal = float(obj.image[roi].mean())
+    corrected = 100.0 * float(np.sqrt(abs(excess) / 2.0)) / signal
 
     def psg(v: dict[str, float]) -> float:
         return 100.0 * abs((v["top"] + v["bottom"]) - (v["left"] + v["right"])) / (2.0 * signal)
 
-    return psg(level), psg(means), means, rois, notes, sigma
+    return psg(means), corrected, means, rois, notes, sigma
 
 
 @register
@@ -117,10 +121,10 @@ class NemaUniformity:
         result.add("signal_mean", float(obj.image[roi].mean()), "stored value")
         extra: dict[str, Any] = {}
         try:
-            psg, plain, means, rois, notes, sigma = ghosting_percent(obj, roi, dx)
+            psg, mean_square, means, rois, notes, sigma = ghosting_percent(obj, roi, dx)
             result.add("percent_signal_ghosting", psg, "%")
             result.warnings.extend(notes)
-            extra = {"percent_signal_ghosting_plain_means": round(plain, 4),
+            extra = {"percent_signal_ghosting_mean_square": round(mean_square, 4),
                      "noise_sigma_estimate": round(sigma, 3)}
         except AnalysisError as exc:
             result.warnings.append(f"ghosting not measured: {exc.message}")
