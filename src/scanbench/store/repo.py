@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -19,9 +20,14 @@ from scanbench.store import models as m
 from scanbench.types import Result
 
 
+def plain(labels: dict[str, Any]) -> dict[str, Any]:
+    """Labels with numpy scalars as Python numbers (JSON columns take only those)."""
+    return {str(k): (v.item() if isinstance(v, np.generic) else v) for k, v in labels.items()}
+
+
 def labels_key(labels: dict[str, Any]) -> str:
     """Labels as canonical JSON (sorted keys, no spaces): equal labels, equal key."""
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(plain(labels), sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _finite(v: float | None) -> float | None:
@@ -57,7 +63,7 @@ def save_result(session: Session, result: Result, *, series_id: int | None,
         lim = meas.limits
         row.measurements.append(m.Measurement(
             device_id=device_id, analysis=result.analysis, acquired_at=acquired,
-            name=meas.name, labels=dict(meas.labels), labels_key=labels_key(meas.labels),
+            name=meas.name, labels=plain(meas.labels), labels_key=labels_key(meas.labels),
             value=_finite(meas.value), unit=meas.unit, uncertainty=_finite(meas.uncertainty),
             limit_low=lim.low if lim else None, limit_high=lim.high if lim else None,
             limit_source=lim.source if lim else None, limit_verified=lim.verified if lim else None,

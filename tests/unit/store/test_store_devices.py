@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import threading
 
+import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -127,7 +128,7 @@ def test_two_processes_seeing_a_new_device_at_once_make_one(database_url: str) -
 def _result(when: dt.datetime, value: float) -> Result:
     r = Result("pet.calibration_uniformity", "EARL", "1.2.3", GE, when)
     r.add("activity_concentration_bias_percent", value, "%")
-    r.add("percent_contrast", value * 10, "%", labels={"sphere_mm": 10})
+    r.add("percent_contrast", value * 10, "%", labels={"sphere_mm": np.int64(10)})
     r.add("percent_contrast", value * 20, "%", labels={"sphere_mm": 37},
           limits=Limits(low=50, source="test"), status="pass")
     return r
