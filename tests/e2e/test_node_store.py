@@ -117,11 +117,12 @@ def _copies(files: list[Path], folder: Path, n_series: int) -> list[Path]:
 
 
 def test_kill_9_mid_transfer_loses_no_acknowledged_instance(
-        tmp_path: Path, phantom: tuple[list[Path], str]) -> None:
+        tmp_path: Path, database_url: str, phantom: tuple[list[Path], str]  # noqa: F811
+) -> None:
     files = _copies(phantom[0], tmp_path / "send", 2)  # 148 instances, 47 kB each
     home = tmp_path / "home"
-    url = db_url_of(home, None)
-    node = Node(home, quiet_seconds=3600).start()
+    url = db_url_of(home, database_url)
+    node = Node(home, database_url, quiet_seconds=3600).start()
     acked: list[Path] = []
     try:
         proc = subprocess.Popen(
@@ -141,7 +142,7 @@ def test_kill_9_mid_transfer_loses_no_acknowledged_instance(
         node.kill9()
     assert 50 <= len(acked) < len(files), "the kill did not land mid-transfer"
 
-    node = Node(home, port=node.port, quiet_seconds=3600).start()  # recovery runs first
+    node = Node(home, database_url, port=node.port, quiet_seconds=3600).start()  # recovers
     try:
         uids = {r[0] for r in query(url, "select sop_uid from instance")}
         for f in acked:
