@@ -54,13 +54,19 @@ def test_piu_truth_matches_the_analytic_b1_field() -> None:
     assert truth == pytest.approx(expected, abs=0.3)
 
 
-@pytest.mark.parametrize("offset", [-2.5, 1.5])
-def test_bar_lengths_in_the_image_differ_by_twice_the_slice_offset(offset: float) -> None:
-    imp = Imperfections(noise=False, slice_offset_mm=offset, b1_scale=0.0)
-    (s1,), _ = render_acr_series(ACR_LARGE, P512, MrScanner(), imp, RNG, slices=(1,))
+@pytest.mark.parametrize(("slice_number", "offset"), [(1, -2.5), (11, 1.5)])
+def test_bar_lengths_in_the_image_differ_by_twice_the_slice_offset(slice_number: int,
+                                                                   offset: float) -> None:
+    imp = Imperfections(noise=False, slice_offset_mm=0.7, slice_offset_11_mm=offset,
+                        b1_scale=0.0)
+    if slice_number == 1:
+        imp = dataclasses.replace(imp, slice_offset_mm=offset)
+    assert imp.slice_offset(slice_number) == offset
+    (s1,), _ = render_acr_series(ACR_LARGE, P512, MrScanner(), imp, RNG,
+                                 slices=(slice_number,))
     img = s1.noiseless
     px = P512.pixel_mm
-    pair = ACR_LARGE.wedges[0]
+    pair = ACR_LARGE.wedges[0 if slice_number == 1 else 1]
     lengths = []
     for bar in (pair.left, pair.right):
         col = round((bar.x0 + bar.x1) / 2 / px + 255.5)
@@ -90,6 +96,16 @@ def test_diameters_in_the_image_match_the_distortion_truth() -> None:
     assert truth["vertical"] == pytest.approx(190 * 0.985, abs=0.01)
     chord_v = 2 * math.sqrt(95.0**2 - (10.5 * P512.pixel_mm / 1.015) ** 2) * 0.985
     assert _half_width(col, P512.pixel_mm, half) == pytest.approx(chord_v, abs=0.3)
+
+
+def test_medium_phantom_renders_its_own_size() -> None:
+    from scanbench.phantoms.acr_mri import ACR_MEDIUM
+
+    imp = Imperfections(noise=False, b1_scale=0.0)
+    (s7,), _ = render_acr_series(ACR_MEDIUM, P512, MrScanner(), imp, RNG, slices=(7,))
+    row = s7.noiseless[255].astype(float)
+    assert _half_width(row, P512.pixel_mm, P512.signal / 2) == pytest.approx(165.0, abs=0.3)
+    assert ACR_MEDIUM.piu_roi_area_cm2 == 160.0
 
 
 def test_localiser_shows_the_phantom_length() -> None:

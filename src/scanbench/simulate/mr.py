@@ -240,6 +240,18 @@ class Imperfections:
     slice_thickness_mm: float | None = None  # actual FWHM; None: the nominal
     slice_edge_sigma_mm: float = 0.3
     slice_offset_mm: float = 0.0  # every slice displaced along the phantom axis
+    # None: slice 11 displaced like slice 1; else slice 11's own displacement, the slices
+    # between displaced linearly (a slice-spacing error)
+    slice_offset_11_mm: float | None = None
+
+    def slice_offset(self, n: int) -> float:
+        """Displacement (mm, towards slice 11) of ACR slice ``n``."""
+        if self.slice_offset_11_mm is None:
+            return self.slice_offset_mm
+        return (
+            self.slice_offset_mm + (self.slice_offset_11_mm - self.slice_offset_mm) * (n - 1) / 10
+        )
+
     rotation_deg: float = 0.0  # phantom about the scanner axis (image: clockwise +)
     shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # phantom centre, LPS
 
@@ -694,12 +706,12 @@ def render_acr_series(
 ) -> tuple[list[RenderedSlice], list[float]]:
     """The ACR axial slices ``slices`` (1..11) as rendered images, and the nominal z of each
     (LPS). The prescribed slice n is centred on phantom z = slice_z(n); the actual
-    slice centre is displaced by ``imp.slice_offset_mm``."""
+    slice centre is displaced by ``imp.slice_offset(n)``."""
     thickness = imp.slice_thickness_mm or protocol.slice_thickness_mm
     profile = SliceProfile(thickness, imp.slice_edge_sigma_mm)
     out, zs = [], []
     for n in slices:
-        zc = phantom.slice_z_mm(n) + imp.slice_offset_mm
+        zc = phantom.slice_z_mm(n) + imp.slice_offset(n)
 
         def fn(px: np.ndarray, py: np.ndarray, zc: float = zc) -> np.ndarray:
             return phantom.slice_signal(px, py, zc, profile)
@@ -932,8 +944,8 @@ def acr_truth(
     truth: dict[str, Any] = {
         "length_mm": {"1": {k: lengths[k] for k in ("horizontal", "vertical")}, "5": lengths},
         "slice_thickness_mm": thickness,
-        "slice_position_error_mm": {"1": imp.slice_offset_mm, "11": imp.slice_offset_mm},
-        "bar_length_difference_mm": {"1": 2 * imp.slice_offset_mm, "11": 2 * imp.slice_offset_mm},
+        "slice_position_error_mm": {"1": imp.slice_offset(1), "11": imp.slice_offset(11)},
+        "bar_length_difference_mm": {"1": 2 * imp.slice_offset(1), "11": 2 * imp.slice_offset(11)},
         "phantom_centre_rc": list(centre),
         "phantom_radius_px": radius,
     }

@@ -120,6 +120,9 @@ def register(app: typer.Typer) -> None:
         shift: ShiftOption = (0.0, 0.0, 0.0),
         slice_offset: Annotated[float, typer.Option(
             "--slice-offset", help="Slice displacement along the phantom axis, mm.")] = 0.0,
+        slice_offset_11: Annotated[float | None, typer.Option(
+            "--slice-offset-11", help="Slice 11's own displacement, mm (default: as slice 1; "
+            "the slices between move linearly).")] = None,
         slice_thickness: Annotated[float | None, typer.Option(
             "--slice-thickness", help="Actual slice FWHM, mm (header says 5).")] = None,
         gradient_scale: ScaleOption = (1.0, 1.0, 1.0),
@@ -140,7 +143,8 @@ def register(app: typer.Typer) -> None:
             snr=snr, noise=noise, b1_scale=b1, ghost_fraction=ghost / 100.0,
             ghost_random_phase_deg=phase_noise, gradient_scale=gradient_scale,
             radial_distortion=radial_distortion, slice_thickness_mm=slice_thickness,
-            slice_offset_mm=slice_offset, rotation_deg=rotation, shift_mm=shift)
+            slice_offset_mm=slice_offset, slice_offset_11_mm=slice_offset_11,
+            rotation_deg=rotation, shift_mm=shift)
         t1 = _protocol(T1, matrix=matrix, parallel_factor=parallel_factor)
         t2 = _protocol(T2, matrix=matrix, parallel_factor=parallel_factor)
         truth = _run(simulate_acr, out, phantom=phantom,
