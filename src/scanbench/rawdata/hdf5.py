@@ -25,6 +25,8 @@ Layout (version 1)::
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ def _set_attrs(obj: Any, values: dict[str, Any]) -> None:
 def write_hdf5(
     path: str | Path,
     geometry: ScannerGeometry,
-    frames: list[dict[str, Any]],
+    frames: Iterable[dict[str, Any]],
     *,
     layout: SinogramLayout | None = None,
     device: DeviceIdentity | None = None,
@@ -76,13 +78,19 @@ def write_hdf5(
     phantom: dict[str, Any] | None = None,
     compression: int | None = 1,
 ) -> Path:
-    """Write one raw-data file. Each frame dict has ``start_s``, ``duration_s``, optional
-    ``singles_cps``, ``dead_time_fraction``, ``attrs`` (dict), and either ``prompts``
-    (+ optional ``delayed``) arrays or ``events`` (an :class:`Events`)."""
+    """Write one raw-data file; ``frames`` may be a generator, so that a long study is
+    written frame by frame and never held in memory at once. Each frame dict has
+    ``start_s``, ``duration_s``, optional ``singles_cps``, ``dead_time_fraction``,
+    ``attrs`` (dict), and either ``prompts`` (+ optional ``delayed``) arrays or
+    ``events`` (an :class:`Events`)."""
     import h5py
 
     p = Path(path)
-    kind = "listmode" if any("events" in f for f in frames) else "sinogram"
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    kind = "listmode" if "events" in first else "sinogram"
     with h5py.File(p, "w") as h:
         _set_attrs(h, {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
                        "purpose": purpose, "radionuclide": radionuclide,
@@ -107,7 +115,7 @@ def write_hdf5(
         fg = h.create_group("frames")
         opts: dict[str, Any] = {"compression": "gzip", "compression_opts": compression,
                                 "shuffle": True} if compression else {}
-        for i, f in enumerate(frames):
+        for i, f in enumerate(itertools.chain([first], it)):
             grp = fg.create_group(f"{i:04d}")
             _set_attrs(grp, {"start_s": float(f["start_s"]), "duration_s": float(f["duration_s"]),
                              "singles_cps": f.get("singles_cps"),

@@ -57,6 +57,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -465,45 +466,52 @@ def simulate_count_rate(
     volume_ml = math.pi * (phantom_diameter_mm / 2.0) ** 2 * phantom_length_mm / 1000.0
     mask = _mask(layout)
     a0 = start_activity_mbq * 1e6
-    out_frames: list[dict[str, Any]] = []
     truth_frames: list[dict[str, Any]] = []
-    t = 0.0
     lam = math.log(2.0) / F18_HALF_LIFE_S
-    for _j in range(frames):
-        acts = _sub_activities(a0, t, frame_s)
-        r = _frame_expectation(model, layout, trues_pb, scatter_pb, singles_per_bq, acts, frame_s)
-        prompts_mean = r.trues + r.scatter + r.randoms + r.intrinsic
-        out_frames.append({"start_s": t, "duration_s": frame_s, "singles_cps": r.singles_cps,
-                           "dead_time_fraction": 1 - r.live ** 2, "attrs": {"role": "source"},
-                           "prompts": _poisson(rng, prompts_mean),
-                           "delayed": _poisson(rng, r.randoms)})
-        x = lam * frame_s
-        a_mean = a0 * math.exp(-lam * t) * (1 - math.exp(-x)) / x
-        rates = {k: float(getattr(r, k)[..., mask].sum() / frame_s)
-                 for k in ("trues", "scatter", "randoms", "intrinsic")}
-        total = sum(rates.values())
-        truth_frames.append({
-            "start_s": t, "activity_bq": a_mean,
-            "activity_concentration_kbq_ml": a_mean / volume_ml / 1000.0,
-            **{f"{k}_kcps": v / 1000.0 for k, v in rates.items()},
-            "total_kcps": total / 1000.0,
-            "scatter_fraction_percent":
-                100.0 * rates["scatter"] / (rates["trues"] + rates["scatter"]),
-            "necr_kcps": rates["trues"] ** 2 / total / 1000.0,
-            "singles_cps": r.singles_cps, "live_fraction": r.live})
-        t += frame_s + gap_s
-    # the source removed: a background frame for the intrinsic (Lu-176) rate
-    zero = np.zeros_like(trues_pb)
-    bg = _frame_expectation(model, layout, zero, zero, 0.0, np.zeros(_SUBSTEPS), background_s)
-    out_frames.append({"start_s": t, "duration_s": background_s, "singles_cps": bg.singles_cps,
-                       "dead_time_fraction": 1 - bg.live ** 2, "attrs": {"role": "background"},
-                       "prompts": _poisson(rng, bg.intrinsic + bg.randoms),
-                       "delayed": _poisson(rng, bg.randoms)})
+
+    def frames_written() -> Iterator[dict[str, Any]]:
+        """One frame at a time, so that a 30-frame 2 m study is never in memory at once."""
+        t = 0.0
+        for _ in range(frames):
+            acts = _sub_activities(a0, t, frame_s)
+            r = _frame_expectation(model, layout, trues_pb, scatter_pb, singles_per_bq, acts,
+                                   frame_s)
+            x = lam * frame_s
+            a_mean = a0 * math.exp(-lam * t) * (1 - math.exp(-x)) / x
+            rates = {k: float(getattr(r, k)[..., mask].sum() / frame_s)
+                     for k in ("trues", "scatter", "randoms", "intrinsic")}
+            total = sum(rates.values())
+            truth_frames.append({
+                "start_s": t, "activity_bq": a_mean,
+                "activity_concentration_kbq_ml": a_mean / volume_ml / 1000.0,
+                **{f"{k}_kcps": v / 1000.0 for k, v in rates.items()},
+                "total_kcps": total / 1000.0,
+                "scatter_fraction_percent":
+                    100.0 * rates["scatter"] / (rates["trues"] + rates["scatter"]),
+                "necr_kcps": rates["trues"] ** 2 / total / 1000.0,
+                "singles_cps": r.singles_cps, "live_fraction": r.live})
+            prompts = _poisson(rng, r.trues + r.scatter + r.randoms + r.intrinsic)
+            delayed = _poisson(rng, r.randoms)
+            del r
+            yield {"start_s": t, "duration_s": frame_s,
+                   "singles_cps": truth_frames[-1]["singles_cps"],
+                   "dead_time_fraction": 1 - truth_frames[-1]["live_fraction"] ** 2,
+                   "attrs": {"role": "source"}, "prompts": prompts, "delayed": delayed}
+            t += frame_s + gap_s
+        # the source removed: a background frame for the intrinsic (Lu-176) rate
+        zero = np.zeros_like(trues_pb)
+        bg = _frame_expectation(model, layout, zero, zero, 0.0, np.zeros(_SUBSTEPS),
+                                background_s)
+        yield {"start_s": t, "duration_s": background_s, "singles_cps": bg.singles_cps,
+               "dead_time_fraction": 1 - bg.live ** 2, "attrs": {"role": "background"},
+               "prompts": _poisson(rng, bg.intrinsic + bg.randoms),
+               "delayed": _poisson(rng, bg.randoms)}
+
     phantom = {"name": "NEMA NU 2 scatter phantom", "activity_bq": a0, "activity_time_s": 0.0,
                "length_mm": phantom_length_mm, "diameter_mm": phantom_diameter_mm,
                "line_length_mm": phantom_length_mm, "line_x_mm": 0.0,
                "line_y_mm": line_offset_mm, "volume_ml": volume_ml}
-    write_hdf5(out_path, model.geometry, out_frames, layout=layout, device=model.device,
+    write_hdf5(out_path, model.geometry, frames_written(), layout=layout, device=model.device,
                acquired_at=DEFAULT_START, purpose="count_rate", phantom=phantom,
                half_life_s=F18_HALF_LIFE_S, compression=compression)
     necr = np.array([f["necr_kcps"] for f in truth_frames])
