@@ -27,19 +27,24 @@ Objective rule, in place of the guidance's visual reading:
    pixels in the uniform fill below the insert, / √2, robust to a stray
    structure there), so that the dip is not a noise fluctuation (one-sided,
    false-dip rate ≈ 0.13 % per gap under Gaussian noise), **and by at least
-   26.5 %** of that maximum above the insert's plastic (the Rayleigh criterion:
-   two Airy patterns at the Rayleigh distance dip to 73.5 %), so that a dip of
-   a few noise units on a very high-SNR image is not called resolved when it
-   would be invisible at any reasonable window. A row resolves when all 3 gaps
+   10 %** of that maximum above the insert's plastic, so that a dip of a few
+   noise units on a very high-SNR image is not called resolved when it would be
+   invisible at any reasonable window (the guidance lets the observer set the
+   window to resolve the holes; a 10 % modulation is plainly seen at a narrow
+   window). The virtual scanner's truth asks the noise-free image for the
+   Rayleigh dip (26.5 %); on its images both give the same size (validation
+   tests), while on real 1 mm images the 1.0 mm arrays typically dip 15–25 %
+   and an observer, like hazen, calls them resolved. A row resolves when all 3 gaps
    are separate. Every row (column) of the array is tried, each at the position
    that maximises its mean signal within ±¼ pitch, so a staggered row or a
    sub-pixel offset of the insert does not matter.
 
 Finding the arrays: the slice-1 image is resampled on the phantom frame at
-0.1 mm; the three pairs are the three best matches, 12 mm or more apart, of a
+0.1 mm; the three pairs are the three best matches, 18 mm or more apart, of a
 1.0 mm template of an array pair, ordered left to right as 1.1, 1.0 and 0.9 mm
 (the phantom's order); each is then refined within ±2 mm with the template of
-its own size. The template of an array pair (the lower-right array
+its own size (both pair offsets, within one array's width). The template of an
+array pair (the lower-right array
 shares its top-left hole with the upper-left array's bottom-right hole, as in
 the phantom; one pitch further in some drawings, so both are tried), smoothed by
 the in-plane pixel size, is matched (normalised cross-correlation) over the
@@ -73,10 +78,8 @@ from scanbench.types import Result, Series
 HOLE_SIZES_MM = (1.1, 1.0, 0.9)  # [C]
 STEP_MM = 0.1
 NOISE_FACTOR = 3.0  # dip must exceed 3 σ
-#: and the Rayleigh dip: 26.5 % of the lower peak above the plastic (two Airy patterns at
-#: the Rayleigh distance dip to 73.5 %); the virtual scanner states the same rule for its
-#: truth (scanbench.simulate.mr.HOLE_DIP_FRACTION).
-MIN_DIP_FRACTION = 0.265
+#: and a visible dip: 10 % of the lower peak above the plastic (module docstring).
+MIN_DIP_FRACTION = 0.10
 SEARCH_U = (-60.0, 65.0)  # the insert below the slab, phantom frame (mm)
 SEARCH_V = (10.0, 62.0)
 
@@ -125,7 +128,7 @@ def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
     best: tuple[float, list[tuple[float, float]], int] | None = None
     for k in PAIR_STEPS:
         score = match_template(img, _template(1.0, blur, k), pad_input=False)
-        peaks = _best_positions(score, 3, 12.0 / STEP_MM)
+        peaks = _best_positions(score, 3, 18.0 / STEP_MM)
         if len(peaks) < 3:
             continue
         total = sum(p[2] for p in peaks)
@@ -139,19 +142,27 @@ def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
 
 
 def refine_pair(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float, d: float,
-                steps: int, pu: float, pv: float) -> tuple[float, float, float]:
-    """Position of the ``d`` mm pair near (pu, pv): its own template matched within ±2 mm."""
-    tmpl = _template(d, blur, steps)
-    i0 = round((pu - d - 2.0 - u[0]) / STEP_MM)
-    j0 = round((pv - d - 2.0 - v[0]) / STEP_MM)
-    i0, j0 = max(i0, 0), max(j0, 0)
-    w = round(4.0 / STEP_MM)
-    sub = img[j0: j0 + tmpl.shape[0] + w, i0: i0 + tmpl.shape[1] + w]
-    if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
-        return pu, pv, 0.0
-    score = match_template(sub, tmpl, pad_input=False)
-    j, i = np.unravel_index(int(np.argmax(score)), score.shape)
-    return (u[0] + (i0 + i) * STEP_MM + d, v[0] + (j0 + j) * STEP_MM + d, float(score[j, i]))
+                pu: float, pv: float) -> tuple[float, float, float, int]:
+    """Position of the ``d`` mm pair near (pu, pv), and its offset in pitches: its own
+    template (both offsets) matched within one array's width, so that a first match
+    that put the template's upper-left array on nothing and its lower-right array on
+    the real upper-left one is corrected."""
+    best = (pu, pv, -np.inf, PAIR_STEPS[0])
+    for steps in PAIR_STEPS:
+        tmpl = _template(d, blur, steps)
+        reach = steps * 2.0 * d + 1.0
+        i0 = max(round((pu - d - reach - u[0]) / STEP_MM), 0)
+        j0 = max(round((pv - d - reach - v[0]) / STEP_MM), 0)
+        w = round(2 * reach / STEP_MM)
+        sub = img[j0: j0 + tmpl.shape[0] + w, i0: i0 + tmpl.shape[1] + w]
+        if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
+            continue
+        score = match_template(sub, tmpl, pad_input=False)
+        j, i = np.unravel_index(int(np.argmax(score)), score.shape)
+        if score[j, i] > best[2]:
+            best = (u[0] + (i0 + i) * STEP_MM + d, v[0] + (j0 + j) * STEP_MM + d,
+                    float(score[j, i]), steps)
+    return best
 
 
 def noise_sigma(acr: AcrAxial) -> float:
@@ -218,9 +229,9 @@ def measure(series: Series, result: Result) -> None:
     ev: dict[str, Any] = {"arrays": [], "sigma": sigma}
     acquired = acquired_spacing(series)
     ev["acquired_spacing_mm"] = acquired
-    pairs, steps = find_pairs(img, u, v, blur)
+    pairs, _ = find_pairs(img, u, v, blur)
     for d, (pu0, pv0) in zip(HOLE_SIZES_MM, pairs, strict=True):
-        found = refine_pair(img, u, v, blur, d, steps, pu0, pv0)
+        *found, steps = refine_pair(img, u, v, blur, d, pu0, pv0)
         p = 2.0 * d
         for direction, origin in (("left_right", (found[0], found[1])),
                                   ("top_bottom", (found[0] + steps * p,

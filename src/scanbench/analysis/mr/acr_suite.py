@@ -45,6 +45,7 @@ from scanbench.analysis.mr.acr_locate import (
     N_SLICES,
     _has_slab,
     acr_axial_confidence,
+    axial_geometry,
     localiser_confidence,
     new_result,
     orientation,
@@ -154,6 +155,8 @@ class AcrSuite:
                 test = cls()
                 result = new_result(test, s)
                 try:
+                    result.parameters["phantom_rotation_deg"] = round(
+                        axial_geometry(s).rotation_deg, 2)
                     measure(s, result)
                     if cls is acr_geometry.AcrGeometricAccuracy:
                         if localiser is not None:

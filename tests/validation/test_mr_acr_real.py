@@ -1,0 +1,209 @@
+"""ACR MRI tests on real scans of several vendors and field strengths vs hazen's published values.
+
+Data: ``mr/acr/`` (shared data, MANIFEST.md): hazen's ACR test data (Apache-2.0):
+GE Signa HDxt 1.5 T (512 matrix), GE SIGNA Artist 1.5 T (two sets), Philips
+Achieva 3 T and Achieva dStream 3 T, Siemens Skyra 3 T, Aera 1.5 T and
+MAGNETOM Sola 1.5 T (one enhanced multi-frame file), and two sagittal
+localisers. ``PUBLISHED_VALUES_hazen.json`` holds the values hazen 2.0's own
+tests assert for these series.
+
+Where scanbench and hazen measure differently, the tolerance below says why;
+where they disagree beyond it, the test names the case and the reason, and
+pins scanbench's value so that a change is noticed:
+
+* **Geometric accuracy**: hazen counts the pixels of a mask thresholded at 7 %
+  of the maximum (so its lengths are whole pixels, 0.98 mm, and its edge lies
+  outside the half-height edge the ACR guidance's "window at half the signal"
+  implies); scanbench interpolates the half-plateau crossing. Tolerance 1.6 mm
+  (one pixel plus the threshold difference). The Siemens 3 T vertical is the
+  exception: its slice 1 and 5 have an air bubble at the top; hazen's convex
+  hull of the water signal follows the bubble's flat lower edge (187.5 mm),
+  scanbench bridges it with the ellipse fitted to the rest of the outline
+  (190.5 mm). The guidance measures the phantom, not the air in it, so
+  scanbench follows the ellipse.
+* **Localiser length**: the same methods on the sagittal image; 2 mm.
+* **PIU**: the same definition (200 cm², 1 cm² extremes); the small-ROI search
+  grids differ: 0.5 points.
+* **Ghosting**: the same formula; the ellipses' exact placement differs (hazen
+  places them at fixed offsets): 0.1 points.
+* **Slice thickness**: the same 0.2 ab/(a+b) formula; the Philips series agree
+  within 0.15 mm. On the Siemens 3 T series hazen reports 5.89 mm: hazen keeps,
+  of seven single-line profiles, the value closest to the header's slice
+  thickness, with each line's minimum as baseline; scanbench averages a 2 mm
+  band per ramp and takes the slab's 10th percentile as baseline, and reads
+  streaks of 51.5 and 46.2 mm (4.86 mm). scanbench never uses the header's
+  value in the measurement: a slice-thickness test must be able to disagree
+  with the header.
+* **Slice position**: both take the bar length difference right minus left;
+  hazen shifts one profile against the other in 0.2-pixel steps, scanbench
+  finds each bar's half-height end: 0.7 mm. On the GE HDxt slice 11 hazen
+  reports 4.47 mm; the two bars end at the same row in the image (scanbench
+  0.1 mm), hazen's profile pair there straddles the bars' common edge.
+* **Resolution**: scanbench applies the sampling theorem (no hole pitch finer
+  than two acquired samples counts; 256 samples over 250 mm never resolve
+  0.9 mm holes) and needs a stated dip between holes (module docstring); hazen
+  accepts any dip. Asserted: equal on the 512-matrix GE; otherwise scanbench is
+  never finer than hazen and within one size step of it where it resolves.
+* **Low contrast**: scanbench's detection rule is a statistical test (module
+  docstring), hazen's a different image-processing rule, and a human observer
+  a third: within 2 spokes per slice where hazen's newer task publishes slice
+  scores, within 4 of its total otherwise. The GE HDxt score 0 of hazen's older
+  task is not a reading of the image (its low-contrast discs are plainly
+  visible on slices 10 and 11): that task failed on the 512 matrix; not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scanbench import dicom
+from scanbench.analysis.mr import (
+    acr_geometry,
+    acr_ghosting,
+    acr_low_contrast,
+    acr_resolution,
+    acr_slice_position,
+    acr_slice_thickness,
+    acr_uniformity,
+)
+from scanbench.types import Result, Series
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def published(shared_data: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (shared_data / "mr" / "acr" / "PUBLISHED_VALUES_hazen.json").read_text())
+    return data
+
+
+_SERIES: dict[str, Series] = {}
+
+
+@pytest.fixture(scope="module")
+def series(shared_data: Path) -> Any:
+    def get(name: str) -> Series:
+        if name not in _SERIES:
+            read = dicom.read([shared_data / "mr" / "acr" / name])
+            assert not read.errors and len(read.series) == 1, (name, read.errors)
+            _SERIES[name] = read.series[0]
+        return _SERIES[name]
+    return get
+
+
+def _run(analysis: Any, s: Series) -> Result:
+    return analysis().run(s)
+
+
+GEOMETRY = ["Siemens", "Siemens_Aera_1.5T_T1", "Siemens_Sola_1.5T_T2", "GE", "GE_Artist_1.5T_T1",
+            "GE_Artist_1.5T_T2", "PhilipsAchieva"]
+
+
+@pytest.mark.parametrize("name", GEOMETRY)
+def test_geometric_lengths_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    r = _run(acr_geometry.AcrGeometricAccuracy, series(name))
+    hz = published[name]["geometric_accuracy"]
+    if "L1" in hz:
+        for direction, value in zip(("horizontal", "vertical"), hz["L1"], strict=True):
+            got = r.get("length_mm", slice=1, direction=direction).value
+            if name == "Siemens" and direction == "vertical":
+                assert got == pytest.approx(190.5, abs=0.5)  # bubble bridged (docstring)
+                continue
+            assert abs(got - value) <= 1.6, (name, 1, direction, got, value)
+    l5 = hz["L5"]
+    for direction, value in zip(("horizontal", "vertical"), l5[:2], strict=True):
+        got = r.get("length_mm", slice=5, direction=direction).value
+        if name == "Siemens" and direction == "vertical":
+            assert got == pytest.approx(190.4, abs=0.5)
+            continue
+        assert abs(got - value) <= 1.6, (name, 5, direction, got, value)
+    diagonals = sorted(r.get("length_mm", slice=5, direction=d).value
+                       for d in ("diagonal_down", "diagonal_up"))
+    for got, value in zip(diagonals, sorted(l5[2:]), strict=True):
+        assert abs(got - value) <= 1.6, (name, 5, "diagonal", got, value)
+
+
+@pytest.mark.parametrize("name", ["PhilipsAchievaLocalizer", "GE_Signa_1.5T_Sagittal_Localizer"])
+def test_localiser_length_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    r = _run(acr_geometry.AcrGeometricAccuracy, series(name))
+    got = r.get("length_mm", slice="localiser").value
+    assert abs(got - published[name]["sagittal_geometric_accuracy"]["L1"]) <= 2.0
+
+
+@pytest.mark.parametrize("name", ["Siemens", "GE", "PhilipsAchieva", "GE_Signa_Artist_1.5T_T1"])
+def test_uniformity_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    got = _run(acr_uniformity.AcrUniformity, series(name)).get(
+        "percent_integral_uniformity").value
+    assert abs(got - published[name]["uniformity"]["piu"]) <= 0.5
+
+
+@pytest.mark.parametrize("name", ["Siemens", "GE"])
+def test_ghosting_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    got = _run(acr_ghosting.AcrGhosting, series(name)).get("percent_signal_ghosting").value
+    assert abs(got - published[name]["ghosting"]["psg"]) <= 0.1
+
+
+@pytest.mark.parametrize("name", ["PhilipsAchieva", "Philips3TdStream", "Siemens"])
+def test_slice_thickness_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    got = _run(acr_slice_thickness.AcrSliceThickness, series(name)).get(
+        "slice_thickness_mm").value
+    if name == "Siemens":  # the documented disagreement (docstring)
+        assert got == pytest.approx(4.86, abs=0.1)
+        return
+    assert abs(got - published[name]["slice_thickness"]["dz"]) <= 0.15
+
+
+@pytest.mark.parametrize("name", ["Siemens", "GE", "PhilipsAchieva", "Philips3TdStream"])
+def test_slice_position_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    r = _run(acr_slice_position.AcrSlicePosition, series(name))
+    for sl, value in zip((1, 11), published[name]["slice_position"]["dL"], strict=True):
+        got = r.get("bar_length_difference_mm", slice=sl).value
+        if name == "GE" and sl == 11:  # the documented disagreement (docstring)
+            assert abs(got) < 0.5
+            continue
+        assert abs(got - value) <= 0.7, (name, sl, got, value)
+        assert r.get("slice_position_error_mm", slice=sl).value == pytest.approx(got / 2)
+
+
+@pytest.mark.parametrize("name", ["GE", "PhilipsAchieva", "Siemens"])
+def test_resolution_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    r = _run(acr_resolution.AcrResolution, series(name))
+    hz = published[name]["spatial_resolution"]
+    for direction, key in (("left_right", "EXPECTED_UL_RESOLUTION"),
+                           ("top_bottom", "EXPECTED_LR_RESOLUTION")):
+        got = r.get("resolved_hole_mm", direction=direction).value
+        if name == "GE":  # 512 matrix: no sampling limit at these sizes; must agree
+            assert got == pytest.approx(hz[key]), (direction, got)
+            continue
+        assert np.isnan(got) or got >= hz[key] - 1e-9, (name, direction, got)
+        if not np.isnan(got):
+            assert got - hz[key] <= 0.2 + 1e-9, (name, direction, got)
+
+
+def _slice_scores(expr: str) -> dict[int, int]:
+    return {int(a): int(b) for a, b in re.findall(r"SliceScore\((\d+), (\d+)\)", expr)}
+
+
+LCD = ["Siemens_Aera_1.5T_T1", "GE_Artist_1.5T_T1", "PhilipsAchieva", "GE_Signa_Artist_1.5T_T1",
+       "GE_Signa_Artist_1.5T_T2", "Siemens"]
+
+
+@pytest.mark.parametrize("name", LCD)
+def test_low_contrast_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    r = _run(acr_low_contrast.AcrLowContrast, series(name))
+    hz = published[name]
+    if "low_contrast_object_detectability" in hz:
+        scores = _slice_scores(hz["low_contrast_object_detectability"]["SCORES"]["expr"])
+        for sl, value in scores.items():
+            got = r.get("spokes_detected", slice=sl).value
+            assert abs(got - value) <= 2, (name, sl, got, value)
+    else:
+        total = hz["object_detectability"]["TOTAL_SCORE"]
+        assert abs(r.get("spokes_detected_total").value - total) <= 4
