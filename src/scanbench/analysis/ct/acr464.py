@@ -116,10 +116,12 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]
     """(module class 0..4, body centre, body recognised, median HU within 40 mm of the
     centre) of one slice."""
     body = pm.find_body(img, spacing)
-    if body is None or abs(body.radius_mm - acr.RADIUS_MM) > 12.0:
+    if body is None or body.radius_mm < 50.0:
         return 0, (math.nan, math.nan), False, math.nan
     if body.touches_edge:
         return -1, body.centre_yx, True, math.nan
+    if abs(body.radius_mm - acr.RADIUS_MM) > 12.0:
+        return 0, (math.nan, math.nan), False, math.nan
     frame = pm.Frame(body.centre_yx, spacing)
     sm = ndimage.gaussian_filter(np.asarray(img, float), (1.0 / spacing[0], 1.0 / spacing[1]))
     _, ring63 = pm.ring_profile(sm, frame, acr.INSERT_DISTANCE_MM, width_mm=6.0)
@@ -238,6 +240,16 @@ def _frame_for(series: Series, layout: AcrLayout, idx: np.ndarray) -> pm.Frame:
     return pm.Frame((float(c[0]), float(c[1])), (dy, dx))
 
 
+def _module1_mismatch(series: Series, layout: AcrLayout) -> float:
+    """Mean |measured − nominal| (HU, clipped at 300) of the module 1 materials at the
+    best rotation: small for the ACR phantom, large for another phantom with air inserts."""
+    idx = _core(layout, 1, 3.0)
+    img = _stack(series, idx).mean(axis=0)
+    feats = [(i.angle_deg, i.distance_mm, i.hu) for i in acr.MATERIALS]
+    _, cost = pm.fit_orientation(img, _frame_for(series, layout, idx), feats, smooth_mm=3.0)
+    return cost
+
+
 def _orientation(series: Series, layout: AcrLayout) -> tuple[pm.Frame | None, str]:
     """The rotation from module 1's inserts, else module 4's patterns."""
     _, _dy, _dx = series.spacing
@@ -309,6 +321,8 @@ class Acr464:
             n = len(layout.present)
             if n == 0:
                 return 0.05
+            if 1 in layout.present and _module1_mismatch(series, layout) > 80.0:
+                return 0.1  # air on the insert ring, but not the ACR materials (a CatPhan?)
             if n == 1 and 3 in layout.present:
                 # a lone uniform module is also a water phantom: claim it only with its BBs
                 return 0.9 if self._bbs(series, layout) is not None else 0.3

@@ -284,7 +284,12 @@ def _sens_layouts(layout: CatphanLayout) -> dict[str, tuple[cp.Insert, ...]]:
             "CTP401": cp.CTP401_INSERTS}
 
 
-def _best_sensitometry(series: Series, layout: CatphanLayout) -> str:
+def _best_sensitometry(series: Series, layout: CatphanLayout) -> tuple[str, float]:
+    """The sensitometry insert set that fits best, and its mean mismatch (HU)."""
+    return memo(series, "ct.catphan.sensitometry", lambda: _fit_sensitometry(series, layout))
+
+
+def _fit_sensitometry(series: Series, layout: CatphanLayout) -> tuple[str, float]:
     idx = layout.present["sensitometry"]
     img = _stack(series, idx).mean(axis=0)
     f0 = _frame(series, layout, idx)
@@ -300,8 +305,8 @@ def _best_sensitometry(series: Series, layout: CatphanLayout) -> str:
         _, cost = pm.fit_orientation(img, fr, feats + empty, smooth_mm=1.0,
                                      angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,))
         if cost < best[1]:
-            best = (name, cost)
-    return best[0]
+            best = (name, float(cost))
+    return best
 
 
 @register
@@ -326,6 +331,9 @@ class Catphan:
                 return 0.05
             if set(layout.present) == {"uniformity"}:
                 return 0.92 if layout.housing else 0.3
+            if "sensitometry" in layout.present and \
+                    _best_sensitometry(series, layout)[1] > 80.0:
+                return 0.1  # air on the insert ring, but not a CatPhan's inserts (an ACR?)
             return 0.95
         except AnalysisError:
             return 0.05
@@ -343,7 +351,7 @@ class Catphan:
         layout = locate(series, forced)
         if forced is None and layout.model is not None and "sensitometry" in layout.present:
             # the inserts tell CTP404 / CTP732 / CTP401 apart; the model must agree
-            name = _best_sensitometry(series, layout)
+            name, _ = _best_sensitometry(series, layout)
             if name != sensitometry_name(layout.model):
                 layout = locate(series, None, name)
         result = Result(analysis=self.id, standard=self.standard,
