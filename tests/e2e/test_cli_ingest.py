@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -124,11 +125,14 @@ def test_bad_files_are_named_and_the_rest_goes_on(tmp_path: Path) -> None:
     for k, raw in enumerate(raws):
         (folder / f"{k}.dcm").write_bytes(raw)
     (folder / "broken.dcm").write_bytes(raws[0][:-50])
+    with zipfile.ZipFile(folder / "more.zip", "w") as zf:  # a zip is read in memory
+        for k, raw in enumerate(ct_series(2)[2]):
+            zf.writestr(f"series/{k}.dcm", raw)
     r = _run(["ingest", str(folder), "--workers", "0"], _env(tmp_path / "home"))
     assert r.returncode == 1
     assert "broken.dcm" in r.stderr and "truncated" in r.stderr
     url = f"sqlite:///{tmp_path / 'home' / 'scanbench.db'}"
-    assert _count(url, m.Instance) == 3
+    assert _count(url, m.Instance) == 5 and _count(url, m.Series) == 2
     missing = _run(["ingest", str(tmp_path / "nope")], _env(tmp_path / "home"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
