@@ -194,6 +194,29 @@ def slice_thickness_mm(series: Series) -> float | None:
     return memo(series, "mr.common.slice_thickness", compute)
 
 
+def number_param(params: dict[str, object], key: str, default: float, low: float,
+                 high: float) -> float:
+    """``--param key=value`` as a number in [low, high], AnalysisError naming it otherwise."""
+    raw = params.get(key, default)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise AnalysisError(f"parameter {key} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise AnalysisError(f"parameter {key} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def slice_param(params: dict[str, object], series: Series) -> int | None:
+    """``--param slice=K`` (0-based index into the series) or None."""
+    if params.get("slice") is None:
+        return None
+    k = number_param(params, "slice", 0, 0, series.shape[0] - 1)
+    if k != int(k):
+        raise AnalysisError(f"parameter slice must be a whole number, got {k:g}")
+    return int(k)
+
+
 def field_strength_t(series: Series) -> float | None:
     mr = series.facts.mr
     return mr.field_strength_t if mr is not None else None

@@ -151,7 +151,6 @@ def single_image_validity(series: Series,
                 "underestimate the noise; use the two-acquisition (difference) method"), stats
     ratio = stats["air_mean_over_sd"]
     if abs(ratio / RAYLEIGH_MEAN_OVER_SD - 1.0) > RAYLEIGH_TOLERANCE:
-        coil = mr.receive_coil if mr else None
         return (f"the background is not Rayleigh-distributed (mean/SD = {ratio:.2f}; one "
                 f"receive channel gives {RAYLEIGH_MEAN_OVER_SD:.2f}): a multichannel"
                 f"{' (' + coil + ')' if coil else ''} or parallel-imaging reconstruction, for "
@@ -244,11 +243,8 @@ class NemaSnr:
 
     def _setup(self, series: Series, params: dict[str, Any]) -> tuple[common.ObjectSlice,
                                                                       np.ndarray, float]:
-        frac = float(params.get("roi_fraction", ROI_FRACTION))
-        if not 0.05 <= frac <= 1.0:
-            raise AnalysisError(f"roi_fraction must be between 0.05 and 1, got {frac}")
-        idx = params.get("slice")
-        obj = common.find_object(series, None if idx is None else int(idx))
+        frac = common.number_param(params, "roi_fraction", ROI_FRACTION, 0.05, 1.0)
+        obj = common.find_object(series, common.slice_param(params, series))
         roi = common.central_roi(obj.mask, frac)
         return obj, roi, frac
 

@@ -107,11 +107,8 @@ class NemaUniformity:
             return 0.0
 
     def run(self, series: Series, **params: Any) -> Result:
-        frac = float(params.get("roi_fraction", ROI_FRACTION))
-        if not 0.05 <= frac <= 1.0:
-            raise AnalysisError(f"roi_fraction must be between 0.05 and 1, got {frac}")
-        idx = params.get("slice")
-        obj = common.find_object(series, None if idx is None else int(idx))
+        frac = common.number_param(params, "roi_fraction", ROI_FRACTION, 0.05, 1.0)
+        obj = common.find_object(series, common.slice_param(params, series))
         roi = common.central_roi(obj.mask, frac)
         dy, dx = float(series.spacing[1]), float(series.spacing[2])
         result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
