@@ -135,3 +135,17 @@ def test_no_phantom_is_a_clear_error() -> None:
     empty = _series(np.random.default_rng(5).normal(0, 1, (128, 128)) ** 2)
     with pytest.raises(AnalysisError, match="no phantom found"):
         NemaSnr().run(empty)
+
+
+def test_bad_parameters_are_named_and_figures_are_drawn() -> None:
+    img = _disc() + np.random.default_rng(6).normal(0, 10, (128, 128)) + 20.0
+    s = _series(np.abs(img), receive_coil="HEAD")
+    with pytest.raises(AnalysisError, match="roi_fraction must be a number"):
+        NemaSnr().run(s, roi_fraction="abc")
+    with pytest.raises(AnalysisError, match="slice must be between"):
+        NemaSnr().run(s, slice=4)
+    a = _series(np.abs(img), uid="1")
+    b = _series(np.abs(img + np.random.default_rng(7).normal(0, 10, (128, 128))), uid="2")
+    (r,) = NemaSnr().run_group((a, b))
+    figs = NemaSnr().figures(r)
+    assert len(figs) == 2 and all(f.layout.title.text for f in figs)
