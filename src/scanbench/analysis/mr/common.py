@@ -248,3 +248,28 @@ def same_acquisition(a: Series, b: Series, tol_mm: float = 0.01) -> bool:
         elif va != vb:
             return False
     return True
+
+
+def image_figure(image: np.ndarray, spacing_yx: tuple[float, float], title: str,
+                 outlines: list[tuple[np.ndarray, str, str]]) -> object:
+    """A greyscale slice in mm with each mask drawn as its outline (a few hundred points,
+    not a second image): ``outlines`` are (mask, colour, name)."""
+    import plotly.graph_objects as go
+    from skimage.measure import find_contours
+
+    dy, dx = spacing_yx
+    img = np.asarray(image, dtype=np.float32)
+    fig = go.Figure(go.Heatmap(z=np.round(img, 1), x=np.arange(img.shape[1]) * dx,
+                               y=np.arange(img.shape[0]) * dy, colorscale="Greys",
+                               reversescale=True, showscale=False))
+    for mask, colour, name in outlines:
+        first = True
+        for c in find_contours(mask.astype(float), 0.5):
+            fig.add_trace(go.Scatter(x=c[:, 1] * dx, y=c[:, 0] * dy, mode="lines", name=name,
+                                     line={"color": colour, "width": 2}, showlegend=first,
+                                     legendgroup=name))
+            first = False
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", title_text="y (mm)")
+    fig.update_xaxes(title_text="x (mm)")
+    fig.update_layout(title_text=title, template="simple_white")
+    return fig

@@ -327,26 +327,13 @@ class NemaSnr:
     def figures(self, result: Result) -> list[Any]:
         """The slice with the signal ROI and the air region outlined, and the difference
         image when the difference method was used."""
-        import plotly.graph_objects as go
-
         ev = result.evidence
         if not ev:
             return []
         figs = []
-        dy, dx = ev["spacing_yx"]
+        outlines = [(ev["roi"], "#e6194b", "signal ROI"), (ev["air"], "#4363d8", "air")]
         for title, img in (("Signal ROI (central 75 %) and air region", ev["image"]),
                            ("Difference image (acquisition 1 − 2)", ev.get("difference"))):
-            if img is None:
-                continue
-            fig = go.Figure(go.Heatmap(z=img, colorscale="Greys", reversescale=True,
-                                       x=np.arange(img.shape[1]) * dx,
-                                       y=np.arange(img.shape[0]) * dy))
-            for mask, colour in ((ev["roi"], "#e6194b"), (ev["air"], "#4363d8")):
-                fig.add_trace(go.Contour(z=mask.astype(float), x=np.arange(img.shape[1]) * dx,
-                                         y=np.arange(img.shape[0]) * dy, showscale=False,
-                                         contours={"start": 0.5, "end": 0.5, "coloring": "none"},
-                                         line={"color": colour, "width": 2}))
-            fig.update_yaxes(autorange="reversed", scaleanchor="x")
-            fig.update_layout(title_text=title, template="simple_white")
-            figs.append(fig)
+            if img is not None:
+                figs.append(common.image_figure(img, ev["spacing_yx"], title, outlines))
         return figs

@@ -148,18 +148,12 @@ class NemaUniformity:
         ev = result.evidence
         if not ev:
             return []
-        img = ev["image"]
         dy, dx = ev["spacing_yx"]
-        x, y = np.arange(img.shape[1]) * dx, np.arange(img.shape[0]) * dy
-        fig = go.Figure(go.Heatmap(z=img, x=x, y=y, colorscale="Greys", reversescale=True))
-        masks = [(ev["roi"], "#e6194b")] + [(m, "#4363d8") for m in ev["rois"].values()]
-        for mask, colour in masks:
-            fig.add_trace(go.Contour(z=mask.astype(float), x=x, y=y, showscale=False,
-                                     contours={"start": 0.5, "end": 0.5, "coloring": "none"},
-                                     line={"color": colour, "width": 2}))
+        outlines = [(ev["roi"], "#e6194b", "uniformity ROI")] + [
+            (m, "#4363d8", f"{k} background") for k, m in ev["rois"].items()]
+        fig = common.image_figure(ev["image"], ev["spacing_yx"],
+                                  "Uniformity ROI (central 75 %) and ghosting ROIs", outlines)
+        assert isinstance(fig, go.Figure)
         for (r, c), label in ((ev["max_rc"], "max"), (ev["min_rc"], "min")):
             fig.add_annotation(x=c * dx, y=r * dy, text=label, showarrow=True)
-        fig.update_yaxes(autorange="reversed", scaleanchor="x")
-        fig.update_layout(title_text="Uniformity ROI (central 75 %) and ghosting ROIs",
-                          template="simple_white")
         return [fig]
