@@ -1011,6 +1011,8 @@ class ImageQuality:
         (the true sphere concentration for the EARL RCs, decay-corrected to
         the image's reference time).
         """
+        if "axial_positions_mm" in params:  # long AFOV: several phantoms along one scan
+            return self._run_positions(series, **params)
         known = {"activity_ratio", "cold_spheres", "sphere_concentration_bq_ml"}
         unknown = sorted(set(params) - known)
         if unknown:
@@ -1179,6 +1181,60 @@ class ImageQuality:
         }
         return result
 
+    def _run_positions(self, series: Series, **params: Any) -> Result:
+        """Long-AFOV practice (STANDARDS.md A.8: uEXPLORER images the IQ phantom at 5
+        axial positions): ``axial_positions_mm`` lists patient z (mm) of the phantoms'
+        sphere planes, e.g. ``"-600,-300,0,300,600"``. Each is analysed on its own in the
+        slices within ``axial_window_mm`` (default 150 mm: the IEC body phantom is about 220 mm long with its lid) of it, exactly as a short scan;
+        the measurements carry the label ``axial_position_mm``, and the positions and the
+        window are stored with the result."""
+        rest = dict(params)
+        raw = rest.pop("axial_positions_mm")
+        window = _positive_float(rest, "axial_window_mm", 150.0)
+        rest.pop("axial_window_mm", None)
+        assert window is not None
+        try:
+            positions = [float(v) for v in str(raw).replace(";", ",").split(",") if v.strip()]
+        except ValueError:
+            raise AnalysisError(f"axial_positions_mm must be mm values separated by commas, "
+                                f"got {raw!r}") from None
+        if not positions:
+            raise AnalysisError("axial_positions_mm is empty")
+        nz = series.shape[0]
+        z_mm = series.index_to_patient(np.c_[np.arange(nz), np.zeros(nz), np.zeros(nz)])[:, 2]
+        parts: list[Result] = []
+        for pos in positions:
+            ks = np.flatnonzero(np.abs(z_mm - pos) <= window)
+            if len(ks) < 10:
+                raise AnalysisError(f"axial position {pos:g} mm: only {len(ks)} slices within "
+                                    f"{window:g} mm (the scan covers {z_mm.min():.0f} to "
+                                    f"{z_mm.max():.0f} mm)")
+            k0, k1 = int(ks.min()), int(ks.max()) + 1
+            affine = series.affine.copy()
+            affine[:, 3] = series.affine @ np.array([k0, 0.0, 0.0, 1.0])
+            sub = dataclasses.replace(
+                series, voxels=series.voxels[k0:k1], affine=affine,
+                sop_instance_uids=series.sop_instance_uids[k0:k1]
+                if len(series.sop_instance_uids) == nz else [],
+                warnings=list(series.warnings))
+            try:
+                part = self.run(sub, **rest)
+            except AnalysisError as exc:
+                raise AnalysisError(f"axial position {pos:g} mm: {exc.message}",
+                                    exc.where) from None
+            for m in part.measurements:
+                m.labels["axial_position_mm"] = pos
+            parts.append(part)
+        result = parts[0]
+        result.measurements = [m for part in parts for m in part.measurements]
+        result.warnings = list(dict.fromkeys(
+            f"axial position {pos:g} mm: {w}" for pos, part in zip(positions, parts, strict=True)
+            for w in part.warnings))
+        result.parameters = {**parts[0].parameters, "axial_positions_mm": positions,
+                             "axial_window_mm": window}
+        result.evidence = {"per_position": parts[1:], **parts[0].evidence}
+        return result
+
     # ------------------------------------------------------------------ figures
     def figures(self, result: Result) -> list[Any]:
         """The sphere-plane slice with every ROI, and contrast / recovery against diameter."""
@@ -1189,6 +1245,11 @@ class ImageQuality:
         ev = result.evidence
         if not ev:
             return []
+        if ev.get("per_position"):  # long AFOV: the same figures for every position
+            first = dataclasses.replace(result, evidence={k: v for k, v in ev.items()
+                                                          if k != "per_position"})
+            return self.figures(first) + [f for part in ev["per_position"]
+                                          for f in self.figures(part)]
         rois = []
         for c, d in zip(ev["sphere_centres_zyx"], ev["sphere_diameters_mm"], strict=True):
             cold = d in ev["cold_spheres"]
