@@ -462,8 +462,22 @@ class CtMtf:
                 raise AnalysisError(
                     "no wire or bead (a small object ≥ 300 HU above its surroundings) and no "
                     "single circular insert found: not an MTF phantom scan", where)
-            ks = list(range(v.shape[0]))
-            curve = mtf_from_circular_edge(np.asarray(v, dtype=np.float64), dx,
+            # The slices that show the insert (a rod shorter than the scan, end slices).
+            ks = []
+            for k in range(v.shape[0]):
+                try:
+                    _c, rad, ins, bg = refine_disc(np.asarray(v[k], dtype=np.float64), dx,
+                                                   edge["centre_yx"], edge["radius_mm"],
+                                                   min(0.8 * edge["radius_mm"], 4.0))
+                except AnalysisError:
+                    continue
+                if abs(rad - edge["radius_mm"]) < 0.2 * edge["radius_mm"] and (
+                        abs(ins - bg) > 0.5 * abs(edge["insert_hu"] - edge["host_hu"])):
+                    ks.append(k)
+            if not ks:
+                raise AnalysisError("the insert found in the middle slice is not measurable "
+                                    "in any slice", where)
+            curve = mtf_from_circular_edge(np.asarray(v[ks], dtype=np.float64), dx,
                                            edge["centre_yx"], edge["radius_mm"],
                                            half_width_mm=params.get("half_width_mm"))
             label = "circular_edge"

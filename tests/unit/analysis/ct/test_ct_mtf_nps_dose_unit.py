@@ -97,3 +97,21 @@ def test_dose_verification_refusals():
     s.facts = dataclasses.replace(s.facts, ct=ct)
     with pytest.raises(MissingTagError, match="CTDIvol"):
         CtdiVerification().run(s, centre_mgy=10, periphery_mgy=12)
+
+
+def test_edge_mtf_uses_only_the_slices_that_show_the_insert():
+    # the host (and its rod) starts at z = 7 mm: slices at 0 and 5 mm are air
+    vol, _ = render_edge(MODEL, pixel_mm=0.8, n_slices=4, noise=False,
+                         shift_mm=(0.0, 0.0, 74.5))
+    r = CtMtf().run(vol.to_series(MODEL))
+    assert r.parameters["slices_used"] == 2
+    assert r.get("mtf50_lp_per_cm").value == pytest.approx(5.0, rel=0.03)
+
+
+def test_low_dose_water_is_still_a_water_phantom():
+    from scanbench.analysis.ct.water import WaterPhantomQc
+
+    noisy = dataclasses.replace(MODEL, noise_hu=60.0)
+    vol, _ = render_water(noisy, pixel_mm=0.8, n_slices=2, seed=9)
+    r = WaterPhantomQc().run(vol.to_series(noisy))
+    assert r.get("noise_hu", slice="all").value == pytest.approx(60.0, rel=0.1)
