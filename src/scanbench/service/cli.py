@@ -250,7 +250,7 @@ def jobs_run(
         first = _last_job_id(pipe)
         with _progress() as prog:
             prog.add_task(f"running jobs ({pipe.executor.describe()})", total=None)
-            pipe.drain()
+            pipe.drain(everything=True)
         ran = [j for j in pipe.jobs(limit=100000) if j.id > first]
     finally:
         pipe.close()

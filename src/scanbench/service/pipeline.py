@@ -34,14 +34,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
-from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scanbench.dicom import headers as h
@@ -161,6 +161,7 @@ class Pipeline:
         self._in_quarantine: int | None = None
         self._lock = threading.Lock()
         self._series_cache: dict[str, int] = {}
+        self._stored_series: set[int] = set()  # series given new instances by this object
         self.recovered = 0
         if recover:
             self.recovered = self.recover()
@@ -230,6 +231,8 @@ class Pipeline:
             if len(self._series_cache) > 10000:
                 self._series_cache.clear()
             self._series_cache[p.series_uid] = series_id
+            if inserted:
+                self._stored_series.add(series_id)
         return inserted
 
     def _series_id(self, s: Session, p: _Parsed, calling_ae: str | None, now: float) -> int:
@@ -303,16 +306,22 @@ class Pipeline:
 
     # ------------------------------------------------------------------ jobs
 
-    def poll(self, now: float | None = None) -> list[JobRecord]:
+    def poll(self, now: float | None = None, *,
+             complete: Collection[int] = ()) -> list[JobRecord]:
         """Collect finished jobs; submit a job for every series and clinical study that
-        has received nothing for ``quiet_seconds``. Returns the jobs submitted now."""
+        has received nothing for ``quiet_seconds`` (and for the series whose ids are in
+        ``complete``, and their studies, at once). Returns the jobs submitted now."""
         self.collect()
         now = time.time() if now is None else now
         cutoff = now - self.quiet_seconds
         submitted: list[JobRecord] = []
+        forced = set(complete)
         with self.db.session() as s:
             quiet = list(s.scalars(select(m.Series).where(
-                m.Series.state == "receiving", m.Series.last_received <= cutoff)))
+                m.Series.state == "receiving",
+                or_(m.Series.last_received <= cutoff, m.Series.id.in_(forced)))))
+            forced_studies = set(s.scalars(select(m.Series.study_id).where(
+                m.Series.id.in_(forced)))) if forced else set()
             for series in quiet:
                 if not _claim(s, m.Series, series.id, "receiving", "queued"):
                     continue  # another node process took it
@@ -332,7 +341,8 @@ class Pipeline:
                     func.count().filter(m.Series.state.in_(("receiving", "queued"))),
                     func.max(m.Series.last_received)).where(
                         m.Series.study_id == study.id)).one()
-                if busy or (last is not None and last > cutoff):
+                if busy or (last is not None and last > cutoff
+                            and study.id not in forced_studies):
                     continue
                 if not _claim(s, m.Study, study.id, "pending", "queued",
                               column="clinical_state"):
@@ -447,23 +457,42 @@ class Pipeline:
         with self._lock:
             return len(self._running) + len(self._suspects)
 
-    def drain(self, timeout: float | None = None) -> None:
-        """Poll as if every series were quiet and wait until no job is left (for
-        ``scanbench ingest``, which has all its files at once)."""
+    def drain(self, timeout: float | None = None, *, everything: bool = False) -> None:
+        """Treat every series this pipeline stored as complete, submit their jobs (and
+        anything else that is due) and wait until none is left: for ``scanbench ingest``
+        and ``pull``, which have all their files at once. Series another process is still
+        receiving keep their quiet time, unless ``everything`` (``scanbench jobs run``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.poll(now=math.inf)
+            with self._lock:
+                mine = set(self._stored_series)
+            self.poll(now=math.inf if everything else None, complete=mine)
             self.collect(wait=0.5)
-            if not self.pending() and not self._due():
+            if not self.pending() and not self._due(None if everything else mine):
                 return
             if deadline is not None and time.monotonic() > deadline:
                 return
 
-    def _due(self) -> bool:
+    def _due(self, mine: set[int] | None) -> bool:
+        """Whether a poll would submit something of ours (``mine``: these series and their
+        studies; None: anything): a series still receiving, or a pending study none of
+        whose series is receiving or queued. (A study waiting on a series another process
+        has queued is that process's to submit.)"""
+        busy = (select(m.Series.id).where(m.Series.study_id == m.Study.id,
+                                          m.Series.state.in_(("receiving", "queued")))
+                .exists())
+        series_q = select(func.count()).select_from(m.Series).where(
+            m.Series.state == "receiving")
+        study_q = select(func.count()).select_from(m.Study).where(
+            m.Study.clinical_state == "pending", ~busy)
+        if mine is not None:
+            if not mine:
+                return False
+            series_q = series_q.where(m.Series.id.in_(mine))
+            study_q = study_q.where(m.Study.id.in_(
+                select(m.Series.study_id).where(m.Series.id.in_(mine))))
         with self.db.session() as s:
-            return bool(s.scalar(select(func.count()).select_from(m.Series).where(
-                m.Series.state == "receiving")) or s.scalar(select(func.count()).select_from(
-                    m.Study).where(m.Study.clinical_state == "pending")))
+            return bool(s.scalar(series_q) or s.scalar(study_q))
 
     def retry(self, job_id: int | None = None) -> list[JobRecord]:
         """Submit again the failed job ``job_id``, or every failed job; their earlier

@@ -203,3 +203,25 @@ def test_restart_after_a_crash_indexes_files_and_requeues_jobs(tmp_path: Path,
         assert [j.target_uid for j in submitted] == [series]  # picked up again
     finally:
         p.close()
+
+
+def test_ingest_does_not_take_a_series_the_node_is_still_receiving(
+        tmp_path: Path, database_url: str) -> None:
+    node = Pipeline(tmp_path / "home", database_url, quiet_seconds=60,
+                    executor=InlineExecutor())
+    ingest = Pipeline(tmp_path / "home", database_url, quiet_seconds=60,
+                      executor=InlineExecutor())
+    try:
+        _, live, raws = ct_series(2)
+        node.store_instance(raws[0], source="c-store")  # more to come
+        _, mine, files = ct_series(2)
+        for r in files:
+            ingest.store_instance(r, source="folder")
+        ingest.drain(timeout=60)
+        assert [j.target_uid for j in ingest.jobs() if j.kind == "series"] == [mine]
+        with node.db.session() as s:
+            state = s.scalars(select(m.Series.state).where(m.Series.series_uid == live)).one()
+        assert state == "receiving"
+    finally:
+        node.close()
+        ingest.close()
