@@ -353,6 +353,21 @@ def _axial_geometry(series: Series) -> AcrAxial:
         raise AnalysisError(f"the ACR tests need the axial series; this series is {orient} "
                             "(a localiser is measured only for its length)")
     nz = series.shape[0]
+    pixel_mm = (float(series.spacing[1]), float(series.spacing[2]))
+    vox = series.voxels
+    first = np.asarray(vox[0], dtype=np.float64)
+    last = np.asarray(vox[-1], dtype=np.float64)
+    try:  # first: is this the ACR phantom at all (a 190 mm disc with the slice-1 slab)?
+        o_first = outline(first, pixel_mm)
+        o_last = outline(last, pixel_mm)
+    except AnalysisError as exc:
+        raise AnalysisError(f"not the ACR large phantom: {exc.message}") from exc
+    s_first = _has_slab(first, o_first, pixel_mm)
+    s_last = _has_slab(last, o_last, pixel_mm)
+    if max(s_first, s_last) < 0.5:
+        raise AnalysisError("neither end slice shows the ACR slice-1 slab (the dark band with "
+                            "the slice-thickness ramps): not an ACR large-phantom series, or "
+                            "the slices do not start at ACR slice 1")
     if nz != N_SLICES:
         raise AnalysisError(
             f"the ACR axial series has {N_SLICES} slices 10 mm apart; this series has {nz}"
@@ -360,18 +375,6 @@ def _axial_geometry(series: Series) -> AcrAxial:
     dz = series.spacing[0]
     if abs(dz - SLICE_GAP_MM) > 1.0:
         raise AnalysisError(f"ACR axial slices are 10 mm apart; this series has {dz:.1f} mm")
-    pixel_mm = (float(series.spacing[1]), float(series.spacing[2]))
-    vox = series.voxels
-    first = np.asarray(vox[0], dtype=np.float64)
-    last = np.asarray(vox[-1], dtype=np.float64)
-    o_first = outline(first, pixel_mm)
-    o_last = outline(last, pixel_mm)
-    s_first = _has_slab(first, o_first, pixel_mm)
-    s_last = _has_slab(last, o_last, pixel_mm)
-    if max(s_first, s_last) < 0.5:
-        raise AnalysisError("neither end slice shows the ACR slice-1 slab (the dark band with "
-                            "the slice-thickness ramps): not an ACR large-phantom series, or "
-                            "the slices do not start at ACR slice 1")
     order = tuple(range(nz)) if s_first >= s_last else tuple(range(nz - 1, -1, -1))
     s1, o1 = (first, o_first) if s_first >= s_last else (last, o_last)
     coarse = max(np.arange(-20.0, 20.01, 0.25),
