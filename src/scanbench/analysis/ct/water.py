@@ -62,10 +62,11 @@ POSITIONS = {"12 o'clock": (-1.0, 0.0), "3 o'clock": (0.0, 1.0), "6 o'clock": (1
 def uniform_interior(series: Series) -> dict[str, Any]:
     """Per slice: the section and whether its interior is uniform (memoised for detect/run).
 
-    ``uniform`` holds, per slice with a phantom, the 99.9th percentile of the
-    |deviation from the interior median| of the image smoothed over ~2 mm (a
-    bead, an insert, a bar pattern give hundreds of HU; noise a few), and the
-    interior median HU.
+    Per slice with a phantom: the 99.9th percentile (``spread``) and the maximum
+    (``speck``) of the |deviation from the interior median| of the image
+    smoothed over ~2 mm — a bead, an insert, a bar pattern give hundreds of HU,
+    noise a few — both scaled down by the smoothed noise SD / 8 HU when the
+    noise is larger than that (a low-dose scan), and the interior median HU.
     """
     def compute() -> dict[str, Any]:
         v = series.voxels
@@ -88,8 +89,11 @@ def uniform_interior(series: Series) -> dict[str, Any]:
             dev = np.abs(smooth[interior] - med)
             out["sections"].append((k, sec))
             out.setdefault("uniform_fraction", []).append(r_u / sec.radius_mm)
-            out["spread"].append(float(np.percentile(dev, 99.9)))
-            out.setdefault("speck", []).append(float(dev.max()))
+            # Noise level of the smoothed image (robust: MAD), so that thresholds hold
+            # at any dose: objects stand out against it, noise does not.
+            sigma = 1.4826 * float(np.median(dev))
+            out["spread"].append(float(np.percentile(dev, 99.9)) / max(1.0, sigma / 8.0))
+            out.setdefault("speck", []).append(float(dev.max()) / max(1.0, sigma / 8.0))
             out["median"].append(med)
         return out
     return memo(series, "ct.uniform_interior", compute)

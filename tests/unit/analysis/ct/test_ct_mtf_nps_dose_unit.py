@@ -115,3 +115,11 @@ def test_low_dose_water_is_still_a_water_phantom():
     vol, _ = render_water(noisy, pixel_mm=0.8, n_slices=2, seed=9)
     r = WaterPhantomQc().run(vol.to_series(noisy))
     assert r.get("noise_hu", slice="all").value == pytest.approx(60.0, rel=0.1)
+
+
+def test_low_dose_water_is_recognised():
+    from scanbench.analysis.registry import choose
+
+    noisy = dataclasses.replace(MODEL, noise_hu=60.0)
+    vol, _ = render_water(noisy, pixel_mm=0.8, n_slices=2, seed=9)
+    assert choose(vol.to_series(noisy))[0].id == "ct.water"
