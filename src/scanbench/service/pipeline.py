@@ -32,6 +32,8 @@ import datetime as dt
 import enum
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -43,6 +45,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from sqlalchemy import Connection, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from scanbench.dicom import headers as h
 from scanbench.dicom.facts import device_identity
@@ -114,10 +117,12 @@ class JobRecord:
     created_at: dt.datetime
     finished_at: dt.datetime | None
 
+    owner: str | None = None
+
     @classmethod
     def of(cls, job: m.Job) -> JobRecord:
         return cls(job.id, job.kind, job.target_uid, job.state, job.summary, job.error,
-                   job.attempts, job.created_at, job.finished_at)
+                   job.attempts, job.created_at, job.finished_at, job.owner)
 
 
 class Rejected(Exception):
@@ -162,9 +167,12 @@ class Pipeline:
         self._lock = threading.Lock()
         self._series_cache: dict[str, int] = {}
         self._stored_series: set[int] = set()  # series given new instances by this object
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        first_start = not (self.home / "run").exists()
+        self._mark_running()
         self.recovered = 0
         if recover:
-            self.recovered = self.recover()
+            self.recovered = self.recover(first_start)
 
     # ------------------------------------------------------------------ storing
 
@@ -274,10 +282,39 @@ class Pipeline:
 
     # ------------------------------------------------------------------ recovery
 
-    def recover(self) -> int:
-        """After a crash: remove stale temporary files, index files the database lacks,
-        record interrupted jobs and put their series back in the queue. Returns how many
-        instances were re-indexed."""
+    def _mark_running(self) -> None:
+        """A marker file per running process (``<home>/run/host:pid:start``), removed by
+        ``close``: one left behind by a process that is gone means it crashed."""
+        self._runs = self.home / "run"
+        self._runs.mkdir(exist_ok=True)
+        (self._runs / self.owner).touch()
+
+    def _dead_owners(self) -> list[str]:
+        """Markers of processes of this host that are gone (killed, crashed)."""
+        host = socket.gethostname()
+        dead = []
+        for marker in self._runs.iterdir():
+            name = marker.name
+            parts = name.rsplit(":", 2)
+            if name == self.owner or len(parts) != 3 or parts[0] != host:
+                continue  # ourselves, or another machine's process: not ours to judge
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                dead.append(name)
+            except (PermissionError, ValueError):
+                continue  # alive under another user, or not a marker of ours
+        return dead
+
+    def recover(self, first_start: bool = False) -> int:
+        """After a crash (a marker of a process that is gone; or ``first_start``, no
+        marker folder yet): remove stale temporary files, index files the database lacks,
+        record the dead process's interrupted jobs and put their series back in the
+        queue. Jobs of processes still running beside this one are left alone. Returns
+        how many instances were re-indexed."""
+        dead = self._dead_owners()
+        if not dead and not first_start:
+            return 0  # every earlier process stopped cleanly: nothing to recover
         removed = self.files.clean()
         if removed:
             log.warning("removed %d partly written file(s) left by a stop", removed)
@@ -295,11 +332,20 @@ class Pipeline:
             self._index(p, source=f"recovered {path.name}", calling_ae=None,
                         received=path.stat().st_mtime)
             count += 1
+        alive_elsewhere = any(name != self.owner for name in
+                              (x.name for x in self._runs.iterdir()) if name not in dead)
         with self.db.session() as s:
-            for job in s.scalars(select(m.Job).where(m.Job.state.in_(("queued", "running")))):
+            orphans: ColumnElement[bool] = m.Job.owner.in_(dead)
+            if not alive_elsewhere:  # jobs of older versions, without an owner
+                orphans = or_(orphans, m.Job.owner.is_(None))
+            for job in s.scalars(select(m.Job).where(
+                    m.Job.state.in_(("queued", "running")), orphans)):
                 job.state, job.finished_at = "failed", m.utcnow()
                 job.error = "interrupted: the node stopped while this job was queued or running"
                 _requeue_target(s, job)
+        for name in dead:
+            with contextlib.suppress(FileNotFoundError):
+                (self._runs / name).unlink()
         if count:
             log.warning("re-indexed %d instance(s) found in the file store", count)
         return count
@@ -331,7 +377,8 @@ class Pipeline:
                     if series.kind == "dose_report":
                         _mark_clinical(s, series.study_id)
                     continue
-                job = m.Job(kind="series", target_uid=series.series_uid, state="queued")
+                job = m.Job(kind="series", target_uid=series.series_uid, state="queued",
+                            owner=self.owner)
                 s.add(job)
                 s.flush()
                 submitted.append(JobRecord.of(job))
@@ -347,7 +394,8 @@ class Pipeline:
                 if not _claim(s, m.Study, study.id, "pending", "queued",
                               column="clinical_state"):
                     continue
-                job = m.Job(kind="study", target_uid=study.study_uid, state="queued")
+                job = m.Job(kind="study", target_uid=study.study_uid, state="queued",
+                            owner=self.owner)
                 s.add(job)
                 s.flush()
                 submitted.append(JobRecord.of(job))
@@ -359,7 +407,7 @@ class Pipeline:
         with self.db.session() as s:
             job = s.get_one(m.Job, job_id)
             files = self._files_of(s, job)
-            job.state, job.started_at = "running", m.utcnow()
+            job.state, job.started_at, job.owner = "running", m.utcnow(), self.owner
             job.attempts += 1
             spec = JobSpec(job.id, job.kind, job.target_uid, tuple(files))
         try:
@@ -554,6 +602,8 @@ class Pipeline:
             if ex is not None:
                 ex.close()
         self.db.close()
+        with contextlib.suppress(OSError):  # a clean stop: nothing to recover from
+            (self._runs / self.owner).unlink()
 
 
 # --------------------------------------------------------------------------- helpers

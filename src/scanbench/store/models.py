@@ -401,7 +401,9 @@ class AuditEntry(Base):
 class Job(Base):
     """One job of the pipeline: ``kind`` series (classify + analyse one series) or study
     (dose and workflow of a clinical study). ``state``: queued / running / done /
-    failed; a failed job keeps its ``error`` and can be retried."""
+    failed; a failed job keeps its ``error`` and can be retried. ``owner`` names the
+    process that submitted it, so that a restart marks only a dead process's jobs as
+    interrupted, never those of a node still running beside it."""
 
     __tablename__ = "job"
     __table_args__ = (Index("ix_job_state", "state"),)
@@ -409,6 +411,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(16))
     target_uid: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="queued")
+    owner: Mapped[str | None] = mapped_column(String(200))  # host:pid:start of the process
     summary: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

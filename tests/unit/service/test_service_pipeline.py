@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -172,6 +174,13 @@ def test_software_change_seen_in_headers(pipe: Pipeline) -> None:
         assert ev.occurred_at == t0 + dt.timedelta(days=9)
 
 
+def _dead_owner() -> str:
+    """The owner name of a process that has exited (as a killed node would be)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return f"{socket.gethostname()}:{proc.pid}:1"
+
+
 def test_restart_after_a_crash_indexes_files_and_requeues_jobs(tmp_path: Path,
                                                                database_url: str) -> None:
     home = tmp_path / "home"
@@ -179,30 +188,45 @@ def test_restart_after_a_crash_indexes_files_and_requeues_jobs(tmp_path: Path,
     _, series, raws = ct_series(4)
     for r in raws[:2]:
         p.store_instance(r, source="t")
-    # A crash after the file was fsync'd but before the row was committed, and one in the
-    # middle of writing a file:
+    # A node killed after a file was fsync'd but before its row was committed, and one
+    # in the middle of writing a file, while a job of its was running:
     from scanbench.service.pipeline import _check
 
     orphan = _check(raws[2])
     p.files.write(orphan.sop_uid, orphan.data)
     stale = p.files.path(orphan.sop_uid).parent / ".tmp-deadbeef"
     stale.write_bytes(raws[3][:100])
-    with p.db.session() as s:  # a job that was running when the node died
-        job = m.Job(kind="series", target_uid=series, state="running")
-        s.add(job)
+    dead = _dead_owner()
+    (home / "run" / dead).touch()
+    with p.db.session() as s:
+        s.add(m.Job(kind="series", target_uid=series, state="running", owner=dead))
         s.execute(m.Series.__table__.update().values(state="queued"))
+    # ... and a node still running beside us, with a job of its own:
+    alive = Pipeline(home, database_url, executor=InlineExecutor(), recover=False)
+    with alive.db.session() as s:
+        s.add(m.Job(kind="study", target_uid="1.2.3", state="running", owner=alive.owner))
     p.close()
 
     p = Pipeline(home, database_url, quiet_seconds=0.0, executor=InlineExecutor())
     try:
         assert p.recovered == 1 and not stale.exists()
         assert _count(p, m.Instance) == 3
-        (old,) = p.jobs()
-        assert old.state == "failed" and "interrupted" in (old.error or "")
+        states = {j.owner: (j.state, j.error) for j in p.jobs()}
+        assert states[dead][0] == "failed" and "interrupted" in (states[dead][1] or "")
+        assert states[alive.owner] == ("running", None)  # not ours to judge
+        assert not (home / "run" / dead).exists()
         submitted = p.poll()
         assert [j.target_uid for j in submitted] == [series]  # picked up again
     finally:
         p.close()
+        alive.close()
+    # A clean stop leaves nothing to recover: the next start does not walk the files.
+    again = Pipeline(home, database_url, executor=InlineExecutor())
+    try:
+        assert again.recovered == 0 and [x.name for x in (home / "run").iterdir()] == [
+            again.owner]
+    finally:
+        again.close()
 
 
 def test_ingest_does_not_take_a_series_the_node_is_still_receiving(
