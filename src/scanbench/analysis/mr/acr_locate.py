@@ -17,7 +17,7 @@ header is used only for orientation and pixel size.
   median over ±10° differs from the exact ray by < 0.1 mm).
 - **Rotation** (:func:`axial_geometry`): the slice-thickness slab of slice 1 is
   a dark band across the whole phantom; the phantom's in-plane rotation is the
-  angle (−20°…20°, 0.25° then 0.05° steps) at which the projection of the
+  angle (−20°…20°, 1° then 0.05° steps) at which the projection of the
   central 120 mm onto the band's normal has the sharpest edges. If the
   resolution insert (the large dark rectangle) lies above the band rather than
   below, the phantom is upside down and 180° is added.
@@ -191,24 +191,45 @@ def _first_guess(image: np.ndarray) -> tuple[tuple[float, float], float, float]:
     return centre, level, background
 
 
+def _last_rise(prof: np.ndarray, r: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Per row of ``prof`` (over increasing ``r``): the largest radius at which the
+    profile rises through ``level`` walking inward from outside, interpolated
+    linearly; NaN where there is none (vectorised :func:`_crossing_inward`)."""
+    lev = np.broadcast_to(np.asarray(level, dtype=float).reshape(-1, 1), prof.shape)
+    above = np.nan_to_num(prof, nan=-np.inf) >= lev
+    n = r.size
+    last = n - 1 - np.argmax(above[:, ::-1], axis=1)
+    rows = np.arange(prof.shape[0])
+    nxt = np.minimum(last + 1, n - 1)
+    p0, p1 = prof[rows, last], prof[rows, nxt]
+    ok = above.any(axis=1) & (last + 1 < n) & np.isfinite(p1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(p0 != p1, (p0 - lev[:, 0]) / (p0 - p1), 0.0)
+    out = r[last] + t * (r[nxt] - r[last])
+    return np.where(ok, out, np.nan)
+
+
 def _edges(image: np.ndarray, centre: tuple[float, float], pixel_mm: tuple[float, float],
            angles: np.ndarray, r: np.ndarray, level: float, background: float) -> np.ndarray:
     """Edge radius (mm from ``centre``) per ray: the inward half-plateau crossing."""
     prof = _rays(image, centre, pixel_mm, angles, r)
-    rough_level = background + 0.2 * (level - background)
-    edge = np.full(angles.size, np.nan)
-    for i in range(angles.size):
-        rough = _crossing_inward(prof[i], r, rough_level)
-        if not np.isfinite(rough):
-            continue
-        inside = prof[i][(r > rough - 10.0) & (r < rough - 2.0)]
-        outside = prof[i][(r > rough + 4.0) & (r < rough + 12.0)]
-        inside, outside = inside[np.isfinite(inside)], outside[np.isfinite(outside)]
-        half = 0.5 * (float(np.percentile(inside, 80)) if inside.size else level) + \
-            0.5 * (float(np.median(outside)) if outside.size else background)
-        near = (r > rough - 6.0) & (r < rough + 6.0)
-        edge[i] = _crossing_inward(np.where(near, prof[i], np.nan), r, half)
-    return edge
+    rough = _last_rise(prof, r, np.full(angles.size, background + 0.2 * (level - background)))
+    d = r[None, :] - rough[:, None]
+    with np.errstate(invalid="ignore"):
+        inside = np.where((d > -10.0) & (d < -2.0), prof, np.nan)
+        outside = np.where((d > 4.0) & (d < 12.0), prof, np.nan)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no edge on that ray
+        hi = np.nanpercentile(inside, 80, axis=1)
+        lo = np.nanmedian(outside, axis=1)
+    hi = np.where(np.isfinite(hi), hi, level)
+    lo = np.where(np.isfinite(lo), lo, background)
+    with np.errstate(invalid="ignore"):
+        near = np.where(np.abs(d) < 6.0, prof, np.nan)
+    edge = _last_rise(near, r, 0.5 * (hi + lo))
+    return np.where(np.isfinite(rough), edge, np.nan)
 
 
 def outline(image: np.ndarray, pixel_mm: tuple[float, float],
@@ -310,7 +331,7 @@ def _slab_score(image: np.ndarray, o: Outline, pixel_mm: tuple[float, float],
                 angle: float) -> tuple[float, float]:
     """Edge sharpness of the central band projection at ``angle`` and the band's
     offset (mm, along the band normal)."""
-    ax = np.arange(-60.0, 60.01, 1.0)
+    ax = np.arange(-60.0, 60.01, 2.0)
     vs = np.arange(-40.0, 40.01, 0.5)
     uu, vv = np.meshgrid(ax, vs)
     t = np.radians(angle)
@@ -325,7 +346,7 @@ def _slab_score(image: np.ndarray, o: Outline, pixel_mm: tuple[float, float],
 def _has_slab(image: np.ndarray, o: Outline, pixel_mm: tuple[float, float]) -> float:
     """How much darker (fraction of the phantom level) a band of ±5 mm about the best
     central band is than the phantom: ~1 for slice 1 (the slab), ~0 for slice 11."""
-    best = max(np.arange(-20.0, 20.01, 1.0), key=lambda a: _slab_score(image, o, pixel_mm, a)[0])
+    best = max(np.arange(-20.0, 20.01, 4.0), key=lambda a: _slab_score(image, o, pixel_mm, a)[0])
     _, off = _slab_score(image, o, pixel_mm, best)
     t = np.radians(best)
     u = np.arange(-60.0, 60.01, 1.0)
@@ -377,9 +398,9 @@ def _axial_geometry(series: Series) -> AcrAxial:
         raise AnalysisError(f"ACR axial slices are 10 mm apart; this series has {dz:.1f} mm")
     order = tuple(range(nz)) if s_first >= s_last else tuple(range(nz - 1, -1, -1))
     s1, o1 = (first, o_first) if s_first >= s_last else (last, o_last)
-    coarse = max(np.arange(-20.0, 20.01, 0.25),
+    coarse = max(np.arange(-20.0, 20.01, 1.0),
                  key=lambda a: _slab_score(s1, o1, pixel_mm, a)[0])
-    fine = max(np.arange(coarse - 0.25, coarse + 0.251, 0.05),
+    fine = max(np.arange(coarse - 1.0, coarse + 1.001, 0.05),
                key=lambda a: _slab_score(s1, o1, pixel_mm, a)[0])
     rotation = float(fine)
     acr = AcrAxial(series=series, order=order, pixel_mm=pixel_mm, rotation_deg=rotation)

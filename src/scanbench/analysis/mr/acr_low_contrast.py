@@ -217,11 +217,11 @@ def refine(acr: AcrAxial, n: int, centres: np.ndarray, spokes: int = 4) -> np.nd
 
 
 def spoke_pattern(acr: AcrAxial, n: int, cu: float, cv: float, sigma: float,
-                  ) -> tuple[float, float]:
+                  senses: tuple[float, ...] = (1.0, -1.0)) -> tuple[float, float]:
     """Rotation (deg) and sense (+1 clockwise on screen, −1 counter-clockwise) of the
     spokes: the one maximising the summed t of spokes 1–3."""
     best = (-np.inf, 0.0, 1.0)
-    for sense in (1.0, -1.0):
+    for sense in senses:
         angles = np.arange(0.0, 360.0, 2.0)
         s = disc_stats(acr, n, cu, cv, angles, sense, sigma, spokes=3).sum(axis=(1, 2))
         i = int(np.argmax(s))
@@ -247,10 +247,12 @@ def measure(series: Series, result: Result) -> None:
     acr = axial_geometry(series)
     total = 0
     ev: dict[int, Any] = {}
-    for n in LCD_SLICES:
+    senses: tuple[float, ...] = (1.0, -1.0)
+    for n in sorted(LCD_SLICES, reverse=True):  # slice 11 (highest contrast) first
         cu, cv, rad = sheet_centre(acr, n)
         sigma = noise_sigma(acr, n, cu, cv)
-        angle, sense = spoke_pattern(acr, n, cu, cv, sigma)
+        angle, sense = spoke_pattern(acr, n, cu, cv, sigma, senses)
+        senses = (sense,)  # the direction sizes fall in is the phantom's, found on slice 11
         centres = refine(acr, n, complex(cu, cv) + model_positions(angle, sense))
         t = disc_t(acr, n, centres, sigma)
         detected = t > Z_THRESHOLD
@@ -261,8 +263,9 @@ def measure(series: Series, result: Result) -> None:
                  "centres": centres,
                  "sigma": sigma, "t": t, "detected": detected,
                  "image": acr.resample(n, 50.0, 0.25)[0]}
+    result.measurements.sort(key=lambda m: m.labels.get("slice", 0))
     result.add("spokes_detected_total", total, "1")
-    result.evidence["slices"] = ev
+    result.evidence["slices"] = dict(sorted(ev.items()))
 
 
 @register

@@ -98,15 +98,15 @@ def pair_offsets(d: float, steps: int = 3) -> list[tuple[float, float, str]]:
     return out
 
 
-def _template(d: float, blur_mm: float, steps: int) -> np.ndarray:
+def _template(d: float, blur_mm: float, steps: int, step_mm: float = STEP_MM) -> np.ndarray:
     holes = pair_offsets(d, steps)
     span = (steps + 4) * 2.0 * d + 2 * d
-    ax = np.arange(-d, span, STEP_MM)
+    ax = np.arange(-d, span, step_mm)
     uu, vv = np.meshgrid(ax, ax)
     t = np.zeros_like(uu)
     for hu, hv, _ in holes:
         t[(uu - hu) ** 2 + (vv - hv) ** 2 <= (d / 2) ** 2] = 1.0
-    return ndimage.gaussian_filter(t, blur_mm / STEP_MM / 2.355)
+    return ndimage.gaussian_filter(t, blur_mm / step_mm / 2.355)
 
 
 def _best_positions(score: np.ndarray, n: int, min_sep_px: float) -> list[tuple[int, int, float]]:
@@ -126,13 +126,15 @@ def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
     """The three array pairs, ordered left to right (1.1, 1.0, 0.9 mm in the phantom),
     each as the (u, v) of its upper-left array's first hole; and the pair offset used."""
     best: tuple[float, list[tuple[float, float]], int] | None = None
+    coarse = 2 * STEP_MM  # the search on every other sample; refine_pair goes back to 0.1 mm
+    img = img[::2, ::2]
     for k in PAIR_STEPS:
-        score = match_template(img, _template(1.0, blur, k), pad_input=False)
-        peaks = _best_positions(score, 3, 18.0 / STEP_MM)
+        score = match_template(img, _template(1.0, blur, k, coarse), pad_input=False)
+        peaks = _best_positions(score, 3, 18.0 / coarse)
         if len(peaks) < 3:
             continue
         total = sum(p[2] for p in peaks)
-        pos = sorted((u[0] + i * STEP_MM + 1.0, v[0] + j * STEP_MM + 1.0) for j, i, _ in peaks)
+        pos = sorted((u[0] + i * coarse + 1.0, v[0] + j * coarse + 1.0) for j, i, _ in peaks)
         if best is None or total > best[0]:
             best = (total, pos, k)
     if best is None or best[0] / 3 < 0.2:
