@@ -80,11 +80,16 @@ def test_csv_and_tables(petct: Path, tmp_path: Path) -> None:
     assert "Patient dose per study" in proc.stdout
     rows = list(csv.DictReader((tmp_path / "dose.csv").open()))
     assert len(rows) == 2 and rows[0]["modality"] == "PT/CT"
-    proc = run("workflow", petct, "--csv", tmp_path / "wf.csv", "--uptake-window", "0-1")
+    proc = run("workflow", petct, "--csv", tmp_path / "wf.csv", "--uptake-window", "0-1",
+               "--days-csv", tmp_path / "days.csv", "--staffed-hours", "08:00-12:00")
     assert proc.returncode == 0, proc.stderr
     assert "(outside)" in proc.stdout and "Per device and day" in proc.stdout
     rows = list(csv.DictReader((tmp_path / "wf.csv").open()))
     assert len(rows) == 2 and rows[0]["uptake_in_window"] == "False"
+    (day,) = list(csv.DictReader((tmp_path / "days.csv").open()))
+    assert day["exams"] == "2" and float(day["staffed_min"]) == 240
+    table = sum(float(r["table_time_min"]) for r in rows)
+    assert float(day["utilisation_pct"]) == pytest.approx(100 * table / 240)
 
 
 def test_bad_input_exit_codes(shared_data: Path, tmp_path: Path) -> None:

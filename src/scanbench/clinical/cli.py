@@ -275,7 +275,10 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
              setup: Annotated[float, typer.Option(
                  "--setup-min", help="Set-up allowance added to each table time, min.")] = 0.0,
              cleardown: Annotated[float, typer.Option(
-                 "--cleardown-min", help="Clear-down allowance added, min.")] = 0.0) -> None:
+                 "--cleardown-min", help="Clear-down allowance added, min.")] = 0.0,
+             days_csv: Annotated[Path | None, typer.Option(
+                 "--days-csv", help="Also write one row per device and day (exams, "
+                                    "utilisation, gaps) to this CSV file.")] = None) -> None:
     """Exam start, end, duration, table time, PET uptake time, CT scan time; per device and
     day the exams, utilisation of staffed hours and gaps between patients."""
     _check_paths(paths)
@@ -327,6 +330,14 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
             rows.append({**{f"device_{k}": v for k, v in device.items()}, **row,
                          "warnings": len(e.warnings)})
         _write_csv(csv_file, rows)
+    if days_csv is not None:
+        day_rows = []
+        for d in report.days:
+            row = d.to_dict()
+            device = row.pop("device")
+            row["gaps_min"] = ";".join(f"{g:.1f}" for g in d.gaps_min)
+            day_rows.append({**{f"device_{k}": v for k, v in device.items()}, **row})
+        _write_csv(days_csv, day_rows)
     if not report.exams:
         if not report.failures:
             _err.print("[red]error:[/] no exam with images or dose reports found in "
