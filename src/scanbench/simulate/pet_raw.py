@@ -181,7 +181,8 @@ RAW_SCANNER_MODELS: dict[str, RawScannerModel] = {
     "analog-pmt": RawScannerModel(
         model="Virtual PET PMT", serial="VPET-PMT-0001", rings=24, crystals_per_ring=624,
         ring_diameter_mm=842.0, ring_pitch_mm=6.54, max_ring_difference=23, n_views=156,
-        tof_fwhm_ps=550.0, photon_efficiency=0.75, dead_time_ns=400.0, fwhm_mm=5.5),
+        tof_fwhm_ps=550.0, photon_efficiency=0.75, dead_time_ns=3.5, fwhm_mm=5.5,
+        singles_per_decay=0.35),
 }
 
 

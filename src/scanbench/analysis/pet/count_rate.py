@@ -52,6 +52,7 @@ from scanbench.types import Result
 NEMA_MASK_MM = 120.0
 NEMA_BAND_HALF_MM = 20.0
 NEMA_CENTRAL_AXIAL_MM = 650.0
+_BLOCK = 16
 
 
 @dataclass
@@ -168,7 +169,10 @@ class CountRate(RawOnly):
                                  "R_r (and so the scatter fraction) needs the delayed-window "
                                  "sinograms", dataset.where)
             prompts = dataset.prompts(f.index)[planes]
-            prof = aligned_profiles(prompts, layout, mask_mm)
+            # in blocks of planes: the alignment's index arrays stay small for 2 m scanners
+            prof = np.concatenate([aligned_profiles(prompts[b:b + _BLOCK], layout, mask_mm)
+                                   for b in range(0, len(prompts), _BLOCK)])
+            del prompts
             c_tot, c_rs = band_split(prof, layout.bin_size_mm, half_band)
             t = f.duration_s
             tot = float(c_tot.sum()) / t

@@ -1185,7 +1185,8 @@ class ImageQuality:
         """Long-AFOV practice (STANDARDS.md A.8: uEXPLORER images the IQ phantom at 5
         axial positions): ``axial_positions_mm`` lists patient z (mm) of the phantoms'
         sphere planes, e.g. ``"-600,-300,0,300,600"``. Each is analysed on its own in the
-        slices within ``axial_window_mm`` (default 150 mm: the IEC body phantom is about 220 mm long with its lid) of it, exactly as a short scan;
+        slices within ``axial_window_mm`` (default 150 mm, so that the whole IEC body
+        phantom, about 220 mm long with its lid, is kept) of it, exactly as a short scan;
         the measurements carry the label ``axial_position_mm``, and the positions and the
         window are stored with the result."""
         rest = dict(params)

@@ -133,6 +133,8 @@ class Sensitivity(RawOnly):
             groups.setdefault(key, []).append(f)
         n_planes = dataset.layout.n_planes if dataset.layout else 0
         profiles: list[dict[str, Any]] = []
+        loss_frames: list[str] = []
+        random_frames: list[str] = []
         for (x, y), frames in sorted(groups.items(), key=lambda kv: math.hypot(*kv[0])):
             radius = round(math.hypot(x, y), 1)
             if len({f.attrs["sleeves"] for f in frames}) < 2:
@@ -151,6 +153,13 @@ class Sensitivity(RawOnly):
                     per_plane = per_plane - r_int / max(len(per_plane), 1)
                 rate = float(per_plane.sum())
                 counts = float(dataset.prompts(f.index).sum())
+                delayed = dataset.delayed(f.index)
+                randoms = float(delayed.sum()) if delayed is not None else 0.0
+                if f.dead_time_fraction is not None and f.dead_time_fraction > 0.01:
+                    loss_frames.append(f"{f.index} ({100 * f.dead_time_fraction:.1f} %)")
+                if randoms > 0.05 * max(counts - randoms, 1.0):
+                    share = 100 * randoms / max(counts - randoms, 1.0)
+                    random_frames.append(f"{f.index} ({share:.0f} %)")
                 if not rate > 0:
                     raise AnalysisError(f"frame {f.index}: no net counts after randoms and "
                                         "intrinsic subtraction", dataset.where)
@@ -183,6 +192,15 @@ class Sensitivity(RawOnly):
             profiles.append({"radius_mm": radius, "sleeve_mm": xs, "rates_cps": rates,
                              "r0_cps": r0, "mu_per_mm": mu_per_mm,
                              "profile_cps_per_kbq": profile.tolist()})
+        if loss_frames:
+            result.warnings.append(
+                "count losses above 1 % (the scanner's dead-time fraction) in frame(s) "
+                f"{', '.join(loss_frames)}: NEMA asks for a low activity so that losses are "
+                "under 1 % ([U]); the uncorrected losses lower the sensitivity")
+        if random_frames:
+            result.warnings.append(
+                f"randoms above 5 % of trues in frame(s) {', '.join(random_frames)} ([U] NEMA "
+                "condition); they are subtracted, but the activity is higher than intended")
         plane_z = dataset.layout.plane_z_mm.tolist() if dataset.layout else list(range(n_planes))
         result.parameters = {
             **common_parameters(dataset),

@@ -100,3 +100,10 @@ def test_figures(files: dict[str, Path]) -> None:
     for key in files:
         r = analyze_raw(files[key])
         assert get(r.analysis).figures(r)
+
+
+def test_too_much_activity_for_the_sensitivity_test_is_said(tmp_path: Path) -> None:
+    simulate_sensitivity(tmp_path / "hot.h5", scanner=SMALL, activity_mbq=150.0,
+                         sleeves=(5, 1), radii_mm=(0.0,), seed=3)
+    r = analyze_raw(tmp_path / "hot.h5")
+    assert any("count losses above 1 %" in w for w in r.warnings)
