@@ -13,13 +13,14 @@ No open tool implements the NEMA count-rate sinogram method (STANDARDS.md A.3:
 the public reference is a MATLAB script), so there is no peer to time
 side by side; the figures stand alone.
 
-    python bench/pet_raw.py [--frames 30] [--out /tmp/scanbench-bench-raw]
+    python bench/pet_raw.py [--frames 30] [--out /tmp/scanbench-bench-raw [--reuse]]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import resource
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--scanner", default="total-body-200")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--reuse", action="store_true",
+                    help="Analyse the file already in --out instead of simulating it again.")
     args = ap.parse_args()
 
     from scanbench import __version__
@@ -52,12 +55,17 @@ def main() -> None:
           f"{model.max_ring_difference}, sinogram {lay.n_planes} planes x {lay.n_views} views x "
           f"{lay.n_bins} bins; {args.frames} frames + background")
 
-    t = time.perf_counter()
-    truth = simulate_count_rate(path, scanner=model, frames=args.frames, frame_s=120.0,
-                                gap_s=900.0, start_activity_mbq=2200.0)
-    t_sim = time.perf_counter() - t
-    size_mb = path.stat().st_size / 1e6
-    print(f"simulate + write     {t_sim:8.1f} s   file {size_mb:.0f} MB")
+    truth_path = path.with_name(path.stem + "_truth.json")
+    if args.reuse and path.is_file() and truth_path.is_file():
+        truth = json.loads(truth_path.read_text())
+        print(f"reusing {path} ({path.stat().st_size / 1e6:.0f} MB)")
+    else:
+        t = time.perf_counter()
+        truth = simulate_count_rate(path, scanner=model, frames=args.frames, frame_s=120.0,
+                                    gap_s=900.0, start_activity_mbq=2200.0)
+        t_sim = time.perf_counter() - t
+        size_mb = path.stat().st_size / 1e6
+        print(f"simulate + write     {t_sim:8.1f} s   file {size_mb:.0f} MB")
 
     for label, params in (("central 65 cm", {}), ("all planes", {"central_axial_mm": 0})):
         tracemalloc.start()
