@@ -231,7 +231,7 @@ def _print_drl(table: rl.DrlTable, exams: list[rl.Comparison], medians: list[rl.
              "below_abnormally_low": "magenta", "within": "green"}
     t = Table(title=f"Reference levels: {table.title} [{table.confidence}] — {table.source}",
               header_style="bold")
-    for col in ("exam / facility median", "category", "quantity", "n", "value", "DRL",
+    for col in ("exam, or facility | protocol median", "category", "quantity", "n", "value", "DRL",
                 "achievable", "abnormally low", "outcome"):
         t.add_column(col, justify="right" if col in ("n", "value", "DRL", "achievable",
                                                        "abnormally low") else "left")

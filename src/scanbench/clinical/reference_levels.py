@@ -249,18 +249,41 @@ def _grouped(studies: Iterable[StudyDose], table: DrlTable
     return groups
 
 
-def compare_medians(studies: Iterable[StudyDose], table: DrlTable) -> list[Comparison]:
-    """Each facility's median per exam category against the table: the comparison DRLs
-    are meant for."""
+def protocol_of(study: StudyDose) -> str:
+    """The protocol an exam ran: the acquisition protocol (125203) of its main
+    (largest-DLP, non-localizer) event, else the study description."""
+    events = [e for e in study.events if e.acquisition_type != "constant_angle" and e.protocol]
+    if events:
+        return str(max(events, key=lambda e: e.dlp_mgycm or 0.0).protocol)
+    return study.study_description or "?"
+
+
+def compare_medians(studies: Iterable[StudyDose], table: DrlTable,
+                    by: str = "protocol") -> list[Comparison]:
+    """Each facility's median per protocol (``by="protocol"``) or per exam category
+    (``by="category"``) against the levels of its category: the comparison DRLs are
+    meant for (ICRP 135: the median of a protocol at a facility)."""
+    if by not in ("protocol", "category"):
+        raise ValueError("by must be 'protocol' or 'category'")
     by_exam = {e.exam: e for e in table.exams}
+    groups: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for s in studies:
+        cat = table.category(s)
+        if cat is None:
+            continue
+        label = protocol_of(s) if by == "protocol" else cat.exam
+        for q, value in study_quantities(s).items():
+            if value is not None:
+                groups.setdefault((_facility(s), cat.exam, label), {}).setdefault(
+                    q, []).append(value)
     out = []
-    for (facility, exam), values in sorted(_grouped(studies, table).items()):
+    for (facility, exam, label), values in sorted(groups.items()):
         for q, vs in values.items():
             levels = by_exam[exam].levels.get(q) or {}
             if not any(v is not None for v in levels.values()):
                 continue
             med = statistics.median(vs)
-            out.append(Comparison(f"{facility} | {exam}", exam, q, med, levels,
+            out.append(Comparison(f"{facility} | {label}", exam, q, med, levels,
                                   outcome(med, levels), n=len(vs)))
     return out
 

@@ -94,6 +94,11 @@ def test_programme_local_drl_round_trip(programme: Path, tmp_path: Path) -> None
     comps = rl.compare_medians(studies, table)
     assert {c.exam for c in comps} == {"chest", "abdomen"}
     assert sorted({c.n for c in comps}) == [2, 3]  # 5 exams a site, chest and abdomen in turn
+    assert {c.subject.split(" | ")[1] for c in comps} == {"Routine Chest", "Abdomen Pelvis"}
+    chest_dlp = [c for c in comps if c.exam == "chest" and c.quantity == "dlp_mgycm"]
+    assert sorted(c.value for c in chest_dlp) == pytest.approx(sorted(medians))
+    by_category = rl.compare_medians(studies, table, by="category")
+    assert {c.subject.split(" | ")[1] for c in by_category} == {"chest", "abdomen"}
     per_exam = rl.compare_exams(studies, table)
     assert len(per_exam) == 2 * 15
     above = sum(c.outcome == "above_drl" for c in per_exam if c.quantity == "dlp_mgycm")
