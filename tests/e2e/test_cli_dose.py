@@ -75,11 +75,15 @@ def test_petct_dose_and_workflow_json(petct: Path) -> None:
 
 
 def test_csv_and_tables(petct: Path, tmp_path: Path) -> None:
-    proc = run("dose", petct, "--csv", tmp_path / "dose.csv")
+    proc = run("dose", petct, "--csv", tmp_path / "dose.csv", "--events-csv",
+               tmp_path / "events.csv")
     assert proc.returncode == 0, proc.stderr
     assert "Patient dose per study" in proc.stdout
     rows = list(csv.DictReader((tmp_path / "dose.csv").open()))
     assert len(rows) == 2 and rows[0]["modality"] == "PT/CT"
+    events = list(csv.DictReader((tmp_path / "events.csv").open()))
+    assert len(events) == 4  # a localizer and a helical scan per exam
+    assert {e["acquisition_type"] for e in events} == {"constant_angle", "spiral"}
     proc = run("workflow", petct, "--csv", tmp_path / "wf.csv", "--uptake-window", "0-1",
                "--days-csv", tmp_path / "days.csv", "--staffed-hours", "08:00-12:00")
     assert proc.returncode == 0, proc.stderr

@@ -108,6 +108,24 @@ def dose_rows(studies: list[StudyDose]) -> list[dict[str, Any]]:
     return rows
 
 
+def event_rows(studies: list[StudyDose]) -> list[dict[str, Any]]:
+    """One flat row per CT irradiation event, for protocol-level analysis."""
+    rows = []
+    for s in studies:
+        for i, e in enumerate(s.events, start=1):
+            d = e.to_dict()
+            d.pop("target_region_code")
+            alerts = d.pop("dose_check_alerts")
+            rows.append({
+                "study_instance_uid": s.study_instance_uid,
+                "study_datetime": s.study_datetime.isoformat() if s.study_datetime else "",
+                "manufacturer": s.device.manufacturer, "model": s.device.model,
+                "serial": s.device.serial, "station": s.device.station,
+                "study_description": s.study_description, "event": i, **d,
+                "dose_check_alerts": len(alerts)})
+    return rows
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     try:
         with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -165,6 +183,9 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
                                  "computed from these studies, categorised by --drl (default "
                                  "the WS/T 637 template's categories), to this YAML file.")]
          = None,
+         events_csv: Annotated[Path | None, typer.Option(
+             "--events-csv", help="Also write one row per CT irradiation event (with its "
+                                  "study's identity) to this CSV file.")] = None,
          ssde_method: Annotated[str | None, typer.Option(
              "--ssde", help="Measure SSDE on the CT images (AAPM 220 D_w) for events whose "
                             "report gives none: 'central' slice or 'mean' over z.")] = None,
@@ -216,6 +237,8 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
                    f"{local_drl}")
     if csv_file is not None:
         _write_csv(csv_file, dose_rows(report.studies))
+    if events_csv is not None:
+        _write_csv(events_csv, event_rows(report.studies))
     if not report.studies:
         if not report.failures:
             _err.print("[red]error:[/] no dose report, dose screen or PET/CT image found in "
