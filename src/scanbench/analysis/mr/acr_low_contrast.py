@@ -49,6 +49,7 @@ from scipy.stats import norm
 
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
+    _row_quantile,
     acr_axial_confidence,
     axial_geometry,
     new_result,
@@ -102,21 +103,20 @@ def sheet_centre(acr: AcrAxial, n: int) -> tuple[float, float, float]:
     v = r[None, :] * np.sin(angles)[:, None]
     prof = acr.sample(n, u, v)
     level = acr.outline(n).level
-    pts = []
-    for i in range(angles.size):
-        p = prof[i]
-        inside = float(np.nanmedian(p[r < 32.0]))
-        floor = float(np.nanmin(p))
-        half = floor + 0.5 * (inside - floor)
-        below = np.flatnonzero(p < half)
-        if below.size == 0 or inside < 0.3 * level:
-            continue
-        j = int(below[0])
-        if j == 0:
-            continue
-        t = (p[j - 1] - half) / (p[j - 1] - p[j]) if p[j - 1] != p[j] else 0.5
-        rr = r[j - 1] + t * (r[j] - r[j - 1])
-        pts.append((rr * np.cos(angles[i]), rr * np.sin(angles[i])))
+    inside = _row_quantile(np.where(r[None, :] < 32.0, prof, np.nan), 0.5)
+    floor = np.nanmin(np.nan_to_num(prof, nan=np.inf), axis=1)
+    half = floor + 0.5 * (inside - floor)
+    below = np.nan_to_num(prof, nan=np.inf) < half[:, None]
+    j = np.argmax(below, axis=1)
+    rows = np.arange(angles.size)
+    ok = below.any(axis=1) & (j > 0) & (inside >= 0.3 * level)
+    jm = np.maximum(j - 1, 0)
+    p0, p1 = prof[rows, jm], prof[rows, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(p0 != p1, (p0 - half) / (p0 - p1), 0.5)
+    rr = r[jm] + t * (r[j] - r[jm])
+    pts = [(float(rr[i] * np.cos(angles[i])), float(rr[i] * np.sin(angles[i])))
+           for i in np.flatnonzero(ok & np.isfinite(rr))]
     if len(pts) < 30:
         return 0.0, 0.0, float("nan")  # no rim seen: start from the phantom centre
     x, y = np.array(pts).T

@@ -146,24 +146,33 @@ def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
 def refine_pair(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float, d: float,
                 pu: float, pv: float) -> tuple[float, float, float, int]:
     """Position of the ``d`` mm pair near (pu, pv), and its offset in pitches: its own
-    template (both offsets) matched within one array's width, so that a first match
-    that put the template's upper-left array on nothing and its lower-right array on
-    the real upper-left one is corrected."""
+    template (both offsets) matched within one array's width (on a 0.2 mm grid, then
+    within ±0.4 mm on the 0.1 mm grid), so that a first match that put the template's
+    upper-left array on nothing and its lower-right array on the real upper-left one
+    is corrected."""
     best = (pu, pv, -np.inf, PAIR_STEPS[0])
     for steps in PAIR_STEPS:
-        tmpl = _template(d, blur, steps)
         reach = steps * 2.0 * d + 1.0
-        i0 = max(round((pu - d - reach - u[0]) / STEP_MM), 0)
-        j0 = max(round((pv - d - reach - v[0]) / STEP_MM), 0)
-        w = round(2 * reach / STEP_MM)
-        sub = img[j0: j0 + tmpl.shape[0] + w, i0: i0 + tmpl.shape[1] + w]
-        if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
-            continue
-        score = match_template(sub, tmpl, pad_input=False)
-        j, i = np.unravel_index(int(np.argmax(score)), score.shape)
-        if score[j, i] > best[2]:
-            best = (u[0] + (i0 + i) * STEP_MM + d, v[0] + (j0 + j) * STEP_MM + d,
-                    float(score[j, i]), steps)
+        for step, r in ((2 * STEP_MM, reach), (STEP_MM, 0.4)):
+            if step == STEP_MM:
+                pu, pv = best[0], best[1]
+                if best[3] != steps:
+                    break
+            k = round(step / STEP_MM)
+            tmpl = _template(d, blur, steps, step)
+            i0 = max(round((pu - d - r - u[0]) / STEP_MM), 0)
+            j0 = max(round((pv - d - r - v[0]) / STEP_MM), 0)
+            w = round(2 * r / STEP_MM)
+            sub = img[j0: j0 + k * tmpl.shape[0] + w: k, i0: i0 + k * tmpl.shape[1] + w: k]
+            if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
+                break
+            score = match_template(sub, tmpl, pad_input=False)
+            j, i = np.unravel_index(int(np.argmax(score)), score.shape)
+            if step == STEP_MM or score[j, i] > best[2]:
+                best = (u[0] + (i0 + k * i) * STEP_MM + d, v[0] + (j0 + k * j) * STEP_MM + d,
+                        float(score[j, i]) if step != STEP_MM else max(best[2],
+                                                                       float(score[j, i])),
+                        steps)
     return best
 
 
