@@ -252,7 +252,8 @@ def find_raw_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
         if p.is_file():
             (raw if is_raw_path(p) else rest).append(p)
         elif p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and is_raw_path(q))
+            found = sorted(q for q in p.rglob("*") if q.is_file() and is_raw_path(q)
+                           and not _is_delayed_sibling(q))
             raw.extend(found)
             others = [q for q in p.rglob("*") if q.is_file() and not is_raw_path(q)
                       and q.suffix.lower() not in (".s", ".json")]
@@ -261,6 +262,12 @@ def find_raw_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
         else:
             rest.append(p)
     return raw, rest
+
+
+def _is_delayed_sibling(path: Path) -> bool:
+    """``x_delayed.hs`` beside ``x.hs`` is that frame's delayed sinogram, not a file of its own."""
+    return path.name.lower().endswith("_delayed.hs") and \
+        path.with_name(path.name[: -len("_delayed.hs")] + ".hs").is_file()
 
 
 __all__ = ["SPEED_OF_LIGHT_MM_PER_PS", "Events", "Frame", "RawDataset", "ScannerGeometry",

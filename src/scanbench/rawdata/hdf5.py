@@ -279,3 +279,37 @@ def _opt_float(v: Any) -> float | None:
 
 def _opt_str(v: Any) -> str | None:
     return None if v is None else str(v)
+
+
+def convert_interfile(headers: list[Path], out: str | Path, *, purpose: str,
+                      phantom: dict[str, Any], frame_attrs: list[dict[str, Any]] | None = None,
+                      device: DeviceIdentity | None = None,
+                      half_life_s: float | None = 6586.2) -> Path:
+    """Write STIR Interfile frames (one ``.hs`` per frame, delayed as ``<name>_delayed.hs``)
+    as one HDF5 file in the scanbench layout, adding what Interfile cannot say: the
+    purpose, the phantom (activity, volume, line position) and per-frame facts such as
+    ``sleeves`` for the sensitivity test. Frames are SSRB-rebinned by the reader."""
+    from scanbench.rawdata.interfile import read_interfile
+
+    datasets = [read_interfile(Path(h)) for h in headers]
+    if not datasets:
+        raise InputError("no Interfile headers given", str(out))
+    attrs = frame_attrs or [{} for _ in datasets]
+    if len(attrs) != len(datasets):
+        raise InputError(f"{len(datasets)} headers but {len(attrs)} frame attribute sets",
+                         str(out))
+    first = datasets[0]
+
+    def frames() -> Any:
+        for ds, extra in zip(datasets, attrs, strict=True):
+            if ds.geometry != first.geometry or ds.layout is None or first.layout is None \
+                    or ds.layout.n_planes != first.layout.n_planes:
+                raise InputError("the headers describe different scanners or sinograms",
+                                 ds.where)
+            f = ds.frames[0]
+            yield {"start_s": f.start_s, "duration_s": f.duration_s, "attrs": dict(extra),
+                   "prompts": ds.prompts(0), "delayed": ds.delayed(0)}
+
+    return write_hdf5(out, first.geometry, frames(), layout=first.layout,
+                      device=device or first.device, purpose=purpose, phantom=phantom,
+                      half_life_s=half_life_s)

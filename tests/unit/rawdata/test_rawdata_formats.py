@@ -123,3 +123,34 @@ def test_stir_interfile_problems_are_named(tmp_path: Path) -> None:
     hs.with_suffix(".s").write_bytes(b"\0" * 100)
     with pytest.raises(InputError, match="holds 100 bytes"):
         read_raw(hs).prompts(0)
+
+
+def test_interfile_frames_converted_and_analysed(tmp_path: Path) -> None:
+    """STIR headers carry no sleeves or activity: convert_interfile adds them, and the
+    sensitivity analysis then runs on the HDF5 file; the delayed sibling is not a frame."""
+    from scanbench.rawdata import find_raw_files
+    from scanbench.rawdata.analysis import analyze_raw
+    from scanbench.rawdata.hdf5 import convert_interfile
+
+    rng = np.random.default_rng(3)
+    headers = []
+    for n, sleeves in enumerate((3, 2, 1)):
+        # on-axis line: counts in the central bins, fewer with more aluminium
+        segs = {d: np.zeros((4 - abs(d), 8, 16), dtype=np.float32) for d in range(-3, 4)}
+        for arr in segs.values():
+            arr[:, :, 7:9] = rng.poisson(2000 * np.exp(-2 * 0.0224 * 1.25 * sleeves),
+                                         arr[:, :, 7:9].shape)
+        hs = write_interfile(tmp_path / f"f{n}.hs", segs, geometry=GEO, bin_size_mm=4.0,
+                             duration_s=60.0, start_s=70.0 * n)
+        write_interfile(tmp_path / f"f{n}_delayed.hs",
+                        {d: np.zeros_like(a) for d, a in segs.items()}, geometry=GEO,
+                        bin_size_mm=4.0, duration_s=60.0, start_s=70.0 * n)
+        headers.append(hs)
+    raw, _ = find_raw_files([tmp_path])
+    assert sorted(p.name for p in raw) == ["f0.hs", "f1.hs", "f2.hs"]
+    out = convert_interfile(headers, tmp_path / "sens.h5", purpose="sensitivity",
+                            phantom={"activity_bq": 1e6, "line_length_mm": 700.0},
+                            frame_attrs=[{"sleeves": s} for s in (3, 2, 1)], half_life_s=None)
+    r = analyze_raw(out)
+    mu = r.get("aluminium_attenuation_coefficient_per_cm", radius_mm=0.0)
+    assert mu.value == pytest.approx(0.224, rel=0.05)
