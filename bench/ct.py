@@ -210,9 +210,9 @@ def compare(name: str, folder: Path, kind: str, truth: dict[str, Any] | None,
             print("   relative MTF (to 4 lp/cm): lp/cm  truth  scanbench  pylinac")
             for lp_mm, pl in peer["rmtf"].items():
                 lp = float(lp_mm) * 10
-                tr = (truth or {}).get("bar_modulation", {})
-                t = tr.get(str(lp), tr.get(f"{lp:.1f}"))
-                t4 = tr.get("4.0")
+                tr = {float(k): v for k, v in (truth or {}).get("bar_modulation", {}).items()}
+                t = tr.get(lp)
+                t4 = tr.get(4.0)
                 sb = bars.get(f"{lp:.1f}")
                 print(f"      {lp:5.0f} {'' if t is None else f'{t / t4:6.3f}':>6}"
                       f" {'' if sb is None else f'{sb / b4:9.3f}':>9} {pl:8.3f}")
