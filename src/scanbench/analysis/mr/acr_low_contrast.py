@@ -102,7 +102,7 @@ def sheet_centre(acr: AcrAxial, n: int) -> tuple[float, float, float]:
     u = r[None, :] * np.cos(angles)[:, None]
     v = r[None, :] * np.sin(angles)[:, None]
     prof = acr.sample(n, u, v)
-    level = acr.outline(n).level
+    level = acr.outline(len(acr.order)).level  # the fill's signal (slice 11's outline)
     inside = _row_quantile(np.where(r[None, :] < 32.0, prof, np.nan), 0.5)
     floor = np.nanmin(np.nan_to_num(prof, nan=np.inf), axis=1)
     half = floor + 0.5 * (inside - floor)
@@ -222,13 +222,13 @@ def spoke_pattern(acr: AcrAxial, n: int, cu: float, cv: float, sigma: float,
     spokes: the one maximising the summed t of spokes 1–3."""
     best = (-np.inf, 0.0, 1.0)
     for sense in senses:
-        angles = np.arange(0.0, 360.0, 2.0)
+        angles = np.arange(0.0, 360.0, 3.0)
         s = disc_stats(acr, n, cu, cv, angles, sense, sigma, spokes=3).sum(axis=(1, 2))
         i = int(np.argmax(s))
         if s[i] > best[0]:
             best = (float(s[i]), float(angles[i]), sense)
     _, coarse, sense = best
-    fine = np.arange(coarse - 2.0, coarse + 2.0001, 0.25)
+    fine = np.arange(coarse - 3.0, coarse + 3.0001, 0.25)
     s = disc_stats(acr, n, cu, cv, fine, sense, sigma, spokes=3).sum(axis=(1, 2))
     return float(fine[int(np.argmax(s))]), sense
 
