@@ -9,7 +9,6 @@ could not be, 2 for bad usage or when nothing readable was found.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import sys
 import tempfile
@@ -40,24 +39,38 @@ if not out.is_terminal:  # piped to a file or a program: tables as wide as they 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
-# Command groups that live beside the code they drive; each module has
-# ``register(app: typer.Typer) -> None`` adding its commands to the main app.
-COMMAND_MODULES: tuple[str, ...] = (
-    "scanbench.clinical.cli",  # dose, workflow
-    "scanbench.service.cli",  # ingest, db, jobs
-    "scanbench.net.cli",  # node, pull, export
-)
+# Commands that live beside the code they drive: command -> module whose
+# ``register(app: typer.Typer) -> None`` adds it. Only the module of the command
+# being run is imported: the virtual scanners alone pull in scipy and every
+# phantom, seconds that `scanbench node` or `scanbench dose` should not pay.
+COMMAND_MODULES: dict[str, str] = {
+    "dose": "scanbench.clinical.cli",
+    "workflow": "scanbench.clinical.cli",
+    "ingest": "scanbench.service.cli",
+    "db": "scanbench.service.cli",
+    "jobs": "scanbench.service.cli",
+    "node": "scanbench.net.cli",
+    "pull": "scanbench.net.cli",
+    "export": "scanbench.net.cli",
+}
+_NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 
 
-def _mount_subapps() -> None:
-
+def _mount_subapps(argv: list[str] | None = None) -> None:
+    """Mount what the command line asks for; everything for help or an unknown command."""
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _NATIVE_COMMANDS:
+        return
+    if command in COMMAND_MODULES:
+        importlib.import_module(COMMAND_MODULES[command]).register(app)
+        return
     from scanbench.simulate.cli import simulate_app
 
     app.add_typer(simulate_app, name="simulate",
                   help="Virtual scanners: write DICOM phantom scans with their ground truth.")
-    for name in COMMAND_MODULES:
-        if _present(name):  # TODO(integration): import explicitly
-            importlib.import_module(name).register(app)
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        importlib.import_module(module).register(app)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -345,11 +358,3 @@ def main() -> None:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(EXIT_USAGE)
 
-
-def _present(module: str) -> bool:
-    """Whether ``module`` exists (its parent package may not yet).
-    TODO(integration): gone once every module listed above has landed."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False

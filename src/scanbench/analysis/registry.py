@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from scanbench.analysis.base import Analysis
 from scanbench.errors import AnalysisError
@@ -19,10 +18,9 @@ _MODULES = (
     "scanbench.analysis.pet.tof_resolution",
     "scanbench.analysis.pet.coregistration",
     "scanbench.analysis.pet.corrections_accuracy",
-    # Packages that register their own modules in __init__ (issue 3: CT, 6: PET raw
-    # data, 7: MRI); TODO(integration): list their modules here explicitly.
+    "scanbench.analysis.ct",  # the package imports each CT analysis module
+    "scanbench.analysis.mr",  # the package imports each MR analysis module
 )
-_PACKAGES = ("scanbench.analysis.ct", "scanbench.analysis.mr", "scanbench.analysis.pet_raw")
 
 _REGISTRY: dict[str, Analysis] = {}
 _loaded = False
@@ -44,9 +42,6 @@ def _load() -> None:
     if not _loaded:
         for mod in _MODULES:
             importlib.import_module(mod)
-        for pkg in _PACKAGES:
-            if _present(pkg):
-                importlib.import_module(pkg)
         _loaded = True
 
 
@@ -87,11 +82,3 @@ def choose(series: Series) -> tuple[Analysis, float]:
             f"(confidence: {tried}); name one with --analysis")
     return scores[0][1], scores[0][0]
 
-
-def _present(module: str) -> bool:
-    """Whether ``module`` exists (its parent package may not yet).
-    TODO(integration): gone once every module listed above has landed."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,7 +42,7 @@ FwhmOption = Annotated[tuple[float, float, float] | None, typer.Option(
 BiasOption = Annotated[float, typer.Option(
     "--calibration-bias", help="Scanner activity-calibration error, %.")]
 DeviceOption = Annotated[str | None, typer.Option(
-    "--device", help="Device identity written to the headers, MANUFACTURER/MODEL[/SERIAL] "
+    "--device", help="Device identity written to the headers, MANUFACTURER/MODEL\\[/SERIAL] "
                      "(e.g. 'UIH/uMI 550/U550-01'), to try a spec's per-model claims.")]
 VoxelOption = Annotated[float | None, typer.Option("--voxel", help="Pixel size, mm.")]
 SliceOption = Annotated[float | None, typer.Option("--slice", help="Slice spacing, mm.")]
@@ -273,20 +272,8 @@ SIMULATE_MODULES: tuple[str, ...] = (
 
 
 def _register_modalities() -> None:
-
     for name in SIMULATE_MODULES:
-        if _present(name):  # TODO(integration): import explicitly
-            importlib.import_module(name).register(simulate_app)
-
-
-
-def _present(module: str) -> bool:
-    """Whether ``module`` exists (its parent package may not yet).
-    TODO(integration): gone once every module listed above has landed."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+        importlib.import_module(name).register(simulate_app)
 
 
 _register_modalities()
