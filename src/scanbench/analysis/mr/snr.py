@@ -185,8 +185,9 @@ def structure_fraction(obj: common.ObjectSlice) -> float:
     with strong shading, large for a slice with inserts, grids or holes."""
     from scipy import ndimage
 
-    roi = common.central_roi(obj.mask, ROI_FRACTION)
-    roi = ndimage.binary_erosion(roi, iterations=4)
+    roi = obj.central(ROI_FRACTION)
+    depth = obj.depth
+    roi = roi & (depth >= float(depth[roi].min()) + 4.0)  # 4 pixels in from the ROI's edge
     if not roi.any():
         return 1.0
     smooth = ndimage.gaussian_filter(obj.image, 4.0)
@@ -245,7 +246,7 @@ class NemaSnr:
                                                                       np.ndarray, float]:
         frac = common.number_param(params, "roi_fraction", ROI_FRACTION, 0.05, 1.0)
         obj = common.find_object(series, common.slice_param(params, series))
-        roi = common.central_roi(obj.mask, frac)
+        roi = obj.central(frac)
         return obj, roi, frac
 
     def run(self, series: Series, **params: Any) -> Result:

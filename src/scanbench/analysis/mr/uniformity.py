@@ -61,7 +61,8 @@ def noise_sigma_estimate(obj: common.ObjectSlice, roi: np.ndarray) -> float:
     SD of that residual for white noise of SD 1. Inside a phantom at SNR > 5 the magnitude
     noise is Gaussian with SD σ."""
     smooth = ndimage.uniform_filter(obj.image, FILTER_SIZE)
-    inner = ndimage.binary_erosion(roi, iterations=2)
+    depth = obj.depth
+    inner = roi & (depth >= float(depth[roi].min()) + 2.0)  # clear of the 3 × 3 reach
     resid = (obj.image - smooth)[inner if inner.any() else roi]
     return float(resid.std(ddof=1) / np.sqrt(8.0 / 9.0))
 
@@ -109,7 +110,7 @@ class NemaUniformity:
     def run(self, series: Series, **params: Any) -> Result:
         frac = common.number_param(params, "roi_fraction", ROI_FRACTION, 0.05, 1.0)
         obj = common.find_object(series, common.slice_param(params, series))
-        roi = common.central_roi(obj.mask, frac)
+        roi = obj.central(frac)
         dy, dx = float(series.spacing[1]), float(series.spacing[2])
         result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
                         device=series.facts.device, acquired_at=series.facts.acquired_at)
