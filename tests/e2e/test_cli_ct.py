@@ -24,7 +24,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def acr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("acr") / "acr"
-    proc = run("simulate", "ct-acr464", "--out", out, "--pixel", "0.8", "--spacing", "10",
+    proc = run("simulate", "ct-acr464", "--out", out, "--pixel", "1.0", "--spacing", "10",
                "--rotation", "6", "--shift", "10", "-5", "--table", "40", "--seed", "2")
     assert proc.returncode == 0, proc.stderr
     return out
@@ -50,7 +50,7 @@ def test_acr464_recognised_scored_and_true(acr: Path) -> None:
 def test_catphan_module_alone(tmp_path: Path) -> None:
     out = tmp_path / "cp"
     proc = run("simulate", "ct-catphan", "--out", out, "--model", "604", "--modules",
-               "sensitometry", "--pixel", "0.7", "--fov", "230", "--rotation", "90",
+               "sensitometry", "--pixel", "0.9", "--fov", "230", "--rotation", "90",
                "--seed", "1")
     assert proc.returncode == 0, proc.stderr
     proc = run("analyze", out, "--json")
@@ -72,7 +72,7 @@ def test_localiser_only_is_named(tmp_path: Path) -> None:
 
 def test_reconstruction_circle_cutting_the_phantom_is_named(tmp_path: Path) -> None:
     out = tmp_path / "cut"
-    proc = run("simulate", "ct-acr464", "--out", out, "--pixel", "1.0", "--modules", "3",
+    proc = run("simulate", "ct-acr464", "--out", out, "--pixel", "1.5", "--modules", "3",
                "--fov", "240", "--recon-diameter", "170")
     assert proc.returncode == 0, proc.stderr
     proc = run("analyze", out, "--analysis", "ct.acr464")

@@ -156,8 +156,8 @@ def _locate(series: Series) -> AcrLayout:
     body_ok = np.zeros(n, dtype=bool)
     centres = np.full((n, 2), np.nan)
     level = np.full(n, np.nan)
-    # classify on a 2-fold downsampled image: the features are centimetres across
-    step = 2 if min(dy, dx) < 0.6 else 1
+    # classify on pixels of about 1.2 mm: the features are centimetres across
+    step = max(1, int(1.2 / min(dy, dx)))
     for k in range(n):
         c, cen, ok, level[k] = _classify(v[k, ::step, ::step], (dy * step, dx * step))
         classes[k] = c
@@ -527,8 +527,10 @@ class Acr464:
             from scanbench.analysis.ct.mtf import mtf_from_circular_edge
         except ImportError:
             return
+        mid = len(stack) // 2  # three central slices hold plenty of edge
         try:
-            curve = mtf_from_circular_edge(stack, f.spacing_yx[0], f.centre_yx, acr.RADIUS_MM)
+            curve = mtf_from_circular_edge(stack[max(mid - 1, 0):mid + 2], f.spacing_yx[0],
+                                           f.centre_yx, acr.RADIUS_MM)
         except Exception as exc:  # an edge that cannot be read leaves the rest standing
             result.warnings.append(f"no MTF from the phantom edge: {exc}")
             return

@@ -188,7 +188,7 @@ def _locate(series: Series, forced: str | None, sensitometry: str | None) -> Cat
     v = np.asarray(series.voxels)
     _, dy, dx = series.spacing
     z = pm.slice_positions(series.affine, v.shape[0])
-    step = 2 if min(dy, dx) < 0.35 else 1
+    step = max(1, int(1.0 / min(dy, dx)))  # classify on pixels of about 1 mm
     infos = [_classify(v[k, ::step, ::step], (dy * step, dx * step)) for k in range(v.shape[0])]
     kinds = [i.kind for i in infos]
     centres = np.array([(i.centre_yx[0] * step, i.centre_yx[1] * step) for i in infos])
