@@ -87,3 +87,13 @@ def test_ramp_profile_fwhm_of_a_known_strip() -> None:
     rp = pm.ramp_profile(img, frame, (0.0, 0.25), (1.0, 0.0), 30.0, 1.0)
     assert rp is not None
     assert abs(rp.fwhm_mm - 20.0) < 0.3
+
+
+def test_figures_for_the_report() -> None:
+    w = [-5.0, 0.0, 5.0, 35.0, 40.0, 45.0, 75.0, 80.0, 85.0, 115.0, 120.0, 125.0]
+    s = render(acr.hu_at, w, pixel_mm=1.0, noise_hu=3.0)
+    r = Acr464().run(s)
+    figs = Acr464().figures(r)
+    titles = [f.layout.title.text for f in figs]
+    assert any("Module 1" in t for t in titles) and any("Module 4" in t for t in titles)
+    assert any("TTF" in t for t in titles)  # (the ramps are wires the local render lacks)

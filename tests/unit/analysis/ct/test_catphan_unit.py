@@ -69,3 +69,13 @@ def test_not_a_catphan() -> None:
     assert Catphan().detect(s) < 0.5
     with pytest.raises(AnalysisError, match="not a CatPhan"):
         Catphan().run(s)
+
+
+def test_figures_for_the_report() -> None:
+    s = render(cp.hu_map("504"), [-2.5, 0.0, 2.5], pixel_mm=0.6, noise_hu=3.0,
+               slice_thickness_mm=2.5)
+    figs = Catphan().figures(Catphan().run(s))
+    titles = [f.layout.title.text for f in figs]
+    assert any("Sensitometry" in t for t in titles)
+    assert any("electron density" in t for t in titles)
+    assert any("Teflon edge" in t for t in titles)
