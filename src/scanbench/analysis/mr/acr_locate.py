@@ -244,7 +244,7 @@ def outline(image: np.ndarray, pixel_mm: tuple[float, float],
     when no round object of about the expected size is found."""
     centre, level, background = _first_guess(image)
     angles = np.arange(0.0, 360.0, 1.0)
-    r = np.arange(0.0, 1.35 * expected_radius_mm, 0.5 * min(pixel_mm))
+    r = np.arange(0.0, 1.35 * expected_radius_mm, 0.25 * min(pixel_mm))
     a = np.radians(angles)
     edge = _edges(image, centre, pixel_mm, angles, r, level, background)
     ok = np.isfinite(edge)
@@ -304,9 +304,10 @@ class AcrAxial:
 
     def centre(self, n: int) -> tuple[float, float]:
         """The phantom centre (row, col) on slice ``n``: its own outline's centre where
-        that outline is measured (slices 1, 5, 7, 11 and any other asked for), else
-        on the straight phantom axis through the centres of slices 1 and 11."""
-        if n in self.outlines or n in (1, len(self.order)):
+        that outline is measured (slices 1, 5, 7, 11: geometry, uniformity and ghosting
+        use them), else on the straight phantom axis through the centres of slices 1
+        and 11 (the same answer whichever test asks first)."""
+        if n in (1, 5, 7, len(self.order)):
             return self.outline(n).centre
         c1, c11 = self.outline(1).centre, self.outline(len(self.order)).centre
         f = (n - 1) / (len(self.order) - 1)
