@@ -249,23 +249,22 @@ def measure(series: Series, result: Result) -> None:
                                                   found[1] + steps * p))):
             rows_ok = 0
             lines = []
+            along = np.arange(-p, 4 * p, STEP_MM / 2)
+            shifts = np.arange(-p / 4, p / 4 + 1e-9, STEP_MM)
+            offs = np.linspace(-d / 8, d / 8, 3)
+            base_across = origin[1 if direction == "left_right" else 0]
             for k in range(4):
-                best = None
-                for shift in np.arange(-p / 4, p / 4 + 1e-9, STEP_MM):
-                    along = np.arange(-p, 4 * p, STEP_MM / 2)
-                    across = origin[1 if direction == "left_right" else 0] + k * p + shift
-                    offs = np.linspace(-d / 8, d / 8, 3)
-                    if direction == "left_right":
-                        su = origin[0] + along[None, :] + 0 * offs[:, None]
-                        sv = across + offs[:, None] + 0 * along[None, :]
-                    else:
-                        sv = origin[1] + along[None, :] + 0 * offs[:, None]
-                        su = across + offs[:, None] + 0 * along[None, :]
-                    prof = np.nanmean(acr.sample(1, su, sv), axis=0)
-                    if best is None or np.nanmean(prof) > best[0]:
-                        best = (float(np.nanmean(prof)), prof, along, across)
-                assert best is not None
-                _, prof, along, across = best
+                # every candidate line of row k at once: (shift, offset, along)
+                across_all = base_across + k * p + shifts[:, None, None] + offs[None, :, None]
+                along_all = (origin[0] if direction == "left_right" else origin[1]) + \
+                    along[None, None, :] + 0 * across_all
+                across_all = across_all + 0 * along_all
+                su, sv = ((along_all, across_all) if direction == "left_right"
+                          else (across_all, along_all))
+                profs = np.nanmean(acr.sample(1, su, sv), axis=1)  # (shift, along)
+                best_i = int(np.nanargmax(np.nanmean(profs, axis=1)))
+                prof = profs[best_i]
+                across = float(base_across + k * p + shifts[best_i])
                 ok, peaks, dips = _line_resolved(prof, along, np.arange(4) * p, p, sigma,
                                                  background)
                 rows_ok += int(ok)
