@@ -165,7 +165,7 @@ class RawDataset:
         return str(self.path)
 
     def prompts(self, i: int) -> np.ndarray:
-        """Prompt sinogram of frame ``i``, ``(planes, views, bins)``, TOF bins summed."""
+        """Prompt sinogram of frame ``i``, ``(planes, views, bins)`` float32, TOF bins summed."""
         if self._prompts is None or not self.frames[i].has_prompts:
             raise InputError(f"frame {i} has no prompt sinogram", self.path)
         return self._prompts(i)

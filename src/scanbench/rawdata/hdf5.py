@@ -246,8 +246,10 @@ def _load(path: Path, frame: str, name: str) -> np.ndarray:
     with h5py.File(path, "r") as h:
         arr = np.asarray(h["frames"][frame][name])
     if arr.ndim == 4:  # TOF sinogram: the NEMA count-rate method uses the TOF-summed data
-        arr = arr.sum(axis=0)
-    return arr.astype(np.float64, copy=False)
+        arr = arr.sum(axis=0, dtype=np.float64)
+    # float32 holds every count up to 2^24 per bin exactly and halves the memory of a
+    # long-AFOV frame; totals are summed in float64 by the analyses
+    return arr.astype(np.float32, copy=False)
 
 
 def _load_events(path: Path, frame: str) -> Events:

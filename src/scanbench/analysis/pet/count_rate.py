@@ -87,7 +87,7 @@ def aligned_profiles(sino: np.ndarray, layout: SinogramLayout, mask_mm: float) -
     valid = (idx >= 0) & (idx < n)
     shifted = np.take_along_axis(masked, np.clip(idx, 0, n - 1), axis=2)
     shifted = np.where(valid, shifted, 0.0)
-    return shifted.sum(axis=1)
+    return shifted.sum(axis=1, dtype=np.float64)
 
 
 def band_split(profiles: np.ndarray, bin_mm: float, half_mm: float = NEMA_BAND_HALF_MM
@@ -177,7 +177,7 @@ class CountRate(RawOnly):
             t = f.duration_s
             tot = float(c_tot.sum()) / t
             true = float((c_tot - c_rs).sum()) / t
-            rnd = float(delayed[planes][..., s_mask].sum()) / t
+            rnd = float(delayed[planes][..., s_mask].sum(dtype=np.float64)) / t
             sc = tot - true - rnd - r_int
             a = dataset.mean_activity_bq(f)
             assert a is not None
@@ -234,9 +234,9 @@ class CountRate(RawOnly):
         t = 0.0
         for f in bgs:
             d = dataset.delayed(f.index)
-            net = dataset.prompts(f.index)[planes][..., s_mask].sum()
+            net = dataset.prompts(f.index)[planes][..., s_mask].sum(dtype=np.float64)
             if d is not None:
-                net -= d[planes][..., s_mask].sum()
+                net -= d[planes][..., s_mask].sum(dtype=np.float64)
             counts += float(net)
             t += f.duration_s
         return counts / t, f"background frame(s) {', '.join(str(f.index) for f in bgs)}"

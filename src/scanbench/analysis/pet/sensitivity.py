@@ -69,7 +69,8 @@ def intrinsic_rates(dataset: RawDataset, params: dict[str, Any]) -> tuple[float,
     total_t = 0.0
     for f in bgs:
         net = _net(dataset, f)
-        per_plane = net.sum(axis=(1, 2)) if per_plane is None else per_plane + net.sum(axis=(1, 2))
+        planes = net.sum(axis=(1, 2), dtype=np.float64)
+        per_plane = planes if per_plane is None else per_plane + planes
         total_t += f.duration_s
     assert per_plane is not None
     return float(per_plane.sum() / total_t), per_plane / total_t, \
@@ -83,7 +84,7 @@ def _net(dataset: RawDataset, frame: Frame) -> np.ndarray:
         raise InputError(f"frame {frame.index}: no delayed sinogram, but NEMA NU 2-2018 needs "
                          "randoms-subtracted rates; export the delayed (randoms) sinograms "
                          "with the prompts", dataset.where)
-    return prompts - delayed
+    return prompts.astype(np.float64) - delayed
 
 
 @register
@@ -152,9 +153,9 @@ class Sensitivity(RawOnly):
                 else:
                     per_plane = per_plane - r_int / max(len(per_plane), 1)
                 rate = float(per_plane.sum())
-                counts = float(dataset.prompts(f.index).sum())
+                counts = float(dataset.prompts(f.index).sum(dtype=np.float64))
                 delayed = dataset.delayed(f.index)
-                randoms = float(delayed.sum()) if delayed is not None else 0.0
+                randoms = float(delayed.sum(dtype=np.float64)) if delayed is not None else 0.0
                 if f.dead_time_fraction is not None and f.dead_time_fraction > 0.01:
                     loss_frames.append(f"{f.index} ({100 * f.dead_time_fraction:.1f} %)")
                 if randoms > 0.05 * max(counts - randoms, 1.0):
