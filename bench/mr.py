@@ -93,7 +93,8 @@ for _ in range(rounds):
 def value(name, key):
     res = out.get(name)
     for m in getattr(res, "measurements", []) or []:
-        m = m if isinstance(m, dict) else vars(m)
+        m = m if isinstance(m, dict) else {k: getattr(m, k, "") for k in ("name", "subtype",
+                                                                          "value")}
         if key.lower() in (str(m.get("name", "")) + " " + str(m.get("subtype", ""))).lower():
             v = m["value"]
             return float(v[0] if isinstance(v, (tuple, list)) else v)
