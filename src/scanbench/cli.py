@@ -137,7 +137,9 @@ def print_result(result: Result, console: Console) -> None:
     if d.serial:
         device += f" (serial {d.serial})"
     table = Table(title=f"{result.analysis}  ·  {result.standard}", title_justify="left",
-                  caption=f"{device}; series {result.series_instance_uid}"
+                  caption=f"{device}; "
+                  + (f"series {result.series_instance_uid}" if result.series_instance_uid
+                     else (result.source or "no series UID"))
                   + (f"; spec {result.spec}" if result.spec else ""), caption_justify="left")
     table.add_column("measurement", no_wrap=True)
     table.add_column("where")

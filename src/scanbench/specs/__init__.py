@@ -74,14 +74,15 @@ Confidence = Literal["C", "P", "U"]
 # Kept here so a spec can be checked at load time without importing the
 # analyses; it must list every name the analyses emit (DESIGN.md naming).
 MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
+    # axial_position_mm: only when one long-AFOV scan holds phantoms at several positions
     "pet.nema_nu2_2018.image_quality": {
-        "percent_contrast": ("sphere_mm",),
-        "background_variability": ("sphere_mm",),
-        "lung_residual": (),
-        "background_mean_bq_ml": (),
-        "rc_max": ("sphere_mm",),
-        "rc_mean": ("sphere_mm",),
-        "rc_peak": ("sphere_mm",),
+        "percent_contrast": ("sphere_mm", "axial_position_mm"),
+        "background_variability": ("sphere_mm", "axial_position_mm"),
+        "lung_residual": ("axial_position_mm",),
+        "background_mean_bq_ml": ("axial_position_mm",),
+        "rc_max": ("sphere_mm", "axial_position_mm"),
+        "rc_mean": ("sphere_mm", "axial_position_mm"),
+        "rc_peak": ("sphere_mm", "axial_position_mm"),
     },
     "pet.nema_nu2_2018.spatial_resolution": {
         # one per point source; position_cm is the nominal 1 / 10 / 20 cm class
