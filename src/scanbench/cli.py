@@ -293,17 +293,38 @@ def demo(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Where to write the scans and report (default: a new temp folder).")] = None,
 ) -> None:
-    """Simulate PET phantom scans on the virtual scanner, analyse them, write a report.
+    """Simulate PET, CT and MRI phantom scans and clinical studies, analyse them, write a report.
 
-    The NEMA IEC body phantom (shifted and rotated), point sources at 1, 10 and
-    20 cm and a uniform cylinder, analysed as a physicist would.
+    PET: the NEMA IEC body phantom (shifted and rotated; and an EARL1-harmonised
+    10:1 reconstruction), point sources at 1, 10 and 20 cm, a uniform cylinder.
+    CT: a daily-QC water phantom off-centre on the table and the ACR 464
+    phantom rotated by 4°. MRI: the ACR large phantom, T1 and T2 with a sagittal
+    localiser. Each is analysed as a physicist would and scored against its spec.
+    Then the patient dose of simulated CT and PET/CT studies.
     """
     from scanbench.api import analyze_paths
+    from scanbench.clinical.cli import print_dose
+    from scanbench.clinical.dose import doses_from_paths
     from scanbench.report import write_report
+    from scanbench.simulate.clinical import simulate_ct_exams, simulate_petct_exams
+    from scanbench.simulate.ct import CtScannerModel, render_water
+    from scanbench.simulate.ct_dicom import write_ct_series
+    from scanbench.simulate.ct_phantoms import render_acr464
+    from scanbench.simulate.mr import simulate_acr
     from scanbench.simulate.pet import simulate_iq, simulate_point, simulate_uniform
 
     base = out_dir or Path(tempfile.mkdtemp(prefix="scanbench-demo-"))
     base.mkdir(parents=True, exist_ok=True)
+    ct_model = CtScannerModel()
+
+    def ct_scan(render: Any, description: str, **kwargs: Any) -> Any:
+        def write(d: Path) -> dict[str, Any]:
+            volume, truth = render(ct_model, **kwargs)
+            write_ct_series(volume, d, model=ct_model, description=description)
+            (d / "ground_truth.json").write_text(json.dumps(truth, indent=1, default=float))
+            return dict(truth)
+        return write
+
     # (title, folder, simulate, analysis parameters from the truth, spec)
     jobs: list[tuple[str, str, Any, Any, str | None]] = [
         ("NEMA IEC body phantom, 4:1, shifted and rotated", "pet-iq",
@@ -321,11 +342,21 @@ def demo(
         ("uniform cylinder for calibration", "pet-uniform",
          lambda d: simulate_uniform(d, seed=3),
          lambda t: {"volume_ml": t["volume_ml"]}, "earl-calibration"),
+        ("CT daily water phantom, off-centre", "ct-water",
+         ct_scan(render_water, "CT water phantom", seed=5, shift_mm=(8.0, -5.0, 0.0),
+                 table_z_mm=120.0),
+         lambda t: {}, "daily-water-qc"),
+        ("ACR CT 464 phantom, rotated 4°", "ct-acr464",
+         ct_scan(render_acr464, "ACR CT 464 phantom", seed=6, rotation_deg=4.0,
+                 shift_mm=(5.0, -3.0, 0.0)),
+         lambda t: {"protocol": "adult_abdomen"}, "acr-ct"),
+        ("ACR MRI large phantom, T1 and T2 with a sagittal localiser", "mr-acr",
+         lambda d: simulate_acr(d, seed=7), lambda t: {}, "acr-mri-2022"),
     ]
     results: list[Result] = []
     failures: list[tuple[str, str]] = []
     with _progress() as prog:
-        task = prog.add_task("demo", total=2 * len(jobs))
+        task = prog.add_task("demo", total=2 * len(jobs) + 1)
         for title, name, simulate, params, spec in jobs:
             prog.update(task, description=f"simulating {title}")
             truth = simulate(base / name)
@@ -335,13 +366,22 @@ def demo(
             results.extend(rep.results)
             failures.extend((f.where, f.reason) for f in rep.failures)
             prog.advance(task)
+        prog.update(task, description="simulating CT and PET/CT patient studies")
+        simulate_ct_exams(base / "clinical", n=4)
+        simulate_petct_exams(base / "clinical", n=2)
+        doses = doses_from_paths([base / "clinical"])
+        failures.extend((str(where), why) for where, why in doses.failures)
+        prog.advance(task)
     for r in results:
         print_result(r, out)
+    print_dose(doses.studies, out)
     for where, why in failures:
         err.print(f"[red]error:[/] {where}: {why}")
     report = base / "report.html"
-    write_report(results, report, title="scanbench demo: virtual PET scanner", failures=failures)
-    out.print(f"\nscans and ground truth in [bold]{base}[/]; report: [bold]{report}[/]")
+    write_report(results, report, title="scanbench demo: virtual PET, CT and MRI scanners",
+                 failures=failures)
+    out.print(f"\nscans and ground truth in [bold]{base}[/]; report: [bold]{report}[/]\n"
+              f"patient dose of the simulated studies: scanbench dose {base / 'clinical'}")
     if failures:
         raise typer.Exit(EXIT_FAILURES)
 

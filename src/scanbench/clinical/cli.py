@@ -139,7 +139,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     _err.print(f"CSV written to {path} ({len(rows)} rows)")
 
 
-def _print_dose(studies: list[StudyDose], out: Console) -> None:
+def print_dose(studies: list[StudyDose], out: Console) -> None:
     table = Table(title="Patient dose per study", header_style="bold")
     for col, kw in (("study", {}), ("device", {}), ("modality", {}),
                     ("events", {"justify": "right"}),
@@ -223,7 +223,7 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
         sys.stdout.write(json.dumps(objs, indent=1) + "\n")
     else:
         out = _out()
-        _print_dose(report.studies, out)
+        print_dose(report.studies, out)
         if table is not None and drl:
             _print_drl(table, exams, medians, out)
     if local_drl is not None and table is not None:

@@ -292,8 +292,8 @@ class AcrLowContrast:
         figs = []
         for n, ev in result.evidence.get("slices", {}).items():
             ax = np.arange(-50.0, 50.0001, 0.25)
-            fig = go.Figure(go.Heatmap(z=ev["image"], x=ax, y=ax, colorscale="Greys",
-                                       reversescale=True, showscale=False))
+            fig = go.Figure(go.Heatmap(z=np.asarray(ev["image"], np.float32), x=ax, y=ax,
+                                       colorscale="Greys", reversescale=True, showscale=False))
             for k in range(N_SPOKES):
                 for j in range(len(RING_RADII_MM)):
                     ok = bool(ev["detected"][k, j])

@@ -280,9 +280,9 @@ def image_figure(image: np.ndarray, spacing_yx: tuple[float, float], title: str,
 
     dy, dx = spacing_yx
     img = np.asarray(image, dtype=np.float32)
-    fig = go.Figure(go.Heatmap(z=np.round(img, 1), x=np.arange(img.shape[1]) * dx,
-                               y=np.arange(img.shape[0]) * dy, colorscale="Greys",
-                               reversescale=True, showscale=False))
+    fig = go.Figure(go.Heatmap(z=np.round(img, 1).astype(np.float32),
+                               x=np.arange(img.shape[1]) * dx, y=np.arange(img.shape[0]) * dy,
+                               colorscale="Greys", reversescale=True, showscale=False))
     for mask, colour, name in outlines:
         first = True
         for c in find_contours(mask.astype(float), 0.5):
