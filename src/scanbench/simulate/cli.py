@@ -42,7 +42,7 @@ FwhmOption = Annotated[tuple[float, float, float] | None, typer.Option(
 BiasOption = Annotated[float, typer.Option(
     "--calibration-bias", help="Scanner activity-calibration error, %.")]
 DeviceOption = Annotated[str | None, typer.Option(
-    "--device", help="Device identity written to the headers, MANUFACTURER/MODEL\\[/SERIAL] "
+    "--device", help="Device identity written to the headers, MAKER/MODEL or MAKER/MODEL/SERIAL "
                      "(e.g. 'UIH/uMI 550/U550-01'), to try a spec's per-model claims.")]
 VoxelOption = Annotated[float | None, typer.Option("--voxel", help="Pixel size, mm.")]
 SliceOption = Annotated[float | None, typer.Option("--slice", help="Slice spacing, mm.")]

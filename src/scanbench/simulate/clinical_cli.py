@@ -28,7 +28,7 @@ StartOpt = Annotated[str, typer.Option(
     "--start", help="First exam start, ISO date-time (e.g. 2026-03-02T08:00).")]
 GapOpt = Annotated[float, typer.Option("--mean-gap", help="Mean gap between patients, min.")]
 DeviceOpt = Annotated[str | None, typer.Option(
-    "--device", help="MANUFACTURER/MODEL[/SERIAL] written to the headers.")]
+    "--device", help="MAKER/MODEL or MAKER/MODEL/SERIAL written to the headers.")]
 
 
 def _device(text: str | None, default: DeviceSpec) -> DeviceSpec:
@@ -36,7 +36,7 @@ def _device(text: str | None, default: DeviceSpec) -> DeviceSpec:
         return default
     parts = [p.strip() for p in text.split("/")]
     if len(parts) < 2 or not all(parts):
-        raise typer.BadParameter(f"--device '{text}': expected MANUFACTURER/MODEL[/SERIAL]")
+        raise typer.BadParameter(f"--device '{text}': expected MAKER/MODEL or MAKER/MODEL/SERIAL")
     serial = parts[2] if len(parts) > 2 else default.serial
     return DeviceSpec(parts[0], parts[1], serial, station=serial[:16])
 

@@ -60,7 +60,7 @@ ModeOption = Annotated[str, typer.Option(
 SignedOption = Annotated[bool, typer.Option(
     "--signed/--unsigned", help="Pixel Representation 1 (padding −2000) or 0 (padding 0).")]
 DeviceOption = Annotated[str | None, typer.Option(
-    "--device", help="Device identity in the headers, MANUFACTURER/MODEL[/SERIAL].")]
+    "--device", help="Device identity in the headers, MAKER/MODEL or MAKER/MODEL/SERIAL.")]
 
 
 def _fail(message: str) -> typer.Exit:

@@ -44,7 +44,7 @@ ParallelOption = Annotated[float, typer.Option(
 NoiseOption = Annotated[bool, typer.Option("--noise/--no-noise", help="Add noise.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Noise seed.")]
 DeviceOption = Annotated[str | None, typer.Option(
-    "--device", help="Device identity MANUFACTURER/MODEL[/SERIAL] in the headers.")]
+    "--device", help="Device identity MAKER/MODEL or MAKER/MODEL/SERIAL in the headers.")]
 NamesOption = Annotated[str, typer.Option(
     "--file-names", help="uid (sub-folder per series) or shuffled (one flat folder).")]
 
@@ -59,7 +59,7 @@ def _scanner(field: float, channels: int, device: str | None) -> MrScanner:
     if device is not None:
         parts = [p.strip() for p in device.split("/")]
         if len(parts) not in (2, 3) or not all(parts):
-            raise _fail(f"--device {device!r}: expected MANUFACTURER/MODEL[/SERIAL]")
+            raise _fail(f"--device {device!r}: expected MAKER/MODEL or MAKER/MODEL/SERIAL")
         changes["manufacturer"], changes["model"] = parts[0], parts[1]
         if len(parts) == 3:
             changes["serial"] = parts[2]
