@@ -47,16 +47,22 @@ pins scanbench's value so that a change is noticed:
 * **Low contrast**: scanbench's detection rule is a statistical test (module
   docstring), hazen's a different image-processing rule, and a human observer
   a third: within 2 spokes per slice where hazen's newer task publishes slice
-  scores, within 4 of its total otherwise. Known gap: on the Aera T1 and the
-  SIGNA Artist T2, scanbench finds fewer spokes than hazen on slices 8 to 10
-  (1.4 % to 3.6 % contrast; e.g. 3 against 8 on the Aera's slice 8), although
-  the discs' contrast-to-noise there is well above the detection threshold:
-  the spoke pattern, fitted on each slice from its three largest spokes, is
-  placed less accurately at these contrasts than on slice 11. These
-  two are asserted as "never more than hazen, and within 3 on slice 11".
-  The GE HDxt score 0 of hazen's older task is not a reading of the image
-  (its low-contrast discs are plainly visible on slices 10 and 11): that task
-  failed on the 512 matrix; not compared.
+  scores, within 4 of its total otherwise. With the pixel-exact disc statistic
+  (plane background 1–6 mm around each disc, inside the sheet) the SIGNA Artist
+  T2 moved from 2/2/6/4 to 3/5/6/6 (hazen 5/6/7/7) and is now held to 2 per
+  slice. Known gap: on the Aera T1 scanbench finds fewer spokes than hazen on
+  slices 8 and 9 (1.4 % and 2.5 % contrast: 4 and 6 against 8 and 10; before,
+  3/4/6/10). The inner two rings are detected to spoke 6-7 on slice 8; the
+  outer ring (38 mm) drops out from spoke 5: the spoke pattern, fitted on each
+  slice from its four largest spokes, is placed less accurately at the outer
+  radius at these contrasts, and a 0.5 mm miss costs a 2-3 mm disc much of its
+  contrast. Asserted: never more than hazen, within 1 on slices 10 and 11 (9
+  and 10 against 10 and 10). The Siemens 3 T reads 8/8/10/10, total 36 against
+  hazen's older task's 40 (before: 40, but its slice-8 outer-ring z of 146 came
+  from the 1–3 mm annulus reaching the sheet's dark rim). The GE HDxt score 0
+  of hazen's older task is not a reading of the image (its low-contrast discs
+  are plainly visible on slices 10 and 11): that task failed on the 512
+  matrix; not compared.
 """
 
 from __future__ import annotations
@@ -198,10 +204,11 @@ def _slice_scores(expr: str) -> dict[int, int]:
     return {int(a): int(b) for a, b in re.findall(r"SliceScore\((\d+), (\d+)\)", expr)}
 
 
-LCD = ["GE_Artist_1.5T_T1", "PhilipsAchieva", "GE_Signa_Artist_1.5T_T1", "Siemens"]
+LCD = ["GE_Artist_1.5T_T1", "PhilipsAchieva", "GE_Signa_Artist_1.5T_T1", "Siemens",
+       "GE_Signa_Artist_1.5T_T2"]
 # Where scanbench finds fewer spokes than hazen on the two lowest-contrast slices (module
 # docstring: a known gap of the spoke-pattern fit at 1.4 % and 2.5 % contrast).
-LCD_FEWER = ["Siemens_Aera_1.5T_T1", "GE_Signa_Artist_1.5T_T2"]
+LCD_FEWER = ["Siemens_Aera_1.5T_T1"]
 
 
 @pytest.mark.parametrize("name", LCD + LCD_FEWER)
@@ -214,8 +221,8 @@ def test_low_contrast_vs_hazen(name: str, series: Any, published: dict[str, Any]
             got = r.get("spokes_detected", slice=sl).value
             if name in LCD_FEWER:
                 assert got <= value, (name, sl, got, value)
-                if sl == 11:  # 5.1 %: the pattern is found; within 3
-                    assert value - got <= 3, (name, sl, got, value)
+                if sl in (10, 11):  # 3.6 % and 5.1 %: the pattern is found; within 1
+                    assert value - got <= 1, (name, sl, got, value)
                 continue
             assert abs(got - value) <= 2, (name, sl, got, value)
     else:

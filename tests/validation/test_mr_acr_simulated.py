@@ -23,7 +23,9 @@ Nyquist ghost. Tolerances are the issue's: lengths 0.5 mm, slice thickness
 0.3 mm, slice position 0.5 mm, PIU 1 point, ghosting 0.3 points, the resolved
 hole size exactly, low-contrast spokes within ±2 per slice (the truth's spoke
 count uses the noise-free disc contrast, the measurement the noisy image, so a
-disc near the detection threshold can fall either side).
+disc near the detection threshold can fall either side; where an ideal observer
+itself misses ±2 in 5 % of noise draws or more, a miss is an expected failure,
+and every count must lie in the ideal observer's central 99 %).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scanbench.analysis.mr import acr_suite
+from scanbench.analysis.mr import acr_low_contrast, acr_suite
 from scanbench.phantoms import acr_mri
 from scanbench.simulate import mr as sim
 from scanbench.types import DeviceIdentity, MrFacts, Result, Series, SeriesFacts
@@ -160,17 +162,58 @@ def test_resolved_hole_exactly(
             assert got == pytest.approx(true), (ours, got, true)
 
 
+def ideal_observer_counts(z_truth: np.ndarray, draws: int = 20000, seed: int = 0
+                          ) -> np.ndarray:
+    """Spoke counts of an ideal observer: the truth's own statistic at the discs' true
+    places on a noisy image is the truth's noise-free z plus a unit normal deviate per
+    disc (the noise is white and the discs do not share pixels); counted by the ACR rule
+    from spoke 1 to the first incomplete spoke."""
+    rng = np.random.default_rng(seed)
+    z = z_truth[None] + rng.standard_normal((draws, *z_truth.shape))
+    complete = (z >= acr_low_contrast.Z_THRESHOLD).all(axis=2)
+    counts: np.ndarray = np.where(complete.all(axis=1), z_truth.shape[0],
+                                  np.argmin(complete, axis=1))
+    return counts
+
+
 def test_low_contrast_spokes_within_two_per_slice(
         measured: tuple[Case, dict[str, Result], dict[str, Any]]) -> None:
-    case, results, truth = measured
-    if case.matrix == 512 and case.imp.snr is not None:
-        # Known gap: the truth's z uses the noise-free contrast against the whole known
-        # background; scanbench's disc-vs-annulus test (1-3 mm ring, needed against B1
-        # shading on real scans) has a larger standard error, so on the noisiest case
-        # (0.49 mm pixels, SNR 40) it stops a few spokes earlier on slice 8 (3 vs 7).
-        pytest.xfail("512 matrix at SNR 40: slice 8 (1.4 %) scores below the truth's "
-                     "count; the annulus background costs power (see comment)")
+    """The issue's tolerance. The truth counts the spokes whose *noise-free* z clears the
+    threshold; a count on a noisy image stops at the first disc that noise pushes below
+    it, so near the threshold even an ideal observer falls short: on slice 8 of these
+    cases (1.4 %) the ideal observer misses ±2 in 17 %, 10 % and 28 % of noise draws.
+    Where the measurement misses ±2 on a slice where the ideal observer misses it in at
+    least 5 % of draws, the case is an expected failure (the next test checks the count
+    against the ideal observer's distribution instead); anywhere else it fails.
+    Measured (this seed): 512 matrix, SNR 40, slice 8: 3 spokes (truth 7); one disc of
+    spoke 4 (truth z 4.8) reads z 2.9 at the fitted place and 3.0 at the true place;
+    before the pixel-exact statistic (1–3 mm annulus of interpolated samples) its z
+    ran 0.5–2.5 below the truth's on average per slice here, after it −0.5…+0.1."""
+    _, results, truth = measured
     r = results["mr.acr.low_contrast"]
+    expected_misses = []
     for sl, true in truth["spokes_detected"].items():
         got = r.get("spokes_detected", slice=int(sl)).value
-        assert abs(got - true) <= 2, (sl, got, true)
+        if abs(got - true) <= 2:
+            continue
+        ideal = ideal_observer_counts(np.asarray(truth["lcd_disc_z"][sl]))
+        p_ideal = float(np.mean(np.abs(ideal - true) > 2))
+        assert p_ideal >= 0.05, (sl, got, true, p_ideal)
+        expected_misses.append(f"slice {sl}: {got:.0f} vs truth {true} (an ideal observer "
+                               f"misses ±2 there in {100 * p_ideal:.0f} % of noise draws)")
+    if expected_misses:
+        pytest.xfail("; ".join(expected_misses))
+
+
+def test_low_contrast_spokes_consistent_with_ideal_observer(
+        measured: tuple[Case, dict[str, Result], dict[str, Any]]) -> None:
+    """Every slice's count lies in the central 99 % of the ideal observer's counts
+    (``ideal_observer_counts``): what a detector with the truth's statistic at the true
+    disc places would score at this noise."""
+    _, results, truth = measured
+    r = results["mr.acr.low_contrast"]
+    for sl in truth["spokes_detected"]:
+        got = r.get("spokes_detected", slice=int(sl)).value
+        ideal = ideal_observer_counts(np.asarray(truth["lcd_disc_z"][sl]))
+        lo, hi = np.quantile(ideal, [0.005, 0.995])
+        assert lo <= got <= hi, (sl, got, lo, hi)

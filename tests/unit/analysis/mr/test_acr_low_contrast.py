@@ -1,0 +1,103 @@
+"""Unit tests of the low-contrast disc statistic (``acr_low_contrast.disc_z``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scanbench.analysis.mr import acr_low_contrast as lc
+from scanbench.analysis.mr.acr_locate import AcrAxial
+from scanbench.types import Series, SeriesFacts
+
+N, PIX = 256, 0.5  # a 128 mm field at 0.5 mm pixels (the 512-matrix pixel size)
+
+
+class _Centred(AcrAxial):
+    """Phantom centre at the middle of the image, no rotation (no outline search)."""
+
+    def centre(self, n: int) -> tuple[float, float]:
+        return ((N - 1) / 2, (N - 1) / 2)
+
+
+def _acr(image: np.ndarray) -> AcrAxial:
+    voxels = np.repeat(image[None].astype(np.float32), 11, axis=0)
+    series = Series(voxels=voxels, spacing=(10.0, PIX, PIX), affine=np.eye(4),
+                    facts=SeriesFacts(modality="MR"))
+    return _Centred(series=series, order=list(range(11)), pixel_mm=(PIX, PIX),
+                    rotation_deg=0.0)
+
+
+def _discs(contrast: float, spokes: int) -> np.ndarray:
+    """Discs of the ACR pattern (pixel centres inside each disc) on spokes 1..spokes."""
+    c = (N - 1) / 2
+    rr, cc = np.mgrid[:N, :N]
+    img = np.zeros((N, N))
+    for k, ring in np.ndindex(spokes, 3):
+        z = lc.model_positions(0.0, 1.0)[k, ring]
+        inside = np.hypot((rr - c - z.imag / PIX) * PIX, (cc - c - z.real / PIX) * PIX)
+        img[inside <= lc.DIAMETERS_MM[k] / 2] = contrast
+    return img
+
+
+def test_no_disc_gives_standard_normal_z_so_the_stated_false_positive_rate_holds() -> None:
+    """White noise, no discs: z over 30 discs × 40 images has mean 0 and SD 1 (within
+    4 standard errors), so z > 2.94 has the stated 0.17 % per-disc rate."""
+    rng = np.random.default_rng(7)
+    centres = lc.model_positions(0.0, 1.0)
+    zs = np.concatenate([
+        lc.disc_z(_acr(1000.0 + 10.0 * rng.standard_normal((N, N))), 8, centres, 10.0,
+                  (0.0, 0.0, 44.0)).ravel()
+        for _ in range(40)])
+    assert abs(zs.mean()) < 4 / np.sqrt(zs.size)
+    assert abs(zs.std() - 1.0) < 4 / np.sqrt(2 * zs.size)
+    assert np.mean(zs > lc.Z_THRESHOLD) < 0.01
+
+
+def test_linear_shading_cancels_and_empty_places_read_zero() -> None:
+    """Noise-free: a strong linear B1-like shading changes no disc's z, and the places
+    of absent discs (spokes 6-10) read z = 0 exactly (the plane fits the background)."""
+    centres = lc.model_positions(0.0, 1.0)
+    flat = 1000.0 + _discs(14.0, 5)  # 1.4 % contrast on spokes 1-5
+    rr, cc = np.mgrid[:N, :N]
+    shaded = flat + 3.0 * (cc - N / 2) * PIX - 1.5 * (rr - N / 2) * PIX  # 30 % over 100 mm
+    z_flat = lc.disc_z(_acr(flat), 8, centres, 1.0, (0.0, 0.0, 44.0))
+    z_shaded = lc.disc_z(_acr(shaded), 8, centres, 1.0, (0.0, 0.0, 44.0))
+    assert np.abs(z_flat[5:]).max() < 1e-6
+    np.testing.assert_allclose(z_shaded, z_flat, atol=1e-6)
+    # the z of a disc is its contrast over its standard error: 14 / √(1/n_d + v_b) with
+    # n_d pixels in the disc (a 7 mm disc at 0.5 mm pixels: about 154) and v_b < 1/n_d
+    assert 14.0 * np.sqrt(100.0) < z_flat[0].min() < 14.0 * np.sqrt(160.0)
+
+
+def test_the_background_stays_inside_the_sheet() -> None:
+    """Outside the sheet there is no plastic (as bright as a disc): a background that
+    reached past the rim would read the outer-ring discs lower."""
+    centres = lc.model_positions(0.0, 1.0)
+    rr, cc = np.mgrid[:N, :N]
+    outside = np.hypot(rr - (N - 1) / 2, cc - (N - 1) / 2) * PIX > 44.0
+    img = 1000.0 + _discs(14.0, 10) + 14.0 * outside
+    z_in = lc.disc_z(_acr(img), 8, centres, 1.0, (0.0, 0.0, 44.0))
+    z_nosheet = lc.disc_z(_acr(img), 8, centres, 1.0, None)
+    assert np.all(z_nosheet[:, 2] < z_in[:, 2])
+    # an unseen rim (NaN radius) falls back to the nominal sheet radius
+    z_nan = lc.disc_z(_acr(img), 8, centres, 1.0, (0.0, 0.0, float("nan")))
+    np.testing.assert_allclose(z_nan, z_in)
+
+
+@pytest.mark.parametrize("shear", [0.0, 0.02])
+def test_refine_follows_an_anisotropic_scale(shear: float) -> None:
+    """The pattern imaged with a 1.5 % / −1 % scale (a gradient-calibration error) and a
+    shear is recovered from the big discs: every disc within 0.15 mm."""
+    a = np.array([[1.015, shear], [0.0, 0.99]])
+    true = lc.model_positions(0.0, 1.0)
+    xy = np.stack([true.real, true.imag], -1) @ a.T
+    moved = xy[..., 0] + 1j * xy[..., 1]
+    c = (N - 1) / 2
+    rr, cc = np.mgrid[:N, :N]
+    img = np.full((N, N), 1000.0)
+    for k, ring in np.ndindex(10, 3):
+        z = moved[k, ring]
+        img[np.hypot((rr - c) * PIX - z.imag, (cc - c) * PIX - z.real)
+            <= lc.DIAMETERS_MM[k] / 2] += 50.0
+    got = lc.refine(_acr(img), 8, true)
+    assert np.abs(got - moved).max() < 0.15
