@@ -66,9 +66,9 @@ CASES = (
 )
 
 
-def render(case: Case) -> tuple[Series, dict[str, Any]]:
+def render(case: Case, phantom_name: str = "large") -> tuple[Series, dict[str, Any]]:
     """One axial T1 series of the ACR phantom, as a scanbench Series, and its truth."""
-    phantom = acr_mri.phantom("large")
+    phantom = acr_mri.phantom(phantom_name)
     scanner = sim.MrScanner(field_strength_t=case.field_t)
     protocol = replace(sim.T1, matrix=case.matrix)
     rng = np.random.default_rng(case.seed)
@@ -217,3 +217,16 @@ def test_low_contrast_spokes_consistent_with_ideal_observer(
         ideal = ideal_observer_counts(np.asarray(truth["lcd_disc_z"][sl]))
         lo, hi = np.quantile(ideal, [0.005, 0.995])
         assert lo <= got <= hi, (sl, got, lo, hi)
+
+
+def test_the_medium_phantom_is_recognised_and_refused_once_with_the_reason() -> None:
+    """The ACR medium phantom (165 mm) is not measured with the large phantom's geometry
+    (its lengths would read 25 mm short, its discs and ROIs would be misplaced): the
+    suite claims the series and gives one failure that names the phantom."""
+    series, _ = render(Case("medium phantom", sim.Imperfections(rotation_deg=3.0)), "medium")
+    suite = acr_suite.AcrSuite()
+    groups = suite.group([series])
+    assert groups == [(series,)]
+    out = suite.run_group(groups[0])
+    assert len(out) == 1 and not isinstance(out[0], Result), out
+    assert "medium phantom" in out[0].message and "165 mm" in out[0].message

@@ -45,6 +45,7 @@ from scanbench.types import Result, Series
 
 INSIDE_DIAMETER_MM = 190.0  # ACR large phantom, inside diameter [C] (STANDARDS.md C.1)
 INSIDE_LENGTH_MM = 148.0  # inside length [C]
+MEDIUM_INSIDE_DIAMETER_MM = 165.0  # ACR medium phantom, inside diameter [C] (STANDARDS.md C.1)
 N_SLICES = 11  # ACR axial series [C]
 SLICE_GAP_MM = 10.0  # 5 mm slices with 5 mm gaps: centres 10 mm apart [U] (ACR protocol)
 
@@ -274,6 +275,24 @@ def outline(image: np.ndarray, pixel_mm: tuple[float, float],
                    kept=kept)
 
 
+def is_medium_phantom(o: Outline) -> bool:
+    """The outline is nearer the medium phantom's 165 mm than the large one's 190 mm."""
+    return bool(2 * o.radius_mm < (INSIDE_DIAMETER_MM + MEDIUM_INSIDE_DIAMETER_MM) / 2)
+
+
+def refuse_medium(o: Outline) -> None:
+    """Raise a clear AnalysisError for the ACR medium phantom: every ACR test here places
+    its ROIs, profiles and discs by the large phantom's geometry, so on the medium
+    phantom they would measure the wrong places (and its lengths would read 25 mm
+    short) rather than fail."""
+    if is_medium_phantom(o):
+        raise AnalysisError(
+            f"the phantom is {2 * o.radius_mm:.0f} mm across: the ACR medium phantom "
+            f"({MEDIUM_INSIDE_DIAMETER_MM:.0f} mm), or a large phantom imaged with a gross "
+            f"(> 6 %) gradient-scale error; scanbench's ACR tests are implemented for the "
+            f"large phantom ({INSIDE_DIAMETER_MM:.0f} mm) only, so none was run")
+
+
 # ------------------------------------------------------------------------- axial series
 
 
@@ -399,6 +418,8 @@ def _axial_geometry(series: Series) -> AcrAxial:
         raise AnalysisError(f"not the ACR large phantom: {exc.message}") from exc
     s_first = _has_slab(first, o_first, pixel_mm)
     s_last = _has_slab(last, o_last, pixel_mm)
+    if max(s_first, s_last) >= 0.5:
+        refuse_medium(o_first)
     if max(s_first, s_last) < 0.5:
         raise AnalysisError("neither end slice shows the ACR slice-1 slab (the dark band with "
                             "the slice-thickness ramps): not an ACR large-phantom series, or "

@@ -46,6 +46,7 @@ from scanbench.analysis.mr.acr_locate import (
     _has_slab,
     acr_axial_confidence,
     axial_geometry,
+    is_medium_phantom,
     localiser_confidence,
     new_result,
     orientation,
@@ -77,6 +78,15 @@ def _looks_acr(series: Series) -> bool:
         return False
     orient = orientation(series)
     try:
+        if orient == "axial" and series.shape[0] == N_SLICES:  # the medium phantom
+            pixel = (float(series.spacing[1]), float(series.spacing[2]))
+            img = series.voxels[0].astype(float)
+            o = outline(img, pixel)
+            if is_medium_phantom(o) and max(
+                    _has_slab(img, o, pixel),
+                    _has_slab(series.voxels[-1].astype(float), outline(
+                        series.voxels[-1].astype(float), pixel), pixel)) >= 0.5:
+                return True
         if orient == "axial" and series.shape[0] != N_SLICES:
             pixel = (float(series.spacing[1]), float(series.spacing[2]))
             for k in (0, series.shape[0] - 1):
@@ -151,6 +161,12 @@ class AcrSuite:
                     where=series_where(s)))
         localiser = locs[0] if locs else None
         for s in axials:
+            try:  # the phantom found once: a series that is not the large phantom fails once
+                axial_geometry(s)
+            except ScanbenchError as exc:
+                out.append(AnalysisError(f"{self.id}: {exc.message}",
+                                         where=exc.where or series_where(s)))
+                continue
             for cls, measure in TESTS:
                 test = cls()
                 result = new_result(test, s)
