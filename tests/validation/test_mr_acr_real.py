@@ -53,11 +53,11 @@ pins scanbench's value so that a change is noticed:
   slice. Known gap: on the Aera T1 scanbench finds fewer spokes than hazen on
   slices 8 and 9 (1.4 % and 2.5 % contrast: 4 and 6 against 8 and 10; before,
   3/4/6/10). The inner two rings are detected to spoke 6-7 on slice 8; the
-  outer ring (38 mm) drops out from spoke 5: the spoke pattern, fitted on each
-  slice from its four largest spokes, is placed less accurately at the outer
-  radius at these contrasts, and a 0.5 mm miss costs a 2-3 mm disc much of its
-  contrast. Asserted: never more than hazen, within 1 on slices 10 and 11 (9
-  and 10 against 10 and 10). The Siemens 3 T reads 8/8/10/10, total 36 against
+  outer ring (38 mm) drops out from spoke 5. Not a simple misplacement:
+  turning the fitted pattern by ±1° or scaling it by ±2 % leaves spoke 5's
+  outer disc at z ≤ 2.4; the cause (lower outer-ring contrast on this scanner,
+  or structure near the sheet's rim) is not established. Asserted: never more
+  than hazen, within 1 on slices 10 and 11 (9 and 10 against 10 and 10). The Siemens 3 T reads 8/8/10/10, total 36 against
   hazen's older task's 40 (before: 40, but its slice-8 outer-ring z of 146 came
   from the 1–3 mm annulus reaching the sheet's dark rim). The GE HDxt score 0
   of hazen's older task is not a reading of the image (its low-contrast discs
