@@ -62,6 +62,7 @@ quoted in hazen's task docstrings; pylinac docs/source/acr.rst):
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -175,17 +176,19 @@ def _int_phi(v: FloatArray, s: float) -> FloatArray:
 
 
 @dataclass(frozen=True)
-class Feature:
+class Feature(ABC):
     """A region where the material differs from the fill; subclasses give the
     in-plane support and the z interval (which may depend on x, y)."""
 
     delta: float
 
+    @abstractmethod
     def support(self, x: FloatArray, y: FloatArray) -> FloatArray:
-        raise NotImplementedError
+        """Fraction (0–1) of the in-plane point inside the feature."""
 
+    @abstractmethod
     def z_interval(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
-        raise NotImplementedError
+        """The feature's z extent ``(z0, z1)`` at each in-plane point."""
 
     def bbox(self) -> tuple[float, float, float, float]:
         """``(x0, x1, y0, y1)`` containing the in-plane support (to skip far points)."""

@@ -313,16 +313,23 @@ def write_series(
             ds.DecayFactor = _ds(decay_factor)
         ds.ImageIndex = instance_of[k]
 
-        ds.PixelData = stored.tobytes()
-        if syntax != ExplicitVRLittleEndian:
-            if syntax == ImplicitVRLittleEndian:
-                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-            else:
-                try:
-                    ds.compress(syntax, stored)
-                except Exception as exc:  # encoder plugins are optional
-                    raise ValueError(f"cannot encode {syntax.name}: {exc}") from exc
         path = out_dir / names[k]
-        ds.save_as(path, enforce_file_format=True)
+        save_pixels(ds, stored, syntax, path)
         paths.append(path)
     return paths
+
+
+def save_pixels(ds: Dataset, stored: np.ndarray, syntax: UID, path: Path) -> None:
+    """Set ``stored`` as the pixel data, encoded in ``syntax`` (explicit or implicit VR
+    little endian, or a compressed syntax pydicom can encode), and write ``ds`` to ``path``
+    as a DICOM Part 10 file."""
+    ds.PixelData = stored.tobytes()
+    if syntax != ExplicitVRLittleEndian:
+        if syntax == ImplicitVRLittleEndian:
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:
+            try:
+                ds.compress(syntax, stored)
+            except Exception as exc:  # encoder plugins are optional
+                raise ValueError(f"cannot encode {syntax.name}: {exc}") from exc
+    ds.save_as(path, enforce_file_format=True)

@@ -63,7 +63,6 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
     ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
     MRImageStorage,
     generate_uid,
 )
@@ -72,7 +71,7 @@ from scipy.stats import norm
 
 from scanbench.phantoms import acr_mri
 from scanbench.phantoms.acr_mri import AcrPhantom, SliceProfile
-from scanbench.simulate.dicom_writer import _da, _ds, _resolve_syntax, _tm, _tz
+from scanbench.simulate.dicom_writer import _da, _ds, _resolve_syntax, _tm, _tz, save_pixels
 
 GYROMAGNETIC_MHZ_PER_T = 42.577478  # ¹H
 _EDGE_SUB = 4  # sub-samples per axis in fine pixels an edge crosses
@@ -901,17 +900,8 @@ def write_mr_series(
         ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 0
-        ds.PixelData = stored.tobytes()
-        if syntax != ExplicitVRLittleEndian:
-            if syntax == ImplicitVRLittleEndian:
-                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-            else:
-                try:
-                    ds.compress(syntax, stored)
-                except Exception as exc:  # encoder plugins are optional
-                    raise ValueError(f"cannot encode {syntax.name}: {exc}") from exc
         path = out_dir / names[k]
-        ds.save_as(path, enforce_file_format=True)
+        save_pixels(ds, stored, syntax, path)
         paths.append(path)
     return paths
 
