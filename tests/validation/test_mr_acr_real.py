@@ -57,9 +57,10 @@ pins scanbench's value so that a change is noticed:
   turning the fitted pattern by ±1° or scaling it by ±2 % leaves spoke 5's
   outer disc at z ≤ 2.4; the cause (lower outer-ring contrast on this scanner,
   or structure near the sheet's rim) is not established. Asserted: never more
-  than hazen, within 1 on slices 10 and 11 (9 and 10 against 10 and 10). The Siemens 3 T reads 8/8/10/10, total 36 against
-  hazen's older task's 40 (before: 40, but its slice-8 outer-ring z of 146 came
-  from the 1–3 mm annulus reaching the sheet's dark rim). The GE HDxt score 0
+  than hazen, within 1 on slices 10 and 11 (9 and 10 against 10 and 10). The
+  Siemens 3 T reads 8/8/10/10, total 36 against hazen's older task's 40
+  (before: 40, but its slice-8 outer-ring z of 146 came from the 1–3 mm
+  annulus reaching the sheet's dark rim). The GE HDxt score 0
   of hazen's older task is not a reading of the image (its low-contrast discs
   are plainly visible on slices 10 and 11): that task failed on the 512
   matrix; not compared.
