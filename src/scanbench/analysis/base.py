@@ -31,6 +31,15 @@ class Analysis(Protocol):
     def figures(self, result: Result) -> list[Any]: ...
 
 
+def result_for(analysis: Analysis, series: Series, **fields: Any) -> Result:
+    """An empty Result of ``analysis`` about ``series``: its id and standard, the
+    series UID, the device and acquisition time from the header; ``fields`` sets
+    any other Result field (``parameters``, ``source``)."""
+    return Result(analysis=analysis.id, standard=analysis.standard,
+                  series_instance_uid=series.uid, device=series.facts.device,
+                  acquired_at=series.facts.acquired_at, **fields)
+
+
 @runtime_checkable
 class GroupAnalysis(Analysis, Protocol):
     """An analysis that needs several series at once (the multi-series hook).

@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.ct import phantom_modules as pm
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -337,9 +338,7 @@ class Acr464:
 
         check_axial(series)  # localisers and reformats are refused by name
         layout = locate(series)
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=series.uid, device=series.facts.device,
-                        acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         result.warnings.extend(layout.warnings)
         frame, how = _orientation(series, layout)
         layout.frame = frame

@@ -59,6 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.ct import phantom_modules as pm
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -356,9 +357,7 @@ class Catphan:
             name, _ = _best_sensitometry(series, layout)
             if name != sensitometry_name(layout.model):
                 layout = locate(series, None, name)
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=series.uid, device=series.facts.device,
-                        acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         result.warnings.extend(layout.warnings)
         result.parameters["model"] = cp.MODELS[layout.model].name if layout.model else "unknown"
         result.parameters["modules_found"] = sorted(layout.present)

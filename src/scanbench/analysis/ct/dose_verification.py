@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.ct.common import series_where
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, MissingTagError
@@ -74,8 +75,7 @@ class CtdiVerification:
         if ct.ctdivol_mgy is None:
             raise MissingTagError("CTDIvol (0018,9345) is missing: the console's displayed "
                                   "CTDIvol cannot be compared", where)
-        result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
-                        device=series.facts.device, acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         if "centre_mgy" in params or "periphery_mgy" in params:
             if "centre_mgy" not in params or "periphery_mgy" not in params:
                 raise AnalysisError("give both centre_mgy and periphery_mgy (CTDI100, mGy)",

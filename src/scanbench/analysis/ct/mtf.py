@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import interpolate, ndimage, optimize, special
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.ct.common import (
     check_axial,
     find_section,
@@ -442,8 +443,7 @@ class CtMtf:
         method = str(params.get("method", "auto"))
         if method not in ("auto", "point", "edge"):
             raise AnalysisError(f"method must be point, edge or auto, got {method!r}", where)
-        result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
-                        device=series.facts.device, acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         point = find_point(series) if method in ("auto", "point") else None
         v = series.voxels
         if point is not None:

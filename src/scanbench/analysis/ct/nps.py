@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.ct.common import (
     check_axial,
     find_section,
@@ -212,8 +213,7 @@ class CtNps:
         if not rois:
             raise AnalysisError("no slice shows a uniform phantom for the NPS", where)
         spec = nps_2d(np.array(rois), dx, detrend=detrend)
-        result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
-                        device=series.facts.device, acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         result.add("nps_peak_frequency_per_mm", spec.peak_frequency_per_mm, "1/mm")
         result.add("nps_mean_frequency_per_mm", spec.mean_frequency_per_mm, "1/mm")
         result.add("noise_hu", spec.noise_hu, "HU")

@@ -63,12 +63,8 @@ class Frame:
 
     def pixel(self, u: float, v: float) -> tuple[float, float]:
         """Fractional (row, col) of phantom point (u, v) mm."""
-        a = math.radians(self.angle_deg)
-        v = self.mirror * v
-        x = u * math.cos(a) - v * math.sin(a)
-        y = u * math.sin(a) + v * math.cos(a)
-        cy, cx = self.centre_yx
-        return cy + y / self.spacing_yx[0], cx + x / self.spacing_yx[1]
+        row, col = self.pixels(np.asarray(u), np.asarray(v))
+        return float(row), float(col)
 
     def pixels(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`pixel` for arrays of phantom points."""

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.ct.common import (
     RoiStats,
     check_axial,
@@ -150,9 +151,7 @@ class WaterPhantomQc:
         check_axial(series)
         _dz, dy, dx = series.spacing
         v = series.voxels
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=series.uid, device=series.facts.device,
-                        acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         edge_mm = float(params.get("edge_distance_mm", 10.0))
         per_slice: list[dict[str, Any]] = []
         skipped = []

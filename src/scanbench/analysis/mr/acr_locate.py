@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import Analysis
+from scanbench.analysis.base import Analysis, result_for
 from scanbench.analysis.memo import memo
 from scanbench.errors import AnalysisError
 from scanbench.types import Result, Series
@@ -494,9 +494,7 @@ def new_result(analysis: Analysis, series: Series) -> Result:
         params.update({"repetition_time_ms": _rounded(mr.repetition_time_ms),
                        "echo_time_ms": _rounded(mr.echo_time_ms)})
         params["sequence"] = acr_sequence(series)
-    return Result(analysis=analysis.id, standard=analysis.standard,
-                  series_instance_uid=series.uid, device=series.facts.device,
-                  acquired_at=series.facts.acquired_at, parameters=params)
+    return result_for(analysis, series, parameters=params)
 
 
 def _rounded(v: float | None) -> float | None:

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.mr import common
 from scanbench.analysis.mr.snr import ROI_FRACTION, _uniform_confidence
 from scanbench.analysis.registry import register
@@ -112,8 +113,7 @@ class NemaUniformity:
         obj = common.find_object(series, common.slice_param(params, series))
         roi = obj.central(frac)
         dy, dx = float(series.spacing[1]), float(series.spacing[2])
-        result = Result(analysis=self.id, standard=self.standard, series_instance_uid=series.uid,
-                        device=series.facts.device, acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         piu, hi, lo, at_max, at_min = nema_piu(obj.image, roi)
         result.add("percent_integral_uniformity", piu, "%")
         result.add("signal_mean", float(obj.image[roi].mean()), "stored value")

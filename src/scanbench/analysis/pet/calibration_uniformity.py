@@ -55,6 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_weights
@@ -346,9 +347,7 @@ class CalibrationUniformity:
         if pet.units.upper() != "BQML":
             raise AnalysisError(f"Units (0054,1001) is {pet.units!r}; the calibration QC needs "
                                 "images in Bq/mL (BQML)")
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=series.uid, device=series.facts.device,
-                        acquired_at=series.facts.acquired_at)
+        result = result_for(self, series)
         v = np.asarray(series.voxels, dtype=np.float32)
         dz, dy, dx = (float(s) for s in series.spacing)
         cyl = cylinder_fit(series)

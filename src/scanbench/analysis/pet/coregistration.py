@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.pet.spatial_resolution import SpatialResolution, find_point_sources
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -113,9 +114,7 @@ class Coregistration:
         if pet is None or ct is None:
             raise AnalysisError("co-registration needs one PET and one CT series")
         max_match = float(params.get("max_match_mm", MAX_MATCH_MM))
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=pet.uid, device=pet.facts.device,
-                        acquired_at=pet.facts.acquired_at)
+        result = result_for(self, pet)
         p_xyz = _markers(pet, float(params.get("pet_box_mm", PET_BOX_MM)), False)
         c_xyz = _markers(ct, float(params.get("ct_box_mm", CT_BOX_MM)), True)
         order = np.lexsort((p_xyz[:, 0], p_xyz[:, 1], p_xyz[:, 2]))

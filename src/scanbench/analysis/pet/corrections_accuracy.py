@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, MissingTagError
 from scanbench.types import Result, Series
@@ -102,9 +103,7 @@ class CorrectionsAccuracy:
         if len(frames) < n_low + 2:
             raise AnalysisError(f"{len(frames)} frames; at least {n_low + 2} are needed")
         first = frames[0]
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=first.uid, device=first.facts.device,
-                        acquired_at=first.facts.acquired_at)
+        result = result_for(self, first)
         t0 = _frame_start(first)
         values, concs, z_ref = [], [], None
         for s in frames:

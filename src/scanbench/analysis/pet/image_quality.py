@@ -76,6 +76,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import result_for
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_patch, circle_patch_means, patch_mean, sphere_kernel
@@ -1028,10 +1029,8 @@ class ImageQuality:
         vol = np.asarray(series.voxels, dtype=np.float32)
         dz, dy, dx = (float(s) for s in series.spacing)
 
-        result = Result(analysis=self.id, standard=self.standard,
-                        series_instance_uid=series.uid, device=series.facts.device,
-                        acquired_at=series.facts.acquired_at,
-                        source=str(series.files[0].parent) if series.files else None)
+        result = result_for(self, series,
+                            source=str(series.files[0].parent) if series.files else None)
         result.parameters = {"activity_ratio": ratio, "cold_spheres": list(cold)}
         warn = result.warnings.append
 
