@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
 import json
 import math
@@ -789,11 +790,15 @@ def write_mr_series(
     series_uid = series_uid or generate_uid()
     uids = [generate_uid() for _ in range(nz)]
     tz = _tz(start)
-    rng = np.random.default_rng(abs(hash(series_uid)) % (2**32))
+    # Shuffled names: several series may share one folder, so each series' names carry
+    # a tag of its own (independent draws from one name range collided ~10 % of the time).
+    digest = hashlib.sha1(series_uid.encode()).hexdigest()
+    tag = digest[:6].upper()
+    rng = np.random.default_rng(int(digest[6:14], 16))  # not hash(): that changes per process
     names = (
         [f"{u}.dcm" for u in uids]
         if file_names == "uid"
-        else [f"IM{int(v):06d}" for v in rng.choice(np.arange(1, 100 * nz + 1), nz, False)]
+        else [f"IM{tag}{int(v):06d}" for v in rng.choice(np.arange(1, 100 * nz + 1), nz, False)]
     )
     a = series.affine
     row_dir = a[:3, 2] / np.linalg.norm(a[:3, 2])
