@@ -127,7 +127,9 @@ def _fmt(v: float | None) -> str:
     return f"{v:.3f}"
 
 
-_STATUS_STYLE = {"pass": "green", "fail": "bold red", "info": "dim"}
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "info": "dim",
+                 "within_unconfirmed": "cyan", "outside_unconfirmed": "yellow",
+                 "not_judged": "magenta", "refused": "bold magenta"}
 
 
 def print_result(result: Result, console: Console) -> None:

@@ -13,7 +13,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-Status = Literal["pass", "fail", "info"]
+# pass / fail: judged against a confirmed limit. within_unconfirmed / outside_unconfirmed:
+# compared with a limit the standards do not confirm, shown but never judged (never a
+# fail). not_judged: a limit applies, but the value rests on a parameter that was neither
+# given nor measurable (``note`` says which), so it is not judged. refused: the analysis
+# produced a value outside what physics allows; it is withheld (``value`` is NaN, null in
+# JSON) and ``note`` names the value and the range. info: no limit applies.
+Status = Literal["pass", "fail", "info", "within_unconfirmed", "outside_unconfirmed",
+                 "not_judged", "refused"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "info", "within_unconfirmed",
+                                "outside_unconfirmed", "not_judged", "refused")
 
 
 @dataclass(frozen=True)
@@ -190,11 +199,13 @@ class Limits:
     verified: bool = True
 
     def check(self, value: float) -> Status:
-        if self.low is not None and value < self.low:
-            return "fail"
-        if self.high is not None and value > self.high:
-            return "fail"
-        return "pass"
+        """``pass``/``fail`` against a confirmed limit; against an unconfirmed one
+        ``within_unconfirmed``/``outside_unconfirmed``, never ``fail``."""
+        outside = (self.low is not None and value < self.low) or \
+            (self.high is not None and value > self.high)
+        if not self.verified:
+            return "outside_unconfirmed" if outside else "within_unconfirmed"
+        return "fail" if outside else "pass"
 
     def to_dict(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high, "source": self.source,
@@ -213,6 +224,23 @@ class Measurement:
     uncertainty: float | None = None
     limits: Limits | None = None
     status: Status = "info"
+    # Why the value is refused or not judged (see Status); None otherwise.
+    note: str | None = None
+
+    def refuse(self, reason: str) -> None:
+        """Withhold a value that physics does not allow: status ``refused``, the value
+        NaN (null in JSON), ``reason`` kept in ``note`` (it should name the value read
+        and the range allowed)."""
+        self.status = "refused"
+        self.note = reason
+        self.value = float("nan")
+        self.uncertainty = None
+
+    def not_judged(self, reason: str) -> None:
+        """Report the value but never judge it against a limit: it rests on a parameter
+        that was neither given nor measurable (``reason`` says which)."""
+        self.status = "not_judged"
+        self.note = reason
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +251,7 @@ class Measurement:
             "uncertainty": _finite_or_none(self.uncertainty),
             "limits": self.limits.to_dict() if self.limits else None,
             "status": self.status,
+            **({"note": self.note} if self.note else {}),
         }
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from scanbench.errors import InputError
 from scanbench.specs import Rule, Spec
-from scanbench.types import DeviceIdentity, Limits, Measurement, Result, Status
+from scanbench.types import STATUSES, DeviceIdentity, Limits, Measurement, Result, Status
 
 
 def _label_key(labels: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -192,6 +192,14 @@ def apply_spec(result: Result, spec: Spec, baseline: Baseline | None = None) -> 
             _warn(result, f"spec {spec.name} judges {m.name} {_labels(m.labels)}against the "
                           "device's baseline, and no baseline value was given for it "
                           "(scanbench analyze --baseline RESULTS.json)")
+        if m.status in _STICKY:
+            # refused and not-judged values are never judged; a not-judged one still shows
+            # the limit it would have been held to
+            m.limits = limits if m.status == "not_judged" else None
+            if matched:
+                _warn(result, f"spec {spec.name} judges {m.name} {_labels(m.labels)}but it "
+                              f"is {m.status.replace('_', ' ')}: {m.note}")
+            continue
         if limits is None:
             m.limits = None
             m.status = "info"
@@ -232,25 +240,33 @@ def _warn(result: Result, text: str) -> None:
         result.warnings.append(text)
 
 
+_STICKY = ("refused", "not_judged")  # set by the analysis; no spec changes them
+
+
 def overall_status(result: Result) -> Status:
-    """``fail`` if any measurement fails, else ``pass`` if any passes, else ``info``."""
-    statuses = {m.status for m in result.measurements}
-    if "fail" in statuses:
-        return "fail"
-    return "pass" if "pass" in statuses else "info"
+    """``fail`` if any measurement fails, else ``refused`` if a value was refused, else
+    ``pass`` if any passes, else ``info``. Unconfirmed limits never make a result fail."""
+    return _overall({m.status for m in result.measurements})
+
+
+def _overall(statuses: set[str]) -> Status:
+    for s in ("fail", "refused", "pass"):
+        if s in statuses:
+            return s  # type: ignore[return-value]
+    return "info"
 
 
 def summarise(results: Iterable[Result]) -> dict[str, Any]:
-    """Counts of pass / fail / info per result and in total.
+    """Counts of each status (:data:`scanbench.types.STATUSES`) per result and in total.
 
     Returns ``{"results": [{"analysis", "series_instance_uid", "source", "spec",
-    "pass", "fail", "info", "status", "warnings"}, ...], "total": {"pass",
-    "fail", "info", "results"}, "status": overall}``, plain JSON-able data.
+    <one count per status>, "status", "warnings"}, ...], "total": {<one count per
+    status>, "results"}, "status": overall}``, plain JSON-able data.
     """
     rows = []
-    total = {"pass": 0, "fail": 0, "info": 0, "results": 0}
+    total = dict.fromkeys(STATUSES, 0) | {"results": 0}
     for r in results:
-        counts = {"pass": 0, "fail": 0, "info": 0}
+        counts = dict.fromkeys(STATUSES, 0)
         for m in r.measurements:
             counts[m.status] += 1
         status = overall_status(r)
@@ -260,9 +276,7 @@ def summarise(results: Iterable[Result]) -> dict[str, Any]:
         for k, v in counts.items():
             total[k] += v
         total["results"] += 1
-    statuses = {row["status"] for row in rows}
-    overall: Status = "fail" if "fail" in statuses else "pass" if "pass" in statuses else "info"
-    return {"results": rows, "total": total, "status": overall}
+    return {"results": rows, "total": total, "status": _overall({row["status"] for row in rows})}
 
 
 __all__ = ["Baseline", "apply_spec", "overall_status", "summarise", "unverified_warning"]
