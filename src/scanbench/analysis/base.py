@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from scanbench.errors import ScanbenchError
 from scanbench.types import Result, Series
+
+# What ``Parameter.default`` says when there is no fixed default value.
+REQUIRED = "required"
+MEASURED = "measured if absent"
+FROM_HEADER = "from the DICOM header if absent"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One ``--param NAME=VALUE`` an analysis accepts, described for people and tools.
+
+    Purely descriptive: ``run()`` reads and checks its own parameters; this says what
+    they mean (``scanbench analyses`` prints it, a protocol can be checked against it).
+    ``default`` is the value used when the parameter is absent, or one of the words
+    :data:`REQUIRED`, :data:`MEASURED`, :data:`FROM_HEADER` (or a short phrase saying
+    what happens instead); ``unit`` is empty for a pure number or a word.
+    """
+
+    name: str
+    description: str
+    unit: str = ""
+    default: float | int | str | None = None
+
+    def default_text(self) -> str:
+        """The default as shown to a user: a number, a word, or "none" (optional)."""
+        if self.default is None:
+            return "none (optional)"
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
+
+
+def parameters_of(analysis: object) -> tuple[Parameter, ...]:
+    """The parameters an analysis declares (empty when it takes none)."""
+    return tuple(getattr(analysis, "parameters", ()))
 
 
 @runtime_checkable
@@ -17,6 +53,9 @@ class Analysis(Protocol):
     cheaply and without raising. ``run`` measures and returns a Result, raising
     :class:`scanbench.errors.AnalysisError` with a clear message when it cannot.
     ``figures`` draws the checking figures from ``result.evidence`` on request.
+    ``parameters`` (a class attribute, read with :func:`parameters_of`) describes the
+    ``--param`` values ``run`` accepts; ``standard`` names the standard, edition and
+    clause the analysis implements, with the project's reference page for it.
     """
 
     id: ClassVar[str]
