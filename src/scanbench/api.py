@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,15 +87,63 @@ def analyze_paths(
 
     raw_files, paths = find_raw_files([Path(p) for p in paths])
     analyze_raw_files(raw_files, analysis, params or {}, report, progress)
+    for r in report.results:  # raw-data results leave through the same door
+        _leaving(r)
     read = dicom.read(list(paths), progress=read_progress)
     report.skipped.extend(Failure(str(p), why) for p, why in read.skipped)
     report.failures.extend(Failure(str(w), why) for w, why in read.errors)
-    report.series_read += len(read.series)
-    for series in _run_groups(read.series, analysis, params or {}, report, progress):
+    return analyze_series_list(read.series, analysis=analysis, params=params, spec=spec,
+                               baseline=baseline, progress=progress, report=report)
+
+
+def analyze_series_list(
+    series_list: list[Series],
+    *,
+    analysis: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    analysis_params: Mapping[str, Mapping[str, Any]] | None = None,
+    spec: str | None = None,
+    baseline: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    report: AnalyzeReport | None = None,
+    only: Collection[str] | None = None,
+) -> AnalyzeReport:
+    """THE path from series already read to results: ``scanbench analyze``, the Python
+    API and the node's jobs all call it (DESIGN: one path from DICOM to results).
+
+    Multi-series analyses first (:func:`_run_groups`: every group analysis proposes
+    groups over ``series_list``, larger groups first, each series in one group), then
+    each series left over by its most confident single-series analysis (or
+    ``analysis``), then ``spec`` (with ``baseline``). ``params`` go to every analysis;
+    ``analysis_params`` maps an analysis id, or a prefix of ids such as ``mr.acr``, to
+    parameters for those analyses only (the node's protocols), laid over ``params``.
+    ``only``: Series Instance UIDs; when given, only the groups holding one of them and
+    only those series alone are analysed, the others serve as partners (the node
+    analyses the series that arrived, with the study's other phantom series beside
+    them; the grouping itself is the same as with every series). Results appended to
+    ``report`` (a new one if None), which is returned.
+    """
+    report = AnalyzeReport() if report is None else report
+    report.series_read += len(series_list)
+    wanted = None if only is None else set(only)
+
+    def params_for(aid: str) -> dict[str, Any]:
+        return _params_for(aid, params, analysis_params)
+
+    for series in _run_groups(series_list, analysis, params_for, report, progress, wanted):
+        if wanted is not None and series.uid not in wanted:
+            continue
         if progress:
             progress(_series_where(series))
         try:
-            report.results.append(analyze_series(series, analysis, params))
+            if analysis:
+                chosen_id = analysis
+            else:
+                from scanbench.analysis import registry
+
+                chosen_id = registry.choose(series)[0].id
+            report.results.append(_leaving(analyze_series(series, chosen_id,
+                                                          params_for(chosen_id))))
         except ScanbenchError as exc:
             report.failures.append(Failure(exc.where or _series_where(series), exc.message))
         except Exception as exc:  # a defect in one analysis must not lose the other series
@@ -114,12 +162,30 @@ def analyze_paths(
     return report
 
 
+def _leaving(result: Result) -> Result:
+    """The single place where every result leaves the shared path (before any spec):
+    checks that apply to all results, whatever analysis made them, go here."""
+    return result
+
+
+def _params_for(aid: str, params: Mapping[str, Any] | None,
+                analysis_params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """``params`` with the entries of ``analysis_params`` whose key is ``aid`` or a
+    dotted prefix of it laid over them, the more specific key last."""
+    merged = dict(params or {})
+    for key in sorted(analysis_params or {}, key=len):
+        if aid == key or aid.startswith(key + "."):
+            merged.update((analysis_params or {})[key])
+    return merged
+
+
 def _run_groups(
     series_list: list[Series],
     analysis: str | None,
-    params: dict[str, Any],
+    params_for: Callable[[str], dict[str, Any]],
     report: AnalyzeReport,
     progress: Callable[[str], None] | None,
+    wanted: set[str] | None = None,
 ) -> list[Series]:
     """Run the multi-series analyses (:class:`scanbench.analysis.base.GroupAnalysis`)
     on the groups they claim; return the series left for single-series analysis.
@@ -145,11 +211,13 @@ def _run_groups(
         if not group or any(id(s) in claimed for s in group):
             continue
         claimed.update(id(s) for s in group)
+        if wanted is not None and not any(s.uid in wanted for s in group):
+            continue  # partners only: analysed when one of them is wanted
         where = _series_where(group[0])
         if progress:
             progress(where)
         try:
-            results = a.run_group(group, **params)  # type: ignore[attr-defined]
+            results = a.run_group(group, **params_for(a.id))  # type: ignore[attr-defined]
         except ScanbenchError as exc:
             report.failures.append(Failure(exc.where or where, exc.message))
             continue
@@ -164,10 +232,12 @@ def _run_groups(
             s = by_uid.get(r.series_instance_uid, group[0])
             r.warnings[:0] = [w for w in s.warnings if w not in r.warnings]
             r.source = r.source or _series_where(s)
-            report.results.append(r)
+            report.results.append(_leaving(r))
     left = [s for s in series_list if id(s) not in claimed]
     if analysis:
         for s in left:
+            if wanted is not None and s.uid not in wanted:
+                continue
             report.failures.append(Failure(
                 _series_where(s), f"{analysis} does not recognise this "
                 f"{s.facts.modality} series as one of the series it analyses"))
