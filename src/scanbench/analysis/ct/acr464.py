@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct import phantom_modules as pm
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -313,6 +313,12 @@ class Acr464:
         "(STANDARDS.md B.1); bar MTF by the fundamental-harmonic bar method (Droege & Morin "
         "1982); edge TTF per AAPM TG-233")
     title: ClassVar[str] = "ACR CT phantom (464)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("protocol", "the ACR protocol the scan follows (adult_head, adult_abdomen, "
+                  "pediatric_head, pediatric_abdomen): chooses the ACR CTDIvol limit", "",
+                  "none: CTDIvol reported without a limit"),
+    )
 
     def detect(self, series: Series) -> float:
         try:

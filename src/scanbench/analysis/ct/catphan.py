@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct import phantom_modules as pm
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -324,6 +324,11 @@ class Catphan:
         "noise as STANDARDS.md B.1/B.2; wire-ramp slice width (FWHM × tan 23°); TG-233 "
         "edge TTF; ICRU 87 NPS; fundamental-harmonic bar MTF (Droege & Morin 1982)")
     title: ClassVar[str] = "CatPhan (500/503/504/600/604)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("model", "CatPhan model (500, 503, 504, 600, 604)", "",
+                  "recognised from the modules found in the image"),
+    )
 
     def detect(self, series: Series) -> float:
         try:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct.common import series_where
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, MissingTagError
@@ -63,6 +63,25 @@ class CtdiVerification:
     standard: ClassVar[str] = ("IEC 60601-2-44 CTDIw = 1/3 centre + 2/3 periphery, "
                                "CTDIvol = CTDIw / pitch (STANDARDS.md B.2)")
     title: ClassVar[str] = "CTDIvol verification against the console"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("centre_mgy", "CTDI100 measured in the centre hole", "mGy",
+                  "required (or centre_mgycm)"),
+        Parameter("periphery_mgy", "CTDI100 in the peripheral holes: one mean or the four "
+                  "values, comma-separated", "mGy", "required (or periphery_mgycm)"),
+        Parameter("centre_mgycm", "pencil-chamber reading in the centre hole (dose-length "
+                  "integral over 100 mm)", "mGy·cm", None),
+        Parameter("periphery_mgycm", "pencil-chamber readings in the peripheral holes",
+                  "mGy·cm", None),
+        Parameter("collimation_mm", "total nominal beam collimation N·T, to turn readings "
+                  "into CTDI100", "mm", "from Total Collimation Width (0018,9307) if absent"),
+        Parameter("phantom_diameter_cm", "CTDI phantom used: 16 (head) or 32 (body)", "cm",
+                  "from CTDI Phantom Type Code Sequence (0018,9346) if absent"),
+        Parameter("pitch", "pitch factor", "",
+                  "from Spiral Pitch Factor (0018,9311), else 1 with a warning"),
+        Parameter("measured_mas", "tube current-time product of the measurement, when it "
+                  "differs from the series'", "mAs", "the series' mAs"),
+    )
 
     def detect(self, series: Series) -> float:
         return 0.0  # needs chamber readings: run with --analysis ct.dose_verification

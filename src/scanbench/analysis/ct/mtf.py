@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import interpolate, ndimage, optimize, special
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct.common import (
     check_axial,
     find_section,
@@ -416,6 +416,19 @@ class CtMtf:
     standard: ClassVar[str] = ("IEC 61223-3-5 / AAPM TG-233: MTF from a wire or bead (point "
                                "spread) or a circular edge (task transfer function)")
     title: ClassVar[str] = "CT spatial resolution (MTF)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("method", "point (wire or bead), edge (circular insert) or auto", "",
+                  "auto"),
+        Parameter("object_diameter_mm", "diameter of the wire or bead, whose own profile is "
+                  "divided out (0: treated as a point)", "mm", 0.0),
+        Parameter("object_shape", "bead or wire (which profile is divided out)", "", "bead"),
+        Parameter("roi_radius_mm", "radius around the point that bounds the point spread "
+                  "function", "mm", "the larger of 4 mm and 12 pixels"),
+        Parameter("half_width_mm", "how far either side of the insert's edge the edge "
+                  "spread function reaches", "mm", "the smaller of 0.8 × radius and the "
+                  "larger of 4 mm and 8 pixels"),
+    )
 
     def detect(self, series: Series) -> float:
         if series.facts.modality != "CT":

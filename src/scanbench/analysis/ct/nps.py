@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct.common import (
     check_axial,
     find_section,
@@ -177,6 +177,14 @@ class CtNps:
     modality: ClassVar[str] = "CT"
     standard: ClassVar[str] = "ICRU Report 87 eq. 11.1 noise power spectrum; AAPM TG-233"
     title: ClassVar[str] = "CT noise power spectrum"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("roi_size_mm", "side of each square NPS ROI", "mm", 32.0),
+        Parameter("detrend", "background removed from each ROI before the Fourier "
+                  "transform: poly2 (second-order surface) or mean", "", "poly2"),
+        Parameter("edge_distance_mm", "ROIs stay this far inside the uniform region", "mm",
+                  10.0),
+    )
 
     def detect(self, series: Series) -> float:
         # The same uniform phantom as ct.water, which is the default for it: NPS on request.

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct.common import (
     RoiStats,
     check_axial,
@@ -142,6 +142,13 @@ class WaterPhantomQc:
     standard: ClassVar[str] = ("IEC 61223-3-5 / AAPM TG-233 water phantom CT number, noise and "
                                "uniformity; ACR CT uniformity (centre vs 4 peripheral ROIs)")
     title: ClassVar[str] = "CT water phantom: CT number, noise, uniformity"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("edge_distance_mm", "the peripheral ROIs are this far inside the edge of "
+                  "the water", "mm", 10.0),
+        Parameter("roi_diameter_mm", "diameter of the centre and peripheral ROIs", "mm",
+                  "10 % of the water diameter, at least 10 mm"),
+    )
 
     def detect(self, series: Series) -> float:
         return uniform_score(series)

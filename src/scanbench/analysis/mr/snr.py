@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import Parameter
 from scanbench.analysis.mr import common
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -216,6 +217,12 @@ class NemaSnr:
     modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = STANDARD
     title: ClassVar[str] = "MRI signal-to-noise ratio (NEMA MS 1)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("roi_fraction", "signal ROI area as a fraction of the phantom's area in "
+                  "the slice", "", 0.75),
+        Parameter("slice", "0-based index of the slice analysed", "", "the middle slice"),
+    )
 
     def detect(self, series: Series) -> float:
         """A uniform object in a short MR series; below the uniformity analysis (0.7), which

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.mr import common
 from scanbench.analysis.mr.snr import ROI_FRACTION, _uniform_confidence
 from scanbench.analysis.registry import register
@@ -101,6 +101,12 @@ class NemaUniformity:
     standard: ClassVar[str] = ("NEMA MS 3-2008 (R2014, R2020) image uniformity; ghosting "
                                "ratio as in the ACR phantom test guidance")
     title: ClassVar[str] = "MRI uniformity and ghosting (uniform phantom)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("roi_fraction", "uniformity ROI area as a fraction of the phantom's area "
+                  "in the slice", "", 0.75),
+        Parameter("slice", "0-based index of the slice analysed", "", "the middle slice"),
+    )
 
     def detect(self, series: Series) -> float:
         try:

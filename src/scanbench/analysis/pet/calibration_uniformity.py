@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_weights
@@ -323,6 +323,17 @@ class CalibrationUniformity:
         "EARL FDG-PET/CT accreditation: calibration QC (uniform cylinder); uniformity "
         "(axial slice means, transverse ROI-grid CV) in the IEC 61675-1 / NEMA NU 2-1994 style")
     title: ClassVar[str] = "PET calibration and uniformity (uniform cylinder)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("volume_ml", "filled volume of the cylinder; without it no expected "
+                  "concentration and no calibration bias are reported", "mL", None),
+        Parameter("activity_bq", "activity put into the cylinder, at calibration_time", "Bq",
+                  "from Radionuclide Total Dose (0018,1074) if absent"),
+        Parameter("half_life_s", "half-life of the radionuclide", "s",
+                  "from Radionuclide Half Life (0018,1075) if absent"),
+        Parameter("calibration_time", "date and time the activity was measured (ISO 8601)",
+                  "", "from Radiopharmaceutical Start DateTime (0018,1078) if absent"),
+    )
 
     def detect(self, series: Series) -> float:
         """High for a circular, flat-interior cylinder; low for the IEC phantom or points."""

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.pet.spatial_resolution import SpatialResolution, find_point_sources
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -83,6 +83,15 @@ class Coregistration:
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = "NEMA NU 2-2018 PET/CT co-registration accuracy"
     title: ClassVar[str] = "PET/CT co-registration (point markers in PET and CT)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("max_match_mm", "a PET and a CT marker farther apart than this are not "
+                  "the same marker", "mm", 10.0),
+        Parameter("pet_box_mm", "side of the box around each PET marker over which its "
+                  "centroid is taken", "mm", 12.0),
+        Parameter("ct_box_mm", "side of the box around each CT marker over which its "
+                  "centroid is taken", "mm", 4.0),
+    )
 
     def detect(self, series: Series) -> float:
         return 0.0  # needs its CT partner: chosen through group()

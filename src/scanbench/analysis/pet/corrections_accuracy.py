@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, MissingTagError
 from scanbench.types import Result, Series
@@ -77,6 +77,20 @@ class CorrectionsAccuracy:
     standard: ClassVar[str] = ("NEMA NU 2-2018 section 4 (accuracy of count-loss and "
                                "randoms corrections)")
     title: ClassVar[str] = "PET accuracy of count-loss and randoms corrections (frames)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("n_low", "number of lowest-activity frames from which the true rate is "
+                  "extrapolated", "", 3),
+        Parameter("roi_diameter_mm", "diameter of the circular ROI centred on the phantom "
+                  "in each slice", "mm", 180.0),
+        Parameter("volume_ml", "phantom volume, for the activity-concentration axis", "mL",
+                  "22 650 (the 203 mm × 700 mm NEMA scatter phantom)"),
+        Parameter("phantom_centre_mm", "x,y of the phantom centre in patient coordinates",
+                  "mm", "0,0"),
+        Parameter("peak_necr_kbq_ml", "activity concentration of the peak NECR (from the "
+                  "count-rate test): the maximum error is taken up to it", "kBq/mL",
+                  "every frame is used, with a warning"),
+    )
 
     def detect(self, series: Series) -> float:
         return 0.0  # needs all the frames: chosen through group()

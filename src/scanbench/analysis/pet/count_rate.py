@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import Parameter
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, InputError
 from scanbench.rawdata import RawDataset, SinogramLayout
@@ -114,6 +115,21 @@ class CountRate(RawOnly):
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = "NEMA NU 2-2018 section 4 (scatter fraction, count losses, randoms)"
     title: ClassVar[str] = "PET count rate: NECR, scatter fraction (scatter phantom sinograms)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("mask_mm", "sinogram pixels farther than this from the phantom centre "
+                  "are set to zero", "mm", 120.0),
+        Parameter("band_half_width_mm", "half-width of the band around the line-source "
+                  "peak inside which scatter and randoms are interpolated", "mm", 20.0),
+        Parameter("central_axial_mm", "only slices within this central axial length are "
+                  "analysed", "mm", "650 when the axial field of view is longer, else all"),
+        Parameter("volume_ml", "phantom volume, for the activity-concentration axis", "mL",
+                  "from the file's phantom volume, or its diameter and length"),
+        Parameter("activity_bq", "line-source activity at the file's reference time", "Bq",
+                  "from the file (/phantom activity_bq); required if the file has none"),
+        Parameter("intrinsic_cps", "intrinsic (Lu-176) true-coincidence rate to subtract",
+                  "cps", "measured from a background frame if the file has one, else 0"),
+    )
 
     def detect_raw(self, dataset: RawDataset) -> float:
         if dataset.kind != "sinogram":

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import Parameter
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError, InputError
 from scanbench.rawdata import Frame, RawDataset
@@ -95,6 +96,16 @@ class Sensitivity(RawOnly):
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = "NEMA NU 2-2018 section 5 (sensitivity)"
     title: ClassVar[str] = "PET system sensitivity (line source in 5 sleeves)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("activity_bq", "calibrated activity of the line source at the file's "
+                  "reference time", "Bq", "from the file (/phantom activity_bq); required "
+                  "if the file has none"),
+        Parameter("sleeve_wall_mm", "wall thickness of one aluminium sleeve", "mm",
+                  "from each frame's sleeve_wall_mm attribute, else 1.25"),
+        Parameter("intrinsic_cps", "intrinsic (Lu-176) true-coincidence rate to subtract",
+                  "cps", "measured from a background frame if the file has one, else 0"),
+    )
 
     def detect_raw(self, dataset: RawDataset) -> float:
         if dataset.kind != "sinogram":

@@ -58,6 +58,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.base import Parameter
 from scanbench.analysis.memo import voxel_max
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -303,6 +304,17 @@ class SpatialResolution:
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = "NEMA NU 2-2018 section 3 (spatial resolution)"
     title: ClassVar[str] = "PET spatial resolution (point sources)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("axis_mm", "x,y of the scanner axis in patient coordinates (radial and "
+                  "tangential directions are taken from it)", "mm", "0,0"),
+        Parameter("sum_width_fwhm", "width of the band of neighbouring profiles summed "
+                  "into each response function, in multiples of the FWHM", "FWHM", 2.0),
+        Parameter("separation_mm", "two point sources closer than this are one source",
+                  "mm", 10.0),
+        Parameter("threshold_fraction", "a local maximum above this fraction of the "
+                  "brightest one is a point source", "", 0.1),
+    )
 
     def detect(self, series: Series) -> float:
         """High for a few small hot spots on an almost empty background.

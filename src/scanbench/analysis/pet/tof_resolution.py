@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scanbench.analysis.base import Parameter
 from scanbench.analysis.pet.spatial_resolution import crossings, nema_width
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -162,6 +163,15 @@ class TofResolution(RawOnly):
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = "NEMA NU 2-2018 TOF resolution (list mode of the scatter phantom)"
     title: ClassVar[str] = "PET time-of-flight resolution (line-source list mode)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("line_mm", "x,y of the line source in the transverse plane", "mm",
+                  "from the file's phantom description; required if it has none"),
+        Parameter("band_mm", "events whose line of response passes within this distance of "
+                  "the line source are used", "mm", 20.0),
+        Parameter("bin_ps", "histogram bin width", "ps", "one twentieth of a first FWHM "
+                  "estimate"),
+    )
 
     def detect_raw(self, dataset: RawDataset) -> float:
         if dataset.kind != "listmode":
