@@ -76,7 +76,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import result_for
+from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_patch, circle_patch_means, patch_mean, sphere_kernel
@@ -979,6 +979,21 @@ class ImageQuality:
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = STANDARD
     title: ClassVar[str] = "Image quality (IEC body phantom)"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("activity_ratio", "sphere-to-background activity concentration ratio of "
+                  "the fill (NEMA NU 2-2018: 4; EARL: 10)", "", 4.0),
+        Parameter("sphere_concentration_bq_ml", "true activity concentration in the hot "
+                  "spheres at the scan (decay-corrected like the image); recovery "
+                  "coefficients are then taken against it", "Bq/mL", None),
+        Parameter("cold_spheres", "diameters of the spheres filled with water only, "
+                  "comma-separated (e.g. 28,37): cold contrast for those", "mm", None),
+        Parameter("axial_positions_mm", "long axial field of view: patient z of each "
+                  "phantom's sphere plane, comma-separated; each is analysed on its own",
+                  "mm", None),
+        Parameter("axial_window_mm", "with axial_positions_mm: slices within this distance "
+                  "of each position are analysed", "mm", 150.0),
+    )
 
     # ------------------------------------------------------------------ detect
     def detect(self, series: Series) -> float:
