@@ -1,7 +1,7 @@
 """The node's database: SQLAlchemy 2 typed models of DESIGN.md's entities.
 
 One table per entity (Site, Device + DeviceAlias, Study, Series, Instance,
-Result, Measurement, DoseEvent, ExamTiming, LifecycleEvent, Spec, Scorecard,
+Result, Measurement, Protocol, DoseEvent, ExamTiming, LifecycleEvent, Spec, Scorecard,
 User, Role, AuditEntry) plus Job, the record of each analysis or dose job.
 Schema changes go through the Alembic migrations in ``store/migrations``;
 ``scanbench db upgrade`` (and every start of the node) applies them.
@@ -218,6 +218,10 @@ class Result(Base):
     source: Mapped[str | None] = mapped_column(Text)
     scanbench_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The protocol version whose parameters the analysis was given (None: none applied).
+    protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocol.id"))
+    # A result is never rewritten: a re-analysis adds a row naming the one it replaces.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("result.id"), index=True)
 
     measurements: Mapped[list[Measurement]] = relationship(
         back_populates="result", cascade="all, delete-orphan", order_by="Measurement.id")
@@ -247,9 +251,38 @@ class Measurement(Base):
     limit_high: Mapped[float | None] = mapped_column(Float)
     limit_source: Mapped[str | None] = mapped_column(Text)
     limit_verified: Mapped[bool | None] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(8), default="info")
+    status: Mapped[str] = mapped_column(String(24), default="info")  # types.STATUSES
+    note: Mapped[str | None] = mapped_column(Text)  # why refused / not judged
 
     result: Mapped[Result] = relationship(back_populates="measurements")
+
+
+class Protocol(Base):
+    """The phantom fill and acquisition facts an automatic analysis needs (activity ratio,
+    sphere concentration, calibration time, ...), for one device or a class of devices.
+
+    Scope: ``device_id`` (one scanner), else ``manufacturer`` + ``model``, else
+    ``manufacturer``, else ``site_id``, else ``modality``; none of them: every device.
+    ``analysis`` (an analysis id or a dotted prefix such as ``pet``) limits it to those
+    analyses. Rows are never rewritten: a change adds the next ``version`` of the same
+    ``name``; removing adds a version with ``active`` false. The newest version of a
+    name is the one in force; results keep the id of the version they used."""
+
+    __tablename__ = "protocol"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_protocol_name_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    manufacturer: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    analysis: Mapped[str | None] = mapped_column(String(120))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class DoseEvent(Base):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
 
 from scanbench.store import models as m
 from scanbench.types import Result
@@ -42,23 +42,44 @@ def _local(t: dt.datetime | None) -> tuple[dt.datetime | None, int | None]:
     return t.replace(tzinfo=None), (None if off is None else int(off.total_seconds() // 60))
 
 
+def current(session: Session, series_id: int, analysis: str) -> m.Result | None:
+    """The result of ``analysis`` on the series that no later row supersedes (the newest
+    if, by an older version's delete-and-replace, several qualify)."""
+    later = aliased(m.Result)
+    return session.scalars(
+        select(m.Result).where(m.Result.series_id == series_id,
+                               m.Result.analysis == analysis,
+                               ~select(later.id).where(later.supersedes_id == m.Result.id)
+                               .exists())
+        .order_by(m.Result.id.desc()).limit(1)).first()
+
+
 def save_result(session: Session, result: Result, *, series_id: int | None,
                 device_id: int | None, job_id: int | None = None,
-                replace: bool = True) -> m.Result:
-    """Store one analysis result with its measurements; with ``replace``, an earlier
-    result of the same analysis on the same series is removed first (a retried or re-run
-    job never doubles a history)."""
-    if replace and series_id is not None:
-        session.execute(delete(m.Result).where(m.Result.series_id == series_id,
-                                               m.Result.analysis == result.analysis))
+                replace: bool = True, protocol: m.Protocol | None = None) -> m.Result:
+    """Store one analysis result with its measurements (status and note as given).
+
+    Results are immutable: with ``replace``, the new row supersedes (``supersedes_id``)
+    the current result of the same analysis on the same series, which stays stored but
+    leaves the device's history (a re-analysis never doubles it). ``protocol``: the
+    protocol version whose parameters the analysis was given; the row links it and its
+    ``parameters`` show it under ``protocol``."""
+    previous = (current(session, series_id, result.analysis)
+                if replace and series_id is not None else None)
     acquired, offset = _local(result.acquired_at)
     d = result.to_dict()
+    parameters = dict(d["parameters"])
+    if protocol is not None:
+        parameters["protocol"] = {"id": protocol.id, "name": protocol.name,
+                                  "version": protocol.version, "params": dict(protocol.params)}
     row = m.Result(series_id=series_id, device_id=device_id, job_id=job_id,
                    analysis=result.analysis, standard=result.standard,
                    series_uid=result.series_instance_uid, spec=result.spec,
-                   acquired_at=acquired, utc_offset_min=offset, parameters=d["parameters"],
+                   acquired_at=acquired, utc_offset_min=offset, parameters=parameters,
                    warnings=list(result.warnings), source=result.source,
-                   scanbench_version=result.scanbench_version)
+                   scanbench_version=result.scanbench_version,
+                   protocol_id=protocol.id if protocol is not None else None,
+                   supersedes_id=previous.id if previous is not None else None)
     for meas in result.measurements:
         lim = meas.limits
         row.measurements.append(m.Measurement(
@@ -67,7 +88,7 @@ def save_result(session: Session, result: Result, *, series_id: int | None,
             value=_finite(meas.value), unit=meas.unit, uncertainty=_finite(meas.uncertainty),
             limit_low=lim.low if lim else None, limit_high=lim.high if lim else None,
             limit_source=lim.source if lim else None, limit_verified=lim.verified if lim else None,
-            status=meas.status))
+            status=meas.status, note=meas.note))
     session.add(row)
     session.flush()
     return row
@@ -85,17 +106,20 @@ class Point:
     labels: dict[str, Any]
     result_id: int
     series_uid: str | None
+    note: str | None = None
 
 
 def history(session: Session, device_id: int, analysis: str, name: str,
             labels: dict[str, Any] | None = None, *, since: dt.datetime | None = None,
             until: dt.datetime | None = None) -> list[Point]:
     """Every value of measurement ``name`` (with exactly ``labels`` if given) that
-    ``analysis`` measured on the device, oldest first."""
+    ``analysis`` measured on the device, oldest first; superseded results left out."""
+    later = aliased(m.Result)
     q = (select(m.Measurement, m.Result.series_uid)
          .join(m.Result, m.Result.id == m.Measurement.result_id)
          .where(m.Measurement.device_id == device_id, m.Measurement.analysis == analysis,
-                m.Measurement.name == name)
+                m.Measurement.name == name,
+                ~select(later.id).where(later.supersedes_id == m.Result.id).exists())
          .order_by(m.Measurement.acquired_at, m.Measurement.id))
     if labels is not None:
         q = q.where(m.Measurement.labels_key == labels_key(labels))
@@ -104,5 +128,5 @@ def history(session: Session, device_id: int, analysis: str, name: str,
     if until is not None:
         q = q.where(m.Measurement.acquired_at < until.replace(tzinfo=None))
     return [Point(meas.acquired_at, meas.value, meas.unit, meas.uncertainty, meas.status,
-                  dict(meas.labels), meas.result_id, uid)
+                  dict(meas.labels), meas.result_id, uid, meas.note)
             for meas, uid in session.execute(q)]
