@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from scanbench import __version__
 from scanbench.errors import ScanbenchError
@@ -264,30 +265,54 @@ def _progress() -> Progress:
 
 
 @app.command("analyses")
-def list_analyses() -> None:
-    """List the analyses and the standard clause each implements."""
-    from scanbench.analysis.registry import all_analyses
+def list_analyses(
+    analysis_id: Annotated[str | None, typer.Argument(
+        metavar="[ID]", help="Show only this analysis.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """List the analyses: id, modality, the standard and clause each implements (with its
+    reference page under docs/standards/), and the parameters it takes (name, meaning,
+    unit, default, or "required")."""
+    from scanbench.analysis.registry import all_analyses, get
+    from scanbench.catalogue import analyses_json, analyses_table
 
-    table = Table("modality", "standard", "what")
-    table.add_column("id", no_wrap=True)  # ids are typed back: never cut them
-    for a in sorted(all_analyses().values(), key=lambda a: a.id):
-        table.add_row(a.modality, a.standard, a.title, a.id)
-    out.print(table)
+    try:
+        chosen = [get(analysis_id)] if analysis_id else list(all_analyses().values())
+    except ScanbenchError as exc:
+        err.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        sys.stdout.write(json.dumps(analyses_json(chosen), indent=1) + "\n")
+    else:
+        out.print(analyses_table(chosen))
 
 
 @app.command("specs")
-def list_specs_cmd() -> None:
-    """List the evaluation specifications shipped with scanbench."""
+def list_specs_cmd(
+    name: Annotated[str | None, typer.Argument(
+        metavar="[NAME]", help="A shipped spec's name or a spec YAML file: print its limits.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """List the evaluation specifications shipped with scanbench; with NAME, print that
+    spec's limits (analysis, measurement, labels, low, high, unit, source) and whether
+    each is confirmed by its source (only confirmed limits judge pass or fail)."""
+    from scanbench.catalogue import spec_header, spec_json, spec_table, specs_table
     from scanbench.specs import list_specs, load_spec
 
-    table = Table(title="specifications (use with --spec NAME)")
-    table.add_column("name", no_wrap=True)
-    for col in ("title", "verified", "rules"):
-        table.add_column(col)
-    for name in list_specs():
-        s = load_spec(name)
-        table.add_row(s.name, s.title, "yes" if s.verified else "[yellow]no[/]", str(len(s.rules)))
-    out.print(table)
+    try:
+        specs = [load_spec(name)] if name else [load_spec(n) for n in list_specs()]
+    except ScanbenchError as exc:
+        err.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        doc: Any = spec_json(specs[0]) if name else [spec_json(s) for s in specs]
+        sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    elif name:
+        out.print(Text(spec_header(specs[0])))
+        out.print(spec_table(specs[0]))
+    else:
+        out.print(specs_table(specs))
 
 
 @app.command()

@@ -70,6 +70,47 @@ from scanbench.types import DeviceIdentity
 
 Confidence = Literal["C", "P", "U"]
 
+# The confidence of a limit in words for users (the letters are the YAML's shorthand):
+# only a confirmed limit judges pass/fail; the others are reported as within/outside an
+# unconfirmed limit (scanbench.types.Limits.check).
+CONFIDENCE_WORDS: dict[str, str] = {
+    "C": "confirmed",
+    "P": "not confirmed in the standard's own text (secondary source only)",
+    "U": "not confirmed",
+}
+
+# Units of measurement names, by the naming convention (the name ends with its unit);
+# names without a unit suffix are listed in _UNITS_BY_NAME.
+_UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("_cps_per_kbq", "cps/kBq"), ("_per_cm", "/cm"), ("_lp_per_cm", "lp/cm"),
+    ("_per_mm", "/mm"), ("_bq_ml", "Bq/mL"), ("_kbq_ml", "kBq/mL"), ("_kcps", "kcps"),
+    ("_percent", "%"), ("_mgycm", "mGy·cm"), ("_mgy", "mGy"), ("_hu", "HU"),
+    ("_mm", "mm"), ("_cm", "cm"), ("_ps", "ps"),
+)
+_UNITS_BY_NAME: dict[str, str] = {
+    "percent_contrast": "%", "background_variability": "%", "lung_residual": "%",
+    "percent_integral_uniformity": "%", "percent_signal_ghosting": "%",
+    "rc_max": "ratio", "rc_mean": "ratio", "rc_peak": "ratio", "suv_mean": "SUV",
+    "bar_modulation": "ratio", "low_contrast_cnr": "ratio",
+    "hu_electron_density_r_squared": "ratio", "snr": "ratio", "snr_normalised": "ratio",
+    "spokes_detected": "spokes", "spokes_detected_total": "spokes",
+    "rows_resolved": "rows", "events_used": "events",
+    "signal_mean": "signal", "noise_sd": "signal", "large_roi_mean": "signal",
+    "roi_mean": "signal", "background_mean": "signal",
+}
+
+
+def measurement_unit(name: str) -> str:
+    """The unit of a measurement name ("ratio" for a pure number, "signal" for MR pixel
+    values, which have no physical unit)."""
+    if name in _UNITS_BY_NAME:
+        return _UNITS_BY_NAME[name]
+    # longest suffix first: _lp_per_cm before _per_cm, _kbq_ml before _bq_ml
+    for suffix, unit in sorted(_UNIT_SUFFIXES, key=lambda t: -len(t[0])):
+        if name.endswith(suffix):
+            return unit
+    raise KeyError(f"no unit known for measurement {name!r}")
+
 # What each analysis can produce: measurement name -> the label keys it carries.
 # Kept here so a spec can be checked at load time without importing the
 # analyses; it must list every name the analyses emit (DESIGN.md naming).
@@ -630,5 +671,5 @@ class _Validator:
         return tuple(out)
 
 
-__all__ = ["MEASUREMENTS", "BaselineLimits", "Condition", "DeviceMatch", "Rule", "Spec",
-           "list_specs", "load_spec", "parse_spec"]
+__all__ = ["CONFIDENCE_WORDS", "MEASUREMENTS", "BaselineLimits", "Condition", "DeviceMatch",
+           "Rule", "Spec", "list_specs", "load_spec", "measurement_unit", "parse_spec"]
