@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from scanbench.errors import InputError
-from scanbench.specs import Rule, Spec
+from scanbench.specs import CONFIDENCE_WORDS, Rule, Spec
 from scanbench.types import STATUSES, DeviceIdentity, Limits, Measurement, Result, Status
 
 
@@ -146,13 +146,15 @@ def _combine(rules: list[Rule], spec: Spec, result: Result, m: Measurement,
     lows = [b[0] for _, b in bounds if b[0] is not None]
     highs = [b[1] for _, b in bounds if b[1] is not None]
     sources = list(dict.fromkeys(
-        f"{r.source} [{r.confidence}]" + (f" — {r.note}" if r.note else "")
+        f"{r.source} ({CONFIDENCE_WORDS[r.confidence]})" + (f" — {r.note}" if r.note else "")
         + (f" ({b[2]})" if b[2] else "") for r, b in bounds))
     return Limits(
         low=max(lows) if lows else None,
         high=min(highs) if highs else None,
         source=f"{spec.name}: " + "; ".join(sources),
-        verified=spec.verified and all(r.confidence == "C" for r in rules),
+        # Judged pass/fail only when every limit that applies is confirmed in its source;
+        # a confirmed limit stays pass/fail inside a spec that also holds unconfirmed ones.
+        verified=all(r.confidence == "C" for r in rules),
     )
 
 

@@ -137,6 +137,8 @@ def test_summarise_counts() -> None:
     # rc_mean 0.95 and rc_max 1.235 of the 37 mm sphere are both above their bands
     assert s["results"][0]["fail"] == 2 and s["results"][0]["pass"] == 10
     assert s["results"][0]["info"] == 7 and s["results"][2]["info"] == 19
-    assert s["total"] == {"pass": 22, "fail": 2, "info": 33, "results": 3}
+    assert s["total"] == {"pass": 22, "fail": 2, "info": 33, "within_unconfirmed": 0,
+                          "outside_unconfirmed": 0, "not_judged": 0, "refused": 0,
+                          "results": 3}
     assert s["status"] == "fail"
     assert summarise([])["status"] == "info"

@@ -59,9 +59,10 @@ WHEN = """
 
 
 @pytest.mark.parametrize(("field", "bias", "status", "source"), [
-    (3.0, 7.0, "fail", "three tesla"),
-    (1.5, 7.0, "pass", "below three tesla"),
-    (2.5, 4.0, "pass", "three tesla"),  # min is inclusive
+    # the rules are unconfirmed (U): compared with, never pass or fail
+    (3.0, 7.0, "outside_unconfirmed", "three tesla"),
+    (1.5, 7.0, "within_unconfirmed", "below three tesla"),
+    (2.5, 4.0, "within_unconfirmed", "three tesla"),  # min is inclusive
     (3.5, 20.0, "info", None),  # max is exclusive: no rule applies
 ])
 def test_when_selects_the_rule_by_parameter(field, bias, status, source) -> None:
@@ -71,7 +72,7 @@ def test_when_selects_the_rule_by_parameter(field, bias, status, source) -> None
     if source is None:
         assert m.limits is None
     else:
-        assert f"{source} [U]" in m.limits.source
+        assert f"{source} (not confirmed)" in m.limits.source
         assert m.limits.source.count("tesla") == 1  # one rule applied, not both
 
 
@@ -92,7 +93,7 @@ def test_when_equality_on_strings() -> None:
     confidence: U
 """)
     assert apply_spec(_result(20, params={"protocol": "BODY"}), spec).get("suv_mean").status \
-        == "fail"
+        == "outside_unconfirmed"
     assert apply_spec(_result(20, params={"protocol": "head"}), spec).get("suv_mean").status \
         == "info"
 
