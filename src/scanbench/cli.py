@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from scanbench import __version__
+from scanbench.console import console, safe, text
 from scanbench.errors import ScanbenchError
 from scanbench.types import Measurement, Result
 
@@ -32,10 +33,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
-if not out.is_terminal:  # piped to a file or a program: tables as wide as they need
-    out = Console(width=132)
+# Not a terminal: no hard wrap (a message stays one searchable line), tables 132 wide.
+err = console(stderr=True)
+out = console()
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -139,11 +139,14 @@ def print_result(result: Result, console: Console) -> None:
     device = " ".join(x for x in (d.manufacturer, d.model) if x) or "unknown device"
     if d.serial:
         device += f" (serial {d.serial})"
-    table = Table(title=f"{result.analysis}  ·  {result.standard}", title_justify="left",
-                  caption=f"{device}; "
-                  + (f"series {result.series_instance_uid}" if result.series_instance_uid
-                     else (result.source or "no series UID"))
-                  + (f"; spec {result.spec}" if result.spec else ""), caption_justify="left")
+    # Device, series and source are DICOM text: never read as markup (text()).
+    table = Table(title=text(f"{result.analysis}  ·  {result.standard}"), title_justify="left",
+                  caption=text(f"{device}; "
+                               + (f"series {result.series_instance_uid}"
+                                  if result.series_instance_uid
+                                  else (result.source or "no series UID"))
+                               + (f"; spec {result.spec}" if result.spec else "")),
+                  caption_justify="left")
     table.add_column("measurement", no_wrap=True)
     table.add_column("where")
     table.add_column("value", justify="right", no_wrap=True)
@@ -157,12 +160,12 @@ def print_result(result: Result, console: Console) -> None:
             lo = _fmt(m.limits.low) if m.limits.low is not None else "−∞"
             hi = _fmt(m.limits.high) if m.limits.high is not None else "+∞"
             limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unverified)")
-        table.add_row(m.name, _labels_text(m), _fmt(m.value),
-                      _fmt(m.uncertainty) if m.uncertainty else "", m.unit, limits,
-                      f"[{_STATUS_STYLE[m.status]}]{m.status}[/]")
+        table.add_row(text(m.name), text(_labels_text(m)), _fmt(m.value),
+                      _fmt(m.uncertainty) if m.uncertainty else "", text(m.unit), text(limits),
+                      text(m.status, _STATUS_STYLE.get(m.status, "")))
     console.print(table)
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {safe(w)}")
 
 
 @app.command()
@@ -203,15 +206,22 @@ def analyze(
                                      "limits of a spec's baseline rules")
             Baseline.load(baseline)
     except ScanbenchError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {safe(exc)}")
         raise typer.Exit(EXIT_USAGE) from None
     missing = [p for p in paths if not p.exists()]
     if missing:
         for p in missing:
-            err.print(f"[red]error:[/] {p}: no such file or folder")
+            err.print(f"[red]error:[/] {safe(p)}: no such file or folder")
         raise typer.Exit(EXIT_USAGE)
     if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
-        err.print(f"[red]error:[/] {report}: the report must end in .html or .pdf")
+        err.print(f"[red]error:[/] {safe(report)}: the report must end in .html or .pdf")
+        raise typer.Exit(EXIT_USAGE)
+    if report is not None and not report.parent.is_dir():
+        # A mistyped folder is bad usage, found before minutes of analysis (never created:
+        # a typo would otherwise put the report where nobody looks for it).
+        where = report.parent
+        problem = "is not a folder" if where.exists() else "no such folder"
+        err.print(f"[red]error:[/] --report {safe(report)}: {safe(where)}: {problem}")
         raise typer.Exit(EXIT_USAGE)
     try:
         with _progress() as prog:
@@ -221,19 +231,19 @@ def analyze(
                 prog.update(task, completed=done, total=total)
 
             def analysing(where: str) -> None:
-                prog.update(task, description=f"analysing {where[-60:]}", total=None,
+                prog.update(task, description=f"analysing {safe(where[-60:])}", total=None,
                             completed=0)
 
             rep = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
                                 baseline=baseline, progress=analysing, read_progress=reading)
     except ScanbenchError as exc:  # bad spec name, unknown analysis: usage errors
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {safe(exc)}")
         raise typer.Exit(EXIT_USAGE) from None
 
     for s in rep.skipped:
-        err.print(f"[dim]note: skipped {s.where}: {s.reason}[/]")
+        err.print(f"[dim]note: skipped {safe(s.where)}: {safe(s.reason)}[/]")
     for f in rep.failures:
-        err.print(f"[red]error:[/] {f.where}: {f.reason}")
+        err.print(f"[red]error:[/] {safe(f.where)}: {safe(f.reason)}")
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in rep.results], indent=1) + "\n")
     else:
@@ -246,12 +256,13 @@ def analyze(
             write_report(rep.results, report, failures=[(f.where, f.reason) for f in rep.failures],
                          skipped=[(s.where, s.reason) for s in rep.skipped])
         except (ScanbenchError, OSError) as exc:
-            err.print(f"[red]error:[/] report {report}: {exc}")
+            err.print(f"[red]error:[/] report {safe(report)}: {safe(exc)}")
             raise typer.Exit(EXIT_FAILURES) from None
-        err.print(f"report written to {report}")
+        err.print(f"report written to {safe(report)}")
     if not rep.results:
         if not rep.failures:
-            err.print("[red]error:[/] no DICOM image series found in " + ", ".join(map(str, paths)))
+            err.print("[red]error:[/] no DICOM image series found in "
+                      + ", ".join(map(safe, paths)))
             raise typer.Exit(EXIT_USAGE)
         # Nothing readable at all is unreadable input (2); series read but not analysed is 1.
         raise typer.Exit(EXIT_USAGE if rep.series_read == 0 else EXIT_FAILURES)
@@ -424,6 +435,6 @@ def main() -> None:
     try:
         app()
     except ScanbenchError as exc:  # anything that escaped a command: a message, never a traceback
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {safe(exc)}")
         sys.exit(EXIT_USAGE)
 

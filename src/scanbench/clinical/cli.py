@@ -28,10 +28,11 @@ from rich.table import Table
 from scanbench.clinical import reference_levels as rl
 from scanbench.clinical.dose import StudyDose, doses_from_paths
 from scanbench.clinical.workflow import WorkflowSettings, workflow_from_paths
+from scanbench.console import console, safe, text
 from scanbench.errors import ScanbenchError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
-_err = Console(stderr=True, soft_wrap=True)  # a message is one line, for grep and logs
+_err = console(stderr=True)  # not a terminal: a message is one line, for grep and logs
 
 PathsArg = Annotated[list[Path], typer.Argument(
     help="DICOM files, folders (searched recursively) or zips.", show_default=False)]
@@ -42,7 +43,7 @@ CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Also write one row p
 
 def _out() -> Console:
     out = Console()
-    return out if out.is_terminal else Console(width=160)
+    return out if out.is_terminal else Console(width=160, soft_wrap=True)
 
 
 @contextmanager
@@ -63,7 +64,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 def _check_paths(paths: list[Path]) -> None:
     missing = [p for p in paths if not p.exists()]
     for p in missing:
-        _err.print(f"[red]error:[/] {p}: no such file or folder")
+        _err.print(f"[red]error:[/] {safe(p)}: no such file or folder")
     if missing:
         raise typer.Exit(EXIT_USAGE)
 
@@ -134,9 +135,10 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
                 w.writeheader()
                 w.writerows(rows)
     except OSError as exc:
-        _err.print(f"[red]error:[/] {path}: cannot write the CSV file ({exc.strerror})")
+        _err.print(f"[red]error:[/] {safe(path)}: cannot write the CSV file "
+                   f"({safe(exc.strerror)})")
         raise typer.Exit(EXIT_FAILURES) from None
-    _err.print(f"CSV written to {path} ({len(rows)} rows)")
+    _err.print(f"CSV written to {safe(path)} ({len(rows)} rows)")
 
 
 def print_dose(studies: list[StudyDose], out: Console) -> None:
@@ -157,18 +159,18 @@ def print_dose(studies: list[StudyDose], out: Console) -> None:
                            if v is not None)
         per_kg = (a.administered_activity_mbq / s.patient.weight_kg
                   if a and a.administered_activity_mbq and s.patient.weight_kg else None)
-        table.add_row(
+        table.add_row(*map(text, (  # DICOM text: never markup
             _when(s.study_datetime) or s.study_instance_uid[-16:], _device(s.device), s.modality,
             str(len(s.events)) if s.events else "", _f(max(ctdi)) if ctdi else "",
             _f(s.total_dlp_mgycm), (a.agent or "") if a else "",
             _f(a.administered_activity_mbq, 1) if a else "", _f(per_kg),
             (f"{parts} = {_f(e.total_msv, 1)}" if e.ct_msv is not None
              and e.radiopharmaceutical_msv is not None else parts),
-            str(len(s.warnings)) if s.warnings else "")
+            str(len(s.warnings)) if s.warnings else "")))
     out.print(table)
     for s in studies:
         for w in s.warnings:
-            _err.print(f"[yellow]warning:[/] study {s.study_instance_uid}: {w}")
+            _err.print(f"[yellow]warning:[/] study {safe(s.study_instance_uid)}: {safe(w)}")
 
 
 def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
@@ -201,15 +203,15 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
         try:
             table = rl.load_table(drl or "ws-t-637-2018-template")
         except ScanbenchError as exc:
-            _err.print(f"[red]error:[/] {exc}")
+            _err.print(f"[red]error:[/] {safe(exc)}")
             raise typer.Exit(EXIT_USAGE) from None
     with _progress(not as_json) as progress:
         report = doses_from_paths(paths, age_years=age, ssde_method=ssde_method,
                                   progress=progress)
     for where, why in report.notes:
-        _err.print(f"[dim]note: skipped {where}: {why}[/]")
+        _err.print(f"[dim]note: skipped {safe(where)}: {safe(why)}[/]")
     for where, why in report.failures:
-        _err.print(f"[red]error:[/] {where}: {why}")
+        _err.print(f"[red]error:[/] {safe(where)}: {safe(why)}")
     exams = rl.compare_exams(report.studies, table) if table and drl else []
     medians = rl.compare_medians(report.studies, table) if table and drl else []
     if as_json:
@@ -231,10 +233,10 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
         try:
             local_drl.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         except OSError as exc:
-            _err.print(f"[red]error:[/] {local_drl}: cannot write ({exc.strerror})")
+            _err.print(f"[red]error:[/] {safe(local_drl)}: cannot write ({safe(exc.strerror)})")
             raise typer.Exit(EXIT_FAILURES) from None
         _err.print(f"local DRL table ({len(data['exams'])} exam categories) written to "
-                   f"{local_drl}")
+                   f"{safe(local_drl)}")
     if csv_file is not None:
         _write_csv(csv_file, dose_rows(report.studies))
     if events_csv is not None:
@@ -242,7 +244,7 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
     if not report.studies:
         if not report.failures:
             _err.print("[red]error:[/] no dose report, dose screen or PET/CT image found in "
-                       + ", ".join(map(str, paths)))
+                       + ", ".join(map(safe, paths)))
         raise typer.Exit(EXIT_USAGE)
     if report.failures:
         raise typer.Exit(EXIT_FAILURES)
@@ -252,20 +254,21 @@ def _print_drl(table: rl.DrlTable, exams: list[rl.Comparison], medians: list[rl.
                out: Console) -> None:
     style = {"above_drl": "bold red", "above_achievable": "yellow",
              "below_abnormally_low": "magenta", "within": "green"}
-    t = Table(title=f"Reference levels: {table.title} [{table.confidence}] — {table.source}",
-              header_style="bold")
+    t = Table(title=text(f"Reference levels: {table.title} [{table.confidence}] — "
+                         f"{table.source}"), header_style="bold")
     for col in ("exam, or facility | protocol median", "category", "quantity", "n", "value", "DRL",
                 "achievable", "abnormally low", "outcome"):
         t.add_column(col, justify="right" if col in ("n", "value", "DRL", "achievable",
                                                        "abnormally low") else "left")
     for c in medians + exams:
-        t.add_row(c.subject if c.n > 1 or "|" in c.subject else c.subject[-20:], c.exam,
-                  c.quantity, str(c.n), _f(c.value), _f(c.levels.get("drl")),
-                  _f(c.levels.get("achievable")), _f(c.levels.get("abnormally_low")),
-                  f"[{style[c.outcome]}]{c.outcome}[/]")
+        t.add_row(*map(text, (c.subject if c.n > 1 or "|" in c.subject else c.subject[-20:],
+                              c.exam, c.quantity, str(c.n), _f(c.value),
+                              _f(c.levels.get("drl")), _f(c.levels.get("achievable")),
+                              _f(c.levels.get("abnormally_low")))),
+                  text(c.outcome, style.get(c.outcome, "")))
     out.print(t)
     if not exams:
-        _err.print(f"[yellow]note:[/] no CT exam matched a category of '{table.name}' with "
+        _err.print(f"[yellow]note:[/] no CT exam matched a category of '{safe(table.name)}' with "
                    "numbers to compare")
 
 
@@ -311,9 +314,9 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
     with _progress(not as_json) as progress:
         report = workflow_from_paths(paths, settings=settings, progress=progress)
     for where, why in report.notes:
-        _err.print(f"[dim]note: skipped {where}: {why}[/]")
+        _err.print(f"[dim]note: skipped {safe(where)}: {safe(why)}[/]")
     for where, why in report.failures:
-        _err.print(f"[red]error:[/] {where}: {why}")
+        _err.print(f"[red]error:[/] {safe(where)}: {safe(why)}")
     if as_json:
         sys.stdout.write(json.dumps([e.to_dict() for e in report.exams], indent=1) + "\n")
     else:
@@ -324,11 +327,13 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
             table.add_column(col, justify="right" if "min" in col or col.endswith(" s")
                              or col == "series" else "left")
         for e in report.exams:
-            flag = "" if e.uptake_in_window in (None, True) else " [red](outside)[/]"
-            table.add_row(_when(e.start), _device(e.device), "/".join(e.modalities),
-                          str(e.number_of_series or ""), _f(e.duration_min, 1),
-                          _f(e.table_time_min, 1), _f(e.uptake_time_min, 1) + flag,
-                          _f(e.ct_scan_time_s, 1), e.time_source or "")
+            uptake = text(_f(e.uptake_time_min, 1))
+            if e.uptake_in_window not in (None, True):
+                uptake.append(" (outside)", style="red")
+            table.add_row(*map(text, (_when(e.start), _device(e.device), "/".join(e.modalities),
+                                      str(e.number_of_series or ""), _f(e.duration_min, 1),
+                                      _f(e.table_time_min, 1))),
+                          uptake, text(_f(e.ct_scan_time_s, 1)), text(e.time_source or ""))
         out.print(table)
         days = Table(title="Per device and day", header_style="bold")
         for col in ("day", "device", "exams", "table min", "utilisation %",
@@ -336,13 +341,13 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
             days.add_column(col, justify="left" if col in ("day", "device") else "right")
         for d in report.days:
             dd = d.to_dict()
-            days.add_row(d.day.isoformat(), _device(d.device), str(d.exams),
+            days.add_row(d.day.isoformat(), text(_device(d.device)), str(d.exams),
                          _f(d.table_time_min, 1), _f(d.utilisation_pct, 1),
                          _f(dd["median_gap_min"], 1), _f(dd["max_gap_min"], 1))
         out.print(days)
         for e in report.exams:
             for w in e.warnings:
-                _err.print(f"[yellow]warning:[/] study {e.study_instance_uid}: {w}")
+                _err.print(f"[yellow]warning:[/] study {safe(e.study_instance_uid)}: {safe(w)}")
     if csv_file is not None:
         rows = []
         for e in report.exams:
@@ -364,7 +369,7 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
     if not report.exams:
         if not report.failures:
             _err.print("[red]error:[/] no exam with images or dose reports found in "
-                       + ", ".join(map(str, paths)))
+                       + ", ".join(map(safe, paths)))
         raise typer.Exit(EXIT_USAGE)
     if report.failures:
         raise typer.Exit(EXIT_FAILURES)

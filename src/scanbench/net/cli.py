@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import shutil
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,10 +20,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from scanbench.console import configure_logging, console, safe
 from scanbench.errors import ScanbenchError
 
-err = Console(stderr=True)
-out = Console()
+# Not a terminal: no hard wrap (a message stays one searchable line).
+err: Console = console(stderr=True)
+out: Console = console()
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 HomeOpt = Annotated[Path | None, typer.Option(
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(exc: ScanbenchError) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}")
+    err.print(f"[red]error:[/] {safe(exc)}")
     return typer.Exit(EXIT_USAGE)
 
 
@@ -57,9 +58,10 @@ def _date(text: str | None, name: str) -> dt.date | None:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Log lines quote DICOM text (descriptions, AE titles): PlainFormatter keeps each
+    # message one line without control characters.
+    configure_logging(logging.DEBUG if verbose else logging.INFO,
+                      "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # pynetdicom logs every PDU at INFO, alembic every migration step
         for name in ("pynetdicom", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -167,7 +169,8 @@ def pull_cmd(
         raise _fail(exc) from None
     try:
         with err.status("searching") as status:
-            report = pull(url, pipe, pipe.home, day, client=client, progress=status.update)
+            report = pull(url, pipe, pipe.home, day, client=client,
+                          progress=lambda what: status.update(safe(what)))
             if analyse:
                 status.update("analysing")
                 pipe.drain()
@@ -175,9 +178,9 @@ def pull_cmd(
         raise _fail(exc) from None
     finally:
         pipe.close()
-    out.print(report.summary())
+    out.print(safe(report.summary()))
     for e in report.errors:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {safe(e)}")
     if report.errors or report.rejected:
         raise typer.Exit(EXIT_FAILURES)
 
@@ -210,7 +213,7 @@ def export(
         err.print("[red]error:[/] name a Study Instance UID or --series UID")
         raise typer.Exit(EXIT_USAGE)
     if dates not in ("shift", "keep", "remove"):
-        err.print(f"[red]error:[/] --dates {dates!r}: expected shift, keep or remove")
+        err.print(f"[red]error:[/] --dates {safe(repr(dates))}: expected shift, keep or remove")
         raise typer.Exit(EXIT_USAGE)
     root = home_dir(home)
     try:
@@ -223,7 +226,7 @@ def export(
         db.close()
     missing = [u for u in [*(study or []), *(series or [])] if u not in found.matched]
     for u in missing:
-        err.print(f"[red]error:[/] {u}: no such study or series in the node")
+        err.print(f"[red]error:[/] {safe(u)}: no such study or series in the node")
     if not found.paths:
         raise typer.Exit(EXIT_USAGE)
     deid = None
@@ -241,8 +244,8 @@ def export(
             written += _export_one(src, out_dir, deid)
         except (OSError, ScanbenchError, ValueError) as exc:
             failed += 1
-            err.print(f"[red]error:[/] {src}: {exc}")
-    out.print(f"{written} instance(s) written to {out_dir}"
+            err.print(f"[red]error:[/] {safe(src)}: {safe(exc)}")
+    out.print(f"{written} instance(s) written to {safe(out_dir)}"
               + (" (de-identified, PS3.15 Basic Profile, Retain Device Identity)"
                  if deidentified else ""))
     if failed or missing:

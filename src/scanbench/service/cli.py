@@ -19,17 +19,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from scanbench.console import configure_logging, console, safe, text
 from scanbench.errors import ScanbenchError
 
 if TYPE_CHECKING:
     from scanbench.service.pipeline import JobRecord, Pipeline
 
-err = Console(stderr=True)
-if not err.is_terminal:  # a log or a program reads it: one message, one line
-    err = Console(stderr=True, soft_wrap=True)
-out = Console()
-if not out.is_terminal:  # piped: tables as wide as they need
-    out = Console(width=132)
+# Not a terminal: a log or a program reads it; one message, one line; tables 132 wide.
+err: Console = console(stderr=True)
+out: Console = console()
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 HomeOpt = Annotated[Path | None, typer.Option(
@@ -53,8 +51,14 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=err, transient=True)
 
 
+def _log_plain() -> None:
+    """The pipeline's warnings (a rejected instance, a failed job) quote file names and
+    DICOM text: printed through the control-character-safe formatter, as bare lines."""
+    configure_logging(fmt="%(message)s")
+
+
 def _fail(exc: ScanbenchError) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}")
+    err.print(f"[red]error:[/] {safe(exc)}")
     return typer.Exit(EXIT_USAGE)
 
 
@@ -72,12 +76,13 @@ def ingest(
     phantom series → analysis results, clinical studies and dose reports → dose and
     workflow. Files already stored are recognised (by SOP Instance UID) and not stored
     twice."""
+    _log_plain()
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline, iter_dicom_files
 
     missing = [p for p in paths if not p.exists()]
     for p in missing:
-        err.print(f"[red]error:[/] {p}: no such file or folder")
+        err.print(f"[red]error:[/] {safe(p)}: no such file or folder")
     if missing:
         raise typer.Exit(EXIT_USAGE)
     try:
@@ -116,7 +121,7 @@ def ingest(
     if rejected or any(j.state == "failed" for j in jobs):
         raise typer.Exit(EXIT_FAILURES)
     if not counts:
-        err.print("[red]error:[/] no DICOM files found in " + ", ".join(map(str, paths)))
+        err.print("[red]error:[/] no DICOM files found in " + ", ".join(map(safe, paths)))
         raise typer.Exit(EXIT_USAGE)
 
 
@@ -153,9 +158,9 @@ def _summary(pipe: Pipeline, counts: Counter[str], rejected: list[tuple[str, str
     from scanbench.store import models as m
 
     for where, why in skipped:
-        err.print(f"[dim]note: skipped {where}: {why}[/]")
+        err.print(f"[dim]note: skipped {safe(where)}: {safe(why)}[/]")
     for where, why in rejected:
-        err.print(f"[red]rejected:[/] {where}: {why}")
+        err.print(f"[red]rejected:[/] {safe(where)}: {safe(why)}")
     table = Table(title="ingest", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -197,9 +202,9 @@ def db_upgrade(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
     shown = engine.url.render_as_string(hide_password=True)
     engine.dispose()
     if before == after:
-        out.print(f"{shown}: already at revision {after}")
+        out.print(f"{safe(shown)}: already at revision {after}")
     else:
-        out.print(f"{shown}: upgraded from {before or 'empty'} to revision {after}")
+        out.print(f"{safe(shown)}: upgraded from {before or 'empty'} to revision {after}")
 
 
 @jobs_app.command("list")
@@ -224,10 +229,12 @@ def jobs_list(
     table = Table("id", "kind", "target", "state", "tries", "finished", "summary / error")
     style = {"failed": "bold red", "done": "green"}
     for j in jobs:
-        table.add_row(str(j.id), j.kind, j.target_uid, f"[{style.get(j.state, '')}]{j.state}[/]",
-                      str(j.attempts),
+        # Cells are Text, never markup: target, error and summary quote DICOM text, and a
+        # state without a style was once "[]running[/]", a markup error.
+        table.add_row(str(j.id), text(j.kind), text(j.target_uid),
+                      text(j.state, style.get(j.state, "")), str(j.attempts),
                       j.finished_at.strftime("%Y-%m-%d %H:%M:%S") if j.finished_at else "",
-                      (j.error or j.summary or "")[:200])
+                      text((j.error or j.summary or "")[:200]))
     out.print(table)
 
 
@@ -239,6 +246,7 @@ def jobs_run(
 ) -> None:
     """Run every job that is due now (series and studies stored but not yet analysed,
     e.g. after `scanbench ingest --no-analyse`) and wait for them."""
+    _log_plain()
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline
 
@@ -264,10 +272,11 @@ def jobs_run(
 def _report_jobs(jobs: list[JobRecord]) -> None:
     for j in jobs:
         if j.state == "failed":
-            err.print(f"[red]job {j.id} failed[/] ({j.kind} {j.target_uid}): {j.error}\n"
-                      f"  retry with: scanbench jobs retry {j.id}")
+            err.print(f"[red]job {j.id} failed[/] ({safe(j.kind)} {safe(j.target_uid)}): "
+                      f"{safe(j.error)}\n  retry with: scanbench jobs retry {j.id}")
         else:
-            out.print(f"job {j.id} ({j.kind} {j.target_uid}): {j.state}; {j.summary[:300]}")
+            out.print(f"job {j.id} ({safe(j.kind)} {safe(j.target_uid)}): {safe(j.state)}; "
+                      f"{safe(j.summary[:300])}")
 
 
 @jobs_app.command("retry")
@@ -280,6 +289,7 @@ def jobs_retry(
 ) -> None:
     """Run failed jobs again (after a fix, or once a missing extractor is installed) and
     wait for them; the new outcome replaces the old."""
+    _log_plain()
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline
 

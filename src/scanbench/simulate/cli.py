@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from scanbench.console import console, safe
 from scanbench.simulate.pet import (
     SCANNER_MODELS,
     ScannerModel,
@@ -31,8 +31,9 @@ simulate_app = typer.Typer(
     add_completion=False,
 )
 
-_err = Console(stderr=True)
-_out = Console()
+# Not a terminal: no hard wrap (a message stays one searchable line).
+_err = console(stderr=True)
+_out = console()
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the series into.")]
 ScannerOption = Annotated[str, typer.Option(
@@ -61,7 +62,7 @@ SyntaxOption = Annotated[str, typer.Option(
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err.print(f"[bold red]error:[/] {safe(message)}", highlight=False)
     return typer.Exit(code=2)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from scanbench.console import console, safe
 from scanbench.simulate.clinical import (
     PROTOCOLS,
     DeviceSpec,
@@ -19,7 +19,7 @@ from scanbench.simulate.clinical import (
     simulate_petct_exams,
 )
 
-_err = Console(stderr=True, soft_wrap=True)  # a message is one line, for grep and logs
+_err = console(stderr=True)  # not a terminal: a message is one line, for grep and logs
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the exams into.")]
 NOpt = Annotated[int, typer.Option("--exams", "-n", help="Number of exams (one per patient).")]
@@ -66,9 +66,10 @@ def ct_exam(out: OutOpt, exams: NOpt = 5, seed: SeedOpt = 0,
                                    device=_device(device, DeviceSpec()), images=images,
                                    rdsr=rdsr)
     except ValueError as exc:
-        _err.print(f"[red]error:[/] {exc}")
+        _err.print(f"[red]error:[/] {safe(exc)}")
         raise typer.Exit(2) from None
-    _err.print(f"{len(truths)} CT exams written to {out} (truth in {out / 'truth.json'})")
+    _err.print(f"{len(truths)} CT exams written to {safe(out)} "
+               f"(truth in {safe(out / 'truth.json')})")
 
 
 def petct_exam(out: OutOpt, exams: NOpt = 3, seed: SeedOpt = 0,
@@ -93,9 +94,10 @@ def petct_exam(out: OutOpt, exams: NOpt = 3, seed: SeedOpt = 0,
             device=_device(device, DeviceSpec(model="Virtual PET/CT", serial="VPC-0001",
                                               station="VPC01")))
     except ValueError as exc:
-        _err.print(f"[red]error:[/] {exc}")
+        _err.print(f"[red]error:[/] {safe(exc)}")
         raise typer.Exit(2) from None
-    _err.print(f"{len(truths)} PET/CT exams written to {out} (truth in {out / 'truth.json'})")
+    _err.print(f"{len(truths)} PET/CT exams written to {safe(out)} "
+               f"(truth in {safe(out / 'truth.json')})")
 
 
 def register(app: typer.Typer) -> None:

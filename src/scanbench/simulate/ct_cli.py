@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from scanbench.console import console, safe
 from scanbench.simulate.ct import (
     CT_SCANNER_MODELS,
     CtScannerModel,
@@ -27,8 +26,9 @@ from scanbench.simulate.ct import (
 )
 from scanbench.simulate.ct_dicom import write_ct_series
 
-_err = Console(stderr=True)
-_out = Console()
+# Not a terminal: no hard wrap (a message stays one searchable line).
+_err = console(stderr=True)
+_out = console()
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the series into.")]
 ScannerOption = Annotated[str, typer.Option(
@@ -64,7 +64,7 @@ DeviceOption = Annotated[str | None, typer.Option(
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    _err.print(f"[bold red]error:[/] {safe(message)}", highlight=False)
     return typer.Exit(code=2)
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from scanbench.console import console, safe
 from scanbench.simulate.mr import T1, T2, Imperfections, MrProtocol, MrScanner, simulate_acr
 from scanbench.simulate.mr import simulate_uniform as _simulate_uniform
 
-_err = Console(stderr=True)
-_out = Console()
+# Not a terminal: no hard wrap (a message stays one searchable line).
+_err = console(stderr=True)
+_out = console()
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.")]
 FieldOption = Annotated[float, typer.Option("--field-strength", help="B0, tesla.")]
@@ -50,7 +51,7 @@ NamesOption = Annotated[str, typer.Option(
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err.print(f"[bold red]error:[/] {safe(message)}", highlight=False)
     return typer.Exit(code=2)
 
 

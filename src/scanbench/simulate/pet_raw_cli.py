@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from scanbench.console import console, safe
 from scanbench.simulate.pet_raw import (
     RAW_SCANNER_MODELS,
     RawScannerModel,
@@ -24,8 +24,9 @@ from scanbench.simulate.pet_raw import (
     simulate_tof,
 )
 
-_err = Console(stderr=True)
-_out = Console()
+# Not a terminal: no hard wrap (a message stays one searchable line).
+_err = console(stderr=True)
+_out = console()
 
 OutFile = Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to write (.h5).")]
 Scanner = Annotated[str, typer.Option(
@@ -41,7 +42,7 @@ Length = Annotated[float, typer.Option(
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err.print(f"[bold red]error:[/] {safe(message)}", highlight=False)
     return typer.Exit(code=2)
 
 
