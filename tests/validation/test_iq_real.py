@@ -143,3 +143,67 @@ def test_matches_pynemaiqpet(analysed) -> None:
                                                                     rel=0.03), d
     assert r.get("background_mean_bq_ml").value == pytest.approx(ref["background_mean"],
                                                                  rel=0.02)
+
+
+# ------------------------------------------------------------ no silent default (issue 11)
+
+
+@pytest.fixture(scope="module", params=sorted(PYNEMAIQPET))
+def series_only(request, shared_data: Path):
+    return request.param, read_one(shared_data / "pet" / "nema-iq-test-recon" / request.param)
+
+
+def test_without_activity_ratio_estimated_and_not_judged(series_only) -> None:
+    """Issue 11: analysed without ``activity_ratio``, this 10:1 fill was computed as
+    4:1 (percent contrast 185-260 %, RCmax 2.5-3.9, no warning). Now the ratio is
+    estimated from the image and agrees with the fill (10:1, and pynemaiqpet's fitted
+    signal over its background, 9.96 and 9.91) within its uncertainty; the hot
+    contrasts and RCs use it, stay physically possible, and are not judged."""
+    _, series = series_only
+    r = ImageQuality().run(series)
+    est = r.get("activity_ratio_estimated")
+    assert est.uncertainty is not None and 0.0 < est.uncertainty < 0.6
+    assert abs(est.value - 10.0) <= est.uncertainty, (est.value, est.uncertainty)
+    assert r.parameters["activity_ratio_source"] == "estimated from the 37, 28, 22 mm spheres"
+    for d in SPHERES_MM:
+        q = r.get("percent_contrast", sphere_mm=d)
+        assert q.value < 100.0 and q.status == "not_judged", (d, q.value)
+        assert q.note and "--param activity_ratio=" in q.note
+        for name in ("rc_max", "rc_mean", "rc_peak"):
+            m = r.get(name, sphere_mm=d)
+            assert m.status == "not_judged" and m.value < 2.0
+    assert any("activity_ratio not given" in w for w in r.warnings)
+
+
+# percent contrast (%) of the 10 and 37 mm spheres with activity_ratio=10, as scanbench
+# computed them before issue 11 (commit 24a2fcc): giving the ratio changes nothing
+BEFORE_ISSUE_11 = {"pet_recon_1": {10: 61.712, 37: 86.754},
+                   "pet_recon_2": {10: 79.381, 37: 89.505}}
+
+
+def test_given_ratio_of_ten_unchanged(series_only) -> None:
+    """With the published fill given, the numbers are those of before (the RCs are pinned
+    against pynemaiqpet above), judged as before (``activity_ratio_source`` = given)."""
+    name, series = series_only
+    r = ImageQuality().run(series, activity_ratio=10.0)
+    assert r.parameters["activity_ratio_source"] == "given"
+    assert all(m.status == "info" for m in r.measurements)
+    assert not any("contradicts" in w or "given, but" in w for w in r.warnings)
+    for d, q in BEFORE_ISSUE_11[name].items():
+        assert r.get("percent_contrast", sphere_mm=d).value == pytest.approx(q, abs=1e-3)
+
+
+def test_contradicting_ratio_refused(series_only) -> None:
+    """``activity_ratio=4`` on this 10:1 fill puts the 37 mm sphere's contrast near
+    260 %: refused with a message naming the given and the estimated ratio."""
+    _, series = series_only
+    r = ImageQuality().run(series, activity_ratio=4)
+    msg = next(w for w in r.warnings if "contradicts the image" in w)
+    assert "activity_ratio=4 " in msg and ("estimates 9." in msg or "estimates 10." in msg)
+    for d in SPHERES_MM:
+        for name in ("percent_contrast", "rc_max", "rc_mean", "rc_peak"):
+            m = r.get(name, sphere_mm=d)
+            assert m.status == "refused" and np.isnan(m.value)
+    assert all(m.status == "info" for m in r.measurements
+               if m.name in ("background_variability", "lung_residual",
+                             "background_mean_bq_ml"))

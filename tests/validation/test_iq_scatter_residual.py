@@ -32,7 +32,7 @@ def test_lung_residual_and_contrast_follow_the_truth(residual: float, noise: boo
     series, truth = render_iq(scatter_residual_percent=residual, noise=noise, voxel_mm=voxel,
                               rotation_deg=rotation, shift_mm=(10.0, -15.0, 4.0), seed=21)
     assert truth["lung_residual_percent_noiseless"] > 0.6 * residual  # the residual is seen
-    result = ImageQuality().run(series)
+    result = ImageQuality().run(series, activity_ratio=truth["activity_ratio"])
     lung = result.get("lung_residual")
     tol = 0.15 + (3 * (lung.uncertainty or 0.0) if noise else 0.0)
     assert lung.value == pytest.approx(truth["lung_residual_percent_noiseless"], abs=tol)

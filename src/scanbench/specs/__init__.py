@@ -93,6 +93,7 @@ _UNITS_BY_NAME: dict[str, str] = {
     "rc_max": "ratio", "rc_mean": "ratio", "rc_peak": "ratio", "suv_mean": "SUV",
     "bar_modulation": "ratio", "low_contrast_cnr": "ratio",
     "hu_electron_density_r_squared": "ratio", "snr": "ratio", "snr_normalised": "ratio",
+    "activity_ratio_estimated": "ratio",
     "spokes_detected": "spokes", "spokes_detected_total": "spokes",
     "rows_resolved": "rows", "events_used": "events",
     "signal_mean": "signal", "noise_sd": "signal", "large_roi_mean": "signal",
@@ -124,6 +125,8 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
         "rc_max": ("sphere_mm", "axial_position_mm"),
         "rc_mean": ("sphere_mm", "axial_position_mm"),
         "rc_peak": ("sphere_mm", "axial_position_mm"),
+        # the fill ratio the image shows (no label: one per phantom)
+        "activity_ratio_estimated": ("axial_position_mm",),
     },
     "pet.nema_nu2_2018.spatial_resolution": {
         # one per point source; position_cm is the nominal 1 / 10 / 20 cm class

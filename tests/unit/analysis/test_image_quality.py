@@ -126,7 +126,7 @@ def iec_sampled_centres(*, voxel_mm: float, shift: tuple[float, float, float],
 def exact2mm():
     """Unblurred, noiseless, 2 mm voxels, sphere plane on a slice centre, 4:1."""
     s, c = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0))
-    return s, c, ImageQuality().run(s, sphere_concentration_bq_ml=4 * BG)
+    return s, c, ImageQuality().run(s, activity_ratio=4.0, sphere_concentration_bq_ml=4 * BG)
 
 
 # ------------------------------------------------------------------ formulas and params
@@ -334,9 +334,10 @@ def test_measurement_names_and_labels(exact2mm) -> None:
     _, _, r = exact2mm
     names = {m.name for m in r.measurements}
     assert names == {"percent_contrast", "background_variability", "lung_residual",
-                     "background_mean_bq_ml", "rc_max", "rc_mean", "rc_peak"}
+                     "background_mean_bq_ml", "rc_max", "rc_mean", "rc_peak",
+                     "activity_ratio_estimated"}
     for m in r.measurements:
-        if m.name not in ("lung_residual", "background_mean_bq_ml"):
+        if m.name not in ("lung_residual", "background_mean_bq_ml", "activity_ratio_estimated"):
             assert set(m.labels) == {"sphere_mm"}
             assert type(m.labels["sphere_mm"]) is int
     assert r.to_dict()["analysis"] == "pet.nema_nu2_2018.image_quality"
@@ -400,15 +401,61 @@ def test_activity_ratio_and_derived_reference() -> None:
     s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), ratio=8.0)
     a = ImageQuality()
     r8 = a.run(s, activity_ratio="8")
-    r4 = a.run(s)  # default 4: the same C_H/C_B read with the wrong ratio
     q8 = r8.get("percent_contrast", sphere_mm=37).value
-    q4 = r4.get("percent_contrast", sphere_mm=37).value
     assert q8 == pytest.approx(100.0, abs=3.0)
-    assert q4 == pytest.approx(q8 * 7.0 / 3.0, rel=1e-9)
     assert r8.parameters["activity_ratio"] == 8.0
+    assert r8.parameters["activity_ratio_source"] == "given"
     assert r8.parameters["rc_reference"] == "measured background x activity_ratio"
     assert any("true sphere concentration not given" in w for w in r8.warnings)
     assert r8.get("rc_max", sphere_mm=37).value == pytest.approx(1.0, abs=1e-9)
+    assert {m.status for m in r8.measurements} == {"info"}
+
+
+def test_activity_ratio_never_defaulted() -> None:
+    """Issue 11: an 8:1 fill analysed without activity_ratio was computed as 4:1 (Q_H
+    7/3 too high, no warning). Now the ratio is estimated from the image, the hot
+    contrasts and RCs use it but are not judged, and a warning says how to give it."""
+    s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), ratio=8.0, blur_fwhm_mm=6.0)
+    r = ImageQuality().run(s)
+    est = r.get("activity_ratio_estimated")
+    assert est.unit == "1" and est.uncertainty is not None
+    assert abs(est.value - 8.0) <= 2 * est.uncertainty, (est.value, est.uncertainty)
+    assert r.parameters["activity_ratio_source"].startswith("estimated from the 37")
+    assert r.parameters["activity_ratio"] == pytest.approx(est.value, abs=1e-3)
+    for name in ("percent_contrast", "rc_max", "rc_mean", "rc_peak"):
+        for d in SPHERES_MM:
+            m = r.get(name, sphere_mm=d)
+            assert m.status == "not_judged" and m.note and "activity_ratio" in m.note
+    assert r.get("percent_contrast", sphere_mm=37).value < 100.0
+    assert r.get("background_variability", sphere_mm=37).status == "info"
+    assert any("--param activity_ratio=" in w and "not judged" in w for w in r.warnings)
+    # with the true concentration given, the RCs no longer rest on the ratio
+    rc = ImageQuality().run(s, sphere_concentration_bq_ml=8 * BG)
+    assert rc.get("rc_max", sphere_mm=37).status == "info"
+    assert rc.get("percent_contrast", sphere_mm=37).status == "not_judged"
+
+
+def test_contradicting_activity_ratio_refused() -> None:
+    """A 4:1 ratio given for an 8:1 fill makes the 37 mm sphere's contrast about 230 %:
+    the ratio contradicts the image, so what rests on it is refused, never reported."""
+    s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), ratio=8.0, blur_fwhm_mm=6.0)
+    r = ImageQuality().run(s, activity_ratio=4)
+    assert r.parameters["activity_ratio_source"] == "given, contradicted by the image"
+    for name in ("percent_contrast", "rc_max", "rc_mean", "rc_peak"):
+        for d in SPHERES_MM:
+            m = r.get(name, sphere_mm=d)
+            assert m.status == "refused" and math.isnan(m.value)
+            assert m.note and "activity_ratio=4 contradicts the image" in m.note
+    msg = next(w for w in r.warnings if "contradicts" in w)
+    assert "estimates 7." in msg or "estimates 8." in msg
+    assert "refused" in msg and "--param activity_ratio=" in msg
+    # what does not rest on the ratio is kept
+    assert r.get("background_variability", sphere_mm=37).status == "info"
+    assert r.get("lung_residual").status == "info"
+    # a ratio above the fill is physically possible (a contrast below 100 %): a warning
+    hi = ImageQuality().run(s, activity_ratio=16)
+    assert hi.get("percent_contrast", sphere_mm=37).status == "info"
+    assert any("activity_ratio=16 given, but" in w for w in hi.warnings)
 
 
 @pytest.mark.parametrize(("params", "match"), [

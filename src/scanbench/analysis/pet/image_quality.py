@@ -82,11 +82,13 @@ from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_patch, circle_patch_means, patch_mean, sphere_kernel
 from scanbench.errors import AnalysisError
 from scanbench.phantoms import nema_iq
-from scanbench.types import Result, Series
+from scanbench.types import Measurement, Result, Series
 
 ANALYSIS_ID = "pet.nema_nu2_2018.image_quality"
-STANDARD = ("NEMA NU 2-2018 section 7.4 (image quality); "
-            "EARL FDG-PET/CT accreditation recovery coefficients")
+STANDARD = (
+    "NEMA NU 2-2018 section 7.4 (image quality); recovery coefficients as in the EARL FDG-PET/CT "
+    "accreditation specifications (see docs/standards/nema-nu2-2018.md#image-quality and "
+    "docs/standards/earl.md#earl1-recovery-coefficients)")
 
 SPHERES_MM: tuple[int, ...] = tuple(int(d) for d in nema_iq.SPHERE_DIAMETERS_MM)
 _SPHERE_R = np.array(nema_iq.SPHERE_DIAMETERS_MM) / 2.0
@@ -950,6 +952,168 @@ def peak_mean(vol: np.ndarray, spacing: tuple[float, float, float], centre_zyx: 
     return float(_correlate_at(box, kern[::-1, ::-1, ::-1], np.argwhere(near)).max())
 
 
+# ---------------------------------------------------------------------------- fill ratio
+
+# How many standard uncertainties a measured value may lie beyond a physical bound before
+# the bound is taken as broken (about 1 in 740 one-sided for a Gaussian error).
+CONTRADICTION_K = 3.0
+# The spheres whose profiles the fill ratio is fitted on: the largest ones, where partial
+# volume leaves a plateau and a small error in the assumed resolution barely moves the fit.
+_RATIO_FIT_SPHERES = 3
+_RATIO_FIT_REACH_MM = 15.0  # the profile is fitted out to the sphere radius plus this
+# The least relative model error the ratio estimate carries, even when its spheres agree:
+# on the virtual scanner a scatter-correction residual of 3 % (6 %) of the activity,
+# spread over the phantom, lowers the estimate by 1.5 % (3 %), a bias the spheres share.
+_RATIO_MODEL_FLOOR = 0.02
+_SQRT2 = float(np.sqrt(2.0))
+_FWHM_PER_SIGMA = float(2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+def blurred_ball(r_mm: np.ndarray, radius_mm: float, sigma_mm: float) -> np.ndarray:
+    """A uniform ball of ``radius_mm`` (value 1) convolved with an isotropic 3-D Gaussian
+    of ``sigma_mm``, at distance ``r_mm`` from its centre (closed form)::
+
+        f(r) = 1/2 [erf((R - r)/(√2 σ)) + erf((R + r)/(√2 σ))]
+               - σ / (r √(2π)) [exp(-(R - r)²/(2σ²)) - exp(-(R + r)²/(2σ²))]
+    """
+    from scipy.special import erf
+
+    r = np.maximum(np.asarray(r_mm, dtype=float), 1e-6 * sigma_mm)
+    a = (radius_mm - r) / (_SQRT2 * sigma_mm)
+    b = (radius_mm + r) / (_SQRT2 * sigma_mm)
+    return 0.5 * (erf(a) + erf(b)) - sigma_mm / (r * np.sqrt(2.0 * np.pi)) * (
+        np.exp(-a * a) - np.exp(-b * b))
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """The sphere : background activity ratio the image shows (see
+    :func:`estimate_activity_ratio`)."""
+
+    ratio: float
+    uncertainty: float  # standard uncertainty, same unit (1)
+    fwhm_mm: float  # the fitted isotropic resolution
+    per_sphere: dict[int, float]  # the ratio fitted on each sphere alone
+    spheres_mm: tuple[int, ...]  # the spheres fitted together
+
+
+def _sphere_profile(vol: np.ndarray, spacing: tuple[float, float, float],
+                    centre_zyx: np.ndarray, radius_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) from ``centre_zyx`` and values of the voxels within the sphere
+    radius plus the fit reach."""
+    d = np.asarray(spacing, dtype=float)
+    reach = radius_mm + _RATIO_FIT_REACH_MM
+    g = np.round(centre_zyx).astype(int)
+    half = np.ceil(reach / d).astype(int)
+    lo, hi = np.maximum(g - half, 0), np.minimum(g + half + 1, vol.shape)
+    axes = [(np.arange(lo[a], hi[a]) - centre_zyx[a]) * d[a] for a in range(3)]
+    r = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2
+                + axes[2][None, None, :] ** 2)
+    box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    inside = r <= reach
+    return r[inside], box[inside].astype(float)
+
+
+def estimate_activity_ratio(vol: np.ndarray, spacing: tuple[float, float, float],
+                            centres_zyx: np.ndarray, cold: Sequence[int], background: float,
+                            relative_noise: float, n_background_rois: int) -> RatioEstimate:
+    """Estimate the fill ratio (sphere : background activity concentration) from the image.
+
+    Method. The measured sphere-to-background ratio of a hot sphere is a lower bound of
+    the true ratio (partial volume only lowers it); the resolution that lowers it is
+    measured from the same spheres. The voxels within the sphere radius plus 15 mm of
+    the largest hot spheres (three of them, 37, 28 and 22 mm when all are hot) are
+    fitted, by least squares, with the model of NEMA NU 2-2018 section 7.3's phantom:
+    a sphere of concentration ``S`` inside its inner radius, a cold glass wall of
+    :data:`scanbench.phantoms.nema_iq.SPHERE_WALL_MM`, the measured background
+    ``background`` outside, the whole blurred by one isotropic Gaussian (closed form,
+    :func:`blurred_ball`); ``S`` and the Gaussian width are free and shared by the
+    spheres (as pynemaiqpet's fit with one signal for all spheres). The ratio is
+    ``S / background``. The sphere centres are the measured ones.
+
+    Uncertainty (standard, in quadrature): noise, as the relative spread of ROI means the
+    size of the largest fitted sphere (``relative_noise``; the fitted signal rests on
+    that sphere's interior, and the background mean on ``n_background_rois`` such ROIs);
+    and model error (a reconstruction's point-spread function is not a Gaussian: edge
+    overshoot of resolution modelling, non-uniform resolution), as half the range of the
+    ratios fitted on each sphere alone, and never less than :data:`_RATIO_MODEL_FLOOR`
+    of the ratio (a scatter-correction residual biases all spheres alike).
+    """
+    hot = [n for n, d in enumerate(SPHERES_MM) if d not in cold]
+    if not hot:
+        raise AnalysisError("no hot sphere: the activity ratio cannot be estimated")
+    if not (np.isfinite(background) and background > 0):
+        raise AnalysisError("the background concentration is not positive: the activity "
+                            "ratio cannot be estimated")
+    use = sorted(hot, key=lambda n: -SPHERES_MM[n])[:_RATIO_FIT_SPHERES]
+    wall = float(nema_iq.SPHERE_WALL_MM)
+    profiles = [(*_sphere_profile(vol, spacing, centres_zyx[n], float(_SPHERE_R[n])),
+                 float(_SPHERE_R[n])) for n in use]
+
+    def fit(parts: list[tuple[np.ndarray, np.ndarray, float]]) -> tuple[float, float]:
+        from scipy.optimize import least_squares
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            s, sigma = float(p[0]), float(p[1])
+            return np.concatenate([
+                s * blurred_ball(r, rad, sigma)
+                + background * (1.0 - blurred_ball(r, rad + wall, sigma)) - v
+                for r, v, rad in parts]) / background
+
+        start = max(float(max(np.max(v) for _, v, _ in parts)), 1.5 * background)
+        fitted = least_squares(residuals, [start, 3.0], bounds=([0.0, 0.3], [np.inf, 30.0]))
+        return float(fitted.x[0]) / background, float(fitted.x[1])
+
+    ratio, sigma = fit(profiles)
+    per_sphere = {SPHERES_MM[n]: fit([p])[0] for n, p in zip(use, profiles, strict=True)}
+    u_noise = ratio * relative_noise * np.sqrt(1.0 + 1.0 / max(n_background_rois, 1))
+    u_model = max(0.5 * float(np.ptp(list(per_sphere.values()))), _RATIO_MODEL_FLOOR * ratio)
+    return RatioEstimate(ratio=ratio, uncertainty=float(np.hypot(u_noise, u_model)),
+                         fwhm_mm=float(_FWHM_PER_SIGMA * sigma), per_sphere=per_sphere,
+                         spheres_mm=tuple(SPHERES_MM[n] for n in use))
+
+
+def _hot_contrast(ch: float, cb: float, sd: float, n_rois: int, ratio: float,
+                  u_ratio: float) -> tuple[float, float]:
+    """NU 2-2018 7.4.1 hot contrast (%) and its standard uncertainty.
+
+    OSEM noise grows with the local mean: the sphere ROI's noise is about ``rel * C_H``
+    (``rel = sd / C_B``, the ROI-to-ROI relative noise for this ROI size) and C_B's own
+    is ``rel * C_B / sqrt(K)``; an estimated ratio adds ``u_ratio / (ratio - 1)``
+    relative uncertainty, because Q_H is inversely proportional to ``ratio - 1``.
+    """
+    q = percent_contrast_hot(ch, cb, ratio)
+    rel = sd / cb
+    uq = 100.0 * (ch / cb) * rel * np.sqrt(1.0 + 1.0 / n_rois) / (ratio - 1.0)
+    return q, float(np.hypot(uq, abs(q) * u_ratio / (ratio - 1.0)))
+
+
+@dataclass
+class _FillRatio:
+    """The ratio the hot-sphere measurements use and how each is to be marked."""
+
+    ratio: float | None
+    estimate: RatioEstimate | None
+    source: str  # "given", "estimated", "contradicted" or "none"
+    reason: str | None
+
+    @property
+    def ratio_uncertainty(self) -> float:
+        if self.source == "estimated" and self.estimate is not None:
+            return self.estimate.uncertainty
+        return 0.0
+
+    def mark(self, m: Measurement) -> None:
+        """Refuse a measurement resting on a contradicted ratio; do not judge one that
+        rests on an estimated or missing ratio."""
+        if self.reason is None:
+            return
+        if self.source == "contradicted":
+            m.refuse(self.reason)
+        else:
+            m.not_judged(self.reason)
+
+
 # ---------------------------------------------------------------------------- the analysis
 
 
@@ -1021,11 +1185,20 @@ class ImageQuality:
     def run(self, series: Series, **params: Any) -> Result:
         """Measure NU 2-2018 7.4 image quality and EARL RCs on one PET series.
 
-        Parameters (all optional): ``activity_ratio`` (sphere : background
-        activity concentration, default 4.0), ``cold_spheres`` (diameters
-        filled with no activity, e.g. ``"28,37"``), ``sphere_concentration_bq_ml``
-        (the true sphere concentration for the EARL RCs, decay-corrected to
-        the image's reference time).
+        Parameters: ``activity_ratio`` (sphere : background activity concentration
+        of the fill), ``cold_spheres`` (diameters filled with no activity, e.g.
+        ``"28,37"``), ``sphere_concentration_bq_ml`` (the true sphere concentration
+        for the EARL RCs, decay-corrected to the image's reference time).
+
+        No parameter that changes the numbers is defaulted. The fill ratio is always
+        estimated from the image as well (:func:`estimate_activity_ratio`, reported as
+        ``activity_ratio_estimated``). Without ``activity_ratio`` the hot-sphere
+        contrasts (and the RCs, unless ``sphere_concentration_bq_ml`` is given) are
+        computed with the estimate and marked not judged. A given ratio that the image
+        contradicts (the largest hot sphere's percent contrast above 100 % by more than
+        :data:`CONTRADICTION_K` uncertainties: partial volume only lowers contrast)
+        refuses the measurements that rest on it, with a warning naming both ratios.
+        ``result.parameters["activity_ratio_source"]`` says which ratio was used.
         """
         if "axial_positions_mm" in params:  # long AFOV: several phantoms along one scan
             return self._run_positions(series, **params)
@@ -1034,11 +1207,10 @@ class ImageQuality:
         if unknown:
             raise AnalysisError(f"unknown parameter(s) {', '.join(unknown)}; "
                                 f"this analysis takes {', '.join(sorted(known))}")
-        ratio = _positive_float(params, "activity_ratio", 4.0)
-        assert ratio is not None
-        if ratio <= 1.0:
+        ratio_given = _positive_float(params, "activity_ratio", None)
+        if ratio_given is not None and ratio_given <= 1.0:
             raise AnalysisError(
-                f"activity_ratio must be above 1 (sphere : background), got {ratio}")
+                f"activity_ratio must be above 1 (sphere : background), got {ratio_given}")
         cold = parse_cold_spheres(params.get("cold_spheres"))
         c_true_param = _positive_float(params, "sphere_concentration_bq_ml", None)
         vol = np.asarray(series.voxels, dtype=np.float32)
@@ -1046,7 +1218,7 @@ class ImageQuality:
 
         result = result_for(self, series,
                             source=str(series.files[0].parent) if series.files else None)
-        result.parameters = {"activity_ratio": ratio, "cold_spheres": list(cold)}
+        result.parameters = {"activity_ratio": ratio_given, "cold_spheres": list(cold)}
         warn = result.warnings.append
 
         units = series.facts.pet.units if series.facts.pet else None
@@ -1107,23 +1279,28 @@ class ImageQuality:
                                                r, (dy, dx)))
             for c, r in zip(sph_yx, _SPHERE_R, strict=True)])
 
+        # the fill ratio: given, estimated from the image, and whether the image allows it
+        fill = self._fill_ratio(vol, (dz, dy, dx), loc.sphere_centres_zyx, cold, roi_means,
+                                sphere_means, ratio_given, c_true_param is not None, result)
+        ratio = fill.ratio
         cb37 = None
         for a, d in enumerate(sizes):
             cb, sd, nvar = background_variability(roi_means[a].ravel())
             if d == 37:
                 cb37 = cb
             ch = float(sphere_means[a])
-            rel = sd / cb  # ROI-to-ROI relative noise for this ROI size
             if d in cold:
                 q = percent_contrast_cold(ch, cb)
                 # sphere ROI noise ~ SD (absolute, near-zero activity), C_B to SD/sqrt(K)
                 uq = 100.0 * np.hypot(sd, ch * sd / np.sqrt(K) / cb) / cb
+            elif ratio is None:
+                q, uq = float("nan"), float("nan")
             else:
-                q = percent_contrast_hot(ch, cb, ratio)
-                # OSEM noise grows with the local mean: sphere ROI noise ~ rel * C_H;
-                # C_B's own uncertainty is rel * C_B / sqrt(K)
-                uq = 100.0 * (ch / cb) * rel * np.sqrt(1.0 + 1.0 / K) / (ratio - 1.0)
-            result.add("percent_contrast", q, "%", labels={"sphere_mm": d}, uncertainty=uq)
+                q, uq = _hot_contrast(ch, cb, sd, K, ratio, fill.ratio_uncertainty)
+            m = result.add("percent_contrast", q, "%", labels={"sphere_mm": d},
+                           uncertainty=uq)
+            if d not in cold:
+                fill.mark(m)
             result.add("background_variability", nvar, "%", labels={"sphere_mm": d},
                        uncertainty=nvar / np.sqrt(2.0 * (K - 1)))
         assert cb37 is not None
@@ -1146,12 +1323,16 @@ class ImageQuality:
             c_true = c_true_param
             result.parameters["sphere_concentration_bq_ml"] = c_true
             result.parameters["rc_reference"] = "sphere_concentration_bq_ml parameter"
-        else:
+        elif ratio is not None:
             c_true = cb37 * ratio
             result.parameters["rc_reference"] = "measured background x activity_ratio"
-            warn("true sphere concentration not given: EARL recovery coefficients use the "
-                 f"measured background ({cb37:.4g}) x activity_ratio ({ratio:g}) = "
-                 f"{c_true:.4g}; give sphere_concentration_bq_ml for accreditation")
+            if fill.source == "given":
+                warn("true sphere concentration not given: EARL recovery coefficients use "
+                     f"the measured background ({cb37:.4g}) x activity_ratio ({ratio:g}) = "
+                     f"{c_true:.4g}; give sphere_concentration_bq_ml for accreditation")
+        else:
+            c_true = float("nan")
+            result.parameters["rc_reference"] = None
         rc: dict[int, dict[str, float]] = {}
         d3 = np.array([dz, dy, dx])
         for n, d in enumerate(sizes):
@@ -1166,9 +1347,11 @@ class ImageQuality:
             vmax, vmean, nvox = a50_voi(box, cb37)
             vpeak = peak_mean(vol, (dz, dy, dx), c, float(_SPHERE_R[n]))
             rc[d] = {"max": vmax, "mean": vmean, "peak": vpeak, "voxels": nvox}
-            result.add("rc_max", vmax / c_true, "1", labels={"sphere_mm": d})
-            result.add("rc_mean", vmean / c_true, "1", labels={"sphere_mm": d})
-            result.add("rc_peak", vpeak / c_true, "1", labels={"sphere_mm": d})
+            rcs = (result.add("rc_max", vmax / c_true, "1", labels={"sphere_mm": d}),
+                   result.add("rc_mean", vmean / c_true, "1", labels={"sphere_mm": d}),
+                   result.add("rc_peak", vpeak / c_true, "1", labels={"sphere_mm": d}))
+            for m in rcs if c_true_param is None else ():
+                fill.mark(m)
 
         centres_lps = series.index_to_patient(loc.sphere_centres_zyx)
         result.evidence = {
@@ -1192,8 +1375,89 @@ class ImageQuality:
             "cold_spheres": cold,
             "rc_values": rc,
             "c_true": c_true,
+            "ratio_estimate": fill.estimate,
         }
         return result
+
+    @staticmethod
+    def _fill_ratio(vol: np.ndarray, spacing: tuple[float, float, float],
+                    centres_zyx: np.ndarray, cold: tuple[int, ...], roi_means: np.ndarray,
+                    sphere_means: np.ndarray, given: float | None, rc_given: bool,
+                    result: Result) -> _FillRatio:
+        """Decide the fill ratio the hot-sphere measurements use (see :meth:`run`):
+        report the image's estimate, record where the ratio came from, and warn when the
+        ratio is estimated, missing or contradicted."""
+        hot = [n for n, d in enumerate(SPHERES_MM) if d not in cold]
+        if not hot:
+            result.parameters["activity_ratio_source"] = "not needed: no hot sphere"
+            return _FillRatio(given, None, "given" if given is not None else "none", None)
+        big = max(hot, key=lambda n: SPHERES_MM[n])
+        d_big = SPHERES_MM[big]
+        n_rois = roi_means.shape[1] * roi_means.shape[2]
+        cb, sd, _ = background_variability(roi_means[big].ravel())
+        depends = "hot-sphere percent contrasts" + ("" if rc_given else
+                                                     " and EARL recovery coefficients")
+        how = ("give the phantom's fill with --param activity_ratio=R (sphere : background) "
+               "or in the node protocol for this device")
+        estimate: RatioEstimate | None = None
+        try:
+            estimate = estimate_activity_ratio(vol, spacing, centres_zyx, cold, cb, sd / cb,
+                                               n_rois)
+        except AnalysisError as exc:
+            result.warnings.append(f"activity ratio not estimated from the image: {exc}")
+        else:
+            if not (np.isfinite(estimate.ratio) and estimate.ratio > 1.0
+                    and np.isfinite(estimate.uncertainty)):
+                result.warnings.append(
+                    f"activity ratio not estimated from the image: the fit of the "
+                    f"{', '.join(map(str, estimate.spheres_mm))} mm sphere profiles gave "
+                    f"{estimate.ratio:.3g}, not a hot fill")
+                estimate = None
+        fitted = ("the fit of the " + ", ".join(map(str, estimate.spheres_mm))
+                  + " mm sphere profiles") if estimate else ""
+        if estimate is not None:
+            result.add("activity_ratio_estimated", estimate.ratio, "1",
+                       uncertainty=estimate.uncertainty)
+            result.parameters["activity_ratio_fit_fwhm_mm"] = round(estimate.fwhm_mm, 3)
+        if given is not None:
+            result.parameters["activity_ratio_source"] = "given"
+            ch = float(sphere_means[big])
+            q, uq = _hot_contrast(ch, cb, sd, n_rois, given, 0.0)
+            if q > 100.0 + CONTRADICTION_K * uq:
+                est = (f"; {fitted} estimates {estimate.ratio:.2f} ± "
+                       f"{estimate.uncertainty:.2f}" if estimate else "")
+                reason = (f"activity_ratio={given:g} contradicts the image: with it the "
+                          f"{d_big} mm sphere's percent contrast is {q:.0f} ± {uq:.0f} %, "
+                          "above the 100 % that partial volume allows (NEMA NU 2-2018 "
+                          f"section 7.4.1); the sphere reads {ch / cb:.2f} times the "
+                          f"background, so the fill ratio is at least that{est}")
+                result.parameters["activity_ratio_source"] = "given, contradicted by the image"
+                result.warnings.append(f"{reason}. The {depends} are refused: check the fill "
+                                       f"and {how}.")
+                return _FillRatio(given, estimate, "contradicted", reason)
+            if estimate is not None and abs(given - estimate.ratio) > \
+                    CONTRADICTION_K * estimate.uncertainty:
+                result.warnings.append(
+                    f"activity_ratio={given:g} given, but {fitted} estimates "
+                    f"{estimate.ratio:.2f} ± {estimate.uncertainty:.2f}: the given ratio is "
+                    "used; check the fill")
+            return _FillRatio(given, estimate, "given", None)
+        if estimate is None:
+            reason = (f"activity_ratio not given and not measurable from the image: the "
+                      f"{depends} cannot be computed; {how}")
+            result.parameters["activity_ratio_source"] = "none"
+            result.warnings.append(reason)
+            return _FillRatio(None, None, "none", reason)
+        source = f"estimated from the {d_big} mm sphere"
+        if len(estimate.spheres_mm) > 1:
+            source = f"estimated from the {', '.join(map(str, estimate.spheres_mm))} mm spheres"
+        result.parameters["activity_ratio"] = round(estimate.ratio, 4)
+        result.parameters["activity_ratio_source"] = source
+        reason = (f"activity_ratio not given: computed with the ratio {source}, "
+                  f"{estimate.ratio:.2f} ± {estimate.uncertainty:.2f}, which is not the "
+                  f"physicist's fill; {how}")
+        result.warnings.append(f"{reason}. The {depends} are not judged.")
+        return _FillRatio(estimate.ratio, estimate, "estimated", reason)
 
     def _run_positions(self, series: Series, **params: Any) -> Result:
         """Long-AFOV practice (STANDARDS.md A.8: uEXPLORER images the IQ phantom at 5
@@ -1278,9 +1542,32 @@ class ImageQuality:
                              "lung", "#f58231"))
         fig1 = slice_with_rois(ev["plane_image"], ev["spacing_yx"], rois,
                                f"Sphere-plane slice {ev['plane_slice']}: spheres, 12 background "
-                               "ROIs (37 mm shown), lung ROI")
+                               "ROIs (37 mm shown), lung ROI", invert=True)
 
         fig2 = go.Figure()
+        # The spec's acceptance band per sphere (EARL: RC max and RC mean bands), drawn
+        # behind the measured curves, so a value outside its band shows at a glance.
+        band_colours = {"rc_max": "rgba(230,25,75,0.15)", "rc_mean": "rgba(67,99,216,0.15)",
+                        "rc_peak": "rgba(60,180,75,0.15)"}
+        for name, label in (("rc_max", "RC max"), ("rc_mean", "RC mean (A50)"),
+                            ("rc_peak", "RC peak (1 mL)")):
+            banded = sorted(((m.labels["sphere_mm"], m.limits) for m in result.measurements
+                             if m.name == name and m.limits is not None
+                             and m.limits.low is not None and m.limits.high is not None),
+                            key=lambda t: t[0])
+            if not banded:
+                continue
+            xs = [float(d) for d, _ in banded]
+            unconfirmed = any(not lim.verified for _, lim in banded)
+            band_name = (f"{label} limits, {result.spec}"
+                         + (" (unconfirmed)" if unconfirmed else ""))
+            fig2.add_trace(go.Scatter(x=xs, y=[lim.low for _, lim in banded], mode="lines",
+                                      line={"width": 0}, hoverinfo="skip", showlegend=False,
+                                      legendgroup=band_name))
+            fig2.add_trace(go.Scatter(x=xs, y=[lim.high for _, lim in banded], mode="lines",
+                                      line={"width": 0}, fill="tonexty",
+                                      fillcolor=band_colours[name], name=band_name,
+                                      legendgroup=band_name, hoverinfo="skip"))
         pcs = [m for m in result.measurements if m.name == "percent_contrast"]
         fig2.add_trace(go.Scatter(
             x=[m.labels["sphere_mm"] for m in pcs], y=[m.value / 100 for m in pcs],
