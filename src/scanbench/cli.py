@@ -53,6 +53,7 @@ COMMAND_MODULES: dict[str, str] = {
     "node": "scanbench.net.cli",
     "pull": "scanbench.net.cli",
     "export": "scanbench.net.cli",
+    "protocol": "scanbench.service.protocol_cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 
