@@ -27,6 +27,9 @@ class AnalyzeReport:
     skipped: list[Failure] = field(default_factory=list)  # non-DICOM files: a note, not a failure
     failures: list[Failure] = field(default_factory=list)
     series_read: int = 0  # image series that formed a volume, analysed or not
+    # Series Instance UID -> the analysis that took it (a group analysis' id for every
+    # series of its group); None: no analysis recognises it (a clinical series).
+    routed: dict[str, str | None] = field(default_factory=dict)
 
 
 def analyze_series(
@@ -44,6 +47,7 @@ def analyze_series(
         raise AnalysisError(
             f"{chosen.id} analyses {chosen.modality} series; this series is "
             f"{series.facts.modality}", where=_series_where(series))
+    registry.check_accepts(chosen, series)  # isolated slices: only analyses that take them
     result = chosen.run(series, **(params or {}))
     result.warnings[:0] = [w for w in series.warnings if w not in result.warnings]
     result.source = result.source or _series_where(series)
@@ -140,8 +144,14 @@ def analyze_series_list(
                 chosen_id = analysis
             else:
                 from scanbench.analysis import registry
+                from scanbench.errors import AnalysisError
 
-                chosen_id = registry.choose(series)[0].id
+                try:
+                    chosen_id = registry.choose(series)[0].id
+                except AnalysisError:
+                    report.routed[series.uid or ""] = None
+                    raise
+            report.routed[series.uid or ""] = chosen_id
             report.results.append(_leaving(analyze_series(series, chosen_id,
                                                           params_for(chosen_id))))
         except ScanbenchError as exc:
@@ -211,6 +221,7 @@ def _run_groups(
         if not group or any(id(s) in claimed for s in group):
             continue
         claimed.update(id(s) for s in group)
+        report.routed.update((s.uid or "", a.id) for s in group)
         if wanted is not None and not any(s.uid in wanted for s in group):
             continue  # partners only: analysed when one of them is wanted
         where = _series_where(group[0])

@@ -448,6 +448,10 @@ class Job(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A series job's inputs beyond target_uid: ``targets`` (every series it analyses,
+    # target_uid first), ``wait`` (whether a series a multi-series analysis could claim
+    # waits for its partners), ``protocols`` (analysis scope -> protocol version id).
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()

@@ -1,5 +1,6 @@
 """Protocols for automatic analysis (versioned rows; a result names the version it
-used), results that supersede earlier ones, measurement notes (why a value was refused
+used), results that supersede earlier ones, a series job's inputs (the series it analyses
+together, whether they wait for partners, the protocols used), measurement notes (why a value was refused
 or not judged) and measurement statuses up to 24 characters (``outside_unconfirmed``:
 PostgreSQL enforces the length).
 
@@ -49,6 +50,9 @@ def upgrade() -> None:
                                     ["supersedes_id"], ["id"])
         batch_op.create_index(batch_op.f("ix_result_supersedes_id"), ["supersedes_id"],
                               unique=False)
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("params", sa.JSON(), nullable=False,
+                                      server_default=sa.text("'{}'")))
     with op.batch_alter_table("measurement", schema=None) as batch_op:
         batch_op.add_column(sa.Column("note", sa.Text(), nullable=True))
         batch_op.alter_column("status", existing_type=sa.String(length=8),
@@ -60,6 +64,8 @@ def downgrade() -> None:
         batch_op.alter_column("status", existing_type=sa.String(length=24),
                               type_=sa.String(length=8), existing_nullable=False)
         batch_op.drop_column("note")
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.drop_column("params")
     with op.batch_alter_table("result", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_result_supersedes_id"))
         batch_op.drop_constraint(op.f("fk_result_supersedes_id_result"), type_="foreignkey")
