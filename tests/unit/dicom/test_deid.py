@@ -13,15 +13,25 @@ import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from scanbench.dicom.deid import Deidentifier, DeidOptions, profile_table, site_secret
+from scanbench.dicom.deid import (
+    Deidentifier,
+    DeidOptions,
+    clean_code_meaning,
+    profile_table,
+    site_secret,
+)
+from scanbench.errors import InputError
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 DEVICE_KEYWORDS = ("Manufacturer", "ManufacturerModelName", "DeviceSerialNumber",
@@ -29,7 +39,10 @@ DEVICE_KEYWORDS = ("Manufacturer", "ManufacturerModelName", "DeviceSerialNumber"
 
 
 def _dose_files(shared_data: Path) -> list[Path]:
-    return sorted((shared_data / "dose" / "rdsr").glob("*.dcm"))
+    """The real files that can be de-identified (not the dose screen capture, whose pixels
+    carry burned-in text: refused, see test_burned_in_annotation_is_refused)."""
+    return [p for p in sorted((shared_data / "dose" / "rdsr").glob("*.dcm"))
+            if pydicom.dcmread(p, stop_before_pixels=True).get("BurnedInAnnotation") != "YES"]
 
 
 def _walk(ds: Dataset, path: str = "") -> Iterator[tuple[str, int, object, str]]:
@@ -249,3 +262,198 @@ def test_deidentified_files_are_as_valid_as_the_originals(shared_data: Path,
         out = tmp_path / src.name
         Deidentifier(SECRET).apply(pydicom.dcmread(src)).save_as(out, enforce_file_format=True)
         assert not errors(out) - errors(src), src.name
+
+
+# -- issue 11: what survived the export, dates that cannot be shifted, burned-in text --------
+
+# Planted where the Basic Profile's table does not reach: SR TEXT / PNAME / DATE / DATETIME /
+# UIDREF content items (nested two levels deep), a Code Meaning, a private element inside a
+# nested item, and the Radiopharmaceutical Administration Event UID (0008,3012).
+PLANTED_TEXT = ("Plantedname", "MRN 99887766", "19510311", "St Planted Hospital",
+                "Plantedcode", "Plantedperson", "Plantedprivate")
+PLANTED_UIDS = ("1.2.826.0.1.3680043.2.1143.987654321", "1.2.826.0.1.3680043.2.1143.55555")
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    c = Dataset()
+    c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, scheme, meaning
+    return c
+
+
+def _item(value_type: str, concept: tuple[str, str, str], **values: object) -> Dataset:
+    item = Dataset()
+    item.RelationshipType = "CONTAINS"
+    item.ValueType = value_type
+    item.ConceptNameCodeSequence = Sequence([_code(*concept)])
+    for kw, v in values.items():
+        setattr(item, kw, v)
+    return item
+
+
+def _plant_sr(ds: Dataset) -> None:
+    comment = ("121106", "DCM", "Comment")
+    inner = [
+        _item("TEXT", comment, TextValue="Patient Plantedname, MRN 99887766, born 19510311"),
+        _item("TEXT", ("113873", "DCM", "Organization Name"), TextValue="St Planted Hospital"),
+        _item("PNAME", ("113870", "DCM", "Person Name"), PersonName="Plantedperson^Jane"),
+        _item("DATE", comment, Date="19510311"),
+        _item("DATETIME", comment, DateTime="19510311093000"),
+        _item("UIDREF", ("121012", "DCM", "Device Observer UID"), UID=PLANTED_UIDS[0]),
+        _item("CODE", comment, ConceptCodeSequence=Sequence([
+            _code("113100", "DCM", "Dr Plantedcode")])),  # a name in a Code Meaning
+    ]
+    inner[0].add_new(0x00190010, "LO", "PLANTER")  # private creator, and its element
+    inner[0].add_new(0x00191010, "LO", "Plantedprivate")
+    container = _item("CONTAINER", ("121106", "DCM", "Plantedcode"),
+                      ContinuityOfContent="SEPARATE", ContentSequence=Sequence(inner))
+    if "ContentSequence" in ds:
+        ds.ContentSequence[0].ContentSequence = Sequence(
+            [*ds.ContentSequence[0].get("ContentSequence", []), container])
+        ds.ContentSequence.append(_item("TEXT", comment, TextValue="St Planted Hospital"))
+    else:
+        ds.ContentSequence = Sequence([container])
+    rp = Dataset()
+    rp.RadiopharmaceuticalAdministrationEventUID = PLANTED_UIDS[1]
+    ds.RadiopharmaceuticalInformationSequence = Sequence(
+        [*ds.get("RadiopharmaceuticalInformationSequence", []), rp])
+
+
+def _all_elements(ds: Dataset) -> list[tuple[Dataset, object]]:
+    found: list[tuple[Dataset, object]] = []
+    ds.walk(lambda item, elem: found.append((item, elem)))  # every element, every depth
+    return found
+
+
+def _uids(ds: Dataset) -> dict[str, int]:
+    """Every instance UID value (not a class, syntax or scheme) → its tag."""
+    from scanbench.dicom.deid import _names_a_class
+
+    out: dict[str, int] = {}
+    for _, elem in _all_elements(ds):
+        e: Any = elem
+        if e.VR == "UI" and e.value and not _names_a_class(int(e.tag)):
+            for v in (e.value if isinstance(e.value, list | MultiValue) else [e.value]):
+                if not str(v).startswith("1.2.840.10008."):
+                    out[str(v)] = int(e.tag)
+    return out
+
+
+def test_nothing_identifying_survives_anywhere_in_the_exported_files(
+        shared_data: Path, tmp_path: Path) -> None:
+    """Issue 11 §3: after export, institution names in SR TEXT items, a name / record
+    number / birth date in a TEXT item, a name in a Code Meaning and the Radiopharmaceutical
+    Administration Event UID survived. Every element at every depth is walked (pydicom's
+    Dataset.walk), and the written bytes are searched for every planted value, every value
+    of a Basic Profile attribute that no declared option keeps, and every original UID."""
+    deid = Deidentifier(SECRET)
+    options = DeidOptions()
+    originals, outputs, warnings = [], [], []
+    for src in _dose_files(shared_data):
+        ds = pydicom.dcmread(src)
+        ds.PatientID = ds.get("PatientID") or "PAT-42"
+        _plant(ds)
+        _plant_sr(ds)
+        originals.append(ds)
+        out = tmp_path / src.name
+        deid.apply(copy.deepcopy(ds), warnings).save_as(out, enforce_file_format=True)
+        outputs.append(out)
+    assert not warnings
+    original_uids: dict[str, int] = {}
+    for ds in originals:
+        original_uids |= _uids(ds) | _uids(Dataset(ds.file_meta))
+    assert set(PLANTED_UIDS) <= original_uids.keys()
+    remapped = {deid.uid(u) for u in original_uids}
+    for ds, out in zip(originals, outputs, strict=True):
+        # the values no declared option keeps: Basic Profile attributes, 6+ characters (so
+        # that a short number cannot match by chance), not equal to any value that is kept
+        kept = {str(e.value) for _, e in _all_elements(ds) if isinstance(e, DataElement)
+                and (int(e.tag) not in profile_table()
+                     or _retained(int(e.tag), e.VR, DeidOptions()))}
+        secret = {str(e.value) for _, e in _all_elements(ds) if isinstance(e, DataElement)
+                  and int(e.tag) in profile_table() and e.VR not in ("SQ", "UI")
+                  and not _retained(int(e.tag), e.VR, options)
+                  and int(e.tag) not in (0x00100010, 0x00100020)  # become the pseudonym
+                  and len(str(e.value)) >= 6} - kept
+        assert len(secret) > 100
+        data = out.read_bytes()
+        # (a UID is searched for as bytes unless it is short or equals a kept value: a
+        # Siemens Device Observer UID is the device serial number, 11090, which is kept)
+        uids = {u for u in original_uids if len(u) >= 6} - kept
+        for value in [*PLANTED_TEXT, *PLANTED_UIDS, *secret, *uids]:
+            assert value.encode() not in data, f"{value!r} survived in {out.name}"
+        written = pydicom.dcmread(out)
+        for _, elem in _all_elements(written):
+            text = str(getattr(elem, "value", ""))
+            assert not any(v in text for v in PLANTED_TEXT), (out.name, elem)
+        # every instance UID is a remapped one: references between the files still resolve
+        assert set(_uids(written)) | set(_uids(Dataset(written.file_meta))) <= remapped
+        codes = {i.CodeValue for i in written.DeidentificationMethodCodeSequence}
+        assert "113104" in codes  # Clean Structured Content: declared, and applied
+
+
+def test_dose_values_are_kept_for_scanbench_dose(shared_data: Path, tmp_path: Path) -> None:
+    """Clean Structured Content leaves the NUM items alone: `scanbench dose` reads the same
+    CTDIvol and DLP from the de-identified dose reports as from the originals."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from scanbench import cli
+
+    srcs = [p for p in _dose_files(shared_data) if "RDSR" in p.name or "ESR" in p.name]
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    for src in srcs:
+        shutil.copyfile(src, tmp_path / "before" / src.name)
+        ds = Deidentifier(SECRET).apply(pydicom.dcmread(src))
+        ds.save_as(tmp_path / "after" / src.name, enforce_file_format=True)
+
+    def values(folder: Path) -> list[tuple[Any, ...]]:
+        cli._mount_subapps()
+        r = CliRunner().invoke(cli.app, ["dose", "--json", str(folder)])
+        assert r.exit_code == 0, r.output
+        return sorted((s["total_dlp_mgycm"] or 0.0, s["number_of_events"],
+                       tuple(sorted((e["ctdivol_mgy"] or 0.0, e["dlp_mgycm"] or 0.0)
+                                    for e in s["events"]))) for s in json.loads(r.stdout))
+
+    before, after = values(tmp_path / "before"), values(tmp_path / "after")
+    assert len(before) == 7 and sum(len(b[2]) for b in before) >= 15, before
+    assert after == before
+
+
+@pytest.mark.parametrize("value,vr", [("00010101", "DA"), ("00010102120000", "DT"),
+                                      ("20240231", "DA"), ("garbage", "DA")])
+def test_a_date_that_cannot_be_shifted_is_replaced_with_a_warning(
+        shared_data: Path, value: str, vr: str) -> None:
+    """Issue 11 §3: shifting 00010101 raised OverflowError and stopped the export."""
+    ds = pydicom.dcmread(shared_data / "dose/rdsr/NM-PetIm-Siemens.dcm")
+    kw = "StudyDate" if vr == "DA" else "AcquisitionDateTime"
+    setattr(ds, kw, value)
+    warnings: list[str] = []
+    out = Deidentifier(SECRET).apply(ds, warnings)
+    assert out[kw].value == ("19000101" if vr == "DA" else "19000101000000")
+    assert len(warnings) == 1 and kw in warnings[0] and "cannot be shifted" in warnings[0]
+    assert out.SeriesDate != "19000101"  # the other dates are shifted as usual
+
+
+def test_burned_in_annotation_is_refused(shared_data: Path) -> None:
+    """The Philips dose screen capture carries the study's identity in its pixels (Burned In
+    Annotation YES); the Clean Pixel Data Option is not offered, so it is not exported."""
+    ds = pydicom.dcmread(shared_data / "dose/rdsr/CT-SC-Philips_Brilliance16P.dcm")
+    with pytest.raises(InputError, match="Burned In Annotation"):
+        Deidentifier(SECRET).apply(ds)
+
+
+def test_code_meanings_are_cleaned() -> None:
+    """A meaning made of the standard's words is kept; a name, a long number or words the
+    standard does not use are replaced by the standard's meaning or the code value."""
+    assert clean_code_meaning(_code("113100", "DCM", "Dr Plantedcode")) == (
+        "Basic Application Confidentiality Profile")
+    assert clean_code_meaning(_code("T-D3000", "SRT", "Chest")) == "Chest"
+    assert "Smith" not in clean_code_meaning(_code("T-D3000", "SRT", "Chest John Smith"))
+    assert clean_code_meaning(_code("mGy.cm", "UCUM", "Smith")) == "mGy.cm"
+    assert clean_code_meaning(_code("X1", "99LOCAL", "Total Number of Images")) == (
+        "Total Number of Images")
+    assert clean_code_meaning(_code("X1", "99LOCAL", "John Smith")) == "X1"
+    assert clean_code_meaning(_code("X1", "99LOCAL", "Patient 99887766")) == "X1"
+    assert clean_code_meaning(_code("X1", "99LOCAL", "St Mary's Hospital")) == "X1"
