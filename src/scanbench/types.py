@@ -163,6 +163,10 @@ class Series:
     files: list[Path] = field(default_factory=list)
     sop_instance_uids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Isolated slices (not a contiguous volume, e.g. one CatPhan slice per module): each
+    # slice's position along the slice normal in mm; None for a regular volume, whose
+    # positions the affine gives. Only analyses with ``accepts_isolated_slices`` take it.
+    isolated_positions_mm: np.ndarray | None = None
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 from scanbench.analysis.base import Analysis
 from scanbench.errors import AnalysisError
 from scanbench.types import Series
@@ -62,11 +64,30 @@ def get(analysis_id: str) -> Analysis:
 MIN_CONFIDENCE = 0.5
 
 
+def accepts(analysis: Analysis, series: Series) -> bool:
+    """Whether ``analysis`` may measure ``series``: a series of isolated slices (not a
+    contiguous volume) only goes to an analysis that measures each slice on its own
+    (class attribute ``accepts_isolated_slices``, e.g. ct.catphan)."""
+    return series.isolated_positions_mm is None or bool(
+        getattr(analysis, "accepts_isolated_slices", False))
+
+
+def check_accepts(analysis: Analysis, series: Series) -> None:
+    """AnalysisError, with the slice positions, when ``analysis`` may not take ``series``."""
+    if not accepts(analysis, series):
+        z = series.isolated_positions_mm
+        assert z is not None
+        steps = ", ".join(f"{s:.2f}" for s in sorted(set(np.round(np.diff(z), 2)))[:6])
+        raise AnalysisError(
+            f"missing slice(s): the series holds {len(z)} isolated slices (steps {steps} mm "
+            f"along the slice normal), not a contiguous volume; {analysis.id} needs one")
+
+
 def choose(series: Series) -> tuple[Analysis, float]:
     """The most confident analysis for a series, or AnalysisError naming the best guesses."""
     scores = []
     for a in all_analyses().values():
-        if a.modality != series.facts.modality:
+        if a.modality != series.facts.modality or not accepts(a, series):
             continue
         try:
             score = float(a.detect(series))
@@ -77,6 +98,11 @@ def choose(series: Series) -> tuple[Analysis, float]:
     scores.sort(key=lambda t: -t[0])
     if not scores or scores[0][0] < MIN_CONFIDENCE:
         tried = ", ".join(f"{a.id} {s:.2f}" for s, a in scores) or "none for this modality"
+        if series.isolated_positions_mm is not None:
+            takers = ", ".join(a.id for a in all_analyses().values()
+                               if getattr(a, "accepts_isolated_slices", False))
+            tried += (f"; the series is {len(series.isolated_positions_mm)} isolated slices "
+                      f"with missing slices between them, which only {takers} measures")
         raise AnalysisError(
             f"no analysis recognises this {series.facts.modality} series as its phantom "
             f"(confidence: {tried}); name one with --analysis")

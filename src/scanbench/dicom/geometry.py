@@ -31,6 +31,10 @@ SPACING_ATOL_MM = 1e-3
 GAP_FACTOR = 1.5
 #: Orientation cosines equal within this are the same orientation.
 ORIENTATION_ATOL = 1e-4
+#: Isolated slices (a CatPhan exported as one slice per module): every step between
+#: neighbouring slices is at least this many slice thicknesses and this many mm.
+ISOLATED_STEP_THICKNESSES = 3.0
+ISOLATED_STEP_MM = 10.0
 
 
 @dataclass
@@ -41,6 +45,9 @@ class Stack:
     spacing: tuple[float, float, float]  # (dz, dy, dx) mm
     affine: np.ndarray  # (k, j, i, 1) → LPS (x, y, z, 1)
     warnings: list[str] = field(default_factory=list)
+    # isolated slices only: each slice's position along the normal (mm); the affine's
+    # slice step is then the slice thickness, not the distance between the slices
+    isolated_positions_mm: np.ndarray | None = None
 
 
 def plane_name(normal: np.ndarray) -> str:
@@ -147,12 +154,16 @@ def _resolve_repeats(frames: list[Frame], where: str) -> list[tuple[str, list[Fr
         "tells them apart", where)
 
 
-def stack(frames: list[Frame], where: str) -> Stack:
+def stack(frames: list[Frame], where: str, *, isolated_ok: bool = False) -> Stack:
     """Order one volume's frames along the normal, check spacing, and build the affine.
 
     Raises SeriesError for missing slices (a step over ``GAP_FACTOR`` × the
     median spacing), uneven spacing beyond the tolerance, or positions that do
-    not lie on one line.
+    not lie on one line. With ``isolated_ok``, a series whose slices are all
+    isolated (every step at least ``ISOLATED_STEP_THICKNESSES`` slice thicknesses
+    and ``ISOLATED_STEP_MM``: one slice per CatPhan module, say) is not refused: it
+    comes back with ``isolated_positions_mm`` and the analyses decide (only those that
+    measure each slice on its own accept it, :mod:`scanbench.analysis.registry`).
     """
     first = frames[0]
     normal = first.normal
@@ -173,13 +184,15 @@ def stack(frames: list[Frame], where: str) -> Stack:
         median = _typical_step(steps)
         tol = max(SPACING_RTOL * median, SPACING_ATOL_MM)
         gaps = np.flatnonzero(steps > GAP_FACTOR * median)
+        uneven = np.abs(steps - median) > tol
+        if (gaps.size or uneven.any()) and isolated_ok and _isolated(steps, first):
+            return _isolated_stack(frames, d, where)
         if gaps.size:
             desc = "; ".join(f"{steps[g]:.3f} mm between positions {d[g]:.3f} and "
                              f"{d[g + 1]:.3f} mm (about {round(steps[g] / median) - 1} "
                              "slice(s) missing)" for g in gaps[:5])
             raise SeriesError(f"missing slice(s): gap of {desc} along the slice normal; the "
                               f"median spacing is {median:.3f} mm", where)
-        uneven = np.abs(steps - median) > tol
         if uneven.any():
             found = Counter(np.round(steps, 3).tolist())
             listing = ", ".join(f"{s:.3f} mm (×{c})" for s, c in found.most_common(6))
@@ -209,6 +222,37 @@ def stack(frames: list[Frame], where: str) -> Stack:
     affine[:3, 3] = origin
     return Stack(frames=frames, spacing=(float(dz), float(dy), float(dx)), affine=affine,
                  warnings=warnings)
+
+
+def _isolated(steps: np.ndarray, first: Frame) -> bool:
+    thickness = first.thickness or first.spacing_between
+    return bool(thickness is not None and steps.min() >= ISOLATED_STEP_MM
+                and steps.min() >= ISOLATED_STEP_THICKNESSES * thickness)
+
+
+def _isolated_stack(frames: list[Frame], d: np.ndarray, where: str) -> Stack:
+    """A stack of isolated slices: the affine's slice step is one slice thickness along
+    the normal (what each slice represents); the true positions are kept apart."""
+    first = frames[0]
+    dy, dx = first.pixel_spacing
+    for f in frames[1:]:
+        across = f.position - first.position - ((f.position - first.position) @ first.normal) \
+            * first.normal
+        if float(np.linalg.norm(across)) > 1.0:
+            raise SeriesError("isolated slices whose positions do not lie on one line along "
+                              f"the slice normal ({float(np.linalg.norm(across)):.1f} mm off)",
+                              where)
+    dz, _ = _single_slice_spacing(first)
+    affine = np.eye(4)
+    affine[:3, 0] = first.normal * dz
+    affine[:3, 1] = first.col_cosines * dy
+    affine[:3, 2] = first.row_cosines * dx
+    affine[:3, 3] = first.position
+    listing = ", ".join(f"{z:.2f}" for z in d[:8]) + (" ..." if len(d) > 8 else "")
+    return Stack(frames=frames, spacing=(float(dz), float(dy), float(dx)), affine=affine,
+                 warnings=[f"{len(frames)} isolated slices at {listing} mm along the slice "
+                           "normal (not a contiguous volume): each is measured on its own"],
+                 isolated_positions_mm=np.asarray(d, dtype=float))
 
 
 def _typical_step(steps: np.ndarray) -> float:

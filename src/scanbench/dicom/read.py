@@ -167,6 +167,11 @@ class _State:
     by_series: dict[str, list[Frame]] = field(default_factory=dict)
     seen: dict[str, Path] = field(default_factory=dict)
     duplicates: dict[str, list[str]] = field(default_factory=dict)
+    #: Declared float32 bytes of each series so far (pixels.check_declared_size).
+    series_bytes: dict[str, int] = field(default_factory=dict)
+    #: Series over pixels.max_series_bytes(): their files from the first over the limit
+    #: on, none of them decoded (and their frames already decoded dropped).
+    over: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def _read(paths: Sequence[str | Path] | str | Path,
@@ -196,7 +201,19 @@ def _read(paths: Sequence[str | Path] | str | Path,
                 progress(done, total)
         for key, frames in state.by_series.items():
             _assemble(key, frames, result, problems, state.duplicates.get(key, []))
+        for key, files in state.over.items():
+            _fail(result, problems, _over_limit(state.series_bytes[key], files))
     return result, problems
+
+
+def _over_limit(size: int, files: list[Path]) -> InputError:
+    limit = pixels.max_series_bytes()
+    more = f" and {len(files) - 1} more file(s) of the series" if len(files) > 1 else ""
+    return InputError(
+        f"its series needs at least {size / 2**20:.0f} MiB as float32, more than the "
+        f"{limit / 2**20:.0f} MiB limit per series (scanbench.dicom.pixels.MAX_SERIES_BYTES, "
+        f"SCANBENCH_MAX_SERIES_MIB); the series is refused, this file{more} before decoding",
+        files[0])
 
 
 def _fail(result: ReadResult, problems: list[ScanbenchError], exc: ScanbenchError) -> None:
@@ -334,6 +351,14 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
     if instance is not None and instance in seen:
         duplicates.setdefault(key, []).append(f"{path} repeats {seen[instance]}")
         return
+    # Memory guard, before decoding (pixels module docstring): the instance's declared
+    # size, then the series' running total; a series over its limit is refused whole.
+    size = pixels.check_declared_size(ds, path)
+    state.series_bytes[key] = state.series_bytes.get(key, 0) + size
+    if key in state.over or state.series_bytes[key] > pixels.max_series_bytes():
+        state.over.setdefault(key, []).append(path)
+        by_series.pop(key, None)  # frees the frames of this series decoded so far
+        return
     source = Source(path=path, ds=ds, pixels=pixels.decode(ds, path))
     frames = plane_frames(source)
     for f in frames:
@@ -381,12 +406,16 @@ def _assemble(key: str, frames: list[Frame], result: ReadResult,
 
 
 def _build(frames: list[Frame], where: str, split_warnings: list[str], key: str) -> Series:
-    st = geometry.stack(frames, where)
+    # CT only (issue 11): a CatPhan exported as one slice per module is a legitimate series
+    # of isolated slices; geometry.stack still refuses gaps in every other series, and the
+    # analysis registry refuses isolated slices for every analysis but ct.catphan.
+    isolated_ok = h.text(frames[0].source.ds, "Modality") == "CT"
+    st = geometry.stack(frames, where, isolated_ok=isolated_ok)
     n, rows, cols = len(st.frames), st.frames[0].rows, st.frames[0].columns
     need = n * rows * cols * 4
-    if need > pixels.MAX_SERIES_BYTES:
+    if need > pixels.max_series_bytes():
         raise InputError(f"the series needs {need / 2**20:.0f} MiB as float32, more than the "
-                         f"{pixels.MAX_SERIES_BYTES / 2**20:.0f} MiB limit "
+                         f"{pixels.max_series_bytes() / 2**20:.0f} MiB limit "
                          "(scanbench.dicom.pixels.MAX_SERIES_BYTES)", where)
     voxels = np.empty((n, rows, cols), dtype=np.float32)
     for k, f in enumerate(st.frames):
@@ -403,4 +432,4 @@ def _build(frames: list[Frame], where: str, split_warnings: list[str], key: str)
             uids.append(h.text(f.source.ds, "SOPInstanceUID") or "")
     return Series(voxels=voxels, spacing=st.spacing, affine=st.affine,
                   facts=series_facts(st.frames), files=files, sop_instance_uids=uids,
-                  warnings=warnings_)
+                  warnings=warnings_, isolated_positions_mm=st.isolated_positions_mm)

@@ -90,6 +90,7 @@ class CatphanLayout:
     present: dict[str, np.ndarray] = field(default_factory=dict)
     housing: bool = False
     warnings: list[str] = field(default_factory=list)
+    isolated: bool = False  # isolated slices (not a contiguous volume)
 
 
 def _ring_blobs(img: np.ndarray, spacing: tuple[float, float]) -> tuple[float, float] | None:
@@ -156,12 +157,14 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
     frame = pm.Frame(centre, spacing)
     sm = ndimage.gaussian_filter(np.asarray(img, float), (1.0 / dy, 1.0 / dx))
     _, ring_ins = pm.ring_profile(sm, frame, cp.INSERT_RING_MM, width_mm=4.0)
-    _, ring_lp = pm.ring_profile(sm, frame, cp.LINE_PAIR_RING_MM, width_mm=6.0)
+    _, ring_lp = pm.ring_profile(sm, frame, cp.LINE_PAIR_RING_MM, width_mm=3.0)
     if housing:
         housing = _housing(sm, frame)
     if ring_ins.min() < -500.0:
         return SliceInfo("sensitometry", centre, housing)
-    if ring_lp.max() > 300.0 and ring_lp.std() > 60.0:
+    # bars stand out of their module by a few hundred HU at least (less on cone-beam CT,
+    # where a 1.5 mm slice cuts the 2 mm gauge partly: ~200 HU on an Elekta XVI)
+    if ring_lp.max() - float(np.median(ring_lp)) > 120.0 and ring_lp.std() > 30.0:
         return SliceInfo("resolution", centre, housing)
     yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
     r = np.hypot((yy - centre[0]) * dy, (xx - centre[1]) * dx)
@@ -191,6 +194,9 @@ def _locate(series: Series, forced: str | None, sensitometry: str | None) -> Cat
     v = np.asarray(series.voxels)
     _, dy, dx = series.spacing
     z = pm.slice_positions(series.affine, v.shape[0])
+    if series.isolated_positions_mm is not None:  # isolated slices: their own positions
+        z = np.asarray(series.isolated_positions_mm, float) - float(
+            series.isolated_positions_mm[0])
     step = max(1, int(1.0 / min(dy, dx)))  # classify on pixels of about 1 mm
     infos = [_classify(v[k, ::step, ::step], (dy * step, dx * step)) for k in range(v.shape[0])]
     kinds = [i.kind for i in infos]
@@ -231,9 +237,11 @@ def _locate(series: Series, forced: str | None, sensitometry: str | None) -> Cat
                 best = (int(score[i]), key, float(z0s[i:j + 1].mean()), d)
     assert best is not None
     multi = len(seen) > 1
+    if multi and series.isolated_positions_mm is not None:
+        return _isolated_layout(z, kinds, centres, housing, best, forced)
     layout = CatphanLayout(z, kinds, centres, best[1] if (multi or forced) else None,
                            best[2] if multi else None, best[3] if multi else 0,
-                           housing=housing)
+                           housing=housing, isolated=series.isolated_positions_mm is not None)
     if multi:
         mdl = cp.MODELS[best[1]]
         for m in mdl.modules:
@@ -256,6 +264,29 @@ def _locate(series: Series, forced: str | None, sensitometry: str | None) -> Cat
     return layout
 
 
+def _isolated_layout(z: np.ndarray, kinds: list[str], centres: np.ndarray, housing: bool,
+                     best: tuple[int, str, float, int], forced: str | None) -> CatphanLayout:
+    """Isolated slices: each slice is the module it shows, wherever it lies. The model
+    (and its module offsets) is kept only when every recognised slice sits in a module of
+    its kind; otherwise the positions are reported and the model is unknown."""
+    classed = sum(k in KINDS for k in kinds)
+    fits = best[0] == classed
+    layout = CatphanLayout(z, kinds, centres, best[1] if fits or forced else None,
+                           best[2] if fits else None, best[3] if fits else 0,
+                           housing=housing, isolated=True)
+    for kind in KINDS:
+        idx = np.flatnonzero([k == kind for k in kinds])
+        if idx.size:
+            layout.present[kind] = idx
+    if not fits:
+        where = ", ".join(f"{k} at {zz:+.1f} mm" for k, zz in zip(kinds, z, strict=True) if k)
+        layout.warnings.append(
+            f"isolated slices ({where}, relative to the first): their spacing fits no CatPhan "
+            "model's module offsets within ±10 mm, so the model is not known; each slice is "
+            "measured as the module it shows")
+    return layout
+
+
 def _stack(series: Series, idx: np.ndarray) -> np.ndarray:
     return np.asarray(series.voxels[idx], dtype=np.float32)
 
@@ -267,7 +298,8 @@ def _core(layout: CatphanLayout, kind: str, margin_mm: float) -> np.ndarray:
     m = cp.MODELS[layout.model].module(kind)
     assert m is not None
     zc = layout.anchor_z_mm + layout.direction * m.w_mm
-    if layout.z_mm.size > 1:  # module positions are known to about half a slice spacing
+    if layout.z_mm.size > 1 and not layout.isolated:
+        # module positions are known to about half a slice spacing
         margin_mm += float(np.median(np.diff(layout.z_mm))) / 2
     core = idx[np.abs(layout.z_mm[idx] - zc) <= cp.MODULE_DEPTH_MM / 2 - margin_mm]
     return core if core.size else idx
@@ -304,9 +336,10 @@ def _fit_sensitometry(series: Series, layout: CatphanLayout) -> tuple[str, float
         feats = [(i.angle_deg, i.distance_mm, i.material.hu) for i in inserts]
         empty = [(a, cp.INSERT_RING_MM, 100.0) for a in sorted(every)
                  if all(abs(a - i.angle_deg) > 1 for i in inserts)]
-        fr, _ = pm.fit_orientation(img, f0, feats, smooth_mm=1.0)
+        fr, _ = pm.fit_orientation(img, f0, feats, smooth_mm=1.0, calibrate=True)
         _, cost = pm.fit_orientation(img, fr, feats + empty, smooth_mm=1.0,
-                                     angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,))
+                                     angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,),
+                                     calibrate=True)
         if cost < best[1]:
             best = (name, float(cost))
     return best
@@ -320,10 +353,15 @@ class Catphan:
     id: ClassVar[str] = "ct.catphan"
     modality: ClassVar[str] = "CT"
     standard: ClassVar[str] = (
-        "CatPhan manuals (The Phantom Laboratory) module geometry; CT number, uniformity and "
-        "noise as STANDARDS.md B.1/B.2; wire-ramp slice width (FWHM × tan 23°); TG-233 "
-        "edge TTF; ICRU 87 NPS; fundamental-harmonic bar MTF (Droege & Morin 1982)")
+        "The Phantom Laboratory, Catphan 500/504/600/604 manuals: module layout; CT number, "
+        "uniformity and noise as in IEC 61223-3-5:2019 and the ACR CT phantom scoring; slice width"
+        " from the 23° wire ramps; edge TTF as in AAPM Report 233 (2019); NPS as in ICRU Report 87"
+        " (2012); bar modulation by the fundamental-harmonic method (Droege and Morin 1982) (see "
+        "docs/standards/catphan.md)")
     title: ClassVar[str] = "CatPhan (500/503/504/600/604)"
+    # a CatPhan exported as one (or a few) slices per module: each slice is classed and
+    # measured as the module it shows, at its own position
+    accepts_isolated_slices: ClassVar[bool] = True
 
     parameters: ClassVar[tuple[Parameter, ...]] = (
         Parameter("model", "CatPhan model (500, 503, 504, 600, 604)", "",
@@ -398,11 +436,12 @@ class Catphan:
             bg = cp.MODELS["504"].modules[0].background_hu
             empty = [(a, cp.INSERT_RING_MM, bg) for a in sorted(every)
                      if all(abs(a - i.angle_deg) > 1 for i in inserts)]
-            fr, cost = pm.fit_orientation(img, f0, feats, smooth_mm=1.0)
+            fr, cost = pm.fit_orientation(img, f0, feats, smooth_mm=1.0, calibrate=True)
             for _ in range(2):
                 fr = pm.refine_pose(img, fr, feats, cp.INSERT_DIAMETER_MM / 2)
             _, cost = pm.fit_orientation(img, fr, feats + empty, smooth_mm=1.0,
-                                         angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,))
+                                         angles=np.array([fr.angle_deg]), mirrors=(fr.mirror,),
+                                         calibrate=True)
             if best is None or cost < best[0]:
                 best = (cost, name, fr)
         assert best is not None
@@ -620,20 +659,35 @@ class Catphan:
         bar MTF against frequency, the edge and bead MTF curves."""
         import plotly.graph_objects as go
 
-        from scanbench.report.figures import RoiShape, profile_figure, slice_with_rois
+        from scanbench.report.figures import (
+            CT_SOFT_TISSUE,
+            CT_WIDE,
+            LOW_CONTRAST_WIDTH_HU,
+            RoiShape,
+            bar_mtf_figure,
+            profile_figure,
+            slice_with_rois,
+            window_around,
+        )
 
         ev = result.evidence
         if not ev:
             return []
         sp = ev["spacing_yx"]
         figs: list[Any] = []
+        # Each module in the window its test is read in (air to Teflon, soft tissue, a
+        # narrow window on the low-contrast background).
         for key, title in (("sensitometry", "Sensitometry: CT-number ROIs"),
                            ("uniformity", "Uniformity ROIs"),
                            ("low_contrast", "Low-contrast rod ROIs")):
             if key in ev:
+                img = np.asarray(ev[key]["image"], dtype=float)
+                window = {"sensitometry": CT_WIDE, "uniformity": CT_SOFT_TISSUE}.get(key) or \
+                    window_around(img, LOW_CONTRAST_WIDTH_HU, "low-contrast",
+                                  inside=img > -300.0)
                 rois = [RoiShape(tuple(c), r, lab) for c, r, lab in ev[key]["rois"]]
-                figs.append(slice_with_rois(ev[key]["image"], sp, rois, title, unit="HU",
-                                            view_margin_mm=15.0))
+                figs.append(slice_with_rois(img, sp, rois, title, unit="HU",
+                                            view_margin_mm=15.0, window=window))
         for k, angle, rp in ev.get("ramps", []):
             figs.append(profile_figure(
                 rp.position_mm, rp.values,
@@ -652,13 +706,9 @@ class Catphan:
             figs.append(fig)
         if "resolution" in ev:
             mods = ev["resolution"]["mods"]
-            fig = go.Figure(go.Scatter(x=[m.lp_per_cm for m in mods], y=[m.mtf for m in mods],
-                                       mode="lines+markers", name="bar MTF"))
-            fig.add_hline(y=pm.RESOLVED_MTF, line={"dash": "dot"},
-                          annotation_text="resolved threshold")
-            fig.update_layout(title_text="Line-pair groups: bar MTF", template="simple_white",
-                              xaxis_title="lp/cm", yaxis_title="MTF")
-            figs.append(fig)
+            figs.append(bar_mtf_figure(
+                [m.lp_per_cm for m in mods], [m.mtf for m in mods], threshold=pm.RESOLVED_MTF,
+                title="Line-pair groups: bar MTF", rule=f"and amplitude > {pm.SIGNIFICANCE:g} SE"))
         for key, title in (("mtf_edge", "Teflon edge TTF"), ("mtf_bead", "Bead MTF")):
             if key in ev:
                 c = ev[key]

@@ -47,6 +47,9 @@ from scanbench.analysis.roi import circle_patch
 
 RESOLVED_MTF = 0.10
 SIGNIFICANCE = 3.0
+# The gain a calibrated orientation fit allows between measured and nominal CT numbers
+# (an Elekta XVI cone-beam CatPhan reads about 0.73 × nominal).
+CALIBRATION_GAIN = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -146,11 +149,18 @@ def ring_profile(img: np.ndarray, frame: Frame, radius_mm: float, n: int = 720,
 
 def fit_orientation(img: np.ndarray, frame: Frame, features: list[tuple[float, float, float]],
                     *, angles: np.ndarray | None = None, mirrors: tuple[int, ...] = (1, -1),
-                    smooth_mm: float = 1.5, clip_hu: float = 300.0) -> tuple[Frame, float]:
+                    smooth_mm: float = 1.5, clip_hu: float = 300.0,
+                    calibrate: bool = False) -> tuple[Frame, float]:
     """The rotation and mirror that best put ``features`` ((angle°, distance mm, HU)) on the
     image: the mean of min(|image − nominal|, clip) at the predicted centres of a lightly
     smoothed image, minimised over a 1° grid then refined to 0.1°. Returns the frame and
-    that mean cost (HU)."""
+    that mean cost (HU).
+
+    With ``calibrate`` the nominal values are first mapped to the image by the least-squares
+    line image = a·nominal + b at each trial pose (gain ``a`` held within
+    :data:`CALIBRATION_GAIN`): cone-beam CT numbers are not calibrated like diagnostic CT
+    (air reads about −800 HU on an Elekta XVI) while the inserts keep their order, so the
+    pattern, not the absolute CT numbers, tells the pose."""
     dy, dx = frame.spacing_yx
     sm = ndimage.gaussian_filter(np.asarray(img, float), (smooth_mm / dy, smooth_mm / dx))
     a_feat = np.radians(np.array([f[0] for f in features]))
@@ -164,7 +174,13 @@ def fit_orientation(img: np.ndarray, frame: Frame, features: list[tuple[float, f
         cols = frame.centre_yx[1] + d_feat * np.cos(t) / dx
         v = ndimage.map_coordinates(sm, [rows.ravel(), cols.ravel()], order=1,
                                     mode="nearest").reshape(rows.shape)
-        return np.minimum(np.abs(v - hu[None, :]), clip_hu).mean(axis=1)
+        pred = np.broadcast_to(hu[None, :], v.shape)
+        if calibrate and hu.std() > 0:
+            hc = hu - hu.mean()
+            gain = np.clip((v - v.mean(axis=1, keepdims=True)) @ hc / (hc @ hc),
+                           *CALIBRATION_GAIN)
+            pred = gain[:, None] * hc[None, :] + v.mean(axis=1, keepdims=True)
+        return np.minimum(np.abs(v - pred), clip_hu).mean(axis=1)
 
     best: tuple[float, float, int] | None = None
     for m in mirrors:
