@@ -7,16 +7,31 @@ their own slope.
 
 Memory guard: before anything is allocated, the size the header asks for
 (Rows × Columns × frames × samples × bytes, PS3.5 §8.1.1) is checked against
-the bytes actually present (native transfer syntaxes, PS3.5 §A.1–A.3), or
-against what the codestream itself declares and what the compression could
-possibly expand to (encapsulated syntaxes, PS3.5 §A.4), and against
-``MAX_SERIES_BYTES``. A damaged or hostile header is refused with an
-:class:`~scanbench.errors.InputError` naming the file.
+the limits below (:func:`check_declared_size`), then against the bytes actually
+present (native transfer syntaxes, PS3.5 §A.1–A.3), or against what the
+codestream itself declares and what the compression could possibly expand to
+(encapsulated syntaxes, PS3.5 §A.4). A damaged or hostile header is refused
+with an :class:`~scanbench.errors.InputError` naming the file, before any
+decoding: a few MB of RLE (PS3.5 Annex G) can declare frames of 16000 × 16000.
+
+Limits (each held as float32, 4 bytes a voxel, the form analyses use), set by
+rebinding the module constant or by the environment variable:
+
+- ``MAX_ROWS_COLUMNS`` (``SCANBENCH_MAX_ROWS_COLUMNS``, default 8192): Rows
+  (0028,0010) and Columns (0028,0011) of one frame. CT, MR and PET images are
+  at most 1024 (some 2048); digital radiography and mammography detectors reach
+  about 4300 × 4300 and 4096 × 5600 pixels.
+- ``MAX_INSTANCE_BYTES`` (``SCANBENCH_MAX_INSTANCE_MIB``, default 1 GiB): all
+  frames of one instance.
+- ``MAX_SERIES_BYTES`` (``SCANBENCH_MAX_SERIES_MIB``, default 1 GiB): all
+  instances of one series, counted file by file while a series is read, so that
+  a series over the limit is refused before its remaining files are decoded.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 from functools import lru_cache
 from itertools import pairwise
@@ -29,11 +44,14 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, RLELossless
 
 from scanbench.dicom import headers as h
-from scanbench.errors import InputError
+from scanbench.errors import InputError, ScanbenchError
 
-#: Largest float32 volume one series (and one file) may occupy, in bytes.
-#: Rebind ``scanbench.dicom.pixels.MAX_SERIES_BYTES`` to change it.
+#: Largest float32 volume one series may occupy, in bytes (module docstring).
 MAX_SERIES_BYTES = 1 << 30
+#: Largest float32 size of the frames of one instance, in bytes.
+MAX_INSTANCE_BYTES = 1 << 30
+#: Largest Rows or Columns of one frame.
+MAX_ROWS_COLUMNS = 8192
 
 #: PackBits (the RLE of PS3.5 §G.3.1) turns at most 2 input bytes into 128 output bytes.
 _RLE_MAX_EXPANSION = 64
@@ -58,28 +76,86 @@ def frame_count(ds: Dataset, where: Path) -> int:
     return n
 
 
-def decode(ds: Dataset, where: Path) -> np.ndarray:
-    """Stored pixel values of every frame, shape ``(frames, rows, columns)``.
+def _env_limit(name: str, default: int, unit: int) -> int:
+    """A limit from the environment variable ``name`` (in ``unit`` bytes), else ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value * unit > 2**62:
+        raise ScanbenchError(f"environment variable {name}={raw!r}: expected a positive number")
+    return int(value * unit)
 
-    Raises InputError naming ``where`` when the header is absurd, the pixel
-    data is shorter than the header says (a truncated file), or decoding fails.
+
+def max_rows_columns() -> int:
+    """``SCANBENCH_MAX_ROWS_COLUMNS`` or :data:`MAX_ROWS_COLUMNS`."""
+    return _env_limit("SCANBENCH_MAX_ROWS_COLUMNS", MAX_ROWS_COLUMNS, 1)
+
+
+def max_instance_bytes() -> int:
+    """``SCANBENCH_MAX_INSTANCE_MIB`` (MiB) or :data:`MAX_INSTANCE_BYTES`."""
+    return _env_limit("SCANBENCH_MAX_INSTANCE_MIB", MAX_INSTANCE_BYTES, 1 << 20)
+
+
+def max_series_bytes() -> int:
+    """``SCANBENCH_MAX_SERIES_MIB`` (MiB) or :data:`MAX_SERIES_BYTES`."""
+    return _env_limit("SCANBENCH_MAX_SERIES_MIB", MAX_SERIES_BYTES, 1 << 20)
+
+
+def check_declared_size(ds: Dataset, where: str | Path) -> int:
+    """Check the pixel size the header declares against the limits, before decoding.
+
+    The size is Rows × Columns × Number of Frames × Samples per Pixel (PS3.5
+    §8.1.1, PS3.3 C.7.6.3) held as float32, or as the stored type when wider
+    (Bits Allocated 64, Double Float Pixel Data). Returns it in bytes; raises
+    InputError naming ``where`` when Rows or Columns exceed
+    :func:`max_rows_columns` or the size exceeds :func:`max_instance_bytes`.
     """
     rows, cols = h.integer(ds, "Rows"), h.integer(ds, "Columns")
     if not rows or not cols or rows < 1 or cols < 1:
         raise InputError(f"Rows (0028,0010) × Columns (0028,0011) is "
                          f"{h.text(ds, 'Rows')!r} × {h.text(ds, 'Columns')!r}; "
                          "an image needs both positive", where)
+    largest = max_rows_columns()
+    if rows > largest or cols > largest:
+        raise InputError(
+            f"header declares frames of {rows} rows × {cols} columns, more than the "
+            f"{largest} allowed (scanbench.dicom.pixels.MAX_ROWS_COLUMNS, "
+            "SCANBENCH_MAX_ROWS_COLUMNS); refused before decoding", where)
+    frames = frame_count(ds, where if isinstance(where, Path) else Path(where))
+    samples = max(h.integer(ds, "SamplesPerPixel") or 1, 1)
+    bits = h.integer(ds, "BitsAllocated") or 0
+    if "DoubleFloatPixelData" in ds:
+        bits = 64
+    size = rows * cols * frames * samples * max(4, (bits + 7) // 8)
+    limit = max_instance_bytes()
+    if size > limit:
+        raise InputError(
+            f"header asks for {rows} × {cols} × {frames} frames"
+            + (f" × {samples} samples" if samples > 1 else "")
+            + f" = {size / 2**20:.0f} MiB as float32, more than the {limit / 2**20:.0f} MiB "
+            "limit per instance (scanbench.dicom.pixels.MAX_INSTANCE_BYTES, "
+            "SCANBENCH_MAX_INSTANCE_MIB); refused before decoding", where)
+    return size
+
+
+def decode(ds: Dataset, where: Path) -> np.ndarray:
+    """Stored pixel values of every frame, shape ``(frames, rows, columns)``.
+
+    Raises InputError naming ``where`` when the header is absurd, the pixel
+    data is shorter than the header says (a truncated file), or decoding fails.
+    """
+    check_declared_size(ds, where)
+    rows, cols = int(h.integer(ds, "Rows") or 0), int(h.integer(ds, "Columns") or 0)
     frames = frame_count(ds, where)
     samples = h.integer(ds, "SamplesPerPixel") or 1
     if samples != 1:
         raise InputError(f"Samples per Pixel (0028,0002) is {samples} (colour); "
                          "only single-sample (greyscale) images form a scalar volume", where)
     voxels = rows * cols * frames
-    if voxels * 4 > MAX_SERIES_BYTES:
-        raise InputError(
-            f"header asks for {rows} × {cols} × {frames} frames = {voxels * 4 / 2**20:.0f} MiB "
-            f"as float32, more than the {MAX_SERIES_BYTES / 2**20:.0f} MiB limit "
-            "(scanbench.dicom.pixels.MAX_SERIES_BYTES); refused before decoding", where)
 
     if not h.has(ds, "PixelData"):
         return _float_pixels(ds, rows, cols, frames, where)
