@@ -43,7 +43,10 @@ def test_json_is_one_array_on_stdout_and_follows_the_contract(scans: dict[str, P
     assert {"percent_contrast", "background_variability", "lung_residual"} <= names
     for m in r["measurements"]:
         assert m["unit"], m  # every number carries its unit
-        assert set(m) == {"name", "labels", "value", "unit", "uncertainty", "limits", "status"}
+        # "note" only where a value is refused or not judged (it says why)
+        assert set(m) - {"note"} == {"name", "labels", "value", "unit", "uncertainty",
+                                     "limits", "status"}
+        assert ("note" in m) == (m["status"] in ("refused", "not_judged"))
     spheres = sorted(m["labels"]["sphere_mm"] for m in r["measurements"]
                      if m["name"] == "percent_contrast")
     assert spheres == [10, 13, 17, 22, 28, 37]
