@@ -97,3 +97,55 @@ def test_export_deidentified(stored: tuple[Path, list[pydicom.Dataset]], tmp_pat
     assert len({ds.PatientID for ds in a.values()}) == len({o.PatientID for o in originals})
     key = home / "secrets" / "deid.key"
     assert key.stat().st_mode & 0o077 == 0
+
+
+def test_one_bad_file_never_stops_the_export(tmp_path: Path, shared_data: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 §3: a date that cannot be shifted (00010101) crashed the whole export with
+    OverflowError. Now that date is replaced with a warning naming the file; a stored file
+    damaged on disk and an instance with burned-in annotation are each named and skipped,
+    and every other instance is written."""
+    import io
+
+    home = tmp_path / "home"
+    pipe = Pipeline(home, f"sqlite:///{home / 'scanbench.db'}", recover=False)
+    dose = shared_data / "dose/rdsr"
+    series: list[str] = []
+    try:
+        odd = pydicom.dcmread(dose / "NM-PetIm-Siemens.dcm")
+        odd.AcquisitionDate = "00010101"
+        buf = io.BytesIO()
+        odd.save_as(buf)
+        assert pipe.store_instance(buf.getvalue(), source="test").ok
+        for name in ("CT-SC-Philips_Brilliance16P.dcm", "NM-RRDSR-Siemens.dcm",
+                     "CT-RDSR-Siemens-Multi-2.dcm", "NM-CT-RDSR-Siemens.dcm"):
+            assert pipe.store_path(dose / name).ok
+        damaged_uid = str(pydicom.dcmread(dose / "CT-RDSR-Siemens-Multi-2.dcm").SOPInstanceUID)
+        damaged = home / "files" / pipe.files.relative(damaged_uid)
+    finally:
+        pipe.close()
+    for name in ("NM-PetIm-Siemens.dcm", "CT-SC-Philips_Brilliance16P.dcm",
+                 "NM-RRDSR-Siemens.dcm", "CT-RDSR-Siemens-Multi-2.dcm",
+                 "NM-CT-RDSR-Siemens.dcm"):
+        series += ["--series", str(pydicom.dcmread(dose / name).SeriesInstanceUID)]
+    damaged.write_bytes(damaged.read_bytes()[:2000])  # cut inside the content tree
+    cli._mount_subapps()
+    monkeypatch.setenv("SCANBENCH_HOME", str(home))
+    monkeypatch.delenv("SCANBENCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")
+    r = CliRunner().invoke(cli.app, ["export", *series, "--out", str(tmp_path / "out"),
+                                     "--deidentified"])
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    written = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == 3  # PET image (date replaced), RRDSR, PET/CT RDSR
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+    assert "3 instance(s) written" in r.output and "2 not exported" in r.output
+    lines = r.output.splitlines()
+    assert any(str(damaged) in line and "not exported" in line for line in lines)
+    assert any("Burned In Annotation" in line and "not exported" in line for line in lines)
+    assert any("warning:" in line and "AcquisitionDate" in line and "cannot be shifted" in line
+               for line in lines)
+    pet = [pydicom.dcmread(p) for p in written if pydicom.dcmread(p).Modality == "PT"]
+    assert pet and pet[0].AcquisitionDate == "19000101"
+    assert "Clean Structured Content" in r.output  # what is declared is said

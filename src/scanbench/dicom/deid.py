@@ -469,9 +469,11 @@ class Deidentifier:
             out.append(moved)
         elem.value = out if len(out) > 1 else out[0]
 
-    def _mark(self, ds: Dataset) -> None:
-        """PS3.15 E.1.1: Patient Identity Removed, the method, its codes (CID 7050), and
-        Longitudinal Temporal Information Modified (PS3.3 C.12.1)."""
+    def method_summary(self) -> str:
+        """What is applied, in words: the profile and each option declared in the files."""
+        return "DICOM PS3.15 " + ", ".join(_CODES[k][1] for k in self._method_keys())
+
+    def _method_keys(self) -> list[str]:
         o = self.options
         keys = ["basic", "device", "structured"]
         if o.dates == "shift":
@@ -482,6 +484,13 @@ class Deidentifier:
             keys.append("patient")
         if o.retain_institution_identity:
             keys.append("institution")
+        return keys
+
+    def _mark(self, ds: Dataset) -> None:
+        """PS3.15 E.1.1: Patient Identity Removed, the method, its codes (CID 7050), and
+        Longitudinal Temporal Information Modified (PS3.3 C.12.1)."""
+        o = self.options
+        keys = self._method_keys()
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = f"scanbench: DICOM PS3.15 {EDITION} Basic Profile"[:64]
         items = []

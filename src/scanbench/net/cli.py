@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from scanbench.console import configure_logging, console, safe
-from scanbench.errors import ScanbenchError
+from scanbench.errors import InputError, ScanbenchError
 
 # Not a terminal: no hard wrap (a message stays one searchable line).
 err: Console = console(stderr=True)
@@ -240,14 +240,21 @@ def export(
     written, failed = 0, 0
     for rel in found.paths:
         src = root / "files" / rel
+        warnings: list[str] = []
         try:
-            written += _export_one(src, out_dir, deid)
-        except (OSError, ScanbenchError, ValueError) as exc:
+            _check_size(src, found.sizes.get(rel))
+            written += _export_one(src, out_dir, deid, warnings)
+        except Exception as exc:  # one bad file is named and skipped: a
+            # damaged or refused instance must never stop the export of the others
             failed += 1
-            err.print(f"[red]error:[/] {safe(src)}: {safe(exc)}")
+            reason = exc if isinstance(exc, ScanbenchError | OSError) else (
+                f"{type(exc).__name__}: {exc}")
+            err.print(f"[red]error:[/] {safe(src)}: {safe(reason)}; not exported")
+        for w in warnings:
+            err.print(f"[yellow]warning:[/] {safe(src)}: {safe(w)}")
     out.print(f"{written} instance(s) written to {safe(out_dir)}"
-              + (" (de-identified, PS3.15 Basic Profile, Retain Device Identity)"
-                 if deidentified else ""))
+              + (f" (de-identified: {safe(deid.method_summary())})" if deid else "")
+              + (f"; {failed} not exported" if failed else ""))
     if failed or missing:
         raise typer.Exit(EXIT_FAILURES)
 
@@ -255,6 +262,7 @@ def export(
 class _Found:
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.sizes: dict[str, int] = {}  # bytes, as stored (to find a file damaged since)
         self.matched: set[str] = set()
 
 
@@ -265,7 +273,8 @@ def _instances(db: Any, studies: list[str], series: list[str]) -> _Found:
 
     found = _Found()
     with db.session() as s:
-        q = (select(m.Instance.path, m.Study.study_uid, m.Series.series_uid)
+        q = (select(m.Instance.path, m.Study.study_uid, m.Series.series_uid,
+                    m.Instance.size_bytes)
              .join(m.Series, m.Instance.series_id == m.Series.id)
              .join(m.Study, m.Series.study_id == m.Study.id))
         rows = []
@@ -274,15 +283,27 @@ def _instances(db: Any, studies: list[str], series: list[str]) -> _Found:
         if series:
             rows += list(s.execute(q.where(m.Series.series_uid.in_(series))))
     seen: set[str] = set()
-    for path, study_uid, series_uid in rows:
+    for path, study_uid, series_uid, size in rows:
         found.matched.update((study_uid, series_uid))
         if path not in seen:
             seen.add(path)
             found.paths.append(path)
+            found.sizes[path] = size
     return found
 
 
-def _export_one(src: Path, out_dir: Path, deid: Any) -> int:
+def _check_size(src: Path, stored: int | None) -> None:
+    """A file cut or grown since the node stored it is damaged: pydicom would read a cut
+    sequence of undefined length without complaint, and export part of it."""
+    size = src.stat().st_size
+    if stored is not None and size != stored:
+        raise InputError(f"damaged in the file store: {size} bytes on disk, {stored} bytes "
+                         "when stored", src)
+
+
+def _export_one(src: Path, out_dir: Path, deid: Any, warnings: list[str]) -> int:
+    """Copy one stored instance, or write it de-identified; nothing is left behind for an
+    instance that fails (written to a temporary name, renamed once complete)."""
     import pydicom
 
     if deid is None:
@@ -292,12 +313,15 @@ def _export_one(src: Path, out_dir: Path, deid: Any) -> int:
         shutil.copyfile(src, dest / src.name)
         return 1
     ds = pydicom.dcmread(src)
-    deid.apply(ds)
+    deid.apply(ds, warnings)
     dest = out_dir / str(ds.StudyInstanceUID) / str(ds.SeriesInstanceUID)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{ds.SOPInstanceUID}.dcm"
     tmp = target.with_suffix(".tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    tmp.replace(target)
+    try:
+        ds.save_as(tmp, enforce_file_format=True)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return 1
 
