@@ -18,7 +18,7 @@ study of a dose report).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -93,3 +93,37 @@ def instance_kind(ds: Dataset) -> str:
                                      for p in _IMAGE_PREFIXES):
         return "image" if h.has(ds, "PixelData") or h.has(ds, "FloatPixelData") else "other"
     return "other"
+
+
+#: How many identical copies of a series stand for "its repeats": enough for the group
+#: analysis that needs the most series of one kind (NEMA NU 2-2018 section 7.6
+#: corrections accuracy needs five frames or more).
+_REPEATS = 5
+
+
+def awaited_by(series: Any, pool: Sequence[Any]) -> str | None:
+    """The id of a multi-series analysis (:class:`scanbench.analysis.base.GroupAnalysis`)
+    that could claim ``series`` once its partners are in, or None.
+
+    The test asks each group analysis's own ``group()``: is ``series`` in a group when it
+    is offered with ``pool`` (the other phantom series already received in its study)
+    and with identical repeats of itself (what an ACR T1 / T2 pair, a NEMA MS 1 SNR pair
+    or a run of frames look like to a grouping)? ``group()`` never raises by contract; if
+    one does, that analysis is left out.
+    """
+    from scanbench.analysis import registry
+    from scanbench.analysis.base import is_group_analysis
+
+    offered = [*(p for p in pool if p is not series), *([series] * _REPEATS)]
+    for a in sorted(registry.all_analyses().values(), key=lambda a: a.id):
+        if not is_group_analysis(a):
+            continue
+        try:
+            groups = a.group(offered)  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.error("%s.group failed (%s: %s); not waiting for its partners", a.id,
+                      type(exc).__name__, exc)
+            continue
+        if any(any(s is series for s in g) for g in groups):
+            return str(a.id)
+    return None

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from scanbench.errors import AnalysisError, ScanbenchError
+from scanbench.errors import ScanbenchError
 from scanbench.types import Result
 
 ENV_DASK = "SCANBENCH_DASK_SCHEDULER"
@@ -33,13 +33,23 @@ ENV_DASK = "SCANBENCH_DASK_SCHEDULER"
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a worker needs: the job's id and kind, its target, the files to read."""
+    """What a worker needs: the job's id and kind, its target, the files to read.
+
+    A series job analyses ``targets`` (default: ``target_uid`` alone); ``files`` hold
+    theirs and those of the study's other phantom series, the partners a multi-series
+    analysis may group them with. ``wait``: a target such an analysis could claim is not
+    analysed yet but reported as waiting for its partners. ``params`` go to every
+    analysis, ``analysis_params`` (analysis id or dotted prefix -> parameters: the
+    device's protocols) to those analyses only."""
 
     job_id: int
     kind: str  # "series" or "study"
     target_uid: str
     files: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()
+    wait: bool = False
+    analysis_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +64,10 @@ class JobOutcome:
     doses: list[dict[str, Any]] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Series UID -> the multi-series analysis it waits for partners of (JobSpec.wait).
+    waiting: dict[str, str] = field(default_factory=dict)
+    # Series UID -> the analysis that ran on it (a group analysis' id for its group).
+    routed: dict[str, str] = field(default_factory=dict)
 
 
 class JobFailed(Exception):
@@ -83,35 +97,62 @@ def run_job(spec: JobSpec) -> JobOutcome:
 
 
 def run_series_job(spec: JobSpec) -> JobOutcome:
-    """Classify and analyse one series: the registry's most confident analysis, run with
-    its defaults (``spec.params``); no analysis recognising it makes it clinical."""
+    """Classify and analyse the job's series through the one shared path from series to
+    results (:func:`scanbench.api.analyze_series_list`, as ``scanbench analyze``):
+    multi-series analyses group the targets with their partners among the files, the
+    rest go to their most confident analysis; a series no analysis recognises is
+    clinical. With ``spec.wait``, a target a multi-series analysis could claim
+    (:func:`scanbench.service.classify.awaited_by`) waits instead."""
     from scanbench import dicom
-    from scanbench.analysis import registry
-    from scanbench.api import analyze_series
+    from scanbench.api import analyze_series_list, series_where
+    from scanbench.service.classify import awaited_by
 
     out = JobOutcome(spec.job_id)
+    targets = list(dict.fromkeys(spec.targets or (spec.target_uid,)))
     read = dicom.read(list(spec.files))
-    volumes = [s for s in read.series if s.uid == spec.target_uid] or read.series
-    if not volumes and read.non_image and not read.errors:  # e.g. a dose screen capture
-        out.classified[spec.target_uid] = ("other", None)
+    mine = [s for s in read.series if s.uid in targets]
+    if not mine and read.non_image and not read.errors:  # e.g. a dose screen capture
+        for uid in targets:
+            out.classified[uid] = ("other", None)
         out.notes.append("no image volume: " + ", ".join(sorted({n for _, n in read.non_image})))
         return out
-    if not volumes:
+    if not mine:
         why = "; ".join(f"{w}: {r}" for w, r in read.errors[:3]) or "no image volume"
         raise JobFailed(f"series {spec.target_uid} could not be read: {why}")
-    for series in volumes:
-        try:
-            analysis, confidence = registry.choose(series)
-        except AnalysisError as exc:
-            out.classified.setdefault(spec.target_uid, ("clinical", None))
-            out.notes.append(f"clinical series: {exc.message}")
-            continue
-        result = analyze_series(series, analysis.id, spec.params)
+    if spec.wait:
+        for s in mine:
+            group_id = awaited_by(s, read.series)
+            if group_id is not None:
+                out.waiting[str(s.uid)] = group_id
+                out.classified[str(s.uid)] = ("phantom", group_id)
+                out.notes.append(f"{group_id}: waiting for the other series of its group")
+        mine = [s for s in mine if s.uid not in out.waiting]
+        if not mine:
+            return out
+    wanted = {str(s.uid) for s in mine}
+    report = analyze_series_list(read.series, params=spec.params,
+                                 analysis_params=spec.analysis_params, only=wanted)
+    unrecognised = {series_where(s) for s in mine if report.routed.get(str(s.uid), "") is None}
+    failures = []
+    for f in report.failures:
+        if f.where in unrecognised:
+            out.notes.append(f"clinical series: {f.reason}")
+        else:
+            failures.append(f)
+    out.routed = {uid: aid for uid, aid in report.routed.items() if aid is not None}
+    for s in mine:
+        aid = report.routed.get(str(s.uid))
+        out.classified[str(s.uid)] = ("clinical", None) if aid is None else ("phantom", aid)
+    for result in report.results:
         result.evidence = {}  # figures are drawn on request, from the files
         out.results.append(result)
-        out.classified[spec.target_uid] = ("phantom", analysis.id)
-        out.notes.append(f"{analysis.id} (confidence {confidence:.2f}): "
-                         f"{len(result.measurements)} measurements")
+    counts: dict[str, int] = {}
+    for r in out.results:
+        counts[r.analysis] = counts.get(r.analysis, 0) + len(r.measurements)
+    out.notes.extend(f"{a}: {n} measurements" for a, n in counts.items())
+    if failures and not out.results:
+        raise JobFailed("; ".join(f"{f.where}: {f.reason}" for f in failures))
+    out.notes.extend(f"failed: {f.where}: {f.reason}" for f in failures)
     return out
 
 
