@@ -37,6 +37,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from scanbench.errors import InputError
 
 log = logging.getLogger("scanbench.net.scp")
+#: What an operator follows at INFO: each association, accepted or rejected, and how it
+#: ended (the C-STORE details stay on scanbench.net.scp).
+node_log = logging.getLogger("scanbench.node")
 
 SUCCESS = 0x0000
 CANNOT_UNDERSTAND = 0xC000
@@ -132,6 +135,8 @@ class StorageScp:
     def start(self) -> None:
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
                                (evt.EVT_REJECTED, self._on_rejected),
+                               (evt.EVT_ACCEPTED, _on_accepted),
+                               (evt.EVT_RELEASED, _on_ended), (evt.EVT_ABORTED, _on_ended),
                                (evt.EVT_CONN_OPEN, _quick_ack)]
         try:
             self._server = self._ae().start_server(
@@ -152,9 +157,9 @@ class StorageScp:
         return SUCCESS
 
     def _on_rejected(self, event: Any) -> None:
-        log.warning("association from %s (%s) rejected: calling AE title not on the allow-list"
-                    " or called AE title not %s", _calling(event), _peer(event),
-                    self.config.ae_title)
+        node_log.warning("association from %r (%s) rejected: calling AE title not on the "
+                         "allow-list or called AE title not %s", _calling(event), _peer(event),
+                         self.config.ae_title)
 
     def _on_store(self, event: Any) -> Any:
         calling = _calling(event)
@@ -182,6 +187,15 @@ class StorageScp:
         log.warning("C-STORE %s from %s rejected (0x%04X cannot understand): %s", sop_uid,
                     calling, CANNOT_UNDERSTAND, reason)
         return _status(CANNOT_UNDERSTAND, reason)
+
+
+def _on_accepted(event: Any) -> None:
+    node_log.info("association from %r (%s) accepted", _calling(event), _peer(event))
+
+
+def _on_ended(event: Any) -> None:
+    how = "released" if event.event == evt.EVT_RELEASED else "aborted"
+    node_log.info("association from %r (%s) %s", _calling(event), _peer(event), how)
 
 
 def _quick_ack(event: Any) -> None:
