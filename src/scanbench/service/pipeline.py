@@ -68,6 +68,10 @@ from scanbench.store.db import Database, home_dir
 from scanbench.types import DeviceIdentity
 
 log = logging.getLogger("scanbench.node")
+#: How long a series a multi-series analysis could claim waits for its partners after the
+#: last series of its study arrived: an ACR MRI localiser, T1 and T2 are acquired minutes
+#: apart, and each is sent when it is reconstructed.
+DEFAULT_GROUP_WAIT_S = 300.0
 
 
 class StoreStatus(enum.Enum):
@@ -145,19 +149,24 @@ class Pipeline:
     ``home``: the data directory (files under ``home/files``, the SQLite database
     ``home/scanbench.db`` unless ``database_url`` or ``SCANBENCH_DATABASE_URL`` names
     another); ``quiet_seconds``: how long a series must receive nothing to count as
-    complete; ``executor``: where jobs run (default: Dask if
+    complete; ``group_wait_seconds``: how long a series that a multi-series analysis
+    could claim (an ACR MRI axial series and its localiser, a NEMA MS 1 SNR pair, a PET
+    and its CT) waits, after the last series of its study arrived, for its partners
+    (0: never waits); ``executor``: where jobs run (default: Dask if
     ``SCANBENCH_DASK_SCHEDULER`` is set, else a local process pool). Thread-safe: the
     storage SCP calls ``store_instance`` from one thread per association.
     """
 
     def __init__(self, home: Path | None = None, database_url: str | None = None, *,
                  quiet_seconds: float = 5.0, executor: JobExecutor | None = None,
-                 fsync: bool = True, recover: bool = True) -> None:
+                 fsync: bool = True, recover: bool = True,
+                 group_wait_seconds: float = DEFAULT_GROUP_WAIT_S) -> None:
         self.home = home_dir(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.home, database_url)
         self.files = FileStore(self.home / "files", fsync=fsync)
         self.quiet_seconds = float(quiet_seconds)
+        self.group_wait_seconds = float(group_wait_seconds)
         self._executor = executor
         self._running: dict[int, Handle] = {}
         # Jobs whose worker died are tried again one at a time in a pool of their own.
@@ -356,7 +365,15 @@ class Pipeline:
              complete: Collection[int] = ()) -> list[JobRecord]:
         """Collect finished jobs; submit a job for every series and clinical study that
         has received nothing for ``quiet_seconds`` (and for the series whose ids are in
-        ``complete``, and their studies, at once). Returns the jobs submitted now."""
+        ``complete``, and their studies, at once). Returns the jobs submitted now.
+
+        Series of one study that are complete at the same poll go to one job, so a
+        multi-series analysis groups them as ``scanbench analyze`` does. A series such
+        an analysis could claim waits for its partners (state ``waiting``) until its
+        study has received nothing for ``group_wait_seconds``; then one job analyses
+        every waiting series of the study with the study's other phantom series as
+        partners. Series given as ``complete`` (``scanbench ingest``, ``jobs run``)
+        never wait: all their files are in."""
         self.collect()
         now = time.time() if now is None else now
         cutoff = now - self.quiet_seconds
@@ -365,9 +382,11 @@ class Pipeline:
         with self.db.session() as s:
             quiet = list(s.scalars(select(m.Series).where(
                 m.Series.state == "receiving",
-                or_(m.Series.last_received <= cutoff, m.Series.id.in_(forced)))))
+                or_(m.Series.last_received <= cutoff, m.Series.id.in_(forced)))
+                .order_by(m.Series.id)))
             forced_studies = set(s.scalars(select(m.Series.study_id).where(
                 m.Series.id.in_(forced)))) if forced else set()
+            batches: dict[tuple[int, bool], list[str]] = {}
             for series in quiet:
                 if not _claim(s, m.Series, series.id, "receiving", "queued"):
                     continue  # another node process took it
@@ -378,15 +397,35 @@ class Pipeline:
                     if series.kind == "dose_report":
                         _mark_clinical(s, series.study_id)
                     continue
-                job = m.Job(kind="series", target_uid=series.series_uid, state="queued",
-                            owner=self.owner)
+                wait = (self.group_wait_seconds > 0 and series.id not in forced
+                        and math.isfinite(now))
+                batches.setdefault((series.study_id, wait), []).append(series.series_uid)
+            group_cutoff = now - self.group_wait_seconds
+            for study_id in list(s.scalars(select(m.Series.study_id).where(
+                    m.Series.state == "waiting").distinct())):
+                busy, last = s.execute(select(
+                    func.count().filter(m.Series.state.in_(("receiving", "queued"))),
+                    func.max(m.Series.last_received)).where(
+                        m.Series.study_id == study_id)).one()
+                if busy or (last is not None and last > group_cutoff
+                            and study_id not in forced_studies):
+                    continue  # a partner may still come
+                for series in list(s.scalars(select(m.Series).where(
+                        m.Series.study_id == study_id, m.Series.state == "waiting")
+                        .order_by(m.Series.id))):
+                    if _claim(s, m.Series, series.id, "waiting", "queued"):
+                        batches.setdefault((study_id, False), []).append(series.series_uid)
+            for (_study, wait), uids in batches.items():
+                job = m.Job(kind="series", target_uid=uids[0], state="queued",
+                            owner=self.owner, params={"targets": uids, "wait": wait})
                 s.add(job)
                 s.flush()
                 submitted.append(JobRecord.of(job))
             for study in list(s.scalars(select(m.Study).where(
                     m.Study.clinical_state == "pending"))):
                 busy, last = s.execute(select(
-                    func.count().filter(m.Series.state.in_(("receiving", "queued"))),
+                    func.count().filter(m.Series.state.in_(("receiving", "queued",
+                                                            "waiting"))),
                     func.max(m.Series.last_received)).where(
                         m.Series.study_id == study.id)).one()
                 if busy or (last is not None and last > cutoff
@@ -410,7 +449,16 @@ class Pipeline:
             files = self._files_of(s, job)
             job.state, job.started_at, job.owner = "running", m.utcnow(), self.owner
             job.attempts += 1
-            spec = JobSpec(job.id, job.kind, job.target_uid, tuple(files))
+            analysis_params: dict[str, dict[str, Any]] = {}
+            if job.kind == "series":
+                chosen = self._protocols_for(s, job.target_uid)
+                analysis_params = {aid: dict(p.params) for aid, p in chosen.items()}
+                job.params = {**(job.params or {}),
+                              "protocols": {aid: p.id for aid, p in chosen.items()}}
+            spec = JobSpec(job.id, job.kind, job.target_uid, tuple(files),
+                           targets=tuple(job_targets(job)),
+                           wait=bool((job.params or {}).get("wait")),
+                           analysis_params=analysis_params)
         try:
             if quarantine:
                 if self._quarantine is None:  # a pool of the same kind, of one process
@@ -426,10 +474,28 @@ class Pipeline:
         with self._lock:
             self._running[job_id] = handle
 
+    def _protocols_for(self, s: Session, series_uid: str) -> dict[str, m.Protocol]:
+        """The protocol each analysis gets for this series' device
+        (:func:`scanbench.store.protocols.resolve`)."""
+        from scanbench.analysis import registry
+        from scanbench.store import protocols
+
+        series = s.scalars(select(m.Series).where(m.Series.series_uid == series_uid)).first()
+        if series is None:
+            return {}
+        device = s.get(m.Device, series.device_id) if series.device_id is not None else None
+        return protocols.resolve(s, device, series.modality, registry.all_analyses())
+
     def _files_of(self, s: Session, job: m.Job) -> list[str]:
         q = select(m.Instance.path).join(m.Series, m.Series.id == m.Instance.series_id)
         if job.kind == "series":
-            q = q.where(m.Series.series_uid == job.target_uid)
+            # The job's series and, as partners for multi-series analyses, the other
+            # phantom series of their studies (classified, waiting or analysed).
+            targets = job_targets(job)
+            studies = select(m.Series.study_id).where(m.Series.series_uid.in_(targets))
+            q = q.where(or_(m.Series.series_uid.in_(targets),
+                            (m.Series.study_id.in_(studies)) & (m.Series.kind == "phantom")
+                            & m.Series.state.in_(("waiting", "done", "queued"))))
         else:
             q = q.join(m.Study, m.Study.id == m.Series.study_id).where(
                 m.Study.study_uid == job.target_uid)
@@ -497,7 +563,7 @@ class Pipeline:
             job = s.get_one(m.Job, job_id)
             job.state, job.error, job.finished_at = "failed", error, m.utcnow()
             if job.kind == "series":
-                s.execute(update(m.Series).where(m.Series.series_uid == job.target_uid)
+                s.execute(update(m.Series).where(m.Series.series_uid.in_(job_targets(job)))
                           .values(state="failed"))
             else:
                 s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
@@ -526,14 +592,15 @@ class Pipeline:
 
     def _due(self, mine: set[int] | None) -> bool:
         """Whether a poll would submit something of ours (``mine``: these series and their
-        studies; None: anything): a series still receiving, or a pending study none of
-        whose series is receiving or queued. (A study waiting on a series another process
-        has queued is that process's to submit.)"""
+        studies; None: anything): a series still receiving or waiting for its partners,
+        or a pending study none of whose series is receiving, waiting or queued. (A study
+        waiting on a series another process has queued is that process's to submit.)"""
         busy = (select(m.Series.id).where(m.Series.study_id == m.Study.id,
-                                          m.Series.state.in_(("receiving", "queued")))
+                                          m.Series.state.in_(("receiving", "queued",
+                                                              "waiting")))
                 .exists())
         series_q = select(func.count()).select_from(m.Series).where(
-            m.Series.state == "receiving")
+            m.Series.state.in_(("receiving", "waiting")))
         study_q = select(func.count()).select_from(m.Study).where(
             m.Study.clinical_state == "pending", ~busy)
         if mine is not None:
@@ -568,8 +635,8 @@ class Pipeline:
                 seen.add((job.kind, job.target_uid))
                 job.state, job.error = "queued", None
                 if job.kind == "series":
-                    s.execute(update(m.Series).where(m.Series.series_uid == job.target_uid)
-                              .values(state="queued"))
+                    s.execute(update(m.Series).where(
+                        m.Series.series_uid.in_(job_targets(job))).values(state="queued"))
                 else:
                     s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
                               .values(clinical_state="queued"))
@@ -658,17 +725,8 @@ def _log_series_complete(s: Session, series: m.Series) -> None:
 
 
 def _check_pixels(ds: Dataset) -> None:
-    """The declared size within the limits of :mod:`scanbench.dicom.pixels` (for every
-    transfer syntax: a few MB of RLE can declare frames of 16000 × 16000, and the job
-    would decode them); native (uncompressed) Pixel Data must hold Rows × Columns ×
-    Samples × Frames values of Bits Allocated (PS3.5 §8.1.1); encapsulated data is
-    decoded by the job."""
-    from scanbench.dicom import pixels
-
-    try:
-        pixels.check_declared_size(ds, "")
-    except ScanbenchError as exc:
-        raise Rejected(exc.message) from None
+    """Native (uncompressed) Pixel Data must hold Rows × Columns × Samples × Frames
+    values of Bits Allocated (PS3.5 §8.1.1); encapsulated data is decoded by the job."""
     meta = getattr(ds, "file_meta", None)
     syntax = h.text(meta, "TransferSyntaxUID") or "1.2.840.10008.1.2"
     if syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"):
@@ -749,26 +807,22 @@ def _mark_clinical(s: Session, study_id: int) -> None:
 
 def _requeue_target(s: Session, job: m.Job) -> None:
     if job.kind == "series":
-        s.execute(update(m.Series).where(m.Series.series_uid == job.target_uid)
+        s.execute(update(m.Series).where(m.Series.series_uid.in_(job_targets(job)))
                   .values(state="receiving"))
     else:
         s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
                   .values(clinical_state="pending"))
 
 
+def job_targets(job: m.Job) -> list[str]:
+    """The series a series job analyses (``target_uid`` first)."""
+    targets = [str(t) for t in (job.params or {}).get("targets") or ()]
+    return targets if job.target_uid in targets else [job.target_uid, *targets]
+
+
 def _store_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
     if job.kind == "series":
-        series = s.scalars(select(m.Series).where(m.Series.series_uid == job.target_uid)).one()
-        kind, analysis = outcome.classified.get(job.target_uid, ("clinical", None))
-        s.execute(delete(m.Result).where(m.Result.series_id == series.id))
-        for result in outcome.results:
-            repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
-                             job_id=job.id, replace=False)
-        series.kind, series.analysis = kind, analysis
-        if series.state == "queued":  # not reopened by a late instance meanwhile
-            series.state = "done"
-        if kind == "clinical":
-            _mark_clinical(s, series.study_id)
+        _store_series_outcome(s, job, outcome)
         return
     study = s.scalars(select(m.Study).where(m.Study.study_uid == job.target_uid)).one()
     s.execute(delete(m.DoseEvent).where(m.DoseEvent.study_id == study.id))
@@ -815,6 +869,37 @@ def _store_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
                            job_id=job.id, started_at=start, ended_at=end, duration_s=duration,
                            data=t))
     study.clinical_state = "done"
+
+
+def _store_series_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
+    """Results go to the series they are about (a group's results may be about a
+    partner analysed before: the new row supersedes its earlier one); each target is
+    done, clinical, or waiting for its partners."""
+    targets = job_targets(job)
+    rows = {r.series_uid: r for r in s.scalars(select(m.Series).where(
+        m.Series.series_uid.in_(targets + [str(r.series_instance_uid)
+                                          for r in outcome.results])))}
+    used: dict[str, int] = dict((job.params or {}).get("protocols") or {})
+    cache: dict[int, m.Protocol | None] = {}
+    for result in outcome.results:
+        series = rows.get(str(result.series_instance_uid)) or rows[targets[0]]
+        ran = outcome.routed.get(str(result.series_instance_uid), result.analysis)
+        pid = used.get(ran, used.get(result.analysis))
+        if pid is not None and pid not in cache:
+            cache[pid] = s.get(m.Protocol, pid)
+        repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
+                         job_id=job.id, replace=True,
+                         protocol=cache.get(pid) if pid is not None else None)
+    for uid in targets:
+        target = rows.get(uid)
+        if target is None:
+            continue
+        kind, analysis = outcome.classified.get(uid, ("clinical", None))
+        target.kind, target.analysis = kind, analysis
+        if target.state == "queued":  # not reopened by a late instance meanwhile
+            target.state = "waiting" if uid in outcome.waiting else "done"
+        if kind == "clinical":
+            _mark_clinical(s, target.study_id)
 
 
 def _device_of(s: Session, d: Any, fallback: int | None) -> int | None:
