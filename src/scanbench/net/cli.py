@@ -79,6 +79,11 @@ def node(
         "default: any.")] = None,
     quiet_seconds: Annotated[float, typer.Option(
         help="A series is complete when nothing arrived for this long.")] = 5.0,
+    group_wait_seconds: Annotated[float, typer.Option(
+        help="A series a multi-series analysis could claim (ACR MRI axial series and "
+        "localiser, NEMA MS 1 SNR pair, PET/CT co-registration) waits this long after the "
+        "last series of its study for its partners, then runs without them; 0: no wait."
+    )] = 300.0,
     pull_url: Annotated[str | None, typer.Option(
         help="DICOMweb base URL of a PACS to pull new studies from on a schedule.")] = None,
     pull_every: Annotated[float, typer.Option(
@@ -104,7 +109,11 @@ def node(
     since = _date(pull_since, "--pull-since") or dt.date.today() - dt.timedelta(days=1)
     try:
         config = ScpConfig(ae_title=ae_title, host=host, port=port, allow=parse_allow(allow))
+        if not group_wait_seconds >= 0:
+            raise ScanbenchError(f"--group-wait-seconds {group_wait_seconds}: must be 0 or "
+                                 "more", "scanbench node")
         pipe = Pipeline(home, database_url, quiet_seconds=quiet_seconds,
+                        group_wait_seconds=group_wait_seconds,
                         executor=make_executor(workers))
     except ScanbenchError as exc:
         raise _fail(exc) from None
