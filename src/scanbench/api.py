@@ -153,7 +153,7 @@ def analyze_series_list(
                     raise
             report.routed[series.uid or ""] = chosen_id
             report.results.append(_leaving(analyze_series(series, chosen_id,
-                                                          params_for(chosen_id))))
+                                                          params_for(chosen_id)), series))
         except ScanbenchError as exc:
             report.failures.append(Failure(exc.where or _series_where(series), exc.message))
         except Exception as exc:  # a defect in one analysis must not lose the other series
@@ -172,9 +172,15 @@ def analyze_series_list(
     return report
 
 
-def _leaving(result: Result) -> Result:
+def _leaving(result: Result, series: Series | None = None) -> Result:
     """The single place where every result leaves the shared path (before any spec):
-    checks that apply to all results, whatever analysis made them, go here."""
+    checks that apply to all results, whatever analysis made them, go here.
+
+    Physically impossible values are refused (:mod:`scanbench.analysis.physical`);
+    ``series`` gives the bounds that depend on the images (Nyquist frequency)."""
+    from scanbench.analysis.physical import enforce_physical_ranges
+
+    enforce_physical_ranges(result, series)
     return result
 
 
@@ -243,7 +249,7 @@ def _run_groups(
             s = by_uid.get(r.series_instance_uid, group[0])
             r.warnings[:0] = [w for w in s.warnings if w not in r.warnings]
             r.source = r.source or _series_where(s)
-            report.results.append(_leaving(r))
+            report.results.append(_leaving(r, s))
     left = [s for s in series_list if id(s) not in claimed]
     if analysis:
         for s in left:
