@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scanbench.errors import ScanbenchError
-from scanbench.report.html import FigureSource, registry_figures, render_html
+from scanbench.report.html import ExtraSection, FigureSource, registry_figures, render_html
 from scanbench.types import Result
 
 # Figure size for print: fits the width of an A4 page with default margins.
@@ -29,13 +29,15 @@ def write_report(
     skipped: Sequence[tuple[str, str]] = (),
     inputs: Sequence[str | Path] = (),
     figures: FigureSource | None = registry_figures,
+    extra_sections: Sequence[ExtraSection] = (),
 ) -> Path:
     """Write an HTML report, or a PDF one when ``path`` ends in ``.pdf``.
 
     ``failures`` and ``skipped`` are ``(where, reason)`` pairs listed at the
     end; ``inputs`` the paths analysed (default: the results' sources);
     ``figures`` maps a result to its Plotly figures (default: its analysis's
-    ``figures``; None for none). Returns the path written. Raises
+    ``figures``; None for none); ``extra_sections`` (e.g. patient dose and workflow
+    tables) follow the results. Returns the path written. Raises
     :class:`ScanbenchError` when the file cannot be written, or for PDF when
     Chromium is missing or fails.
     """
@@ -48,7 +50,7 @@ def write_report(
                              "install it (Debian/Ubuntu: apt-get install chromium) or write "
                              "an .html report instead", where=path)
     html = render_html(results, title=title, failures=failures, skipped=skipped,
-                       inputs=inputs, figures=figures,
+                       inputs=inputs, figures=figures, extra_sections=extra_sections,
                        figure_size=PDF_FIGURE_SIZE if as_pdf else None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,4 +66,4 @@ def write_report(
                              where=path) from exc
 
 
-__all__ = ["PDF_FIGURE_SIZE", "render_html", "write_report"]
+__all__ = ["PDF_FIGURE_SIZE", "ExtraSection", "render_html", "write_report"]

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import math
+import functools
+import gzip
+import json
 import platform
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypedDict
 
 import jinja2
+from markupsafe import Markup, escape
 
 from scanbench import __version__
 from scanbench.evaluation import summarise
-from scanbench.types import Measurement, Result
+from scanbench.report.figures import readable_shapes
+from scanbench.report.numbers import format_number, format_uncertainty
+from scanbench.report.tables import SummaryTable, summary_tables
+from scanbench.types import STATUSES, Measurement, Result
 
 FigureSource = Callable[[Result], Sequence[Any]]
 
@@ -23,21 +31,10 @@ _UNVERIFIED_RE = re.compile(r"^spec (\S+) contains unconfirmed limits: (.*)$", r
 _LIBRARIES = ("numpy", "scipy", "scikit-image", "pydicom", "plotly", "jinja2", "pyyaml")
 
 
-def format_value(value: float | None, digits: int = 4) -> str:
-    """A number with about ``digits`` significant digits, without exponents for
-    everyday magnitudes (1e-3 ≤ |v| < 1e6); '—' for None, 'n/a' for NaN."""
-    if value is None:
-        return "—"
-    v = float(value)
-    if not math.isfinite(v):
-        return "n/a" if math.isnan(v) else ("∞" if v > 0 else "−∞")
-    if v == 0:
-        return "0"
-    mag = math.floor(math.log10(abs(v)))
-    if mag >= 6 or mag < -3:
-        return f"{v:.{digits - 1}e}"
-    decimals = max(0, digits - 1 - mag)
-    return f"{v:.{decimals}f}"
+def format_value(value: float | None, digits: int = 4,
+                 uncertainty: float | None = None) -> str:
+    """The report's one number format (:func:`scanbench.report.numbers.format_number`)."""
+    return format_number(value, uncertainty, digits=digits)
 
 
 def _exact(value: float) -> str:
@@ -61,6 +58,51 @@ def _labels(labels: dict[str, Any]) -> str:
                      for k, v in labels.items())
 
 
+def _breakable(name: str) -> Markup:
+    """``name`` escaped, with a line-break opportunity after each underscore: a long
+    measurement name wraps between its words, never inside one."""
+    return Markup("_<wbr>").join(escape(part) for part in name.split("_"))
+
+
+# What each status reads as in the report (the word, never a bare code), and its meaning.
+STATUS_WORDS: dict[str, str] = {
+    "pass": "pass", "fail": "fail", "info": "reported",
+    "within_unconfirmed": "within unconfirmed limit",
+    "outside_unconfirmed": "outside unconfirmed limit",
+    "not_judged": "not judged", "refused": "refused",
+}
+STATUS_MEANINGS: dict[str, str] = {
+    "pass": "within a limit confirmed by its source",
+    "fail": "outside a limit confirmed by its source",
+    "info": "no limit applies; the value is reported",
+    "within_unconfirmed": "inside a limit the standards do not confirm: shown, not judged",
+    "outside_unconfirmed": "outside a limit the standards do not confirm: shown, not judged "
+                           "(never a fail)",
+    "not_judged": "the value rests on a parameter that was neither given nor measurable",
+    "refused": "the analysis produced a value physics does not allow; it is withheld",
+}
+
+
+class _FigureSlot(TypedDict):
+    """Where one figure is drawn: its div, its height, and the full-resolution link."""
+
+    id: str
+    kind: str  # "image" or "chart"
+    height: int
+    full_png: str
+    full_png_label: str
+
+
+@dataclass(frozen=True)
+class ExtraSection:
+    """A section after the results that is not an analysis result (e.g. the patient dose
+    and workflow tables of the demo's clinical studies)."""
+
+    title: str
+    intro: str
+    tables: Sequence[SummaryTable]
+
+
 class _Section(TypedDict):
     """What the template shows of one result."""
 
@@ -71,7 +113,8 @@ class _Section(TypedDict):
     acquired: str
     rows: list[dict[str, Any]]
     parameters: list[tuple[str, str]]
-    figures: list[str]
+    figures: list[_FigureSlot]
+    tables: Sequence[SummaryTable]
     figure_error: str
     unverified: bool
     unverified_reason: str
@@ -80,8 +123,10 @@ class _Section(TypedDict):
 def _measurement_row(m: Measurement) -> dict[str, Any]:
     unc = m.uncertainty
     return {
-        "name": m.name, "labels": _labels(m.labels), "value": format_value(m.value),
-        "unit": m.unit, "uncertainty": "—" if unc is None else f"± {format_value(unc, 2)}",
+        "name": _breakable(m.name), "labels": _labels(m.labels),
+        "value": format_value(m.value, uncertainty=unc),
+        "unit": m.unit, "uncertainty": "—" if unc is None else f"± {format_uncertainty(unc)}",
+        "note": m.note or "", "status_word": STATUS_WORDS.get(m.status, m.status),
         "limits": format_limits(m.limits.low, m.limits.high) if m.limits else "",
         "source": m.limits.source if m.limits else "",
         "verified": m.limits.verified if m.limits else True,
@@ -142,6 +187,54 @@ def provenance() -> list[tuple[str, str]]:
     return rows
 
 
+# Figures are drawn by plotly.js, which the page carries once, gzip-compressed (1.5 of its
+# 4.8 MB) and inflated by the browser (DecompressionStream, in every current browser),
+# with every figure's data in one compressed block beside it: a report works offline and
+# stays small. Images travel reduced (report.figures.DISPLAY_MAX_PX) with the full
+# resolution as a PNG link.
+_IMAGE_HEIGHT_PX = 520
+
+
+def _gzip_b64(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), 9, mtime=0)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=1)
+def _plotlyjs_b64() -> str:
+    import plotly.offline
+
+    return _gzip_b64(plotly.offline.get_plotlyjs())
+
+
+def _figure_entry(fig: Any, div_id: str, figure_size: tuple[int, int] | None,
+                  templates: dict[str, int]) -> tuple[str, _FigureSlot]:
+    """The figure as JSON for the page's block (its template stored once per report),
+    and its slot in the page."""
+    import plotly.io
+
+    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    kind = str(meta.get("kind", "chart"))
+    full_png = str(meta.get("full_png", ""))
+    label = str(meta.get("full_png_name", ""))
+    fig.layout.meta = None
+    readable_shapes(fig)
+    if figure_size is not None:
+        fig.update_layout(width=figure_size[0], height=figure_size[1], autosize=False)
+    elif kind == "image" and fig.layout.height is None:
+        fig.update_layout(height=_IMAGE_HEIGHT_PX)
+    height = int(fig.layout.height or 450)
+    body = json.loads(plotly.io.to_json(fig, validate=False, pretty=False))
+    layout = body.get("layout", {})
+    template = json.dumps(layout.pop("template", {}), separators=(",", ":"))
+    t = templates.setdefault(template, len(templates))
+    config = {"displaylogo": False, "responsive": figure_size is None,
+              "displayModeBar": "hover" if figure_size is None else False}
+    entry = json.dumps({"id": div_id, "t": t, "data": body.get("data", []), "layout": layout,
+                        "config": config}, separators=(",", ":"))
+    return entry, {"id": div_id, "kind": kind, "height": height, "full_png": full_png,
+                   "full_png_label": label}
+
+
 def render_html(
     results: Sequence[Result],
     *,
@@ -152,21 +245,23 @@ def render_html(
     figures: FigureSource | None = registry_figures,
     figure_size: tuple[int, int] | None = None,
     embed_plotlyjs: bool = True,
+    extra_sections: Sequence[ExtraSection] = (),
 ) -> str:
     """The report as an HTML string.
 
     ``figures`` maps a result to its Plotly figures (default: its analysis's
     ``figures``; None: no figures). A figure source that raises does not stop
     the report: the error is shown in place of that result's figures.
-    ``figure_size`` fixes every figure's (width, height) in px, as print needs.
+    ``figure_size`` fixes every figure's (width, height) in px, as print needs
+    (and draws every figure at once; otherwise the figures in view are drawn
+    first and the rest after them). ``extra_sections`` follow the results.
     """
-    import plotly.offline
-
     summary = summarise(results)
     sections: list[_Section] = []
-    any_figures = False
+    entries: list[str] = []
+    templates: dict[str, int] = {}
     for result, row in zip(results, summary["results"], strict=True):
-        figs_html: list[str] = []
+        slots: list[_FigureSlot] = []
         figure_error = ""
         if figures is not None:
             try:
@@ -175,15 +270,10 @@ def render_html(
                 figs = []
                 figure_error = f"{type(exc).__name__}: {exc}"
             for i, fig in enumerate(figs):
-                if figure_size is not None:
-                    fig.update_layout(width=figure_size[0], height=figure_size[1],
-                                      autosize=False)
-                figs_html.append(fig.to_html(
-                    full_html=False, include_plotlyjs=False,
-                    div_id=f"fig-{len(sections) + 1}-{i + 1}",
-                    config={"displaylogo": False, "responsive": figure_size is None,
-                            "displayModeBar": "hover" if figure_size is None else False}))
-        any_figures = any_figures or bool(figs_html)
+                entry, slot = _figure_entry(fig, f"fig-{len(sections) + 1}-{i + 1}",
+                                            figure_size, templates)
+                entries.append(entry)
+                slots.append(slot)
         unverified, reason = _unverified(result)
         acquired = result.acquired_at.isoformat() if result.acquired_at else "unknown"
         if result.acquired_at is not None and result.acquired_at.tzinfo is None:
@@ -193,7 +283,7 @@ def render_html(
             "device": _device(result), "acquired": acquired,
             "rows": [_measurement_row(m) for m in result.measurements],
             "parameters": _parameters(result.parameters),
-            "figures": figs_html, "figure_error": figure_error,
+            "figures": slots, "tables": summary_tables(result), "figure_error": figure_error,
             "unverified": unverified, "unverified_reason": reason,
         })
     unverified_specs = list(dict.fromkeys(
@@ -205,6 +295,12 @@ def render_html(
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
+    template_list = [json.loads(t) for t, _ in sorted(templates.items(), key=lambda kv: kv[1])]
+    figure_block = ""
+    if entries:
+        figure_block = _gzip_b64('{"templates":' + json.dumps(template_list, separators=(",", ":"))
+                                 + ',"figures":[' + ",".join(entries) + "]}")
+    used = {s for s in STATUSES if summary["total"][s]}
     return env.get_template("report.html").render(
         title=title, version=__version__,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -213,6 +309,9 @@ def render_html(
         specs_used=list(dict.fromkeys(r.spec for r in results if r.spec)),
         failures=[(str(w), str(why)) for w, why in failures],
         skipped=[(str(w), str(why)) for w, why in skipped],
-        provenance=provenance(),
-        plotlyjs=plotly.offline.get_plotlyjs() if (any_figures and embed_plotlyjs) else "",
+        provenance=provenance(), extra_sections=list(extra_sections),
+        status_words=STATUS_WORDS,
+        status_legend=[(s, STATUS_WORDS[s], STATUS_MEANINGS[s]) for s in STATUSES if s in used],
+        plotlyjs_b64=_plotlyjs_b64() if (entries and embed_plotlyjs) else "",
+        figure_block=figure_block, eager=figure_size is not None,
     )
