@@ -586,42 +586,55 @@ class Acr464:
     def figures(self, result: Result) -> list[Any]:
         """Each module's slice with its ROIs; the ramp profiles; bar modulation against
         frequency; the edge MTF when measured."""
-        import plotly.graph_objects as go
-
-        from scanbench.report.figures import RoiShape, profile_figure, slice_with_rois
+        from scanbench.report.figures import (
+            CT_SOFT_TISSUE,
+            CT_WIDE,
+            LOW_CONTRAST_WIDTH_HU,
+            RoiShape,
+            bar_mtf_figure,
+            profile_figure,
+            slice_with_rois,
+            window_around,
+        )
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
             return []
         figs: list[Any] = []
         sp = ev["spacing_yx"]
+        # Each module in the window its test is read in: air to bone for the CT-number
+        # inserts, a narrow window on the background for the low-contrast rod, soft
+        # tissue for uniformity.
         for key, title in (("module1", "Module 1: CT-number ROIs"),
                            ("module2", "Module 2: low-contrast ROIs"),
                            ("module3", "Module 3: uniformity ROIs")):
             if key in ev:
+                img = np.asarray(ev[key]["image"], dtype=float)
+                window = {"module1": CT_WIDE, "module3": CT_SOFT_TISSUE}.get(key) or \
+                    window_around(img, LOW_CONTRAST_WIDTH_HU, "low-contrast",
+                                  inside=img > -300.0)
                 rois = [RoiShape(tuple(c), r, lab) for c, r, lab in ev[key]["rois"]]
-                figs.append(slice_with_rois(ev[key]["image"], sp, rois, title, unit="HU",
-                                            view_margin_mm=20.0))
+                figs.append(slice_with_rois(img, sp, rois, title, unit="HU",
+                                            view_margin_mm=20.0, window=window))
         if "module1" in ev:
             for k, v0, rp in ev["module1"]["ramps"]:
+                fwhm = format_number(rp.fwhm_mm, decimals=2)
+                width = format_number(rp.fwhm_mm * acr.RAMP_DZ_PER_MM, decimals=2)
                 figs.append(profile_figure(
                     rp.position_mm, rp.values,
-                    title=f"Slice-width ramp at v = {v0:+.0f} mm (slice {k}): FWHM "
-                          f"{rp.fwhm_mm:.2f} mm × {acr.RAMP_DZ_PER_MM} = "
-                          f"{rp.fwhm_mm * acr.RAMP_DZ_PER_MM:.2f} mm",
+                    title=f"Slice-width ramp at v = {format_number(v0, digits=3)} mm "
+                          f"(slice {k}): FWHM {fwhm} mm × {acr.RAMP_DZ_PER_MM} = {width} mm",
                     markers=[(rp.left_mm, rp.background + (rp.peak - rp.background) / 2, "½"),
                              (rp.right_mm, rp.background + (rp.peak - rp.background) / 2, "½")],
                     levels=[(rp.background, "background"), (rp.peak, "peak")],
                     x_title="along the ramp (mm)", y_title="HU"))
         if "module4" in ev:
             mods = ev["module4"]["mods"]
-            fig = go.Figure(go.Scatter(x=[m.lp_per_cm for m in mods], y=[m.mtf for m in mods],
-                                       mode="lines+markers", name="bar MTF"))
-            fig.add_hline(y=pm.RESOLVED_MTF, line={"dash": "dot"},
-                          annotation_text="resolved threshold")
-            fig.update_layout(title_text="Module 4: bar-pattern MTF", template="simple_white",
-                              xaxis_title="lp/cm", yaxis_title="MTF")
-            figs.append(fig)
+            figs.append(bar_mtf_figure(
+                [m.lp_per_cm for m in mods], [m.mtf for m in mods], threshold=pm.RESOLVED_MTF,
+                title="Module 4: bar-pattern MTF",
+                rule=f"and amplitude > {pm.SIGNIFICANCE:g} SE"))
         if "mtf" in ev:
             c = ev["mtf"]
             figs.append(profile_figure(np.asarray(c.frequency_per_mm) * 10.0, c.mtf,

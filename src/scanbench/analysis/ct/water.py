@@ -267,7 +267,8 @@ class WaterPhantomQc:
         """The middle slice with the five ROIs, and CT number and noise along z."""
         import plotly.graph_objects as go
 
-        from scanbench.report.figures import RoiShape, slice_with_rois
+        from scanbench.report.figures import CT_SOFT_TISSUE, RoiShape, slice_with_rois
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
@@ -276,8 +277,9 @@ class WaterPhantomQc:
                 RoiShape(ev["centre_yx"], ev["roi_radius_mm"], "centre", "#e6194b")]
         rois += [RoiShape(c, ev["roi_radius_mm"], name) for name, c in ev["peripheral"].items()]
         fig1 = slice_with_rois(ev["slice_image"], ev["spacing_yx"], rois,
-                               f"Water phantom, z = {ev['slice_z_mm']:.1f} mm", unit="HU",
-                               view_margin_mm=None)
+                               "Water phantom, z = "
+                               f"{format_number(ev['slice_z_mm'], decimals=1)} mm",
+                               unit="HU", view_margin_mm=10.0, window=CT_SOFT_TISSUE)
         fig2 = go.Figure()
         fig2.add_trace(go.Scatter(x=ev["z_mm"], y=ev["centre_means"], mode="lines+markers",
                                   name="CT number (centre ROI)"))

@@ -506,6 +506,7 @@ class CalibrationUniformity:
         import plotly.graph_objects as go
 
         from scanbench.report.figures import RoiShape, slice_with_rois
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
@@ -513,7 +514,9 @@ class CalibrationUniformity:
         rois = [RoiShape(ev["centre_yx"], ev["cylinder_radius_mm"], "cylinder", "#4363d8"),
                 RoiShape(ev["centre_yx"], ev["voi_radius_mm"], "75 % VOI", "#e6194b")]
         fig1 = slice_with_rois(ev["slice_image"], ev["spacing_yx"], rois,
-                               f"Central slice (z = {ev['slice_z_mm']:.1f} mm) with the VOI")
+                               "Central slice (z = "
+                               f"{format_number(ev['slice_z_mm'], decimals=1)} mm) "
+                               "with the VOI", invert=True)
         z, means, central = ev["z_mm"], ev["slice_means"], ev["central"]
         mean, nu = ev["central_mean"], ev["axial_nonuniformity_percent"]
         fig2 = go.Figure()
@@ -521,10 +524,15 @@ class CalibrationUniformity:
                                   line={"color": "#888888"}))
         fig2.add_trace(go.Scatter(x=z[central], y=means[central], mode="markers",
                                   name="central 75 %", marker={"color": "#e6194b"}))
-        fig2.add_hline(y=mean, line={"color": "#333333"}, annotation_text="mean")
-        for sgn in (-1, 1):
+        # The mean and the ± lines lie a fraction of a percent apart: their labels go to
+        # different corners (mean left, + above right, − below right) so none overlaps.
+        fig2.add_hline(y=mean, line={"color": "#333333"}, annotation_text="mean",
+                       annotation_position="top left")
+        for sgn, where in ((1, "top right"), (-1, "bottom right")):
             fig2.add_hline(y=mean * (1 + sgn * nu / 100), line={"dash": "dot",
-                           "color": "#4363d8"}, annotation_text=f"{sgn * nu:+.2f} %")
+                           "color": "#4363d8"}, annotation_position=where,
+                           annotation_text=("+" if sgn > 0 else "−")
+                           + f"{format_number(abs(nu), digits=2)} %")
         fig2.update_layout(title_text="Axial profile of slice means in the 75 % circle",
                            xaxis_title="z (mm)", yaxis_title="mean (Bq/mL)",
                            template="simple_white")

@@ -498,21 +498,32 @@ class SpatialResolution:
                            labels=dict(labels))
 
     def figures(self, result: Result) -> list[Any]:
-        """Per source: the three response functions with the fitted parabola, its
-        vertex, and the half/tenth-maximum crossings; then transverse and coronal
-        maximum-intensity projections with the sources numbered."""
-        from scanbench.report.figures import RoiShape, profile_figure, slice_with_rois
+        """Per source: its three response functions side by side, each with the fitted
+        parabola, its vertex, and the half/tenth-maximum crossings; then transverse and
+        coronal maximum-intensity projections with the sources numbered."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        from scanbench.report.figures import RoiShape, slice_with_rois
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
             return []
         figs: list[Any] = []
         for src in ev["sources"]:
-            for name in DIRECTIONS:
-                w: Width | None = src["widths"][name]
+            drawn = [d for d in DIRECTIONS if src["widths"][d] is not None]
+            if not drawn:
+                continue
+            fig = make_subplots(rows=1, cols=len(drawn), horizontal_spacing=0.07,
+                                subplot_titles=[
+                                    f"{d}: FWHM "
+                                    f"{format_number(src['widths'][d].fwhm_mm, decimals=2)} mm, "
+                                    f"FWTM {format_number(src['widths'][d].fwtm_mm, decimals=2)}"
+                                    " mm" for d in drawn])
+            for col, name in enumerate(drawn, start=1):
+                w: Width = src["widths"][name]
                 pr = src["profiles"][name]
-                if w is None:
-                    continue
                 off = pr["offset_mm"]
                 s_mm, vals = pr["position_mm"], np.asarray(pr["values"])
                 i = int(np.argmin(np.abs(s_mm - (w.peak_mm - off))))
@@ -520,25 +531,54 @@ class SpatialResolution:
                 xs = np.linspace(s_mm[i - 1], s_mm[i + 1], 21)
                 coef = np.polyfit(s_mm[i - 1:i + 2], vals[i - 1:i + 2], 2)
                 hm, tm = 0.5 * w.peak_value, 0.1 * w.peak_value
-                markers = [(w.peak_mm - off, w.peak_value, "peak"),
-                           (w.half_mm[0] - off, hm, ""), (w.half_mm[1] - off, hm, ""),
-                           (w.tenth_mm[0] - off, tm, ""), (w.tenth_mm[1] - off, tm, "")]
-                figs.append(profile_figure(
-                    s_mm, vals,
-                    title=(f"Source {src['number']} (r = {src['radius_mm']} mm, "
-                           f"z = {src['axial_mm']} mm), {name}: FWHM {w.fwhm_mm:.2f} mm, "
-                           f"FWTM {w.fwtm_mm:.2f} mm"),
-                    markers=markers, fit_curve=(xs, np.polyval(coef, xs)),
-                    levels=[(hm, "half maximum"), (tm, "tenth maximum")],
-                    x_title=f"{name} position from the peak voxel (mm)",
-                    y_title="summed response (Bq/mL)"))
+                first = col == 1
+                fig.add_trace(go.Scatter(x=s_mm, y=vals, mode="lines+markers",
+                                         name="response function", showlegend=first,
+                                         line={"color": "#333333"}, marker={"size": 4}),
+                              row=1, col=col)
+                fig.add_trace(go.Scatter(x=xs, y=np.polyval(coef, xs), mode="lines",
+                                         name="parabola through the peak", showlegend=first,
+                                         line={"color": "#4363d8", "dash": "dash"}),
+                              row=1, col=col)
+                fig.add_trace(go.Scatter(
+                    x=[w.peak_mm - off], y=[w.peak_value], mode="markers", name="peak",
+                    showlegend=first, marker={"color": "#4363d8", "size": 9}), row=1, col=col)
+                for level, crossing, label, colour in (
+                        (hm, w.half_mm, "half maximum", "#e6194b"),
+                        (tm, w.tenth_mm, "tenth maximum", "#f58231")):
+                    fig.add_trace(go.Scatter(
+                        x=[crossing[0] - off, crossing[1] - off], y=[level, level],
+                        mode="lines+markers", name=label, showlegend=first,
+                        line={"color": colour, "width": 1.5}, marker={"symbol": "x", "size": 8}),
+                        row=1, col=col)
+                fig.update_xaxes(title_text=f"{name} (mm from the peak voxel)", row=1, col=col)
+            fig.update_yaxes(title_text="sum of voxel values (a.u.)", row=1, col=1)
+            fig.update_layout(
+                title_text=(f"Source {src['number']}: r = {format_number(src['radius_mm'])} mm "
+                            f"from the axis, z = {format_number(src['axial_mm'])} mm"),
+                template="simple_white", legend={"orientation": "h", "y": -0.25},
+                margin={"l": 60, "r": 20, "t": 80, "b": 60}, height=420)
+            figs.append(fig)
         dz, dy, dx = ev["spacing"]
-        rois_t = [RoiShape((s["index_kji"][1], s["index_kji"][2]), 5.0, str(s["number"]))
-                  for s in ev["sources"]]
-        rois_c = [RoiShape((s["index_kji"][0], s["index_kji"][2]), 5.0, str(s["number"]))
-                  for s in ev["sources"]]
-        figs.append(slice_with_rois(ev["mip_transverse"], (dy, dx), rois_t,
-                                    "Transverse maximum-intensity projection, sources numbered"))
-        figs.append(slice_with_rois(ev["mip_coronal"], (dz, dx), rois_c,
-                                    "Coronal maximum-intensity projection, sources numbered"))
+        # Sources that project onto the same spot (the 1, 10 and 20 cm sources share x in
+        # the coronal view; the two axial positions share x and y in the transverse one)
+        # get one label, "1, 4", instead of labels printed over each other.
+        for key, axes, spacing, title, y_title in (
+                ("mip_transverse", (1, 2), (dy, dx),
+                 "Transverse maximum-intensity projection, sources numbered", "y (mm)"),
+                ("mip_coronal", (0, 2), (dz, dx),
+                 "Coronal maximum-intensity projection, sources numbered", "z (mm)")):
+            groups: list[tuple[tuple[float, float], list[str]]] = []
+            for s in ev["sources"]:
+                c = (s["index_kji"][axes[0]], s["index_kji"][axes[1]])
+                near = next((g for g in groups
+                             if np.hypot((g[0][0] - c[0]) * spacing[0],
+                                         (g[0][1] - c[1]) * spacing[1]) < 12.0), None)
+                if near is None:
+                    groups.append((c, [str(s["number"])]))
+                else:
+                    near[1].append(str(s["number"]))
+            rois = [RoiShape(c, 5.0, ", ".join(nums), "#e6194b") for c, nums in groups]
+            figs.append(slice_with_rois(ev[key], spacing, rois, title, invert=True,
+                                        reduce="max", y_title=y_title, view_margin_mm=30.0))
         return figs
