@@ -91,8 +91,10 @@ class TracerCoefficient:
     source: str
 
 
+_DOSE_PAGE = "docs/standards/dose.md"
 _ICRP128 = "ICRP Publication 128 (adult, ICRP 60 weights)"
-_UNCONFIRMED = "value not yet confirmed against ICRP Publication 128 (STANDARDS.md D.4 [U])"
+_UNCONFIRMED = ("commonly quoted value, not yet checked against ICRP Publication 128 (see "
+                f"{_DOSE_PAGE}#effective-dose-of-radiopharmaceuticals-icrp)")
 #: key → coefficient. Keys are matched from agent codes first, then from text aliases.
 TRACERS: dict[str, TracerCoefficient] = {
     "fdg": TracerCoefficient("18F-FDG", 1.9e-2, True, _ICRP128),
@@ -184,8 +186,9 @@ def ct_effective_dose(events: list[tuple[float | None, str | None]], age_years: 
         total += k * dlp
         used += 1
     if unconfirmed:
-        notes.append(f"k-factor for {', '.join(sorted(unconfirmed))} is unconfirmed "
-                     "(STANDARDS.md B.4 [U])")
+        notes.append(f"k-factor for {', '.join(sorted(unconfirmed))} is not confirmed: it "
+                     "is not in the table of Shrimpton et al. in AAPM Report 96 (see "
+                     f"{_DOSE_PAGE}#effective-dose-from-dlp)")
     if used == 0:
         return None, notes
     band = AGE_LABELS[age_band(age_years)]

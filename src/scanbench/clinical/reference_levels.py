@@ -116,7 +116,8 @@ def parse_table(raw: Any, where: str) -> DrlTable:
             raise _fail(where, f"missing '{key}'")
     confidence = str(raw.get("confidence", "U"))
     if confidence not in ("C", "P", "U"):
-        raise _fail(where, f"confidence '{confidence}': use C, P or U (STANDARDS.md tags)")
+        raise _fail(where, f"confidence '{confidence}': use C, P or U (C: confirmed in the "
+                    "source; P: secondary source only; U: not confirmed)")
     exams = []
     for i, item in enumerate(raw["exams"] or []):
         p = f"exams[{i}]"

@@ -309,9 +309,10 @@ class Acr464:
     id: ClassVar[str] = "ct.acr464"
     modality: ClassVar[str] = "CT"
     standard: ClassVar[str] = (
-        "ACR CT accreditation phantom (Gammex 464) testing instructions and phantom scoring "
-        "(STANDARDS.md B.1); bar MTF by the fundamental-harmonic bar method (Droege & Morin "
-        "1982); edge TTF per AAPM TG-233")
+        "ACR CT Accreditation Program: CT phantom testing instructions and phantom scoring "
+        "(revised 12-21-2021) for the ACR 464 phantom; bar modulation by the fundamental-harmonic "
+        "method (Droege and Morin 1982); edge TTF as in AAPM Report 233 (2019) (see "
+        "docs/standards/acr-ct.md)")
     title: ClassVar[str] = "ACR CT phantom (464)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -60,8 +60,10 @@ class CtdiVerification:
 
     id: ClassVar[str] = "ct.dose_verification"
     modality: ClassVar[str] = "CT"
-    standard: ClassVar[str] = ("IEC 60601-2-44 CTDIw = 1/3 centre + 2/3 periphery, "
-                               "CTDIvol = CTDIw / pitch (STANDARDS.md B.2)")
+    standard: ClassVar[str] = (
+        "IEC 60601-2-44 (edition 3) CTDI definitions: CTDIw = 1/3 centre + 2/3 periphery, CTDIvol "
+        "= CTDIw / pitch, compared with the displayed CTDIvol (see "
+        "docs/standards/iec-aapm-ct.md#ctdi-and-displayed-ctdivol)")
     title: ClassVar[str] = "CTDIvol verification against the console"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

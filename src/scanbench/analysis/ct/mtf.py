@@ -413,8 +413,10 @@ class CtMtf:
 
     id: ClassVar[str] = "ct.mtf"
     modality: ClassVar[str] = "CT"
-    standard: ClassVar[str] = ("IEC 61223-3-5 / AAPM TG-233: MTF from a wire or bead (point "
-                               "spread) or a circular edge (task transfer function)")
+    standard: ClassVar[str] = (
+        "IEC 61223-3-5:2019 and AAPM Report 233 (2019): MTF from a wire or bead (point spread "
+        "function) or from a circular insert's edge (task transfer function) (see "
+        "docs/standards/iec-aapm-ct.md#mtf)")
     title: ClassVar[str] = "CT spatial resolution (MTF)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

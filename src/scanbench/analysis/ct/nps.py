@@ -175,7 +175,9 @@ class CtNps:
 
     id: ClassVar[str] = "ct.nps"
     modality: ClassVar[str] = "CT"
-    standard: ClassVar[str] = "ICRU Report 87 eq. 11.1 noise power spectrum; AAPM TG-233"
+    standard: ClassVar[str] = (
+        "ICRU Report 87 (2012), eq. 11.1: noise power spectrum; AAPM Report 233 (2019) (see "
+        "docs/standards/iec-aapm-ct.md#noise-power-spectrum)")
     title: ClassVar[str] = "CT noise power spectrum"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -139,8 +139,10 @@ class WaterPhantomQc:
 
     id: ClassVar[str] = "ct.water"
     modality: ClassVar[str] = "CT"
-    standard: ClassVar[str] = ("IEC 61223-3-5 / AAPM TG-233 water phantom CT number, noise and "
-                               "uniformity; ACR CT uniformity (centre vs 4 peripheral ROIs)")
+    standard: ClassVar[str] = (
+        "IEC 61223-3-5:2019: water phantom CT number, noise and uniformity; centre-to-edge "
+        "uniformity as in the ACR CT phantom scoring (see "
+        "docs/standards/iec-aapm-ct.md#water-phantom-ct-number-noise-uniformity)")
     title: ClassVar[str] = "CT water phantom: CT number, noise, uniformity"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

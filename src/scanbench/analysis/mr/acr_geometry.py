@@ -86,8 +86,9 @@ class AcrGeometricAccuracy:
 
     id: ClassVar[str] = "mr.acr.geometric_accuracy"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "geometric accuracy")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): geometric accuracy (see "
+        "docs/standards/acr-mri.md#geometric-accuracy)")
     title: ClassVar[str] = "ACR MRI geometric accuracy (localiser, slices 1 and 5)"
 
     def detect(self, series: Series) -> float:

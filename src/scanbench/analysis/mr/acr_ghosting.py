@@ -105,8 +105,9 @@ class AcrGhosting:
 
     id: ClassVar[str] = "mr.acr.ghosting"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "percent-signal ghosting")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): percent-signal ghosting (see "
+        "docs/standards/acr-mri.md#percent-signal-ghosting)")
     title: ClassVar[str] = "ACR MRI percent-signal ghosting (slice 7)"
 
     def detect(self, series: Series) -> float:

@@ -383,8 +383,9 @@ class AcrLowContrast:
 
     id: ClassVar[str] = "mr.acr.low_contrast"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "low-contrast object detectability")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): low-contrast object detectability (see"
+        " docs/standards/acr-mri.md#low-contrast-object-detectability)")
     title: ClassVar[str] = "ACR MRI low-contrast detectability (slices 8-11)"
 
     def detect(self, series: Series) -> float:

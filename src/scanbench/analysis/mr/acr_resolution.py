@@ -295,8 +295,9 @@ class AcrResolution:
 
     id: ClassVar[str] = "mr.acr.high_contrast_resolution"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "high-contrast spatial resolution")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): high-contrast spatial resolution (see "
+        "docs/standards/acr-mri.md#high-contrast-spatial-resolution)")
     title: ClassVar[str] = "ACR MRI high-contrast resolution (slice 1 hole arrays)"
 
     def detect(self, series: Series) -> float:

@@ -114,8 +114,9 @@ class AcrSlicePosition:
 
     id: ClassVar[str] = "mr.acr.slice_position"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "slice position accuracy")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): slice position accuracy (see "
+        "docs/standards/acr-mri.md#slice-position-accuracy)")
     title: ClassVar[str] = "ACR MRI slice position (slices 1 and 11 wedges)"
 
     def detect(self, series: Series) -> float:

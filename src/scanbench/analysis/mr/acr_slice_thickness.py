@@ -153,8 +153,9 @@ class AcrSliceThickness:
 
     id: ClassVar[str] = "mr.acr.slice_thickness"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "slice thickness accuracy")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): slice thickness accuracy (see "
+        "docs/standards/acr-mri.md#slice-thickness-accuracy)")
     title: ClassVar[str] = "ACR MRI slice thickness (slice 1 ramps)"
 
     def detect(self, series: Series) -> float:

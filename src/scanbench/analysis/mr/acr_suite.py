@@ -109,7 +109,8 @@ class AcrSuite:
 
     id: ClassVar[str] = "mr.acr"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = "ACR Large and Medium Phantom Test Guidance (2022)"
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022) (see docs/standards/acr-mri.md)")
     title: ClassVar[str] = "ACR MRI phantom suite: all tests, one result per test"
 
     def detect(self, series: Series) -> float:

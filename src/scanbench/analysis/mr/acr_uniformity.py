@@ -88,8 +88,9 @@ class AcrUniformity:
 
     id: ClassVar[str] = "mr.acr.uniformity"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("ACR Large and Medium Phantom Test Guidance (2022): "
-                               "image intensity uniformity")
+    standard: ClassVar[str] = (
+        "ACR Large and Medium Phantom Test Guidance (2022): image intensity uniformity (see "
+        "docs/standards/acr-mri.md#image-intensity-uniformity)")
     title: ClassVar[str] = "ACR MRI percent integral uniformity (slice 7)"
 
     def detect(self, series: Series) -> float:

@@ -67,8 +67,10 @@ ROI_FRACTION = 0.75
 # "HEAD 8CH", "8HRBRAIN", "Head_Neck_16", "phased array".
 MULTICHANNEL_COIL = re.compile(r"multi|\d+\s*-?\s*ch(an)?\b|\d+\s*hr|array|_\d{2,}\b", re.I)
 
-STANDARD = ("NEMA MS 1-2008 (R2014, R2020): SNR by the two-acquisition difference "
-            "method, and by the single-image method with the Rayleigh background correction")
+STANDARD = (
+    "NEMA MS 1-2008 (R2014, R2020): SNR by the two-acquisition difference method, and by the "
+    "single-image method with the Rayleigh background correction (see "
+    "docs/standards/nema-ms.md#snr-nema-ms-1)")
 
 
 def _pixel_mm(series: Series) -> tuple[float, float]:

@@ -98,8 +98,9 @@ class NemaUniformity:
 
     id: ClassVar[str] = "mr.nema_ms3.uniformity"
     modality: ClassVar[str] = "MR"
-    standard: ClassVar[str] = ("NEMA MS 3-2008 (R2014, R2020) image uniformity; ghosting "
-                               "ratio as in the ACR phantom test guidance")
+    standard: ClassVar[str] = (
+        "NEMA MS 3-2008 (R2014, R2020): image uniformity; ghosting ratio as in the ACR Large and "
+        "Medium Phantom Test Guidance (2022) (see docs/standards/nema-ms.md#uniformity-nema-ms-3)")
     title: ClassVar[str] = "MRI uniformity and ghosting (uniform phantom)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -320,8 +320,10 @@ class CalibrationUniformity:
     id: ClassVar[str] = "pet.calibration_uniformity"
     modality: ClassVar[str] = "PT"
     standard: ClassVar[str] = (
-        "EARL FDG-PET/CT accreditation: calibration QC (uniform cylinder); uniformity "
-        "(axial slice means, transverse ROI-grid CV) in the IEC 61675-1 / NEMA NU 2-1994 style")
+        "EARL FDG-PET/CT accreditation: calibration QC with a uniform cylinder (see "
+        "docs/standards/earl.md#calibration-qc); uniformity (axial slice means, transverse "
+        "ROI-grid CV) as in NEMA NU 2-1994 and IEC 61675-1 (see "
+        "docs/standards/earl.md#uniformity-of-the-calibration-cylinder)")
     title: ClassVar[str] = "PET calibration and uniformity (uniform cylinder)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -81,7 +81,9 @@ class Coregistration:
 
     id: ClassVar[str] = "pet.nema_nu2_2018.coregistration"
     modality: ClassVar[str] = "PT"
-    standard: ClassVar[str] = "NEMA NU 2-2018 PET/CT co-registration accuracy"
+    standard: ClassVar[str] = (
+        "NEMA NU 2-2018: PET/CT co-registration accuracy test, new in the 2018 edition (see "
+        "docs/standards/nema-nu2-2018.md#pet-ct-co-registration-accuracy)")
     title: ClassVar[str] = "PET/CT co-registration (point markers in PET and CT)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -74,8 +74,9 @@ class CorrectionsAccuracy:
 
     id: ClassVar[str] = "pet.nema_nu2_2018.corrections_accuracy"
     modality: ClassVar[str] = "PT"
-    standard: ClassVar[str] = ("NEMA NU 2-2018 section 4 (accuracy of count-loss and "
-                               "randoms corrections)")
+    standard: ClassVar[str] = (
+        "NEMA NU 2-2018: accuracy of the corrections for count losses and randoms (see "
+        "docs/standards/nema-nu2-2018.md#accuracy-of-count-loss-and-randoms-corrections)")
     title: ClassVar[str] = "PET accuracy of count-loss and randoms corrections (frames)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -113,7 +113,9 @@ class CountRate(RawOnly):
 
     id: ClassVar[str] = "pet.nema_nu2_2018.count_rate"
     modality: ClassVar[str] = "PT"
-    standard: ClassVar[str] = "NEMA NU 2-2018 section 4 (scatter fraction, count losses, randoms)"
+    standard: ClassVar[str] = (
+        "NEMA NU 2-2018 section 4: scatter fraction, count losses and randoms (see "
+        "docs/standards/nema-nu2-2018.md#scatter-fraction-count-losses-and-randoms)")
     title: ClassVar[str] = "PET count rate: NECR, scatter fraction (scatter phantom sinograms)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

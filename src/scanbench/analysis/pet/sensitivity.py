@@ -94,7 +94,8 @@ class Sensitivity(RawOnly):
 
     id: ClassVar[str] = "pet.nema_nu2_2018.sensitivity"
     modality: ClassVar[str] = "PT"
-    standard: ClassVar[str] = "NEMA NU 2-2018 section 5 (sensitivity)"
+    standard: ClassVar[str] = (
+        "NEMA NU 2-2018 section 5: sensitivity (see docs/standards/nema-nu2-2018.md#sensitivity)")
     title: ClassVar[str] = "PET system sensitivity (line source in 5 sleeves)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -208,17 +209,21 @@ class Sensitivity(RawOnly):
             result.warnings.append(
                 "count losses above 1 % (the scanner's dead-time fraction) in frame(s) "
                 f"{', '.join(loss_frames)}: NEMA asks for a low activity so that losses are "
-                "under 1 % ([U]); the uncorrected losses lower the sensitivity")
+                "under 1 % (see docs/standards/nema-nu2-2018.md#sensitivity); the uncorrected "
+                "losses lower the sensitivity")
         if random_frames:
             result.warnings.append(
-                f"randoms above 5 % of trues in frame(s) {', '.join(random_frames)} ([U] NEMA "
-                "condition); they are subtracted, but the activity is higher than intended")
+                f"randoms above 5 % of trues in frame(s) {', '.join(random_frames)} (the NEMA "
+                "low-activity condition as commonly quoted; see "
+                "docs/standards/nema-nu2-2018.md#sensitivity); they are subtracted, but the "
+                "activity is higher than intended")
         plane_z = dataset.layout.plane_z_mm.tolist() if dataset.layout else list(range(n_planes))
         result.parameters = {
             **common_parameters(dataset),
             "activity_bq": a_cal_kbq * 1000.0, "activity_time_s": t_ref,
             "sleeve_wall_mm": wall_param if wall_param is not None else
-            "from the frames (default 1.25, [U])",
+            "from the frames (default 1.25 mm, the commonly quoted wall, not confirmed in the NEMA "
+            "text)",
             "intrinsic_cps": round(r_int, 3), "intrinsic_from": int_how,
             "half_life_s": dataset.half_life_s,
             "axial_profile": {"plane_z_mm": [round(z, 3) for z in plane_z],

@@ -302,7 +302,9 @@ class SpatialResolution:
 
     id: ClassVar[str] = "pet.nema_nu2_2018.spatial_resolution"
     modality: ClassVar[str] = "PT"
-    standard: ClassVar[str] = "NEMA NU 2-2018 section 3 (spatial resolution)"
+    standard: ClassVar[str] = (
+        "NEMA NU 2-2018 section 3: spatial resolution (see "
+        "docs/standards/nema-nu2-2018.md#spatial-resolution)")
     title: ClassVar[str] = "PET spatial resolution (point sources)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -161,7 +161,10 @@ class TofResolution(RawOnly):
 
     id: ClassVar[str] = "pet.nema_nu2_2018.tof_resolution"
     modality: ClassVar[str] = "PT"
-    standard: ClassVar[str] = "NEMA NU 2-2018 TOF resolution (list mode of the scatter phantom)"
+    standard: ClassVar[str] = (
+        "NEMA NU 2-2018: time-of-flight resolution test, new in the 2018 edition, on the list-mode"
+        " data of the scatter phantom (see "
+        "docs/standards/nema-nu2-2018.md#time-of-flight-resolution)")
     title: ClassVar[str] = "PET time-of-flight resolution (line-source list mode)"
 
     parameters: ClassVar[tuple[Parameter, ...]] = (
