@@ -3,7 +3,8 @@
 - :func:`reconstruction_mask` — which pixels are image data. Outside the
   reconstruction circle scanners write a constant (Pixel Padding Value, or
   simply the lowest value, e.g. −3024 or −1024 HU after rescale): the constant
-  region connected to the image border is padding, whatever its value.
+  region connected to the image border is padding when its value lies below air
+  (under −1010 HU); a constant −1000 HU is noise-free air, not padding.
 - :func:`find_section` — the phantom's cross-section in one slice: material
   above −500 HU (half-way between air and water), opened with a 3 mm disc (a
   couch or holder touching the phantom falls away), the largest connected
@@ -34,6 +35,9 @@ from scanbench.errors import AnalysisError
 from scanbench.types import Series
 
 MATERIAL_HU = -500.0  # half-way between air (−1000) and water (0)
+# Padding is written below the CT numbers of air (−1024, −2048, −3024 HU after rescale);
+# a constant region at or above this is plain air, e.g. a noise-free simulation's −1000 HU.
+PADDING_BELOW_HU = -1010.0
 
 
 def series_where(series: Series) -> str | None:
@@ -73,6 +77,8 @@ def reconstruction_mask(image_yx: np.ndarray) -> np.ndarray:
     corner_values = {float(img[0, 0]), float(img[0, -1]), float(img[-1, 0]), float(img[-1, -1])}
     out = np.ones(img.shape, dtype=bool)
     for v in corner_values:
+        if v > PADDING_BELOW_HU:
+            continue  # air itself (a noise-free −1000 HU is air, not padding)
         same = img == v
         labels, n = ndimage.label(same)
         if n == 0:

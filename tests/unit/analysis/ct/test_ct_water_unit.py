@@ -132,3 +132,25 @@ def test_a_couch_touching_the_phantom_does_not_move_the_rois():
     assert r.get("uniformity_deviation_hu", slice="all", position="6 o'clock").value == (
         pytest.approx(truth["uniformity_deviation_hu"]["6 o'clock"], abs=0.1))
     assert WaterPhantomQc().detect(s) > 0.5
+
+
+def test_noise_free_air_is_not_padding():
+    """Issue 11: air that is exactly −1000 HU (noise-free, the reconstruction circle wider
+    than the image) is air, not the padding outside a reconstruction circle; the
+    1 mm pixels put that constant air within two pixels of the phantom, which used to be
+    refused as "cut by the reconstruction circle"."""
+    from scanbench.analysis.ct.common import reconstruction_mask
+
+    vol, truth = render_water(MODEL, pixel_mm=1.0, n_slices=2, noise=False,
+                              reconstruction_diameter_mm=900.0)
+    s = vol.to_series(MODEL)
+    assert float(s.voxels[0, 0, 0]) == -1000.0
+    assert reconstruction_mask(s.voxels[0]).all()
+    assert choose(s)[0].id == "ct.water"
+    r = WaterPhantomQc().run(s)
+    assert abs(r.get("ct_number_water_hu", slice="all").value
+               - truth["expected"]["ct_number_water_hu"]) < 0.5
+    # real padding below air is still padding
+    img = np.array(s.voxels[0])
+    img[np.hypot(*np.mgrid[-1:1:img.shape[0] * 1j, -1:1:img.shape[1] * 1j]) > 1.0] = -3024.0
+    assert not reconstruction_mask(img).all()
