@@ -339,12 +339,14 @@ def demo(
     CT: a daily-QC water phantom off-centre on the table and the ACR 464
     phantom rotated by 4°. MRI: the ACR large phantom, T1 and T2 with a sagittal
     localiser. Each is analysed as a physicist would and scored against its spec.
-    Then the patient dose of simulated CT and PET/CT studies.
+    Then the patient dose and workflow timings of simulated CT and PET/CT studies.
     """
     from scanbench.api import analyze_paths
     from scanbench.clinical.cli import print_dose
     from scanbench.clinical.dose import doses_from_paths
+    from scanbench.clinical.workflow import workflow_from_paths
     from scanbench.report import write_report
+    from scanbench.report.clinical import dose_section, workflow_section
     from scanbench.simulate.clinical import simulate_ct_exams, simulate_petct_exams
     from scanbench.simulate.ct import CtScannerModel, render_water
     from scanbench.simulate.ct_dicom import write_ct_series
@@ -410,6 +412,8 @@ def demo(
         simulate_petct_exams(base / "clinical", n=2)
         doses = doses_from_paths([base / "clinical"])
         failures.extend((str(where), why) for where, why in doses.failures)
+        timings = workflow_from_paths([base / "clinical"])
+        failures.extend((str(where), why) for where, why in timings.failures)
         prog.advance(task)
     for r in results:
         print_result(r, out)
@@ -418,7 +422,8 @@ def demo(
         err.print(f"[red]error:[/] {where}: {why}")
     report = base / "report.html"
     write_report(results, report, title="scanbench demo: virtual PET, CT and MRI scanners",
-                 failures=failures)
+                 failures=failures,
+                 extra_sections=[dose_section(doses.studies), workflow_section(timings)])
     out.print(f"\nscans and ground truth in [bold]{base}[/]; report: [bold]{report}[/]\n"
               f"patient dose of the simulated studies: scanbench dose {base / 'clinical'}")
     if failures:

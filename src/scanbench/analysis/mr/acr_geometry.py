@@ -119,6 +119,7 @@ class AcrGeometricAccuracy:
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import RoiShape, slice_with_rois
+        from scanbench.report.numbers import format_number
 
         figs = []
         axial = result.evidence.get("axial")
@@ -136,13 +137,16 @@ class AcrGeometricAccuracy:
                                   x1=cx + r_plus * c, y1=cy + r_plus * s,
                                   line={"color": "#e6194b", "width": 2})
                     fig.add_annotation(x=cx + r_plus * c, y=cy + r_plus * s,
-                                       text=f"{name} {r_plus + r_minus:.1f} mm", showarrow=False,
+                                       text=f"{name} "
+                                       f"{format_number(r_plus + r_minus, decimals=1)} mm",
+                                       showarrow=False, bgcolor="rgba(255,255,255,0.8)",
                                        font={"color": "#e6194b"})
                 figs.append(fig)
         loc = result.evidence.get("localiser")
         if loc:
             figs.append(slice_with_rois(loc["image"], loc["pixel_mm"],
                                         [RoiShape(loc["centre"], 1.0, "centre")],
-                                        f"localiser: head-foot length {loc['length']:.1f} mm",
+                                        "localiser: head-foot length "
+                                        f"{format_number(loc['length'], decimals=1)} mm",
                                         unit="signal", view_margin_mm=None))
         return figs

@@ -120,6 +120,7 @@ class AcrGhosting:
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import RoiShape, slice_with_rois
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
@@ -127,11 +128,12 @@ class AcrGhosting:
         psg = result.get("percent_signal_ghosting").value
         fig = slice_with_rois(ev["image"], ev["pixel_mm"],
                               [RoiShape(ev["centre"], ev["radius"], "200 cm²", "#4363d8")],
-                              f"slice 7: ghosting {psg:.2f} %",
+                              f"slice 7: ghosting {format_number(psg, digits=2)} %",
                               unit="signal", view_margin_mm=None)
         dy, dx = ev["pixel_mm"]
         for name, c, sx, sy in ev["ellipses"]:
             fig.add_shape(type="circle", x0=c[1] * dx - sx, x1=c[1] * dx + sx,
                           y0=c[0] * dy - sy, y1=c[0] * dy + sy, line={"color": "#e6194b"})
-            fig.add_annotation(x=c[1] * dx, y=c[0] * dy, text=name, showarrow=False)
+            fig.add_annotation(x=c[1] * dx, y=c[0] * dy, text=name, showarrow=False,
+                               bgcolor="rgba(255,255,255,0.8)", font={"color": "#e6194b"})
         return [fig]

@@ -397,13 +397,25 @@ class AcrLowContrast:
         return result
 
     def figures(self, result: Result) -> list[Any]:
-        import plotly.graph_objects as go
+        from scanbench.report.figures import Window, image_figure
+        from scanbench.report.numbers import format_number
 
         figs = []
         for n, ev in result.evidence.get("slices", {}).items():
-            ax = np.arange(-50.0, 50.0001, 0.25)
-            fig = go.Figure(go.Heatmap(z=np.asarray(ev["image"], np.float32), x=ax, y=ax,
-                                       colorscale="Greys", reversescale=True, showscale=False))
+            img = np.asarray(ev["image"], dtype=float)
+            # The disc area (resampled on a 0.25 mm grid, ±50 mm about the centre), in a
+            # window of the sheet's own signal range so the faint discs stay visible.
+            inner = np.abs(np.arange(img.shape[0]) * 0.25 - 50.0) < 45.0
+            sheet = img[np.ix_(inner, inner)]
+            lo, hi = (float(v) for v in np.percentile(sheet[np.isfinite(sheet)], (1, 99)))
+            spokes = result.get("spokes_detected", slice=n).value
+            fig = image_figure(
+                img, (0.25, 0.25),
+                f"slice {n}: {format_number(spokes)} spokes (green: disc detected, "
+                f"t > {format_number(Z_THRESHOLD, digits=3)})",
+                unit="signal", origin_mm=(-50.0, -50.0), full_resolution_link=False,
+                window=Window((lo + hi) / 2, max(hi - lo, 1e-6), "sheet"),
+                x_title="x (mm from the disc centre)", y_title="y (mm from the disc centre)")
             for k in range(N_SPOKES):
                 for j in range(len(RING_RADII_MM)):
                     ok = bool(ev["detected"][k, j])
@@ -411,9 +423,5 @@ class AcrLowContrast:
                     x, y = ev["centres"][k, j].real, ev["centres"][k, j].imag
                     fig.add_shape(type="circle", x0=x - r, x1=x + r, y0=y - r, y1=y + r,
                                   line={"color": "#3cb44b" if ok else "#e6194b", "width": 1})
-            spokes = result.get("spokes_detected", slice=n).value
-            fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1)
-            fig.update_layout(title_text=f"slice {n}: {spokes:.0f} spokes (green: disc "
-                              f"detected, t > {Z_THRESHOLD})", template="simple_white")
             figs.append(fig)
         return figs

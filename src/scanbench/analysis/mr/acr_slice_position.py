@@ -130,6 +130,8 @@ class AcrSlicePosition:
     def figures(self, result: Result) -> list[Any]:
         import plotly.graph_objects as go
 
+        from scanbench.report.numbers import format_number
+
         figs = []
         for n, b in result.evidence.get("bars", {}).items():
             fig = go.Figure()
@@ -138,7 +140,8 @@ class AcrSlicePosition:
                                          line={"color": colour}))
                 fig.add_vline(x=b[name]["end"], line={"color": colour, "dash": "dot"})
             fig.update_layout(title_text=f"slice {n}: bar length difference "
-                              f"{b['difference']:.2f} mm", template="simple_white",
+                              f"{format_number(b['difference'], decimals=2)} mm",
+                              template="simple_white",
                               xaxis_title="down from the top (mm, phantom frame)",
                               yaxis_title="signal")
             figs.append(fig)

@@ -168,6 +168,7 @@ class AcrSliceThickness:
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import profile_figure
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
@@ -175,8 +176,10 @@ class AcrSliceThickness:
         figs = []
         for name, p in ev["profiles"].items():
             figs.append(profile_figure(
-                ev["u"], p["profile"], title=f"{name} ramp: {p['right'] - p['left']:.1f} mm "
-                f"at half maximum (slab row v = {p['v']:.1f} mm)",
+                ev["u"], p["profile"],
+                title=f"{name} ramp: {format_number(p['right'] - p['left'], decimals=1)} mm "
+                f"at half "
+                f"maximum (slab row v = {format_number(p['v'], decimals=1)} mm)",
                 markers=[(p["left"], p["half"], "½"), (p["right"], p["half"], "½")],
                 levels=[(p["half"], "half maximum"), (p["base"], "slab")],
                 x_title="along the ramp (mm from the phantom centre)", y_title="signal"))

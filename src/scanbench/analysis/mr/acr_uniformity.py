@@ -103,6 +103,7 @@ class AcrUniformity:
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import RoiShape, slice_with_rois
+        from scanbench.report.numbers import format_number
 
         ev = result.evidence
         if not ev:
@@ -112,4 +113,5 @@ class AcrUniformity:
                 RoiShape(ev["low_at"], ev["small_radius"], "low", "#3cb44b")]
         piu = result.get("percent_integral_uniformity").value
         return [slice_with_rois(ev["image"], ev["pixel_mm"], rois,
-                                f"slice 7: PIU {piu:.1f} %", unit="signal", view_margin_mm=20)]
+                                f"slice 7: PIU {format_number(piu, digits=3)} %", unit="signal",
+                                view_margin_mm=20)]
