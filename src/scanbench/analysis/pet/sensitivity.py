@@ -45,6 +45,9 @@ from scanbench.rawdata.analysis import RawOnly, common_parameters, float_param
 from scanbench.types import Result
 
 DEFAULT_SLEEVE_WALL_MM = 1.25
+_NO_INTRINSIC = ("intrinsic (Lu-176) true rate neither measured (no background frame in the "
+                 "file) nor given, so none is subtracted; give --param intrinsic_cps=... "
+                 "(0 for a scanner whose crystals hold no radioactivity, e.g. BGO)")
 
 
 def decay_to_reference(rate: float, frame: Frame, dataset: RawDataset, t_ref_s: float) -> float:
@@ -155,6 +158,8 @@ class Sensitivity(RawOnly):
                                     "different sleeve counts are needed for the extrapolation",
                                     dataset.where)
             xs, rates, errs, planes = [], [], [], []
+            wall_assumed = wall_param is None and any(f.attrs.get("sleeve_wall_mm") is None
+                                                      for f in frames)
             for f in frames:
                 wall = wall_param if wall_param is not None else \
                     float(f.attrs.get("sleeve_wall_mm", DEFAULT_SLEEVE_WALL_MM))
@@ -193,15 +198,25 @@ class Sensitivity(RawOnly):
             s_tot = r0 / a_cal_kbq
             s_err = s_tot * math.sqrt(cov[0, 0] * scale)
             labels = {"radius_mm": radius}
-            result.add("system_sensitivity_cps_per_kbq", s_tot, "cps/kBq", labels=dict(labels),
-                       uncertainty=s_err)
-            result.add("aluminium_attenuation_coefficient_per_cm", mu_per_mm * 10.0, "1/cm",
-                       labels=dict(labels),
-                       uncertainty=math.sqrt(cov[1, 1] * scale) / 2.0 * 10.0)
+            sens = result.add("system_sensitivity_cps_per_kbq", s_tot, "cps/kBq",
+                              labels=dict(labels), uncertainty=s_err)
+            mu = result.add("aluminium_attenuation_coefficient_per_cm", mu_per_mm * 10.0, "1/cm",
+                            labels=dict(labels),
+                            uncertainty=math.sqrt(cov[1, 1] * scale) / 2.0 * 10.0)
+            # no silent default (issue 11): a number resting on an assumed value is not judged
+            if wall_assumed:
+                mu.not_judged(f"sleeve_wall_mm neither given nor in the file: the coefficient "
+                              f"assumes {DEFAULT_SLEEVE_WALL_MM} mm aluminium walls; give "
+                              "--param sleeve_wall_mm=... (the sensitivity, extrapolated to "
+                              "no wall, does not depend on it)")
+            if "none" in int_how:
+                sens.not_judged(_NO_INTRINSIC)
             thinnest = min(planes, key=lambda p: p[0])[1]
             profile = thinnest / thinnest.sum() * s_tot
-            result.add("peak_slice_sensitivity_cps_per_kbq", float(profile.max()), "cps/kBq",
-                       labels=dict(labels))
+            peak = result.add("peak_slice_sensitivity_cps_per_kbq", float(profile.max()),
+                              "cps/kBq", labels=dict(labels))
+            if "none" in int_how:
+                peak.not_judged(_NO_INTRINSIC)
             profiles.append({"radius_mm": radius, "sleeve_mm": xs, "rates_cps": rates,
                              "r0_cps": r0, "mu_per_mm": mu_per_mm,
                              "profile_cps_per_kbq": profile.tolist()})

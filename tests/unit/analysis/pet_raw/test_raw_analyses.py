@@ -107,3 +107,33 @@ def test_too_much_activity_for_the_sensitivity_test_is_said(tmp_path: Path) -> N
                          sleeves=(5, 1), radii_mm=(0.0,), seed=3)
     r = analyze_raw(tmp_path / "hot.h5")
     assert any("count losses above 1 %" in w for w in r.warnings)
+
+
+def test_sensitivity_never_rests_silently_on_assumed_values(tmp_path: Path,
+                                                            files: dict[str, Path]) -> None:
+    """Issue 11, no silent defaults: without a background frame and without
+    intrinsic_cps the Lu-176 rate is taken as 0, so the sensitivities are not judged;
+    without the sleeves' wall thickness the aluminium coefficient assumes 1.25 mm and
+    is not judged. Given or read from the file, both are judged as before."""
+    r = analyze_raw(files["s"])  # background frame and sleeve_wall_mm in the file
+    assert r.get("system_sensitivity_cps_per_kbq", radius_mm=0.0).status == "info"
+    assert r.get("aluminium_attenuation_coefficient_per_cm", radius_mm=0.0).status == "info"
+    p = tmp_path / "s.h5"
+    p.write_bytes(files["s"].read_bytes())
+    with h5py.File(p, "a") as h:
+        for name in list(h["frames"]):
+            if h["frames"][name].attrs.get("role") == "background":
+                del h["frames"][name]
+            else:
+                del h["frames"][name].attrs["sleeve_wall_mm"]
+    bare = analyze_raw(p)
+    for name in ("system_sensitivity_cps_per_kbq", "peak_slice_sensitivity_cps_per_kbq"):
+        m = bare.get(name, radius_mm=0.0)
+        assert m.status == "not_judged" and m.note and "--param intrinsic_cps=" in m.note
+    mu = bare.get("aluminium_attenuation_coefficient_per_cm", radius_mm=0.0)
+    assert mu.status == "not_judged" and mu.note and "--param sleeve_wall_mm=" in mu.note
+    given = analyze_raw(p, params={"intrinsic_cps": 0, "sleeve_wall_mm": 1.25})
+    assert {m.status for m in given.measurements} == {"info"}
+    # the wall thickness does not move the sensitivity (extrapolated to no wall)
+    assert given.get("system_sensitivity_cps_per_kbq", radius_mm=0.0).value == pytest.approx(
+        bare.get("system_sensitivity_cps_per_kbq", radius_mm=0.0).value, rel=1e-9)
