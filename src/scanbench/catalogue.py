@@ -94,7 +94,7 @@ def rule_bounds(rule: Rule) -> tuple[str, str]:
 def spec_table(spec: Spec) -> Table:
     """The limits of one spec: analysis, measurement, labels, low, high, unit, source and
     whether the source confirms the number (only confirmed limits judge pass/fail)."""
-    table = Table(title=f"{spec.name}: {spec.title} (version {spec.version})",
+    table = Table(title=Text(f"{spec.name}: {spec.title} (version {spec.version})"),
                   title_justify="left", show_lines=True)
     table.add_column("analysis", no_wrap=True)
     table.add_column("measurement", no_wrap=True)
