@@ -33,3 +33,6 @@ def test_without_peak_necr_every_frame_counts_with_a_warning(tmp_path: Path) -> 
     simulate_corrections_accuracy(tmp_path, frames=6, noise_percent=0.0, seed=1)
     [r] = analyze_paths([tmp_path]).results
     assert any("peak_necr_kbq_ml not given" in w for w in r.warnings)
+    # no silent defaults (issue 11): where the phantom facts came from is recorded
+    assert r.parameters["volume_ml_source"].startswith("the NEMA NU 2-2018 scatter phantom")
+    assert r.parameters["phantom_centre_mm_source"].startswith("the scanner axis")

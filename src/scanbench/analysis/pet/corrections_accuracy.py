@@ -186,7 +186,12 @@ class CorrectionsAccuracy:
         result.parameters = {"roi_diameter_mm": roi_d, "n_low": n_low, "volume_ml": volume,
                              "phantom_centre_mm": [cx, cy], "peak_necr_kbq_ml": peak,
                              "frames": len(frames), "slices_used": int(used.sum()),
-                             "low_activity_frames": [int(i) + 1 for i in low]}
+                             "low_activity_frames": [int(i) + 1 for i in low],
+                             # where each phantom fact came from (no silent defaults)
+                             "volume_ml_source": "given" if "volume_ml" in params else
+                             "the NEMA NU 2-2018 scatter phantom's volume (203 mm x 700 mm)",
+                             "phantom_centre_mm_source": "given" if "phantom_centre_mm" in params
+                             else "the scanner axis, where NEMA NU 2-2018 places the phantom"}
         result.evidence = {"conc": conc.tolist(), "dr": dr.tolist(),
                            "z_mm": [] if z_ref is None else np.asarray(z_ref)[used].tolist()}
         return [result]
