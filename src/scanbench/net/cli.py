@@ -76,7 +76,29 @@ def node(
     = "127.0.0.1",
     allow: Annotated[list[str] | None, typer.Option(
         "--allow", help="Calling AE title allowed to send (repeatable, or comma-separated); "
-        "default: any.")] = None,
+        "compared exactly, case included, leading/trailing spaces ignored. AE titles are "
+        "not secrets: use --allow-host too. Default: any (a warning at start).")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", help="IP address or CIDR network allowed to connect (repeatable, "
+        "or comma-separated), e.g. 10.1.2.3 or 10.1.2.0/24; others are closed at once. "
+        "Default: any (a warning at start).")] = None,
+    max_associations: Annotated[int, typer.Option(
+        help="Associations at once, in all (more are rejected).")] = 32,
+    max_per_peer: Annotated[int, typer.Option(
+        help="Connections at once from one address (more are closed at once), so that one "
+        "host cannot use up --max-associations.")] = 8,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds without a PDU after which an association is aborted.")] = 60.0,
+    artim_timeout: Annotated[float, typer.Option(
+        help="Seconds a new connection has to request its association (DICOM ARTIM "
+        "timer, PS3.8 9.1.5; the TLS handshake included).")] = 10.0,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="DICOM TLS: the node's certificate (PEM); with --tls-key.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="DICOM TLS: the certificate's private key (PEM).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(
+        help="DICOM TLS: accept only senders with a client certificate signed by these CA "
+        "certificates (PEM).")] = None,
     quiet_seconds: Annotated[float, typer.Option(
         help="A series is complete when nothing arrived for this long.")] = 5.0,
     group_wait_seconds: Annotated[float, typer.Option(
@@ -108,7 +130,12 @@ def node(
     log = logging.getLogger("scanbench.node")
     since = _date(pull_since, "--pull-since") or dt.date.today() - dt.timedelta(days=1)
     try:
-        config = ScpConfig(ae_title=ae_title, host=host, port=port, allow=parse_allow(allow))
+        config = ScpConfig(
+            ae_title=ae_title, host=host, port=port, allow=parse_allow(allow),
+            allow_hosts=parse_allow(allow_host, "--allow-host"),
+            max_associations=max_associations, max_per_peer=max_per_peer,
+            network_timeout_s=idle_timeout, artim_timeout_s=artim_timeout,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
         if not group_wait_seconds >= 0:
             raise ScanbenchError(f"--group-wait-seconds {group_wait_seconds}: must be 0 or "
                                  "more", "scanbench node")
