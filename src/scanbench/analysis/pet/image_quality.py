@@ -76,7 +76,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from scanbench.analysis.base import Parameter, result_for
+from scanbench.analysis.base import MEASURED, Parameter, result_for
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_patch, circle_patch_means, patch_mean, sphere_kernel
@@ -1146,7 +1146,9 @@ class ImageQuality:
 
     parameters: ClassVar[tuple[Parameter, ...]] = (
         Parameter("activity_ratio", "sphere-to-background activity concentration ratio of "
-                  "the fill (NEMA NU 2-2018: 4; EARL: 10)", "", 4.0),
+                  "the fill (NEMA NU 2-2018: 4; EARL: 10); if absent it is estimated from "
+                  "the largest spheres and the values resting on it are not judged; a given "
+                  "ratio the image contradicts refuses them", "", MEASURED),
         Parameter("sphere_concentration_bq_ml", "true activity concentration in the hot "
                   "spheres at the scan (decay-corrected like the image); recovery "
                   "coefficients are then taken against it", "Bq/mL", None),

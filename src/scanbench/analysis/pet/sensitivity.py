@@ -106,9 +106,11 @@ class Sensitivity(RawOnly):
                   "reference time", "Bq", "from the file (/phantom activity_bq); required "
                   "if the file has none"),
         Parameter("sleeve_wall_mm", "wall thickness of one aluminium sleeve", "mm",
-                  "from each frame's sleeve_wall_mm attribute, else 1.25"),
+                  "from each frame's sleeve_wall_mm attribute, else 1.25 with the "
+                  "aluminium coefficient not judged"),
         Parameter("intrinsic_cps", "intrinsic (Lu-176) true-coincidence rate to subtract",
-                  "cps", "measured from a background frame if the file has one, else 0"),
+                  "cps", "measured from a background frame if the file has one, else 0 "
+                  "with the sensitivities not judged"),
     )
 
     def detect_raw(self, dataset: RawDataset) -> float:
