@@ -203,8 +203,9 @@ class _Gate:
             if not any(ip in net for net in self.networks):
                 return "address not on the allow-list"
         with self._lock:
-            alive = [s for s in self._open.get(host, []) if s.fileno() != -1]
-            self._open[host] = alive
+            alive = [s for s in self._open.pop(host, []) if s.fileno() != -1]
+            if alive:
+                self._open[host] = alive
             if len(alive) >= self.max_per_peer:
                 return f"already {len(alive)} connections from this address (the limit)"
         return None
