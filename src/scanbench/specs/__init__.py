@@ -75,7 +75,7 @@ Confidence = Literal["C", "P", "U"]
 # unconfirmed limit (scanbench.types.Limits.check).
 CONFIDENCE_WORDS: dict[str, str] = {
     "C": "confirmed",
-    "P": "not confirmed in the standard's own text (secondary source only)",
+    "P": "not confirmed in the standard's own text: secondary source only",
     "U": "not confirmed",
 }
 
