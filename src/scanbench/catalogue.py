@@ -30,8 +30,8 @@ def analyses_table(analyses: list[Analysis]) -> Table:
                   title_justify="left", show_lines=True)
     table.add_column("id", no_wrap=True)  # ids are typed back: never cut them
     table.add_column("modality", no_wrap=True)
-    table.add_column("what and standard")
-    table.add_column(Text("parameters: name [unit]: meaning; default"))
+    table.add_column("what and standard", overflow="fold")
+    table.add_column(Text("parameters: name [unit]: meaning; default"), overflow="fold")
     for a in sorted(analyses, key=lambda a: a.id):
         table.add_row(Text(a.id), Text(a.modality),
                       Text(f"{a.title}\n{a.standard}"), Text(parameters_text(a)))
@@ -102,7 +102,7 @@ def spec_table(spec: Spec) -> Table:
     table.add_column("low", justify="right", no_wrap=True)
     table.add_column("high", justify="right", no_wrap=True)
     table.add_column("unit", no_wrap=True)
-    table.add_column("source", min_width=30, ratio=1)
+    table.add_column("source", min_width=30, ratio=1, overflow="fold")
     table.add_column("confirmed", min_width=9)
     for r in spec.rules:
         lo, hi = rule_bounds(r)

@@ -279,7 +279,7 @@ def _progress() -> Progress:
 @app.command("analyses")
 def list_analyses(
     analysis_id: Annotated[str | None, typer.Argument(
-        metavar="[ID]", help="Show only this analysis.")] = None,
+        metavar="ID", help="Show only this analysis.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """List the analyses: id, modality, the standard and clause each implements (with its
@@ -302,7 +302,7 @@ def list_analyses(
 @app.command("specs")
 def list_specs_cmd(
     name: Annotated[str | None, typer.Argument(
-        metavar="[NAME]", help="A shipped spec's name or a spec YAML file: print its limits.")
+        metavar="NAME", help="A shipped spec's name or a spec YAML file: print its limits.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
