@@ -160,7 +160,7 @@ def print_result(result: Result, console: Console) -> None:
         if m.limits:
             lo = _fmt(m.limits.low) if m.limits.low is not None else "−∞"
             hi = _fmt(m.limits.high) if m.limits.high is not None else "+∞"
-            limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unverified)")
+            limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unconfirmed)")
         table.add_row(text(m.name), text(_labels_text(m)), _fmt(m.value),
                       _fmt(m.uncertainty) if m.uncertainty else "", text(m.unit), text(limits),
                       text(m.status, _STATUS_STYLE.get(m.status, "")))

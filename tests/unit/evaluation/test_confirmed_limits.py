@@ -75,4 +75,6 @@ def test_outside_an_unconfirmed_limit_is_never_a_fail() -> None:
     print_result(r, console)
     table = console.export_text()
     assert "outside_unconfirmed" in table
+    assert "+∞ (unconfirmed)" in table  # the limit says it is unconfirmed, in the
+    # words the README and the report use
     assert "fail" not in table.replace("outside_unconfirmed", "").lower().split("warning")[0]
