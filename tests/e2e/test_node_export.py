@@ -24,7 +24,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory, shared_data: Path
            ) -> tuple[Path, list[pydicom.Dataset]]:
     home = tmp_path_factory.mktemp("home")
     pipe = Pipeline(home, f"sqlite:///{home / 'scanbench.db'}", recover=False)
-    originals = []
+    originals: list[pydicom.Dataset] = []
     try:
         for n in STUDY_FILES:
             path = shared_data / "dose/rdsr" / n

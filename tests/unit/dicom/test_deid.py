@@ -87,7 +87,7 @@ def _plant(ds: Dataset) -> None:
 
 @pytest.fixture(scope="module")
 def originals(shared_data: Path) -> list[Dataset]:
-    out = []
+    out: list[Dataset] = []
     for p in _dose_files(shared_data):
         ds = pydicom.dcmread(p)
         ds.PatientID = ds.get("PatientID") or "PAT-42"
@@ -347,7 +347,9 @@ def test_nothing_identifying_survives_anywhere_in_the_exported_files(
     of a Basic Profile attribute that no declared option keeps, and every original UID."""
     deid = Deidentifier(SECRET)
     options = DeidOptions()
-    originals, outputs, warnings = [], [], []
+    originals: list[Dataset] = []
+    outputs: list[Path] = []
+    warnings: list[str] = []
     for src in _dose_files(shared_data):
         ds = pydicom.dcmread(src)
         ds.PatientID = ds.get("PatientID") or "PAT-42"
