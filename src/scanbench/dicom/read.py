@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,9 @@ from scanbench.errors import InputError, ScanbenchError, SeriesError
 from scanbench.types import Series
 
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
+#: UID syntax (PS3.5 §9.1), leniently: leading zeros in a component, seen in real files,
+#: are let through.
+_UID_SYNTAX = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: SOP classes that must carry plane geometry (cross-sectional images): without
 #: it they are broken; other image objects without it (secondary captures,
 #: projection images) are not volumes and are listed as non-image objects.
@@ -321,12 +325,24 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
     path = entry.path
     meta = getattr(ds, "file_meta", None)
     if len(ds) == 0:
+        # A damaged file, never a note: a file cut anywhere after the DICM prefix must not
+        # vanish from the results without a word (PS3.10 §7.1: File Meta Information and a
+        # data set follow the prefix).
         if part10 and meta is not None and len(meta) > 0:
             raise InputError("truncated: the file ends after its meta information; no data set",
                              path)
-        result.skipped.append((path, "DICOM preamble only, no data set"))
-        return
+        size = len(entry.data) if entry.data is not None else path.stat().st_size
+        if part10:
+            raise InputError(f"truncated: the file ends {size - 132} byte(s) after the DICM "
+                             "prefix, before its File Meta Information and data set", path)
+        raise InputError(f"damaged: the file opens like a DICOM data set but its {size} bytes "
+                         "hold no complete data element", path)
     sop = _sop_class(ds)
+    if sop and (len(sop) > 64 or not _UID_SYNTAX.fullmatch(sop)):
+        # A damaged SOP Class UID would otherwise file an image as an unknown non-image
+        # object, a note instead of a failure (PS3.5 §9.1: digits and dots, 64 at most).
+        raise InputError(f"damaged header: SOP Class UID (0008,0016) {sop!r} is not a UID",
+                         path)
     if sop == _DICOMDIR_UID or h.has(ds, "DirectoryRecordSequence"):
         result.skipped.append((path, "DICOMDIR (media directory), not an image"))
         return
@@ -376,8 +392,13 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
 # --------------------------------------------------------------------------- assembly
 
 def _where(frames: Sequence[Frame], key: str) -> str:
+    """How an error names a series: its folder (the file itself when the series is one
+    file) and its description."""
     ds = frames[0].source.ds
     desc = h.text(ds, "SeriesDescription") or h.text(ds, "SeriesInstanceUID") or key
+    files = {str(f.source.path) for f in frames}
+    if len(files) == 1:
+        return f"{files.pop()}: series '{desc}'"
     parents = sorted({str(f.source.path.parent) for f in frames})
     folder = parents[0] if len(parents) == 1 else os.path.commonpath(parents)
     return f"{folder}: series '{desc}'"
@@ -401,8 +422,102 @@ def _assemble(key: str, frames: list[Frame], result: ReadResult,
                          f"Instance UID) and were ignored, e.g. {duplicates[0]}")
         try:
             result.series.append(_build(part, part_where, notes, key))
+        except SeriesError as exc:
+            _blame_one_file(exc, part, part_where, notes, key, result, problems)
         except ScanbenchError as exc:
             _fail(result, problems, exc)
+
+
+#: Series up to this many files are searched for the one file that breaks them.
+_BLAME_MAX_FILES = 1000
+
+
+def _blame_one_file(exc: SeriesError, frames: list[Frame], where: str, notes: list[str],
+                    key: str, result: ReadResult, problems: list[ScanbenchError]) -> None:
+    """A series that cannot form a volume because of one damaged file (a slice position
+    or orientation corrupted) is reported as that file's failure, not only the series'.
+
+    Each file is left out in turn. If one file's absence leaves a valid volume whose
+    slice spacing is under half of what any other absence leaves (with three files,
+    leaving out a good one leaves a "volume" of the good and the displaced slice), and
+    that file is not an even number of spacings away (slices missing beside it, not a
+    damaged position), it is the failure and the others form the series, with a warning.
+    If exactly one file's absence leaves a regular stack with one hole (where it
+    belongs), the series fails and the failure names that file. Otherwise the series'
+    own error stands.
+    """
+    paths = list(dict.fromkeys(f.source.path for f in frames))
+    if not 3 <= len(paths) <= _BLAME_MAX_FILES:
+        _fail(result, problems, exc)
+        return
+    isolated_ok = h.text(frames[0].source.ds, "Modality") == "CT"
+    fits: list[tuple[float, Path, list[Frame]]] = []
+    holes: list[Path] = []
+    for path in paths:
+        rest = [f for f in frames if f.source.path != path]
+        try:
+            st = geometry.stack(rest, where, isolated_ok=isolated_ok)
+        except ScanbenchError:
+            if _one_hole(rest):
+                holes.append(path)
+            continue
+        except Exception:
+            continue
+        if st.isolated_positions_mm is None:
+            fits.append((abs(float(st.spacing[0])), path, rest))
+    fits.sort(key=lambda fit: fit[0])
+    if fits and (len(fits) == 1 or 2 * fits[0][0] < fits[1][0]):
+        spacing, path, rest = fits[0]
+        if not _whole_spacings_away(path, frames, rest, spacing):
+            _fail(result, problems, SeriesError(
+                f"does not fit its series ({exc.message}); the series is read without it",
+                path))
+            try:
+                result.series.append(_build(rest, where, [*notes, (
+                    f"{path} left out: the series forms a volume only without it "
+                    f"({exc.message})")], key))
+            except ScanbenchError as again:
+                _fail(result, problems, again)
+            return
+    if not fits and len(holes) == 1:
+        _fail(result, problems, SeriesError(
+            f"does not fit its series: {exc.message}; the other files form a regular stack "
+            "with a hole where this file belongs", holes[0]))
+        return
+    _fail(result, problems, exc)
+
+
+def _whole_spacings_away(path: Path, frames: list[Frame], rest: list[Frame],
+                         spacing: float) -> bool:
+    """True if the file's slices lie on the rest's line an even number of spacings away:
+    then slices are missing beside it, and its position may well be right."""
+    normal = rest[0].normal
+    own = [float(f.position @ normal) for f in frames if f.source.path == path]
+    others = np.array([float(f.position @ normal) for f in rest])
+    if spacing <= 0 or not own:
+        return False
+    for d in own:
+        ratio = float(np.min(np.abs(others - d))) / spacing
+        if abs(ratio - round(ratio)) > 0.05:
+            return False
+    return True
+
+
+def _one_hole(frames: list[Frame]) -> bool:
+    """True if the frames' positions along the slice normal are evenly spaced but for one
+    step of twice the spacing (one slice missing), within geometry's tolerances."""
+    normal = frames[0].normal
+    d = np.sort(np.array([float(f.position @ normal) for f in frames]))
+    steps = np.diff(d)
+    if steps.size < 2:
+        return False
+    median = float(np.median(steps))
+    tol = max(geometry.SPACING_RTOL * median, geometry.SPACING_ATOL_MM)
+    if median <= 0:
+        return False
+    regular = np.abs(steps - median) <= tol
+    double = np.abs(steps - 2 * median) <= 2 * tol
+    return bool(np.all(regular | double) and np.count_nonzero(double) == 1)
 
 
 def _build(frames: list[Frame], where: str, split_warnings: list[str], key: str) -> Series:

@@ -243,12 +243,16 @@ def test_non_dicom_files_are_skipped_with_a_note(pet_subset, tmp_path):
     (tmp_path / "DICOMDIR").write_bytes(b"\x00" * 128 + b"DICM")
     (tmp_path / "preamble.dcm").write_bytes(b"\x00" * 128 + b"DICM")
     result = read([tmp_path])
-    assert len(result.series) == 1 and result.errors == []
     skipped = {p.name: why for p, why in result.skipped}
     assert skipped["notes.txt"] == "not DICOM (no DICM prefix at byte 128)"
     assert skipped["screen.png"] == "not DICOM (no DICM prefix at byte 128)"
     assert skipped["DICOMDIR"].startswith("DICOMDIR")
-    assert skipped["preamble.dcm"] == "DICOM preamble only, no data set"
+    # A file that ends at the DICM prefix is a truncated file (issue 11): an error
+    # naming it, never a note (PS3.10 §7.1: meta information and a data set follow).
+    assert len(result.series) == 1 and "preamble.dcm" not in skipped
+    assert result.errors == [(str(tmp_path / "preamble.dcm"), "truncated: the file ends 0 "
+                              "byte(s) after the DICM prefix, before its File Meta Information "
+                              "and data set")]
 
 
 def test_truncated_pixel_data_names_file_and_sizes(pet_subset, tmp_path):
