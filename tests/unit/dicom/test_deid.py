@@ -351,13 +351,13 @@ def test_nothing_identifying_survives_anywhere_in_the_exported_files(
     outputs: list[Path] = []
     warnings: list[str] = []
     for src in _dose_files(shared_data):
-        ds = pydicom.dcmread(src)
-        ds.PatientID = ds.get("PatientID") or "PAT-42"
-        _plant(ds)
-        _plant_sr(ds)
-        originals.append(ds)
+        original: Dataset = pydicom.dcmread(src)
+        original.PatientID = original.get("PatientID") or "PAT-42"
+        _plant(original)
+        _plant_sr(original)
+        originals.append(original)
         out = tmp_path / src.name
-        deid.apply(copy.deepcopy(ds), warnings).save_as(out, enforce_file_format=True)
+        deid.apply(copy.deepcopy(original), warnings).save_as(out, enforce_file_format=True)
         outputs.append(out)
     assert not warnings
     original_uids: dict[str, int] = {}
