@@ -20,10 +20,13 @@ Sources, with confidence (STANDARDS.md tags):
 - what the virtual phantom adds without a source [U]: module backgrounds
   (CTP404 100 HU, CTP486 0 HU, CTP528 100 HU, CTP515 40 HU), a 150 mm module
   inside a 200 mm housing of 100 HU, ramps modelled as 1 mm strips, the
-  CTP528 bar patterns as 12 mm-long aluminium bars (+1000 HU) at 1–10 lp/cm laid
-  round the ring from 9 o'clock, the bead (0.28 mm, 20 mm below the centre),
+  CTP528 bar patterns as aluminium bars (+1000 HU) at 1–10 lp/cm, the bead's
+  0.28 mm,
   CTP515 contrasts 1.0 %, 0.5 %, 0.3 % (10, 5, 3 HU) in three groups, and the
-  CatPhan 500's CTP401 (four inserts at 90°) with the CatPhan 600's offsets.
+  CatPhan 500's CTP401 (four inserts at 90°) with the CatPhan 600's offsets;
+- measured on a real scan (the Elekta XVI CatPhan slices in shared data): the CTP528
+  groups' angles round the ring and the bars' 4.5 mm radial extent, the bead 20 mm
+  below the centre.
 
 The analyses find the phantom, its rotation (any angle, mirrored or not) and
 each module from the image; these numbers are where they look and what the
@@ -66,11 +69,16 @@ UNIFORMITY_POSITIONS: dict[str, float] = {"12 o'clock": -90.0, "3 o'clock": 0.0,
                                           "6 o'clock": 90.0, "9 o'clock": 180.0}
 
 LINE_PAIR_RING_MM = 47.0
-LINE_PAIR_BAR_LENGTH_MM = 12.0
+# CTP528: the bars' radial extent, and the centre angle of each group (1–10 lp/cm) in the
+# phantom frame, measured on the Elekta XVI CatPhan slice in shared data (linepairs.dcm:
+# half-maximum extent 4.25–4.75 mm; group centres from the half-maximum edges of the ring
+# profile, after the sensitometry slice's rotation of −0.77°); pylinac's CTP528 region
+# boundaries put groups 2–8 within 1° of these.
+LINE_PAIR_BAR_LENGTH_MM = 4.5
 LINE_PAIR_BAR_HU = 1000.0
-LINE_PAIR_START_DEG = 180.0
-LINE_PAIR_GAP_MM = 5.0
 LINE_PAIRS_PER_CM: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+LINE_PAIR_ANGLES_DEG: tuple[float, ...] = (25.5, 50.0, 74.5, 93.5, 111.5, 130.5, 147.5, 164.5,
+                                           179.5, 194.5)
 BEAD_UV = (0.0, 20.0)
 BEAD_DIAMETER_MM = 0.28
 # The bead is far smaller than a pixel: the virtual scanner draws it as an analytic line
@@ -81,8 +89,11 @@ BEAD_STRENGTH_HU_MM2 = 1850.0
 LOW_CONTRAST_DIAMETERS_MM: tuple[float, ...] = (15.0, 9.0, 8.0, 7.0, 6.0, 5.0)
 LOW_CONTRAST_ANGLES_DEG: tuple[float, ...] = (-87.4, -69.1, -52.7, -38.5, -25.1, -12.9)
 LOW_CONTRAST_RING_MM = 50.0
-# contrast level (%) -> rotation of the group from the 1.0 % group
-LOW_CONTRAST_LEVELS: dict[float, float] = {1.0: 0.0, 0.5: 120.0, 0.3: 240.0}
+# contrast level (%) -> rotation of the group from the 1.0 % group. The 0.5 % group lies
+# 237° on (its 15, 9, 8 and 6 mm rods measured at 150°, 172°, 187° and 214° on the real
+# Canon CTP515 slice in shared data, the 1.0 % group's 15 mm rod at 273°); the 0.3 % group,
+# not seen there, is taken to fill the remaining third of the ring.
+LOW_CONTRAST_LEVELS: dict[float, float] = {1.0: 0.0, 0.3: 120.0, 0.5: 240.0}
 
 
 def polar(angle_deg: float, distance_mm: float) -> tuple[float, float]:
@@ -202,15 +213,12 @@ class BarPattern:
 
 
 def line_pair_patterns() -> tuple[BarPattern, ...]:
-    """The CTP528 bar groups laid round the 47 mm ring, 5 mm apart."""
+    """The CTP528 bar groups 1–10 lp/cm round the 47 mm ring (2 bars at 1 lp/cm, 3 at 2,
+    4 at 3–5, 5 at 6–10: as counted on the real scan)."""
     out = []
-    s = 0.0
-    for f in LINE_PAIRS_PER_CM:
+    for f, angle in zip(LINE_PAIRS_PER_CM, LINE_PAIR_ANGLES_DEG, strict=True):
         n = 2 if f == 1 else 3 if f == 2 else 4 if f <= 5 else 5
-        length = (n - 0.5) * 10.0 / f
-        mid = s + length / 2
-        out.append(BarPattern(f, n, LINE_PAIR_START_DEG + math.degrees(mid / LINE_PAIR_RING_MM)))
-        s += length + LINE_PAIR_GAP_MM
+        out.append(BarPattern(f, n, angle))
     return tuple(out)
 
 

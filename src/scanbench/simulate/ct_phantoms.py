@@ -133,9 +133,12 @@ def render_catphan(model: CtScannerModel | None = None, *, catphan: str = "504",
                    rotation_deg: float = 0.0, noise: bool = True, seed: int | None = 0,
                    mode: Literal["image", "fbp"] = "image", supersample: int = 3,
                    reconstruction_diameter_mm: float | None = None, drop_first: int = 0,
-                   drop_last: int = 0) -> tuple[CtVolume, dict[str, Any]]:
+                   drop_last: int = 0, cupping_radius_mm: float | None = None,
+                   ) -> tuple[CtVolume, dict[str, Any]]:
     """A scan of a CatPhan and its ground truth. ``modules`` are module kinds
-    (sensitometry, uniformity, resolution, low_contrast); default all."""
+    (sensitometry, uniformity, resolution, low_contrast); default all.
+    ``cupping_radius_mm`` switches on the model's ``cupping_hu`` over that radius (a
+    cone-beam-like shading; the expected CT numbers then hold only at the centre)."""
     model = model or CtScannerModel()
     if catphan not in cp.MODELS:
         raise ValueError(f"unknown CatPhan {catphan!r}; known: {', '.join(cp.MODELS)}")
@@ -160,7 +163,7 @@ def render_catphan(model: CtScannerModel | None = None, *, catphan: str = "504",
                   seed=seed, rotation_deg=rotation_deg,
                   shift_mm=(shift_mm[0], shift_mm[1], z0), noise=noise,
                   reconstruction_diameter_mm=reconstruction_diameter_mm,
-                  line_sources=cp.line_sources(catphan))
+                  line_sources=cp.line_sources(catphan), cupping_radius_mm=cupping_radius_mm)
     truth: dict[str, Any] = {"kind": "ct-catphan", "phantom": mdl.name, "modules": kinds,
                              "scanner": model.to_dict(), **truth_jsonable(vol.truth)}
     if mode == "image":

@@ -25,13 +25,23 @@ geometry and its sources in :mod:`scanbench.phantoms.catphan`):
 - **High resolution (CTP528 / CTP714)**: ``bar_modulation{lp_per_cm}`` — the
   fundamental-harmonic bar MTF of each line-pair group
   (:mod:`scanbench.analysis.ct.phantom_modules`), on the mean of the module's
-  slices; ``high_contrast_resolution_lp_per_cm`` (the same objective criterion
-  as ``ct.acr464``); ``mtf50_lp_per_cm`` / ``mtf10_lp_per_cm`` ``{method: bead}``
-  from the bead's point spread (:func:`scanbench.analysis.ct.mtf.mtf_from_point`).
+  slices. The contrast it divides by is the group's own mean over whole periods
+  minus the background right next to the group (bands just inside and outside
+  the bars at the group's angles), so cone-beam cupping and a partial cut of the
+  gauge by a thin slice cancel; each value carries its standard error from the
+  pixel noise, and a group whose amplitude is within 3 standard errors of zero
+  says so in its note (not resolved, the value is the noise floor).
+  ``high_contrast_resolution_lp_per_cm`` (the same objective criterion as
+  ``ct.acr464``); ``mtf50_lp_per_cm`` / ``mtf10_lp_per_cm`` ``{method: bead}``
+  from the bead's point spread (:func:`scanbench.analysis.ct.mtf.mtf_from_point`),
+  refused when the bead's integral is under 10 times its noise (``Catphan._bead``).
 - **Low contrast (CTP515)**: ``low_contrast_cnr{diameter_mm, level}`` —
   |mean(rod ROI, 0.4 × diameter) − mean(background)| / SD(background), the
   background a 4 mm ROI on the same radius line at 0.75 of the rods' distance
-  (pylinac's placement), per rod, on the mean of the module's slices.
+  (pylinac's placement), per rod, on the mean of the module's slices, with its
+  standard error (the pixel noise's correlation measured on the module's centre).
+  A lone CTP515 slice is told from a uniform module by its rods (a matched filter
+  round their ring, :func:`low_contrast_fit`), which also give its rotation.
 
 Finding the phantom: every slice is classed (inserts with air on the 58.7 mm
 ring: sensitometry; bars on the 47 mm ring: resolution; a flat disk: uniform),
@@ -40,7 +50,11 @@ whose layout and sensitometry inserts fit best is taken (``--param model=604``
 overrides). Rotation and mirroring come from the inserts (any angle), found by
 matching the measured CT numbers to the layout. A series holding one module
 (a few slices, as exported for a quick check) is recognised and measured on its
-own; which CatPhan it belongs to is then unknown and said so. A slice whose
+own; which CatPhan it belongs to is then unknown and said so. A series of
+isolated slices (one per module, as cone-beam QA exports them: read with their
+own positions, :mod:`scanbench.dicom.geometry`) is measured slice by slice as the
+module each shows. The insert pose is fitted after a linear calibration of the
+nominal CT numbers (cone-beam CT numbers are not calibrated). A slice whose
 200 mm housing is cut by a small field of view is fine as long as the module's
 features are inside it (the phantom centre then comes from the insert ring).
 
@@ -68,6 +82,17 @@ from scanbench.phantoms import catphan as cp
 from scanbench.types import Result, Series
 
 SENS_ROI_RADIUS_MM = 3.5
+# A uniform-looking slice is the CTP515 when its rods' pattern stands out this many
+# robust SDs (low_contrast_fit); measured: real CTP486 slices (fan-beam, Elekta XVI) 1.9-3.1,
+# the real Canon CTP515 slice 7.8.
+LOW_CONTRAST_MIN_Z = 5.5
+LC_BAND_MM = 10.0  # the band round the rods' ring that low_contrast_fit averages
+
+
+BEAD_ROI_MM = 4.0
+# The bead's integral over its ROI against the noise of that integral, below which its MTF
+# is refused (an error of 1/10 of the MTF at every frequency; _bead's docstring).
+BEAD_MIN_SNR = 10.0
 NOISE_ROI_RADIUS_MM = 30.0
 KINDS = ("sensitometry", "uniformity", "resolution", "low_contrast")
 
@@ -172,8 +197,51 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
     disk = sm2[r < 60.0]
     if disk.size and float(np.percentile(disk, 99) - np.percentile(disk, 1)) < 40.0 \
             and abs(float(np.median(disk))) < 200.0:
+        if low_contrast_fit(sm2, frame)[1] >= LOW_CONTRAST_MIN_Z:
+            return SliceInfo("low_contrast", centre, housing)
         return SliceInfo("uniformity", centre, housing)
     return SliceInfo("", centre, housing)
+
+
+def _low_contrast_template(n: int = 720) -> np.ndarray:
+    """The CTP515 supra-slice rods' contrast (HU over the module) round their 50 mm ring,
+    at n angles from phantom angle 0°."""
+    m = cp.MODELS["504"].module("low_contrast")
+    assert m is not None
+    phi = np.radians(np.arange(n) * 360.0 / n)
+    r = cp.LOW_CONTRAST_RING_MM
+    ring = cp.hu_at(r * np.cos(phi), r * np.sin(phi), np.full(phi.shape, m.w_mm))
+    return np.asarray(ring - m.background_hu, float)
+
+
+def low_contrast_fit(img: np.ndarray, frame: pm.Frame) -> tuple[pm.Frame, float]:
+    """The pose of the CTP515 rods on a smoothed slice, and how far the rods stand out
+    (a z-score): the profile round the rods' 50 mm ring is correlated with the rods'
+    nominal contrast pattern at every rotation and both mirrors (matched filter); the
+    best correlation is compared with the spread of the correlation at rotations more
+    than 30° away from it (median and 1.4826 × MAD), which is what noise, streaks and
+    shading alone give. A uniform module scores about 0-3, a CTP515 well above."""
+    n = 720
+    tmpl = _low_contrast_template(n)
+    _, prof = pm.ring_profile(img, frame, cp.LOW_CONTRAST_RING_MM, n=n, width_mm=LC_BAND_MM)
+    a = prof - np.median(prof)
+    best: tuple[float, float, int, np.ndarray] | None = None
+    for m in (1, -1):
+        b = tmpl if m == 1 else tmpl[(-np.arange(n)) % n]
+        corr = np.fft.ifft(np.fft.fft(a) * np.conj(np.fft.fft(b))).real / float((b * b).sum())
+        k = int(np.argmax(corr))
+        if best is None or corr[k] > best[0]:
+            best = (float(corr[k]), k * 360.0 / n, m, corr)
+    assert best is not None
+    peak, theta, mirror, corr = best
+    lag = np.arange(n) * 360.0 / n
+    away = np.abs((lag - theta + 180.0) % 360.0 - 180.0) > 30.0
+    rest = corr[away]
+    spread = 1.4826 * float(np.median(np.abs(rest - np.median(rest))))
+    excess = peak - float(np.median(rest))
+    z = excess / spread if spread > 0 else (math.inf if excess > 0 else 0.0)
+    theta = (theta + 180.0) % 360.0 - 180.0
+    return pm.Frame(frame.centre_yx, frame.spacing_yx, theta, mirror), z
 
 
 def locate(series: Series, model: str | None = None,
@@ -414,7 +482,7 @@ class Catphan:
             self._uniformity(series, layout, t_nom, result, ev)
         if "resolution" in layout.present:
             self._resolution(series, layout, frame, result, ev)
-        if "low_contrast" in layout.present and frame is not None:
+        if "low_contrast" in layout.present:
             self._low_contrast(series, layout, frame, t_nom, result, ev)
         result.evidence = ev
         return result
@@ -582,7 +650,6 @@ class Catphan:
     # ---------------------------------------------------------------- resolution
     def _resolution(self, series: Series, layout: CatphanLayout, frame: pm.Frame | None,
                     result: Result, ev: dict[str, Any]) -> None:
-        from scanbench.analysis.ct.mtf import mtf_from_point
 
         idx = _core(layout, "resolution", 2.0)
         img = _stack(series, idx).mean(axis=0)
@@ -603,9 +670,12 @@ class Catphan:
         dy, dx = f.spacing_yx
         yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
         r = np.hypot((yy - f.centre_yx[0]) * dy, (xx - f.centre_yx[1]) * dx)
-        background = float(np.median(img[(r > 25.0) & (r < 33.0)]))
-        noise = float(np.asarray(series.voxels[idx][:, (r > 25.0) & (r < 33.0)], float)
-                      .std(axis=1).mean()) / math.sqrt(len(idx))
+        # image angle of every pixel, turned back to the phantom frame
+        phi = (np.degrees(np.arctan2((yy - f.centre_yx[0]) * dy, (xx - f.centre_yx[1]) * dx))
+               - f.angle_deg) * f.mirror
+        half = cp.LINE_PAIR_BAR_LENGTH_MM / 2
+        inner = (r > cp.LINE_PAIR_RING_MM - half - 3.5) & (r < cp.LINE_PAIR_RING_MM - half - 1.5)
+        outer = (r > cp.LINE_PAIR_RING_MM + half + 1.5) & (r < cp.LINE_PAIR_RING_MM + half + 3.5)
         mods = []
         for p in patterns:
             a = math.radians(p.angle_deg)
@@ -613,43 +683,138 @@ class Catphan:
             cu, cv = cp.polar(p.angle_deg, cp.LINE_PAIR_RING_MM)
             first = (cu + (-p.length_mm / 2 + p.period_mm / 4) * tu,
                      cv + (-p.length_mm / 2 + p.period_mm / 4) * tv)
+            # The background next to the group, just inside and just outside the bars, at
+            # the group's angles: cone-beam cupping and shading change the module's CT
+            # number by tens of HU from the centre to the ring, as much as the bars' own
+            # contrast on a thin cone-beam slice; the mean of the two bands follows a
+            # radial trend to first order.
+            span = math.degrees((p.length_mm / 2 + 2.0) / cp.LINE_PAIR_RING_MM)
+            near = np.abs((phi - p.angle_deg + 180.0) % 360.0 - 180.0) <= span
+            bands = [img[band & near] for band in (inner, outer)]
+            background = float(np.mean([b.mean() for b in bands]))
+            noise = float(np.sqrt(np.mean([b.var(ddof=1) for b in bands])))
+            bg_se = noise / 2.0 * math.sqrt(sum(4.0 / b.size for b in bands))
             m = pm.bar_modulation(img, f, first, (tu, tv), p.lp_per_cm, p.n_bars,
-                                  cp.LINE_PAIR_BAR_LENGTH_MM, background, noise)
+                                  cp.LINE_PAIR_BAR_LENGTH_MM, background, noise,
+                                  background_se_hu=bg_se)
             mods.append(m)
-            result.add("bar_modulation", m.mtf, "1", labels={"lp_per_cm": p.lp_per_cm})
+            meas = result.add("bar_modulation", m.mtf, "1", labels={"lp_per_cm": p.lp_per_cm},
+                              uncertainty=m.mtf_se if math.isfinite(m.mtf_se) else None)
+            if not m.amplitude_hu > pm.SIGNIFICANCE * m.amplitude_se_hu:
+                meas.note = (f"the modulation at {p.lp_per_cm:g} lp/cm is within the noise "
+                             f"(amplitude {m.amplitude_hu:.1f} HU, {pm.SIGNIFICANCE:g} standard "
+                             f"errors = {pm.SIGNIFICANCE * m.amplitude_se_hu:.1f} HU): not "
+                             "resolved; the value is the noise floor")
         best = pm.highest_resolved(mods)
         result.add("high_contrast_resolution_lp_per_cm", best or 0.0, "lp/cm")
         result.parameters["resolution_criterion"] = (
             f"bar MTF >= {pm.RESOLVED_MTF} and amplitude > {pm.SIGNIFICANCE} SE")
-        # the bead: the brightest small object inside the ring
-        bead = f.pixel(*cp.BEAD_UV)
-        try:
-            curve = mtf_from_point(_stack(series, idx), dy, bead, roi_radius_mm=4.0)
-            lab = {"method": "bead"}
-            result.add("mtf50_lp_per_cm", curve.mtf50_lp_per_cm, "lp/cm", labels=lab)
-            result.add("mtf10_lp_per_cm", curve.mtf10_lp_per_cm, "lp/cm", labels=lab)
-            ev["mtf_bead"] = curve
-        except AnalysisError as exc:
-            result.warnings.append(f"no MTF from the bead: {exc.message}")
+        self._bead(series, idx, img, f, result, ev)
         ev["resolution"] = {"image": img, "mods": mods}
 
+    def _bead(self, series: Series, idx: np.ndarray, img: np.ndarray, f: pm.Frame,
+              result: Result, ev: dict[str, Any]) -> None:
+        """The bead's MTF, or both values refused with the reason.
+
+        The bead is looked for within 3 mm of its nominal place (the brightest point of
+        the background-subtracted image smoothed by 0.5 mm). Its point spread is only
+        usable when its integral over the 4 mm ROI stands well above the noise of that
+        integral: the MTF is the transform of that integral's distribution, so a relative
+        error ε of the integral is an error of about ε in the MTF at every frequency. Below
+        10:1 the values are refused — a background offset of a few HU summed over the
+        ROI then outweighs the bead, and the "MTF" becomes that of the 4 mm disc, whose
+        50 % falls at 0.9 lp/cm (what a real cone-beam CatPhan 504 read before).
+        """
+        from scanbench.analysis.ct.mtf import mtf_from_point
+
+        dy, dx = f.spacing_yx
+        roi = BEAD_ROI_MM
+        lab = {"method": "bead"}
+        yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+        c0 = f.pixel(*cp.BEAD_UV)
+        r0 = np.hypot((yy - c0[0]) * dy, (xx - c0[1]) * dx)
+        ring = (r0 >= roi + 3.0) & (r0 < 1.5 * roi + 3.0)
+        bg, sd = float(img[ring].mean()), float(img[ring].std(ddof=1))
+        sm = ndimage.gaussian_filter(img - bg, 0.5 / dy)
+        near = r0 <= 3.0
+        k = int(np.argmax(np.where(near, sm, -np.inf)))
+        centre = (float(yy.ravel()[k]), float(xx.ravel()[k]))
+        r = np.hypot((yy - centre[0]) * dy, (xx - centre[1]) * dx)
+        inside = r < roi
+        local_bg = float(img[(r >= roi) & (r < 1.5 * roi)].mean())
+        integral = float((img[inside] - local_bg).sum()) * dy * dx
+        # white-noise error of a sum of n pixels, doubled for CT's correlated noise
+        integral_se = 2.0 * sd * math.sqrt(float(inside.sum())) * dy * dx
+        ratio = integral / integral_se if integral_se > 0 else math.inf
+        result.parameters["bead_signal_to_noise"] = (round(ratio, 1) if math.isfinite(ratio)
+                                                     else None)
+        if not ratio >= BEAD_MIN_SNR:
+            why = (f"the bead's point spread is lost in the noise: its integral over the "
+                   f"{roi:g} mm ROI is {integral:.0f} HU·mm² against a noise of "
+                   f"{integral_se:.0f} HU·mm² ({ratio:.1f}:1, at least {BEAD_MIN_SNR:g}:1 "
+                   "needed); a thin slice or a cone-beam scan holds too little of the "
+                   "0.28 mm bead: use the Teflon edge MTF or the bar modulation")
+            for name in ("mtf50_lp_per_cm", "mtf10_lp_per_cm"):
+                result.add(name, float("nan"), "lp/cm", labels=lab).refuse(why)
+            return
+        try:
+            curve = mtf_from_point(_stack(series, idx), dy, centre, roi_radius_mm=roi)
+        except AnalysisError as exc:
+            result.warnings.append(f"no MTF from the bead: {exc.message}")
+            return
+        result.add("mtf50_lp_per_cm", curve.mtf50_lp_per_cm, "lp/cm", labels=lab)
+        result.add("mtf10_lp_per_cm", curve.mtf10_lp_per_cm, "lp/cm", labels=lab)
+        ev["mtf_bead"] = curve
+
     # ---------------------------------------------------------------- low contrast
-    def _low_contrast(self, series: Series, layout: CatphanLayout, frame: pm.Frame,
+    def _low_contrast(self, series: Series, layout: CatphanLayout, frame: pm.Frame | None,
                       t_nom: float, result: Result, ev: dict[str, Any]) -> None:
         idx = _core(layout, "low_contrast", t_nom / 2 + 1.0)
         stack = _stack(series, idx)
         f0 = _frame(series, layout, idx)
-        f = pm.Frame(f0.centre_yx, f0.spacing_yx, frame.angle_deg, frame.mirror)
         mean_img = stack.mean(axis=0)[None]
+        if frame is not None:
+            f = pm.Frame(f0.centre_yx, f0.spacing_yx, frame.angle_deg, frame.mirror)
+        else:
+            # no sensitometry module: the rotation from the rods themselves
+            dy, dx = f0.spacing_yx
+            sm = ndimage.gaussian_filter(np.asarray(mean_img[0], float), (2.0 / dy, 2.0 / dx))
+            f, z = low_contrast_fit(sm, f0)
+            result.parameters["low_contrast_rotation_deg"] = round(f.angle_deg, 1)
+            result.warnings.append(
+                "the low-contrast rods' rotation was fitted from the rods themselves (no "
+                f"sensitometry module in the series; the rods' pattern stands {z:.1f} robust "
+                "SDs above the noise)")
         rois = []
+        # How much CT noise's pixel correlation inflates the standard error of an ROI mean
+        # over the white-noise SD/√n: measured with 4 mm ROIs tiled over the module's
+        # uniform centre (common.roi_mean_standard_error); at least the 2 × 2 of a
+        # typical kernel.
+        from scanbench.analysis.ct.common import roi_mean_standard_error
+
+        dy, dx = f.spacing_yx
+        centre_sd = pm.roi_stats(mean_img, f, f.centre_yx, 18.0).sd
+        emp = roi_mean_standard_error(mean_img[0], f.centre_yx, 18.0, 4.0, (dy, dx))
+        n_4mm = math.pi * 4.0**2 / (dy * dx)
+        inflation = max(2.0, emp / (centre_sd / math.sqrt(n_4mm))) \
+            if math.isfinite(emp) and centre_sd > 0 else 2.0
+        result.parameters["low_contrast_noise_correlation_factor"] = round(inflation, 2)
         for d, level, cu, cv in cp.low_contrast_rods():
             c = f.pixel(cu, cv)
             bg = f.pixel(cu * 0.75, cv * 0.75)
             a = pm.roi_stats(mean_img, f, c, 0.4 * d)
             b = pm.roi_stats(mean_img, f, bg, 4.0)
             if b.sd > 0:
-                result.add("low_contrast_cnr", abs(a.mean - b.mean) / b.sd, "1",
-                           labels={"diameter_mm": d, "level": f"{level:g}%"})
+                # standard error of the two ROI means, in units of the pixel SD
+                n_rod = math.pi * (0.4 * d) ** 2 / (dy * dx)
+                se = inflation * math.sqrt(1.0 / n_rod + 1.0 / n_4mm)
+                cnr = abs(a.mean - b.mean) / b.sd
+                m = result.add("low_contrast_cnr", cnr, "1",
+                               labels={"diameter_mm": d, "level": f"{level:g}%"},
+                               uncertainty=se)
+                if cnr < 2.0 * se:
+                    m.note = (f"within the noise: the rod's contrast is under twice its "
+                              f"standard error ({2.0 * se:.2f} in CNR): not seen")
             rois.append((c, 0.4 * d, f"{d:g} mm {level:g}%"))
         ev["low_contrast"] = {"image": mean_img[0], "rois": rois}
 

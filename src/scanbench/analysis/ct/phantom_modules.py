@@ -372,12 +372,15 @@ class BarModulation:
     resolved: bool
     position_mm: np.ndarray
     profile: np.ndarray
+    # standard error of ``mtf`` from the pixel noise (amplitude, window mean, background)
+    mtf_se: float = float("nan")
 
 
 def bar_modulation(img: np.ndarray, frame: Frame, first_bar_uv: tuple[float, float],
                    across_uv: tuple[float, float], lp_per_cm: float, n_bars: int,
                    bar_length_mm: float, background_hu: float, noise_sd_hu: float,
-                   threshold: float = RESOLVED_MTF) -> BarModulation:
+                   threshold: float = RESOLVED_MTF, *,
+                   background_se_hu: float = 0.0) -> BarModulation:
     """Modulation at a bar pattern's frequency (module docstring). ``first_bar_uv`` is
     the centre of the first bar, ``across_uv`` the unit direction across the bars; the
     window runs n_bars − 1 whole periods to the centre of the last bar, over the central
@@ -416,15 +419,20 @@ def bar_modulation(img: np.ndarray, frame: Frame, first_bar_uv: tuple[float, flo
     coef, *_ = np.linalg.lstsq(design, vals, rcond=None)
     amp = float(math.hypot(coef[1], coef[2]))
     mean = float(coef[0])
-    amp_se = noise_sd_hu * math.sqrt(2.0 / max(s_sel.size / 4.0, 1.0))
+    n_indep = max(s_sel.size / 4.0, 1.0)
+    amp_se = noise_sd_hu * math.sqrt(2.0 / n_indep)
     contrast = 2.0 * (mean - background_hu)
     mtf = float(math.pi * amp / (2.0 * contrast)) if abs(contrast) > 1e-6 else float("nan")
+    # first-order propagation: MTF = π·A / (2·C), C = 2·(mean − background)
+    contrast_se = 2.0 * math.hypot(noise_sd_hu / math.sqrt(n_indep), background_se_hu)
+    mtf_se = (math.hypot(math.pi * amp_se / (2.0 * contrast), mtf * contrast_se / contrast)
+              if abs(contrast) > 1e-6 else float("nan"))
     nyquist_lp_cm = 10.0 / (2.0 * max(dy, dx))
     resolved = bool(np.isfinite(mtf) and mtf >= threshold and amp > SIGNIFICANCE * amp_se
                     and lp_per_cm < nyquist_lp_cm)
     order = np.argsort(s_sel)
     return BarModulation(lp_per_cm, mtf, amp, amp_se, mean, background_hu, resolved,
-                         s_sel[order], vals[order])
+                         s_sel[order], vals[order], abs(mtf_se))
 
 
 def highest_resolved(mods: list[BarModulation]) -> float | None:
