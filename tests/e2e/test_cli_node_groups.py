@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nodekit import Node, need, running, storescu, wait_for
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from node_results import analyze_rows, assert_same, dicom_files, stored_rows
+from scanbench.api import analyze_paths
 from scanbench.store import models as m
 
 SCANBENCH = [sys.executable, "-m", "scanbench"]
@@ -76,3 +79,34 @@ def test_protocol_commands(tmp_path: Path) -> None:
     bad.write_text("- name: x\n  parms: {a: 1}\n")
     r = _run(["protocol", "set", "--file", str(bad)], home)
     assert r.returncode == 2 and str(bad) in r.stderr and "unknown key" in r.stderr
+
+
+def test_node_receiving_t1_then_localiser_over_c_store_stores_analyze_results(
+        shared_data: Path, tmp_path: Path) -> None:
+    """Sent by C-STORE one after the other to a running ``scanbench node``: whether the
+    localiser comes within the group wait or after it (then the group runs again and
+    supersedes), the node ends with exactly what analyze gives for the two series."""
+    need("storescu", "echoscu")
+    acr = shared_data / "mr" / "acr"
+    t1, loc = acr / "PhilipsAchieva", acr / "PhilipsAchievaLocalizer"
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'scanbench.db'}"
+    node = Node(home, quiet_seconds=1.0, args=("--group-wait-seconds", "3"))
+    want = analyze_rows(analyze_paths([t1, loc]).results)
+
+    def current() -> dict:
+        engine = create_engine(url)
+        try:
+            with Session(engine) as s:
+                return stored_rows(s)
+        finally:
+            engine.dispose()
+
+    with running(node):
+        for folder in (t1, loc):
+            r = storescu(node.port, dicom_files(folder))
+            assert r.returncode == 0, r.stderr
+        wait_for("the ACR suite with the localiser's length",
+                 lambda: any(k[2] == "length_mm" and "localiser" in k[3] for k in current()),
+                 timeout=300)
+    assert_same(current(), want, "T1 and localiser over C-STORE")
