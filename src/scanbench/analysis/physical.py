@@ -49,6 +49,10 @@ class PhysicalRange:
     high_open: bool = False
     allowance: float = 0.0  # fixed widening of both bounds, in ``unit`` (see ``reason``)
     high_from_series: Dynamic | None = None  # the upper bound is the series' Nyquist
+    k: float = K_SIGMA  # how many standard uncertainties widen a bound
+    # The upper bound scales with the value's relative uncertainty, ``high (1 + k u/|v|)``,
+    # for a ratio to a true value whose noise is proportional to the signal (recovery).
+    relative: bool = False
 
     @property
     def bounded(self) -> bool:
@@ -59,12 +63,18 @@ class PhysicalRange:
         """The (low, high) bounds for ``m`` with its allowance (``None``: no bound)."""
         u = m.uncertainty
         u = float(u) if u is not None and math.isfinite(u) and u > 0 else 0.0
-        widen = self.allowance + K_SIGMA * u
-        low = None if self.low is None else self.low - widen
+        widen = self.allowance + self.k * u
+        # a relative entry's k is for its upper tail (a maximum of noisy voxels); its lower
+        # bound takes the plain K_SIGMA
+        low_widen = self.allowance + K_SIGMA * u if self.relative else widen
+        low = None if self.low is None else self.low - low_widen
         high = self.high
         if self.high_from_series is not None:
             high = _nyquist(series, self.high_from_series)
-        if high is not None:
+        if high is not None and self.relative:
+            v = abs(float(m.value))
+            high = high * (1.0 + self.k * u / v) + self.allowance if v > 0 else high
+        elif high is not None:
             high = high + widen
         return low, high
 
@@ -142,24 +152,26 @@ RANGES: dict[str, PhysicalRange] = {
         "the lung insert holds no activity: its apparent concentration comes from scatter "
         "and spill-in only, between none and the background (NEMA NU 2-2018 section "
         "7.4.1)"),
-    # EARL recovery coefficients: partial volume only lowers recovery; resolution-modelling
-    # reconstructions overshoot at edges (EARL 2's accepted RCmax reaches about 1.3) and
-    # the maximum of ~10^2-10^3 noisy voxels exceeds their mean by about 3 voxel SD.
+    # EARL recovery coefficients. Partial volume only lowers recovery (RC ≤ 1); the
+    # bound adds the edge overshoot of resolution-modelling (PSF) reconstructions, and
+    # widens with the value's own relative uncertainty (the image's relative noise at the
+    # scale of the VOI, which image_quality reports with each RC): high (1 + k u / RC).
     "rc_mean": PhysicalRange(
-        "1", 0.0, 1.5,
-        "partial volume only lowers recovery (≤ 1); the 0.5 above 1 allows for the edge "
-        "overshoot of resolution-modelling reconstructions and for noise in the A50 "
-        "volume"),
+        "1", 0.0, 1.3,
+        "partial volume only lowers recovery (≤ 1); up to 1.3 for the edge overshoot of "
+        "resolution-modelling reconstructions, times 1 + 3 relative uncertainties for "
+        "the noise of the A50 volume", relative=True),
     "rc_peak": PhysicalRange(
-        "1", 0.0, 1.5,
-        "partial volume only lowers recovery (≤ 1); the 0.5 above 1 allows for the edge "
-        "overshoot of resolution-modelling reconstructions and for the noise of the "
-        "highest 1 mL mean"),
+        "1", 0.0, 1.3,
+        "partial volume only lowers recovery (≤ 1); up to 1.3 for the edge overshoot of "
+        "resolution-modelling reconstructions, times 1 + 3 relative uncertainties for "
+        "the noise of a 1 mL mean", relative=True),
     "rc_max": PhysicalRange(
-        "1", 0.0, 2.5,
-        "partial volume only lowers recovery (≤ 1); the 1.5 above 1 allows for edge "
-        "overshoot (about 0.3 with resolution modelling) and for the maximum of 10^2-10^3 "
-        "noisy voxels (about 3 voxel SD, up to 1.2 at a voxel CoV of 40 %)"),
+        "1", 0.0, 1.4,
+        "partial volume only lowers recovery (≤ 1); up to 1.4 for the edge overshoot of "
+        "resolution-modelling reconstructions, times 1 + 7 relative voxel SDs: the "
+        "hottest of n noisy voxels exceeds their mean by about √(2 ln n) SD (3.7 for "
+        "10³ voxels), and 3 SD more", relative=True, k=7.0),
     "activity_ratio_estimated": PhysicalRange(
         "1", 0.0, None, "a ratio of two activity concentrations is positive", low_open=True),
     # ---------------------------------------------------------------- PET other

@@ -1073,6 +1073,21 @@ def estimate_activity_ratio(vol: np.ndarray, spacing: tuple[float, float, float]
                          spheres_mm=tuple(SPHERES_MM[n] for n in use))
 
 
+def _voxel_relative_sd(img: np.ndarray, centres_yx: np.ndarray,
+                       spacing_yx: tuple[float, float]) -> float:
+    """One voxel's SD relative to the mean, over the voxels at least half inside the 37 mm
+    background ROIs of one slice (0 for a noise-free image, NaN when there are none)."""
+    values = []
+    for c in centres_yx:
+        (sy, sx), w = circle_patch(img.shape, (float(c[0]), float(c[1])), _BG_ROI_MM / 2,
+                                   spacing_yx)
+        values.append(img[sy, sx][w >= 0.5])
+    v = np.concatenate(values) if values else np.zeros(0)
+    if v.size < 2 or not float(v.mean()) > 0:
+        return float("nan")
+    return float(v.std(ddof=1) / v.mean())
+
+
 def _hot_contrast(ch: float, cb: float, sd: float, n_rois: int, ratio: float,
                   u_ratio: float) -> tuple[float, float]:
     """NU 2-2018 7.4.1 hot contrast (%) and its standard uncertainty.
@@ -1337,6 +1352,14 @@ class ImageQuality:
             result.parameters["rc_reference"] = None
         rc: dict[int, dict[str, float]] = {}
         d3 = np.array([dz, dy, dx])
+        # Standard uncertainties of the RCs, from the image's own noise (OSEM noise grows
+        # with the local mean, so relative noise measured in the background holds in a
+        # sphere): rc_mean, the relative spread of background ROI means of the sphere's
+        # size; rc_peak, that of the 13 mm ROIs (the 1 mL sphere is 12.4 mm across);
+        # rc_max, one voxel's relative SD in the 37 mm background ROIs of the plane.
+        rel_roi = {d: float(roi_means[a].std(ddof=1) / roi_means[a].mean())
+                   for a, d in enumerate(sizes)}
+        rel_voxel = _voxel_relative_sd(plane_img, bg_yx, (dy, dx))
         for n, d in enumerate(sizes):
             if d in cold:
                 continue
@@ -1349,9 +1372,12 @@ class ImageQuality:
             vmax, vmean, nvox = a50_voi(box, cb37)
             vpeak = peak_mean(vol, (dz, dy, dx), c, float(_SPHERE_R[n]))
             rc[d] = {"max": vmax, "mean": vmean, "peak": vpeak, "voxels": nvox}
-            rcs = (result.add("rc_max", vmax / c_true, "1", labels={"sphere_mm": d}),
-                   result.add("rc_mean", vmean / c_true, "1", labels={"sphere_mm": d}),
-                   result.add("rc_peak", vpeak / c_true, "1", labels={"sphere_mm": d}))
+            rcs = (result.add("rc_max", vmax / c_true, "1", labels={"sphere_mm": d},
+                              uncertainty=abs(vmax / c_true) * rel_voxel),
+                   result.add("rc_mean", vmean / c_true, "1", labels={"sphere_mm": d},
+                              uncertainty=abs(vmean / c_true) * rel_roi[d]),
+                   result.add("rc_peak", vpeak / c_true, "1", labels={"sphere_mm": d},
+                              uncertainty=abs(vpeak / c_true) * rel_roi[13]))
             for m in rcs if c_true_param is None else ():
                 fill.mark(m)
 
