@@ -120,3 +120,24 @@ def test_json_output_keeps_the_text_exactly(hostile_ct: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (r,) = json.loads(proc.stdout)
     assert r["device"]["manufacturer"] == "ACME [/b] \x1b[2J"  # data is data: unchanged
+
+
+def test_dose_and_workflow_show_device_text_as_written(tmp_path: Path) -> None:
+    from scanbench.simulate.clinical import DeviceSpec, simulate_ct_exams
+
+    simulate_ct_exams(tmp_path / "exams", n=2, device=DeviceSpec(
+        manufacturer="ACME [/b] \x1b[2J", model="CT [x]"), matrix=32)
+    for command in ("dose", "workflow"):
+        proc = run(command, tmp_path / "exams")
+        assert proc.returncode == 0, proc.stderr
+        _clean(proc.stdout)
+        _clean(proc.stderr)
+        assert "ACME [/b] \\x1b[2J" in proc.stdout and "CT [x]" in proc.stdout, command
+
+
+def test_simulate_names_its_output_folder_as_written(tmp_path: Path) -> None:
+    out = tmp_path / "[/b] scan [red]"
+    proc = run("simulate", "ct-water", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    _clean(proc.stderr)
+    assert f"in {out}" in proc.stdout

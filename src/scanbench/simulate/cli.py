@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scanbench.console import console, safe
+from scanbench.console import console, safe, text
 from scanbench.simulate.pet import (
     SCANNER_MODELS,
     ScannerModel,
@@ -116,7 +116,7 @@ def _summary(title: str, out: Path, truth: dict[str, Any], rows: list[tuple[str,
     table.add_column("what", style="bold")
     table.add_column("value")
     scanner = truth["scanner"]
-    table.add_row("written", f"{truth['files']} PET slices + ground_truth.json in {out}")
+    table.add_row("written", text(f"{truth['files']} PET slices + ground_truth.json in {out}"))
     table.add_row("scanner", f"{scanner['manufacturer']} {scanner['model']} "
                              f"(serial {scanner['serial']})")
     table.add_row("grid", f"{truth['matrix']}² × {truth['n_slices']} slices, "

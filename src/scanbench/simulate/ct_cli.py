@@ -129,7 +129,7 @@ def _geometry(pixel: float | None, fov: float | None, slices: int, thickness: fl
 
 def _report(out: Path, n: int, volume: CtVolume, model: CtScannerModel,
             expected: dict[str, Any] | None) -> None:
-    _out.print(f"  written   {n} CT slices + ground_truth.json in {out}")
+    _out.print(f"  written   {n} CT slices + ground_truth.json in {safe(out)}")
     _out.print(f"  scanner   {model.manufacturer} {model.model} ({model.kernel}, "
                f"MTF50 {model.mtf50_lp_per_cm:g} lp/cm, CTDIvol {model.ctdivol_mgy:.2f} mGy "
                f"[{model.ctdi_phantom_cm} cm])")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from scanbench.console import console, safe
+from scanbench.console import console, safe, text
 from scanbench.simulate.mr import T1, T2, Imperfections, MrProtocol, MrScanner, simulate_acr
 from scanbench.simulate.mr import simulate_uniform as _simulate_uniform
 
@@ -161,7 +161,7 @@ def register(app: typer.Typer) -> None:
         for key in keys:
             table.add_row(key, *[_fmt(s.get(key, "")) for s in truth["series"].values()])
         _out.print(table)
-        _out.print(f"{truth['files']} files and ground_truth.json written to {out}")
+        _out.print(f"{truth['files']} files and ground_truth.json written to {safe(out)}")
 
     @app.command("mr-uniform")
     def mr_uniform(
@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
                       title_justify="left")
         table.add_column("what", style="bold")
         table.add_column("value")
-        table.add_row("written", f"{truth['files']} files + ground_truth.json in {out}")
+        table.add_row("written", text(f"{truth['files']} files + ground_truth.json in {out}"))
         for key in ("snr", "percent_uniformity", "percent_signal_ghosting", "noise_sigma"):
             table.add_row(key, _fmt(truth[key]))
         _out.print(table)

@@ -68,7 +68,7 @@ def _run(func: Any, out: Path, **kwargs: Any) -> dict[str, Any]:
         raise _fail(f"--out {out}: the file must end in .h5 or .hdf5")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _err.status(f"simulating {out.name} ..."):
+        with _err.status(f"simulating {safe(out.name)} ..."):
             return dict(func(out, **kwargs))
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -86,7 +86,8 @@ def pet_sensitivity(out: OutFile, scanner: Scanner = "virtual-pet", mrd: Mrd = N
     truth = _run(simulate_sensitivity, out, scanner=_model(scanner, mrd=mrd),
                  activity_mbq=activity, line_length_mm=line_length, seed=seed)
     sens = ", ".join(f"r {k} mm {v:.3f}" for k, v in truth["sensitivity_cps_per_kbq"].items())
-    _out.print(f"written {out} (+ {out.stem}_truth.json)\ntrue sensitivity (cps/kBq): {sens}")
+    _out.print(f"written {safe(out)} (+ {safe(out.stem)}_truth.json)\n"
+               f"true sensitivity (cps/kBq): {sens}")
 
 
 def pet_count_rate(out: OutFile, scanner: Scanner = "virtual-pet", mrd: Mrd = None,
@@ -104,7 +105,7 @@ def pet_count_rate(out: OutFile, scanner: Scanner = "virtual-pet", mrd: Mrd = No
                  scanner=_model(scanner, mrd=mrd, dead_time_model=dead_time_model),
                  start_activity_mbq=activity, frames=frames, frame_s=frame_s, gap_s=gap_s,
                  phantom_length_mm=phantom_length, seed=seed)
-    _out.print(f"written {out} (+ {out.stem}_truth.json)\ntrue peak NECR "
+    _out.print(f"written {safe(out)} (+ {safe(out.stem)}_truth.json)\ntrue peak NECR "
                f"{truth['peak_necr_kcps']:.1f} kcps at "
                f"{truth['activity_at_peak_necr_kbq_ml']:.2f} kBq/mL; scatter fraction "
                f"{truth['scatter_fraction_percent']:.2f} %")
@@ -122,7 +123,7 @@ def pet_tof(out: OutFile, scanner: Scanner = "virtual-pet", tof_fwhm: Tof = None
     levels = ", ".join(
         f"{lv['activity_concentration_kbq_ml']:.2f} kBq/mL {lv['tof_fwhm_ps']:.1f} ps"
         for lv in truth["levels"])
-    _out.print(f"written {out} (+ {out.stem}_truth.json)\ntrue TOF FWHM: {levels}")
+    _out.print(f"written {safe(out)} (+ {safe(out.stem)}_truth.json)\ntrue TOF FWHM: {levels}")
 
 
 def pet_coregistration(
@@ -141,7 +142,7 @@ def pet_coregistration(
             truth = simulate_coregistration(out, offset_mm=offset, sag_mm_per_m=sag, seed=seed)
     except (ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    _out.print(f"written {out}/pet, {out}/ct and ground_truth.json\ntrue maximum "
+    _out.print(f"written {safe(out)}/pet, {safe(out)}/ct and ground_truth.json\ntrue maximum "
                f"co-registration error {truth['max_error_mm']:.3f} mm")
 
 
@@ -165,7 +166,7 @@ def pet_corrections(
                                                   max_error_percent=max_error, seed=seed)
     except (ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
-    _out.print(f"written {frames} frame series and ground_truth.json in {out}\n"
+    _out.print(f"written {frames} frame series and ground_truth.json in {safe(out)}\n"
                f"peak NECR at {truth['peak_necr_kbq_ml']:.1f} kBq/mL; true max rate error "
                f"{truth['max_rate_error_percent']:.2f} % (give --param peak_necr_kbq_ml="
                f"{truth['peak_necr_kbq_ml']:.1f} to scanbench analyze)")
