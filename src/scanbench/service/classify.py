@@ -17,6 +17,7 @@ study of a dose report).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -107,14 +108,16 @@ def awaited_by(series: Any, pool: Sequence[Any]) -> str | None:
 
     The test asks each group analysis's own ``group()``: is ``series`` in a group when it
     is offered with ``pool`` (the other phantom series already received in its study)
-    and with identical repeats of itself (what an ACR T1 / T2 pair, a NEMA MS 1 SNR pair
-    or a run of frames look like to a grouping)? ``group()`` never raises by contract; if
-    one does, that analysis is left out.
+    and with repeats of itself (the same images under other Series Instance UIDs: what
+    an ACR T1 / T2 pair, a NEMA MS 1 SNR pair or a run of frames look like to a
+    grouping)? ``group()`` never raises by contract; if one does, that analysis is left
+    out.
     """
     from scanbench.analysis import registry
     from scanbench.analysis.base import is_group_analysis
 
-    offered = [*(p for p in pool if p is not series), *([series] * _REPEATS)]
+    offered = [*(p for p in pool if p is not series), series,
+               *(_repeat(series, k) for k in range(1, _REPEATS))]
     for a in sorted(registry.all_analyses().values(), key=lambda a: a.id):
         if not is_group_analysis(a):
             continue
@@ -127,3 +130,13 @@ def awaited_by(series: Any, pool: Sequence[Any]) -> str | None:
         if any(any(s is series for s in g) for g in groups):
             return str(a.id)
     return None
+
+
+def _repeat(series: Any, k: int) -> Any:
+    """``series`` as if acquired again: the same voxels and facts under another Series
+    Instance UID, sharing the memo of derived data (same voxels, same derivations)."""
+    facts = dataclasses.replace(series.facts,
+                                series_instance_uid=f"{series.uid or 'series'}.repeat{k}")
+    twin = dataclasses.replace(series, facts=facts)
+    twin.derived = series.derived
+    return twin

@@ -154,3 +154,31 @@ def test_series_complete_together_are_analysed_together_without_waiting(
                     "ingest of T1 and localiser")
     finally:
         pipe.close()
+
+
+def test_nema_snr_pair_sent_apart_is_analysed_as_a_pair(shared_data: Path,
+                                                         tmp_path: Path) -> None:
+    """NEMA MS 1-2008 difference SNR needs both acquisitions: the first waits for the
+    second (sent 90 s later) and the node stores analyze's pair result."""
+    ge = shared_data / "mr" / "magnet" / "snr" / "GE"
+    first, second = ge / "IM-0003-0001.dcm", ge / "IM-0004-0001.dcm"
+    pipe = _pipe(tmp_path)
+    try:
+        a = pipe.store_path(first).series_instance_uid
+        with pipe.db.session() as s:
+            s.execute(m.Series.__table__.update().values(last_received=T0))
+        _poll(pipe, T0 + 6)
+        assert states(pipe) == {a: "waiting"}
+        b = pipe.store_path(second).series_instance_uid
+        with pipe.db.session() as s:
+            s.execute(m.Series.__table__.update().where(m.Series.series_uid == b)
+                      .values(last_received=T0 + 90))
+        _poll(pipe, T0 + 96)
+        assert _poll(pipe, T0 + 90 + WAIT + 1)
+        assert states(pipe) == {a: "done", b: "done"}
+        with pipe.db.session() as s:
+            stored = stored_rows(s)
+        assert {k[1] for k in stored} == {"mr.nema_ms1.snr"}
+        assert_same(stored, analyze_rows(analyze_paths([ge]).results), "GE SNR pair")
+    finally:
+        pipe.close()
