@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import String
 
 from scanbench.analysis.base import parameters_of
 from scanbench.analysis.registry import all_analyses
@@ -194,8 +195,14 @@ def test_links_between_reference_pages_exist() -> None:
 
 
 def test_every_analysis_and_every_limit_links_to_its_reference_page() -> None:
+    from scanbench.store.models import Result as StoredResult
+
+    column_type = StoredResult.__table__.c.standard.type
+    assert isinstance(column_type, String) and column_type.length is not None
+    room = column_type.length  # the node stores the text in this column
     for aid, a in all_analyses().items():
         assert LINK.search(a.standard), f"{aid}: standard text has no docs/standards link"
+        assert len(a.standard) <= room, f"{aid}: standard text longer than the store's {room}"
     for name in list_specs():
         for i, r in enumerate(load_spec(name).rules):
             assert LINK.search(r.source), f"spec {name} rules[{i}]: source has no link"

@@ -421,10 +421,9 @@ class Catphan:
     id: ClassVar[str] = "ct.catphan"
     modality: ClassVar[str] = "CT"
     standard: ClassVar[str] = (
-        "The Phantom Laboratory, Catphan 500/504/600/604 manuals: module layout; CT number, "
-        "uniformity and noise as in IEC 61223-3-5:2019 and the ACR CT phantom scoring; slice width"
-        " from the 23° wire ramps; edge TTF as in AAPM Report 233 (2019); NPS as in ICRU Report 87"
-        " (2012); bar modulation by the fundamental-harmonic method (Droege and Morin 1982) (see "
+        "The Phantom Laboratory, Catphan 500/504/600/604 manuals (module layout); CT number, "
+        "uniformity and noise as in IEC 61223-3-5:2019; edge TTF as in AAPM Report 233 (2019); NPS"
+        " as in ICRU Report 87 (2012); bar modulation after Droege and Morin (1982) (see "
         "docs/standards/catphan.md)")
     title: ClassVar[str] = "CatPhan (500/503/504/600/604)"
     # a CatPhan exported as one (or a few) slices per module: each slice is classed and
