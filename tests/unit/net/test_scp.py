@@ -15,6 +15,7 @@ from typing import Any
 import pydicom
 import pytest
 
+from dicom_tls import make_pki
 from scanbench.errors import InputError
 from scanbench.net.scp import ScpConfig, StorageScp, outcome_kind, parse_allow
 
@@ -364,29 +365,9 @@ def test_node_without_allow_lists_warns_at_start(caplog: pytest.LogCaptureFixtur
     assert not any("any sender" in m for m in caplog.messages)
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True,
-                       timeout=60, check=False)
-    assert r.returncode == 0, r.stderr
-
-
-def _pki(d: Path) -> None:
-    """A self-signed CA, a server certificate for localhost / 127.0.0.1 and a client
-    certificate, all signed by that CA (openssl CLI)."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.pem", "-days", "2", "-subj", "/CN=scanbench test CA", cwd=d)
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                 f"{name}.csr", "-subj", f"/CN={'localhost' if name == 'server' else 'CT1'}",
-                 cwd=d)
-        (d / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile",
-                 f"{name}.ext", cwd=d)
-
-
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
-def test_dicom_tls_with_client_certificates(files: list[Path], tmp_path: Path) -> None:
+def test_dicom_tls_with_client_certificates(files: list[Path], tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
     """DICOM TLS (PS3.15 B.9): a sender with a certificate from the CA stores over TLS
     (pynetdicom and dcmtk's storescu); a plain TCP sender, and a TLS sender without a
     client certificate, are refused; a silent connection does not stall the listener."""
@@ -394,7 +375,7 @@ def test_dicom_tls_with_client_certificates(files: list[Path], tmp_path: Path) -
 
     import pydicom as _pydicom
 
-    _pki(tmp_path)
+    make_pki(tmp_path)
     sink = Sink()
     scp = _scp(sink, tls_cert=tmp_path / "server.pem", tls_key=tmp_path / "server.key",
                tls_ca=tmp_path / "ca.pem", artim_timeout_s=5.0)
@@ -417,13 +398,14 @@ def test_dicom_tls_with_client_certificates(files: list[Path], tmp_path: Path) -
                       str(tmp_path / "client.pem"), "+cf", str(tmp_path / "ca.pem"),
                       "-aet", "CT1", "-aec", "SBTEST", "127.0.0.1", str(scp.port),
                       str(files[0])])
-        dcmtk_plain = _run(["storescu", "-aet", "CT1", "-aec", "SBTEST", "127.0.0.1",
+        dcmtk_plain = _run(["storescu", "-R", "-aet", "CT1", "-aec", "SBTEST", "127.0.0.1",
                             str(scp.port), str(files[2])])
     finally:
         silent.close()
         scp.stop()
     assert dcmtk.returncode == 0, dcmtk.stderr
     assert dcmtk_plain.returncode != 0
+    assert any("TLS handshake failed" in m for m in caplog.messages)  # refused by the node
     assert set(sink.data) == {str(_pydicom.dcmread(f).SOPInstanceUID) for f in files[:2]}
     with pytest.raises(InputError, match="both a certificate and its private key"):
         ScpConfig(tls_cert=tmp_path / "server.pem")
