@@ -92,7 +92,6 @@ class TracerCoefficient:
 
 
 _DOSE_PAGE = "docs/standards/dose.md"
-_DOSE_PAGE = "docs/standards/dose.md"
 _ICRP128 = "ICRP Publication 128 (adult, ICRP 60 weights)"
 _UNCONFIRMED = ("commonly quoted value, not yet checked against ICRP Publication 128 (see "
                 f"{_DOSE_PAGE}#effective-dose-of-radiopharmaceuticals-icrp)")
