@@ -18,6 +18,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)  # DICOM TLS tests: a throw-away CA
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
