@@ -40,10 +40,10 @@ def _cone_beam(bar_hu: float) -> object:
 
 
 def test_bar_modulation_under_shading_and_partial_gauge() -> None:
-    """Bars only 250 HU over the module (about what the real XVI slice shows), shading of 40 HU from centre to edge, 12 HU
-    noise on 0.5 mm pixels: every bar modulation agrees with the render's MTF within
-    three of its standard errors + 0.03 (the old reading divided by a background taken
-    25–33 mm from the centre, 17 HU below the bars' surroundings, and read 0.5–1.9)."""
+    """Bars only 250 HU over the module (about what the real XVI slice shows), shading of
+    40 HU from centre to edge, 12 HU noise on 0.5 mm pixels: every bar modulation agrees
+    with the render's MTF within three of its standard errors + 0.03 (the old reading took
+    its background 25–33 mm from the centre, 17 HU below the bars' surroundings)."""
     s = render(_cone_beam(250.0), [W_RES - 0.75, W_RES + 0.75], pixel_mm=0.5, fov_mm=220.0,
                sigma_mm=SIGMA_MM, noise_hu=12.0, seed=4, rotation_deg=-3.0,
                slice_thickness_mm=1.5)
