@@ -107,6 +107,11 @@ def band_split(profiles: np.ndarray, bin_mm: float, half_mm: float = NEMA_BAND_H
     return profiles.sum(axis=1), c_rs
 
 
+# Measurements that rest on the scatter estimate, and so on the intrinsic rate subtracted
+_SCATTER_DEPENDENT = frozenset({"scatter_rate_kcps", "necr_kcps", "peak_necr_kcps",
+                                "activity_at_peak_necr_kbq_ml", "scatter_fraction_percent"})
+
+
 @register
 class CountRate(RawOnly):
     """NEMA NU 2-2018 section 4: scatter fraction, count losses, randoms and NECR."""
@@ -130,7 +135,8 @@ class CountRate(RawOnly):
         Parameter("activity_bq", "line-source activity at the file's reference time", "Bq",
                   "from the file (/phantom activity_bq); required if the file has none"),
         Parameter("intrinsic_cps", "intrinsic (Lu-176) true-coincidence rate to subtract",
-                  "cps", "measured from a background frame if the file has one, else 0"),
+                  "cps", "measured from a background frame if the file has one, else 0 "
+                  "with the scatter and NECR values not judged"),
     )
 
     def detect_raw(self, dataset: RawDataset) -> float:
@@ -227,6 +233,13 @@ class CountRate(RawOnly):
         if k == 0:
             result.warnings.append("the NECR is highest in the first frame: the acquisition "
                                    "did not start above the peak, so the peak is a lower bound")
+        if "none" in int_how:  # no silent default (issue 11): what rests on it is not judged
+            for m in result.measurements:
+                if m.name in _SCATTER_DEPENDENT:
+                    m.not_judged("intrinsic (Lu-176) rate neither measured (no background "
+                                 "frame in the file) nor given, so it is counted as scatter; "
+                                 "give --param intrinsic_cps=... (0 for a scanner whose "
+                                 "crystals hold no radioactivity, e.g. BGO)")
         result.parameters = {
             **common_parameters(dataset), "mask_mm": mask_mm,
             "band_half_width_mm": half_band,

@@ -137,3 +137,25 @@ def test_sensitivity_never_rests_silently_on_assumed_values(tmp_path: Path,
     # the wall thickness does not move the sensitivity (extrapolated to no wall)
     assert given.get("system_sensitivity_cps_per_kbq", radius_mm=0.0).value == pytest.approx(
         bare.get("system_sensitivity_cps_per_kbq", radius_mm=0.0).value, rel=1e-9)
+
+
+def test_count_rate_without_intrinsic_rate_does_not_judge_scatter(
+        tmp_path: Path, files: dict[str, Path]) -> None:
+    """Without a background frame or intrinsic_cps the Lu-176 rate is counted as scatter:
+    the scatter, NECR and scatter-fraction values are not judged (issue 11); the true
+    rate does not rest on it and stays judged."""
+    p = tmp_path / "c.h5"
+    p.write_bytes(files["c"].read_bytes())
+    with h5py.File(p, "a") as h:
+        for name in list(h["frames"]):
+            if h["frames"][name].attrs.get("role") == "background":
+                del h["frames"][name]
+    bare = analyze_raw(p)
+    for name in ("peak_necr_kcps", "activity_at_peak_necr_kbq_ml"):
+        m = bare.get(name)
+        assert m.status == "not_judged" and m.note and "--param intrinsic_cps=" in m.note
+    assert {m.status for m in bare.measurements if m.name == "scatter_fraction_percent"} == \
+        {"not_judged"}
+    assert bare.get("peak_true_rate_kcps").status == "info"
+    given = analyze_raw(p, params={"intrinsic_cps": 0})
+    assert {m.status for m in given.measurements} == {"info"}
