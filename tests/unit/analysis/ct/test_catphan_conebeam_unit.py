@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ def _truth(lp_per_cm: float) -> float:
     return math.exp(-2.0 * math.pi**2 * SIGMA_MM**2 * f * f)
 
 
-def _cone_beam(bar_hu: float) -> object:
+def _cone_beam(bar_hu: float) -> Callable[..., np.ndarray]:
     """The 504's HU map as a thin cone-beam slice shows it: the bars at ``bar_hu`` over
     the module (a 1.5 mm slice holds part of the gauge), the module and housing 40 HU
     higher at the module's edge than at its centre (shading), air at −800 HU."""
