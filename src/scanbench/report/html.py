@@ -113,6 +113,7 @@ class _Section(TypedDict):
     acquired: str
     rows: list[dict[str, Any]]
     parameters: list[tuple[str, str]]
+    shown_status: str  # the result's status as the report shows it (see _shown_status)
     figures: list[_FigureSlot]
     tables: Sequence[SummaryTable]
     figure_error: str
@@ -132,6 +133,18 @@ def _measurement_row(m: Measurement) -> dict[str, Any]:
         "verified": m.limits.verified if m.limits else True,
         "status": m.status,
     }
+
+
+def _shown_status(row: dict[str, Any]) -> str:
+    """The result's overall status, except that a result with no confirmed limit but
+    unconfirmed ones reads as outside (or within) an unconfirmed limit, not as a bare
+    "reported": what its limits say without judging."""
+    if row["status"] == "info":
+        if row.get("outside_unconfirmed"):
+            return "outside_unconfirmed"
+        if row.get("within_unconfirmed"):
+            return "within_unconfirmed"
+    return str(row["status"])
 
 
 def _device(result: Result) -> str:
@@ -282,7 +295,7 @@ def render_html(
             "result": result, "row": row, "title": _analysis_title(result.analysis),
             "device": _device(result), "acquired": acquired,
             "rows": [_measurement_row(m) for m in result.measurements],
-            "parameters": _parameters(result.parameters),
+            "parameters": _parameters(result.parameters), "shown_status": _shown_status(row),
             "figures": slots, "tables": summary_tables(result), "figure_error": figure_error,
             "unverified": unverified, "unverified_reason": reason,
         })
