@@ -198,3 +198,10 @@ def test_a_real_analysis_through_the_shared_path(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         r.get("no_such_measurement")
     assert r.get("activity_ratio_estimated").uncertainty
+
+
+def test_the_ranges_page_lists_every_entry() -> None:
+    """docs/physical-ranges.md shows users the table; it must not fall behind it."""
+    page = (SRC.parent.parent / "docs" / "physical-ranges.md").read_text(encoding="utf-8")
+    missing = [name for name in RANGES if f"| `{name}` |" not in page]
+    assert not missing, missing
