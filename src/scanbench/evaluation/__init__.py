@@ -254,7 +254,7 @@ def overall_status(result: Result) -> Status:
 def _overall(statuses: set[str]) -> Status:
     for s in ("fail", "refused", "pass"):
         if s in statuses:
-            return s  # type: ignore[return-value]
+            return s
     return "info"
 
 
@@ -265,16 +265,17 @@ def summarise(results: Iterable[Result]) -> dict[str, Any]:
     <one count per status>, "status", "warnings"}, ...], "total": {<one count per
     status>, "results"}, "status": overall}``, plain JSON-able data.
     """
-    rows = []
-    total = dict.fromkeys(STATUSES, 0) | {"results": 0}
+    rows: list[dict[str, Any]] = []
+    total: dict[str, int] = {**dict.fromkeys(STATUSES, 0), "results": 0}
     for r in results:
         counts = dict.fromkeys(STATUSES, 0)
         for m in r.measurements:
             counts[m.status] += 1
         status = overall_status(r)
-        rows.append({"analysis": r.analysis, "series_instance_uid": r.series_instance_uid,
-                     "source": r.source, "spec": r.spec, **counts, "status": status,
-                     "warnings": len(r.warnings)})
+        row: dict[str, Any] = {"analysis": r.analysis,
+                               "series_instance_uid": r.series_instance_uid,
+                               "source": r.source, "spec": r.spec}
+        rows.append(row | counts | {"status": status, "warnings": len(r.warnings)})
         for k, v in counts.items():
             total[k] += v
         total["results"] += 1
