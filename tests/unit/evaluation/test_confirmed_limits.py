@@ -49,9 +49,11 @@ def _cal(bias: float) -> Result:
 def test_a_confirmed_limit_judges_inside_a_spec_with_unconfirmed_ones() -> None:
     r = apply_spec(_cal(12.0), parse_spec(MIXED))
     bias = r.get("activity_concentration_bias_percent")
+    assert bias.limits is not None
     assert (bias.status, bias.limits.verified) == ("fail", True)
     assert "confirmed band (confirmed)" in bias.limits.source
     suv = r.get("suv_mean")
+    assert suv.limits is not None
     assert (suv.status, suv.limits.verified) == ("outside_unconfirmed", False)
     assert "[P]" not in suv.limits.source and "secondary source" in suv.limits.source
     assert overall_status(r) == "fail"  # because of the confirmed limit only
@@ -68,6 +70,7 @@ def _low_contrast(spokes: float) -> Result:
 def test_outside_an_unconfirmed_limit_is_never_a_fail() -> None:
     r = apply_spec(_low_contrast(29), load_spec("acr-mri-2022"))
     m = r.get("spokes_detected_total")
+    assert m.limits is not None
     assert (m.limits.low, m.limits.verified) == (30.0, False)
     assert m.status == "outside_unconfirmed"
     assert overall_status(r) != "fail"
