@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from scanbench.phantoms.catphan import HOUSING_RADIUS_MM
 from scanbench.simulate.ct_cli import (
     DeviceOption,
     FovOption,
@@ -133,6 +134,9 @@ def register(app: typer.Typer) -> None:
         noise_hu: NoiseHuOption = None,
         mtf50: Mtf50Option = None,
         hu_offset: OffsetOption = None,
+        cupping: Annotated[float | None, typer.Option(
+            "--cupping", help="Cone-beam-like shading: the phantom's centre this much below "
+                              "its 100 mm edge, HU.")] = None,
         seed: SeedOption = 0,
         mode: ModeOption = "image",
         drop_first: DropFirstOption = 0,
@@ -142,10 +146,12 @@ def register(app: typer.Typer) -> None:
         device: DeviceOption = None,
     ) -> None:
         """A CatPhan (500, 503, 504, 600, 604): its modules at the model's offsets."""
-        model = _model(scanner, noise_hu, mtf50, None, hu_offset, device)
+        model = _model(scanner, noise_hu, mtf50, cupping, hu_offset, device)
         kw = _common(pixel, fov, thickness, spacing, table, shift, rotation, noise, seed, mode,
                      drop_first, drop_last, recon_diameter)
         kw["catphan"] = catphan
+        if cupping:
+            kw["cupping_radius_mm"] = HOUSING_RADIUS_MM
         if modules:
             kw["modules"] = [m.strip() for m in modules.split(",") if m.strip()]
         volume, truth, n = _write(out, model, render_catphan, kw, signed,
