@@ -383,6 +383,7 @@ def test_cold_spheres() -> None:
     a = ImageQuality()
     r = a.run(s, cold_spheres="28,37")
     assert r.parameters["cold_spheres"] == [28, 37]
+    assert r.parameters["cold_spheres_source"] == "given"
     for d in (28, 37):
         assert r.get("percent_contrast", sphere_mm=d).value == pytest.approx(100.0, abs=3.0)
         with pytest.raises(KeyError):
@@ -405,6 +406,7 @@ def test_activity_ratio_and_derived_reference() -> None:
     assert q8 == pytest.approx(100.0, abs=3.0)
     assert r8.parameters["activity_ratio"] == 8.0
     assert r8.parameters["activity_ratio_source"] == "given"
+    assert r8.parameters["cold_spheres_source"].startswith("not given: all six spheres hot")
     assert r8.parameters["rc_reference"] == "measured background x activity_ratio"
     assert any("true sphere concentration not given" in w for w in r8.warnings)
     assert r8.get("rc_max", sphere_mm=37).value == pytest.approx(1.0, abs=1e-9)

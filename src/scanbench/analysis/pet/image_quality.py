@@ -1235,7 +1235,11 @@ class ImageQuality:
 
         result = result_for(self, series,
                             source=str(series.files[0].parent) if series.files else None)
-        result.parameters = {"activity_ratio": ratio_given, "cold_spheres": list(cold)}
+        result.parameters = {
+            "activity_ratio": ratio_given, "cold_spheres": list(cold),
+            # a cold fill left unsaid shows: the hot-sphere ring fit fails and says so
+            "cold_spheres_source": "given" if "cold_spheres" in params else
+            "not given: all six spheres hot, as NEMA NU 2-2018 fills them"}
         warn = result.warnings.append
 
         units = series.facts.pet.units if series.facts.pet else None
