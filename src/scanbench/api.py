@@ -61,6 +61,8 @@ def series_where(series: Series) -> str:
 
 def _series_where(series: Series) -> str:
     desc = series.facts.series_description or series.uid or "series"
+    if len(series.files) == 1:  # a one-file series (or volume) is named by its file
+        return f"{series.files[0]}: series '{desc}'"
     folder = series.files[0].parent if series.files else None
     return f"{folder}: series '{desc}'" if folder else f"series '{desc}'"
 

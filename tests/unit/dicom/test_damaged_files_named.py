@@ -165,3 +165,18 @@ def test_command_line_and_ingest_name_the_truncated_file(cut_series: tuple[Path,
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 1
     assert f"rejected: {victim}:" in proc.stderr
+
+
+def test_a_file_split_off_its_series_is_named_by_the_analysis_failure(
+        shared_data: Path, tmp_path: Path) -> None:
+    """Damaged Rows puts one file in a volume of its own; its failure names the file."""
+    from scanbench.api import analyze_paths
+
+    work = tmp_path / "mr"
+    shutil.copytree(shared_data / "mr/acr/GE_Artist_1.5T_T1", work)
+    victim = sorted(work.iterdir())[3]
+    ds = pydicom.dcmread(victim)
+    ds.Rows = 7
+    ds.save_as(victim)
+    report = analyze_paths([work], analysis="mr.acr.geometric_accuracy")
+    assert any(f.where.startswith(f"{victim}:") for f in report.failures), report.failures
