@@ -1,8 +1,8 @@
 """Protocols for automatic analysis (versioned rows; a result names the version it
-used), results that supersede earlier ones, a series job's inputs (the series it analyses
-together, whether they wait for partners, the protocols used), measurement notes (why a value was refused
-or not judged) and measurement statuses up to 24 characters (``outside_unconfirmed``:
-PostgreSQL enforces the length).
+used), results that supersede earlier ones, a series job's inputs (the series it
+analyses together, whether they wait for partners, the protocols used), measurement
+notes (why a value was refused or not judged) and measurement statuses up to 24
+characters (``outside_unconfirmed``: PostgreSQL enforces the length).
 
 Revision ID: 0003
 Revises: 0002
