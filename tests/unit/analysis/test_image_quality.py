@@ -604,3 +604,31 @@ def test_memo_follows_new_voxels() -> None:
     assert dataclasses.replace(s).derived == {}
     s.voxels = np.zeros_like(s.voxels)
     assert a.detect(s) == 0.0
+
+
+def test_blurred_ball_closed_form_matches_a_numerical_blur() -> None:
+    """The ratio fit's model: a uniform ball blurred by a 3-D Gaussian, in closed form,
+    equals the ball sampled on a fine grid and blurred numerically."""
+    from scanbench.analysis.pet.image_quality import blurred_ball
+
+    h, radius, sigma = 0.25, 6.0, 2.0
+    ax = (np.arange(161) - 80) * h
+    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")
+    ball = (zz**2 + yy**2 + xx**2 <= radius**2).astype(float)
+    blurred = ndimage.gaussian_filter(ball, sigma / h, mode="constant", truncate=5.0)
+    r = ax[80:]  # along +x from the centre
+    assert np.allclose(blurred[80, 80, 80:], blurred_ball(r, radius, sigma), atol=0.01)
+    assert blurred_ball(np.array([0.0]), radius, 0.01)[0] == pytest.approx(1.0)
+    assert blurred_ball(np.array([radius]), radius, 0.01)[0] == pytest.approx(0.5, abs=0.01)
+
+
+def test_ratio_estimate_needs_a_hot_sphere_and_a_background() -> None:
+    from scanbench.analysis.pet.image_quality import estimate_activity_ratio
+
+    vol = np.ones((20, 20, 20), dtype=np.float32)
+    centres = np.full((6, 3), 10.0)
+    with pytest.raises(AnalysisError, match="no hot sphere"):
+        estimate_activity_ratio(vol, (2.0, 2.0, 2.0), centres, SPHERES_MM, 1.0, 0.01, 60)
+    with pytest.raises(AnalysisError, match="not positive"):
+        estimate_activity_ratio(vol, (2.0, 2.0, 2.0), centres, (), 0.0, 0.01, 60)
+

@@ -1010,7 +1010,7 @@ def _sphere_profile(vol: np.ndarray, spacing: tuple[float, float, float],
     r = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2
                 + axes[2][None, None, :] ** 2)
     box = vol[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-    inside = r <= reach
+    inside = (r <= reach) & np.isfinite(box)
     return r[inside], box[inside].astype(float)
 
 
@@ -1436,7 +1436,10 @@ class ImageQuality:
             estimate = estimate_activity_ratio(vol, spacing, centres_zyx, cold, cb, sd / cb,
                                                n_rois)
         except AnalysisError as exc:
-            result.warnings.append(f"activity ratio not estimated from the image: {exc}")
+            result.warnings.append(f"activity ratio not estimated from the image: {exc.message}")
+        except (ValueError, np.linalg.LinAlgError) as exc:  # the fit found no solution
+            result.warnings.append(f"activity ratio not estimated from the image: the fit of "
+                                   f"the sphere profiles failed ({exc})")
         else:
             if not (np.isfinite(estimate.ratio) and estimate.ratio > 1.0
                     and np.isfinite(estimate.uncertainty)):
