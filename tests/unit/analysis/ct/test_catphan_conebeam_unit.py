@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,34 @@ def test_isolated_slices_that_fit_no_model_are_still_measured(offset_mm: float) 
         assert r.parameters["model"] == "unknown"
         assert any("fits no CatPhan model" in w for w in r.warnings)
     assert abs(r.get("ct_number_centre_hu").value) < 2.0
+
+
+def test_only_isolated_ct_slices_escape_the_missing_slice_check(tmp_path: Path) -> None:
+    """A CT volume with a missing slice is still refused as missing slices; a CT series of
+    isolated slices (steps ≥ 10 mm and ≥ 3 thicknesses) is read, and then only ct.catphan
+    may take it: a water phantom scanned so is refused by ct.water, naming the gaps."""
+    from scanbench.analysis.registry import get
+    from scanbench.api import analyze_series
+    from scanbench.dicom.read import read
+    from scanbench.errors import AnalysisError
+    from scanbench.simulate.ct import CtScannerModel, render_water
+    from scanbench.simulate.ct_dicom import write_ct_series
+
+    model = CtScannerModel(noise_hu=5.0)
+    vol, _ = render_water(model, pixel_mm=1.0, n_slices=7, slice_thickness_mm=2.0,
+                          slice_spacing_mm=2.0, seed=1)
+    paths = write_ct_series(vol, tmp_path / "all", model=model)
+    paths[3].unlink()  # one slice missing from a contiguous volume
+    result = read([tmp_path / "all"])
+    assert result.series == [] and "missing slice(s)" in result.errors[0][1]
+    vol, _ = render_water(model, pixel_mm=1.0, n_slices=4, slice_thickness_mm=2.0,
+                          slice_spacing_mm=15.0, seed=1)
+    paths = write_ct_series(vol, tmp_path / "isolated", model=model)
+    paths[1].unlink()  # isolated slices 30 and 15 mm apart
+    (s,) = read([tmp_path / "isolated"]).series
+    assert s.isolated_positions_mm is not None
+    np.testing.assert_allclose(s.isolated_positions_mm - s.isolated_positions_mm[0],
+                               [0.0, 30.0, 45.0])
+    with pytest.raises(AnalysisError, match=r"missing slice.*ct\.water needs one"):
+        analyze_series(s, "ct.water")
+    assert get("ct.catphan").accepts_isolated_slices  # type: ignore[attr-defined]
