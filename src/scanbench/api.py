@@ -30,6 +30,9 @@ class AnalyzeReport:
     # Series Instance UID -> the analysis that took it (a group analysis' id for every
     # series of its group); None: no analysis recognises it (a clinical series).
     routed: dict[str, str | None] = field(default_factory=dict)
+    # Series Instance UID -> the failure saying no analysis recognises the series (also
+    # in ``failures``): the node tells a clinical series from a failed analysis by it.
+    unrecognised: dict[str, Failure] = field(default_factory=dict)
 
 
 def analyze_series(
@@ -158,6 +161,8 @@ def analyze_series_list(
                                                           params_for(chosen_id)), series))
         except ScanbenchError as exc:
             report.failures.append(Failure(exc.where or _series_where(series), exc.message))
+            if report.routed.get(series.uid or "", "") is None:
+                report.unrecognised[series.uid or ""] = report.failures[-1]
         except Exception as exc:  # a defect in one analysis must not lose the other series
             report.failures.append(Failure(
                 _series_where(series),

@@ -104,7 +104,7 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
     clinical. With ``spec.wait``, a target a multi-series analysis could claim
     (:func:`scanbench.service.classify.awaited_by`) waits instead."""
     from scanbench import dicom
-    from scanbench.api import analyze_series_list, series_where
+    from scanbench.api import analyze_series_list
     from scanbench.service.classify import awaited_by
 
     out = JobOutcome(spec.job_id)
@@ -132,10 +132,10 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
     wanted = {str(s.uid) for s in mine}
     report = analyze_series_list(read.series, params=spec.params,
                                  analysis_params=spec.analysis_params, only=wanted)
-    unrecognised = {series_where(s) for s in mine if report.routed.get(str(s.uid), "") is None}
+    unrecognised = [id(f) for f in report.unrecognised.values()]
     failures = []
     for f in report.failures:
-        if f.where in unrecognised:
+        if id(f) in unrecognised:  # no analysis recognises it: a clinical series
             out.notes.append(f"clinical series: {f.reason}")
         else:
             failures.append(f)
