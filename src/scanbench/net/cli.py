@@ -2,9 +2,10 @@
 
 ``node`` runs the storage SCP, the ingest pipeline (quiet-time series completion, jobs)
 and, with ``--pull-url``, a scheduled DICOMweb pull, until SIGTERM or SIGINT; then it
-stops accepting associations, lets the ones under way finish, waits for running jobs and
-exits 0. Data directory and database as for ``scanbench ingest`` (``--home``,
-``--database-url``).
+stops accepting associations, lets the ones under way finish, gives running jobs
+``--stop-grace`` seconds to finish, records the others as interrupted (the next start
+runs them again) and exits 0; a second signal stops waiting for the jobs. Data
+directory and database as for ``scanbench ingest`` (``--home``, ``--database-url``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.console import Console
 
 from scanbench.console import configure_logging, console, safe
 from scanbench.errors import InputError, ScanbenchError
+from scanbench.service.cli import JobTimeoutOpt, timeouts
 
 # Not a terminal: no hard wrap (a message stays one searchable line).
 err: Console = console(stderr=True)
@@ -113,14 +115,20 @@ def node(
     pull_since: Annotated[str | None, typer.Option(
         help="First scheduled pull: studies from this date (default: yesterday).")] = None,
     workers: Annotated[int | None, typer.Option(
-        help="Analysis processes (default: cores − 1; 0: in this process).")] = None,
+        help="Analysis processes (default: cores − 1; 0: in this process, where a job "
+        "can be neither timed out nor cancelled).")] = None,
+    stop_grace: Annotated[float, typer.Option(
+        help="On SIGTERM or Ctrl-C, seconds running jobs get to finish before they are "
+        "stopped and recorded as interrupted (run again at the next start).")] = 8.0,
+    job_timeout: JobTimeoutOpt = None,
     home: HomeOpt = None,
     database_url: UrlOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the hospital node: receive DICOM (C-STORE, C-ECHO; DICOMweb pull), store each
     instance once, analyse every phantom series and extract every clinical study's dose
-    and timings once it is complete. Stops cleanly on SIGTERM or Ctrl-C."""
+    and timings once it is complete. Stops cleanly on SIGTERM or Ctrl-C (a second one
+    stops at once, interrupting running jobs, which run again at the next start)."""
     from scanbench.net.dicomweb import PullSchedule
     from scanbench.net.scp import ScpConfig, StorageScp, parse_allow
     from scanbench.service.jobs import make_executor
@@ -136,12 +144,14 @@ def node(
             max_associations=max_associations, max_per_peer=max_per_peer,
             network_timeout_s=idle_timeout, artim_timeout_s=artim_timeout,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
+        if not stop_grace >= 0:
+            raise ScanbenchError(f"--stop-grace {stop_grace}: expected seconds >= 0")
         if not group_wait_seconds >= 0:
             raise ScanbenchError(f"--group-wait-seconds {group_wait_seconds}: must be 0 or "
                                  "more", "scanbench node")
         pipe = Pipeline(home, database_url, quiet_seconds=quiet_seconds,
                         group_wait_seconds=group_wait_seconds,
-                        executor=make_executor(workers))
+                        executor=make_executor(workers), timeouts=timeouts(home, job_timeout))
     except ScanbenchError as exc:
         raise _fail(exc) from None
     stop = threading.Event()
@@ -150,7 +160,13 @@ def node(
     previous: dict[int, Any] = {}
 
     def _stop(signum: int, _frame: Any) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
+        if stop.is_set():  # a second signal: do not wait for running jobs
+            log.info("received %s again: interrupting running jobs now",
+                     signal.Signals(signum).name)
+            pipe.hurry()
+            return
+        log.info("received %s: stopping (running jobs get %g s to finish)",
+                 signal.Signals(signum).name, stop_grace)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,7 +189,7 @@ def node(
         scp.stop()
         if schedule is not None:
             schedule.join(timeout=30)
-        pipe.close()
+        pipe.close(grace=stop_grace)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         s = scp.stats

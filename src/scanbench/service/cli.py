@@ -1,4 +1,4 @@
-"""``scanbench ingest``, ``scanbench db upgrade``, ``scanbench jobs list|retry``.
+"""``scanbench ingest``, ``scanbench db upgrade``, ``scanbench jobs list|run|retry|cancel``.
 
 The node's data directory is ``--home`` or ``SCANBENCH_HOME`` (default
 ``~/.scanbench``); the database is ``--database-url`` or ``SCANBENCH_DATABASE_URL``
@@ -24,6 +24,7 @@ from scanbench.errors import ScanbenchError
 
 if TYPE_CHECKING:
     from scanbench.service.pipeline import JobRecord, Pipeline
+    from scanbench.service.timeouts import JobTimeouts
 
 # Not a terminal: a log or a program reads it; one message, one line; tables 132 wide.
 err: Console = console(stderr=True)
@@ -35,6 +36,13 @@ HomeOpt = Annotated[Path | None, typer.Option(
 UrlOpt = Annotated[str | None, typer.Option(
     "--database-url", help="SQLAlchemy URL (default: SCANBENCH_DATABASE_URL or the SQLite "
     "file under the home).")]
+
+JobTimeoutOpt = Annotated[list[str] | None, typer.Option(
+    "--job-timeout", metavar="RULE=SECONDS",
+    help="How long a job may run before its worker is killed and the job failed "
+    "('timed out', retryable): RULE an analysis id or pattern (ct.*), a modality (PT), "
+    "study, or default; a bare SECONDS sets default. Repeatable; overrides <home>/jobs.toml "
+    "(see docs/node.md).")]
 
 db_app = typer.Typer(help="The node's database.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Analysis and dose jobs of the node.", no_args_is_help=True)
@@ -62,6 +70,15 @@ def _fail(exc: ScanbenchError) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def timeouts(home: Path | None, options: list[str] | None) -> JobTimeouts:
+    """The job timeouts of the home's ``jobs.toml`` and the ``--job-timeout`` options
+    (ScanbenchError naming the file or option when one is wrong)."""
+    from scanbench.service.timeouts import JobTimeouts
+    from scanbench.store.db import home_dir
+
+    return JobTimeouts.load(home_dir(home), options or ())
+
+
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files, folders (recursive), zips.")],
     home: HomeOpt = None,
@@ -71,6 +88,7 @@ def ingest(
         "SCANBENCH_DASK_SCHEDULER names a Dask cluster.")] = None,
     analyse: Annotated[bool, typer.Option(
         "--analyse/--no-analyse", help="Run the analysis and dose jobs now (default).")] = True,
+    job_timeout: JobTimeoutOpt = None,
 ) -> None:
     """Store DICOM files already on disk in the node, as if sent to it, and analyse them:
     phantom series → analysis results, clinical studies and dose reports → dose and
@@ -87,7 +105,8 @@ def ingest(
         raise typer.Exit(EXIT_USAGE)
     try:
         pipe = Pipeline(home, database_url, quiet_seconds=0.0,
-                        executor=make_executor(workers))
+                        executor=make_executor(workers),
+                        timeouts=timeouts(home, job_timeout))
     except ScanbenchError as exc:
         raise _fail(exc) from None
     counts: Counter[str] = Counter()
@@ -109,12 +128,11 @@ def ingest(
                     if o.rejected:
                         rejected.append((where, o.reason or "rejected"))
                 prog.advance(task)
-            first_job = _last_job_id(pipe)
             if analyse:
                 prog.update(task, description=f"analysing ({pipe.executor.describe()})",
                             total=None, completed=0)
                 pipe.drain()
-        jobs = [j for j in pipe.jobs(limit=100000) if j.id > first_job]
+        jobs = _ran(pipe)
         _summary(pipe, counts, rejected, skipped, jobs)
     finally:
         pipe.close()
@@ -144,11 +162,6 @@ def _dicom_like(raw: bytes) -> bool:
     from scanbench.dicom.read import _looks_like_raw_dataset
 
     return (len(raw) >= 132 and raw[128:132] == b"DICM") or _looks_like_raw_dataset(raw[:132])
-
-
-def _last_job_id(pipe: Pipeline) -> int:
-    jobs = pipe.jobs(limit=1)
-    return jobs[0].id if jobs else 0
 
 
 def _summary(pipe: Pipeline, counts: Counter[str], rejected: list[tuple[str, str]],
@@ -211,7 +224,8 @@ def db_upgrade(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
 def jobs_list(
     home: HomeOpt = None, database_url: UrlOpt = None,
     state: Annotated[str | None, typer.Option(
-        help="Only jobs in this state: queued, running, done, failed.")] = None,
+        help="Only jobs in this state: queued, running, done, failed, interrupted, "
+        "cancelled.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
 ) -> None:
     """The node's latest jobs, with the error of each failed one."""
@@ -243,23 +257,25 @@ def jobs_run(
     home: HomeOpt = None, database_url: UrlOpt = None,
     workers: Annotated[int | None, typer.Option(
         help="Analysis processes (0: in this process).")] = None,
+    job_timeout: JobTimeoutOpt = None,
 ) -> None:
     """Run every job that is due now (series and studies stored but not yet analysed,
-    e.g. after `scanbench ingest --no-analyse`) and wait for them."""
+    e.g. after `scanbench ingest --no-analyse`, and jobs interrupted by a stop or a
+    crash) and wait for them."""
     _log_plain()
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline
 
     try:
-        pipe = Pipeline(home, database_url, quiet_seconds=0.0, executor=make_executor(workers))
+        pipe = Pipeline(home, database_url, quiet_seconds=0.0, executor=make_executor(workers),
+                        timeouts=timeouts(home, job_timeout))
     except ScanbenchError as exc:
         raise _fail(exc) from None
     try:
-        first = _last_job_id(pipe)
         with _progress() as prog:
             prog.add_task(f"running jobs ({pipe.executor.describe()})", total=None)
             pipe.drain(everything=True)
-        ran = [j for j in pipe.jobs(limit=100000) if j.id > first]
+        ran = _ran(pipe)
     finally:
         pipe.close()
     _report_jobs(sorted(ran, key=lambda j: j.id))
@@ -267,6 +283,12 @@ def jobs_run(
         out.print("nothing to do")
     if any(j.state == "failed" for j in ran):
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _ran(pipe: Pipeline) -> list[JobRecord]:
+    """The jobs this command submitted (new ones, retried and resumed ones), by id."""
+    ids = set(pipe.submitted)
+    return sorted((j for j in pipe.jobs(limit=100000) if j.id in ids), key=lambda j: j.id)
 
 
 def _report_jobs(jobs: list[JobRecord]) -> None:
@@ -281,20 +303,23 @@ def _report_jobs(jobs: list[JobRecord]) -> None:
 
 @jobs_app.command("retry")
 def jobs_retry(
-    job_id: Annotated[int | None, typer.Argument(help="The job; default every failed job.")
-                      ] = None,
+    job_id: Annotated[int | None, typer.Argument(
+        help="The job; default every failed (or timed out) and interrupted job.")] = None,
     home: HomeOpt = None, database_url: UrlOpt = None,
     workers: Annotated[int | None, typer.Option(
         help="Analysis processes (0: in this process).")] = None,
+    job_timeout: JobTimeoutOpt = None,
 ) -> None:
-    """Run failed jobs again (after a fix, or once a missing extractor is installed) and
-    wait for them; the new outcome replaces the old."""
+    """Run failed, timed-out and interrupted jobs again (after a fix, or once a missing
+    extractor is installed) and wait for them; the new outcome replaces the old. A
+    cancelled job runs again only when named."""
     _log_plain()
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline
 
     try:
-        pipe = Pipeline(home, database_url, executor=make_executor(workers), recover=False)
+        pipe = Pipeline(home, database_url, executor=make_executor(workers), recover=False,
+                        timeouts=timeouts(home, job_timeout))
     except ScanbenchError as exc:
         raise _fail(exc) from None
     try:
@@ -303,7 +328,7 @@ def jobs_retry(
         except ScanbenchError as exc:
             raise _fail(exc) from None
         if not records:
-            out.print("no failed jobs")
+            out.print("no failed or interrupted jobs")
             return
         with _progress() as prog:
             prog.add_task(f"running {len(records)} job(s)", total=None)
@@ -314,3 +339,28 @@ def jobs_retry(
     _report_jobs(again)
     if any(j.state == "failed" for j in again):
         raise typer.Exit(EXIT_FAILURES)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[int, typer.Argument(help="The job to cancel.")],
+    home: HomeOpt = None, database_url: UrlOpt = None,
+) -> None:
+    """Cancel a queued, running or interrupted job: recorded as cancelled at once; the
+    node running it kills its worker within a second or so. A cancelled job is never
+    run again automatically (`scanbench jobs retry ID` runs it again)."""
+    from scanbench.service.jobs import InlineExecutor
+    from scanbench.service.pipeline import Pipeline
+
+    try:
+        pipe = Pipeline(home, database_url, executor=InlineExecutor(), recover=False)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    try:
+        try:
+            record = pipe.cancel(job_id)
+        except ScanbenchError as exc:
+            raise _fail(exc) from None
+    finally:
+        pipe.close()
+    out.print(f"job {record.id} ({safe(record.kind)} {safe(record.target_uid)}): cancelled")

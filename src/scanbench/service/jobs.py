@@ -16,14 +16,11 @@ worker process dies, is recorded as failed with its error and the node goes on.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import importlib.util
-import multiprocessing
 import os
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from scanbench.errors import ScanbenchError
 from scanbench.types import Result
@@ -225,106 +222,22 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- executors
+# Where jobs run (in process, local worker processes, Dask), with timeouts and cancel:
+# scanbench.service.executors, importable from here as before.
+from scanbench.service.executors import (  # noqa: E402
+    DaskExecutor,
+    Handle,
+    InlineExecutor,
+    JobCancelled,
+    JobExecutor,
+    JobInterrupted,
+    JobStopped,
+    JobTimedOut,
+    LocalExecutor,
+    WorkerDied,
+    make_executor,
+)
 
-class Handle(Protocol):
-    """A submitted job: concurrent.futures.Future and distributed.Future both fit."""
-
-    def done(self) -> bool: ...
-
-    def result(self, timeout: float | None = None) -> Any: ...
-
-
-class JobExecutor(Protocol):
-    """Runs job functions somewhere; ``describe`` names where, for logs."""
-
-    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle: ...
-
-    def describe(self) -> str: ...
-
-    def close(self) -> None: ...
-
-
-class InlineExecutor:
-    """Runs each job at once in the calling thread (tests, ``--workers 0``)."""
-
-    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle:
-        fut: cf.Future[JobOutcome] = cf.Future()
-        try:
-            fut.set_result(fn(spec))
-        except BaseException as exc:
-            fut.set_exception(exc)
-        return fut
-
-    def describe(self) -> str:
-        return "in process"
-
-    def close(self) -> None:
-        pass
-
-
-class LocalExecutor:
-    """A local process pool (forkserver: workers start from a clean process, never from
-    the node's threads). A worker that dies breaks the pool: it is replaced and the jobs
-    that were in it fail with that reason."""
-
-    def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or max(1, (os.cpu_count() or 2) - 1)
-        self._pool: cf.ProcessPoolExecutor | None = None
-
-    def _get(self) -> cf.ProcessPoolExecutor:
-        if self._pool is None:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods
-                                              else "spawn")
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx)
-        return self._pool
-
-    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle:
-        try:
-            return self._get().submit(fn, spec)
-        except cf.process.BrokenProcessPool:
-            self._pool = None  # a worker died: start a fresh pool
-            return self._get().submit(fn, spec)
-
-    def describe(self) -> str:
-        return f"local process pool ({self.workers} workers)"
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-
-class DaskExecutor:
-    """Jobs on a Dask cluster (``distributed.Client(address)``), same job functions."""
-
-    def __init__(self, address: str) -> None:
-        from distributed import Client
-
-        try:
-            self.client = Client(address, timeout="20s", set_as_default=False)
-        except OSError as exc:
-            raise ScanbenchError(f"cannot reach the Dask scheduler: {exc}", address) from None
-        self.address = address
-
-    def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec) -> Handle:
-        handle: Handle = self.client.submit(fn, spec, pure=False, key=f"scanbench-job-"
-                                            f"{spec.job_id}-{os.urandom(4).hex()}")
-        return handle
-
-    def describe(self) -> str:
-        return f"Dask cluster at {self.address}"
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def make_executor(workers: int | None = None) -> JobExecutor:
-    """Dask when ``SCANBENCH_DASK_SCHEDULER`` is set, else a local pool (``workers`` 0:
-    in process)."""
-    address = os.environ.get(ENV_DASK)
-    if address:
-        return DaskExecutor(address)
-    if workers == 0:
-        return InlineExecutor()
-    return LocalExecutor(workers)
+__all__ = ["DaskExecutor", "Handle", "InlineExecutor", "JobCancelled", "JobExecutor",
+           "JobFailed", "JobInterrupted", "JobOutcome", "JobSpec", "JobStopped",
+           "JobTimedOut", "LocalExecutor", "WorkerDied", "make_executor", "run_job"]

@@ -26,7 +26,6 @@ and their series picked up again.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import enum
@@ -52,22 +51,30 @@ from scanbench.dicom.facts import device_identity
 from scanbench.dicom.parse import parse
 from scanbench.errors import ScanbenchError
 from scanbench.service import classify
+from scanbench.service.executors import is_running
+from scanbench.service.executors import stop as stop_job
 from scanbench.service.filestore import FileStore, valid_uid
 from scanbench.service.jobs import (
     Handle,
+    JobCancelled,
     JobExecutor,
+    JobInterrupted,
     JobOutcome,
     JobSpec,
-    LocalExecutor,
+    JobStopped,
     make_executor,
     run_job,
 )
+from scanbench.service.timeouts import JobTimeouts
 from scanbench.store import devices, repo
 from scanbench.store import models as m
 from scanbench.store.db import Database, home_dir
 from scanbench.types import DeviceIdentity
 
 log = logging.getLogger("scanbench.node")
+#: A job whose node process died with it this many times (a crash, a kill -9, a power
+#: cut, each while it ran) is failed instead of being run again at the next start.
+MAX_INTERRUPTIONS = 5
 #: How long a series a multi-series analysis could claim waits for its partners after the
 #: last series of its study arrived: an ACR MRI localiser, T1 and T2 are acquired minutes
 #: apart, and each is sent when it is reconstructed.
@@ -153,14 +160,17 @@ class Pipeline:
     could claim (an ACR MRI axial series and its localiser, a NEMA MS 1 SNR pair, a PET
     and its CT) waits, after the last series of its study arrived, for its partners
     (0: never waits); ``executor``: where jobs run (default: Dask if
-    ``SCANBENCH_DASK_SCHEDULER`` is set, else a local process pool). Thread-safe: the
+    ``SCANBENCH_DASK_SCHEDULER`` is set, else local worker processes); ``timeouts``:
+    how long a job may run, per analysis class (default:
+    :meth:`~scanbench.service.timeouts.JobTimeouts.load` of the home). Thread-safe: the
     storage SCP calls ``store_instance`` from one thread per association.
     """
 
     def __init__(self, home: Path | None = None, database_url: str | None = None, *,
                  quiet_seconds: float = 5.0, executor: JobExecutor | None = None,
                  fsync: bool = True, recover: bool = True,
-                 group_wait_seconds: float = DEFAULT_GROUP_WAIT_S) -> None:
+                 group_wait_seconds: float = DEFAULT_GROUP_WAIT_S,
+                 timeouts: JobTimeouts | None = None) -> None:
         self.home = home_dir(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.home, database_url)
@@ -168,11 +178,12 @@ class Pipeline:
         self.quiet_seconds = float(quiet_seconds)
         self.group_wait_seconds = float(group_wait_seconds)
         self._executor = executor
+        self.timeouts = timeouts if timeouts is not None else JobTimeouts.load(self.home)
         self._running: dict[int, Handle] = {}
-        # Jobs whose worker died are tried again one at a time in a pool of their own.
-        self._quarantine: LocalExecutor | None = None
-        self._suspects: collections.deque[int] = collections.deque()
-        self._in_quarantine: int | None = None
+        self._started: set[int] = set()  # jobs recorded as running (their worker started)
+        self.submitted: list[int] = []  # every job this object submitted, in order
+        self._stopping = False  # close() has begun: a worker that dies now is interrupted
+        self._hurry = threading.Event()  # stop waiting for running jobs (a second signal)
         self._lock = threading.Lock()
         self._series_cache: dict[str, int] = {}
         self._stored_series: set[int] = set()  # series given new instances by this object
@@ -318,9 +329,11 @@ class Pipeline:
     def recover(self, first_start: bool = False) -> int:
         """After a crash (a marker of a process that is gone; or ``first_start``, no
         marker folder yet): remove stale temporary files, index files the database lacks,
-        record the dead process's interrupted jobs and put their series back in the
-        queue. Jobs of processes still running beside this one are left alone. Returns
-        how many instances were re-indexed."""
+        and record the dead process's queued and running jobs as interrupted: the next
+        poll (of this process or of any other) runs them again, the same job rows. A job
+        whose process died with it ``MAX_INTERRUPTIONS`` times is failed instead (it may
+        be what kills the node). Jobs of processes still running beside this one are left
+        alone. Returns how many instances were re-indexed."""
         dead = self._dead_owners()
         if not dead and not first_start:
             return 0  # every earlier process stopped cleanly: nothing to recover
@@ -349,9 +362,15 @@ class Pipeline:
                 orphans = or_(orphans, m.Job.owner.is_(None))
             for job in s.scalars(select(m.Job).where(
                     m.Job.state.in_(("queued", "running")), orphans)):
-                job.state, job.finished_at = "failed", m.utcnow()
-                job.error = "interrupted: the node stopped while this job was queued or running"
-                _requeue_target(s, job)
+                died = f"the node process ({job.owner or 'an older version'}) ended " \
+                    f"while this job was {job.state}"
+                if job.attempts >= MAX_INTERRUPTIONS:
+                    self._record_failed(s, job, f"{died}, for the {job.attempts}th time: "
+                                        "not run again automatically")
+                    continue
+                job.state, job.error = "interrupted", f"interrupted: {died}"
+                _set_target_state(s, job, "queued")
+                log.warning("job %d was interrupted (%s); it runs again", job.id, died)
         for name in dead:
             with contextlib.suppress(FileNotFoundError):
                 (self._runs / name).unlink()
@@ -373,8 +392,10 @@ class Pipeline:
         study has received nothing for ``group_wait_seconds``; then one job analyses
         every waiting series of the study with the study's other phantom series as
         partners. Series given as ``complete`` (``scanbench ingest``, ``jobs run``)
-        never wait: all their files are in."""
+        never wait: all their files are in. Interrupted jobs (a stop, a crash) are
+        run again first (:meth:`_resume`)."""
         self.collect()
+        resumed = self._resume()
         now = time.time() if now is None else now
         cutoff = now - self.quiet_seconds
         submitted: list[JobRecord] = []
@@ -441,14 +462,17 @@ class Pipeline:
                 submitted.append(JobRecord.of(job))
         for record in submitted:
             self._submit(record.id)
-        return submitted
+        return resumed + submitted
 
-    def _submit(self, job_id: int, quarantine: bool = False) -> None:
+    def _submit(self, job_id: int) -> None:
+        """Hand a job to the executor, with its timeout; it is recorded as queued (by
+        this process) until its worker starts, then as running (:meth:`collect`)."""
         with self.db.session() as s:
             job = s.get_one(m.Job, job_id)
             files = self._files_of(s, job)
-            job.state, job.started_at, job.owner = "running", m.utcnow(), self.owner
+            job.state, job.owner, job.started_at = "queued", self.owner, None
             job.attempts += 1
+            timeout_s, rule = self._timeout_of(s, job)
             analysis_params: dict[str, dict[str, Any]] = {}
             if job.kind == "series":
                 chosen = self._protocols_for(s, job.target_uid)
@@ -460,19 +484,54 @@ class Pipeline:
                            wait=bool((job.params or {}).get("wait")),
                            analysis_params=analysis_params)
         try:
-            if quarantine:
-                if self._quarantine is None:  # a pool of the same kind, of one process
-                    kind = type(self.executor)
-                    self._quarantine = (kind(workers=1) if issubclass(kind, LocalExecutor)
-                                        else LocalExecutor(workers=1))
-                handle = self._quarantine.submit(run_job, spec)
-            else:
-                handle = self.executor.submit(run_job, spec)
+            handle = self.executor.submit(run_job, spec, timeout_s=timeout_s)
         except Exception as exc:  # the executor itself failed: record, go on
+            self.submitted.append(job_id)
             self._finish(job_id, None, f"could not submit the job: {exc}")
             return
+        log.info("job %d (%s %s) submitted to %s; timeout %g s (rule %r)", job_id, spec.kind,
+                 spec.target_uid, self.executor.describe(), timeout_s, rule)
         with self._lock:
             self._running[job_id] = handle
+            self.submitted.append(job_id)
+
+    def _timeout_of(self, s: Session, job: m.Job) -> tuple[float, str]:
+        """The job's timeout and the rule that set it (:mod:`scanbench.service.timeouts`):
+        by the analysis its series was routed to last time, else by its modality."""
+        if job.kind != "series":
+            return self.timeouts.for_job(job.kind)
+        row = s.execute(select(m.Series.analysis, m.Series.modality).where(
+            m.Series.series_uid == job.target_uid)).first()
+        analysis, modality = (row[0], row[1]) if row is not None else (None, None)
+        return self.timeouts.for_job("series", analysis, modality)
+
+    def _resume(self) -> list[JobRecord]:
+        """Claim and submit every interrupted job (of any process: each is claimed by
+        one). A series that received new instances since is analysed by its new job:
+        its interrupted one is recorded as superseded (cancelled)."""
+        with self.db.session() as s:
+            ids = list(s.scalars(select(m.Job.id).where(m.Job.state == "interrupted")
+                                 .order_by(m.Job.id)))
+        resumed: list[JobRecord] = []
+        for jid in ids:
+            with self.db.session() as s:
+                if not _claim_job(s, jid, ("interrupted",), "queued", self.owner):
+                    continue  # another process took it
+                job = s.get_one(m.Job, jid)
+                reopened = job.kind == "series" and s.scalar(
+                    select(func.count()).select_from(m.Series).where(
+                        m.Series.series_uid.in_(job_targets(job)),
+                        m.Series.state == "receiving"))
+                if reopened:
+                    job.state, job.finished_at = "cancelled", m.utcnow()
+                    job.error = ("superseded: its series received new instances after the "
+                                 "interruption; a new job analyses it")
+                    _set_target_state(s, job, "receiving", only_from="queued")
+                    continue
+                resumed.append(JobRecord.of(job))
+            log.info("job %d was interrupted: running it again", jid)
+            self._submit(jid)
+        return resumed
 
     def _protocols_for(self, s: Session, series_uid: str) -> dict[str, m.Protocol]:
         """The protocol each analysis gets for this series' device
@@ -503,50 +562,80 @@ class Pipeline:
 
     def collect(self, wait: float = 0.0) -> int:
         """Record the outcome of every finished job (waiting up to ``wait`` s for running
-        ones); returns how many finished."""
+        ones, less if :meth:`hurry` is called); record jobs whose worker started as
+        running; stop the jobs cancelled meanwhile (``scanbench jobs cancel`` from another
+        process). Returns how many finished."""
         deadline = time.monotonic() + wait
         finished = 0
         while True:
+            self._mark_started()
+            self._stop_cancelled()
             with self._lock:
                 ready = [(jid, hd) for jid, hd in self._running.items() if hd.done()]
                 for jid, _ in ready:
                     del self._running[jid]
+                    self._started.discard(jid)
             for jid, handle in ready:
-                if jid == self._in_quarantine:
-                    self._in_quarantine = None
                 try:
                     outcome = handle.result()
-                except BaseException as exc:  # the job's error, or its worker died
-                    if _worker_died(exc) and self._attempts(jid) < 2:
-                        # A dead worker breaks the whole pool: every job in it fails, not
-                        # only the one that killed it. Each gets one more try, alone in a
-                        # one-process pool; the culprit dies again and is recorded then.
-                        log.warning("job %d lost its worker process; trying it again alone",
-                                    jid)
-                        self._suspects.append(jid)
-                        continue
-                    self._finish(jid, None, _describe(exc))
+                except JobCancelled:
+                    continue  # recorded by cancel()
+                except JobInterrupted as exc:
+                    self._interrupted(jid, str(exc))
+                except BaseException as exc:  # the job's error, a timeout, its worker died
+                    if self._stopping and _worker_died(exc):
+                        self._interrupted(jid, f"its worker process ended while the node "
+                                          f"stopped ({exc})")
+                    else:
+                        self._finish(jid, None, _describe(exc))
                 else:
                     self._finish(jid, outcome, None)
                 finished += 1
-            if self._in_quarantine is None and self._suspects:
-                jid = self._suspects.popleft()
-                self._submit(jid, quarantine=True)
-                with self._lock:
-                    self._in_quarantine = jid if jid in self._running else None
-            pending = self.pending()
-            if not pending or time.monotonic() >= deadline:
+            if (not self.pending() or time.monotonic() >= deadline
+                    or self._hurry.is_set()):
                 return finished
             time.sleep(0.05)
 
-    def _attempts(self, job_id: int) -> int:
+    def _mark_started(self) -> None:
+        """Jobs whose worker has started: recorded as running, with the time."""
+        with self._lock:
+            started = [jid for jid, hd in self._running.items()
+                       if jid not in self._started and is_running(hd)]
+            self._started.update(started)
+        if started:
+            with self.db.session() as s:
+                s.execute(update(m.Job).where(m.Job.id.in_(started), m.Job.state == "queued",
+                                              m.Job.owner == self.owner)
+                          .values(state="running", started_at=m.utcnow()))
+
+    def _stop_cancelled(self) -> None:
+        """Stop the jobs of this process that were cancelled in the database."""
+        with self._lock:
+            ids = list(self._running)
+        if not ids:
+            return
         with self.db.session() as s:
-            return s.get_one(m.Job, job_id).attempts
+            gone = set(s.scalars(select(m.Job.id).where(
+                m.Job.id.in_(ids), or_(m.Job.state == "cancelled",
+                                       m.Job.owner != self.owner))))
+        for jid in gone:
+            with self._lock:
+                handle = self._running.pop(jid, None)
+                self._started.discard(jid)
+            if handle is not None:
+                log.info("job %d was cancelled: stopping its worker", jid)
+                stop_job(self.executor, handle, JobCancelled(f"job {jid} was cancelled"))
 
     def _finish(self, job_id: int, outcome: JobOutcome | None, error: str | None) -> None:
+        """Record a job's outcome (or its error), if the job is still this process's:
+        a job cancelled meanwhile keeps its cancellation, and its outcome is dropped."""
         try:
             with self.db.session() as s:
                 job = s.get_one(m.Job, job_id)
+                if job.state not in ("queued", "running") or job.owner != self.owner:
+                    log.info("job %d ended but is %s now: its outcome is not stored",
+                             job_id, job.state)
+                    return
                 job.finished_at = m.utcnow()
                 if outcome is not None:
                     _store_outcome(s, job, outcome)
@@ -558,21 +647,54 @@ class Pipeline:
             error = f"the job's outcome could not be stored: {_describe(exc)}"
         if error is None:
             return
-        log.error("job %d failed: %s", job_id, error)
+        with self.db.session() as s:
+            self._record_failed(s, s.get_one(m.Job, job_id), error)
+
+    def _record_failed(self, s: Session, job: m.Job, error: str) -> None:
+        log.error("job %d failed: %s", job.id, error)
+        job.state, job.error, job.finished_at = "failed", error, m.utcnow()
+        _set_target_state(s, job, "failed")
+
+    def _interrupted(self, job_id: int, why: str) -> None:
+        """Record a job this process stops unfinished: interrupted, its series still
+        queued; the next poll of any process (the next start) runs it again."""
         with self.db.session() as s:
             job = s.get_one(m.Job, job_id)
-            job.state, job.error, job.finished_at = "failed", error, m.utcnow()
-            if job.kind == "series":
-                s.execute(update(m.Series).where(m.Series.series_uid.in_(job_targets(job)))
-                          .values(state="failed"))
-            else:
-                s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
-                          .values(clinical_state="failed"))
+            if job.state not in ("queued", "running") or job.owner != self.owner:
+                return
+            job.state, job.error = "interrupted", f"interrupted: {why}"
+            _set_target_state(s, job, "queued")
+        log.warning("job %d interrupted (%s); it runs again at the next start", job_id, why)
+
+    def cancel(self, job_id: int, reason: str = "cancelled by the user") -> JobRecord:
+        """Cancel a queued, running or interrupted job: recorded as cancelled at once
+        (with ``reason``), its worker stopped (by this process if it runs the job, else
+        by the process that does, at its next poll), never run again automatically
+        (``scanbench jobs retry ID`` still can). Its series are marked cancelled."""
+        with self.db.session() as s:
+            job = s.get(m.Job, job_id)
+            if job is None:
+                raise ScanbenchError(f"no job {job_id}", "scanbench jobs cancel")
+            if job.state not in ("queued", "running", "interrupted"):
+                raise ScanbenchError(f"job {job_id} is {job.state}; only a queued, running "
+                                     "or interrupted job can be cancelled",
+                                     "scanbench jobs cancel")
+            was = job.state
+            job.state, job.error, job.finished_at = "cancelled", reason, m.utcnow()
+            _set_target_state(s, job, "cancelled")
+            record = JobRecord.of(job)
+        log.info("job %d cancelled (it was %s): %s", job_id, was, reason)
+        self._stop_cancelled()
+        return record
+
+    def hurry(self) -> None:
+        """Stop waiting for running jobs: :meth:`close` interrupts them now."""
+        self._hurry.set()
 
     def pending(self) -> int:
         """Jobs submitted and not yet collected."""
         with self._lock:
-            return len(self._running) + len(self._suspects)
+            return len(self._running)
 
     def drain(self, timeout: float | None = None, *, everything: bool = False) -> None:
         """Treat every series this pipeline stored as complete, submit their jobs (and
@@ -613,10 +735,11 @@ class Pipeline:
             return bool(s.scalar(series_q) or s.scalar(study_q))
 
     def retry(self, job_id: int | None = None) -> list[JobRecord]:
-        """Submit again the failed job ``job_id``, or every failed job; their earlier
+        """Submit again the job ``job_id`` (failed, timed out, interrupted, cancelled or
+        done), or every failed and interrupted job (never a cancelled one); their earlier
         outcome is replaced when the new one is stored."""
         with self.db.session() as s:
-            q = select(m.Job).where(m.Job.state == "failed")
+            q = select(m.Job).where(m.Job.state.in_(("failed", "interrupted")))
             if job_id is not None:
                 q = select(m.Job).where(m.Job.id == job_id)
             jobs = list(s.scalars(q.order_by(m.Job.id)))
@@ -633,13 +756,11 @@ class Pipeline:
                 if (job.kind, job.target_uid) in seen:
                     continue
                 seen.add((job.kind, job.target_uid))
-                job.state, job.error = "queued", None
-                if job.kind == "series":
-                    s.execute(update(m.Series).where(
-                        m.Series.series_uid.in_(job_targets(job))).values(state="queued"))
-                else:
-                    s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
-                              .values(clinical_state="queued"))
+                if not _claim_job(s, job.id, (job.state,), "queued", self.owner):
+                    continue  # taken meanwhile (an interrupted job resumed by a node)
+                s.refresh(job)
+                job.error = None
+                _set_target_state(s, job, "queued")
                 chosen.append(job.id)
         for jid in chosen:
             self._submit(jid)
@@ -664,13 +785,26 @@ class Pipeline:
                 log.exception("pipeline poll failed; trying again in %.1f s", interval_s)
             stop.wait(interval_s)
 
-    def close(self) -> None:
-        """Stop the executor (running jobs are waited for) and release the database."""
+    def close(self, grace: float = 0.0) -> None:
+        """Stop cleanly: wait up to ``grace`` s for running jobs to finish (less once
+        :meth:`hurry` is called), then stop those still queued or running and record them
+        as interrupted (their series stay queued; the next start runs them again), stop
+        the executor and release the database. (``InlineExecutor`` jobs have finished by
+        the time they are submitted.)"""
+        self._stopping = True
         with contextlib.suppress(Exception):
-            self.collect()
-        for ex in (self._executor, self._quarantine):
-            if ex is not None:
-                ex.close()
+            self.collect(wait=grace)
+        with self._lock:
+            left = dict(self._running)
+            self._running.clear()
+            self._started.clear()
+        for jid, handle in left.items():
+            stop_job(self.executor, handle, JobInterrupted("the node stopped"))
+            with contextlib.suppress(Exception):
+                self._interrupted(jid, f"the node stopped before it finished (after a grace "
+                                  f"period of {grace:g} s)")
+        if self._executor is not None:
+            self._executor.close()
         self.db.close()
         with contextlib.suppress(OSError):  # a clean stop: nothing to recover from
             (self._runs / self.owner).unlink()
@@ -790,6 +924,34 @@ _REOPEN = (update(_SERIES).where(_SERIES.c.id == bindparam("sid"))
            .values(last_received=bindparam("t"), state="receiving"))
 
 
+def _claim_job(s: Session, job_id: int, old: tuple[str, ...], new: str, owner: str) -> bool:
+    """Move a job from one of the states ``old`` to ``new`` (owned by ``owner``) only if
+    it is still in one of them: of two processes claiming it, one wins."""
+    stmt = (update(m.Job).where(m.Job.id == job_id, m.Job.state.in_(old))
+            .values(state=new, owner=owner).returning(m.Job.id))
+    return s.connection().execute(stmt).first() is not None
+
+
+#: What a series state means for a study's dose and workflow job (``clinical_state``).
+_STUDY_STATE = {"receiving": "pending", "queued": "queued", "failed": "failed",
+                "cancelled": "cancelled"}
+
+
+def _set_target_state(s: Session, job: m.Job, state: str, only_from: str | None = None) -> None:
+    """Set the state of what the job is about: its series, or its study's clinical
+    state (``only_from``: only rows now in that state)."""
+    if job.kind == "series":
+        q = update(m.Series).where(m.Series.series_uid.in_(job_targets(job)))
+        if only_from is not None:
+            q = q.where(m.Series.state == only_from)
+        s.execute(q.values(state=state))
+        return
+    q = update(m.Study).where(m.Study.study_uid == job.target_uid)
+    if only_from is not None:
+        q = q.where(m.Study.clinical_state == _STUDY_STATE.get(only_from, only_from))
+    s.execute(q.values(clinical_state=_STUDY_STATE.get(state, state)))
+
+
 def _claim(s: Session, model: type[m.Series] | type[m.Study], row_id: int, old: str,
            new: str, column: str = "state") -> bool:
     """Move a row from state ``old`` to ``new`` only if it is still ``old``."""
@@ -803,15 +965,6 @@ def _mark_clinical(s: Session, study_id: int) -> None:
     s.execute(update(m.Study).where(m.Study.id == study_id,
                                     m.Study.clinical_state != "queued")
               .values(clinical_state="pending"))
-
-
-def _requeue_target(s: Session, job: m.Job) -> None:
-    if job.kind == "series":
-        s.execute(update(m.Series).where(m.Series.series_uid.in_(job_targets(job)))
-                  .values(state="receiving"))
-    else:
-        s.execute(update(m.Study).where(m.Study.study_uid == job.target_uid)
-                  .values(clinical_state="pending"))
 
 
 def job_targets(job: m.Job) -> list[str]:
@@ -959,14 +1112,17 @@ def _cut(value: Any, n: int = 200) -> str | None:
 
 
 def _worker_died(exc: BaseException) -> bool:
-    return type(exc).__name__ == "BrokenProcessPool"
+    return type(exc).__name__ in ("WorkerDied", "BrokenProcessPool")
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if _worker_died(exc):
-        return f"the worker process died (killed or crashed): {text}"
-    return text if type(exc).__name__ == "JobFailed" else f"{type(exc).__name__}: {text}"
+        return text if "worker process died" in text else \
+            f"the worker process died (killed or crashed): {text}"
+    if isinstance(exc, JobStopped) or type(exc).__name__ == "JobFailed":
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 def iter_dicom_files(paths: Iterable[Path]) -> Iterable[Path]:

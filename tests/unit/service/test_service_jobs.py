@@ -1,9 +1,12 @@
-"""Where jobs run: a local process pool that survives a worker dying, and a Dask cluster
+"""Where jobs run: local worker processes (one per job) that survive a worker dying,
+stop a job past its timeout or cancelled, and never outlive the node; and a Dask cluster
 selected by SCANBENCH_DASK_SCHEDULER running the same job functions."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,14 @@ from sqlalchemy import select
 
 from node_dicom import ct_series, uniform_phantom
 from scanbench.service import jobs as jobs_mod
-from scanbench.service.jobs import DaskExecutor, LocalExecutor, make_executor
+from scanbench.service.jobs import (
+    DaskExecutor,
+    JobCancelled,
+    JobInterrupted,
+    JobTimedOut,
+    LocalExecutor,
+    make_executor,
+)
 from scanbench.service.pipeline import Pipeline
 from scanbench.store import models as m
 
@@ -29,14 +39,14 @@ def test_local_pool_replaces_a_dead_worker() -> None:
 
 
 class _Killer(LocalExecutor):
-    """The real pool, except that the job for CULPRIT kills its worker process."""
+    """The real executor, except that the job for CULPRIT kills its worker process."""
 
     CULPRIT = "1.2.3.999"
 
-    def submit(self, fn, spec):  # type: ignore[no-untyped-def]
+    def submit(self, fn, spec, timeout_s=None):
         if spec.target_uid == self.CULPRIT:
-            return super().submit(os._exit, 9)  # type: ignore[arg-type]
-        return super().submit(fn, spec)
+            return super().submit(os._exit, 9)
+        return super().submit(fn, spec, timeout_s)
 
 
 def test_pipeline_records_a_dead_worker_and_goes_on(tmp_path: Path) -> None:
@@ -54,9 +64,10 @@ def test_pipeline_records_a_dead_worker_and_goes_on(tmp_path: Path) -> None:
         p.drain(timeout=120)
         states = {j.id: (j.state, j.error) for j in p.jobs()}
         assert states[jid][0] == "failed" and "worker process died" in (states[jid][1] or "")
-        assert next(j for j in p.jobs() if j.id == jid).attempts == 2
-        # The jobs that shared the broken pool were run again and succeeded.
+        assert "exit status 9" in (states[jid][1] or "")
+        # One process per job: the other jobs never shared its fate, each ran once.
         assert [st for i, (st, _) in states.items() if i != jid] == ["done", "done"]
+        assert {j.attempts for j in p.jobs()} == {1}
     finally:
         p.close()
 
@@ -107,3 +118,63 @@ def test_dask_cluster_runs_the_same_jobs(tmp_path: Path, dask_scheduler: str,
         assert next(j for j in p.jobs() if j.id == jobs[bad_series].id).state == "done"
     finally:
         p.close()
+
+
+def test_a_job_past_its_timeout_has_its_worker_killed_and_the_next_job_runs() -> None:
+    """The job is time.sleep: a worker that does not finish; its timeout kills it."""
+    ex = LocalExecutor(workers=1)
+    try:
+        stuck = ex.submit(time.sleep, 600, timeout_s=0.5)  # type: ignore[arg-type]
+        after = ex.submit(abs, -4)  # type: ignore[arg-type]  # waits for the only worker
+        with pytest.raises(JobTimedOut, match=r"timed out after 0.5 s"):
+            stuck.result(timeout=120)
+        assert after.result(timeout=120) == 4
+        assert ex.pids() == []
+    finally:
+        ex.close()
+
+
+def test_cancel_a_waiting_and_a_running_job() -> None:
+    ex = LocalExecutor(workers=1)
+    try:
+        running = ex.submit(time.sleep, 600)  # type: ignore[arg-type]
+        waiting = ex.submit(abs, -4)  # type: ignore[arg-type]
+        _wait(lambda: running.running(), "the first job to start")  # type: ignore[attr-defined]
+        (pid,) = ex.pids()
+        assert not waiting.running()  # type: ignore[attr-defined]
+        ex.cancel(waiting, JobCancelled("cancelled W"))
+        ex.cancel(running, JobCancelled("cancelled R"))
+        with pytest.raises(JobCancelled, match="cancelled W"):
+            waiting.result(timeout=60)
+        with pytest.raises(JobCancelled, match="cancelled R"):
+            running.result(timeout=60)
+        _wait(lambda: not _alive(pid), "the cancelled job's worker to end")
+    finally:
+        ex.close()
+
+
+def test_close_interrupts_running_jobs_and_leaves_no_worker() -> None:
+    ex = LocalExecutor(workers=2)
+    jobs = [ex.submit(time.sleep, 600) for _ in range(3)]  # type: ignore[arg-type]
+    _wait(lambda: len(ex.pids()) == 2, "two workers")
+    pids = ex.pids()
+    ex.close()
+    for job in jobs:
+        with pytest.raises(JobInterrupted):
+            job.result(timeout=60)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from node_dicom import ct_series, ct_slice, uniform_phantom
 from scanbench.service import jobs as jobs_mod
@@ -114,7 +114,7 @@ def test_quiet_series_is_analysed_and_results_stored(pipe: Pipeline, tmp_path: P
     for f in files:
         assert pipe.store_path(f).stored
     with pipe.db.session() as s:  # pretend they arrived at t0
-        s.execute(m.Series.__table__.update().values(last_received=t0))
+        s.execute(update(m.Series).values(last_received=t0))
     assert pipe.poll(now=t0 + 4.0) == []  # not quiet yet
     submitted = pipe.poll(now=t0 + 6.0)
     assert [j.kind for j in submitted] == ["series"]
@@ -125,6 +125,7 @@ def test_quiet_series_is_analysed_and_results_stored(pipe: Pipeline, tmp_path: P
         series = s.scalars(select(m.Series)).one()
         assert (series.kind, series.analysis, series.state) == (
             "phantom", "pet.calibration_uniformity", "done")
+        assert series.device_id is not None
         pts = repo.history(s, series.device_id, "pet.calibration_uniformity",
                            "activity_concentration_bq_ml")
         assert len(pts) == 1 and pts[0].unit == "Bq/mL"
@@ -200,7 +201,7 @@ def test_restart_after_a_crash_indexes_files_and_requeues_jobs(tmp_path: Path,
     (home / "run" / dead).touch()
     with p.db.session() as s:
         s.add(m.Job(kind="series", target_uid=series, state="running", owner=dead))
-        s.execute(m.Series.__table__.update().values(state="queued"))
+        s.execute(update(m.Series).values(state="queued"))
     # ... and a node still running beside us, with a job of its own:
     alive = Pipeline(home, database_url, executor=InlineExecutor(), recover=False)
     with alive.db.session() as s:
@@ -211,12 +212,17 @@ def test_restart_after_a_crash_indexes_files_and_requeues_jobs(tmp_path: Path,
     try:
         assert p.recovered == 1 and not stale.exists()
         assert _count(p, m.Instance) == 3
-        states = {j.owner: (j.state, j.error) for j in p.jobs()}
-        assert states[dead][0] == "failed" and "interrupted" in (states[dead][1] or "")
-        assert states[alive.owner] == ("running", None)  # not ours to judge
+        states = {j.owner: (j.id, j.state, j.error) for j in p.jobs()}
+        interrupted, state, error = states[dead]
+        assert state == "interrupted" and "interrupted" in (error or "")
+        assert states[alive.owner][1:] == ("running", None)  # not ours to judge
         assert not (home / "run" / dead).exists()
         submitted = p.poll()
-        assert [j.target_uid for j in submitted] == [series]  # picked up again
+        # The same job, picked up again and run to its end.
+        assert [(j.id, j.target_uid) for j in submitted] == [(interrupted, series)]
+        p.collect(wait=60)
+        (done,) = [j for j in p.jobs() if j.id == interrupted]
+        assert done.state == "done" and done.owner == p.owner, done.error
     finally:
         p.close()
         alive.close()
