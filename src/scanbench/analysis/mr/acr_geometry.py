@@ -136,8 +136,10 @@ class AcrGeometricAccuracy:
                     fig.add_shape(type="line", x0=cx - r_minus * c, y0=cy - r_minus * s,
                                   x1=cx + r_plus * c, y1=cy + r_plus * s,
                                   line={"color": "#e6194b", "width": 2})
-                    fig.add_annotation(x=cx + r_plus * c, y=cy + r_plus * s,
-                                       text=f"{name} "
+                    # Inside the phantom (at 3/4 of the line), where the colour bar and
+                    # the figure edge cannot cut the label.
+                    fig.add_annotation(x=cx + 0.75 * r_plus * c, y=cy + 0.75 * r_plus * s,
+                                       text=f"{name.replace('_', ' ')} "
                                        f"{format_number(r_plus + r_minus, decimals=1)} mm",
                                        showarrow=False, bgcolor="rgba(255,255,255,0.8)",
                                        font={"color": "#e6194b"})

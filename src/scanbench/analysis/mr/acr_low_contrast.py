@@ -404,10 +404,11 @@ class AcrLowContrast:
         for n, ev in result.evidence.get("slices", {}).items():
             img = np.asarray(ev["image"], dtype=float)
             # The disc area (resampled on a 0.25 mm grid, ±50 mm about the centre), in a
-            # window of the sheet's own signal range so the faint discs stay visible.
-            inner = np.abs(np.arange(img.shape[0]) * 0.25 - 50.0) < 45.0
-            sheet = img[np.ix_(inner, inner)]
-            lo, hi = (float(v) for v in np.percentile(sheet[np.isfinite(sheet)], (1, 99)))
+            # window of the sheet's own signal range (inside 34 mm of the centre, clear of
+            # the dark ring around the sheet) so the faint discs stay visible.
+            ax = np.arange(img.shape[0]) * 0.25 - 50.0
+            sheet = img[np.hypot(*np.meshgrid(ax, ax)) < 34.0]
+            lo, hi = (float(v) for v in np.percentile(sheet[np.isfinite(sheet)], (0.5, 99.5)))
             spokes = result.get("spokes_detected", slice=n).value
             fig = image_figure(
                 img, (0.25, 0.25),
