@@ -475,10 +475,13 @@ class Pipeline:
             timeout_s, rule = self._timeout_of(s, job)
             analysis_params: dict[str, dict[str, Any]] = {}
             if job.kind == "series":
+                from scanbench.store.protocols import usable_params
+
                 chosen = self._protocols_for(s, job.target_uid)
-                analysis_params = {aid: dict(p.params) for aid, p in chosen.items()}
-                job.params = {**(job.params or {}),
-                              "protocols": {aid: p.id for aid, p in chosen.items()}}
+                analysis_params = {aid: usable_params(p, aid) for aid, p in chosen.items()}
+                used = {aid: p.id for aid, p in chosen.items() if analysis_params[aid]}
+                analysis_params = {aid: v for aid, v in analysis_params.items() if v}
+                job.params = {**(job.params or {}), "protocols": used}
             spec = JobSpec(job.id, job.kind, job.target_uid, tuple(files),
                            targets=tuple(job_targets(job)),
                            wait=bool((job.params or {}).get("wait")),

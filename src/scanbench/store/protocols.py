@@ -189,6 +189,23 @@ def resolve(s: Session, device: m.Device | None, modality: str | None,
     return chosen
 
 
+def usable_params(p: m.Protocol, analysis_id: str) -> dict[str, Any]:
+    """The parameters of ``p`` that analysis ``analysis_id`` takes: those it declares
+    (:func:`scanbench.analysis.base.parameters_of`), so that a protocol for several
+    analyses never hands one of them a parameter it would refuse as unknown; all of
+    them for an analysis that declares none (its parameters cannot be told apart)."""
+    from scanbench.analysis import registry
+    from scanbench.analysis.base import parameters_of
+
+    try:
+        declared = {x.name for x in parameters_of(registry.get(analysis_id))}
+    except ScanbenchError:
+        declared = set()
+    if not declared:
+        return dict(p.params)
+    return {k: v for k, v in p.params.items() if k in declared}
+
+
 def load_file(path: Path) -> list[dict[str, Any]]:
     """Protocol definitions from a YAML file: a list (or ``protocols:`` list) of mappings
     with ``name``, ``params`` and optional scope keys (``device`` id, ``manufacturer``,
