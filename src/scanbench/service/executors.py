@@ -442,8 +442,9 @@ class DaskExecutor:
 
     def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec,
                timeout_s: float | None = None) -> Handle:
-        future = self.client.submit(fn, spec, pure=False, key=f"scanbench-job-"
-                                    f"{spec.job_id}-{os.urandom(4).hex()}")
+        jid = getattr(spec, "job_id", "fn")
+        future = self.client.submit(fn, spec, pure=False,
+                                    key=f"scanbench-job-{jid}-{os.urandom(4).hex()}")
         return _DaskHandle(future, timeout_s)
 
     def cancel(self, handle: Handle, reason: JobStopped) -> None:

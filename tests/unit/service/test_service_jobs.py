@@ -178,3 +178,22 @@ def _wait(check: Callable[[], object], what: str, timeout: float = 60.0) -> None
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def test_dask_job_past_its_timeout_is_released_and_recorded(dask_scheduler: str) -> None:
+    """Dask cannot stop a task already running in a worker thread: the handle reports the
+    timeout at once and the future is released; the task's late result is dropped."""
+    ex = DaskExecutor(dask_scheduler)
+    try:
+        handle = ex.submit(time.sleep, 3, timeout_s=0.3)  # type: ignore[arg-type]
+        _wait(handle.done, "the timeout")
+        with pytest.raises(JobTimedOut, match=r"timed out after 0.3 s on the Dask cluster"):
+            handle.result()
+        cancelled = ex.submit(time.sleep, 3)  # type: ignore[arg-type]
+        ex.cancel(cancelled, JobCancelled("cancelled on Dask"))
+        assert cancelled.done()
+        with pytest.raises(JobCancelled, match="cancelled on Dask"):
+            cancelled.result()
+        assert ex.submit(abs, -4).result(timeout=60) == 4  # type: ignore[arg-type]
+    finally:
+        ex.close()

@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select, update
 
 from node_dicom import ct_series, ct_slice, uniform_phantom
+from scanbench.errors import ScanbenchError
 from scanbench.service import jobs as jobs_mod
 from scanbench.service.jobs import InlineExecutor
 from scanbench.service.pipeline import Pipeline, StoreStatus
@@ -255,3 +256,59 @@ def test_ingest_does_not_take_a_series_the_node_is_still_receiving(
     finally:
         node.close()
         ingest.close()
+
+
+def test_interrupted_jobs_run_again_unless_superseded_cancelled_or_dying_each_time(
+        tmp_path: Path, database_url: str) -> None:
+    """Recovery of a dead node's jobs: one run again; one whose series received new
+    instances since is superseded by a new job; one whose node died with it
+    MAX_INTERRUPTIONS times is failed; a cancelled one is never run again."""
+    from scanbench.service.pipeline import MAX_INTERRUPTIONS
+
+    home = tmp_path / "home"
+    p = Pipeline(home, database_url, quiet_seconds=0.0, executor=InlineExecutor())
+    uids = []
+    for _ in range(4):
+        _, uid, raws = ct_series(2)
+        for r in raws:
+            p.store_instance(r, source="t")
+        uids.append(uid)
+    again, reopened, dying, cancelled = uids
+    dead = _dead_owner()
+    (home / "run" / dead).touch()
+    with p.db.session() as s:
+        for uid, tries in ((again, 1), (reopened, 1), (dying, MAX_INTERRUPTIONS),
+                           (cancelled, 1)):
+            s.add(m.Job(kind="series", target_uid=uid, state="running", owner=dead,
+                        attempts=tries))
+        s.execute(update(m.Series).values(state="queued"))
+    p.close()
+
+    p = Pipeline(home, database_url, quiet_seconds=0.0, executor=InlineExecutor())
+    try:
+        jobs = {j.target_uid: j for j in p.jobs()}
+        assert [jobs[u].state for u in uids] == ["interrupted", "interrupted", "failed",
+                                                 "interrupted"]
+        assert "for the 5th time: not run again automatically" in (jobs[dying].error or "")
+        p.cancel(jobs[cancelled].id)
+        with pytest.raises(ScanbenchError, match="only a queued, running or interrupted"):
+            p.cancel(jobs[cancelled].id)
+        with p.db.session() as s:  # a late instance reopened this one
+            s.execute(update(m.Series).where(m.Series.series_uid == reopened)
+                      .values(state="receiving"))
+        p.drain(timeout=120, everything=True)
+        after = {j.id: j for j in p.jobs()}
+        assert after[jobs[again].id].state == "done"  # the same job row, run again
+        assert after[jobs[again].id].attempts == 2
+        assert after[jobs[reopened].id].state == "cancelled"
+        assert "superseded" in (after[jobs[reopened].id].error or "")
+        (new,) = [j for j in after.values() if j.target_uid == reopened
+                  and j.id != jobs[reopened].id]
+        assert new.state == "done"
+        assert after[jobs[dying].id].state == "failed"  # not run again by `jobs run`...
+        assert after[jobs[cancelled].id].state == "cancelled"
+        assert [r.target_uid for r in p.retry()] == [dying]  # ...only when retried
+        p.drain(timeout=120)
+        assert next(j for j in p.jobs() if j.id == jobs[cancelled].id).state == "cancelled"
+    finally:
+        p.close()
