@@ -62,6 +62,14 @@ def series_where(series: Series) -> str:
     return _series_where(series)
 
 
+def _failure_where(where: str | None, series: Series) -> str:
+    """Where a failure of ``series`` is: the analysis' own ``where``, but the file itself
+    for a one-file series (a file split off its series by a damaged header is named)."""
+    if not where or (len(series.files) == 1 and str(series.files[0]) not in where):
+        return _series_where(series)
+    return where
+
+
 def _series_where(series: Series) -> str:
     desc = series.facts.series_description or series.uid or "series"
     if len(series.files) == 1:  # a one-file series (or volume) is named by its file
@@ -160,7 +168,7 @@ def analyze_series_list(
             report.results.append(_leaving(analyze_series(series, chosen_id,
                                                           params_for(chosen_id)), series))
         except ScanbenchError as exc:
-            report.failures.append(Failure(exc.where or _series_where(series), exc.message))
+            report.failures.append(Failure(_failure_where(exc.where, series), exc.message))
             if report.routed.get(series.uid or "", "") is None:
                 report.unrecognised[series.uid or ""] = report.failures[-1]
         except Exception as exc:  # a defect in one analysis must not lose the other series

@@ -203,8 +203,11 @@ def _read(paths: Sequence[str | Path] | str | Path,
             done += 1
             if progress is not None:
                 progress(done, total)
+        # One-file series: a file whose Series Instance UID was damaged lands in one.
+        strays = [frames for frames in state.by_series.values()
+                  if len({f.source.path for f in frames}) == 1]
         for key, frames in state.by_series.items():
-            _assemble(key, frames, result, problems, state.duplicates.get(key, []))
+            _assemble(key, frames, result, problems, state.duplicates.get(key, []), strays)
         for key, files in state.over.items():
             _fail(result, problems, _over_limit(state.series_bytes[key], files))
     return result, problems
@@ -405,13 +408,17 @@ def _where(frames: Sequence[Frame], key: str) -> str:
 
 
 def _assemble(key: str, frames: list[Frame], result: ReadResult,
-              problems: list[ScanbenchError], duplicates: list[str]) -> None:
+              problems: list[ScanbenchError], duplicates: list[str],
+              strays: Sequence[list[Frame]] = ()) -> None:
     where = _where(frames, key)
     try:
         volumes, split_warnings = geometry.split_volumes(frames, where)
     except ScanbenchError as exc:
         _fail(result, problems, exc)
         return
+    # A file whose orientation or size was damaged becomes a volume of its own.
+    strays = [*strays, *(part for _label, part in volumes
+                         if len({f.source.path for f in part}) == 1)]
     for number, (label, part) in enumerate(volumes, start=1):
         part_where = where if len(volumes) == 1 else f"{where} volume {number} ({label})"
         notes = list(split_warnings)
@@ -423,7 +430,7 @@ def _assemble(key: str, frames: list[Frame], result: ReadResult,
         try:
             result.series.append(_build(part, part_where, notes, key))
         except SeriesError as exc:
-            _blame_one_file(exc, part, part_where, notes, key, result, problems)
+            _blame_one_file(exc, part, part_where, notes, key, result, problems, strays)
         except ScanbenchError as exc:
             _fail(result, problems, exc)
 
@@ -433,7 +440,8 @@ _BLAME_MAX_FILES = 1000
 
 
 def _blame_one_file(exc: SeriesError, frames: list[Frame], where: str, notes: list[str],
-                    key: str, result: ReadResult, problems: list[ScanbenchError]) -> None:
+                    key: str, result: ReadResult, problems: list[ScanbenchError],
+                    strays: Sequence[list[Frame]] = ()) -> None:
     """A series that cannot form a volume because of one damaged file (a slice position
     or orientation corrupted) is reported as that file's failure, not only the series'.
 
@@ -443,10 +451,25 @@ def _blame_one_file(exc: SeriesError, frames: list[Frame], where: str, notes: li
     that file is not an even number of spacings away (slices missing beside it, not a
     damaged position), it is the failure and the others form the series, with a warning.
     If exactly one file's absence leaves a regular stack with one hole (where it
-    belongs), the series fails and the failure names that file. Otherwise the series'
-    own error stands.
+    belongs), the series fails and the failure names that file. If the series itself
+    is a regular stack with one hole and a one-file series or volume of ``strays`` (its
+    Series Instance UID, orientation or size damaged) lies in the hole, the failure
+    names that file. Otherwise the series' own error stands.
     """
     paths = list(dict.fromkeys(f.source.path for f in frames))
+    hole = _hole_at(frames)
+    if hole is not None:
+        at, spacing = hole
+        normal = frames[0].normal
+        fillers = {stray[0].source.path for stray in strays
+                   if len(stray) == 1 and stray[0].source.path not in paths
+                   and abs(float(stray[0].position @ normal) - at) <= 0.1 * spacing}
+        if len(fillers) == 1:
+            _fail(result, problems, SeriesError(
+                f"its slice lies in the gap of {where} ({exc.message}) but its header puts "
+                "it in a series or volume of its own: a damaged Series Instance UID, "
+                "orientation or size?", fillers.pop()))
+            return
     if not 3 <= len(paths) <= _BLAME_MAX_FILES:
         _fail(result, problems, exc)
         return
@@ -501,6 +524,19 @@ def _whole_spacings_away(path: Path, frames: list[Frame], rest: list[Frame],
         if abs(ratio - round(ratio)) > 0.05:
             return False
     return True
+
+
+def _hole_at(frames: list[Frame]) -> tuple[float, float] | None:
+    """(position of the one missing slice along the normal, spacing) when the frames are
+    a regular stack but for one missing slice; None otherwise."""
+    if not _one_hole(frames):
+        return None
+    normal = frames[0].normal
+    d = np.sort(np.array([float(f.position @ normal) for f in frames]))
+    steps = np.diff(d)
+    k = int(np.argmax(steps))
+    spacing = float(np.median(steps))
+    return float(d[k] + spacing), spacing
 
 
 def _one_hole(frames: list[Frame]) -> bool:

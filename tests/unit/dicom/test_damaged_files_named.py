@@ -180,3 +180,20 @@ def test_a_file_split_off_its_series_is_named_by_the_analysis_failure(
     ds.save_as(victim)
     report = analyze_paths([work], analysis="mr.acr.geometric_accuracy")
     assert any(f.where.startswith(f"{victim}:") for f in report.failures), report.failures
+
+
+@pytest.mark.parametrize(("keyword", "value"), [
+    ("SeriesInstanceUID", "1.2.3"), ("ImageOrientationPatient", [0, 1, 0, 0, 0, 1])])
+def test_a_slice_moved_out_of_its_series_by_its_header_is_named(
+        shared_data: Path, tmp_path: Path, keyword: str, value: object) -> None:
+    """A damaged Series Instance UID or orientation moves a slice out of its series,
+    which then misses a slice: the failure names the file whose slice fills the gap."""
+    work = tmp_path / "mr"
+    shutil.copytree(shared_data / "mr/acr/GE_Artist_1.5T_T1", work)
+    victim = sorted(work.iterdir(), key=lambda p: float(
+        pydicom.dcmread(p, stop_before_pixels=True).SliceLocation))[5]
+    ds = pydicom.dcmread(victim)
+    setattr(ds, keyword, value)
+    ds.save_as(victim)
+    (where, why), = read(work).errors
+    assert where == str(victim) and "lies in the gap of" in why
