@@ -159,9 +159,10 @@ def stack(frames: list[Frame], where: str, *, isolated_ok: bool = False) -> Stac
 
     Raises SeriesError for missing slices (a step over ``GAP_FACTOR`` × the
     median spacing), uneven spacing beyond the tolerance, or positions that do
-    not lie on one line. With ``isolated_ok``, a series whose slices are all
-    isolated (every step at least ``ISOLATED_STEP_THICKNESSES`` slice thicknesses
-    and ``ISOLATED_STEP_MM``: one slice per CatPhan module, say) is not refused: it
+    not lie on one line. With ``isolated_ok``, a series of isolated slices or groups of
+    contiguous slices (every other step at least ``ISOLATED_STEP_THICKNESSES`` slice
+    thicknesses and ``ISOLATED_STEP_MM``: one slice or a few per CatPhan module) is not
+    refused: it
     comes back with ``isolated_positions_mm`` and the analyses decide (only those that
     measure each slice on its own accept it, :mod:`scanbench.analysis.registry`).
     """
@@ -185,7 +186,7 @@ def stack(frames: list[Frame], where: str, *, isolated_ok: bool = False) -> Stac
         tol = max(SPACING_RTOL * median, SPACING_ATOL_MM)
         gaps = np.flatnonzero(steps > GAP_FACTOR * median)
         uneven = np.abs(steps - median) > tol
-        if (gaps.size or uneven.any()) and isolated_ok and _isolated(steps, first):
+        if (gaps.size or uneven.any()) and isolated_ok and _isolated(steps, median, tol, first):
             return _isolated_stack(frames, d, where)
         if gaps.size:
             desc = "; ".join(f"{steps[g]:.3f} mm between positions {d[g]:.3f} and "
@@ -224,10 +225,15 @@ def stack(frames: list[Frame], where: str, *, isolated_ok: bool = False) -> Stac
                  warnings=warnings)
 
 
-def _isolated(steps: np.ndarray, first: Frame) -> bool:
+def _isolated(steps: np.ndarray, median: float, tol: float, first: Frame) -> bool:
+    """Isolated slices or isolated groups of contiguous slices: every step is either the
+    typical spacing (inside a group) or at least ``ISOLATED_STEP_MM`` and
+    ``ISOLATED_STEP_THICKNESSES`` slice thicknesses (between groups)."""
     thickness = first.thickness or first.spacing_between
-    return bool(thickness is not None and steps.min() >= ISOLATED_STEP_MM
-                and steps.min() >= ISOLATED_STEP_THICKNESSES * thickness)
+    if thickness is None:
+        return False
+    apart = (steps >= ISOLATED_STEP_MM) & (steps >= ISOLATED_STEP_THICKNESSES * thickness)
+    return bool((apart | (np.abs(steps - median) <= tol)).all() and apart.any())
 
 
 def _isolated_stack(frames: list[Frame], d: np.ndarray, where: str) -> Stack:

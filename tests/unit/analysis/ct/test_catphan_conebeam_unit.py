@@ -98,8 +98,9 @@ def test_isolated_slices_that_fit_no_model_are_still_measured(offset_mm: float) 
 
 def test_only_isolated_ct_slices_escape_the_missing_slice_check(tmp_path: Path) -> None:
     """A CT volume with a missing slice is still refused as missing slices; a CT series of
-    isolated slices (steps ≥ 10 mm and ≥ 3 thicknesses) is read, and then only ct.catphan
-    may take it: a water phantom scanned so is refused by ct.water, naming the gaps."""
+    isolated slices or groups (the steps between them ≥ 10 mm and ≥ 3 thicknesses) is
+    read, and then only ct.catphan may take it: a water phantom scanned so is refused by
+    ct.water, naming the gaps."""
     from scanbench.analysis.registry import get
     from scanbench.api import analyze_series
     from scanbench.dicom.read import read
@@ -124,4 +125,14 @@ def test_only_isolated_ct_slices_escape_the_missing_slice_check(tmp_path: Path) 
                                [0.0, 30.0, 45.0])
     with pytest.raises(AnalysisError, match=r"missing slice.*ct\.water needs one"):
         analyze_series(s, "ct.water")
+    # groups of contiguous slices far apart (a few slices per module) are isolated too
+    vol, _ = render_water(model, pixel_mm=1.0, n_slices=10, slice_thickness_mm=2.0,
+                          slice_spacing_mm=2.0, seed=1)
+    paths = write_ct_series(vol, tmp_path / "groups", model=model)
+    for path in paths[3:8]:
+        path.unlink()
+    (s,) = read([tmp_path / "groups"]).series
+    assert s.isolated_positions_mm is not None
+    np.testing.assert_allclose(s.isolated_positions_mm - s.isolated_positions_mm[0],
+                               [0.0, 2.0, 4.0, 16.0, 18.0])
     assert get("ct.catphan").accepts_isolated_slices  # type: ignore[attr-defined]
