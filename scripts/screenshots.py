@@ -9,6 +9,9 @@ sets ``data-figures-drawn`` on <body>), and writes
 - ``OUT_DIR/<n>-<title>.png``: one PNG per figure (all of them, or those whose title
   contains one of the ``--only`` substrings);
 - ``OUT_DIR/report-top.png``: the top of the page (summary and status legend);
+- ``OUT_DIR/table-<n>.png`` and ``section-<n>.png`` (without ``--only``): the tables a
+  standard lays out (NEMA NU 2 resolution summary) and the sections after the results
+  (patient dose, workflow);
 - prints a JSON line: the report's size in bytes, the number of figures, and the
   milliseconds until the first figure and until the last one were drawn.
 
@@ -74,6 +77,14 @@ def shoot(report: Path, out_dir: Path, only: list[str] | None = None,
                 path = out_dir / f"{n:02d}-{_slug(title)}.png"
                 fig.screenshot(path=str(path))
                 written.append(path.name)
+            if not only:  # the standard-layout tables and the sections after the results
+                for kind, selector in (("table", "section.result:not(.extra) table.standard"),
+                                       ("section", "section.extra")):
+                    for n, el in enumerate(page.query_selector_all(selector), start=1):
+                        el.scroll_into_view_if_needed()
+                        path = out_dir / f"{kind}-{n}.png"
+                        el.screenshot(path=str(path))
+                        written.append(path.name)
         finally:
             browser.close()
     return {"report_bytes": report.stat().st_size, "figures": len(figures),

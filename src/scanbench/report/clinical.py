@@ -31,6 +31,11 @@ def _n(value: float | None, decimals: int = 1) -> str:
     return "—" if value is None else format_number(value, decimals=decimals)
 
 
+def _num(text: str) -> Cell:
+    """A number cell (right-aligned, never wrapped)."""
+    return Cell(text, numeric=True)
+
+
 def _head(*names: str) -> list[list[Cell]]:
     return [[Cell(n, header=True) for n in names]]
 
@@ -50,12 +55,12 @@ def dose_section(studies: Sequence[StudyDose]) -> ExtraSection:
             if src:
                 sources[src] = None
         body.append([Cell(_when(s.study_datetime)), Cell(_device(s.device)), Cell(s.modality),
-                     Cell(str(len(s.events)) if s.events else "—"),
-                     Cell(_n(max(ctdi), 2) if ctdi else "—"), Cell(_n(s.total_dlp_mgycm)),
+                     _num(str(len(s.events)) if s.events else "—"),
+                     _num(_n(max(ctdi), 2) if ctdi else "—"), _num(_n(s.total_dlp_mgycm)),
                      Cell((a.agent or "—") if a else "—"),
-                     Cell(_n(a.administered_activity_mbq) if a else "—"), Cell(_n(per_kg, 2)),
-                     Cell(_n(e.ct_msv, 2)), Cell(_n(e.radiopharmaceutical_msv, 2)),
-                     Cell(_n(e.total_msv, 2))])
+                     _num(_n(a.administered_activity_mbq) if a else "—"), _num(_n(per_kg, 2)),
+                     _num(_n(e.ct_msv, 2)), _num(_n(e.radiopharmaceutical_msv, 2)),
+                     _num(_n(e.total_msv, 2))])
     table = SummaryTable(
         title="Patient dose per study", clause="",
         head=_head("study", "device", "modality", "CT events", "CTDIvol max (mGy)",
@@ -80,19 +85,19 @@ def workflow_section(report: WorkflowReport) -> ExtraSection:
         head=_head("start", "device", "modality", "series", "duration (min)", "table (min)",
                    "uptake (min)", "CT scan (s)", "times from"),
         body=[[Cell(_when(e.start)), Cell(_device(e.device)), Cell("/".join(e.modalities)),
-               Cell(str(e.number_of_series or "—")), Cell(_n(e.duration_min)),
-               Cell(_n(e.table_time_min)),
-               Cell(_n(e.uptake_time_min) + (" (outside the window)"
+               _num(str(e.number_of_series or "—")), _num(_n(e.duration_min)),
+               _num(_n(e.table_time_min)),
+               _num(_n(e.uptake_time_min) + (" (outside the window)"
                                              if e.uptake_in_window is False else "")),
-               Cell(_n(e.ct_scan_time_s)), Cell(e.time_source or "—")]
+               _num(_n(e.ct_scan_time_s)), Cell(e.time_source or "—")]
               for e in report.exams],
         notes=[f"study {e.study_instance_uid}: {w}" for e in report.exams for w in e.warnings])
     rows = []
     for d in report.days:
         dd = d.to_dict()
-        rows.append([Cell(d.day.isoformat()), Cell(_device(d.device)), Cell(str(d.exams)),
-                     Cell(_n(d.table_time_min)), Cell(_n(d.utilisation_pct)),
-                     Cell(_n(dd["median_gap_min"])), Cell(_n(dd["max_gap_min"]))])
+        rows.append([Cell(d.day.isoformat()), Cell(_device(d.device)), _num(str(d.exams)),
+                     _num(_n(d.table_time_min)), _num(_n(d.utilisation_pct)),
+                     _num(_n(dd["median_gap_min"])), _num(_n(dd["max_gap_min"]))])
     days = SummaryTable(
         title="Per device and day", clause="",
         head=_head("day", "device", "exams", "table time (min)", "utilisation (%)",

@@ -21,8 +21,10 @@ import plotly.graph_objects as go
 
 from scanbench.report.numbers import format_number
 
-_ROI_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-                "#f032e6", "#bfef45", "#fabed4", "#469990")
+# Mid-tone colours: an outline must show on black and on white, and a label (on its light
+# box) must be readable, which the palette's pale lime, pink and cyan were not.
+_ROI_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0082c8",
+                "#f032e6", "#808000", "#9a6324", "#469990")
 
 
 @dataclass(frozen=True)

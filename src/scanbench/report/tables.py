@@ -18,11 +18,13 @@ from scanbench.types import Result
 
 @dataclass(frozen=True)
 class Cell:
-    """One table cell: text, how many columns it spans, whether it is a header."""
+    """One table cell: text, how many columns it spans, whether it is a header, and
+    whether it holds a number (right-aligned, never wrapped)."""
 
     text: str
     colspan: int = 1
     header: bool = False
+    numeric: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def nema_resolution_table(result: Result) -> SummaryTable | None:
             for d in _DIRECTIONS:
                 vs = values.get((name, cm, d), [])
                 # Two decimals in mm: the widths are read to a tenth of a voxel.
-                row.append(Cell(format_number(float(np.mean(vs)), decimals=2) if vs else "—"))
+                row.append(Cell(format_number(float(np.mean(vs)), decimals=2) if vs else "—",
+                                numeric=True))
         row.append(Cell(", ".join(format_number(z + 0.0) for z in sorted(axial[cm]))))
         body.append(row)
     notes = ["Each value is the mean over the point sources at that distance (NEMA NU 2-2018 "
