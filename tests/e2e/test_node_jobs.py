@@ -297,3 +297,37 @@ def test_cancel_a_queued_and_a_running_job(
     assert [_job_of(url, u)[1:3] for u in (a_uid, b_uid)] == [("cancelled", 1),
                                                                 ("cancelled", 1)]
     assert _results(url, a_uid) == _results(url, b_uid) == 0
+
+
+def test_sigterm_to_jobs_run_interrupts_its_job_and_the_next_run_completes_it(
+        tmp_path: Path, iq_series: list[tuple[list[Path], str]]) -> None:
+    """Not only the node: `scanbench jobs run` (as ingest and jobs retry) stopped by
+    SIGTERM records its running job as interrupted and leaves no worker behind."""
+    files, uid = iq_series[2]
+    home = tmp_path / "home"
+    url = db_url_of(home, None)
+    r = _cli(home, "ingest", "--no-analyse", str(files[0].parent))
+    assert r.returncode == 0, r.stdout + r.stderr
+    env = dict(os.environ, SCANBENCH_HOME=str(home))
+    env.pop("SCANBENCH_DASK_SCHEDULER", None)
+    proc = subprocess.Popen([sys.executable, "-m", "scanbench", "jobs", "run", "--workers",
+                             "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the job recorded as running", lambda: _state(url, uid) == "running", 180)
+        below = _descendants(proc.pid)
+        # The job's worker: a child of the fork server, itself a child of `jobs run`.
+        (worker,) = [p for p in below if _stat(p) and _stat(p)[0] != proc.pid]  # type: ignore[index]
+        _stop_worker(worker)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        wait_for("every process of `jobs run` to end",
+                 lambda: not [p for p, t in below.items() if _running(p, t)], 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert _job_of(url, uid)[1:3] == ("interrupted", 1)
+    r = _cli(home, "jobs", "run", "--workers", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _job_of(url, uid)[1:3] == ("done", 2)
+    assert _results(url, uid) == 1

@@ -9,10 +9,12 @@ nothing readable.
 
 from __future__ import annotations
 
+import signal
+import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -70,6 +72,24 @@ def _fail(exc: ScanbenchError) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def _sigterm_interrupts() -> Any:
+    """SIGTERM stops ingest and ``jobs run``/``retry`` as Ctrl-C does: the ``finally``
+    runs, so their running jobs are stopped and recorded as interrupted (the next start
+    runs them again). Returns the handler to restore (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def timeouts(home: Path | None, options: list[str] | None) -> JobTimeouts:
     """The job timeouts of the home's ``jobs.toml`` and the ``--job-timeout`` options
     (ScanbenchError naming the file or option when one is wrong)."""
@@ -112,6 +132,7 @@ def ingest(
     counts: Counter[str] = Counter()
     rejected: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
+    previous = _sigterm_interrupts()
     try:
         files = list(iter_dicom_files(paths))
         with _progress() as prog:
@@ -136,6 +157,7 @@ def ingest(
         _summary(pipe, counts, rejected, skipped, jobs)
     finally:
         pipe.close()
+        _restore_sigterm(previous)
     if rejected or any(j.state == "failed" for j in jobs):
         raise typer.Exit(EXIT_FAILURES)
     if not counts:
@@ -271,6 +293,7 @@ def jobs_run(
                         timeouts=timeouts(home, job_timeout))
     except ScanbenchError as exc:
         raise _fail(exc) from None
+    previous = _sigterm_interrupts()
     try:
         with _progress() as prog:
             prog.add_task(f"running jobs ({pipe.executor.describe()})", total=None)
@@ -278,6 +301,7 @@ def jobs_run(
         ran = _ran(pipe)
     finally:
         pipe.close()
+        _restore_sigterm(previous)
     _report_jobs(sorted(ran, key=lambda j: j.id))
     if not ran:
         out.print("nothing to do")
@@ -322,6 +346,7 @@ def jobs_retry(
                         timeouts=timeouts(home, job_timeout))
     except ScanbenchError as exc:
         raise _fail(exc) from None
+    previous = _sigterm_interrupts()
     try:
         try:
             records = pipe.retry(job_id)
@@ -336,6 +361,7 @@ def jobs_retry(
         again = [j for j in pipe.jobs(limit=100000) if j.id in {r.id for r in records}]
     finally:
         pipe.close()
+        _restore_sigterm(previous)
     _report_jobs(again)
     if any(j.state == "failed" for j in again):
         raise typer.Exit(EXIT_FAILURES)

@@ -778,11 +778,19 @@ class Pipeline:
                 q = q.where(m.Job.state == state)
             return [JobRecord.of(j) for j in s.scalars(q)]
 
-    def run_forever(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+    def run_forever(self, stop: threading.Event, interval_s: float = 1.0,
+                    recover_every_s: float = 60.0) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; an error in one poll is logged
-        and the loop goes on (the node survives any single failure)."""
+        and the loop goes on (the node survives any single failure). Every
+        ``recover_every_s``, :meth:`recover` from processes that died meanwhile (a
+        ``scanbench ingest`` killed beside the node): their jobs run again without
+        waiting for the node's next start."""
+        next_recovery = time.monotonic() + recover_every_s
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + recover_every_s
+                    self.recover()
                 self.poll()
             except Exception:
                 log.exception("pipeline poll failed; trying again in %.1f s", interval_s)
@@ -1037,15 +1045,17 @@ def _store_series_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
                                           for r in outcome.results])))}
     used: dict[str, int] = dict((job.params or {}).get("protocols") or {})
     cache: dict[int, m.Protocol | None] = {}
+    saved: list[int] = []  # this run's rows: they never supersede one another
     for result in outcome.results:
         series = rows.get(str(result.series_instance_uid)) or rows[targets[0]]
         ran = outcome.routed.get(str(result.series_instance_uid), result.analysis)
         pid = used.get(ran, used.get(result.analysis))
         if pid is not None and pid not in cache:
             cache[pid] = s.get(m.Protocol, pid)
-        repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
-                         job_id=job.id, replace=True,
-                         protocol=cache.get(pid) if pid is not None else None)
+        row = repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
+                               job_id=job.id, replace=True, besides=saved,
+                               protocol=cache.get(pid) if pid is not None else None)
+        saved.append(row.id)
     for uid in targets:
         target = rows.get(uid)
         if target is None:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,39 @@ def test_interrupted_jobs_run_again_unless_superseded_cancelled_or_dying_each_ti
         assert next(j for j in p.jobs() if j.id == jobs[cancelled].id).state == "cancelled"
     finally:
         p.close()
+
+
+def test_a_running_node_runs_again_the_jobs_of_a_process_that_died_beside_it(
+        tmp_path: Path, database_url: str) -> None:
+    """A `scanbench ingest` killed beside a node: the node, still running, finds its run
+    marker left behind and runs its job again, without waiting for its own restart."""
+    home = tmp_path / "home"
+    node = Pipeline(home, database_url, quiet_seconds=3600, executor=InlineExecutor())
+    stop = threading.Event()
+    loop = threading.Thread(target=node.run_forever, args=(stop,),
+                            kwargs={"interval_s": 0.05, "recover_every_s": 0.05})
+    loop.start()
+    try:
+        _, uid, raws = ct_series(2)
+        for r in raws:
+            node.store_instance(r, source="ingest")
+        dead = _dead_owner()
+        with node.db.session() as s:
+            job = m.Job(kind="series", target_uid=uid, state="running", owner=dead,
+                        attempts=1)
+            s.add(job)
+            s.execute(update(m.Series).where(m.Series.series_uid == uid)
+                      .values(state="queued"))
+            s.flush()
+            jid = job.id
+        (home / "run" / dead).touch()  # the killed process's marker, left behind
+        deadline = time.monotonic() + 60
+        while next(j for j in node.jobs() if j.id == jid).state != "done":
+            assert time.monotonic() < deadline, node.jobs()
+            time.sleep(0.05)
+        assert next(j for j in node.jobs() if j.id == jid).attempts == 2
+        assert not (home / "run" / dead).exists()
+    finally:
+        stop.set()
+        loop.join(60)
+        node.close()
