@@ -165,6 +165,18 @@ def png_data_uri(image_yx: np.ndarray, low: float, high: float, *, invert: bool 
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def wrap_title(title: str, width: int = 46) -> str:
+    """``title`` broken into lines of at most ``width`` characters at spaces (plotly
+    does not wrap titles; an image figure is half a page wide)."""
+    lines: list[str] = []
+    for word in title.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
 def image_figure(
     image_yx: np.ndarray,
     spacing_yx: tuple[float, float],
@@ -240,8 +252,10 @@ def image_figure(
     if factor > 1 and full_resolution_link:
         meta["full_png"] = png_data_uri(img, zmin, zmax, invert=invert)
         meta["full_png_name"] = f"{nx} × {ny} px, {format_number(dx)} × {format_number(dy)} mm"
-    fig.update_layout(title_text=title, template="simple_white", meta=meta,
-                      margin={"l": 60, "r": 20, "t": 60, "b": 50})
+    shown_title = wrap_title(title)
+    fig.update_layout(title_text=shown_title, template="simple_white", meta=meta,
+                      margin={"l": 60, "r": 20, "t": 40 + 20 * (shown_title.count("<br>") + 1),
+                              "b": 50})
     return readable_shapes(fig)
 
 
