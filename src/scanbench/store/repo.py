@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,29 +43,34 @@ def _local(t: dt.datetime | None) -> tuple[dt.datetime | None, int | None]:
     return t.replace(tzinfo=None), (None if off is None else int(off.total_seconds() // 60))
 
 
-def current(session: Session, series_id: int, analysis: str) -> m.Result | None:
-    """The result of ``analysis`` on the series that no later row supersedes (the newest
-    if, by an older version's delete-and-replace, several qualify)."""
+def current(session: Session, series_id: int, analysis: str,
+            besides: Collection[int] = ()) -> m.Result | None:
+    """The oldest result of ``analysis`` on the series that no later row supersedes,
+    leaving out the rows ``besides`` (results stored together, which do not replace
+    one another)."""
     later = aliased(m.Result)
-    return session.scalars(
-        select(m.Result).where(m.Result.series_id == series_id,
+    q = select(m.Result).where(m.Result.series_id == series_id,
                                m.Result.analysis == analysis,
                                ~select(later.id).where(later.supersedes_id == m.Result.id)
                                .exists())
-        .order_by(m.Result.id.desc()).limit(1)).first()
+    if besides:
+        q = q.where(m.Result.id.not_in(list(besides)))
+    return session.scalars(q.order_by(m.Result.id).limit(1)).first()
 
 
 def save_result(session: Session, result: Result, *, series_id: int | None,
                 device_id: int | None, job_id: int | None = None,
-                replace: bool = True, protocol: m.Protocol | None = None) -> m.Result:
+                replace: bool = True, protocol: m.Protocol | None = None,
+                besides: Collection[int] = ()) -> m.Result:
     """Store one analysis result with its measurements (status and note as given).
 
     Results are immutable: with ``replace``, the new row supersedes (``supersedes_id``)
-    the current result of the same analysis on the same series, which stays stored but
-    leaves the device's history (a re-analysis never doubles it). ``protocol``: the
+    the oldest current result of the same analysis on the same series (not one of the
+    rows ``besides``: the other results of the same analysis run), which stays stored
+    but leaves the device's history (a re-analysis never doubles it). ``protocol``: the
     protocol version whose parameters the analysis was given; the row links it and its
     ``parameters`` show it under ``protocol``."""
-    previous = (current(session, series_id, result.analysis)
+    previous = (current(session, series_id, result.analysis, besides)
                 if replace and series_id is not None else None)
     acquired, offset = _local(result.acquired_at)
     d = result.to_dict()

@@ -76,3 +76,35 @@ def test_a_reanalysis_supersedes_and_leaves_the_history_once(database_url: str) 
             assert cur is not None and cur.id == second_id
     finally:
         db.close()
+
+
+def test_results_stored_together_do_not_supersede_each_other(database_url: str) -> None:
+    """An analysis may give two results for one series (one per phantom position, say):
+    both stay current; a re-run's two results supersede the earlier two, one each."""
+    db = Database(url=database_url)
+    try:
+        with db.session() as s:
+            dev = devices.register(s, DEV)
+            study = m.Study(study_uid="1.2.9")
+            s.add(study)
+            s.flush()
+            series = m.Series(series_uid="1.2.3", study_id=study.id, device_id=dev.id)
+            s.add(series)
+            s.flush()
+            saved: list[int] = []
+            for v in (1.0, 2.0):
+                saved.append(repo.save_result(s, _result(v), series_id=series.id,
+                                              device_id=dev.id, besides=saved).id)
+            again: list[int] = []
+            for v in (3.0, 4.0):
+                again.append(repo.save_result(s, _result(v), series_id=series.id,
+                                              device_id=dev.id, besides=again).id)
+        with db.session() as s:
+            rows = {r.id: r for r in s.scalars(select(m.Result))}
+            assert [rows[i].supersedes_id for i in saved] == [None, None]
+            assert [rows[i].supersedes_id for i in again] == saved
+            pts = repo.history(s, dev.id, "pet.calibration_uniformity",
+                               "activity_concentration_bias_percent")
+            assert sorted(p.value for p in pts) == [3.0, 4.0]
+    finally:
+        db.close()
