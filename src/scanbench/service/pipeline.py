@@ -778,11 +778,19 @@ class Pipeline:
                 q = q.where(m.Job.state == state)
             return [JobRecord.of(j) for j in s.scalars(q)]
 
-    def run_forever(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+    def run_forever(self, stop: threading.Event, interval_s: float = 1.0,
+                    recover_every_s: float = 60.0) -> None:
         """Poll every ``interval_s`` until ``stop`` is set; an error in one poll is logged
-        and the loop goes on (the node survives any single failure)."""
+        and the loop goes on (the node survives any single failure). Every
+        ``recover_every_s``, :meth:`recover` from processes that died meanwhile (a
+        ``scanbench ingest`` killed beside the node): their jobs run again without
+        waiting for the node's next start."""
+        next_recovery = time.monotonic() + recover_every_s
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + recover_every_s
+                    self.recover()
                 self.poll()
             except Exception:
                 log.exception("pipeline poll failed; trying again in %.1f s", interval_s)
