@@ -130,21 +130,19 @@ def _reduce(img: np.ndarray, factor: int, how: str) -> np.ndarray:
     return np.asarray(out)
 
 
-def _compact(img: np.ndarray) -> np.ndarray:
-    """Values for display, rounded so the report stays small: integers as int16 when the
-    image is integer-valued (CT numbers), else float32 to 3 significant digits of the
-    image's largest magnitude (finer than the 256 grey levels a screen shows)."""
+def _compact(img: np.ndarray, zmin: float, zmax: float) -> np.ndarray:
+    """Values for display, rounded to the largest power of ten that is at most 1 % of
+    the displayed range (1 HU in a 100-400 HU window, 10 HU in a 2200 HU one): finer
+    than the grey levels a screen shows, and a report stays small. int16 when that step
+    is a whole number and the values fit, else float32."""
+    span = float(zmax - zmin)
+    step = 10.0 ** np.floor(np.log10(span / 100.0)) if span > 0 else 1.0
     finite = img[np.isfinite(img)]
-    if finite.size == 0:
-        return img.astype(np.float32)
-    if np.all(finite == np.round(finite)) and finite.min() >= -32768 and finite.max() <= 32767 \
-            and np.all(np.isfinite(img)):
-        return img.astype(np.int16)
-    top = float(np.max(np.abs(finite)))
-    if top == 0:
-        return img.astype(np.float32)
-    q = 10.0 ** (np.floor(np.log10(top)) - 2)
-    return (np.round(img / q) * q).astype(np.float32)
+    rounded = np.round(img / step) * step
+    if step >= 1 and np.all(np.isfinite(img)) and finite.size \
+            and rounded.min() >= -32768 and rounded.max() <= 32767:
+        return rounded.astype(np.int16)
+    return rounded.astype(np.float32)
 
 
 def png_data_uri(image_yx: np.ndarray, low: float, high: float, *, invert: bool = False) -> str:
@@ -233,7 +231,7 @@ def image_figure(
     # Block centres in mm: pixel (r0 + i*f + (f-1)/2) of the slice.
     xs = ox + (c0 + np.arange(shown.shape[1]) * factor + (factor - 1) / 2) * dx
     ys = oy + (r0 + np.arange(shown.shape[0]) * factor + (factor - 1) / 2) * dy
-    z = _compact(np.where(np.isfinite(shown), shown, np.nan))
+    z = _compact(np.where(np.isfinite(shown), shown, np.nan), zmin, zmax)
     # The axes' own names in the hover text ("z" on a coronal view, not "y").
     hover = (f"{x_title.split(' ')[0]} %{{x:.1f}} mm<br>{y_title.split(' ')[0]} "
              f"%{{y:.1f}} mm<br>%{{z:.4g}} {unit}<extra></extra>")

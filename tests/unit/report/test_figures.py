@@ -56,3 +56,58 @@ def test_slice_view_opens_on_the_rois_with_a_margin_and_can_show_all() -> None:
     assert list(full.layout.xaxis.range) == [-1.0, 599.0]
     edge = slice_with_rois(img, (2.0, 2.0), [RoiShape((2.0, 2.0), 10.0)], "edge")
     assert edge.layout.xaxis.range[0] == -1.0  # clipped to the image, never beyond it
+
+
+def test_large_image_is_reduced_for_display_with_a_full_resolution_png() -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from scanbench.report.figures import DISPLAY_MAX_PX, Window
+
+    img = np.random.default_rng(0).normal(0.0, 10.0, (512, 512)).round()
+    fig = slice_with_rois(img, (0.5, 0.5), [], "CT", unit="HU", view_margin_mm=None,
+                          window=Window(40.0, 400.0, "soft-tissue"))
+    heat = fig.data[0]
+    assert max(np.shape(heat.z)) <= DISPLAY_MAX_PX  # 512² travels as 256²
+    assert heat.z.dtype == np.int16  # integer CT numbers stay integers, half the bytes
+    assert (heat.zmin, heat.zmax) == (-160.0, 240.0)
+    # block centres keep the mm frame: pixel pair (0, 1) is drawn at 0.25 mm
+    assert heat.x[0] == pytest.approx(0.25) and heat.x[1] == pytest.approx(1.25)
+    uri = fig.layout.meta["full_png"]
+    assert uri.startswith("data:image/png;base64,")
+    png = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert png.size == (512, 512) and png.mode == "L"
+    assert "512 × 512 px" in fig.layout.meta["full_png_name"]
+
+
+def test_rois_are_outlines_and_labels_sit_on_a_light_box() -> None:
+    fig = slice_with_rois(np.zeros((50, 50)), (1.0, 1.0), [RoiShape((25.0, 25.0), 5.0, "rod")],
+                          "x", unit="HU")
+    # plotly's simple_white template fills shapes black at 30 % and draws no outline:
+    # the ROI would darken the insert it marks
+    defaults = fig.layout.template.layout.shapedefaults
+    assert defaults.fillcolor == "rgba(0,0,0,0)" and defaults.opacity == 1
+    assert defaults.line.width > 0
+    assert fig.layout.annotations[0].bgcolor.startswith("rgba(255,255,255")
+
+
+def test_coronal_view_names_its_axis_z_and_mip_reduction_keeps_the_peak() -> None:
+    img = np.zeros((600, 40))
+    img[301, 20] = 1000.0  # a point source in one voxel
+    fig = slice_with_rois(img, (1.0, 1.0), [], "coronal", y_title="z (mm)", reduce="max",
+                          view_margin_mm=None)
+    assert fig.layout.yaxis.title.text == "z (mm)" and "z %{y" in fig.data[0].hovertemplate
+    assert float(np.max(fig.data[0].z)) == 1000.0  # a block mean would show 250
+
+
+def test_bar_mtf_threshold_is_a_visible_line() -> None:
+    from scanbench.report.figures import bar_mtf_figure
+
+    fig = bar_mtf_figure([4, 5, 6, 7], [0.6, 0.4, 0.2, 0.05], threshold=0.1, title="bars",
+                         rule="and amplitude > 3 SE")
+    line = fig.data[1]
+    assert list(line.y) == [0.1, 0.1] and line.line.width >= 2 and line.line.color
+    assert "MTF 0.1" in line.name
+    assert fig.layout.yaxis.range[0] < 0.1 < fig.layout.yaxis.range[1]

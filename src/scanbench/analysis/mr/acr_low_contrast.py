@@ -413,7 +413,7 @@ class AcrLowContrast:
             fig = image_figure(
                 img, (0.25, 0.25),
                 f"slice {n}: {format_number(spokes)} spokes (green: disc detected, "
-                f"t > {format_number(Z_THRESHOLD, digits=3)})",
+                f"t\u00a0>\u00a0{format_number(Z_THRESHOLD, digits=3)})",  # kept on one line
                 unit="signal", origin_mm=(-50.0, -50.0), full_resolution_link=False,
                 window=Window((lo + hi) / 2, max(hi - lo, 1e-6), "sheet"),
                 x_title="x (mm from the disc centre)", y_title="y (mm from the disc centre)")
