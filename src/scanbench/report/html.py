@@ -232,7 +232,11 @@ def _figure_entry(fig: Any, div_id: str, figure_size: tuple[int, int] | None,
     fig.layout.meta = None
     readable_shapes(fig)
     if figure_size is not None:
-        fig.update_layout(width=figure_size[0], height=figure_size[1], autosize=False)
+        # An image is about square: as wide as it is high plus its colour bar, so it
+        # fills its axes instead of a third of a page-wide figure.
+        width = min(figure_size[0], figure_size[1] + 140) if kind == "image" \
+            else figure_size[0]
+        fig.update_layout(width=width, height=figure_size[1], autosize=False)
     elif kind == "image" and fig.layout.height is None:
         fig.update_layout(height=_IMAGE_HEIGHT_PX)
     height = int(fig.layout.height or 450)
