@@ -206,26 +206,80 @@ def _slice_scores(expr: str) -> dict[int, int]:
 
 
 LCD = ["GE_Artist_1.5T_T1", "PhilipsAchieva", "GE_Signa_Artist_1.5T_T1", "Siemens",
-       "GE_Signa_Artist_1.5T_T2"]
-# Where scanbench finds fewer spokes than hazen on the two lowest-contrast slices (module
-# docstring: a known gap of the spoke-pattern fit at 1.4 % and 2.5 % contrast).
-LCD_FEWER = ["Siemens_Aera_1.5T_T1"]
+       "GE_Signa_Artist_1.5T_T2", "Siemens_Aera_1.5T_T1"]
+#: (series, slice or "total") -> (scanbench's observer count, why it differs from hazen by
+#: more than the issue's ±1 per slice / ±2 per total). Pinned so that a change is noticed.
+LCD_DISAGREE: dict[tuple[str, int | str], tuple[int, str]] = {
+    ("PhilipsAchieva", 8): (8, "1.4 % contrast: spoke 9's discs read z 2.6/0.5/1.4 and spoke "
+                            "10's 0.8/-0.4/-0.9; the noise is correlated (disc-sized ROI means "
+                            "vary 2-5x more than white noise of the pixel SD predicts, an "
+                            "interpolated reconstruction), so even these z overstate them; in "
+                            "the figure they do not stand out of the background texture"),
+    ("PhilipsAchieva", "total"): (37, "slice 8 above"),
+    ("GE_Signa_Artist_1.5T_T2", 8): (3, "spoke 4's 12.5 mm disc reads z 1.1 (its 25 and 38 mm "
+                                     "discs 4.1 and 7.2); correlated noise (ROI means 1.5x "
+                                     "the white-noise prediction), nothing in the figure"),
+    ("Siemens_Aera_1.5T_T1", 8): (6, "the 38 mm ring lies in the Gibbs ringing of the sheet's "
+                                  "dark rim and under vertical truncation stripes; its discs "
+                                  "of spokes 7-8 read z -1.7/-1.8 while the inner rings read "
+                                  "3-5; not resolved (not a misplacement: a +-1.5 mm search "
+                                  "finds at most z 1.9/3.5)"),
+    ("Siemens_Aera_1.5T_T1", 9): (6, "as slice 8: spoke 7's 38 mm disc z 0.3, spoke 9's -1.4"),
+    ("Siemens_Aera_1.5T_T1", "total"): (32, "slices 8 and 9 above"),
+    ("Siemens", "total"): (37, "hazen's older task publishes only slice 8 (10; scanbench 9) "
+                           "and the total; on slice 9 spoke 9's 38 mm disc reads z 1.3"),
+}
 
 
-@pytest.mark.parametrize("name", LCD + LCD_FEWER)
+@pytest.mark.parametrize("name", LCD)
 def test_low_contrast_vs_hazen(name: str, series: Any, published: dict[str, Any]) -> None:
+    """The judged (human-observer) count against hazen's published scores: every slice
+    within 1 spoke and the total within 2, except where ``LCD_DISAGREE`` says why; the
+    strict statistical count never exceeds the observer's; per-disc evidence is in the
+    result's data."""
     r = _run(acr_low_contrast.AcrLowContrast, series(name))
     hz = published[name]
     if "low_contrast_object_detectability" in hz:
         scores = _slice_scores(hz["low_contrast_object_detectability"]["SCORES"]["expr"])
-        for sl, value in scores.items():
-            got = r.get("spokes_detected", slice=sl).value
-            if name in LCD_FEWER:
-                assert got <= value, (name, sl, got, value)
-                if sl in (10, 11):  # 3.6 % and 5.1 %: the pattern is found; within 1
-                    assert value - got <= 1, (name, sl, got, value)
-                continue
-            assert abs(got - value) <= 2, (name, sl, got, value)
     else:
-        total = hz["object_detectability"]["TOTAL_SCORE"]
-        assert abs(r.get("spokes_detected_total").value - total) <= 4
+        scores = {8: hz["object_detectability"]["SCORE_8"]}
+    for sl, value in scores.items():
+        got = r.get("spokes_detected", slice=sl).value
+        if (name, sl) in LCD_DISAGREE:
+            assert got == LCD_DISAGREE[name, sl][0], (name, sl, got, value)
+        else:
+            assert abs(got - value) <= 1, (name, sl, got, value)
+    total = (sum(scores.values()) if len(scores) == 4
+             else hz["object_detectability"]["TOTAL_SCORE"])
+    got_total = r.get("spokes_detected_total").value
+    if (name, "total") in LCD_DISAGREE:
+        assert got_total == LCD_DISAGREE[name, "total"][0], (name, got_total, total)
+    else:
+        assert abs(got_total - total) <= 2, (name, got_total, total)
+    for sl in (8, 9, 10, 11):
+        assert (r.get("spokes_detected_strict", slice=sl).value
+                <= r.get("spokes_detected", slice=sl).value)
+        disc = r.data["low_contrast_discs"]["slices"][str(sl)]
+        assert np.asarray(disc["z"]).shape == (10, 3) and np.asarray(disc["cnr"]).shape == (10, 3)
+
+
+#: series whose observer count falls from one slice to a higher-contrast one, with the
+#: disc that stopped the count (the result's note names it).
+LCD_NOT_MONOTONE = {"GE_Signa_Artist_1.5T_T2": 11, "Siemens": 9}
+
+
+@pytest.mark.parametrize("name", [*LCD, "GE", "GE_Artist_1.5T_T2", "Siemens_Aera_1.5T_T2",
+                                  "Siemens_Sola_1.5T_T2", "Philips3TdStream"])
+def test_low_contrast_counts_do_not_fall_as_contrast_rises(name: str, series: Any) -> None:
+    """Slices 8-11 rise in contrast, so the count should not fall; where it does, the
+    slice's measurement says why (the disc that stopped it, its z and the same disc's z on
+    the lower-contrast slice) and the case is listed in ``LCD_NOT_MONOTONE``."""
+    r = _run(acr_low_contrast.AcrLowContrast, series(name))
+    counts = [r.get("spokes_detected", slice=sl).value for sl in (8, 9, 10, 11)]
+    falls = [sl for i, sl in enumerate((8, 9, 10, 11)) if counts[i] < max(counts[: i + 1])]
+    assert falls == ([LCD_NOT_MONOTONE[name]] if name in LCD_NOT_MONOTONE else []), counts
+    for sl in (8, 9, 10, 11):
+        note = r.get("spokes_detected", slice=sl).note
+        assert (note is not None) == (sl in falls), (sl, note)
+        if note:
+            assert "although its contrast is higher" in note and "z =" in note

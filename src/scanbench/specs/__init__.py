@@ -95,6 +95,7 @@ _UNITS_BY_NAME: dict[str, str] = {
     "hu_electron_density_r_squared": "ratio", "snr": "ratio", "snr_normalised": "ratio",
     "activity_ratio_estimated": "ratio",
     "spokes_detected": "spokes", "spokes_detected_total": "spokes",
+    "spokes_detected_strict": "spokes", "spokes_detected_strict_total": "spokes",
     "rows_resolved": "rows", "events_used": "events",
     "signal_mean": "signal", "noise_sd": "signal", "large_roi_mean": "signal",
     "roi_mean": "signal", "background_mean": "signal",
@@ -268,6 +269,8 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
     "mr.acr.low_contrast": {
         "spokes_detected": ("slice",),
         "spokes_detected_total": (),
+        "spokes_detected_strict": ("slice",),
+        "spokes_detected_strict_total": (),
     },
     # MRI, NEMA MS (issue 7 part A). method: "difference" (two acquisitions) or
     # "single_image" (air background, Rayleigh-corrected).
