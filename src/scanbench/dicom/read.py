@@ -512,8 +512,9 @@ def _blame_one_file(exc: SeriesError, frames: list[Frame], where: str, notes: li
 
 def _whole_spacings_away(path: Path, frames: list[Frame], rest: list[Frame],
                          spacing: float) -> bool:
-    """True if the file's slices lie on the rest's line an even number of spacings away:
-    then slices are missing beside it, and its position may well be right."""
+    """True if the file's slices lie a few (at most 4) whole spacings from the rest: then
+    slices are missing beside it, and its position may well be right. (Farther away, a
+    whole number of spacings is a coincidence more likely than a run of lost slices.)"""
     normal = rest[0].normal
     own = [float(f.position @ normal) for f in frames if f.source.path == path]
     others = np.array([float(f.position @ normal) for f in rest])
@@ -521,7 +522,7 @@ def _whole_spacings_away(path: Path, frames: list[Frame], rest: list[Frame],
         return False
     for d in own:
         ratio = float(np.min(np.abs(others - d))) / spacing
-        if abs(ratio - round(ratio)) > 0.05:
+        if ratio > 4.5 or abs(ratio - round(ratio)) > 0.05:
             return False
     return True
 
