@@ -26,6 +26,11 @@ CASES: dict[str, dict[str, Any]] = {
                      "scanner": ScannerModel(fwhm_mm=(6.0, 6.0, 6.5))},
     "ratio10_cold28_37": {"activity_ratio": 10.0, "voxel_mm": 3.0, "cold_spheres": (28.0, 37.0)},
     "ratio10_short_scan": {"activity_ratio": 10.0, "voxel_mm": 2.0, "duration_s": 60.0},
+    # the demo's two IQ scans: a 3 % scatter-correction residual; EARL1-harmonised 10:1
+    "ratio4_scatter3": {"activity_ratio": 4.0, "scatter_residual_percent": 3.0,
+                        "shift_mm": (12.0, -8.0, 5.0), "rotation_deg": 7.0},
+    "ratio10_earl1": {"activity_ratio": 10.0, "background_bq_ml": 2000.0, "voxel_mm": 4.0,
+                      "post_filter_fwhm_mm": 7.0},
 }
 
 
