@@ -320,6 +320,10 @@ RANGES: dict[str, PhysicalRange] = {
                                      "spokes"),
     "spokes_detected_total": PhysicalRange("1", 0.0, 40.0, "the four ACR low-contrast "
                                            "slices have 10 spokes each"),
+    "spokes_detected_strict": PhysicalRange("1", 0.0, 10.0, "each ACR low-contrast slice "
+                                            "has 10 spokes"),
+    "spokes_detected_strict_total": PhysicalRange("1", 0.0, 40.0, "the four ACR low-contrast "
+                                                  "slices have 10 spokes each"),
 }
 
 

@@ -512,19 +512,38 @@ class AcrLowContrast:
             sheet = img[np.hypot(*np.meshgrid(ax, ax)) < 34.0]
             lo, hi = (float(v) for v in np.percentile(sheet[np.isfinite(sheet)], (0.5, 99.5)))
             spokes = result.get("spokes_detected", slice=n).value
+            strict = result.get("spokes_detected_strict", slice=n).value
             fig = image_figure(
                 img, (0.25, 0.25),
-                f"slice {n}: {format_number(spokes)} spokes (green: disc detected, "
-                f"t\u00a0>\u00a0{format_number(Z_THRESHOLD, digits=3)})",  # kept on one line
+                f"slice {n}: {format_number(spokes)} spokes (disc seen: z\u00a0≥\u00a0"
+                f"{format_number(OBSERVER_Z_THRESHOLD, digits=3)}, green; strict z\u00a0>\u00a0"
+                f"{format_number(Z_THRESHOLD, digits=3)}: {format_number(strict)})",
                 unit="signal", origin_mm=(-50.0, -50.0), full_resolution_link=False,
                 window=Window((lo + hi) / 2, max(hi - lo, 1e-6), "sheet"),
                 x_title="x (mm from the disc centre)", y_title="y (mm from the disc centre)")
             for k in range(N_SPOKES):
                 for j in range(len(RING_RADII_MM)):
-                    ok = bool(ev["detected"][k, j])
+                    seen = bool(ev["seen"][k, j])
+                    # the spoke that stopped the count drawn thicker: the reason is on it
+                    stop = k == int(spokes) and not seen
                     r = DIAMETERS_MM[k] / 2
                     x, y = ev["centres"][k, j].real, ev["centres"][k, j].imag
+                    colour = "#3cb44b" if seen else "#e6194b"
                     fig.add_shape(type="circle", x0=x - r, x1=x + r, y0=y - r, y1=y + r,
-                                  line={"color": "#3cb44b" if ok else "#e6194b", "width": 1})
+                                  line={"color": colour, "width": 3 if stop else 1})
+                    z = float(ev["t"][k, j])
+                    # each disc's statistic beside it, outwards from the centre (the inner
+                    # rings are crowded), so a physicist sees why a spoke stopped
+                    cu, cv = ev["centre_uv"]
+                    ang = np.angle(complex(x - cu, y - cv))
+                    off = r + 1.6
+                    fig.add_annotation(
+                        x=x + off * np.cos(ang), y=y + off * np.sin(ang),
+                        text=format_number(z, decimals=1) if np.isfinite(z) else "–",
+                        showarrow=False, font={"size": 9, "color": colour},
+                        bgcolor="rgba(255,255,255,0.6)", borderpad=0,
+                        hovertext=(f"spoke {k + 1}, {RING_RADII_MM[j]:g} mm ring, "
+                                   f"{DIAMETERS_MM[k]:.2f} mm disc: z {z:.2f}, "
+                                   f"contrast-to-noise {float(ev['cnr'][k, j]):.3f}"))
             figs.append(fig)
         return figs
