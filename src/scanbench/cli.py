@@ -419,13 +419,13 @@ def demo(
         print_result(r, out)
     print_dose(doses.studies, out)
     for where, why in failures:
-        err.print(f"[red]error:[/] {where}: {why}")
+        err.print(f"[red]error:[/] {safe(where)}: {safe(why)}")
     report = base / "report.html"
     write_report(results, report, title="scanbench demo: virtual PET, CT and MRI scanners",
                  failures=failures,
                  extra_sections=[dose_section(doses.studies), workflow_section(timings)])
-    out.print(f"\nscans and ground truth in [bold]{base}[/]; report: [bold]{report}[/]\n"
-              f"patient dose of the simulated studies: scanbench dose {base / 'clinical'}")
+    out.print(f"\nscans and ground truth in [bold]{safe(base)}[/]; report: [bold]{safe(report)}[/]"
+              f"\npatient dose of the simulated studies: scanbench dose {safe(base / 'clinical')}")
     if failures:
         raise typer.Exit(EXIT_FAILURES)
 
