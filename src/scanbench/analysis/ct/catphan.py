@@ -814,8 +814,9 @@ class Catphan:
         centre_sd = pm.roi_stats(mean_img, f, f.centre_yx, 18.0).sd
         emp = roi_mean_standard_error(mean_img[0], f.centre_yx, 18.0, 4.0, (dy, dx))
         n_4mm = math.pi * 4.0**2 / (dy * dx)
+        # (on a noise-free image the ratio measures residual structure, not noise)
         inflation = max(2.0, emp / (centre_sd / math.sqrt(n_4mm))) \
-            if math.isfinite(emp) and centre_sd > 0 else 2.0
+            if math.isfinite(emp) and centre_sd > 1.0 else 2.0
         result.parameters["low_contrast_noise_correlation_factor"] = round(inflation, 2)
         for d, level, cu, cv in cp.low_contrast_rods():
             c = f.pixel(cu, cv)
