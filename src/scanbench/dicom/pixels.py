@@ -65,7 +65,7 @@ def has_pixels(ds: Dataset) -> bool:
     return any(h.has(ds, kw) for kw in PIXEL_KEYWORDS)
 
 
-def frame_count(ds: Dataset, where: Path) -> int:
+def frame_count(ds: Dataset, where: str | Path) -> int:
     """Number of Frames (0028,0008), 1 when absent (single-frame IODs)."""
     if not h.has(ds, "NumberOfFrames"):
         return 1
@@ -125,7 +125,7 @@ def check_declared_size(ds: Dataset, where: str | Path) -> int:
             f"header declares frames of {rows} rows × {cols} columns, more than the "
             f"{largest} allowed (scanbench.dicom.pixels.MAX_ROWS_COLUMNS, "
             "SCANBENCH_MAX_ROWS_COLUMNS); refused before decoding", where)
-    frames = frame_count(ds, where if isinstance(where, Path) else Path(where))
+    frames = frame_count(ds, where)
     samples = max(h.integer(ds, "SamplesPerPixel") or 1, 1)
     bits = h.integer(ds, "BitsAllocated") or 0
     if "DoubleFloatPixelData" in ds:
@@ -140,6 +140,39 @@ def check_declared_size(ds: Dataset, where: str | Path) -> int:
             "limit per instance (scanbench.dicom.pixels.MAX_INSTANCE_BYTES, "
             "SCANBENCH_MAX_INSTANCE_MIB); refused before decoding", where)
     return size
+
+
+def check_encapsulated(ds: Dataset, where: str | Path) -> None:
+    """Encapsulated Pixel Data (PS3.5 §A.4) checked against the header without decoding:
+    fragments for every frame, RLE segment headers and the size RLE can expand to (PS3.5
+    Annex G), the JPEG / JPEG 2000 codestream's own rows and columns. Native data,
+    float data and unknown transfer syntaxes are left alone. Raises InputError naming
+    ``where``; the node runs it at ingest, so a sender hears of a damaged instance."""
+    if not h.has(ds, "PixelData") or not hasattr(ds, "file_meta"):
+        return
+    tsyntax = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2"))
+    try:
+        compressed, _little = _syntax(tsyntax)
+    except ValueError:
+        return
+    if not compressed:
+        return
+    check_declared_size(ds, where)  # Rows and Columns positive, and within the limits
+    rows, cols = int(h.integer(ds, "Rows") or 0), int(h.integer(ds, "Columns") or 0)
+    frames = frame_count(ds, where)
+    samples = max(h.integer(ds, "SamplesPerPixel") or 1, 1)
+    bits = h.integer(ds, "BitsAllocated")
+    if bits not in (8, 16, 32):
+        raise InputError(f"Bits Allocated (0028,0100) is {h.text(ds, 'BitsAllocated')!r}; "
+                         "expected 8, 16 or 32", where)
+    try:
+        data = ds.PixelData
+    except Exception as exc:
+        raise InputError(f"Pixel Data (7FE0,0010) cannot be read: {exc}", where) from exc
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InputError("Pixel Data (7FE0,0010) holds no bytes", where)
+    _check_encapsulated(bytes(data), tsyntax, rows, cols, frames,
+                        rows * cols * frames * samples * (bits // 8), where)
 
 
 def decode(ds: Dataset, where: Path) -> np.ndarray:
@@ -268,7 +301,7 @@ def _float_pixels(ds: Dataset, rows: int, cols: int, frames: int, where: Path) -
 
 
 def _check_encapsulated(data: bytes, tsyntax: UID, rows: int, cols: int, frames: int,
-                        nbytes: int, where: Path) -> None:
+                        nbytes: int, where: str | Path) -> None:
     """Refuse encapsulated pixel data that cannot hold what the header claims (PS3.5 §A.4).
 
     Checks the fragment count against Number of Frames, the first frame's
@@ -299,7 +332,7 @@ def _check_encapsulated(data: bytes, tsyntax: UID, rows: int, cols: int, frames:
                          f"header says Rows {rows} × Columns {cols}", where)
 
 
-def _check_rle_headers(data: bytes, frames: int, segments: int, where: Path) -> None:
+def _check_rle_headers(data: bytes, frames: int, segments: int, where: str | Path) -> None:
     """Each RLE frame opens with a 64-byte header: the number of segments (one per byte
     of a sample) and their ascending offsets, the first 64 (PS3.5 §G.5)."""
     from pydicom.encaps import generate_frames

@@ -870,8 +870,19 @@ def _log_series_complete(s: Session, series: m.Series) -> None:
 
 
 def _check_pixels(ds: Dataset) -> None:
-    """Native (uncompressed) Pixel Data must hold Rows × Columns × Samples × Frames
-    values of Bits Allocated (PS3.5 §8.1.1); encapsulated data is decoded by the job."""
+    """The declared size within the limits of :mod:`scanbench.dicom.pixels` (for every
+    transfer syntax: a few MB of RLE can declare frames of 16000 × 16000, and the job
+    would decode them); native (uncompressed) Pixel Data must hold Rows × Columns ×
+    Samples × Frames values of Bits Allocated (PS3.5 §8.1.1); encapsulated data must
+    have its fragments and, for RLE and JPEG, codestream headers that fit the header
+    (:func:`scanbench.dicom.pixels.check_encapsulated`; decoded by the job)."""
+    from scanbench.dicom import pixels
+
+    try:
+        pixels.check_declared_size(ds, "")
+        pixels.check_encapsulated(ds, "")
+    except ScanbenchError as exc:
+        raise Rejected(exc.message) from None
     meta = getattr(ds, "file_meta", None)
     syntax = h.text(meta, "TransferSyntaxUID") or "1.2.840.10008.1.2"
     if syntax not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"):

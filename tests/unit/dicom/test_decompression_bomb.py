@@ -147,3 +147,25 @@ def test_per_instance_and_rows_limits_are_configurable(
     monkeypatch.setenv("SCANBENCH_MAX_INSTANCE_MIB", "lots")
     (where, reason), = read(path).errors
     assert "SCANBENCH_MAX_INSTANCE_MIB='lots': expected a positive number" in reason
+
+
+def test_node_rejects_damaged_rle_at_ingest(base: pydicom.Dataset, tmp_path: Path) -> None:
+    """RLE whose segments cannot fill the declared frame is refused when received (the
+    sender hears of it), not when the job decodes it."""
+    from scanbench.service.jobs import InlineExecutor
+    from scanbench.service.pipeline import Pipeline
+
+    good = pydicom.dcmread(io.BytesIO(_rle_instance(base, 256, 256, generate_uid())))
+    short = tmp_path / "short.dcm"
+    good.Rows = good.Columns = 2048  # the same 256 × 256 frame's RLE, a header 64 × larger
+    good.save_as(short)
+    pipe = Pipeline(tmp_path / "home", executor=InlineExecutor(), recover=False)
+    try:
+        out = pipe.store_path(short)
+        assert out.rejected and out.reason is not None
+        assert "cannot expand" in out.reason and str(short) in out.reason
+        ok = tmp_path / "ok.dcm"
+        ok.write_bytes(_rle_instance(base, 256, 256, generate_uid()))
+        assert pipe.store_path(ok).stored  # valid RLE is still stored
+    finally:
+        pipe.close()
