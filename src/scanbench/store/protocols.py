@@ -61,9 +61,12 @@ def validate(params: Mapping[str, Any], analysis: str | None = None,
     """Check ``params`` against the parameters the analyses in scope declare
     (:func:`scanbench.analysis.base.parameters_of`); ScanbenchError naming the problem.
 
-    Values must be numbers, text or true/false (a finite number). A name no analysis in
+    Values must be numbers, text or true/false (a finite number); a number where every
+    declaration of the parameter has a number as its default. A name no analysis in
     scope declares is refused when at least one of them declares its parameters; when
-    none does, names cannot be checked (``Check.checked`` False, said to the user)."""
+    none does, names cannot be checked (``Check.checked`` False, said to the user).
+    Other types (a ratio given as text) are found by the analysis itself, whose error
+    names the parameter, when the job runs."""
     from scanbench.analysis import registry
     from scanbench.analysis.base import parameters_of
 
@@ -83,7 +86,7 @@ def validate(params: Mapping[str, Any], analysis: str | None = None,
     if analysis and not analyses:
         raise ScanbenchError(f"no analysis {analysis!r} (nor any whose id starts with "
                              f"'{analysis}.'); `scanbench analyses` lists them", where)
-    declared = {aid: {p.name for p in parameters_of(a)} for aid, a in analyses.items()}
+    declared = {aid: {p.name: p for p in parameters_of(a)} for aid, a in analyses.items()}
     describing = {aid: names for aid, names in declared.items() if names}
     if not describing:
         return Check(False, tuple(sorted(analyses)))
@@ -94,6 +97,13 @@ def validate(params: Mapping[str, Any], analysis: str | None = None,
             f"{', '.join(unknown)}: not a parameter of "
             f"{analysis or modality or 'any analysis'} (accepted: {', '.join(sorted(known))})",
             where)
+    for k, v in params.items():
+        # A parameter whose every declaration has a number as its default is a number.
+        defaults = [d[k].default for d in describing.values() if k in d]
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in defaults)
+        if numeric and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ScanbenchError(f"parameter {k}: {v!r} is not a number (default "
+                                 f"{defaults[0]})", where)
     return Check(True, tuple(sorted(describing)))
 
 

@@ -70,6 +70,7 @@ def test_a_change_is_a_new_version_and_remove_retires(database_url: str) -> None
     ({"activity_ratio": [4, 10]}, IQ, "not a finite number, text or true/false"),
     ({}, IQ, "at least one parameter"),
     ({"activity_ratio": 10}, "pet.no_such_test", "no analysis 'pet.no_such_test'"),
+    ({"axial_window_mm": "wide"}, IQ, "axial_window_mm: 'wide' is not a number"),
 ])
 def test_parameters_are_checked(params: dict[str, object], analysis: str,
                                 message: str) -> None:
