@@ -108,14 +108,18 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
     targets = list(dict.fromkeys(spec.targets or (spec.target_uid,)))
     read = dicom.read(list(spec.files))
     mine = [s for s in read.series if s.uid in targets]
-    if not mine and read.non_image and not read.errors:  # e.g. a dose screen capture
-        for uid in targets:
+    missing = [u for u in targets if u not in {s.uid for s in mine}]
+    if missing:  # no image volume: a non-image object (a dose screen capture), or damaged
+        others = _series_uids(p for p, _ in read.non_image)
+        unreadable = [u for u in missing if u not in others]
+        if unreadable:
+            why = "; ".join(f"{w}: {r}" for w, r in read.errors[:3]) or "no image volume"
+            raise JobFailed(f"series {', '.join(unreadable)} could not be read: {why}")
+        for uid in missing:
             out.classified[uid] = ("other", None)
         out.notes.append("no image volume: " + ", ".join(sorted({n for _, n in read.non_image})))
-        return out
-    if not mine:
-        why = "; ".join(f"{w}: {r}" for w, r in read.errors[:3]) or "no image volume"
-        raise JobFailed(f"series {spec.target_uid} could not be read: {why}")
+        if not mine:
+            return out
     if spec.wait:
         for s in mine:
             group_id = awaited_by(s, read.series)
@@ -151,6 +155,21 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
         raise JobFailed("; ".join(f"{f.where}: {f.reason}" for f in failures))
     out.notes.extend(f"failed: {f.where}: {f.reason}" for f in failures)
     return out
+
+
+def _series_uids(paths: Any) -> set[str]:
+    """Series Instance UIDs of DICOM files, from their headers."""
+    import pydicom
+
+    uids = set()
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=["SeriesInstanceUID"])
+        except Exception:  # unreadable: the read errors already say why
+            continue
+        uids.add(str(getattr(ds, "SeriesInstanceUID", "")))
+    return uids
 
 
 def _present(module: str) -> bool:
