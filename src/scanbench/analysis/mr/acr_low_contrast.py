@@ -459,15 +459,22 @@ def measure(series: Series, result: Result) -> None:
     for n in LCD_SLICES:
         m = result.add("spokes_detected", counts[n], "1", labels={"slice": n})
         m.note = notes.get(n)
-    result.add("spokes_detected_total", sum(counts.values()), "1")
+    total = result.add("spokes_detected_total", sum(counts.values()), "1")
+    total.note = (f"human-observer count, the one judged: a disc is seen when its "
+                  f"matched-filter z is at least {OBSERVER_Z_THRESHOLD:.2f} (d' = "
+                  f"{HUMAN_D_PRIME:g} at {100 * HUMAN_EFFICIENCY:.0f} % human efficiency); the "
+                  f"strict statistical count (z above {Z_THRESHOLD:.2f}) is "
+                  f"{sum(strict.values())}, reported as spokes_detected_strict_total")
     for n in LCD_SLICES:
         result.add("spokes_detected_strict", strict[n], "1", labels={"slice": n})
-    result.add("spokes_detected_strict_total", sum(strict.values()), "1")
+    strict_total = result.add("spokes_detected_strict_total", sum(strict.values()), "1")
+    strict_total.note = (f"strict statistical count (z above {Z_THRESHOLD:.2f}: 5 % false "
+                         f"positives over the 30 discs of a slice), not the judged count")
     result.evidence["slices"] = dict(sorted(ev.items()))
     result.data["low_contrast_discs"] = {
         "observer": (f"human observer: a disc is seen when its matched-filter z is at least "
                      f"{OBSERVER_Z_THRESHOLD:.2f} (d' = {HUMAN_D_PRIME:g} at a human "
-                     f"efficiency of {HUMAN_EFFICIENCY:.0%}); judged as spokes_detected"),
+                     f"efficiency of {100 * HUMAN_EFFICIENCY:.0f} %); judged as spokes_detected"),
         "strict": (f"statistical: z above {Z_THRESHOLD:.2f} (5 % false positives over the "
                    f"30 discs of a slice); reported as spokes_detected_strict, not judged"),
         "observer_z_threshold": OBSERVER_Z_THRESHOLD,
