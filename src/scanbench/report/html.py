@@ -124,7 +124,7 @@ class _Section(TypedDict):
 def _measurement_row(m: Measurement) -> dict[str, Any]:
     unc = m.uncertainty
     return {
-        "name": _breakable(m.name), "labels": _labels(m.labels),
+        "name": _breakable(m.name), "raw_name": m.name, "labels": _labels(m.labels),
         "value": format_value(m.value, uncertainty=unc),
         "unit": m.unit, "uncertainty": "—" if unc is None else f"± {format_uncertainty(unc)}",
         "note": m.note or "", "status_word": STATUS_WORDS.get(m.status, m.status),

@@ -34,7 +34,8 @@ def test_unconfirmed_limit_reads_as_outside_unconfirmed_never_fail() -> None:
     r = _aera_low_contrast()
     assert r.measurements[0].status == "outside_unconfirmed"
     html = render_html([r], figures=None)
-    row = re.search(r"<tr><td>spokes_<wbr>detected_<wbr>total</td>.*?</tr>", html, re.S)
+    row = re.search(r'<tr><td title="spokes_detected_total">spokes_<wbr>detected_<wbr>total</td>'
+                    r".*?</tr>", html, re.S)
     assert row is not None
     assert 'class="status status-outside_unconfirmed">outside unconfirmed limit<' in row.group(0)
     assert "≥ 30" in row.group(0) and "(unconfirmed)" in row.group(0)
