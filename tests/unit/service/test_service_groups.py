@@ -182,3 +182,30 @@ def test_nema_snr_pair_sent_apart_is_analysed_as_a_pair(shared_data: Path,
         assert_same(stored, analyze_rows(analyze_paths([ge]).results), "GE SNR pair")
     finally:
         pipe.close()
+
+
+def test_a_series_of_a_batch_that_cannot_be_read_fails_the_job_not_made_clinical(
+        tmp_path: Path) -> None:
+    """Two series of one study complete together go to one job; when one of them cannot
+    be read (its files gone), the job fails naming it, instead of the series being
+    filed as clinical beside the other's results."""
+    from node_dicom import ct_series
+
+    study, _good, raws = ct_series(3)
+    _, bad, bad_raws = ct_series(3, study=study)
+    pipe = _pipe(tmp_path)
+    try:
+        for r in raws + bad_raws:
+            assert pipe.store_instance(r, source="t").ok
+        with pipe.db.session() as s:
+            paths = [pipe.files.root / i.path for i in s.scalars(
+                select(m.Instance).join(m.Series).where(m.Series.series_uid == bad))]
+        for p in paths:
+            p.unlink()
+        pipe.drain(timeout=300)
+        (job,) = [j for j in pipe.jobs() if j.kind == "series"]
+        assert job.state == "failed" and bad in (job.error or "")
+        assert "could not be read" in (job.error or "")
+        assert states(pipe)[bad] == "failed"
+    finally:
+        pipe.close()
