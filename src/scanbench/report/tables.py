@@ -94,7 +94,7 @@ def nema_resolution_table(result: Result) -> SummaryTable | None:
         notes.append("Only one axial position was imaged at some distance: NEMA NU 2-2018 "
                      "asks for two (the centre and 3/8 of the axial field of view).")
     return SummaryTable(title="Spatial resolution summary",
-                        clause="NEMA NU 2-2018 section 3 (Spatial Resolution)",
+                        clause="NEMA NU 2-2018 section 3, Spatial Resolution",
                         head=head, body=body, notes=notes)
 
 

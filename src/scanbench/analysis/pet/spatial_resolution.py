@@ -518,11 +518,14 @@ class SpatialResolution:
             if not drawn:
                 continue
             fig = make_subplots(rows=1, cols=len(drawn), horizontal_spacing=0.07,
+                                # two short lines: three titles side by side must fit
+                                # a printed page's width without running into each other
                                 subplot_titles=[
-                                    f"{d}: FWHM "
+                                    f"{d}<br>FWHM "
                                     f"{format_number(src['widths'][d].fwhm_mm, decimals=2)} mm, "
                                     f"FWTM {format_number(src['widths'][d].fwtm_mm, decimals=2)}"
                                     " mm" for d in drawn])
+            fig.update_annotations(font={"size": 12})
             for col, name in enumerate(drawn, start=1):
                 w: Width = src["widths"][name]
                 pr = src["profiles"][name]
@@ -559,7 +562,7 @@ class SpatialResolution:
                 title_text=(f"Source {src['number']}: r = {format_number(src['radius_mm'])} mm "
                             f"from the axis, z = {format_number(src['axial_mm'])} mm"),
                 template="simple_white", legend={"orientation": "h", "y": -0.25},
-                margin={"l": 60, "r": 20, "t": 80, "b": 60}, height=420)
+                margin={"l": 60, "r": 20, "t": 95, "b": 60}, height=420)
             figs.append(fig)
         dz, dy, dx = ev["spacing"]
         # Sources that project onto the same spot (the 1, 10 and 20 cm sources share x in
