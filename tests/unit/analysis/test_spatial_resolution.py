@@ -239,6 +239,8 @@ def test_axis_parameter_moves_the_reference_axis() -> None:
     assert m.labels["radius_mm"] == pytest.approx(100.0, abs=0.1)
     assert m.value == pytest.approx(fx, rel=0.03)
     assert result.parameters["axis_mm"] == [-100.0, -100.0]
+    assert result.parameters["axis_mm_source"] == "given"
+    assert SpatialResolution().run(series).parameters["axis_mm_source"].startswith("not given")
     with pytest.raises(AnalysisError, match="axis_mm"):
         SpatialResolution().run(series, axis_mm="12")
 

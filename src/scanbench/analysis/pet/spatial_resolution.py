@@ -366,7 +366,11 @@ class SpatialResolution:
             series_instance_uid=series.uid, device=series.facts.device,
             acquired_at=series.facts.acquired_at,
             parameters={
-                "axis_mm": list(axis), "sum_width_fwhm": sum_width,
+                "axis_mm": list(axis),
+                # where the axis came from (no silent defaults): the header does not say
+                "axis_mm_source": "given" if params.get("axis_mm") is not None else
+                "not given: patient x = y = 0, where most scanners put the gantry axis",
+                "sum_width_fwhm": sum_width,
                 "separation_mm": separation, "threshold_fraction": threshold,
                 "near_axis_mm": NEAR_AXIS_MM, "snap_degrees": SNAP_DEGREES,
                 "radial_tangential_near_axis": "radial = vertical (y), tangential = "
