@@ -119,6 +119,10 @@ class _Entry:
 
     path: Path
     data: bytes | None = None  # content (zip member, or a file read once); None: read from disk
+    #: A zip member, read when its turn comes (never all members at once: a few MB of
+    #: zip can hold GBs of deflated zeros).
+    member: tuple[zipfile.ZipFile, zipfile.ZipInfo] | None = None
+    problem: str | None = None  # why it could not be opened, when it could not
 
 
 def _discover(paths: Sequence[str | Path] | str | Path,
@@ -140,26 +144,26 @@ def _discover(paths: Sequence[str | Path] | str | Path,
 
 def _zip_members(path: Path, result: ReadResult,
                  problems: list[ScanbenchError]) -> Iterator[_Entry]:
-    """Members of a zip, read in memory (never extracted to disk)."""
+    """Members of a zip, each read in memory when its turn comes (never extracted to
+    disk); a member larger than the series limit is refused unread."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.is_dir():
-                    continue
-                where = path / info.filename
-                if info.file_size > pixels.MAX_SERIES_BYTES:
-                    _fail(result, problems, InputError(
-                        f"zip member of {info.file_size / 2**20:.0f} MiB exceeds the "
-                        f"{pixels.MAX_SERIES_BYTES / 2**20:.0f} MiB limit", where))
-                    continue
-                try:
-                    data = zf.read(info)
-                except Exception as exc:
-                    _fail(result, problems, InputError(f"cannot read zip member: {exc}", where))
-                    continue
-                yield _Entry(where, data)
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         _fail(result, problems, InputError(f"damaged zip archive: {exc}", path))
+        return
+    limit = pixels.max_series_bytes()
+    for info in infos:
+        if info.is_dir():
+            continue
+        where = path / info.filename
+        if info.file_size > limit:
+            _fail(result, problems, InputError(
+                f"zip member of {info.file_size / 2**20:.0f} MiB exceeds the "
+                f"{limit / 2**20:.0f} MiB limit (scanbench.dicom.pixels.MAX_SERIES_BYTES, "
+                "SCANBENCH_MAX_SERIES_MIB); not unpacked", where))
+            continue
+        yield _Entry(where, member=(zf, info))
 
 
 # --------------------------------------------------------------------------- reading
@@ -190,11 +194,16 @@ def _read(paths: Sequence[str | Path] | str | Path,
         # pydicom warns about every odd value; the facts we need are checked here.
         warnings.simplefilter("ignore")
         queue = list(entries)
+        archives: list[zipfile.ZipFile] = []
         while queue:
             entry = queue.pop(0)
             head = _head(entry)
-            if head is not None and head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+            if (head is not None and head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+                    and entry.member is not None):
+                result.skipped.append((entry.path, "a zip inside a zip, not unpacked"))
+            elif head is not None and head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
                 members = list(_zip_members(entry.path, result, problems))
+                archives.extend(m.member[0] for m in members[:1] if m.member is not None)
                 total += len(members)
                 queue[:0] = members
             else:
@@ -203,6 +212,8 @@ def _read(paths: Sequence[str | Path] | str | Path,
             done += 1
             if progress is not None:
                 progress(done, total)
+        for archive in archives:
+            archive.close()
         # One-file series: a file whose Series Instance UID was damaged lands in one.
         strays = [frames for frames in state.by_series.values()
                   if len({f.source.path for f in frames}) == 1]
@@ -233,6 +244,18 @@ def _head(entry: _Entry) -> bytes | None:
     whole while it is open (into ``entry.data``), so that it is opened once."""
     if entry.data is not None:
         return entry.data[:132]
+    if entry.member is not None:
+        zf, info = entry.member
+        try:
+            with zf.open(info) as fh:
+                head = fh.read(132)
+                if (len(head) >= 132 and head[128:132] == b"DICM") or _looks_like_raw_dataset(
+                        head):
+                    entry.data = head + fh.read()
+                return head
+        except Exception as exc:  # zlib, CRC, unsupported compression, damaged archive
+            entry.problem = f"cannot read the zip member ({type(exc).__name__}: {exc})"
+            return None
     try:
         with open(entry.path, "rb") as fh:
             head = fh.read(132)
@@ -257,7 +280,7 @@ def _read_entry(entry: _Entry, head: bytes | None, result: ReadResult,
                 problems: list[ScanbenchError], state: _State) -> None:
     path = entry.path
     if head is None:
-        _fail(result, problems, InputError("cannot open the file", path))
+        _fail(result, problems, InputError(entry.problem or "cannot open the file", path))
         return
     if path.name.upper() == "DICOMDIR":
         result.skipped.append((path, "DICOMDIR (media directory), not an image"))

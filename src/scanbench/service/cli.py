@@ -12,7 +12,9 @@ from __future__ import annotations
 import signal
 import threading
 import zipfile
+import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -138,7 +140,7 @@ def ingest(
         with _progress() as prog:
             task = prog.add_task("storing", total=len(files))
             for f in files:
-                for where, raw in _contents(f, skipped):
+                for where, raw in _contents(f, skipped, rejected):
                     if raw is None:
                         continue
                     if not _dicom_like(raw):
@@ -165,19 +167,37 @@ def ingest(
         raise typer.Exit(EXIT_USAGE)
 
 
-def _contents(path: Path, skipped: list[tuple[str, str]]) -> list[tuple[str, bytes | None]]:
+def _contents(path: Path, skipped: list[tuple[str, str]],
+              rejected: list[tuple[str, str]]) -> Iterator[tuple[str, bytes | None]]:
+    """The file's bytes, or a zip's members one at a time (a few MB of zip can hold GBs
+    of deflated zeros): a member over the series limit is refused unread, and a member
+    that does not open like DICOM is read only to its first 132 bytes."""
+    from scanbench.dicom import pixels
+
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
-            if head in (b"PK\x03\x04", b"PK\x05\x06"):
-                fh.seek(0)
-                with zipfile.ZipFile(fh) as zf:
-                    return [(f"{path}/{i.filename}", zf.read(i)) for i in zf.infolist()
-                            if not i.is_dir()]
-            return [(str(path), head + fh.read())]
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+            if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+                yield str(path), head + fh.read()
+                return
+            fh.seek(0)
+            limit = pixels.max_series_bytes()
+            with zipfile.ZipFile(fh) as zf:
+                for info in zf.infolist():
+                    if info.is_dir():
+                        continue
+                    where = f"{path}/{info.filename}"
+                    if info.file_size > limit:
+                        rejected.append((where, f"zip member of {info.file_size / 2**20:.0f} "
+                                         f"MiB exceeds the {limit / 2**20:.0f} MiB limit "
+                                         "(SCANBENCH_MAX_SERIES_MIB); not unpacked"))
+                        continue
+                    with zf.open(info) as member:
+                        first = member.read(132)
+                        yield where, first + member.read() if _dicom_like(first) else first
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError,
+            zlib.error) as exc:
         skipped.append((str(path), f"cannot read: {exc}"))
-        return []
 
 
 def _dicom_like(raw: bytes) -> bool:

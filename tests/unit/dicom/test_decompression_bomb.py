@@ -169,3 +169,58 @@ def test_node_rejects_damaged_rle_at_ingest(base: pydicom.Dataset, tmp_path: Pat
         assert pipe.store_path(ok).stored  # valid RLE is still stored
     finally:
         pipe.close()
+
+
+def _zip_bomb(path: Path, dicom: Path, members: int = 5, mib: int = 200) -> None:
+    """A small zip of a real DICOM file and ``members`` × ``mib`` MiB of deflated zeros."""
+    import zipfile
+
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(dicom, "scan/ct.dcm")
+        for k in range(members):
+            with zf.open(f"padding/zeros{k}.bin", "w", force_zip64=True) as fh:
+                for _ in range(mib):
+                    fh.write(chunk)
+
+
+_PEAK = ("import resource, sys\n"
+         "from scanbench.cli import main\n"
+         "sys.argv = ['scanbench', *sys.argv[1:]]\n"
+         "try:\n    main()\n"
+         "finally:\n"
+         "    print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+         " file=sys.stderr)\n")
+
+
+def _peak_mib(proc: subprocess.CompletedProcess[str]) -> float:
+    return int(proc.stderr.split("maxrss_kib")[1].split()[0]) / 1024
+
+
+@pytest.mark.parametrize("command", ["analyze", "ingest"])
+def test_zip_members_are_read_one_at_a_time(shared_data: Path, tmp_path: Path,
+                                            command: str) -> None:
+    """1000 MiB of zeros in a 1 MB zip: analyze and ingest never hold the members at once,
+    and read a member that is not DICOM only to its first bytes."""
+    bomb = tmp_path / "bomb.zip"
+    _zip_bomb(bomb, shared_data / CT_BASE)
+    assert bomb.stat().st_size < 4 * 2**20
+    args = (["analyze", str(bomb), "--json"] if command == "analyze" else
+            ["ingest", str(bomb), "--home", str(tmp_path / "home"), "--no-analyse"])
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *args], capture_output=True,
+                          text=True, timeout=300)
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode in (0, 1), proc.stderr
+    assert f"{bomb}/padding/zeros4.bin" in proc.stderr  # noted as not DICOM
+    assert _peak_mib(proc) < 450, f"peak resident memory {_peak_mib(proc):.0f} MiB"
+
+
+def test_zip_member_over_the_limit_is_refused_unread(shared_data: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = tmp_path / "bomb.zip"
+    _zip_bomb(bomb, shared_data / CT_BASE, members=1, mib=100)
+    monkeypatch.setenv("SCANBENCH_MAX_SERIES_MIB", "64")
+    result = read(bomb)
+    assert len(result.series) == 1  # the CT file is read
+    (where, reason), = result.errors
+    assert where == str(bomb / "padding/zeros0.bin") and "64 MiB limit" in reason
