@@ -305,11 +305,11 @@ RANGES: dict[str, PhysicalRange] = {
     "large_roi_mean": PhysicalRange("signal", 0.0, None, _MAGNITUDE),
     "roi_mean": PhysicalRange("signal", 0.0, None, _MAGNITUDE),
     "background_mean": PhysicalRange("signal", 0.0, None, _MAGNITUDE),
-    "snr": PhysicalRange("1", 0.0, None, "a mean signal over a noise SD of a magnitude image "
-                         "is never negative"),
+    "snr": PhysicalRange("1", 0.0, None, "a phantom's mean signal in a magnitude image is "
+                         "positive, and so is its ratio to a noise SD", low_open=True),
     "snr_normalised": PhysicalRange("Hz^0.5/mm^3", 0.0, None,
-                                    "an SNR scaled by positive acquisition factors is never "
-                                    "negative"),
+                                    "a positive SNR scaled by positive acquisition factors is "
+                                    "positive", low_open=True),
     "ramp_length_mm": PhysicalRange("mm", 0.0, None, _LENGTH),
     "slice_position_error_mm": no_bound("mm", _SIGNED + " (bar length difference, scaled)"),
     "bar_length_difference_mm": no_bound("mm", _SIGNED + " (one wedge bar minus the other)"),

@@ -97,6 +97,8 @@ def test_piu_at_most_100_and_cnr_snr_not_negative() -> None:
     assert check(_m("low_contrast_cnr", -0.5, "1")) is not None
     assert check(_m("snr", -3.0, "1")) is not None
     assert check(_m("snr", 120.0, "1")) is None
+    assert check(_m("snr", 0.0, "1")) is not None  # SNR > 0
+    assert check(_m("low_contrast_cnr", 0.0, "1")) is None  # CNR ≥ 0
 
 
 def test_recovery_coefficients() -> None:
