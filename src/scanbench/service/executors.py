@@ -30,6 +30,7 @@ worker thread: it runs to its end on that worker and its result is dropped.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures as cf
 import contextlib
@@ -42,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -199,6 +201,18 @@ def _worker(fn: Callable[[Any], Any], spec: Any, results: mpc.Connection,
     results.close()
 
 
+#: Executors not closed yet: closed at interpreter exit, before multiprocessing's own exit
+#: handler would wait for their workers (which ignore SIGTERM) to finish their jobs.
+_OPEN: weakref.WeakSet[LocalExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_executors() -> None:
+    for ex in list(_OPEN):
+        with contextlib.suppress(Exception):
+            ex.close()
+
+
 class LocalExecutor:
     """Jobs in local processes, one process per job, ``workers`` at a time (module
     docstring). Thread-safe; a monitor thread starts processes, collects answers and
@@ -217,6 +231,7 @@ class LocalExecutor:
         self._wake_r, self._wake_w = mpc.Pipe(duplex=False)
         self._thread: threading.Thread | None = None
         self._closed = False
+        _OPEN.add(self)
 
     def submit(self, fn: Callable[[JobSpec], JobOutcome], spec: JobSpec,
                timeout_s: float | None = None) -> Handle:
@@ -292,23 +307,26 @@ class LocalExecutor:
         except Exception as exc:
             for c in (results_r, results_w, alive_r, alive_w):
                 c.close()
-            task.future.set_exception(WorkerDied(f"the worker process could not be started: "
-                                                 f"{type(exc).__name__}: {exc}"))
+            with self._lock:
+                self._running.pop(task.future, None)
+            task.future.set_exception(task.stopped or WorkerDied(
+                f"the worker process could not be started: {type(exc).__name__}: {exc}"))
             return
         results_w.close()
         alive_r.close()
         task.proc, task.results, task.alive = proc, results_r, alive_w
         task.started = time.monotonic()  # the timeout counts from here
-        with self._lock:
-            self._running[task.future] = task
+        if task.stopped is not None:  # cancelled while it was being started
+            self._kill(task)
 
     def _monitor(self) -> None:
         while True:
-            with self._lock:
+            with self._lock:  # running from now on: a cancel sets task.stopped
                 starting: list[_Task] = []
-                while (self._waiting and not self._closed
-                       and len(self._running) + len(starting) < self.workers):
-                    starting.append(self._waiting.popleft())
+                while self._waiting and not self._closed and len(self._running) < self.workers:
+                    task = self._waiting.popleft()
+                    self._running[task.future] = task
+                    starting.append(task)
             for task in starting:
                 self._start(task)
             with self._lock:

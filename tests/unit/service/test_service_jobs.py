@@ -5,6 +5,8 @@ selected by SCANBENCH_DASK_SCHEDULER running the same job functions."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -197,3 +199,21 @@ def test_dask_job_past_its_timeout_is_released_and_recorded(dask_scheduler: str)
         assert ex.submit(abs, -4).result(timeout=60) == 4  # type: ignore[arg-type]
     finally:
         ex.close()
+
+
+def test_a_program_that_exits_without_closing_its_executor_does_not_wait_for_its_jobs(
+        ) -> None:
+    """multiprocessing joins live children at exit, and workers ignore SIGTERM: without
+    the executor's exit hook this program would wait 600 s for its job."""
+    code = ("import time\n"
+            "from scanbench.service.executors import LocalExecutor\n"
+            "ex = LocalExecutor(workers=1)\n"
+            "job = ex.submit(time.sleep, 600)\n"
+            "while not job.running():\n"
+            "    time.sleep(0.02)\n"
+            "print(ex.pids()[0])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    pid = int(r.stdout.split()[-1])
+    _wait(lambda: not _alive(pid), "the job's worker to end")
