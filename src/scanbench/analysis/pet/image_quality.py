@@ -63,6 +63,16 @@ Procedure, in the order a physicist would do it by hand:
    any voxel within one sphere radius of the sphere centre), each divided by
    the true sphere concentration: ``sphere_concentration_bq_ml`` when given,
    else the measured background times ``activity_ratio`` (a warning says so).
+   Each carries a standard uncertainty from the image's own relative noise
+   (background ROI means of the sphere's size for ``rc_mean``, of 13 mm for
+   ``rc_peak``, one voxel for ``rc_max``).
+7. **The fill ratio is never assumed** (:func:`estimate_activity_ratio`): the
+   largest hot spheres' profiles are fitted for the ratio the image shows,
+   reported as ``activity_ratio_estimated`` with its uncertainty. Without
+   ``activity_ratio`` the hot contrasts (and RCs resting on it) use the estimate
+   and are not judged; a given ratio that puts the largest hot sphere's contrast
+   above 100 % by more than 3 uncertainties contradicts the image (partial volume
+   only lowers contrast) and refuses them.
 """
 
 from __future__ import annotations
