@@ -178,7 +178,7 @@ class Pipeline:
         self.quiet_seconds = float(quiet_seconds)
         self.group_wait_seconds = float(group_wait_seconds)
         self._executor = executor
-        self.timeouts = timeouts if timeouts is not None else JobTimeouts.load(self.home)
+        self._timeouts = timeouts
         self._running: dict[int, Handle] = {}
         self._started: set[int] = set()  # jobs recorded as running (their worker started)
         self.submitted: list[int] = []  # every job this object submitted, in order
@@ -195,6 +195,14 @@ class Pipeline:
             self.recovered = self.recover(first_start)
 
     # ------------------------------------------------------------------ storing
+
+    @property
+    def timeouts(self) -> JobTimeouts:
+        """Job timeouts: as given, else read from the home's ``jobs.toml`` when first
+        needed (so that ``jobs list`` works whatever that file holds)."""
+        if self._timeouts is None:
+            self._timeouts = JobTimeouts.load(self.home)
+        return self._timeouts
 
     @property
     def executor(self) -> JobExecutor:
