@@ -221,23 +221,23 @@ def test_kill9_mid_job_leaves_no_process_and_the_restart_completes_the_job(
 
 def test_a_job_past_its_timeout_is_killed_recorded_and_the_node_goes_on(
         tmp_path: Path, iq_series: list[tuple[list[Path], str]]) -> None:
-    """A timeout of 0.5 s for PET series, as a node might have from its jobs.toml: a
+    """A timeout of 0.2 s for PET series, as a node might have from its jobs.toml: a
     real image-quality analysis (reading 150 slices, then the phantom) takes longer."""
     (slow, slow_uid), (fast, fast_uid) = iq_series[0], iq_series[2]
     home = tmp_path / "home"
     home.mkdir()
-    (home / "jobs.toml").write_text('[timeouts]\nPT = 0.5\n')
+    (home / "jobs.toml").write_text("[timeouts]\nPT = 0.2\n")
     url = db_url_of(home, None)
     node = _node(home).start()
     try:
         _send(node, slow)
         wait_for("the job to time out", lambda: _state(url, slow_uid) == "failed", 180)
         job_id, _, _, error = _job_of(url, slow_uid)
-        assert error is not None and error.startswith("timed out after 0.5 s"), error
+        assert error is not None and error.startswith("timed out after 0.2 s"), error
         worker = _worker(node, job_id)
         wait_for("its worker to be gone", lambda: _stat(worker) is None
                  or _stat(worker)[1] == "Z", 60)  # type: ignore[index]
-        assert "timed out after 0.5 s: killing process" in node.text()
+        assert "timed out after 0.2 s: killing process" in node.text()
         # The node goes on: the next series gets its own worker, and a timeout of its own
         # from the command line (it overrides the file).
     finally:
