@@ -274,15 +274,17 @@ def same_acquisition(a: Series, b: Series, tol_mm: float = 0.01) -> bool:
 def image_figure(image: np.ndarray, spacing_yx: tuple[float, float], title: str,
                  outlines: list[tuple[np.ndarray, str, str]]) -> object:
     """A greyscale slice in mm with each mask drawn as its outline (a few hundred points,
-    not a second image): ``outlines`` are (mask, colour, name)."""
+    not a second image): ``outlines`` are (mask, colour, name). The slice is drawn as
+    every report image is (:func:`scanbench.report.figures.image_figure`: high signal
+    white, 0.5–99.9 percentile window, reduced for display)."""
     import plotly.graph_objects as go
     from skimage.measure import find_contours
 
+    from scanbench.report.figures import image_figure as report_image
+
     dy, dx = spacing_yx
     img = np.asarray(image, dtype=np.float32)
-    fig = go.Figure(go.Heatmap(z=np.round(img, 1).astype(np.float32),
-                               x=np.arange(img.shape[1]) * dx, y=np.arange(img.shape[0]) * dy,
-                               colorscale="Greys", reversescale=True, showscale=False))
+    fig = report_image(img, (dy, dx), title, unit="signal")
     for mask, colour, name in outlines:
         first = True
         for c in find_contours(mask.astype(float), 0.5):
@@ -290,7 +292,5 @@ def image_figure(image: np.ndarray, spacing_yx: tuple[float, float], title: str,
                                      line={"color": colour, "width": 2}, showlegend=first,
                                      legendgroup=name))
             first = False
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", title_text="y (mm)")
-    fig.update_xaxes(title_text="x (mm)")
-    fig.update_layout(title_text=title, template="simple_white")
+    fig.update_layout(legend={"orientation": "h", "y": -0.15})
     return fig
