@@ -241,6 +241,8 @@ class CtNps:
         """The radial NPS curve with its peak and mean frequencies."""
         import plotly.graph_objects as go
 
+        from scanbench.report.numbers import format_number
+
         ev = result.evidence
         if not ev:
             return []
@@ -248,10 +250,15 @@ class CtNps:
         fig = go.Figure()
         fig.add_trace(go.Scatter(x=spec.frequency_per_mm, y=spec.nps_1d, mode="lines+markers",
                                  name="NPS"))
-        fig.add_vline(x=spec.peak_frequency_per_mm, line={"dash": "dot"},
-                      annotation_text=f"peak {spec.peak_frequency_per_mm:.3f}")
-        fig.add_vline(x=spec.mean_frequency_per_mm, line={"dash": "dash"},
-                      annotation_text=f"mean {spec.mean_frequency_per_mm:.3f}")
+        # The peak and mean frequencies are close: one label right of its line, the other
+        # left, so they do not print over each other; both with their unit.
+        peak, mean = spec.peak_frequency_per_mm, spec.mean_frequency_per_mm
+        fig.add_vline(x=peak, line={"dash": "dot"},
+                      annotation_position="top right" if peak >= mean else "top left",
+                      annotation_text=f"peak {format_number(peak, digits=3)} mm⁻¹")
+        fig.add_vline(x=mean, line={"dash": "dash"},
+                      annotation_position="top left" if peak >= mean else "top right",
+                      annotation_text=f"mean {format_number(mean, digits=3)} mm⁻¹")
         fig.update_layout(title_text=f"Noise power spectrum ({spec.n_rois} ROIs)",
                           xaxis_title="spatial frequency (1/mm)", yaxis_title="NPS (HU² mm²)",
                           template="simple_white")
