@@ -147,6 +147,21 @@ def _shown_status(row: dict[str, Any]) -> str:
     return str(row["status"])
 
 
+def _numbered_notes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Number each distinct note of a result: its first row shows the text, later rows
+    with the same note refer to it ("note 1, as above"), so one reason shared by twenty
+    refused values is printed once."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        note = row["note"]
+        if not note:
+            row["note_ref"], row["note_repeat"] = 0, False
+            continue
+        row["note_repeat"] = note in seen
+        row["note_ref"] = seen.setdefault(note, len(seen) + 1)
+    return rows
+
+
 def _device(result: Result) -> str:
     d = result.device
     parts = [p for p in (d.manufacturer, d.model) if p]
@@ -298,7 +313,7 @@ def render_html(
         sections.append({
             "result": result, "row": row, "title": _analysis_title(result.analysis),
             "device": _device(result), "acquired": acquired,
-            "rows": [_measurement_row(m) for m in result.measurements],
+            "rows": _numbered_notes([_measurement_row(m) for m in result.measurements]),
             "parameters": _parameters(result.parameters), "shown_status": _shown_status(row),
             "figures": slots, "tables": summary_tables(result), "figure_error": figure_error,
             "unverified": unverified, "unverified_reason": reason,

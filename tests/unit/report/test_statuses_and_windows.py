@@ -48,11 +48,22 @@ def test_unconfirmed_limit_reads_as_outside_unconfirmed_never_fail() -> None:
 def test_not_judged_and_refused_show_their_word_and_note() -> None:
     html = render_html([_aera_low_contrast()], figures=None)
     assert 'status-not_judged">not judged<' in html and 'status-refused">refused<' in html
-    assert '<tr class="note"><td colspan="7">PIU 112 % is outside the physical range 0-100 %' \
-        in html
+    assert ('<tr class="note"><td colspan="7"><strong>note 2:</strong> PIU 112 % is outside '
+            "the physical range 0-100 %") in html
     assert "rests on the noise floor, which this series does not show" in html
     assert ">n/a<" in html  # the refused value is withheld, not shown
     assert "1 not judged, 1 refused" in html  # the header counts them
+
+
+def test_a_note_shared_by_many_values_is_printed_once() -> None:
+    r = Result(analysis="pet.nema_nu2_2018.image_quality", standard="NEMA NU 2-2018",
+               series_instance_uid="1.2", device=DeviceIdentity(), acquired_at=None)
+    why = "activity_ratio=4 contradicts the image"
+    for d in (10, 13, 17):
+        r.add("rc_max", 0.5, "1", labels={"sphere_mm": d}).refuse(why)
+    html = render_html([r], figures=None)
+    assert html.count(why) == 1
+    assert html.count("<strong>note 1</strong> (as above)") == 2
 
 
 def test_ct_water_figure_is_windowed() -> None:
