@@ -262,8 +262,11 @@ def test_finds_twelve_sources_and_draws_their_figures() -> None:
     assert len(result.evidence["sources"]) == 12
     assert len([m for m in result.measurements if m.name == "fwhm_mm"]) == 36
     figs = analysis.figures(result)
-    assert len(figs) == 12 * 3 + 2
-    assert "FWHM" in figs[0].layout.title.text
+    # one figure per source (radial, tangential, axial side by side) and two projections
+    assert len(figs) == 12 + 2
+    assert [a.text.split("<br>")[0] for a in figs[0].layout.annotations] == \
+        ["radial", "tangential", "axial"]
+    assert all("FWHM" in a.text and "FWTM" in a.text for a in figs[0].layout.annotations)
 
 
 def test_find_point_sources_merges_plateaus_and_orders_by_height() -> None:
