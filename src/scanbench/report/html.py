@@ -38,8 +38,9 @@ def format_value(value: float | None, digits: int = 4,
 
 
 def _exact(value: float) -> str:
-    """A limit or label as written in the spec: 0.85 stays '0.85', 10.0 is '10'."""
-    return f"{float(value):.6g}"
+    """A limit or label as written in the spec: 0.85 stays '0.85', 10.0 is '10' (up to
+    six significant digits, by the report's number format: no '-0', no 'e-07')."""
+    return format_number(float(value), digits=6)
 
 
 def format_limits(low: float | None, high: float | None) -> str:
