@@ -240,15 +240,16 @@ def _fail(result: ReadResult, problems: list[ScanbenchError], exc: ScanbenchErro
 
 
 def _head(entry: _Entry) -> bytes | None:
-    """The first 132 bytes (preamble and prefix). A file that looks like DICOM is read
-    whole while it is open (into ``entry.data``), so that it is opened once."""
+    """The first 140 bytes (preamble, prefix and the first element's tag and VR). A file
+    that looks like DICOM is read whole while it is open (into ``entry.data``), so that
+    it is opened once."""
     if entry.data is not None:
-        return entry.data[:132]
+        return entry.data[:_HEAD]
     if entry.member is not None:
         zf, info = entry.member
         try:
             with zf.open(info) as fh:
-                head = fh.read(132)
+                head = fh.read(_HEAD)
                 if (len(head) >= 132 and head[128:132] == b"DICM") or _looks_like_raw_dataset(
                         head):
                     entry.data = head + fh.read()
@@ -258,13 +259,25 @@ def _head(entry: _Entry) -> bytes | None:
             return None
     try:
         with open(entry.path, "rb") as fh:
-            head = fh.read(132)
+            head = fh.read(_HEAD)
             if (len(head) >= 132 and head[128:132] == b"DICM") or _looks_like_raw_dataset(head):
                 with contextlib.suppress(OSError):  # else _parse reads again, reports it
                     entry.data = head + fh.read()
             return head
     except OSError:
         return None
+
+
+#: Bytes read to recognise a file: preamble, prefix, and a first element's tag and VR.
+_HEAD = 140
+
+
+def damaged_prefix(head: bytes) -> bool:
+    """True if the 4 bytes at 128 are not ``DICM`` but a File Meta Information element
+    (group 0002, PS3.10 §7.1) follows at 132: a Part 10 file whose prefix was damaged,
+    not a file of another kind."""
+    return (len(head) >= 140 and head[128:132] != b"DICM" and head[132:134] == b"\x02\x00"
+            and head[135] == 0)  # an element of group 0002 below 0x0100, little endian
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
@@ -286,6 +299,11 @@ def _read_entry(entry: _Entry, head: bytes | None, result: ReadResult,
         result.skipped.append((path, "DICOMDIR (media directory), not an image"))
         return
     part10 = len(head) >= 132 and head[128:132] == b"DICM"
+    if not part10 and damaged_prefix(head):
+        _fail(result, problems, InputError(
+            f"damaged: bytes 128-131 read {bytes(head[128:132])!r}, not the DICM prefix, "
+            "but File Meta Information follows", path))
+        return
     if not part10 and not _looks_like_raw_dataset(head):
         result.skipped.append((path, "not DICOM (no DICM prefix at byte 128)"))
         return

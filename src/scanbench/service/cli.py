@@ -117,6 +117,7 @@ def ingest(
     workflow. Files already stored are recognised (by SOP Instance UID) and not stored
     twice."""
     _log_plain()
+    from scanbench.dicom.read import damaged_prefix
     from scanbench.service.jobs import make_executor
     from scanbench.service.pipeline import Pipeline, iter_dicom_files
 
@@ -144,7 +145,11 @@ def ingest(
                     if raw is None:
                         continue
                     if not _dicom_like(raw):
-                        skipped.append((where, "not DICOM"))
+                        if damaged_prefix(raw[:140]):  # a damaged Part 10 file: a failure
+                            rejected.append((where, "damaged: bytes 128-131 are not the DICM "
+                                             "prefix, but File Meta Information follows"))
+                        else:
+                            skipped.append((where, "not DICOM"))
                         continue
                     o = pipe.store_instance(raw, source=where)
                     counts[o.status.value] += 1
@@ -193,7 +198,7 @@ def _contents(path: Path, skipped: list[tuple[str, str]],
                                          "(SCANBENCH_MAX_SERIES_MIB); not unpacked"))
                         continue
                     with zf.open(info) as member:
-                        first = member.read(132)
+                        first = member.read(140)
                         yield where, first + member.read() if _dicom_like(first) else first
     except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError,
             zlib.error) as exc:

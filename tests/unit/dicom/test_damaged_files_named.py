@@ -197,3 +197,21 @@ def test_a_slice_moved_out_of_its_series_by_its_header_is_named(
     ds.save_as(victim)
     (where, why), = read(work).errors
     assert where == str(victim) and "lies in the gap of" in why
+
+
+def test_a_damaged_dicm_prefix_is_a_failure_not_a_note(shared_data: Path, tmp_path: Path) -> None:
+    """One bit flipped in 'DICM' made a DICOM file "not DICOM", a note (found by the fuzz
+    test once damaged files had to be failures)."""
+    bad = tmp_path / "bad.dcm"
+    data = bytearray((shared_data / "ct/catphan/CTP486/CTP486_005.dcm").read_bytes())
+    data[128] ^= 1  # 'DICM' -> 'EICM'
+    bad.write_bytes(bytes(data))
+    (tmp_path / "notes.txt").write_text("x" * 300)
+    result = read(tmp_path)
+    (where, why), = result.errors
+    assert where == str(bad) and "not the DICM prefix" in why
+    assert [p.name for p, _ in result.skipped] == ["notes.txt"]
+    proc = subprocess.run([sys.executable, "-m", "scanbench", "ingest", bad, "--home",
+                           tmp_path / "home", "--workers", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and f"rejected: {bad}: damaged" in proc.stderr
