@@ -349,3 +349,25 @@ def test_a_running_node_runs_again_the_jobs_of_a_process_that_died_beside_it(
         stop.set()
         loop.join(60)
         node.close()
+
+
+def test_jobs_retry_runs_interrupted_jobs_too(tmp_path: Path, database_url: str) -> None:
+    home = tmp_path / "home"
+    p = Pipeline(home, database_url, quiet_seconds=0.0, executor=InlineExecutor())
+    try:
+        _, uid, raws = ct_series(2)
+        for r in raws:
+            p.store_instance(r, source="t")
+        with p.db.session() as s:
+            job = m.Job(kind="series", target_uid=uid, state="interrupted", attempts=1,
+                        error="interrupted: the node stopped")
+            s.add(job)
+            s.execute(update(m.Series).values(state="queued"))
+            s.flush()
+            jid = job.id
+        assert [r.id for r in p.retry()] == [jid]
+        p.collect(wait=60)
+        (done,) = p.jobs()
+        assert (done.id, done.state, done.attempts) == (jid, "done", 2)
+    finally:
+        p.close()
