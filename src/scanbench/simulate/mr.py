@@ -40,7 +40,9 @@ the definition the ACR guidance gives (never by running an analysis):
 - ``resolved_hole_mm``: the hole-resolution rule (``hole_line_resolved``) applied to
   the noise-free slice 1, per direction ``left_right`` / ``top_bottom``;
 - ``spokes_detected``: the disc-detection rule (``lcd_disc_detected``) with the
-  noise-free disc contrast and the known σ;
+  noise-free disc contrast and the known σ (the strict statistical rule: compare it with
+  ``mr.acr.low_contrast``'s ``spokes_detected_strict``; the judged human-observer count is
+  checked against an observer experiment on the noise-free slices instead);
 - ``snr``: mean noise-free signal in the central ROI of 75 % of the phantom area of
   slice 7, over σ.
 """
