@@ -149,7 +149,7 @@ def _check_one(data: bytes, path: Path) -> None:
     accounted = ([p for s in result.series for p in s.files] + [p for p, _ in result.non_image]
                  + [p for p, _ in result.skipped if unrecognisable])
     # The damaged file itself is named, never only its folder (issue 11).
-    assert path in accounted or any(w == str(path) or w.startswith(f"{path}:")
+    assert path in accounted or any(w == str(path) or w.startswith((f"{path}:", f"{path} "))
                                     for w, _ in result.errors)
     for where, reason in result.errors:
         assert where and reason
