@@ -33,8 +33,9 @@ Alerts
 A rule *holds* at a value when the condition above is true for the window ending there.
 An alert is raised where a rule starts to hold; while it keeps holding at the following
 values it is the same episode, and no new alert is raised, so a persisting step is told
-once (a CUSUM excursion is one episode until the statistic is back at 0). Each alert carries a stable ``key``: measurement, rule, direction and the time of
-the first offending value (the first value of the window for the run rules, the start of
+once (a CUSUM excursion is one episode until the statistic is back at 0). Each alert
+carries a stable ``key``: measurement, rule, direction and the time of the first
+offending value (the first value of the window for the run rules, the start of
 the excursion for CUSUM). Every statistic uses only the values up to the one judged and a
 baseline fixed once its points are in, so re-running on the same data, or on the same
 data with later values appended, gives the same alerts with the same keys.
