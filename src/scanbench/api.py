@@ -234,7 +234,9 @@ def _run_groups(
             return series_list
         candidates = [(named, g) for g in _proposed(named, series_list, report)]
     else:
-        candidates = [(a, g) for a in sorted(registry.all_analyses().values(), key=lambda a: a.id)
+        # only the modalities present: a PET run imports no CT or MR analysis (issue 15)
+        present = registry.all_analyses({s.facts.modality for s in series_list})
+        candidates = [(a, g) for a in sorted(present.values(), key=lambda a: a.id)
                       if is_group_analysis(a) for g in _proposed(a, series_list, report)]
     candidates.sort(key=lambda c: -len(c[1]))  # stable: registry order among equal sizes
     claimed: set[int] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
@@ -10,22 +11,43 @@ from scanbench.analysis.base import Analysis
 from scanbench.errors import AnalysisError
 from scanbench.types import Series
 
-# Modules that hold analyses; importing one registers its analyses.
-_MODULES = (
-    "scanbench.analysis.pet.image_quality",
-    "scanbench.analysis.pet.spatial_resolution",
-    "scanbench.analysis.pet.calibration_uniformity",
-    "scanbench.analysis.pet.sensitivity",  # raw data (issue 6)
-    "scanbench.analysis.pet.count_rate",
-    "scanbench.analysis.pet.tof_resolution",
-    "scanbench.analysis.pet.coregistration",
-    "scanbench.analysis.pet.corrections_accuracy",
-    "scanbench.analysis.ct",  # the package imports each CT analysis module
-    "scanbench.analysis.mr",  # the package imports each MR analysis module
-)
+# Every analysis the modules register: id -> (modality, module that registers it), in the
+# order they are listed (``choose`` breaks equal confidences in this order). The registry
+# knows ids and modalities without importing a module, so a run imports only the analyses
+# of the modalities present (issue 15: importing every CT and MR analysis, with scipy's
+# heavier parts, took about 1.5 s of a 3 s PET run). A module that registers an id missing
+# here, or under another modality or module, is refused when it registers (and
+# tests/unit/analysis/test_import_hygiene.py checks that every entry registers).
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "pet.nema_nu2_2018.image_quality": ("PT", "scanbench.analysis.pet.image_quality"),
+    "pet.nema_nu2_2018.spatial_resolution": ("PT", "scanbench.analysis.pet.spatial_resolution"),
+    "pet.calibration_uniformity": ("PT", "scanbench.analysis.pet.calibration_uniformity"),
+    "pet.nema_nu2_2018.sensitivity": ("PT", "scanbench.analysis.pet.sensitivity"),  # raw data
+    "pet.nema_nu2_2018.count_rate": ("PT", "scanbench.analysis.pet.count_rate"),
+    "pet.nema_nu2_2018.tof_resolution": ("PT", "scanbench.analysis.pet.tof_resolution"),
+    "pet.nema_nu2_2018.coregistration": ("PT", "scanbench.analysis.pet.coregistration"),
+    "pet.nema_nu2_2018.corrections_accuracy": (
+        "PT", "scanbench.analysis.pet.corrections_accuracy"),
+    "ct.acr464": ("CT", "scanbench.analysis.ct.acr464"),
+    "ct.catphan": ("CT", "scanbench.analysis.ct.catphan"),
+    "ct.dose_verification": ("CT", "scanbench.analysis.ct.dose_verification"),
+    "ct.mtf": ("CT", "scanbench.analysis.ct.mtf"),
+    "ct.water": ("CT", "scanbench.analysis.ct.water"),
+    "ct.nps": ("CT", "scanbench.analysis.ct.nps"),
+    "mr.acr.geometric_accuracy": ("MR", "scanbench.analysis.mr.acr_geometry"),
+    "mr.acr.uniformity": ("MR", "scanbench.analysis.mr.acr_uniformity"),
+    "mr.acr.ghosting": ("MR", "scanbench.analysis.mr.acr_ghosting"),
+    "mr.acr.low_contrast": ("MR", "scanbench.analysis.mr.acr_low_contrast"),
+    "mr.acr.high_contrast_resolution": ("MR", "scanbench.analysis.mr.acr_resolution"),
+    "mr.acr.slice_position": ("MR", "scanbench.analysis.mr.acr_slice_position"),
+    "mr.acr.slice_thickness": ("MR", "scanbench.analysis.mr.acr_slice_thickness"),
+    "mr.acr": ("MR", "scanbench.analysis.mr.acr_suite"),
+    "mr.nema_ms1.snr": ("MR", "scanbench.analysis.mr.snr"),
+    "mr.nema_ms3.uniformity": ("MR", "scanbench.analysis.mr.uniformity"),
+}
 
 _REGISTRY: dict[str, Analysis] = {}
-_loaded = False
+_imported: set[str] = set()
 
 
 def register(cls: type) -> type:
@@ -35,29 +57,42 @@ def register(cls: type) -> type:
         raise TypeError(f"{cls.__name__} does not implement the Analysis protocol")
     if inst.id in _REGISTRY:
         raise ValueError(f"analysis id {inst.id!r} registered twice")
+    if CATALOGUE.get(inst.id) != (inst.modality, cls.__module__):
+        raise ValueError(f"analysis {inst.id!r} ({inst.modality}, {cls.__module__}) is not in "
+                         "scanbench.analysis.registry.CATALOGUE as such: add it there")
     _REGISTRY[inst.id] = inst
     return cls
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        for mod in _MODULES:
+def _import(modules: Iterable[str]) -> None:
+    for mod in modules:
+        if mod not in _imported:
             importlib.import_module(mod)
-        _loaded = True
+            _imported.add(mod)
 
 
-def all_analyses() -> dict[str, Analysis]:
-    _load()
-    return dict(_REGISTRY)
+def all_analyses(modality: str | Collection[str] | None = None) -> dict[str, Analysis]:
+    """Every registered analysis by id, in catalogue order; with ``modality`` (one DICOM
+    modality or several) only those analyses, and only their modules are imported."""
+    wanted = None if modality is None else (
+        {modality} if isinstance(modality, str) else set(modality))
+    _import(dict.fromkeys(mod for mo, mod in CATALOGUE.values()
+                          if wanted is None or mo in wanted))
+    # Catalogue order whatever order the modules were imported in; analyses put in the
+    # registry by hand (tests) after them, as they came.
+    ids = [a for a in CATALOGUE if a in _REGISTRY] + [a for a in _REGISTRY if a not in CATALOGUE]
+    return {a: _REGISTRY[a] for a in ids
+            if wanted is None or _REGISTRY[a].modality in wanted}
 
 
 def get(analysis_id: str) -> Analysis:
-    analyses = all_analyses()
-    if analysis_id not in analyses:
-        known = ", ".join(sorted(analyses))
+    """The analysis ``analysis_id``, importing only its module."""
+    if analysis_id not in _REGISTRY and analysis_id in CATALOGUE:
+        _import([CATALOGUE[analysis_id][1]])
+    if analysis_id not in _REGISTRY:
+        known = ", ".join(sorted(set(CATALOGUE) | set(_REGISTRY)))
         raise AnalysisError(f"unknown analysis {analysis_id!r}; known analyses: {known}")
-    return analyses[analysis_id]
+    return _REGISTRY[analysis_id]
 
 
 # Below this confidence no analysis is chosen automatically.
@@ -86,7 +121,7 @@ def check_accepts(analysis: Analysis, series: Series) -> None:
 def choose(series: Series) -> tuple[Analysis, float]:
     """The most confident analysis for a series, or AnalysisError naming the best guesses."""
     scores = []
-    for a in all_analyses().values():
+    for a in all_analyses(series.facts.modality).values():
         if a.modality != series.facts.modality or not accepts(a, series):
             continue
         try:

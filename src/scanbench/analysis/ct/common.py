@@ -28,8 +28,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
+from scanbench.analysis.convolve import fftconvolve_same
 from scanbench.analysis.roi import circle_weights
 from scanbench.errors import AnalysisError
 from scanbench.types import Series
@@ -250,7 +251,7 @@ def roi_mean_standard_error(image_yx: np.ndarray, centre_yx: tuple[float, float]
     ky, kx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
     kernel = (np.hypot(ky * dy, kx * dx) <= roi_radius_mm).astype(float)
     kernel /= kernel.sum()
-    local = signal.fftconvolve(resid, kernel, mode="same")
+    local = fftconvolve_same(resid, kernel)
     step_y, step_x = 2 * ry + 1, 2 * rx + 1
     means = []
     limit = region_radius_mm - roi_radius_mm

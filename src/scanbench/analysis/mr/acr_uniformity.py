@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.signal import fftconvolve
 
+from scanbench.analysis.convolve import fftconvolve_same
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
     acr_axial_confidence,
@@ -56,7 +56,7 @@ def extremes(image: np.ndarray, pixel_mm: tuple[float, float], centre: tuple[flo
     k = circle_weights((2 * hy + 1, 2 * hx + 1), (hy, hx), small_radius_mm, pixel_mm)
     k /= k.sum()
     img = np.nan_to_num(image)
-    means = fftconvolve(img, k[::-1, ::-1], mode="same")
+    means = fftconvolve_same(img, k[::-1, ::-1])
     rows, cols = np.indices(img.shape)
     dist = np.hypot((rows - centre[0]) * dy, (cols - centre[1]) * dx)
     allowed = dist <= large_radius_mm - small_radius_mm
