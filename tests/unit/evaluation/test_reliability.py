@@ -130,7 +130,8 @@ def test_staffed_hours_on_a_daylight_saving_day() -> None:
      r"event e1 .* is after the decommissioning \(e0"),
     ([_ev("e1", "A", dt.datetime(2026, 1, 5), "downtime_start")],
      r"event e1 .* timezone-aware and naive times are mixed"),
-    ([_ev("e1", "A", _t(5), "repair")], r"event e1 .* unknown event kind"),
+    ([_ev("e1", "A", _t(5), "repair")],  # type: ignore[arg-type]
+     r"event e1 .* unknown event kind"),
 ])
 def test_bad_logs_refused_naming_the_event(log: list[LifecycleEvent], pattern: str) -> None:
     with pytest.raises(InputError, match=pattern) as err:
