@@ -13,7 +13,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,7 +24,9 @@ from rich.text import Text
 from scanbench import __version__
 from scanbench.console import console, safe, text
 from scanbench.errors import ScanbenchError
-from scanbench.types import Measurement, Result
+
+if TYPE_CHECKING:  # scanbench.types imports numpy, which --help need not pay for
+    from scanbench.types import Measurement, Result
 
 app = typer.Typer(
     name="scanbench",
@@ -56,10 +58,12 @@ COMMAND_MODULES: dict[str, str] = {
     "protocol": "scanbench.service.protocol_cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
+SIMULATE_HELP = "Virtual scanners: write DICOM phantom scans with their ground truth."
 
 
 def _mount_subapps(argv: list[str] | None = None) -> None:
-    """Mount what the command line asks for; everything for help or an unknown command."""
+    """Mount what the command line asks for; everything for no or an unknown command, and
+    for the top-level ``--help`` everything but the virtual scanners' commands."""
     args = sys.argv[1:] if argv is None else argv
     command = next((a for a in args if not a.startswith("-")), None)
     if command in _NATIVE_COMMANDS:
@@ -67,10 +71,15 @@ def _mount_subapps(argv: list[str] | None = None) -> None:
     if command in COMMAND_MODULES:
         importlib.import_module(COMMAND_MODULES[command]).register(app)
         return
-    from scanbench.simulate.cli import simulate_app
-
-    app.add_typer(simulate_app, name="simulate",
-                  help="Virtual scanners: write DICOM phantom scans with their ground truth.")
+    if command is None and "--help" in args:
+        # The top-level help lists ``simulate`` by its name and the help below alone:
+        # the virtual scanners import SciPy and every phantom (~1 s, issue 15).
+        simulate_app = typer.Typer()
+    else:
+        from scanbench.simulate.cli import simulate_app
+    app.add_typer(simulate_app, name="simulate", help=SIMULATE_HELP)
+    if command == "simulate":
+        return
     for module in dict.fromkeys(COMMAND_MODULES.values()):
         importlib.import_module(module).register(app)
 

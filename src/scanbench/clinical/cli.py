@@ -16,20 +16,21 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scanbench.clinical import reference_levels as rl
-from scanbench.clinical.dose import StudyDose, doses_from_paths
-from scanbench.clinical.workflow import WorkflowSettings, workflow_from_paths
 from scanbench.console import console, safe, text
 from scanbench.errors import ScanbenchError
+
+if TYPE_CHECKING:  # imported where used: pydicom and numpy cost --help ~0.3 s (issue 15)
+    from scanbench.clinical import reference_levels as rl
+    from scanbench.clinical.dose import StudyDose
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 _err = console(stderr=True)  # not a terminal: a message is one line, for grep and logs
@@ -39,6 +40,15 @@ PathsArg = Annotated[list[Path], typer.Argument(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON array on stdout.")]
 CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Also write one row per study to "
                                                            "this CSV file.")]
+
+
+def shipped_drl_tables() -> list[str]:
+    """Names of the DRL tables shipped with scanbench, as
+    :func:`scanbench.clinical.reference_levels.list_tables` gives them, without importing
+    that module for an option's help text."""
+    folder = resources.files("scanbench.clinical") / "drl"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
+                  if p.name.endswith(".yaml"))
 
 
 def _out() -> Console:
@@ -179,7 +189,7 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
                            "header, else adult).")] = None,
          drl: Annotated[str | None, typer.Option(
              "--drl", help="Compare with a reference-level table: a shipped name "
-                           f"({', '.join(rl.list_tables())}) or a YAML file.")] = None,
+                           f"({', '.join(shipped_drl_tables())}) or a YAML file.")] = None,
          local_drl: Annotated[Path | None, typer.Option(
              "--local-drl", help="Write a local DRL table (P25/P50/P75 of facility medians) "
                                  "computed from these studies, categorised by --drl (default "
@@ -194,6 +204,9 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
          ) -> None:
     """Patient dose per study: CT dose reports (RDSR), radiopharmaceutical dose reports,
     image-header fallbacks; effective dose with its coefficient source; reference levels."""
+    from scanbench.clinical import reference_levels as rl
+    from scanbench.clinical.dose import doses_from_paths
+
     _check_paths(paths)
     if ssde_method not in (None, "central", "mean"):
         _err.print(f"[red]error:[/] --ssde '{ssde_method}': use 'central' or 'mean'")
@@ -229,6 +242,8 @@ def dose(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
         if table is not None and drl:
             _print_drl(table, exams, medians, out)
     if local_drl is not None and table is not None:
+        import yaml
+
         data = rl.local_drl_table(report.studies, table, local_drl.stem)
         try:
             local_drl.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -307,6 +322,8 @@ def workflow(paths: PathsArg, as_json: JsonOpt = False, csv_file: CsvOpt = None,
                                     "utilisation, gaps) to this CSV file.")] = None) -> None:
     """Exam start, end, duration, table time, PET uptake time, CT scan time; per device and
     day the exams, utilisation of staffed hours and gaps between patients."""
+    from scanbench.clinical.workflow import WorkflowSettings, workflow_from_paths
+
     _check_paths(paths)
     settings = WorkflowSettings(uptake_window_min=_window_arg(uptake_window),
                                 staffed_hours=_time_arg(staffed),

@@ -56,7 +56,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import lfilter
 
 from scanbench.errors import InputError
 
@@ -226,6 +225,8 @@ def cusum(z: NDArray[np.float64], k: float, h: float
 
 def ewma(z: NDArray[np.float64], lam: float) -> NDArray[np.float64]:
     """E of z (..., n): Eᵢ = λ zᵢ + (1 − λ) Eᵢ₋₁ with E₀ = 0."""
+    from scipy.signal import lfilter  # here: scipy.signal costs ~1 s to import (issue 15)
+
     return np.asarray(lfilter([lam], [1.0, -(1.0 - lam)], np.asarray(z, dtype=float),
                               axis=-1), dtype=float)
 

@@ -70,7 +70,6 @@ from pydicom.uid import (
     generate_uid,
 )
 from scipy import ndimage
-from scipy.stats import norm
 
 from scanbench.phantoms import acr_mri
 from scanbench.phantoms.acr_mri import AcrPhantom, SliceProfile
@@ -102,6 +101,8 @@ LCD_FAMILY_ALPHA = 0.05
 
 def lcd_z_threshold(n_discs: int = acr_mri.LCD_SPOKES * len(acr_mri.LCD_RING_RADII_MM)) -> float:
     """The z a disc must reach to count as detected (≈ 2.94 for 30 discs)."""
+    from scipy.stats import norm  # here: scipy.stats costs ~0.4 s to import (issue 15)
+
     return float(norm.isf(LCD_FAMILY_ALPHA / n_discs))
 
 

@@ -1,0 +1,101 @@
+"""Start-up hygiene (issue 15): a run imports only what it needs.
+
+Each check runs in a fresh interpreter (a subprocess) and reads ``sys.modules`` after
+the work, so what other tests imported cannot hide a regression:
+
+- analysing a PET image-quality series imports no CT or MR analysis module, and no
+  ``scipy.signal`` / ``scipy.stats`` (about 1.1 s of imports on the 2-core benchmark
+  machine, bench/README.md), nor the report, store, network or raw-data packages;
+- ``import scanbench`` and ``scanbench --help`` import none of those, nor numpy or
+  pydicom.
+
+Times are never asserted here; ``bench/startup.py`` measures them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanbench.analysis import registry
+
+# Packages no plain `scanbench analyze FOLDER` (no --report) of a DICOM series needs.
+HEAVY = ("scipy.signal", "scipy.stats", "plotly", "jinja2", "sqlalchemy", "pynetdicom",
+         "h5py", "dask")
+
+
+def _run(code: str) -> tuple[str, set[str]]:
+    """What a fresh interpreter prints running ``code``, and the modules it then holds."""
+    probe = (f"{code}\nimport json, sys\n"
+             "sys.stdout.write('\\nMODULES ' + json.dumps(sorted(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    printed, modules = done.stdout.rsplit("\nMODULES ", 1)
+    return printed, set(json.loads(modules))
+
+
+def _cli(*args: str) -> str:
+    """Python code running ``scanbench ARGS`` in-process (exit status 0 required)."""
+    return ("import sys\nfrom scanbench.cli import main\n"
+            f"sys.argv = ['scanbench', *{list(args)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n")
+
+
+def _heavy(modules: set[str], extra: tuple[str, ...] = ()) -> list[str]:
+    roots = HEAVY + extra
+    return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
+
+
+@pytest.fixture(scope="module")
+def pet_iq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from scanbench.simulate import simulate_iq
+
+    out = tmp_path_factory.mktemp("iq")
+    simulate_iq(out, voxel_mm=4.0, activity_ratio=8.0, seed=1)
+    return out
+
+
+def test_pet_analysis_imports_no_ct_mr_analysis_nor_scipy_signal_stats(pet_iq: Path) -> None:
+    printed, modules = _run(_cli("analyze", str(pet_iq), "--json"))
+    (result,) = json.loads(printed)  # the run did analyse the series
+    assert result["analysis"] == "pet.nema_nu2_2018.image_quality"
+    assert "scanbench.analysis.pet.image_quality" in modules
+    other = sorted(m for m in modules if m.startswith(("scanbench.analysis.ct",
+                                                       "scanbench.analysis.mr")))
+    assert other == []
+    assert _heavy(modules, ("scanbench.report", "scanbench.store", "scanbench.net",
+                            "scanbench.simulate")) == []
+
+
+def test_import_scanbench_is_light() -> None:
+    _, modules = _run("import scanbench")
+    assert _heavy(modules, ("numpy", "pydicom", "scipy", "scanbench.api")) == []
+
+
+def test_top_level_help_is_light() -> None:
+    printed, modules = _run(_cli("--help"))
+    assert _heavy(modules, ("numpy", "pydicom", "scipy", "scanbench.simulate",
+                            "scanbench.analysis")) == []
+    for command in ("analyze", "simulate", "dose", "workflow", "node", "jobs"):
+        assert command in printed  # every command still listed
+
+
+def test_catalogue_is_what_the_modules_register() -> None:
+    """The registry's catalogue (read without importing) names every analysis with the
+    modality and module that register it; and every registered analysis is in it."""
+    analyses = registry.all_analyses()
+    listed = {aid: (a.modality, type(a).__module__) for aid, a in analyses.items()
+              if aid in registry.CATALOGUE}
+    assert listed == registry.CATALOGUE
+
+
+def test_dose_help_lists_the_shipped_tables() -> None:
+    from scanbench.clinical import reference_levels
+    from scanbench.clinical.cli import shipped_drl_tables
+
+    assert shipped_drl_tables() == reference_levels.list_tables() != []
