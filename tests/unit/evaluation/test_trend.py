@@ -1,6 +1,6 @@
 """Trend rules (evaluation/trend.py) against hand-computed constructed series and
 against the rules' in-control and out-of-control run lengths (exact Markov chains for the
-Westgard rules, Montgomery's and Lucas & Saccucci's tables for CUSUM and EWMA), with
+Westgard rules, Montgomery's and Lucas & Saccucci's ARL tables for CUSUM and EWMA), with
 seeded Monte Carlo whose tolerances are binomial / normal at p < 1e-6 (cannot flake)."""
 
 from __future__ import annotations
@@ -184,10 +184,13 @@ def _p_signal_within(rule: str, n: int) -> float:
     return float(1.0 - start @ np.linalg.matrix_power(q, n) @ np.ones(len(start)))
 
 
-def test_markov_chain_reproduces_the_textbook_arl0_of_1_3s() -> None:
+def test_markov_chain_reproduces_the_known_arl0_of_1_3s_and_10x() -> None:
     q, start = _westgard_chain("1-3s")
     arl0 = float(start @ np.linalg.solve(np.eye(len(q)) - q, np.ones(len(q))))
     assert arl0 == pytest.approx(1 / (2 * norm.sf(3)), rel=1e-12)  # 370.4
+    q, start = _westgard_chain("10x")  # a run of 10 of a fair coin: 2^10 - 1 tosses
+    assert float(start @ np.linalg.solve(np.eye(len(q)) - q, np.ones(len(q)))) == \
+        pytest.approx(1023.0, rel=1e-9)
 
 
 @pytest.mark.parametrize("rule", WESTGARD_RULES)
@@ -202,8 +205,8 @@ def test_noise_only_westgard_false_alarms_match_the_exact_rate(rule: Rule) -> No
 
 @pytest.mark.parametrize(("rule", "arl0"), [("cusum", 465.0), ("ewma", 500.0)])
 def test_noise_only_cusum_ewma_arl0_matches_the_literature(rule: Rule, arl0: float) -> None:
-    # Montgomery Table 9.3 (k = 0.5, h = 5: ARL0 465); Lucas & Saccucci 1990 (λ = 0.2,
-    # L = 2.962: ARL0 500). Run lengths are nearly geometric (sd ≈ mean).
+    # Montgomery's tabular-CUSUM ARL table (k = 0.5, h = 5: ARL0 465); Lucas & Saccucci
+    # 1990 (λ = 0.2, L = 2.962: ARL0 500). Run lengths are nearly geometric (sd ≈ mean).
     n_series, cap = 2000, 5000
     z = np.random.default_rng(7 + RULES.index(rule)).standard_normal((n_series, cap))
     f = first_signal(z, rule)
@@ -217,7 +220,7 @@ def test_noise_only_cusum_ewma_arl0_matches_the_literature(rule: Rule, arl0: flo
                           ("1-3s", 2.0, 1 / (norm.sf(1) + norm.cdf(-5)))])
 def test_step_is_caught_after_the_expected_run_length(rule: Rule, shift: float,
                                                       arl1: float) -> None:
-    # out-of-control ARL: Montgomery Table 9.3 (CUSUM), 1 / P(|z + δ| > 3) for 1-3s
+    # out-of-control ARL: Montgomery's tabular-CUSUM ARL table, 1 / P(|z + δ| > 3) for 1-3s
     n_series = 2000
     z = np.random.default_rng(99).standard_normal((n_series, 1500)) + shift
     f = first_signal(z, rule)
