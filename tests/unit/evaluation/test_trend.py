@@ -240,3 +240,14 @@ def test_check_trend_agrees_with_the_array_rules_on_noise() -> None:
             got = [a.index for a in rep.alerts if a.rule == rule]
             assert (min(got) if got else -1) == f, (seed, rule)
     assert ewma_limit(0.2, 2.962) == pytest.approx(0.98733, abs=1e-5)
+
+
+def test_slow_drift_is_caught_earlier_by_cusum_and_ewma_than_by_1_3s() -> None:
+    # a drift of 0.05σ per value in unit noise: CUSUM and EWMA (the drift rules) fire
+    # after about 20 values, 1-3s after about 30 (2000 seeded series: the gap of ~10
+    # values is 40 standard errors, so the 5-value margin cannot flake)
+    z = np.random.default_rng(42).standard_normal((2000, 400)) + 0.05 * np.arange(1, 401)
+    mean_rl = {r: float((first_signal(z, r) + 1).mean()) for r in ("1-3s", "cusum", "ewma")}
+    assert mean_rl["cusum"] < mean_rl["1-3s"] - 5
+    assert mean_rl["ewma"] < mean_rl["1-3s"] - 5
+    assert 15 < mean_rl["cusum"] < 26  # noiseless, CUSUM would cross h at value 24
