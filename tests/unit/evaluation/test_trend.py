@@ -251,3 +251,23 @@ def test_slow_drift_is_caught_earlier_by_cusum_and_ewma_than_by_1_3s() -> None:
     assert mean_rl["cusum"] < mean_rl["1-3s"] - 5
     assert mean_rl["ewma"] < mean_rl["1-3s"] - 5
     assert 15 < mean_rl["cusum"] < 26  # noiseless, CUSUM would cross h at value 24
+
+
+@pytest.mark.parametrize(("rule", "p100"), [("cusum", 0.187), ("ewma", 0.179)])
+def test_noise_only_cusum_ewma_false_alarms_in_100_values(rule: Rule, p100: float) -> None:
+    # the per-series rates documented in docs/evaluation.md (100,000 simulated series,
+    # standard error 0.0012), binomial interval at p < 1e-6 on each side
+    n_series = 2000
+    z = np.random.default_rng(500 + RULES.index(rule)).standard_normal((n_series, 100))
+    fired = int((first_signal(z, rule) >= 0).sum())
+    assert binom.ppf(0.5e-6, n_series, p100) <= fired <= binom.isf(0.5e-6, n_series, p100)
+
+
+def test_moving_range_sigma_by_hand() -> None:
+    base = [10.5, 9.5] * 10  # every moving range is 1.0: σ = 1 / 1.128
+    rep = check_trend("m", "mm", _series([*base, 13.0]),
+                      settings=TrendSettings(sigma_method="moving_range"))
+    assert rep.segments[0].sigma == pytest.approx(1 / 1.128)
+    # z = 3 · 1.128 = 3.384 > 3: 1-3s fires (with the sample sd 0.513 it would be 5.8)
+    assert rep.alerts[0].rule == "1-3s"
+    assert rep.alerts[0].statistic == pytest.approx(3 * 1.128)
