@@ -409,26 +409,29 @@ def _first_offending(rule: Rule, j: int, stat: NDArray[np.float64]) -> int:
 def _message(rule: Rule, direction: str, p: TrendPoint, unit: str, stat: float,
              limit: float, seg: Segment, n: int, s: TrendSettings) -> str:
     u = f" ± {p.uncertainty:.4g}" if p.uncertainty is not None else ""
-    base = (f"baseline {seg.mean:.4g} {unit}, σ {seg.sigma:.4g} {unit} "
-            + (f"from {seg.baseline_points} values from {seg.start_time.isoformat()}"
-               if seg.baseline_points else f"given from {seg.start_time.isoformat()}"))
+    unit = "" if unit in ("", "1") else f" {unit}"  # a ratio has no unit to print
+    base = (f"baseline {seg.mean:.4g}{unit}, σ {seg.sigma:.4g}{unit} "
+            + (f"estimated from {seg.baseline_points} values from "
+               f"{seg.start_time.isoformat()}" if seg.baseline_points
+               else f"given from {seg.start_time.isoformat()}"))
     side = "above" if direction == "high" else "below"
+    limit_side = "upper" if direction == "high" else "lower"
     what = {
-        "1-3s": f"1-3s (Westgard): {p.value:.4g}{u} {unit} is {abs(stat):.2f}σ {side} "
+        "1-3s": f"1-3s (Westgard): {p.value:.4g}{u}{unit} is {abs(stat):.2f}σ {side} "
                 "the baseline mean (limit 3σ)",
-        "2-2s": f"2-2s (Westgard): 2 consecutive values beyond the {side[:5]} 2σ limit, "
-                f"the last {p.value:.4g}{u} {unit} ({stat:+.2f}σ)",
+        "2-2s": f"2-2s (Westgard): 2 consecutive values beyond the {limit_side} 2σ limit, "
+                f"the last {p.value:.4g}{u}{unit} ({stat:+.2f}σ)",
         "R-4s": f"R-4s (Westgard): consecutive values on opposite sides beyond 2σ, the "
-                f"last {p.value:.4g}{u} {unit} ({stat:+.2f}σ)",
+                f"last {p.value:.4g}{u}{unit} ({stat:+.2f}σ)",
         "4-1s": f"4-1s (Westgard): 4 consecutive values {side} the mean by more than 1σ, "
-                f"the last {p.value:.4g}{u} {unit} ({stat:+.2f}σ)",
+                f"the last {p.value:.4g}{u}{unit} ({stat:+.2f}σ)",
         "10x": f"10x (Westgard): 10 consecutive values {side} the baseline mean, the last "
-               f"{p.value:.4g}{u} {unit}",
+               f"{p.value:.4g}{u}{unit}",
         "cusum": f"CUSUM ({'C⁺' if direction == 'high' else 'C⁻'} = {stat:.2f}σ > h = "
                  f"{limit:g}σ, k = {s.cusum_k:g}σ): a shift {side} the mean building over "
-                 f"{n} values, the last {p.value:.4g}{u} {unit}",
+                 f"{n} value{'s' if n > 1 else ''}, the last {p.value:.4g}{u}{unit}",
         "ewma": f"EWMA (λ = {s.ewma_lambda:g}, L = {s.ewma_l:g}): E = {stat:+.2f}σ beyond "
-                f"±{limit:.3f}σ, the last value {p.value:.4g}{u} {unit}",
+                f"±{limit:.3f}σ, the last value {p.value:.4g}{u}{unit}",
     }[rule]
     return f"{what}; {base}"
 

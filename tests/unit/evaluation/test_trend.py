@@ -86,6 +86,10 @@ def test_step_after_estimated_baseline_fires_at_hand_computed_values() -> None:
     got = {a.rule: a.index for a in rep.alerts}
     assert got == {"1-3s": 20, "2-2s": 21, "4-1s": 23, "10x": 29, "cusum": 21, "ewma": 21}
     assert rep.alerts[0].statistic == pytest.approx(2 / seg.sigma)
+    two = next(a for a in rep.alerts if a.rule == "2-2s")
+    assert two.message.startswith("2-2s (Westgard): 2 consecutive values beyond the upper 2σ "
+                                  "limit, the last 12 HU (+3.90σ); baseline 10 HU, σ 0.513 HU "
+                                  "estimated from 20 values from 2026-01-01T08:00:00+00:00")
 
 
 def test_r4s_and_low_side() -> None:
