@@ -137,3 +137,14 @@ def test_bad_logs_refused_naming_the_event(log: list[LifecycleEvent], pattern: s
     with pytest.raises(InputError, match=pattern) as err:
         device_reliability("A", "M", log, P0, P1)
     assert err.value.where == "A"
+
+
+def test_naive_local_times_throughout() -> None:
+    log = [LifecycleEvent("n1", "N", dt.datetime(2026, 1, 5, 17), "downtime_start"),
+           LifecycleEvent("n2", "N", dt.datetime(2026, 1, 6, 9), "downtime_end")]
+    r = device_reliability("N", "M", log, dt.datetime(2026, 1, 1), dt.datetime(2026, 2, 1),
+                           StaffedHours.weekdays(dt.time(8), dt.time(18)))
+    # 16 h down, of them Mon 17-18 and Tue 8-9 staffed: 2 h
+    assert (r.unplanned_downtime_h, r.unplanned_downtime_staffed_h, r.staffed_h) == (
+        16.0, 2.0, 220.0)
+    assert r.uptime_pct == pytest.approx(100 * 218 / 220)

@@ -207,3 +207,13 @@ def test_bad_input_named() -> None:
         compliance("A", [SPEC], [naive], [], _t(1, 1), _t(2, 1))
     with pytest.raises(InputError, match="period ends"):
         compliance("A", [SPEC], [], [], _t(2, 1), _t(1, 1))
+
+
+def test_naive_local_times() -> None:
+    spec = ScheduleSpec("s", "1", dt.datetime(2026, 1, 1), (RequiredTest(WATER, "weekly"),))
+    recs = [TestRecord(dt.datetime(2026, 1, 7, 9), WATER, True)]  # week of Mon 5 Jan
+    c = compliance("A", [spec], recs, [], dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 19))
+    # weeks from 5 and 12 Jan judged (the week of 29 Dec started before the spec)
+    assert [(o.start.day, o.on_time) for o in c.occurrences] == [(5, True), (12, False)]
+    item = due_list("A", [spec], recs, [], dt.datetime(2026, 1, 20, 9)).items[0]
+    assert (item.status, item.overdue_since) == ("overdue", dt.datetime(2026, 1, 19))
