@@ -19,7 +19,7 @@ z, so their constants are in units of σ:
 * ``10x``   ten consecutive values on the same side of μ0;
 * ``cusum`` the two one-sided tabular CUSUMs C⁺ᵢ = max(0, C⁺ᵢ₋₁ + zᵢ − k) and
   C⁻ᵢ = max(0, C⁻ᵢ₋₁ − zᵢ − k), starting at 0, signalling when one exceeds h
-  (Montgomery, *Introduction to Statistical Quality Control*, section 9.1; default
+  (Montgomery, *Introduction to Statistical Quality Control*, chapter 9; default
   k = 0.5σ, h = 5σ);
 * ``ewma``  Eᵢ = λ zᵢ + (1 − λ) Eᵢ₋₁, E₀ = 0, signalling beyond ± L √(λ / (2 − λ))
   (the asymptotic limits for which Lucas & Saccucci 1990, Technometrics 32:1, tabulate
@@ -66,7 +66,7 @@ WESTGARD_RULES: tuple[Rule, ...] = ("1-3s", "2-2s", "R-4s", "4-1s", "10x")
 # (limit in σ, number of consecutive values) of the Westgard rules that look at one side
 _RUNS: dict[str, tuple[float, int]] = {"1-3s": (3.0, 1), "2-2s": (2.0, 2),
                                        "4-1s": (1.0, 4), "10x": (0.0, 10)}
-_D2_N2 = 1.128  # d2 for subgroups of 2: σ ≈ mean moving range / d2 (Montgomery, App. VI)
+_D2_N2 = 1.128  # d2 for subgroups of 2: σ ≈ mean moving range / d2 (Montgomery, appendix)
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class TrendSettings:
 
     ``sigma_method``: "sd" is the sample standard deviation of the baseline values
     (n − 1); "moving_range" is the mean moving range / 1.128, which a slow drift inside
-    the baseline inflates less (Montgomery section 6.4, individuals charts).
+    the baseline inflates less (Montgomery, chapter 6, individuals charts).
     """
 
     rules: tuple[Rule, ...] = RULES
