@@ -22,6 +22,13 @@ first use (``python3 -m venv``; ``pip install hazen`` / ``pylinac``).
 
     python bench/mr.py [--rounds 3] [--data ../shared/data]
 
+``--whole-process`` times what a user waits for instead (issue 15): each tool as a new
+process, imports included — ``scanbench analyze FOLDER --json``, and each peer's
+worker above run for one analysis — interleaved, median (``bench/wholeproc.py``);
+``--before DIR`` adds scanbench from an earlier source tree to the same rounds:
+
+    python bench/mr.py --whole-process [--rounds 5] [--before /tmp/before/src]
+
 Never run as a timed test.
 """
 
@@ -148,12 +155,40 @@ def run_worker(python: Path | str, code: str, folder: Path, rounds: int) -> dict
     return result
 
 
+def whole_process(folder: Path, rounds: int, before: Path | None) -> None:
+    """Whole-process medians: scanbench analyze (now, and from ``before``), hazen, pylinac."""
+    from wholeproc import interleaved, machine, scanbench_env
+
+    cli = [sys.executable, "-c", "import sys; from scanbench.cli import main; "
+           "sys.argv[0] = 'scanbench'; main()", "analyze", str(folder), "--json"]
+    cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
+        "scanbench": (cli, scanbench_env(None))}
+    if before:
+        cmds["before"] = (cli, scanbench_env(before))
+    cmds["pylinac"] = ([str(peer_python("pylinac", "pylinac")), "-c", PYLINAC, str(folder), "1"],
+                       None)
+    cmds["hazen"] = ([str(peer_python("hazen", "hazen")), "-c", HAZEN, str(folder), "1"], None)
+    print(machine())
+    print(f"ACR MRI suite on {folder.name}: {rounds} interleaved rounds, whole process, "
+          "median seconds")
+    med = interleaved(cmds, rounds)
+    for name, m in med.items():
+        print(f"{name:10s} {m:7.2f} s   {m / med['scanbench']:6.2f}x scanbench's time")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="time whole processes, imports included (issue 15)")
+    ap.add_argument("--before", type=Path,
+                    help="with --whole-process: also time scanbench from this source folder")
     args = ap.parse_args()
     folder = args.data / "mr" / "acr" / "PhilipsAchieva"
+    if args.whole_process:
+        whole_process(folder, args.rounds, args.before)
+        return
     print(f"ACR MRI suite, end to end on {folder} (11 axial slices, 256², Philips 3 T)")
     print(f"{dt.date.today()}  {platform.platform()}  {os.cpu_count()} cores  "
           f"load {os.getloadavg()[0]:.1f}  rounds {args.rounds}\n")

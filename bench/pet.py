@@ -21,6 +21,15 @@ alike. One untimed round first warms file caches and lazy imports.
 
     python bench/pet.py [--rounds 7] [--data ../shared/data/pet/nema-iq-test-recon]
 
+``--whole-process`` times what a user waits for instead (issue 15): each tool as a new
+process, imports included — ``scanbench analyze FOLDER --json`` against a process that
+imports pynemaiqpet, loads the volume and fits the spheres as above — interleaved,
+median (``bench/wholeproc.py``); ``--before DIR`` adds scanbench run from an earlier
+source tree (``git archive <commit> src | tar -x -C DIR``, then ``--before DIR/src``)
+to the same rounds, for a before/after figure on the same machine and load:
+
+    python bench/pet.py --whole-process [--rounds 7] [--before /tmp/before/src]
+
 Prints the machine, the date, the versions, median seconds per series and
 the ratios. Never run as a timed test.
 """
@@ -63,6 +72,44 @@ for line in sys.stdin:
         Rfix=[18.5, 14.0, 11.0, 8.5, 6.5, 5.0], dfix=1.5, showBGROI=False)
     print(json.dumps({"seconds": time.perf_counter() - t0}), file=out, flush=True)
 """
+
+
+# The same analysis as one whole process: imports, volume, fit.
+PEER_ONESHOT = r"""
+import os, sys, warnings
+warnings.filterwarnings("ignore")
+import pymirc.fileio as pmf
+from pynemaiqpet.nema_wb import fit_WB_NEMA_sphere_profiles
+sys.stdout = sys.stderr
+dcm = pmf.DicomVolume(os.path.join(sys.argv[1], "*"))
+vol = dcm.get_data()
+fit_WB_NEMA_sphere_profiles(vol, dcm.voxsize, sameSignal=True,
+    Rfix=[18.5, 14.0, 11.0, 8.5, 6.5, 5.0], dfix=1.5, showBGROI=False)
+"""
+SCANBENCH_CLI = "import sys; from scanbench.cli import main; sys.argv[0] = 'scanbench'; main()"
+
+
+def whole_process(folders: list[Path], rounds: int, before: Path | None) -> None:
+    """Whole-process medians: scanbench analyze (now, and from ``before``) vs pynemaiqpet."""
+    from wholeproc import interleaved, machine, scanbench_env
+
+    peer = ensure_peer()
+    print(machine())
+    print(f"{rounds} interleaved rounds, whole process, median seconds")
+    print(f"{'series':<14}{'scanbench':>10}" + (f"{'before':>9}" if before else "")
+          + f"{'peer':>8}{'peer/scanbench':>16}" + (f"{'before/now':>12}" if before else ""))
+    for folder in folders:
+        cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "scanbench": ([sys.executable, "-c", SCANBENCH_CLI, "analyze", str(folder),
+                           "--json"], scanbench_env(None))}
+        if before:
+            cmds["before"] = (cmds["scanbench"][0], scanbench_env(before))
+        cmds["peer"] = ([str(peer), "-c", PEER_ONESHOT, str(folder)], None)
+        med = interleaved(cmds, rounds)
+        print(f"{folder.name:<14}{med['scanbench']:>10.2f}"
+              + (f"{med['before']:>9.2f}" if before else "")
+              + f"{med['peer']:>8.2f}{med['peer'] / med['scanbench']:>15.1f}x"
+              + (f"{med['before'] / med['scanbench']:>11.1f}x" if before else ""))
 
 
 def ensure_peer() -> Path:
@@ -140,7 +187,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, dest="rounds", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path,
                     default=REPO.parent / "shared" / "data" / "pet" / "nema-iq-test-recon")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="time whole processes, imports included (issue 15)")
+    ap.add_argument("--before", type=Path,
+                    help="with --whole-process: also time scanbench from this source folder")
     args = ap.parse_args()
+    if args.whole_process:
+        whole_process(sorted(p for p in args.data.iterdir() if p.is_dir()), args.rounds,
+                      args.before)
+        return
     import scanbench
     from scanbench.analysis import registry
 

@@ -1,0 +1,70 @@
+"""Whole-process timing shared by the benchmarks (issue 15): each tool is a new process.
+
+What a user waits for: from starting the interpreter to its exit, imports included
+(``time.perf_counter`` around ``subprocess.run``). The commands are run INTERLEAVED:
+each round runs every command once, one after the other, so that a change in machine
+load weighs on all alike; one untimed round first warms the file cache (and writes
+``.pyc`` files). Each figure is the median of the timed rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def run_once(cmd: Sequence[str], env: Mapping[str, str] | None = None) -> float:
+    """Seconds one command takes as a whole process; RuntimeError when it fails."""
+    t0 = time.perf_counter()
+    done = subprocess.run(list(cmd), env=dict(env) if env is not None else None,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    took = time.perf_counter() - t0
+    if done.returncode not in (0,):
+        raise RuntimeError(f"{' '.join(cmd)[:200]}: exit {done.returncode}: "
+                           f"{done.stderr[-800:]}")
+    return took
+
+
+def interleaved(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str] | None]],
+                rounds: int) -> dict[str, float]:
+    """Median seconds of each command over ``rounds`` interleaved rounds (after one
+    untimed round)."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for rnd in range(rounds + 1):
+        for name, (cmd, env) in commands.items():
+            took = run_once(cmd, env)
+            if rnd:
+                times[name].append(took)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def scanbench_env(src: Path | None) -> dict[str, str]:
+    """The environment that runs scanbench from ``src`` (an earlier source tree, for a
+    before/after figure) instead of the installed one."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src.resolve())
+    return env
+
+
+def machine() -> str:
+    """Date, machine, cores and load, for the printed figures."""
+    import datetime as dt
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {cpu}, "
+            f"{os.cpu_count()} logical cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, load average {load}")
