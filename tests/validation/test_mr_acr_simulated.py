@@ -189,8 +189,9 @@ def test_low_contrast_spokes_within_two_per_slice(
     Where the measurement misses ±2 on a slice where the ideal observer misses it in at
     least 5 % of draws, the case is an expected failure (the next test checks the count
     against the ideal observer's distribution instead); anywhere else it fails.
-    Measured (this seed): 512 matrix, SNR 40, slice 8: 3 spokes (truth 7); one disc of
-    spoke 4 (truth z 4.8) reads z 2.9 at the fitted place and 3.0 at the true place;
+    Measured (this seed): 512 matrix, SNR 40, slice 8: 7 spokes (truth 7) with the joint
+    pattern fit of slices 8-11; before it 3, one disc of spoke 4 (truth z 4.8) reading z
+    2.9 at the per-slice fitted place and 3.0 at the true place;
     before the pixel-exact statistic (1–3 mm annulus of interpolated samples) its z
     ran 0.5–2.5 below the truth's on average per slice here, after it −0.5…+0.1."""
     _, results, truth = measured

@@ -93,8 +93,8 @@ template's energy), each slice with its own centre and rotation (the sheets are 
 slices. Spokes 1–4 lie on one side of the sheet, so on their own they trade centre against
 rotation and misplace the small discs opposite them; on the real scans of the shared data the
 joint fit raised the pattern statistic on every slice and removed every count that fell as
-contrast rose (Siemens Aera T2 slice 9: spoke 7's 38 mm disc z 0.2 → 2.7). The ring radii it
-finds are 12.7–12.9, 25.5–25.8 and 38.2–38.7 mm on every vendor's scan, against the
+contrast rose (Siemens Aera T2 slice 9: spoke 7's 38 mm disc z 0.2 → 3.4). The ring radii it
+finds are 12.7–12.9, 25.5–25.8 and 38.4–38.7 mm on every vendor's scan, against the
 12.5/25/38 mm of the published descriptions.
 
 Per-disc evidence (z, contrast-to-noise Δ/σ, whether seen) is in the result's data
