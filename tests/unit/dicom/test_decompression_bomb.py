@@ -19,6 +19,15 @@ from pydicom.uid import RLELossless, generate_uid
 
 from scanbench.dicom import pixels, read
 
+# The peak resident memory of the child process itself: VmHWM of its own address space.
+# getrusage's ru_maxrss is not used: Linux carries it across fork and exec, so a child of
+# a large pytest process would report the parent's size.
+HWM = ("def _hwm():\n"
+       "    for line in open('/proc/self/status'):\n"
+       "        if line.startswith('VmHWM:'):\n"
+       "            return int(line.split()[1])\n"
+       "    raise RuntimeError('no VmHWM in /proc/self/status')\n")
+
 CT_BASE = "ct/catphan/CTP404_FOV150/CTP404_FOV150_001.dcm"
 
 
@@ -72,13 +81,12 @@ def test_the_crafted_rle_is_valid_and_decodes(base: pydicom.Dataset, tmp_path: P
 
 def test_analyze_refuses_the_bomb_before_decoding_with_little_memory(bomb: Path) -> None:
     """The real command line in a subprocess that reports its own peak resident memory."""
-    code = ("import resource, sys\n"
+    code = (HWM + "import sys\n"
             "from scanbench.cli import main\n"
             "sys.argv = ['scanbench', 'analyze', sys.argv[1], '--json']\n"
             "try:\n    main()\n"
             "finally:\n"
-            "    print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " file=sys.stderr)\n")
+            "    print('maxrss_kib', _hwm(), file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
@@ -184,13 +192,12 @@ def _zip_bomb(path: Path, dicom: Path, members: int = 5, mib: int = 200) -> None
                     fh.write(chunk)
 
 
-_PEAK = ("import resource, sys\n"
+_PEAK = (HWM + "import sys\n"
          "from scanbench.cli import main\n"
          "sys.argv = ['scanbench', *sys.argv[1:]]\n"
          "try:\n    main()\n"
          "finally:\n"
-         "    print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-         " file=sys.stderr)\n")
+         "    print('maxrss_kib', _hwm(), file=sys.stderr)\n")
 
 
 def _peak_mib(proc: subprocess.CompletedProcess[str]) -> float:
