@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -164,16 +165,25 @@ def print_result(result: Result, console: Console) -> None:
     table.add_column("unit", no_wrap=True)
     table.add_column("limits")
     table.add_column("status", no_wrap=True)
+    notes: list[str] = []  # why a value is refused or not judged, numbered once each
     for m in result.measurements:
         limits = ""
         if m.limits:
             lo = _fmt(m.limits.low) if m.limits.low is not None else "−∞"
             hi = _fmt(m.limits.high) if m.limits.high is not None else "+∞"
             limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unconfirmed)")
-        table.add_row(text(m.name), text(_labels_text(m)), _fmt(m.value),
+        status = m.status
+        if m.note:
+            if m.note not in notes:
+                notes.append(m.note)
+            status += f" [{notes.index(m.note) + 1}]"
+        value = _fmt(m.value) if math.isfinite(m.value) else "—"  # a refused value is withheld
+        table.add_row(text(m.name), text(_labels_text(m)), value,
                       _fmt(m.uncertainty) if m.uncertainty else "", text(m.unit), text(limits),
-                      text(m.status, _STATUS_STYLE.get(m.status, "")))
+                      text(status, _STATUS_STYLE.get(m.status, "")))
     console.print(table)
+    for k, note in enumerate(notes, 1):
+        console.print(f"[magenta]note {k}:[/] {safe(note)}")
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {safe(w)}")
 
