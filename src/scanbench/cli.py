@@ -172,7 +172,7 @@ def print_result(result: Result, console: Console) -> None:
             lo = _fmt(m.limits.low) if m.limits.low is not None else "−∞"
             hi = _fmt(m.limits.high) if m.limits.high is not None else "+∞"
             limits = f"{lo} … {hi}" + ("" if m.limits.verified else " (unconfirmed)")
-        status = m.status
+        status: str = m.status
         if m.note:
             if m.note not in notes:
                 notes.append(m.note)
