@@ -526,10 +526,18 @@ def pattern_maps(acr: AcrAxial, n: int, image: np.ndarray,
     s = PSF_FWHM_PIXELS * max(py, px) / 2.3548
     radius = sheet[2] if np.isfinite(sheet[2]) else LCD_SHEET_RADIUS_MM
     sr, sc = acr.to_pixel(n, np.array(sheet[0]), np.array(sheet[1]))
-    rr_, cc_ = np.mgrid[0: image.shape[0], 0: image.shape[1]]
+    # only the sheet and the reach of its outer discs' templates matter: convolve that crop
+    # (a fifth of a 512 matrix) and return full-size maps, NaN elsewhere
+    reach = radius + DIAMETERS_MM[0] / 2 + BACKGROUND_REACH_MM + 2.0
+    r_lo, r_hi = (max(0, int(np.floor(float(sr) - reach / py))),
+                  min(image.shape[0], int(np.ceil(float(sr) + reach / py)) + 1))
+    c_lo, c_hi = (max(0, int(np.floor(float(sc) - reach / px))),
+                  min(image.shape[1], int(np.ceil(float(sc) + reach / px)) + 1))
+    crop = np.asarray(image, dtype=float)[r_lo:r_hi, c_lo:c_hi]
+    rr_, cc_ = np.mgrid[r_lo:r_hi, c_lo:c_hi]
     inside = ((np.hypot((rr_ - float(sr)) * py, (cc_ - float(sc)) * px) <= radius - gap)
-              & np.isfinite(image))
-    img = np.where(inside, image, 0.0)
+              & np.isfinite(crop))
+    img = np.where(inside, crop, 0.0)
     maps = []
     for d in DIAMETERS_MM:
         rad = d / 2
@@ -543,12 +551,14 @@ def pattern_maps(acr: AcrAxial, n: int, image: np.ndarray,
         # correlation = convolution with the flipped kernel (both are symmetric)
         # the template reads the image itself (as disc_matched does); only the background is
         # kept inside the sheet
-        signal = fftconvolve(np.nan_to_num(image), w, mode="same")
+        signal = fftconvolve(np.nan_to_num(crop), w, mode="same")
         bg_sum = fftconvolve(img, bg, mode="same")
         bg_n = fftconvolve(inside.astype(float), bg, mode="same")
+        full = np.full(image.shape, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
-            m = signal - w.sum() * bg_sum / np.where(bg_n > 5, bg_n, np.nan)
-        maps.append(m)
+            full[r_lo:r_hi, c_lo:c_hi] = signal - w.sum() * bg_sum / np.where(bg_n > 5, bg_n,
+                                                                             np.nan)
+        maps.append(full)
     return maps
 
 
@@ -562,15 +572,17 @@ def pattern_centres(centre: complex, angle: float, sense: float, radii: np.ndarr
     return centre + p + aniso * np.conj(p)
 
 
-def _pattern_score(acr: AcrAxial, n: int, maps: list[np.ndarray], centres: np.ndarray) -> float:
+def _pattern_score(acr: AcrAxial, n: int, maps: list[np.ndarray] | np.ndarray,
+                   centres: np.ndarray) -> float:
     from scipy.ndimage import map_coordinates
 
     rows, cols = acr.to_pixel(n, centres.real, centres.imag)
-    total = 0.0
-    for k in range(centres.shape[0]):
-        v = map_coordinates(maps[k], [rows[k], cols[k]], order=1, mode="constant", cval=np.nan)
-        total += float(np.sum(np.nan_to_num(v)))
-    return total
+    stack = maps if isinstance(maps, np.ndarray) else np.stack(maps)
+    # one interpolation over the stack of maps: the spoke index is an exact integer coordinate
+    k = np.broadcast_to(np.arange(centres.shape[0])[:, None], centres.shape)
+    v = map_coordinates(stack, [k.ravel(), rows.ravel(), cols.ravel()], order=1,
+                        mode="constant", cval=np.nan)
+    return float(np.sum(np.nan_to_num(v)))
 
 
 def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -602,6 +614,7 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
         (a, b, c), *_ = np.linalg.lstsq(a_m, f["centres"].ravel(), rcond=None)
         start[n] = (complex(a), f["angle"] + float(np.degrees(np.angle(b))), float(abs(b)),
                     complex(c) / complex(np.conj(b)))  # a + b m + c m̄ = a + p + (c / b̄) p̄
+        f["maps"] = np.stack(f["maps"])  # once, not at every trial place
         f["score_before"] = _pattern_score(acr, n, f["maps"], f["centres"])
     radii = np.asarray(RING_RADII_MM) * float(np.median([start[n][2] for n in slices]))
     aniso = complex(np.median([start[n][3].real for n in slices]),
