@@ -78,3 +78,21 @@ def test_joint_fit_recovers_ring_radii_centre_and_rotation() -> None:
         assert err.max() < 0.3, (n, err.max())
         assert fits[n]["score_after"] > fits[n]["score_before"]
     assert np.abs(joint["ring_radii_mm"] - TRUE_RADII).max() < 0.15, joint["ring_radii_mm"]
+
+
+def test_a_count_that_falls_says_whether_it_was_decided_at_the_threshold() -> None:
+    """Slice 9 counts fewer spokes than slice 8: the note names the disc that stopped the
+    count and says whether both slices' z lie within 1 of the threshold (a count decided by
+    chance) or not (noise or an artefact hides the disc)."""
+    z8 = np.full((10, 3), 5.0)
+    z9 = np.full((10, 3), 5.0)
+    z9[4, 2] = 1.0  # spoke 5, 38 mm ring
+    z8[4, 2] = 1.9
+    counts = {8: 10, 9: 4, 10: 10, 11: 10}
+    zs = {8: z8, 9: z9, 10: z8, 11: z8}
+    note = lc._monotonicity_notes(counts, zs, lc.OBSERVER_Z_THRESHOLD)[9]
+    assert "spoke 5" in note and "38 mm" in note and "by chance" in note
+    z9[4, 2] = -2.0
+    note = lc._monotonicity_notes(counts, zs, lc.OBSERVER_Z_THRESHOLD)[9]
+    assert "artefact" in note and "by chance" not in note
+    assert set(lc._monotonicity_notes(counts, zs, lc.OBSERVER_Z_THRESHOLD)) == {9}
