@@ -5,7 +5,8 @@ the work, so what other tests imported cannot hide a regression:
 
 - analysing a PET image-quality series imports no CT or MR analysis module, and no
   ``scipy.signal`` / ``scipy.stats`` (about 1.1 s of imports on the 2-core benchmark
-  machine, bench/README.md), nor the report, store, network or raw-data packages;
+  machine, bench/README.md), nor the report, store, network or simulation packages;
+  analysing real CatPhan slices imports no PET or MR analysis, nor those;
 - ``import scanbench`` and ``scanbench --help`` import none of those, nor numpy or
   pydicom.
 
@@ -70,6 +71,20 @@ def test_pet_analysis_imports_no_ct_mr_analysis_nor_scipy_signal_stats(pet_iq: P
     assert other == []
     assert _heavy(modules, ("scanbench.report", "scanbench.store", "scanbench.net",
                             "scanbench.simulate")) == []
+
+
+CATPHAN = Path(__file__).resolve().parents[3] / "shared/data/ct/catphan/CTP404_FOV150"
+
+
+@pytest.mark.skipif(not CATPHAN.is_dir(), reason="needs ../shared/data (real CatPhan slices)")
+def test_ct_analysis_imports_no_pet_mr_analysis_nor_scipy_signal_stats() -> None:
+    printed, modules = _run(_cli("analyze", str(CATPHAN), "--json"))
+    (result,) = json.loads(printed)
+    assert result["analysis"] == "ct.catphan"
+    other = sorted(m for m in modules if m.startswith(("scanbench.analysis.pet",
+                                                       "scanbench.analysis.mr")))
+    assert other == []
+    assert _heavy(modules) == []
 
 
 def test_import_scanbench_is_light() -> None:
