@@ -1,4 +1,9 @@
-"""Where analyses register, and how a series finds its analysis."""
+"""Where analyses register, and how a series finds its analysis.
+
+A new analysis is a class decorated with :func:`register` in its module, and one line
+in :data:`CATALOGUE` (its id, modality and module): the registry imports a module only
+when a run needs one of its analyses (a series of that modality, or the id named).
+"""
 
 from __future__ import annotations
 
