@@ -68,6 +68,9 @@ def test_node_over_dicom_tls_with_allow_lists(tmp_path: Path, shared_data: Path)
         wait_for("node ready", lambda: "node ready" in log.read_text(errors="replace")
                  or proc.poll() is not None, timeout=90)
         assert proc.poll() is None, log.read_text(errors="replace")
+        # the ready line says what guards the port
+        assert "(allowed: CT1; hosts: 127.0.0.0/8; TLS with client certificates)" in \
+            log.read_text(errors="replace")
         plain = send(f=files[1])
         wrong_ae = send(*tls, aet="MR1", f=files[1])
         ok = send(*tls)

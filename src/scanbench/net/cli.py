@@ -176,9 +176,13 @@ def node(
         if pull_url:
             schedule = PullSchedule(pull_url, pipe, pipe.home, pull_every, since, stop)
             schedule.start()
+        gates = [f"allowed: {', '.join(config.allow)}"] if config.allow else []
+        if config.allow_hosts:
+            gates.append(f"hosts: {', '.join(config.allow_hosts)}")
+        if config.tls_cert is not None:
+            gates.append("TLS" + (" with client certificates" if config.tls_ca else ""))
         log.info("node ready: AE %s on %s:%d%s; data in %s; database %s", config.ae_title,
-                 config.host, scp.port,
-                 f" (allowed: {', '.join(config.allow)})" if config.allow else "", pipe.home,
+                 config.host, scp.port, f" ({'; '.join(gates)})" if gates else "", pipe.home,
                  pipe.db.engine.url.render_as_string(hide_password=True))
         pipe.run_forever(stop)
     except ScanbenchError as exc:
