@@ -2,39 +2,60 @@
 
 ``scipy.signal`` pulls in ``scipy.stats`` and most of SciPy when imported (about 1 s
 on the 2-core benchmark machine, bench/README.md), for what the analyses need from
-it: :func:`scipy.signal.fftconvolve` in ``mode="same"``. :func:`fftconvolve_same`
-performs the same ``scipy.fft`` calls on the same padded shapes, in the same order,
-so its result is identical, bit for bit, to SciPy's (checked by
-tests/unit/analysis/test_convolve.py on real and integer inputs of odd and even sizes).
+it: :func:`scipy.signal.fftconvolve`, directly and through scikit-image's
+``match_template``. :func:`fftconvolve` performs the same ``scipy.fft`` calls on the
+same padded shapes, in the same order, so its result is identical, bit for bit, to
+SciPy's; :func:`match_template` likewise to scikit-image's (both checked by
+tests/unit/analysis/test_convolve.py on inputs of odd and even sizes).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 
 def fftconvolve_same(in1: np.ndarray, in2: np.ndarray) -> np.ndarray:
-    """``scipy.signal.fftconvolve(in1, in2, mode="same")`` for real arrays.
+    """``scipy.signal.fftconvolve(in1, in2, mode="same")`` for real arrays (see
+    :func:`fftconvolve`)."""
+    return fftconvolve(in1, in2, "same")
+
+
+def fftconvolve(in1: np.ndarray, in2: np.ndarray, mode: str = "full") -> np.ndarray:
+    """``scipy.signal.fftconvolve(in1, in2, mode)`` for real arrays, ``mode`` "full",
+    "same" or "valid".
 
     Method (SciPy 1.17's ``fftconvolve``): the full linear convolution over the axes
     where neither input has length 1, computed as ``irfftn(rfftn(in1) * rfftn(in2))``
     on each axis padded to ``scipy.fft.next_fast_len(s1 + s2 - 1, real=True)``, cut to
-    ``s1 + s2 - 1``, then the central ``in1.shape`` part (``mode="same"``).
+    ``s1 + s2 - 1``, then its central ``in1.shape`` ("same") or ``s1 - s2 + 1``
+    ("valid", the inputs swapped first when ``in1`` is the smaller) part.
     """
     from scipy import fft
 
     a, b = np.asarray(in1), np.asarray(in2)
+    if mode not in ("full", "same", "valid"):
+        raise ValueError("acceptable mode flags are 'valid', 'same', or 'full'")
     if a.ndim != b.ndim:
         raise ValueError("in1 and in2 should have the same dimensionality")
     if np.iscomplexobj(a) or np.iscomplexobj(b):
-        raise ValueError("fftconvolve_same takes real arrays only")
+        raise ValueError("fftconvolve takes real arrays only")
     if a.size == 0 or b.size == 0:
         return np.asarray([])
-    s1, s2 = a.shape, b.shape
-    axes = [i for i in range(a.ndim) if s1[i] != 1 and s2[i] != 1]
+    axes = [i for i in range(a.ndim) if a.shape[i] != 1 and b.shape[i] != 1]
     for i in range(a.ndim):  # broadcasting axes must match, as SciPy requires
-        if i not in axes and not (s1[i] == s2[i] or s1[i] == 1 or s2[i] == 1):
-            raise ValueError(f"incompatible shapes for in1 and in2: {s1} and {s2}")
+        if i not in axes and not (a.shape[i] == b.shape[i] or 1 in (a.shape[i], b.shape[i])):
+            raise ValueError(f"incompatible shapes for in1 and in2: {a.shape} and {b.shape}")
+    if mode == "valid" and a.ndim:
+        ok1 = all(a.shape[i] >= b.shape[i] for i in axes)
+        ok2 = all(b.shape[i] >= a.shape[i] for i in axes)
+        if not (ok1 or ok2):
+            raise ValueError("For 'valid' mode, one must be at least as large as the other "
+                             "in every dimension")
+        if not ok1:
+            a, b = b, a
+    s1, s2 = a.shape, b.shape
     shape = [max(s1[i], s2[i]) if i not in axes else s1[i] + s2[i] - 1 for i in range(a.ndim)]
     if not axes:
         ret = a * b
@@ -47,5 +68,58 @@ def fftconvolve_same(in1: np.ndarray, in2: np.ndarray) -> np.ndarray:
         ret = fft.irfftn(fft.rfftn(a, fshape, axes=axes) * fft.rfftn(b, fshape, axes=axes),
                          fshape, axes=axes)
         ret = ret[tuple(slice(n) for n in shape)]
-    start = [(ret.shape[k] - s1[k]) // 2 for k in range(ret.ndim)]
-    return ret[tuple(slice(start[k], start[k] + s1[k]) for k in range(ret.ndim))].copy()
+    if mode == "full":
+        return ret.copy()
+    keep = s1 if mode == "same" else [
+        ret.shape[k] if k not in axes else s1[k] - s2[k] + 1 for k in range(ret.ndim)]
+    start = [(ret.shape[k] - keep[k]) // 2 for k in range(ret.ndim)]
+    return ret[tuple(slice(start[k], start[k] + keep[k]) for k in range(ret.ndim))].copy()
+
+
+def match_template(image: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation of a 2-D ``template`` at every position where it lies
+    wholly inside ``image``: ``skimage.feature.match_template(image, template)`` (scikit-
+    image 0.26, ``pad_input=False``, BSD-3-Clause), the same operations in the same order,
+    so the same values, without the ``scipy.signal`` import that scikit-image's brings.
+
+    Method (Lewis, "Fast normalized cross-correlation", Vision Interface 1995): the
+    correlation by FFT, the local sums and sums of squares of the zero-padded image by
+    running sums; positions where the image window is constant give 0.
+    """
+    if image.ndim != 2 or template.ndim != 2:
+        raise ValueError("match_template takes a 2-D image and a 2-D template")
+    if np.any(np.less(image.shape, template.shape)):
+        raise ValueError("Image must be larger than template.")
+    image_shape = image.shape
+    float_dtype = np.float32 if image.dtype in (np.float16, np.float32) else np.float64
+    img = np.pad(image.astype(float_dtype, copy=False),
+                 pad_width=tuple((w, w) for w in template.shape), mode="constant",
+                 constant_values=0)
+    window_sum = _window_sum_2d(img, template.shape)
+    window_sum2 = _window_sum_2d(img**2, template.shape)
+    template_mean = template.mean()
+    template_volume = math.prod(template.shape)
+    template_ssd = np.sum((template - template_mean) ** 2)
+    xcorr = fftconvolve(img, template[::-1, ::-1], mode="valid")[1:-1, 1:-1]
+    numerator = xcorr - window_sum * template_mean
+    denominator = window_sum2
+    np.multiply(window_sum, window_sum, out=window_sum)
+    np.divide(window_sum, template_volume, out=window_sum)
+    denominator -= window_sum
+    denominator *= template_ssd
+    np.maximum(denominator, 0, out=denominator)  # rounding can make it slightly negative
+    np.sqrt(denominator, out=denominator)
+    response = np.zeros_like(xcorr, dtype=float_dtype)
+    mask = denominator > np.finfo(float_dtype).eps  # a constant window: no correlation
+    response[mask] = numerator[mask] / denominator[mask]
+    d0 = [template.shape[i] - 1 for i in range(2)]
+    return response[tuple(slice(d0[i], d0[i] + image_shape[i] - template.shape[i] + 1)
+                          for i in range(2))]
+
+
+def _window_sum_2d(image: np.ndarray, window_shape: tuple[int, ...]) -> np.ndarray:
+    """Sums of ``image`` over every ``window_shape`` window, by running sums."""
+    window_sum = np.cumsum(image, axis=0)
+    window_sum = window_sum[window_shape[0]:-1] - window_sum[:-window_shape[0] - 1]
+    window_sum = np.cumsum(window_sum, axis=1)
+    return window_sum[:, window_shape[1]:-1] - window_sum[:, :-window_shape[1] - 1]
