@@ -13,6 +13,7 @@ stack or time form separate volumes (see :mod:`scanbench.dicom.geometry`).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import warnings
@@ -329,7 +330,14 @@ def _parse(entry: _Entry, force: bool) -> Dataset:
     """Parse from memory: a damaged length field then yields a short value, whereas
     reading it from a file object would first allocate the length the header claims."""
     data = entry.data if entry.data is not None else entry.path.read_bytes()
-    return parse(data, force=force)
+    ds = parse(data, force=force)
+    # pydicom's FileDataset keeps the BytesIO it was read from (``buffer``), and with it
+    # every byte of the file, Pixel Data included, for as long as the data set lives:
+    # half a volume more for a 16-bit series. Every value has been read from memory
+    # already (no deferred reads), so the buffer is not needed.
+    if isinstance(getattr(ds, "buffer", None), io.BytesIO):
+        ds.buffer = None
+    return ds
 
 
 def _sop_class(ds: Dataset) -> str:
