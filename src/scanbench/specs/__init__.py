@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -289,9 +289,13 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _TOP_KEYS = {"name", "title", "version", "description", "verified", "unverified_reason",
-             "sources", "rules"}
+             "sources", "rules", "extends", "metadata", "applies_to", "weights", "retest_days",
+             "tests"}
 _RULE_KEYS = {"analysis", "measurement", "labels", "device", "low", "high", "source",
-              "confidence", "note", "when", "baseline"}
+              "confidence", "note", "when", "baseline", "tolerance"}
+# The dimensions a spec weighs (issue 13): what a scorecard scores per device.
+DIMENSIONS: tuple[str, ...] = ("image_quality", "radiation_dose", "workflow", "function",
+                               "reliability", "usability", "economics")
 _BASELINE_KEYS = {"low", "high", "mode"}
 _DEVICE_KEYS = {"manufacturer", "model"}
 
@@ -396,6 +400,30 @@ class Rule:
     note: str = ""
     when: tuple[Condition, ...] = ()
     baseline: BaselineLimits | None = None
+    # QATrack+-style two bands: low/high are the action levels (outside: fail);
+    # ``tolerance`` is the narrower warning band inside them (outside it: act soon).
+    tolerance: tuple[float | None, float | None] | None = None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What a rule applies to: two rules with the same key judge the same values (a
+        child spec's rule replaces its parent's rule of the same key)."""
+        return (self.analysis, self.measurement,
+                tuple(sorted((k, str(x)) for k, x in self.labels.items())), self.device,
+                self.when)
+
+    def level(self, value: float) -> Literal["within tolerance", "tolerance", "action"]:
+        """The QATrack+-style level of ``value``: inside the tolerance band (or no band
+        given) and inside the action limits, between the two, or outside the action
+        limits. Baseline-relative rules need the baseline: use the absolute bounds."""
+        if (self.low is not None and value < self.low) or \
+                (self.high is not None and value > self.high):
+            return "action"
+        if self.tolerance is not None:
+            lo, hi = self.tolerance
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                return "tolerance"
+        return "within tolerance"
 
     def matches_labels(self, labels: Mapping[str, Any]) -> bool:
         """True when every label of the rule is present with an equal value."""
@@ -423,6 +451,70 @@ def _label_equal(want: Any, have: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class DeviceClass:
+    """Which devices a spec applies to (``applies_to``): each name tuple empty means
+    any; ranges are ``[min, max)`` like ``when`` conditions."""
+
+    modality: tuple[str, ...] = ()
+    manufacturer: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    field_strength_t: Condition | None = None
+    axial_fov_mm: Condition | None = None
+
+    def matches(self, device: DeviceIdentity, modality: str | None = None,
+                field_strength_t: float | None = None,
+                axial_fov_mm: float | None = None) -> bool | None:
+        """True/False; None when a condition depends on something not given."""
+        unknown = False
+        for wanted, have in ((self.modality, modality),
+                             (self.manufacturer, device.manufacturer),
+                             (self.model, device.model)):
+            if not wanted:
+                continue
+            if have is None:
+                unknown = True
+            elif _normalise(have) not in {_normalise(w) for w in wanted}:
+                return False
+        for cond, value in ((self.field_strength_t, field_strength_t),
+                            (self.axial_fov_mm, axial_fov_mm)):
+            if cond is None:
+                continue
+            held = cond.holds({cond.parameter: value})
+            if held is None:
+                unknown = True
+            elif not held:
+                return False
+        return None if unknown else True
+
+    def describe(self) -> str:
+        parts = [" / ".join(x) for x in (self.modality, self.manufacturer, self.model) if x]
+        parts.extend(c.describe() for c in (self.field_strength_t, self.axial_fov_mm) if c)
+        return ", ".join(parts) or "any device"
+
+
+@dataclass(frozen=True)
+class TestRequirement:
+    """One required test of a spec (``tests:``): the test id results carry (an analysis
+    id or a QC test name), how often and the due window (the frequencies of
+    :mod:`scanbench.evaluation.schedule`), the dimension it scores and its source.
+    ``frequency`` is None when the source's period is not confirmed: the test is then
+    listed but not scheduled. ``limits`` is ``not confirmed`` when the source's limit
+    for it could not be confirmed (the spec then holds no rule for it)."""
+
+    test: str
+    source: str
+    title: str = ""
+    analysis: str | None = None
+    frequency: str | None = None
+    window_days: float | None = None
+    weekdays: tuple[int, ...] | None = None
+    dimension: str | None = None
+    confidence: Confidence = "C"
+    limits: str = "in rules"
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Spec:
     """A loaded, validated evaluation specification."""
 
@@ -435,6 +527,31 @@ class Spec:
     rules: tuple[Rule, ...]
     unverified_reason: str = ""
     path: Path | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    applies_to: DeviceClass | None = None
+    tests: tuple[TestRequirement, ...] = ()
+    weights: Mapping[str, float] = field(default_factory=dict)
+    retest_days: float | None = None
+    extends: tuple[str, ...] = ()  # the parent chain, nearest first
+
+    def schedule(self, valid_from: Any) -> Any:
+        """This spec's tests as a :class:`scanbench.evaluation.schedule.ScheduleSpec` in
+        force from ``valid_from`` (a datetime). Tests without a confirmed frequency are
+        left out (they cannot be due)."""
+        from scanbench.evaluation.schedule import RequiredTest, ScheduleSpec
+
+        tests = tuple(RequiredTest(test=t.test, frequency=t.frequency,  # type: ignore[arg-type]
+                                   window_days=t.window_days, weekdays=t.weekdays,
+                                   source=t.source)
+                      for t in self.tests if t.frequency is not None)
+        extra = {} if self.retest_days is None else {"retest_days": self.retest_days}
+        return ScheduleSpec(name=self.name, version=self.version, valid_from=valid_from,
+                            tests=tests, **extra)
+
+    def normalised_weights(self) -> dict[str, float]:
+        """The dimension weights scaled to sum to 1 (empty when none are given)."""
+        total = sum(self.weights.values())
+        return {k: v / total for k, v in self.weights.items()} if total > 0 else {}
 
     def rules_for(self, analysis: str) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.analysis == analysis)
@@ -462,36 +579,148 @@ def load_spec(name_or_path: str | Path) -> Spec:
     """Load a shipped spec by name (``earl1``) or any spec file by path.
 
     A string that names an existing file, or ends in ``.yaml``/``.yml``, is a
-    path. Raises :class:`SpecError` naming the file, the key and the problem.
+    path. Raises :class:`SpecError` naming the file, the line, the key and the problem.
     """
+    return _load(name_or_path, chain=())
+
+
+def _locate(name_or_path: str | Path, relative_to: Path | None = None) -> tuple[Path, str]:
+    """The file of a spec reference and its text: a path (relative to the spec that
+    names it, for ``extends``), else a shipped spec's name."""
     text_arg = str(name_or_path)
     as_path = Path(text_arg).expanduser()
+    if relative_to is not None and not as_path.is_absolute():
+        as_path = relative_to / as_path
     if isinstance(name_or_path, Path) or as_path.is_file() or text_arg.endswith((".yaml", ".yml")):
         if not as_path.is_file():
             raise SpecError("spec file not found", where=as_path)
         try:
-            text = as_path.read_text(encoding="utf-8")
+            return as_path, as_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(f"cannot read spec file ({exc})", where=as_path) from exc
-        return parse_spec(text, where=as_path)
     shipped = _spec_dir() / f"{text_arg}.yaml"
     if not shipped.is_file():
         known = ", ".join(list_specs())
         raise SpecError(f"unknown spec {text_arg!r}; shipped specs: {known}; "
                         "or give the path of a spec YAML file")
-    return parse_spec(shipped.read_text(encoding="utf-8"), where=Path(str(shipped)))
+    return Path(str(shipped)), shipped.read_text(encoding="utf-8")
 
 
-def parse_spec(text: str, where: str | Path = "<spec>") -> Spec:
-    """Parse and validate the YAML text of a spec."""
+def _load(name_or_path: str | Path, chain: tuple[Path, ...],
+          relative_to: Path | None = None) -> Spec:
+    path, text = _locate(name_or_path, relative_to)
+    return parse_spec(text, where=path, _chain=chain)
+
+
+_SCHEMA_VALIDATOR: Any = None
+
+
+def _schema_validator() -> Any:
+    """The JSON Schema (draft 2020-12) validator of spec files, from package data."""
+    global _SCHEMA_VALIDATOR
+    if _SCHEMA_VALIDATOR is None:
+        import json
+
+        import jsonschema
+
+        schema = json.loads((_spec_dir() / "spec.schema.json").read_text(encoding="utf-8"))
+        _SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(schema)
+    return _SCHEMA_VALIDATOR
+
+
+def _key_text(path: Sequence[str | int]) -> str:
+    """['rules', 0, 'low'] -> 'rules[0].low'."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _key_path(key: str) -> list[str | int]:
+    """'rules[0].labels.sphere_mm' -> ['rules', 0, 'labels', 'sphere_mm']."""
+    return [int(m.group(2)) if m.group(2) is not None else m.group(1)
+            for m in _KEY_PART.finditer(key)]
+
+
+def _line_of(root: yaml.Node | None, path: Sequence[str | int]) -> int | None:
+    """The 1-based line of the YAML node at ``path`` (of its key, for a mapping entry),
+    or of the deepest node on the way when the path goes further than the document."""
+    node, line = root, None
+    if node is not None:
+        line = node.start_mark.line + 1
+    for p in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if str(k.value) == str(p):
+                    line, node = k.start_mark.line + 1, v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(p, int) \
+                and 0 <= p < len(node.value):
+            node = node.value[p]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _schema_error(data: Any, root: yaml.Node | None, where: str | Path) -> None:
+    """Raise the first (by line) JSON Schema violation as a SpecError naming the line."""
+    errors = list(_schema_validator().iter_errors(data))
+    if not errors:
+        return
+    found = []
+    for e in errors:
+        path: list[str | int] = list(e.absolute_path)
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            allowed = sorted(e.schema.get("properties", {}))
+            extra = sorted(str(k) for k in e.instance if k not in allowed)
+            path = [*path, extra[0]]
+            problem = f"unknown key; allowed keys are {', '.join(allowed)}"
+        elif e.validator == "required" and isinstance(e.instance, dict):
+            missing = [k for k in e.validator_value if k not in e.instance]
+            problem = "missing"
+            if missing[0] == "source" and path and path[0] == "rules":
+                problem = "missing: every limit names its source (document and clause)"
+            line = _line_of(root, path)
+            path = [*path, missing[0]]
+            found.append((line or 0, len(path), _key_text(path), line, problem))
+            continue
+        else:
+            problem = e.schema.get("x-message") or e.message
+            if e.validator in ("type", "enum", "pattern") and path and \
+                    path[-1] == "name" and len(path) == 1:
+                problem = f"{e.instance!r} is {problem}"
+        line = _line_of(root, path)
+        found.append((line or 0, len(path), _key_text(path), line, problem))
+    found.sort(key=lambda t: (t[0], -t[1]))
+    _, _, key, line, problem = found[0]
+    raise SpecError(_located(key, line, problem), where=where)
+
+
+def _located(key: str, line: int | None, problem: str) -> str:
+    """'rules[0].low (line 12): must be a finite number' (key first: what to fix)."""
+    at = f" (line {line})" if line is not None else ""
+    return f"{key}{at}: {problem}" if key else f"line {line}: {problem}" if line else problem
+
+
+def parse_spec(text: str, where: str | Path = "<spec>",
+               _chain: tuple[Path, ...] = ()) -> Spec:
+    """Parse and validate the YAML text of a spec: the JSON Schema
+    (``specs/spec.schema.json``) first, then what the schema cannot know (analysis ids,
+    measurement names and labels, bands, confirmed limits in a verified spec), then the
+    parent named by ``extends`` (loops refused). Errors name the file, key and line."""
     try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"not valid YAML: {exc}", where=where) from exc
-    if not isinstance(data, dict):
-        raise SpecError("a spec must be a YAML mapping with keys name, title, rules, ...",
-                        where=where)
-    v = _Validator(where)
+        raise SpecError(_yaml_problem(exc), where=where) from exc
+    _schema_error(data, root, where)
+    v = _Validator(where, root)
     v.unknown_keys(data, _TOP_KEYS, "")
     name = v.string(data, "name", "")
     if not _NAME_RE.match(name):
@@ -514,37 +743,139 @@ def parse_spec(text: str, where: str | Path = "<spec>") -> Spec:
     rules = tuple(v.rule(r, f"rules[{i}]") for i, r in enumerate(raw_rules))
     seen: dict[tuple[Any, ...], int] = {}
     for i, r in enumerate(rules):
-        key = (r.analysis, r.measurement, tuple(sorted((k, str(x)) for k, x in r.labels.items())),
-               r.device, r.when)
-        if key in seen:
-            v.fail(f"rules[{i}]", f"duplicates rules[{seen[key]}] ({r.describe()})")
-        seen[key] = i
+        if r.key in seen:
+            v.fail(f"rules[{i}]", f"duplicates rules[{seen[r.key]}] ({r.describe()})")
+        seen[r.key] = i
+    tests = v.tests(data.get("tests") or [])
+    applies_to = v.device_class(data.get("applies_to"))
+    weights = {str(k): float(x) for k, x in (data.get("weights") or {}).items()}
+    if weights and sum(weights.values()) <= 0:
+        v.fail("weights", "at least one weight must be above 0")
+    here = Path(where) if not str(where).startswith("<") else None
+    parents: tuple[str, ...] = ()
+    parent: Spec | None = None
+    own_rules = rules
+    if data.get("extends") is not None:
+        parent = v.parent(str(data["extends"]).strip(), here, _chain)
+        parents = (parent.name, *parent.extends)
+        rules, tests, sources = _inherit(parent, rules, tests, sources)
+        weights = weights or dict(parent.weights)
+        applies_to = applies_to or parent.applies_to
+    for i, r in enumerate(rules):
         if verified and r.confidence != "C":
-            v.fail(f"rules[{i}].confidence",
-                   f"{r.confidence} limit in a spec marked verified: true; only C (confirmed) "
-                   "limits may be pass/fail rules of a verified spec — set verified: false "
-                   "and say why in unverified_reason")
+            inherited = parent is not None and not any(r is o for o in own_rules)
+            key = "verified" if inherited and parent is not None else f"rules[{i}].confidence"
+            v.fail(key, f"{r.confidence} limit ({r.describe()}) in a spec marked verified: "
+                   "true; only C (confirmed) limits may be pass/fail rules of a verified spec "
+                   "— set verified: false and say why in unverified_reason"
+                   + (f" (the limit comes from the parent spec {parent.name})"
+                      if inherited and parent is not None else ""))
+    retest = data.get("retest_days")
     return Spec(
         name=name,
         title=v.string(data, "title", ""),
         version=str(v.required(data, "version", "")),
         description=v.string(data, "description", ""),
         verified=bool(verified),
-        sources=tuple(s.strip() for s in sources),
+        sources=tuple(dict.fromkeys(s.strip() for s in sources)),
         rules=rules,
         unverified_reason=reason.strip(),
-        path=Path(where) if not str(where).startswith("<") else None,
+        path=here,
+        metadata={str(k): str(x) for k, x in (data.get("metadata") or {}).items()},
+        applies_to=applies_to,
+        tests=tests,
+        weights=weights,
+        retest_days=float(retest) if retest is not None else
+        (parent.retest_days if parent is not None else None),
+        extends=parents,
     )
 
 
-class _Validator:
-    """Builds SpecErrors of the form '<file>: <key>: <problem>'."""
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """'not valid YAML (line 7, column 6): expected ',' or ']', but got ':' (while parsing
+    a flow sequence opened on line 6)' from a PyYAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    opened = f" ({context} opened on line {cmark.line + 1})" if context and cmark else ""
+    return f"not valid YAML{at}: {problem}{opened}"
 
-    def __init__(self, where: str | Path) -> None:
+
+def _inherit(parent: Spec, rules: tuple[Rule, ...], tests: tuple[TestRequirement, ...],
+             sources: list[str]) -> tuple[tuple[Rule, ...], tuple[TestRequirement, ...],
+                                          list[str]]:
+    """A child's rules replace its parent's rules of the same key (in the parent's
+    order) and add the others after them; tests likewise by test id; sources add up."""
+    own = {r.key: r for r in rules}
+    merged = [own.pop(r.key, r) for r in parent.rules]
+    merged.extend(r for r in rules if r.key in own)
+    own_tests = {t.test: t for t in tests}
+    merged_tests = [own_tests.pop(t.test, t) for t in parent.tests]
+    merged_tests.extend(t for t in tests if t.test in own_tests)
+    return tuple(merged), tuple(merged_tests), [*parent.sources, *sources]
+
+
+class _Validator:
+    """Builds SpecErrors of the form '<file>: <key> (line <n>): <problem>'."""
+
+    def __init__(self, where: str | Path, root: yaml.Node | None = None) -> None:
         self.where = where
+        self.root = root
 
     def fail(self, key: str, problem: str) -> NoReturn:
-        raise SpecError(f"{key}: {problem}", where=self.where)
+        line = _line_of(self.root, _key_path(key)) if self.root is not None else None
+        raise SpecError(_located(key, line, problem), where=self.where)
+
+    def parent(self, ref: str, here: Path | None, chain: tuple[Path, ...]) -> Spec:
+        """Load the spec named by ``extends``, refusing a loop of inheritance."""
+        me = here.resolve() if here is not None else None
+        seen = (*chain, me) if me is not None else chain
+        try:
+            path, _ = _locate(ref, here.parent if here is not None else None)
+        except SpecError as exc:
+            self.fail("extends", f"cannot load the parent spec {ref!r}: {exc}")
+        if path.resolve() in seen:
+            names = " -> ".join(p.name for p in (*seen, path.resolve()))
+            self.fail("extends", f"inheritance loop refused: {names}")
+        return _load(ref, chain=seen, relative_to=here.parent if here is not None else None)
+
+    def tests(self, raw: list[Any]) -> tuple[TestRequirement, ...]:
+        out: list[TestRequirement] = []
+        seen: set[str] = set()
+        for i, t in enumerate(raw):
+            p = f"tests[{i}]."
+            test = str(t["test"]).strip()
+            if test in seen:
+                self.fail(p + "test", f"{test!r} is listed twice")
+            seen.add(test)
+            analysis = t.get("analysis")
+            if analysis is not None and analysis not in MEASUREMENTS:
+                self.fail(p + "analysis", f"unknown analysis {analysis!r}; known: "
+                          f"{', '.join(sorted(MEASUREMENTS))}")
+            if t.get("weekdays") is not None and t.get("frequency") != "daily":
+                self.fail(p + "weekdays", "weekdays apply only to a daily test")
+            out.append(TestRequirement(
+                test=test, source=str(t["source"]).strip(), title=str(t.get("title", "")),
+                analysis=analysis, frequency=t.get("frequency"),
+                window_days=None if t.get("window_days") is None else float(t["window_days"]),
+                weekdays=None if t.get("weekdays") is None else tuple(t["weekdays"]),
+                dimension=t.get("dimension"), confidence=t.get("confidence", "C"),
+                limits=t.get("limits", "in rules"), note=str(t.get("note", "")).strip()))
+        return tuple(out)
+
+    def device_class(self, raw: Any) -> DeviceClass | None:
+        if raw is None:
+            return None
+        ranges: dict[str, Condition | None] = {}
+        for key in ("field_strength_t", "axial_fov_mm"):
+            r = raw.get(key)
+            ranges[key] = None if r is None else self.conditions({key: r}, "applies_to")[0]
+        names = {k: self.names(raw[k], f"applies_to.{k}") if k in raw else ()
+                 for k in ("modality", "manufacturer", "model")}
+        return DeviceClass(modality=names["modality"], manufacturer=names["manufacturer"],
+                           model=names["model"], field_strength_t=ranges["field_strength_t"],
+                           axial_fov_mm=ranges["axial_fov_mm"])
 
     def required(self, data: Mapping[str, Any], key: str, prefix: str) -> Any:
         if key not in data or data[key] is None:
@@ -593,6 +924,11 @@ class _Validator:
         if measurement not in produced:
             self.fail(p + "measurement", f"{analysis} does not produce {measurement!r}; it "
                       f"produces {', '.join(sorted(produced))}")
+        from scanbench.analysis.physical import RANGES
+
+        if measurement not in RANGES:  # the table of every name the analyses emit
+            self.fail(p + "measurement", f"unknown measurement {measurement!r}: no analysis "
+                      "reports it")
         labels = raw.get("labels") or {}
         if not isinstance(labels, dict):
             self.fail(p + "labels", "must be a mapping such as {sphere_mm: 37}")
@@ -623,6 +959,7 @@ class _Validator:
             self.fail(prefix, "a rule needs low, high or both (or baseline)")
         if low is not None and high is not None and low > high:
             self.fail(prefix, f"low {low} is above high {high}")
+        tolerance = self.tolerance(raw.get("tolerance"), p + "tolerance", low, high)
         when = self.conditions(raw.get("when"), p + "when")
         source = self.string(raw, "source", p)
         confidence = raw.get("confidence")
@@ -634,7 +971,29 @@ class _Validator:
             self.fail(p + "note", "must be a string")
         return Rule(analysis=analysis, measurement=measurement, low=low, high=high,
                     source=source, confidence=confidence, labels=dict(labels),
-                    device=device, note=note.strip(), when=when, baseline=baseline)
+                    device=device, note=note.strip(), when=when, baseline=baseline,
+                    tolerance=tolerance)
+
+    def tolerance(self, raw: Any, key: str, low: float | None,
+                  high: float | None) -> tuple[float | None, float | None] | None:
+        """The tolerance (warning) band: inside the action limits low/high, never
+        outside them (QATrack+: tolerance levels lie within action levels)."""
+        if raw is None:
+            return None
+        t_low = self.number(raw, "low", key + ".")
+        t_high = self.number(raw, "high", key + ".")
+        if t_low is None and t_high is None:
+            self.fail(key, "needs low, high or both")
+        if low is None and high is None:
+            self.fail(key, "a tolerance band needs the rule's action limits low/high")
+        if t_low is not None and t_high is not None and t_low > t_high:
+            self.fail(key, f"low {t_low} is above high {t_high}")
+        for name, t, action, inside in (("low", t_low, low, lambda a, b: b >= a),
+                                        ("high", t_high, high, lambda a, b: b <= a)):
+            if t is not None and action is not None and not inside(action, t):
+                self.fail(f"{key}.{name}", f"the tolerance level {t:g} lies outside the "
+                          f"action level {action:g}: the tolerance band is the narrower one")
+        return (t_low, t_high)
 
     def baseline(self, raw: Any, key: str) -> BaselineLimits | None:
         if raw is None:
@@ -677,5 +1036,6 @@ class _Validator:
         return tuple(out)
 
 
-__all__ = ["CONFIDENCE_WORDS", "MEASUREMENTS", "BaselineLimits", "Condition", "DeviceMatch",
-           "Rule", "Spec", "list_specs", "load_spec", "measurement_unit", "parse_spec"]
+__all__ = ["CONFIDENCE_WORDS", "DIMENSIONS", "MEASUREMENTS", "BaselineLimits", "Condition",
+           "DeviceClass", "DeviceMatch", "Rule", "Spec", "TestRequirement", "list_specs",
+           "load_spec", "measurement_unit", "parse_spec"]
