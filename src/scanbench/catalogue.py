@@ -13,6 +13,7 @@ from rich.text import Text
 
 from scanbench.analysis.base import Analysis, parameters_of
 from scanbench.specs import CONFIDENCE_WORDS, Rule, Spec, measurement_unit
+from scanbench.specs.diff import SpecChange
 
 # The "confirmed" column: only a confirmed limit judges pass/fail.
 _CONFIRMED = {"C": Text("yes", style="green"),
@@ -125,9 +126,22 @@ def spec_json(spec: Spec) -> dict[str, Any]:
                       "unit": measurement_unit(r.measurement), "source": r.source,
                       "note": r.note or None, "confirmed": r.confidence == "C",
                       "confirmation": CONFIDENCE_WORDS[r.confidence]})
+    for r, row in zip(spec.rules, rules, strict=True):
+        if r.tolerance is not None:
+            row["tolerance"] = {"low": r.tolerance[0], "high": r.tolerance[1]}
+    tests = [{"test": t.test, "title": t.title or None, "analysis": t.analysis,
+              "frequency": t.frequency, "window_days": t.window_days,
+              "weekdays": None if t.weekdays is None else list(t.weekdays),
+              "dimension": t.dimension, "source": t.source,
+              "confirmed": t.confidence == "C", "limits": t.limits, "note": t.note or None}
+             for t in spec.tests]
+    a = spec.applies_to
     return {"name": spec.name, "title": spec.title, "version": spec.version,
             "verified": spec.verified, "unverified_reason": spec.unverified_reason or None,
-            "sources": list(spec.sources), "rules": rules}
+            "sources": list(spec.sources), "extends": list(spec.extends),
+            "metadata": dict(spec.metadata),
+            "applies_to": None if a is None else a.describe(),
+            "weights": dict(spec.weights), "tests": tests, "rules": rules}
 
 
 def spec_header(spec: Spec) -> str:
@@ -140,10 +154,55 @@ def spec_header(spec: Spec) -> str:
         lines.append("Not every limit is confirmed: " + spec.unverified_reason + " Limits "
                      "that are not confirmed are shown beside the value (within or outside "
                      "the unconfirmed limit), never as pass or fail.")
+    if spec.extends:
+        lines.append("Extends: " + " <- ".join(spec.extends) + " (its limits unless replaced "
+                     "here)")
+    if spec.applies_to is not None:
+        lines.append(f"Applies to: {spec.applies_to.describe()}")
+    if spec.weights:
+        lines.append("Dimension weights: " + ", ".join(
+            f"{k} {v:.0%}" for k, v in spec.normalised_weights().items()))
+    if spec.tests:
+        lines.append("Required tests:")
+        for t in spec.tests:
+            freq = t.frequency or "period not confirmed"
+            window = "" if t.window_days is None else f", window {t.window_days:g} days"
+            limit = "; limits not confirmed" if t.limits == "not confirmed" else ""
+            lines.append(f"  - {t.test}{' (' + t.title + ')' if t.title else ''}: "
+                         f"{freq}{window}{limit}. {t.source}")
     lines.append("Sources:")
     lines.extend(f"  - {s}" for s in spec.sources)
     return "\n".join(lines)
 
 
-__all__ = ["analyses_json", "analyses_table", "parameters_text", "rule_bounds", "rule_where",
-           "spec_header", "spec_json", "spec_table", "specs_table"]
+_CHANGE_STYLE = {"added": "cyan", "removed": "magenta", "tightened": "green",
+                 "loosened": "yellow", "changed": "yellow"}
+
+
+def diff_table(a: Spec, b: Spec, changes: list[SpecChange]) -> Table:
+    """What changed from spec ``a`` to spec ``b``: one row per limit, test or weight."""
+    table = Table(title=Text(f"{a.name} {a.version} -> {b.name} {b.version}: "
+                             f"{len(changes)} change(s)"), title_justify="left",
+                  show_lines=True)
+    table.add_column("change", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("what", overflow="fold")
+    table.add_column(Text(a.name), overflow="fold")
+    table.add_column(Text(b.name), overflow="fold")
+    table.add_column("detail", overflow="fold")
+    for c in changes:
+        table.add_row(Text(c.change, style=_CHANGE_STYLE[c.change]), Text(c.kind),
+                      Text(c.what), Text(c.old), Text(c.new), Text(c.detail))
+    return table
+
+
+def diff_json(a: Spec, b: Spec, changes: list[SpecChange]) -> dict[str, Any]:
+    """The same as :func:`diff_table`, as plain JSON values."""
+    return {"a": {"name": a.name, "version": a.version},
+            "b": {"name": b.name, "version": b.version},
+            "changes": [{"change": c.change, "kind": c.kind, "what": c.what, "old": c.old,
+                         "new": c.new, "detail": c.detail or None} for c in changes]}
+
+
+__all__ = ["analyses_json", "analyses_table", "diff_json", "diff_table", "parameters_text",
+           "rule_bounds", "rule_where", "spec_header", "spec_json", "spec_table", "specs_table"]

@@ -321,16 +321,25 @@ def list_analyses(
 @app.command("specs")
 def list_specs_cmd(
     name: Annotated[str | None, typer.Argument(
-        metavar="NAME", help="A shipped spec's name or a spec YAML file: print its limits.")
+        metavar="NAME", help="A shipped spec's name or a spec YAML file: print its limits. "
+        "`diff A B`: what changed from spec A to spec B.")
+    ] = None,
+    compared: Annotated[list[str] | None, typer.Argument(
+        metavar="A B", help="With `diff`: the two specs A and B.", show_default=False)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
     """List the evaluation specifications shipped with scanbench; with NAME, print that
     spec's limits (analysis, measurement, labels, low, high, unit, source) and whether
-    each is confirmed by its source (only confirmed limits judge pass or fail)."""
+    each is confirmed by its source (only confirmed limits judge pass or fail).
+    `scanbench specs diff A B` lists the limits and tests added, removed, tightened or
+    loosened from A to B."""
     from scanbench.catalogue import spec_header, spec_json, spec_table, specs_table
     from scanbench.specs import list_specs, load_spec
 
+    if name == "diff" or compared:
+        _specs_diff(name, compared or [], as_json)
+        return
     try:
         specs = [load_spec(name)] if name else [load_spec(n) for n in list_specs()]
     except ScanbenchError as exc:
@@ -344,6 +353,29 @@ def list_specs_cmd(
         out.print(spec_table(specs[0]))
     else:
         out.print(specs_table(specs))
+
+
+def _specs_diff(name: str | None, compared: list[str], as_json: bool) -> None:
+    """`scanbench specs diff A B`: the changes from spec A to spec B, table or JSON."""
+    from scanbench.catalogue import diff_json, diff_table
+    from scanbench.specs import load_spec
+    from scanbench.specs.diff import diff_specs
+
+    if name != "diff" or len(compared) != 2:
+        err.print(Text("error: compare two specs with `scanbench specs diff A B`; "
+                       "`scanbench specs NAME` prints one", style="red"))
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        a, b = (load_spec(x) for x in compared)
+    except ScanbenchError as exc:
+        err.print(Text(f"error: {exc}", style="red"))
+        raise typer.Exit(EXIT_USAGE) from None
+    changes = diff_specs(a, b)
+    if as_json:
+        sys.stdout.write(json.dumps(diff_json(a, b, changes), indent=1, ensure_ascii=False)
+                         + "\n")
+    else:
+        out.print(diff_table(a, b, changes))
 
 
 @app.command()
