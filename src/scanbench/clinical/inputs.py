@@ -22,6 +22,8 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from scanbench.clinical.sr import read_header
+
 Progress = Callable[[int, int], None]
 
 
@@ -63,8 +65,12 @@ def _parse(source: bytes | Path, head: bytes, where: str, found: Found) -> Datas
         found.skipped.append((where, "not DICOM (no DICM prefix at byte 128)"))
         return None
     try:
-        fp = io.BytesIO(source) if isinstance(source, bytes) else source
-        ds = pydicom.dcmread(fp, force=not part10, stop_before_pixels=True)
+        # A plain Part 10 file is read directly (the same data set, its SR content tree
+        # left unparsed until walked: sr.read_header); anything else by pydicom.
+        ds = read_header(source) if part10 and isinstance(source, Path) else None
+        if ds is None:
+            fp = io.BytesIO(source) if isinstance(source, bytes) else source
+            ds = pydicom.dcmread(fp, force=not part10, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types on damaged input
         found.failures.append((where, f"damaged DICOM, cannot be parsed "
                                       f"({type(exc).__name__}: {exc})"))

@@ -21,15 +21,21 @@ from __future__ import annotations
 import datetime as dt
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, cast
 
-from pydicom.charset import python_encoding
+from pydicom.charset import convert_encodings, default_encoding, python_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataelem import (
+    DataElement,
+    RawDataElement,
+    convert_raw_data_element,
+    empty_value_for_VR,
+)
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
@@ -558,3 +564,175 @@ def template_id(ds: Dataset) -> str | None:
     """Template Identifier (0040,DB00) of the root's Content Template Sequence, if given."""
     item = h.item(ds, "ContentTemplateSequence")
     return h.text(item, "TemplateIdentifier") if item is not None else None
+
+
+# --------------------------------------------------------------------------- direct read
+
+#: Transfer Syntax UID values read directly (as written, with the trailing null that pads
+#: a UI to even length, PS3.5 §9.1) → implicit VR?
+_DIRECT_SYNTAXES = {b"1.2.840.10008.1.2\0": True, b"1.2.840.10008.1.2.1\0": False}
+#: Explicit VRs read as pydicom reads them (its ENCODED_VR set).
+_DIRECT_VRS = {vr: vr.decode("ascii") for vr in (
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB",
+    b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
+    b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV")}
+#: pydicom's ``stop_before_pixels`` stops at these (Pixel Data, Float and Double Float
+#: Pixel Data).
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
+#: Files larger than this are left to pydicom, which reads only up to the pixel data.
+_DIRECT_MAX_BYTES = 16 * 2**20
+
+
+class _NotDirect(Exception):
+    """An encoding the direct read leaves to pydicom."""
+
+
+def _skip_items(data: bytes, pos: int, end: int, implicit: bool) -> int:
+    """Where a sequence value of undefined length that starts at ``pos`` ends (after its
+    Sequence Delimitation Item, PS3.5 §7.5.2), without building anything."""
+    while pos + 8 <= end:
+        group, elem, length = _LE_ITEM(data, pos)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise _NotDirect
+        if length == _UNDEFINED:
+            pos = _skip_elements(data, pos, end, implicit)
+        else:
+            pos += length
+    raise _NotDirect
+
+
+def _skip_elements(data: bytes, pos: int, end: int, implicit: bool) -> int:
+    """Where an item of undefined length that starts at ``pos`` ends (after its Item
+    Delimitation Item)."""
+    while pos + 8 <= end:
+        if implicit:
+            group, elem, length = _LE_ITEM(data, pos)
+            vr = None
+            pos += 8
+        else:
+            group, elem, vr, length = _LE_EXPLICIT(data, pos)
+            if vr in _LONG_VRS:
+                (length,) = _LE_UL(data, pos + 8)
+                pos += 12
+            else:
+                pos += 8
+        if group << 16 | elem == _ITEM_END:
+            return pos
+        if length == _UNDEFINED:
+            if not (vr == b"SQ" or (vr is None and _is_sq(group << 16 | elem))):
+                raise _NotDirect  # UN of undefined length, encapsulated data: pydicom's
+            pos = _skip_items(data, pos, end, implicit)
+        else:
+            pos += length
+    raise _NotDirect
+
+
+def _direct_elements(data: bytes, pos: int, implicit: bool, meta: bool,
+                     ) -> tuple[dict[BaseTag, RawDataElement], int]:
+    """Raw elements from ``pos`` on (only group 0002 if ``meta``), up to the pixel data,
+    as pydicom's ``dcmread(..., stop_before_pixels=True)`` reads them; a sequence of
+    undefined length is kept as its encoded bytes, up to and with its delimiter."""
+    end = len(data)
+    out: dict[BaseTag, RawDataElement] = {}
+    while pos < end:
+        if pos + 8 > end:
+            raise _NotDirect
+        if meta and data[pos] | data[pos + 1] << 8 != 0x0002:
+            return out, pos
+        if implicit:
+            group, elem, length = _LE_ITEM(data, pos)
+            vr = None
+            start = pos + 8
+        else:
+            group, elem, raw_vr, length = _LE_EXPLICIT(data, pos)
+            vr = _DIRECT_VRS.get(raw_vr)
+            if vr is None:
+                raise _NotDirect
+            start = pos + 8
+            if raw_vr in _LONG_VRS:
+                if pos + 12 > end:
+                    raise _NotDirect
+                (length,) = _LE_UL(data, pos + 8)
+                start = pos + 12
+        tagint = group << 16 | elem
+        if tagint in _PIXEL_TAGS and not meta:
+            return out, pos
+        if group in (0x0000, 0xFFFE):
+            raise _NotDirect
+        if length == _UNDEFINED:
+            if not (vr == "SQ" or (vr is None and _is_sq(tagint))):
+                raise _NotDirect
+            stop = _skip_items(data, start, end, implicit)
+            vr = "SQ"
+            value: bytes | None = data[start:stop]
+        else:
+            stop = start + length
+            if stop > end:
+                raise _NotDirect
+            value = (data[start:stop] if length
+                     else cast("bytes | None", empty_value_for_VR(vr, raw=True)))
+        tag = BaseTag(tagint)
+        out[tag] = RawDataElement(tag, vr, length, value, start, implicit, True)
+        pos = stop
+    return out, pos
+
+
+def read_header(path: Path) -> Dataset | None:
+    """The data set of a plain Part 10 file up to its pixel data, as
+    ``pydicom.dcmread(path, stop_before_pixels=True)`` returns it, or None to leave the
+    file to pydicom.
+
+    Why: an SR's content tree is nested sequences of undefined length, which pydicom
+    parses into data sets while reading, every item of it, before anything is looked at;
+    here each is skipped by its delimiters and kept as its bytes, and the walker of this
+    module parses only the items a template asks for (PS3.5 §7.5: items and delimiters).
+    Read directly: Implicit and Explicit VR Little Endian (PS3.5 §A.1, §A.2) with no
+    command set, no unknown VR and no value past the end of the file; everything else
+    (other syntaxes, an undefined-length element that is not a sequence, damage) goes to
+    pydicom unchanged, so odd files keep pydicom's own handling.
+    """
+    try:
+        if path.stat().st_size > _DIRECT_MAX_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 140 or data[128:132] != b"DICM":
+        return None
+    try:
+        meta_elements, pos = _direct_elements(data, 132, implicit=False, meta=True)
+        syntax = meta_elements.get(BaseTag(0x00020010))
+        implicit = (_DIRECT_SYNTAXES.get(syntax.value) if syntax is not None
+                    and syntax.VR == "UI" and isinstance(syntax.value, bytes) else None)
+        if not meta_elements or implicit is None or pos + 6 > len(data):
+            return None
+        vr0, vr1 = data[pos + 4], data[pos + 5]
+        if (not (0x40 < vr0 < 0x5B and 0x40 < vr1 < 0x5B)) != implicit:
+            return None  # the data disagree with the syntax: pydicom warns and switches
+        elements, _ = _direct_elements(data, pos, implicit=implicit, meta=False)
+    except (_NotDirect, struct.error):
+        return None
+    file_meta = FileMetaDataset(_handed_over(meta_elements))
+    file_meta.set_original_encoding(False, True, default_encoding)
+    dataset = Dataset(_handed_over(elements), parent_encoding=default_encoding)
+    encoding: str | list[str] = default_encoding
+    if _CHARSET in elements:
+        try:
+            encoding = convert_encodings(convert_raw_data_element(elements[_CHARSET]).value)
+        except Exception:
+            return None
+    dataset.set_original_encoding(implicit, True, encoding)
+    ds = FileDataset(str(path), dataset, data[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, dataset._character_set)
+    return ds
+
+
+def _handed_over(
+        elements: dict[BaseTag, RawDataElement],
+) -> MutableMapping[BaseTag, DataElement | RawDataElement]:
+    """``elements`` as the mapping a pydicom data set takes over; the same dict object."""
+    return cast("MutableMapping[BaseTag, DataElement | RawDataElement]", elements)
