@@ -2,9 +2,10 @@
 
 Clinical studies are read header-first: a dose report is all header, and the
 workflow timings and image-header dose fallbacks need no pixels, so files are
-read with ``stop_before_pixels`` straight from disk, which stops reading at the
-Pixel Data element (PS3.10 Part 10 files; a folder is searched recursively, a
-zip is read member by member in memory). Non-DICOM files are
+read up to the Pixel Data element (PS3.10 Part 10 files; plain little-endian
+files directly by :func:`scanbench.clinical.sr.read_header`, others by pydicom
+with ``stop_before_pixels``; a folder is searched recursively, a zip is read
+member by member in memory). Non-DICOM files are
 listed as skipped with a note; unreadable DICOM files as failures naming the
 file. Nothing here raises for one bad file.
 """

@@ -716,18 +716,18 @@ def read_header(path: Path) -> Dataset | None:
         elements, _ = _direct_elements(data, pos, implicit=implicit, meta=False)
     except (_NotDirect, struct.error):
         return None
-    file_meta = FileMetaDataset(_handed_over(meta_elements))
-    file_meta.set_original_encoding(False, True, default_encoding)
-    dataset = Dataset(_handed_over(elements), parent_encoding=default_encoding)
-    encoding: str | list[str] = default_encoding
-    if _CHARSET in elements:
-        try:
+    try:  # whatever pydicom objects to here, pydicom's own read reports in its words
+        file_meta = FileMetaDataset(_handed_over(meta_elements))
+        file_meta.set_original_encoding(False, True, default_encoding)
+        dataset = Dataset(_handed_over(elements), parent_encoding=default_encoding)
+        encoding: str | list[str] = default_encoding
+        if _CHARSET in elements:
             encoding = convert_encodings(convert_raw_data_element(elements[_CHARSET]).value)
-        except Exception:
-            return None
-    dataset.set_original_encoding(implicit, True, encoding)
-    ds = FileDataset(str(path), dataset, data[:128], file_meta, implicit, True)
-    ds.set_original_encoding(implicit, True, dataset._character_set)
+        dataset.set_original_encoding(implicit, True, encoding)
+        ds = FileDataset(str(path), dataset, data[:128], file_meta, implicit, True)
+        ds.set_original_encoding(implicit, True, dataset._character_set)
+    except Exception:
+        return None
     return ds
 
 
