@@ -87,13 +87,17 @@ def analyze_paths(
     baseline: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     read_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> AnalyzeReport:
     """Read every series under ``paths`` and analyse each; never raises for one bad series.
 
     ``read_progress(files_done, files_total)`` follows the reading;
     ``progress(series)`` names each series as its analysis starts. ``baseline``
     is a results JSON file holding the device's accepted values, for spec rules
-    judged against a baseline.
+    judged against a baseline. ``workers``: processes analysing series at once (None:
+    every core; 1: in this process, everything read first); with more than one, series
+    are grouped from their headers and each read, analysed and released in a worker
+    (:mod:`scanbench.parallel`), with the same results in the same order.
     """
     from scanbench import dicom
 
@@ -106,6 +110,18 @@ def analyze_paths(
     analyze_raw_files(raw_files, analysis, params or {}, report, progress)
     for r in report.results:  # raw-data results leave through the same door
         _leaving(r)
+    from scanbench import parallel
+
+    n_workers = parallel.default_workers() if workers is None else max(1, workers)
+    plan = (parallel.plan(list(paths), read_progress)
+            if n_workers > 1 and parallel.splittable(analysis) else None)
+    if plan is not None:
+        from scanbench.analysis import registry
+
+        registry.all_analyses(plan.modalities)  # imported once, before the workers fork
+        parallel.analyze_units(plan.units, n_workers, analysis=analysis, params=params,
+                               report=report, progress=progress)
+        return analyze_series_list([], spec=spec, baseline=baseline, report=report)
     read = dicom.read(list(paths), progress=read_progress)
     report.skipped.extend(Failure(str(p), why) for p, why in read.skipped)
     report.failures.extend(Failure(str(w), why) for w, why in read.errors)

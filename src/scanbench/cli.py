@@ -204,6 +204,9 @@ def analyze(
         "--json", help="Print one JSON array on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(
         help="Write an HTML (.html) or PDF (.pdf) report with figures.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Processes analysing series at once (default: every core; 1: in this "
+                    "process).")] = None,
 ) -> None:
     """Analyse every image series found: the phantom is recognised, ROIs placed, measured."""
     from scanbench.api import analyze_paths
@@ -255,7 +258,8 @@ def analyze(
                             completed=0)
 
             rep = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
-                                baseline=baseline, progress=analysing, read_progress=reading)
+                                baseline=baseline, progress=analysing, read_progress=reading,
+                                workers=workers)
     except ScanbenchError as exc:  # bad spec name, unknown analysis: usage errors
         err.print(f"[red]error:[/] {safe(exc)}")
         raise typer.Exit(EXIT_USAGE) from None
