@@ -209,6 +209,8 @@ def apply_spec(result: Result, spec: Spec, baseline: Baseline | None = None) -> 
         m.limits = limits
         if math.isfinite(m.value):
             m.status = m.limits.check(m.value)
+            if m.status in ("pass", "within_unconfirmed"):
+                _tolerance_warning(result, spec, m, matched)
         else:
             m.status = "fail"
             _warn(result, f"{m.name} {_labels(m.labels)}is not a number; it fails its "
@@ -229,6 +231,19 @@ def apply_spec(result: Result, spec: Spec, baseline: Baseline | None = None) -> 
             _warn(result, f"spec {spec.name} requires {r.describe()}, which this result "
                           "does not contain")
     return result
+
+
+def _tolerance_warning(result: Result, spec: Spec, m: Measurement, rules: list[Rule]) -> None:
+    """A value inside the action limits but outside a rule's tolerance band (QATrack+'s
+    two levels: tolerance warns, action fails) keeps its status and gets a warning."""
+    for r in rules:
+        if r.tolerance is not None and r.level(m.value) == "tolerance":
+            lo, hi = r.tolerance
+            band = " to ".join(x for x in ("" if lo is None else f"≥ {lo:g}",
+                                           "" if hi is None else f"≤ {hi:g}") if x)
+            _warn(result, f"spec {spec.name}: {m.name} {_labels(m.labels)}= {m.value:g} "
+                          f"{m.unit} is inside the action limits but outside the tolerance "
+                          f"level ({band}; {r.source}): act before it fails")
 
 
 def _labels(labels: dict[str, Any]) -> str:

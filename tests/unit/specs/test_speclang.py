@@ -209,3 +209,19 @@ def test_the_new_keys_leave_judging_unchanged() -> None:
                    device=DeviceIdentity(), acquired_at=None,
                    measurements=[Measurement("noise_hu", 6.0, "HU")])
         assert apply_spec(r, spec).measurements[0].status == "fail"
+
+
+@pytest.mark.parametrize(("value", "status", "warned"), [
+    (3.0, "pass", False), (4.5, "pass", True), (5.5, "fail", False)])
+def test_tolerance_band_warns_inside_the_action_limits(value: float, status: str,
+                                                       warned: bool) -> None:
+    spec = parse_spec(HEAD + RULE.replace("    high: 5", "    high: 5\n    tolerance: {high: 4}"))
+    r = Result(analysis="ct.water", standard="s", series_instance_uid="1",
+               device=DeviceIdentity(), acquired_at=None,
+               measurements=[Measurement("noise_hu", value, "HU")])
+    apply_spec(r, spec)
+    assert r.measurements[0].status == status
+    tolerance = [w for w in r.warnings if "outside the tolerance level (≤ 4" in w]
+    assert bool(tolerance) is warned
+    if warned:
+        assert "noise_hu = 4.5 HU" in tolerance[0] and "contract annex 2" in tolerance[0]
