@@ -51,6 +51,14 @@ allows ``low``/``high`` percent of it. Without a baseline value such a rule
 judges nothing, and the result says so.
 
 How rules are matched is described in :mod:`scanbench.evaluation`.
+
+Issue 13 added optional keys, documented with an example in ``docs/specs.md``:
+``metadata``, ``applies_to`` (device class), ``tests`` (required tests with frequency
+and due window, mapped to :mod:`scanbench.evaluation.schedule`), ``retest_days``,
+``weights`` (dimension weights), a rule's ``tolerance`` band inside its action limits
+``low``/``high`` (QATrack+'s two levels), and ``extends`` (a parent spec; loops
+refused). Files are validated against ``spec.schema.json`` (JSON Schema 2020-12), and
+every error names the file, the key and its line.
 """
 
 from __future__ import annotations

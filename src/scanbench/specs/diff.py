@@ -44,8 +44,8 @@ def _bounds_text(r: Rule | None) -> str:
     text = f"{lo} to {hi}" if lo and hi else (f"≥ {lo}" if lo else f"≤ {hi}")
     if r.tolerance is not None:
         tl, th = r.tolerance
-        tol = " to ".join(x for x in ("" if tl is None else f"{tl:g}",
-                                      "" if th is None else f"{th:g}") if x)
+        tol = f"{tl:g} to {th:g}" if tl is not None and th is not None else (
+            f"≥ {tl:g}" if tl is not None else f"≤ {th:g}")
         text += f" (tolerance {tol})"
     return text
 
@@ -143,8 +143,10 @@ def diff_specs(a: Spec, b: Spec) -> list[SpecChange]:
     wa, wb = a.normalised_weights(), b.normalised_weights()
     for dim in sorted(set(wa) | set(wb)):
         if abs(wa.get(dim, 0.0) - wb.get(dim, 0.0)) > 1e-9:
-            out.append(SpecChange("changed", "weight", dim, f"{wa.get(dim, 0.0):.0%}",
-                                  f"{wb.get(dim, 0.0):.0%}", "share of the total weight"))
+            out.append(SpecChange("changed", "weight", dim,
+                                  f"{wa[dim]:.0%}" if dim in wa else "none",
+                                  f"{wb[dim]:.0%}" if dim in wb else "none",
+                                  "share of the total weight"))
     return out
 
 
