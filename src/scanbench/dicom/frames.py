@@ -36,6 +36,14 @@ class Source:
     path: Path
     ds: Dataset
     pixels: np.ndarray  # (frames, rows, columns), stored values
+    released: bool = False  # stored values freed once copied into a volume
+
+    def release(self) -> None:
+        """Free the stored values once every frame is in a volume (the reader's peak
+        memory is then about one volume, not the volume and every file's pixels); the
+        shape stays known, and reading values afterwards raises."""
+        self.pixels = np.broadcast_to(np.zeros((), self.pixels.dtype), self.pixels.shape)
+        self.released = True
 
 
 @dataclass
@@ -72,6 +80,8 @@ class Frame:
 
     def values(self) -> np.ndarray:
         """The frame in physical units: stored value × slope + intercept (PS3.3 C.11.1.1.2)."""
+        if self.source.released:
+            raise RuntimeError(f"{self.source.path}: stored values already released")
         stored = self.source.pixels[self.index]
         if self.slope == 1.0 and self.intercept == 0.0:
             return stored

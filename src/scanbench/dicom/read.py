@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
 import re
 import warnings
@@ -427,7 +428,7 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
         state.over.setdefault(key, []).append(path)
         by_series.pop(key, None)  # frees the frames of this series decoded so far
         return
-    source = Source(path=path, ds=ds, pixels=pixels.decode(ds, path))
+    source = Source(path=path, ds=ds, pixels=_own_pages(pixels.decode(ds, path)))
     frames = plane_frames(source)
     for f in frames:
         f.alternates["folder"] = str(path.parent)
@@ -439,6 +440,32 @@ def _classify(entry: _Entry, ds: Dataset, part10: bool, result: ReadResult,
         for kw in pixels.PIXEL_KEYWORDS:
             if kw in ds:
                 del ds[kw]
+
+
+#: Stored values of at least this many bytes get memory of their own (_own_pages).
+_OWN_PAGES_BYTES = 256 * 1024
+
+
+def _own_pages(stored: np.ndarray) -> np.ndarray:
+    """``stored`` copied into an anonymous memory map of its own, for large images.
+
+    Why: the stored values of a file otherwise live in the Pixel Data bytes (or a
+    decoder's array) on the allocator's heap, among the freed buffers of the files read
+    before; freeing them after assembly leaves the pages resident. A map of its own is
+    returned to the system the moment its source is released (``Source.release``), so
+    that assembling a volume slice by slice does not hold the volume and every file's
+    pixels at once. The values, their type and byte order are unchanged.
+    """
+    if stored.nbytes < _OWN_PAGES_BYTES:
+        return stored
+    try:
+        pages = mmap.mmap(-1, stored.nbytes)
+    except OSError:  # out of address space or map count: keep the values where they are
+        return stored
+    own = np.frombuffer(pages, dtype=stored.dtype)
+    own = own.reshape(stored.shape)
+    own[...] = stored
+    return own
 
 
 # --------------------------------------------------------------------------- assembly
@@ -618,9 +645,20 @@ def _build(frames: list[Frame], where: str, split_warnings: list[str], key: str)
         raise InputError(f"the series needs {need / 2**20:.0f} MiB as float32, more than the "
                          f"{pixels.max_series_bytes() / 2**20:.0f} MiB limit "
                          "(scanbench.dicom.pixels.MAX_SERIES_BYTES)", where)
+    facts = series_facts(st.frames)  # before the stored values are released
+    # Each file's stored values are freed once all its frames are in the volume (never
+    # used again: every frame belongs to one volume, built once), so the peak is about
+    # the volume itself; np.empty's pages become resident only as slices are written.
+    left: dict[int, int] = {}
+    for f in st.frames:
+        left[id(f.source)] = left.get(id(f.source), 0) + 1
+    whole = {id(f.source) for f in st.frames if left[id(f.source)] == f.source.pixels.shape[0]}
     voxels = np.empty((n, rows, cols), dtype=np.float32)
     for k, f in enumerate(st.frames):
         voxels[k] = f.values()
+        left[id(f.source)] -= 1
+        if left[id(f.source)] == 0 and id(f.source) in whole:
+            f.source.release()
     warnings_ = list(split_warnings) + st.warnings
     if key.startswith("<no Series Instance UID>"):
         warnings_.append("no Series Instance UID (0020,000E): files of this folder were "
@@ -632,5 +670,5 @@ def _build(frames: list[Frame], where: str, split_warnings: list[str], key: str)
             files.append(f.source.path)
             uids.append(h.text(f.source.ds, "SOPInstanceUID") or "")
     return Series(voxels=voxels, spacing=st.spacing, affine=st.affine,
-                  facts=series_facts(st.frames), files=files, sop_instance_uids=uids,
+                  facts=facts, files=files, sop_instance_uids=uids,
                   warnings=warnings_, isolated_positions_mm=st.isolated_positions_mm)
