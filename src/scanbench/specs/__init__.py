@@ -722,9 +722,13 @@ def parse_spec(text: str, where: str | Path = "<spec>",
     (``specs/spec.schema.json``) first, then what the schema cannot know (analysis ids,
     measurement names and labels, bands, confirmed limits in a verified spec), then the
     parent named by ``extends`` (loops refused). Errors name the file, key and line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+    try:  # one parse: the node tree (for lines) and the data built from it
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            data: Any = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_problem(exc), where=where) from exc
     _schema_error(data, root, where)

@@ -225,3 +225,21 @@ def test_tolerance_band_warns_inside_the_action_limits(value: float, status: str
     assert bool(tolerance) is warned
     if warned:
         assert "noise_hu = 4.5 HU" in tolerance[0] and "contract annex 2" in tolerance[0]
+
+
+def test_the_documented_example_loads_and_diffs_as_docs_specs_md_says(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "specs.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\nname: earl1-site\n", 1)[1].split("```", 1)[0]
+    site = tmp_path / "earl1-site.yaml"
+    site.write_text("name: earl1-site\n" + example)
+    spec = load_spec(site)
+    rows = {(c.change, c.kind, c.what): c for c in diff_specs(load_spec("earl1"), spec)}
+    limit = rows[("tightened", "limit", "pet.nema_nu2_2018.image_quality rc_mean "
+                  "{sphere_mm: 37}")]
+    assert (limit.old, limit.new) == ("0.76 to 0.89", "0.78 to 0.89 (tolerance ≥ 0.8)")
+    assert ("added", "limit", "pet.nema_nu2_2018.image_quality lung_residual") in rows
+    test = rows[("tightened", "test", "pet.nema_nu2_2018.image_quality")]
+    assert (test.old, test.new) == ("annual", "quarterly, window 14 d")
+    assert {k for k in rows if k[1] == "weight"} == {
+        ("changed", "weight", d) for d in ("image_quality", "radiation_dose", "workflow")}
+    assert len(rows) == 6
