@@ -66,7 +66,8 @@ def specs_table(specs: list[Spec]) -> Table:
     table.add_column("rules", justify="right")
     for s in specs:
         n_unconfirmed = len(s.unconfirmed_rules)
-        confirmed = Text("all", style="green") if s.verified else Text(
+        confirmed = Text("no limits", style="yellow") if not s.rules else Text(
+            "all", style="green") if s.verified else Text(
             f"{len(s.rules) - n_unconfirmed} of {len(s.rules)}", style="yellow")
         table.add_row(Text(s.name), Text(s.title), confirmed, str(len(s.rules)))
     return table
@@ -95,8 +96,11 @@ def rule_bounds(rule: Rule) -> tuple[str, str]:
 def spec_table(spec: Spec) -> Table:
     """The limits of one spec: analysis, measurement, labels, low, high, unit, source and
     whether the source confirms the number (only confirmed limits judge pass/fail)."""
-    table = Table(title=Text(f"{spec.name}: {spec.title} (version {spec.version})"),
-                  title_justify="left", show_lines=True)
+    title = f"{spec.name}: {spec.title} (version {spec.version})"
+    if not spec.rules:
+        title += ": no limits" + (" (the required tests are listed above)" if spec.tests
+                                  else "")
+    table = Table(title=Text(title), title_justify="left", show_lines=True)
     table.add_column("analysis", no_wrap=True)
     table.add_column("measurement", no_wrap=True)
     table.add_column("labels", overflow="fold")
