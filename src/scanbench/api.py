@@ -115,7 +115,7 @@ def analyze_paths(
     n_workers = parallel.default_workers() if workers is None else max(1, workers)
     plan = (parallel.plan(list(paths), read_progress)
             if n_workers > 1 and parallel.splittable(analysis) else None)
-    if plan is not None:
+    if plan is not None and len(plan.units) > 1:
         from scanbench.analysis import registry
 
         registry.all_analyses(plan.modalities)  # imported once, before the workers fork

@@ -109,7 +109,8 @@ class Plan:
 def plan(paths: Sequence[Path],
          progress: Callable[[int, int], None] | None = None) -> Plan | None:
     """Group the files under ``paths`` into units from their headers alone; None when the
-    header pass cannot promise the grouping of a whole read (then: in process)."""
+    header pass cannot promise the grouping of a whole read (then: in process, as with
+    one unit)."""
     from scanbench.dicom.read import _looks_like_raw_dataset, damaged_prefix
 
     files: list[Path] = []
@@ -318,7 +319,7 @@ def _units(files: list[Path], headers: list[_Header], others: list[int]) -> Plan
         u = out.units[0]
         pairs = sorted([*zip(u.indices, u.files, strict=True), *((i, files[i]) for i in others)])
         u.indices, u.files = [i for i, _ in pairs], [f for _, f in pairs]
-    return out if len(out.units) > 1 else None
+    return out
 
 
 def _split_study(members: list[_Header]) -> list[list[_Header]]:
@@ -347,6 +348,20 @@ class _Tagged:
     routed: dict[str, str | None]
     unrecognised: dict[str, Failure]
     series_read: int
+    peak_kib: int | None = None  # the worker's own VmHWM after this unit
+
+
+def _hwm_kib() -> int | None:
+    """This process's own peak resident memory (VmHWM, proc(5)); ru_maxrss would carry
+    the parent's peak across fork."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def _run_unit(unit: Unit, analysis: str | None, params: dict[str, Any] | None) -> _Tagged:
@@ -416,7 +431,7 @@ def _run_unit(unit: Unit, analysis: str | None, params: dict[str, Any] | None) -
             failures.append((key_of(k, 1, 1, where_first.get(f.where, unit.first)), f))
     skipped = [((order.get(s.where, unit.first), k), s) for k, s in enumerate(rep.skipped)]
     return _Tagged(results, failures, skipped, rep.routed, rep.unrecognised,
-                   rep.series_read)
+                   rep.series_read, _hwm_kib())
 
 
 def _worker_start() -> None:
@@ -457,9 +472,11 @@ def _stop(pool: cf.ProcessPoolExecutor) -> None:
 
 def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
                   params: dict[str, Any] | None, report: AnalyzeReport,
-                  progress: Callable[[str], None] | None = None) -> AnalyzeReport:
+                  progress: Callable[[str], None] | None = None,
+                  peaks: list[int] | None = None) -> AnalyzeReport:
     """Analyse ``units`` on ``workers`` processes and merge their outcomes into ``report``
-    in the order a whole read would give (results, failures and skipped files)."""
+    in the order a whole read would give (results, failures and skipped files).
+    ``peaks``: each worker's own peak memory (KiB) after each unit is appended to it."""
     from scanbench.api import Failure
 
     outcomes: dict[int, _Tagged] = {}
@@ -492,6 +509,8 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
         except BaseException:
             _stop(alone)
             raise
+    if peaks is not None:
+        peaks.extend(t.peak_kib for t in outcomes.values() if t.peak_kib is not None)
     return _merge(units, outcomes, lost, report, Failure)
 
 

@@ -1,0 +1,121 @@
+"""Automatic analysis of a folder of N PET IQ series: 1 worker against 2 (issue 15).
+
+Simulates 8 NEMA NU 2-2018 image-quality series (``scanbench simulate pet-iq``, seeds
+1-8, each its own study) into a temporary folder, then times ``scanbench analyze
+FOLDER --json --workers W`` as a whole process (``time.perf_counter`` around
+``subprocess.run``) for W = 1 and 2, interleaved rounds after one untimed round,
+median. Peak memory: the sum over the process tree of each process's own VmHWM
+(``/proc/PID/status``, sampled every 10 ms; a forked worker counts the pages it
+shares with the parent again, so the sum is an upper bound) for N = 1, 4 and 8 series.
+Checks that both runs print the same JSON. Never a timed test: figures only.
+
+    python bench/parallel.py [--rounds 7] [--series 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SCANBENCH = [sys.executable, "-m", "scanbench"]
+
+
+def _simulate(root: Path, n: int) -> list[Path]:
+    folders = []
+    for seed in range(1, n + 1):
+        out = root / f"pet_iq_{seed}"
+        subprocess.run([*SCANBENCH, "simulate", "pet-iq", "-o", str(out), "--seed", str(seed)],
+                       check=True, capture_output=True)
+        folders.append(out)
+    return folders
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+def run(folder: Path, workers: int, track_memory: bool = False) -> tuple[float, str, float]:
+    """(seconds, JSON printed, peak MiB of the tree as the sum of per-process VmHWM)."""
+    cmd = [*SCANBENCH, "analyze", str(folder), "--json", "--workers", str(workers)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peaks: dict[int, int] = {}
+    if track_memory:
+        while proc.poll() is None:
+            todo = [proc.pid]
+            while todo:
+                pid = todo.pop()
+                peaks[pid] = max(peaks.get(pid, 0), _hwm_kib(pid))
+                todo.extend(_children(pid))
+            time.sleep(0.01)
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
+    return seconds, out, sum(peaks.values()) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--series", type=int, default=8)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="scanbench-parallel-") as tmp:
+        root = Path(tmp)
+        folders = _simulate(root / "all", args.series)
+        for w in (1, 2):  # untimed round (page cache, bytecode)
+            run(root / "all", w)
+        times: dict[int, list[float]] = {1: [], 2: []}
+        outputs: dict[int, str] = {}
+        for _ in range(args.rounds):
+            for w in (1, 2):
+                t, out, _ = run(root / "all", w)
+                times[w].append(t)
+                outputs[w] = out
+        same = outputs[1] == outputs[2]
+        t1, t2 = statistics.median(times[1]), statistics.median(times[2])
+        print(f"{args.series} PET IQ series, whole process, median of {args.rounds} "
+              "interleaved rounds")
+        print(f"  --workers 1: {t1:.2f} s   --workers 2: {t2:.2f} s   ratio {t2 / t1:.2f} "
+              f"(target <= 0.60); same JSON: {same}")
+        print("peak memory of the process tree (sum of per-process VmHWM), MiB:")
+        for n in sorted({1, 4, args.series}):
+            sub = root / f"n{n}"
+            sub.mkdir()
+            for f in folders[:n]:  # hard links: the same files, no copy (os.walk skips symlinks)
+                (sub / f.name).mkdir()
+                for file in f.iterdir():
+                    os.link(file, sub / f.name / file.name)
+            mem = {w: statistics.median(run(sub, w, track_memory=True)[2] for _ in range(3))
+                   for w in (1, 2)}
+            print(f"  N = {n}: --workers 1 {mem[1]:.0f} MiB, --workers 2 {mem[2]:.0f} MiB")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
+          f"cores, Python {platform.python_version()}; load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg())
+          + time.strftime("; %Y-%m-%d %H:%M UTC", time.gmtime()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""scanbench.parallel: analysing a folder on several processes gives what one process gives,
+and memory does not grow with the number of series (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanbench.api import AnalyzeReport, analyze_paths
+
+
+def _close(a: Any, b: Any, path: str = "") -> None:
+    """Equal JSON, numbers to 1e-9 (relative) — the results-unchanged criterion of issue 15."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (
+            math.isnan(a) and math.isnan(b)), path
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), path
+        for n, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{path}[{n}]")
+    else:
+        assert a == b, path
+
+
+def _same(serial: AnalyzeReport, parallel: AnalyzeReport) -> None:
+    _close(json.loads(json.dumps([r.to_dict() for r in serial.results])),
+           json.loads(json.dumps([r.to_dict() for r in parallel.results])))
+    assert [(f.where, f.reason) for f in serial.failures] == [
+        (f.where, f.reason) for f in parallel.failures]
+    assert [(s.where, s.reason) for s in serial.skipped] == [
+        (s.where, s.reason) for s in parallel.skipped]
+    assert serial.series_read == parallel.series_read
+    assert serial.routed == parallel.routed
+    assert {u: (f.where, f.reason) for u, f in serial.unrecognised.items()} == {
+        u: (f.where, f.reason) for u, f in parallel.unrecognised.items()}
+
+
+@pytest.mark.parametrize("folders", [
+    # two IEC-phantom reconstructions (one study each), a PET uniform cylinder with a
+    # series that fails, CatPhan slices of three modules
+    ("pet",),
+    ("ct/catphan", "ct/catphan-ctp515-canon"),
+    # ACR MRI: two studies, each T1 + T2 (+ localiser): the suite groups within a study
+    ("mr/acr/GE_Artist_1.5T_T1", "mr/acr/GE_Artist_1.5T_T2",
+     "mr/acr/Siemens_Aera_1.5T_T1", "mr/acr/Siemens_Aera_1.5T_T2"),
+    # MagNET ghosting and uniformity series, with a non-DICOM file to skip
+    ("mr/magnet/ghosting", "mr/magnet/uniformity", "mr/magnet/resolution"),
+])
+def test_parallel_equals_serial_on_real_data(shared_data: Path, folders: tuple[str, ...]
+                                             ) -> None:
+    paths = [shared_data / f for f in folders]
+    serial = analyze_paths(paths, workers=1)
+    parallel = analyze_paths(paths, workers=2)
+    assert serial.results  # the comparison compares something
+    _same(serial, parallel)
+
+
+def test_parallel_spec_applied_as_in_process(shared_data: Path) -> None:
+    """A spec is applied to the merged results exactly as to a whole read's."""
+    paths = [shared_data / "pet" / "nema-iq-test-recon"]
+    _same(analyze_paths(paths, workers=1, spec="earl2"),
+          analyze_paths(paths, workers=2, spec="earl2"))
+
+
+_MEASURE = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from scanbench import parallel
+    from scanbench.api import AnalyzeReport
+
+    def hwm_kib():  # this process's own peak (ru_maxrss is carried across fork and exec)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+
+    plan = parallel.plan([Path(p) for p in sys.argv[1:]])
+    peaks = []
+    rep = parallel.analyze_units(plan.units, 2, analysis=None, params=None,
+                                 report=AnalyzeReport(), peaks=peaks)
+    print(json.dumps({"parent": hwm_kib(), "worker": max(peaks), "results": len(rep.results),
+                      "units": len(plan.units)}))
+""")
+
+
+@pytest.fixture(scope="module")
+def pet_iq_folders(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from scanbench.simulate import simulate_iq
+
+    root = tmp_path_factory.mktemp("pet_iq")
+    out = []
+    for seed in range(1, 5):
+        simulate_iq(root / f"s{seed}", seed=seed)
+        out.append(root / f"s{seed}")
+    return out
+
+
+def test_memory_does_not_grow_with_the_number_of_series(pet_iq_folders: list[Path]) -> None:
+    """Streaming: the parent holds headers only and a worker one series at a time, so the
+    peaks with four series stay within one series' volume of the peaks with one (reading
+    every series first, as one process does, adds three volumes)."""
+    import pydicom
+
+    ds = pydicom.dcmread(next(pet_iq_folders[0].glob("*.dcm")), stop_before_pixels=True)
+    n_files = len(list(pet_iq_folders[0].glob("*.dcm")))
+    volume_kib = ds.Rows * ds.Columns * n_files * 4 / 1024  # float32 voxels of one series
+
+    def measure(folders: list[Path]) -> dict[str, int]:
+        out = subprocess.run([sys.executable, "-c", _MEASURE, *map(str, folders)],
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    one, four = measure(pet_iq_folders[:1]), measure(pet_iq_folders)
+    assert (one["results"], four["results"], four["units"]) == (1, 4, 4)
+    assert four["parent"] - one["parent"] < volume_kib
+    assert four["worker"] - one["worker"] < volume_kib
