@@ -243,3 +243,22 @@ def test_the_documented_example_loads_and_diffs_as_docs_specs_md_says(tmp_path: 
     assert {k for k in rows if k[1] == "weight"} == {
         ("changed", "weight", d) for d in ("image_quality", "radiation_dose", "workflow")}
     assert len(rows) == 6
+
+
+def test_a_chain_of_parents_is_followed_and_a_longer_loop_refused(tmp_path: Path) -> None:
+    def write(name: str, parent: str | None, high: float) -> Path:
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(HEAD.replace("name: site", f"name: {name}")
+                     + (f"extends: {parent}\n" if parent else "")
+                     + RULE.replace("high: 5", f"high: {high}"))
+        return p
+
+    write("national", None, 6)
+    write("region", "national.yaml", 5)
+    site = write("site", "region.yaml", 4)
+    spec = load_spec(site)
+    assert spec.extends == ("region", "national") and [r.high for r in spec.rules] == [4]
+    write("national", "site.yaml", 6)  # national -> site -> region -> national
+    with pytest.raises(SpecError, match=r"loop refused: site\.yaml -> region\.yaml -> "
+                                        r"national\.yaml -> site\.yaml"):
+        load_spec(site)
