@@ -113,12 +113,14 @@ def analyze_paths(
     from scanbench import parallel
 
     n_workers = parallel.default_workers() if workers is None else max(1, workers)
-    plan = (parallel.plan(list(paths), read_progress)
+    plan = (parallel.plan(list(paths))
             if n_workers > 1 and parallel.splittable(analysis) else None)
-    if plan is not None and len(plan.units) > 1:
-        from scanbench.analysis import registry
+    if (plan is not None and len(plan.units) > 1
+            and parallel.known_groups_only(plan.modalities)):  # imported before the fork
+        if read_progress:  # headers read; each unit's files are read by its worker
+            n_files = sum(len(u.files) for u in plan.units)
+            read_progress(n_files, n_files)
 
-        registry.all_analyses(plan.modalities)  # imported once, before the workers fork
         parallel.analyze_units(plan.units, n_workers, analysis=analysis, params=params,
                                report=report, progress=progress)
         return analyze_series_list([], spec=spec, baseline=baseline, report=report)

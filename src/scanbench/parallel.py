@@ -288,18 +288,53 @@ def _pydicom_header(path: Path, tags: list[str]) -> dict[int, str] | None:
         return None
 
 
+#: The multi-series analyses whose grouping the units respect (their ``group`` methods):
+#: the ACR MRI suite and the PET corrections-accuracy frames group within a study; MR
+#: SNR pairs (``mr.common.same_acquisition``) and PET/CT co-registration within a study
+#: or a frame of reference. Any other group analysis registered (a plug-in): in process.
+KNOWN_GROUPS = frozenset({"mr.acr", "mr.nema_ms1.snr", "pet.nema_nu2_2018.coregistration",
+                          "pet.nema_nu2_2018.corrections_accuracy"})
+
+
+def known_groups_only(modalities: set[str]) -> bool:
+    """True if every group analysis of these modalities groups as :data:`KNOWN_GROUPS`."""
+    from scanbench.analysis import registry
+    from scanbench.analysis.base import is_group_analysis
+
+    return all(a.id in KNOWN_GROUPS for a in registry.all_analyses(modalities).values()
+               if is_group_analysis(a))
+
+
 def _units(files: list[Path], headers: list[_Header], others: list[int]) -> Plan | None:
+    # Studies that a multi-series analysis may join: MR series (SNR pairs) or a PET and a
+    # CT series (co-registration) sharing a frame of reference; an MR series without one
+    # may pair with any MR series.
+    parent: dict[str, str] = {h.study: h.study for h in headers}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def join(a: str, b: str) -> None:
+        parent[root(a)] = root(b)
+
+    by_for: dict[tuple[str, str], str] = {}
+    mr_studies = list(dict.fromkeys(h.study for h in headers if h.modality == "MR"))
+    for h in headers:
+        kind = "MR" if h.modality == "MR" else "PET/CT" if h.modality in ("PT", "CT") else ""
+        if not kind:
+            continue
+        if kind == "MR" and not h.frame_of_reference:
+            for other in mr_studies:
+                join(h.study, other)
+            mr_studies = mr_studies[:1]  # all joined: the first stands for them
+        elif h.frame_of_reference:
+            join(h.study, by_for.setdefault((kind, h.frame_of_reference), h.study))
     studies: dict[str, list[_Header]] = {}
     for h in headers:
-        studies.setdefault(h.study, []).append(h)
-    # Co-registration pairs PET and CT by frame of reference too: across studies, keep in
-    # process (the pairing would need both studies in one unit).
-    ct_for = {(h.frame_of_reference, h.study) for h in headers
-              if h.modality == "CT" and h.frame_of_reference}
-    for h in headers:
-        if h.modality == "PT" and h.frame_of_reference and any(
-                f == h.frame_of_reference and s != h.study for f, s in ct_for):
-            return None
+        studies.setdefault(root(h.study), []).append(h)
     groups: list[list[_Header]] = []
     for members in studies.values():
         groups.extend(_split_study(members))
@@ -323,9 +358,10 @@ def _units(files: list[Path], headers: list[_Header], others: list[int]) -> Plan
 
 
 def _split_study(members: list[_Header]) -> list[list[_Header]]:
-    """One unit per series when no multi-series analysis can group this study's series,
-    else the whole study: MR (ACR suite, SNR pairs), a CT beside a PET series
-    (co-registration), or five or more PET series (corrections accuracy)."""
+    """One unit per series when no multi-series analysis can group these series (of one
+    study, or of studies joined by a frame of reference), else all of them: MR (ACR
+    suite, SNR pairs), a CT beside a PET series (co-registration), or five or more PET
+    series (corrections accuracy)."""
     modalities = {h.modality for h in members}
     n_pet = len({h.series for h in members if h.modality == "PT"})
     if "MR" in modalities or {"PT", "CT"} <= modalities or n_pet >= _PET_GROUP_MIN:
@@ -499,28 +535,46 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
         raise
     lost: dict[int, str] = {}
     for n in sorted(crashed):  # which of the running units killed the pool: each alone
-        alone = _pool(1)
-        try:
-            outcomes[n] = alone.submit(_run_unit, units[n], analysis, params).result()
-            alone.shutdown()
-        except cf.process.BrokenProcessPool:
-            lost[n] = _death(alone)
-            alone.shutdown()
-        except BaseException:
-            _stop(alone)
-            raise
+        alone = _alone(units[n], analysis, params)
+        if isinstance(alone, str):
+            lost[n] = alone
+        else:
+            outcomes[n] = alone
     if peaks is not None:
         peaks.extend(t.peak_kib for t in outcomes.values() if t.peak_kib is not None)
     return _merge(units, outcomes, lost, report, Failure)
 
 
-def _death(pool: cf.ProcessPoolExecutor) -> str:
-    codes = [p.exitcode for p in getattr(pool, "_processes", {}).values()]
-    code = next((c for c in codes if c is not None), None)
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}" if code is not None else "it stopped"
+def _alone(unit: Unit, analysis: str | None, params: dict[str, Any] | None
+           ) -> _Tagged | str:
+    """The unit in a process of its own: its outcome, or how the process died."""
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_solo, args=(send, unit, analysis, params), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        try:
+            outcome: _Tagged = receive.recv()
+            return outcome
+        except EOFError:  # died before sending
+            proc.join()
+            code = proc.exitcode
+            if code is not None and code < 0:
+                with contextlib.suppress(ValueError):
+                    return f"killed by {signal.Signals(-code).name}"
+            return f"exit code {code}"
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        receive.close()
+
+
+def _solo(send: Any, unit: Unit, analysis: str | None, params: dict[str, Any] | None) -> None:
+    _worker_start()
+    send.send(_run_unit(unit, analysis, params))
+    send.close()
 
 
 def _merge(units: Sequence[Unit], outcomes: Mapping[int, _Tagged], lost: Mapping[int, str],

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
+from scanbench.analysis import registry
 from scanbench.api import AnalyzeReport, analyze_paths
+from scanbench.types import Result, Series
 
 
 def _close(a: Any, b: Any, path: str = "") -> None:
@@ -124,3 +128,47 @@ def test_memory_does_not_grow_with_the_number_of_series(pet_iq_folders: list[Pat
     assert (one["results"], four["results"], four["units"]) == (1, 4, 4)
     assert four["parent"] - one["parent"] < volume_kib
     assert four["worker"] - one["worker"] < volume_kib
+
+
+class _Crashing:
+    """An analysis whose process dies (SIGKILL, as the kernel's OOM killer sends) on one
+    series, and measures the others with the real uniformity analysis."""
+
+    id: ClassVar[str] = "test.crashing"
+    modality: ClassVar[str] = "PT"
+    standard: ClassVar[str] = "none"
+    title: ClassVar[str] = "crashing"
+    victim: ClassVar[str] = ""
+
+    def detect(self, series: Series) -> float:
+        return 0.0
+
+    def run(self, series: Series, **params: Any) -> Result:
+        if series.uid == self.victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return registry.get("pet.calibration_uniformity").run(series, **params)
+
+    def figures(self, result: Result) -> list[Any]:
+        return []
+
+
+def test_a_worker_that_dies_is_a_named_failure_of_its_series(tmp_path: Path) -> None:
+    import pydicom
+
+    from scanbench.simulate import simulate_uniform
+
+    simulate_uniform(tmp_path / "a", seed=1, voxel_mm=8.0)
+    simulate_uniform(tmp_path / "b", seed=2, voxel_mm=8.0)
+    first = next((tmp_path / "a").glob("*.dcm"))
+    _Crashing.victim = str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
+    registry.all_analyses()
+    registry._REGISTRY[_Crashing.id] = _Crashing()
+    try:
+        rep = analyze_paths([tmp_path], analysis=_Crashing.id, workers=2)
+    finally:
+        del registry._REGISTRY[_Crashing.id]
+    (result,) = rep.results  # the other series is measured
+    assert result.source and result.source.startswith(f"{tmp_path / 'b'}: series ")
+    (failure,) = rep.failures
+    assert failure.where.startswith(f"{tmp_path / 'a'}: series ")
+    assert "worker process" in failure.reason and "SIGKILL" in failure.reason
