@@ -48,6 +48,18 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared after fork counted once over the tree."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
@@ -56,25 +68,30 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run(folder: Path, workers: int, track_memory: bool = False) -> tuple[float, str, float]:
-    """(seconds, JSON printed, peak MiB of the tree as the sum of per-process VmHWM)."""
+def run(folder: Path, workers: int, track_memory: bool = False
+        ) -> tuple[float, str, float, float]:
+    """(seconds, JSON printed, peak MiB of the tree as the sum of per-process VmHWM, the
+    largest sampled sum of the tree's Pss in MiB)."""
     cmd = [*SCANBENCH, "analyze", str(folder), "--json", "--workers", str(workers)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peaks: dict[int, int] = {}
+    pss = 0
     if track_memory:
         while proc.poll() is None:
-            todo = [proc.pid]
+            todo, total = [proc.pid], 0
             while todo:
                 pid = todo.pop()
                 peaks[pid] = max(peaks.get(pid, 0), _hwm_kib(pid))
+                total += _pss_kib(pid)
                 todo.extend(_children(pid))
+            pss = max(pss, total)
             time.sleep(0.01)
     out, _ = proc.communicate()
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
-    return seconds, out, sum(peaks.values()) / 1024
+    return seconds, out, sum(peaks.values()) / 1024, pss / 1024
 
 
 def main() -> None:
@@ -91,7 +108,7 @@ def main() -> None:
         outputs: dict[int, str] = {}
         for _ in range(args.rounds):
             for w in (1, 2):
-                t, out, _ = run(root / "all", w)
+                t, out, _, _ = run(root / "all", w)
                 times[w].append(t)
                 outputs[w] = out
         same = outputs[1] == outputs[2]
@@ -100,7 +117,8 @@ def main() -> None:
               "interleaved rounds")
         print(f"  --workers 1: {t1:.2f} s   --workers 2: {t2:.2f} s   ratio {t2 / t1:.2f} "
               f"(target <= 0.60); same JSON: {same}")
-        print("peak memory of the process tree (sum of per-process VmHWM), MiB:")
+        print("peak memory of the process tree: sum of per-process VmHWM (forked pages counted "
+              "in each process), and the largest sampled sum of Pss:")
         for n in sorted({1, 4, args.series}):
             sub = root / f"n{n}"
             sub.mkdir()
@@ -108,9 +126,11 @@ def main() -> None:
                 (sub / f.name).mkdir()
                 for file in f.iterdir():
                     os.link(file, sub / f.name / file.name)
-            mem = {w: statistics.median(run(sub, w, track_memory=True)[2] for _ in range(3))
-                   for w in (1, 2)}
-            print(f"  N = {n}: --workers 1 {mem[1]:.0f} MiB, --workers 2 {mem[2]:.0f} MiB")
+            runs = {w: [run(sub, w, track_memory=True) for _ in range(3)] for w in (1, 2)}
+            hwm = {w: statistics.median(r[2] for r in runs[w]) for w in runs}
+            pss = {w: statistics.median(r[3] for r in runs[w]) for w in runs}
+            print(f"  N = {n}: --workers 1 {hwm[1]:.0f} MiB (Pss {pss[1]:.0f}), "
+                  f"--workers 2 {hwm[2]:.0f} MiB (Pss {pss[2]:.0f})")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
           f"cores, Python {platform.python_version()}; load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg())

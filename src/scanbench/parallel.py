@@ -1,7 +1,7 @@
 """Analyse a folder of many series on every core, streaming: read, analyse, release.
 
 :func:`scanbench.api.analyze_paths` calls :func:`analyze_units` when more than one worker
-is allowed. Files are first grouped from their headers alone (``stop_before_pixels``):
+is allowed. Files are first grouped from their headers alone (up to (0020,0052), no pixels):
 one *unit* per Study Instance UID (0020,000D), and within a study whose series no
 multi-series analysis can group (no MR series, no CT beside a PET series, fewer than
 five PET series: see :func:`_split_study`) one unit per Series Instance UID
@@ -10,14 +10,21 @@ five PET series: see :func:`_split_study`) one unit per Series Instance UID
 worker process, which then drops its pixels: memory is bounded by the units being
 analysed at once, not by the number of series (issue 15).
 
-The multi-series analyses group series of one study (ACR MRI suite with its
-localiser, SNR pairs, PET/CT co-registration by study or frame of reference, the
-PET corrections-accuracy frames), so a study is never split between workers when one
-of them could claim its series. Inputs for which the header pass cannot promise the
-same grouping as reading everything at once (zips, files whose header cannot be
-parsed or has no Study/Series Instance UID, an SOP Instance UID repeated across units,
-a PET series whose frame of reference is shared with a CT series of another study)
-are analysed in process, exactly as with one worker.
+The multi-series analyses group series of one study (ACR MRI suite with its localiser,
+PET corrections-accuracy frames) or of one frame of reference (MR SNR pairs, PET/CT
+co-registration), so studies joined by a frame of reference form one unit, and a study
+is never split when one of them could claim its series (:data:`KNOWN_GROUPS`; another
+group analysis registered: in process). Inputs for which the header pass cannot
+promise the grouping of a whole read (zips, files whose header cannot be parsed or
+has no Study/Series Instance UID, an SOP Instance UID repeated across units) are
+analysed in process, exactly as with one worker.
+
+Order: results, failures and skipped files are merged in the order a whole read gives
+(reading failures by file, then multi-series groups larger first and by analysis id,
+then single series in file order). One difference remains: groups of the same
+analysis and size from different units follow file order, where a whole read follows
+the analysis' own order (MR SNR pairs by acquisition time, the ACR suite's one-series
+groups after its study groups).
 
 Pool: :class:`concurrent.futures.ProcessPoolExecutor` with the ``fork`` start method.
 Forked workers start with the analysis modules the parent already imported (the
@@ -517,6 +524,7 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
 
     outcomes: dict[int, _Tagged] = {}
     crashed: list[int] = []
+    lost: dict[int, str] = {}  # unit -> why it has no outcome
     pool = _pool(min(workers, len(units)))
     try:
         futures = {pool.submit(_run_unit, u, analysis, params): n for n, u in enumerate(units)}
@@ -527,17 +535,21 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
             except cf.process.BrokenProcessPool:
                 crashed.append(n)
                 continue
+            except Exception as exc:  # e.g. a result that cannot be pickled: a defect
+                lost[n] = (f"internal error ({type(exc).__name__}: {exc}); this is a "
+                           "scanbench defect: please report it with the series")
+                continue
             if progress:
                 progress(units[n].where)
         pool.shutdown()
     except BaseException:
         _stop(pool)
         raise
-    lost: dict[int, str] = {}
     for n in sorted(crashed):  # which of the running units killed the pool: each alone
         alone = _alone(units[n], analysis, params)
         if isinstance(alone, str):
-            lost[n] = alone
+            lost[n] = (f"the worker process analysing these {len(units[n].files)} file(s) "
+                       f"died ({alone}; out of memory?); the other series were analysed")
         else:
             outcomes[n] = alone
     if peaks is not None:
@@ -584,9 +596,7 @@ def _merge(units: Sequence[Unit], outcomes: Mapping[int, _Tagged], lost: Mapping
     skipped: list[tuple[tuple[Any, ...], Failure]] = []
     for n, u in enumerate(units):
         if n in lost:
-            failures.append(((1, 1, u.first, -1), failure(u.where, (
-                f"the worker process analysing these {len(u.files)} file(s) died "
-                f"({lost[n]}; out of memory?); the other series were analysed"))))
+            failures.append(((1, 1, u.first, -1), failure(u.where, lost[n])))
             continue
         t = outcomes[n]
         results.extend(t.results)
