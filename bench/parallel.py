@@ -73,12 +73,12 @@ def run(folder: Path, workers: int, track_memory: bool = False
     """(seconds, JSON printed, peak MiB of the tree as the sum of per-process VmHWM, the
     largest sampled sum of the tree's Pss in MiB)."""
     cmd = [*SCANBENCH, "analyze", str(folder), "--json", "--workers", str(workers)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peaks: dict[int, int] = {}
     pss = 0
-    if track_memory:
-        while proc.poll() is None:
+    with tempfile.TemporaryFile(mode="w+") as out_file:  # a pipe would fill while we sample
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, text=True)
+        while track_memory and proc.poll() is None:
             todo, total = [proc.pid], 0
             while todo:
                 pid = todo.pop()
@@ -87,8 +87,10 @@ def run(folder: Path, workers: int, track_memory: bool = False
                 todo.extend(_children(pid))
             pss = max(pss, total)
             time.sleep(0.01)
-    out, _ = proc.communicate()
-    seconds = time.perf_counter() - t0
+        proc.wait()
+        seconds = time.perf_counter() - t0
+        out_file.seek(0)
+        out = out_file.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
     return seconds, out, sum(peaks.values()) / 1024, pss / 1024
