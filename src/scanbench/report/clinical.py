@@ -8,6 +8,7 @@ Study text from DICOM headers is untrusted; the template escapes every cell.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 
 from scanbench.clinical.dose import StudyDose
@@ -40,6 +41,16 @@ def _head(*names: str) -> list[list[Cell]]:
     return [[Cell(n, header=True) for n in names]]
 
 
+_SUPERSCRIPT = str.maketrans("0123456789+-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
+
+
+def superscripts(meaning: str) -> str:
+    """A code meaning as a reader writes it: DICOM marks superscripts with carets
+    (PS3.16 code meanings such as "Fluorodeoxyglucose F^18^"), shown here as Unicode
+    superscript digits ("Fluorodeoxyglucose F¹⁸"); other text is left as it is."""
+    return re.sub(r"\^([0-9+-]{1,4})\^", lambda m: m.group(1).translate(_SUPERSCRIPT), meaning)
+
+
 def dose_section(studies: Sequence[StudyDose]) -> ExtraSection:
     """One row per study: CT (CTDIvol, DLP), radiopharmaceutical (agent, activity) and
     the effective dose with the coefficients' sources in the notes."""
@@ -57,7 +68,7 @@ def dose_section(studies: Sequence[StudyDose]) -> ExtraSection:
         body.append([Cell(_when(s.study_datetime)), Cell(_device(s.device)), Cell(s.modality),
                      _num(str(len(s.events)) if s.events else "—"),
                      _num(_n(max(ctdi), 2) if ctdi else "—"), _num(_n(s.total_dlp_mgycm)),
-                     Cell((a.agent or "—") if a else "—"),
+                     Cell(superscripts(a.agent) if a and a.agent else "—"),
                      _num(_n(a.administered_activity_mbq) if a else "—"), _num(_n(per_kg, 2)),
                      _num(_n(e.ct_msv, 2)), _num(_n(e.radiopharmaceutical_msv, 2)),
                      _num(_n(e.total_msv, 2))])

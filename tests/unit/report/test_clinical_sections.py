@@ -53,3 +53,12 @@ def test_sections_in_the_html_escape_dicom_text() -> None:
     assert "<h2>Patient dose</h2>" in html and "<h2>Workflow</h2>" in html
     assert "CT &lt;b&gt;64&lt;/b&gt;" in html and "<b>64</b>" not in html
     assert '<td class="num">6.0</td>' in html  # the exam's 6 minutes
+
+
+def test_code_meaning_superscripts_are_shown_as_superscripts() -> None:
+    from scanbench.report.clinical import superscripts
+
+    assert superscripts("Fluorodeoxyglucose F^18^") == "Fluorodeoxyglucose F¹⁸"
+    assert superscripts("^18^Fluorine") == "¹⁸Fluorine"
+    assert superscripts("Rubidium chloride Rb^82^") == "Rubidium chloride Rb⁸²"
+    assert superscripts("T2 [^x^] <b>") == "T2 [^x^] <b>"  # only digits; the rest untouched
