@@ -39,9 +39,7 @@ own unit, named, after the unit is retried alone in a fresh process.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
-import multiprocessing
 import os
 import signal
 import struct
@@ -52,7 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # concurrent.futures and multiprocessing: imported when a pool starts
+    import concurrent.futures as cf
+
     from scanbench.api import AnalyzeReport, Failure
     from scanbench.types import Result
 
@@ -496,6 +496,9 @@ def _worker_start() -> None:
 
 
 def _pool(workers: int) -> cf.ProcessPoolExecutor:
+    import concurrent.futures as cf
+    import multiprocessing
+
     return cf.ProcessPoolExecutor(max_workers=workers,
                                   mp_context=multiprocessing.get_context("fork"),
                                   initializer=_worker_start)
@@ -520,6 +523,9 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
     """Analyse ``units`` on ``workers`` processes and merge their outcomes into ``report``
     in the order a whole read would give (results, failures and skipped files).
     ``peaks``: each worker's own peak memory (KiB) after each unit is appended to it."""
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
     from scanbench.api import Failure
 
     outcomes: dict[int, _Tagged] = {}
@@ -532,7 +538,7 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
             n = futures[fut]
             try:
                 outcomes[n] = fut.result()
-            except cf.process.BrokenProcessPool:
+            except BrokenProcessPool:
                 crashed.append(n)
                 continue
             except Exception as exc:  # e.g. a result that cannot be pickled: a defect
@@ -560,6 +566,8 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
 def _alone(unit: Unit, analysis: str | None, params: dict[str, Any] | None
            ) -> _Tagged | str:
     """The unit in a process of its own: its outcome, or how the process died."""
+    import multiprocessing
+
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_solo, args=(send, unit, analysis, params), daemon=True)
