@@ -2,7 +2,8 @@
 
 One table per entity (Site, Device + DeviceAlias, Study, Series, Instance,
 Result, Measurement, Protocol, DoseEvent, ExamTiming, LifecycleEvent, Spec, Scorecard,
-User, Role, AuditEntry) plus Job, the record of each analysis or dose job.
+User, Grant, ApiToken, WebSession, LoginFailure, AuditEntry) plus Job, the record of
+each analysis or dose job.
 Schema changes go through the Alembic migrations in ``store/migrations``;
 ``scanbench db upgrade`` (and every start of the node) applies them.
 
@@ -24,7 +25,6 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
-    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -32,7 +32,6 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -380,26 +379,14 @@ class Scorecard(Base):
 
 # --------------------------------------------------------------------------- people, audit
 
-user_role = Table(
-    "user_role", Base.metadata,
-    Column("user_id", ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True),
-    Column("role_id", ForeignKey("role.id", ondelete="CASCADE"), primary_key=True),
-)
-
-
-class Role(Base):
-    """A set of permissions (e.g. physicist, technologist, coordinator, regulator)."""
-
-    __tablename__ = "role"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    description: Mapped[str] = mapped_column(Text, default="")
-    permissions: Mapped[list[Any]] = mapped_column(default=list)
+#: The roles a grant gives on one site (issue 12); "reviewer" comes with issue 14.
+ROLES = ("admin", "physicist", "technologist", "viewer")
 
 
 class User(Base):
     """A person who signs in to the web app (table ``user_account``: ``user`` is
-    reserved in PostgreSQL)."""
+    reserved in PostgreSQL). ``password_hash`` is an Argon2id PHC string (RFC 9106,
+    argon2-cffi); what a user may see and do comes from their :class:`Grant` rows."""
 
     __tablename__ = "user_account"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -408,25 +395,99 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(300))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    roles: Mapped[list[Role]] = relationship(secondary=user_role)
+    grants: Mapped[list[Grant]] = relationship(back_populates="user",
+                                               cascade="all, delete-orphan")
+
+
+class Grant(Base):
+    """One user's role on one site (``role`` in :data:`ROLES`); at most one per pair."""
+
+    __tablename__ = "site_grant"
+    __table_args__ = (UniqueConstraint("user_id", "site_id", name="uq_site_grant_user_site"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="grants")
+
+
+class ApiToken(Base):
+    """A token for programs: ``Authorization: Bearer <token>``. Only the SHA-256 of the
+    token is stored (the token is 256 random bits, so a fast hash is enough: there is
+    nothing to guess); ``prefix`` is its first characters, shown to tell tokens apart.
+    It acts with ``role`` on ``site_ids`` only (never more than its user's grants)."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"),
+                                         index=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    site_ids: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class WebSession(Base):
+    """A server-side login session. The cookie holds a random id; only its SHA-256 is
+    stored, so a copy of the database cannot be used to ride a session. ``csrf_token``
+    must accompany every state-changing request made with this session's cookie."""
+
+    __tablename__ = "web_session"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"),
+                                         index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept for throttling per account and per address."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_username_at", "username", "at"),
+                      Index("ix_login_failure_address_at", "address", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(120))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AuditEntry(Base):
-    """Who did what to which record, when (append-only)."""
+    """Who did what to which record, when, with the values before and after
+    (append-only). Entries form a hash chain: ``hash`` is the SHA-256 of the entry's
+    canonical JSON, which includes ``prev_hash``, the previous entry's ``hash`` (64
+    zeros for the first). ``prev_hash`` is unique, so two writers can never both extend
+    the same entry: the chain cannot fork. See :mod:`scanbench.web.audit`."""
 
     __tablename__ = "audit_entry"
     __table_args__ = (Index("ix_audit_entry_entity", "entity", "entity_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    actor: Mapped[str] = mapped_column(String(200), default="")  # username / "cli:<user>"
     action: Mapped[str] = mapped_column(String(64))
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(64))
+    site_id: Mapped[int | None] = mapped_column(Integer)  # no FK: the log outlives sites
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     client: Mapped[str | None] = mapped_column(String(200))  # address or AE title
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 # --------------------------------------------------------------------------- jobs

@@ -17,21 +17,22 @@ from scanbench.store.db import current_revision, database_url, upgrade
 def test_migrations_create_exactly_the_models(database_url: str) -> None:
     db = Database(url=database_url)
     try:
-        assert current_revision(db.engine) == "0003"
+        assert current_revision(db.engine) == "0004"
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
         names = set(inspect(db.engine).get_table_names())
         for table in ("site", "device", "device_alias", "study", "series", "instance", "result",
                       "measurement", "dose_event", "exam_timing", "lifecycle_event", "spec",
-                      "scorecard", "user_account", "role", "user_role", "audit_entry", "job",
+                      "scorecard", "user_account", "site_grant", "api_token", "web_session",
+                      "login_failure", "audit_entry", "job",
                       "protocol"):
             assert table in names
         indexes = {ix["name"]: ix["column_names"]
                    for ix in inspect(db.engine).get_indexes("measurement")}
         assert indexes["ix_measurement_history"] == ["device_id", "analysis", "name",
                                                      "acquired_at"]
-        assert upgrade(db.engine) == "0003"  # a second upgrade changes nothing
+        assert upgrade(db.engine) == "0004"  # a second upgrade changes nothing
     finally:
         db.close()
 
