@@ -1,0 +1,196 @@
+"""Alerts delivered to a real SMTP server (aiosmtpd) and a real HTTP endpoint
+(http.server), both started by the tests on free ports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from scanbench.evaluation.notify import (
+    SIGNATURE_HEADER,
+    AlertNotice,
+    SmtpSettings,
+    WebhookSettings,
+    digest,
+    notify,
+    verify,
+)
+from scanbench.evaluation.trend import Alert
+
+T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+
+
+def _alert(key: str, time: dt.datetime, measurement: str = "SUVmean") -> Alert:
+    return Alert(key=key, measurement=measurement, rule="1-3s", direction="high", index=25,
+                 time=time, value=1.37, unit="g/mL", uncertainty=None, statistic=3.5,
+                 limit=3.0, first_index=25, first_time=time, baseline_mean=1.0,
+                 baseline_sigma=0.1, message="1-3s high")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+def _part(msg: EmailMessage, kind: str) -> str:
+    body = msg.get_body((kind,))
+    assert isinstance(body, EmailMessage)
+    return str(body.get_content())
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSettings, _Sink]]:
+    sink = _Sink()
+    port = _free_port()
+    c = Controller(sink, hostname="127.0.0.1", port=port)
+    c.start()
+    try:
+        yield SmtpSettings("127.0.0.1", port, "qc@example.org", ("phys@example.org",)), sink
+    finally:
+        c.stop()
+
+
+class _Endpoint:
+    def __init__(self, fail_first: int = 0, status: int = 503) -> None:
+        self.bodies: list[tuple[bytes, str]] = []
+        self.fail_first, self.status, self.hits = fail_first, status, 0
+        ep = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers["Content-Length"])
+                body = self.rfile.read(n)
+                ep.hits += 1
+                if ep.hits <= ep.fail_first:
+                    self.send_response(ep.status)
+                else:
+                    ep.bodies.append((body, self.headers[SIGNATURE_HEADER]))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_email_once_with_context_and_escaped_html(
+        smtp: tuple[SmtpSettings, _Sink]) -> None:
+    settings, sink = smtp
+    n = AlertNotice(_alert("k1", T0), device="<b>PET-1</b>", link="https://qc/x")
+    sent: set[str] = set()
+    first = notify(n, sent, smtp=settings)
+    again = notify(n, sent, smtp=settings)
+    assert [d.status for d in first] == ["sent"] and [d.status for d in again] == ["skipped"]
+    assert len(sink.messages) == 1
+    text = _part(sink.messages[0], "plain")
+    page = _part(sink.messages[0], "html")
+    for s in ("SUVmean", "1-3s", "1.37 g/mL", "band 0.7 to 1.3 g/mL", "Westgard",
+              "https://qc/x"):
+        assert s in text
+    assert "&lt;b&gt;PET-1&lt;/b&gt;" in page and "<b>PET-1</b>" not in page
+
+
+def test_digest_one_message_for_the_day(smtp: tuple[SmtpSettings, _Sink]) -> None:
+    settings, sink = smtp
+    ns = [AlertNotice(_alert("a", T0), "PET-1"),
+          AlertNotice(_alert("b", T0 + dt.timedelta(hours=3), "contrast"), "PET-2"),
+          AlertNotice(_alert("c", T0 + dt.timedelta(days=1)), "PET-1")]
+    sent: set[str] = set()
+    out = digest(T0.date(), ns, sent, smtp=settings)
+    assert [d.status for d in out] == ["sent"]
+    assert digest(T0.date(), ns, sent, smtp=settings)[0].status == "skipped"
+    assert len(sink.messages) == 1
+    text = _part(sink.messages[0], "plain")
+    assert "PET-2" in text and "contrast" in text and text.count("Device:") == 2
+    assert "2 alert(s)" in sink.messages[0]["Subject"]
+
+
+def test_webhook_signed_and_once() -> None:
+    ep = _Endpoint()
+    try:
+        hook = WebhookSettings(ep.url, secret="s3cret")
+        sent: set[str] = set()
+        n = AlertNotice(_alert("k1", T0), device="PET-1")
+        assert notify(n, sent, webhook=hook)[0].status == "sent"
+        assert notify(n, sent, webhook=hook)[0].status == "skipped"
+        assert len(ep.bodies) == 1
+        body, sig = ep.bodies[0]
+        assert verify(body, "s3cret", sig) and not verify(body, "other", sig)
+        doc = json.loads(body)
+        assert doc["type"] == "alert" and doc["alert"]["device"] == "PET-1"
+        assert doc["alert"]["value"] == 1.37 and doc["alert"]["unit"] == "g/mL"
+        d = digest(T0.date(), [n], sent, webhook=hook)
+        assert d[0].status == "sent" and json.loads(ep.bodies[1][0])["type"] == "digest"
+    finally:
+        ep.close()
+
+
+def test_webhook_retried_then_delivered() -> None:
+    ep = _Endpoint(fail_first=2)
+    waits: list[float] = []
+    try:
+        hook = WebhookSettings(ep.url, "k", retries=3, backoff_s=0.5)
+        out = notify(AlertNotice(_alert("k", T0), "PET-1"), set(), webhook=hook,
+                     sleep=waits.append)
+        assert out[0].status == "sent" and out[0].attempts == 3 and waits == [0.5, 1.0]
+    finally:
+        ep.close()
+
+
+def test_failing_endpoint_bounded_and_reported_not_raised() -> None:
+    ep = _Endpoint(fail_first=100)
+    sent: set[str] = set()
+    try:
+        hook = WebhookSettings(ep.url, "k", retries=2, backoff_s=0.0)
+        out = notify(AlertNotice(_alert("k", T0), "PET-1"), sent, webhook=hook)
+        assert out[0].status == "failed" and out[0].attempts == 3 and ep.hits == 3
+        assert "HTTP 503" in (out[0].error or "") and not sent  # tried again next time
+    finally:
+        ep.close()
+    # nobody listening: connection refused, reported
+    dead = WebhookSettings(f"http://127.0.0.1:{_free_port()}/", "k", retries=1, backoff_s=0)
+    out = notify(AlertNotice(_alert("k", T0), "PET-1"), sent, webhook=dead)
+    assert out[0].status == "failed" and out[0].attempts == 2
+    bad_mail = SmtpSettings("127.0.0.1", _free_port(), "a@b", ("c@d",), timeout_s=5)
+    out = notify(AlertNotice(_alert("k", T0), "PET-1"), sent, smtp=bad_mail)
+    assert out[0].status == "failed" and "SMTP" in (out[0].error or "")
+
+
+def test_client_error_not_retried() -> None:
+    ep = _Endpoint(fail_first=100, status=400)
+    try:
+        out = notify(AlertNotice(_alert("k", T0), "PET-1"), set(),
+                     webhook=WebhookSettings(ep.url, "k", retries=3, backoff_s=0))
+        assert out[0].status == "failed" and ep.hits == 1
+    finally:
+        ep.close()
