@@ -137,11 +137,10 @@ def plan(paths: Sequence[Path],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for i, path in enumerate(files):
-            try:
-                with open(path, "rb") as fh:
-                    head = fh.read(140)
-            except OSError:
+            data = _head_bytes(path)
+            if data is None:
                 return None
+            head = data[:140]
             if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
                 return None  # zips: read in process
             if len(head) < 132 or head[128:132] != b"DICM":
@@ -149,8 +148,8 @@ def plan(paths: Sequence[Path],
                     return None
                 others.append(i)
                 continue
-            found = _walk(head_bytes := _head_bytes(path), path)
-            if found is None and head_bytes is not None:
+            found = _walk(data, path)
+            if found is None:
                 found = _pydicom_header(path, tags)
             if found is None:
                 return None  # damaged: the whole read says how
