@@ -316,15 +316,16 @@ def analyze(
     params: dict[str, Any] | None = None,
     spec: str | None = None,
     baseline: str | Path | None = None,
+    workers: int | None = None,
 ) -> list[Result]:
     """Analyse every image series found in files, folders or zips.
 
     Raises :class:`scanbench.errors.ScanbenchError` for the first failure, so
     that a script never silently loses a series; use :func:`analyze_paths` to
-    collect failures instead.
+    collect failures instead. ``workers``: as :func:`analyze_paths` (None: every core).
     """
     report = analyze_paths(paths, analysis=analysis, params=params, spec=spec,
-                           baseline=baseline)
+                           baseline=baseline, workers=workers)
     if report.failures:
         f = report.failures[0]
         raise ScanbenchError(f.reason, where=f.where)
