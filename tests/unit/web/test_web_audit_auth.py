@@ -7,7 +7,8 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from scanbench.errors import InputError
 from scanbench.store import Database
@@ -27,7 +28,7 @@ def db(database_url: str) -> Iterator[Database]:
         d.close()
 
 
-def _site(s, name: str) -> m.Site:  # type: ignore[no-untyped-def]
+def _site(s: Session, name: str) -> m.Site:
     site = m.Site(name=name)
     s.add(site)
     s.flush()
@@ -69,7 +70,7 @@ def test_a_removed_entry_breaks_the_chain_at_the_next_one(db: Database) -> None:
             auth.add_user(s, CLI, name, PASSWORD)
         s.commit()
         ids = s.scalars(select(m.AuditEntry.id).order_by(m.AuditEntry.id)).all()
-        s.execute(m.AuditEntry.__table__.delete().where(m.AuditEntry.id == ids[1]))
+        s.execute(delete(m.AuditEntry).where(m.AuditEntry.id == ids[1]))
         s.commit()
         verdict = audit.verify(s)
         assert not verdict.ok and verdict.bad_id == ids[2] and "removed" in verdict.reason
