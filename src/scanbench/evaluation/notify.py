@@ -37,6 +37,7 @@ import html
 import json
 import math
 import smtplib
+import ssl
 import time
 from collections.abc import Callable, MutableSet, Sequence
 from dataclasses import dataclass
@@ -83,7 +84,9 @@ class AlertNotice:
 @dataclass(frozen=True)
 class SmtpSettings:
     """Where and how to send e-mail. ``starttls`` upgrades the connection (RFC 3207)
-    before the login; ``username``/``password`` are used only when both are given."""
+    before the login, checking the server's certificate and host name against the
+    system's CAs or ``cafile``; ``username``/``password`` are used only when both are
+    given."""
 
     host: str
     port: int
@@ -93,6 +96,7 @@ class SmtpSettings:
     password: str | None = None
     starttls: bool = False
     timeout_s: float = 30.0
+    cafile: str | None = None  # CA certificates to trust for STARTTLS (default: system's)
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ def verify(body: bytes, secret: str, header: str) -> bool:
 def _email(settings: SmtpSettings, subject: str, notices: Sequence[AlertNotice],
            intro: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = subject
+    msg["Subject"] = " ".join(subject.split())  # outside text: no line breaks in a header
     msg["From"] = settings.sender
     msg["To"] = ", ".join(settings.to)
     text = [intro, ""]
@@ -211,11 +215,12 @@ def _send_mail(settings: SmtpSettings, msg: EmailMessage) -> str | None:
     try:
         with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s) as s:
             if settings.starttls:
-                s.starttls()
+                # smtplib's default context checks no certificate: a verifying one instead
+                s.starttls(context=ssl.create_default_context(cafile=settings.cafile))
             if settings.username and settings.password:
                 s.login(settings.username, settings.password)
             s.send_message(msg)
-    except (OSError, smtplib.SMTPException) as e:
+    except (OSError, ValueError, smtplib.SMTPException) as e:
         return f"SMTP {settings.host}:{settings.port}: {type(e).__name__}: {e}"
     return None
 

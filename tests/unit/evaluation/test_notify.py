@@ -7,16 +7,20 @@ import datetime as dt
 import email
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from dicom_tls import make_pki
 from scanbench.evaluation.notify import (
     SIGNATURE_HEADER,
     AlertNotice,
@@ -194,3 +198,36 @@ def test_client_error_not_retried() -> None:
         assert out[0].status == "failed" and ep.hits == 1
     finally:
         ep.close()
+
+
+def test_starttls_verifies_certificate_and_logs_in(tmp_path: Path) -> None:
+    make_pki(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    logins: list[str] = []
+
+    def auth(server: Any, session: Any, envelope: Any, mechanism: str,
+             data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.password == b"pw"
+        if ok:
+            logins.append(data.login.decode())
+        return AuthResult(success=ok)
+
+    sink, port = _Sink(), _free_port()
+    c = Controller(sink, hostname="127.0.0.1", port=port, tls_context=ctx,
+                   require_starttls=True, authenticator=auth, auth_require_tls=True)
+    c.start()
+    try:
+        base = dict(host="127.0.0.1", port=port, sender="qc@example.org",
+                    to=("phys@example.org",), username="qc", password="pw", starttls=True)
+        n = AlertNotice(_alert("k", T0), device="PET-1\r\nBcc: spy@example.org")
+        # a server certificate signed by an unknown CA: refused, reported, not sent
+        out = notify(n, set(), smtp=SmtpSettings(**base))  # type: ignore[arg-type]
+        assert out[0].status == "failed" and "CERTIFICATE_VERIFY_FAILED" in (
+            out[0].error or "") and not sink.messages
+        trusted = SmtpSettings(**base, cafile=str(tmp_path / "ca.pem"))  # type: ignore[arg-type]
+        assert notify(n, set(), smtp=trusted)[0].status == "sent"
+        assert logins == ["qc"] and len(sink.messages) == 1
+        assert "Bcc" not in sink.messages[0] and "\n" not in sink.messages[0]["Subject"]
+    finally:
+        c.stop()
