@@ -34,6 +34,7 @@ from typing import Literal
 
 from scanbench.clinical.workflow import DeviceDay
 from scanbench.errors import InputError
+from scanbench.evaluation.lifecycle import EventCost
 
 CostKind = Literal["acquisition", "service_contract", "consumable", "cryogen", "parts",
                    "other"]
@@ -95,9 +96,11 @@ def cost_in_period(c: Cost, start: dt.date, end: dt.date) -> float:
             raise InputError(f"{c.describe()}: residual value {c.residual} {c.currency} "
                              f"must be between 0 and the price {c.amount} {c.currency}")
         life_days = c.life_years * _YEAR_DAYS
-        life_end = c.date + dt.timedelta(days=int(life_days))
+        # in fractional days, so the whole life depreciates exactly price − residual
+        d0 = float((c.date - start).days)
+        lo, hi = max(0.0, d0), min(float((end - start).days), d0 + life_days)
         per_day = (c.amount - c.residual) / life_days
-        return per_day * _overlap_days(start, end, c.date, life_end)
+        return per_day * max(0.0, hi - lo)
     if c.kind == "service_contract":
         if c.until is None or c.until <= c.date:
             raise InputError(f"{c.describe()}: a service contract needs an end date after "
@@ -116,6 +119,13 @@ def exams_by_day(days: Iterable[DeviceDay], device: str,
         if name(d) == device:
             out[d.day] = out.get(d.day, 0) + d.exams
     return out
+
+
+def costs_from_lifecycle(costs: Iterable[EventCost]) -> list[Cost]:
+    """The costs entered with lifecycle events (lifecycle CSV ``cost`` column) as one-off
+    costs: ``parts`` for a part replacement, ``other`` for any other event."""
+    return [Cost(c.device, "parts" if c.kind == "part_replacement" else "other", c.amount,
+                 c.currency, c.time.date(), note=f"{c.kind} {c.event_id}") for c in costs]
 
 
 def cryogen_cost(litres_per_day: float, price_per_litre: float, days: float) -> float:

@@ -11,6 +11,7 @@ from scanbench.errors import InputError
 from scanbench.evaluation.economics import (
     Cost,
     cost_per_exam,
+    costs_from_lifecycle,
     cryogen_cost,
     exams_by_day,
     model_cost_per_exam,
@@ -67,3 +68,23 @@ def test_exams_from_workflow_days_and_cryogen() -> None:
             DeviceDay(DeviceIdentity(serial="CT-9"), P0, 7, 0.0, 540.0, [])]
     assert exams_by_day(days, "CT-1") == {P0: 12}
     assert cryogen_cost(7.5, 20.0, 30) == pytest.approx(4500.0)  # 7.5 L/day × 20 × 30 d
+
+
+def test_whole_life_depreciates_exactly_price_minus_residual() -> None:
+    # 7 years = 2556.75 days: a whole-life period must give price − residual, no day lost
+    c = Cost("MR-1", "acquisition", 2_556_750.0, "EUR", dt.date(2020, 1, 1),
+             life_years=7, residual=100_000.0)
+    whole = cost_per_exam("MR-1", [c], {}, dt.date(2019, 1, 1), dt.date(2030, 1, 1))
+    assert whole.total_cost == pytest.approx(2_456_750.0)
+    first_day = cost_per_exam("MR-1", [c], {}, dt.date(2020, 1, 1), dt.date(2020, 1, 2))
+    assert first_day.total_cost == pytest.approx(2_456_750.0 / 2556.75)
+
+
+def test_lifecycle_costs_become_one_off_costs() -> None:
+    from scanbench.evaluation.lifecycle import EventCost
+
+    ev = [EventCost("e1", "CT-1", "part_replacement", dt.datetime(2026, 1, 5), 900.0, "EUR"),
+          EventCost("e2", "CT-1", "unplanned_downtime", dt.datetime(2026, 5, 5), 50.0, "EUR")]
+    costs = costs_from_lifecycle(ev)
+    assert [(c.kind, c.amount) for c in costs] == [("parts", 900.0), ("other", 50.0)]
+    assert cost_per_exam("CT-1", costs, {}, P0, P1).costs_by_kind == {"parts": 900.0}
