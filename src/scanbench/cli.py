@@ -57,6 +57,9 @@ COMMAND_MODULES: dict[str, str] = {
     "pull": "scanbench.net.cli",
     "export": "scanbench.net.cli",
     "protocol": "scanbench.service.protocol_cli",
+    "user": "scanbench.web.cli",
+    "site": "scanbench.web.cli",
+    "audit": "scanbench.web.cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 SIMULATE_HELP = "Virtual scanners: write DICOM phantom scans with their ground truth."

@@ -1,0 +1,238 @@
+"""``scanbench user|site|audit``: the first admin and the audit log from the command
+line (issue 12). Every change is written to the audit log as done by ``cli:<login>``
+(the operating-system account that ran it). Exit status: 0 done, 1 the audit chain is
+broken, 2 bad usage or input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from scanbench.console import console, safe, text
+from scanbench.errors import ScanbenchError
+from scanbench.service.cli import EXIT_USAGE, HomeOpt, UrlOpt
+
+err = console(stderr=True)
+out = console()
+
+user_app = typer.Typer(help="Web application users, their site grants and API tokens.",
+                       no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for programs (Authorization: Bearer).",
+                        no_args_is_help=True)
+user_app.add_typer(token_app, name="token")
+site_app = typer.Typer(help="Sites, and which site each device belongs to.",
+                       no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+
+PasswordStdin = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the password from the first line of standard input "
+    "(default: ask for it, without echo).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(user_app, name="user")
+    app.add_typer(site_app, name="site")
+    app.add_typer(audit_app, name="audit")
+
+
+def _fail(exc: ScanbenchError) -> typer.Exit:
+    err.print(f"[red]error:[/] {safe(exc)}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def _db(home: Path | None, database_url: str | None) -> Any:
+    from scanbench.store.db import Database, home_dir
+
+    h = home_dir(home)
+    h.mkdir(parents=True, exist_ok=True)
+    return Database(h, database_url)
+
+
+def _actor() -> Any:
+    from scanbench.web.audit import Actor
+
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = "unknown"
+    return Actor(None, f"cli:{login}", "command line")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise ScanbenchError("the two passwords differ")
+    return first
+
+
+def _change(home: Path | None, database_url: str | None, work: Any) -> Any:
+    """Run ``work(session)`` and commit it with its audit entries, retrying when another
+    writer extended the audit chain first."""
+    from scanbench.web.audit import commit_with_retry
+
+    db = _db(home, database_url)
+    try:
+        with db.sessions() as s:
+            return commit_with_retry(s, work)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    finally:
+        db.close()
+
+
+@user_app.command("add")
+def user_add(username: str, password_stdin: PasswordStdin = False,
+             display_name: Annotated[str, typer.Option(help="Full name shown on pages.")] = "",
+             email: Annotated[str | None, typer.Option()] = None,
+             home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Add a user (Argon2id password hash; the password is never echoed)."""
+    from scanbench.web import auth
+
+    try:
+        password = _password(password_stdin)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    _change(home, database_url, lambda s: auth.add_user(
+        s, _actor(), username, password, display_name=display_name, email=email).id)
+    out.print(f"user {safe(username)} added")
+
+
+@user_app.command("grant")
+def user_grant(username: str, site: Annotated[str, typer.Argument(help="Site name.")],
+               role: Annotated[str, typer.Argument(
+                   help="admin, physicist, technologist or viewer.")],
+               home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Give a user a role on a site (replacing the role they had there)."""
+    from scanbench.web import auth
+
+    _change(home, database_url, lambda s: auth.grant(
+        s, _actor(), auth.get_user(s, username), auth.get_site(s, site), role).id)
+    out.print(f"{safe(username)} is {safe(role)} on {safe(site)}")
+
+
+@user_app.command("revoke")
+def user_revoke(username: str, site: str, home: HomeOpt = None,
+                database_url: UrlOpt = None) -> None:
+    """Take a user's role on a site away (their tokens lose the site too)."""
+    from scanbench.web import auth
+
+    _change(home, database_url, lambda s: auth.revoke(
+        s, _actor(), auth.get_user(s, username), auth.get_site(s, site)))
+    out.print(f"{safe(username)} no longer has a role on {safe(site)}")
+
+
+@user_app.command("list")
+def user_list(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Users, their grants and their tokens (prefixes only)."""
+    from sqlalchemy import select
+
+    from scanbench.store import models as m
+
+    db = _db(home, database_url)
+    try:
+        with db.sessions() as s:
+            sites = {x.id: x.name for x in s.scalars(select(m.Site))}
+            table = Table("user", "active", "grants", "tokens")
+            for user in s.scalars(select(m.User).order_by(m.User.username)):
+                grants = ", ".join(f"{sites.get(g.site_id, g.site_id)}: {g.role}"
+                                   for g in user.grants)
+                tokens = ", ".join(
+                    f"{t.id} {t.prefix}… {t.role}"
+                    + (" revoked" if t.revoked_at else "")
+                    for t in s.scalars(select(m.ApiToken).where(m.ApiToken.user_id == user.id)))
+                table.add_row(text(user.username), "yes" if user.active else "no",
+                              text(grants), text(tokens))
+            out.print(table)
+    finally:
+        db.close()
+
+
+@token_app.command("create")
+def token_create(username: str,
+                 role: Annotated[str, typer.Option(help="The token's role.")] = "viewer",
+                 site: Annotated[list[str] | None, typer.Option(
+                     "--site", help="Site name (repeatable); default: every site where "
+                     "the user holds the role.")] = None,
+                 name: Annotated[str, typer.Option(help="What the token is for.")] = "",
+                 days: Annotated[int | None, typer.Option(
+                     help="Expires after this many days (default: never).")] = None,
+                 home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Create an API token; it is printed once and stored only as its SHA-256."""
+    from scanbench.web import auth
+
+    def work(s: Any) -> str:
+        user = auth.get_user(s, username)
+        if site:
+            ids = [auth.get_site(s, x).id for x in site]
+        else:
+            ids = [sid for sid, r in auth.grants_of(s, user.id).items()
+                   if auth.RANK[r] >= auth.RANK.get(role, 99)]
+        expires = (None if days is None
+                   else dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
+        raw, _row = auth.create_token(s, _actor(), user, role=role, site_ids=ids, name=name,
+                                      expires_at=expires)
+        return raw
+
+    raw = _change(home, database_url, work)
+    err.print("the token (shown once; keep it secret):")
+    print(raw)  # plain stdout, so scripts can capture it
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int, home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Revoke an API token at once."""
+    from scanbench.web import auth
+
+    _change(home, database_url, lambda s: auth.revoke_token(s, _actor(), token_id).id)
+    out.print(f"token {token_id} revoked")
+
+
+@site_app.command("add")
+def site_add(name: str, institution: Annotated[str | None, typer.Option()] = None,
+             timezone: Annotated[str | None, typer.Option(
+                 help="IANA time zone, e.g. Europe/Paris.")] = None,
+             home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Add a site."""
+    from scanbench.web import sites
+
+    sid = _change(home, database_url, lambda s: sites.add_site(
+        s, _actor(), name, institution=institution, timezone=timezone).id)
+    out.print(f"site {safe(name)} added (id {sid})")
+
+
+@site_app.command("assign")
+def site_assign(device_id: int, site: str, home: HomeOpt = None,
+                database_url: UrlOpt = None) -> None:
+    """Put a device (by id, see ``scanbench jobs``/the API) on a site."""
+    from scanbench.web import auth, sites
+
+    _change(home, database_url, lambda s: sites.assign_device(
+        s, _actor(), device_id, auth.get_site(s, site)).id)
+    out.print(f"device {device_id} is on site {safe(site)}")
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Recompute the audit log's hash chain; name the first entry that does not match.
+    Prints the newest hash: keep it elsewhere to detect removal of the newest entries."""
+    from scanbench.web.audit import verify
+
+    db = _db(home, database_url)
+    try:
+        with db.sessions() as s:
+            verdict = verify(s)
+    finally:
+        db.close()
+    if not verdict.ok:
+        err.print(f"[red]audit log tampered:[/] entry {verdict.bad_id}: {safe(verdict.reason)}"
+                  f" ({verdict.entries - 1} entries before it are intact)")
+        raise typer.Exit(1)
+    out.print(f"audit log intact: {verdict.entries} entries; newest hash {verdict.head}")
