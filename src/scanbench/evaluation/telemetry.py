@@ -179,6 +179,29 @@ def read_telemetry_csv(path: str | Path) -> list[TelemetrySample]:
     return out
 
 
+@dataclass(frozen=True)
+class TelemetrySeries:
+    """One channel of one magnet in time order, with its unit (for a chart or a trend)."""
+
+    device: str
+    channel: str
+    unit: str
+    times: tuple[dt.datetime, ...]
+    values: tuple[float, ...]
+
+
+def series(samples: list[TelemetrySample], device: str, channel: str) -> TelemetrySeries:
+    """The readings of ``channel`` (one of :data:`CHANNELS`) of ``device``, missing
+    values left out."""
+    if channel not in CHANNELS:
+        raise InputError(f"unknown telemetry channel {channel!r}; expected one of "
+                         f"{', '.join(CHANNELS)}")
+    pts = sorted((s.time, v) for s in samples if s.device == device
+                 and (v := getattr(s, channel)) is not None)
+    return TelemetrySeries(device, channel, UNITS[channel], tuple(t for t, _ in pts),
+                           tuple(float(v) for _, v in pts))
+
+
 def _days(t: dt.datetime, t0: dt.datetime) -> float:
     return (t - t0).total_seconds() / 86400.0
 

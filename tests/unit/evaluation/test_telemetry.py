@@ -13,6 +13,7 @@ from scanbench.evaluation.telemetry import (
     boil_off,
     compare_boil_off,
     read_telemetry_csv,
+    series,
 )
 
 T0 = dt.datetime(2026, 1, 1)
@@ -71,6 +72,10 @@ def test_csv_read_and_errors(tmp_path: Path) -> None:
     got = read_telemetry_csv(p)
     assert [s.helium_level_pct for s in got] == [80.0, 79.5]
     assert got[0].pressure_kpa == 3.1 and got[1].pressure_kpa is None
+    pressure = series(got, "MR-A", "pressure_kpa")
+    assert pressure.values == (3.1,) and pressure.unit == "kPa"
+    with pytest.raises(InputError, match="unknown telemetry channel"):
+        series(got, "MR-A", "helium")
     p.write_text("device,time,helium_level_pct\nMR-A,soon,80\nMR-A,2026-01-01,120\n")
     with pytest.raises(InputError) as ei:
         read_telemetry_csv(p)
