@@ -268,6 +268,7 @@ SIMULATE_MODULES: tuple[str, ...] = (
     "scanbench.simulate.ct_phantom_cli",  # ct-acr464, ct-catphan
     "scanbench.simulate.mr_cli",  # mr-acr, mr-uniform
     "scanbench.simulate.clinical_cli",  # ct-exam, petct-exam
+    "scanbench.simulate.ct_patient_cli",  # ct-patient (virtual patient, known noise)
     "scanbench.simulate.pet_raw_cli",  # pet-sensitivity, pet-count-rate, pet-tof, ...
 )
 
