@@ -234,6 +234,14 @@ RANGES: dict[str, PhysicalRange] = {
     "ct_number_centre_hu": PhysicalRange("HU", -1024.0, None, _CT_NUMBER),
     "ct_number_water_hu": PhysicalRange("HU", -1024.0, None, _CT_NUMBER),
     "noise_hu": PhysicalRange("HU", 0.0, None, _SD),
+    # clinical CT global noise (scanbench.quality.ct_noise)
+    "global_noise_hu": PhysicalRange("HU", 0.0, None, _SD + " (a mode or mean of local SDs)"),
+    "soft_tissue_area_cm2": PhysicalRange("cm²", 0.0, None, "an area is never negative"),
+    "water_equivalent_diameter_mm": PhysicalRange(
+        "mm", 0.0, None, "D_w = 2 sqrt(water-equivalent area / π) (AAPM Report 220): a "
+        "diameter of a non-negative area", low_open=True),
+    "kvp": PhysicalRange("kV", 0.0, None, "an X-ray tube voltage is positive",
+                         low_open=True),
     "uniformity_deviation_hu": no_bound("HU", _SIGNED + " (edge minus centre CT number)"),
     "uniformity_max_deviation_hu": PhysicalRange("HU", 0.0, None,
                                                  "a largest absolute deviation is never "

@@ -39,6 +39,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "ct.mtf": ("CT", "scanbench.analysis.ct.mtf"),
     "ct.water": ("CT", "scanbench.analysis.ct.water"),
     "ct.nps": ("CT", "scanbench.analysis.ct.nps"),
+    "ct.clinical_global_noise": ("CT", "scanbench.quality.ct_noise"),  # patients
     "mr.acr.geometric_accuracy": ("MR", "scanbench.analysis.mr.acr_geometry"),
     "mr.acr.uniformity": ("MR", "scanbench.analysis.mr.acr_uniformity"),
     "mr.acr.ghosting": ("MR", "scanbench.analysis.mr.acr_ghosting"),

@@ -1,0 +1,1 @@
+"""Image quality measured from clinical series themselves (not from phantoms)."""

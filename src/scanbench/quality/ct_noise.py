@@ -1,0 +1,251 @@
+"""Global noise level of an axial clinical CT series (issue 16, CT part).
+
+Methods, each reported under its own name (``labels={"method": ...}``):
+
+- **Duke tissue mode** — Christianson O, Winslow J, Frush DP, Samei E. Automated
+  technique to measure noise in clinical CT examinations. AJR 2015;205:W93–W99.
+  A local-SD map (SD of the HU values in a square kernel around each pixel), kept
+  where the pixel is soft tissue (HU window), and the global noise level (GNL) is the
+  mode of the histogram of those local SDs.
+- **Wisconsin tissue mean / mode** and **Wisconsin air mean / mode** — the variants
+  compared with the Duke method in Weaver CM, Ge G, Alsalihi A, Zhang J. A comparative
+  evaluation of CT global noise calculation methods for clinical image quality
+  assessment. J Appl Clin Med Phys 2025 (doi 10.1002/acm2.70288), after Malkus A,
+  Szczykutowicz TP. A method to extract image noise level from patient images in CT.
+  Med Phys 2017 (doi 10.1002/mp.12240): the air variant measures the noise in
+  the air around the patient as a surrogate of the noise within the patient; mean and
+  mode are the mean and the mode of the local SDs.
+
+Parameters the sources available to us did not let us confirm, chosen transparently
+(each is a ``--param``): kernel 6 mm square (``kernel_mm``); soft-tissue window
+0–100 HU (``tissue_low_hu``, ``tissue_high_hu``); histogram bin 0.1 HU (``bin_hu``);
+for the Wisconsin variants the body is the largest connected region above −500 HU
+(holes filled) and the tissue pixels are those of the soft-tissue window whose whole
+kernel lies inside the body; the air pixels are below −900 HU, at least 10 mm outside
+the body and the table, inside the reconstruction circle, with their whole kernel in
+air. Published comparisons show that these variants differ from one another on
+patients (the JACMP study found significant differences between all five); scanbench
+reports every one and lets a specification choose.
+
+Validity checks (the value is withheld, ``refused`` with the reason, where the method
+does not apply): a lung or bone (sharp) reconstruction kernel, a contrast-enhanced
+series when the header says so (Contrast/Bolus Agent (0018,0010)), and fewer than
+``min_soft_tissue_cm2`` of soft tissue per slice on average. Beside the noise the
+result reports the water-equivalent diameter (AAPM Report 220, central slice,
+:mod:`scanbench.clinical.ssde`), CTDIvol, kVp, slice thickness, and the kernel (in
+``parameters``).
+
+Validation against virtual patients of known noise: ``docs/clinical-image-quality.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+
+from scanbench.analysis.base import FROM_HEADER, Parameter, result_for
+from scanbench.analysis.registry import register
+from scanbench.clinical.ssde import water_equivalent_diameter
+from scanbench.errors import AnalysisError
+from scanbench.types import Measurement, Result, Series
+
+DUKE = "Duke tissue mode"
+WISCONSIN = ("Wisconsin tissue mean", "Wisconsin tissue mode", "Wisconsin air mean",
+             "Wisconsin air mode")
+
+# Reconstruction kernels for lung or bone: edge-enhancing, their noise is not the
+# soft-tissue noise the methods were defined for. GE LUNG/BONE, Siemens B/Br/I 60-89,
+# Canon FC5x/FC8x; a kernel named otherwise is measured (a site's naming can be added).
+_SHARP_KERNEL = re.compile(
+    r"LUNG|BONE|\bB[r]?(6|7|8)\d|\bI(6|7|8)\d|\bFC(5|8)\d", re.IGNORECASE)
+
+
+def _opt_float(params: dict[str, Any], name: str, default: float) -> float:
+    try:
+        v = float(params.get(name, default))
+    except (TypeError, ValueError) as exc:
+        raise AnalysisError(f"--param {name}={params.get(name)!r} is not a number") from exc
+    if not np.isfinite(v):
+        raise AnalysisError(f"--param {name} must be finite")
+    return v
+
+
+def local_sd(img: np.ndarray, size: int) -> np.ndarray:
+    """SD (ddof 1) of the pixel values in the ``size × size`` window around each pixel."""
+    img = img.astype(np.float64)
+    n = size * size
+    m = ndimage.uniform_filter(img, size, mode="reflect")
+    m2 = ndimage.uniform_filter(img * img, size, mode="reflect")
+    var = np.clip(m2 - m * m, 0.0, None) * n / (n - 1)
+    return np.sqrt(var)
+
+
+def histogram_mode(values: np.ndarray, bin_width: float) -> float:
+    """Centre of the most populated bin of a histogram of ``values`` (bins from 0)."""
+    if values.size == 0:
+        return float("nan")
+    idx = np.floor(values / bin_width).astype(np.int64)
+    idx = idx[idx >= 0]
+    counts = np.bincount(idx)
+    return (int(np.argmax(counts)) + 0.5) * bin_width
+
+
+def _body_mask(img: np.ndarray) -> np.ndarray:
+    mask = img > -500.0
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return np.asarray(ndimage.binary_fill_holes(labels == int(np.argmax(sizes))))
+
+
+def _contrast_agent(series: Series) -> str | None:
+    """Contrast/Bolus Agent (0018,0010) of the first file, None when absent or unread."""
+    if not series.files:
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(series.files[0], stop_before_pixels=True,
+                             specific_tags=[(0x0018, 0x0010)])
+    except Exception:  # unreadable here: the series was read already, the tag is optional
+        return None
+    agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
+    return agent or None
+
+
+@register
+class ClinicalGlobalNoise:
+    """CT global noise from a clinical series (module docstring)."""
+
+    id: ClassVar[str] = "ct.clinical_global_noise"
+    modality: ClassVar[str] = "CT"
+    standard: ClassVar[str] = (
+        "Christianson et al., AJR 2015;205:W93-W99 (global noise level, tissue mode); "
+        "Wisconsin air/tissue variants as compared in J Appl Clin Med Phys 2025, "
+        "doi 10.1002/acm2.70288 (see docs/standards/clinical-ct-noise.md#global-noise)")
+    title: ClassVar[str] = "CT global noise from a clinical series"
+
+    parameters: ClassVar[tuple[Parameter, ...]] = (
+        Parameter("kernel_mm", "side of the square kernel of the local-SD map", "mm", 6.0),
+        Parameter("tissue_low_hu", "lower end of the soft-tissue window", "HU", 0.0),
+        Parameter("tissue_high_hu", "upper end of the soft-tissue window", "HU", 100.0),
+        Parameter("bin_hu", "bin width of the local-SD histogram (mode)", "HU", 0.1),
+        Parameter("min_soft_tissue_cm2", "least soft-tissue area per slice, on average, "
+                  "below which the value is refused", "cm²", 20.0),
+        Parameter("kernel", "reconstruction kernel; a lung or bone kernel is refused",
+                  "", FROM_HEADER),
+    )
+
+    def detect(self, series: Series) -> float:
+        """0: a measurement of patients, never chosen automatically (it would take any
+        phantom series too); run it with ``--analysis ct.clinical_global_noise``."""
+        return 0.0
+
+    def run(self, series: Series, **params: Any) -> Result:
+        if series.facts.modality != "CT":
+            raise AnalysisError(f"{self.id} needs a CT series, not {series.facts.modality}",
+                                series.uid)
+        if series.shape[0] < 1 or min(series.shape[1:]) < 16:
+            raise AnalysisError("the series is too small for a local-SD map", series.uid)
+        kernel_mm = _opt_float(params, "kernel_mm", 6.0)
+        low = _opt_float(params, "tissue_low_hu", 0.0)
+        high = _opt_float(params, "tissue_high_hu", 100.0)
+        bin_hu = _opt_float(params, "bin_hu", 0.1)
+        min_cm2 = _opt_float(params, "min_soft_tissue_cm2", 20.0)
+        if kernel_mm <= 0 or bin_hu <= 0 or high <= low:
+            raise AnalysisError("kernel_mm and bin_hu must be positive and tissue_high_hu "
+                                "above tissue_low_hu")
+        ct = series.facts.ct
+        kernel = str(params.get("kernel") or (ct.kernel if ct else None) or "") or None
+        _dz, dy, dx = series.spacing
+        px = float(np.sqrt(dy * dx))
+        size = max(3, round(kernel_mm / px))
+        air_margin = max(1, round(10.0 / px))
+
+        tissue_sd, wis_tissue_sd, air_sd = [], [], []
+        tissue_px = 0
+        for k in range(series.shape[0]):
+            img = np.asarray(series.voxels[k], dtype=np.float64)
+            sd = local_sd(img, size)
+            soft = (img >= low) & (img <= high)
+            tissue_px += int(soft.sum())
+            tissue_sd.append(sd[soft])
+            body = _body_mask(img)
+            inner = ndimage.binary_erosion(body, np.ones((size, size), bool))
+            wis_tissue_sd.append(sd[soft & inner])
+            rows, cols = img.shape
+            yy, xx = np.mgrid[:rows, :cols]
+            recon = (yy - (rows - 1) / 2) ** 2 + (xx - (cols - 1) / 2) ** 2 <= \
+                ((min(rows, cols) / 2) - size) ** 2
+            not_air = ndimage.binary_dilation(img > -900.0, iterations=air_margin)
+            air = recon & ndimage.binary_erosion(~not_air, np.ones((size, size), bool))
+            air_sd.append(sd[air])
+
+        result = result_for(self, series, parameters={
+            "kernel_mm": kernel_mm, "kernel_pixels": size, "tissue_window_hu": [low, high],
+            "bin_hu": bin_hu, "min_soft_tissue_cm2": min_cm2, "reconstruction_kernel": kernel})
+        area_cm2 = tissue_px * dy * dx / 100.0 / series.shape[0]
+        refusal = None
+        if kernel and _SHARP_KERNEL.search(kernel):
+            refusal = (f"reconstruction kernel {kernel!r} is a lung or bone kernel: the "
+                       "global noise methods are defined for soft-tissue kernels")
+        elif (agent := _contrast_agent(series)) is not None:
+            refusal = (f"contrast-enhanced series (Contrast/Bolus Agent (0018,0010) "
+                       f"{agent!r}): the soft-tissue window then takes enhancing organs")
+        elif area_cm2 < min_cm2:
+            refusal = (f"too few soft-tissue pixels: {area_cm2:.1f} cm² per slice between "
+                       f"{low:g} and {high:g} HU, fewer than min_soft_tissue_cm2 = "
+                       f"{min_cm2:g} cm²")
+
+        duke = np.concatenate(tissue_sd)
+        wt = np.concatenate(wis_tissue_sd)
+        wa = np.concatenate(air_sd)
+        values = {DUKE: histogram_mode(duke, bin_hu),
+                  WISCONSIN[0]: float(np.mean(wt)) if wt.size else float("nan"),
+                  WISCONSIN[1]: histogram_mode(wt, bin_hu),
+                  WISCONSIN[2]: float(np.mean(wa)) if wa.size else float("nan"),
+                  WISCONSIN[3]: histogram_mode(wa, bin_hu)}
+        counts = {DUKE: duke.size, WISCONSIN[0]: wt.size, WISCONSIN[1]: wt.size,
+                  WISCONSIN[2]: wa.size, WISCONSIN[3]: wa.size}
+        for method, value in values.items():
+            m = result.add("global_noise_hu", value, "HU", labels={"method": method})
+            if refusal:
+                m.refuse(refusal)
+            elif counts[method] == 0 or not np.isfinite(value):
+                where = "air around the patient" if "air" in method else "soft tissue"
+                m.refuse(f"no {where} far enough from edges for a {kernel_mm:g} mm kernel")
+        result.add("soft_tissue_area_cm2", area_cm2, "cm²")
+        self._header_measurements(result, series)
+        if kernel:
+            result.warnings.append(f"reconstruction kernel: {kernel}")
+        return result
+
+    @staticmethod
+    def _header_measurements(result: Result, series: Series) -> None:
+        """D_w from the image; CTDIvol, kVp, slice thickness from the header."""
+        try:
+            dw = water_equivalent_diameter(series, "central")
+            result.add("water_equivalent_diameter_mm", dw.diameter_mm, "mm")
+        except AnalysisError as exc:
+            m = Measurement("water_equivalent_diameter_mm", float("nan"), "mm")
+            m.refuse(f"no water-equivalent diameter: {exc.message}")
+            result.measurements.append(m)
+        ct = series.facts.ct
+        for name, unit, value in (
+                ("ctdivol_mgy", "mGy", ct.ctdivol_mgy if ct else None),
+                ("kvp", "kV", ct.kvp if ct else None),
+                ("slice_thickness_mm", "mm", ct.slice_thickness_mm if ct else None)):
+            if value is None:
+                m = Measurement(name, float("nan"), unit)
+                m.not_judged("not in the DICOM header")
+                result.measurements.append(m)
+            else:
+                result.add(name, float(value), unit)
+
+    def figures(self, result: Result) -> list[Any]:
+        return []
