@@ -57,6 +57,7 @@ COMMAND_MODULES: dict[str, str] = {
     "pull": "scanbench.net.cli",
     "export": "scanbench.net.cli",
     "protocol": "scanbench.service.protocol_cli",
+    "serve": "scanbench.web.cli",
     "user": "scanbench.web.cli",
     "site": "scanbench.web.cli",
     "audit": "scanbench.web.cli",

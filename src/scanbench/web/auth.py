@@ -107,8 +107,10 @@ def get_user(session: Session, username: str) -> m.User:
 
 
 def add_user(session: Session, actor: Actor, username: str, password: str, *,
-             display_name: str = "", email: str | None = None) -> m.User:
-    """Create an active user with an Argon2id password hash."""
+             display_name: str = "", email: str | None = None,
+             site_id: int | None = None) -> m.User:
+    """Create an active user with an Argon2id password hash. ``site_id``: the site the
+    user is made for (their audit entry is then in that site's log)."""
     username = username.strip()
     if not username or len(username) > 120:
         raise InputError("a username must have 1 to 120 characters")
@@ -119,7 +121,8 @@ def add_user(session: Session, actor: Actor, username: str, password: str, *,
                   password_hash=_hasher.hash(password), active=True)
     session.add(user)
     session.flush()
-    record(session, actor, "user.add", "user", user.id, after=_user_view(user))
+    record(session, actor, "user.add", "user", user.id, site_id=site_id,
+           after=_user_view(user))
     return user
 
 

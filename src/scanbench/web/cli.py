@@ -1,7 +1,7 @@
-"""``scanbench user|site|audit``: the first admin and the audit log from the command
-line (issue 12). Every change is written to the audit log as done by ``cli:<login>``
-(the operating-system account that ran it). Exit status: 0 done, 1 the audit chain is
-broken, 2 bad usage or input."""
+"""``scanbench serve`` and ``scanbench user|site|audit``: the web application, and
+the first admin and the audit log from the command line (issue 12). Every change is
+written to the audit log as done by ``cli:<login>`` (the operating-system account that
+ran it). Exit status: 0 done, 1 the audit chain is broken, 2 bad usage or input."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ PasswordStdin = Annotated[bool, typer.Option(
 
 
 def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
     app.add_typer(user_app, name="user")
     app.add_typer(site_app, name="site")
     app.add_typer(audit_app, name="audit")
@@ -236,3 +237,66 @@ def audit_verify(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
                   f" ({verdict.entries - 1} entries before it are intact)")
         raise typer.Exit(1)
     out.print(f"audit log intact: {verdict.entries} entries; newest hash {verdict.head}")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address of the web application.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port of the web application (0: any free "
+                                            "port, printed at start).")] = 8000,
+    dicom_port: Annotated[int | None, typer.Option(
+        help="Also run the node (C-STORE, jobs) in this process on this port, with the "
+        "node's defaults (scanbench node --help).")] = None,
+    ae_title: Annotated[str, typer.Option(help="The node's AE title.")] = "SCANBENCH",
+    secure_cookies: Annotated[bool, typer.Option(
+        help="Mark the session cookie Secure even on plain HTTP (TLS ends in a proxy in "
+        "front of scanbench).")] = False,
+    home: HomeOpt = None, database_url: UrlOpt = None,
+) -> None:
+    """Run the web application (JSON API under /api/v1, its description at /api/docs),
+    and with --dicom-port the node beside it. Stops on SIGTERM or Ctrl-C."""
+    import logging
+    import threading
+
+    import uvicorn
+
+    from scanbench.web.api import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    try:
+        db = _db(home, database_url)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    app = create_app(db, secure_cookies=secure_cookies)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
+                            proxy_headers=False)
+    server = uvicorn.Server(config)
+    log = logging.getLogger("scanbench.web")
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            threading.Event().wait(0.05)
+        for srv in server.servers:
+            for sock in srv.sockets:
+                addr = sock.getsockname()
+                log.info("web application ready on http://%s:%d/api/docs", addr[0], addr[1])
+
+    threading.Thread(target=announce, name="announce", daemon=True).start()
+    try:
+        if dicom_port is None:
+            server.run()
+            return
+        # The node keeps the main thread (it handles SIGTERM and Ctrl-C); the web
+        # application runs beside it and stops when the node has stopped.
+        from scanbench.net.cli import node
+
+        web = threading.Thread(target=server.run, name="web", daemon=True)
+        web.start()
+        try:
+            node(ae_title=ae_title, port=dicom_port, host=host, allow=None, allow_host=None,
+                 home=home, database_url=database_url)
+        finally:
+            server.should_exit = True
+            web.join(timeout=30)
+    finally:
+        db.close()

@@ -450,7 +450,8 @@ def user_add(body: w.UserIn, ctx: C) -> w.UserOut:
 
     def work(s: Any) -> int:
         user = auth.add_user(s, ctx.actor(), body.username, body.password,
-                             display_name=body.display_name, email=body.email)
+                             display_name=body.display_name, email=body.email,
+                             site_id=site_row.id)
         auth.grant(s, ctx.actor(), user, site_row, body.role)
         return user.id
 
