@@ -353,3 +353,25 @@ def test_docs_page_and_openapi_are_served_locally(world: World) -> None:
     assert page.status_code == 200 and "/api/v1/devices/{device_id}" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no CDN
     assert world.client.get("/api/openapi.json").json()["paths"]
+
+
+def test_job_retry_hands_the_job_to_the_node_and_is_audited(world: World) -> None:
+    jid = world.ids["job_a"]
+    viewer, vcsrf = _session(world, "vi_a")
+    assert viewer.post(f"/api/v1/jobs/{jid}/retry",
+                       headers={CSRF_HEADER: vcsrf}).status_code == 403
+    other, ocsrf = _session(world, "vi_b")
+    assert other.post(f"/api/v1/jobs/{jid}/retry",
+                      headers={CSRF_HEADER: ocsrf}).status_code == 403  # no tech role
+    client, csrf = _session(world, "te_a")
+    r = client.post(f"/api/v1/jobs/{jid}/retry", headers={CSRF_HEADER: csrf})
+    assert r.status_code == 200 and r.json()["state"] == "interrupted", r.text
+    again = client.post(f"/api/v1/jobs/{jid}/retry", headers={CSRF_HEADER: csrf})
+    assert again.status_code == 409 and "interrupted" in again.json()["error"]
+    assert client.post(f"/api/v1/jobs/{world.ids['job_b']}/retry",
+                       headers={CSRF_HEADER: csrf}).status_code == 404
+    with world.db.sessions() as s:
+        entry = s.scalars(select(m.AuditEntry).where(m.AuditEntry.action == "job.retry")).one()
+        assert entry.actor == "te_a" and entry.before == {"state": "failed", "error": "boom"}
+        assert s.get_one(m.Job, jid).owner is None
+        assert audit.verify(s).ok

@@ -48,8 +48,8 @@ RULES = ("public", "authenticated", *RANK)
 PREFIX = "/api/v1"
 
 
-class Unavailable(Exception):
-    """The action needs something this process does not run (e.g. the node)."""
+class Conflict(Exception):
+    """The record is not in a state that allows the action (HTTP 409)."""
 
 
 @dataclass
@@ -160,9 +160,9 @@ def _install_errors(app: FastAPI) -> None:
     async def _input(_r: Request, exc: ScanbenchError) -> JSONResponse:
         return _error(400, str(exc))
 
-    @app.exception_handler(Unavailable)
-    async def _unavailable(_r: Request, exc: Unavailable) -> JSONResponse:
-        return _error(503, str(exc))
+    @app.exception_handler(Conflict)
+    async def _conflict(_r: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -211,17 +211,14 @@ def _docs_page(app: FastAPI) -> str:
             f"<th>parameters</th></tr>{''.join(rows)}</table></body></html>")
 
 
-def create_app(db: Database, *, retry: Callable[[int], Any] | None = None,
-               secure_cookies: bool = False) -> FastAPI:
-    """The web application on ``db``. ``retry(job_id)`` re-submits a job (given when
-    the node runs in the same process); ``secure_cookies`` marks the session cookie
+def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
+    """The web application on ``db``. ``secure_cookies`` marks the session cookie
     Secure even when the TLS ends in a proxy in front of us."""
     from scanbench.web.api.routes import router
 
     app = FastAPI(title="scanbench", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.db = db
-    app.state.retry = retry
     app.state.secure_cookies = secure_cookies
     _install_errors(app)
     app.include_router(router)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from scanbench.errors import InputError
@@ -22,7 +22,7 @@ from scanbench.store import models as m
 from scanbench.store import repo
 from scanbench.web import auth
 from scanbench.web.api import schemas as w
-from scanbench.web.api.app import COOKIE, PREFIX, Ctx, Unavailable, context, route
+from scanbench.web.api.app import COOKIE, PREFIX, Conflict, Ctx, context, route
 from scanbench.web.audit import commit_with_retry, record
 from scanbench.web.scope import Forbidden, NotFound
 
@@ -389,26 +389,39 @@ def jobs(ctx: C, state: Annotated[str | None, Query(max_length=16)] = None,
     return _page(ctx, _sorted(query, sort, allowed, "-id"), w.JobOut, limit, offset)
 
 
+#: States from which a job may be run again (a queued, running or interrupted job is
+#: already going to run).
+RETRYABLE = ("failed", "done", "cancelled")
+
+
 @route(router, "POST", "/jobs/{job_id}/retry", "technologist", response_model=w.JobOut)
 def job_retry(job_id: int, ctx: C) -> m.Job:
-    """Run a finished job again (needs technologist or more on its site and the node
-    running in this process: ``scanbench serve --dicom-port``)."""
+    """Run a finished job again (technologist or more on its site). The job is marked
+    interrupted, the state every node resumes at its next poll (the node of ``scanbench
+    serve --dicom-port`` or of ``scanbench node`` on the same database), so the web
+    application needs no pipeline of its own; 409 if it is queued or running."""
     job = ctx.scope.job(job_id)
     try:
         ctx.scope.job(job_id, "technologist")
     except NotFound:
         raise Forbidden("retrying a job needs the technologist role on its site") from None
-    retry = ctx.request.app.state.retry
-    if retry is None:
-        raise Unavailable("no node runs in this process: start scanbench serve with "
-                          "--dicom-port to run jobs")
-    before = {"state": job.state, "attempts": job.attempts}
-    retry(job_id)
-    ctx.session.expire_all()
-    job = ctx.session.get_one(m.Job, job_id)
-    commit_with_retry(ctx.session, lambda s: record(
-        s, ctx.actor(), "job.retry", "job", job_id, before=before,
-        after={"state": job.state, "attempts": job.attempts}))
+
+    def work(s: Any) -> None:
+        s.refresh(job)
+        before = {"state": job.state, "error": job.error}
+        claimed = s.execute(update(m.Job).where(m.Job.id == job_id,
+                                                m.Job.state.in_(RETRYABLE))
+                            .values(state="interrupted", owner=None,
+                                    error=f"retry requested by {ctx.who.username}")
+                            .returning(m.Job.id)).first()
+        if claimed is None:
+            raise Conflict(f"job {job_id} is {job.state}: only a finished job "
+                           f"({', '.join(RETRYABLE)}) can be run again")
+        record(s, ctx.actor(), "job.retry", "job", job_id, before=before,
+               after={"state": "interrupted"})
+
+    commit_with_retry(ctx.session, work)
+    ctx.session.refresh(job)
     return job
 
 
