@@ -275,6 +275,9 @@ def authenticate(session: Session, username: str, password: str, address: str) -
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None or not user.active:
+        # Failures older than the window count for nothing: drop them, so the table
+        # stays as small as the attempts of the last minutes.
+        session.execute(delete(m.LoginFailure).where(m.LoginFailure.at < since))
         session.add(m.LoginFailure(username=username[:120], address=address[:64], at=now))
         raise AuthError("wrong username or password")
     if user.password_hash and _hasher.check_needs_rehash(user.password_hash):
@@ -289,8 +292,9 @@ def start_session(session: Session, user: m.User, client: str | None,
     Any Privilege Level Change"); the session the client had, if any, ends."""
     if old_raw:
         end_session(session, old_raw)
-    raw = secrets.token_urlsafe(32)
     now = _now()
+    session.execute(delete(m.WebSession).where(m.WebSession.expires_at <= now))
+    raw = secrets.token_urlsafe(32)
     row = m.WebSession(id_hash=sha256(raw), user_id=user.id,
                        csrf_token=secrets.token_urlsafe(32), client=client,
                        created_at=now, last_seen_at=now, expires_at=now + SESSION_LIFETIME)

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from scanbench.errors import InputError
@@ -130,6 +130,11 @@ def test_sign_in_is_throttled_per_account_and_per_address(db: Database) -> None:
             at=dt.datetime.now(dt.UTC) - auth.THROTTLE_WINDOW - dt.timedelta(seconds=1)))
         s.commit()
         assert auth.authenticate(s, "dee", PASSWORD, "10.0.0.3").username == "dee"
+        # ... and are dropped at the next failure (the table does not grow for ever).
+        with pytest.raises(auth.AuthError):
+            auth.authenticate(s, "dee", "not the password", "10.0.0.4")
+        s.commit()
+        assert s.scalars(select(m.LoginFailure.address)).all() == ["10.0.0.4"]
 
 
 def test_tokens_are_hashed_scoped_and_revocable(db: Database) -> None:
@@ -178,6 +183,9 @@ def test_expired_tokens_and_sessions_are_refused(db: Database) -> None:
             auth.principal_from_token(s, raw)
         with pytest.raises(auth.AuthError):
             auth.principal_from_session(s, sid)
+        auth.start_session(s, user, None)  # removes expired sessions
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(m.WebSession)) == 1
 
 
 def test_a_new_session_id_at_every_sign_in_and_deactivation_ends_sessions(
