@@ -301,6 +301,10 @@ def test_session_cookie_flags_and_a_new_id_at_login(world: World) -> None:
     assert "httponly" in header and "samesite=lax" in header and "secure" not in header
     first = r.cookies.get(COOKIE)
     assert first and first != "attacker-chosen-id"
+    # Login CSRF: a cross-site form can send text/plain but not application/json.
+    forged = client.post("/api/v1/auth/login", headers={"content-type": "text/plain"},
+                         content=f'{{"username": "vi_a", "password": "{PW}"}}')
+    assert forged.status_code == 422 and COOKIE not in forged.cookies
     r = client.post("/api/v1/auth/login", json={"username": "vi_a", "password": PW})
     second = r.cookies.get(COOKIE)
     assert second and second != first
