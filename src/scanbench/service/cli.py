@@ -69,9 +69,23 @@ def _log_plain() -> None:
     configure_logging(fmt="%(message)s")
 
 
-def _fail(exc: ScanbenchError) -> typer.Exit:
+def usage_error(exc: ScanbenchError) -> typer.Exit:
+    """Print ``exc`` (outside text, escaped) and give the bad-usage exit to raise."""
     err.print(f"[red]error:[/] {safe(exc)}")
     return typer.Exit(EXIT_USAGE)
+
+
+_fail = usage_error
+
+
+def open_database(home: Path | None, database_url: str | None) -> Any:
+    """The node's database for a command that only reads or edits records (no pipeline):
+    the home folder made if missing, migrations applied as at every start."""
+    from scanbench.store.db import Database, home_dir
+
+    h = home_dir(home)
+    h.mkdir(parents=True, exist_ok=True)
+    return Database(h, database_url)
 
 
 def _sigterm_interrupts() -> Any:

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from scanbench.console import console, safe, text
 from scanbench.errors import ScanbenchError
-from scanbench.service.cli import EXIT_USAGE, HomeOpt, UrlOpt
+from scanbench.service.cli import HomeOpt, UrlOpt
+from scanbench.service.cli import open_database as _db
+from scanbench.service.cli import usage_error as _fail
 
 err = console(stderr=True)
 out = console()
@@ -40,19 +42,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(user_app, name="user")
     app.add_typer(site_app, name="site")
     app.add_typer(audit_app, name="audit")
-
-
-def _fail(exc: ScanbenchError) -> typer.Exit:
-    err.print(f"[red]error:[/] {safe(exc)}")
-    return typer.Exit(EXIT_USAGE)
-
-
-def _db(home: Path | None, database_url: str | None) -> Any:
-    from scanbench.store.db import Database, home_dir
-
-    h = home_dir(home)
-    h.mkdir(parents=True, exist_ok=True)
-    return Database(h, database_url)
 
 
 def _actor() -> Any:
