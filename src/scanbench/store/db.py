@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -84,6 +84,37 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _pragma(conn: Connection, pragma: str) -> None:
+    raw: Any = conn.connection.driver_connection
+    raw.execute(f"PRAGMA {pragma}")
+
+
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for running migrations. On SQLite, foreign keys are
+    switched off for it: a migration that alters a table SQLite cannot ALTER is done by
+    copying it to a new table and dropping the old one, and with foreign keys on, that
+    drop would cascade into every table that refers to it (deleting their rows). The
+    keys are checked after the migration and switched back on (SQLite's documented
+    procedure for schema changes, https://www.sqlite.org/lang_altertable.html)."""
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:  # before any BEGIN: the pragma is a no-op inside a transaction
+            _pragma(conn, "foreign_keys=OFF")
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if bad:
+                        raise InputError(f"the migration left {len(bad)} rows whose foreign "
+                                         f"keys point nowhere (first: {bad[0]})",
+                                         engine.url.render_as_string(hide_password=True))
+        finally:
+            if sqlite:
+                _pragma(conn, "foreign_keys=ON")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Apply the Alembic migrations shipped in ``store/migrations`` up to ``revision``;
     return the revision the database is at afterwards. Safe to run from several
@@ -97,7 +128,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     try:
-        with engine.begin() as conn:
+        with migrating(engine) as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
         with engine.connect() as conn:

@@ -1,8 +1,9 @@
 """The node's database: SQLAlchemy 2 typed models of DESIGN.md's entities.
 
 One table per entity (Site, Device + DeviceAlias, Study, Series, Instance,
-Result, Measurement, Protocol, DoseEvent, ExamTiming, LifecycleEvent, Spec, Scorecard,
-User, Grant, ApiToken, WebSession, LoginFailure, AuditEntry) plus Job, the record of
+Result, Measurement, Protocol, DoseEvent, ExamTiming, LifecycleEvent, TelemetrySample,
+DeviceCost, Spec, SpecAssignment, Scorecard, Alert, NotificationTarget, Notification, User,
+Grant, ApiToken, WebSession, LoginFailure, AuditEntry) plus Job, the record of
 each analysis or dose job.
 Schema changes go through the Alembic migrations in ``store/migrations``;
 ``scanbench db upgrade`` (and every start of the node) applies them.
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -75,7 +77,7 @@ def utcnow() -> dt.datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+        dt.datetime: UTCDateTime, dt.date: Date, dict[str, Any]: JSON, list[Any]: JSON}
 
 
 # --------------------------------------------------------------------------- places, devices
@@ -111,6 +113,14 @@ class Device(Base):
     status: Mapped[str] = mapped_column(String(32), default="active")  # active / retired
     first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Class attributes an evaluation spec is assigned by and a programme groups by
+    # (entered, or read from headers: Magnetic Field Strength (0018,0087)).
+    field_strength_t: Mapped[float | None] = mapped_column(Float)
+    axial_fov_cm: Mapped[float | None] = mapped_column(Float)  # PET axial field of view
+    country_of_manufacture: Mapped[str | None] = mapped_column(String(64))
+    # Staffed hours for uptime (evaluation.reliability.StaffedHours): {} = around the
+    # clock; {"weekdays": [0..6], "start": "08:00", "end": "18:00", "timezone": "..."}.
+    staffed_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     aliases: Mapped[list[DeviceAlias]] = relationship(back_populates="device",
                                                       cascade="all, delete-orphan")
@@ -322,24 +332,79 @@ class ExamTiming(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-LIFECYCLE_KINDS = ("installation", "acceptance", "service", "downtime", "software_change",
-                   "decommission")
+#: The kinds of lifecycle event (the same as scanbench.evaluation.reliability.EVENT_KINDS,
+#: checked by a test). Downtime is a pair: ``downtime_start`` (``planned`` true for
+#: maintenance) and ``downtime_end``.
+LIFECYCLE_KINDS = ("installation", "acceptance", "commissioning", "planned_service",
+                   "unplanned_service", "downtime_start", "downtime_end", "part_replacement",
+                   "software_change", "relocation", "decommissioning")
 
 
 class LifecycleEvent(Base):
     """One event in a device's life (kinds in LIFECYCLE_KINDS). ``source`` headers: seen
-    automatically in DICOM headers; user: entered by a person (``user_id``)."""
+    automatically in DICOM headers; user: entered by a person (``user_id``); csv: imported
+    (``external_id`` is the file's id column, so importing the same file twice adds
+    nothing); api: sent by a program. ``new_baseline``: the user marked this service or
+    upgrade as the start of a new baseline for trend alerts. ``cost`` in ``currency``
+    (ISO 4217) is what the event cost, when entered."""
 
     __tablename__ = "lifecycle_event"
-    __table_args__ = (Index("ix_lifecycle_event_device_time", "device_id", "occurred_at"),)
+    __table_args__ = (Index("ix_lifecycle_event_device_time", "device_id", "occurred_at"),
+                      UniqueConstraint("device_id", "external_id",
+                                       name="uq_lifecycle_event_device_external"))
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     occurred_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # local clock time
-    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # downtime end
     summary: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[str] = mapped_column(String(16), default="user")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    planned: Mapped[bool] = mapped_column(Boolean, default=False)
+    new_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+    cost: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    external_id: Mapped[str | None] = mapped_column(String(120))
+
+
+class TelemetrySample(Base):
+    """One reading of one channel of a device (MRI magnet telemetry: helium level %,
+    pressure kPa, cold-head temperature K, field drift ppm/h; channel names as in
+    scanbench.evaluation.telemetry.CHANNELS). ``at`` is the device's local clock time."""
+
+    __tablename__ = "telemetry_sample"
+    __table_args__ = (UniqueConstraint("device_id", "channel", "at",
+                                       name="uq_telemetry_sample_device_channel_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(200), default="")
+
+
+class DeviceCost(Base):
+    """An entered cost of a device (scanbench.evaluation.economics.Cost): ``kind``
+    acquisition (with ``life_years``, ``residual``), service_contract (``amount`` per
+    year from ``start_on`` to ``end_on``), consumable, cryogen, part or other (one-off on
+    ``start_on``). ``amount`` in ``currency`` (ISO 4217)."""
+
+    __tablename__ = "device_cost"
+    __table_args__ = (Index("ix_device_cost_device_start", "device_id", "start_on"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    start_on: Mapped[dt.date] = mapped_column(Date)
+    end_on: Mapped[dt.date | None] = mapped_column(Date)
+    life_years: Mapped[float | None] = mapped_column(Float)
+    residual: Mapped[float] = mapped_column(Float, default=0.0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    lifecycle_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lifecycle_event.id", ondelete="SET NULL"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -348,7 +413,10 @@ class LifecycleEvent(Base):
 
 class Spec(Base):
     """An evaluation specification as loaded (YAML text kept, so a scorecard can always be
-    traced to the exact limits it used)."""
+    traced to the exact limits it used). A (name, version) pair is written once; loading
+    a changed text under the same version is refused (``sha256`` tells them apart).
+    ``extends``: the name of the spec it inherits from; ``origin``: builtin, a file
+    path, or upload."""
 
     __tablename__ = "spec"
     __table_args__ = (UniqueConstraint("name", "version", name="uq_spec_name_version"),)
@@ -359,22 +427,141 @@ class Spec(Base):
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     yaml: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    extends: Mapped[str | None] = mapped_column(String(120))
+    origin: Mapped[str] = mapped_column(String(300), default="")
+
+
+class SpecAssignment(Base):
+    """A spec (by ``spec_name``: the newest stored version is in force) assigned to a
+    class of devices. Every criterion given must hold: ``device_id`` (one device),
+    ``site_id``, ``modality``, ``manufacturer`` and ``model`` (case-insensitive),
+    field strength in [``field_strength_min_t``, ``field_strength_max_t``] and PET
+    axial FOV in [``axial_fov_min_cm``, ``axial_fov_max_cm``]. When several match a
+    device, the most specific wins (device, then model, then the rest; ties: highest
+    ``priority``, then newest). ``active`` false ends an assignment (rows are never
+    deleted, so the spec a past period was judged by stays known)."""
+
+    __tablename__ = "spec_assignment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_name: Mapped[str] = mapped_column(String(120), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    manufacturer: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    field_strength_min_t: Mapped[float | None] = mapped_column(Float)
+    field_strength_max_t: Mapped[float | None] = mapped_column(Float)
+    axial_fov_min_cm: Mapped[float | None] = mapped_column(Float)
+    axial_fov_max_cm: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    valid_from: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    valid_until: Mapped[dt.datetime | None] = mapped_column()
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Scorecard(Base):
-    """A device scored against a spec over a period."""
+    """A device scored against one spec version over a period. Never rewritten: a new
+    computation with different inputs adds a row (``inputs_hash`` is the SHA-256 of what
+    it was computed from, so recomputing unchanged inputs adds nothing). ``data``:
+    each required test (passed / failed / overdue / not_applicable, with the reason and
+    the result ids that are its evidence), each dimension's score and evidence, and the
+    compliance figures."""
 
     __tablename__ = "scorecard"
-    __table_args__ = (Index("ix_scorecard_device_created", "device_id", "created_at"),)
+    __table_args__ = (Index("ix_scorecard_device_created", "device_id", "created_at"),
+                      UniqueConstraint("device_id", "spec_id", "inputs_hash",
+                                       name="uq_scorecard_device_spec_inputs"))
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("device.id"))
     spec_id: Mapped[int] = mapped_column(ForeignKey("spec.id"))
     period_start: Mapped[dt.datetime | None] = mapped_column(DateTime)
     period_end: Mapped[dt.datetime | None] = mapped_column(DateTime)
     score: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default="info")  # pass / fail / info
+    status: Mapped[str] = mapped_column(String(24), default="info")  # pass / fail / info
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    compliance: Mapped[float | None] = mapped_column(Float)  # share done on time, 0..1
+    inputs_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Alert(Base):
+    """One alert on one measurement series of a device: a limit broken (``rule``
+    ``limit``: level ``action`` or ``tolerance``) or a trend rule of
+    scanbench.evaluation.trend (1-3s, 2-2s, R-4s, 4-1s, 10x, cusum, ewma; level
+    ``trend``). ``key`` is stable (device, measurement, labels, rule, baseline segment,
+    first point), so re-running a job or viewing a page never adds a second row.
+    ``state``: open -> acknowledged (by a user, with a comment) -> closed (a later
+    passing result or a new baseline closed it: ``closed_reason``)."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_device_state", "device_id", "state"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    analysis: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(120))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    labels_key: Mapped[str] = mapped_column(String(400), default="{}")
+    rule: Mapped[str] = mapped_column(String(16))
+    level: Mapped[str] = mapped_column(String(16))  # action / tolerance / trend
+    direction: Mapped[str | None] = mapped_column(String(8))  # high / low
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("result.id", ondelete="SET NULL"))
+    occurred_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # header local time
+    first_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # run start (trend)
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    statistic: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    limit_source: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ack_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    ack_at: Mapped[dt.datetime | None] = mapped_column()
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+    closing_result_id: Mapped[int | None] = mapped_column(
+        ForeignKey("result.id", ondelete="SET NULL"))
+
+
+class NotificationTarget(Base):
+    """Where alerts of a site (``site_id`` None: every site) are sent: ``channel`` email
+    (``address`` an e-mail address) or webhook (``address`` an https/http URL, signed
+    with ``secret`` as HMAC-SHA256; the secret must be kept to sign, so it is stored).
+    ``digest``: one message a day instead of one per alert."""
+
+    __tablename__ = "notification_target"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str | None] = mapped_column(String(200))
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One delivery (an alert or a day's digest to one target). ``key`` is unique, so an
+    alert is sent once per target however often the job runs; a failed delivery keeps
+    its ``error`` and is tried again (``attempts``)."""
+
+    __tablename__ = "notification"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), unique=True)
+    target_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_target.id", ondelete="SET NULL"))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id", ondelete="SET NULL"))
+    digest_day: Mapped[dt.date | None] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sent/failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 # --------------------------------------------------------------------------- people, audit
