@@ -113,6 +113,11 @@ class Point:
     result_id: int
     series_uid: str | None
     note: str | None = None
+    # The limits the value was judged by (from the spec in force when it was stored).
+    limit_low: float | None = None
+    limit_high: float | None = None
+    limit_source: str | None = None
+    limit_verified: bool | None = None
 
 
 def history(session: Session, device_id: int, analysis: str, name: str,
@@ -134,5 +139,6 @@ def history(session: Session, device_id: int, analysis: str, name: str,
     if until is not None:
         q = q.where(m.Measurement.acquired_at < until.replace(tzinfo=None))
     return [Point(meas.acquired_at, meas.value, meas.unit, meas.uncertainty, meas.status,
-                  dict(meas.labels), meas.result_id, uid, meas.note)
+                  dict(meas.labels), meas.result_id, uid, meas.note, meas.limit_low,
+                  meas.limit_high, meas.limit_source, meas.limit_verified)
             for meas, uid in session.execute(q)]
