@@ -227,4 +227,7 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     def docs() -> HTMLResponse:
         return HTMLResponse(_docs_page(app))
 
+    from scanbench.web.pages import install as install_pages
+
+    install_pages(app)  # the pages, /static, HTML error pages, security headers
     return app
