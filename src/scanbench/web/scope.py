@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, or_, select
+from sqlalchemy import ColumnElement, Select, exists, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scanbench.store import models as m
@@ -89,6 +89,29 @@ class Scope:
 
     def dose_events(self) -> Select[m.DoseEvent]:
         return select(m.DoseEvent).where(m.DoseEvent.device_id.in_(self._device_ids()))
+
+    # ---------------------------------------------------------------- dose, workflow
+
+    def device_ids(self) -> Select[int]:
+        """Ids of the visible devices, for statistics that take a device subquery
+        (scanbench.clinical.dose_stats.Filters.devices)."""
+        return self._device_ids()
+
+    def exam_timings(self) -> Select[m.ExamTiming]:
+        return select(m.ExamTiming).where(m.ExamTiming.device_id.in_(self._device_ids()))
+
+    def studies(self) -> Select[m.Study]:
+        """Studies with a series, a dose event or an exam timing of a visible device."""
+        devices = self._device_ids()
+        return select(m.Study).where(or_(
+            exists().where(m.Series.study_id == m.Study.id, m.Series.device_id.in_(devices)),
+            exists().where(m.DoseEvent.study_id == m.Study.id,
+                           m.DoseEvent.device_id.in_(devices)),
+            exists().where(m.ExamTiming.study_id == m.Study.id,
+                           m.ExamTiming.device_id.in_(devices))))
+
+    def study(self, study_id: int) -> m.Study:
+        return self._one(self.studies().where(m.Study.id == study_id), "study", study_id)
 
     def jobs(self, role: str = "viewer") -> Select[m.Job]:
         """Jobs of visible series (kind series) and of studies with a visible series
