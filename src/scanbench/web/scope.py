@@ -127,6 +127,30 @@ class Scope:
     def job(self, job_id: int, role: str = "viewer") -> m.Job:
         return self._one(self.jobs(role).where(m.Job.id == job_id), "job", job_id)
 
+    # ---------------------------------------------------------------- scorecards, assignments
+
+    def scorecards(self) -> Select[m.Scorecard]:
+        """Scorecards of visible devices."""
+        return select(m.Scorecard).where(m.Scorecard.device_id.in_(self._device_ids()))
+
+    def scorecard(self, scorecard_id: int) -> m.Scorecard:
+        return self._one(self.scorecards().where(m.Scorecard.id == scorecard_id),
+                         "scorecard", scorecard_id)
+
+    def spec_assignments(self) -> Select[m.SpecAssignment]:
+        """Spec assignments the caller may see: those of their sites, of their sites'
+        devices, and the fleet-wide ones (no site, no device: they name no record of
+        any site)."""
+        a = m.SpecAssignment
+        return select(a).where(or_(
+            self._visible(a.site_id),
+            a.device_id.in_(self._device_ids()),
+            a.site_id.is_(None) & a.device_id.is_(None)))
+
+    def spec_assignment(self, assignment_id: int) -> m.SpecAssignment:
+        return self._one(self.spec_assignments().where(m.SpecAssignment.id == assignment_id),
+                         "spec assignment", assignment_id)
+
     # ---------------------------------------------------------------- admin
 
     def users(self) -> Select[m.User]:
