@@ -867,9 +867,9 @@ def device_cost_per_exam(session: Session, device_id: int, start: dt.date, end: 
     try:
         r = economics.cost_per_exam(str(device.id), costs,
                                     exams_by_day(session, device.id, start, end), start, end)
-    except InputError as exc:
-        raise InputError(f"device {device.id} ({device_label(device)}): {exc.message}"
-                         ) from None
+    except InputError as exc:  # economics names the device by its id: say which it is
+        msg = exc.message.removeprefix(f"{device.id}: ")
+        raise InputError(f"device {device.id} ({device_label(device)}): {msg}") from None
     return r
 
 
