@@ -133,6 +133,15 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("DELETE", "/api/v1/users/{user_id}/grants/{site_id}"): (
         "/api/v1/users/{spare}/grants/{site_a}", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
+    ("GET", "/api/v1/studies"): ("/api/v1/studies", None),
+    ("GET", "/api/v1/studies/{study_id}"): ("/api/v1/studies/999999", None),
+    ("GET", "/api/v1/dose/events"): ("/api/v1/dose/events", None),
+    ("GET", "/api/v1/dose/statistics"): ("/api/v1/dose/statistics", None),
+    ("GET", "/api/v1/workflow/statistics"): ("/api/v1/workflow/statistics", None),
+    ("GET", "/api/v1/compare/measurements"): ("/api/v1/compare/measurements", None),
+    ("GET", "/api/v1/compare"): (
+        "/api/v1/compare?analysis=pet.calibration_uniformity"
+        "&name=activity_concentration_bias_percent", None),
 }
 
 
