@@ -677,6 +677,252 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+# --------------------------------------------------------------------------- programme
+
+class FedCredential(Base):
+    """Central node: the credential one site node sends with (``Authorization: Bearer``);
+    only its SHA-256 is kept, as for :class:`ApiToken`. A batch is accepted only for
+    the site its credential belongs to; a revoked credential sends nothing."""
+
+    __tablename__ = "fed_credential"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class FedPeer(Base):
+    """Site node: the central node it sends to (the credential comes from the node's
+    configuration, never stored in clear). ``last_acked_seq``: the highest outbox
+    ``id`` the central node confirmed, so sending resumes after it."""
+
+    __tablename__ = "fed_peer"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(500), unique=True)
+    site_uid: Mapped[str] = mapped_column(String(120))  # this site's name at the centre
+    last_acked_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FedOutbox(Base):
+    """Site node: one de-identified record queued for the central node, in order
+    (``id`` is the sequence number). ``record_key`` identifies the record at its source
+    (e.g. ``result:<uuid>``), so a record queued twice is queued once and the centre
+    stores it once."""
+
+    __tablename__ = "fed_outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    record_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    batch_uid: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+
+
+class FedBatch(Base):
+    """Central node: one batch a site sent, accepted or refused (``reason`` goes back
+    to the site). ``batch_uid`` is the site's id of the batch, so a replay is known."""
+
+    __tablename__ = "fed_batch"
+    __table_args__ = (UniqueConstraint("site_id", "batch_uid", name="uq_fed_batch_site_uid"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    credential_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fed_credential.id", ondelete="SET NULL"))
+    batch_uid: Mapped[str] = mapped_column(String(64))
+    first_seq: Mapped[int | None] = mapped_column(Integer)
+    last_seq: Mapped[int | None] = mapped_column(Integer)
+    n_records: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # accepted / refused
+    reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FedRecord(Base):
+    """Central node: one record received from a site (stored once per site and
+    ``record_key``), and the id of the row it became in the central tables
+    (``local_table``/``local_id``: e.g. the central ``result`` row)."""
+
+    __tablename__ = "fed_record"
+    __table_args__ = (UniqueConstraint("site_id", "record_key", name="uq_fed_record_site_key"),
+                      Index("ix_fed_record_site_seq", "site_id", "seq"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("fed_batch.id", ondelete="SET NULL"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    record_key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    local_table: Mapped[str | None] = mapped_column(String(64))
+    local_id: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    """Central node: an expert's review of one result (from a site): queued with its
+    automatic ``triage_score`` (higher = more unusual) and the measurements that drove
+    it, then accepted or rejected with a reason and a comment, which flow back to the
+    site (``sent_back_at``)."""
+
+    __tablename__ = "review"
+    __table_args__ = (Index("ix_review_state_score", "state", "triage_score"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("result.id", ondelete="CASCADE"),
+                                           unique=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued/accepted/rejected
+    triage_score: Mapped[float | None] = mapped_column(Float)
+    triage_drivers: Mapped[list[Any]] = mapped_column(default=list)
+    triage_model: Mapped[str | None] = mapped_column(String(200))
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_back_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ReviewDecision(Base):
+    """Site node: a central reviewer's decision on one of this site's results, as
+    received (``remote_key`` unique: a decision received twice is stored once). A
+    rejection reopens the test on the site's due list."""
+
+    __tablename__ = "review_decision"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    remote_key: Mapped[str] = mapped_column(String(200), unique=True)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("result.id", ondelete="CASCADE"),
+                                                  index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # accepted / rejected
+    reason: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(200), default="")
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReaderStudy(Base):
+    """A reader study: cases scored by readers on each criterion on a scale
+    (``scale_min``..``scale_max``, 5-point by default); ``blinded``: device and site
+    hidden from readers; each reader reads in their own random order."""
+
+    __tablename__ = "reader_study"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    criteria: Mapped[list[Any]] = mapped_column(default=list)
+    scale_min: Mapped[int] = mapped_column(Integer, default=1)
+    scale_max: Mapped[int] = mapped_column(Integer, default=5)
+    blinded: Mapped[bool] = mapped_column(Boolean, default=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open / closed
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReaderCase(Base):
+    """One case of a reader study: a de-identified series, shown by ``label`` only."""
+
+    __tablename__ = "reader_case"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_study.id", ondelete="CASCADE"),
+                                          index=True)
+    label: Mapped[str] = mapped_column(String(120))
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="SET NULL"))
+    pair_key: Mapped[str | None] = mapped_column(String(120))  # same patient on two models
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ReaderAssignment(Base):
+    """A reader of a study and their randomised reading order (case ids; ``seed`` kept)."""
+
+    __tablename__ = "reader_assignment"
+    __table_args__ = (UniqueConstraint("study_id", "user_id",
+                                       name="uq_reader_assignment_study_user"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_study.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    case_order: Mapped[list[Any]] = mapped_column(default=list)
+    seed: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReaderScore(Base):
+    """One reader's score of one case on one criterion."""
+
+    __tablename__ = "reader_score"
+    __table_args__ = (UniqueConstraint("case_id", "user_id", "criterion",
+                                       name="uq_reader_score_case_user_criterion"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_study.id", ondelete="CASCADE"),
+                                          index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("reader_case.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    criterion: Mapped[str] = mapped_column(String(120))
+    score: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SusResponse(Base):
+    """One System Usability Scale questionnaire (Brooke 1996) about one device: the ten
+    answers (1..5) and the 0..100 score computed by the standard method."""
+
+    __tablename__ = "sus_response"
+    __table_args__ = (Index("ix_sus_response_device_at", "device_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    role: Mapped[str] = mapped_column(String(32))
+    answers: Mapped[list[Any]] = mapped_column(default=list)
+    score: Mapped[float] = mapped_column(Float)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TrainingRecord(Base):
+    """A person's training: ``topic`` device_operation / qc_procedure /
+    radiation_safety, optionally for one device or QC procedure; it expires on
+    ``expires_on`` (reminders before)."""
+
+    __tablename__ = "training_record"
+    __table_args__ = (Index("ix_training_record_user_topic", "user_id", "topic"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id", ondelete="SET NULL"))
+    topic: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="SET NULL"))
+    procedure_key: Mapped[str | None] = mapped_column(String(120))
+    completed_on: Mapped[dt.date] = mapped_column(Date)
+    expires_on: Mapped[dt.date | None] = mapped_column(Date)
+    provider: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class QuizAttempt(Base):
+    """One attempt at the competency quiz of a QC procedure: the share of correct
+    answers, the pass mark it was judged by and the answers given."""
+
+    __tablename__ = "quiz_attempt"
+    __table_args__ = (Index("ix_quiz_attempt_user_procedure", "user_id", "procedure_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    procedure_key: Mapped[str] = mapped_column(String(120))
+    score: Mapped[float] = mapped_column(Float)  # 0..1
+    pass_mark: Mapped[float] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # --------------------------------------------------------------------------- jobs
 
 class Job(Base):
