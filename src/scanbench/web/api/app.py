@@ -223,6 +223,9 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     app.state.secure_cookies = secure_cookies
     _install_errors(app)
     app.include_router(router)
+    from scanbench.web.api.dose_routes import router as dose_router
+
+    app.include_router(dose_router)
     app.include_router(report_router)
     from scanbench.web.api.dose_routes import router as dose_router
 
