@@ -215,7 +215,6 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     """The web application on ``db``. ``secure_cookies`` marks the session cookie
     Secure even when the TLS ends in a proxy in front of us."""
     from scanbench.web.api.routes import router
-    from scanbench.web.api.report_routes import router as report_router
 
     app = FastAPI(title="scanbench", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
@@ -226,13 +225,6 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     from scanbench.web.api.dose_routes import router as dose_router
 
     app.include_router(dose_router)
-    app.include_router(report_router)
-    from scanbench.web.api.dose_routes import router as dose_router
-
-    app.include_router(dose_router)
-    from scanbench.web.api.eval_routes import router as eval_router
-
-    app.include_router(eval_router)
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
