@@ -61,6 +61,11 @@ COMMAND_MODULES: dict[str, str] = {
     "user": "scanbench.web.cli",
     "site": "scanbench.web.cli",
     "audit": "scanbench.web.cli",
+    "lifecycle": "scanbench.evaluation.records_cli",
+    "telemetry": "scanbench.evaluation.records_cli",
+    "costs": "scanbench.evaluation.records_cli",
+    "reliability": "scanbench.evaluation.records_cli",
+    "economics": "scanbench.evaluation.records_cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 SIMULATE_HELP = "Virtual scanners: write DICOM phantom scans with their ground truth."
