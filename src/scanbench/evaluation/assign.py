@@ -139,7 +139,13 @@ def _store(session: Session, spec: Spec, text: str, origin: str,
                 f"stored from {row.origin or 'unknown'}); a changed spec needs a new version",
                 where=origin if origin != BUILTIN else spec.name)
         return row
-    row = m.Spec(name=spec.name, version=spec.version, title=spec.title,
+    for column, value in (("name", spec.name), ("version", spec.version)):
+        limit = getattr(m.Spec.__table__.c[column].type, "length", None)
+        if limit is not None and len(value) > limit:
+            raise SpecError(f"{column} {value!r} has {len(value)} characters; the store "
+                            f"keeps at most {limit}", where=origin if origin != BUILTIN
+                            else spec.name)
+    row = m.Spec(name=spec.name, version=spec.version, title=spec.title[:300],
                  verified=spec.verified, yaml=text, sha256=digest,
                  extends=spec.extends[0] if spec.extends else None, origin=origin)
     if created_at is not None:
