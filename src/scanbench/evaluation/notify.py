@@ -69,12 +69,16 @@ Channel = Literal["email", "webhook"]
 class AlertNotice:
     """An alert with what a reader needs around it. ``limit_source`` overrides the rule's
     default source (e.g. a spec's limit); ``link`` is where the evidence is shown (the
-    caller's URL; ``{link}`` stays as a placeholder when there is none)."""
+    caller's URL; ``{link}`` stays as a placeholder when there is none). ``limit``
+    replaces the text of the limit crossed (a spec's action or tolerance limit is not
+    in σ); ``kind`` names the alert in the message's first line."""
 
     alert: Alert
     device: str
     limit_source: str | None = None
     link: str = "{link}"
+    limit: str | None = None
+    kind: str = "Trend alert"
 
     @property
     def source(self) -> str:
@@ -152,7 +156,7 @@ def alert_lines(n: AlertNotice) -> list[tuple[str, str]]:
             ("Rule", f"{a.rule} ({a.direction})"),
             ("Time", a.time.isoformat()),
             ("Value", f"{_fmt(a.value)}{unc} {a.unit}"),
-            ("Limit", limit_text(a)), ("Source", n.source), ("Link", n.link)]
+            ("Limit", n.limit or limit_text(a)), ("Source", n.source), ("Link", n.link)]
 
 
 def alert_json(n: AlertNotice) -> dict[str, Any]:
@@ -164,7 +168,7 @@ def alert_json(n: AlertNotice) -> dict[str, Any]:
             "uncertainty": None if a.uncertainty is None else _num(a.uncertainty),
             "unit": a.unit, "statistic_sigma": _num(a.statistic),
             "limit_sigma": _num(a.limit), "baseline_mean": _num(a.baseline_mean),
-            "baseline_sigma": _num(a.baseline_sigma), "limit_text": limit_text(a),
+            "baseline_sigma": _num(a.baseline_sigma), "limit_text": n.limit or limit_text(a),
             "limit_source": n.source, "message": a.message, "link": n.link}
 
 
@@ -285,7 +289,7 @@ def notify(notice: AlertNotice, sent: MutableSet[str], *, smtp: SmtpSettings | N
     """Send one alert on each configured channel, once per channel (see module doc)."""
     a = notice.alert
     subject = f"scanbench alert: {notice.device} {a.measurement} {a.rule} ({a.direction})"
-    intro = f"Trend alert for {notice.device}: {a.measurement}, rule {a.rule}."
+    intro = f"{notice.kind} for {notice.device}: {a.measurement}, rule {a.rule}."
     return _channels(a.key, subject, intro, [notice], alert_body(notice), sent, smtp,
                      webhook, sleep)
 
@@ -300,6 +304,6 @@ def digest(day: dt.date, notices: Sequence[AlertNotice], sent: MutableSet[str], 
     if not todays:
         return []
     subject = f"scanbench daily digest {day.isoformat()}: {len(todays)} alert(s)"
-    intro = f"{len(todays)} trend alert(s) on {day.isoformat()}."
+    intro = f"{len(todays)} alert(s) on {day.isoformat()}."
     return _channels(f"digest:{day.isoformat()}", subject, intro, todays,
                      digest_body(day, todays), sent, smtp, webhook, sleep)
