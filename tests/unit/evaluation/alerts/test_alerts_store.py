@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from helpers import ANALYSIS, BASE, NAME, T0, device, store
+from alert_history import ANALYSIS, BASE, NAME, T0, device, store
 from scipy.stats import binom
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
