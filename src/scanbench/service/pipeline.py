@@ -72,6 +72,8 @@ from scanbench.store.db import Database, home_dir
 from scanbench.types import DeviceIdentity
 
 log = logging.getLogger("scanbench.node")
+#: How often the node's loop sends pending alert notifications (s).
+NOTIFY_EVERY_S = 60
 #: A job whose node process died with it this many times (a crash, a kill -9, a power
 #: cut, each while it ran) is failed instead of being run again at the next start.
 MAX_INTERRUPTIONS = 5
@@ -657,9 +659,27 @@ class Pipeline:
         except Exception as exc:  # storing the outcome failed: the job fails, not the node
             error = f"the job's outcome could not be stored: {_describe(exc)}"
         if error is None:
+            if outcome is not None and outcome.results:
+                self._check_alerts(job_id)
             return
         with self.db.session() as s:
             self._record_failed(s, s.get_one(m.Job, job_id), error)
+
+    def _check_alerts(self, job_id: int) -> None:
+        """Trend and limit alerts of the results a job stored
+        (:func:`scanbench.evaluation.alerts.check_job`), in their own transaction after
+        the results are committed: a failure to alert is logged and never loses a
+        result (``scanbench alerts recheck`` computes them again from the history)."""
+        from scanbench.evaluation.alerts import check_job
+
+        try:
+            with self.db.session() as s:
+                new = check_job(s, job_id)
+            if new:
+                log.warning("job %d: %d new alert(s): %s", job_id, len(new),
+                            "; ".join(a.message for a in new[:3])[:600])
+        except Exception:
+            log.exception("job %d: checking its results for alerts failed", job_id)
 
     def _record_failed(self, s: Session, job: m.Job, error: str) -> None:
         log.error("job %d failed: %s", job.id, error)
@@ -794,6 +814,7 @@ class Pipeline:
         ``scanbench ingest`` killed beside the node): their jobs run again without
         waiting for the node's next start."""
         next_recovery = time.monotonic() + recover_every_s
+        next_notify = time.monotonic()
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_recovery:
@@ -802,7 +823,26 @@ class Pipeline:
                 self.poll()
             except Exception:
                 log.exception("pipeline poll failed; trying again in %.1f s", interval_s)
+            if time.monotonic() >= next_notify:
+                next_notify = time.monotonic() + NOTIFY_EVERY_S
+                self.send_notifications()
             stop.wait(interval_s)
+
+    def send_notifications(self) -> None:
+        """Send pending alert notifications and yesterday's digests
+        (:func:`scanbench.evaluation.alerts.run_notifications`, SMTP from the
+        ``SCANBENCH_SMTP_*`` environment); a failure is logged, the loop goes on."""
+        from scanbench.evaluation.alerts import run_notifications
+
+        try:
+            with self.db.sessions() as s:
+                for d in run_notifications(s):
+                    if d.state != "sent":
+                        log.warning("notification %d not sent: %s", d.notification_id,
+                                    d.error)
+        except Exception:
+            log.exception("sending alert notifications failed; trying again in %d s",
+                          NOTIFY_EVERY_S)
 
     def close(self, grace: float = 0.0) -> None:
         """Stop cleanly: wait up to ``grace`` s for running jobs to finish (less once
