@@ -26,6 +26,7 @@ from scanbench.errors import ScanbenchError
 from scanbench.types import Result
 
 ENV_DASK = "SCANBENCH_DASK_SCHEDULER"
+ENV_FIGURES = "SCANBENCH_JOB_FIGURES"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class JobOutcome:
     waiting: dict[str, str] = field(default_factory=dict)
     # Series UID -> the analysis that ran on it (a group analysis' id for its group).
     routed: dict[str, str] = field(default_factory=dict)
+    # figures.key(series UID, analysis) -> the result's figures drawn in the worker
+    # (gzipped plotly JSON, scanbench.service.figures), or why they could not be drawn.
+    figures: dict[str, bytes] = field(default_factory=dict)
+    figure_errors: dict[str, str] = field(default_factory=dict)
 
 
 class JobFailed(Exception):
@@ -145,7 +150,8 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
         aid = report.routed.get(str(s.uid))
         out.classified[str(s.uid)] = ("clinical", None) if aid is None else ("phantom", aid)
     for result in report.results:
-        result.evidence = {}  # figures are drawn on request, from the files
+        _draw_figures(result, out)
+        result.evidence = {}  # the figures are drawn: the evidence goes no further
         out.results.append(result)
     counts: dict[str, int] = {}
     for r in out.results:
@@ -155,6 +161,21 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
         raise JobFailed("; ".join(f"{f.where}: {f.reason}" for f in failures))
     out.notes.extend(f"failed: {f.where}: {f.reason}" for f in failures)
     return out
+
+
+def _draw_figures(result: Result, out: JobOutcome) -> None:
+    """Draw the result's figures here, in the worker, while its evidence exists (the
+    result page shows them; scanbench.service.figures). ``SCANBENCH_JOB_FIGURES=0``
+    skips them. A figure that cannot be drawn never fails the job: the reason is kept."""
+    if os.environ.get(ENV_FIGURES, "1") == "0":
+        return
+    from scanbench.service.figures import draw, key
+
+    k = key(result.series_instance_uid, result.analysis)
+    try:
+        out.figures[k] = draw(result)
+    except Exception as exc:  # an analysis's figure code: reported, never fatal
+        out.figure_errors[k] = f"{type(exc).__name__}: {exc}"
 
 
 def _series_uids(paths: Any) -> set[str]:

@@ -53,6 +53,7 @@ from scanbench.errors import ScanbenchError
 from scanbench.service import classify
 from scanbench.service.executors import is_running
 from scanbench.service.executors import stop as stop_job
+from scanbench.service.figures import store_job_figures
 from scanbench.service.filestore import FileStore, valid_uid
 from scanbench.service.jobs import (
     Handle,
@@ -652,6 +653,8 @@ class Pipeline:
                 job.finished_at = m.utcnow()
                 if outcome is not None:
                     _store_outcome(s, job, outcome)
+                    store_job_figures(s, self.home, job_id, outcome.figures,
+                                      outcome.figure_errors)
                     job.state, job.error = "done", None
                     job.summary = "; ".join(outcome.notes)[:4000]
                     log.info("job %d (%s %s) done: %s", job_id, job.kind, job.target_uid,

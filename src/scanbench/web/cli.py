@@ -257,6 +257,9 @@ def serve(
     except ScanbenchError as exc:
         raise _fail(exc) from None
     app = create_app(db, secure_cookies=secure_cookies)
+    from scanbench.store.db import home_dir
+
+    app.state.home = home_dir(home)  # the result page's figures (service/figures.py)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
                             proxy_headers=False)
     server = uvicorn.Server(config)

@@ -228,7 +228,7 @@ def _environment() -> jinja2.Environment:
         num=lambda v, digits=4, unc=None: format_number(v, unc, digits=digits),
         unc=format_uncertainty, with_unit=format_with_unit,
         status_word=lambda s: STATUS_WORDS.get(s, s), when=_when, json_data=_json_data,
-        limits=format_limits)
+        limits=format_limits, limits_pair=lambda pair: format_limits(*pair))
     env.globals.update(version=__version__, status_words=STATUS_WORDS,
                        status_meanings=STATUS_MEANINGS, nav_links=NAV,
                        csrf_field_name=CSRF_FIELD)

@@ -1,0 +1,195 @@
+"""The fleet overview (``/``): one row per device the caller may see, with the latest
+status of each test, open alerts and overdue tests; failing devices first, then
+drifting, then overdue, then the rest.
+
+Facts and where they come from (one query per kind of fact, never one per device, so
+the page stays fast with a thousand devices):
+
+- latest status per test: for each device and analysis, the newest result that no
+  other result supersedes (by acquisition time, then id), with the status of the result
+  by the rule of :func:`scanbench.evaluation.overall_status` (fail if any measurement
+  fails, else refused, else pass, else reported) — a window function over the results
+  of the visible devices, joined to their measurements' status counts;
+- open alerts (table ``alert``, state ``open``): limit alerts at the action level make
+  a device *failing*; trend alerts (Westgard, CUSUM, EWMA: level ``trend``) and
+  tolerance-level limit alerts make it *drifting*;
+- overdue tests: the required tests marked ``overdue`` in the newest stored scorecard
+  of the device (:func:`scanbench.evaluation.scorecard.latest_scorecards`; the date
+  of that scorecard is shown: overdue is as of when it was computed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from scanbench.evaluation.scorecard import latest_scorecards
+from scanbench.store import models as m
+from scanbench.web.pages.common import P, PageCtx, page, render
+
+router = APIRouter()
+
+#: The order of the fleet: what needs attention first.
+RANKS = ("failing", "drifting", "overdue", "ok", "no results")
+_RANK = {name: i for i, name in enumerate(RANKS)}
+
+
+def result_status(statuses: set[str]) -> str:
+    """A result's status from its measurements' statuses: the rule of
+    :func:`scanbench.evaluation.overall_status`, and, like the HTML report, a result
+    with only unconfirmed limits reads as outside (or within) an unconfirmed limit
+    rather than a bare "reported"."""
+    for s in ("fail", "refused", "pass"):
+        if s in statuses:
+            return s
+    for s in ("outside_unconfirmed", "within_unconfirmed"):
+        if s in statuses:
+            return s
+    return "info"
+
+
+@dataclass
+class TestCell:
+    """The latest result of one analysis on one device."""
+
+    analysis: str
+    result_id: int
+    acquired_at: dt.datetime | None
+    status: str
+
+    @property
+    def label(self) -> str:
+        """The analysis id without its modality prefix (``ct.acr464.uniformity`` ->
+        ``acr464.uniformity``): the column is already per device."""
+        head, _, rest = self.analysis.partition(".")
+        return rest or head
+
+
+@dataclass
+class FleetRow:
+    """One device on the fleet page."""
+
+    device: m.Device
+    site: str
+    tests: list[TestCell] = field(default_factory=list)
+    alerts_failing: int = 0
+    alerts_drifting: int = 0
+    alert_messages: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
+    overdue_as_of: dt.datetime | None = None
+
+    @property
+    def name(self) -> str:
+        d = self.device
+        return d.display_name or " ".join(p for p in (d.manufacturer, d.model, d.serial) if p) \
+            or f"device {d.id}"
+
+    @property
+    def failing(self) -> bool:
+        return self.alerts_failing > 0 or any(t.status == "fail" for t in self.tests)
+
+    @property
+    def state(self) -> str:
+        if self.failing:
+            return "failing"
+        if self.alerts_drifting:
+            return "drifting"
+        if self.overdue:
+            return "overdue"
+        return "ok" if self.tests else "no results"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self.state]
+
+    @property
+    def latest(self) -> dt.datetime | None:
+        times = [t.acquired_at for t in self.tests if t.acquired_at is not None]
+        return max(times) if times else None
+
+
+def _latest_results(ctx: PageCtx) -> dict[int, list[TestCell]]:
+    """Newest non-superseded result per (device, analysis) of the visible devices and
+    its status, in one query."""
+    superseded = select(m.Result.supersedes_id).where(m.Result.supersedes_id.is_not(None))
+    rn = func.row_number().over(
+        partition_by=(m.Result.device_id, m.Result.analysis),
+        order_by=(m.Result.acquired_at.desc().nulls_last(), m.Result.id.desc())).label("rn")
+    ranked = (ctx.scope.results()
+              .with_only_columns(m.Result.id, m.Result.device_id, m.Result.analysis,
+                                 m.Result.acquired_at, rn)
+              .where(m.Result.id.not_in(superseded))).subquery()
+    rows = ctx.session.execute(
+        select(ranked.c.id, ranked.c.device_id, ranked.c.analysis, ranked.c.acquired_at,
+               m.Measurement.status)
+        .outerjoin(m.Measurement, m.Measurement.result_id == ranked.c.id)
+        .where(ranked.c.rn == 1)
+        .group_by(ranked.c.id, ranked.c.device_id, ranked.c.analysis, ranked.c.acquired_at,
+                  m.Measurement.status))
+    found: dict[int, tuple[int, str, dt.datetime | None, set[str]]] = {}
+    for rid, device_id, analysis, acquired_at, status in rows:
+        entry = found.setdefault(rid, (device_id, analysis, acquired_at, set()))
+        if status is not None:
+            entry[3].add(status)
+    out: dict[int, list[TestCell]] = {}
+    for rid, (device_id, analysis, acquired_at, statuses) in found.items():
+        out.setdefault(device_id, []).append(
+            TestCell(analysis, rid, acquired_at, result_status(statuses)))
+    for cells in out.values():
+        cells.sort(key=lambda c: c.analysis)
+    return out
+
+
+def fleet_rows(ctx: PageCtx) -> list[FleetRow]:
+    """Every visible device with its facts, most urgent first (see the module
+    docstring); a constant number of queries whatever the number of devices."""
+    sites = dict(ctx.session.execute(ctx.scope.sites().with_only_columns(m.Site.id,
+                                                                         m.Site.name)).all())
+    devices = list(ctx.session.scalars(ctx.scope.devices()))
+    rows = {d.id: FleetRow(d, sites.get(d.site_id or -1, "")) for d in devices}
+    for device_id, cells in _latest_results(ctx).items():
+        if device_id in rows:
+            rows[device_id].tests = cells
+    visible = ctx.scope.devices().with_only_columns(m.Device.id)
+    alerts = ctx.session.execute(
+        select(m.Alert.device_id, m.Alert.level, m.Alert.message)
+        .where(m.Alert.state == "open", m.Alert.device_id.in_(visible))
+        .order_by(m.Alert.device_id, m.Alert.id))
+    for device_id, level, message in alerts:
+        row = rows.get(device_id)
+        if row is None:
+            continue
+        if level == "action":
+            row.alerts_failing += 1
+        else:
+            row.alerts_drifting += 1
+        row.alert_messages.append(message)
+    for device_id, card in latest_scorecards(ctx.session, list(rows)).items():
+        row = rows[device_id]
+        row.overdue = [str(t.get("title") or t.get("test")) for t in card.data.get("tests", [])
+                       if t.get("status") == "overdue"]
+        row.overdue_as_of = card.created_at
+    return sorted(rows.values(), key=lambda r: (r.rank, r.site.lower(), r.name.lower(),
+                                                r.device.id))
+
+
+def _options(rows: list[FleetRow], attr: Any) -> list[str]:
+    return sorted({v for r in rows if (v := attr(r))}, key=str.lower)
+
+
+@page(router, "/", "viewer")
+def fleet(ctx: P) -> Response:
+    """The fleet overview: every device of the caller's sites."""
+    rows = fleet_rows(ctx)
+    counts = {state: sum(r.state == state for r in rows) for state in RANKS}
+    return render(
+        ctx, "fleet.html", rows=rows, counts=counts,
+        sites=_options(rows, lambda r: r.site),
+        modalities=_options(rows, lambda r: r.device.modality),
+        makes=_options(rows, lambda r: r.device.manufacturer),
+        models=_options(rows, lambda r: r.device.model))
