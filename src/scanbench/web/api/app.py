@@ -215,6 +215,7 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     """The web application on ``db``. ``secure_cookies`` marks the session cookie
     Secure even when the TLS ends in a proxy in front of us."""
     from scanbench.web.api.routes import router
+    from scanbench.web.api.report_routes import router as report_router
 
     app = FastAPI(title="scanbench", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
@@ -222,9 +223,20 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     app.state.secure_cookies = secure_cookies
     _install_errors(app)
     app.include_router(router)
+    app.include_router(report_router)
     from scanbench.web.api.dose_routes import router as dose_router
 
     app.include_router(dose_router)
+    from scanbench.web.api.life_routes import router as life_router
+
+    app.include_router(life_router)
+    from scanbench.web.api.eval_routes import router as eval_router
+
+    app.include_router(eval_router)
+
+    from scanbench.web.api.alert_routes import router as alert_router
+
+    app.include_router(alert_router)
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
