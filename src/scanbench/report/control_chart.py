@@ -445,7 +445,7 @@ def chart_for_device(session: Any, device_id: int, analysis: str, name: str,
     from scanbench.store import models as m
     from scanbench.store.repo import history, labels_key
 
-    raw = history(session, device_id, analysis, name, labels)
+    raw = history(session, device_id, analysis, name, labels or {})
     points, untimed = timed(raw)
     unit = points[0].unit if points else (raw[0].unit if raw else "")
     rows = session.scalars(select(m.LifecycleEvent).where(
@@ -453,8 +453,8 @@ def chart_for_device(session: Any, device_id: int, analysis: str, name: str,
         .order_by(m.LifecycleEvent.occurred_at)).all()
     events = [ChartEvent(r.occurred_at, r.kind, r.summary or "", bool(r.new_baseline))
               for r in rows]
-    key = f"device:{device_id}|{analysis}|{name}|{labels_key(labels or {})}"
-    trend = trend_of(points, key, unit, events) if points else None
+    trend = _stored_trend(session, device_id, analysis, name, labels_key(labels or {}),
+                          points, unit, events) if points else None
     title = name + (" " + _label_text(labels) if labels else "")
     if since is not None or until is not None:
         points, trend, events = _window(points, trend, events, since, until)
@@ -466,6 +466,25 @@ def chart_for_device(session: Any, device_id: int, analysis: str, name: str,
         chart = Chart(chart.figure, chart.total + untimed, chart.drawn, chart.trend,
                       (*chart.notes, extra))
     return chart
+
+
+def _stored_trend(session: Any, device_id: int, analysis: str, name: str, key: str,
+                  points: Sequence[Point], unit: str, events: Sequence[ChartEvent]
+                  ) -> TrendReport:
+    """The trend report the alerts are raised from
+    (:func:`scanbench.evaluation.alerts.series_trend`: the same baselines, rules and
+    skipped values), so the chart marks what the alerts say. Its indices are positions
+    in the same history (time order, superseded and untimed values left out); should
+    they ever not match these points, the rules are run on the points themselves."""
+    from scanbench.evaluation.alerts import series_trend
+
+    report = series_trend(session, device_id, analysis, name, key)
+    aligned = all(a.index < len(points) and points[a.index].acquired_at == a.time
+                  for a in report.alerts) and all(s.end <= len(points)
+                                                  for s in report.segments)
+    if aligned:
+        return report
+    return trend_of(points, report.measurement, unit, events)
 
 
 def _label_text(labels: dict[str, Any]) -> str:

@@ -1,0 +1,381 @@
+"""The device page (web/pages/device.py) on a real SQLite database through FastAPI's
+test client, and once in Debian's Chromium over a real HTTP server: site isolation (404),
+no chart drawn in the first response (each loads on scroll), forms refused without the
+CSRF token and for a viewer (403), lifecycle entry and alert acknowledgement stored and
+audited, errors shown by their field, the drift's alert point marked on the chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from scanbench.store import Database, devices, repo
+from scanbench.store import models as m
+from scanbench.types import DeviceIdentity, Limits, Result
+from scanbench.web import audit, auth, sites
+from scanbench.web.api import create_app
+
+CLI = audit.Actor(None, "cli:test")
+PW = "correct horse battery"
+XSS = "<script>alert(1)</script>"
+ANALYSIS = "pet.daily_qc"
+NAME = "system_sensitivity"
+UNIT = "cps/kBq"
+SOURCE = "manufacturer's daily QC tolerance (test fixture)"
+DAY0 = dt.datetime(2025, 1, 1, 7, 30)
+DRIFT_FROM = 40  # days 0..39 in control, then +0.02 cps/kBq a day (σ 0.05)
+
+
+@dataclass
+class World:
+    db: Database
+    app: object
+    ids: dict[str, int]
+    signed_in: dict[str, tuple[TestClient, str]] = field(default_factory=dict)
+
+
+def _values(n: int = 80) -> list[float]:
+    rng = np.random.default_rng(12)
+    base = 10.0 + 0.05 * rng.standard_normal(n)
+    drift = np.where(np.arange(n) >= DRIFT_FROM, 0.02 * (np.arange(n) - DRIFT_FROM + 1), 0.0)
+    return [float(v) for v in base + drift]
+
+
+def _populate(db: Database) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    with db.sessions() as s:
+        a = sites.add_site(s, CLI, "Site A")
+        b = sites.add_site(s, CLI, "Site B")
+        ids["site_a"], ids["site_b"] = a.id, b.id
+        for name, site, role in (("vi_a", a, "viewer"), ("te_a", a, "technologist"),
+                                 ("ph_a", a, "physicist"), ("vi_b", b, "viewer")):
+            auth.grant(s, CLI, auth.add_user(s, CLI, name, PW), site, role)
+        for key, site, serial in (("a", a, "A-111"), ("b", b, "B-222")):
+            ident = DeviceIdentity("Siemens", "Biograph Vision", serial, XSS, "VG80")
+            dev = devices.register(s, ident)
+            dev.site_id = site.id
+            dev.display_name = f"PET {key.upper()} {XSS}"
+            study = m.Study(study_uid=f"1.2.{serial}", site_id=site.id)
+            s.add(study)
+            s.flush()
+            for day, value in enumerate(_values()):
+                when = DAY0 + dt.timedelta(days=day)
+                ser = m.Series(series_uid=f"1.2.{serial}.{day}", study_id=study.id,
+                               device_id=dev.id, modality="PT", acquired_at=when,
+                               software_versions="VG80" if day < 60 else "VG85",
+                               state="done")
+                s.add(ser)
+                s.flush()
+                r = Result(ANALYSIS, "manufacturer daily QC", ser.series_uid, ident, when)
+                r.add(NAME, value, UNIT, uncertainty=0.01,
+                      limits=Limits(low=9.5, high=10.5, source=SOURCE, verified=True),
+                      status="pass" if 9.5 <= value <= 10.5 else "fail")
+                r.add("uniformity_percent", 2.0 + 0.01 * day, "%", labels={"axis": "axial"},
+                      status="info")
+                saved = repo.save_result(s, r, series_id=ser.id, device_id=dev.id)
+            ids[f"device_{key}"], ids[f"result_{key}"] = dev.id, saved.id
+            for n, (rule, state) in enumerate((("cusum", "open"), ("1-3s", "open"))):
+                alert = m.Alert(key=f"{key}|{NAME}|{rule}|{n}", device_id=dev.id,
+                                analysis=ANALYSIS, name=NAME, rule=rule, level="trend",
+                                direction="high", result_id=saved.id,
+                                occurred_at=DAY0 + dt.timedelta(days=70 + n), value=10.6,
+                                unit=UNIT, message=f"{rule}: a drift above the mean {XSS}",
+                                state=state)
+                s.add(alert)
+                s.flush()
+                ids[f"alert_{key}{n}"] = alert.id
+        s.commit()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    db = Database(url=f"sqlite:///{tmp_path_factory.mktemp('device')}/sb.db")
+    try:
+        ids = _populate(db)
+        yield World(db, create_app(db), ids)
+    finally:
+        db.close()
+
+
+def _client(world: World, user: str) -> tuple[TestClient, str]:
+    """A client signed in as ``user`` (one sign-in per user and module: Argon2id is
+    slow on purpose)."""
+    if user not in world.signed_in:
+        client = TestClient(world.app, follow_redirects=False)  # type: ignore[arg-type]
+        r = client.post("/api/v1/auth/login", json={"username": user, "password": PW})
+        assert r.status_code == 200, r.text
+        world.signed_in[user] = (client, r.json()["csrf_token"])
+    return world.signed_in[user]
+
+
+def _url(world: World, key: str = "a") -> str:
+    return f"/devices/{world.ids['device_' + key]}"
+
+
+# --------------------------------------------------------------------------- reading
+
+def test_own_sites_device_opens_with_every_section_and_no_chart_drawn(world: World) -> None:
+    client, _ = _client(world, "vi_a")
+    r = client.get(_url(world))
+    assert r.status_code == 200, r.text
+    page = r.text
+    for text in ("A-111", "Biograph Vision", "Site A", "VG80", "VG85", "Alerts not closed",
+                 "Scorecard", "Latest result of each test", "Control charts", "Lifecycle",
+                 "Software history", f"/results/{world.ids['result_a']}"):
+        assert text in page, text
+    assert "<script>alert(1)</script>" not in page  # DICOM text and alert text escaped
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # one lazy placeholder per (analysis, name, labels), and no figure in the page itself
+    slots = re.findall(r'hx-get="/devices/\d+/chart\?[^"]+"', page)
+    assert len(slots) == 2
+    assert "data-figure=" not in page and '"type": "scatter"' not in page
+    assert "format=csv" in page
+
+
+def test_another_sites_device_is_404_by_page_and_by_chart(world: World) -> None:
+    client, _ = _client(world, "vi_b")
+    assert client.get(_url(world, "b")).status_code == 200
+    for path in (_url(world), f"{_url(world)}/chart?analysis={ANALYSIS}&name={NAME}",
+                 "/devices/999999"):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert "A-111" not in r.text
+
+
+def test_chart_fragment_marks_the_drift_and_draws_bands_and_limits(world: World) -> None:
+    client, _ = _client(world, "vi_a")
+    r = client.get(f"{_url(world)}/chart", params={"analysis": ANALYSIS, "name": NAME,
+                                                     "labels": "{}"})
+    assert r.status_code == 200, r.text
+    block = re.search(r"data-figure='([^']*)'", r.text)
+    assert block is not None
+    fig = json.loads(html.unescape(block.group(1)))
+    names = [t["name"] for t in fig["data"]]
+    assert "trend rule broken" in names and "baseline ±3σ" in names
+    assert any(n.startswith("limit: manufacturer") for n in names)
+    marks = next(t for t in fig["data"] if t["name"] == "trend rule broken")
+    first = min(marks["meta"]["indices"])
+    assert first >= DRIFT_FROM  # the first signal is in the drift, not before it
+    assert fig["layout"]["yaxis"]["title"]["text"] == f"{NAME} ({UNIT})"
+    assert "80 values, 80 drawn" in r.text
+    # zoomed: the JSON the page's zoom fetches holds the window only
+    z = client.get(f"{_url(world)}/chart", params={
+        "analysis": ANALYSIS, "name": NAME, "format": "json",
+        "date_from": (DAY0 + dt.timedelta(days=50)).isoformat(),
+        "date_to": (DAY0 + dt.timedelta(days=60)).isoformat()})
+    assert z.status_code == 200 and z.json()["total"] == 10
+    bad = client.get(f"{_url(world)}/chart", params={"analysis": ANALYSIS, "name": NAME,
+                                                       "labels": "[1"})
+    assert bad.status_code == 400 and "labels must be a JSON object" in bad.text
+
+
+# --------------------------------------------------------------------------- forms
+
+def _event_form(csrf: str | None, **over: str) -> dict[str, str]:
+    form = {"kind": "unplanned_service", "occurred_at": "2025-03-20T10:15",
+            "summary": f"detector block replaced {XSS}", "cost": "1250.5",
+            "currency": "EUR", "new_baseline": "on"}
+    if csrf is not None:
+        form["csrf_token"] = csrf
+    form.update(over)
+    return form
+
+
+def _count(world: World, model: type, **where: object) -> int:
+    with world.db.sessions() as s:
+        q = select(model)
+        for k, v in where.items():
+            q = q.where(getattr(model, k) == v)
+        return len(s.scalars(q).all())
+
+
+def test_viewer_sees_no_forms_and_a_viewers_post_is_403(world: World) -> None:
+    client, csrf = _client(world, "vi_a")
+    page = client.get(_url(world)).text
+    assert "lifecycle-form" not in page and "ack-form" not in page
+    before = _count(world, m.LifecycleEvent)
+    r = client.post(f"{_url(world)}/lifecycle", data=_event_form(csrf))
+    assert r.status_code == 403
+    alert = world.ids["alert_a0"]
+    r = client.post(f"{_url(world)}/alerts/{alert}/acknowledge",
+                    data={"csrf_token": csrf, "comment": "seen"})
+    assert r.status_code == 403
+    assert _count(world, m.LifecycleEvent) == before
+
+
+def test_forms_without_the_csrf_token_are_refused(world: World) -> None:
+    client, _csrf = _client(world, "te_a")
+    page = client.get(_url(world)).text
+    assert "lifecycle-form" in page and "ack-form" in page
+    before = _count(world, m.LifecycleEvent)
+    for data in (_event_form(None), _event_form("forged-token")):
+        r = client.post(f"{_url(world)}/lifecycle", data=data)
+        assert r.status_code == 403 and "CSRF" in r.text
+    r = client.post(f"{_url(world)}/alerts/{world.ids['alert_a0']}/acknowledge",
+                    data={"comment": "seen"})
+    assert r.status_code == 403
+    assert _count(world, m.LifecycleEvent) == before
+
+
+def test_lifecycle_entry_is_stored_audited_and_shown(world: World) -> None:
+    client, csrf = _client(world, "te_a")
+    r = client.post(f"{_url(world)}/lifecycle", data=_event_form(csrf))
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"{_url(world)}?saved=lifecycle#lifecycle"
+    with world.db.sessions() as s:
+        ev = s.scalars(select(m.LifecycleEvent).where(
+            m.LifecycleEvent.device_id == world.ids["device_a"],
+            m.LifecycleEvent.kind == "unplanned_service")).one()
+        assert ev.occurred_at == dt.datetime(2025, 3, 20, 10, 15)
+        assert ev.cost == 1250.5 and ev.currency == "EUR" and ev.new_baseline
+        assert ev.source == "user" and ev.user_id is not None
+        entry = s.scalars(select(m.AuditEntry).where(
+            m.AuditEntry.entity == "lifecycle_event",
+            m.AuditEntry.entity_id == str(ev.id))).one()
+        assert entry.actor == "te_a" and entry.after is not None
+        assert entry.after["kind"] == "unplanned_service" and entry.before is None
+        assert audit.verify(s).ok
+    page = client.get(r.headers["location"]).text
+    assert "The lifecycle event was recorded." in page
+    assert "detector block replaced &lt;script&gt;" in page
+
+
+@pytest.mark.parametrize(("over", "field", "text"), [
+    ({"occurred_at": "20 March"}, "occurred_at", "is not a date and time"),
+    ({"occurred_at": "2999-01-01T00:00"}, "occurred_at", "in the future"),
+    ({"kind": ""}, "kind", "choose the kind"),
+    ({"cost": "a lot"}, "cost", "is not a number"),
+    ({"currency": "euro"}, "currency", "ISO 4217"),
+    ({"kind": "installation"}, "new_baseline", "cannot start a new baseline"),
+])
+def test_a_refused_entry_shows_its_message_by_its_field(world: World, over: dict[str, str],
+                                                         field: str, text: str) -> None:
+    client, csrf = _client(world, "te_a")
+    before = _count(world, m.LifecycleEvent)
+    r = client.post(f"{_url(world)}/lifecycle", data=_event_form(csrf, **over))
+    assert r.status_code == 400
+    shown = re.search(rf'data-field="{field}">([^<]*)<', r.text)
+    assert shown is not None and text in shown.group(1), r.text[-3000:]
+    assert 'value="detector block replaced &lt;script&gt;' in r.text  # the form kept
+    assert _count(world, m.LifecycleEvent) == before
+
+
+def test_acknowledgement_needs_a_comment_and_is_stored_and_audited(world: World) -> None:
+    client, csrf = _client(world, "te_a")
+    alert = world.ids["alert_a1"]
+    url = f"{_url(world)}/alerts/{alert}/acknowledge"
+    r = client.post(url, data={"csrf_token": csrf, "comment": "   "})
+    assert r.status_code == 400 and "a comment is required" in r.text
+    assert _count(world, m.Alert, id=alert, state="open") == 1
+    r = client.post(url, data={"csrf_token": csrf, "comment": f"phantom refilled {XSS}"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"{_url(world)}?saved=alert#alerts"
+    with world.db.sessions() as s:
+        row = s.get_one(m.Alert, alert)
+        assert row.state == "acknowledged" and row.ack_comment == f"phantom refilled {XSS}"
+        entry = s.scalars(select(m.AuditEntry).where(
+            m.AuditEntry.action == "alert.acknowledge",
+            m.AuditEntry.entity_id == str(alert))).one()
+        assert entry.actor == "te_a"
+        assert entry.before is not None and entry.before["state"] == "open"
+        assert entry.after is not None and entry.after["state"] == "acknowledged"
+    page = client.get(r.headers["location"]).text
+    assert "The alert was acknowledged." in page
+    assert "phantom refilled &lt;script&gt;" in page
+    again = client.post(url, data={"csrf_token": csrf, "comment": "twice"})
+    assert again.status_code == 409 and "was acknowledged on" in again.text
+
+
+def test_an_alert_of_another_device_or_site_is_404(world: World) -> None:
+    client, csrf = _client(world, "te_a")
+    other = world.ids["alert_b0"]
+    for url in (f"{_url(world)}/alerts/{other}/acknowledge",  # B's alert under A's device
+                f"{_url(world, 'b')}/alerts/{other}/acknowledge"):  # B's device
+        r = client.post(url, data={"csrf_token": csrf, "comment": "not mine"})
+        assert r.status_code == 404, url
+    assert _count(world, m.Alert, id=other, state="open") == 1
+
+
+# --------------------------------------------------------------------------- browser
+
+@pytest.fixture(scope="module")
+def server(world: World) -> Iterator[str]:
+    """The application on a real HTTP server (uvicorn, a free port) in a thread."""
+    import time
+
+    import uvicorn
+
+    srv = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=0,  # type: ignore[arg-type]
+                                        log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:  # start-up, not a timing assumption: fails only after 30 s
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the web server did not start")
+        time.sleep(0.02)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_browser_draws_the_control_chart_with_the_drift_alert_marked(
+        world: World, server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from scanbench.evaluation.alerts import series_trend
+    from scanbench.report.pdf import find_chromium
+
+    chromium = find_chromium()
+    assert chromium is not None, "Debian's chromium is needed (apt-get install chromium)"
+    with world.db.sessions() as s:
+        trend = series_trend(s, world.ids["device_a"], ANALYSIS, NAME)
+    drift_alert = min(trend.alerts, key=lambda a: a.index)
+    assert drift_alert.index >= DRIFT_FROM
+    device = _url(world)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server}/login?next={device}")
+            page.fill("input[name=username]", "ph_a")
+            page.fill("input[name=password]", PW)
+            page.click("#login-form button[type=submit]")
+            page.wait_for_url(f"**{device}")
+            slot = page.locator(f'.chart-slot[data-series-name="{NAME}"]')
+            slot.scroll_into_view_if_needed()
+            page.wait_for_selector(f'.chart-slot[data-series-name="{NAME}"] [data-drawn]',
+                                   timeout=30_000)
+            found = page.evaluate("""(name) => {
+                const gd = document.querySelector(
+                    `.chart-slot[data-series-name="${name}"] [data-chart-target]`);
+                const t = gd._fullData.find(d => d.name === "trend rule broken");
+                const paths = gd.querySelectorAll(`g.trace${t.uid} .points path`);
+                const legend = Array.from(gd.querySelectorAll(".legendtext"))
+                    .map(e => e.textContent);
+                return {x: Array.from(t.x), n: paths.length, symbol: t.marker.symbol,
+                        legend: legend};
+            }""", NAME)
+            page.screenshot(path=str(tmp_path / "device.png"), full_page=False)
+        finally:
+            browser.close()
+    assert drift_alert.time.isoformat() in found["x"]
+    assert found["n"] == len(found["x"]) == len({a.index for a in trend.alerts})
+    assert found["symbol"] == "x"
+    assert "trend rule broken" in found["legend"] and "baseline ±2σ" in found["legend"]
+    assert not errors, errors
