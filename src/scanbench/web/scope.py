@@ -151,6 +151,34 @@ class Scope:
         return self._one(self.spec_assignments().where(m.SpecAssignment.id == assignment_id),
                          "spec assignment", assignment_id)
 
+    # ------------------------------------------------------------ lifecycle, telemetry, costs
+
+    def device_ids_with(self, role: str) -> list[int]:
+        """Ids of the devices on the caller's sites where they hold ``role`` (the devices
+        a file they import may name)."""
+        return list(self.session.scalars(self._device_ids(role)))
+
+    def lifecycle_events(self) -> Select[m.LifecycleEvent]:
+        return select(m.LifecycleEvent).where(
+            m.LifecycleEvent.device_id.in_(self._device_ids()))
+
+    def lifecycle_event(self, event_id: int) -> m.LifecycleEvent:
+        return self._one(self.lifecycle_events().where(m.LifecycleEvent.id == event_id),
+                         "lifecycle event", event_id)
+
+    def telemetry(self) -> Select[m.TelemetrySample]:
+        return select(m.TelemetrySample).where(
+            m.TelemetrySample.device_id.in_(self._device_ids()))
+
+    def costs(self) -> Select[m.DeviceCost]:
+        """Costs of devices on the sites where the caller is physicist or admin (who
+        manage the budget); viewers and technologists see none."""
+        return select(m.DeviceCost).where(
+            m.DeviceCost.device_id.in_(self._device_ids("physicist")))
+
+    def cost(self, cost_id: int) -> m.DeviceCost:
+        return self._one(self.costs().where(m.DeviceCost.id == cost_id), "cost", cost_id)
+
     # ---------------------------------------------------------------- admin
 
     def users(self) -> Select[m.User]:
@@ -167,6 +195,25 @@ class Scope:
     def audit(self) -> Select[m.AuditEntry]:
         """Audit entries about the sites the caller administers."""
         return select(m.AuditEntry).where(self._visible(m.AuditEntry.site_id, "admin"))
+
+    # ---------------------------------------------------------------- alerts
+
+    def alerts(self) -> Select[m.Alert]:
+        """Alerts of the devices on the caller's sites."""
+        return select(m.Alert).where(m.Alert.device_id.in_(self._device_ids()))
+
+    def alert(self, alert_id: int) -> m.Alert:
+        return self._one(self.alerts().where(m.Alert.id == alert_id), "alert", alert_id)
+
+    def notification_targets(self) -> Select[m.NotificationTarget]:
+        """Notification targets of the sites the caller administers (targets of every
+        site, ``site_id`` None, are managed from the command line only)."""
+        return select(m.NotificationTarget).where(
+            self._visible(m.NotificationTarget.site_id, "admin"))
+
+    def notification_target(self, target_id: int) -> m.NotificationTarget:
+        return self._one(self.notification_targets().where(
+            m.NotificationTarget.id == target_id), "notification target", target_id)
 
     # ---------------------------------------------------------------- checks
 

@@ -104,7 +104,7 @@ def _session(world: World, user: str) -> tuple[TestClient, str]:
 
 # Every operation of the API with a request that is valid for a caller with the role.
 # {x} are filled from World.ids; a new endpoint without an entry fails the table test.
-EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
+EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("POST", "/api/v1/auth/login"): ("/api/v1/auth/login", {"username": "vi_a",
                                                              "password": PW}),
     ("POST", "/api/v1/auth/logout"): ("/api/v1/auth/logout", None),
@@ -133,6 +133,35 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("DELETE", "/api/v1/users/{user_id}/grants/{site_id}"): (
         "/api/v1/users/{spare}/grants/{site_a}", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
+    # specs, assignments, scorecards, due lists (web/api/eval_routes.py)
+    ("GET", "/api/v1/specs"): ("/api/v1/specs", None),
+    ("GET", "/api/v1/specs/{name}"): ("/api/v1/specs/earl1", None),
+    ("GET", "/api/v1/specs/{name}/{version}"): ("/api/v1/specs/earl1/2017-01", None),
+    ("GET", "/api/v1/spec-diff"): ("/api/v1/spec-diff?a=earl1&b=earl2", None),
+    ("GET", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", None),
+    ("POST", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", {
+        "spec_name": "earl1", "device_id": "{device_a}"}),
+    ("POST", "/api/v1/spec-assignments/{assignment_id}/deactivate"): (
+        "/api/v1/spec-assignments/999999/deactivate", None),
+    ("GET", "/api/v1/devices/{device_id}/scorecards"): (
+        "/api/v1/devices/{device_a}/scorecards", None),
+    ("POST", "/api/v1/devices/{device_id}/scorecards"): (
+        "/api/v1/devices/{device_a}/scorecards", {"date_from": "2026-03-01",
+                                                  "date_to": "2026-03-20"}),
+    ("GET", "/api/v1/scorecards/summary"): ("/api/v1/scorecards/summary", None),
+    ("GET", "/api/v1/scorecards/{scorecard_id}"): ("/api/v1/scorecards/999999", None),
+    ("GET", "/api/v1/devices/{device_id}/due"): ("/api/v1/devices/{device_a}/due", None),
+    ("GET", "/api/v1/sites/{site_id}/due"): ("/api/v1/sites/{site_a}/due", None),
+    # alerts and notification targets (web/api/alert_routes.py)
+    ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
+    ("GET", "/api/v1/alerts/{alert_id}"): ("/api/v1/alerts/999999", None),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
+        "/api/v1/alerts/999999/acknowledge", {"comment": "seen"}),
+    ("GET", "/api/v1/notification-targets"): ("/api/v1/notification-targets", None),
+    ("POST", "/api/v1/notification-targets"): ("/api/v1/notification-targets", {
+        "site_id": "{site_a}", "channel": "email", "address": "qc{n}@example.org"}),
+    ("DELETE", "/api/v1/notification-targets/{target_id}"): (
+        "/api/v1/notification-targets/999999", None),
     ("GET", "/api/v1/studies"): ("/api/v1/studies", None),
     ("GET", "/api/v1/studies/{study_id}"): ("/api/v1/studies/999999", None),
     ("GET", "/api/v1/dose/events"): ("/api/v1/dose/events", None),
@@ -149,6 +178,43 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
         "/api/v1/devices/{device_a}/acceptance-report", None),
     ("GET", "/api/v1/sites/{site_id}/dose-report"): (
         "/api/v1/sites/{site_a}/dose-report?from=2026-03-01&to=2026-03-31", None),
+    # lifecycle, telemetry, costs (web/api/life_routes.py); a CSV body is a JSON string
+    ("GET", "/api/v1/devices/{device_id}/lifecycle"): (
+        "/api/v1/devices/{device_a}/lifecycle", None),
+    ("POST", "/api/v1/devices/{device_id}/lifecycle"): (
+        "/api/v1/devices/{device_a}/lifecycle",
+        {"kind": "planned_service", "occurred_at": "2026-03-01T08:00:00"}),
+    ("DELETE", "/api/v1/lifecycle/{event_id}"): ("/api/v1/lifecycle/999999", None),
+    ("POST", "/api/v1/lifecycle/import"): (
+        "/api/v1/lifecycle/import", "device,kind,start\n{device_a},repair,2026-03-02T08:00\n"),
+    ("GET", "/api/v1/devices/{device_id}/staffed-hours"): (
+        "/api/v1/devices/{device_a}/staffed-hours", None),
+    ("PUT", "/api/v1/devices/{device_id}/staffed-hours"): (
+        "/api/v1/devices/{device_a}/staffed-hours",
+        {"weekdays": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}),
+    ("GET", "/api/v1/devices/{device_id}/telemetry"): (
+        "/api/v1/devices/{device_a}/telemetry?channel=helium_level_pct", None),
+    ("POST", "/api/v1/devices/{device_id}/telemetry"): (
+        "/api/v1/devices/{device_a}/telemetry", {"readings": [
+            {"channel": "helium_level_pct", "at": "2026-03-01T00:00:00", "value": 80.0}]}),
+    ("POST", "/api/v1/telemetry/import"): (
+        "/api/v1/telemetry/import",
+        "device,time,helium_level_pct\n{device_a},2026-03-02T00:00,79.9\n"),
+    ("GET", "/api/v1/devices/{device_id}/boil-off"): (
+        "/api/v1/devices/{device_a}/boil-off", None),
+    ("GET", "/api/v1/telemetry/compare"): (
+        "/api/v1/telemetry/compare?a={device_a}&b={device_a}", None),
+    ("GET", "/api/v1/devices/{device_id}/costs"): ("/api/v1/devices/{device_a}/costs", None),
+    ("POST", "/api/v1/devices/{device_id}/costs"): (
+        "/api/v1/devices/{device_a}/costs",
+        {"kind": "consumable", "amount": 10.0, "currency": "EUR", "start_on": "2026-03-01"}),
+    ("DELETE", "/api/v1/costs/{cost_id}"): ("/api/v1/costs/999999", None),
+    ("GET", "/api/v1/devices/{device_id}/reliability"): (
+        "/api/v1/devices/{device_a}/reliability", None),
+    ("GET", "/api/v1/reliability"): ("/api/v1/reliability", None),
+    ("GET", "/api/v1/devices/{device_id}/economics"): (
+        "/api/v1/devices/{device_a}/economics", None),
+    ("GET", "/api/v1/economics"): ("/api/v1/economics", None),
 }
 
 
