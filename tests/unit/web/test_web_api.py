@@ -133,35 +133,6 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("DELETE", "/api/v1/users/{user_id}/grants/{site_id}"): (
         "/api/v1/users/{spare}/grants/{site_a}", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
-    # specs, assignments, scorecards, due lists (web/api/eval_routes.py)
-    ("GET", "/api/v1/specs"): ("/api/v1/specs", None),
-    ("GET", "/api/v1/specs/{name}"): ("/api/v1/specs/earl1", None),
-    ("GET", "/api/v1/specs/{name}/{version}"): ("/api/v1/specs/earl1/2017-01", None),
-    ("GET", "/api/v1/spec-diff"): ("/api/v1/spec-diff?a=earl1&b=earl2", None),
-    ("GET", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", None),
-    ("POST", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", {
-        "spec_name": "earl1", "device_id": "{device_a}"}),
-    ("POST", "/api/v1/spec-assignments/{assignment_id}/deactivate"): (
-        "/api/v1/spec-assignments/999999/deactivate", None),
-    ("GET", "/api/v1/devices/{device_id}/scorecards"): (
-        "/api/v1/devices/{device_a}/scorecards", None),
-    ("POST", "/api/v1/devices/{device_id}/scorecards"): (
-        "/api/v1/devices/{device_a}/scorecards", {"date_from": "2026-03-01",
-                                                  "date_to": "2026-03-20"}),
-    ("GET", "/api/v1/scorecards/summary"): ("/api/v1/scorecards/summary", None),
-    ("GET", "/api/v1/scorecards/{scorecard_id}"): ("/api/v1/scorecards/999999", None),
-    ("GET", "/api/v1/devices/{device_id}/due"): ("/api/v1/devices/{device_a}/due", None),
-    ("GET", "/api/v1/sites/{site_id}/due"): ("/api/v1/sites/{site_a}/due", None),
-    # alerts and notification targets (web/api/alert_routes.py)
-    ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
-    ("GET", "/api/v1/alerts/{alert_id}"): ("/api/v1/alerts/999999", None),
-    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
-        "/api/v1/alerts/999999/acknowledge", {"comment": "seen"}),
-    ("GET", "/api/v1/notification-targets"): ("/api/v1/notification-targets", None),
-    ("POST", "/api/v1/notification-targets"): ("/api/v1/notification-targets", {
-        "site_id": "{site_a}", "channel": "email", "address": "qc{n}@example.org"}),
-    ("DELETE", "/api/v1/notification-targets/{target_id}"): (
-        "/api/v1/notification-targets/999999", None),
     ("GET", "/api/v1/studies"): ("/api/v1/studies", None),
     ("GET", "/api/v1/studies/{study_id}"): ("/api/v1/studies/999999", None),
     ("GET", "/api/v1/dose/events"): ("/api/v1/dose/events", None),
@@ -171,13 +142,6 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("GET", "/api/v1/compare"): (
         "/api/v1/compare?analysis=pet.calibration_uniformity"
         "&name=activity_concentration_bias_percent", None),
-    # reports (web/api/report_routes.py)
-    ("GET", "/api/v1/devices/{device_id}/report"): (
-        "/api/v1/devices/{device_a}/report?from=2026-03-01&to=2026-03-31", None),
-    ("GET", "/api/v1/devices/{device_id}/acceptance-report"): (
-        "/api/v1/devices/{device_a}/acceptance-report", None),
-    ("GET", "/api/v1/sites/{site_id}/dose-report"): (
-        "/api/v1/sites/{site_a}/dose-report?from=2026-03-01&to=2026-03-31", None),
     # lifecycle, telemetry, costs (web/api/life_routes.py); a CSV body is a JSON string
     ("GET", "/api/v1/devices/{device_id}/lifecycle"): (
         "/api/v1/devices/{device_a}/lifecycle", None),
@@ -215,6 +179,13 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("GET", "/api/v1/devices/{device_id}/economics"): (
         "/api/v1/devices/{device_a}/economics", None),
     ("GET", "/api/v1/economics"): ("/api/v1/economics", None),
+    # reports (web/api/report_routes.py)
+    ("GET", "/api/v1/devices/{device_id}/report"): (
+        "/api/v1/devices/{device_a}/report?from=2026-03-01&to=2026-03-31", None),
+    ("GET", "/api/v1/devices/{device_id}/acceptance-report"): (
+        "/api/v1/devices/{device_a}/acceptance-report", None),
+    ("GET", "/api/v1/sites/{site_id}/dose-report"): (
+        "/api/v1/sites/{site_a}/dose-report?from=2026-03-01&to=2026-03-31", None),
 }
 
 
