@@ -433,13 +433,29 @@ def reliability_fleet(ctx: C, site_id: int | None = None,
 @route(router, "GET", "/devices/{device_id}/economics", "physicist",
        response_model=dict[str, Any])
 def economics_device(device_id: int, ctx: C, date_from: Since = None,
-                     date_to: Until = None) -> dict[str, Any]:
+                     date_to: Until = None,
+                     helium_price_per_l: Annotated[float | None, Query(gt=0, le=1e6, description=(
+                         "with dewar_l: price the magnet's measured boil-off"))] = None,
+                     dewar_l: DewarL = None,
+                     currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$", description=(
+                         "of the helium price (default: the costs' currency)"))] = None
+                     ) -> dict[str, Any]:
     """Cost per exam of a device over [date_from, date_to) (physicist): entered costs,
-    lifecycle event costs, exams per day from the stored workflow data."""
+    lifecycle event costs, exams per day from the stored workflow data; with
+    ``helium_price_per_l`` and ``dewar_l`` also the helium cost its measured boil-off
+    implies (beside the entered cryogen costs, not added to them)."""
     d = _device(ctx, device_id, "physicist")
     p0, p1 = _period(date_from, date_to)
     r = records.device_cost_per_exam(ctx.session, d.id, p0, p1)
-    return records.economics_view(r, {str(d.id): records.device_label(d)})
+    out = records.economics_view(r, {str(d.id): records.device_label(d)})
+    if helium_price_per_l is not None and dewar_l is not None:
+        cur = currency or r.currency
+        if cur is None:
+            raise InputError("currency: give the helium price's currency (no cost entered)")
+        out["cryogen_estimate"] = records.cryogen_estimate(
+            ctx.session, d.id, p0, p1, dewar_l=dewar_l, price_per_l=helium_price_per_l,
+            currency=cur)
+    return out
 
 
 @route(router, "GET", "/economics", "physicist", response_model=dict[str, Any])

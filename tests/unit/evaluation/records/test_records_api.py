@@ -183,6 +183,12 @@ def test_telemetry_from_a_token_and_boil_off(api: Api) -> None:
     assert b["rate_pct_per_day"] == pytest.approx(0.1)
     assert b["rate_l_per_day"] == pytest.approx(1.0)
     assert b["consistent_with_zero"] is False
+    # its helium cost in March: 1 L/day x 31 days x 20 EUR/L, beside the entered costs
+    eco = api.clients["physicist"].get(
+        f"/api/v1/devices/{mr}/economics?date_from=2026-03-01&date_to=2026-04-01"
+        "&helium_price_per_l=20&dewar_l=1000&currency=EUR").json()
+    assert eco["cryogen_estimate"]["estimated_cost"] == pytest.approx(620.0)
+    assert eco["total_cost"] == 0.0 and eco["cost_per_exam"] is None
     r = api.clients["viewer"].get(f"/api/v1/devices/{mr}/telemetry?channel=helium")
     assert r.status_code == 400 and "unknown telemetry channel" in r.json()["error"]
     with api.db.sessions() as s:
