@@ -422,7 +422,7 @@ class Spec(Base):
     __table_args__ = (UniqueConstraint("name", "version", name="uq_spec_name_version"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
-    version: Mapped[str] = mapped_column(String(32), default="1")
+    version: Mapped[str] = mapped_column(String(300), default="1")
     title: Mapped[str] = mapped_column(String(300), default="")
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     yaml: Mapped[str] = mapped_column(Text)

@@ -314,10 +314,23 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("origin", sa.String(length=300), nullable=False, server_default="")
         )
+        # the shipped specs' versions are sentences (up to 112 characters)
+        batch_op.alter_column(
+            "version",
+            existing_type=sa.String(length=32),
+            type_=sa.String(length=300),
+            existing_nullable=False,
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("spec", schema=None) as batch_op:
+        batch_op.alter_column(
+            "version",
+            existing_type=sa.String(length=300),
+            type_=sa.String(length=32),
+            existing_nullable=False,
+        )
         batch_op.drop_column("origin")
         batch_op.drop_column("extends")
         batch_op.drop_column("sha256")
