@@ -50,6 +50,16 @@ def make_fleet(db: Database) -> dict[str, int]:
 
 
 @pytest.fixture
+def fleet_any_db(database_url: str) -> Iterator[Fleet]:
+    """The fleet on SQLite and on PostgreSQL (for the queries that differ)."""
+    db = Database(url=database_url)
+    try:
+        yield Fleet(db, make_fleet(db))
+    finally:
+        db.close()
+
+
+@pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     """A fresh SQLite file per test."""
     db = Database(url=f"sqlite:///{tmp_path / 'records.sqlite'}")

@@ -114,7 +114,8 @@ def _exams(s: object, device_id: int, days: list[dt.datetime]) -> None:
                            duration_s=1200.0))
 
 
-def test_cost_per_exam_from_stored_costs_and_exams_by_hand(fleet: Fleet) -> None:
+def test_cost_per_exam_from_stored_costs_and_exams_by_hand(fleet_any_db: Fleet) -> None:
+    fleet = fleet_any_db
     ct1, ct2 = fleet.ids["ct1"], fleet.ids["ct2"]
     with fleet.db.sessions() as s:
         def enter(s: object) -> None:
