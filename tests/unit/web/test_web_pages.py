@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pages_world import PW, XSS, PagesWorld, csrf_of, populate, signed_in
 from sqlalchemy import event
 
+from pages_world import PW, XSS, PagesWorld, csrf_of, populate, signed_in
 from scanbench.service import figures as figstore
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
@@ -250,30 +250,39 @@ def _count_queries(db: Database, client: TestClient) -> int:
     return len(seen)
 
 
-def test_fleet_query_count_does_not_grow_with_devices(database_url: str) -> None:
-    """Runs on SQLite and PostgreSQL (the window function and NULLS LAST on both)."""
-    db = Database(url=database_url)
+def _check_query_count(db: Database, client: TestClient, ids: dict[str, int]) -> None:
+    before = _count_queries(db, client)
+    order = _state_order(client.get("/").text)
+    assert order[0] == ("failing", ids["device_failing"])
+    assert order[1] == ("drifting", ids["device_drifting"])
+    with db.sessions() as s:
+        for n in range(30):
+            ident = DeviceIdentity("Canon", "Aquilion", f"X{n}", None, None)
+            dev = devices.register(s, ident)
+            dev.site_id, dev.modality = ids["site_a"], "CT"
+            r = Result("ct.acr464.uniformity", "ACR CT", None, ident,
+                       dt.datetime(2026, 1, 1 + n % 28))
+            r.add("uniformity_hu", 1.0, "HU", status="pass")
+            repo.save_result(s, r, series_id=None, device_id=dev.id)
+        s.commit()
+    after = _count_queries(db, client)
+    assert after == before, (before, after)
+    assert before <= 12, before
+    assert len(_state_order(client.get("/").text)) == len(order) + 30
+
+
+def test_fleet_query_count_does_not_grow_with_devices(world: PagesWorld,
+                                                      ph_a: TestClient) -> None:
+    """30 more devices with results: the same number of SQL statements (SQLite)."""
+    _check_query_count(world.db, ph_a, world.ids)
+
+
+def test_fleet_on_postgresql(pg_server: Any) -> None:
+    """The window function and NULLS LAST of the fleet query on PostgreSQL."""
+    db = Database(url=pg_server.create())
     try:
         ids = populate(db)
-        app = create_app(db)
-        client = signed_in(app, "ph_a")
-        before = _count_queries(db, client)
-        order = _state_order(client.get("/").text)
-        assert order[0] == ("failing", ids["device_failing"])
-        assert order[1] == ("drifting", ids["device_drifting"])
-        with db.sessions() as s:
-            for n in range(30):
-                ident = DeviceIdentity("Canon", "Aquilion", f"X{n}", None, None)
-                dev = devices.register(s, ident)
-                dev.site_id, dev.modality = ids["site_a"], "CT"
-                r = Result("ct.acr464.uniformity", "ACR CT", None, ident,
-                           dt.datetime(2026, 1, 1 + n % 28))
-                r.add("uniformity_hu", 1.0, "HU", status="pass")
-                repo.save_result(s, r, series_id=None, device_id=dev.id)
-            s.commit()
-        after = _count_queries(db, client)
-        assert after == before, (before, after)
-        assert before <= 12, before
+        _check_query_count(db, signed_in(create_app(db), "ph_a"), ids)
     finally:
         db.close()
 

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pages_world import analysed_node, give_site, signed_in
 
+from pages_world import XSS, analysed_node, give_site, signed_in
 from scanbench.service import figures as figstore
 from scanbench.store import Database
 from scanbench.web.api import create_app
@@ -19,7 +19,7 @@ from scanbench.web.api import create_app
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     home = tmp_path_factory.mktemp("fig-home")
-    rid = analysed_node(home, tmp_path_factory.mktemp("fig-phantom"))
+    rid = analysed_node(home, tmp_path_factory.mktemp("fig-phantom"), description=XSS)
     return home, rid
 
 

@@ -4,6 +4,10 @@ result, a superseded result, an XSS series description, users of each site."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,17 +116,33 @@ def csrf_of(client: TestClient, path: str = "/") -> str:
     return found.group(1)
 
 
-def analysed_node(home: Path, phantom: Path) -> int:
+def analysed_node(home: Path, phantom: Path, description: str | None = None) -> int:
     """A real node run: a simulated PET uniform-cylinder series stored in ``home`` and
     analysed by its job (in this process); returns the result's id. The figures are
-    drawn by the job (scanbench.service.figures)."""
+    drawn by the job (scanbench.service.figures). ``description``: written into every
+    file's Series Description (0008,103E) before the node receives them."""
+    import shutil
+
+    import pydicom
     from sqlalchemy import select, update
 
     from node_dicom import uniform_phantom
     from scanbench.service.jobs import InlineExecutor
     from scanbench.service.pipeline import Pipeline
 
+    made = _NODES.get(description)
+    if made is not None and (made[0] / "scanbench.db").is_file():
+        # The same node run again gives the same rows and files: copy the first one
+        # (the simulation and the job take seconds; the test session's temporary
+        # folders live until the session ends).
+        shutil.copytree(made[0], home, dirs_exist_ok=True)
+        return made[1]
     uniform_phantom(phantom)
+    if description is not None:
+        for f in phantom.glob("*.dcm"):
+            ds = pydicom.dcmread(f)
+            ds.SeriesDescription = description
+            ds.save_as(f)
     pipe = Pipeline(home, f"sqlite:///{home / 'scanbench.db'}", quiet_seconds=5.0,
                     executor=InlineExecutor())
     try:
@@ -135,9 +155,17 @@ def analysed_node(home: Path, phantom: Path) -> int:
         (job,) = pipe.jobs()
         assert job.state == "done", job.error
         with pipe.db.session() as s:
-            return int(s.scalars(select(m.Result.id)).one())
+            rid = int(s.scalars(select(m.Result.id)).one())
     finally:
         pipe.close()
+    snapshot = home.parent / f"{home.name}-node-snapshot"  # never changed by a test
+    shutil.copytree(home, snapshot, ignore=shutil.ignore_patterns("run"))
+    _NODES[description] = (snapshot, rid)
+    return rid
+
+
+#: description -> (home, result id) of the node runs made in this test session.
+_NODES: dict[str | None, tuple[Path, int]] = {}
 
 
 def give_site(db: Database, site_name: str, username: str, role: str) -> None:
@@ -154,3 +182,26 @@ def select_devices() -> Any:
     from sqlalchemy import select
 
     return select(m.Device)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` on 127.0.0.1 and a free port (port 0), in a thread; yields its URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="web-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test web server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,105 @@
+"""Screenshots of the web application's pages: sign-in, fleet overview, a result.
+
+Usage: python scripts/web_screenshots.py BASE_URL USERNAME OUT_DIR [--result ID]
+       (the password is read from $SCANBENCH_SCREENSHOT_PASSWORD)
+
+Signs in through the sign-in page in headless Chromium (the Debian one, through
+Playwright for Python; $SCANBENCH_CHROMIUM or chromium on the PATH), and writes
+
+- ``OUT_DIR/web-login.png``: the sign-in page;
+- ``OUT_DIR/web-fleet.png``: the fleet overview (failing, drifting, overdue first);
+- ``OUT_DIR/web-result.png``: the result ``--result`` (default: the first result the
+  fleet links), once every figure on it is drawn;
+
+and prints one JSON line: the files written and how long each page took to load (ms).
+The test tests/web/test_pages_browser.py runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    """The Chromium to drive: $SCANBENCH_CHROMIUM, else chromium on the PATH."""
+    env = os.environ.get("SCANBENCH_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else shutil.which(env)
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def shoot(base_url: str, username: str, password: str, out_dir: Path,
+          result_id: int | None = None, width: int = 1400) -> dict[str, Any]:
+    """Sign in at ``base_url`` and screenshot the pages into ``out_dir``."""
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    if exe is None:
+        raise SystemExit("headless Chromium not found (apt-get install chromium)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, int] = {}
+    written: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            t0 = time.perf_counter()
+            page.goto(f"{base_url}/login", wait_until="load")
+            timings["login_ms"] = round((time.perf_counter() - t0) * 1000)
+            page.screenshot(path=str(out_dir / "web-login.png"))
+            written.append("web-login.png")
+            page.fill("input[name=username]", username)
+            page.fill("input[name=password]", password)
+            t0 = time.perf_counter()
+            page.click("#login-form button[type=submit]")
+            page.wait_for_selector("table#fleet")
+            timings["fleet_ms"] = round((time.perf_counter() - t0) * 1000)
+            page.screenshot(path=str(out_dir / "web-fleet.png"), full_page=True)
+            written.append("web-fleet.png")
+            if result_id is None:
+                link = page.query_selector("table#fleet a.test")
+                href = link.get_attribute("href") if link else None
+                result_id = int(href.rsplit("/", 1)[1]) if href else None
+            if result_id is not None:
+                t0 = time.perf_counter()
+                page.goto(f"{base_url}/results/{result_id}", wait_until="load")
+                for block in page.query_selector_all("script[data-plot]"):
+                    target = block.get_attribute("data-plot")
+                    page.wait_for_selector(f"#{target}[data-drawn]", timeout=60_000)
+                timings["result_ms"] = round((time.perf_counter() - t0) * 1000)
+                page.screenshot(path=str(out_dir / "web-result.png"), full_page=True)
+                written.append("web-result.png")
+        finally:
+            browser.close()
+    return {"screenshots": written, **timings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base_url")
+    ap.add_argument("username")
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--result", type=int, default=None, help="the result page to show")
+    args = ap.parse_args(argv)
+    password = os.environ.get("SCANBENCH_SCREENSHOT_PASSWORD")
+    if not password:
+        print("error: set SCANBENCH_SCREENSHOT_PASSWORD to the user's password",
+              file=sys.stderr)
+        return 2
+    print(json.dumps(shoot(args.base_url.rstrip("/"), args.username, password, args.out_dir,
+                           args.result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
