@@ -196,6 +196,25 @@ class Scope:
         """Audit entries about the sites the caller administers."""
         return select(m.AuditEntry).where(self._visible(m.AuditEntry.site_id, "admin"))
 
+    # ---------------------------------------------------------------- alerts
+
+    def alerts(self) -> Select[m.Alert]:
+        """Alerts of the devices on the caller's sites."""
+        return select(m.Alert).where(m.Alert.device_id.in_(self._device_ids()))
+
+    def alert(self, alert_id: int) -> m.Alert:
+        return self._one(self.alerts().where(m.Alert.id == alert_id), "alert", alert_id)
+
+    def notification_targets(self) -> Select[m.NotificationTarget]:
+        """Notification targets of the sites the caller administers (targets of every
+        site, ``site_id`` None, are managed from the command line only)."""
+        return select(m.NotificationTarget).where(
+            self._visible(m.NotificationTarget.site_id, "admin"))
+
+    def notification_target(self, target_id: int) -> m.NotificationTarget:
+        return self._one(self.notification_targets().where(
+            m.NotificationTarget.id == target_id), "notification target", target_id)
+
     # ---------------------------------------------------------------- checks
 
     def require(self, role: str, site_id: int | None) -> None:

@@ -133,6 +133,16 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("DELETE", "/api/v1/users/{user_id}/grants/{site_id}"): (
         "/api/v1/users/{spare}/grants/{site_a}", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
+    # alerts and notification targets (web/api/alert_routes.py)
+    ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
+    ("GET", "/api/v1/alerts/{alert_id}"): ("/api/v1/alerts/999999", None),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
+        "/api/v1/alerts/999999/acknowledge", {"comment": "seen"}),
+    ("GET", "/api/v1/notification-targets"): ("/api/v1/notification-targets", None),
+    ("POST", "/api/v1/notification-targets"): ("/api/v1/notification-targets", {
+        "site_id": "{site_a}", "channel": "email", "address": "qc{n}@example.org"}),
+    ("DELETE", "/api/v1/notification-targets/{target_id}"): (
+        "/api/v1/notification-targets/999999", None),
     ("GET", "/api/v1/studies"): ("/api/v1/studies", None),
     ("GET", "/api/v1/studies/{study_id}"): ("/api/v1/studies/999999", None),
     ("GET", "/api/v1/dose/events"): ("/api/v1/dose/events", None),

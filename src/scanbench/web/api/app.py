@@ -231,6 +231,10 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
 
     app.include_router(life_router)
 
+    from scanbench.web.api.alert_routes import router as alert_router
+
+    app.include_router(alert_router)
+
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return HTMLResponse(_docs_page(app))
