@@ -133,6 +133,25 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("DELETE", "/api/v1/users/{user_id}/grants/{site_id}"): (
         "/api/v1/users/{spare}/grants/{site_a}", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
+    # specs, assignments, scorecards, due lists (web/api/eval_routes.py)
+    ("GET", "/api/v1/specs"): ("/api/v1/specs", None),
+    ("GET", "/api/v1/specs/{name}"): ("/api/v1/specs/earl1", None),
+    ("GET", "/api/v1/specs/{name}/{version}"): ("/api/v1/specs/earl1/2017-01", None),
+    ("GET", "/api/v1/spec-diff"): ("/api/v1/spec-diff?a=earl1&b=earl2", None),
+    ("GET", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", None),
+    ("POST", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", {
+        "spec_name": "earl1", "device_id": "{device_a}"}),
+    ("POST", "/api/v1/spec-assignments/{assignment_id}/deactivate"): (
+        "/api/v1/spec-assignments/999999/deactivate", None),
+    ("GET", "/api/v1/devices/{device_id}/scorecards"): (
+        "/api/v1/devices/{device_a}/scorecards", None),
+    ("POST", "/api/v1/devices/{device_id}/scorecards"): (
+        "/api/v1/devices/{device_a}/scorecards", {"date_from": "2026-03-01",
+                                                  "date_to": "2026-03-20"}),
+    ("GET", "/api/v1/scorecards/summary"): ("/api/v1/scorecards/summary", None),
+    ("GET", "/api/v1/scorecards/{scorecard_id}"): ("/api/v1/scorecards/999999", None),
+    ("GET", "/api/v1/devices/{device_id}/due"): ("/api/v1/devices/{device_a}/due", None),
+    ("GET", "/api/v1/sites/{site_id}/due"): ("/api/v1/sites/{site_a}/due", None),
     # alerts and notification targets (web/api/alert_routes.py)
     ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
     ("GET", "/api/v1/alerts/{alert_id}"): ("/api/v1/alerts/999999", None),

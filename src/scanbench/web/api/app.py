@@ -234,6 +234,9 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     from scanbench.web.api.alert_routes import router as alert_router
 
     app.include_router(alert_router)
+    from scanbench.web.api.eval_routes import router as eval_router
+
+    app.include_router(eval_router)
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
