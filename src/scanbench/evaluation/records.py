@@ -55,6 +55,10 @@ BASELINE_KINDS = ("acceptance", "commissioning", "planned_service", "unplanned_s
 COST_KINDS: tuple[str, ...] = get_args(economics.CostKind)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EASTERNMOST = dt.timedelta(hours=14)  # UTC+14 (Line Islands): the latest clock on earth
+# Periods of a device's life: staffed hours are counted day by day, so a period of
+# thousands of years is refused rather than computed.
+_EARLIEST, _LATEST = dt.datetime(1950, 1, 1), dt.datetime(2200, 1, 1)
+_LONGEST = dt.timedelta(days=100 * 365)
 
 DEFINITIONS = {
     "standard": "IEC 60050-192:2015 International Electrotechnical Vocabulary - Part 192: "
@@ -123,9 +127,15 @@ def _get_device(session: Session, device_id: int,
     return d
 
 
+#: The largest amount accepted (a typo of many zeros would otherwise swamp every sum).
+MAX_AMOUNT = 1e12
+
+
 def _check_amount(value: float, what: str) -> float:
     if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise InputError(f"{what}: {value!r} is not an amount ≥ 0")
+    if value > MAX_AMOUNT:
+        raise InputError(f"{what}: {value:g} is more than {MAX_AMOUNT:g}; check the zeros")
     return float(value)
 
 
@@ -524,6 +534,10 @@ def _period(start: dt.datetime | dt.date, end: dt.datetime | dt.date
     if p1 <= p0:
         raise InputError(f"period: the end {p1.isoformat()} is not after the start "
                          f"{p0.isoformat()}")
+    if p0 < _EARLIEST or p1 > _LATEST or (p1 - p0) > _LONGEST:
+        raise InputError(f"period: {p0.date()} to {p1.date()} is not a period of a device's "
+                         f"life (between {_EARLIEST.year} and {_LATEST.year}, at most "
+                         f"{_LONGEST.days // 365} years)")
     return p0, p1
 
 
@@ -862,6 +876,7 @@ def device_cost_per_exam(session: Session, device_id: int, start: dt.date, end: 
     """Cost per exam of one device over [start, end) (method: economics module doc):
     its entered costs, the costs of its lifecycle events, and its stored exams."""
     device = _get_device(session, device_id, allowed)
+    _period(start, end)
     costs = [_as_cost(c) for c in device_costs(session, device.id)]
     costs += _event_costs(session, device.id)
     try:

@@ -249,3 +249,7 @@ def test_staffed_hours_need_a_physicist(api: Api) -> None:
     assert r.status_code == 400 and "staffed hours: start '25:00'" in r.json()["error"]
     r = api.clients["physicist"].put(url, json={"hours": 3})
     assert r.status_code == 422
+    # periods a day-by-day count cannot take are refused, not a 500
+    r = api.clients["viewer"].get(f"/api/v1/devices/{api.ids['mr_free']}/reliability"
+                                  "?date_from=0001-01-01&date_to=9999-12-31")
+    assert r.status_code == 400 and "not a period of a device's life" in r.json()["error"]

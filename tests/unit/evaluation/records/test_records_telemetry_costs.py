@@ -172,7 +172,8 @@ def test_bad_costs_refused(fleet: Fleet) -> None:
                 ({"kind": "service_contract"}, "needs an end date"),
                 ({"kind": "consumable", "end_on": day}, "only a service contract"),
                 ({"kind": "consumable", "currency": "euro"}, "not an ISO 4217 code"),
-                ({"kind": "consumable", "amount": float("nan")}, "not an amount")):
+                ({"kind": "consumable", "amount": float("nan")}, "not an amount"),
+                ({"kind": "consumable", "amount": 1e308}, "more than 1e\\+12")):
             args: dict[str, object] = {"amount": 1e6, "currency": "EUR", "start_on": day,
                                        **kwargs}
             with pytest.raises(InputError, match=msg):
