@@ -61,11 +61,13 @@ COMMAND_MODULES: dict[str, str] = {
     "user": "scanbench.web.cli",
     "site": "scanbench.web.cli",
     "audit": "scanbench.web.cli",
+    "alerts": "scanbench.evaluation.alerts_cli",
     "lifecycle": "scanbench.evaluation.records_cli",
     "telemetry": "scanbench.evaluation.records_cli",
     "costs": "scanbench.evaluation.records_cli",
     "reliability": "scanbench.evaluation.records_cli",
     "economics": "scanbench.evaluation.records_cli",
+    "report": "scanbench.report.cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 SIMULATE_HELP = "Virtual scanners: write DICOM phantom scans with their ground truth."

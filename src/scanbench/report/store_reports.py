@@ -258,18 +258,48 @@ def _measurement_summary(rows: Sequence[m.Result]) -> RTable:
         "limit source", "pass", "fail", "latest status"], out)
 
 
+#: A result with at most this many measurements lists their values on its row.
+VALUES_ON_ROW = 4
+
+
 def _result_rows(rows: Sequence[m.Result], device: m.Device) -> RTable:
+    """One row per result: when, its id, its spec, its values (when it has few), how
+    many passed and failed, which failed, and its status."""
     out = []
     for r in rows:
         res = to_result(r, device)
         counts = Counter(x.status for x in res.measurements)
         failing = sorted({x.name for x in res.measurements if x.status == "fail"})
+        if len(res.measurements) <= VALUES_ON_ROW:
+            values = "; ".join(
+                (f"{x.name} ({_labels(x.labels)})" if x.labels else x.name) + ": "
+                + format_with_unit(None if math.isnan(x.value) else x.value, x.unit,
+                                   x.uncertainty) for x in res.measurements)
+        else:
+            values = f"{len(res.measurements)} measurements"
         out.append([RCell(_when(r.acquired_at)), RCell(str(r.id), numeric=True),
-                    RCell(r.spec or "—"), _num(counts.get("pass", 0), 6),
-                    _num(counts.get("fail", 0), 6), RCell(", ".join(failing) or "—"),
-                    _status(overall_status(res))])
-    return RTable("Results", ["acquired (scanner time)", "result id", "spec", "pass", "fail",
-                              "failed measurements", "status"], out)
+                    RCell(r.spec or "—"), RCell(values or "—"),
+                    _num(counts.get("pass", 0), 6), _num(counts.get("fail", 0), 6),
+                    RCell(", ".join(failing) or "—"), _status(overall_status(res))])
+    return RTable("Results", ["acquired (scanner time)", "result id", "spec", "values",
+                              "pass", "fail", "failed measurements", "status"], out)
+
+
+def _latest_result(row: m.Result) -> RTable:
+    """Every measurement of one result: value with uncertainty and unit, limits, the
+    limit's source, status and note."""
+    out = []
+    for x in row.measurements:
+        limits = format_limits(x.limit_low, x.limit_high)
+        if limits and x.limit_verified is False:
+            limits += " (unconfirmed)"
+        out.append([RCell(x.name), RCell(_labels(x.labels)),
+                    RCell(format_with_unit(x.value, x.unit, x.uncertainty), numeric=True),
+                    RCell(limits or "—"), RCell(x.limit_source or "—"), _status(x.status),
+                    RCell(x.note or "")])
+    return RTable(f"Latest result ({_when(row.acquired_at)}, result {row.id}): every "
+                  "measurement", ["measurement", "labels", "value", "limits",
+                                  "limit source", "status", "note"], out)
 
 
 def _spec_tests(session: Session, device: m.Device, at: dt.datetime
@@ -558,6 +588,8 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
         listing.title = f"{_analysis_title(analysis)}: results"
         listing.clause = f"{analysis}, {len(rows)} result(s)"
         qc.tables.extend([summary, listing])
+        if len(rows[-1].measurements) > VALUES_ON_ROW:
+            qc.tables.append(_latest_result(rows[-1]))
     if not results:
         qc.notes.append("No result was acquired in the period.")
     sections.append(qc)
