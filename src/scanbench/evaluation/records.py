@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from scanbench.errors import InputError
@@ -633,8 +633,9 @@ def add_readings(session: Session, actor: Actor, device_id: int,
         select(m.TelemetrySample).where(m.TelemetrySample.device_id == device.id,
                                         m.TelemetrySample.at >= min(times),
                                         m.TelemetrySample.at <= max(times)))}
-    added = skipped = 0
+    skipped = 0
     conflicts = []
+    new: list[dict[str, Any]] = []
     for (channel, at), value in rows.items():
         old = stored.get((channel, at))
         if old is not None:
@@ -643,14 +644,15 @@ def add_readings(session: Session, actor: Actor, device_id: int,
                                  f"{telemetry.UNITS[channel]}, given {value}")
             skipped += 1
             continue
-        session.add(m.TelemetrySample(device_id=device.id, channel=channel, at=at,
-                                      value=value, unit=telemetry.UNITS[channel],
-                                      source=source[:200]))
-        added += 1
+        new.append({"device_id": device.id, "channel": channel, "at": at, "value": value,
+                    "unit": telemetry.UNITS[channel], "source": source[:200]})
     if conflicts:
         raise InputError(f"device {device.id}: {len(conflicts)} reading(s) already stored "
                          "with another value (a reading is not rewritten):\n"
                          + "\n".join(conflicts[:20]))
+    added = len(new)
+    for i in range(0, added, 5000):  # one multi-row INSERT per chunk, not one per reading
+        session.execute(insert(m.TelemetrySample), new[i:i + 5000])
     session.flush()
     if added:
         record(session, actor, "telemetry.add", "device", device.id, site_id=device.site_id,
