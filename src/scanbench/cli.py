@@ -61,6 +61,7 @@ COMMAND_MODULES: dict[str, str] = {
     "user": "scanbench.web.cli",
     "site": "scanbench.web.cli",
     "audit": "scanbench.web.cli",
+    "alerts": "scanbench.evaluation.alerts_cli",
     "lifecycle": "scanbench.evaluation.records_cli",
     "telemetry": "scanbench.evaluation.records_cli",
     "costs": "scanbench.evaluation.records_cli",
