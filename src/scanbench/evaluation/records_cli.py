@@ -415,8 +415,14 @@ def economics(
         "--device", help="Device id, serial or name (repeatable); default: every device "
         "with entered costs.")] = None,
     model: Annotated[str | None, typer.Option(help="Every device of this model.")] = None,
-    start: FromOpt = None, end: ToOpt = None, as_json: JsonOpt = False,
-    home: HomeOpt = None, database_url: UrlOpt = None,
+    start: FromOpt = None, end: ToOpt = None,
+    helium_price: Annotated[float | None, typer.Option(
+        help="With --dewar-l: price per litre of liquid helium; each magnet's measured "
+        "boil-off is priced beside its entered costs (not added to them).")] = None,
+    dewar_l: Annotated[float | None, typer.Option(
+        "--dewar-l", help="Liquid helium capacity of the magnets' dewar in litres.")] = None,
+    currency: Annotated[str, typer.Option(help="Currency of --helium-price.")] = "EUR",
+    as_json: JsonOpt = False, home: HomeOpt = None, database_url: UrlOpt = None,
 ) -> None:
     """Cost per exam per device and per model over a period: entered costs (acquisition
     depreciated straight-line, service contracts pro rata, one-off costs and lifecycle
@@ -425,14 +431,22 @@ def economics(
     from scanbench.store import models as m
 
     p0, p1 = _period(start, end)
+    if (helium_price is None) != (dewar_l is None):
+        raise _fail(InputError("--helium-price and --dewar-l go together"))
 
     def work(s: Any) -> dict[str, Any]:
         devs = _devices(s, device, model, m.DeviceCost.device_id)
         names = {str(d.id): records.device_label(d) for d in devs}
         per = [records.device_cost_per_exam(s, d.id, p0.date(), p1.date()) for d in devs]
         pooled = records.model_cost_per_exam(s, [d.id for d in devs], p0.date(), p1.date())
-        return {"devices": [records.economics_view(r, names) for r in per],
-                "models": [records.economics_view(r) for r in pooled]}
+        views = [records.economics_view(r, names) for r in per]
+        if helium_price is not None and dewar_l is not None:
+            for v, d in zip(views, devs, strict=True):
+                if d.modality == "MR":
+                    v["cryogen_estimate"] = records.cryogen_estimate(
+                        s, d.id, p0.date(), p1.date(), dewar_l=dewar_l,
+                        price_per_l=helium_price, currency=currency)
+        return {"devices": views, "models": [records.economics_view(r) for r in pooled]}
 
     got = _run(home, database_url, work)
     if as_json:
@@ -448,5 +462,12 @@ def economics(
                           _num(r["exams_per_day"], ".2f"),
                           f"{_num(r['cost_per_exam'], '.2f')} {cur}", text(kinds))
         out.print(table)
+    for r in got["devices"]:
+        est = r.get("cryogen_estimate")
+        if est:
+            out.print(f"{safe(r['name'])}: helium boil-off {_num(est['rate_l_per_day'], '.3f')}"
+                      f" L/day over {est['days']:g} days at {est['price_per_l']:g} "
+                      f"{safe(est['currency'])}/L = {_num(est['estimated_cost'], '.2f')} "
+                      f"{safe(est['currency'])} (estimate, not in the total)")
     if got["devices"]:
         out.print(safe(got["devices"][0]["method"]))

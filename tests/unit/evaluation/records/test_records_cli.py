@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from life_world import make_fleet
 from sqlalchemy import select
@@ -55,6 +56,24 @@ def test_lifecycle_import_reliability_and_costs_from_the_command_line(tmp_path: 
     eco = runner.invoke(app, ["economics", "--from", "2026-01-01", "--to", "2026-02-01",
                               "--json", *h])
     assert json.loads(eco.output)["devices"][0]["total_cost"] == 31 * 200.0
+    # a conventional magnet losing 0.2 %/day of 1500 L (3 L/day) and a sealed one
+    tel = tmp_path / "tel.csv"
+    tel.write_text("device,time,helium_level_pct\n" + "".join(
+        f"CV-2,2026-01-{d:02d}T06:00,{80 - 0.2 * d:.1f}\nHF-1,2026-01-{d:02d}T06:00,99.9\n"
+        for d in range(1, 31)))
+    res = runner.invoke(app, ["telemetry", "import", str(tel), *h])
+    assert "60 reading(s) added" in res.output, res.output
+    res = runner.invoke(app, ["telemetry", "show", "CV-2", "--compare", "HF-1", "--dewar-l",
+                              "1500", "--json", *h])
+    side = json.loads(res.output)
+    assert side["a"]["rate_l_per_day"] == pytest.approx(3.0)
+    assert side["b"]["consistent_with_zero"] is True and side["different"] is True
+    runner.invoke(app, ["costs", "add", "CV-2", "consumable", "10", "EUR", "2026-01-02", *h])
+    res = runner.invoke(app, ["economics", "--device", "CV-2", "--from", "2026-01-01",
+                              "--to", "2026-01-31", "--helium-price", "20", "--dewar-l",
+                              "1500", *h])
+    # 3 L/day x 30 days x 20 EUR/L
+    assert "= 1800.00 EUR (estimate, not in the total)" in res.output, res.output
     bad = tmp_path / "bad.csv"
     bad.write_text("device,kind,start\nCT-1,explosion,2026-01-02T00:00\n")
     res = runner.invoke(app, ["lifecycle", "import", str(bad), *h])
