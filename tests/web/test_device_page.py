@@ -181,6 +181,20 @@ def test_chart_fragment_marks_the_drift_and_draws_bands_and_limits(world: World)
     assert bad.status_code == 400 and "labels must be a JSON object" in bad.text
 
 
+def test_chart_trend_is_the_one_the_alerts_are_raised_from(world: World) -> None:
+    from scanbench.evaluation.alerts import series_trend
+    from scanbench.report.control_chart import series_history, stored_trend
+
+    with world.db.sessions() as s:
+        for name, key in ((NAME, "{}"), ("uniformity_percent", '{"axis":"axial"}')):
+            points, untimed = series_history(s, world.ids["device_a"], ANALYSIS, name, key)
+            assert len(points) == 80 and untimed == 0
+            ours = stored_trend(s, world.ids["device_a"], ANALYSIS, name, key, points)
+            theirs = series_trend(s, world.ids["device_a"], ANALYSIS, name, key)
+            assert ours.alerts and ours.alerts == theirs.alerts
+            assert ours.segments == theirs.segments
+
+
 # --------------------------------------------------------------------------- forms
 
 def _event_form(csrf: str | None, **over: str) -> dict[str, str]:

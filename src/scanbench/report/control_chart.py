@@ -434,27 +434,29 @@ def chart_for_device(session: Any, device_id: int, analysis: str, name: str,
                      since: dt.datetime | None = None, until: dt.datetime | None = None,
                      max_points: int = DEFAULT_MAX_POINTS,
                      result_url: Callable[[int], str] | None = None) -> Chart:
-    """The control chart of one measurement (``analysis``, ``name``, ``labels``) of one
-    device from the store: its history (superseded results left out), its lifecycle
-    events (vertical markers; those marked ``new_baseline`` restart the baseline), and
-    the trend rules run on the whole history (a zoomed window ``since``/``until`` is
-    judged with the baseline of the whole history, then cut). The caller has checked
-    that the device may be seen (the web layer through its Scope)."""
+    """The control chart of one measurement (``analysis``, ``name``, exactly ``labels``;
+    None: no labels) of one device from the store: its history (superseded results left
+    out), its lifecycle events (vertical markers; those marked ``new_baseline`` restart
+    the baseline), and the trend rules run on the whole history exactly as the alerts
+    are raised (:func:`stored_trend`; a zoomed window ``since``/``until`` is judged with
+    the baselines of the whole history, then cut). The caller has checked that the
+    device may be seen (the web layer through its Scope)."""
     from sqlalchemy import select
 
     from scanbench.store import models as m
-    from scanbench.store.repo import history, labels_key
+    from scanbench.store.repo import labels_key
 
-    raw = history(session, device_id, analysis, name, labels or {})
-    points, untimed = timed(raw)
-    unit = points[0].unit if points else (raw[0].unit if raw else "")
-    rows = session.scalars(select(m.LifecycleEvent).where(
-        m.LifecycleEvent.device_id == device_id, m.LifecycleEvent.occurred_at.is_not(None))
-        .order_by(m.LifecycleEvent.occurred_at)).all()
-    events = [ChartEvent(r.occurred_at, r.kind, r.summary or "", bool(r.new_baseline))
-              for r in rows]
-    trend = _stored_trend(session, device_id, analysis, name, labels_key(labels or {}),
-                          points, unit, events) if points else None
+    key = labels_key(labels or {})
+    points, untimed = series_history(session, device_id, analysis, name, key)
+    unit = next((p.unit for p in points if p.unit), "")
+    rows = session.execute(select(m.LifecycleEvent.occurred_at, m.LifecycleEvent.kind,
+                                  m.LifecycleEvent.summary, m.LifecycleEvent.new_baseline)
+                           .where(m.LifecycleEvent.device_id == device_id,
+                                  m.LifecycleEvent.occurred_at.is_not(None))
+                           .order_by(m.LifecycleEvent.occurred_at, m.LifecycleEvent.id))
+    events = [ChartEvent(t, kind, summary or "", bool(nb)) for t, kind, summary, nb in rows]
+    trend = (stored_trend(session, device_id, analysis, name, key, points)
+             if points else None)
     title = name + (" " + _label_text(labels) if labels else "")
     if since is not None or until is not None:
         points, trend, events = _window(points, trend, events, since, until)
@@ -468,23 +470,72 @@ def chart_for_device(session: Any, device_id: int, analysis: str, name: str,
     return chart
 
 
-def _stored_trend(session: Any, device_id: int, analysis: str, name: str, key: str,
-                  points: Sequence[Point], unit: str, events: Sequence[ChartEvent]
-                  ) -> TrendReport:
-    """The trend report the alerts are raised from
-    (:func:`scanbench.evaluation.alerts.series_trend`: the same baselines, rules and
-    skipped values), so the chart marks what the alerts say. Its indices are positions
-    in the same history (time order, superseded and untimed values left out); should
-    they ever not match these points, the rules are run on the points themselves."""
-    from scanbench.evaluation.alerts import series_trend
+def series_history(session: Any, device_id: int, analysis: str, name: str,
+                   labels_key: str = "{}") -> tuple[list[Point], int]:
+    """One measurement series of a device as chart points, oldest first (by acquisition
+    time, then storage order: the order of
+    :func:`scanbench.evaluation.alerts.series_points`, so trend indices match),
+    superseded results and values without an acquisition time left out; and how many
+    were left out for having no time. Plain columns only (no ORM objects, no JSON
+    decoding): ten years of daily values load in tens of milliseconds."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import aliased
 
-    report = series_trend(session, device_id, analysis, name, key)
-    aligned = all(a.index < len(points) and points[a.index].acquired_at == a.time
-                  for a in report.alerts) and all(s.end <= len(points)
-                                                  for s in report.segments)
-    if aligned:
-        return report
-    return trend_of(points, report.measurement, unit, events)
+    from scanbench.store import models as m
+
+    later = aliased(m.Result)
+    meas = m.Measurement
+    where = (meas.device_id == device_id, meas.analysis == analysis, meas.name == name,
+             meas.labels_key == labels_key,
+             ~select(later.id).where(later.supersedes_id == meas.result_id).exists())
+    rows = session.execute(
+        select(meas.acquired_at, meas.value, meas.unit, meas.uncertainty, meas.status,
+               meas.result_id, m.Result.series_uid, meas.note, meas.limit_low,
+               meas.limit_high, meas.limit_source, meas.limit_verified)
+        .join(m.Result, m.Result.id == meas.result_id)
+        .where(*where, meas.acquired_at.is_not(None))
+        .order_by(meas.acquired_at, meas.id))
+    labels = _labels_of(labels_key)
+    points = [Point(t, v, u, unc, st, labels, rid, uid, note, lo, hi, src, ver)
+              for t, v, u, unc, st, rid, uid, note, lo, hi, src, ver in rows]
+    untimed = session.scalar(select(func.count()).select_from(meas).where(
+        *where, meas.acquired_at.is_(None))) or 0
+    return points, int(untimed)
+
+
+def _labels_of(key: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(key)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def stored_trend(session: Any, device_id: int, analysis: str, name: str, labels_key: str,
+                 points: Sequence[Point]) -> TrendReport:
+    """The trend report the stored alerts are raised from, on ``points`` (from
+    :func:`series_history`): the inputs of
+    :func:`scanbench.evaluation.alerts.series_trend` — the same series key, the
+    baselines restarted at lifecycle events marked new baseline
+    (``alerts.baseline_starts``), the same rules and constants (``alerts.SETTINGS``),
+    a refused or not-judged value skipped as missing — so the chart marks what the
+    alerts say, without reading the history a second time."""
+    from scanbench.evaluation import alerts
+
+    unit = next((p.unit for p in points if p.unit), "")
+    tpoints = [TrendPoint(p.acquired_at,  # type: ignore[arg-type]  # series_history: timed
+                          math.nan if (p.value is None or not math.isfinite(p.value)
+                                       or p.status in _NOT_A_VALUE) else p.value,
+                          p.uncertainty) for p in points]
+    series = alerts.SeriesId(device_id, analysis, name, labels_key)
+    return check_trend(series.text, unit, tpoints, alerts.baseline_starts(session, device_id),
+                       alerts.SETTINGS)
+
+
+#: Statuses whose value the trend rules skip (as evaluation.alerts does).
+_NOT_A_VALUE = ("refused", "not_judged")
 
 
 def _label_text(labels: dict[str, Any]) -> str:
@@ -530,5 +581,5 @@ def _reindex(a: Alert, offset: int) -> Alert:
 
 
 __all__ = ["DEFAULT_MAX_POINTS", "Chart", "ChartEvent", "baseline_starts",
-           "build_control_chart", "chart_for_device", "keep_indices", "timed",
-           "trend_of", "trend_points"]
+           "build_control_chart", "chart_for_device", "keep_indices", "series_history",
+           "stored_trend", "timed", "trend_of", "trend_points"]
