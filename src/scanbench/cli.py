@@ -67,6 +67,8 @@ COMMAND_MODULES: dict[str, str] = {
     "costs": "scanbench.evaluation.records_cli",
     "reliability": "scanbench.evaluation.records_cli",
     "economics": "scanbench.evaluation.records_cli",
+    "scorecard": "scanbench.evaluation.cli",
+    "due": "scanbench.evaluation.cli",
     "report": "scanbench.report.cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
@@ -348,7 +350,8 @@ def list_specs_cmd(
     spec's limits (analysis, measurement, labels, low, high, unit, source) and whether
     each is confirmed by its source (only confirmed limits judge pass or fail).
     `scanbench specs diff A B` lists the limits and tests added, removed, tightened or
-    loosened from A to B."""
+    loosened from A to B. Specs in the node's database: `scanbench specs load FILE`,
+    `specs assign NAME --modality ...`, `specs assignments`, `specs unassign ID`."""
     from scanbench.catalogue import spec_header, spec_json, spec_table, specs_table
     from scanbench.specs import list_specs, load_spec
 
@@ -503,6 +506,15 @@ def version() -> None:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["specs"] and args[1:2] and args[1] in ("load", "assign", "assignments",
+                                                           "unassign"):
+        # specs stored in the node's database (scanbench.evaluation.cli); `specs NAME`
+        # and `specs diff A B` below read spec files
+        from scanbench.evaluation.cli import run_specs_store
+
+        run_specs_store(args[1:])
+        return
     _mount_subapps()
     try:
         app()

@@ -434,7 +434,7 @@ def _score_part(session: Session, tl: _Timeline, sif: A.SpecInForce, l0: dt.date
     for t in spec.tests:
         tests.append(_test_status(t, [r for r in in_part if r.test == t.test],
                                   [i for i in (*dl.items, *after) if i.test == t.test],
-                                  tl, sif))
+                                  tl, sif, as_of))
     comp = compliance(dev, sched, recs, tl.events, l0, l1, as_of=as_of)
     dims = _dimensions(spec, tests)
     score = _overall(dims)
@@ -507,7 +507,7 @@ def _existing(session: Session, device_id: int, spec_id: int, digest: str
 
 
 def _test_status(t: TestRequirement, recs: list[TestRecord], items: list[DueItem],
-                 tl: _Timeline, sif: A.SpecInForce) -> dict[str, Any]:
+                 tl: _Timeline, sif: A.SpecInForce, as_of: dt.datetime) -> dict[str, Any]:
     evidence = [int(r.id) for r in recs]
     last = recs[-1] if recs else None
     overdue = next((i for i in items if i.status == "overdue"), None)
@@ -516,6 +516,11 @@ def _test_status(t: TestRequirement, recs: list[TestRecord], items: list[DueItem
     if overdue is not None:
         status, reason = "overdue", f"overdue since {_iso(overdue.overdue_since)}: " \
             f"{overdue.reason}"
+    elif due is not None and due.deadline is not None and due.deadline <= as_of:
+        # the due list is taken just before the end of the period: an occurrence whose
+        # deadline is the end of the period was missed by then
+        status, reason = "overdue", f"overdue since {due.deadline.isoformat()}: not done " \
+            f"by its deadline ({due.reason})"
     elif last is not None:
         j = tl.judged.get((int(last.id), sif.row.id))
         when = last.time.isoformat()
