@@ -52,6 +52,9 @@ from scanbench.web.audit import Actor, record
 #: measurements; an installation has no baseline before it).
 BASELINE_KINDS = ("acceptance", "commissioning", "planned_service", "unplanned_service",
                   "part_replacement", "software_change", "relocation", "downtime_end")
+#: The role on the device's site that marking a new baseline needs (it changes how every
+#: later result is judged by the trend rules); every entry point (API, pages) checks it.
+BASELINE_ROLE = "physicist"
 COST_KINDS: tuple[str, ...] = get_args(economics.CostKind)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EASTERNMOST = dt.timedelta(hours=14)  # UTC+14 (Line Islands): the latest clock on earth
@@ -939,7 +942,8 @@ def cryogen_estimate(session: Session, device_id: int, start: dt.date, end: dt.d
 
 
 __all__ = [
-    "BASELINE_KINDS", "COST_KINDS", "DEFINITIONS", "DeviceResolver", "ImportSummary",
+    "BASELINE_KINDS", "BASELINE_ROLE", "COST_KINDS", "DEFINITIONS", "DeviceResolver",
+    "ImportSummary",
     "Reading", "add_cost", "add_event", "add_readings", "boil_off_view", "channel_series",
     "check_log", "check_staffed_hours", "compare_magnets", "cost_view", "cryogen_estimate",
     "delete_cost", "delete_event", "device_boil_off", "device_cost_per_exam",

@@ -209,9 +209,9 @@ def lifecycle_add(device_id: int, body: LifecycleIn, ctx: C) -> list[m.Lifecycle
     """Add a lifecycle event (a downtime with ``end_at``: its start and end): technologist
     on the device's site; ``new_baseline`` needs physicist."""
     d = _device(ctx, device_id, "technologist")
-    if body.new_baseline and not ctx.who.may("physicist", d.site_id):
-        raise Forbidden("marking a new baseline for trend alerts needs the physicist role "
-                        "on the device's site")
+    if body.new_baseline and not ctx.who.may(records.BASELINE_ROLE, d.site_id):
+        raise Forbidden(f"marking a new baseline for trend alerts needs the "
+                        f"{records.BASELINE_ROLE} role on the device's site")
     rows: list[m.LifecycleEvent] = commit_with_retry(ctx.session, lambda s: records.add_event(
         s, ctx.actor(), d.id, body.kind, body.occurred_at, end_at=body.end_at,
         planned=body.planned, new_baseline=body.new_baseline, summary=body.summary,
