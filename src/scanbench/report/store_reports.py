@@ -785,6 +785,7 @@ def site_dose_report(session: Session, site: m.Site, start: dt.date, end: dt.dat
             f"One value per {q.per}." + (f" Method: {q.method}." if q.method else "")),
             notes=list(stats.notes))
         rows = []
+        sources: dict[str, None] = {}
         for g in stats.groups:
             d, ref = g.distribution, g.reference
             rows.append([RCell(g.protocol or "(no protocol)"),
@@ -793,11 +794,14 @@ def site_dose_report(session: Session, site: m.Site, start: dt.date, end: dt.dat
                          _num(d.maximum), _num(ref.level if ref else None),
                          _num(ref.ratio_median if ref else None, 3),
                          _status(ref.outcome) if ref else RCell("—"),
-                         RCell(f"{ref.title}, {ref.exam}: {ref.source}" if ref else "—")])
+                         RCell(ref.exam.replace("_", " ") if ref else "—")])
+            if ref is not None:
+                sources[f"{ref.title}: {ref.source}"] = None
         section.tables.append(RTable(
             f"{q.label} ({q.unit}) per protocol and device",
             ["protocol", "device", "n", "median", "Q1", "Q3", "lowest", "highest", "DRL",
-             "median / DRL", "median vs levels", "reference level"], rows))
+             "median / DRL", "median vs levels", "exam category"], rows,
+            notes=[f"Reference levels: {src}" for src in sources]))
         if stats.outliers:
             section.tables.append(RTable(
                 f"Outliers ({stats.outliers_total}, {ds.OUTLIER_RULE})",
