@@ -14,11 +14,13 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from pg import pg_server  # noqa: F401  (fixture: a real PostgreSQL server)
 from scanbench.evaluation import assign
 from scanbench.report import store_reports as sr
 from scanbench.store import Database, devices, repo
@@ -367,3 +369,27 @@ def test_pdf_report_printed_and_read_back(api: Api, store: Store) -> None:
     assert "Device QC report: PET 1 <script>alert(1)</script>" in text  # as text
     for expected in ("MTBF", "713 h", "7.25 %", SOURCE, "dose calibrator checked again"):
         assert expected in text, expected
+
+
+def _all_tables(db: Database, ids: dict[str, int]) -> list[tuple[str, list[list[str]]]]:
+    """Every table of the three reports as text (not the scorecards' computation time)."""
+    with db.sessions() as s:
+        device = s.get_one(m.Device, ids["device_a"])
+        site = s.get_one(m.Site, ids["site_a"])
+        reports = [sr.device_report(s, device, dt.date(2026, 3, 1), dt.date(2026, 4, 30)),
+                   sr.acceptance_report(s, device, "earl-calibration"),
+                   sr.site_dose_report(s, site, dt.date(2026, 2, 1), dt.date(2026, 2, 28))]
+        s.commit()
+    return [(t.title, [[c.text for c in row] for row in t.rows])
+            for r in reports for sec in r.sections for t in sec.tables
+            if t.title != "Scorecards"]
+
+
+def test_the_same_reports_from_postgresql(store: Store, pg_server: Any) -> None:  # noqa: F811
+    db = Database(url=pg_server.create())
+    try:
+        ids = _build(db)
+        assert ids == store.ids
+        assert _all_tables(db, ids) == _all_tables(store.db, store.ids)
+    finally:
+        db.close()
