@@ -244,7 +244,7 @@ def test_forms_without_the_csrf_token_are_refused(world: World) -> None:
 
 
 def test_lifecycle_entry_is_stored_audited_and_shown(world: World) -> None:
-    client, csrf = _client(world, "te_a")
+    client, csrf = _client(world, "ph_a")  # a new baseline needs records.BASELINE_ROLE
     r = client.post(f"{_url(world)}/lifecycle", data=_event_form(csrf))
     assert r.status_code == 303, r.text
     assert r.headers["location"] == f"{_url(world)}?saved=lifecycle#lifecycle"
@@ -258,12 +258,30 @@ def test_lifecycle_entry_is_stored_audited_and_shown(world: World) -> None:
         entry = s.scalars(select(m.AuditEntry).where(
             m.AuditEntry.entity == "lifecycle_event",
             m.AuditEntry.entity_id == str(ev.id))).one()
-        assert entry.actor == "te_a" and entry.after is not None
+        assert entry.actor == "ph_a" and entry.after is not None
         assert entry.after["kind"] == "unplanned_service" and entry.before is None
         assert audit.verify(s).ok
     page = client.get(r.headers["location"]).text
     assert "The lifecycle event was recorded." in page
     assert "detector block replaced &lt;script&gt;" in page
+
+
+def test_a_technologist_records_events_but_cannot_mark_a_new_baseline(world: World) -> None:
+    from scanbench.evaluation.records import BASELINE_ROLE
+
+    client, csrf = _client(world, "te_a")
+    before = _count(world, m.LifecycleEvent)
+    r = client.post(f"{_url(world)}/lifecycle", data=_event_form(
+        csrf, occurred_at="2025-02-02T09:00"))
+    assert r.status_code == 403
+    shown = re.search(r'data-field="new_baseline">([^<]*)<', r.text)
+    assert shown is not None and f"needs the {BASELINE_ROLE} role" in shown.group(1)
+    assert _count(world, m.LifecycleEvent) == before
+    form = _event_form(csrf, occurred_at="2025-02-02T09:00", kind="planned_service")
+    del form["new_baseline"]
+    r = client.post(f"{_url(world)}/lifecycle", data=form)
+    assert r.status_code == 303, r.text
+    assert _count(world, m.LifecycleEvent) == before + 1
 
 
 @pytest.mark.parametrize(("over", "field", "text"), [
@@ -276,7 +294,7 @@ def test_lifecycle_entry_is_stored_audited_and_shown(world: World) -> None:
 ])
 def test_a_refused_entry_shows_its_message_by_its_field(world: World, over: dict[str, str],
                                                          field: str, text: str) -> None:
-    client, csrf = _client(world, "te_a")
+    client, csrf = _client(world, "ph_a")
     before = _count(world, m.LifecycleEvent)
     r = client.post(f"{_url(world)}/lifecycle", data=_event_form(csrf, **over))
     assert r.status_code == 400

@@ -292,6 +292,9 @@ def _page(ctx: PageCtx, device_id: int, *, status: int = 200,
         baseline_kinds=getattr(service, "BASELINE_KINDS", ()),
         can_enter=_role_at_least(ctx, d.site_id, ENTER_ROLE),
         can_ack=_role_at_least(ctx, d.site_id, ACK_ROLE),
+        baseline_role=getattr(service, "BASELINE_ROLE", "physicist"),
+        can_baseline=_role_at_least(ctx, d.site_id,
+                                    getattr(service, "BASELINE_ROLE", "physicist")),
         lifecycle_ready=service is not None,
         form=dict(form or {}), errors=dict(errors or {}), ack_errors=dict(ack_errors or {}),
         ack_values=dict(ack_values or {}), saved=ctx.request.query_params.get("saved"),
@@ -421,6 +424,12 @@ def add_lifecycle(ctx: P, device_id: int) -> Response:
     values, errors = _parse_lifecycle(ctx.form)
     if errors:
         return _page(ctx, d.id, status=400, form=ctx.form, errors=errors)
+    baseline_role = getattr(service, "BASELINE_ROLE", "physicist")
+    if values["new_baseline"] and not _role_at_least(ctx, d.site_id, baseline_role):
+        # It changes how every later value is judged: records.BASELINE_ROLE decides.
+        return _page(ctx, d.id, status=403, form=ctx.form, errors={
+            "new_baseline": f"marking a new baseline needs the {baseline_role} role on "
+                            "this device's site"})
     actor = ctx.actor()
 
     def work(s: Session) -> None:
