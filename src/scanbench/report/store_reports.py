@@ -46,7 +46,7 @@ from typing import Any
 
 import jinja2
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from scanbench import __version__
 from scanbench.errors import InputError, ScanbenchError
@@ -169,7 +169,7 @@ def _current_results(session: Session, device_id: int, lo: dt.datetime | None,
                      hi: dt.datetime | None) -> list[m.Result]:
     """The device's results (not superseded) acquired in [lo, hi), oldest first."""
     later = aliased(m.Result)
-    q = (select(m.Result).where(
+    q = (select(m.Result).options(selectinload(m.Result.measurements)).where(
         m.Result.device_id == device_id,
         ~select(later.id).where(later.supersedes_id == m.Result.id).exists())
         .order_by(m.Result.acquired_at, m.Result.id))
