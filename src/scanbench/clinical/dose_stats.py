@@ -202,26 +202,37 @@ def _interpolate(row: Any, percent: int) -> float:
     return lo + (float(hi) - lo) * frac / 100.0
 
 
+def _ranked(base: Select[Any], keys: Sequence[str]) -> Any:
+    """``base``'s non-NULL values with their rank ``rn`` (by value, then ``row_id``)
+    and the count ``n`` of their group."""
+    sub = base.subquery()
+    part = [sub.c[k] for k in keys]
+    return select(*part, sub.c.value,
+                  func.row_number().over(partition_by=part or None,
+                                         order_by=(sub.c.value, sub.c.row_id)).label("rn"),
+                  func.count().over(partition_by=part or None).label("n")
+                  ).where(sub.c.value.is_not(None)).subquery()
+
+
+def _aggregates(ranked: Any, keys: Sequence[str], percents: Sequence[int]) -> Select[Any]:
+    rpart = [ranked.c[k] for k in keys]
+    cols: list[Any] = [*rpart, func.count().label("cnt"), func.min(ranked.c.value).label("mn"),
+                       func.max(ranked.c.value).label("mx"), func.avg(ranked.c.value).label("av")]
+    for p in percents:
+        cols.extend(_quantile_columns(ranked, p))
+    q = select(*cols)
+    return q.group_by(*rpart) if rpart else q
+
+
 def grouped_distributions(session: Session, base: Select[Any], keys: Sequence[str]
                           ) -> list[tuple[tuple[Any, ...], Distribution]]:
     """Distributions of ``base``'s ``value`` column per group of its ``keys`` columns
     (``base`` must also have a ``row_id`` column, to rank ties stably). NULL values
     are left out. Groups sorted by key."""
-    sub = base.subquery()
-    part = [sub.c[k] for k in keys]
-    ranked = select(*part, sub.c.value,
-                    func.row_number().over(partition_by=part or None,
-                                           order_by=(sub.c.value, sub.c.row_id)).label("rn"),
-                    func.count().over(partition_by=part or None).label("n")
-                    ).where(sub.c.value.is_not(None)).subquery()
-    rpart = [ranked.c[k] for k in keys]
-    cols: list[Any] = [*rpart, func.count().label("cnt"), func.min(ranked.c.value).label("mn"),
-                       func.max(ranked.c.value).label("mx"), func.avg(ranked.c.value).label("av")]
-    for p in PERCENTS:
-        cols.extend(_quantile_columns(ranked, p))
-    q = select(*cols)
-    if rpart:
-        q = q.group_by(*rpart).order_by(*rpart)
+    ranked = _ranked(base, keys)
+    q = _aggregates(ranked, keys, PERCENTS)
+    if keys:
+        q = q.order_by(*[ranked.c[k] for k in keys])
     out = []
     for row in session.execute(q):
         if not row.cnt:
@@ -231,6 +242,13 @@ def grouped_distributions(session: Session, base: Select[Any], keys: Sequence[st
                          maximum=float(row.mx), mean=float(row.av), p95=_interpolate(row, 95))
         out.append((tuple(row[i] for i in range(len(keys))), d))
     return out
+
+
+def _sql_percentile(agg: Any, percent: int) -> ColumnElement[float]:
+    """The interpolation of :func:`_interpolate` in SQL (floating point throughout)."""
+    lo, hi = agg.c[f"lo{percent}"], agg.c[f"hi{percent}"]
+    frac = cast(agg.c[f"fr{percent}"], Float) / literal(100.0, Float)
+    return lo + (func.coalesce(hi, lo) - lo) * frac
 
 
 # --------------------------------------------------------------------------- dose
@@ -341,7 +359,9 @@ def _dose_base(q: Quantity, filters: Filters) -> Select[Any]:
     if q.kind == "ct":
         conds.append(_not_localizer())
     return select(de.id.label("row_id"), de.study_id.label("study_id"),
-                  de.device_id.label("device_id"), de.protocol.label("protocol"),
+                  de.device_id.label("device_id"),
+                  # NULL protocols as '' so groups join back on plain equality
+                  func.coalesce(de.protocol, "").label("protocol"),
                   de.occurred_at.label("occurred_at"), q.column().label("value")
                   ).where(and_(*conds))
 
@@ -362,13 +382,15 @@ def _regions(session: Session, q: Quantity, filters: Filters, keys: list[str]
     value = ct.data[("target_region_code", "value")].as_string()
     scheme = ct.data[("target_region_code", "scheme")].as_string()
     if q.kind == "ct":
-        group_cols = [getattr(ct, k) for k in keys]
+        group_cols = [func.coalesce(ct.protocol, "") if k == "protocol" else getattr(ct, k)
+                      for k in keys]
         conds = [ct.kind == "ct", _not_localizer(),
                  *filters.conditions(ct.device_id, ct.occurred_at, ct.protocol)]
         query = select(*group_cols, value, scheme, func.count()).where(and_(*conds))
     else:
         exam = m.DoseEvent.__table__.alias("exam")
-        group_cols = [exam.c[k] for k in keys]
+        group_cols = [func.coalesce(exam.c.protocol, "") if k == "protocol" else exam.c[k]
+                      for k in keys]
         conds = [exam.c.kind == q.kind,
                  *filters.conditions(exam.c.device_id, exam.c.occurred_at, exam.c.protocol),
                  ct.kind == "ct", _not_localizer()]
@@ -434,11 +456,12 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
         named = dict(zip(keys, key, strict=True))
         region = regions.get(key)
         groups.append(DoseGroup(
-            device_id=named.get("device_id"), protocol=named.get("protocol"), distribution=d,
+            device_id=named.get("device_id"), protocol=named.get("protocol") or None,
+            distribution=d,
             region=region,
             reference=(_reference(levels, q, region, named.get("protocol"), d)
                        if levels is not None and "protocol" in keys else None)))
-    outliers, total = _outliers(session, base, keys, dists, max_outliers)
+    outliers, total = _outliers(session, base, keys, max_outliers)
     notes = []
     if levels is not None and levels.confidence != "C":
         notes.append(f"the reference levels of {levels.name} are not confirmed in their source")
@@ -448,34 +471,30 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
     return DoseStatistics(q, group_by, groups, outliers, total, levels, notes)
 
 
-def _outliers(session: Session, base: Select[Any], keys: list[str],
-              dists: list[tuple[tuple[Any, ...], Distribution]], limit: int
+def _outliers(session: Session, base: Select[Any], keys: list[str], limit: int
               ) -> tuple[list[Outlier], int]:
-    """Rows above their group's upper fence: the groups' fences go back to the database
-    as one CASE expression keyed by group, so only the outliers come back."""
-    fenced = [(k, d.upper_fence) for k, d in dists if d.upper_fence is not None]
-    if not fenced:
-        return [], 0
+    """Rows above their group's upper fence, found by the database: the groups' Q1 and
+    Q3 (as in :func:`grouped_distributions`) joined back to the rows, so only the
+    outliers come back. Group keys must not be NULL (the bases coalesce them)."""
+    agg = _aggregates(_ranked(base, keys), keys, (25, 75)).having(
+        func.count() >= MIN_FOR_FENCE).subquery()
+    q1, q3 = _sql_percentile(agg, 25), _sql_percentile(agg, 75)
+    fence = (q3 + literal(1.5, Float) * (q3 - q1)).label("fence")
     sub = base.subquery()
-    whens = []
-    for key, fence in fenced:
-        match = and_(*[(sub.c[k] == v) if v is not None else sub.c[k].is_(None)
-                       for k, v in zip(keys, key, strict=True)])
-        whens.append((match, literal(fence, Float)))
-    fence_col = case(*whens, else_=None)
-    above = select(sub.c.row_id, sub.c.study_id, sub.c.device_id, sub.c.protocol,
-                   sub.c.occurred_at, sub.c.value, fence_col.label("fence")
-                   ).where(sub.c.value > fence_col)
-    a = above.subquery()
-    total = session.scalar(select(func.count()).select_from(a)) or 0
-    rows = session.execute(select(a).order_by((a.c.value / a.c.fence).desc(), a.c.row_id)
-                           .limit(limit)).all() if limit else []
+    above = (select(sub.c.row_id, sub.c.study_id, sub.c.device_id, sub.c.protocol,
+                    sub.c.occurred_at, sub.c.value, fence)
+             .join(agg, and_(*[sub.c[k] == agg.c[k] for k in keys]))
+             .where(sub.c.value > fence)).subquery()
+    total = session.scalar(select(func.count()).select_from(above)) or 0
+    rows = session.execute(select(above).order_by((above.c.value - above.c.fence).desc(),
+                                                  above.c.row_id)
+                           .limit(limit)).all() if limit and total else []
     uids = dict(session.execute(select(m.Study.id, m.Study.study_uid).where(
         m.Study.id.in_({r.study_id for r in rows}))).all()) if rows else {}
     return [Outlier(dose_event_id=r.row_id, study_id=r.study_id,
                     study_uid=uids.get(r.study_id, ""), device_id=r.device_id,
-                    protocol=r.protocol, occurred_at=r.occurred_at, value=float(r.value),
-                    upper_fence=float(r.fence)) for r in rows], int(total)
+                    protocol=r.protocol or None, occurred_at=r.occurred_at,
+                    value=float(r.value), upper_fence=float(r.fence)) for r in rows], int(total)
 
 
 # --------------------------------------------------------------------------- workflow

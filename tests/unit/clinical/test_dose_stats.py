@@ -201,3 +201,16 @@ def test_compare_measurement_latest_and_distribution(world: Fixture) -> None:
     assert a.latest_value == 6.0 and a.site_id == world.ids["site_a"]
     assert a.distribution is not None and a.distribution.median == 2.0
     assert by[world.ids["dev_b"]].latest_value == 16.0
+
+
+def test_events_without_protocol_form_one_group_with_its_outliers(world: Fixture) -> None:
+    with world.db.sessions() as s:
+        for v in (1.0, 1.0, 1.0, 1.0, 50.0):
+            s.add(m.DoseEvent(study_id=world.ids["study_a0"], device_id=world.ids["dev_a"],
+                              kind="ct", occurred_at=dt.datetime(2026, 3, 3), protocol=None,
+                              ctdivol_mgy=v))
+        s.commit()
+        st = ds.dose_statistics(s, "ctdivol_mgy", ds.Filters(device_id=world.ids["dev_a"]))
+    none = next(g for g in st.groups if g.protocol is None)
+    assert none.distribution.n == 5 and none.distribution.upper_fence == 1.0
+    assert [(o.value, o.protocol) for o in st.outliers] == [(50.0, None)]
