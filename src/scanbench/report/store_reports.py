@@ -656,13 +656,17 @@ def acceptance_window(session: Session, device: m.Device
 
 def _acceptance_spec(session: Session, device: m.Device, name: str | None,
                      rows: Sequence[m.Result]) -> Any:
-    """The spec to judge against: the one named, else the one assigned to the device
-    (evaluation.assign, when installed), else the one the results were stored with."""
+    """The spec to judge against: the one named (stored in the database, else built in
+    or a file), else the one assigned to the device, else the one the results were
+    stored with."""
+    from scanbench.evaluation import assign
     from scanbench.specs import load_spec
 
     if name:
+        stored_id = session.scalar(select(m.Spec.id).where(m.Spec.name == name).limit(1))
+        if stored_id is not None:  # the newest stored version: what scorecards judge by
+            return assign.parse_stored(session, assign.stored_spec(session, name))
         return load_spec(name)
-    from scanbench.evaluation import assign
 
     at = assign.to_utc(rows[0].acquired_at, assign.site_zone(session, device)) \
         if rows and rows[0].acquired_at else None

@@ -336,6 +336,11 @@ def test_api_reports_are_scoped_and_escaped(api: Api) -> None:
         f'attachment; filename="device-{dev}-qc-2026-03-01-2026-04-30.html"')
     assert XSS not in r.text and "&lt;script&gt;" in r.text
     assert a.get(f"/api/v1/devices/{dev}/acceptance-report").status_code == 200
+    acc = a.get(f"/api/v1/devices/{dev}/acceptance-report?spec=earl-calibration")
+    assert acc.status_code == 200 and "earl-calibration version" in acc.text
+    nope = a.get(f"/api/v1/devices/{dev}/acceptance-report?spec=scanbench.db")
+    assert nope.status_code == 400 and "no spec 'scanbench.db'" in nope.json()["error"]
+    assert a.get(f"/api/v1/devices/{dev}/acceptance-report?spec=../x").status_code == 422
     site = a.get(f"/api/v1/sites/{api.ids['site_a']}/dose-report?from=2026-02-01"
                  "&to=2026-02-28&drl=guangzhou-2022-survey")
     assert site.status_code == 200 and "above DRL" in site.text

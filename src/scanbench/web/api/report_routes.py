@@ -36,10 +36,12 @@ def _period(start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.dat
     return start or end - dt.timedelta(days=364), end
 
 
-def _shipped(what: str, name: str, names: list[str]) -> None:
-    """Only names shipped with scanbench: a web caller never names a file on the server."""
+def _known(what: str, name: str, names: list[str]) -> None:
+    """Only names of specs shipped or stored: a web caller never names a file on the
+    server."""
     if name not in names:
-        raise InputError(f"{what}: no built-in {name!r}; one of {', '.join(names)}")
+        raise InputError(f"{what}: no spec {name!r} is built in or stored; one of "
+                         f"{', '.join(names)}")
 
 
 def _download(report: sr.StoreReport, fmt: str) -> Response:
@@ -69,15 +71,20 @@ def device_report(device_id: int, ctx: C, start: From = None, end: To = None,
 def acceptance_report(device_id: int, ctx: C,
                       spec: Annotated[str | None, Query(
                           max_length=120, pattern=r"^[A-Za-z0-9._-]+$",
-                          description="a built-in spec name; default: the device's")] = None,
+                          description="a built-in or stored spec name; default: the "
+                          "device's")] = None,
                       format: Format = "html") -> Response:
     """The device's acceptance tests (installation to acceptance; the rule is stated in
     the report) against the acceptance spec, with the vendor's claims the spec holds."""
     device = ctx.scope.device(device_id)
     if spec is not None:
-        from scanbench.specs import list_specs
+        from sqlalchemy import select
 
-        _shipped("spec", spec, list_specs())
+        from scanbench.specs import list_specs
+        from scanbench.store import models as m
+
+        stored = ctx.session.scalars(select(m.Spec.name).distinct()).all()
+        _known("spec", spec, sorted({*list_specs(), *stored}))
     return _download(sr.acceptance_report(ctx.session, device, spec), format)
 
 
