@@ -403,6 +403,17 @@ def test_browser_draws_the_control_chart_with_the_drift_alert_marked(
                 return {x: Array.from(t.x), n: paths.length, symbol: t.marker.symbol,
                         legend: legend};
             }""", NAME)
+            # Zoom to ten days: device.js fetches that window again from the server.
+            gd = f'.chart-slot[data-series-name="{NAME}"] [data-chart-target]'
+            a, b = DAY0 + dt.timedelta(days=49, hours=12), DAY0 + dt.timedelta(days=59, hours=12)
+            page.evaluate("""([sel, a, b]) => window.Plotly.relayout(
+                document.querySelector(sel), {"xaxis.range": [a, b]})""",
+                          [gd, a.isoformat(sep=" "), b.isoformat(sep=" ")])
+            page.wait_for_function("""([sel, name]) => {
+                const t = document.querySelector(sel).data.find(d => d.name === name);
+                return t && t.x.length === 10; }""", arg=[gd, NAME], timeout=30_000)
+            zoomed = page.evaluate("""([sel, name]) => document.querySelector(sel).data
+                .find(d => d.name === name).x""", [gd, NAME])
             page.screenshot(path=str(tmp_path / "device.png"), full_page=False)
         finally:
             browser.close()
@@ -410,4 +421,5 @@ def test_browser_draws_the_control_chart_with_the_drift_alert_marked(
     assert found["n"] == len(found["x"]) == len({a.index for a in trend.alerts})
     assert found["symbol"] == "x"
     assert "trend rule broken" in found["legend"] and "baseline ±2σ" in found["legend"]
+    assert zoomed == [(DAY0 + dt.timedelta(days=d)).isoformat() for d in range(50, 60)]
     assert not errors, errors

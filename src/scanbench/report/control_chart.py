@@ -214,9 +214,9 @@ def build_control_chart(points: Sequence[Point], *, title: str, name: str, unit:
     traces.extend(_limit_traces(points, u))
     traces.append(_value_trace(points, drawn, name, u, result_url))
     if outside:
-        traces.append(_outside_trace(points, outside, u))
+        traces.append(_outside_trace(points, outside, u, result_url))
     if alerts_at:
-        traces.append(_rule_trace(points, alerts_at, u))
+        traces.append(_rule_trace(points, alerts_at, u, result_url))
     if events:
         traces.append(_event_trace(events))
     figure = {"data": traces, "layout": _layout(title, name, unit, bool(events))}
@@ -328,7 +328,7 @@ def _value_trace(points: Sequence[Point], drawn: list[int], name: str, u: str,
                else "")
         text.append(f"{_fmt(p.value)}{unc}{u}<br>{html.escape(p.status)}"
                     f"<br>result {p.result_id}")
-        custom.append(result_url(p.result_id) if result_url else p.result_id)
+        custom.append(_link(p.result_id, result_url))
     return {"type": "scattergl" if len(drawn) > 2000 else "scatter",
             "mode": "lines+markers", "name": html.escape(name),
             "x": xs, "y": ys, "text": text, "customdata": custom,
@@ -336,7 +336,12 @@ def _value_trace(points: Sequence[Point], drawn: list[int], name: str, u: str,
             "hovertemplate": "%{x}<br>%{text}<extra></extra>"}
 
 
-def _outside_trace(points: Sequence[Point], idx: list[int], u: str) -> dict[str, Any]:
+def _link(result_id: int, result_url: Callable[[int], str] | None) -> int | str:
+    return result_url(result_id) if result_url else result_id
+
+
+def _outside_trace(points: Sequence[Point], idx: list[int], u: str,
+                   result_url: Callable[[int], str] | None = None) -> dict[str, Any]:
     text = []
     for i in idx:
         p = points[i]
@@ -348,15 +353,15 @@ def _outside_trace(points: Sequence[Point], idx: list[int], u: str) -> dict[str,
     return {"type": "scatter", "mode": "markers", "name": "outside a limit",
             "x": [_iso(points[i].acquired_at) for i in idx],  # type: ignore[arg-type]
             "y": [points[i].value for i in idx], "text": text,
-            "customdata": [points[i].result_id for i in idx],
+            "customdata": [_link(points[i].result_id, result_url) for i in idx],
             "marker": {"symbol": "diamond-open", "size": 11, "color": _OUTSIDE,
                        "line": {"width": 2}},
             "meta": {"indices": idx},
             "hovertemplate": "%{x}<br>%{text}<extra></extra>"}
 
 
-def _rule_trace(points: Sequence[Point], alerts_at: dict[int, list[Alert]], u: str
-                ) -> dict[str, Any]:
+def _rule_trace(points: Sequence[Point], alerts_at: dict[int, list[Alert]], u: str,
+                result_url: Callable[[int], str] | None = None) -> dict[str, Any]:
     """One marker per value at which one or more trend rules fired; the hover lists
     each rule with its message, ``meta`` the alert keys (stable, as stored)."""
     idx = sorted(alerts_at)
@@ -370,7 +375,7 @@ def _rule_trace(points: Sequence[Point], alerts_at: dict[int, list[Alert]], u: s
     return {"type": "scatter", "mode": "markers", "name": "trend rule broken",
             "x": [_iso(points[i].acquired_at) for i in idx],  # type: ignore[arg-type]
             "y": [points[i].value for i in idx], "text": text,
-            "customdata": [points[i].result_id for i in idx],
+            "customdata": [_link(points[i].result_id, result_url) for i in idx],
             "marker": {"symbol": "x", "size": 11, "color": _RULE,
                        "line": {"width": 1, "color": _RULE}},
             "meta": {"indices": idx, "rules": rules, "keys": keys},

@@ -21,7 +21,18 @@
                             {responsive: true, displaylogo: false}).then(function () {
         target.setAttribute("data-drawn", "true");
         wireZoom(target);
+        wireClick(target);
       });
+    });
+  }
+
+  /* A click on a value opens its result (customdata holds /results/{id}). */
+  function wireClick(target) {
+    if (!target.on) { return; }
+    target.on("plotly_click", function (ev) {
+      var p = ev.points && ev.points[0];
+      var url = p && p.customdata;
+      if (typeof url === "string" && /^\/results\/\d+$/.test(url)) { window.location.assign(url); }
     });
   }
 
