@@ -230,6 +230,23 @@ def test_period_that_ends_before_it_starts_is_refused_with_a_message(store: Stor
             sr.device_report(s, device, dt.date(2026, 3, 2), dt.date(2026, 3, 1))
 
 
+def test_a_device_with_no_results_no_spec_and_no_events_says_so(store: Store) -> None:
+    with store.db.sessions() as s:
+        device = s.get_one(m.Device, store.ids["device_b"])
+        report = sr.device_report(s, device, dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+        acceptance = sr.acceptance_report(s, device)
+    assert dict(report.meta)["Results"] == "0"
+    assert "No result was acquired in the period." in _section(
+        report, "QC results in the period").notes
+    assert any("no evaluation specification" in n for n in _section(
+        report, "Specification and scorecard").notes)
+    assert _section(report, "Control charts").figures == []
+    assert _section(report, "Alerts").tables[0].rows == []
+    assert dict(_section(acceptance, "Acceptance tests").meta)["Rule"] == \
+        "the device has no result"
+    sr.render_html(report)  # renders without a figure or a row
+
+
 VENDOR_SPEC = """
 name: vendor-acceptance-test
 title: "Acceptance: EARL calibration bias and a model claim"
