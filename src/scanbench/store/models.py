@@ -212,6 +212,9 @@ class Result(Base):
     """What one analysis found in one series (scanbench.types.Result, without figures)."""
 
     __tablename__ = "result"
+    # the newest result per (device, analysis) for the fleet page: one seek per pair
+    __table_args__ = (Index("ix_result_device_analysis_acquired", "device_id", "analysis",
+                            "acquired_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"), index=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id"), index=True)
@@ -242,8 +245,12 @@ class Measurement(Base):
     query; ``labels_key`` is ``labels`` as canonical JSON, to select one repeat."""
 
     __tablename__ = "measurement"
+    # ix_measurement_series: one labelled series of a device in time order (control
+    # charts, alerts) and the device page's list of its series, from the index alone.
     __table_args__ = (Index("ix_measurement_history", "device_id", "analysis", "name",
-                            "acquired_at"),)
+                            "acquired_at"),
+                      Index("ix_measurement_series", "device_id", "analysis", "name",
+                            "labels_key", "acquired_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     result_id: Mapped[int] = mapped_column(ForeignKey("result.id", ondelete="CASCADE"),
                                            index=True)

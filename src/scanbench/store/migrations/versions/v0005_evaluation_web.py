@@ -322,8 +322,27 @@ def upgrade() -> None:
             existing_nullable=False,
         )
 
+    # indexes asked for by the fleet page (newest result per device and analysis) and
+    # the device page / alerts (one labelled measurement series in time order)
+    with op.batch_alter_table("result", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_result_device_analysis_acquired",
+            ["device_id", "analysis", "acquired_at"],
+            unique=False,
+        )
+    with op.batch_alter_table("measurement", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_measurement_series",
+            ["device_id", "analysis", "name", "labels_key", "acquired_at"],
+            unique=False,
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("measurement", schema=None) as batch_op:
+        batch_op.drop_index("ix_measurement_series")
+    with op.batch_alter_table("result", schema=None) as batch_op:
+        batch_op.drop_index("ix_result_device_analysis_acquired")
     with op.batch_alter_table("spec", schema=None) as batch_op:
         batch_op.alter_column(
             "version",
