@@ -176,6 +176,13 @@ def test_chart_fragment_marks_the_drift_and_draws_bands_and_limits(world: World)
         "date_from": (DAY0 + dt.timedelta(days=50)).isoformat(),
         "date_to": (DAY0 + dt.timedelta(days=60)).isoformat()})
     assert z.status_code == 200 and z.json()["total"] == 10
+    window = [(DAY0 + dt.timedelta(days=d)).isoformat() for d in range(50, 60)]
+    zmarks = next((t for t in z.json()["figure"]["data"] if t["name"] == "trend rule broken"),
+                  {"x": []})
+    assert zmarks["x"] == [x for x in marks["x"] if x in window]  # same marks, re-indexed
+    zbands = [t for t in z.json()["figure"]["data"] if t["name"] == "baseline ±2σ"]
+    full_band = next(t for t in fig["data"] if t["name"] == "baseline ±2σ")
+    assert [min(t["y"]) for t in zbands] == [min(full_band["y"])]  # the whole history's
     bad = client.get(f"{_url(world)}/chart", params={"analysis": ANALYSIS, "name": NAME,
                                                        "labels": "[1"})
     assert bad.status_code == 400 and "labels must be a JSON object" in bad.text
@@ -193,6 +200,41 @@ def test_chart_trend_is_the_one_the_alerts_are_raised_from(world: World) -> None
             theirs = series_trend(s, world.ids["device_a"], ANALYSIS, name, key)
             assert ours.alerts and ours.alerts == theirs.alerts
             assert ours.segments == theirs.segments
+
+
+def test_scorecard_shows_each_required_test_with_its_evidence(world: World) -> None:
+    rid = world.ids["result_a"]
+    with world.db.sessions() as s:
+        spec = m.Spec(name="daily-pet-qc-test", version="2", title=f"Daily PET QC {XSS}",
+                      verified=True, yaml="name: daily-pet-qc-test", origin="test")
+        s.add(spec)
+        s.flush()
+        tests = [
+            {"test": ANALYSIS, "title": "Daily detector QC", "frequency": "daily",
+             "dimension": "function_and_performance", "source": "manufacturer's manual",
+             "status": "failed", "reason": f"failed on 2025-03-21: sensitivity {XSS}",
+             "evidence": [rid], "last_done": "2025-03-21T07:30:00"},
+            {"test": "pet.nema_nu2_2018.image_quality", "title": "Image quality",
+             "frequency": None, "dimension": "image_quality", "source": "NEMA NU 2-2018",
+             "status": "not_applicable", "reason": "listed, never due", "evidence": []},
+        ]
+        dims = [{"dimension": "function_and_performance", "weight": 0.5, "score": 0.0}]
+        for n in range(2):  # two computations: the newest is shown
+            s.add(m.Scorecard(device_id=world.ids["device_a"], spec_id=spec.id,
+                              period_start=dt.datetime(2025, 1, 1),
+                              period_end=dt.datetime(2025, 4, 1), score=float(n),
+                              status="fail", compliance=0.75, inputs_hash=f"h{n}",
+                              data={"tests": tests, "dimensions": dims}))
+        s.commit()
+    client, _ = _client(world, "vi_a")
+    page = client.get(_url(world)).text
+    card = page[page.index('id="scorecard"'):page.index('id="latest"')]
+    assert "Daily PET QC &lt;script&gt;" in card and "version 2" in card
+    assert "score 1 of 100" in card and "QC done on time 75 %" in card
+    assert f'<a href="/results/{rid}">result {rid}</a>' in card
+    assert "Daily detector QC" in card and "status-fail" in card and "failed" in card
+    assert "sensitivity &lt;script&gt;" in card and "not applicable" in card
+    assert card.count('class="scorecard"') == 1
 
 
 # --------------------------------------------------------------------------- forms
