@@ -30,7 +30,7 @@ PW = "correct horse battery"
 XSS = "<script>alert(1)</script>"
 PROTOCOL = f"Thorax {XSS}"
 CHEST = {"value": "43799004", "scheme": "SCT", "meaning": "Chest"}
-CTDI = [10.0, 11.0, 12.0, 13.0, 14.0, 90.0]  # 90 mGy: above the fence 16.75 mGy
+CTDI = [10.0, 11.0, 12.0, 13.0, 14.0, 90.0]  # 90 mGy: above the fence 13.75 + 1.5 x 2.5 = 17.5 mGy
 
 
 @dataclass

@@ -46,7 +46,8 @@ def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
 
 def dose_box_figure(stats: ds.DoseStatistics, device_names: Mapping[int, str]
                     ) -> dict[str, Any]:
-    """Box plots of one dose quantity: x = protocol, one trace per device; each exam
+    """Box plots of one dose quantity: x = protocol, one trace per device (no mean
+    line: a mean pulled by outliers would sit outside the box); each exam
     category's reference level as a dashed line over its protocols, named with its
     value and source; the listed outliers as points."""
     q = stats.quantity
@@ -66,7 +67,7 @@ def dose_box_figure(stats: ds.DoseStatistics, device_names: Mapping[int, str]
             "q3": [x.q3 for x in d], "lowerfence": [x.minimum for x in d],
             "upperfence": [min(x.maximum, x.upper_fence) if x.upper_fence is not None
                            else x.maximum for x in d],
-            "mean": [x.mean for x in d], "boxpoints": False,
+            "boxpoints": False,
             "hovertext": [f"n = {x.n}" for x in d]})
         outliers = [o for o in stats.outliers if o.device_id == device_id]
         if outliers:
@@ -84,10 +85,11 @@ def dose_box_figure(stats: ds.DoseStatistics, device_names: Mapping[int, str]
     for (exam, level), (ref, protocols) in sorted(refs.items()):
         data.append({
             "type": "scatter", "mode": "markers",
-            "name": label(f"DRL {exam}: {level:g} {q.unit} ({ref.title}; source: "
-                          f"{ref.source})"),
+            # plotly's <br> between the escaped parts: the source on its own line
+            "name": (label(f"DRL {exam}: {level:g} {q.unit} ({ref.title})") + "<br>"
+                     + label(f"source: {ref.source}")),
             "x": protocols, "y": [level] * len(protocols),
-            "marker": {"symbol": "line-ew-open", "size": 48, "color": REFERENCE_COLOUR,
+            "marker": {"symbol": "line-ew-open", "size": 64, "color": REFERENCE_COLOUR,
                        "line": {"width": 3, "color": REFERENCE_COLOUR}}})
     title = f"{q.label} per protocol and device ({q.unit}; one value per {q.per})"
     return {"data": data, "layout": _layout(title, f"{q.label} ({q.unit})",
@@ -132,7 +134,7 @@ def utilisation_heatmap(days: Sequence[ds.DeviceDayUse], device_names: Mapping[i
                       "colorbar": {"title": {"text": "%"}},
                       "hovertemplate": "%{y} %{x}: %{z:.0f} %<br>%{text}<extra></extra>"}],
             "layout": _layout("Utilisation per device and day (exam hours / staffed hours, "
-                              "else 24 h)", "", xaxis={"type": "date"},
+                              "else 24 h)", "", xaxis={"type": "category"},
                               yaxis={"automargin": True, "type": "category"})}
 
 
