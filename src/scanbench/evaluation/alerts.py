@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from scanbench.evaluation.trend import (
@@ -503,6 +503,24 @@ def recheck_device(session: Session, device_id: int,
     return new
 
 
+def refresh_open(session: Session, settings: TrendSettings | None = None) -> int:
+    """Recompute the series that have open or acknowledged alerts (:func:`sync_series`),
+    so that a baseline marked later (a lifecycle event set to ``new_baseline`` after the
+    alert) closes them without waiting for the device's next result. Cheap: only those
+    series. Returns how many alerts it closed. The caller commits."""
+    keys = session.execute(select(m.Alert.device_id, m.Alert.analysis, m.Alert.name,
+                                  m.Alert.labels_key)
+                           .where(m.Alert.state.in_(("open", "acknowledged"))).distinct()
+                           ).all()
+    before = session.scalar(select(func.count()).select_from(m.Alert).where(
+        m.Alert.state == "closed")) or 0
+    for device_id, analysis, name, key in keys:
+        sync_series(session, SeriesId(device_id, analysis, name, key), settings)
+    after = session.scalar(select(func.count()).select_from(m.Alert).where(
+        m.Alert.state == "closed")) or 0
+    return int(after - before)
+
+
 def check_job(session: Session, job_id: int) -> list[m.Alert]:
     """Check every current result a job stored (the hook the node calls after storing a
     job's outcome)."""
@@ -913,9 +931,12 @@ def send_digest(session: Session, day: dt.date, *, smtp: SmtpServer | None = Non
 
 
 def run_notifications(session: Session, now: dt.datetime | None = None) -> list[Sent]:
-    """What the node's loop runs: :func:`send_pending`, and the digest of yesterday
-    (this machine's local date) once it is over. SMTP from the environment."""
+    """What the node's loop runs: :func:`refresh_open` (alerts a baseline marked since
+    has ended are closed first), :func:`send_pending`, and the digest of yesterday (this
+    machine's local date) once it is over. SMTP from the environment."""
     smtp = smtp_from_env()
     today = (now or dt.datetime.now()).date()
+    refresh_open(session)  # a baseline marked since closes alerts before they are sent
+    session.commit()
     return (send_pending(session, smtp=smtp)
             + send_digest(session, today - dt.timedelta(days=1), smtp=smtp))
