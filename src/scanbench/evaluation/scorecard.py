@@ -50,7 +50,9 @@ Due lists
 one item per periodic test whose newest result is older than the device's latest
 service event (planned or unplanned service, part replacement, software change,
 relocation): a test after a service event is due at once, within one day (the
-schedule's after-service window), as a failed test's re-test is.
+schedule's after-service window), as a failed test's re-test is. The due list reads
+the last :data:`LOOKBACK` (800 days) of history: a run of missed tests longer than that
+is reported as overdue since the start of that window.
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, aliased
 
 from scanbench.errors import InputError
 from scanbench.evaluation import apply_spec
@@ -90,6 +92,11 @@ TestStatus = Literal["passed", "failed", "overdue", "due", "not_judged", "not_ap
 TEST_STATUSES: tuple[str, ...] = ("passed", "failed", "overdue", "due", "not_judged",
                                   "not_applicable")
 _US = dt.timedelta(microseconds=1)
+#: How far back a due list (and a scorecard, before its period) reads the history: two
+#: annual slots and their windows. A run of missed tests longer than that is reported as
+#: overdue since the start of this window (ten years of daily QC judged on every fleet
+#: page view would cost seconds per device).
+LOOKBACK = dt.timedelta(days=800)
 
 
 # --------------------------------------------------------------------------- results
@@ -107,41 +114,77 @@ class Judged:
     warnings: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """What judging a stored result needs, read as plain columns (ORM objects for ten
+    years of daily QC cost seconds)."""
+
+    id: int
+    analysis: str
+    standard: str
+    series_uid: str | None
+    acquired_at: dt.datetime | None
+    created_at: dt.datetime
+    parameters: dict[str, Any]
+    measurements: list[tuple[Any, ...]]  # _MEAS_COLUMNS in order
+
+
+_MEAS_COLUMNS = (m.Measurement.result_id, m.Measurement.name, m.Measurement.labels,
+                 m.Measurement.value, m.Measurement.unit, m.Measurement.uncertainty,
+                 m.Measurement.status, m.Measurement.note, m.Measurement.limit_low,
+                 m.Measurement.limit_high, m.Measurement.limit_source,
+                 m.Measurement.limit_verified)
+
+
 def _current_results(session: Session, device_id: int,
                      analyses: Iterable[str] | None = None,
-                     until: dt.datetime | None = None) -> list[m.Result]:
+                     until: dt.datetime | None = None,
+                     since: dt.datetime | None = None) -> list[StoredResult]:
+    """The device's results that no later row supersedes, oldest first (acquisition)."""
     later = aliased(m.Result)
-    q = (select(m.Result).where(m.Result.device_id == device_id,
-                                ~select(later.id).where(later.supersedes_id == m.Result.id)
-                                .exists())
-         .options(selectinload(m.Result.measurements)))
+    conds = [m.Result.device_id == device_id,
+             ~select(later.id).where(later.supersedes_id == m.Result.id).exists()]
     if analyses is not None:
-        q = q.where(m.Result.analysis.in_(sorted(set(analyses))))
+        conds.append(m.Result.analysis.in_(sorted(set(analyses))))
+    # a result without an acquisition time counts at its storage time (filtered by the
+    # caller, which knows the site's time zone)
     if until is not None:
-        q = q.where(m.Result.acquired_at < until)
-    return list(session.scalars(q.order_by(m.Result.acquired_at, m.Result.id)))
+        conds.append(or_(m.Result.acquired_at.is_(None), m.Result.acquired_at < until))
+    if since is not None:
+        conds.append(or_(m.Result.acquired_at.is_(None), m.Result.acquired_at >= since))
+    rows = session.execute(
+        select(m.Result.id, m.Result.analysis, m.Result.standard, m.Result.series_uid,
+               m.Result.acquired_at, m.Result.created_at, m.Result.parameters)
+        .where(*conds).order_by(m.Result.acquired_at, m.Result.id)).all()
+    meas: dict[int, list[tuple[Any, ...]]] = {}
+    ids = select(m.Result.id).where(*conds).scalar_subquery()
+    for row in session.execute(select(*_MEAS_COLUMNS).where(
+            m.Measurement.result_id.in_(ids)).order_by(m.Measurement.id)):
+        meas.setdefault(row[0], []).append(tuple(row))
+    return [StoredResult(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}),
+                         meas.get(r[0], [])) for r in rows]
 
 
-def _local_time(row: m.Result, zone: Any) -> dt.datetime:
+def _local_time(row: StoredResult, zone: Any) -> dt.datetime:
     if row.acquired_at is not None:
         return row.acquired_at
     return A.to_local(row.created_at, zone)
 
 
-def judge(row: m.Result, spec: Spec, device: m.Device, zone: Any) -> Judged:
+def judge(row: StoredResult, spec: Spec, device: m.Device, zone: Any) -> Judged:
     """``row`` judged by ``spec`` (see the module docstring)."""
     res = TResult(row.analysis, row.standard, row.series_uid,
                   DeviceIdentity(device.manufacturer, device.model, device.serial),
-                  row.acquired_at, parameters=dict(row.parameters or {}))
-    for ms in row.measurements:
-        meas = res.add(ms.name, float("nan") if ms.value is None else ms.value, ms.unit,
-                       labels=dict(ms.labels or {}), uncertainty=ms.uncertainty)
-        if ms.status in ("refused", "not_judged"):
-            meas.status = ms.status  # type: ignore[assignment]
-            meas.note = ms.note
-            if ms.limit_low is not None or ms.limit_high is not None:
-                meas.limits = Limits(ms.limit_low, ms.limit_high, ms.limit_source or "",
-                                     bool(ms.limit_verified))
+                  row.acquired_at, parameters=dict(row.parameters))
+    for (_, name, labels, value, unit, unc, status, note, lo, hi, source,
+         verified) in row.measurements:
+        meas = res.add(name, float("nan") if value is None else value, unit,
+                       labels=dict(labels or {}), uncertainty=unc)
+        if status in ("refused", "not_judged"):
+            meas.status = status
+            meas.note = note
+            if lo is not None or hi is not None:
+                meas.limits = Limits(lo, hi, source or "", bool(verified))
     apply_spec(res, spec)
     statuses = {x.status for x in res.measurements}
     passed = False if "fail" in statuses else True if "pass" in statuses else None
@@ -208,8 +251,11 @@ def _timeline(session: Session, device: m.Device, start: dt.datetime,
                 for p in periods]
     analyses = {x for p in periods if p.spec for x in _analyses(p.spec.spec)}
     tl = _Timeline(device, zone, periods, schedule, [], events=_events(session, device))
-    for row in _current_results(session, device.id, analyses, A.to_local(end, zone)):
+    for row in _current_results(session, device.id, analyses, A.to_local(end, zone),
+                                A.to_local(start, zone)):
         t_utc = A.to_utc(_local_time(row, zone), zone)
+        if not start <= t_utc < end:
+            continue
         part = next((p for p in reversed(periods) if p.start <= t_utc), periods[0])
         if part.spec is None:
             continue
@@ -242,6 +288,11 @@ def due_list_for_device(session: Session, device_id: int,
     open re-test after a failure, and one per test due at once after a service event.
     Times in the items are the site's local clock time (naive), like result times.
     A device with no spec: no items and a note saying so."""
+    return _due(session, device_id, now)[0]
+
+
+def _due(session: Session, device_id: int, now: dt.datetime | None
+         ) -> tuple[DueList, _Timeline | None]:
     now = now or dt.datetime.now(dt.UTC)
     device = session.get(m.Device, device_id)
     if device is None:
@@ -251,16 +302,17 @@ def due_list_for_device(session: Session, device_id: int,
     local_now = A.to_local(now, zone)
     if first is None or first > now:
         return DueList(str(device.id), local_now, None, (), (
-            "no evaluation specification is assigned to this device: nothing is due",))
-    tl = _timeline(session, device, first, now + _US)
+            "no evaluation specification is assigned to this device: nothing is due",)), None
+    tl = _timeline(session, device, max(first, now - LOOKBACK), now + _US)
     current = tl.periods[-1].spec
     if current is None:
         return DueList(str(device.id), local_now, None, (), (
-            "no evaluation specification is assigned to this device now: nothing is due",))
+            "no evaluation specification is assigned to this device now: nothing is due",)
+        ), tl
     dl = due_list(str(device.id), tl.schedule, tl.records, tl.events, local_now)
     extra = _after_service(current.spec, tl, local_now, current.label)
     notes = (*dl.notes, *current.notes)
-    return DueList(dl.device, dl.at, dl.spec, (*dl.items, *extra), notes)
+    return DueList(dl.device, dl.at, dl.spec, (*dl.items, *extra), notes), tl
 
 
 def _after_service(spec: Spec, tl: _Timeline, at: dt.datetime, label: str
@@ -325,22 +377,15 @@ def required_tests(session: Session, device: m.Device,
     """The required tests of the spec in force for ``device`` now, each with its latest
     result and whether it is overdue (what the fleet page shows per device). Empty when
     no spec is assigned. Cost: the device's results of the spec's analyses since its
-    first assignment, judged once."""
-    dl = due_list_for_device(session, device.id, now)
-    if dl.spec is None:
+    first assignment, read as plain columns and judged once (the due list's own)."""
+    dl, tl = _due(session, device.id, now)
+    if dl.spec is None or tl is None or tl.periods[-1].spec is None:
         return []
-    now = now or dt.datetime.now(dt.UTC)
-    current = A.spec_for_device(session, device, now)
-    if current is None:
-        return []
-    zone = A.site_zone(session, device)
-    rows = _current_results(session, device.id, _analyses(current.spec),
-                            A.to_local(now, zone) + _US)
+    current = tl.periods[-1].spec
     out = []
     for t in current.spec.tests:
-        mine = [r for r in rows if r.analysis in (t.analysis, t.test)]
+        mine = [r for r in tl.records if r.test == t.test and r.time <= dl.at]
         last = mine[-1] if mine else None
-        j = judge(last, current.spec, device, zone) if last is not None else None
         items = [i for i in dl.items if i.test == t.test]
         worst = next((i for s in ("overdue", "due", "done", "not_applicable")
                       for i in items if i.status == s), None)
@@ -353,8 +398,8 @@ def required_tests(session: Session, device: m.Device,
             due_status, reason = worst.status, worst.reason
         out.append(RequiredTestState(
             current.label, t.test, t.title, t.frequency, t.dimension,
-            last.id if last else None, j.time if j else None,
-            None if j is None else _outcome(j.passed), due_status,
+            int(last.id) if last else None, last.time if last else None,
+            None if last is None else _outcome(last.passed), due_status,
             worst.overdue_since if worst else None, worst.deadline if worst else None,
             reason))
     return out
@@ -396,7 +441,7 @@ def compute_scorecards(session: Session, device_id: int, start: dt.datetime,
                          "score yet")
     first = _first_assignment(session, device)
     zone = A.site_zone(session, device)
-    t0 = min(start, first) if first is not None else start
+    t0 = max(min(start, first), start - LOOKBACK) if first is not None else start
     tl = _timeline(session, device, t0, max(end, now) + _US)
     out: list[ScorecardOutcome] = []
     for part in tl.periods:
