@@ -85,7 +85,17 @@ def _device(s: Session, site: m.Site, serial: str, modality: str = "PT",
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    db = Database(url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    yield from _world(f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+
+@pytest.fixture
+def world_any(database_url: str) -> Iterator[World]:
+    """The world on SQLite and on PostgreSQL."""
+    yield from _world(database_url)
+
+
+def _world(url: str) -> Iterator[World]:
+    db = Database(url=url)
     try:
         with db.sessions() as s:
             site = sites.add_site(s, CLI, "A")
@@ -165,7 +175,8 @@ def test_a_device_with_no_spec_has_no_score(world: World) -> None:
 
 
 def test_a_spec_changed_mid_period_gives_two_scorecards_and_keeps_the_old(
-        world: World) -> None:
+        world_any: World) -> None:
+    world = world_any
     for d in (7, 14, 21, 28):
         world.qc(d, 2.0)
     before = world.score()
