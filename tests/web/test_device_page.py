@@ -10,16 +10,17 @@ import datetime as dt
 import html
 import json
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from pg import pg_server  # noqa: F401  (fixture: a throw-away PostgreSQL server)
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
 from scanbench.types import DeviceIdentity, Limits, Result
@@ -45,14 +46,14 @@ class World:
     signed_in: dict[str, tuple[TestClient, str]] = field(default_factory=dict)
 
 
-def _values(n: int = 80) -> list[float]:
+def _values(n: int) -> list[float]:
     rng = np.random.default_rng(12)
     base = 10.0 + 0.05 * rng.standard_normal(n)
     drift = np.where(np.arange(n) >= DRIFT_FROM, 0.02 * (np.arange(n) - DRIFT_FROM + 1), 0.0)
     return [float(v) for v in base + drift]
 
 
-def _populate(db: Database) -> dict[str, int]:
+def _populate(db: Database, days: int = 80) -> dict[str, int]:
     ids: dict[str, int] = {}
     with db.sessions() as s:
         a = sites.add_site(s, CLI, "Site A")
@@ -69,7 +70,7 @@ def _populate(db: Database) -> dict[str, int]:
             study = m.Study(study_uid=f"1.2.{serial}", site_id=site.id)
             s.add(study)
             s.flush()
-            for day, value in enumerate(_values()):
+            for day, value in enumerate(_values(days)):
                 when = DAY0 + dt.timedelta(days=day)
                 ser = m.Series(series_uid=f"1.2.{serial}.{day}", study_id=study.id,
                                device_id=dev.id, modality="PT", acquired_at=when,
@@ -237,6 +238,26 @@ def test_scorecard_shows_each_required_test_with_its_evidence(world: World) -> N
     assert card.count('class="scorecard"') == 1
 
 
+def test_page_chart_and_entry_on_postgresql(pg_server: Any) -> None:  # noqa: F811
+    """The page's queries (GROUP BY, the latest result per test, boolean ordering of
+    alerts) and an entry on PostgreSQL too."""
+    db = Database(url=pg_server.create())
+    try:
+        pg = World(db, create_app(db), _populate(db, days=30))
+        client, csrf = _client(pg, "ph_a")
+        page = client.get(_url(pg))
+        assert page.status_code == 200 and "A-111" in page.text
+        chart = client.get(f"{_url(pg)}/chart", params={"analysis": ANALYSIS, "name": NAME,
+                                                          "format": "json"})
+        assert chart.status_code == 200 and chart.json()["total"] == 30
+        r = client.post(f"{_url(pg)}/lifecycle", data=_event_form(csrf))
+        assert r.status_code == 303, r.text
+        assert _count(pg, m.LifecycleEvent, kind="unplanned_service") == 1
+        assert client.get(_url(pg, "b")).status_code == 404
+    finally:
+        db.close()
+
+
 # --------------------------------------------------------------------------- forms
 
 def _event_form(csrf: str | None, **over: str) -> dict[str, str]:
@@ -387,78 +408,59 @@ def test_an_alert_of_another_device_or_site_is_404(world: World) -> None:
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[str]:
     """The application on a real HTTP server (uvicorn, a free port) in a thread."""
-    import time
+    from pages_world import serving
 
-    import uvicorn
-
-    srv = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=0,  # type: ignore[arg-type]
-                                        log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:  # start-up, not a timing assumption: fails only after 30 s
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the web server did not start")
-        time.sleep(0.02)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(world.app) as url:
+        yield url
 
 
 def test_browser_draws_the_control_chart_with_the_drift_alert_marked(
-        world: World, server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+        world: World, server: str, browser: Any, tmp_path: Path) -> None:
     from scanbench.evaluation.alerts import series_trend
-    from scanbench.report.pdf import find_chromium
 
-    chromium = find_chromium()
-    assert chromium is not None, "Debian's chromium is needed (apt-get install chromium)"
     with world.db.sessions() as s:
         trend = series_trend(s, world.ids["device_a"], ANALYSIS, NAME)
     drift_alert = min(trend.alerts, key=lambda a: a.index)
     assert drift_alert.index >= DRIFT_FROM
     device = _url(world)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{server}/login?next={device}")
-            page.fill("input[name=username]", "ph_a")
-            page.fill("input[name=password]", PW)
-            page.click("#login-form button[type=submit]")
-            page.wait_for_url(f"**{device}")
-            slot = page.locator(f'.chart-slot[data-series-name="{NAME}"]')
-            slot.scroll_into_view_if_needed()
-            page.wait_for_selector(f'.chart-slot[data-series-name="{NAME}"] [data-drawn]',
-                                   timeout=30_000)
-            found = page.evaluate("""(name) => {
-                const gd = document.querySelector(
-                    `.chart-slot[data-series-name="${name}"] [data-chart-target]`);
-                const t = gd._fullData.find(d => d.name === "trend rule broken");
-                const paths = gd.querySelectorAll(`g.trace${t.uid} .points path`);
-                const legend = Array.from(gd.querySelectorAll(".legendtext"))
-                    .map(e => e.textContent);
-                return {x: Array.from(t.x), n: paths.length, symbol: t.marker.symbol,
-                        legend: legend};
-            }""", NAME)
-            # Zoom to ten days: device.js fetches that window again from the server.
-            gd = f'.chart-slot[data-series-name="{NAME}"] [data-chart-target]'
-            a, b = DAY0 + dt.timedelta(days=49, hours=12), DAY0 + dt.timedelta(days=59, hours=12)
-            page.evaluate("""([sel, a, b]) => window.Plotly.relayout(
-                document.querySelector(sel), {"xaxis.range": [a, b]})""",
-                          [gd, a.isoformat(sep=" "), b.isoformat(sep=" ")])
-            page.wait_for_function("""([sel, name]) => {
-                const t = document.querySelector(sel).data.find(d => d.name === name);
-                return t && t.x.length === 10; }""", arg=[gd, NAME], timeout=30_000)
-            zoomed = page.evaluate("""([sel, name]) => document.querySelector(sel).data
-                .find(d => d.name === name).x""", [gd, NAME])
-            page.screenshot(path=str(tmp_path / "device.png"), full_page=False)
-        finally:
-            browser.close()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server}/login?next={device}")
+        page.fill("input[name=username]", "ph_a")
+        page.fill("input[name=password]", PW)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_url(f"**{device}")
+        slot = page.locator(f'.chart-slot[data-series-name="{NAME}"]')
+        slot.scroll_into_view_if_needed()
+        page.wait_for_selector(f'.chart-slot[data-series-name="{NAME}"] [data-drawn]',
+                               timeout=30_000)
+        found = page.evaluate("""(name) => {
+            const gd = document.querySelector(
+                `.chart-slot[data-series-name="${name}"] [data-chart-target]`);
+            const t = gd._fullData.find(d => d.name === "trend rule broken");
+            const paths = gd.querySelectorAll(`g.trace${t.uid} .points path`);
+            const legend = Array.from(gd.querySelectorAll(".legendtext"))
+                .map(e => e.textContent);
+            return {x: Array.from(t.x), n: paths.length, symbol: t.marker.symbol,
+                    legend: legend};
+        }""", NAME)
+        # Zoom to ten days: device.js fetches that window again from the server.
+        gd = f'.chart-slot[data-series-name="{NAME}"] [data-chart-target]'
+        a, b = DAY0 + dt.timedelta(days=49, hours=12), DAY0 + dt.timedelta(days=59, hours=12)
+        page.evaluate("""([sel, a, b]) => window.Plotly.relayout(
+            document.querySelector(sel), {"xaxis.range": [a, b]})""",
+                      [gd, a.isoformat(sep=" "), b.isoformat(sep=" ")])
+        page.wait_for_function("""([sel, name]) => {
+            const t = document.querySelector(sel).data.find(d => d.name === name);
+            return t && t.x.length === 10; }""", arg=[gd, NAME], timeout=30_000)
+        zoomed = page.evaluate("""([sel, name]) => document.querySelector(sel).data
+            .find(d => d.name === name).x""", [gd, NAME])
+        page.screenshot(path=str(tmp_path / "device.png"), full_page=False)
+    finally:
+        context.close()
     assert drift_alert.time.isoformat() in found["x"]
     assert found["n"] == len(found["x"]) == len({a.index for a in trend.alerts})
     assert found["symbol"] == "x"
