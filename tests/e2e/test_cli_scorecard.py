@@ -104,6 +104,12 @@ def test_specs_assign_scorecard_and_due_from_the_command_line(tmp_path: Path) ->
     finally:
         db.close()
 
+    for args, message in ((("scorecard", "no-such-device"), "no device with id, serial"),
+                          (("specs", "assign", "no-such-spec", "--modality", "PT"),
+                           "no stored spec 'no-such-spec'")):
+        bad = run(home, *args)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
     spec.write_text(SPEC.format(band=5))  # changed limits, same version
     refused = run(home, "specs", "load", spec)
     assert refused.returncode == 2
