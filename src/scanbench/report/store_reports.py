@@ -263,8 +263,11 @@ VALUES_ON_ROW = 4
 
 
 def _result_rows(rows: Sequence[m.Result], device: m.Device) -> RTable:
-    """One row per result: when, its id, its spec, its values (when it has few), how
-    many passed and failed, which failed, and its status."""
+    """One row per result: when, its id, its values (when it has few; just the value
+    when the test measures one quantity), how many passed and failed, which failed, and
+    its status. The specs the results were judged by go in the table's clause."""
+    keys = {(x.name, x.labels_key) for r in rows for x in r.measurements}
+    single = next(iter(keys))[0] if len(keys) == 1 else None
     out = []
     for r in rows:
         res = to_result(r, device)
@@ -272,17 +275,22 @@ def _result_rows(rows: Sequence[m.Result], device: m.Device) -> RTable:
         failing = sorted({x.name for x in res.measurements if x.status == "fail"})
         if len(res.measurements) <= VALUES_ON_ROW:
             values = "; ".join(
-                (f"{x.name} ({_labels(x.labels)})" if x.labels else x.name) + ": "
+                ("" if single else
+                 (f"{x.name} ({_labels(x.labels)})" if x.labels else x.name) + ": ")
                 + format_with_unit(None if math.isnan(x.value) else x.value, x.unit,
                                    x.uncertainty) for x in res.measurements)
         else:
             values = f"{len(res.measurements)} measurements"
         out.append([RCell(_when(r.acquired_at)), RCell(str(r.id), numeric=True),
-                    RCell(r.spec or "—"), RCell(values or "—"),
+                    RCell(values or "—", numeric=single is not None),
                     _num(counts.get("pass", 0), 6), _num(counts.get("fail", 0), 6),
                     RCell(", ".join(failing) or "—"), _status(overall_status(res))])
-    return RTable("Results", ["acquired (scanner time)", "result id", "spec", "values",
-                              "pass", "fail", "failed measurements", "status"], out)
+    specs = sorted({r.spec for r in rows if r.spec})
+    return RTable("Results", ["acquired (scanner time)", "result id",
+                              single or "values", "pass", "fail", "failed measurements",
+                              "status"], out,
+                  clause=f"judged when stored by {', '.join(specs)}" if specs
+                  else "stored without a spec")
 
 
 def _latest_result(row: m.Result) -> RTable:
@@ -586,7 +594,7 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
         summary.clause = rows[-1].standard
         listing = _result_rows(rows, device)
         listing.title = f"{_analysis_title(analysis)}: results"
-        listing.clause = f"{analysis}, {len(rows)} result(s)"
+        listing.clause = f"{analysis}, {len(rows)} result(s), {listing.clause}"
         qc.tables.extend([summary, listing])
         if len(rows[-1].measurements) > VALUES_ON_ROW:
             qc.tables.append(_latest_result(rows[-1]))

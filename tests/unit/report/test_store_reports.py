@@ -172,8 +172,10 @@ def test_device_report_holds_the_stored_numbers(store: Store) -> None:
     assert texts[8] == str(sum(1 for v in values if -5 <= v <= 5)) and texts[9] == "1"
     listing = next(t for t in qc.tables if t.title.endswith("results"))
     failed = [r for r in listing.rows if r[-1].status == "fail"]
-    assert [(r[0].text, r[1].text) for r in failed] == [
-        ("2026-03-15 08:30", str(store.ids["failed_result"]))]
+    assert [(r[0].text, r[1].text, r[2].text) for r in failed] == [
+        ("2026-03-15 08:30", str(store.ids["failed_result"]), "7.25 %")]
+    assert listing.head[2] == NAME and "judged when stored by site-calibration" in listing.clause
+    assert [r[2].text for r in listing.rows] == [f"{v:g} %" for v in values]
     # Reliability from the lifecycle log, by hand: in service 1 March – 1 May = 1464 h;
     # unplanned downtimes 12 h and 24 h (2 failures), planned 2 h.
     rel = dict(_section(report, "Lifecycle and reliability").meta)
@@ -391,6 +393,10 @@ def test_pdf_report_printed_and_read_back(api: Api, store: Store) -> None:
     assert "Device QC report: PET 1 <script>alert(1)</script>" in text  # as text
     for expected in ("MTBF", "713 h", "7.25 %", SOURCE, "dose calibrator checked again"):
         assert expected in text, expected
+    # The control chart was drawn by plotly.js before printing: its legend is in the PDF
+    # (the baseline bands, the value outside its limit), its placeholder is not.
+    assert "drawing the figure" not in text
+    assert "outside a limit" in text and "baseline mean" in text
 
 
 def _all_tables(db: Database, ids: dict[str, int]) -> list[tuple[str, list[list[str]]]]:
