@@ -167,9 +167,12 @@ def _criteria(a: dict[str, Any]) -> str:
     for lo, hi, unit, what in (("field_strength_min_t", "field_strength_max_t", "T", "field"),
                                ("axial_fov_min_cm", "axial_fov_max_cm", "cm", "axial FOV")):
         if a[lo] is not None or a[hi] is not None:
-            lo_text = "" if a[lo] is None else f"{a[lo]:g}"
-            hi_text = "" if a[hi] is None else f"{a[hi]:g}"
-            parts.append(f"{what} {lo_text}–{hi_text} {unit}")
+            if a[lo] is not None and a[hi] is not None:
+                parts.append(f"{what} {a[lo]:g}–{a[hi]:g} {unit}")
+            elif a[lo] is not None:
+                parts.append(f"{what} ≥ {a[lo]:g} {unit}")
+            else:
+                parts.append(f"{what} ≤ {a[hi]:g} {unit}")
     return ", ".join(parts) or "every device"
 
 
