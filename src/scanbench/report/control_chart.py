@@ -413,9 +413,10 @@ def _layout(title: str, name: str, unit: str, events: bool) -> dict[str, Any]:
         "title": {"text": html.escape(title)},
         "xaxis": {"title": {"text": "acquired (scanner's local time)"}, "type": "date"},
         "yaxis": {"title": {"text": html.escape(axis)}},
-        "hovermode": "closest", "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-        "legend": {"orientation": "h", "y": -0.2},
-        "height": 380,
+        "hovermode": "closest", "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
+        # below the axis title (a horizontal legend at y -0.2 overlapped it)
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.25},
+        "height": 420,
     }
     if events:
         layout["yaxis2"] = {"overlaying": "y", "range": [0, 1], "visible": False,
