@@ -254,3 +254,19 @@ def test_per_model_and_per_site_aggregation(world: World) -> None:
     assert group["mean_score"] == 50.0
     [by_site] = S.aggregate(world.s, [world.pet, other], "site")
     assert by_site["site_id"] == world.site.id and by_site["devices"] == 2
+
+
+def test_a_skeleton_spec_lists_its_items_and_scores_nothing(world: World) -> None:
+    """WS 817-2023 (PET) holds items without a confirmed period or limit: each is listed
+    as not applicable with the reason, the scorecard has no score and says info."""
+    skeleton = _device(world.s, world.site, "7", model="uMI 550")
+    A.assign(world.s, CLI, "ws-817-2023", A.DeviceClassCriteria(device_id=skeleton.id),
+             valid_from=T0)
+    world.qc(7, 2.0, device=skeleton)
+    rows = S.required_tests(world.s, skeleton, NOW)
+    assert rows and {r.due_status for r in rows} == {"not_applicable"}
+    assert all("not confirmed" in r.reason for r in rows)
+    [part] = S.compute_scorecards(world.s, skeleton.id, START, END, NOW)
+    assert part.row is not None and part.row.score is None and part.row.status == "info"
+    statuses = {t["status"] for t in part.row.data["tests"]}
+    assert statuses <= {"not_applicable", "not_judged"}
