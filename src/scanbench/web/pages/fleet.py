@@ -5,11 +5,12 @@ drifting, then overdue, then the rest.
 Facts and where they come from (one query per kind of fact, never one per device, so
 the page stays fast with a thousand devices):
 
-- latest status per test: for each device and analysis, the newest result that no
-  other result supersedes (by acquisition time, then id), with the status of the result
-  by the rule of :func:`scanbench.evaluation.overall_status` (fail if any measurement
-  fails, else refused, else pass, else reported) — a window function over the results
-  of the visible devices, joined to their measurements' status counts;
+- latest status per test: for each device and analysis, the newest result (by
+  acquisition time, then id; a superseded result never is), with the status of the
+  result by the rule of :func:`scanbench.evaluation.overall_status` (fail if any
+  measurement fails, else refused, else pass, else reported) — a loose index scan when
+  ``result`` has an index on (device_id, analysis, acquired_at), else a window function
+  over the results of the visible devices; joined to their measurements' statuses;
 - open alerts (table ``alert``, state ``open``): limit alerts at the action level make
   a device *failing*; trend alerts (Westgard, CUSUM, EWMA: level ``trend``) and
   tolerance-level limit alerts make it *drifting*;
@@ -26,7 +27,8 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, inspect, select
+from sqlalchemy.orm import aliased
 
 from scanbench.evaluation.scorecard import latest_scorecards
 from scanbench.store import models as m
@@ -113,31 +115,87 @@ class FleetRow:
         return max(times) if times else None
 
 
-def _latest_results(ctx: PageCtx) -> dict[int, list[TestCell]]:
-    """Newest non-superseded result per (device, analysis) of the visible devices and
-    its status, in one query."""
-    superseded = select(m.Result.supersedes_id).where(m.Result.supersedes_id.is_not(None))
+#: Engines whose ``result`` table has an index led by (device_id, analysis, acquired_at).
+_INDEXED: dict[int, bool] = {}
+_INDEX_COLUMNS = ["device_id", "analysis", "acquired_at"]
+
+
+def _has_latest_index(ctx: PageCtx) -> bool:
+    engine = ctx.session.get_bind()
+    key = id(engine)
+    if key not in _INDEXED:
+        # Through the session's own connection: SQLite transactions here begin
+        # IMMEDIATE, so a second connection would wait for this one's lock.
+        indexes = inspect(ctx.session.connection()).get_indexes("result")
+        _INDEXED[key] = any(list(ix["column_names"][:3]) == _INDEX_COLUMNS for ix in indexes)
+    return _INDEXED[key]
+
+
+def _latest_ids_by_index(ctx: PageCtx) -> Select[Any]:
+    """(device, analysis, result id) of the newest result of each pair, by a loose index
+    scan: for each visible device, a recursive query steps from one analysis to the next
+    with one index seek each (``min(analysis) ... analysis > previous``: SQLite
+    documentation, "The WITH Clause", and the same on PostgreSQL), then one seek per
+    pair for its newest result. Cost grows with the pairs, not with the results."""
+    r = aliased(m.Result)
+
+    def first_after(device: Any, after: Any) -> Any:
+        q = select(func.min(r.analysis)).where(r.device_id == device)
+        if after is not None:
+            q = q.where(r.analysis > after)
+        return q.scalar_subquery()
+
+    visible = ctx.scope.devices().with_only_columns(m.Device.id).subquery()
+    pairs = select(visible.c.id.label("d"),
+                   first_after(visible.c.id, None).label("a")).cte("pairs", recursive=True)
+    pairs = pairs.union_all(select(pairs.c.d, first_after(pairs.c.d, pairs.c.a))
+                            .where(pairs.c.a.is_not(None)))
+
+    def newest(dated: bool) -> Any:
+        q = select(r.id).where(r.device_id == pairs.c.d, r.analysis == pairs.c.a)
+        q = (q.where(r.acquired_at.is_not(None)).order_by(r.acquired_at.desc(), r.id.desc())
+             if dated else q.where(r.acquired_at.is_(None)).order_by(r.id.desc()))
+        return q.limit(1).scalar_subquery()
+
+    return (select(pairs.c.d, pairs.c.a, func.coalesce(newest(True), newest(False)))
+            .where(pairs.c.a.is_not(None)))
+
+
+def _latest_ids_by_window(ctx: PageCtx) -> Select[Any]:
+    """The same by a window function over every result of the visible devices (a scan
+    of them all: used only when the index the loose scan needs does not exist)."""
     rn = func.row_number().over(
         partition_by=(m.Result.device_id, m.Result.analysis),
         order_by=(m.Result.acquired_at.desc().nulls_last(), m.Result.id.desc())).label("rn")
-    ranked = (ctx.scope.results()
-              .with_only_columns(m.Result.id, m.Result.device_id, m.Result.analysis,
-                                 m.Result.acquired_at, rn)
-              .where(m.Result.id.not_in(superseded))).subquery()
+    ranked = (ctx.scope.results().with_only_columns(m.Result.device_id, m.Result.analysis,
+                                                    m.Result.id, rn)).subquery()
+    return select(ranked.c.device_id, ranked.c.analysis, ranked.c.id).where(ranked.c.rn == 1)
+
+
+def _latest_results(ctx: PageCtx) -> dict[int, list[TestCell]]:
+    """Newest result per (device, analysis) of the visible devices and its status, in
+    one query. The newest is the latest acquired (then the highest id): a re-analysis
+    of a series supersedes its result with a newer row of the same acquisition time, so
+    a superseded result is never the newest."""
+    latest = (_latest_ids_by_index(ctx) if _has_latest_index(ctx)
+              else _latest_ids_by_window(ctx)).subquery()
+    latest_id = latest.c[2]
     rows = ctx.session.execute(
-        select(ranked.c.id, ranked.c.device_id, ranked.c.analysis, ranked.c.acquired_at,
+        select(m.Result.id, m.Result.device_id, m.Result.analysis, m.Result.acquired_at,
                m.Measurement.status)
-        .outerjoin(m.Measurement, m.Measurement.result_id == ranked.c.id)
-        .where(ranked.c.rn == 1)
-        .group_by(ranked.c.id, ranked.c.device_id, ranked.c.analysis, ranked.c.acquired_at,
+        .join(latest, m.Result.id == latest_id)
+        .outerjoin(m.Measurement, m.Measurement.result_id == m.Result.id)
+        .group_by(m.Result.id, m.Result.device_id, m.Result.analysis, m.Result.acquired_at,
                   m.Measurement.status))
-    found: dict[int, tuple[int, str, dt.datetime | None, set[str]]] = {}
+    found: dict[int, tuple[int | None, str, dt.datetime | None, set[str]]] = {}
     for rid, device_id, analysis, acquired_at, status in rows:
         entry = found.setdefault(rid, (device_id, analysis, acquired_at, set()))
         if status is not None:
             entry[3].add(status)
     out: dict[int, list[TestCell]] = {}
     for rid, (device_id, analysis, acquired_at, statuses) in found.items():
+        if device_id is None:
+            continue
         out.setdefault(device_id, []).append(
             TestCell(analysis, rid, acquired_at, result_status(statuses)))
     for cells in out.values():
