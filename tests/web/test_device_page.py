@@ -62,6 +62,10 @@ def _populate(db: Database, days: int = 80) -> dict[str, int]:
         for name, site, role in (("vi_a", a, "viewer"), ("te_a", a, "technologist"),
                                  ("ph_a", a, "physicist"), ("vi_b", b, "viewer")):
             auth.grant(s, CLI, auth.add_user(s, CLI, name, PW), site, role)
+        # physicist on B but only viewer on A: the role counts on the device's site
+        mixed = auth.add_user(s, CLI, "ph_b_vi_a", PW)
+        auth.grant(s, CLI, mixed, a, "viewer")
+        auth.grant(s, CLI, mixed, b, "physicist")
         for key, site, serial in (("a", a, "A-111"), ("b", b, "B-222")):
             ident = DeviceIdentity("Siemens", "Biograph Vision", serial, XSS, "VG80")
             dev = devices.register(s, ident)
@@ -290,6 +294,21 @@ def test_viewer_sees_no_forms_and_a_viewers_post_is_403(world: World) -> None:
                     data={"csrf_token": csrf, "comment": "seen"})
     assert r.status_code == 403
     assert _count(world, m.LifecycleEvent) == before
+
+
+def test_a_role_on_another_site_does_not_count(world: World) -> None:
+    client, csrf = _client(world, "ph_b_vi_a")
+    page = client.get(_url(world)).text
+    assert "lifecycle-form" not in page and "ack-form" not in page
+    before = _count(world, m.LifecycleEvent)
+    r = client.post(f"{_url(world)}/lifecycle", data=_event_form(csrf))
+    assert r.status_code == 403 and "technologist role" in r.text
+    r = client.post(f"{_url(world)}/alerts/{world.ids['alert_a0']}/acknowledge",
+                    data={"csrf_token": csrf, "comment": "seen"})
+    assert r.status_code == 403
+    assert _count(world, m.LifecycleEvent) == before
+    assert _count(world, m.Alert, id=world.ids["alert_a0"], state="open") == 1
+    assert "lifecycle-form" in client.get(_url(world, "b")).text  # physicist there
 
 
 def test_forms_without_the_csrf_token_are_refused(world: World) -> None:
