@@ -8,10 +8,10 @@ million stored exams never pass through a Python loop:
 - **Percentiles** — linear interpolation between the closest ranks (Hyndman and Fan
   1996, definition 7; the default of numpy's ``percentile`` and PostgreSQL's
   ``percentile_cont``): for n sorted values x₁..xₙ, the p-th percentile is
-  x_{⌊h⌋+1} + (h − ⌊h⌋)(x_{⌊h⌋+2} − x_{⌊h⌋+1}) with h = (n − 1)·p/100. The database
-  ranks the values of each group (``row_number()`` over the group, a window function
-  both backends have) and picks the two neighbours; the integer arithmetic of ⌊h⌋ is
-  done in SQL, the one interpolation per group in Python.
+  x_{⌊h⌋+1} + (h − ⌊h⌋)(x_{⌊h⌋+2} − x_{⌊h⌋+1}) with h = (n − 1)·p/100. PostgreSQL
+  computes it with ``percentile_cont``; SQLite (which has no percentile aggregate)
+  ranks the values of each group (``row_number()`` over the group) and picks the two
+  neighbours, ⌊h⌋ in integer arithmetic.
 - **Reference levels** — ICRP Publication 135 (2017) compares the *median* of a
   protocol at a facility with the diagnostic reference level (DRL), which is itself
   the 75th percentile of facility medians in a survey. Each group's median and 75th
@@ -193,35 +193,81 @@ def _quantile_columns(ranked: Any, percent: int) -> list[Any]:
             func.max(frac).label(f"fr{percent}")]
 
 
-def _interpolate(row: Any, percent: int) -> float:
-    lo = float(getattr(row, f"lo{percent}"))
-    hi = getattr(row, f"hi{percent}")
-    frac = int(getattr(row, f"fr{percent}") or 0)
-    if hi is None or frac == 0:
-        return lo
-    return lo + (float(hi) - lo) * frac / 100.0
-
-
 def _ranked(base: Select[Any], keys: Sequence[str]) -> Any:
     """``base``'s non-NULL values with their rank ``rn`` (by value, then ``row_id``)
     and the count ``n`` of their group."""
     sub = base.subquery()
     part = [sub.c[k] for k in keys]
-    return select(*part, sub.c.value,
+    extra = [sub.c.tag] if "tag" in sub.c else []
+    return select(*part, sub.c.value, *extra,
                   func.row_number().over(partition_by=part or None,
                                          order_by=(sub.c.value, sub.c.row_id)).label("rn"),
                   func.count().over(partition_by=part or None).label("n")
                   ).where(sub.c.value.is_not(None)).subquery()
 
 
-def _aggregates(ranked: Any, keys: Sequence[str], percents: Sequence[int]) -> Select[Any]:
+def _percentile_expr(ranked: Any, percent: int) -> ColumnElement[float]:
+    """The interpolated percentile of :func:`_quantile_columns` as one SQL expression
+    (floating point)."""
+    lo, hi, frac = _quantile_columns(ranked, percent)
+    lo_, hi_, fr_ = lo.element, hi.element, frac.element
+    return lo_ + (func.coalesce(hi_, lo_) - lo_) * (cast(fr_, Float)
+                                                   / literal(100.0, Float))
+
+
+def _aggregates(session: Session, base: Select[Any], keys: Sequence[str],
+                percents: Sequence[int], min_n: int = 1) -> tuple[Select[Any], list[Any]]:
+    """Per group of ``keys`` with at least ``min_n`` values: ``cnt``, ``mn``, ``mx``,
+    ``av``, ``p<percent>`` for each percent (and ``tag_lo``/``tag_hi``, the least and
+    greatest ``tag``, when ``base`` has a ``tag`` column). PostgreSQL: its
+    ``percentile_cont`` ordered-set aggregate (one sort per group, in C); elsewhere the
+    ranks of :func:`_ranked` (the same definition: the tests compare both backends with
+    numpy). Returns the query and its key columns."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY, array
+
+        sub = base.subquery()
+        part = [sub.c[k] for k in keys]
+        pcs = func.percentile_cont(array([p / 100.0 for p in percents])).within_group(
+            sub.c.value)
+        pcs.type = ARRAY(Float)
+        cols: list[Any] = [*part, func.count(sub.c.value).label("cnt"),
+                           func.min(sub.c.value).label("mn"), func.max(sub.c.value).label("mx"),
+                           func.avg(sub.c.value).label("av"), pcs.label("pcs")]
+        if "tag" in sub.c:
+            cols += [func.min(sub.c.tag).label("tag_lo"), func.max(sub.c.tag).label("tag_hi")]
+        inner = select(*cols).where(sub.c.value.is_not(None))
+        if part:
+            inner = inner.group_by(*part)
+        inner_sq = inner.having(func.count(sub.c.value) >= min_n).subquery()
+        outer_part = [inner_sq.c[k] for k in keys]
+        outer = [c for c in inner_sq.c if c.name != "pcs"]
+        outer += [inner_sq.c.pcs[i + 1].label(f"p{p}") for i, p in enumerate(percents)]
+        return select(*outer), outer_part
+    ranked = _ranked(base, keys)
     rpart = [ranked.c[k] for k in keys]
-    cols: list[Any] = [*rpart, func.count().label("cnt"), func.min(ranked.c.value).label("mn"),
-                       func.max(ranked.c.value).label("mx"), func.avg(ranked.c.value).label("av")]
-    for p in percents:
-        cols.extend(_quantile_columns(ranked, p))
+    cols = [*rpart, func.count().label("cnt"), func.min(ranked.c.value).label("mn"),
+            func.max(ranked.c.value).label("mx"), func.avg(ranked.c.value).label("av")]
+    cols += [_percentile_expr(ranked, p).label(f"p{p}") for p in percents]
+    if "tag" in ranked.c:
+        cols += [func.min(ranked.c.tag).label("tag_lo"), func.max(ranked.c.tag).label("tag_hi")]
     q = select(*cols)
-    return q.group_by(*rpart) if rpart else q
+    if rpart:
+        q = q.group_by(*rpart)
+    return q.having(func.count() >= min_n), rpart
+
+
+def _grouped(session: Session, base: Select[Any], keys: Sequence[str]) -> list[Any]:
+    q, part = _aggregates(session, base, keys, PERCENTS)
+    if part:
+        q = q.order_by(*part)
+    return [row for row in session.execute(q) if row.cnt]
+
+
+def _distribution(row: Any) -> Distribution:
+    return Distribution(n=int(row.cnt), minimum=float(row.mn), q1=float(row.p25),
+                        median=float(row.p50), q3=float(row.p75), maximum=float(row.mx),
+                        mean=float(row.av), p95=float(row.p95))
 
 
 def grouped_distributions(session: Session, base: Select[Any], keys: Sequence[str]
@@ -229,26 +275,8 @@ def grouped_distributions(session: Session, base: Select[Any], keys: Sequence[st
     """Distributions of ``base``'s ``value`` column per group of its ``keys`` columns
     (``base`` must also have a ``row_id`` column, to rank ties stably). NULL values
     are left out. Groups sorted by key."""
-    ranked = _ranked(base, keys)
-    q = _aggregates(ranked, keys, PERCENTS)
-    if keys:
-        q = q.order_by(*[ranked.c[k] for k in keys])
-    out = []
-    for row in session.execute(q):
-        if not row.cnt:
-            continue
-        d = Distribution(n=int(row.cnt), minimum=float(row.mn), q1=_interpolate(row, 25),
-                         median=_interpolate(row, 50), q3=_interpolate(row, 75),
-                         maximum=float(row.mx), mean=float(row.av), p95=_interpolate(row, 95))
-        out.append((tuple(row[i] for i in range(len(keys))), d))
-    return out
-
-
-def _sql_percentile(agg: Any, percent: int) -> ColumnElement[float]:
-    """The interpolation of :func:`_interpolate` in SQL (floating point throughout)."""
-    lo, hi = agg.c[f"lo{percent}"], agg.c[f"hi{percent}"]
-    frac = cast(agg.c[f"fr{percent}"], Float) / literal(100.0, Float)
-    return lo + (func.coalesce(hi, lo) - lo) * frac
+    return [(tuple(row[i] for i in range(len(keys))), _distribution(row))
+            for row in _grouped(session, base, keys)]
 
 
 # --------------------------------------------------------------------------- dose
@@ -356,14 +384,32 @@ def _dose_base(q: Quantity, filters: Filters) -> Select[Any]:
     de = m.DoseEvent
     conds = [de.kind == q.kind,
              *filters.conditions(de.device_id, de.occurred_at, de.protocol)]
+    extra = []
     if q.kind == "ct":
         conds.append(_not_localizer())
+        # The coded target region, read in the same pass (its group's least and
+        # greatest name it when the group has one region).
+        extra.append(_region_code().label("tag"))
     return select(de.id.label("row_id"), de.study_id.label("study_id"),
                   de.device_id.label("device_id"),
                   # NULL protocols as '' so groups join back on plain equality
                   func.coalesce(de.protocol, "").label("protocol"),
-                  de.occurred_at.label("occurred_at"), q.column().label("value")
+                  de.occurred_at.label("occurred_at"), q.column().label("value"), *extra
                   ).where(and_(*conds))
+
+
+def _region_code() -> ColumnElement[str]:
+    """``value|scheme`` of a CT event's coded target region (NULL without one)."""
+    data = m.DoseEvent.data
+    return (data[("target_region_code", "value")].as_string() + literal("|")
+            + func.coalesce(data[("target_region_code", "scheme")].as_string(), ""))
+
+
+def _region_of_tag(tag: str | None) -> str | None:
+    if not tag:
+        return None
+    value, _, scheme = tag.partition("|")
+    return ed.region_of(Code(value, scheme))
 
 
 def _group_keys(group_by: str) -> list[str]:
@@ -447,12 +493,28 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
         raise InputError(f"max_outliers must be 0 to {MAX_OUTLIERS}")
     levels = drl_table(table) if q.drl_quantity else None
     base = _dose_base(q, filters)
-    dists = grouped_distributions(session, base, keys)
-    regions = (_regions(session, q, filters, keys)
-               if levels is not None and "protocol" in keys and any(
-                   c.regions for c in levels.exams) else {})
+    rows = _grouped(session, base, keys)
+    wants_region = (levels is not None and "protocol" in keys
+                    and any(c.regions for c in levels.exams))
+    regions: dict[tuple[Any, ...], str] = {}
+    if wants_region and q.kind == "ct":
+        # One region per group from the same pass; the mode only for mixed groups.
+        mixed = False
+        for row in rows:
+            if row.tag_lo is not None and row.tag_lo == row.tag_hi:
+                region = _region_of_tag(row.tag_lo)
+                if region is not None:
+                    regions[tuple(row[i] for i in range(len(keys)))] = region
+            elif row.tag_lo is not None:
+                mixed = True
+        if mixed:
+            regions = {**_regions(session, q, filters, keys), **regions}
+    elif wants_region:
+        regions = _regions(session, q, filters, keys)
     groups = []
-    for key, d in dists:
+    for row in rows:
+        key = tuple(row[i] for i in range(len(keys)))
+        d = _distribution(row)
         named = dict(zip(keys, key, strict=True))
         region = regions.get(key)
         groups.append(DoseGroup(
@@ -476,10 +538,9 @@ def _outliers(session: Session, base: Select[Any], keys: list[str], limit: int
     """Rows above their group's upper fence, found by the database: the groups' Q1 and
     Q3 (as in :func:`grouped_distributions`) joined back to the rows, so only the
     outliers come back. Group keys must not be NULL (the bases coalesce them)."""
-    agg = _aggregates(_ranked(base, keys), keys, (25, 75)).having(
-        func.count() >= MIN_FOR_FENCE).subquery()
-    q1, q3 = _sql_percentile(agg, 25), _sql_percentile(agg, 75)
-    fence = (q3 + literal(1.5, Float) * (q3 - q1)).label("fence")
+    q, _ = _aggregates(session, base, keys, (25, 75), min_n=MIN_FOR_FENCE)
+    agg = q.subquery()
+    fence = (agg.c.p75 + literal(1.5, Float) * (agg.c.p75 - agg.c.p25)).label("fence")
     sub = base.subquery()
     above = (select(sub.c.row_id, sub.c.study_id, sub.c.device_id, sub.c.protocol,
                     sub.c.occurred_at, sub.c.value, fence)
