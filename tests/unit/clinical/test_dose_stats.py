@@ -214,3 +214,18 @@ def test_events_without_protocol_form_one_group_with_its_outliers(world: Fixture
     none = next(g for g in st.groups if g.protocol is None)
     assert none.distribution.n == 5 and none.distribution.upper_fence == 1.0
     assert [(o.value, o.protocol) for o in st.outliers] == [(50.0, None)]
+
+
+def test_a_group_with_mixed_target_regions_takes_the_most_frequent(world: Fixture) -> None:
+    head = {"value": "69536005", "scheme": "SCT", "meaning": "Head"}
+    with world.db.sessions() as s:
+        for v in (30.0, 31.0):  # two head events among six chest ones
+            s.add(m.DoseEvent(study_id=world.ids["study_a0"], device_id=world.ids["dev_a"],
+                              kind="ct", occurred_at=dt.datetime(2026, 3, 3),
+                              protocol="Thorax routine", ctdivol_mgy=v,
+                              data={"target_region_code": head}))
+        s.commit()
+        st = ds.dose_statistics(s, "ctdivol_mgy", ds.Filters(device_id=world.ids["dev_a"]))
+    (g,) = [g for g in st.groups if g.protocol == "Thorax routine"]
+    assert g.distribution.n == 8 and g.region == "chest"
+    assert g.reference is not None and g.reference.exam == "chest"
