@@ -193,6 +193,31 @@ def test_chart_fragment_marks_the_drift_and_draws_bands_and_limits(world: World)
     assert bad.status_code == 400 and "labels must be a JSON object" in bad.text
 
 
+def test_chart_mark_says_its_stored_alert_was_acknowledged(world: World) -> None:
+    from scanbench.evaluation.alerts import series_trend
+
+    key = '{"axis":"axial"}'
+    with world.db.sessions() as s:
+        first = series_trend(s, world.ids["device_a"], ANALYSIS, "uniformity_percent",
+                             key).alerts[0]
+        s.add(m.Alert(key="test-stored-trend-alert", device_id=world.ids["device_a"],
+                      analysis=ANALYSIS, name="uniformity_percent", labels={"axis": "axial"},
+                      labels_key=key, rule=first.rule, level="trend", direction="high",
+                      occurred_at=first.time, value=first.value, unit="%",
+                      message="stored", state="acknowledged",
+                      ack_at=dt.datetime(2025, 2, 1, 8, 0, tzinfo=dt.UTC),
+                      ack_comment=f"uniformity checked {XSS}"))
+        s.commit()
+    client, _ = _client(world, "vi_a")
+    r = client.get(f"{_url(world)}/chart", params={
+        "analysis": ANALYSIS, "name": "uniformity_percent", "labels": key,
+        "format": "json"})
+    marks = next(t for t in r.json()["figure"]["data"] if t["name"] == "trend rule broken")
+    texts = [t for t in marks["text"] if "uniformity checked" in t]
+    assert len(texts) == 1
+    assert "acknowledged 2025-02-01 08:00 UTC: uniformity checked &lt;script&gt;" in texts[0]
+
+
 def test_chart_trend_is_the_one_the_alerts_are_raised_from(world: World) -> None:
     from scanbench.evaluation.alerts import series_trend
     from scanbench.report.control_chart import series_history, stored_trend

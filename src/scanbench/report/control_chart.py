@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,9 +174,15 @@ def build_control_chart(points: Sequence[Point], *, title: str, name: str, unit:
                         trend: TrendReport | None = None,
                         events: Sequence[ChartEvent] = (),
                         max_points: int = DEFAULT_MAX_POINTS,
-                        result_url: Callable[[int], str] | None = None) -> Chart:
+                        result_url: Callable[[int], str] | None = None,
+                        alert_states: Mapping[tuple[str, dt.datetime], str] | None = None
+                        ) -> Chart:
     """The control chart of ``points`` (a device's history of one measurement, oldest
     first, every point with a time) as a plotly figure dict.
+
+    ``alert_states``: what became of the stored alert a rule raised at a value, by
+    (rule, time of the value) — e.g. "acknowledged: phantom refilled" — added to that
+    mark's hover.
 
     ``trend`` is the trend report of exactly these points (its indices are positions
     in ``points``; :func:`chart_for_device` and :func:`trend_of` make it); without one,
@@ -216,7 +222,7 @@ def build_control_chart(points: Sequence[Point], *, title: str, name: str, unit:
     if outside:
         traces.append(_outside_trace(points, outside, u, result_url))
     if alerts_at:
-        traces.append(_rule_trace(points, alerts_at, u, result_url))
+        traces.append(_rule_trace(points, alerts_at, u, result_url, alert_states or {}))
     if events:
         traces.append(_event_trace(events))
     figure = {"data": traces, "layout": _layout(title, name, unit, bool(events))}
@@ -361,17 +367,24 @@ def _outside_trace(points: Sequence[Point], idx: list[int], u: str,
 
 
 def _rule_trace(points: Sequence[Point], alerts_at: dict[int, list[Alert]], u: str,
-                result_url: Callable[[int], str] | None = None) -> dict[str, Any]:
+                result_url: Callable[[int], str] | None = None,
+                states: Mapping[tuple[str, dt.datetime], str] | None = None
+                ) -> dict[str, Any]:
     """One marker per value at which one or more trend rules fired; the hover lists
-    each rule with its message, ``meta`` the alert keys (stable, as stored)."""
+    each rule with its message and, when stored, what became of its alert; ``meta``
+    the rules and the trend report's alert keys."""
     idx = sorted(alerts_at)
     text, rules, keys = [], [], []
     for i in idx:
         alerts = alerts_at[i]
         rules.append([a.rule for a in alerts])
         keys.append([a.key for a in alerts])
-        text.append("<br>".join(f"<b>{html.escape(a.rule)}</b> "
-                                f"{html.escape(_wrap(a.message))}" for a in alerts))
+        lines = []
+        for a in alerts:
+            state = (states or {}).get((a.rule, a.time))
+            lines.append(f"<b>{html.escape(a.rule)}</b> {_wrap(a.message)}"
+                         + (f"<br><i>alert {_wrap(state)}</i>" if state else ""))
+        text.append("<br>".join(lines))
     return {"type": "scatter", "mode": "markers", "name": "trend rule broken",
             "x": [_iso(points[i].acquired_at) for i in idx],  # type: ignore[arg-type]
             "y": [points[i].value for i in idx], "text": text,
@@ -383,9 +396,12 @@ def _rule_trace(points: Sequence[Point], alerts_at: dict[int, list[Alert]], u: s
 
 
 def _wrap(text: str, width: int = 90) -> str:
-    """Long rule messages on several hover lines (escaped by the caller; the line
-    breaks are added after escaping as <br>)."""
-    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " …"
+    """``text`` HTML-escaped, in lines of at most about ``width`` characters joined by
+    <br> (plotly does not wrap hover text; a rule's message is long)."""
+    import textwrap
+
+    return "<br>".join(html.escape(line) for line in
+                       textwrap.wrap(text, width, break_long_words=False) or [""])
 
 
 def _event_trace(events: Sequence[ChartEvent]) -> dict[str, Any]:
@@ -463,17 +479,42 @@ def chart_for_device(session: Any, device_id: int, analysis: str, name: str,
     events = [ChartEvent(t, kind, summary or "", bool(nb)) for t, kind, summary, nb in rows]
     trend = (stored_trend(session, device_id, analysis, name, key, points)
              if points else None)
+    states = stored_alert_states(session, device_id, analysis, name, key) if trend else {}
     title = name + (" " + _label_text(labels) if labels else "")
     if since is not None or until is not None:
         points, trend, events = _window(points, trend, events, since, until)
     chart = build_control_chart(points, title=title, name=name, unit=unit, trend=trend,
                                 events=events, max_points=max_points,
-                                result_url=result_url)
+                                result_url=result_url, alert_states=states)
     if untimed:
         extra = f"{untimed} value(s) without an acquisition time are not drawn"
         chart = Chart(chart.figure, chart.total + untimed, chart.drawn, chart.trend,
                       (*chart.notes, extra))
     return chart
+
+
+def stored_alert_states(session: Any, device_id: int, analysis: str, name: str,
+                        labels_key: str = "{}") -> dict[tuple[str, dt.datetime], str]:
+    """What became of the series' stored trend alerts, by (rule, time of the value that
+    raised it): "open", "acknowledged <when> UTC: <comment>", "closed: <reason>"."""
+    from sqlalchemy import select
+
+    from scanbench.store import models as m
+
+    a = m.Alert
+    rows = session.execute(select(a.rule, a.occurred_at, a.state, a.ack_at, a.ack_comment,
+                                  a.closed_reason)
+                           .where(a.device_id == device_id, a.analysis == analysis,
+                                  a.name == name, a.labels_key == labels_key,
+                                  a.level == "trend", a.occurred_at.is_not(None)))
+    out: dict[tuple[str, dt.datetime], str] = {}
+    for rule, at, state, ack_at, comment, reason in rows:
+        text = "closed" + (f" ({reason})" if reason else "") if state == "closed" else state
+        if ack_at is not None:
+            ack = f"acknowledged {ack_at:%Y-%m-%d %H:%M} UTC: {comment or ''}"
+            text = ack if state == "acknowledged" else f"{text}; {ack}"
+        out[(rule, at)] = text
+    return out
 
 
 def series_history(session: Any, device_id: int, analysis: str, name: str,
@@ -588,4 +629,4 @@ def _reindex(a: Alert, offset: int) -> Alert:
 
 __all__ = ["DEFAULT_MAX_POINTS", "Chart", "ChartEvent", "baseline_starts",
            "build_control_chart", "chart_for_device", "keep_indices", "series_history",
-           "stored_trend", "timed", "trend_of", "trend_points"]
+           "stored_alert_states", "stored_trend", "timed", "trend_of", "trend_points"]

@@ -170,3 +170,18 @@ def test_missing_values_are_skipped_and_points_without_time_refused() -> None:
     with pytest.raises(ValueError, match="acquisition time"):
         build_control_chart([Point(None, 1.0, "mm", None, "pass", {}, 1, None)],
                             title="t", name="x", unit="mm")
+
+
+def test_a_marks_hover_says_what_became_of_its_stored_alert() -> None:
+    rng = np.random.default_rng(7)
+    values = list(100 + rng.standard_normal(60)) + list(104 + rng.standard_normal(30))
+    pts = _points(values)
+    trend = trend_of(pts, "m", "mm")
+    first = trend.alerts[0]
+    states = {(first.rule, first.time): f"acknowledged: refilled {XSS}"}
+    chart = build_control_chart(pts, title="t", name="x", unit="mm", trend=trend,
+                                alert_states=states)
+    (marks,) = _trace(chart.figure, "trend rule broken")
+    at = marks["meta"]["indices"].index(first.index)
+    assert "alert acknowledged: refilled &lt;img" in marks["text"][at]
+    assert sum("alert acknowledged" in t for t in marks["text"]) == 1
