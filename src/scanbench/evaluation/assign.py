@@ -184,8 +184,16 @@ def ensure_builtin_specs(session: Session) -> list[str]:
     second call adds nothing). Returns notes: a shipped spec whose text differs from
     the stored one of the same version is not stored again (the stored text stays the
     one past scorecards used) and is named in the notes."""
+    from importlib import resources
+
     notes: list[str] = []
+    stored = set(session.execute(select(m.Spec.name, m.Spec.sha256)).tuples().all())
+    folder = resources.files("scanbench.specs")
     for name in list_specs():
+        # parsed only when not stored yet: a page view or a start costs a hash per file
+        digest = sha256_text((folder / f"{name}.yaml").read_text(encoding="utf-8"))
+        if (name, digest) in stored:
+            continue
         try:
             _store_builtin(session, name)
         except SpecError as exc:
