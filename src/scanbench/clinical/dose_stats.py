@@ -414,7 +414,8 @@ def _region_of_tag(tag: str | None) -> str | None:
 
 def _group_keys(group_by: str) -> list[str]:
     if group_by not in GROUPINGS:
-        raise InputError(f"unknown grouping {group_by!r}: one of {', '.join(GROUPINGS)}")
+        raise InputError(f"group_by: unknown grouping {group_by!r}: one of "
+                         f"{', '.join(GROUPINGS)}")
     return {"device_protocol": ["device_id", "protocol"], "protocol": ["protocol"],
             "device": ["device_id"]}[group_by]
 

@@ -1,37 +1,54 @@
-"""The /api/v1 JSON API (issue 12) through FastAPI's test client on a real database:
-the role x endpoint table (a new endpoint without a rule or an example fails it), site
-isolation (404, never 403), token revocation, session fixation, CSRF, throttling,
-JSON errors for bad input, DICOM text carried as data."""
+"""The /api/v1 JSON API and the pages (issue 12) through FastAPI's test client on a real
+database: the role x route table over EVERY route of the application (API and pages; a
+new route without a rule or an example here fails it, naming the route), site isolation
+(404, never 403), bad input generated from the routes (unknown ids, bad filters and
+sorts, oversized pages, malformed JSON, wrong content type): a JSON error with a clear
+message, never a 500 and never a traceback.
+
+Speed: one database and one application per module, and each role signs in ONCE
+(Argon2id costs ~0.1 s a hash on purpose); the security set is in test_web_security.py."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
 from scanbench.types import DeviceIdentity, Limits, Result
 from scanbench.web import audit, auth, sites
 from scanbench.web.api import create_app
-from scanbench.web.api.app import COOKIE, CSRF_HEADER, RULE_KEY
+from scanbench.web.api.app import CSRF_HEADER, RULE_KEY
+from scanbench.web.pages.common import PAGE_RULES
 
 CLI = audit.Actor(None, "cli:test")
 PW = "correct horse battery"
 XSS = "<script>alert(1)</script> & \"q\""
 ROLE_USERS = {"viewer": "vi_a", "technologist": "te_a", "physicist": "ph_a", "admin": "ad_a"}
+#: Beside the four roles of site A: nobody signed in, and the admin of site B only.
+OTHER_ADMIN = "ad_b"
 
 
 @dataclass
 class World:
     db: Database
-    client: TestClient
+    app: Any
     ids: dict[str, int]
+    clients: dict[str, tuple[TestClient, str]] = field(default_factory=dict)
+
+    def client(self, user: str) -> tuple[TestClient, str]:
+        """A client signed in as ``user`` (once per module: the sign-in is Argon2id)."""
+        if user not in self.clients:
+            self.clients[user] = signed_in(self.app, user)
+        return self.clients[user]
 
 
 def _result(dev: DeviceIdentity, uid: str, day: int, value: float) -> Result:
@@ -51,7 +68,10 @@ def _populate(db: Database) -> dict[str, int]:
         for role, name in ROLE_USERS.items():
             auth.grant(s, CLI, auth.add_user(s, CLI, name, PW), a, role)
         auth.grant(s, CLI, auth.add_user(s, CLI, "vi_b", PW), b, "viewer")
-        auth.grant(s, CLI, auth.add_user(s, CLI, "spare", PW), a, "viewer")
+        auth.grant(s, CLI, auth.add_user(s, CLI, OTHER_ADMIN, PW), b, "admin")
+        ids["spare"] = auth.add_user(s, CLI, "spare", PW).id
+        auth.grant(s, CLI, s.get_one(m.User, ids["spare"]), a, "viewer")
+        ids["vi_a"] = auth.get_user(s, "vi_a").id
         for key, site, serial in (("a", a, "111"), ("b", b, "222")):
             ident = DeviceIdentity("Siemens", "Biograph mCT", serial, XSS, "VG80")
             dev = devices.register(s, ident)
@@ -71,39 +91,52 @@ def _populate(db: Database) -> dict[str, int]:
                                        device_id=dev.id)
             job = m.Job(kind="series", target_uid=ser.series_uid, state="failed",
                         error="boom")
-            s.add(job)
+            alert = m.Alert(key=f"k-{key}", device_id=dev.id,
+                            analysis="pet.calibration_uniformity",
+                            name="activity_concentration_bias_percent", rule="1-3s",
+                            level="trend", message="1-3s broken", state="open")
+            s.add_all([job, alert])
             s.flush()
             ids[f"device_{key}"], ids[f"series_{key}"] = dev.id, ser.id
             ids[f"result_{key}"], ids[f"job_{key}"] = res.id, job.id
+            ids[f"study_{key}"], ids[f"alert_{key}"] = study.id, alert.id
         s.commit()
     return ids
 
 
-@pytest.fixture
-def world(database_url: str) -> Iterator[World]:
-    db = Database(url=database_url)
-    try:
-        ids = _populate(db)
-        with TestClient(create_app(db)) as client:
-            yield World(db, client, ids)
-    finally:
-        db.close()
-
-
-def _login(client: TestClient, user: str) -> str:
+def signed_in(app: Any, user: str) -> tuple[TestClient, str]:
+    """A client signed in through the API (its session cookie also opens the pages) and
+    the session's CSRF token."""
+    client = TestClient(app, follow_redirects=False)
     r = client.post("/api/v1/auth/login", json={"username": user, "password": PW})
     assert r.status_code == 200, r.text
     csrf: str = r.json()["csrf_token"]
-    return csrf
+    return client, csrf
 
 
-def _session(world: World, user: str) -> tuple[TestClient, str]:
-    client = TestClient(world.client.app)
-    return client, _login(client, user)
+@pytest.fixture(scope="module", autouse=True)
+def cheap_argon2() -> Iterator[None]:
+    """Argon2id at its lowest cost for this module (RFC 9106 parameters are
+    test_web_audit_auth.py's subject; here they would only cost time): the table signs
+    in a dozen users."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                   parallelism=1))
+        yield
 
 
-# Every operation of the API with a request that is valid for a caller with the role.
-# {x} are filled from World.ids; a new endpoint without an entry fails the table test.
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    db = Database(url=f"sqlite:///{tmp_path_factory.mktemp('api') / 'scanbench.db'}")
+    try:
+        ids = _populate(db)
+        yield World(db, create_app(db), ids)
+    finally:
+        db.close()
+# Every route of the application (API and pages) with a request that is valid for a
+# caller with the route's role. {x} are filled from World.ids, {n} with a number unique
+# to the request; a page's POST body is its form (the CSRF token is added). A new route
+# without an entry here fails the table test with its method and path named.
 EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("POST", "/api/v1/auth/login"): ("/api/v1/auth/login", {"username": "vi_a",
                                                              "password": PW}),
@@ -171,6 +204,13 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("GET", "/api/v1/compare"): (
         "/api/v1/compare?analysis=pet.calibration_uniformity"
         "&name=activity_concentration_bias_percent", None),
+    # reports (web/api/report_routes.py)
+    ("GET", "/api/v1/devices/{device_id}/report"): (
+        "/api/v1/devices/{device_a}/report?from=2026-03-01&to=2026-03-31", None),
+    ("GET", "/api/v1/devices/{device_id}/acceptance-report"): (
+        "/api/v1/devices/{device_a}/acceptance-report", None),
+    ("GET", "/api/v1/sites/{site_id}/dose-report"): (
+        "/api/v1/sites/{site_a}/dose-report?from=2026-03-01&to=2026-03-31", None),
     # lifecycle, telemetry, costs (web/api/life_routes.py); a CSV body is a JSON string
     ("GET", "/api/v1/devices/{device_id}/lifecycle"): (
         "/api/v1/devices/{device_a}/lifecycle", None),
@@ -208,14 +248,35 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("GET", "/api/v1/devices/{device_id}/economics"): (
         "/api/v1/devices/{device_a}/economics", None),
     ("GET", "/api/v1/economics"): ("/api/v1/economics", None),
-    # reports (web/api/report_routes.py)
-    ("GET", "/api/v1/devices/{device_id}/report"): (
-        "/api/v1/devices/{device_a}/report?from=2026-03-01&to=2026-03-31", None),
-    ("GET", "/api/v1/devices/{device_id}/acceptance-report"): (
-        "/api/v1/devices/{device_a}/acceptance-report", None),
-    ("GET", "/api/v1/sites/{site_id}/dose-report"): (
-        "/api/v1/sites/{site_a}/dose-report?from=2026-03-01&to=2026-03-31", None),
+
+    # pages (web/pages/): a POST body is the form
+    ("GET", "/login"): ("/login", None),
+    ("POST", "/login"): ("/login", {"username": "vi_a", "password": PW}),
+    ("POST", "/logout"): ("/logout", {}),
+    ("GET", "/"): ("/", None),
+    ("GET", "/compare"): ("/compare", None),
+    ("GET", "/devices/{device_id}"): ("/devices/{device_a}", None),
+    ("GET", "/devices/{device_id}/chart"): (
+        "/devices/{device_a}/chart?analysis=pet.calibration_uniformity"
+        "&name=activity_concentration_bias_percent", None),
+    ("POST", "/devices/{device_id}/lifecycle"): (
+        "/devices/{device_a}/lifecycle",
+        {"kind": "planned_service", "occurred_at": "2026-03-01T08:00", "summary": "note"}),
+    ("POST", "/devices/{device_id}/alerts/{alert_id}/acknowledge"): (
+        "/devices/{device_a}/alerts/{alert_a}/acknowledge", {"comment": "checked"}),
+    ("GET", "/dose"): ("/dose", None),
+    ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),
+    ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
+    ("GET", "/workflow"): ("/workflow", None),
+    # served to anyone: the API's description and the pages' plotly.js
+    ("GET", "/api/openapi.json"): ("/api/openapi.json", None),
+    ("GET", "/api/docs"): ("/api/docs", None),
+    ("GET", "/static/plotly.min.js"): ("/static/plotly.min.js", None),
 }
+#: Routes that end the caller's session: each role calls them from a session of its own.
+SESSION_ENDING = {("POST", "/api/v1/auth/logout"), ("POST", "/logout")}
+#: A site-A id in a route's path: site B's admin must get 404, exactly as for no record.
+_SITE_A_KEY = re.compile(r"\{(\w+_a)\}")
 
 
 def _fill(value: Any, ids: dict[str, int]) -> Any:
@@ -232,42 +293,104 @@ def _fill(value: Any, ids: dict[str, int]) -> Any:
     return value
 
 
-def test_every_route_has_a_rule_and_each_role_gets_exactly_what_the_rule_allows(
+def app_routes(app: Any) -> dict[tuple[str, str], str | None]:
+    """(METHOD, path) -> access rule of every route the application serves (the API's
+    ``x-required-role``, the pages' :data:`PAGE_RULES`, ``public`` for the API
+    description and plotly.js), None where a route has no rule. Read from the router
+    itself, not from a list that goes stale."""
+    out: dict[tuple[str, str], str | None] = {}
+    for rc in iter_route_contexts(app.routes):
+        methods = set(getattr(rc, "methods", None) or ()) - {"HEAD"}
+        path = rc.path or ""
+        for method in methods:
+            rule: str | None = None
+            original = rc.original_route
+            if isinstance(original, APIRoute) and original.openapi_extra:
+                rule = original.openapi_extra.get(RULE_KEY)
+            rule = rule or PAGE_RULES.get((method, path))
+            if path in ("/api/openapi.json", "/api/docs", "/static/plotly.min.js"):
+                rule = "public"  # the documentation and a library file: no site data
+            out[(method, path)] = rule
+    return out
+
+
+def _request(client: TestClient, method: str, url: str, body: Any, csrf: str) -> Any:
+    headers = {CSRF_HEADER: csrf} if csrf else {}
+    if url.startswith("/api") or body is None:
+        return client.request(method, url, json=body, headers=headers)
+    form = {**body, "csrf_token": csrf} if csrf else dict(body)
+    return client.request(method, url, data=form, headers=headers)
+
+
+def _refused(r: Any, status: int, what: str) -> None:
+    """A refusal: the status, and an error that says why (JSON for the API, a page that
+    is no traceback for the pages)."""
+    assert r.status_code == status, (what, r.status_code, r.text[:300])
+    if r.headers.get("content-type", "").startswith("application/json"):
+        assert isinstance(r.json()["error"], str) and r.json()["error"], what
+    assert "Traceback" not in r.text, what
+
+
+def test_every_route_has_a_rule_an_example_and_each_role_gets_what_the_rule_allows(
         world: World) -> None:
-    app = world.client.app
-    spec = app.openapi()  # type: ignore[attr-defined]
-    ops = {(method.upper(), path): op for path, item in spec["paths"].items()
-           for method, op in item.items()}
-    assert set(ops) == set(EXAMPLES), "an endpoint without an example here, or gone"
-    ranks = list(auth.RANK)
-    with world.db.sessions() as s:
-        ids = dict(world.ids)
-        for name in ("vi_a", "spare"):
-            ids[name] = auth.get_user(s, name).id
-    for n, ((method, path), op) in enumerate(sorted(ops.items())):
-        rule = op.get(RULE_KEY)
-        assert rule in ("public", "authenticated", *ranks), f"{method} {path}: no rule"
-        url, body = EXAMPLES[(method, path)]
-        url, body = _fill(url, ids), _fill(body, {**ids, "n": n})
-        anonymous = TestClient(app).request(method, url, json=body)
+    routes = app_routes(world.app)
+    no_rule = sorted(f"{m_} {p}" for (m_, p), rule in routes.items() if rule is None)
+    assert not no_rule, f"routes registered without an access rule: {no_rule}"
+    missing = sorted(f"{m_} {p}" for key in routes.keys() - EXAMPLES.keys() for m_, p in [key])
+    assert not missing, f"routes without an EXAMPLES entry in this test: {missing}"
+    gone = sorted(f"{m_} {p}" for key in EXAMPLES.keys() - routes.keys() for m_, p in [key])
+    assert not gone, f"EXAMPLES entries of routes that no longer exist: {gone}"
+    anonymous = TestClient(world.app, follow_redirects=False)
+    n = 0
+    for (method, path), rule in sorted(routes.items()):
+        url_t, body_t = EXAMPLES[(method, path)]
+        assert rule is not None
+        is_page = not path.startswith("/api")
+        what = f"{method} {path}"
+        anonymous.cookies.clear()  # a public sign-in above must not sign this one in
         if rule == "public":
-            assert anonymous.status_code == 200, (method, path, anonymous.text)
+            r = _request(anonymous, method, _fill(url_t, world.ids), _fill(body_t, world.ids),
+                         "")
+            assert r.status_code < 500 and (method != "GET" or r.status_code == 200), (
+                what, r.status_code, r.text[:300])
             continue
-        assert anonymous.status_code == 401, (method, path, anonymous.text)
-        assert anonymous.json()["error"]
-        for role in ranks:
-            client, csrf = _session(world, ROLE_USERS[role])
-            got = client.request(method, url, json=body, headers={CSRF_HEADER: csrf})
-            allowed = rule == "authenticated" or auth.RANK[role] >= auth.RANK[rule]
-            if allowed:
-                assert got.status_code not in (401, 403), (method, path, role, got.text)
-                assert got.status_code != 500, (method, path, role, got.text)
+        anonymous.cookies.clear()
+        r = _request(anonymous, method, _fill(url_t, world.ids), _fill(body_t, world.ids), "")
+        if is_page:
+            assert r.status_code in (303, 403), (what, r.status_code)  # 403: form CSRF first
+            if method == "GET":
+                assert r.headers["location"].startswith("/login?next="), what
+        else:
+            _refused(r, 401, f"{what} anonymous")
+        for who in (*ROLE_USERS.values(), OTHER_ADMIN):
+            n += 1
+            ids = {**world.ids, "n": n}
+            url, body = _fill(url_t, ids), _fill(body_t, ids)
+            if (method, path) in SESSION_ENDING:
+                client, csrf = signed_in(world.app, who)
             else:
-                assert got.status_code == 403, (method, path, role, got.text)
+                client, csrf = world.client(who)
+            r = _request(client, method, url, body, csrf)
+            label = f"{what} as {who}"
+            assert r.status_code < 500, (label, r.text[:300])
+            if who == OTHER_ADMIN:
+                if _SITE_A_KEY.search(url_t.split("?")[0]):
+                    _refused(r, 404, label)  # another site's record: not found, never 403
+                continue
+            role = next(k for k, v in ROLE_USERS.items() if v == who)
+            allowed = rule == "authenticated" or auth.RANK[role] >= auth.RANK[rule]
+            if not allowed:
+                _refused(r, 403, label)
+            elif "999999" in url:
+                _refused(r, 404, label)
+            else:
+                # 409: the same change made by a higher role again (a job retried twice)
+                assert r.status_code < 400 or r.status_code == 409, (
+                    label, r.status_code, r.text[:300])
 
 
 def test_another_sites_records_are_404_by_id_list_and_search(world: World) -> None:
-    client, _ = _session(world, "vi_b")
+    client, _ = world.client("vi_b")
     ids = world.ids
     for url in (f"/api/v1/devices/{ids['device_a']}", f"/api/v1/sites/{ids['site_a']}",
                 f"/api/v1/results/{ids['result_a']}",
@@ -293,7 +416,7 @@ def test_another_sites_records_are_404_by_id_list_and_search(world: World) -> No
 
 
 def test_dicom_text_is_carried_as_json_data(world: World) -> None:
-    client, _ = _session(world, "vi_a")
+    client, _ = world.client("vi_a")
     r = client.get(f"/api/v1/devices/{world.ids['device_a']}")
     assert r.headers["content-type"].startswith("application/json")
     aliases = {a["value"] for a in r.json()["aliases"]}
@@ -306,7 +429,7 @@ def test_dicom_text_is_carried_as_json_data(world: World) -> None:
 
 
 def test_history_is_downsampled_on_the_server_and_complete_as_csv(world: World) -> None:
-    client, _ = _session(world, "vi_a")
+    client, _ = world.client("vi_a")
     base = (f"/api/v1/devices/{world.ids['device_a']}/history?analysis="
             "pet.calibration_uniformity&name=activity_concentration_bias_percent")
     full = client.get(base).json()
@@ -321,143 +444,187 @@ def test_history_is_downsampled_on_the_server_and_complete_as_csv(world: World) 
     assert len(csv_text.text.strip().splitlines()) == 21  # header + every point
 
 
-def test_bad_input_is_a_json_error_never_a_traceback(world: World) -> None:
-    client, csrf = _session(world, "ad_a")
+# --------------------------------------------------------------------------- bad input
+
+def _json_error(r: Any, what: str) -> str:
+    assert r.status_code < 500, (what, r.status_code, r.text[:300])
+    assert "Traceback" not in r.text and 'File "' not in r.text, what
+    if r.status_code >= 400:
+        assert r.headers["content-type"].startswith("application/json"), (what, r.text[:200])
+        message = r.json()["error"]
+        assert isinstance(message, str) and message, what
+        return message
+    return ""
+
+
+def _api_ops(world: World) -> list[tuple[str, str, dict[str, Any]]]:
+    spec = world.app.openapi()
+    return [(method.upper(), path, op) for path, item in sorted(spec["paths"].items())
+            for method, op in item.items() if path.startswith("/api/v1")]
+
+
+def test_unknown_and_malformed_ids_of_every_endpoint_are_json_404_and_422(
+        world: World) -> None:
+    client, csrf = world.client("ad_a")
+    checked = 0
+    for method, path, op in _api_ops(world):
+        params = [p for p in op.get("parameters", []) if p["in"] == "path"]
+        if not params:
+            continue
+        url_t, body_t = EXAMPLES[(method, path)]
+        body = _fill(body_t, {**world.ids, "n": 0})
+        for p in params:
+            kind = p["schema"].get("type")
+            # the example's URL with this one parameter replaced, segment by segment
+            ex_path, _, query = _fill(url_t, world.ids).partition("?")
+            ex, tpl, query = ex_path.split("/"), path.split("/"), f"?{query}" if query else ""
+
+            seg = [("999999" if t == "{" + p["name"] + "}" else e) for t, e in zip(tpl, ex,
+                                                                                  strict=True)]
+            concrete = "/".join(seg) + query
+            r = client.request(method, concrete, json=body, headers={CSRF_HEADER: csrf})
+            what = f"{method} {path} with {p['name']}=999999"
+            message = _json_error(r, what)
+            assert r.status_code == 404, (what, r.status_code, message)
+            if kind == "integer":
+                seg = [("not-a-number" if t == "{" + p["name"] + "}" else e)
+                       for t, e in zip(tpl, ex, strict=True)]
+                r = client.request(method, "/".join(seg) + query, json=body,
+                                   headers={CSRF_HEADER: csrf})
+                what = f"{method} {path} with {p['name']}=not-a-number"
+                message = _json_error(r, what)
+                assert r.status_code == 422 and p["name"] in message, (what, message)
+            checked += 1
+    assert checked > 30
+
+
+def test_every_limit_above_its_maximum_is_422_naming_the_maximum(world: World) -> None:
+    client, _ = world.client("ad_a")
+    checked = 0
+    for method, path, op in _api_ops(world):
+        for p in op.get("parameters", []):
+            schema = p.get("schema", {})
+            if p["in"] != "query" or "maximum" not in schema:
+                continue
+            url = _fill(EXAMPLES[(method, path)][0], world.ids)
+            too_many = int(schema["maximum"]) + 1
+            r = client.request(method, f"{url}{'&' if '?' in url else '?'}"
+                               f"{p['name']}={too_many}")
+            what = f"{method} {path} {p['name']}={too_many}"
+            message = _json_error(r, what)
+            assert r.status_code == 422, (what, r.status_code)
+            assert p["name"] in message and str(schema["maximum"]).rstrip("0").rstrip(".") \
+                in message, (what, message)
+            checked += 1
+    assert checked >= 5
+
+
+def test_garbage_in_every_query_parameter_is_a_clear_error_or_ignored(world: World) -> None:
+    """Each query parameter of each GET endpoint, alone, given text that is no number,
+    no date, no known field name, no JSON: a 2xx (the filter matched nothing) or a 4xx
+    JSON error, never a 500."""
+    client, _ = world.client("ad_a")
+    garbage = "x'\"<>;--%00{"
+    unclear = []
+    for method, path, op in _api_ops(world):
+        if method != "GET":
+            continue
+        url = _fill(EXAMPLES[(method, path)][0], world.ids)
+        for p in op.get("parameters", []):
+            if p["in"] != "query":
+                continue
+            base, _, query = url.partition("?")
+            kept = "&".join(q for q in query.split("&") if q and
+                            not q.startswith(p["name"] + "="))
+            r = client.get(f"{base}?{kept}&{p['name']}={garbage}")
+            message = _json_error(r, f"GET {path} {p['name']}=garbage")
+            if r.status_code >= 400 and r.status_code != 404 and p["name"] not in message:
+                unclear.append((path, p["name"], message))
+    assert not unclear, f"errors that do not name the parameter: {unclear}"
+
+
+def test_malformed_json_and_wrong_content_type_on_every_body_endpoint(world: World) -> None:
+    client, csrf = world.client("ad_a")
+    checked = 0
+    for method, path, op in _api_ops(world):
+        if "requestBody" not in op:
+            continue
+        url = _fill(EXAMPLES[(method, path)][0], world.ids)
+        for content, ctype in (('{"broken": ', "application/json"),
+                               ("[1, 2", "application/json"),
+                               ("kind=repair", "text/plain"),
+                               ("<x/>", "application/xml")):
+            r = client.request(method, url, content=content,
+                               headers={CSRF_HEADER: csrf, "content-type": ctype})
+            what = f"{method} {path} body {content!r} as {ctype}"
+            _json_error(r, what)
+            assert 400 <= r.status_code < 500, (what, r.status_code, r.text[:200])
+        checked += 1
+    assert checked >= 10
+
+
+def test_bad_filters_and_sorts_name_the_field(world: World) -> None:
+    client, csrf = world.client("ad_a")
     cases = [
-        ("GET", "/api/v1/devices/notanumber", None, 422),
-        ("GET", "/api/v1/devices/999999", None, 404),
-        ("GET", "/api/v1/devices?limit=100000", None, 422),
-        ("GET", "/api/v1/devices?offset=-1", None, 422),
-        ("GET", "/api/v1/devices?sort=password_hash", None, 400),
-        ("GET", "/api/v1/results?status=green", None, 400),
-        ("GET", "/api/v1/results?date_from=2026-13-01", None, 422),
-        ("GET", "/api/v1/results?date_from=2026-03-05&date_to=2026-03-01", None, 400),
+        ("GET", "/api/v1/devices?offset=-1", None, 422, "offset"),
+        ("GET", "/api/v1/devices?sort=password_hash", None, 400, "sort"),
+        ("GET", "/api/v1/results?status=green", None, 400, "status"),
+        ("GET", "/api/v1/results?date_from=2026-13-01", None, 422, "date_from"),
+        ("GET", "/api/v1/results?date_from=2026-03-05&date_to=2026-03-01", None, 400,
+         "date_"),
         ("GET", f"/api/v1/devices/{world.ids['device_a']}/history?analysis=a&name=b"
-         "&labels={not json", None, 400),
-        ("GET", "/api/v1/nowhere", None, 404),
-        ("PUT", f"/api/v1/users/{world.ids['site_a']}/grants", "{malformed", 422),
+         "&labels={not json", None, 400, "labels"),
+        ("GET", "/api/v1/nowhere", None, 404, ""),
         ("POST", "/api/v1/users", {"username": "x", "password": PW,
-                                   "site_id": world.ids["site_a"], "role": "root"}, 400),
+                                   "site_id": world.ids["site_a"], "role": "root"}, 400,
+         "role"),
         ("POST", "/api/v1/users", {"username": "y", "password": "short",
-                                   "site_id": world.ids["site_a"], "role": "viewer"}, 400),
+                                   "site_id": world.ids["site_a"], "role": "viewer"}, 400,
+         "password"),
     ]
-    for method, url, body, status in cases:
-        kwargs: dict[str, Any] = {"headers": {CSRF_HEADER: csrf}}
-        if isinstance(body, str):
-            kwargs["content"] = body
-            kwargs["headers"]["content-type"] = "application/json"
-        elif body is not None:
-            kwargs["json"] = body
-        r = client.request(method, url, **kwargs)
+    for method, url, body, status, named in cases:
+        r = client.request(method, url, json=body, headers={CSRF_HEADER: csrf})
+        message = _json_error(r, url)
         assert r.status_code == status, (method, url, r.status_code, r.text)
-        payload = r.json()
-        assert isinstance(payload["error"], str) and payload["error"]
-        assert "Traceback" not in r.text
-
-
-def test_csrf_is_required_for_cookie_sessions_not_for_tokens(world: World) -> None:
-    client, csrf = _session(world, "ad_a")
-    body = {"username": "zed", "password": PW, "site_id": world.ids["site_a"],
-            "role": "viewer"}
-    r = client.post("/api/v1/users", json=body)
-    assert r.status_code == 403 and "CSRF" in r.json()["error"]
-    r = client.post("/api/v1/users", json=body, headers={CSRF_HEADER: csrf + "x"})
-    assert r.status_code == 403
-    assert client.post("/api/v1/users", json=body,
-                       headers={CSRF_HEADER: csrf}).status_code == 201
-    with world.db.sessions() as s:
-        raw, _ = auth.create_token(s, CLI, auth.get_user(s, "ad_a"), role="admin",
-                                   site_ids=[world.ids["site_a"]])
-        s.commit()
-    bare = TestClient(world.client.app)
-    r = bare.post("/api/v1/users", json={**body, "username": "zed2"},
-                  headers={"Authorization": f"Bearer {raw}"})
-    assert r.status_code == 201, r.text
-
-
-def test_session_cookie_flags_and_a_new_id_at_login(world: World) -> None:
-    client = TestClient(world.client.app)
-    r = client.post("/api/v1/auth/login", json={"username": "vi_a", "password": PW},
-                    headers={"Cookie": f"{COOKIE}=attacker-chosen-id"})
-    header = r.headers["set-cookie"].lower()
-    assert "httponly" in header and "samesite=lax" in header and "secure" not in header
-    first = r.cookies.get(COOKIE)
-    assert first and first != "attacker-chosen-id"
-    # Login CSRF: a cross-site form can send text/plain but not application/json.
-    forged = client.post("/api/v1/auth/login", headers={"content-type": "text/plain"},
-                         content=f'{{"username": "vi_a", "password": "{PW}"}}')
-    assert forged.status_code == 422 and COOKIE not in forged.cookies
-    r = client.post("/api/v1/auth/login", json={"username": "vi_a", "password": PW})
-    second = r.cookies.get(COOKIE)
-    assert second and second != first
-    old = TestClient(world.client.app)
-    assert old.get("/api/v1/auth/me", headers={"Cookie": f"{COOKIE}={first}"}
-                   ).status_code == 401  # the old session ended
-    assert old.get("/api/v1/auth/me", headers={"Cookie": f"{COOKIE}={second}"}
-                   ).status_code == 200
-    tls = TestClient(world.client.app, base_url="https://testserver")
-    r = tls.post("/api/v1/auth/login", json={"username": "vi_a", "password": PW})
-    assert "secure" in r.headers["set-cookie"].lower()
-    csrf = r.json()["csrf_token"]
-    assert tls.post("/api/v1/auth/logout", headers={CSRF_HEADER: csrf}).status_code == 204
-    assert tls.get("/api/v1/auth/me").status_code == 401
-
-
-def test_revoked_token_is_refused_at_once(world: World) -> None:
-    client, csrf = _session(world, "ph_a")
-    made = client.post("/api/v1/tokens", json={"role": "viewer",
-                                               "site_ids": [world.ids["site_a"]]},
-                       headers={CSRF_HEADER: csrf})
-    assert made.status_code == 201, made.text
-    token, tid = made.json()["token"], made.json()["id"]
-    bearer = TestClient(world.client.app)
-    headers = {"Authorization": f"Bearer {token}"}
-    assert bearer.get("/api/v1/auth/me", headers=headers).json()["grants"] == {
-        str(world.ids["site_a"]): "viewer"}
-    # A token cannot manage tokens (a viewer token of a physicist would escalate).
-    assert bearer.post("/api/v1/tokens", json={"role": "physicist", "site_ids": [
-        world.ids["site_a"]]}, headers=headers).status_code == 403
-    assert client.delete(f"/api/v1/tokens/{tid}",
-                         headers={CSRF_HEADER: csrf}).status_code == 204
-    assert bearer.get("/api/v1/devices", headers=headers).status_code == 401
-    with world.db.sessions() as s:
-        assert s.scalars(select(m.ApiToken.token_hash)).all() == [auth.sha256(token)]
-        assert audit.verify(s).ok
-
-
-def test_login_is_throttled_with_429(world: World) -> None:
-    client = TestClient(world.client.app)
-    for _ in range(auth.MAX_FAILS_ACCOUNT):
-        r = client.post("/api/v1/auth/login", json={"username": "vi_a", "password": "no"})
-        assert r.status_code == 401
-    r = client.post("/api/v1/auth/login", json={"username": "vi_a", "password": PW})
-    assert r.status_code == 429 and "Retry-After" in r.headers
+        assert named in message, (url, message)
 
 
 def test_docs_page_and_openapi_are_served_locally(world: World) -> None:
-    page = world.client.get("/api/docs")
+    client = TestClient(world.app)
+    page = client.get("/api/docs")
     assert page.status_code == 200 and "/api/v1/devices/{device_id}" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no CDN
-    assert world.client.get("/api/openapi.json").json()["paths"]
+    assert client.get("/api/openapi.json").json()["paths"]
 
 
-def test_job_retry_hands_the_job_to_the_node_and_is_audited(world: World) -> None:
-    jid = world.ids["job_a"]
-    viewer, vcsrf = _session(world, "vi_a")
-    assert viewer.post(f"/api/v1/jobs/{jid}/retry",
-                       headers={CSRF_HEADER: vcsrf}).status_code == 403
-    other, ocsrf = _session(world, "vi_b")
-    assert other.post(f"/api/v1/jobs/{jid}/retry",
-                      headers={CSRF_HEADER: ocsrf}).status_code == 403  # no tech role
-    client, csrf = _session(world, "te_a")
-    r = client.post(f"/api/v1/jobs/{jid}/retry", headers={CSRF_HEADER: csrf})
-    assert r.status_code == 200 and r.json()["state"] == "interrupted", r.text
-    again = client.post(f"/api/v1/jobs/{jid}/retry", headers={CSRF_HEADER: csrf})
-    assert again.status_code == 409 and "interrupted" in again.json()["error"]
-    assert client.post(f"/api/v1/jobs/{world.ids['job_b']}/retry",
-                       headers={CSRF_HEADER: csrf}).status_code == 404
-    with world.db.sessions() as s:
-        entry = s.scalars(select(m.AuditEntry).where(m.AuditEntry.action == "job.retry")).one()
-        assert entry.actor == "te_a" and entry.before == {"state": "failed", "error": "boom"}
-        assert s.get_one(m.Job, jid).owner is None
-        assert audit.verify(s).ok
+def test_job_retry_hands_the_job_to_the_node_and_is_audited(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Its own database: the table test above retries site A's job too.
+    db = Database(url=f"sqlite:///{tmp_path_factory.mktemp('retry') / 'scanbench.db'}")
+    try:
+        w = World(db, create_app(db), _populate(db))
+        jid = w.ids["job_a"]
+        viewer, vcsrf = w.client("vi_a")
+        assert viewer.post(f"/api/v1/jobs/{jid}/retry",
+                           headers={CSRF_HEADER: vcsrf}).status_code == 403
+        other, ocsrf = w.client("vi_b")
+        assert other.post(f"/api/v1/jobs/{jid}/retry",
+                          headers={CSRF_HEADER: ocsrf}).status_code == 403  # no tech role
+        client, csrf = w.client("te_a")
+        r = client.post(f"/api/v1/jobs/{jid}/retry", headers={CSRF_HEADER: csrf})
+        assert r.status_code == 200 and r.json()["state"] == "interrupted", r.text
+        again = client.post(f"/api/v1/jobs/{jid}/retry", headers={CSRF_HEADER: csrf})
+        assert again.status_code == 409 and "interrupted" in again.json()["error"]
+        assert client.post(f"/api/v1/jobs/{w.ids['job_b']}/retry",
+                           headers={CSRF_HEADER: csrf}).status_code == 404
+        from sqlalchemy import select
+
+        with db.sessions() as s:
+            entry = s.scalars(select(m.AuditEntry).where(
+                m.AuditEntry.action == "job.retry")).one()
+            assert entry.actor == "te_a"
+            assert entry.before == {"state": "failed", "error": "boom"}
+            assert s.get_one(m.Job, jid).owner is None
+            assert audit.verify(s).ok
+    finally:
+        db.close()
