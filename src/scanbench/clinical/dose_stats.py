@@ -380,13 +380,14 @@ def _not_localizer() -> ColumnElement[bool]:
     return or_(acq.is_(None), acq != "constant_angle")
 
 
-def _dose_base(q: Quantity, filters: Filters) -> Select[Any]:
+def _dose_base(q: Quantity, filters: Filters, region: bool = True) -> Select[Any]:
     de = m.DoseEvent
     conds = [de.kind == q.kind,
              *filters.conditions(de.device_id, de.occurred_at, de.protocol)]
     extra = []
     if q.kind == "ct":
         conds.append(_not_localizer())
+    if q.kind == "ct" and region:
         # The coded target region, read in the same pass (its group's least and
         # greatest name it when the group has one region).
         extra.append(_region_code().label("tag"))
@@ -493,16 +494,15 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
     if not 0 <= max_outliers <= MAX_OUTLIERS:
         raise InputError(f"max_outliers must be 0 to {MAX_OUTLIERS}")
     levels = drl_table(table) if q.drl_quantity else None
-    base = _dose_base(q, filters)
-    rows = _grouped(session, base, keys)
     wants_region = (levels is not None and "protocol" in keys
                     and any(c.regions for c in levels.exams))
+    rows = _grouped(session, _dose_base(q, filters, region=wants_region), keys)
     regions: dict[tuple[Any, ...], str] = {}
     if wants_region and q.kind == "ct":
         # One region per group from the same pass; the mode only for mixed groups.
         mixed = False
         for row in rows:
-            if row.tag_lo is not None and row.tag_lo == row.tag_hi:
+            if row.tag_lo is not None and row.tag_lo == row.tag_hi:  # one region
                 region = _region_of_tag(row.tag_lo)
                 if region is not None:
                     regions[tuple(row[i] for i in range(len(keys)))] = region
@@ -524,7 +524,8 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
             region=region,
             reference=(_reference(levels, q, region, named.get("protocol"), d)
                        if levels is not None and "protocol" in keys else None)))
-    outliers, total = _outliers(session, base, keys, max_outliers)
+    outliers, total = _outliers(session, _dose_base(q, filters, region=False), keys,
+                                max_outliers)
     notes = []
     if levels is not None and levels.confidence != "C":
         notes.append(f"the reference levels of {levels.name} are not confirmed in their source")
