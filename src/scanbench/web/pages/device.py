@@ -92,24 +92,24 @@ class SeriesRef:
 
 
 def measurement_series(session: Session, device_id: int) -> list[SeriesRef]:
-    """Every (analysis, name, labels) measured on the device with its unit, in order of
-    analysis, name and labels: one scan of the device's measurements, nothing per value
-    (no count, no supersession check: with ten years of daily QC those made this the
-    slowest part of the page; each chart says its count when it loads)."""
+    """Every (analysis, name, labels) measured on the device, in order of analysis, name
+    and labels: one scan of the index ``measurement (device_id, analysis, name,
+    labels_key, acquired_at)`` that reads no row (no unit, no count, no supersession
+    check: with ten years of daily QC those made this the slowest part of the page;
+    each chart says its unit and count when it loads)."""
     rows = session.execute(
-        select(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key,
-               func.max(m.Measurement.unit))
+        select(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key)
         .where(m.Measurement.device_id == device_id)
         .group_by(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key)
         .order_by(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key))
     out = []
-    for analysis, name, key, unit in rows:
+    for analysis, name, key in rows:
         try:
             labels = json.loads(key) if key else {}
         except json.JSONDecodeError:
             labels = {}
         out.append(SeriesRef(analysis, name, labels if isinstance(labels, dict) else {},
-                             key or "{}", unit or ""))
+                             key or "{}", ""))
     return out
 
 
