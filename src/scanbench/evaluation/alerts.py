@@ -58,17 +58,31 @@ from sqlalchemy.orm import Session, aliased
 
 from scanbench.evaluation.trend import (
     BaselineStart,
+    Rule,
     TrendPoint,
     TrendReport,
     TrendSettings,
     check_trend,
+    group_episodes,
     rule_holds,
 )
 from scanbench.store import models as m
 
-#: The trend rules and constants alerts are raised with (all seven rules of trend.py,
-#: with its defaults; their false-alarm rates are in docs/evaluation.md).
-SETTINGS = TrendSettings()
+#: The rules automatic alerts use: 1-3s for a large step (ARL0 370 values) and the
+#: tabular CUSUM k = 0.5σ, h = 5σ for a small shift or a slow drift (ARL0 465;
+#: Montgomery, *Introduction to Statistical Quality Control*, chapter 9), the usual
+#: Shewhart-CUSUM pairing (Lucas, J Qual Technol 1982;14:51-59). EWMA adds little to
+#: CUSUM and the Westgard run rules (2-2s, R-4s, 4-1s, 10x) fire far more often on
+#: daily values; they stay available through TrendSettings (docs/evaluation.md section 9
+#: says what each costs in false alarms per year).
+DEFAULT_RULES: tuple[Rule, ...] = ("1-3s", "cusum")
+
+#: The settings automatic alerts are raised with: the rules above; each baseline from
+#: 30 values, its σ widened by the prediction-interval factor (1.111 for 30 values),
+#: so that an estimated baseline does not multiply the false alarms (measured in
+#: bench/alert_rates.py and docs/evaluation.md section 9: 2.0 false episodes per
+#: year of daily noise, against 8.1 with all seven rules on a 20-value baseline).
+SETTINGS = TrendSettings(rules=DEFAULT_RULES, baseline_points=30, prediction_limits=True)
 
 #: Measurement statuses whose value is not judged (refused by the analysis, or not
 #: judged): left out of the trend as missing values.
@@ -140,8 +154,8 @@ def series_points(session: Session, device_id: int, analysis: str, name: str,
 def baseline_starts(session: Session, device_id: int) -> list[BaselineStart]:
     """The new baselines of a device: one per lifecycle event marked ``new_baseline``
     (with a time), oldest first, its reason "<kind>: <summary>". Each starts a segment
-    whose baseline mean and σ are estimated from its first 20 values
-    (:class:`scanbench.evaluation.trend.BaselineStart` defaults)."""
+    whose baseline mean and σ are estimated from its first values (30 with
+    :data:`SETTINGS`)."""
     rows = session.scalars(select(m.LifecycleEvent).where(
         m.LifecycleEvent.device_id == device_id, m.LifecycleEvent.new_baseline.is_(True),
         m.LifecycleEvent.occurred_at.is_not(None))
@@ -290,6 +304,31 @@ class _Found:
     threshold: float | None
     limit_source: str | None
     message: str
+    end: int | None = None  # index where it ends (back in control / passing), None: open
+    episode: int = -1  # index of the value that opened its episode
+
+
+def _limit_ok(level: str | None, p: SeriesPoint, specs: _Specs, device: m.Device,
+              series: SeriesId) -> bool:
+    """Whether a value ends a limit alert of ``level``: it passes, and for a tolerance
+    alert it is inside the tolerance band as well."""
+    return p.status == "pass" and (
+        level != "tolerance" or _tolerance_rule(specs.get(p.spec), device, series, p) is None)
+
+
+def _episodes(found: list[_Found], points: Sequence[SeriesPoint], specs: _Specs,
+              device: m.Device, series: SeriesId) -> None:
+    """Set each alert's ``end`` (limit alerts: the first later value that ends it; trend
+    alerts: as computed by trend.check_trend) and ``episode``
+    (:func:`scanbench.evaluation.trend.group_episodes`: an alert that fires while an
+    earlier one of the series is still open joins its episode)."""
+    for f in found:
+        if f.rule == "limit":
+            f.end = next((i for i in range(f.index + 1, len(points))
+                          if _limit_ok(f.level, points[i], specs, device, series)), None)
+    found.sort(key=lambda f: (f.index, f.rule != "limit", f.key))
+    for f, root in zip(found, group_episodes([(f.index, f.end) for f in found]), strict=True):
+        f.episode = root
 
 
 def _limit_alerts(series: SeriesId, points: Sequence[SeriesPoint], device: m.Device,
@@ -337,7 +376,8 @@ def _trend_alerts(series: SeriesId, report: TrendReport) -> list[_Found]:
         out.append(_Found(_key("trend", series.text, f"baseline {seg.start_time.isoformat()}",
                                a.rule, a.direction, a.first_time.isoformat()),
                           a.rule, "trend", a.direction, a.index, a.first_index, a.value,
-                          a.statistic, a.limit, RULE_SOURCES.get(a.rule), a.message))
+                          a.statistic, a.limit, RULE_SOURCES.get(a.rule), a.message,
+                          a.end_index))
     return out
 
 
@@ -379,15 +419,23 @@ def sync_series(session: Session, series: SeriesId,
         return []
     restarts = baseline_starts(session, series.device_id)
     report = _trend(series, points, restarts, s)
-    found = _limit_alerts(series, points, device, _Specs(session)) + _trend_alerts(series,
-                                                                                   report)
+    specs = _Specs(session)
+    found = _limit_alerts(series, points, device, specs) + _trend_alerts(series, report)
+    _episodes(found, points, specs, device, series)
+    stored = dict(session.execute(select(m.Alert.key, m.Alert.id).where(
+        m.Alert.key.in_([f.key for f in found]))).all()) if found else {}
     new: list[m.Alert] = []
     for f in found:
-        p, first = points[f.index], points[f.first_index]
+        p, episode = points[f.index], points[f.episode].time
+        if f.key in stored:
+            row = session.get_one(m.Alert, stored[f.key])
+            if row.first_at != episode:  # stored before episodes, or its history changed
+                row.first_at = episode
+            continue
         row = m.Alert(key=f.key, device_id=series.device_id, analysis=series.analysis,
                       name=series.name, labels=dict(p.labels), labels_key=series.labels_key,
                       rule=f.rule, level=f.level, direction=f.direction,
-                      result_id=p.result_id, occurred_at=p.time, first_at=first.time,
+                      result_id=p.result_id, occurred_at=p.time, first_at=episode,
                       value=f.value if math.isfinite(f.value) else None, unit=p.unit,
                       statistic=f.statistic, threshold=f.threshold,
                       limit_source=f.limit_source, message=f.message, state="open")
@@ -418,10 +466,7 @@ def _close_ended(session: Session, series: SeriesId, points: Sequence[SeriesPoin
         if row.rule == "limit":
             for i in later:
                 p = points[i]
-                ok = p.status == "pass" and (
-                    row.level != "tolerance"
-                    or _tolerance_rule(specs.get(p.spec), device, series, p) is None)
-                if ok:
+                if _limit_ok(row.level, p, specs, device, series):
                     _close(row, f"a later value passed: {p.value:.4g}{_unit(p.unit)} at "
                                 f"{p.time.isoformat()}", p.result_id)
                     break
@@ -779,7 +824,7 @@ def _notice(session: Session, row: m.Alert, base_url: str) -> Any:
                         0, at, value, row.unit, None,
                         nan if row.statistic is None else row.statistic,
                         nan if row.threshold is None else row.threshold, 0,
-                        row.first_at or at, nan, nan, row.message)
+                        at, nan, nan, row.message)
     if row.rule == "limit":
         limit = (f"{row.level} limit {row.threshold:g}{_unit(row.unit)} "
                  f"({'upper' if row.direction == 'high' else 'lower'})"
@@ -828,6 +873,15 @@ def _ensure(session: Session, key: str, **values: Any) -> None:
         pass  # another process made it: it is owed once, whoever made the row
 
 
+def episode_key(row: m.Alert) -> str:
+    """The episode of a stored alert: its series and the time of the value that opened
+    the episode (``first_at``; ``occurred_at`` for a row stored without one). Every
+    alert of an episode has the same key; :func:`episodes` groups by it."""
+    at = row.first_at or row.occurred_at
+    return _key(SeriesId(row.device_id, row.analysis, row.name, row.labels_key).text,
+                at.isoformat() if at else f"alert {row.id}")
+
+
 def _deliver(session: Session, row: m.Notification, target: m.NotificationTarget,
              send: Any, smtp: SmtpServer | None) -> Sent:
     """One delivery of ``row`` to ``target``; recorded and committed at once, so a
@@ -861,13 +915,17 @@ def _deliver(session: Session, row: m.Notification, target: m.NotificationTarget
 
 def send_pending(session: Session, *, smtp: SmtpServer | None = None,
                  base_url: str | None = None) -> list[Sent]:
-    """Send every open alert to each active non-digest target of its site, once per
-    alert and target: a Notification row (key ``<channel>:t<target>:<alert key>``) is
-    made for each, and every row not yet sent (new, or failed before: its ``attempts``
-    and ``error`` kept) is delivered now. Alerts closed or acknowledged before their
-    row was made are not sent (nobody needs them); a row once made is sent even if its
-    alert closed meanwhile. Commits after each delivery. ``smtp`` None: e-mail targets
-    stay pending with the error saying SMTP is not configured."""
+    """Send each episode of open alerts to each active non-digest target of its site,
+    once per episode and target: a Notification row (key
+    ``<channel>:t<target>:episode:<series>|<episode start>``, :func:`episode_key`) is
+    made for the first open alert of an episode seen, and every row not yet sent (new,
+    or failed before: its ``attempts`` and ``error`` kept) is delivered now. Later
+    alerts of the same episode (another rule firing while it is open) are not sent
+    again: the device page and the API list them under the episode. Alerts closed or
+    acknowledged before their row was made are not sent (nobody needs them); a row
+    once made is sent even if its alert closed meanwhile. Commits after each delivery.
+    ``smtp`` None: e-mail targets stay pending with the error saying SMTP is not
+    configured."""
     import os
 
     from scanbench.evaluation.notify import notify
@@ -877,7 +935,8 @@ def send_pending(session: Session, *, smtp: SmtpServer | None = None,
     for t in targets:
         for a in session.scalars(_site_alerts(t).where(m.Alert.state == "open")
                                  .order_by(m.Alert.id)):
-            _ensure(session, f"{t.channel}:t{t.id}:{a.key}", target_id=t.id, alert_id=a.id)
+            _ensure(session, f"{t.channel}:t{t.id}:episode:{episode_key(a)}", target_id=t.id,
+                    alert_id=a.id)
     session.commit()
     by_id = {t.id: t for t in targets}
     rows = session.scalars(select(m.Notification).where(

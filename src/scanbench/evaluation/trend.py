@@ -51,7 +51,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -85,12 +85,13 @@ class BaselineStart:
     """A new baseline from ``time`` on (None: the start of the series).
 
     ``mean`` and ``sigma`` (in the series' unit) fix the baseline; whichever is not
-    given is estimated from the segment's first ``points`` values, which are then only
-    used for the baseline, not judged. ``reason`` says why (e.g. "detector replaced").
+    given is estimated from the segment's first ``points`` values (None: the settings'
+    ``baseline_points``), which are then only used for the baseline, not judged.
+    ``reason`` says why (e.g. "detector replaced").
     """
 
     time: dt.datetime | None = None
-    points: int = 20
+    points: int | None = None
     mean: float | None = None
     sigma: float | None = None
     reason: str = ""
@@ -103,6 +104,14 @@ class TrendSettings:
     ``sigma_method``: "sd" is the sample standard deviation of the baseline values
     (n − 1); "moving_range" is the mean moving range / 1.128, which a slow drift inside
     the baseline inflates less (Montgomery, chapter 6, individuals charts).
+
+    ``baseline_points``: values a baseline is estimated from when its
+    :class:`BaselineStart` does not say. ``prediction_limits``: scale an *estimated* σ
+    by the prediction-interval factor √(1 + 1/n) · t₍ₙ₋₁₎(1 − α/2) / z(1 − α/2), α =
+    0.0027 (the 3σ two-sided rate), so that a new value falls outside μ̂0 ± 3σ̂ with the
+    nominal probability although μ̂0 and σ̂ come from n values (the Student prediction
+    interval for one future observation; Hahn & Meeker, *Statistical Intervals*, Wiley
+    1991, section 4.6). 1.111 for n = 30, 1.177 for n = 20.
     """
 
     rules: tuple[Rule, ...] = RULES
@@ -111,6 +120,8 @@ class TrendSettings:
     ewma_lambda: float = 0.2
     ewma_l: float = 2.962
     sigma_method: Literal["sd", "moving_range"] = "sd"
+    baseline_points: int = 20
+    prediction_limits: bool = False
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.rules if r not in RULES]
@@ -120,6 +131,8 @@ class TrendSettings:
             raise InputError(f"EWMA λ must be in (0, 1], got {self.ewma_lambda}")
         if self.cusum_h <= 0 or self.cusum_k < 0 or self.ewma_l <= 0:
             raise InputError("CUSUM h and EWMA L must be positive and CUSUM k not negative")
+        if self.baseline_points < 2:
+            raise InputError(f"a baseline needs at least 2 values, got {self.baseline_points}")
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,10 @@ class Segment:
     sigma: float
     baseline_points: int  # values used to estimate the baseline (0: both given)
     reason: str = ""
+    #: the σ estimated from the baseline values before the prediction-interval factor
+    #: (``sigma`` = ``sample_sigma`` × ``sigma_factor``); None when σ was given
+    sample_sigma: float | None = None
+    sigma_factor: float = 1.0
 
     def band(self, k: float) -> tuple[float, float]:
         """μ0 − kσ, μ0 + kσ in the series' unit (the ±2σ / ±3σ bands of a chart)."""
@@ -163,6 +180,13 @@ class Alert:
     baseline_mean: float
     baseline_sigma: float
     message: str
+    #: first index after ``index`` where the series is back in control for this alert
+    #: (inside μ0 ± 2σ and its rule no longer holding on its side), or the first value
+    #: of the next baseline segment; None: still open at the end of the series
+    end_index: int | None = None
+    #: the index and time of the value that opened this alert's episode (module doc)
+    episode_index: int = -1
+    episode_time: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -301,10 +325,35 @@ def check_trend(measurement: str, unit: str, points: Sequence[TrendPoint],
         if not judged:
             continue
         z = (np.array([points[i].value for i in judged]) - seg.mean) / seg.sigma
+        # a new baseline after this segment ends what is still open in it
+        after = finite[stop] if stop < len(finite) else None
         for rule in s.rules:
-            alerts.extend(_alerts(measurement, unit, points, judged, z, rule, seg, s))
+            alerts.extend(_alerts(measurement, unit, points, judged, z, rule, seg, s, after))
     alerts.sort(key=lambda a: (a.index, RULES.index(a.rule), a.direction))
+    roots = group_episodes([(a.index, a.end_index) for a in alerts])
+    alerts = [replace(a, episode_index=r, episode_time=points[r].time)
+              for a, r in zip(alerts, roots, strict=True)]
     return TrendReport(measurement, unit, tuple(segments), tuple(alerts), tuple(notes))
+
+
+def group_episodes(spans: Sequence[tuple[int, int | None]]) -> list[int]:
+    """The episode of each alert: ``spans`` are (index where it fired, index where it
+    ended or None while open), sorted by the index where it fired. An alert that fires
+    while an earlier one is still open (its index before the largest end so far of the
+    current episode) joins that episode; otherwise it opens a new one. Returns, per
+    alert, the index where its episode opened. Only values up to an alert decide its
+    episode, so appending values never moves an alert to another episode."""
+    roots: list[int] = []
+    root, end = -1, -1  # end -1: no episode open; a large number stands for "still open"
+    big = 1 << 62
+    for index, stop in spans:
+        if roots and index < end:
+            roots.append(root)
+            end = max(end, big if stop is None else stop)
+            continue
+        root, end = index, big if stop is None else stop
+        roots.append(root)
+    return roots
 
 
 def _check_order(measurement: str, points: Sequence[TrendPoint]) -> None:
@@ -348,7 +397,7 @@ def _baseline(measurement: str, points: Sequence[TrendPoint], idx: list[int],
     if start.mean is not None and start.sigma is not None:
         mean, sigma, used = float(start.mean), float(start.sigma), 0
     else:
-        need = max(start.points, 2)
+        need = max(start.points if start.points is not None else s.baseline_points, 2)
         if len(idx) < need:
             notes.append(f"{where}: {len(idx)} of the {need} values its baseline needs; "
                          "not judged")
@@ -366,15 +415,36 @@ def _baseline(measurement: str, points: Sequence[TrendPoint], idx: list[int],
         notes.append(f"{where}: σ = {sigma:g} cannot scale the rules; not judged")
         return None
     judged_from = idx[used] if used < len(idx) else idx[-1] + 1
-    return Segment(idx[0], idx[-1] + 1, judged_from, t0, mean, sigma, used, start.reason)
+    sample, factor = None, 1.0
+    if start.sigma is None:
+        sample = sigma
+        factor = prediction_factor(used) if s.prediction_limits else 1.0
+    return Segment(idx[0], idx[-1] + 1, judged_from, t0, mean, sigma * factor, used,
+                   start.reason, sample, factor)
+
+
+def prediction_factor(n: int, alpha: float = 0.0027) -> float:
+    """√(1 + 1/n) · t₍ₙ₋₁₎(1 − α/2) / z(1 − α/2): how much wider than μ̂ ± 3σ̂ the
+    interval must be to hold a new value with probability 1 − α when μ̂ and σ̂ are the
+    mean and sample SD of n normal values (Student prediction interval; Hahn & Meeker,
+    *Statistical Intervals*, section 4.6)."""
+    from scipy.special import ndtri, stdtrit  # special, not stats: a fast import
+
+    return float(math.sqrt(1.0 + 1.0 / n) * stdtrit(n - 1, 1.0 - alpha / 2)
+                 / ndtri(1.0 - alpha / 2))
 
 
 def _alerts(measurement: str, unit: str, points: Sequence[TrendPoint], judged: list[int],
-            z: NDArray[np.float64], rule: Rule, seg: Segment, s: TrendSettings) -> list[Alert]:
+            z: NDArray[np.float64], rule: Rule, seg: Segment, s: TrendSettings,
+            after: int | None) -> list[Alert]:
     hi, lo, stat_hi, stat_lo, limit = rule_holds(z, rule, s)
     out: list[Alert] = []
+    inside = np.abs(z) <= 2.0
     for direction, holds, stat in (("high", hi, stat_hi), ("low", lo, stat_lo)):
         starts = np.flatnonzero(holds & ~np.concatenate(([False], holds[:-1])))
+        # back in control for this alert: inside the 2σ warning limits (Westgard) and
+        # its rule no longer holding on its side
+        calm = np.flatnonzero(inside & ~holds)
         seen: set[int] = set()
         for j in starts:
             first = _first_offending(rule, int(j), stat)
@@ -386,11 +456,13 @@ def _alerts(measurement: str, unit: str, points: Sequence[TrendPoint], judged: l
             i, fi = judged[int(j)], judged[first]
             p = points[i]
             key = f"{measurement}|{rule}|{direction}|{points[fi].time.isoformat()}"
+            k = int(np.searchsorted(calm, j, side="right"))
+            end = judged[int(calm[k])] if k < len(calm) else after
             out.append(Alert(key, measurement, rule, direction,  # type: ignore[arg-type]
                              i, p.time, p.value, unit, p.uncertainty, float(stat[j]), limit,
                              fi, points[fi].time, seg.mean, seg.sigma,
                              _message(rule, direction, p, unit, float(stat[j]), limit, seg,
-                                      i - fi + 1, s)))
+                                      i - fi + 1, s), end))
     return out
 
 
@@ -414,6 +486,9 @@ def _message(rule: Rule, direction: str, p: TrendPoint, unit: str, stat: float,
             + (f"estimated from {seg.baseline_points} values from "
                f"{seg.start_time.isoformat()}" if seg.baseline_points
                else f"given from {seg.start_time.isoformat()}"))
+    if seg.sample_sigma is not None and seg.sigma_factor != 1.0:
+        base += (f" (sample SD {seg.sample_sigma:.4g}{unit} × {seg.sigma_factor:.3f}, the "
+                 f"prediction-interval factor for {seg.baseline_points} baseline values)")
     side = "above" if direction == "high" else "below"
     limit_side = "upper" if direction == "high" else "lower"
     what = {
@@ -438,4 +513,4 @@ def _message(rule: Rule, direction: str, p: TrendPoint, unit: str, stat: float,
 
 __all__ = ["RULES", "WESTGARD_RULES", "Alert", "BaselineStart", "Segment", "TrendPoint",
            "TrendReport", "TrendSettings", "check_trend", "cusum", "ewma", "ewma_limit",
-           "first_signal", "rule_holds", "run_rule"]
+           "first_signal", "group_episodes", "prediction_factor", "rule_holds", "run_rule"]

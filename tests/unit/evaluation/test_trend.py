@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.stats import binom, norm
+from scipy.stats import t as student_t
 
 from scanbench.errors import InputError
 from scanbench.evaluation.trend import (
@@ -25,6 +27,7 @@ from scanbench.evaluation.trend import (
     check_trend,
     ewma_limit,
     first_signal,
+    prediction_factor,
 )
 
 T0 = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
@@ -125,7 +128,9 @@ def test_rerun_and_appended_values_give_the_same_alerts() -> None:
     again = check_trend("m", "mm", _series(values[:90]))
     assert again == first
     longer = check_trend("m", "mm", _series(values))
-    assert longer.alerts[:len(first.alerts)] == first.alerts
+    # appended values only end what was still open: every other field stays
+    assert [a if a.end_index is not None else replace(b, end_index=None)
+            for a, b in zip(first.alerts, longer.alerts, strict=False)] == list(first.alerts)
     keys = [a.key for a in longer.alerts]
     assert len(keys) == len(set(keys))
 
@@ -275,3 +280,29 @@ def test_moving_range_sigma_by_hand() -> None:
     # z = 3 · 1.128 = 3.384 > 3: 1-3s fires (with the sample sd 0.513 it would be 5.8)
     assert rep.alerts[0].rule == "1-3s"
     assert rep.alerts[0].statistic == pytest.approx(3 * 1.128)
+
+
+def test_alerts_of_one_episode_and_their_ends() -> None:
+    # a given baseline (0, σ 1): a 4σ step on values 3-5, then 0 again. 1-3s fires at 3
+    # and ends at 6 (|z| <= 2, not holding); CUSUM C = 3.5, 7, 10.5 fires at 4 (> 5)
+    # and falls by 0.5 a value: 5.0 <= h at value 16; its alert joins 1-3s's episode (it
+    # fired while 1-3s was open). A lone 3.5σ value at 30 opens a second episode.
+    values = [0.0] * 3 + [4.0] * 3 + [0.0] * 24 + [3.5] + [0.0] * 5
+    rep = check_trend("m", "1", _series(values), [BaselineStart(None, mean=0.0, sigma=1.0)],
+                      TrendSettings(rules=("1-3s", "cusum")))
+    got = [(a.rule, a.index, a.end_index, a.episode_index) for a in rep.alerts]
+    assert got == [("1-3s", 3, 6, 3), ("cusum", 4, 16, 3), ("1-3s", 30, 31, 30)]
+    assert rep.alerts[1].episode_time == _series(values)[3].time
+
+
+def test_prediction_factor_and_widened_sigma() -> None:
+    # Student prediction interval: sqrt(1 + 1/30) t_29(0.99865) / z(0.99865)
+    assert prediction_factor(30) == pytest.approx(
+        math.sqrt(1 + 1 / 30) * student_t.isf(0.00135, 29) / norm.isf(0.00135), rel=1e-9)
+    base = [10.5, 9.5] * 15
+    rep = check_trend("m", "mm", _series([*base, 10.0]),
+                      settings=TrendSettings(baseline_points=30, prediction_limits=True))
+    seg = rep.segments[0]
+    assert seg.sample_sigma == pytest.approx(0.5 * math.sqrt(30 / 29))
+    assert seg.sigma == pytest.approx(seg.sample_sigma * prediction_factor(30))
+    assert (seg.judged_from, seg.sigma_factor) == (30, pytest.approx(1.11155, abs=1e-5))

@@ -13,8 +13,10 @@ from scanbench.types import DeviceIdentity, Limits, Result
 
 T0 = dt.datetime(2026, 1, 1, 8, 0)
 ANALYSIS, NAME, UNIT = "ct.water", "noise_hu", "HU"
-#: 20 baseline values of mean 0 and sample SD sqrt(20/19) = 1.026 HU
-BASE = [1.0 if i % 2 == 0 else -1.0 for i in range(20)]
+#: 30 baseline values (alerts.SETTINGS estimates a baseline from 30) of mean 0 and
+#: sample SD sqrt(30/29) = 1.0171 HU; widened by the prediction-interval factor for 30
+#: values, 1.11155, the σ the rules use is 1.13055 HU
+BASE = [1.0 if i % 2 == 0 else -1.0 for i in range(30)]
 
 
 def device(s: Session, serial: str = "1", site_id: int | None = None) -> m.Device:

@@ -77,8 +77,8 @@ class _Endpoint:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Database, int, int]]:
-    """A site with a device whose 4.9σ step on day 30 raised alerts (1-3s and the
-    action limit), and a device on another site with its own alert."""
+    """A site with a device whose 4.4σ step on day 32 raised alerts (1-3s and the
+    action limit, one episode), and a device on another site with its own."""
     db = Database(tmp_path)
     with db.session() as s:
         site = sites.add_site(s, CLI, "Site A")
@@ -101,7 +101,7 @@ def _open(db: Database, dev_id: int) -> list[m.Alert]:
                                                     m.Alert.state == "open")))
 
 
-def test_one_message_per_alert_and_target_even_when_sent_twice(
+def test_one_message_per_episode_and_target_even_when_sent_twice(
         world: tuple[Database, int, int]) -> None:
     db, site_id, dev_id = world
     open_alerts = _open(db, dev_id)
@@ -121,25 +121,24 @@ def test_one_message_per_alert_and_target_even_when_sent_twice(
         with db.sessions() as s:
             first = alerts.send_pending(s, smtp=server, base_url="https://qc.example.org")
             second = alerts.send_pending(s, smtp=server, base_url="https://qc.example.org")
-        assert [d.state for d in first] == ["sent"] * 4 and second == []
-        assert len(sink.messages) == 2 and len(hook.bodies) == 2  # site B's alert: not here
+        # the limit and the 1-3s alert fired on the same value: one episode, so one
+        # message per target (the first alert of the episode: the limit)
+        assert [d.state for d in first] == ["sent"] * 2 and second == []
+        assert len(sink.messages) == 1 and len(hook.bodies) == 1  # site B's alert: not here
         texts = "\n".join(str(msg.get_body(("plain",)).get_content())  # type: ignore[union-attr]
                           for msg in sink.messages)
         assert "Action limit alert" in texts and "action limit 4 HU (upper)" in texts
         assert "IEC 61223-3-5:2019 section 5.3" in texts
-        assert "Trend alert" in texts and "Westgard" in texts
         assert f"https://qc.example.org/devices/{dev_id}#alert-" in texts
         assert all(msg["To"] == "physicist@example.org" for msg in sink.messages)
         bodies = [json.loads(b) for b, _ in hook.bodies]
         assert all(verify(b, secret or "", sig) for b, sig in hook.bodies)
-        assert {d["alert"]["rule"] for d in bodies} == {"1-3s", "limit"}
-        trend = next(d["alert"] for d in bodies if d["alert"]["rule"] == "1-3s")
-        # the baseline carried into the text: mean 0, σ sqrt(20/19) HU
-        assert trend["baseline_mean"] == pytest.approx(0.0)
-        assert trend["baseline_sigma"] == pytest.approx((20 / 19) ** 0.5)
+        assert [d["alert"]["rule"] for d in bodies] == ["limit"]
         with db.sessions() as s:
             rows = s.scalars(select(m.Notification)).all()
-            assert len(rows) == 4 and all(r.state == "sent" and r.attempts == 1 for r in rows)
+            assert len(rows) == 2 and all(r.state == "sent" and r.attempts == 1 for r in rows)
+            assert {r.alert_id for r in rows} == {a.id for a in open_alerts
+                                                  if a.rule == "limit"}
     finally:
         smtp.stop()
         hook.close()
@@ -155,7 +154,7 @@ def test_a_failed_delivery_stays_pending_with_its_error_and_goes_later(
     server = alerts.SmtpServer("127.0.0.1", port, "qc@example.org")
     with db.sessions() as s:
         failed = alerts.send_pending(s, smtp=server)
-        assert [d.state for d in failed] == ["failed", "failed"]
+        assert [d.state for d in failed] == ["failed"]  # one episode
         assert all(f"SMTP 127.0.0.1:{port}" in (d.error or "") for d in failed)
         none = alerts.send_pending(s, smtp=None)  # e-mail not configured: still pending
         assert all("SCANBENCH_SMTP_HOST" in (d.error or "") for d in none)
@@ -165,11 +164,11 @@ def test_a_failed_delivery_stays_pending_with_its_error_and_goes_later(
     try:
         with db.sessions() as s:
             later = alerts.send_pending(s, smtp=server)
-            assert [d.state for d in later] == ["sent", "sent"]
+            assert [d.state for d in later] == ["sent"]
             assert alerts.send_pending(s, smtp=server) == []
             rows = s.scalars(select(m.Notification)).all()
-            assert [(r.state, r.attempts, r.error) for r in rows] == [("sent", 3, None)] * 2
-        assert len(sink.messages) == 2
+            assert [(r.state, r.attempts, r.error) for r in rows] == [("sent", 3, None)]
+        assert len(sink.messages) == 1
     finally:
         smtp.stop()
 
@@ -184,7 +183,7 @@ def test_daily_digest_is_one_message_once(world: tuple[Database, int, int]) -> N
             alerts.add_target(s, CLI, site_id=site_id, channel="email",
                               address="lead@example.org", digest=True)
         server = alerts.SmtpServer("127.0.0.1", port, "qc@example.org")
-        day = dt.date(2026, 1, 23)  # day 22 of the history: the step
+        day = dt.date(2026, 2, 2)  # day 32 of the history: the step
         with db.sessions() as s:
             assert alerts.send_pending(s, smtp=server) == []  # digest targets wait
             assert alerts.send_digest(s, day - dt.timedelta(days=1), smtp=server) == []
