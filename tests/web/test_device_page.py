@@ -71,6 +71,8 @@ def _populate(db: Database, days: int = 80) -> dict[str, int]:
             dev = devices.register(s, ident)
             dev.site_id = site.id
             dev.display_name = f"PET {key.upper()} {XSS}"
+            dev.staffed_hours = {"weekdays": [0, 1, 2, 3, 4], "start": "07:00",
+                                 "end": "19:00", "timezone": "Europe/Paris"}
             study = m.Study(study_uid=f"1.2.{serial}", site_id=site.id)
             s.add(study)
             s.flush()
@@ -137,6 +139,7 @@ def test_own_sites_device_opens_with_every_section_and_no_chart_drawn(world: Wor
     assert r.status_code == 200, r.text
     page = r.text
     for text in ("A-111", "Biograph Vision", "Site A", "VG80", "VG85", "Alerts not closed",
+                 "Mon, Tue, Wed, Thu, Fri 07:00–19:00 (Europe/Paris)",
                  "Scorecard", "Latest result of each test", "Control charts", "Lifecycle",
                  "Software history", f"/results/{world.ids['result_a']}"):
         assert text in page, text

@@ -255,6 +255,20 @@ def open_alerts(session: Session, device_id: int) -> list[m.Alert]:
         .order_by((m.Alert.state != "open"), m.Alert.occurred_at.desc(), m.Alert.id.desc())))
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def staffed_text(hours: Mapping[str, Any] | None) -> str:
+    """The device's staffed hours (evaluation.reliability.StaffedHours, what uptime is
+    counted over) as text: "around the clock" when none are set."""
+    if not hours:
+        return "around the clock"
+    days = hours.get("weekdays") or []
+    names = ", ".join(_DAYS[d] for d in days if isinstance(d, int) and 0 <= d < 7)
+    zone = f" ({hours['timezone']})" if hours.get("timezone") else ""
+    return f"{names or 'no day'} {hours.get('start', '?')}–{hours.get('end', '?')}{zone}"
+
+
 def _role_at_least(ctx: PageCtx, site_id: int | None, role: str) -> bool:
     have = ctx.who.role_on(site_id)
     return have is not None and RANK[have] >= RANK[role]
@@ -285,6 +299,7 @@ def _page(ctx: PageCtx, device_id: int, *, status: int = 200,
     return render(
         ctx, "device.html", status=status, device=d, site=site,
         aliases=sorted(d.aliases, key=lambda a: (a.kind, a.value)),
+        staffed=staffed_text(d.staffed_hours),
         software=software_history(s, d.id), events=events, n_events=n_events,
         max_events=MAX_EVENTS, cards=scorecards(s, d.id), alerts=open_alerts(s, d.id),
         latest=latest_results(s, d.id), series=series,
