@@ -1,117 +1,42 @@
 """The /api/v1 JSON API and the pages (issue 12) through FastAPI's test client on a real
 database: the role x route table over EVERY route of the application (API and pages; a
-new route without a rule or an example here fails it, naming the route), site isolation
+new route without a rule or an example fails it, naming the route), site isolation
 (404, never 403), bad input generated from the routes (unknown ids, bad filters and
 sorts, oversized pages, malformed JSON, wrong content type): a JSON error with a clear
 message, never a 500 and never a traceback.
 
-Speed: one database and one application per module, and each role signs in ONCE
-(Argon2id costs ~0.1 s a hash on purpose); the security set is in test_web_security.py."""
+Speed: one database and one application per module, and each role signs in ONCE (the
+world and the route table are in tests/api_world.py); the security set (CSRF, XSS,
+throttling, fixation, revocation, audit tampering) is test_web_security.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from scanbench.store import Database, devices, repo
+from api_world import (
+    EXAMPLES,
+    OTHER_ADMIN,
+    PW,
+    ROLE_USERS,
+    SESSION_ENDING,
+    SITE_A_KEY,
+    XSS,
+    World,
+    app_routes,
+    fill,
+    populate,
+    signed_in,
+)
+from scanbench.store import Database
 from scanbench.store import models as m
-from scanbench.types import DeviceIdentity, Limits, Result
-from scanbench.web import audit, auth, sites
+from scanbench.web import audit, auth
 from scanbench.web.api import create_app
-from scanbench.web.api.app import CSRF_HEADER, RULE_KEY
-from scanbench.web.pages.common import PAGE_RULES
-
-CLI = audit.Actor(None, "cli:test")
-PW = "correct horse battery"
-XSS = "<script>alert(1)</script> & \"q\""
-ROLE_USERS = {"viewer": "vi_a", "technologist": "te_a", "physicist": "ph_a", "admin": "ad_a"}
-#: Beside the four roles of site A: nobody signed in, and the admin of site B only.
-OTHER_ADMIN = "ad_b"
-
-
-@dataclass
-class World:
-    db: Database
-    app: Any
-    ids: dict[str, int]
-    clients: dict[str, tuple[TestClient, str]] = field(default_factory=dict)
-
-    def client(self, user: str) -> tuple[TestClient, str]:
-        """A client signed in as ``user`` (once per module: the sign-in is Argon2id)."""
-        if user not in self.clients:
-            self.clients[user] = signed_in(self.app, user)
-        return self.clients[user]
-
-
-def _result(dev: DeviceIdentity, uid: str, day: int, value: float) -> Result:
-    r = Result("pet.calibration_uniformity", "NEMA NU 2-2018 section 7.4.1", uid, dev,
-               dt.datetime(2026, 3, day, 9, 0))
-    r.add("activity_concentration_bias_percent", value, "%",
-          limits=Limits(low=-5, high=5, source="NEMA NU 2-2018", verified=True))
-    return r
-
-
-def _populate(db: Database) -> dict[str, int]:
-    ids: dict[str, int] = {}
-    with db.sessions() as s:
-        a = sites.add_site(s, CLI, "Site A")
-        b = sites.add_site(s, CLI, "Site B")
-        ids["site_a"], ids["site_b"] = a.id, b.id
-        for role, name in ROLE_USERS.items():
-            auth.grant(s, CLI, auth.add_user(s, CLI, name, PW), a, role)
-        auth.grant(s, CLI, auth.add_user(s, CLI, "vi_b", PW), b, "viewer")
-        auth.grant(s, CLI, auth.add_user(s, CLI, OTHER_ADMIN, PW), b, "admin")
-        ids["spare"] = auth.add_user(s, CLI, "spare", PW).id
-        auth.grant(s, CLI, s.get_one(m.User, ids["spare"]), a, "viewer")
-        ids["vi_a"] = auth.get_user(s, "vi_a").id
-        for key, site, serial in (("a", a, "111"), ("b", b, "222")):
-            ident = DeviceIdentity("Siemens", "Biograph mCT", serial, XSS, "VG80")
-            dev = devices.register(s, ident)
-            dev.site_id = site.id
-            study = m.Study(study_uid=f"1.2.{serial}", site_id=site.id)
-            s.add(study)
-            s.flush()
-            for day in range(1, 21):  # one QC series a day
-                ser = m.Series(series_uid=f"1.2.{serial}.{day}", study_id=study.id,
-                               device_id=dev.id, modality="PT", description=XSS,
-                               software_versions="VG80" if day < 10 else "VG80B",
-                               acquired_at=dt.datetime(2026, 3, day, 9, 0), state="done")
-                s.add(ser)
-                s.flush()
-                res = repo.save_result(s, _result(ident, ser.series_uid, day,
-                                                  float(day % 7) - 3), series_id=ser.id,
-                                       device_id=dev.id)
-            job = m.Job(kind="series", target_uid=ser.series_uid, state="failed",
-                        error="boom")
-            alert = m.Alert(key=f"k-{key}", device_id=dev.id,
-                            analysis="pet.calibration_uniformity",
-                            name="activity_concentration_bias_percent", rule="1-3s",
-                            level="trend", message="1-3s broken", state="open")
-            s.add_all([job, alert])
-            s.flush()
-            ids[f"device_{key}"], ids[f"series_{key}"] = dev.id, ser.id
-            ids[f"result_{key}"], ids[f"job_{key}"] = res.id, job.id
-            ids[f"study_{key}"], ids[f"alert_{key}"] = study.id, alert.id
-        s.commit()
-    return ids
-
-
-def signed_in(app: Any, user: str) -> tuple[TestClient, str]:
-    """A client signed in through the API (its session cookie also opens the pages) and
-    the session's CSRF token."""
-    client = TestClient(app, follow_redirects=False)
-    r = client.post("/api/v1/auth/login", json={"username": user, "password": PW})
-    assert r.status_code == 200, r.text
-    csrf: str = r.json()["csrf_token"]
-    return client, csrf
+from scanbench.web.api.app import CSRF_HEADER
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -129,191 +54,10 @@ def cheap_argon2() -> Iterator[None]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     db = Database(url=f"sqlite:///{tmp_path_factory.mktemp('api') / 'scanbench.db'}")
     try:
-        ids = _populate(db)
+        ids = populate(db)
         yield World(db, create_app(db), ids)
     finally:
         db.close()
-# Every route of the application (API and pages) with a request that is valid for a
-# caller with the route's role. {x} are filled from World.ids, {n} with a number unique
-# to the request; a page's POST body is its form (the CSRF token is added). A new route
-# without an entry here fails the table test with its method and path named.
-EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
-    ("POST", "/api/v1/auth/login"): ("/api/v1/auth/login", {"username": "vi_a",
-                                                             "password": PW}),
-    ("POST", "/api/v1/auth/logout"): ("/api/v1/auth/logout", None),
-    ("GET", "/api/v1/auth/me"): ("/api/v1/auth/me", None),
-    ("GET", "/api/v1/tokens"): ("/api/v1/tokens", None),
-    ("POST", "/api/v1/tokens"): ("/api/v1/tokens", {"role": "viewer",
-                                                     "site_ids": ["{site_a}"]}),
-    ("DELETE", "/api/v1/tokens/{token_id}"): ("/api/v1/tokens/999999", None),
-    ("GET", "/api/v1/sites"): ("/api/v1/sites", None),
-    ("GET", "/api/v1/sites/{site_id}"): ("/api/v1/sites/{site_a}", None),
-    ("GET", "/api/v1/devices"): ("/api/v1/devices", None),
-    ("GET", "/api/v1/devices/{device_id}"): ("/api/v1/devices/{device_a}", None),
-    ("GET", "/api/v1/devices/{device_id}/history"): (
-        "/api/v1/devices/{device_a}/history?analysis=pet.calibration_uniformity"
-        "&name=activity_concentration_bias_percent", None),
-    ("GET", "/api/v1/series"): ("/api/v1/series", None),
-    ("GET", "/api/v1/results"): ("/api/v1/results", None),
-    ("GET", "/api/v1/results/{result_id}"): ("/api/v1/results/{result_a}", None),
-    ("GET", "/api/v1/jobs"): ("/api/v1/jobs", None),
-    ("POST", "/api/v1/jobs/{job_id}/retry"): ("/api/v1/jobs/{job_a}/retry", None),
-    ("GET", "/api/v1/users"): ("/api/v1/users", None),
-    ("POST", "/api/v1/users"): ("/api/v1/users", {
-        "username": "new{n}", "password": PW, "site_id": "{site_a}", "role": "viewer"}),
-    ("PUT", "/api/v1/users/{user_id}/grants"): ("/api/v1/users/{vi_a}/grants", {
-        "site_id": "{site_a}", "role": "viewer"}),
-    ("DELETE", "/api/v1/users/{user_id}/grants/{site_id}"): (
-        "/api/v1/users/{spare}/grants/{site_a}", None),
-    ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
-    # specs, assignments, scorecards, due lists (web/api/eval_routes.py)
-    ("GET", "/api/v1/specs"): ("/api/v1/specs", None),
-    ("GET", "/api/v1/specs/{name}"): ("/api/v1/specs/earl1", None),
-    ("GET", "/api/v1/specs/{name}/{version}"): ("/api/v1/specs/earl1/2017-01", None),
-    ("GET", "/api/v1/spec-diff"): ("/api/v1/spec-diff?a=earl1&b=earl2", None),
-    ("GET", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", None),
-    ("POST", "/api/v1/spec-assignments"): ("/api/v1/spec-assignments", {
-        "spec_name": "earl1", "device_id": "{device_a}"}),
-    ("POST", "/api/v1/spec-assignments/{assignment_id}/deactivate"): (
-        "/api/v1/spec-assignments/999999/deactivate", None),
-    ("GET", "/api/v1/devices/{device_id}/scorecards"): (
-        "/api/v1/devices/{device_a}/scorecards", None),
-    ("POST", "/api/v1/devices/{device_id}/scorecards"): (
-        "/api/v1/devices/{device_a}/scorecards", {"date_from": "2026-03-01",
-                                                  "date_to": "2026-03-20"}),
-    ("GET", "/api/v1/scorecards/summary"): ("/api/v1/scorecards/summary", None),
-    ("GET", "/api/v1/scorecards/{scorecard_id}"): ("/api/v1/scorecards/999999", None),
-    ("GET", "/api/v1/devices/{device_id}/due"): ("/api/v1/devices/{device_a}/due", None),
-    ("GET", "/api/v1/sites/{site_id}/due"): ("/api/v1/sites/{site_a}/due", None),
-    # alerts and notification targets (web/api/alert_routes.py)
-    ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
-    ("GET", "/api/v1/alerts/{alert_id}"): ("/api/v1/alerts/999999", None),
-    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
-        "/api/v1/alerts/999999/acknowledge", {"comment": "seen"}),
-    ("GET", "/api/v1/notification-targets"): ("/api/v1/notification-targets", None),
-    ("POST", "/api/v1/notification-targets"): ("/api/v1/notification-targets", {
-        "site_id": "{site_a}", "channel": "email", "address": "qc{n}@example.org"}),
-    ("DELETE", "/api/v1/notification-targets/{target_id}"): (
-        "/api/v1/notification-targets/999999", None),
-    ("GET", "/api/v1/studies"): ("/api/v1/studies", None),
-    ("GET", "/api/v1/studies/{study_id}"): ("/api/v1/studies/999999", None),
-    ("GET", "/api/v1/dose/events"): ("/api/v1/dose/events", None),
-    ("GET", "/api/v1/dose/statistics"): ("/api/v1/dose/statistics", None),
-    ("GET", "/api/v1/workflow/statistics"): ("/api/v1/workflow/statistics", None),
-    ("GET", "/api/v1/compare/measurements"): ("/api/v1/compare/measurements", None),
-    ("GET", "/api/v1/compare"): (
-        "/api/v1/compare?analysis=pet.calibration_uniformity"
-        "&name=activity_concentration_bias_percent", None),
-    # reports (web/api/report_routes.py)
-    ("GET", "/api/v1/devices/{device_id}/report"): (
-        "/api/v1/devices/{device_a}/report?from=2026-03-01&to=2026-03-31", None),
-    ("GET", "/api/v1/devices/{device_id}/acceptance-report"): (
-        "/api/v1/devices/{device_a}/acceptance-report", None),
-    ("GET", "/api/v1/sites/{site_id}/dose-report"): (
-        "/api/v1/sites/{site_a}/dose-report?from=2026-03-01&to=2026-03-31", None),
-    # lifecycle, telemetry, costs (web/api/life_routes.py); a CSV body is a JSON string
-    ("GET", "/api/v1/devices/{device_id}/lifecycle"): (
-        "/api/v1/devices/{device_a}/lifecycle", None),
-    ("POST", "/api/v1/devices/{device_id}/lifecycle"): (
-        "/api/v1/devices/{device_a}/lifecycle",
-        {"kind": "planned_service", "occurred_at": "2026-03-01T08:00:00"}),
-    ("DELETE", "/api/v1/lifecycle/{event_id}"): ("/api/v1/lifecycle/999999", None),
-    ("POST", "/api/v1/lifecycle/import"): (
-        "/api/v1/lifecycle/import", "device,kind,start\n{device_a},repair,2026-03-02T08:00\n"),
-    ("GET", "/api/v1/devices/{device_id}/staffed-hours"): (
-        "/api/v1/devices/{device_a}/staffed-hours", None),
-    ("PUT", "/api/v1/devices/{device_id}/staffed-hours"): (
-        "/api/v1/devices/{device_a}/staffed-hours",
-        {"weekdays": [0, 1, 2, 3, 4], "start": "08:00", "end": "18:00"}),
-    ("GET", "/api/v1/devices/{device_id}/telemetry"): (
-        "/api/v1/devices/{device_a}/telemetry?channel=helium_level_pct", None),
-    ("POST", "/api/v1/devices/{device_id}/telemetry"): (
-        "/api/v1/devices/{device_a}/telemetry", {"readings": [
-            {"channel": "helium_level_pct", "at": "2026-03-01T00:00:00", "value": 80.0}]}),
-    ("POST", "/api/v1/telemetry/import"): (
-        "/api/v1/telemetry/import",
-        "device,time,helium_level_pct\n{device_a},2026-03-02T00:00,79.9\n"),
-    ("GET", "/api/v1/devices/{device_id}/boil-off"): (
-        "/api/v1/devices/{device_a}/boil-off", None),
-    ("GET", "/api/v1/telemetry/compare"): (
-        "/api/v1/telemetry/compare?a={device_a}&b={device_a}", None),
-    ("GET", "/api/v1/devices/{device_id}/costs"): ("/api/v1/devices/{device_a}/costs", None),
-    ("POST", "/api/v1/devices/{device_id}/costs"): (
-        "/api/v1/devices/{device_a}/costs",
-        {"kind": "consumable", "amount": 10.0, "currency": "EUR", "start_on": "2026-03-01"}),
-    ("DELETE", "/api/v1/costs/{cost_id}"): ("/api/v1/costs/999999", None),
-    ("GET", "/api/v1/devices/{device_id}/reliability"): (
-        "/api/v1/devices/{device_a}/reliability", None),
-    ("GET", "/api/v1/reliability"): ("/api/v1/reliability", None),
-    ("GET", "/api/v1/devices/{device_id}/economics"): (
-        "/api/v1/devices/{device_a}/economics", None),
-    ("GET", "/api/v1/economics"): ("/api/v1/economics", None),
-
-    # pages (web/pages/): a POST body is the form
-    ("GET", "/login"): ("/login", None),
-    ("POST", "/login"): ("/login", {"username": "vi_a", "password": PW}),
-    ("POST", "/logout"): ("/logout", {}),
-    ("GET", "/"): ("/", None),
-    ("GET", "/compare"): ("/compare", None),
-    ("GET", "/devices/{device_id}"): ("/devices/{device_a}", None),
-    ("GET", "/devices/{device_id}/chart"): (
-        "/devices/{device_a}/chart?analysis=pet.calibration_uniformity"
-        "&name=activity_concentration_bias_percent", None),
-    ("POST", "/devices/{device_id}/lifecycle"): (
-        "/devices/{device_a}/lifecycle",
-        {"kind": "planned_service", "occurred_at": "2026-03-01T08:00", "summary": "note"}),
-    ("POST", "/devices/{device_id}/alerts/{alert_id}/acknowledge"): (
-        "/devices/{device_a}/alerts/{alert_a}/acknowledge", {"comment": "checked"}),
-    ("GET", "/dose"): ("/dose", None),
-    ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),
-    ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
-    ("GET", "/workflow"): ("/workflow", None),
-    # served to anyone: the API's description and the pages' plotly.js
-    ("GET", "/api/openapi.json"): ("/api/openapi.json", None),
-    ("GET", "/api/docs"): ("/api/docs", None),
-    ("GET", "/static/plotly.min.js"): ("/static/plotly.min.js", None),
-}
-#: Routes that end the caller's session: each role calls them from a session of its own.
-SESSION_ENDING = {("POST", "/api/v1/auth/logout"), ("POST", "/logout")}
-#: A site-A id in a route's path: site B's admin must get 404, exactly as for no record.
-_SITE_A_KEY = re.compile(r"\{(\w+_a)\}")
-
-
-def _fill(value: Any, ids: dict[str, int]) -> Any:
-    if isinstance(value, str):
-        for k, v in ids.items():
-            if value == "{" + k + "}":
-                return v
-            value = value.replace("{" + k + "}", str(v))
-        return value
-    if isinstance(value, list):
-        return [_fill(v, ids) for v in value]
-    if isinstance(value, dict):
-        return {k: _fill(v, ids) for k, v in value.items()}
-    return value
-
-
-def app_routes(app: Any) -> dict[tuple[str, str], str | None]:
-    """(METHOD, path) -> access rule of every route the application serves (the API's
-    ``x-required-role``, the pages' :data:`PAGE_RULES`, ``public`` for the API
-    description and plotly.js), None where a route has no rule. Read from the router
-    itself, not from a list that goes stale."""
-    out: dict[tuple[str, str], str | None] = {}
-    for rc in iter_route_contexts(app.routes):
-        methods = set(getattr(rc, "methods", None) or ()) - {"HEAD"}
-        path = rc.path or ""
-        for method in methods:
-            rule: str | None = None
-            original = rc.original_route
-            if isinstance(original, APIRoute) and original.openapi_extra:
-                rule = original.openapi_extra.get(RULE_KEY)
-            rule = rule or PAGE_RULES.get((method, path))
-            if path in ("/api/openapi.json", "/api/docs", "/static/plotly.min.js"):
-                rule = "public"  # the documentation and a library file: no site data
-            out[(method, path)] = rule
-    return out
-
-
 def _request(client: TestClient, method: str, url: str, body: Any, csrf: str) -> Any:
     headers = {CSRF_HEADER: csrf} if csrf else {}
     if url.startswith("/api") or body is None:
@@ -349,13 +93,13 @@ def test_every_route_has_a_rule_an_example_and_each_role_gets_what_the_rule_allo
         what = f"{method} {path}"
         anonymous.cookies.clear()  # a public sign-in above must not sign this one in
         if rule == "public":
-            r = _request(anonymous, method, _fill(url_t, world.ids), _fill(body_t, world.ids),
+            r = _request(anonymous, method, fill(url_t, world.ids), fill(body_t, world.ids),
                          "")
             assert r.status_code < 500 and (method != "GET" or r.status_code == 200), (
                 what, r.status_code, r.text[:300])
             continue
         anonymous.cookies.clear()
-        r = _request(anonymous, method, _fill(url_t, world.ids), _fill(body_t, world.ids), "")
+        r = _request(anonymous, method, fill(url_t, world.ids), fill(body_t, world.ids), "")
         if is_page:
             assert r.status_code in (303, 403), (what, r.status_code)  # 403: form CSRF first
             if method == "GET":
@@ -365,7 +109,7 @@ def test_every_route_has_a_rule_an_example_and_each_role_gets_what_the_rule_allo
         for who in (*ROLE_USERS.values(), OTHER_ADMIN):
             n += 1
             ids = {**world.ids, "n": n}
-            url, body = _fill(url_t, ids), _fill(body_t, ids)
+            url, body = fill(url_t, ids), fill(body_t, ids)
             if (method, path) in SESSION_ENDING:
                 client, csrf = signed_in(world.app, who)
             else:
@@ -374,7 +118,7 @@ def test_every_route_has_a_rule_an_example_and_each_role_gets_what_the_rule_allo
             label = f"{what} as {who}"
             assert r.status_code < 500, (label, r.text[:300])
             if who == OTHER_ADMIN:
-                if _SITE_A_KEY.search(url_t.split("?")[0]):
+                if SITE_A_KEY.search(url_t.split("?")[0]):
                     _refused(r, 404, label)  # another site's record: not found, never 403
                 continue
             role = next(k for k, v in ROLE_USERS.items() if v == who)
@@ -472,11 +216,11 @@ def test_unknown_and_malformed_ids_of_every_endpoint_are_json_404_and_422(
         if not params:
             continue
         url_t, body_t = EXAMPLES[(method, path)]
-        body = _fill(body_t, {**world.ids, "n": 0})
+        body = fill(body_t, {**world.ids, "n": 0})
         for p in params:
             kind = p["schema"].get("type")
             # the example's URL with this one parameter replaced, segment by segment
-            ex_path, _, query = _fill(url_t, world.ids).partition("?")
+            ex_path, _, query = fill(url_t, world.ids).partition("?")
             ex, tpl, query = ex_path.split("/"), path.split("/"), f"?{query}" if query else ""
 
             seg = [("999999" if t == "{" + p["name"] + "}" else e) for t, e in zip(tpl, ex,
@@ -506,7 +250,7 @@ def test_every_limit_above_its_maximum_is_422_naming_the_maximum(world: World) -
             schema = p.get("schema", {})
             if p["in"] != "query" or "maximum" not in schema:
                 continue
-            url = _fill(EXAMPLES[(method, path)][0], world.ids)
+            url = fill(EXAMPLES[(method, path)][0], world.ids)
             too_many = int(schema["maximum"]) + 1
             r = client.request(method, f"{url}{'&' if '?' in url else '?'}"
                                f"{p['name']}={too_many}")
@@ -529,7 +273,7 @@ def test_garbage_in_every_query_parameter_is_a_clear_error_or_ignored(world: Wor
     for method, path, op in _api_ops(world):
         if method != "GET":
             continue
-        url = _fill(EXAMPLES[(method, path)][0], world.ids)
+        url = fill(EXAMPLES[(method, path)][0], world.ids)
         for p in op.get("parameters", []):
             if p["in"] != "query":
                 continue
@@ -549,7 +293,7 @@ def test_malformed_json_and_wrong_content_type_on_every_body_endpoint(world: Wor
     for method, path, op in _api_ops(world):
         if "requestBody" not in op:
             continue
-        url = _fill(EXAMPLES[(method, path)][0], world.ids)
+        url = fill(EXAMPLES[(method, path)][0], world.ids)
         for content, ctype in (('{"broken": ', "application/json"),
                                ("[1, 2", "application/json"),
                                ("kind=repair", "text/plain"),
@@ -602,7 +346,7 @@ def test_job_retry_hands_the_job_to_the_node_and_is_audited(
     # Its own database: the table test above retries site A's job too.
     db = Database(url=f"sqlite:///{tmp_path_factory.mktemp('retry') / 'scanbench.db'}")
     try:
-        w = World(db, create_app(db), _populate(db))
+        w = World(db, create_app(db), populate(db))
         jid = w.ids["job_a"]
         viewer, vcsrf = w.client("vi_a")
         assert viewer.post(f"/api/v1/jobs/{jid}/retry",
