@@ -70,6 +70,7 @@ COMMAND_MODULES: dict[str, str] = {
     "scorecard": "scanbench.evaluation.cli",
     "due": "scanbench.evaluation.cli",
     "report": "scanbench.report.cli",
+    "federation": "scanbench.programme.fed_cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 SIMULATE_HELP = "Virtual scanners: write DICOM phantom scans with their ground truth."
@@ -398,9 +399,51 @@ def _specs_diff(name: str | None, compared: list[str], as_json: bool) -> None:
 
 @app.command()
 def demo(
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="The new data directory of the demo node (default: a new folder, "
+        "printed).")] = None,
+    days: Annotated[int, typer.Option(help="Days of simulated history, ending yesterday.",
+                                      min=105)] = 365,
+    end: Annotated[str | None, typer.Option(
+        help="The last simulated day, YYYY-MM-DD (default: yesterday).")] = None,
+    exams: Annotated[int, typer.Option(help="Clinical CT and PET/CT exams (about).",
+                                       min=10)] = 300,
+    workers: Annotated[int | None, typer.Option(
+        help="Processes that simulate and analyse (default: cores − 1 for the node's "
+        "analysis jobs; 0: in this process).")] = None,
+    periodic: Annotated[bool, typer.Option(
+        "--periodic/--no-periodic", help="Include the quarterly and annual phantom tests "
+        "(default); --no-periodic: daily and weekly QC only (faster; the same story).")
+    ] = True,
+    serve: Annotated[bool, typer.Option(
+        "--serve/--no-serve", help="Serve the web application when prepared (default); "
+        "--no-serve prepares only.")] = True,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed).")] = 8000,
+    dicom_port: Annotated[int | None, typer.Option(
+        help="Also run the node's DICOM receiver (C-STORE) on this port.")] = None,
+    phantom_report: Annotated[bool, typer.Option(
+        "--phantom-report", help="Instead of the fleet: simulate one scan of each phantom, "
+        "analyse each and write report.html into --out (the analyses' showcase).")] = False,
     out_dir: Annotated[Path | None, typer.Option(
-        "--out", help="Where to write the scans and report (default: a new temp folder).")] = None,
+        "--out", help="With --phantom-report: where to write the scans and report "
+        "(default: a new temp folder).")] = None,
 ) -> None:
+    """A virtual fleet of PET/CT, CT and MRI scanners at three sites, a year of QC and
+    clinical exams through the node's real ingest path, evaluated; then the web
+    application with demo logins (see docs/demo.md). With --phantom-report: the phantom
+    analyses' report instead."""
+    if phantom_report:
+        _phantom_report(out_dir)
+        return
+    from scanbench.demo.cli import run_fleet_demo
+
+    run_fleet_demo(home=home, days=days, end=end, exams=exams, workers=workers,
+                   periodic=periodic, serve=serve, host=host, port=port,
+                   dicom_port=dicom_port, console_out=out, console_err=err)
+
+
+def _phantom_report(out_dir: Path | None) -> None:
     """Simulate PET, CT and MRI phantom scans and clinical studies, analyse them, write a report.
 
     PET: the NEMA IEC body phantom (shifted and rotated; and an EARL1-harmonised

@@ -1,4 +1,5 @@
-"""The README's first command: `scanbench demo` simulates PET, CT and MRI phantom scans
+"""`scanbench demo --phantom-report` (the analyses' showcase; `scanbench demo` itself is
+the virtual fleet, tests/e2e/test_demo_fleet.py) simulates PET, CT and MRI phantom scans
 and clinical studies, analyses and scores each, and writes one report: small (< 5 MB,
 plotly.js once), with windowed CT images, the dose and workflow tables, and figures
 that headless Chromium draws (screenshotted by scripts/screenshots.py)."""
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("demo") / "demo"
-    proc = subprocess.run([sys.executable, "-m", "scanbench", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900,
+    proc = subprocess.run([sys.executable, "-m", "scanbench", "demo", "--phantom-report",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc

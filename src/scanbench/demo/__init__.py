@@ -1,0 +1,270 @@
+"""``scanbench demo``: a virtual fleet through the real ingest path.
+
+:func:`prepare` builds a fresh data directory: three sites with eleven PET/CT, CT and
+MRI scanners of five makes (scanbench.demo.fleet), a period of QC (default a year)
+written as DICOM by the virtual scanners (scanbench.demo.qc) and a few hundred clinical
+CT and PET/CT exams with their dose reports (scanbench.demo.clinical), all stored and
+analysed by the node's pipeline exactly as ``scanbench ingest`` does (files -> store ->
+jobs on the node's worker pool -> results, dose events and exam timings in the store).
+Then what people enter: sites, users and grants, one evaluation spec per device class,
+lifecycle events, magnet telemetry and costs (scanbench.demo.records), through the
+audited functions the web forms and the API call. Finally the trend and limit alerts
+of every device are computed from its stored history (scanbench.evaluation.alerts
+``recheck_device``) and its scorecard for the period (scanbench.evaluation.scorecard).
+
+Two choices for speed, stated: the analysis jobs of the demo do not draw the result
+figures (``SCANBENCH_JOB_FIGURES=0``; the result pages of a real node have them), and
+alerts are computed once per device after the ingest instead of after each job (the
+same function over the same history gives the same alerts; checking every job of a
+year re-reads the growing history each time).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import json
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanbench.demo import clinical as demo_clinical
+from scanbench.demo import fleet, qc
+
+#: What a progress callback gets: (phase description, done, total or None).
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class DemoSummary:
+    """What :func:`prepare` made, with the time each phase took (s)."""
+
+    home: Path
+    scenario: fleet.Scenario
+    qc_series: int = 0
+    clinical_exams: int = 0
+    files: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    alerts: int = 0
+    scorecards: int = 0
+    lifecycle_events: int = 0
+    telemetry_readings: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    device_ids: dict[str, int] = field(default_factory=dict)
+
+
+def _no_progress(_what: str, _done: int, _total: int | None) -> None:
+    return None
+
+
+def _pipeline_class() -> Any:
+    from scanbench.service.pipeline import Pipeline
+
+    class DemoPipeline(Pipeline):
+        """The node's pipeline; alerts are computed per device after the ingest (module
+        docstring) instead of after each job."""
+
+        def _check_alerts(self, job_id: int) -> None:
+            return None
+
+    return DemoPipeline
+
+
+def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
+            workers: int | None = None, exams: int = 300, periodic: bool = True,
+            progress: Progress = _no_progress) -> DemoSummary:
+    """Build the demo's data directory ``home`` (which must be new or empty); see the
+    module docstring. ``days``: the simulated period, ending ``end`` (default
+    yesterday); ``workers``: the node's analysis processes (None: its default, cores
+    − 1; 0: in this process); ``exams``: clinical exams (about); ``periodic`` false
+    leaves out the quarterly and annual phantom tests (faster, same scenario)."""
+    from scanbench.service.jobs import make_executor
+    from scanbench.web.audit import commit_with_retry
+
+    home = Path(home)
+    if home.exists() and any(home.iterdir()):
+        raise FileExistsError(f"{home} is not empty: the demo needs a new data directory")
+    home.mkdir(parents=True, exist_ok=True)
+    end = end or (dt.date.today() - dt.timedelta(days=1))
+    sc = fleet.scenario(days, end)
+    summary = DemoSummary(home=home, scenario=sc)
+    zones = {s.key: s.timezone for s in fleet.SITES}
+    tasks = qc.plan(fleet.DEVICES, sc, zones, periodic=periodic)
+    exam_days = demo_clinical.plan(fleet.DEVICES, sc, exams)
+    summary.qc_series = len(tasks)
+    summary.clinical_exams = sum(e.n for e in exam_days)
+
+    # Jobs draw no figures (module docstring): set before the node's worker processes
+    # start, which inherit the environment of their fork server.
+    os.environ.setdefault("SCANBENCH_JOB_FIGURES", "0")
+    pipe = _pipeline_class()(home, quiet_seconds=0.0, executor=make_executor(workers),
+                             fsync=False, group_wait_seconds=0.0)
+    staging = home / "incoming"
+    try:
+        t0 = time.monotonic()
+        summary.files = _simulate(tasks, exam_days, staging, workers, progress)
+        summary.timings["simulate"] = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        _ingest(pipe, staging, progress)
+        summary.timings["ingest"] = time.monotonic() - t0
+    finally:
+        pipe.close()
+    shutil.rmtree(staging, ignore_errors=True)  # the node keeps its own copy of each file
+
+    from scanbench.demo import records
+    from scanbench.evaluation.alerts import recheck_device
+    from scanbench.store import models as m
+    from scanbench.store.db import Database
+
+    t0 = time.monotonic()
+    db = Database(home)
+    try:
+        with db.sessions() as s:
+            progress("entering sites, users, specs, lifecycle, telemetry, costs", 0, 6)
+            sites = commit_with_retry(s, records.sites_and_users)
+            ids = records.device_ids(s, fleet.DEVICES)
+            summary.device_ids = ids
+            commit_with_retry(s, lambda x: records.place_devices(x, fleet.DEVICES, ids, sites))
+            progress("entering sites, users, specs, lifecycle, telemetry, costs", 2, 6)
+            commit_with_retry(s, records.assign_specs)
+            summary.lifecycle_events = commit_with_retry(
+                s, lambda x: records.lifecycle(x, fleet.DEVICES, ids, sc))
+            progress("entering sites, users, specs, lifecycle, telemetry, costs", 4, 6)
+            summary.telemetry_readings = commit_with_retry(
+                s, lambda x: records.telemetry(x, fleet.DEVICES, ids, sc))
+            commit_with_retry(s, lambda x: records.costs(x, fleet.DEVICES, ids, sc))
+            progress("entering sites, users, specs, lifecycle, telemetry, costs", 6, 6)
+            summary.timings["records"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            for i, dev in enumerate(ids.values()):
+                progress("alerts from each device's history", i, len(ids))
+                summary.alerts += len(recheck_device(s, dev))
+                s.commit()
+            summary.timings["alerts"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            progress("scorecards", 0, 1)
+            summary.scorecards = records.scorecards(s, ids, sc)
+            s.commit()
+            summary.timings["scorecards"] = time.monotonic() - t0
+            from sqlalchemy import func, select
+
+            summary.jobs_done = s.scalar(select(func.count()).select_from(m.Job).where(
+                m.Job.state == "done")) or 0
+            summary.jobs_failed = s.scalar(select(func.count()).select_from(m.Job).where(
+                m.Job.state == "failed")) or 0
+    finally:
+        db.close()
+    _write_plan(summary, tasks, exam_days)
+    return summary
+
+
+def _simulate(tasks: list[qc.QcTask], exam_days: list[Any], staging: Path,
+              workers: int | None, progress: Progress) -> int:
+    """Write every QC scan and clinical exam as DICOM under ``staging``, on ``workers``
+    processes (forkserver: the node's preloaded fork server when it runs one)."""
+    n = len(tasks) + len(exam_days)
+    procs = max(1, workers if workers is not None else (os.cpu_count() or 2))
+    files = 0
+    done = 0
+    progress("simulating QC scans and clinical exams (virtual scanners)", 0, n)
+    if procs <= 1 or workers == 0:
+        for t in tasks:
+            files += qc.write(t, staging)
+            done += 1
+            progress("simulating QC scans and clinical exams (virtual scanners)", done, n)
+        for e in exam_days:
+            files += demo_clinical.write(e, staging)
+            done += 1
+            progress("simulating QC scans and clinical exams (virtual scanners)", done, n)
+        return files
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with cf.ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+        futures = [pool.submit(qc.write, t, staging) for t in tasks]
+        futures += [pool.submit(demo_clinical.write, e, staging) for e in exam_days]
+        for fut in cf.as_completed(futures):
+            files += fut.result()
+            done += 1
+            progress("simulating QC scans and clinical exams (virtual scanners)", done, n)
+    return files
+
+
+def _ingest(pipe: Any, staging: Path, progress: Progress) -> None:
+    """Store every file in the node (as ``scanbench ingest``) and run its jobs, with
+    progress: stored files, then finished jobs."""
+    from sqlalchemy import func, select
+
+    from scanbench.service.pipeline import iter_dicom_files
+    from scanbench.store import models as m
+
+    files = sorted(p for p in iter_dicom_files([staging]) if p.suffix == ".dcm")
+    for i, f in enumerate(files):
+        out = pipe.store_instance(f.read_bytes(), source=str(f.relative_to(staging)))
+        if out.rejected:
+            raise RuntimeError(f"{f}: the node refused a simulated instance: {out.reason}")
+        if i % 200 == 0:
+            progress("storing in the node", i, len(files))
+    progress("storing in the node", len(files), len(files))
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            pipe.drain()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    worker = threading.Thread(target=drain, name="demo-drain", daemon=True)
+    worker.start()
+    with pipe.db.sessions() as s:
+        while worker.is_alive():
+            worker.join(1.0)
+            total = s.scalar(select(func.count()).select_from(m.Job)) or 0
+            finished = s.scalar(select(func.count()).select_from(m.Job).where(
+                m.Job.state.in_(("done", "failed")))) or 0
+            s.rollback()
+            progress(f"analysing ({pipe.executor.describe()})", finished, total or None)
+    if errors:
+        raise errors[0]
+
+
+def _write_plan(summary: DemoSummary, tasks: list[qc.QcTask], exam_days: list[Any]) -> None:
+    """``<home>/demo-fleet.json``: the fleet, the scenario and the logins (for the
+    tests, and for whoever wants to check what the pages show against what was made)."""
+    sc = summary.scenario
+    doc = {
+        "period": {"start": sc.start.isoformat(), "days": sc.days,
+                   "working_days": len(sc.workdays)},
+        "scenario": {
+            "drift": {"device": sc.drift_device, "start": sc.date(sc.drift_start).isoformat(),
+                      "hu_per_working_day": sc.drift_hu_per_day,
+                      "crosses_7_hu": sc.date(sc.limit_crossing_day).isoformat()},
+            "failure": {"device": sc.failure_device,
+                        "failed": sc.date(sc.failure_day).isoformat(),
+                        "repaired_and_retested": sc.date(sc.repair_day).isoformat()},
+            "upgrade": {"device": sc.upgrade_device, "software": qc.UPGRADED_SOFTWARE,
+                        "on": sc.date(sc.upgrade_day).isoformat()},
+        },
+        "devices": {d.key: {"id": summary.device_ids.get(d.key), "site": d.site,
+                            "name": d.display_name, "manufacturer": d.manufacturer,
+                            "model": d.model, "modality": d.modality}
+                    for d in fleet.DEVICES},
+        "users": [{"username": u.username, "password": u.password,
+                   "grants": [list(g) for g in u.grants]} for u in fleet.USERS],
+        "counts": {"qc_series": summary.qc_series, "clinical_exams": summary.clinical_exams,
+                   "files": summary.files, "jobs_done": summary.jobs_done,
+                   "jobs_failed": summary.jobs_failed, "alerts": summary.alerts,
+                   "scorecards": summary.scorecards},
+        "timings_s": {k: round(v, 1) for k, v in summary.timings.items()},
+    }
+    (summary.home / "demo-fleet.json").write_text(json.dumps(doc, indent=1) + "\n",
+                                                  encoding="utf-8")

@@ -1,0 +1,73 @@
+"""The fleet's clinical exams: CT and PET/CT exams with their dose reports
+(scanbench.simulate.clinical), spread over the period's working days.
+
+A CT exam is its CT radiation dose structured report (the RDSR: CTDIvol, DLP, times);
+a PET/CT exam adds the PET images (three slices a bed position, for the times) with
+the administered activity in their headers and a radiopharmaceutical RDSR. No CT
+images are written for the clinical exams (their dose and timings come from the dose
+reports), which keeps a few hundred exams to a few thousand small files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanbench.demo.fleet import DeviceDef, Scenario
+
+#: Exams per clinic day written for each device (a sample of the day's list).
+PER_DAY = {"ct": 5, "petct": 4}
+
+
+@dataclass(frozen=True)
+class ExamDay:
+    """A batch of exams of one device on one day."""
+
+    device: DeviceDef
+    day: dt.date
+    seed: int
+    n: int
+
+
+def plan(devices: tuple[DeviceDef, ...], sc: Scenario, exams: int) -> list[ExamDay]:
+    """About ``exams`` exams over the CT and PET/CT devices, on evenly spaced working
+    days (not on the days the failed CT is down)."""
+    scanners = [d for d in devices if d.kind in PER_DAY]
+    per_device = max(1, exams // max(1, len(scanners)))
+    down = set(range(sc.failure_day, sc.repair_day))
+    out: list[ExamDay] = []
+    for k, d in enumerate(scanners):
+        n_days = max(1, round(per_device / PER_DAY[d.kind]))
+        step = len(sc.workdays) / n_days
+        for j in range(n_days):
+            i = min(len(sc.workdays) - 1, int((j + 0.5) * step) + k % 3)
+            if d.key == sc.failure_device and i in down:
+                i = max(0, sc.failure_day - 1)
+            out.append(ExamDay(d, sc.date(i), 1000 * k + j, PER_DAY[d.kind]))
+    return out
+
+
+def write(e: ExamDay, root: Path) -> int:
+    """Simulate one day's exams of one device under ``root``; returns the files written."""
+    from scanbench.simulate.clinical import (
+        DeviceSpec,
+        Schedule,
+        simulate_ct_exams,
+        simulate_petct_exams,
+    )
+
+    d = e.device
+    device = DeviceSpec(manufacturer=d.manufacturer, model=d.model, serial=d.serial,
+                        station=d.station, software=d.software, institution=d.site)
+    out = Path(root) / d.key / str(e.day) / "clinical"
+    start = dt.datetime.combine(e.day, dt.time(8, 0))
+    if d.kind == "ct":
+        simulate_ct_exams(out, n=e.n, schedule=Schedule(start=start), device=device,
+                          seed=e.seed, images=False,
+                          protocols=("chest", "abdomen_pelvis", "head",
+                                     "chest_abdomen_pelvis"))
+    else:
+        simulate_petct_exams(out, n=e.n, schedule=Schedule(start=start, mean_gap_min=8.0),
+                             device=device, seed=e.seed)
+    return sum(1 for _ in out.rglob("*.dcm"))

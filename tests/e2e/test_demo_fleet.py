@@ -1,0 +1,198 @@
+"""`scanbench demo` (the fleet), run once with --no-serve through the real command line:
+the sites and device classes; every result came through the node's jobs; the drift's
+first alert in its window, the failure alerted on its day and closed by the repair's
+passing re-test; the upgrade marked as a new baseline; a scorecard per device by its
+class's spec; both magnets' telemetry; each demo user signs in.
+
+The run is shortened (--days 110, --no-periodic, --exams 40): the scenario is placed in
+working days relative to the period (scanbench.demo.fleet.scenario), so the numbers
+asserted here are the same story as the full year's. A fixed --end keeps the simulated
+values (seeded by device and date) the same every day the test runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from scanbench.store import models as m
+from scanbench.store.db import Database
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any],
+                                                                      Database]]:
+    home = tmp_path_factory.mktemp("fleet") / "home"
+    proc = subprocess.run(
+        [sys.executable, "-m", "scanbench", "demo", "--home", str(home), "--no-serve",
+         "--days", "110", "--end", "2026-09-30", "--no-periodic", "--exams", "40",
+         "--workers", "2"],
+        capture_output=True, text=True, timeout=1500, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-2000:]
+    assert "demo logins" in proc.stdout and "demo-physicist-pass" in proc.stdout
+    plan = json.loads((home / "demo-fleet.json").read_text(encoding="utf-8"))
+    db = Database(home)
+    try:
+        yield home, plan, db
+    finally:
+        db.close()
+
+
+def _device(db: Database, plan: dict[str, Any], key: str) -> m.Device:
+    with db.sessions() as s:
+        return s.get_one(m.Device, plan["devices"][key]["id"])
+
+
+def _day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def test_three_sites_with_petct_ct_and_mri_of_several_makes(fleet: Any) -> None:
+    _home, _plan, db = fleet
+    with db.sessions() as s:
+        sites = list(s.scalars(select(m.Site)))
+        devices = list(s.scalars(select(m.Device)))
+    assert len(sites) >= 3
+    for site in sites:
+        assert {d.modality for d in devices if d.site_id == site.id} == {"PT", "CT", "MR"}
+    assert len({d.manufacturer for d in devices}) >= 4
+    assert all(d.country_of_manufacture for d in devices)
+    tb = [d for d in devices if d.axial_fov_cm and d.axial_fov_cm >= 100]
+    assert [(d.model, d.axial_fov_cm) for d in tb] == [("uEXPLORER", 194.0)]
+    assert [d.field_strength_t for d in devices if d.modality == "MR"].count(5.0) == 1
+    mr15 = {d.display_name for d in devices if d.field_strength_t == 1.5}
+    assert mr15 == {"MRI 1.5 T helium-free (sealed)", "MRI 1.5 T conventional magnet"}
+
+
+def test_every_result_came_through_the_nodes_jobs(fleet: Any) -> None:
+    _home, plan, db = fleet
+    with db.sessions() as s:
+        results = s.scalar(select(func.count()).select_from(m.Result)) or 0
+        orphan = s.scalar(select(func.count()).select_from(m.Result).where(
+            m.Result.job_id.is_(None))) or 0
+        states = dict(s.execute(select(m.Job.state, func.count()).group_by(m.Job.state)).all())
+        instances = s.scalar(select(func.count()).select_from(m.Instance)) or 0
+        doses = s.scalar(select(func.count()).select_from(m.DoseEvent).where(
+            m.DoseEvent.kind == "radiopharmaceutical")) or 0
+        ct_doses = s.scalar(select(func.count()).select_from(m.DoseEvent).where(
+            m.DoseEvent.kind == "ct", m.DoseEvent.device_id.is_not(None))) or 0
+        timings = s.scalar(select(func.count()).select_from(m.ExamTiming)) or 0
+    assert results >= plan["counts"]["qc_series"] - 5 * 16  # an MRI SNR pair: one result
+    assert orphan == 0
+    assert set(states) == {"done"}, states
+    assert instances == plan["counts"]["files"]
+    assert doses > 0 and ct_doses > 0 and timings >= plan["counts"]["clinical_exams"] // 2
+
+
+def _alerts(db: Database, device: int, name: str | None = None) -> list[m.Alert]:
+    with db.sessions() as s:
+        q = select(m.Alert).where(m.Alert.device_id == device)
+        if name is not None:
+            q = q.where(m.Alert.name == name)
+        return list(s.scalars(q.order_by(m.Alert.occurred_at)))
+
+
+def test_the_drift_is_caught_after_it_starts_and_before_it_crosses_the_limit(
+        fleet: Any) -> None:
+    _home, plan, db = fleet
+    drift = plan["scenario"]["drift"]
+    alerts = _alerts(db, plan["devices"][drift["device"]]["id"], "ct_number_water_hu")
+    high = [a for a in alerts if a.level == "trend" and a.direction == "high"]
+    assert high, [(a.rule, a.occurred_at) for a in alerts]
+    first = min(a.occurred_at or dt.datetime.max for a in high)
+    # A 0.1-0.2 HU/day drift under 0.6 HU day-to-day noise: CUSUM or EWMA holds
+    # after the drift has started and before the noise-free value passes +7 HU.
+    assert _day(drift["start"]) <= first.date() <= _day(drift["crosses_7_hu"]), (
+        first, drift, [(a.rule, a.occurred_at) for a in high])
+    assert all((a.occurred_at or dt.datetime.min).date() >= _day(drift["start"])
+               for a in alerts if a.direction == "high")
+
+
+def test_the_failure_is_alerted_on_its_day_and_closed_by_the_repairs_retest(
+        fleet: Any) -> None:
+    _home, plan, db = fleet
+    failure = plan["scenario"]["failure"]
+    device = plan["devices"][failure["device"]]["id"]
+    on_day = [a for a in _alerts(db, device)
+              if a.occurred_at is not None and a.occurred_at.date() == _day(failure["failed"])]
+    assert {a.name for a in on_day} >= {"ct_number_water_hu", "uniformity_max_deviation_hu"}
+    with db.sessions() as s:
+        for a in on_day:
+            assert a.state == "closed", (a.name, a.rule, a.state)
+            closing = s.get_one(m.Result, a.closing_result_id)
+            assert closing.acquired_at is not None
+            assert closing.acquired_at.date() == _day(failure["repaired_and_retested"])
+        kinds = {e.kind for e in s.scalars(select(m.LifecycleEvent).where(
+            m.LifecycleEvent.device_id == device))}
+    assert {"unplanned_service", "part_replacement", "downtime_start",
+            "downtime_end"} <= kinds
+
+
+def test_the_upgrade_changes_the_software_and_starts_a_new_baseline(fleet: Any) -> None:
+    from scanbench.evaluation.alerts import baseline_starts
+
+    _home, plan, db = fleet
+    upgrade = plan["scenario"]["upgrade"]
+    device = _device(db, plan, upgrade["device"])
+    assert device.software_versions == upgrade["software"]
+    with db.sessions() as s:
+        starts = baseline_starts(s, device.id)
+        seen = set(s.scalars(select(m.Series.software_versions).where(
+            m.Series.device_id == device.id)))
+    assert [b.time.date() for b in starts if b.time is not None] == [_day(upgrade["on"])]
+    assert {"V10.6", upgrade["software"]} <= seen
+
+
+def test_each_device_has_a_scorecard_by_its_class_spec(fleet: Any) -> None:
+    _home, plan, db = fleet
+    with db.sessions() as s:
+        cards = {}
+        for key, d in plan["devices"].items():
+            row = s.scalars(select(m.Scorecard).where(m.Scorecard.device_id == d["id"])
+                            .order_by(m.Scorecard.id.desc())).first()
+            assert row is not None, key
+            cards[key] = s.get_one(m.Spec, row.spec_id).name
+    assert cards["lead-tb"] == "demo-pet-qc-long-afov"
+    assert cards["river-petct"] == "demo-pet-qc"
+    assert cards["lead-mr5t"] == "demo-mr-qc-ultra-high-field"
+    assert cards["lead-mr15"] == cards["hill-mr"] == "demo-mr-qc"
+    assert {cards[k] for k in ("lead-ct", "river-ct", "hill-ct")} == {"demo-ct-qc"}
+
+
+def test_helium_free_and_conventional_magnets_side_by_side(fleet: Any) -> None:
+    from scanbench.evaluation.records import device_boil_off
+
+    _home, plan, db = fleet
+    with db.sessions() as s:
+        sealed = device_boil_off(s, plan["devices"]["lead-mr15-free"]["id"])
+        conventional = device_boil_off(s, plan["devices"]["lead-mr15"]["id"])
+    # Boil-off rates are positive when helium is lost (evaluation.telemetry.BoilOff).
+    assert sealed.rate_pct_per_day is not None and conventional.rate_pct_per_day is not None
+    assert abs(sealed.rate_pct_per_day) < 0.005
+    assert conventional.rate_pct_per_day == pytest.approx(0.08, abs=0.01)
+    assert len(conventional.refills) == 1 and not sealed.refills
+
+
+def test_each_demo_user_signs_in_and_sees_their_sites(fleet: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from scanbench.web.api import create_app
+
+    _home, plan, db = fleet
+    app = create_app(db)
+    for user in plan["users"]:
+        client = TestClient(app)
+        r = client.post("/api/v1/auth/login",
+                        json={"username": user["username"], "password": user["password"]})
+        assert r.status_code == 200, (user["username"], r.text)
+        me = client.get("/api/v1/auth/me").json()
+        assert len(me["grants"]) == len(user["grants"]), me
+        assert set(me["grants"].values()) == {role for _site, role in user["grants"]}
