@@ -69,6 +69,20 @@ def _logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _federation_sender(pipe: Any, central: str | None, token_file: Path | None) -> Any:
+    """The federation sender of ``scanbench node --central`` (None without it)."""
+    if central is None:
+        if token_file is not None:
+            raise ScanbenchError("--central-token-file needs --central URL")
+        return None
+    if token_file is None:
+        raise ScanbenchError("--central needs --central-token-file (the site's credential)")
+    from scanbench.programme.fed_cli import read_token
+    from scanbench.programme.outbox import Sender
+
+    return Sender(pipe.db, pipe.home, central, read_token(token_file))
+
+
 def node(
     ae_title: Annotated[str, typer.Option(help="The node's AE title (senders call it).")]
     = "SCANBENCH",
@@ -121,6 +135,13 @@ def node(
         help="On SIGTERM or Ctrl-C, seconds running jobs get to finish before they are "
         "stopped and recorded as interrupted (run again at the next start).")] = 8.0,
     job_timeout: JobTimeoutOpt = None,
+    central: Annotated[str | None, typer.Option(
+        "--central", help="Federation: base URL of the programme's central node; this "
+        "node sends it de-identified records (docs/programme.md).")] = None,
+    central_token_file: Annotated[Path | None, typer.Option(
+        "--central-token-file", help="File holding this site's central credential.")] = None,
+    central_every: Annotated[float, typer.Option(
+        help="Seconds between federation passes (doubling after a failed one).")] = 30.0,
     home: HomeOpt = None,
     database_url: UrlOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -152,9 +173,11 @@ def node(
         pipe = Pipeline(home, database_url, quiet_seconds=quiet_seconds,
                         group_wait_seconds=group_wait_seconds,
                         executor=make_executor(workers), timeouts=timeouts(home, job_timeout))
+        sender = _federation_sender(pipe, central, central_token_file)
     except ScanbenchError as exc:
         raise _fail(exc) from None
     stop = threading.Event()
+    fed_loop: Any = None
     scp = StorageScp(pipe, config)
     schedule: PullSchedule | None = None
     previous: dict[int, Any] = {}
@@ -176,6 +199,11 @@ def node(
         if pull_url:
             schedule = PullSchedule(pull_url, pipe, pipe.home, pull_every, since, stop)
             schedule.start()
+        if sender is not None:
+            from scanbench.programme.outbox import SenderLoop
+
+            fed_loop = SenderLoop(sender, stop, every_s=central_every)
+            fed_loop.start()
         gates = [f"allowed: {', '.join(config.allow)}"] if config.allow else []
         if config.allow_hosts:
             gates.append(f"hosts: {', '.join(config.allow_hosts)}")
@@ -193,6 +221,8 @@ def node(
         scp.stop()
         if schedule is not None:
             schedule.join(timeout=30)
+        if fed_loop is not None:
+            fed_loop.join(timeout=60)
         pipe.close(grace=stop_grace)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

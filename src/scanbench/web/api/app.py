@@ -237,6 +237,10 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     from scanbench.web.api.eval_routes import router as eval_router
 
     app.include_router(eval_router)
+    from scanbench.web.api.fed_routes import create_fed_app
+
+    # site nodes' batches (issue 14): site credentials, not user roles (fed_routes.py)
+    app.mount(f"{PREFIX}/fed", create_fed_app(db))
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -1,0 +1,129 @@
+"""Federation endpoints of the central node (issue 14 §1; the checks are in
+:mod:`scanbench.programme.federation`), mounted at ``/api/v1/fed`` as an application of
+their own: a site node authenticates with its site credential (``Authorization:
+Bearer``, a :class:`~scanbench.store.models.FedCredential`), never with a user's
+session or token, so these endpoints are outside the user role table of
+:func:`scanbench.web.api.app.route` (a user's token here is an unknown credential: 401).
+
+- ``POST /api/v1/fed/batches``: a batch of records (size limit, schema, claimed site,
+  revoked credential, sequence order, replay), answered ``{"state", "acked_seq"}`` or a
+  JSON error with the reason (and ``expected_seq`` for a sequence gap).
+- ``GET /api/v1/fed/whoami``: the credential's site and the last seq stored for it.
+- ``GET /api/v1/fed/decisions?since=``: review decisions on the site's results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from scanbench.programme import federation as fed
+from scanbench.store.db import Database
+
+log = logging.getLogger("scanbench.web.federation")
+
+
+def _token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _refused(exc: fed.Refused) -> JSONResponse:
+    body: dict[str, Any] = {"error": exc.reason, "state": "refused"}
+    if exc.expected_seq is not None:
+        body["expected_seq"] = exc.expected_seq
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def _body(request: Request) -> bytes:
+    """The body, at most MAX_BATCH_BYTES (a larger one is refused before it is read
+    whole, whether or not it announced its length)."""
+    limit = fed.MAX_BATCH_BYTES
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise fed.Refused(413, f"the batch is {int(declared)} bytes, more than the "
+                          f"{limit} bytes a batch may have; send fewer records per batch")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise fed.Refused(413, f"the batch is more than the {limit} bytes a batch may "
+                              "have; send fewer records per batch")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _receive(db: Database, token: str | None, body: bytes) -> dict[str, Any]:
+    with db.sessions() as session:
+        return fed.receive_committed(session, token, body)
+
+
+async def post_batch(request: Request) -> Any:
+    """Receive one batch from a site node (see the module docstring)."""
+    try:
+        body = await _body(request)
+    except ClientDisconnect:  # cut off mid-transfer: nothing was read, nothing stored
+        return JSONResponse({"error": "the batch was cut off in transfer",
+                             "state": "refused"}, status_code=400)
+    except fed.Refused as exc:
+        return _refused(exc)
+    try:
+        return await run_in_threadpool(_receive, request.app.state.db, _token(request), body)
+    except fed.Refused as exc:
+        return _refused(exc)
+
+
+def _site_of(db: Database, token: str | None) -> Any:
+    with db.sessions() as session:
+        _cred, site = fed.credential_site(session, token)
+        session.commit()
+        return site, fed.last_seq(session, site.id)
+
+
+def whoami(request: Request) -> Any:
+    """The site this credential belongs to, and the last sequence number stored for it."""
+    try:
+        site, last = _site_of(request.app.state.db, _token(request))
+    except fed.Refused as exc:
+        return _refused(exc)
+    return {"site": site.name, "last_seq": last, "protocol": fed.PROTOCOL}
+
+
+def decisions(request: Request, since: dt.datetime | None = None) -> Any:
+    """Review decisions on this site's results decided at or after ``since``."""
+    db: Database = request.app.state.db
+    with db.sessions() as session:
+        try:
+            _cred, site = fed.credential_site(session, _token(request))
+        except fed.Refused as exc:
+            return _refused(exc)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        out = fed.decisions_for(session, site, since)
+        session.commit()
+        return {"decisions": [d.model_dump(mode="json") for d in out]}
+
+
+def create_fed_app(db: Database) -> FastAPI:
+    """The federation application on ``db`` (mounted by :func:`create_app`)."""
+    app = FastAPI(title="scanbench federation", openapi_url=None, docs_url=None,
+                  redoc_url=None)
+    app.state.db = db
+    app.add_api_route("/batches", post_batch, methods=["POST"])
+    app.add_api_route("/whoami", whoami, methods=["GET"])
+    app.add_api_route("/decisions", decisions, methods=["GET"])
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("federation %s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal error; the batch was not stored, send it "
+                             "again later", "state": "refused"}, status_code=500)
+
+    return app

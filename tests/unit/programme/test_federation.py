@@ -1,0 +1,322 @@
+"""Federation under faults (issue 14 §1): a real central web application on a free
+loopback port (uvicorn in a thread) and site nodes' SQLite databases, sent to by the real
+sender over HTTP. Each fault — a batch cut off mid-transfer, a replayed batch, a batch
+claiming another site, a revoked credential, an oversized batch, a schema-invalid batch,
+a sequence gap, an answer lost in flight — is refused or deduplicated and nothing is
+lost: what was not acknowledged is still in the site's outbox and arrives once later."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from pages_world import serving
+from scanbench.programme import federation as fed
+from scanbench.programme.outbox import Sender, queue_new, status
+from scanbench.store import models as m
+from scanbench.store.db import Database
+from scanbench.web.api import create_app
+from scanbench.web.audit import Actor, commit_with_retry
+
+ACTOR = Actor(None, "test")
+PATIENT = {"patient_id": "PID-7731-SECRET", "accession": "ACC-99812-SECRET",
+           "study_uid": "1.2.826.0.1.3680043.2.1125.77.1", "series_prefix":
+           "1.2.826.0.1.3680043.2.1125.77.2."}
+_sites = count(1)
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, str]]:
+    """The central node's database and the URL of its web application."""
+    home = tmp_path_factory.mktemp("central")
+    db = Database(home)
+    with serving(create_app(db)) as url:
+        yield db, url
+    db.close()
+
+
+def _count(db: Database, model: Any, *where: Any) -> int:
+    with db.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+class SiteNode:
+    """A site node's database with results of one CT scanner, and its credential."""
+
+    def __init__(self, home: Path, central: tuple[Database, str], n_results: int = 5) -> None:
+        self.home = home
+        self.db = Database(home)
+        self.central_db, self.url = central
+        self.name = f"site-{next(_sites)}"
+        with self.central_db.sessions() as s:
+            self.token = commit_with_retry(
+                s, lambda s: fed.add_credential(s, ACTOR, self.name))
+        self.results = 0
+        self.add_results(n_results)
+
+    def add_results(self, n: int) -> None:
+        with self.db.session() as s:
+            dev = s.scalars(select(m.Device)).first()
+            if dev is None:
+                dev = m.Device(identity_key=f"acme|ct-9|{self.name}-sn1", manufacturer="ACME",
+                               model="CT-9", serial=f"{self.name}-SN1", modality="CT")
+                s.add(dev)
+                study = m.Study(study_uid=PATIENT["study_uid"] + self.name[-1],
+                                patient_id=PATIENT["patient_id"],
+                                accession_number=PATIENT["accession"])
+                s.add(study)
+                s.flush()
+            for _ in range(n):
+                self.results += 1
+                uid = f"{PATIENT['series_prefix']}{self.name[-1]}.{self.results}"
+                res = m.Result(device_id=dev.id, analysis="ct.uniformity",
+                               standard="IEC 61223-3-5:2019 section 5.2", series_uid=uid,
+                               acquired_at=dt.datetime(2026, 3, 1, 8) +
+                               dt.timedelta(days=self.results),
+                               scanbench_version="test", source="/data/PID-7731-SECRET/ct")
+                res.measurements.append(m.Measurement(
+                    device_id=dev.id, analysis="ct.uniformity", name="noise",
+                    labels={"roi": "centre"}, labels_key='{"roi":"centre"}',
+                    value=4.0 + self.results / 100, unit="HU", status="pass",
+                    acquired_at=res.acquired_at))
+                s.add(res)
+
+    def sender(self, **kw: Any) -> Sender:
+        return Sender(self.db, self.home, self.url, self.token, backoff_s=0.01, **kw)
+
+    def send(self, **kw: Any) -> Any:
+        snd = self.sender(**kw)
+        try:
+            return snd.send_pass()
+        finally:
+            snd.close()
+
+    def central_results(self) -> int:
+        with self.central_db.sessions() as s:
+            site = s.scalars(select(m.Site).where(m.Site.name == self.name)).one()
+            return int(s.scalar(select(func.count()).select_from(m.Result)
+                                .join(m.Device, m.Device.id == m.Result.device_id)
+                                .where(m.Device.site_id == site.id)) or 0)
+
+    def pending(self) -> int:
+        with self.db.sessions() as s:
+            rows = status(s)
+            return int(rows[0]["pending"]) if rows else -1
+
+    def batch(self, records: list[dict[str, Any]] | None = None, *, prev_seq: int = 0,
+              uid: str = "manual-batch-0001", site: str | None = None) -> bytes:
+        """A batch as the sender builds it, of this site's queued records."""
+        if records is None:
+            with self.db.sessions() as s:
+                queue_new(s, b"k" * 32)
+                s.commit()
+                records = [{"seq": r.id, "kind": r.kind, "record_key": r.record_key,
+                            "device": r.payload["device"], "data": r.payload["data"]}
+                           for r in s.scalars(select(m.FedOutbox).order_by(m.FedOutbox.id))]
+        return json.dumps({"protocol": fed.PROTOCOL, "site": site or self.name,
+                           "batch_uid": uid, "prev_seq": prev_seq,
+                           "records": records}).encode()
+
+    def post(self, body: bytes, token: str | None = None) -> httpx.Response:
+        return httpx.post(f"{self.url}/api/v1/fed/batches", content=body, timeout=30,
+                          headers={"Authorization": f"Bearer {token or self.token}",
+                                   "Content-Type": "application/json"})
+
+
+@pytest.fixture
+def site(tmp_path: Path, central: tuple[Database, str]) -> Iterator[SiteNode]:
+    node = SiteNode(tmp_path / "site", central)
+    yield node
+    node.db.close()
+
+
+def test_results_arrive_once_de_identified_and_resume(site: SiteNode) -> None:
+    rep = site.send(batch_size=2)
+    assert rep.error is None and rep.queued == 5 and rep.sent_batches == 3
+    assert site.central_results() == 5 and site.pending() == 0
+    again = site.send()  # nothing new: nothing sent, nothing stored twice
+    assert again.queued == 0 and again.sent_batches == 0 and site.central_results() == 5
+    site.add_results(3)  # later results: only they are sent, after the confirmed seq
+    rep = site.send()
+    assert rep.queued == 3 and rep.sent_batches == 1 and site.central_results() == 8
+    with site.central_db.sessions() as s:
+        dumped = json.dumps([r.payload for r in s.scalars(select(m.FedRecord))])
+        uids = list(s.scalars(select(m.Result.series_uid).where(
+            m.Result.source == f"federation:{site.name}")))
+        dev = s.scalars(select(m.Device).where(m.Device.serial == f"{site.name}-SN1")).one()
+    for secret in (PATIENT["patient_id"], PATIENT["accession"], PATIENT["series_prefix"],
+                   "/data/"):
+        assert secret not in dumped
+    assert all(u and u.startswith("2.25.") for u in uids) and len(set(uids)) == 8
+    assert dev.manufacturer == "ACME" and dev.model == "CT-9"  # device identity kept
+
+
+def test_cut_off_batch_stores_nothing_and_is_sent_again(site: SiteNode) -> None:
+    body = site.batch()
+    host, port = site.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /api/v1/fed/batches HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + site.token.encode() + b"\r\n"
+                     b"Content-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:len(body) // 2])
+        sock.shutdown(socket.SHUT_WR)  # the connection drops mid-body
+        sock.recv(1000)
+    # a body cut off by a proxy that still announced the short length: not JSON
+    cut = site.post(body[:len(body) // 2])
+    assert cut.status_code == 400 and "cut off" in cut.json()["error"]
+    assert site.central_results() == 0
+    rep = site.send()
+    assert rep.error is None and site.central_results() == 5 and site.pending() == 0
+
+
+def test_replayed_batch_and_records_are_stored_once(site: SiteNode) -> None:
+    body = site.batch(uid="replayed-batch-01")
+    first = site.post(body)
+    assert first.status_code == 200 and first.json()["state"] == "accepted"
+    replay = site.post(body)
+    assert replay.status_code == 200 and replay.json()["state"] == "duplicate"
+    # the same records under a new batch uid (the site lost its acknowledgement)
+    again = site.post(site.batch(uid="replayed-batch-02"))
+    assert again.status_code == 200 and again.json()["stored"] == 0
+    assert again.json()["duplicates"] == 5
+    assert site.central_results() == 5
+    rep = site.send()  # the sender, unaware of the manual posts, is deduplicated too
+    assert rep.error is None and site.central_results() == 5 and site.pending() == 0
+
+
+def test_batch_claiming_another_site_is_refused(site: SiteNode,
+                                                central: tuple[Database, str]) -> None:
+    other = SiteNode(site.home.parent / "other", central, n_results=1)
+    try:
+        resp = site.post(site.batch(site=other.name))
+        assert resp.status_code == 403
+        assert f"belongs to site {site.name!r}" in resp.json()["error"]
+        assert site.central_results() == 0 and other.central_results() == 0
+        with site.db.session() as s:  # the sender believes it is the other site
+            s.add(m.FedPeer(url=site.url, site_uid=other.name))
+        rep = site.send()
+        assert rep.error and "claims site" in rep.error and site.pending() == 5
+        with site.db.sessions() as s:
+            assert "claims site" in (status(s)[0]["last_error"] or "")
+    finally:
+        other.db.close()
+
+
+def test_revoked_credential_is_refused_and_nothing_lost(site: SiteNode) -> None:
+    assert site.send().error is None
+    site.add_results(2)
+    with site.central_db.sessions() as s:
+        commit_with_retry(s, lambda s: fed.revoke_credential(s, ACTOR, site.token[:12]))
+    rep = site.send()
+    assert rep.error and "revoked" in rep.error
+    assert site.central_results() == 5 and site.pending() == 2
+    with site.central_db.sessions() as s:  # a new credential: the rest arrives, once
+        site.token = commit_with_retry(s, lambda s: fed.add_credential(s, ACTOR, site.name))
+    assert site.send().error is None
+    assert site.central_results() == 7 and site.pending() == 0
+
+
+def test_oversized_batch_is_refused(site: SiteNode) -> None:
+    big = b" " * (fed.MAX_BATCH_BYTES + 1)
+    resp = site.post(big)
+    assert resp.status_code == 413 and "bytes" in resp.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read
+        for _ in range(fed.MAX_BATCH_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    resp = httpx.post(f"{site.url}/api/v1/fed/batches", content=chunks(), timeout=30,
+                      headers={"Authorization": f"Bearer {site.token}"})
+    assert resp.status_code == 413
+    assert site.central_results() == 0
+    assert site.send().error is None and site.central_results() == 5
+
+
+def test_schema_invalid_batch_is_refused_with_the_field(site: SiteNode) -> None:
+    body = json.loads(site.batch())
+    del body["records"][1]["data"]["analysis"]
+    resp = site.post(json.dumps(body).encode())
+    assert resp.status_code == 422
+    assert "analysis" in resp.json()["error"] and "record seq 2" in resp.json()["error"]
+    body = json.loads(site.batch())
+    body["records"][0]["data"]["measurements"][0]["value"] = "high"
+    resp = site.post(json.dumps(body).encode())
+    assert resp.status_code == 422 and "value" in resp.json()["error"]
+    assert site.central_results() == 0
+    with site.central_db.sessions() as s:
+        refused = s.scalars(select(m.FedBatch).where(m.FedBatch.state == "refused")
+                            .order_by(m.FedBatch.id.desc())).first()
+        assert refused is not None and "value" in (refused.reason or "")
+    assert site.send().error is None and site.central_results() == 5
+
+
+def test_sequence_gap_is_refused_with_the_expected_seq(site: SiteNode) -> None:
+    body = json.loads(site.batch())
+    gap = site.post(site.batch(body["records"][2:], prev_seq=2))
+    assert gap.status_code == 409 and gap.json()["expected_seq"] == 0
+    assert site.central_results() == 0
+    with site.db.session() as s:  # the site believes seq 2 was confirmed: it rewinds
+        s.add(m.FedPeer(url=site.url, site_uid=site.name, last_acked_seq=2))
+    rep = site.send()
+    assert rep.error is None and any("resending" in n for n in rep.notes)
+    assert site.central_results() == 5 and site.pending() == 0
+
+
+class _LoseAnswers(httpx.HTTPTransport):
+    """Delivers POSTs to the real server, then loses the answer (the connection drops
+    after the centre committed): the sender never learns its batch was stored."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = super().handle_request(request)
+        if request.method == "POST":
+            resp.read()
+            raise httpx.ReadError("connection reset", request=request)
+        return resp
+
+
+def test_lost_acknowledgement_resends_the_same_batch_once(site: SiteNode) -> None:
+    rep = site.send(transport=_LoseAnswers(), tries=1)
+    assert rep.error and "not reachable" in rep.error
+    assert site.central_results() == 5 and site.pending() == 5  # stored, not confirmed
+    rep = site.send()
+    assert rep.error is None and site.central_results() == 5 and site.pending() == 0
+    with site.central_db.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(m.FedBatch).join(
+            m.Site, m.Site.id == m.FedBatch.site_id).where(m.Site.name == site.name)) == 1
+
+
+def test_credential_cli_prints_once_and_revokes(tmp_path: Path) -> None:
+    from scanbench.cli import _mount_subapps, app
+
+    _mount_subapps(["federation"])
+    runner = CliRunner()
+    home = str(tmp_path / "c")
+    r = runner.invoke(app, ["federation", "credential", "add", "north", "--home", home])
+    assert r.exit_code == 0, r.output
+    token = r.stdout.strip().splitlines()[0]
+    assert token.startswith("sbf_")
+    db = Database(tmp_path / "c")
+    try:
+        with db.sessions() as s:
+            cred = s.scalars(select(m.FedCredential)).one()
+            assert cred.token_hash != token and token not in json.dumps(
+                [e.after for e in s.scalars(select(m.AuditEntry))])
+        r = runner.invoke(app, ["federation", "credential", "revoke", cred.prefix,
+                                "--home", home])
+        assert r.exit_code == 0, r.output
+        with db.sessions() as s, pytest.raises(fed.Refused, match="revoked"):
+            fed.credential_site(s, token)
+        r = runner.invoke(app, ["federation", "credential", "revoke", "nope", "--home", home])
+        assert r.exit_code == 2 and "no federation credential" in r.output
+    finally:
+        db.close()
