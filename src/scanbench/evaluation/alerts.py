@@ -662,6 +662,48 @@ def alerts_query(*, device_id: int | None = None, site_id: int | None = None,
     return q.order_by(m.Alert.occurred_at.desc(), m.Alert.id.desc())
 
 
+@dataclass(frozen=True)
+class Episode:
+    """The alerts of one series that fired while an earlier one was still open
+    (:func:`scanbench.evaluation.trend.group_episodes`): one problem, told once.
+    ``opened_at`` is the scanner's time of the value that opened it; ``state`` is
+    ``open`` while one of its alerts is open, ``acknowledged`` when none is open but
+    one is acknowledged, else ``closed``; ``rules`` are its alerts' rules in the order
+    they fired (a limit alert as ``limit (action)``/``limit (tolerance)``)."""
+
+    key: str
+    device_id: int
+    analysis: str
+    name: str
+    labels: dict[str, Any]
+    opened_at: dt.datetime | None
+    state: str
+    rules: tuple[str, ...]
+    alert_ids: tuple[int, ...]
+    message: str
+
+
+def episodes(session: Session, query: Any) -> list[Episode]:
+    """The episodes of the alerts ``query`` selects (e.g. :func:`alerts_query`), newest
+    first; an episode lists every alert of it that the query selects."""
+    groups: dict[str, list[m.Alert]] = {}
+    for row in session.scalars(query.order_by(None).order_by(m.Alert.occurred_at,
+                                                             m.Alert.id)):
+        groups.setdefault(episode_key(row), []).append(row)
+    out = []
+    for key, rows in groups.items():
+        states = {r.state for r in rows}
+        state = next(s for s in ("open", "acknowledged", "closed") if s in states)
+        first = rows[0]
+        out.append(Episode(key, first.device_id, first.analysis, first.name,
+                           dict(first.labels or {}), first.first_at or first.occurred_at,
+                           state, tuple(f"limit ({r.level})" if r.rule == "limit"
+                                        else r.rule for r in rows),
+                           tuple(r.id for r in rows), first.message))
+    out.sort(key=lambda e: (e.opened_at or dt.datetime.min, e.alert_ids[0]), reverse=True)
+    return out
+
+
 # --------------------------------------------------------------------------- targets
 
 CHANNELS = ("email", "webhook")

@@ -30,7 +30,8 @@ _SORT = {"id": m.Alert.id, "occurred_at": m.Alert.occurred_at, "opened_at": m.Al
 
 class AlertOut(Wire):
     """One alert. ``occurred_at``/``first_at`` are the scanner's local clock time (the
-    offending value, the first value of the run); ``statistic`` and ``threshold`` are
+    offending value; the value that opened the alert's episode, the same for every
+    alert of one episode: ``GET /alerts/episodes``); ``statistic`` and ``threshold`` are
     in units of the baseline σ for trend rules, ``threshold`` is the limit in ``unit``
     for limit alerts."""
 
@@ -109,6 +110,43 @@ def alert_list(ctx: C, site_id: int | None = None, device_id: int | None = None,
     if sort:
         query = _sorted(query.order_by(None), sort, _SORT, "id")
     return _page(ctx, query, AlertOut, limit, offset)
+
+
+class EpisodeOut(BaseModel):
+    """One episode: the alerts of one series that fired while an earlier one was still
+    open, told once (docs/evaluation.md section 9). ``opened_at`` is the scanner's
+    local time of the value that opened it; ``rules`` in the order they fired."""
+
+    key: str
+    device_id: int
+    analysis: str
+    name: str
+    labels: dict[str, Any]
+    opened_at: dt.datetime | None
+    state: str
+    rules: list[str]
+    alert_ids: list[int]
+    message: str
+
+
+@route(router, "GET", "/alerts/episodes", "viewer", response_model=Page[EpisodeOut])
+def alert_episodes(ctx: C, site_id: int | None = None, device_id: int | None = None,
+                   state: Annotated[str | None, Query(max_length=16, description=(
+                       "open, acknowledged or closed (of the episode)"))] = None,
+                   limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> dict[str, Any]:
+    """Episodes of your devices' alerts, newest first: each with its rules and alert
+    ids (one notification was sent per episode and target)."""
+    query = service.alerts_query(site_id=site_id, device_id=device_id,
+                                 base=ctx.scope.alerts())
+    if state is not None:
+        service.alerts_query(state=state)  # refuses an unknown state by name
+    found = [e for e in service.episodes(ctx.session, query)
+             if state is None or e.state == state]
+    items = [EpisodeOut(key=e.key, device_id=e.device_id, analysis=e.analysis, name=e.name,
+                        labels=e.labels, opened_at=e.opened_at, state=e.state,
+                        rules=list(e.rules), alert_ids=list(e.alert_ids), message=e.message)
+             for e in found[offset:offset + limit]]
+    return {"total": len(found), "limit": limit, "offset": offset, "items": items}
 
 
 @route(router, "GET", "/alerts/{alert_id}", "viewer", response_model=AlertOut)

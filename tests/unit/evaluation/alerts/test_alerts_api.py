@@ -127,3 +127,25 @@ def test_targets_are_for_admins_and_hide_their_secret(
     assert admin.delete(f"/api/v1/notification-targets/{tid}",
                         headers={CSRF_HEADER: csrf}).status_code == 204
     assert admin.get("/api/v1/notification-targets").json()[0]["active"] is False
+
+
+def test_episodes_list_the_rules_told_once(api: tuple[TestClient, dict[str, int]]) -> None:
+    """The step on day 32 raised the action limit and 1-3s on the same value: one
+    episode of device a with both rules; site B's episode is not listed to site A."""
+    app, ids = api
+    client, _ = _login(app, "vi_a")
+    r = client.get("/api/v1/alerts/episodes")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == 1
+    (ep,) = body["items"]
+    assert ep["device_id"] == ids["device_a"] and ep["name"] == "noise_hu"
+    assert sorted(ep["rules"]) == ["1-3s", "limit (action)"]
+    assert ids["alert_a"] in ep["alert_ids"] and len(ep["alert_ids"]) == 2
+    assert ep["opened_at"].startswith("2026-02-02T08:00")
+    listed = client.get(f"/api/v1/alerts?device_id={ids['device_a']}").json()["items"]
+    assert {a["first_at"] for a in listed} == {ep["opened_at"]}
+    assert client.get(f"/api/v1/alerts/episodes?device_id={ids['device_b']}"
+                      ).json()["total"] == 0
+    bad = client.get("/api/v1/alerts/episodes?state=gone")
+    assert bad.status_code == 400 and "unknown alert state" in bad.text
