@@ -148,6 +148,10 @@ def test_own_sites_device_opens_with_every_section_and_no_chart_drawn(world: Wor
     # one lazy placeholder per (analysis, name, labels), and no figure in the page itself
     slots = re.findall(r'hx-get="/devices/\d+/chart\?[^"]+"', page)
     assert len(slots) == 2
+    # each alert links to its measurement's chart on the page
+    chart_ids = set(re.findall(r'class="chart-slot" id="([^"]+)"', page))
+    alert_links = set(re.findall(r'<a href="#(chart-[^"]+)">chart</a>', page))
+    assert alert_links and alert_links <= chart_ids
     assert "data-figure=" not in page and '"type": "scatter"' not in page
     assert "format=csv" in page
 

@@ -295,13 +295,16 @@ def _page(ctx: PageCtx, device_id: int, *, status: int = 200,
     site = s.get(m.Site, d.site_id) if d.site_id is not None else None
     events, n_events = lifecycle_events(s, d.id)
     series = measurement_series(s, d.id)
+    alerts = open_alerts(s, d.id)
     service = _lifecycle_service()
     return render(
         ctx, "device.html", status=status, device=d, site=site,
         aliases=sorted(d.aliases, key=lambda a: (a.kind, a.value)),
         staffed=staffed_text(d.staffed_hours),
         software=software_history(s, d.id), events=events, n_events=n_events,
-        max_events=MAX_EVENTS, cards=scorecards(s, d.id), alerts=open_alerts(s, d.id),
+        max_events=MAX_EVENTS, cards=scorecards(s, d.id), alerts=alerts,
+        alert_charts={a.id: SeriesRef(a.analysis, a.name, dict(a.labels or {}),
+                                      a.labels_key or "{}", a.unit).anchor for a in alerts},
         latest=latest_results(s, d.id), series=series,
         by_analysis=_group(series), kinds=m.LIFECYCLE_KINDS,
         baseline_kinds=getattr(service, "BASELINE_KINDS", ()),
