@@ -548,10 +548,12 @@ def _outliers(session: Session, base: Select[Any], keys: list[str], limit: int
                     sub.c.occurred_at, sub.c.value, fence)
              .join(agg, and_(*[sub.c[k] == agg.c[k] for k in keys]))
              .where(sub.c.value > fence)).subquery()
-    total = session.scalar(select(func.count()).select_from(above)) or 0
-    rows = session.execute(select(above).order_by((above.c.value - above.c.fence).desc(),
-                                                  above.c.row_id)
-                           .limit(limit)).all() if limit and total else []
+    # One pass: the rows furthest above their fence, each carrying the total count.
+    rows = session.execute(select(above, func.count().over().label("total"))
+                           .order_by((above.c.value - above.c.fence).desc(), above.c.row_id)
+                           .limit(max(limit, 1))).all()
+    total = int(rows[0].total) if rows else 0
+    rows = rows[:limit]
     uids = dict(session.execute(select(m.Study.id, m.Study.study_uid).where(
         m.Study.id.in_({r.study_id for r in rows}))).all()) if rows else {}
     return [Outlier(dose_event_id=r.row_id, study_id=r.study_id,
