@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -282,3 +283,31 @@ def test_refused_values_are_gaps_not_values(db: Database) -> None:
         assert alerts.recheck_device(s, dev.id) == []
         points = alerts.series_points(s, dev.id, ANALYSIS, NAME)
         assert len(points) == 33 and math.isnan(points[31].value)
+
+
+def test_the_device_page_shows_which_alerts_share_an_episode(db: Database) -> None:
+    """The step up to day 41: the limit and 1-3s opened the episode on day 40, CUSUM and
+    the second limit alert joined it on day 41; the device page says so by those two."""
+    from fastapi.testclient import TestClient
+    from pages_world import PW, signed_in
+
+    from scanbench.web import auth, sites
+    from scanbench.web.api import create_app
+
+    actor = audit.Actor(None, "cli:test")
+    with db.session() as s:
+        site = sites.add_site(s, actor, "Site A")
+        auth.grant(s, actor, auth.add_user(s, actor, "ph", PW), site, "physicist")
+        dev = device(s, site_id=site.id)
+        store(s, dev, STEP[:42], limits=CONFIRMED)
+        alerts.recheck_device(s, dev.id)
+        dev_id = dev.id
+    with db.sessions() as s:
+        joined = {r.id for r in s.scalars(select(m.Alert)) if _day(r) == 41}
+        assert len(joined) == 2 and _count(s, state="open") == 4
+    client: TestClient = signed_in(create_app(db), "ph")
+    html = client.get(f"/devices/{dev_id}").text
+    rows = re.findall(r'<tr data-alert-id="(\d+)".*?</tr>', html, re.S)
+    noted = {int(i) for i in rows if "same episode as the alert of 2026-02-10"
+             in html.split(f'data-alert-id="{i}"', 1)[1].split("</tr>", 1)[0]}
+    assert noted == joined
