@@ -187,7 +187,7 @@ def ensure_builtin_specs(session: Session) -> list[str]:
     from importlib import resources
 
     notes: list[str] = []
-    stored = set(session.execute(select(m.Spec.name, m.Spec.sha256)).tuples().all())
+    stored = {(r[0], r[1]) for r in session.execute(select(m.Spec.name, m.Spec.sha256))}
     folder = resources.files("scanbench.specs")
     for name in list_specs():
         # parsed only when not stored yet: a page view or a start costs a hash per file

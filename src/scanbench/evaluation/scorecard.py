@@ -41,8 +41,11 @@ A scorecard is computed per part of the period with one spec version in force
 (:func:`scanbench.evaluation.assign.spec_periods`): a spec changed mid-period gives two
 scorecards, each judged by its own version. Rows are never rewritten: ``inputs_hash``
 (SHA-256 of the spec text, the period, the results with their outcomes, the lifecycle
-events, and for a period still running the local date) makes a recompute of unchanged
-inputs add nothing; a new spec version adds a new row and leaves the old one.
+events, and for a period still running the computed statuses, dimensions and
+compliance) makes a recompute of unchanged inputs add nothing — a running period gets
+a new row only when something in it changed, not every day; a new spec version adds a
+new row and leaves the old one. The node keeps the current period's scorecards
+stored (:mod:`scanbench.evaluation.current`); viewers only read them.
 
 Due lists
 ---------
@@ -520,7 +523,9 @@ def _score_part(session: Session, tl: _Timeline, sif: A.SpecInForce, l0: dt.date
     inputs = {
         "spec": sif.row.sha256, "spec_id": sif.row.id, "period": [l0.isoformat(),
                                                                    l1.isoformat()],
-        "as_of_day": as_of.date().isoformat() if running else None,
+        # a running period: what was computed, not the day, so that the node's daily
+        # pass adds a row only when a status changed (a test became overdue)
+        "outcome": [tests, data["compliance"], dims] if running else None,
         "records": [[r.id, r.time.isoformat(), r.test, r.passed] for r in recs],
         "events": [[e.id, e.time.isoformat(), e.kind, e.planned] for e in tl.events
                    if e.time < as_of],

@@ -333,30 +333,34 @@ def _spec_tests(session: Session, device: m.Device, at: dt.datetime
 
 def _scorecards(session: Session, device: m.Device, lo: dt.datetime, hi: dt.datetime
                 ) -> RSection:
-    """The device's scorecards of the period, one per spec version in force in it
-    (:func:`scanbench.evaluation.scorecard.compute_scorecards`: stored when not stored
-    yet, never rewritten), and the tests and dimensions of the newest one."""
-    from scanbench.evaluation import assign, scorecard
+    """The device's stored scorecards whose period overlaps the report's, the newest
+    row of each (spec version, period), and the tests and dimensions of the newest one.
+    A report only reads: the node keeps the current period's scorecards stored
+    (:mod:`scanbench.evaluation.current`), ``scanbench scorecard`` scores any other."""
+    from scanbench.evaluation import assign
 
     section = RSection("Specification and scorecard")
-    zone = assign.site_zone(session, device)
-    now = dt.datetime.now(dt.UTC)
-    end = min(assign.to_utc(hi, zone), now)
-    try:
-        outcomes = scorecard.compute_scorecards(session, device.id, assign.to_utc(lo, zone),
-                                                end, now=now)
-    except ScanbenchError as exc:
-        section.notes.append(f"No scorecard: {exc}")
-        outcomes = []
+    rows = session.scalars(select(m.Scorecard).where(
+        m.Scorecard.device_id == device.id, m.Scorecard.period_start < hi,
+        m.Scorecard.period_end > lo).order_by(m.Scorecard.id)).all()
+    newest: dict[tuple[Any, ...], m.Scorecard] = {}
+    for row in rows:  # a running period has a row per change: the newest counts
+        newest[(row.spec_id, row.period_start, row.period_end)] = row
+    if not newest and not any(assign.matches(a, device)
+                              for a in session.scalars(select(m.SpecAssignment))):
+        section.notes.append("no evaluation specification is assigned to this device: "
+                             "no scorecard")
+    elif not newest:
+        section.notes.append(
+            "No scorecard is stored for this period: the node scores the current calendar "
+            "year after each result and once a day; `scanbench scorecard DEVICE --from "
+            "DATE --to DATE` scores another period.")
+    outcomes = sorted(newest.values(), key=lambda r: (r.period_start, r.id))
     table = RTable("Scorecards", ["spec", "version", "period (local time)", "score",
                                   "status", "compliance", "computed (UTC)"], [])
     cards: list[tuple[m.Scorecard, m.Spec]] = []
-    for o in outcomes:
-        section.notes.extend(o.notes)
-        if o.row is None:
-            continue
-        spec = session.get_one(m.Spec, o.row.spec_id)
-        card = o.row
+    for card in outcomes:
+        spec = session.get_one(m.Spec, card.spec_id)
         cards.append((card, spec))
         table.rows.append([
             RCell(spec.name), RCell(spec.version),

@@ -664,6 +664,7 @@ class Pipeline:
         if error is None:
             if outcome is not None and outcome.results:
                 self._check_alerts(job_id)
+                self._update_scorecards(job_id)
             return
         with self.db.session() as s:
             self._record_failed(s, s.get_one(m.Job, job_id), error)
@@ -683,6 +684,49 @@ class Pipeline:
                             "; ".join(a.message for a in new[:3])[:600])
         except Exception:
             log.exception("job %d: checking its results for alerts failed", job_id)
+
+    def _update_scorecards(self, job_id: int) -> None:
+        """Rescore the devices of a job's results for the current period
+        (:func:`scanbench.evaluation.current.refresh_job`), in their own transaction
+        after the results are committed: a failure is logged and never loses a result
+        (the daily pass and ``scanbench scorecard`` score again)."""
+        from scanbench.evaluation.current import refresh_job
+
+        try:
+            with self.db.session() as s:
+                added = sum(p.added for p in refresh_job(s, job_id))
+            if added:
+                log.info("job %d: %d scorecard(s) updated", job_id, added)
+        except Exception:
+            log.exception("job %d: updating its devices' scorecards failed", job_id)
+
+    def node_start(self) -> None:
+        """What the node does once when it starts serving: store the built-in
+        evaluation specs not stored yet (:func:`scanbench.evaluation.assign.
+        ensure_builtin_specs`: idempotent, a hash per shipped file after the first
+        time). A failure is logged; the node serves anyway."""
+        from scanbench.evaluation.assign import ensure_builtin_specs
+
+        try:
+            with self.db.session() as s:
+                for note in ensure_builtin_specs(s):
+                    log.warning("built-in spec not stored: %s", note)
+        except Exception:
+            log.exception("storing the built-in evaluation specs failed")
+
+    def score_all(self) -> None:
+        """The daily scorecard pass (:func:`scanbench.evaluation.current.refresh_all`):
+        every device with a spec assigned scored for the current period, so an overdue
+        test shows without a new result; a failure is logged, the loop goes on."""
+        from scanbench.evaluation.current import refresh_all
+
+        try:
+            with self.db.session() as s:
+                scored, added = refresh_all(s)
+            log.info("daily scorecards: %d device(s) scored, %d scorecard(s) added",
+                     scored, added)
+        except Exception:
+            log.exception("the daily scorecard pass failed; trying again tomorrow")
 
     def _record_failed(self, s: Session, job: m.Job, error: str) -> None:
         log.error("job %d failed: %s", job.id, error)
@@ -818,6 +862,8 @@ class Pipeline:
         waiting for the node's next start."""
         next_recovery = time.monotonic() + recover_every_s
         next_notify = time.monotonic()
+        self.node_start()
+        scored_on: dt.date | None = None  # the UTC day of the last daily scorecard pass
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_recovery:
@@ -829,6 +875,9 @@ class Pipeline:
             if time.monotonic() >= next_notify:
                 next_notify = time.monotonic() + NOTIFY_EVERY_S
                 self.send_notifications()
+            if scored_on != (today := dt.datetime.now(dt.UTC).date()):
+                scored_on = today
+                self.score_all()
             stop.wait(interval_s)
 
     def send_notifications(self) -> None:

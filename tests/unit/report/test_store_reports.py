@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pg import pg_server  # noqa: F401  (fixture: a real PostgreSQL server)
-from scanbench.evaluation import assign
+from scanbench.evaluation import assign, scorecard
 from scanbench.report import store_reports as sr
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
@@ -130,6 +130,12 @@ def _build(db: Database) -> dict[str, int]:
         assign.assign(s, CLI, "earl-calibration", assign.DeviceClassCriteria(device_id=dev.id),
                       valid_from=when(2026, 1, 1, tzinfo=dt.UTC))
         s.commit()
+        # the period's scorecard, stored as the node or `scanbench scorecard` stores it:
+        # a report only reads stored scorecards
+        zone = assign.site_zone(s, dev)
+        scorecard.compute_scorecards(s, dev.id, assign.to_utc(when(2026, 3, 1), zone),
+                                     assign.to_utc(when(2026, 5, 1), zone))
+        s.commit()
         ids["device_a"], ids["device_b"] = dev.id, other.id
     return ids
 
@@ -151,8 +157,11 @@ def _section(report: sr.StoreReport, title: str) -> sr.RSection:
 def _device_report(store: Store) -> sr.StoreReport:
     with store.db.sessions() as s:
         device = s.get_one(m.Device, store.ids["device_a"])
+        before = s.scalar(select(func.count()).select_from(m.Scorecard))
         report = sr.device_report(s, device, dt.date(2026, 3, 1), dt.date(2026, 4, 30))
-        s.commit()  # as the API and the command line do: the period's scorecard is stored
+        s.commit()  # as the API and the command line do
+        # viewing never writes: a report adds no scorecard row
+        assert s.scalar(select(func.count()).select_from(m.Scorecard)) == before
         return report
 
 
