@@ -52,6 +52,7 @@ def populate(db: Database) -> dict[str, int]:
         ids["site_a"], ids["site_b"] = a.id, b.id
         auth.grant(s, CLI, auth.add_user(s, CLI, "ph_a", PW), a, "physicist")
         auth.grant(s, CLI, auth.add_user(s, CLI, "vi_b", PW), b, "viewer")
+        auth.grant(s, CLI, auth.add_user(s, CLI, "spare_pages", PW), a, "viewer")
         # name -> (site, make, model, values by day (None: no result), superseded fail)
         fleet = {"ok": (a, "GE", "Discovery MI", [1.0, 0.5]),
                  "failing": (a, "Siemens", "Biograph Vision", [0.5, 9.0]),
@@ -87,6 +88,16 @@ def populate(db: Database) -> dict[str, int]:
         s.add(m.Alert(key="drift-1", device_id=ids["device_drifting"], analysis=ANALYSIS,
                       name="activity_concentration_bias_percent", rule="cusum", level="trend",
                       message="CUSUM upper sum crossed h = 5σ", state="open"))
+        # "ok" passes its tests, but its newest scorecard has a required test overdue.
+        spec = m.Spec(name="pages-test-spec", version="1", yaml="name: pages-test-spec")
+        s.add(spec)
+        s.flush()
+        s.add(m.Scorecard(device_id=ids["device_ok"], spec_id=spec.id, status="fail", data={
+            "tests": [{"test": "pet.calibration_uniformity", "title": "Daily calibration QC",
+                       "status": "passed"},
+                      {"test": "pet.nema_nu2_2018.image_quality", "title": "Image quality",
+                       "status": "overdue"},
+                      {"test": "pet.sensitivity", "title": "Sensitivity", "status": "due"}]}))
         s.add(m.Alert(key="closed-1", device_id=ids["device_ok"], analysis=ANALYSIS,
                       name="activity_concentration_bias_percent", rule="1-3s", level="trend",
                       message="closed one", state="closed"))

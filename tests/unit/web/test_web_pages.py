@@ -210,6 +210,10 @@ def test_fleet_lists_failing_then_drifting_first(ph_a: TestClient, world: PagesW
     states = [s for s, _ in order]
     assert states == sorted(states, key=["failing", "drifting", "overdue", "ok",
                                          "no results"].index)
+    assert order[2] == ("overdue", ids["device_ok"])
+    row = r.text.split(f'data-device-id="{ids["device_ok"]}"')[1].split("</tr>")[0]
+    assert "Image quality" in row and 'status-overdue">overdue' in row
+    assert "Sensitivity" in row and ">due<" in row
     # A superseded failure no longer counts: the re-analysis passes.
     assert ("ok", ids["device_resolved"]) in order
     assert ("no results", ids["device_empty"]) in order
@@ -219,6 +223,23 @@ def test_fleet_lists_failing_then_drifting_first(ph_a: TestClient, world: PagesW
     # The failing device links its failing result; filters list what is visible.
     assert f'href="/results/{ids["result_failing_2"]}"' in r.text
     assert 'data-filter-key="make"' in r.text and ">Siemens</option>" in r.text
+
+
+def test_sign_in_is_throttled_after_five_failures(app: Any) -> None:
+    """OWASP login throttling (web/auth.py): after 5 failures for one account even the
+    right password is refused, with a 429 page that says so."""
+    from scanbench.web import auth as web_auth
+
+    client = TestClient(app)
+    token = csrf_of(client, "/login")
+    form = {"username": "spare_pages", "csrf_token": token, "next": "/"}
+    for _ in range(web_auth.MAX_FAILS_ACCOUNT):
+        r = client.post("/login", data={**form, "password": "not the password"})
+        assert r.status_code == 401
+    r = client.post("/login", data={**form, "password": PW})
+    assert r.status_code == 429 and "too many failed sign-ins" in r.text
+    assert r.headers["retry-after"] == str(int(web_auth.THROTTLE_WINDOW.total_seconds()))
+    assert client.cookies.get(COOKIE) is None
 
 
 def test_fleet_escapes_device_text(app: Any, world: PagesWorld, ph_a: TestClient) -> None:

@@ -82,7 +82,8 @@ class FleetRow:
     alerts_failing: int = 0
     alerts_drifting: int = 0
     alert_messages: list[str] = field(default_factory=list)
-    overdue: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)  # required tests, newest scorecard
+    due: list[str] = field(default_factory=list)
     overdue_as_of: dt.datetime | None = None
 
     @property
@@ -229,8 +230,11 @@ def fleet_rows(ctx: PageCtx) -> list[FleetRow]:
         row.alert_messages.append(message)
     for device_id, card in latest_scorecards(ctx.session, list(rows)).items():
         row = rows[device_id]
-        row.overdue = [str(t.get("title") or t.get("test")) for t in card.data.get("tests", [])
+        tests = [t for t in card.data.get("tests", []) if isinstance(t, dict)]
+        row.overdue = [str(t.get("title") or t.get("test")) for t in tests
                        if t.get("status") == "overdue"]
+        row.due = [str(t.get("title") or t.get("test")) for t in tests
+                   if t.get("status") == "due"]
         row.overdue_as_of = card.created_at
     return sorted(rows.values(), key=lambda r: (r.rank, r.site.lower(), r.name.lower(),
                                                 r.device.id))
