@@ -240,3 +240,14 @@ def test_dose_box_plot_is_drawn_in_chromium(world: World, tmp_path: Path) -> Non
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_dose_page_draws_at_most_max_drawn_groups(world: World,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanbench.web.pages import dose as dose_page
+
+    monkeypatch.setattr(dose_page, "MAX_DRAWN", 0)
+    page = _client(world, "vi_a").get("/dose").text
+    assert "1 groups: the 0 with the most values are drawn" in page
+    assert "Thorax &lt;script&gt;" not in page.split("Per protocol and device")[1].split(
+        "Outliers")[0]

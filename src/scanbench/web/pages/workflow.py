@@ -40,4 +40,4 @@ def workflow(ctx: P, site_id: Text = None, device_id: Text = None, modality: Tex
         "utilisation": charts.utilisation_heatmap(stats.days, names)}
     return render(ctx, "workflow.html", stats=stats, chosen=chosen, names=names,
                   sites=site_names(ctx), figures=figures, window=window, bin_min=bin_min,
-                  percentile_method=ds.PERCENTILE_METHOD)
+                  percentile_method=ds.PERCENTILE_METHOD, max_days=2000)
