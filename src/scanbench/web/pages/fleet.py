@@ -116,14 +116,14 @@ class FleetRow:
         return max(times) if times else None
 
 
-#: Engines whose ``result`` table has an index led by (device_id, analysis, acquired_at).
-_INDEXED: dict[int, bool] = {}
+#: Databases whose ``result`` table has an index led by (device_id, analysis, acquired_at).
+_INDEXED: dict[tuple[int, str], bool] = {}
 _INDEX_COLUMNS = ["device_id", "analysis", "acquired_at"]
 
 
 def _has_latest_index(ctx: PageCtx) -> bool:
     engine = ctx.session.get_bind()
-    key = id(engine)
+    key = (id(engine), repr(getattr(engine, "url", "")))
     if key not in _INDEXED:
         # Through the session's own connection: SQLite transactions here begin
         # IMMEDIATE, so a second connection would wait for this one's lock.
