@@ -11,8 +11,18 @@ do not count. Each result is **judged again with the spec version in force at it
 acquisition** (:func:`scanbench.evaluation.apply_spec` on the stored values; a value
 the analysis refused or did not judge stays so): the outcome is *failed* when a value
 fails a confirmed limit, *passed* when none fails and one passes, else *not judged*
-(no confirmed limit for it in the spec). Baseline-relative rules judge nothing here
-(no baseline is stored yet), and the scorecard says so in the result's warnings.
+(no confirmed limit for it in the spec).
+
+Baseline-relative rules (``baseline: {low, high, mode}``) are judged against the
+device's **stored baseline**: the mean, per measurement (name and labels), of the first
+:data:`BASELINE_RESULTS` (3) current results of the same analysis in the result's
+*baseline segment*. A segment starts at each ``acceptance`` lifecycle event and at each
+event marked ``new_baseline`` (:func:`scanbench.evaluation.alerts.baseline_starts`: a
+service or upgrade the user marked), and, before the first of them, at the device's
+first result. The first three results of a segment *are* the baseline: they are not
+judged by baseline rules (their warnings say so), and neither is any result while its
+segment has fewer than three earlier results. The warnings of a judged result name the
+baseline's results.
 
 Status of a required test in a period
 -------------------------------------
@@ -63,6 +73,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,6 +85,7 @@ from sqlalchemy.orm import Session, aliased
 from scanbench.errors import InputError
 from scanbench.evaluation import apply_spec
 from scanbench.evaluation import assign as A
+from scanbench.evaluation.judge import Baseline, _label_key
 from scanbench.evaluation.reliability import LifecycleEvent
 from scanbench.evaluation.schedule import (
     DEFAULT_WINDOW_DAYS,
@@ -100,6 +112,10 @@ _US = dt.timedelta(microseconds=1)
 #: overdue since the start of this window (ten years of daily QC judged on every fleet
 #: page view would cost seconds per device).
 LOOKBACK = dt.timedelta(days=800)
+#: How many results of a baseline segment make the device's baseline (their mean): three
+#: repeats are what an acceptance or a re-baselining after service usually records, and
+#: their mean halves the repeat noise of a single scan (1/sqrt(3)).
+BASELINE_RESULTS = 3
 
 
 # --------------------------------------------------------------------------- results
@@ -174,8 +190,62 @@ def _local_time(row: StoredResult, zone: Any) -> dt.datetime:
     return A.to_local(row.created_at, zone)
 
 
-def judge(row: StoredResult, spec: Spec, device: m.Device, zone: Any) -> Judged:
-    """``row`` judged by ``spec`` (see the module docstring)."""
+class _Baselines:
+    """The device's stored baselines (see the module docstring), read once per
+    (analysis, segment)."""
+
+    def __init__(self, session: Session, device: m.Device) -> None:
+        from scanbench.evaluation.alerts import baseline_starts  # not loaded by --help
+
+        self.session, self.device = session, device
+        starts: set[dt.datetime] = {b.time for b in baseline_starts(session, device.id)
+                                    if b.time is not None}
+        starts.update(t for t in session.scalars(select(m.LifecycleEvent.occurred_at).where(
+            m.LifecycleEvent.device_id == device.id, m.LifecycleEvent.kind == "acceptance",
+            m.LifecycleEvent.occurred_at.is_not(None))) if t is not None)
+        self.starts = sorted(starts)
+        self._cache: dict[tuple[str, dt.datetime | None], list[StoredResult]] = {}
+
+    def _segment(self, t: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+        lo = next((x for x in reversed(self.starts) if x <= t), None)
+        hi = next((x for x in self.starts if x > t), None)
+        return lo, hi
+
+    def baseline(self, row: StoredResult, t: dt.datetime) -> tuple[Baseline | None, str]:
+        """The baseline ``row`` (acquired at local ``t``) is judged against, or None and
+        why not."""
+        lo, hi = self._segment(t)
+        key = (row.analysis, lo)
+        if key not in self._cache:
+            first = _current_results(self.session, self.device.id, [row.analysis],
+                                     until=hi, since=lo)
+            self._cache[key] = [r for r in first if r.acquired_at is not None][
+                :BASELINE_RESULTS]
+        base = self._cache[key]
+        where = (f"the segment from {lo.isoformat()}" if lo is not None
+                 else "the device's first results")
+        if any(r.id == row.id for r in base) or len(base) < BASELINE_RESULTS:
+            return None, (f"this result is part of the device's baseline ({where}: the "
+                          f"mean of its first {BASELINE_RESULTS} results); baseline-"
+                          "relative limits do not judge it")
+        if base[-1].acquired_at is not None and t <= base[-1].acquired_at:
+            return None, f"acquired before the device's baseline ({where}) was complete"
+        sums: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[float]] = {}
+        for r in base:
+            for (_, name, labels, value, *_rest) in r.measurements:
+                if value is not None and math.isfinite(value):
+                    sums.setdefault((r.analysis, name, _label_key(labels or {})),
+                                    []).append(float(value))
+        values = {k: sum(v) / len(v) for k, v in sums.items()}
+        ids = ", ".join(str(r.id) for r in base)
+        return Baseline(values=values, source=f"results {ids}"), (
+            f"baseline-relative limits judged against the mean of results {ids} ({where})")
+
+
+def judge(row: StoredResult, spec: Spec, device: m.Device, zone: Any,
+          baselines: _Baselines | None = None) -> Judged:
+    """``row`` judged by ``spec`` (see the module docstring); ``baselines``: the
+    device's stored baselines, for baseline-relative rules."""
     res = TResult(row.analysis, row.standard, row.series_uid,
                   DeviceIdentity(device.manufacturer, device.model, device.serial),
                   row.acquired_at, parameters=dict(row.parameters))
@@ -188,7 +258,17 @@ def judge(row: StoredResult, spec: Spec, device: m.Device, zone: Any) -> Judged:
             meas.note = note
             if lo is not None or hi is not None:
                 meas.limits = Limits(lo, hi, source or "", bool(verified))
-    apply_spec(res, spec)
+    base: Baseline | None = None
+    note = ""
+    if baselines is not None and any(r.baseline is not None
+                                     for r in spec.rules_for(row.analysis)):
+        base, note = baselines.baseline(row, _local_time(row, zone))
+    apply_spec(res, spec, base)
+    if note and base is None:
+        # the generic "no baseline value was given" warning speaks of the command line
+        res.warnings = [w for w in res.warnings if "no baseline value was given" not in w]
+    if note:
+        res.warnings.append(note)
     statuses = {x.status for x in res.measurements}
     passed = False if "fail" in statuses else True if "pass" in statuses else None
     failures = tuple(
@@ -254,6 +334,7 @@ def _timeline(session: Session, device: m.Device, start: dt.datetime,
                 for p in periods]
     analyses = {x for p in periods if p.spec for x in _analyses(p.spec.spec)}
     tl = _Timeline(device, zone, periods, schedule, [], events=_events(session, device))
+    baselines = _Baselines(session, device)
     for row in _current_results(session, device.id, analyses, A.to_local(end, zone),
                                 A.to_local(start, zone)):
         t_utc = A.to_utc(_local_time(row, zone), zone)
@@ -262,7 +343,7 @@ def _timeline(session: Session, device: m.Device, start: dt.datetime,
         part = next((p for p in reversed(periods) if p.start <= t_utc), periods[0])
         if part.spec is None:
             continue
-        j = judge(row, part.spec.spec, device, zone)
+        j = judge(row, part.spec.spec, device, zone, baselines)
         tl.judged[(row.id, part.spec.row.id)] = j
         for t in _tests_for(part.spec.spec, row.analysis):
             tl.records.append(TestRecord(j.time, t.test, j.passed, str(row.id)))

@@ -270,3 +270,51 @@ def test_a_skeleton_spec_lists_its_items_and_scores_nothing(world: World) -> Non
     assert part.row is not None and part.row.score is None and part.row.status == "info"
     statuses = {t["status"] for t in part.row.data["tests"]}
     assert statuses <= {"not_applicable", "not_judged"}
+
+
+BASELINE_SPEC = """name: site-cal-baseline
+title: Site calibration QC against the device's baseline
+version: "1"
+description: weekly calibration QC, bias within 2 points of the device's baseline
+verified: true
+sources: ["site QC manual"]
+tests:
+  - {test: pet.calibration_uniformity, analysis: pet.calibration_uniformity,
+     frequency: weekly, dimension: image_quality, source: "site QC manual 4.2"}
+rules:
+  - analysis: pet.calibration_uniformity
+    measurement: activity_concentration_bias_percent
+    baseline: {low: -2, high: 2, mode: absolute}
+    source: "site QC manual 4.2"
+    confidence: C
+"""
+
+
+def test_a_baseline_relative_rule_is_judged_against_the_stored_baseline(world: World) -> None:
+    A.store_spec_text(world.s, BASELINE_SPEC, origin="upload", created_at=T0)
+    A.assign(world.s, CLI, "site-cal-baseline",
+             A.DeviceClassCriteria(device_id=world.pet.id), valid_from=T0)
+    world.event("acceptance", 2, 12)
+    base1 = [world.qc(d, v) for d, v in ((5, 1.0), (6, 2.0), (7, 3.0))]  # mean 2.0
+    in_band, out = world.qc(14, 3.5), world.qc(21, 4.5)  # [0, 4]: 3.5 passes, 4.5 fails
+    world.s.add(m.LifecycleEvent(device_id=world.pet.id, kind="planned_service",
+                                 occurred_at=dt.datetime(2026, 1, 22, 8), new_baseline=True,
+                                 summary="detector recalibrated"))
+    world.s.flush()
+    base2 = [world.qc(d, 5.0) for d in (23, 24, 25)]  # mean 5.0
+    after = world.qc(28, 4.5)  # [3, 7]: passes against the new baseline
+    tl = S._timeline(world.s, world.pet, START, END)
+    spec_id = tl.periods[-1].spec.row.id  # type: ignore[union-attr]
+    judged = {rid: j for (rid, sid), j in tl.judged.items() if sid == spec_id}
+    assert [judged[i].passed for i in base1 + base2] == [None] * 6  # they are the baseline
+    assert all("part of the device's baseline" in judged[i].warnings[-1]
+               for i in base1 + base2)
+    assert (judged[in_band].passed, judged[out].passed, judged[after].passed) == (
+        True, False, True)
+    assert "mean of results " + ", ".join(map(str, base1)) in judged[out].warnings[-1]
+    assert judged[out].failures == (
+        "activity_concentration_bias_percent = 4.5 % outside [0, 4] (site-cal-baseline: "
+        "site QC manual 4.2 (confirmed) (baseline -2 / +2 of 2))",)
+    data = _one(world.score())
+    (t,) = data["tests"]
+    assert t["status"] == "passed" and "after a failure on 2026-01-21T09:00:00" in t["reason"]
