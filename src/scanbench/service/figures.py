@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -76,8 +77,22 @@ def draw(result: Result) -> bytes:
 
     figs = list(registry.get(result.analysis).figures(result))
     body = {"format": FORMAT, "figures": [figure_entry(f) for f in figs]}
-    return gzip.compress(json.dumps(body, separators=(",", ":"), allow_nan=False,
-                                    default=_plain).encode("utf-8"), 6, mtime=0)
+    try:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False, default=_plain)
+    except ValueError:  # a NaN plotly left as a number: JSON has none, a gap is meant
+        text = json.dumps(_finite(body), separators=(",", ":"), allow_nan=False,
+                          default=_plain)
+    return gzip.compress(text.encode("utf-8"), 6, mtime=0)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

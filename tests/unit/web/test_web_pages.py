@@ -409,3 +409,16 @@ def test_result_page_shows_stored_figures_and_refuses_anothers(
         assert 'data-plot="fig-1"' not in r.text and "belong to another result" in r.text
     finally:
         del app.state.home
+
+
+def test_json_data_blocks_cannot_close_the_script_and_have_no_nan() -> None:
+    import json
+
+    from scanbench.web.pages.common import ENV
+
+    out = ENV.from_string("{{ v | json_data }}").render(
+        v={"name": "</script><script>alert(1)</script>", "y": [1.0, float("nan"),
+                                                              float("inf")]})
+    assert "</script>" not in out and "<" not in out
+    assert json.loads(out) == {"name": "</script><script>alert(1)</script>",
+                               "y": [1.0, None, None]}

@@ -58,6 +58,7 @@ import hmac
 import inspect
 import json
 import logging
+import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -200,13 +201,25 @@ def raw_json(text: str) -> _RawJSON:
     return _RawJSON(text)
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) replaced by None: JSON has no
+    NaN, and a missing point is what a chart should show for one."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def _json_data(value: Any) -> Markup:
     """``value`` as JSON safe inside ``<script type="application/json">``: ``<``, ``>``,
     ``&`` and U+2028/9 escaped as ``\\uXXXX`` (valid JSON, and no ``</script>`` can end
     the block early: HTML Living Standard, "Restrictions for contents of script
     elements")."""
     text = value if isinstance(value, _RawJSON) else json.dumps(
-        value, ensure_ascii=False, allow_nan=False, default=str)
+        finite_json(value), ensure_ascii=False, allow_nan=False, default=str)
     text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
     return Markup(text)
