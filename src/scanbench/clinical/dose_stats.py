@@ -340,7 +340,7 @@ class DoseStatistics:
     group_by: str
     groups: list[DoseGroup]
     outliers: list[Outlier]
-    outliers_total: int
+    outliers_total: int | None  # None: not looked for (max_outliers 0)
     table: rl.DrlTable | None
     notes: list[str] = field(default_factory=list)
 
@@ -524,8 +524,9 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
             region=region,
             reference=(_reference(levels, q, region, named.get("protocol"), d)
                        if levels is not None and "protocol" in keys else None)))
-    outliers, total = _outliers(session, _dose_base(q, filters, region=False), keys,
-                                max_outliers)
+    # max_outliers 0: no outlier pass at all (it is half the work on a large period).
+    outliers, total = (_outliers(session, _dose_base(q, filters, region=False), keys,
+                                 max_outliers) if max_outliers else ([], None))
     notes = []
     if levels is not None and levels.confidence != "C":
         notes.append(f"the reference levels of {levels.name} are not confirmed in their source")

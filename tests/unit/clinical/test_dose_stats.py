@@ -229,3 +229,11 @@ def test_a_group_with_mixed_target_regions_takes_the_most_frequent(world: Fixtur
     (g,) = [g for g in st.groups if g.protocol == "Thorax routine"]
     assert g.distribution.n == 8 and g.region == "chest"
     assert g.reference is not None and g.reference.exam == "chest"
+
+
+def test_no_outlier_pass_when_none_are_asked_for(world: Fixture) -> None:
+    with world.db.sessions() as s:
+        st = ds.dose_statistics(s, "ctdivol_mgy", ds.Filters(), max_outliers=0)
+        assert (st.outliers, st.outliers_total) == ([], None)  # not looked for
+        one = ds.dose_statistics(s, "ctdivol_mgy", ds.Filters(), max_outliers=1)
+        assert one.outliers_total == 1 and len(one.outliers) == 1

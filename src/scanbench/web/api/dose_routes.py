@@ -149,7 +149,7 @@ class DoseStatsOut(BaseModel):
     reference_table: TableOut | None
     groups: list[DoseGroupOut]
     outliers: list[OutlierOut]
-    outliers_total: int
+    outliers_total: int | None
     notes: list[str]
 
 
@@ -328,7 +328,9 @@ def dose_statistics(
         site_id: int | None = None, device_id: int | None = None,
         modality: Modality = None, protocol: Protocol = None,
         date_from: Since = None, date_to: Until = None,
-        max_outliers: Annotated[int, Query(ge=0, le=ds.MAX_OUTLIERS)] = 100) -> dict[str, Any]:
+        max_outliers: Annotated[int, Query(ge=0, le=ds.MAX_OUTLIERS, description=(
+            "outliers listed; 0: none looked for (faster on long periods)"))] = 100
+        ) -> dict[str, Any]:
     """Distribution of one dose quantity per protocol and device (n, quartiles, P95,
     mean), each group's median against the reference level of its exam category, and
     the outliers (Tukey's upper fence) with their study. The percentile definition and
