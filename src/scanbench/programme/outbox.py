@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import statistics
 import threading
 import time
 import uuid
@@ -122,9 +123,11 @@ def _queued(session: Session, keys: list[str]) -> set[str]:
     return out
 
 
-def queue_new(session: Session, secret: bytes, limit: int = 5000) -> int:
+def queue_new(session: Session, secret: bytes, limit: int = 5000,
+              today: dt.date | None = None) -> int:
     """Queue every result, lifecycle event, alert state and scorecard not queued yet,
-    oldest first (the caller commits). Returns how many were queued."""
+    oldest first, and each device's dose and workflow statistics of the days that are
+    over (the caller commits). Returns how many were queued."""
     deid = Deidentifier(secret)
     n = 0
     devices: dict[int, dict[str, Any] | None] = {}
@@ -168,7 +171,86 @@ def queue_new(session: Session, secret: bytes, limit: int = 5000) -> int:
         if key not in done:
             add("alert", key, a.device_id, _alert_payload(a))
     session.flush()
+    for kind, days in _day_statistics(session, today or dt.date.today()).items():
+        keys = [f"{kind}:{dev}:{day.isoformat()}" for dev, day in days]
+        done = _queued(session, keys)
+        for key, ((dev, day), groups) in zip(keys, days.items(), strict=True):
+            if key not in done:
+                add(kind, key, dev, {"day": day.isoformat(), "groups": groups})
+    session.flush()
     return n
+
+
+#: Days a device's dose and workflow statistics wait after their end before they are
+#: sent (studies of the day still arriving, their jobs still running).
+SETTLE_DAYS = 2
+DOSE_QUANTITIES = ("ctdivol_mgy", "dlp_mgycm", "ssde_mgy", "administered_activity_mbq",
+                   "effective_dose_msv")
+
+
+def _summary(values: list[float | None]) -> dict[str, float | int] | None:
+    """n, minimum, median, 75th percentile, maximum. Percentiles by linear interpolation
+    between closest ranks (Hyndman and Fan 1996 definition 7, as
+    :mod:`scanbench.clinical.dose_stats`): ``statistics.quantiles(method="inclusive")``."""
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    if len(v) == 1:
+        return {"n": 1, "min": v[0], "median": v[0], "p75": v[0], "max": v[0]}
+    q = statistics.quantiles(v, n=4, method="inclusive")
+    return {"n": len(v), "min": v[0], "median": q[1], "p75": q[2], "max": v[-1]}
+
+
+def _newest_day(session: Session, kind: str) -> dt.date | None:
+    key = session.scalar(select(m.FedOutbox.record_key).where(m.FedOutbox.kind == kind)
+                         .order_by(m.FedOutbox.id.desc()).limit(1))
+    return dt.date.fromisoformat(key.rsplit(":", 1)[1]) if key else None
+
+
+def _day_statistics(session: Session, today: dt.date
+                    ) -> dict[str, dict[tuple[int, dt.date], list[dict[str, Any]]]]:
+    """Per device and local day that is over (``SETTLE_DAYS`` ago), not sent yet (a
+    week before the newest sent day is looked at again): dose per (kind, protocol) —
+    count, median, 75th percentile, range of each quantity; exam durations (s). Only
+    aggregates: no study, patient, accession or time of an exam."""
+    cutoff = dt.datetime.combine(today - dt.timedelta(days=SETTLE_DAYS - 1), dt.time())
+    out: dict[str, dict[tuple[int, dt.date], list[dict[str, Any]]]] = {}
+    de = m.DoseEvent
+    since = _newest_day(session, "dose_day")
+    q = select(de).where(de.device_id.is_not(None), de.occurred_at.is_not(None),
+                         de.occurred_at < cutoff)
+    if since is not None:
+        q = q.where(de.occurred_at >= dt.datetime.combine(since - dt.timedelta(days=7),
+                                                          dt.time()))
+    dose: dict[tuple[int, dt.date], dict[tuple[str, str], list[m.DoseEvent]]] = {}
+    for ev in session.scalars(q.order_by(de.occurred_at)):
+        assert ev.device_id is not None and ev.occurred_at is not None
+        day = dose.setdefault((ev.device_id, ev.occurred_at.date()), {})
+        localizer = (ev.data or {}).get("acquisition_type") == "constant_angle"
+        kind = "ct_localizer" if ev.kind == "ct" and localizer else ev.kind
+        day.setdefault((kind, ev.protocol or ""), []).append(ev)
+    out["dose_day"] = {
+        key: [{"kind": kind, "protocol": protocol, "events": len(evs),
+               **{name: _summary([getattr(e, name) for e in evs])
+                  for name in DOSE_QUANTITIES}}
+              for (kind, protocol), evs in sorted(groups.items())]
+        for key, groups in dose.items()}
+    et = m.ExamTiming
+    since = _newest_day(session, "workflow_day")
+    q2 = select(et).where(et.device_id.is_not(None), et.started_at.is_not(None),
+                          et.started_at < cutoff)
+    if since is not None:
+        q2 = q2.where(et.started_at >= dt.datetime.combine(since - dt.timedelta(days=7),
+                                                           dt.time()))
+    timing: dict[tuple[int, dt.date], list[float | None]] = {}
+    for ex in session.scalars(q2.order_by(et.started_at)):
+        assert ex.device_id is not None and ex.started_at is not None
+        timing.setdefault((ex.device_id, ex.started_at.date()), []).append(ex.duration_s)
+    out["workflow_day"] = {
+        key: [{"exams": len(durations), "duration_s": _summary(durations),
+               "busy_s": sum(d for d in durations if d is not None)}]
+        for key, durations in timing.items()}
+    return out
 
 
 # --------------------------------------------------------------------------- sending

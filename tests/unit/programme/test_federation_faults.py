@@ -320,3 +320,64 @@ def test_credential_cli_prints_once_and_revokes(tmp_path: Path) -> None:
         assert r.exit_code == 2 and "no federation credential" in r.output
     finally:
         db.close()
+
+
+def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> None:
+    """Lifecycle events become central lifecycle rows; an alert's later state updates
+    the one central alert; dose and workflow go as per-day aggregates (median and 75th
+    percentile by Hyndman and Fan definition 7: for 10, 12, 14, 20 mGy, h = 1.5 and
+    2.25 give 13 and 15.5), only for days that are over, without any exam's identity."""
+    with site.db.session() as s:
+        dev = s.scalars(select(m.Device)).one()
+        study = s.scalars(select(m.Study)).one()
+        result_id = s.scalars(select(m.Result.id)).first()
+        s.add(m.LifecycleEvent(device_id=dev.id, kind="unplanned_service", source="user",
+                               occurred_at=dt.datetime(2026, 3, 3, 9), summary="tube arc",
+                               cost=1200.0, currency="EUR"))
+        s.add(m.Alert(key="k-1", device_id=dev.id, analysis="ct.uniformity", name="noise",
+                      rule="limit", level="action", result_id=result_id, value=9.0,
+                      unit="HU", message="noise above the action limit"))
+        for i, ctdi in enumerate((10.0, 12.0, 14.0, 20.0)):
+            s.add(m.DoseEvent(study_id=study.id, device_id=dev.id, kind="ct",
+                              event_uid=f"{PATIENT['series_prefix']}99.{i}",
+                              occurred_at=dt.datetime(2026, 3, 2, 9 + i),
+                              protocol="Head routine", ctdivol_mgy=ctdi))
+            s.add(m.ExamTiming(study_id=study.id, device_id=dev.id,
+                               started_at=dt.datetime(2026, 3, 2, 9 + i),
+                               duration_s=600.0 + 60 * i))
+        s.add(m.DoseEvent(study_id=study.id, device_id=dev.id, kind="ct",  # not over yet
+                          occurred_at=dt.datetime(2026, 3, 4, 9), protocol="Head routine",
+                          ctdivol_mgy=50.0))
+    with site.db.sessions() as s:
+        assert queue_new(s, b"k" * 32, today=dt.date(2026, 3, 4)) == 5 + 1 + 1 + 1 + 1
+        s.commit()
+        day = s.scalars(select(m.FedOutbox).where(m.FedOutbox.kind == "dose_day")).one()
+        assert day.record_key.endswith(":2026-03-02")
+        ctdi = day.payload["data"]["groups"][0]["ctdivol_mgy"]
+        assert ctdi == {"n": 4, "min": 10.0, "median": 13.0, "p75": 15.5, "max": 20.0}
+        for row in s.scalars(select(m.FedOutbox)):
+            text = json.dumps(row.payload)
+            assert PATIENT["patient_id"] not in text and PATIENT["series_prefix"] not in text
+    assert site.send().error is None
+    with site.db.session() as s:
+        s.scalars(select(m.Alert)).one().state = "acknowledged"
+    assert site.send().error is None
+    with site.central_db.sessions() as s:
+        site_id = s.scalar(select(m.Site.id).where(m.Site.name == site.name))
+        alerts = list(s.scalars(select(m.Alert).where(m.Alert.key.startswith(f"fed:{site_id}:"))))
+        assert [a.state for a in alerts] == ["acknowledged"]
+        assert alerts[0].result_id is not None
+        assert s.get_one(m.Result, alerts[0].result_id).source == f"federation:{site.name}"
+        event = s.scalars(select(m.LifecycleEvent).join(
+            m.Device, m.Device.id == m.LifecycleEvent.device_id)
+            .where(m.Device.site_id == site_id)).one()
+        assert (event.kind, event.cost, event.source) == ("unplanned_service", 1200.0,
+                                                           "federation")
+        kinds = dict(s.execute(select(m.FedRecord.kind, func.count()).where(
+            m.FedRecord.site_id == site_id).group_by(m.FedRecord.kind)).all())
+        # 2 dose days: the sender's own pass runs today, long after 2026-03-04 is over
+        assert kinds == {"result": 5, "lifecycle": 1, "alert": 2, "dose_day": 2,
+                         "workflow_day": 1}
+        wf = s.scalars(select(m.FedRecord).where(m.FedRecord.site_id == site_id,
+                                                 m.FedRecord.kind == "workflow_day")).one()
+        assert wf.payload["data"]["groups"][0]["busy_s"] == 600 + 660 + 720 + 780
