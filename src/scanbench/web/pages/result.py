@@ -13,19 +13,21 @@ kept, on another node, or whose figure code failed) says why instead.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
+from scanbench.errors import InputError
 from scanbench.report.html import _analysis_title
 from scanbench.report.tables import SummaryTable, summary_tables
 from scanbench.service import figures as figstore
 from scanbench.store import models as m
 from scanbench.types import DeviceIdentity, Limits, Measurement, Result
-from scanbench.web.pages.common import P, page, render
+from scanbench.web.pages.common import P, page, redirect, render
 from scanbench.web.pages.fleet import result_status
 
 router = APIRouter()
@@ -120,3 +122,75 @@ def result_page(ctx: P, result_id: int) -> Response:
         measurements=measurements, labels=_labels, overall=result_status(set(counts)),
         counts=counts, tables=tables, title=_analysis_title(row.analysis),
         parameters=_parameter_rows(dict(row.parameters or {})))
+
+
+def _same_numbers(fresh: Result, row: m.Result) -> bool:
+    """Whether a re-analysis measured what the stored result holds (same names, labels
+    and values to 1e-9 relative): figures are shown only beside their own numbers."""
+    from scanbench.store.repo import labels_key
+
+    def key(name: str, labels: dict[str, Any]) -> tuple[str, str]:
+        return name, labels_key(labels)
+
+    stored = {key(x.name, dict(x.labels or {})): x.value for x in row.measurements}
+    again = {key(x.name, x.labels): x.value for x in fresh.measurements}
+    if stored.keys() != again.keys():
+        return False
+    for k, v in stored.items():
+        w = again[k]
+        if v is None or w is None or not math.isfinite(float(w)):
+            if not (v is None and (w is None or not math.isfinite(float(w)))):
+                return False
+        elif abs(float(w) - v) > 1e-9 * max(1.0, abs(v)):
+            return False
+    return True
+
+
+@page(router, "/results/{result_id}/figures", "viewer", methods=("POST",))
+def draw_figures(ctx: P, result_id: int) -> Response:
+    """Draw the figures of a result made without them (``SCANBENCH_JOB_FIGURES=0``, or
+    before figures were kept) from its series' stored files: the same analysis through
+    the one analysis path (:func:`scanbench.api.analyze_series_list`, with the study's
+    other phantom series as partners and the protocol parameters the result used), kept
+    like the job's figures. Shown only when the re-analysis gives the stored numbers
+    again; otherwise the reason is kept and shown. Runs in the request: seconds for
+    most analyses, minutes for a whole ACR MRI series."""
+    from scanbench import dicom
+    from scanbench.api import analyze_series_list
+
+    row = ctx.scope.result(result_id)
+    home = figures_home(ctx.request)
+    if home is None or row.series_id is None:
+        raise InputError("this result has no stored series on this server: its figures "
+                         "cannot be drawn")
+    series = ctx.scope.one_series(row.series_id)
+    rel = ctx.session.scalars(
+        select(m.Instance.path).join(m.Series, m.Series.id == m.Instance.series_id)
+        .where(or_(m.Series.id == series.id,
+                   (m.Series.study_id == series.study_id) & (m.Series.kind == "phantom")))
+        .order_by(m.Instance.id))
+    paths = [home / "files" / p for p in rel]
+    if not paths or not all(p.is_file() for p in paths):
+        raise InputError("the series' files are no longer in the file store: its figures "
+                         "cannot be drawn")
+    proto = (row.parameters or {}).get("protocol")
+    params = dict(proto.get("params") or {}) if isinstance(proto, dict) else {}
+    read = dicom.read([str(p) for p in paths])
+    report = analyze_series_list(read.series, analysis_params={row.analysis: params},
+                                 only={str(row.series_uid)})
+    fresh = next((r for r in report.results if r.analysis == row.analysis
+                  and str(r.series_instance_uid) == row.series_uid), None)
+    blob, error = None, None
+    if fresh is None:
+        error = "the analysis run again on the stored files gave no result"
+    elif not _same_numbers(fresh, row):
+        error = ("the analysis run again today gives other numbers than this stored "
+                 f"result (made by scanbench {row.scanbench_version}): figures of other "
+                 "numbers are not shown")
+    else:
+        try:
+            blob = figstore.draw(fresh)
+        except Exception as exc:  # an analysis's figure code: reported on the page
+            error = f"{type(exc).__name__}: {exc}"
+    figstore.save(home, row.id, row.series_uid, row.analysis, row.job_id, blob, error)
+    return redirect(f"/results/{row.id}")
