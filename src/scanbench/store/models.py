@@ -307,7 +307,9 @@ class DoseEvent(Base):
     radiopharmaceutical); ``data`` is the extractor's JSON object as given."""
 
     __tablename__ = "dose_event"
-    __table_args__ = (Index("ix_dose_event_device_time", "device_id", "occurred_at"),)
+    # (kind, occurred_at): dose statistics over a period for all visible devices
+    __table_args__ = (Index("ix_dose_event_device_time", "device_id", "occurred_at"),
+                      Index("ix_dose_event_kind_time", "kind", "occurred_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id"))
@@ -328,7 +330,9 @@ class ExamTiming(Base):
     """Workflow timings of one exam (issue 4's workflow output, ``data`` as given)."""
 
     __tablename__ = "exam_timing"
-    __table_args__ = (Index("ix_exam_timing_device_start", "device_id", "started_at"),)
+    # (started_at): workflow statistics over a period for all visible devices
+    __table_args__ = (Index("ix_exam_timing_device_start", "device_id", "started_at"),
+                      Index("ix_exam_timing_time", "started_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id"))

@@ -336,9 +336,18 @@ def upgrade() -> None:
             ["device_id", "analysis", "name", "labels_key", "acquired_at"],
             unique=False,
         )
+    # the dose and workflow statistics over a period for every visible device
+    with op.batch_alter_table("dose_event", schema=None) as batch_op:
+        batch_op.create_index("ix_dose_event_kind_time", ["kind", "occurred_at"], unique=False)
+    with op.batch_alter_table("exam_timing", schema=None) as batch_op:
+        batch_op.create_index("ix_exam_timing_time", ["started_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("exam_timing", schema=None) as batch_op:
+        batch_op.drop_index("ix_exam_timing_time")
+    with op.batch_alter_table("dose_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_dose_event_kind_time")
     with op.batch_alter_table("measurement", schema=None) as batch_op:
         batch_op.drop_index("ix_measurement_series")
     with op.batch_alter_table("result", schema=None) as batch_op:
