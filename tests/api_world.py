@@ -17,7 +17,7 @@ from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
 from scanbench.types import DeviceIdentity, Limits, Result
 from scanbench.web import audit, auth, sites
-from scanbench.web.api.app import RULE_KEY
+from scanbench.web.api.app import CSRF_HEADER, RULE_KEY
 from scanbench.web.pages.common import PAGE_RULES
 
 CLI = audit.Actor(None, "cli:test")
@@ -105,11 +105,40 @@ def signed_in(app: Any, user: str) -> tuple[TestClient, str]:
     return client, csrf
 
 
+def tiny_dicom_zip() -> bytes:
+    """A zip holding one small DICOM instance (a Basic Text SR: stored, no analysis) and
+    a text file: a valid upload."""
+    import io
+    import zipfile
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.88.11")
+    meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.8.498.1")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.2"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.3"
+    ds.Modality = "SR"
+    raw = io.BytesIO()
+    ds.save_as(raw, enforce_file_format=True)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("sr.dcm", raw.getvalue())
+        zf.writestr("notes.txt", "not DICOM")
+    return out.getvalue()
+
+
 # Every route of the application (API and pages) with a request that is valid for a
 # caller with the route's role. {x} are filled from World.ids, {n} with a number unique
 # to the request; a page's POST body is its form (the CSRF token is added). A new route
 # without an entry here fails the table test with its method and path named.
-EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
+EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]] = {
     ("POST", "/api/v1/auth/login"): ("/api/v1/auth/login", {"username": "vi_a",
                                                              "password": PW}),
     ("POST", "/api/v1/auth/logout"): ("/api/v1/auth/logout", None),
@@ -160,6 +189,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     # alerts and notification targets (web/api/alert_routes.py)
     ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
     ("GET", "/api/v1/alerts/{alert_id}"): ("/api/v1/alerts/999999", None),
+    ("GET", "/api/v1/alerts/episodes"): ("/api/v1/alerts/episodes", None),
     ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): (
         "/api/v1/alerts/999999/acknowledge", {"comment": "seen"}),
     ("GET", "/api/v1/notification-targets"): ("/api/v1/notification-targets", None),
@@ -221,6 +251,8 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
         "/api/v1/devices/{device_a}/economics", None),
     ("GET", "/api/v1/economics"): ("/api/v1/economics", None),
 
+    # a zip of DICOM through the ingest path (web/api/upload_routes.py)
+    ("POST", "/api/v1/uploads"): ("/api/v1/uploads?site_id={site_a}", tiny_dicom_zip()),
     # pages (web/pages/): a POST body is the form
     ("GET", "/login"): ("/login", None),
     ("POST", "/login"): ("/login", {"username": "vi_a", "password": PW}),
@@ -239,16 +271,38 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | None]] = {
     ("GET", "/dose"): ("/dose", None),
     ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),
     ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
+    ("POST", "/results/{result_id}/figures"): ("/results/{result_a}/figures", {}),
     ("GET", "/workflow"): ("/workflow", None),
     # served to anyone: the API's description and the pages' plotly.js
     ("GET", "/api/openapi.json"): ("/api/openapi.json", None),
     ("GET", "/api/docs"): ("/api/docs", None),
     ("GET", "/static/plotly.min.js"): ("/static/plotly.min.js", None),
 }
+#: The answer an allowed caller gets where it is not a success in this world, and why.
+EXPECTED: dict[tuple[str, str], int] = {
+    # No DICOM files are kept here: the page says the figures cannot be drawn
+    # (test_web_result_figures.py draws real ones).
+    ("POST", "/results/{result_id}/figures"): 400,
+}
 #: Routes that end the caller's session: each role calls them from a session of its own.
 SESSION_ENDING = {("POST", "/api/v1/auth/logout"), ("POST", "/logout")}
 #: A site-A id in a route's path: site B's admin must get 404, exactly as for no record.
 SITE_A_KEY = re.compile(r"\{(\w+_a)\}")
+
+
+def send(client: TestClient, method: str, url: str, body: Any, csrf: str | None) -> Any:
+    """One request of the table: JSON for the API (bytes as a zip: the upload), a form
+    for a page (the CSRF token as its field); ``csrf`` None sends no token at all."""
+    headers = {CSRF_HEADER: csrf} if csrf is not None else {}
+    if isinstance(body, bytes):
+        return client.request(method, url, content=body,
+                              headers={**headers, "content-type": "application/zip"})
+    if url.startswith("/api") or body is None:
+        return client.request(method, url, json=body, headers=headers)
+    form = dict(body)
+    if csrf is not None:
+        form["csrf_token"] = csrf
+    return client.request(method, url, data=form, headers=headers)
 
 
 def fill(value: Any, ids: dict[str, int]) -> Any:

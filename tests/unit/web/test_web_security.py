@@ -27,7 +27,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from api_world import EXAMPLES, PW, World, app_routes, fill, populate, signed_in
+from api_world import EXAMPLES, PW, World, app_routes, fill, populate, send, signed_in
 from scanbench.store import Database
 from scanbench.store import models as m
 from scanbench.web import audit, auth, sites
@@ -197,14 +197,8 @@ def test_every_state_changing_route_refuses_a_session_without_its_csrf_token(
     assert len(routes) >= 20 and any(not p.startswith("/api") for _, p, _, _ in routes)
     for method, path, url, body in routes:
         for token in (None, csrf[:-2] + "xx", ""):
-            headers = {} if token is None else {CSRF_HEADER: token}
-            if path.startswith("/api"):
-                r = client.request(method, url, json=body, headers=headers)
-            else:  # a page form: the token would be the csrf_token field
-                form = dict(body or {})
-                if token is not None:
-                    form["csrf_token"] = token
-                r = client.request(method, url, data=form, follow_redirects=False)
+            r = send(client, method, url, body if body is not None or path.startswith("/api")
+                     else {}, token)
             what = f"{method} {path} with token {token!r}"
             assert r.status_code == 403, (what, r.status_code, r.text[:300])
             assert "CSRF" in r.text, what
