@@ -565,10 +565,11 @@ def _score_part(session: Session, tl: _Timeline, sif: A.SpecInForce, l0: dt.date
                                   [i for i in (*dl.items, *after) if i.test == t.test],
                                   tl, sif, as_of))
     comp = compliance(dev, sched, recs, tl.events, l0, l1, as_of=as_of)
-    dims = _dimensions(spec, tests)
+    indicators = _indicators(session, tl, spec, l0, l1, as_of, running)
+    dims = _dimensions(spec, tests, indicators)
     score = _overall(dims)
-    bad = any(x["status"] in ("failed", "overdue") for x in tests)
-    good = any(x["status"] == "passed" for x in tests)
+    bad = any(x["status"] in ("failed", "overdue") for x in (*tests, *indicators))
+    good = any(x["status"] == "passed" for x in (*tests, *indicators))
     status = "fail" if bad else "pass" if good else "info"
     data = {
         "device": {"id": tl.device.id, "manufacturer": tl.device.manufacturer,
@@ -582,11 +583,13 @@ def _score_part(session: Session, tl: _Timeline, sif: A.SpecInForce, l0: dt.date
                    "as_of": as_of.isoformat(), "running": running,
                    "timezone": str(tl.zone)},
         "tests": tests,
+        "indicators": indicators,
         "dimensions": dims,
         "score": score,
         "score_method": ("dimension score = 100 x passed / (passed + failed + overdue) "
-                         "of its tests; overall = mean of the scored dimensions weighted "
-                         "by the spec's weights (equal when it gives none)"),
+                         "of its tests and indicators; overall = mean of the scored "
+                         "dimensions weighted by the spec's weights (equal when it gives "
+                         "none)"),
         "compliance": {
             "required": comp.required, "on_time": comp.on_time,
             "percent": comp.compliance_pct, "pending": comp.pending,
@@ -608,6 +611,7 @@ def _score_part(session: Session, tl: _Timeline, sif: A.SpecInForce, l0: dt.date
         # pass adds a row only when a status changed (a test became overdue)
         "outcome": [tests, data["compliance"], dims] if running else None,
         "records": [[r.id, r.time.isoformat(), r.test, r.passed] for r in recs],
+        "indicators": [[i["indicator"], i["value"], i["status"]] for i in indicators],
         "events": [[e.id, e.time.isoformat(), e.kind, e.planned] for e in tl.events
                    if e.time < as_of],
         "schedule": [[s.label, s.valid_from.isoformat()] for s in sched],
@@ -690,21 +694,39 @@ def _iso(t: dt.datetime | None) -> str:
     return t.isoformat() if t else "?"
 
 
-def _dimensions(spec: Spec, tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _indicators(session: Session, tl: _Timeline, spec: Spec, l0: dt.datetime,
+                l1: dt.datetime, as_of: dt.datetime, running: bool) -> list[dict[str, Any]]:
+    """The spec's device-level indicators over [l0, as_of)
+    (:mod:`scanbench.evaluation.indicators`); day-based ones count whole days (a
+    running period up to yesterday)."""
+    if not spec.indicators:
+        return []
+    from scanbench.evaluation.indicators import score_indicator
+
+    end_day = as_of.date() if running else l1.date()
+    return [score_indicator(session, tl.device, ind, l0, as_of, end_day, tl.zone)
+            for ind in spec.indicators]
+
+
+def _dimensions(spec: Spec, tests: list[dict[str, Any]],
+                indicators: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     weights = spec.normalised_weights()
-    names = [d for d in DIMENSIONS if d in weights or any(x["dimension"] == d for x in tests)]
-    names += sorted({x["dimension"] for x in tests} - set(names))
+    items = [*tests, *indicators]
+    names = [d for d in DIMENSIONS if d in weights or any(x["dimension"] == d for x in items)]
+    names += sorted({x["dimension"] for x in items} - set(names))
     out = []
     for d in names:
-        mine = [x for x in tests if x["dimension"] == d]
+        mine = [x for x in items if x["dimension"] == d]
         counts = {s: sum(x["status"] == s for x in mine) for s in TEST_STATUSES}
         n = counts["passed"] + counts["failed"] + counts["overdue"]
         score = 100.0 * counts["passed"] / n if n else None
         out.append({"dimension": d, "weight": weights.get(d), "score": score, **counts,
-                    "tests": [x["test"] for x in mine],
-                    "evidence": sorted({i for x in mine for i in x["evidence"]}),
-                    "note": "" if n else "not scored: no test of this dimension was judged "
-                                         "or overdue in the period"})
+                    "tests": [x["test"] for x in mine if "test" in x],
+                    "indicators": [x["indicator"] for x in mine if "indicator" in x],
+                    "evidence": sorted({i for x in mine if "test" in x
+                                        for i in x["evidence"]}),
+                    "note": "" if n else "not scored: no test or indicator of this dimension "
+                                         "was judged or overdue in the period"})
     return out
 
 

@@ -298,12 +298,32 @@ MEASUREMENTS: dict[str, dict[str, tuple[str, ...]]] = {
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _TOP_KEYS = {"name", "title", "version", "description", "verified", "unverified_reason",
              "sources", "rules", "extends", "metadata", "applies_to", "weights", "retest_days",
-             "tests"}
+             "tests", "indicators"}
 _RULE_KEYS = {"analysis", "measurement", "labels", "device", "low", "high", "source",
               "confidence", "note", "when", "baseline", "tolerance"}
 # The dimensions a spec weighs (issue 13): what a scorecard scores per device.
 DIMENSIONS: tuple[str, ...] = ("image_quality", "radiation_dose", "workflow", "function",
                                "reliability", "usability", "economics")
+#: Device-level indicators a spec can score (``indicators:``): name -> (dimension, unit,
+#: definition). Computed over the scorecard's period from the store by
+#: :mod:`scanbench.evaluation.indicators`, which states each method and its source.
+INDICATORS: dict[str, tuple[str, str, str]] = {
+    "uptime_percent": ("reliability", "%", "staffed hours up / staffed hours in service"),
+    "availability_percent": ("reliability", "%", "MTBF / (MTBF + MTTR)"),
+    "mtbf_h": ("reliability", "h", "mean time between unplanned failures"),
+    "mttr_h": ("reliability", "h", "mean time to repair an unplanned failure"),
+    "exams_per_day": ("workflow", "exams/day",
+                      "exams with workflow timings / calendar days of the period"),
+    "median_exam_duration_min": ("workflow", "min", "median exam duration"),
+    "cost_per_exam": ("economics", "currency/exam",
+                      "costs attributed to the period / exams in it"),
+    "ctdivol_median_to_drl": ("radiation_dose", "ratio",
+                              "highest median CTDIvol / DRL over the device's protocols"),
+    "dlp_median_to_drl": ("radiation_dose", "ratio",
+                          "highest median DLP / DRL over the device's protocols"),
+    "mean_sus_score": ("usability", "points (0-100)",
+                       "mean System Usability Scale score (Brooke 1996)"),
+}
 _BASELINE_KEYS = {"low", "high", "mode"}
 _DEVICE_KEYS = {"manufacturer", "model"}
 
@@ -523,6 +543,33 @@ class TestRequirement:
 
 
 @dataclass(frozen=True)
+class Indicator:
+    """A device-level indicator a spec scores (``indicators:``), one of
+    :data:`INDICATORS`: its limit (``low``/``high``, both may be empty: reported, never
+    judged), the limit's source and whether the source confirms it (only a confirmed
+    limit judges pass/fail; an unconfirmed one is shown)."""
+
+    indicator: str
+    source: str
+    confidence: Confidence
+    low: float | None = None
+    high: float | None = None
+    note: str = ""
+
+    @property
+    def dimension(self) -> str:
+        return INDICATORS[self.indicator][0]
+
+    @property
+    def unit(self) -> str:
+        return INDICATORS[self.indicator][1]
+
+    @property
+    def has_limit(self) -> bool:
+        return self.low is not None or self.high is not None
+
+
+@dataclass(frozen=True)
 class Spec:
     """A loaded, validated evaluation specification."""
 
@@ -541,6 +588,7 @@ class Spec:
     weights: Mapping[str, float] = field(default_factory=dict)
     retest_days: float | None = None
     extends: tuple[str, ...] = ()  # the parent chain, nearest first
+    indicators: tuple[Indicator, ...] = ()
 
     def schedule(self, valid_from: Any) -> Any:
         """This spec's tests as a :class:`scanbench.evaluation.schedule.ScheduleSpec` in
@@ -759,6 +807,8 @@ def parse_spec(text: str, where: str | Path = "<spec>",
             v.fail(f"rules[{i}]", f"duplicates rules[{seen[r.key]}] ({r.describe()})")
         seen[r.key] = i
     tests = v.tests(data.get("tests") or [])
+    indicators = v.indicators(data.get("indicators") or [])
+    mine_all = indicators
     applies_to = v.device_class(data.get("applies_to"))
     weights = {str(k): float(x) for k, x in (data.get("weights") or {}).items()}
     if weights and sum(weights.values()) <= 0:
@@ -772,6 +822,9 @@ def parse_spec(text: str, where: str | Path = "<spec>",
         parents = (parent.name, *parent.extends)
         rules, tests, sources = _inherit(parent, rules, tests, sources)
         weights = weights or dict(parent.weights)
+        mine = {i.indicator: i for i in indicators}
+        indicators = (*(mine.pop(i.indicator, i) for i in parent.indicators),
+                      *(i for i in indicators if i.indicator in mine))
         applies_to = applies_to or parent.applies_to
     for i, r in enumerate(rules):
         if verified and r.confidence != "C":
@@ -782,6 +835,13 @@ def parse_spec(text: str, where: str | Path = "<spec>",
                    "— set verified: false and say why in unverified_reason"
                    + (f" (the limit comes from the parent spec {parent.name})"
                       if inherited and parent is not None else ""))
+    for i, ind in enumerate(indicators):
+        if verified and ind.has_limit and ind.confidence != "C":
+            v.fail(f"indicators[{i}].confidence" if any(ind is o for o in mine_all)
+                   else "verified",
+                   f"{ind.confidence} limit of {ind.indicator} in a spec marked verified: "
+                   "true; only C (confirmed) limits may judge a verified spec — set "
+                   "verified: false and say why in unverified_reason")
     retest = data.get("retest_days")
     return Spec(
         name=name,
@@ -800,6 +860,7 @@ def parse_spec(text: str, where: str | Path = "<spec>",
         retest_days=float(retest) if retest is not None else
         (parent.retest_days if parent is not None else None),
         extends=parents,
+        indicators=indicators,
     )
 
 
@@ -874,6 +935,23 @@ class _Validator:
                 weekdays=None if t.get("weekdays") is None else tuple(t["weekdays"]),
                 dimension=t.get("dimension"), confidence=t.get("confidence", "C"),
                 limits=t.get("limits", "in rules"), note=str(t.get("note", "")).strip()))
+        return tuple(out)
+
+    def indicators(self, raw: list[Any]) -> tuple[Indicator, ...]:
+        out: list[Indicator] = []
+        seen: set[str] = set()
+        for i, x in enumerate(raw):  # the schema checked names, types and required keys
+            p = f"indicators[{i}]"
+            name = str(x["indicator"])
+            if name in seen:
+                self.fail(p + ".indicator", f"{name!r} is listed twice")
+            seen.add(name)
+            low, high = self.number(x, "low", p + "."), self.number(x, "high", p + ".")
+            if low is not None and high is not None and low > high:
+                self.fail(p, f"low {low} is above high {high}")
+            out.append(Indicator(indicator=name, source=str(x["source"]).strip(),
+                                 confidence=x["confidence"], low=low, high=high,
+                                 note=str(x.get("note", "")).strip()))
         return tuple(out)
 
     def device_class(self, raw: Any) -> DeviceClass | None:
@@ -1048,6 +1126,7 @@ class _Validator:
         return tuple(out)
 
 
-__all__ = ["CONFIDENCE_WORDS", "DIMENSIONS", "MEASUREMENTS", "BaselineLimits", "Condition",
-           "DeviceClass", "DeviceMatch", "Rule", "Spec", "TestRequirement", "list_specs",
+__all__ = ["CONFIDENCE_WORDS", "DIMENSIONS", "INDICATORS", "MEASUREMENTS", "BaselineLimits",
+           "Condition", "DeviceClass", "DeviceMatch", "Indicator", "Rule", "Spec",
+           "TestRequirement", "list_specs",
            "load_spec", "measurement_unit", "parse_spec"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from scanbench.specs import CONFIDENCE_WORDS, Rule, Spec, TestRequirement
+from scanbench.specs import CONFIDENCE_WORDS, Indicator, Rule, Spec, TestRequirement
 
 Change = Literal["added", "removed", "tightened", "loosened", "changed"]
 
@@ -26,7 +26,7 @@ class SpecChange:
     """One row of a spec diff: what (a limit or a required test), old and new."""
 
     change: Change
-    kind: Literal["limit", "test", "weight"]
+    kind: Literal["limit", "test", "weight", "indicator"]
     what: str  # "analysis measurement {labels}" or the test id or the dimension
     old: str
     new: str
@@ -140,6 +140,7 @@ def diff_specs(a: Spec, b: Spec) -> list[SpecChange]:
         out.append(SpecChange(change, "test", name, _test_text(t), _test_text(n)))
     out.extend(SpecChange("added", "test", name, "", _test_text(t))
                for name, t in new_tests.items() if name not in old_tests)
+    out.extend(_diff_indicators(a, b))
     wa, wb = a.normalised_weights(), b.normalised_weights()
     for dim in sorted(set(wa) | set(wb)):
         if abs(wa.get(dim, 0.0) - wb.get(dim, 0.0)) > 1e-9:
@@ -147,6 +148,39 @@ def diff_specs(a: Spec, b: Spec) -> list[SpecChange]:
                                   f"{wa[dim]:.0%}" if dim in wa else "none",
                                   f"{wb[dim]:.0%}" if dim in wb else "none",
                                   "share of the total weight"))
+    return out
+
+
+def _indicator_text(i: Indicator | None) -> str:
+    if i is None:
+        return ""
+    lo = "" if i.low is None else f"{i.low:g}"
+    hi = "" if i.high is None else f"{i.high:g}"
+    band = f"{lo} to {hi}" if lo and hi else (f"≥ {lo}" if lo else f"≤ {hi}" if hi
+                                             else "no limit")
+    return f"{band} ({CONFIDENCE_WORDS[i.confidence]})"
+
+
+def _diff_indicators(a: Spec, b: Spec) -> list[SpecChange]:
+    """Device-level indicators matched by name; a limit compared as a rule's is."""
+    out: list[SpecChange] = []
+    old = {i.indicator: i for i in a.indicators}
+    new = {i.indicator: i for i in b.indicators}
+    for name, i in old.items():
+        if name not in new:
+            out.append(SpecChange("removed", "indicator", name, _indicator_text(i), ""))
+            continue
+        n = new[name]
+        if (i.low, i.high, i.confidence, i.source) == (n.low, n.high, n.confidence, n.source):
+            continue
+        tighter, looser = _direction(i.low, i.high, n.low, n.high)
+        notes = [] if i.source == n.source else ["source changed"]
+        change: Change = ("tightened" if tighter and not looser else
+                          "loosened" if looser and not tighter else "changed")
+        out.append(SpecChange(change, "indicator", name, _indicator_text(i),
+                              _indicator_text(n), "; ".join(notes)))
+    out.extend(SpecChange("added", "indicator", name, "", _indicator_text(i))
+               for name, i in new.items() if name not in old)
     return out
 
 
