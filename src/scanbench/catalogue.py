@@ -145,7 +145,12 @@ def spec_json(spec: Spec) -> dict[str, Any]:
             "sources": list(spec.sources), "extends": list(spec.extends),
             "metadata": dict(spec.metadata),
             "applies_to": None if a is None else a.describe(),
-            "weights": dict(spec.weights), "tests": tests, "rules": rules}
+            "weights": dict(spec.weights), "tests": tests, "rules": rules,
+            "indicators": [{"indicator": i.indicator, "dimension": i.dimension,
+                            "unit": i.unit, "low": i.low, "high": i.high,
+                            "source": i.source, "confirmed": i.confidence == "C",
+                            "confirmation": CONFIDENCE_WORDS[i.confidence],
+                            "note": i.note or None} for i in spec.indicators]}
 
 
 def spec_header(spec: Spec) -> str:
@@ -174,6 +179,14 @@ def spec_header(spec: Spec) -> str:
             limit = "; limits not confirmed" if t.limits == "not confirmed" else ""
             lines.append(f"  - {t.test}{' (' + t.title + ')' if t.title else ''}: "
                          f"{freq}{window}{limit}. {t.source}")
+    if spec.indicators:
+        lines.append("Device-level indicators (over the scorecard's period):")
+        for i in spec.indicators:
+            lo = "" if i.low is None else f"≥ {i.low:g}"
+            hi = "" if i.high is None else f"≤ {i.high:g}"
+            band = " and ".join(x for x in (lo, hi) if x) or "no limit"
+            lines.append(f"  - {i.indicator} ({i.dimension}, {i.unit}): {band}, "
+                         f"{CONFIDENCE_WORDS[i.confidence]}. {i.source}")
     lines.append("Sources:")
     lines.extend(f"  - {s}" for s in spec.sources)
     return "\n".join(lines)

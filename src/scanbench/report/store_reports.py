@@ -397,6 +397,16 @@ def _scorecard_details(card: m.Scorecard, spec: m.Spec) -> list[RTable]:
         out.append(RTable(f"Required tests of {spec.name} version {spec.version}",
                           ["test", "frequency", "status", "reason", "evidence (result ids)"],
                           rows))
+    inds = [i for i in data.get("indicators") or [] if isinstance(i, dict)]
+    if inds:
+        out.append(RTable("Device-level indicators", [
+            "indicator", "dimension", "value", "limit (source)", "status", "reason"], [
+            [RCell(str(i.get("indicator", "")).replace("_", " ")),
+             RCell(str(i.get("dimension", "")).replace("_", " ")),
+             RCell("—" if i.get("value") is None
+                   else f"{format_number(i['value'])} {i.get('unit', '')}", numeric=True),
+             RCell(_indicator_limit(i)), _status(str(i.get("status", "—"))),
+             RCell(str(i.get("reason") or ""))] for i in inds]))
     dims = data.get("dimensions") or {}
     items = dims.items() if isinstance(dims, dict) else (
         (d.get("dimension", d.get("name", "")), d) for d in dims if isinstance(d, dict))
@@ -413,6 +423,14 @@ def _scorecard_details(card: m.Scorecard, spec: m.Spec) -> list[RTable]:
         out.append(RTable("Dimensions", ["dimension", "score", "weight (normalised)",
                                          "evidence (result ids)", "note"], drows))
     return out
+
+
+def _indicator_limit(i: dict[str, Any]) -> str:
+    lo, hi = i.get("low"), i.get("high")
+    band = " and ".join(x for x in ("" if lo is None else f"≥ {format_number(lo)}",
+                                    "" if hi is None else f"≤ {format_number(hi)}") if x)
+    confirmed = "confirmed" if i.get("confidence") == "C" else "not confirmed"
+    return f"{band or 'no limit'} ({i.get('source', '')}; {confirmed})"
 
 
 def _chart_series(session: Session, device_id: int, lo: dt.datetime, hi: dt.datetime

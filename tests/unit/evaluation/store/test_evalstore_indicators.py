@@ -53,7 +53,9 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     db = Database(url=f"sqlite:///{tmp_path_factory.mktemp('ind') / 'db.sqlite'}")
     try:
         with db.sessions() as s:
-            yield _build(s)
+            data = _build(s)
+            s.commit()
+            yield {**data, "_db": db}
     finally:
         db.close()
 
@@ -174,3 +176,22 @@ def test_spec_diff_shows_an_indicator_limit_tightened_and_one_added() -> None:
     assert rows == [("tightened", "indicator", "uptime_percent", "≥ 90 (confirmed)",
                      "≥ 95 (confirmed)"),
                     ("added", "indicator", "availability_percent", "", "no limit (not confirmed)")]
+
+
+def test_the_device_report_lists_the_indicators_and_adds_no_scorecard(card: dict) -> None:
+    from sqlalchemy import func, select
+
+    from scanbench.report import store_reports as sr
+
+    with card["_db"].sessions() as s:
+        before = s.scalar(select(func.count()).select_from(m.Scorecard))
+        dev = s.get_one(m.Device, card["device"]["id"])
+        report = sr.device_report(s, dev, dt.date(2026, 3, 1), dt.date(2026, 3, 31))
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(m.Scorecard)) == before == 1
+    section = next(x for x in report.sections if x.title == "Specification and scorecard")
+    table = next(t for t in section.tables if t.title == "Device-level indicators")
+    rows = {r[0].text: r for r in table.rows}
+    assert rows["mean sus score"][2].text == "75 points (0-100)"
+    assert rows["exams per day"][4].status == "failed"
+    assert rows["uptime percent"][3].text == "≥ 90 (test programme 1; confirmed)"
