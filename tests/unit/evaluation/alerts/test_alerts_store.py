@@ -289,8 +289,8 @@ def test_the_device_page_shows_which_alerts_share_an_episode(db: Database) -> No
     """The step up to day 41: the limit and 1-3s opened the episode on day 40, CUSUM and
     the second limit alert joined it on day 41; the device page says so by those two."""
     from fastapi.testclient import TestClient
-    from pages_world import PW, signed_in
 
+    from pages_world import PW, signed_in
     from scanbench.web import auth, sites
     from scanbench.web.api import create_app
 
