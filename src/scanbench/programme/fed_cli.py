@@ -1,7 +1,8 @@
 """``scanbench federation``: site credentials on the central node (``credential add``,
-``revoke``, ``list``), one send pass from a site node (``send``) and where sending
-stands (``status``). Exit status: 0 done, 1 the pass ended with an error (a refused
-batch or an unreachable centre: the reason is printed and kept), 2 bad usage."""
+``revoke``, ``list``) and what each site sent (``sites``); one send pass from a site
+node (``send``) and where sending stands (``status``). Exit status: 0 done, 1 the pass
+ended with an error (a refused batch or an unreachable centre: the reason is printed and
+kept), 2 bad usage."""
 
 from __future__ import annotations
 
@@ -161,4 +162,29 @@ def status(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
         table.add_row(safe(r["url"]), safe(r["site"]), str(r["acked_seq"]), str(r["pending"]),
                       f"{r['last_attempt_at']:%Y-%m-%d %H:%M:%S}" if r["last_attempt_at"]
                       else "", safe(r["last_error"] or ""))
+    out.print(table)
+
+
+@fed_app.command("sites")
+def sites(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Central node: what each site sent — last sequence stored, records, accepted and
+    refused batches, the newest refusal's reason."""
+    from scanbench.programme.federation import site_overview
+
+    try:
+        db = _db(home, database_url)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    with db.sessions() as s:
+        rows = site_overview(s)
+    if not rows:
+        out.print("no site credentials yet: scanbench federation credential add SITE")
+        return
+    table = Table("site", "last seq", "records", "batches accepted", "refused",
+                  "last batch (UTC)", "newest refusal")
+    for r in rows:
+        table.add_row(safe(r["site"]), str(r["last_seq"]), str(r["records"]),
+                      str(r["accepted"]), str(r["refused"]),
+                      f"{r['last_received_at']:%Y-%m-%d %H:%M:%S}" if r["last_received_at"]
+                      else "", safe(r["last_refusal"] or ""))
     out.print(table)

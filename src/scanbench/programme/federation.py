@@ -514,6 +514,30 @@ def materialise(session: Session, site: m.Site, rec: RecordWire) -> tuple[str | 
     return None, None  # dose_day / workflow_day: kept as FedRecord payloads
 
 
+def site_overview(session: Session) -> list[dict[str, Any]]:
+    """Central node: per site with a credential, the last sequence stored, records and
+    batches received, the last batch's time, refused batches and the newest reason."""
+    out = []
+    for site in session.scalars(select(m.Site).where(
+            m.Site.id.in_(select(m.FedCredential.site_id))).order_by(m.Site.name)):
+        batches = m.FedBatch.site_id == site.id
+        last_refused = session.scalars(select(m.FedBatch).where(
+            batches, m.FedBatch.state == "refused").order_by(m.FedBatch.received_at.desc())
+            .limit(1)).first()
+        out.append({
+            "site": site.name, "last_seq": last_seq(session, site.id),
+            "records": session.scalar(select(func.count()).select_from(m.FedRecord)
+                                      .where(m.FedRecord.site_id == site.id)) or 0,
+            "accepted": session.scalar(select(func.count()).select_from(m.FedBatch)
+                                       .where(batches, m.FedBatch.state == "accepted")) or 0,
+            "refused": session.scalar(select(func.count()).select_from(m.FedBatch)
+                                      .where(batches, m.FedBatch.state == "refused")) or 0,
+            "last_received_at": session.scalar(select(func.max(m.FedBatch.received_at))
+                                               .where(batches)),
+            "last_refusal": last_refused.reason if last_refused else None})
+    return out
+
+
 # --------------------------------------------------------------------------- decisions back
 
 def decisions_for(session: Session, site: m.Site, since: dt.datetime | None = None,

@@ -317,19 +317,21 @@ class Sender:
             return f"HTTP {resp.status_code}: {resp.text[:300]}"
 
     def _peer(self, s: Session) -> m.FedPeer:
+        """This central node's row (made at the first attempt, so an error of a node
+        that never reached it is kept too); the site's name asked once (whoami)."""
         peer = s.scalars(select(m.FedPeer).where(m.FedPeer.url == self.url)).first()
-        if peer is not None and peer.site_uid:
-            return peer
-        resp = self._call("GET", "/api/v1/fed/whoami")
-        if resp.status_code != 200:
-            raise ScanbenchError(f"central node {self.url} refused the credential: "
-                                 f"{self._reason(resp)}")
-        name = str(resp.json()["site"])
         if peer is None:
-            peer = m.FedPeer(url=self.url, site_uid=name, last_acked_seq=0)
+            peer = m.FedPeer(url=self.url, site_uid="", last_acked_seq=0)
             s.add(peer)
-        peer.site_uid = name
+        peer.last_attempt_at = m.utcnow()
         s.commit()
+        if not peer.site_uid:
+            resp = self._call("GET", "/api/v1/fed/whoami")
+            if resp.status_code != 200:
+                raise ScanbenchError(f"central node {self.url} refused the credential: "
+                                     f"{self._reason(resp)}")
+            peer.site_uid = str(resp.json()["site"])
+            s.commit()
         return peer
 
     # -- one pass -----------------------------------------------------------------------
@@ -346,8 +348,6 @@ class Sender:
                 rep.error = str(exc)
                 self._fail(s, None, rep.error)
                 return rep
-            peer.last_attempt_at = m.utcnow()
-            s.commit()
             try:
                 rep.decisions = self._pull_decisions(s)
                 while True:

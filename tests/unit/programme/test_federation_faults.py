@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from itertools import count
@@ -50,11 +51,23 @@ def _count(db: Database, model: Any, *where: Any) -> int:
         return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
+@pytest.fixture(scope="module")
+def empty_site_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated empty node database, copied for each site (migrating costs ~1.5 s)."""
+    home = tmp_path_factory.mktemp("template")
+    Database(home).close()
+    return home / "scanbench.db"
+
+
 class SiteNode:
     """A site node's database with results of one CT scanner, and its credential."""
 
-    def __init__(self, home: Path, central: tuple[Database, str], n_results: int = 5) -> None:
+    def __init__(self, home: Path, central: tuple[Database, str], n_results: int = 5,
+                 template: Path | None = None) -> None:
         self.home = home
+        if template is not None:
+            home.mkdir(parents=True)
+            shutil.copyfile(template, home / "scanbench.db")
         self.db = Database(home)
         self.central_db, self.url = central
         self.name = f"site-{next(_sites)}"
@@ -134,8 +147,9 @@ class SiteNode:
 
 
 @pytest.fixture
-def site(tmp_path: Path, central: tuple[Database, str]) -> Iterator[SiteNode]:
-    node = SiteNode(tmp_path / "site", central)
+def site(tmp_path: Path, central: tuple[Database, str], empty_site_db: Path
+         ) -> Iterator[SiteNode]:
+    node = SiteNode(tmp_path / "site", central, template=empty_site_db)
     yield node
     node.db.close()
 
@@ -196,7 +210,8 @@ def test_replayed_batch_and_records_are_stored_once(site: SiteNode) -> None:
 
 def test_batch_claiming_another_site_is_refused(site: SiteNode,
                                                 central: tuple[Database, str]) -> None:
-    other = SiteNode(site.home.parent / "other", central, n_results=1)
+    other = SiteNode(site.home.parent / "other", central, n_results=1,
+                     template=site.home / "scanbench.db")
     try:
         resp = site.post(site.batch(site=other.name))
         assert resp.status_code == 403
@@ -381,3 +396,30 @@ def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> Non
         wf = s.scalars(select(m.FedRecord).where(m.FedRecord.site_id == site_id,
                                                  m.FedRecord.kind == "workflow_day")).one()
         assert wf.payload["data"]["groups"][0]["busy_s"] == 600 + 660 + 720 + 780
+
+
+def test_unreachable_centre_is_shown_and_sites_overview(site: SiteNode) -> None:
+    from scanbench.cli import _mount_subapps, app
+
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    snd = Sender(site.db, site.home, dead, site.token, tries=2, backoff_s=0.01)
+    try:
+        rep = snd.send_pass()
+    finally:
+        snd.close()
+    assert rep.error and "not reachable" in rep.error
+    _mount_subapps(["federation"])
+    runner = CliRunner()
+    r = runner.invoke(app, ["federation", "status", "--home", str(site.home)])
+    assert r.exit_code == 0 and "last error" in r.stdout
+    with site.db.sessions() as s:
+        shown = {row["url"]: row for row in status(s)}
+    assert "not reachable" in (shown[dead]["last_error"] or "")
+    assert shown[dead]["pending"] == 5 and shown[dead]["site"] == ""
+    site.post(site.batch(site="somewhere-else"))  # refused: claims another site
+    assert site.send().error is None
+    with site.central_db.sessions() as s:
+        row = next(r for r in fed.site_overview(s) if r["site"] == site.name)
+    assert (row["last_seq"], row["records"], row["accepted"], row["refused"]) == (5, 5, 1, 1)
+    assert "claims site 'somewhere-else'" in row["last_refusal"]
