@@ -1,6 +1,9 @@
 """Browser fixtures for the page tests: Debian's Chromium driven by Playwright for
 Python (``executable_path``: Playwright downloads no browser), one browser per test
-session. (``pages_world.serving`` serves an app on a free port in a thread.)"""
+module: module scope, not session, because Playwright's sync API allows one running
+instance per thread, and a test that starts its own (``with sync_playwright()``) must
+find none left running by another module. (``pages_world.serving`` serves an app on a
+free port in a thread.)"""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium for the whole session (new pages/contexts per test)."""
+    """A headless Chromium for the module's tests (a new context per test)."""
     from playwright.sync_api import sync_playwright
 
     chromium = find_chromium()
