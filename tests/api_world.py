@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
@@ -340,3 +341,65 @@ def app_routes(app: Any) -> dict[tuple[str, str], str | None]:
     return out
 
 
+# --------------------------------------------------------------------------- XSS
+
+def payload(field: str) -> str:
+    """Markup that would make an element with ``data-xss`` and set ``window.__xss`` if a
+    page ever rendered it as HTML (the browser test looks for both)."""
+    return (f'<b data-xss="{field}">{field}</b><img src=x data-xss="{field}" '
+            f'onerror="window.__xss=\'{field}\'">')
+
+
+#: Text fields a DICOM header fills (written here as the node writes them) -> where.
+DICOM_FIELDS = ("series_description", "study_description", "manufacturer", "model",
+                "serial", "station_name", "software_versions", "institution",
+                "dose_protocol", "result_warning", "alert_message")
+#: Text fields people type into forms -> the form (or command) that takes them.
+FORM_FIELDS = ("lifecycle_note", "ack_comment", "user_display_name", "site_name")
+
+
+def poison(world: World) -> None:
+    """Every text field of site A's device, series, study, dose event, result and alert
+    set to its payload (the XSS a DICOM sender controls); a site and a user named by
+    payloads, as an admin would create them."""
+    ids = world.ids
+    with world.db.sessions() as s:
+        dev = s.get_one(m.Device, ids["device_a"])
+        dev.manufacturer, dev.model = payload("manufacturer"), payload("model")
+        dev.serial, dev.software_versions = payload("serial"), payload("software_versions")
+        dev.display_name = None
+        for alias in s.scalars(select(m.DeviceAlias).where(
+                m.DeviceAlias.device_id == dev.id)):
+            alias.value = payload("station_name")
+        s.execute(update(m.Series).where(m.Series.device_id == dev.id).values(
+            description=payload("series_description")))
+        study = s.get_one(m.Study, ids["study_a"])
+        study.description = payload("study_description")
+        s.add(m.DoseEvent(study_id=study.id, device_id=dev.id, kind="ct_irradiation",
+                          occurred_at=dt.datetime(2026, 3, 2, 10, 0),
+                          protocol=payload("dose_protocol"), ctdivol_mgy=10.0,
+                          dlp_mgycm=400.0))
+        res = s.get_one(m.Result, ids["result_a"])
+        res.warnings = [payload("result_warning")]
+        s.get_one(m.Alert, ids["alert_a"]).message = payload("alert_message")
+        site = s.get_one(m.Site, ids["site_a"])
+        site.institution = payload("institution")
+        sites.add_site(s, CLI, payload("site_name"))
+        site.name = payload("site_name") + " A"
+        user = auth.get_user(s, "ad_a")
+        user.display_name = payload("user_display_name")
+        s.commit()
+
+
+def enter_form_fields(world: World) -> None:
+    """The form fields typed through the pages' own forms (lifecycle note, alert
+    acknowledgement comment) by a signed-in physicist."""
+    client, csrf = world.client("ph_a")
+    dev, alert = world.ids["device_a"], world.ids["alert_a"]
+    r = client.post(f"/devices/{dev}/lifecycle", data={
+        "kind": "unplanned_service", "occurred_at": "2026-03-03T08:00",
+        "summary": payload("lifecycle_note"), "csrf_token": csrf})
+    assert r.status_code == 303, r.text[:500]
+    r = client.post(f"/devices/{dev}/alerts/{alert}/acknowledge", data={
+        "comment": payload("ack_comment"), "csrf_token": csrf})
+    assert r.status_code == 303, r.text[:500]

@@ -14,7 +14,6 @@ The same payloads are run in Chromium by tests/web/test_security_browser.py."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import subprocess
 import sys
@@ -27,62 +26,27 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from api_world import EXAMPLES, PW, World, app_routes, fill, populate, send, signed_in
+from api_world import (
+    DICOM_FIELDS,
+    EXAMPLES,
+    FORM_FIELDS,
+    PW,
+    World,
+    app_routes,
+    enter_form_fields,
+    fill,
+    poison,
+    populate,
+    send,
+    signed_in,
+)
 from scanbench.store import Database
 from scanbench.store import models as m
-from scanbench.web import audit, auth, sites
+from scanbench.web import audit, auth
 from scanbench.web.api import create_app
 from scanbench.web.api.app import COOKIE, CSRF_HEADER, SAFE_METHODS
 
 CLI = audit.Actor(None, "cli:test")
-
-
-def payload(field: str) -> str:
-    """Markup that would make an element with ``data-xss`` and set ``window.__xss`` if a
-    page ever rendered it as HTML (the browser test looks for both)."""
-    return (f'<b data-xss="{field}">{field}</b><img src=x data-xss="{field}" '
-            f'onerror="window.__xss=\'{field}\'">')
-
-
-#: Text fields a DICOM header fills (written here as the node writes them) -> where.
-DICOM_FIELDS = ("series_description", "study_description", "manufacturer", "model",
-                "serial", "station_name", "software_versions", "institution",
-                "dose_protocol", "result_warning", "alert_message")
-#: Text fields people type into forms -> the form (or command) that takes them.
-FORM_FIELDS = ("lifecycle_note", "ack_comment", "user_display_name", "site_name")
-
-
-def _poison(world: World) -> None:
-    """Every text field of site A's device, series, study, dose event, result and alert
-    set to its payload (the XSS a DICOM sender controls); a site and a user named by
-    payloads, as an admin would create them."""
-    ids = world.ids
-    with world.db.sessions() as s:
-        dev = s.get_one(m.Device, ids["device_a"])
-        dev.manufacturer, dev.model = payload("manufacturer"), payload("model")
-        dev.serial, dev.software_versions = payload("serial"), payload("software_versions")
-        dev.display_name = None
-        for alias in s.scalars(select(m.DeviceAlias).where(
-                m.DeviceAlias.device_id == dev.id)):
-            alias.value = payload("station_name")
-        s.execute(update(m.Series).where(m.Series.device_id == dev.id).values(
-            description=payload("series_description")))
-        study = s.get_one(m.Study, ids["study_a"])
-        study.description = payload("study_description")
-        s.add(m.DoseEvent(study_id=study.id, device_id=dev.id, kind="ct_irradiation",
-                          occurred_at=dt.datetime(2026, 3, 2, 10, 0),
-                          protocol=payload("dose_protocol"), ctdivol_mgy=10.0,
-                          dlp_mgycm=400.0))
-        res = s.get_one(m.Result, ids["result_a"])
-        res.warnings = [payload("result_warning")]
-        s.get_one(m.Alert, ids["alert_a"]).message = payload("alert_message")
-        site = s.get_one(m.Site, ids["site_a"])
-        site.institution = payload("institution")
-        sites.add_site(s, CLI, payload("site_name"))
-        site.name = payload("site_name") + " A"
-        user = auth.get_user(s, "ad_a")
-        user.display_name = payload("user_display_name")
-        s.commit()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,7 +68,7 @@ def _new_world(tmp_path_factory: pytest.TempPathFactory, name: str) -> World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     w = _new_world(tmp_path_factory, "security")
     try:
-        _poison(w)
+        poison(w)
         yield w
     finally:
         w.db.close()
@@ -126,23 +90,9 @@ def _page_gets(world: World) -> list[str]:
 
 # --------------------------------------------------------------------------- XSS
 
-def _enter_form_fields(world: World) -> None:
-    """The form fields typed through the pages' own forms (lifecycle note, alert
-    acknowledgement comment) by a signed-in physicist."""
-    client, csrf = world.client("ph_a")
-    dev, alert = world.ids["device_a"], world.ids["alert_a"]
-    r = client.post(f"/devices/{dev}/lifecycle", data={
-        "kind": "unplanned_service", "occurred_at": "2026-03-03T08:00",
-        "summary": payload("lifecycle_note"), "csrf_token": csrf})
-    assert r.status_code == 303, r.text[:500]
-    r = client.post(f"/devices/{dev}/alerts/{alert}/acknowledge", data={
-        "comment": payload("ack_comment"), "csrf_token": csrf})
-    assert r.status_code == 303, r.text[:500]
-
-
 def test_stored_xss_in_dicom_text_and_form_fields_is_escaped_on_every_page(
         world: World) -> None:
-    _enter_form_fields(world)
+    enter_form_fields(world)
     client, _ = world.client("ad_a")
     shown: dict[str, list[str]] = {}
     pages = _page_gets(world)
