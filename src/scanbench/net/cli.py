@@ -69,7 +69,8 @@ def _logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _federation_sender(pipe: Any, central: str | None, token_file: Path | None) -> Any:
+def _federation_sender(pipe: Any, central: str | None, token_file: Path | None,
+                       images: bool = False) -> Any:
     """The federation sender of ``scanbench node --central`` (None without it)."""
     if central is None:
         if token_file is not None:
@@ -80,7 +81,7 @@ def _federation_sender(pipe: Any, central: str | None, token_file: Path | None) 
     from scanbench.programme.fed_cli import read_token
     from scanbench.programme.outbox import Sender
 
-    return Sender(pipe.db, pipe.home, central, read_token(token_file))
+    return Sender(pipe.db, pipe.home, central, read_token(token_file), images=images)
 
 
 def node(
@@ -142,6 +143,9 @@ def node(
         "--central-token-file", help="File holding this site's central credential.")] = None,
     central_every: Annotated[float, typer.Option(
         help="Seconds between federation passes (doubling after a failed one).")] = 30.0,
+    central_images: Annotated[bool, typer.Option(
+        "--central-images", help="Federation: also upload results' images, de-identified "
+        "(DICOM PS3.15), for expert review — only when the programme enables it.")] = False,
     home: HomeOpt = None,
     database_url: UrlOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -173,7 +177,7 @@ def node(
         pipe = Pipeline(home, database_url, quiet_seconds=quiet_seconds,
                         group_wait_seconds=group_wait_seconds,
                         executor=make_executor(workers), timeouts=timeouts(home, job_timeout))
-        sender = _federation_sender(pipe, central, central_token_file)
+        sender = _federation_sender(pipe, central, central_token_file, central_images)
     except ScanbenchError as exc:
         raise _fail(exc) from None
     stop = threading.Event()

@@ -117,15 +117,20 @@ def credential_list(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
 
 
 @fed_app.command("send")
-def send(central: CentralOpt, token_file: TokenFileOpt, home: HomeOpt = None,
-         database_url: UrlOpt = None) -> None:
+def send(central: CentralOpt, token_file: TokenFileOpt,
+         images: Annotated[bool, typer.Option(
+             "--images/--no-images", help="Also upload each sent result's images, "
+             "de-identified (DICOM PS3.15 Basic Profile), for expert review — only when "
+             "the programme enables it.")] = False,
+         home: HomeOpt = None, database_url: UrlOpt = None) -> None:
     """One pass: queue what is new, fetch review decisions, send every pending batch."""
     from scanbench.programme.outbox import Sender
     from scanbench.store.db import home_dir
 
     try:
         db = _db(home, database_url)
-        sender = Sender(db, home_dir(home), central, read_token(token_file))
+        sender = Sender(db, home_dir(home), central, read_token(token_file),
+                        images=images)
     except ScanbenchError as exc:
         raise _fail(exc) from None
     try:
@@ -134,7 +139,7 @@ def send(central: CentralOpt, token_file: TokenFileOpt, home: HomeOpt = None,
         sender.close()
     out.print(f"queued {rep.queued}, sent {rep.sent_batches} batches, confirmed up to seq "
               f"{rep.acked_seq}, {rep.pending} pending, {rep.decisions} review decisions "
-              "received")
+              f"received" + (f", {rep.images} de-identified images uploaded" if images else ""))
     for note in rep.notes:
         out.print(safe(note))
     if rep.error:

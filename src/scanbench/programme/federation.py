@@ -538,6 +538,81 @@ def site_overview(session: Session) -> list[dict[str, Any]]:
     return out
 
 
+# --------------------------------------------------------------------------- images for review
+
+#: The largest de-identified instance the centre takes (bytes).
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+def receive_image(session: Session, token: str | None, body: bytes, record_key: str,
+                  files: Any) -> dict[str, Any]:
+    """Store one de-identified instance of a result already received (opt-in image
+    upload for expert review; the caller commits). Refused unless the instance says it
+    went through PS3.15 de-identification (Patient Identity Removed (0012,0062) YES and
+    a De-identification Method (0012,0063)) and belongs to the result's series (the
+    site's keyed-hash UID). The instance becomes a central Study/Series/Instance (state
+    done: never analysed again) and the result's ``series_id`` points to it, so the
+    central result page can show the evidence. ``files``: the central FileStore."""
+    import io
+
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from scanbench.service.filestore import valid_uid
+
+    _cred, site = credential_site(session, token)
+    rec = session.scalars(select(m.FedRecord).where(
+        m.FedRecord.site_id == site.id, m.FedRecord.record_key == record_key,
+        m.FedRecord.kind == "result")).first()
+    if rec is None or rec.local_id is None:
+        raise Refused(404, f"no result {record_key!r} of site {site.name!r} here: its batch "
+                      "is sent first")
+    try:
+        ds = pydicom.dcmread(io.BytesIO(body))
+    except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise Refused(422, f"not a DICOM instance ({type(exc).__name__}: {exc})") from None
+    if (str(ds.get("PatientIdentityRemoved", "")).upper() != "YES"
+            or not ds.get("DeidentificationMethod")):
+        raise Refused(422, "the instance is not de-identified (Patient Identity Removed "
+                      "(0012,0062) is not YES): images are taken only through the site's "
+                      "DICOM PS3.15 de-identification")
+    result = session.get_one(m.Result, rec.local_id)
+    series_uid = str(ds.get("SeriesInstanceUID", ""))
+    sop_uid, study_uid = str(ds.get("SOPInstanceUID", "")), str(ds.get("StudyInstanceUID", ""))
+    if series_uid != result.series_uid:
+        raise Refused(422, f"the instance's Series Instance UID is not that of result "
+                      f"{record_key} (the site's keyed hash)")
+    if not (valid_uid(sop_uid) and valid_uid(study_uid)):
+        raise Refused(422, "the instance has no valid SOP or Study Instance UID")
+    if session.scalars(select(m.Instance.id).where(m.Instance.sop_uid == sop_uid)).first():
+        return {"state": "duplicate", "sop_uid": sop_uid}
+    files.write(sop_uid, body)
+    study = session.scalars(select(m.Study).where(m.Study.study_uid == study_uid)).first()
+    if study is None:
+        study = m.Study(study_uid=study_uid, site_id=site.id)
+        session.add(study)
+        session.flush()
+    series = session.scalars(select(m.Series).where(m.Series.series_uid == series_uid)).first()
+    if series is None:
+        series = m.Series(series_uid=series_uid, study_id=study.id, device_id=result.device_id,
+                          modality=str(ds.get("Modality", "")) or None,
+                          sop_class_uid=str(ds.get("SOPClassUID", "")) or None,
+                          acquired_at=result.acquired_at, state="done", kind="phantom",
+                          analysis=result.analysis)
+        session.add(series)
+        session.flush()
+    number = ds.get("InstanceNumber")
+    meta = getattr(ds, "file_meta", None)
+    session.add(m.Instance(
+        sop_uid=sop_uid, series_id=series.id, sop_class_uid=series.sop_class_uid,
+        instance_number=int(number) if number not in (None, "") else None,
+        transfer_syntax=str(meta.TransferSyntaxUID) if meta is not None
+        and "TransferSyntaxUID" in meta else None,
+        path=files.relative(sop_uid), size_bytes=len(body), source=f"federation:{site.name}"))
+    result.series_id = series.id
+    return {"state": "stored", "sop_uid": sop_uid}
+
+
 # --------------------------------------------------------------------------- decisions back
 
 def decisions_for(session: Session, site: m.Site, since: dt.datetime | None = None,

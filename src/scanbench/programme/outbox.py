@@ -264,6 +264,7 @@ class PassReport:
     acked_seq: int = 0
     pending: int = 0
     decisions: int = 0
+    images: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -279,8 +280,10 @@ class Sender:
 
     def __init__(self, db: Database, home: Path, url: str, token: str, *,
                  batch_size: int = BATCH_SIZE, timeout_s: float = 30.0, tries: int = 3,
-                 backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
+                 backoff_s: float = 0.5, transport: httpx.BaseTransport | None = None,
+                 images: bool = False) -> None:
         self.db = db
+        self.images = images
         self.home = home
         self.url = url.rstrip("/")
         self.batch_size = batch_size
@@ -354,6 +357,8 @@ class Sender:
                     more = self._send_one(s, peer, rep)
                     if not more:
                         break
+                if self.images:
+                    rep.images = self._upload_images(s, peer, secret)
             except ScanbenchError as exc:
                 rep.error = str(exc)
             self._fail(s, peer, rep.error)
@@ -412,6 +417,57 @@ class Sender:
                 s.commit()
                 return True
         raise ScanbenchError(f"batch {uid} refused: {self._reason(resp)}")
+
+    def _upload_images(self, s: Session, peer: m.FedPeer, secret: bytes) -> int:
+        """Opt-in (``images``): the instances of each confirmed result, each through
+        the site's DICOM PS3.15 de-identification (:class:`Deidentifier`, the same key
+        and options as ``scanbench export --deidentified``), posted one by one; a
+        result's outbox row records that its images went (``images_sent``). An instance
+        that cannot be de-identified (Burned In Annotation YES) is not sent."""
+        import io
+
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        from scanbench.errors import InputError
+
+        deid = Deidentifier(secret)
+        root = self.home / "files"
+        sent = 0
+        rows = s.scalars(select(m.FedOutbox).where(m.FedOutbox.kind == "result",
+                                                   m.FedOutbox.id <= peer.last_acked_seq)
+                         .order_by(m.FedOutbox.id))
+        for row in list(rows):
+            if "images_sent" in row.payload:
+                continue
+            res = s.get(m.Result, int(row.record_key.split(":")[1]))
+            instances = [] if res is None or res.series_id is None else list(s.scalars(
+                select(m.Instance).where(m.Instance.series_id == res.series_id)
+                .order_by(m.Instance.instance_number, m.Instance.id)))
+            skipped = 0
+            for inst in instances:
+                try:
+                    ds = pydicom.dcmread(root / inst.path)
+                    deid.apply(ds)
+                except InputError as exc:  # burned-in annotation: never sent
+                    log.warning("instance %s not sent: %s", inst.sop_uid, exc)
+                    skipped += 1
+                    continue
+                except (OSError, InvalidDicomError) as exc:
+                    raise ScanbenchError(f"image {inst.path} of {row.record_key} cannot be "
+                                         f"read: {exc}") from None
+                buf = io.BytesIO()
+                ds.save_as(buf, enforce_file_format=True)
+                resp = self._call("POST", "/api/v1/fed/images", content=buf.getvalue(),
+                                  params={"record_key": row.record_key},
+                                  headers={"Content-Type": "application/dicom"})
+                if resp.status_code != 200:
+                    raise ScanbenchError(f"an image of {row.record_key} was refused: "
+                                         f"{self._reason(resp)}")
+                sent += 1
+            row.payload = {**row.payload, "images_sent": len(instances) - skipped}
+            s.commit()
+        return sent
 
     def _pull_decisions(self, s: Session) -> int:
         since = s.scalar(select(func.max(m.ReviewDecision.decided_at)))

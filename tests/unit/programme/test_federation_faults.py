@@ -8,6 +8,7 @@ lost: what was not acknowledged is still in the site's outbox and arrives once l
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import shutil
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -41,7 +43,9 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database
     """The central node's database and the URL of its web application."""
     home = tmp_path_factory.mktemp("central")
     db = Database(home)
-    with serving(create_app(db)) as url:
+    app = create_app(db)
+    app.state.home = home  # as `scanbench serve` sets it: uploaded images go there
+    with serving(app) as url:
         yield db, url
     db.close()
 
@@ -423,3 +427,55 @@ def test_unreachable_centre_is_shown_and_sites_overview(site: SiteNode) -> None:
         row = next(r for r in fed.site_overview(s) if r["site"] == site.name)
     assert (row["last_seq"], row["records"], row["accepted"], row["refused"]) == (5, 5, 1, 1)
     assert "claims site 'somewhere-else'" in row["last_refusal"]
+
+
+def test_images_for_review_only_when_enabled_and_de_identified(site: SiteNode) -> None:
+    """Images leave the site only with ``images=True``, each through the PS3.15
+    de-identifier; the centre links them to the result (same keyed-hash series UID) and
+    refuses an instance that does not say it was de-identified."""
+    from node_dicom import ct_series
+    from scanbench.service.filestore import FileStore
+
+    study_uid, series_uid, raws = ct_series(3)
+    files = FileStore(site.home / "files")
+    with site.db.session() as s:
+        dev = s.scalars(select(m.Device)).one()
+        study = m.Study(study_uid=study_uid, patient_id="P1")
+        s.add(study)
+        s.flush()
+        series = m.Series(series_uid=series_uid, study_id=study.id, device_id=dev.id)
+        s.add(series)
+        s.flush()
+        for i, raw in enumerate(raws):
+            sop = pydicom.dcmread(io.BytesIO(raw)).SOPInstanceUID
+            files.write(sop, raw)
+            s.add(m.Instance(sop_uid=sop, series_id=series.id, instance_number=i + 1,
+                             path=files.relative(sop), size_bytes=len(raw), source="test"))
+        res = s.scalars(select(m.Result).order_by(m.Result.id)).first()
+        assert res is not None
+        res.series_id, res.series_uid = series.id, series_uid
+    rep = site.send()  # not enabled: no image leaves
+    assert rep.error is None and rep.images == 0
+    with site.central_db.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(m.Instance)
+                        .where(m.Instance.source == f"federation:{site.name}")) == 0
+    # an instance as stored at the site (not de-identified) is refused
+    resp = httpx.post(f"{site.url}/api/v1/fed/images", params={"record_key": "result:1"},
+                      content=raws[0], headers={"Authorization": f"Bearer {site.token}"})
+    assert resp.status_code == 422 and "not de-identified" in resp.json()["error"]
+    rep = site.send(images=True)
+    assert rep.error is None and rep.images == 3
+    assert site.send(images=True).images == 0  # sent once
+    with site.central_db.sessions() as s:
+        inst = list(s.scalars(select(m.Instance).where(
+            m.Instance.source == f"federation:{site.name}")))
+        assert len(inst) == 3
+        series_row = s.get_one(m.Series, inst[0].series_id)
+        result = s.scalars(select(m.Result).where(m.Result.series_id == series_row.id)).one()
+        assert result.series_uid == series_row.series_uid != series_uid
+        central_home = Path(str(site.central_db.url).removeprefix("sqlite:///")).parent
+        for row in inst:
+            ds = pydicom.dcmread(central_home / "files" / row.path)
+            assert ds.PatientIdentityRemoved == "YES" and ds.PatientName != "Test^Patient"
+            assert ds.PatientID != "P1" and ds.StudyInstanceUID != study_uid
+            assert ds.Manufacturer == "ACME"  # device identity kept

@@ -240,10 +240,18 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     from scanbench.web.api.upload_routes import router as upload_router
 
     app.include_router(upload_router)
+    from scanbench.web.api.review_routes import router as review_router
+
+    app.include_router(review_router)  # expert review queue (issue 14)
+    from scanbench.web.api.study_routes import router as study_router
+
+    app.include_router(study_router)  # reader studies and SUS (issue 14)
     from scanbench.web.api.fed_routes import create_fed_app
 
     # site nodes' batches (issue 14): site credentials, not user roles (fed_routes.py)
-    app.mount(f"{PREFIX}/fed", create_fed_app(db))
+    fed_app = create_fed_app(db)
+    fed_app.state.parent = app.state  # app.state.home (set by serve): where images go
+    app.mount(f"{PREFIX}/fed", fed_app)
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

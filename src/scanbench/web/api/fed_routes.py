@@ -10,15 +10,19 @@ session or token, so these endpoints are outside the user role table of
   JSON error with the reason (and ``expected_seq`` for a sequence gap).
 - ``GET /api/v1/fed/whoami``: the credential's site and the last seq stored for it.
 - ``GET /api/v1/fed/decisions?since=``: review decisions on the site's results.
+- ``POST /api/v1/fed/images?record_key=``: one de-identified DICOM instance of a result
+  already received, when the site enabled image upload for review.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -42,10 +46,9 @@ def _refused(exc: fed.Refused) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-async def _body(request: Request) -> bytes:
-    """The body, at most MAX_BATCH_BYTES (a larger one is refused before it is read
+async def _body(request: Request, limit: int = fed.MAX_BATCH_BYTES) -> bytes:
+    """The body, at most ``limit`` bytes (a larger one is refused before it is read
     whole, whether or not it announced its length)."""
-    limit = fed.MAX_BATCH_BYTES
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise fed.Refused(413, f"the batch is {int(declared)} bytes, more than the "
@@ -76,6 +79,40 @@ async def post_batch(request: Request) -> Any:
         return _refused(exc)
     try:
         return await run_in_threadpool(_receive, request.app.state.db, _token(request), body)
+    except fed.Refused as exc:
+        return _refused(exc)
+
+
+def _receive_image(db: Database, token: str | None, body: bytes, record_key: str,
+                   home: Path) -> dict[str, Any]:
+    from scanbench.service.filestore import FileStore
+
+    with db.sessions() as session:
+        try:
+            out = fed.receive_image(session, token, body, record_key,
+                                    FileStore(home / "files"))
+        except fed.Refused:
+            session.commit()  # the credential's last use
+            raise
+        session.commit()
+        return out
+
+
+async def post_image(request: Request, record_key: str) -> Any:
+    """One de-identified instance of a result already received (opt-in image upload
+    for review; body: the DICOM Part 10 file)."""
+    parent = getattr(request.app.state, "parent", None)
+    home = getattr(parent, "home", None) if parent is not None else None
+    if home is None:
+        return _refused(fed.Refused(503, "this central node keeps no images (it runs "
+                                    "without a data folder)"))
+    try:
+        body = await _body(request, fed.MAX_IMAGE_BYTES)
+        return await run_in_threadpool(_receive_image, request.app.state.db, _token(request),
+                                       body, record_key, Path(home))
+    except ClientDisconnect:
+        return JSONResponse({"error": "the image was cut off in transfer",
+                             "state": "refused"}, status_code=400)
     except fed.Refused as exc:
         return _refused(exc)
 
@@ -119,6 +156,14 @@ def create_fed_app(db: Database) -> FastAPI:
     app.add_api_route("/batches", post_batch, methods=["POST"])
     app.add_api_route("/whoami", whoami, methods=["GET"])
     app.add_api_route("/decisions", decisions, methods=["GET"])
+    app.add_api_route("/images", post_image, methods=["POST"])
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}",
+                             "state": "refused"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
