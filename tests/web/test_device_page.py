@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from pg import pg_server  # noqa: F401  (fixture: a throw-away PostgreSQL server)
 from scanbench.store import Database, devices, repo
@@ -256,15 +256,23 @@ def test_scorecard_shows_each_required_test_with_its_evidence(world: World) -> N
              "status": "not_applicable", "reason": "listed, never due", "evidence": []},
         ]
         dims = [{"dimension": "function_and_performance", "weight": 0.5, "score": 0.0}]
+        indicators = [{"indicator": "mean_sus_score", "dimension": "usability",
+                       "unit": "points (0-100)", "value": 72.5, "low": 68, "high": None,
+                       "source": f"programme board {XSS}", "confidence": "U",
+                       "status": "not_judged", "reason": "inside the unconfirmed limit"}]
         for n in range(2):  # two computations: the newest is shown
             s.add(m.Scorecard(device_id=world.ids["device_a"], spec_id=spec.id,
                               period_start=dt.datetime(2025, 1, 1),
                               period_end=dt.datetime(2025, 4, 1), score=float(n),
                               status="fail", compliance=0.75, inputs_hash=f"h{n}",
-                              data={"tests": tests, "dimensions": dims}))
+                              data={"tests": tests, "dimensions": dims,
+                                    "indicators": indicators}))
         s.commit()
+        cards = s.scalar(select(func.count()).select_from(m.Scorecard))
     client, _ = _client(world, "vi_a")
     page = client.get(_url(world)).text
+    with world.db.sessions() as s:  # viewing never writes a scorecard
+        assert s.scalar(select(func.count()).select_from(m.Scorecard)) == cards
     card = page[page.index('id="scorecard"'):page.index('id="latest"')]
     assert "Daily PET QC &lt;script&gt;" in card and "version 2" in card
     assert "score 1 of 100" in card and "QC done on time 75 %" in card
@@ -272,6 +280,10 @@ def test_scorecard_shows_each_required_test_with_its_evidence(world: World) -> N
     assert "Daily detector QC" in card and "status-fail" in card and "failed" in card
     assert "sensitivity &lt;script&gt;" in card and "not applicable" in card
     assert card.count('class="scorecard"') == 1
+    row = card[card.index('data-indicator="mean_sus_score"'):]
+    row = row[:row.index("</tr>")]
+    assert "72.5 points (0-100)" in row and "≥ 68" in row and "not judged" in row
+    assert "programme board &lt;script&gt;" in row and "not confirmed: never judged" in row
 
 
 def test_page_chart_and_entry_on_postgresql(pg_server: Any) -> None:  # noqa: F811

@@ -199,7 +199,30 @@ def scorecards(session: Session, device_id: int) -> list[dict[str, Any]]:
         .join(m.Spec, m.Spec.id == m.Scorecard.spec_id)
         .order_by(m.Scorecard.created_at.desc(), m.Scorecard.id.desc())).all()
     return [{"card": card, "spec": spec, "tests": _card_tests(card.data),
+             "indicators": _card_indicators(card.data),
              "dimensions": _card_dimensions(card.data)} for card, spec in rows]
+
+
+def _card_indicators(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The device-level indicators of a scorecard's ``data``
+    (:mod:`scanbench.evaluation.indicators`): value with its unit, limit with its source
+    and whether the source confirms it, status and reason."""
+    out = []
+    for i in (data or {}).get("indicators") or []:
+        if not isinstance(i, Mapping):
+            continue
+        value, lo, hi = i.get("value"), i.get("low"), i.get("high")
+        band = " and ".join(x for x in ("" if lo is None else f"≥ {lo:g}",
+                                        "" if hi is None else f"≤ {hi:g}") if x)
+        status = str(i.get("status") or "")
+        out.append({"name": str(i.get("indicator") or ""),
+                    "dimension": str(i.get("dimension") or ""),
+                    "value": value if isinstance(value, int | float) else None,
+                    "unit": str(i.get("unit") or ""), "limit": band or "no limit",
+                    "confirmed": i.get("confidence") == "C",
+                    "source": str(i.get("source") or ""), "status": status,
+                    "css": _TEST_CSS.get(status, status), "reason": str(i.get("reason") or "")})
+    return out
 
 
 def _card_tests(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
