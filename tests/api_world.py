@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from starlette.routing import Mount
 
 from scanbench.store import Database, devices, repo
 from scanbench.store import models as m
@@ -274,10 +275,35 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
     ("POST", "/results/{result_id}/figures"): ("/results/{result_a}/figures", {}),
     ("GET", "/workflow"): ("/workflow", None),
+    # reader studies and SUS (web/api/study_routes.py, web/pages/studies.py)
+    ("GET", "/api/v1/reader-studies"): ("/api/v1/reader-studies", None),
+    ("POST", "/api/v1/reader-studies"): ("/api/v1/reader-studies", {
+        "name": "rs{n}", "site_id": "{site_a}", "criteria": ["noise"]}),
+    ("POST", "/api/v1/reader-studies/{study_id}/cases"): (
+        "/api/v1/reader-studies/999999/cases", {"series_id": "{series_a}"}),
+    ("POST", "/api/v1/reader-studies/{study_id}/readers"): (
+        "/api/v1/reader-studies/999999/readers", {"user_id": "{vi_a}"}),
+    ("GET", "/api/v1/reader-studies/{study_id}/results"): (
+        "/api/v1/reader-studies/999999/results", None),
+    ("GET", "/api/v1/reader-studies/{study_id}/cases/{case_id}/image.png"): (
+        "/api/v1/reader-studies/999999/cases/999999/image.png", None),
+    ("POST", "/api/v1/sus"): ("/api/v1/sus", {"device_id": "{device_a}",
+                                              "role": "technologist", "answers": [3] * 10}),
+    ("GET", "/api/v1/sus/summary"): ("/api/v1/sus/summary", None),
+    ("GET", "/reader-studies"): ("/reader-studies", None),
+    ("GET", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read", None),
+    ("POST", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read",
+                                                  {"case_id": "1"}),
     # served to anyone: the API's description and the pages' plotly.js
     ("GET", "/api/openapi.json"): ("/api/openapi.json", None),
     ("GET", "/api/docs"): ("/api/docs", None),
     ("GET", "/static/plotly.min.js"): ("/static/plotly.min.js", None),
+}
+#: Mounted applications and why the role table does not enter them.
+MOUNTS = {
+    "/static": "the pages' CSS and scripts: files, no site data",
+    "/api/v1/fed": "site nodes' batches with site credentials, not user roles "
+                   "(federation; its own tests)",
 }
 #: The answer an allowed caller gets where it is not a success in this world, and why.
 EXPECTED: dict[tuple[str, str], int] = {
@@ -327,6 +353,11 @@ def app_routes(app: Any) -> dict[tuple[str, str], str | None]:
     itself, not from a list that goes stale."""
     out: dict[tuple[str, str], str | None] = {}
     for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, Mount):
+            # A mounted application answers outside this table: each must be known here.
+            assert rc.path in MOUNTS, f"{rc.path}: a mounted application this table " \
+                "does not know (add its routes here or to MOUNTS with the reason)"
+            continue
         methods = set(getattr(rc, "methods", None) or ()) - {"HEAD"}
         path = rc.path or ""
         for method in methods:

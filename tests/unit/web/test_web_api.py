@@ -75,7 +75,8 @@ def test_every_route_has_a_rule_an_example_and_each_role_gets_what_the_rule_allo
     no_rule = sorted(f"{m_} {p}" for (m_, p), rule in routes.items() if rule is None)
     assert not no_rule, f"routes registered without an access rule: {no_rule}"
     missing = sorted(f"{m_} {p}" for key in routes.keys() - EXAMPLES.keys() for m_, p in [key])
-    assert not missing, f"routes without an EXAMPLES entry in this test: {missing}"
+    assert not missing, ("routes without an example request: add each to EXAMPLES in "
+                         f"tests/api_world.py: {missing}")
     gone = sorted(f"{m_} {p}" for key in EXAMPLES.keys() - routes.keys() for m_, p in [key])
     assert not gone, f"EXAMPLES entries of routes that no longer exist: {gone}"
     anonymous = TestClient(world.app, follow_redirects=False)
@@ -198,8 +199,10 @@ def _json_error(r: Any, what: str) -> str:
 
 def _api_ops(world: World) -> list[tuple[str, str, dict[str, Any]]]:
     spec = world.app.openapi()
+    # Routes without an example are the table test's failure (named there), not these.
     return [(method.upper(), path, op) for path, item in sorted(spec["paths"].items())
-            for method, op in item.items() if path.startswith("/api/v1")]
+            for method, op in item.items()
+            if path.startswith("/api/v1") and (method.upper(), path) in EXAMPLES]
 
 
 def test_unknown_and_malformed_ids_of_every_endpoint_are_json_404_and_422(

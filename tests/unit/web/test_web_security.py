@@ -85,7 +85,8 @@ def _page_gets(world: World) -> list[str]:
     return [fill(EXAMPLES[(method, path)][0], world.ids)
             for (method, path), rule in sorted(app_routes(world.app).items())
             if method == "GET" and not path.startswith(("/api", "/static"))
-            and path != "/login"]  # signed in, the sign-in page only redirects
+            # signed in, the sign-in page only redirects
+            and path != "/login" and (method, path) in EXAMPLES]
 
 
 # --------------------------------------------------------------------------- XSS
@@ -132,7 +133,9 @@ def _changing_routes(world: World) -> list[tuple[str, str, str, Any]]:
     for (method, path), rule in sorted(app_routes(world.app).items()):
         if method in SAFE_METHODS or rule == "public":
             continue
-        url, body = EXAMPLES[(method, path)]
+        # The token is checked before anything else: a route without an example yet
+        # (test_web_api's table names it) is called with ids of 1 and no body.
+        url, body = EXAMPLES.get((method, path), (re.sub(r"\{[^}]+\}", "1", path), None))
         out.append((method, path, fill(url, {**world.ids, "n": 7}),
                     fill(body, {**world.ids, "n": 7})))
     return out

@@ -15,7 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-from api_world import World, populate
+from api_world import World, populate, tiny_dicom_zip
 from node_dicom import uniform_phantom
 from scanbench.store import Database
 from scanbench.store import models as m
@@ -163,3 +163,24 @@ def test_content_type_roles_and_other_sites(world: World) -> None:
     client, csrf = world.client("te_a")
     _error(client.post("/api/v1/uploads", content=body,
                        headers={**ZIP, CSRF_HEADER: csrf}), 422, "site_id")
+
+
+def test_upload_on_postgresql_stores_once(pg_server: Any,
+                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The ingest path's inserts (ON CONFLICT DO NOTHING on each UID) on PostgreSQL."""
+    db = Database(url=pg_server.create())
+    try:
+        app = create_app(db)
+        app.state.home = tmp_path_factory.mktemp("upload-pg")
+        w = World(db, app, populate(db))
+        body = tiny_dicom_zip()
+        r = _post(w, "te_a", body)
+        assert r.status_code == 201, r.text[:300]
+        assert (r.json()["stored"], r.json()["duplicates"]) == (1, 0)
+        assert r.json()["skipped"] == [{"entry": "notes.txt", "reason": "not DICOM"}]
+        again = _post(w, "te_a", body)
+        assert (again.json()["stored"], again.json()["duplicates"]) == (0, 1)
+        with db.sessions() as s:
+            assert s.scalar(select(func.count()).select_from(m.Instance)) == 1
+    finally:
+        db.close()
