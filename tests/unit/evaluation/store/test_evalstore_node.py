@@ -6,6 +6,7 @@ overdue), and node start stores the built-in specs, idempotently."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from scanbench.evaluation import current
 from scanbench.service.jobs import InlineExecutor
 from scanbench.service.pipeline import Pipeline
 from scanbench.specs import list_specs
+from scanbench.store import devices
 from scanbench.store import models as m
+from scanbench.types import DeviceIdentity
 from scanbench.web import audit
 
 CLI = audit.Actor(None, "cli:test")
@@ -84,13 +87,42 @@ def test_a_job_updates_the_stored_scorecard_and_the_daily_pass_adds_only_changes
         pipe.close()
 
 
-def test_node_start_stores_the_built_in_specs_once(tmp_path: Path) -> None:
+class _OnePass(threading.Event):
+    """A stop event that lets the node's loop run exactly one pass (no timing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked > 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def test_node_start_stores_the_built_in_specs_and_its_loop_scores_once_a_day(
+        tmp_path: Path) -> None:
     pipe = Pipeline(tmp_path / "home", None, quiet_seconds=0.0, executor=InlineExecutor())
     try:
-        pipe.node_start()
+        with pipe.db.session() as s:
+            dev = devices.register(s, DeviceIdentity("Siemens", "Vision", "9"),
+                                   modality="PT")
+            A.store_spec_text(s, SPEC, origin="upload",
+                              created_at=dt.datetime(1990, 1, 1, tzinfo=dt.UTC))
+            A.assign(s, CLI, "node-cal", A.DeviceClassCriteria(device_id=dev.id),
+                     valid_from=dt.datetime(1990, 1, 1, tzinfo=dt.UTC))
+            device_id = dev.id
+        pipe.run_forever(_OnePass())  # node start, then one pass of its loop
         with pipe.db.session() as s:
             names = set(s.scalars(select(m.Spec.name)))
             n = _count(s, m.Spec)
+            # the daily pass scored the device: no result this year, the weekly test due
+            # or overdue, never a silent pass
+            (card,) = s.scalars(select(m.Scorecard).where(
+                m.Scorecard.device_id == device_id)).all()
+            assert card.data["tests"][0]["status"] in ("overdue", "due")
         assert set(list_specs()) <= names
         t0 = time.perf_counter()
         pipe.node_start()
