@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
+from pg import pg_server  # noqa: F401  (fixture: a real PostgreSQL server)
 from scanbench.errors import SpecError
 from scanbench.evaluation import assign as A
 from scanbench.evaluation import scorecard as S
@@ -195,3 +197,19 @@ def test_the_device_report_lists_the_indicators_and_adds_no_scorecard(card: dict
     assert rows["mean sus score"][2].text == "75 points (0-100)"
     assert rows["exams per day"][4].status == "failed"
     assert rows["uptime percent"][3].text == "≥ 90 (test programme 1; confirmed)"
+
+
+def test_the_same_indicators_on_postgresql(card: dict, pg_server: Any) -> None:  # noqa: F811
+    """The indicator queries (JSON answers, percentile_cont for the DRL median, aware
+    times) give the same values on PostgreSQL."""
+    db = Database(url=pg_server.create())
+    try:
+        with db.sessions() as s:
+            pg = _build(s)
+    finally:
+        db.close()
+    assert [(i["indicator"], i["status"]) for i in pg["indicators"]] == [
+        (i["indicator"], i["status"]) for i in card["indicators"]]
+    for a, b in zip(pg["indicators"], card["indicators"], strict=True):
+        assert a["value"] == pytest.approx(b["value"]), a["indicator"]
+    assert pg["score"] == pytest.approx(card["score"])
