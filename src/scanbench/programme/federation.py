@@ -441,6 +441,30 @@ def _local_id(session: Session, site_id: int, record_key: str | None) -> int | N
         m.FedRecord.site_id == site_id, m.FedRecord.record_key == record_key))
 
 
+def _central_ids(session: Session, site_id: int, data: Any) -> Any:
+    """``data`` with the site's result ids (``evidence`` lists, ``*result_id`` values)
+    replaced by the central ids of those results (results are sent before the
+    scorecards that cite them); an id the centre does not have is dropped (None)."""
+    def one(value: Any) -> int | None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        return _local_id(session, site_id, f"result:{value}")
+
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "evidence" and isinstance(value, list):
+                out[key] = [i for i in (one(v) for v in value) if i is not None]
+            elif key.endswith("result_id") and isinstance(value, int):
+                out[key] = one(value)
+            else:
+                out[key] = _central_ids(session, site_id, value)
+        return out
+    if isinstance(data, list):
+        return [_central_ids(session, site_id, v) for v in data]
+    return data
+
+
 def materialise(session: Session, site: m.Site, rec: RecordWire) -> tuple[str | None, int | None]:
     """Write ``rec`` into the central tables; returns (table, id) of the row it became
     (None, None for the day statistics, which have no central table)."""
@@ -507,7 +531,8 @@ def materialise(session: Session, site: m.Site, rec: RecordWire) -> tuple[str | 
                                period_start=sw.period_start, period_end=sw.period_end,
                                score=sw.score, status=sw.status, compliance=sw.compliance,
                                inputs_hash=sw.inputs_hash,
-                               data={**sw.data, "federated_from": site.name})
+                               data={**_central_ids(session, site.id, sw.data),
+                                     "federated_from": site.name})
             session.add(card)
             session.flush()
         return "scorecard", card.id

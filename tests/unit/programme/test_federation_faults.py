@@ -353,6 +353,14 @@ def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> Non
         s.add(m.LifecycleEvent(device_id=dev.id, kind="unplanned_service", source="user",
                                occurred_at=dt.datetime(2026, 3, 3, 9), summary="tube arc",
                                cost=1200.0, currency="EUR"))
+        spec = m.Spec(name="fed-test-spec", version="1", yaml="name: fed-test-spec\n",
+                      sha256="0" * 64)
+        s.add(spec)
+        s.flush()
+        s.add(m.Scorecard(device_id=dev.id, spec_id=spec.id, score=50.0, status="fail",
+                          inputs_hash="h-1", data={
+                              "tests": [{"test": "noise", "evidence": [result_id, 999]}],
+                              "last_result_id": result_id}))
         s.add(m.Alert(key="k-1", device_id=dev.id, analysis="ct.uniformity", name="noise",
                       rule="limit", level="action", result_id=result_id, value=9.0,
                       unit="HU", message="noise above the action limit"))
@@ -368,7 +376,7 @@ def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> Non
                           occurred_at=dt.datetime(2026, 3, 4, 9), protocol="Head routine",
                           ctdivol_mgy=50.0))
     with site.db.sessions() as s:
-        assert queue_new(s, b"k" * 32, today=dt.date(2026, 3, 4)) == 5 + 1 + 1 + 1 + 1
+        assert queue_new(s, b"k" * 32, today=dt.date(2026, 3, 4)) == 5 + 1 + 1 + 1 + 1 + 1
         s.commit()
         day = s.scalars(select(m.FedOutbox).where(m.FedOutbox.kind == "dose_day")).one()
         assert day.record_key.endswith(":2026-03-02")
@@ -396,7 +404,16 @@ def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> Non
             m.FedRecord.site_id == site_id).group_by(m.FedRecord.kind)).all())
         # 2 dose days: the sender's own pass runs today, long after 2026-03-04 is over
         assert kinds == {"result": 5, "lifecycle": 1, "alert": 2, "dose_day": 2,
-                         "workflow_day": 1}
+                         "workflow_day": 1, "scorecard": 1}
+        # the scorecard's evidence names the central rows of the site's results
+        card = s.scalars(select(m.Scorecard).join(
+            m.Device, m.Device.id == m.Scorecard.device_id)
+            .where(m.Device.site_id == site_id)).one()
+        central_id = s.scalar(select(m.FedRecord.local_id).where(
+            m.FedRecord.site_id == site_id, m.FedRecord.record_key == f"result:{result_id}"))
+        assert card.data["tests"][0]["evidence"] == [central_id]
+        assert card.data["last_result_id"] == central_id
+        assert s.get_one(m.Spec, card.spec_id).name == "fed-test-spec"
         wf = s.scalars(select(m.FedRecord).where(m.FedRecord.site_id == site_id,
                                                  m.FedRecord.kind == "workflow_day")).one()
         assert wf.payload["data"]["groups"][0]["busy_s"] == 600 + 660 + 720 + 780
