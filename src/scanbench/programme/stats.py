@@ -96,7 +96,9 @@ def icc(table: Sequence[Sequence[float]], form: str = DEFAULT_ICC) -> dict[str, 
         raise InputError("ICC needs every reader to score every case (a score is missing)")
     long = pd.DataFrame([(i, j, arr[i, j]) for i in range(arr.shape[0])
                          for j in range(arr.shape[1])], columns=["case", "reader", "score"])
-    out = pg.intraclass_corr(data=long, targets="case", raters="reader", ratings="score")
+    with np.errstate(divide="ignore", invalid="ignore"):  # perfect agreement: F infinite
+        out = pg.intraclass_corr(data=long, targets="case", raters="reader",
+                                 ratings="score")
     mw_name, description = ICC_FORMS[form]
     row = out.set_index("Type").loc[mw_name]
     ci = list(row["CI95"])
@@ -191,6 +193,18 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], level: float = 0.9
     out["smallest_detectable_difference"] = smallest_detectable_difference(
         float(d.std(ddof=1)), int(d.size), alpha, power)
     return out
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float (an interval of one value, the F of perfect
+    agreement) replaced by None, recursively: JSON has no NaN or infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def smallest_detectable_difference(sd_diff: float, n: int, alpha: float = 0.05,
