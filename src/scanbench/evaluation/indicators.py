@@ -28,8 +28,9 @@ limit's source and whether that source confirms it. Methods, all over the period
   review), and names it.
 * ``mean_sus_score`` — the mean System Usability Scale score of the questionnaires
   about the device answered in the period (``sus_response``), each scored from its ten
-  answers by Brooke's method (Brooke 1996, "SUS: a quick and dirty usability scale"):
-  odd items contribute answer − 1, even items 5 − answer, the sum × 2.5 (0–100).
+  answers by Brooke's method (:func:`scanbench.programme.sus.score`; Brooke 1996, "SUS:
+  a quick and dirty usability scale"): odd items contribute answer − 1, even items
+  5 − answer, the sum × 2.5 (0–100); an incomplete questionnaire is left out, counted.
 
 Judging: no limit -> ``not_judged`` (reported only); a limit whose source is not
 confirmed (P/U) -> ``not_judged``, saying whether the value is inside or outside it
@@ -42,28 +43,18 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanbench.errors import ScanbenchError
+from scanbench.errors import InputError, ScanbenchError
 from scanbench.specs import CONFIDENCE_WORDS, Indicator
 from scanbench.store import models as m
 from scanbench.types import Limits
 
 SUS_METHOD = ("Brooke 1996: odd items answer - 1, even items 5 - answer, sum x 2.5 "
               "(0-100)")
-
-
-def sus_score(answers: Sequence[Any]) -> float:
-    """The SUS score of one questionnaire (Brooke 1996): ten answers 1..5; odd items
-    (1st, 3rd, ...) score answer − 1, even items 5 − answer; the sum × 2.5."""
-    if len(answers) != 10 or not all(isinstance(a, int) and not isinstance(a, bool)
-                                     and 1 <= a <= 5 for a in answers):
-        raise ValueError(f"a SUS questionnaire has ten answers 1 to 5, got {list(answers)!r}")
-    return 2.5 * sum(a - 1 if i % 2 == 0 else 5 - a for i, a in enumerate(answers))
 
 
 def _value(session: Session, device: m.Device, name: str, start: dt.datetime,
@@ -133,13 +124,15 @@ def _value(session: Session, device: m.Device, name: str, start: dt.datetime,
         from scanbench.evaluation import assign as A
 
         u0, u1 = A.to_utc(start, zone), A.to_utc(end, zone)  # sus_response.at is UTC
+        from scanbench.programme.sus import score as sus_score  # scipy: only when asked
+
         scores, bad = [], 0
         for answers in session.scalars(select(m.SusResponse.answers).where(
                 m.SusResponse.device_id == device.id, m.SusResponse.at >= u0,
                 m.SusResponse.at < u1)):
-            try:
+            try:  # scored again from the answers, by the one SUS scoring in scanbench
                 scores.append(sus_score(answers or []))
-            except ValueError:
+            except InputError:
                 bad += 1
         skipped = f"; {bad} incomplete questionnaire(s) left out" if bad else ""
         if not scores:
@@ -193,4 +186,4 @@ def _band(ind: Indicator) -> str:
     return "none"
 
 
-__all__ = ["SUS_METHOD", "score_indicator", "sus_score"]
+__all__ = ["SUS_METHOD", "score_indicator"]

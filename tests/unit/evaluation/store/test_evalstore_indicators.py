@@ -19,7 +19,6 @@ from pg import pg_server  # noqa: F401  (fixture: a real PostgreSQL server)
 from scanbench.errors import SpecError
 from scanbench.evaluation import assign as A
 from scanbench.evaluation import scorecard as S
-from scanbench.evaluation.indicators import sus_score
 from scanbench.specs import load_spec, parse_spec
 from scanbench.store import Database, devices
 from scanbench.store import models as m
@@ -137,13 +136,6 @@ def test_dimension_scores_and_the_overall_score(card: dict) -> None:
     assert dims["usability"]["score"] == 100.0
     assert dims["economics"]["score"] is None and dims["radiation_dose"]["score"] is None
     assert card["score"] == pytest.approx((100 * 1 + 50 * 1 + 100 * 2) / 4)  # 87.5
-
-
-def test_sus_scoring_by_brookes_method() -> None:
-    assert sus_score([5, 1] * 5) == 100.0 and sus_score([1, 5] * 5) == 0.0
-    assert sus_score([4, 2, 4, 2, 4, 2, 4, 2, 4, 2]) == 75.0
-    with pytest.raises(ValueError, match="ten answers"):
-        sus_score([3] * 9)
 
 
 def test_indicator_errors_name_the_line(tmp_path: Path) -> None:
