@@ -134,7 +134,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             summary.device_ids = ids
             commit_with_retry(s, lambda x: records.place_devices(x, fleet.DEVICES, ids, sites))
             progress("entering sites, users, specs, lifecycle, telemetry, costs", 2, 6)
-            commit_with_retry(s, records.assign_specs)
+            commit_with_retry(s, lambda x: records.assign_specs(x, sc))
             summary.lifecycle_events = commit_with_retry(
                 s, lambda x: records.lifecycle(x, fleet.DEVICES, ids, sc))
             progress("entering sites, users, specs, lifecycle, telemetry, costs", 4, 6)

@@ -52,6 +52,7 @@ def write(e: ExamDay, root: Path) -> int:
     """Simulate one day's exams of one device under ``root``; returns the files written."""
     from scanbench.simulate.clinical import (
         DeviceSpec,
+        PetProtocol,
         Schedule,
         simulate_ct_exams,
         simulate_petct_exams,
@@ -68,6 +69,10 @@ def write(e: ExamDay, root: Path) -> int:
                           protocols=("chest", "abdomen_pelvis", "head",
                                      "chest_abdomen_pelvis"))
     else:
+        # Bed positions 240 mm apart (20 mm overlap of the 260 mm field): the simulator's
+        # three slices per bed are then evenly spaced, as a reconstructed whole-body
+        # series is (the node refuses a series with uneven slice spacing).
         simulate_petct_exams(out, n=e.n, schedule=Schedule(start=start, mean_gap_min=8.0),
-                             device=device, seed=e.seed)
+                             pet=PetProtocol(bed_overlap_mm=20.0), device=device,
+                             seed=e.seed)
     return sum(1 for _ in out.rglob("*.dcm"))

@@ -95,14 +95,16 @@ def place_devices(session: Session, devices: Sequence[DeviceDef], ids: dict[str,
                              "timezone": next(s.timezone for s in SITES if s.key == d.site)}
 
 
-def assign_specs(session: Session) -> list[str]:
-    """Store the demo specs and assign one per device class; returns their names."""
+def assign_specs(session: Session, sc: Scenario) -> list[str]:
+    """Store the demo specs and assign one per device class from the start of the period
+    (the programme was in force all year); returns their names."""
     from scanbench.evaluation.assign import DeviceClassCriteria, assign, load_spec_file
 
+    since = dt.datetime.combine(sc.start - dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
     names = []
     for file, criteria in ASSIGNMENTS:
-        row = load_spec_file(session, SPECS_DIR / file)
-        assign(session, ACTOR, row.name, DeviceClassCriteria(**criteria))
+        row = load_spec_file(session, SPECS_DIR / file, created_at=since)
+        assign(session, ACTOR, row.name, DeviceClassCriteria(**criteria), valid_from=since)
         names.append(row.name)
     return names
 
@@ -146,8 +148,9 @@ def lifecycle(session: Session, devices: Sequence[DeviceDef], ids: dict[str, int
             ev("unplanned_service", _at(fixed, 6), summary="detector module fault found "
                "by the field engineer", cost=4800.0, currency="EUR")
             ev("part_replacement", _at(fixed, 6, 30), summary="detector module 17 and "
-               "its data acquisition board replaced; air calibration done",
-               cost=38500.0, currency="EUR")
+               "its data acquisition board replaced; air calibration done; marked as a "
+               "new baseline by the physicist", cost=38500.0, currency="EUR",
+               new_baseline=True)
         if d.key == sc.upgrade_device:
             ev("software_change", _at(sc.date(sc.upgrade_day), 6),
                summary=f"upgrade {d.software} -> {UPGRADED_SOFTWARE} (new reconstruction); "
@@ -231,6 +234,6 @@ def scorecards(session: Session, ids: dict[str, int], sc: Scenario) -> int:
         start = dt.datetime.combine(sc.start, dt.time(0), tzinfo=zone)
         end = dt.datetime.combine(sc.start + dt.timedelta(days=sc.days), dt.time(0),
                                   tzinfo=zone)
-        n += len(compute_scorecards(session, dev, start.astimezone(dt.UTC),
-                                    end.astimezone(dt.UTC)))
+        n += sum(1 for o in compute_scorecards(session, dev, start.astimezone(dt.UTC),
+                                               end.astimezone(dt.UTC)) if o.row is not None)
     return n
