@@ -32,11 +32,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from scanbench.errors import InputError
 from scanbench.store import models as m
+from scanbench.store.repo import labels_key
 from scanbench.web.audit import Actor, record
 
 #: Version of the wire format; a batch of another version is refused with a reason.
@@ -316,10 +317,16 @@ def parse_batch(body: bytes) -> BatchWire:
                         "workflow_day", "alert") and rec.device is None:
             raise Refused(422, f"record {rec.record_key}: no device")
         try:
-            _DATA_MODELS[rec.kind].model_validate(rec.data)
+            data = _DATA_MODELS[rec.kind].model_validate(rec.data)
         except ValidationError as exc:
             raise Refused(422, f"record seq {rec.seq} ({rec.record_key}): "
                           + _first_error(exc)) from None
+        labelled = (data.measurements if isinstance(data, ResultWire) else
+                    [data] if isinstance(data, AlertWire) else [])
+        for item in labelled:  # the stored key has 400 characters
+            if len(labels_key(item.labels)) > 400:
+                raise Refused(422, f"record seq {rec.seq} ({rec.record_key}): labels of "
+                              f"{item.name!r} longer than 400 characters as JSON")
     return batch
 
 
@@ -406,6 +413,16 @@ def receive_committed(session: Session, token: str | None, body: bytes) -> dict[
         out = receive(session, token, body)
         session.commit()
         return out
+    except DBAPIError as exc:  # a value the central database will not take: say which
+        session.rollback()
+        reason = f"the centre could not store the batch: {type(exc.orig).__name__}: " \
+                 f"{str(exc.orig).splitlines()[0][:300]}"
+        cred, site = credential_site(session, token)
+        with contextlib.suppress(Exception):
+            uid = str(json.loads(body).get("batch_uid", ""))
+            _refuse_logged(session, site, cred, uid, body, reason)
+            session.commit()
+        raise Refused(422, reason) from None
 
 
 # --------------------------------------------------------------------------- materialising
@@ -481,7 +498,7 @@ def materialise(session: Session, site: m.Site, rec: RecordWire) -> tuple[str | 
         for mw in r.measurements:
             res.measurements.append(m.Measurement(
                 device_id=dev.id, analysis=r.analysis, acquired_at=r.acquired_at,
-                labels_key=json.dumps(mw.labels, sort_keys=True, separators=(",", ":")),
+                labels_key=labels_key(mw.labels),
                 **mw.model_dump()))
         session.add(res)
         session.flush()
@@ -509,7 +526,7 @@ def materialise(session: Session, site: m.Site, rec: RecordWire) -> tuple[str | 
                       "limit_source", "message", "state", "ack_at", "ack_comment",
                       "closed_at", "closed_reason"):
             setattr(alert, field, getattr(aw, field))
-        alert.labels_key = json.dumps(aw.labels, sort_keys=True, separators=(",", ":"))
+        alert.labels_key = labels_key(aw.labels)
         alert.result_id = _local_id(session, site.id, aw.result_key)
         session.flush()
         return "alert", alert.id

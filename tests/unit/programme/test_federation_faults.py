@@ -271,11 +271,15 @@ def test_schema_invalid_batch_is_refused_with_the_field(site: SiteNode) -> None:
     body["records"][0]["data"]["measurements"][0]["value"] = "high"
     resp = site.post(json.dumps(body).encode())
     assert resp.status_code == 422 and "value" in resp.json()["error"]
+    body = json.loads(site.batch(uid="labels-too-long"))
+    body["records"][0]["data"]["measurements"][0]["labels"] = {"roi": "x" * 400}
+    resp = site.post(json.dumps(body).encode())
+    assert resp.status_code == 422 and "400 characters" in resp.json()["error"]
     assert site.central_results() == 0
     with site.central_db.sessions() as s:
         refused = s.scalars(select(m.FedBatch).where(m.FedBatch.state == "refused")
                             .order_by(m.FedBatch.id.desc())).first()
-        assert refused is not None and "value" in (refused.reason or "")
+        assert refused is not None and "400 characters" in (refused.reason or "")
     assert site.send().error is None and site.central_results() == 5
 
 
