@@ -275,6 +275,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
     ("POST", "/results/{result_id}/figures"): ("/results/{result_a}/figures", {}),
     ("GET", "/workflow"): ("/workflow", None),
+    ("GET", "/upload"): ("/upload", None),
     # reader studies and SUS (web/api/study_routes.py, web/pages/studies.py)
     ("GET", "/api/v1/reader-studies"): ("/api/v1/reader-studies", None),
     ("POST", "/api/v1/reader-studies"): ("/api/v1/reader-studies", {
