@@ -28,6 +28,7 @@ class ExamDay:
     day: dt.date
     seed: int
     n: int
+    software: str = ""  # the Software Versions in force that day (after an upgrade: new)
 
 
 def plan(devices: tuple[DeviceDef, ...], sc: Scenario, exams: int) -> list[ExamDay]:
@@ -44,7 +45,12 @@ def plan(devices: tuple[DeviceDef, ...], sc: Scenario, exams: int) -> list[ExamD
             i = min(len(sc.workdays) - 1, int((j + 0.5) * step) + k % 3)
             if d.key == sc.failure_device and i in down:
                 i = max(0, sc.failure_day - 1)
-            out.append(ExamDay(d, sc.date(i), 1000 * k + j, PER_DAY[d.kind]))
+            software = d.software
+            if d.key == sc.upgrade_device and i >= sc.upgrade_day:
+                from scanbench.demo.qc import UPGRADED_SOFTWARE
+
+                software = UPGRADED_SOFTWARE
+            out.append(ExamDay(d, sc.date(i), 1000 * k + j, PER_DAY[d.kind], software))
     return out
 
 
@@ -60,7 +66,8 @@ def write(e: ExamDay, root: Path) -> int:
 
     d = e.device
     device = DeviceSpec(manufacturer=d.manufacturer, model=d.model, serial=d.serial,
-                        station=d.station, software=d.software, institution=d.site)
+                        station=d.station, software=e.software or d.software,
+                        institution=d.site)
     out = Path(root) / d.key / str(e.day) / "clinical"
     start = dt.datetime.combine(e.day, dt.time(8, 0))
     if d.kind == "ct":
