@@ -172,8 +172,7 @@ def status(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
 
 @fed_app.command("sites")
 def sites(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
-    """Central node: what each site sent — last sequence stored, records, accepted and
-    refused batches, the newest refusal's reason."""
+    """Central node: what each site sent (last seq, records, batches, newest refusal)."""
     from scanbench.programme.federation import site_overview
 
     try:
