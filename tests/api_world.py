@@ -25,8 +25,9 @@ from scanbench.web.pages.common import PAGE_RULES
 CLI = audit.Actor(None, "cli:test")
 PW = "correct horse battery"
 XSS = "<script>alert(1)</script> & \"q\""
-ROLE_USERS = {"viewer": "vi_a", "technologist": "te_a", "physicist": "ph_a", "admin": "ad_a"}
-#: Beside the four roles of site A: nobody signed in, and the admin of site B only.
+ROLE_USERS = {"viewer": "vi_a", "technologist": "te_a", "physicist": "ph_a", "admin": "ad_a",
+              "reviewer": "rv_a"}
+#: Beside the five roles of site A: nobody signed in, and the admin of site B only.
 OTHER_ADMIN = "ad_b"
 
 
@@ -93,6 +94,12 @@ def populate(db: Database) -> dict[str, int]:
             ids[f"device_{key}"], ids[f"series_{key}"] = dev.id, ser.id
             ids[f"result_{key}"], ids[f"job_{key}"] = res.id, job.id
             ids[f"study_{key}"], ids[f"alert_{key}"] = study.id, alert.id
+            rv = m.Review(result_id=res.id, site_id=site.id, triage_score=1.5,
+                          triage_drivers=[{"note": XSS}])
+            s.add(rv)
+            s.flush()
+            # not "review_a": a site B admin meets the reviewer rule (403) before the id
+            ids["review" if key == "a" else "review_b"] = rv.id
         s.commit()
     return ids
 
@@ -273,6 +280,14 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/dose"): ("/dose", None),
     ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),
     ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
+    ("GET", "/api/v1/reviews"): ("/api/v1/reviews", None),
+    ("GET", "/api/v1/reviews/{review_id}"): ("/api/v1/reviews/{review}", None),
+    ("POST", "/api/v1/reviews/{review_id}/decision"): (
+        "/api/v1/reviews/{review}/decision", {"decision": "accepted", "comment": "fine"}),
+    ("GET", "/review"): ("/review", None),
+    ("POST", "/review/{review_id}/decision"): (
+        "/review/{review}/decision", {"decision": "rejected", "reason": "r{n}",
+                                      "comment": "c"}),
     ("POST", "/results/{result_id}/figures"): ("/results/{result_a}/figures", {}),
     ("GET", "/workflow"): ("/workflow", None),
     ("GET", "/upload"): ("/upload", None),

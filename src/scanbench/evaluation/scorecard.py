@@ -78,7 +78,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -155,14 +155,30 @@ _MEAS_COLUMNS = (m.Measurement.result_id, m.Measurement.name, m.Measurement.labe
                  m.Measurement.limit_verified)
 
 
+def _rejected_by_review() -> Any:
+    """SQL: the newest review decision received for the result is a rejection (no
+    acceptance decided at or after it)."""
+    rej, acc = aliased(m.ReviewDecision), aliased(m.ReviewDecision)
+    newer_accept = select(acc.id).where(
+        acc.result_id == m.Result.id, acc.decision == "accepted",
+        or_(acc.decided_at > rej.decided_at, and_(acc.decided_at == rej.decided_at,
+                                                  acc.id > rej.id))).exists()
+    return select(rej.id).where(rej.result_id == m.Result.id, rej.decision == "rejected",
+                                ~newer_accept).exists()
+
+
 def _current_results(session: Session, device_id: int,
                      analyses: Iterable[str] | None = None,
                      until: dt.datetime | None = None,
                      since: dt.datetime | None = None) -> list[StoredResult]:
-    """The device's results that no later row supersedes, oldest first (acquisition)."""
+    """The device's results that no later row supersedes and that an expert reviewer
+    did not reject (issue 14 §2: the newest review decision the site received is not a
+    rejection; a rejected result does not count as done, so its test is due again),
+    oldest first (acquisition)."""
     later = aliased(m.Result)
     conds = [m.Result.device_id == device_id,
-             ~select(later.id).where(later.supersedes_id == m.Result.id).exists()]
+             ~select(later.id).where(later.supersedes_id == m.Result.id).exists(),
+             ~_rejected_by_review()]
     if analyses is not None:
         conds.append(m.Result.analysis.in_(sorted(set(analyses))))
     # a result without an acquisition time counts at its storage time (filtered by the

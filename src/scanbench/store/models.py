@@ -577,8 +577,10 @@ class Notification(Base):
 
 # --------------------------------------------------------------------------- people, audit
 
-#: The roles a grant gives on one site (issue 12); "reviewer" comes with issue 14.
-ROLES = ("admin", "physicist", "technologist", "viewer")
+#: The roles a grant gives on one site (issue 12); "reviewer" (issue 14): reads the site's
+#: records as a viewer does and decides expert reviews of its results (not a rank above
+#: technologist: see :func:`scanbench.web.auth.satisfies`).
+ROLES = ("admin", "physicist", "technologist", "viewer", "reviewer")
 
 
 class User(Base):

@@ -30,8 +30,12 @@ from scanbench.store import models as m
 from scanbench.web.audit import Actor, record
 
 ROLES = m.ROLES
-#: Higher rank includes everything a lower rank may do.
-RANK = {"viewer": 0, "technologist": 1, "physicist": 2, "admin": 3}
+#: Higher rank includes everything a lower rank may do. ``reviewer`` (issue 14) reads as
+#: a viewer (rank 0) and is the only role that decides expert reviews: it is not ranked
+#: against the others, so use :func:`satisfies`, never a comparison of ranks.
+RANK = {"viewer": 0, "technologist": 1, "physicist": 2, "admin": 3, "reviewer": 0}
+#: Roles outside the ladder: only a grant of that very role satisfies a rule naming it.
+OWN_ROLES = frozenset({"reviewer"})
 SESSION_LIFETIME = dt.timedelta(hours=12)
 THROTTLE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILS_ACCOUNT = 5
@@ -42,6 +46,27 @@ MIN_PASSWORD = 12  # NIST SP 800-63B section 5.1.1.2 asks at least 8; we ask 12
 _hasher = PasswordHasher()
 # Verified against when the account does not exist, so both cases take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def satisfies(have: str, role: str) -> bool:
+    """Whether a grant of ``have`` allows what a rule of ``role`` allows: a rule of a
+    ladder role (viewer < technologist < physicist < admin) is met by that role or a
+    higher one, and by ``reviewer`` only for ``viewer`` (a reviewer reads); a rule of
+    ``reviewer`` is met by a reviewer grant only (an admin of the site is not an expert
+    reviewer of it: review is a named responsibility, granted per site)."""
+    if role in OWN_ROLES or have in OWN_ROLES:
+        return have == role or (role == "viewer" and have in OWN_ROLES)
+    return RANK[have] >= RANK[role]
+
+
+def lesser(a: str, b: str) -> str:
+    """The most a caller holding both ``a`` and ``b`` limits may do: the lower of two
+    ladder roles; viewer for a reviewer and a role above viewer (what both allow)."""
+    if satisfies(a, b):
+        return b
+    if satisfies(b, a):
+        return a
+    return "viewer"
 
 
 class AuthError(Exception):
@@ -80,10 +105,10 @@ class Principal:
 
     def may(self, role: str, site_id: int | None) -> bool:
         have = self.role_on(site_id)
-        return have is not None and RANK[have] >= RANK[role]
+        return have is not None and satisfies(have, role)
 
     def sites_with(self, role: str) -> list[int]:
-        return sorted(s for s, r in self.grants.items() if RANK[r] >= RANK[role])
+        return sorted(s for s, r in self.grants.items() if satisfies(r, role))
 
 
 # --------------------------------------------------------------------------- users
@@ -203,7 +228,7 @@ def create_token(session: Session, actor: Actor, user: m.User, *, role: str,
         raise InputError("a token needs at least one site")
     held = grants_of(session, user.id)
     for sid in site_ids:
-        if sid not in held or RANK[held[sid]] < RANK[role]:
+        if sid not in held or not satisfies(held[sid], role):
             raise InputError(f"{user.username!r} does not hold role {role!r} on site "
                              f"{sid}: a token cannot have more than its user")
     if expires_at is not None and expires_at <= _now():
@@ -244,8 +269,7 @@ def principal_from_token(session: Session, raw: str) -> Principal:
     if user is None or not user.active:
         raise AuthError("invalid, expired or revoked token")
     held = grants_of(session, user.id)
-    grants = {sid: (row.role if RANK[row.role] <= RANK[held[sid]] else held[sid])
-              for sid in row.site_ids if sid in held}
+    grants = {sid: lesser(row.role, held[sid]) for sid in row.site_ids if sid in held}
     row.last_used_at = now
     return Principal(user.id, user.username, grants, via="token", token_id=row.id)
 

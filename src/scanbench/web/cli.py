@@ -164,7 +164,7 @@ def token_create(username: str,
             ids = [auth.get_site(s, x).id for x in site]
         else:
             ids = [sid for sid, r in auth.grants_of(s, user.id).items()
-                   if auth.RANK[r] >= auth.RANK.get(role, 99)]
+                   if role in auth.RANK and auth.satisfies(r, role)]
         expires = (None if days is None
                    else dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
         raw, _row = auth.create_token(s, _actor(), user, role=role, site_ids=ids, name=name,

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from scanbench.store import models as m
-from scanbench.web.auth import RANK, Principal
+from scanbench.web.auth import Principal, satisfies
 
 T = TypeVar("T")
 
@@ -223,7 +223,7 @@ class Scope:
         have = self.principal.role_on(site_id)
         if have is None:
             raise NotFound("not found")
-        if RANK[have] < RANK[role]:
+        if not satisfies(have, role):
             raise Forbidden(f"this needs the {role} role on the record's site")
 
     def _one(self, query: Select[T], kind: str, ident: object) -> T:

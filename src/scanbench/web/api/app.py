@@ -240,6 +240,9 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     from scanbench.web.api.upload_routes import router as upload_router
 
     app.include_router(upload_router)
+    from scanbench.web.api.review_routes import router as review_router
+
+    app.include_router(review_router)  # expert review queue (issue 14)
     from scanbench.web.api.study_routes import router as study_router
 
     app.include_router(study_router)  # reader studies and SUS (issue 14)
