@@ -71,6 +71,10 @@ COMMAND_MODULES: dict[str, str] = {
     "due": "scanbench.evaluation.cli",
     "report": "scanbench.report.cli",
     "federation": "scanbench.programme.fed_cli",
+    "review": "scanbench.programme.review_cli",
+    "study": "scanbench.programme.studies_cli",
+    "sus": "scanbench.programme.studies_cli",
+    "training": "scanbench.programme.studies_cli",
 }
 _NATIVE_COMMANDS = {"analyze", "analyses", "specs", "demo", "version"}
 SIMULATE_HELP = "Virtual scanners: write DICOM phantom scans with their ground truth."
