@@ -71,6 +71,7 @@ COMMAND_MODULES: dict[str, str] = {
     "due": "scanbench.evaluation.cli",
     "report": "scanbench.report.cli",
     "federation": "scanbench.programme.fed_cli",
+    "review": "scanbench.programme.review_cli",
     "study": "scanbench.programme.studies_cli",
     "sus": "scanbench.programme.studies_cli",
     "training": "scanbench.programme.studies_cli",

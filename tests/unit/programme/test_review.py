@@ -6,6 +6,7 @@ received at a site reopens the test on its due list."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,3 +209,22 @@ def test_a_rejection_received_at_the_site_reopens_the_test(tmp_path: Path) -> No
             assert status() == ["done"]  # a later acceptance counts it again
     finally:
         db.close()
+
+
+def test_cli_train_and_list(world: World) -> None:
+    from typer.testing import CliRunner
+
+    from scanbench.cli import _mount_subapps, app
+
+    _mount_subapps(["review"])
+    opts = ["--home", str(world.home), "--database-url",
+            f"sqlite:///{world.home / 'db.sqlite'}"]
+    runner = CliRunner()
+    r = runner.invoke(app, ["review", "train", *opts])
+    assert r.exit_code == 0, r.output
+    assert "PT/pet.calibration_uniformity" in r.output and "mcd-1:" in r.output
+    r = runner.invoke(app, ["review", "list", "--json", "--limit", "3", *opts])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert rows[0]["triage_score"] >= rows[1]["triage_score"] >= rows[2]["triage_score"]
+    assert rows[0]["result_id"] == world.ids["new_102"]
