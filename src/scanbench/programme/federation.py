@@ -382,12 +382,13 @@ def receive(session: Session, token: str | None, body: bytes) -> dict[str, Any]:
     known = set(session.scalars(select(m.FedRecord.record_key).where(
         m.FedRecord.site_id == site.id,
         m.FedRecord.record_key.in_([r.record_key for r in batch.records]))))
+    devices: dict[str, m.Device] = {}
     for rec in batch.records:
         if rec.record_key in known:
             duplicates += 1
             continue
         known.add(rec.record_key)
-        table, local_id = materialise(session, site, rec)
+        table, local_id = materialise(session, site, rec, devices)
         session.add(m.FedRecord(site_id=site.id, batch_id=row.id, seq=rec.seq, kind=rec.kind,
                                 record_key=rec.record_key, payload=rec.model_dump(mode="json"),
                                 local_table=table, local_id=local_id))
@@ -427,9 +428,14 @@ def receive_committed(session: Session, token: str | None, body: bytes) -> dict[
 
 # --------------------------------------------------------------------------- materialising
 
-def _device(session: Session, site: m.Site, wire: DeviceWire) -> m.Device:
+def _device(session: Session, site: m.Site, wire: DeviceWire,
+            cache: dict[str, m.Device] | None = None) -> m.Device:
     """The central device row of a site's device (the identity key gets the site's name
-    in front when another site already has a device under the same key)."""
+    in front when another site already has a device under the same key). ``cache``:
+    the devices of this batch already looked up and updated (by their wire form)."""
+    memo = wire.model_dump_json()
+    if cache is not None and memo in cache:
+        return cache[memo]
     dev = session.scalars(select(m.Device).where(
         m.Device.identity_key == wire.identity_key)).first()
     if dev is not None and dev.site_id != site.id:
@@ -448,6 +454,8 @@ def _device(session: Session, site: m.Site, wire: DeviceWire) -> m.Device:
             setattr(dev, field, value)
     dev.last_seen_at = m.utcnow()
     session.flush()
+    if cache is not None:
+        cache[memo] = dev
     return dev
 
 
@@ -482,11 +490,13 @@ def _central_ids(session: Session, site_id: int, data: Any) -> Any:
     return data
 
 
-def materialise(session: Session, site: m.Site, rec: RecordWire) -> tuple[str | None, int | None]:
+def materialise(session: Session, site: m.Site, rec: RecordWire,
+                devices: dict[str, m.Device] | None = None
+                ) -> tuple[str | None, int | None]:
     """Write ``rec`` into the central tables; returns (table, id) of the row it became
     (None, None for the day statistics, which have no central table)."""
     assert rec.device is not None  # checked by parse_batch
-    dev = _device(session, site, rec.device)
+    dev = _device(session, site, rec.device, devices)
     if rec.kind == "result":
         r = ResultWire.model_validate(rec.data)
         res = m.Result(device_id=dev.id, analysis=r.analysis, standard=r.standard,

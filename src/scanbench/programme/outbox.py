@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from scanbench.dicom.deid import Deidentifier, site_secret
 from scanbench.errors import ScanbenchError
@@ -149,8 +149,10 @@ def queue_new(session: Session, secret: bytes, limit: int = 5000,
                                        ("scorecard", m.Scorecard)]
     for kind, model in id_kinds:
         start = max(0, _newest_local(session, kind) - RESCAN_WINDOW)
-        rows = list(session.scalars(select(model).where(model.id > start)
-                                    .order_by(model.id).limit(limit)))
+        q = select(model).where(model.id > start).order_by(model.id).limit(limit)
+        if model is m.Result:  # their measurements in one more query, not one per result
+            q = q.options(selectinload(m.Result.measurements))
+        rows = list(session.scalars(q))
         done = _queued(session, [f"{kind}:{r.id}" for r in rows])
         for r in rows:
             key = f"{kind}:{r.id}"
