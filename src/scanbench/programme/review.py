@@ -97,10 +97,11 @@ def training_set(session: Session, ids: Sequence[int]) -> tuple[list[int], str]:
                              f"{triage.MIN_TRAIN} accepted by expert review)")
 
 
-def train(session: Session, models_file: Path, only: str | None = None
+def train(session: Session, models_file: Path | None, only: str | None = None
           ) -> list[tuple[str, triage.TriageModel | str]]:
     """Fit every class's model from the store (or class ``only``) and store them in
-    ``models_file``; returns (class, model or the reason it was not fitted)."""
+    ``models_file`` (None: not stored); returns (class, model or the reason it was not
+    fitted)."""
     out: list[tuple[str, triage.TriageModel | str]] = []
     for cls, ids in sorted(_class_results(session).items()):
         if only is not None and cls != only:
@@ -109,8 +110,9 @@ def train(session: Session, models_file: Path, only: str | None = None
         vals, units = _values(session, train_ids)
         out.append((cls, triage.fit(cls, [(rid, vals[rid]) for rid in train_ids], what,
                                     units)))
-    triage.save_models(models_file, [mdl for _c, mdl in out
-                                     if isinstance(mdl, triage.TriageModel)])
+    if models_file is not None:
+        triage.save_models(models_file, [mdl for _c, mdl in out
+                                         if isinstance(mdl, triage.TriageModel)])
     return out
 
 
@@ -122,11 +124,11 @@ def reviewed_sites(session: Session) -> list[int]:
         m.Grant.role == "reviewer"))))
 
 
-def enqueue(session: Session, models_file: Path,
+def enqueue(session: Session, models_file: Path | None,
             result_ids: Iterable[int] | None = None) -> list[m.Review]:
     """Queue every result (or those of ``result_ids``) of a reviewed site that has no
     review yet, scored by its class's stored model (a class without one is trained
-    first). The caller commits."""
+    first; ``models_file`` None: trained and not stored). The caller commits."""
     sites = reviewed_sites(session)
     if not sites:
         return []
@@ -142,7 +144,7 @@ def enqueue(session: Session, models_file: Path,
     rows = session.execute(q).all()
     if not rows:
         return []
-    models = triage.load_models(models_file)
+    models = triage.load_models(models_file) if models_file is not None else {}
     missing = {device_class(mod, an) for _r, mod, an, _s in rows} - set(models)
     reasons: dict[str, str] = {}
     for cls in sorted(missing):

@@ -228,3 +228,42 @@ def test_cli_train_and_list(world: World) -> None:
     rows = json.loads(r.output)
     assert rows[0]["triage_score"] >= rows[1]["triage_score"] >= rows[2]["triage_score"]
     assert rows[0]["result_id"] == world.ids["new_102"]
+
+
+def test_results_received_from_a_reviewed_site_are_queued(tmp_path: Path) -> None:
+    """A batch a site posts to the central node's federation endpoint: its results join
+    the queue (scored, the class trained on them) once a reviewer is granted there."""
+    from scanbench.programme import federation as fed
+
+    db = Database(url=f"sqlite:///{tmp_path / 'central.sqlite'}")
+    try:
+        app = create_app(db)
+        app.state.home = tmp_path
+        with db.sessions() as s:
+            token = audit.commit_with_retry(s, lambda s: fed.add_credential(s, CLI, "S"))
+            auth.grant(s, CLI, auth.add_user(s, CLI, "rv_s", PW),
+                       auth.get_site(s, "S"), "reviewer")
+            s.commit()
+        rng = np.random.default_rng(2)
+        dev = {"identity_key": "acme|pet|1", "manufacturer": "ACME", "model": "P",
+               "serial": "1", "modality": "PT"}
+        records = [{"seq": i + 1, "kind": "result", "record_key": f"result:{i}",
+                    "device": dev, "data": {
+                        "analysis": ANALYSIS, "standard": "NEMA NU 2-2018 section 7.4.1",
+                        "scanbench_version": "t",
+                        "acquired_at": f"2026-02-{i % 28 + 1:02d}T09:00:00",
+                        "measurements": [{"name": n, "value": float(v), "unit": "%",
+                                          "status": "pass"}
+                                         for n, v in zip(NAMES, x, strict=True)]}}
+                   for i, x in enumerate(_history(rng, 30))]
+        body = json.dumps({"protocol": fed.PROTOCOL, "site": "S", "batch_uid": "batch-0001",
+                           "prev_seq": 0, "records": records}).encode()
+        r = TestClient(app).post("/api/v1/fed/batches", content=body, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["stored"] == 30, r.text
+        with db.sessions() as s:
+            rows = s.scalars(select(m.Review)).all()
+            assert len(rows) == 30 and all(x.triage_score is not None for x in rows)
+        assert (tmp_path / triage.MODELS_FILE).exists()  # the trained model was kept
+    finally:
+        db.close()

@@ -63,9 +63,29 @@ async def _body(request: Request, limit: int = fed.MAX_BATCH_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def _receive(db: Database, token: str | None, body: bytes) -> dict[str, Any]:
+def _receive(db: Database, token: str | None, body: bytes,
+             home: Any = None) -> dict[str, Any]:
     with db.sessions() as session:
-        return fed.receive_committed(session, token, body)
+        out = fed.receive_committed(session, token, body)
+    if out.get("stored"):
+        _queue_reviews(db, home)
+    return out
+
+
+def _queue_reviews(db: Database, home: Any) -> None:
+    """New results of a site with a reviewer join the expert review queue with their
+    triage score (issue 14 §2; programme/review.py). Its own transaction, after the
+    batch is acknowledged: a failure here is logged and never refuses the batch (the
+    next batch or 'scanbench review queue' queues what was missed)."""
+    from scanbench.programme import review, triage
+
+    try:
+        with db.sessions() as session:
+            review.enqueue(session, None if home is None else
+                           triage.models_path(Path(home)))
+            session.commit()
+    except Exception:  # the batch is stored; queueing is retried by the next batch
+        log.exception("queueing received results for review")
 
 
 async def post_batch(request: Request) -> Any:
@@ -78,7 +98,9 @@ async def post_batch(request: Request) -> Any:
     except fed.Refused as exc:
         return _refused(exc)
     try:
-        return await run_in_threadpool(_receive, request.app.state.db, _token(request), body)
+        parent = getattr(request.app.state, "parent", None)
+        return await run_in_threadpool(_receive, request.app.state.db, _token(request), body,
+                                       getattr(parent, "home", None))
     except fed.Refused as exc:
         return _refused(exc)
 
