@@ -310,6 +310,12 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read", None),
     ("POST", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read",
                                                   {"case_id": "1"}),
+    ("GET", "/procedures/{key}/card"): (
+        "/procedures/earl1:pet.nema_nu2_2018.image_quality/card", None),
+    ("GET", "/procedures/{key}/quiz"): (
+        "/procedures/earl1:pet.nema_nu2_2018.image_quality/quiz", None),
+    ("POST", "/procedures/{key}/quiz"): (
+        "/procedures/earl1:pet.nema_nu2_2018.image_quality/quiz", {"analysis": "0"}),
     # served to anyone: the API's description and the pages' plotly.js
     ("GET", "/api/openapi.json"): ("/api/openapi.json", None),
     ("GET", "/api/docs"): ("/api/docs", None),

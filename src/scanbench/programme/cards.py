@@ -104,13 +104,15 @@ def cards_of(spec: Spec) -> list[Card]:
     return out
 
 
-def card(key: str) -> Card:
-    """The card of ``<spec>:<test>`` (a shipped spec's name or a spec file path)."""
+def card(key: str, spec: Spec | None = None) -> Card:
+    """The card of ``<spec>:<test>`` (a shipped spec's name or a spec file path; or the
+    given ``spec``, e.g. the version stored in the node's database)."""
     spec_name, sep, test = key.rpartition(":")
     if not sep or not spec_name or not test:
         raise InputError(f"procedure {key!r}: expected <spec>:<test>, e.g. "
                          "earl1:pet.nema_nu2_2018.image_quality")
-    spec = load_spec(spec_name)
+    if spec is None:
+        spec = load_spec(spec_name)
     for c in cards_of(spec):
         if c.test == test:
             return c

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from scanbench.errors import InputError
 from scanbench.programme import cards
+from scanbench.specs import Spec
 from scanbench.store import models as m
 from scanbench.web.audit import Actor, record
 
@@ -87,13 +88,14 @@ def reminders(session: Session, today: dt.date, *, within_days: int = DUE_SOON_D
 
 
 def attempt_quiz(session: Session, actor: Actor, user_id: int, procedure_key: str,
-                 answers: dict[str, Any], *, at: dt.datetime | None = None
-                 ) -> m.QuizAttempt:
+                 answers: dict[str, Any], *, at: dt.datetime | None = None,
+                 spec: Spec | None = None) -> m.QuizAttempt:
     """Mark and record one attempt at the procedure's quiz (pass mark
-    :data:`scanbench.programme.cards.PASS_MARK`)."""
+    :data:`scanbench.programme.cards.PASS_MARK`); ``spec``: the version in force (else
+    the shipped spec of that name)."""
     if session.get(m.User, user_id) is None:
         raise InputError(f"quiz: no user {user_id}")
-    c = cards.card(procedure_key)
+    c = cards.card(procedure_key, spec)
     got = cards.mark(c, answers)
     row = m.QuizAttempt(user_id=user_id, procedure_key=c.key, score=got["score"],
                         pass_mark=got["pass_mark"], passed=got["passed"],

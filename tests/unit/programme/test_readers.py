@@ -178,3 +178,29 @@ def test_score_out_of_scale_is_refused_by_name(world: dict[str, Any]) -> None:
                                {"contrast": 9})
         with pytest.raises(readers.InputError, match="before assigning readers"):
             readers.add_case(s, CLI, st.id, world["ids"]["series"][3][0])
+
+
+def test_procedure_card_and_quiz_pages(world: dict[str, Any]) -> None:
+    """The QC card page shows the spec's limits with their sources; the quiz page marks
+    an attempt and records it for the signed-in person (pass and fail)."""
+    from scanbench.programme import cards
+
+    key = "earl1:pet.nema_nu2_2018.image_quality"
+    ph, _ = _client(world["app"], "ph")
+    page = ph.get(f"/procedures/{key}/card")
+    assert page.status_code == 200 and "0.76..0.89 ratio" in page.text
+    assert "Table 1 (VOI-A50), 37 mm sphere" in page.text
+    assert ph.get("/procedures/earl1:no.such.test/card").status_code == 400
+    qs = cards.quiz(cards.card(key))
+    form = ph.get(f"/procedures/{key}/quiz")
+    assert form.status_code == 200 and qs[0]["question"].split("'")[0] in form.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)[1]
+    good = ph.post(f"/procedures/{key}/quiz", data={
+        "csrf_token": csrf, **{q["id"]: str(q["answer"]) for q in qs}})
+    assert good.status_code == 200 and "100 %: passed" in good.text
+    bad = ph.post(f"/procedures/{key}/quiz", data={"csrf_token": csrf})
+    assert "0 %: not passed" in bad.text
+    assert ph.post(f"/procedures/{key}/quiz", data={}).status_code == 403  # no CSRF
+    with world["db"].sessions() as s:
+        got = s.scalars(select(m.QuizAttempt.passed).order_by(m.QuizAttempt.id)).all()
+    assert got == [True, False]

@@ -1,6 +1,8 @@
 """Reader study pages (issue 14 §4): a reader scores one case at a time in their own
 random order (``/reader-studies/{id}/read``), seeing the case's image and label only
-when the study is blinded; the list of studies you read or manage.
+when the study is blinded; the list of studies you read or manage. QC procedure cards
+(``/procedures/<spec>:<test>/card``, printable) and their competency quizzes
+(``/procedures/<spec>:<test>/quiz``, each attempt recorded).
 
 The clinical DICOM studies already have ``/studies/{id}`` (web/pages/dose.py), so
 reader studies live under ``/reader-studies``.
@@ -8,11 +10,14 @@ reader studies live under ``/reader-studies``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import or_, select
 
-from scanbench.programme import readers
+from scanbench.errors import ScanbenchError
+from scanbench.programme import cards, readers, training
 from scanbench.store import models as m
 from scanbench.web.api.study_routes import _readable
 from scanbench.web.audit import commit_with_retry
@@ -65,3 +70,54 @@ def read_submit(ctx: P, study_id: int) -> Response:
     commit_with_retry(ctx.session, lambda s: readers.score_case(
         s, ctx.actor(), study.id, case_id, ctx.who.user_id, scores))
     return redirect(f"/reader-studies/{study.id}/read")
+
+
+# --------------------------------------------------------------------------- procedures
+
+def stored_spec(ctx: P, key: str) -> Any:
+    """The spec of ``<spec>:<test>`` in force on this node: the newest version stored in
+    the database (what scorecards judge by), else the shipped spec of that name."""
+    from scanbench.specs import parse_spec
+
+    name = key.rpartition(":")[0]
+    row = ctx.session.scalars(select(m.Spec).where(m.Spec.name == name)
+                              .order_by(m.Spec.id.desc()).limit(1)).first()
+    if row is not None:
+        try:
+            return parse_spec(row.yaml, where=f"stored spec {name}")
+        except ScanbenchError:  # e.g. a parent it extends is not on this node
+            pass
+    return None
+
+
+@page(router, "/procedures/{key}/card", "viewer")
+def procedure_card(ctx: P, key: str) -> HTMLResponse:
+    """The printable QC procedure card of ``<spec>:<test>`` (generated from the spec)."""
+    return HTMLResponse(cards.render_html(cards.card(key, stored_spec(ctx, key))))
+
+
+@page(router, "/procedures/{key}/quiz", "authenticated")
+def procedure_quiz(ctx: P, key: str) -> HTMLResponse:
+    """The competency quiz of a procedure, and your earlier attempts."""
+    c = cards.card(key, stored_spec(ctx, key))
+    mine = ctx.session.scalars(select(m.QuizAttempt).where(
+        m.QuizAttempt.user_id == ctx.who.user_id, m.QuizAttempt.procedure_key == c.key)
+        .order_by(m.QuizAttempt.at)).all()
+    return render(ctx, "studies_quiz.html", card=c, questions=cards.quiz(c), attempts=mine,
+                  pass_mark=cards.PASS_MARK, outcome=None)
+
+
+@page(router, "/procedures/{key}/quiz", "authenticated", methods=("POST",))
+def procedure_quiz_submit(ctx: P, key: str) -> HTMLResponse:
+    """Mark and record your answers (one attempt)."""
+    spec = stored_spec(ctx, key)
+    c = cards.card(key, spec)
+    qs = cards.quiz(c)
+    answers = {q["id"]: ctx.form[q["id"]] for q in qs if ctx.form.get(q["id"], "") != ""}
+    row = commit_with_retry(ctx.session, lambda s: training.attempt_quiz(
+        s, ctx.actor(), ctx.who.user_id, c.key, answers, spec=spec))
+    mine = ctx.session.scalars(select(m.QuizAttempt).where(
+        m.QuizAttempt.user_id == ctx.who.user_id, m.QuizAttempt.procedure_key == c.key)
+        .order_by(m.QuizAttempt.at)).all()
+    return render(ctx, "studies_quiz.html", card=c, questions=qs, attempts=mine,
+                  pass_mark=cards.PASS_MARK, outcome=row)
