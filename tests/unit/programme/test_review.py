@@ -202,6 +202,14 @@ def test_a_rejection_received_at_the_site_reopens_the_test(tmp_path: Path) -> No
                                    decided_at=dt.datetime(2026, 1, 8, 10, tzinfo=dt.UTC)))
             s.flush()
             assert status() == ["due"]  # the week's test is to be done again
+            auth.grant(s, CLI, auth.add_user(s, CLI, "vi_site", PW), site, "viewer")
+            s.commit()
+            client, _ = signed_in(create_app(db), "vi_site")
+            page = client.get(f"/results/{res.id}").text
+            assert "Expert review: <strong>rejected</strong>" in page
+            assert "reason: bias" in page and "the test is due again" in page
+            page = client.get(f"/devices/{dev.id}").text
+            assert "rejected: bias" in page and "(test due again)" in page
             s.add(m.ReviewDecision(remote_key="review:1:b", result_id=res.id,
                                    decision="accepted", reason=None,
                                    decided_at=dt.datetime(2026, 1, 8, 11, tzinfo=dt.UTC)))

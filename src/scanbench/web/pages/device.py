@@ -153,8 +153,16 @@ def latest_results(session: Session, device_id: int) -> list[dict[str, Any]]:
                 .where(m.Measurement.result_id.in_(list(counts)))
                 .group_by(m.Measurement.result_id, m.Measurement.status)):
             counts[rid][status] = int(n)
-    return [{"result": r, "status": overall(set(counts[r.id])), "counts": counts[r.id]}
-            for r in picked]
+    # the newest expert review decision received for each (issue 14 §2)
+    review: dict[int, m.ReviewDecision] = {}
+    if picked:
+        for d in session.scalars(select(m.ReviewDecision).where(
+                m.ReviewDecision.result_id.in_(list(counts)))
+                .order_by(m.ReviewDecision.decided_at, m.ReviewDecision.id)):
+            if d.result_id is not None:
+                review[d.result_id] = d
+    return [{"result": r, "status": overall(set(counts[r.id])), "counts": counts[r.id],
+             "review": review.get(r.id)} for r in picked]
 
 
 def software_history(session: Session, device_id: int) -> dict[str, Any]:

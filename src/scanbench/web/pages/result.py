@@ -118,10 +118,28 @@ def result_page(ctx: P, result_id: int) -> Response:
     return render(
         ctx, "result.html", result=row, device=device, series=series, site=site,
         newer=newer, older=older, protocol=protocol, files=files, files_gone=files_gone,
-        figures=figs,
+        figures=figs, decisions=review_decisions(ctx.session, row.id),
         measurements=measurements, labels=_labels, overall=result_status(set(counts)),
         counts=counts, tables=tables, title=_analysis_title(row.analysis),
         parameters=_parameter_rows(dict(row.parameters or {})))
+
+
+def review_decisions(session: Any, result_id: int) -> list[dict[str, Any]]:
+    """The expert review decisions on the result, newest first: at a site, as received
+    from the central node (ReviewDecision); at the central node, its own decided review
+    (issue 14 §2)."""
+    out = [{"decision": d.decision, "reason": d.reason, "comment": d.comment,
+            "reviewer": d.reviewer, "decided_at": d.decided_at}
+           for d in session.scalars(select(m.ReviewDecision).where(
+               m.ReviewDecision.result_id == result_id).order_by(
+               m.ReviewDecision.decided_at.desc(), m.ReviewDecision.id.desc()))]
+    rv = session.scalars(select(m.Review).where(m.Review.result_id == result_id,
+                                                m.Review.decided_at.is_not(None))).first()
+    if rv is not None:
+        who = session.get(m.User, rv.reviewer_id) if rv.reviewer_id else None
+        out.insert(0, {"decision": rv.state, "reason": rv.reason, "comment": rv.comment,
+                       "reviewer": who.username if who else "", "decided_at": rv.decided_at})
+    return out
 
 
 def _same_numbers(fresh: Result, row: m.Result) -> bool:
