@@ -204,3 +204,33 @@ def test_procedure_card_and_quiz_pages(world: dict[str, Any]) -> None:
     with world["db"].sessions() as s:
         got = s.scalars(select(m.QuizAttempt.passed).order_by(m.QuizAttempt.id)).all()
     assert got == [True, False]
+
+
+def test_device_scorecard_links_each_required_test_to_its_card(world: dict[str, Any]) -> None:
+    """The device page's required tests link to their QC procedure card, which opens
+    from the spec stored on the node."""
+    import datetime as dt
+    from importlib import resources
+
+    earl1 = (resources.files("scanbench.specs") / "earl1.yaml").read_text(encoding="utf-8")
+    with world["db"].sessions() as s:
+        dev = s.scalars(select(m.Device).order_by(m.Device.id)).first()
+        assert dev is not None
+        spec = m.Spec(name="earl1", version="2017-01", yaml=earl1, origin="test")
+        s.add(spec)
+        s.flush()
+        s.add(m.Scorecard(device_id=dev.id, spec_id=spec.id,
+                          period_start=dt.datetime(2026, 1, 1),
+                          period_end=dt.datetime(2026, 2, 1), score=None, status="fail",
+                          inputs_hash="h", data={"tests": [{
+                              "test": "pet.nema_nu2_2018.image_quality",
+                              "status": "overdue", "frequency": "annual"}]}))
+        s.commit()
+        dev_id = dev.id
+    ph, _ = _client(world["app"], "ph")
+    page = ph.get(f"/devices/{dev_id}")
+    assert page.status_code == 200, page.text[:300]
+    link = re.search(r'class="qc-card" href="([^"]+)"', page.text)
+    assert link is not None
+    card = ph.get(link[1])
+    assert card.status_code == 200 and "0.76..0.89 ratio" in card.text
