@@ -6,7 +6,8 @@ node is killed with SIGKILL while its batch is in flight — the centre stored i
 answer never came back — and restarted. Then: every result of both sites is in the
 central database exactly once, no Basic Profile attribute value of the source DICOM
 survives there (the whole database dumped and searched), and a review decision made
-centrally reaches north's database."""
+centrally reaches north's database; north, which enabled image upload for review, sends
+its series de-identified (no patient value in the central files), south sends none."""
 
 from __future__ import annotations
 
@@ -254,7 +255,8 @@ def test_two_sites_reach_the_centre_once_de_identified(tmp_path: Path, central: 
         # node is killed while it waits for it (the centre has stored the batch).
         proxy.armed = True
         north = Node(north_home, args=("--central", proxy.url, "--central-token-file",
-                                       str(north_token), "--central-every", "0.5"))
+                                       str(north_token), "--central-every", "0.5",
+                                       "--central-images"))
         north.start()
         assert proxy.held.wait(60), north.text()
         north.kill9()
@@ -312,6 +314,21 @@ def test_two_sites_reach_the_centre_once_de_identified(tmp_path: Path, central: 
         wait_for("the review decision at north", lambda: _count(
             north_url, m.ReviewDecision, m.ReviewDecision.decision == "rejected",
             m.ReviewDecision.result_id.is_not(None)) == 1, 30)
+        # North enabled image upload for review: its series arrives de-identified, once;
+        # south did not: none of its images leave.
+        n_north = _count(north_url, m.Instance)
+        wait_for("north's images at the centre", lambda: _count(
+            central["url"], m.Instance, m.Instance.source == "federation:north") == n_north,
+            60)
+        assert _count(central["url"], m.Instance) == n_north
+        stored = list((central["home"] / "files").rglob("*.dcm"))
+        assert len(stored) == n_north
+        for path in stored:
+            ds = pydicom.dcmread(path)
+            assert ds.PatientIdentityRemoved == "YES"
+            raw = path.read_bytes()
+            for value in PATIENT.values():
+                assert value.encode() not in raw, (value, path.name)
     finally:
         if north is not None:
             north.stop()
