@@ -306,6 +306,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("POST", "/api/v1/sus"): ("/api/v1/sus", {"device_id": "{device_a}",
                                               "role": "technologist", "answers": [3] * 10}),
     ("GET", "/api/v1/sus/summary"): ("/api/v1/sus/summary", None),
+    ("GET", "/api/v1/programme/report"): ("/api/v1/programme/report?format=json", None),
     ("GET", "/reader-studies"): ("/reader-studies", None),
     ("GET", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read", None),
     ("POST", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read",

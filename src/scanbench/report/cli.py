@@ -146,3 +146,45 @@ def site_dose(ref: Annotated[str, typer.Argument(help="Site id or name.")], outp
         raise _fail(exc) from None
     _write(home, database_url, output,
            lambda s: sr.site_dose_report(s, _site(s, ref), lo, hi, drl=drl))
+
+
+@report_app.command("programme")
+def programme(output: OutOpt, start: FromOpt = None, end: ToOpt = None,
+              group_by: Annotated[str, typer.Option(
+                  "--group-by", help="Device attribute: make, model, country, "
+                  "field_strength, axial_fov or site.")] = "model",
+              site: Annotated[list[str] | None, typer.Option(
+                  "--site", help="Only this site's devices (id or name; repeat for "
+                  "more). Default: every device in the store.")] = None,
+              home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """The multi-site evaluation report from the (central) store: per group of devices,
+    every measurement's distribution with confidence intervals, pass rates, reliability,
+    dose and workflow, reader and SUS scores, costs, and the comparison between groups
+    (test, effect size, interval, smallest detectable difference)."""
+    from sqlalchemy import select
+
+    from scanbench.report import programme_report as pr
+    from scanbench.store import models as m
+
+    try:
+        lo, hi = _period(start, end)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+
+    def build(s: Any) -> Any:
+        ids = None
+        if site:
+            sids = [_site(s, ref).id for ref in site]
+            ids = list(s.scalars(select(m.Device.id).where(m.Device.site_id.in_(sids))))
+        return pr.programme_report(s, lo, hi, group_by=group_by, device_ids=ids)
+
+    db = _db(home, database_url)
+    try:
+        with db.sessions() as s:
+            report = build(s)
+        path = pr.write(report, output)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    finally:
+        db.close()
+    err.print(f"wrote {safe(str(path))}")
