@@ -50,9 +50,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             world = World(db, create_app(db), populate(db))
             poison(world)
             enter_form_fields(world)
+            # Every page the admin of site A may open (a reviewer's pages are the
+            # reviewer's alone).
             pages = [fill(EXAMPLES[(method, path)][0], world.ids)
-                     for (method, path) in sorted(app_routes(world.app))
+                     for (method, path), rule in sorted(app_routes(world.app).items())
                      if method == "GET" and not path.startswith(("/api", "/static"))
+                     and rule is not None and (rule in ("public", "authenticated")
+                                               or auth.satisfies("admin", rule))
                      and path != "/login" and (method, path) in EXAMPLES
                      and "999999" not in EXAMPLES[(method, path)][0]]  # a record that exists
             with serving(world.app) as url:

@@ -80,9 +80,11 @@ def _csrf_in_page(client: TestClient, path: str) -> str:
     return found.group(1)
 
 
-def _page_gets(world: World) -> list[str]:
-    """The URL of every GET page of the application (from the route table)."""
-    return [fill(EXAMPLES[(method, path)][0], world.ids)
+def _page_gets(world: World) -> list[tuple[str, str]]:
+    """The URL of every GET page of the application (from the route table) and the user
+    of site A who may open it (admin; the reviewer for a reviewer's page)."""
+    return [(fill(EXAMPLES[(method, path)][0], world.ids),
+             "rv_a" if rule == "reviewer" else "ad_a")
             for (method, path), rule in sorted(app_routes(world.app).items())
             if method == "GET" and not path.startswith(("/api", "/static"))
             # signed in, the sign-in page only redirects
@@ -95,11 +97,11 @@ def _page_gets(world: World) -> list[str]:
 def test_stored_xss_in_dicom_text_and_form_fields_is_escaped_on_every_page(
         world: World) -> None:
     enter_form_fields(world)
-    client, _ = world.client("ad_a")
     shown: dict[str, list[str]] = {}
     pages = _page_gets(world)
     assert len(pages) >= 8
-    for url in pages:
+    for url, user in pages:
+        client, _ = world.client(user)
         r = client.get(url)
         assert r.status_code == 200, (url, r.status_code, r.text[:300])
         assert r.headers["content-type"].startswith("text/html"), url
