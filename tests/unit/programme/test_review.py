@@ -275,3 +275,19 @@ def test_results_received_from_a_reviewed_site_are_queued(tmp_path: Path) -> Non
         assert (tmp_path / triage.MODELS_FILE).exists()  # the trained model was kept
     finally:
         db.close()
+
+
+def test_reviewer_role_is_outside_the_ladder() -> None:
+    """A reviewer reads (viewer rules) and alone meets the reviewer rule; a token never
+    carries more than both its role and its user's grant allow."""
+    assert auth.satisfies("reviewer", "viewer") and auth.satisfies("reviewer", "reviewer")
+    assert not auth.satisfies("reviewer", "technologist")
+    assert not auth.satisfies("admin", "reviewer") and not auth.satisfies("viewer", "reviewer")
+    assert auth.satisfies("admin", "physicist") and not auth.satisfies("viewer", "admin")
+    assert auth.lesser("reviewer", "admin") == "viewer"
+    assert auth.lesser("viewer", "reviewer") == "viewer"
+    assert auth.lesser("reviewer", "reviewer") == "reviewer"
+    assert auth.lesser("technologist", "admin") == "technologist"
+    p = auth.Principal(1, "u", {1: "reviewer", 2: "admin", 3: "viewer"})
+    assert p.sites_with("reviewer") == [1] and p.sites_with("viewer") == [1, 2, 3]
+    assert p.sites_with("technologist") == [2]
