@@ -317,6 +317,9 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
         "/procedures/earl1:pet.nema_nu2_2018.image_quality/quiz", None),
     ("POST", "/procedures/{key}/quiz"): (
         "/procedures/earl1:pet.nema_nu2_2018.image_quality/quiz", {"analysis": "0"}),
+    ("GET", "/devices/{device_id}/sus"): ("/devices/{device_a}/sus", None),
+    ("POST", "/devices/{device_id}/sus"): ("/devices/{device_a}/sus", {
+        "role": "technologist", **{f"q{i}": "3" for i in range(1, 11)}}),
     # served to anyone: the API's description and the pages' plotly.js
     ("GET", "/api/openapi.json"): ("/api/openapi.json", None),
     ("GET", "/api/docs"): ("/api/docs", None),

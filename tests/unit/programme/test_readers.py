@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scanbench.programme import readers
 from scanbench.store import Database, devices
@@ -234,3 +234,28 @@ def test_device_scorecard_links_each_required_test_to_its_card(world: dict[str, 
     assert link is not None
     card = ph.get(link[1])
     assert card.status_code == 200 and "0.76..0.89 ratio" in card.text
+
+
+def test_sus_questionnaire_page(world: dict[str, Any]) -> None:
+    """A viewer's SUS answers in the browser: scored by Brooke's method and stored; a
+    missing answer is named and nothing is stored."""
+    ph, _ = _client(world["app"], "ph")
+    with world["db"].sessions() as s:
+        dev_id = s.scalars(select(m.Device.id).order_by(m.Device.id)).first()
+        before = s.scalar(select(func.count()).select_from(m.SusResponse))
+    form = ph.get(f"/devices/{dev_id}/sus")
+    assert form.status_code == 200 and "unnecessarily complex" in form.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)[1]
+    answers = dict(zip([f"q{i}" for i in range(1, 11)], "4241523241", strict=True))
+    r = ph.post(f"/devices/{dev_id}/sus", data={"csrf_token": csrf, "role": "radiologist",
+                                               **answers})
+    assert r.status_code == 200 and "SUS score 80 of 100" in r.text, r.text[-600:]
+    del answers["q7"]
+    r = ph.post(f"/devices/{dev_id}/sus", data={"csrf_token": csrf, "role": "radiologist",
+                                               **answers})
+    assert r.status_code == 400 and "missing: 7" in r.text
+    with world["db"].sessions() as s:
+        rows = s.scalars(select(m.SusResponse).order_by(m.SusResponse.id)).all()
+        assert len(rows) == before + 1 and rows[-1].score == 80.0
+        assert rows[-1].role == "radiologist" and rows[-1].answers == [4, 2, 4, 1, 5, 2, 3, 2,
+                                                                        4, 1]

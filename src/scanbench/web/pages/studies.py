@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import or_, select
 
 from scanbench.errors import ScanbenchError
-from scanbench.programme import cards, readers, training
+from scanbench.programme import cards, readers, sus, training
 from scanbench.store import models as m
 from scanbench.web.api.study_routes import _readable
 from scanbench.web.audit import commit_with_retry
@@ -121,3 +121,37 @@ def procedure_quiz_submit(ctx: P, key: str) -> HTMLResponse:
         .order_by(m.QuizAttempt.at)).all()
     return render(ctx, "studies_quiz.html", card=c, questions=qs, attempts=mine,
                   pass_mark=cards.PASS_MARK, outcome=row)
+
+
+# --------------------------------------------------------------------------- SUS
+
+#: The roles a SUS respondent can say they answer as (their job, not their web role).
+SUS_ROLES = ("technologist", "radiographer", "radiologist", "nuclear medicine physician",
+             "physicist", "service engineer", "other")
+
+
+@page(router, "/devices/{device_id}/sus", "viewer")
+def sus_form(ctx: P, device_id: int) -> HTMLResponse:
+    """The System Usability Scale questionnaire about one device (Brooke 1996)."""
+    dev = ctx.scope.device(device_id)
+    return render(ctx, "studies_sus.html", device=dev, items=sus.ITEMS, roles=SUS_ROLES,
+                  stored=None, error=None)
+
+
+@page(router, "/devices/{device_id}/sus", "viewer", methods=("POST",))
+def sus_submit(ctx: P, device_id: int) -> HTMLResponse:
+    """Store your answers and show your score; a missing answer is named, nothing
+    stored."""
+    dev = ctx.scope.device(device_id)
+    role = ctx.form.get("role", "")
+    raw = [ctx.form.get(f"q{i}", "") for i in range(1, 11)]
+    missing = [str(i) for i, a in enumerate(raw, start=1) if a not in ("1", "2", "3", "4", "5")]
+    if missing or role not in SUS_ROLES:
+        error = (f"answer every statement (missing: {', '.join(missing)})" if missing
+                 else "choose the role you answer as")
+        return render(ctx, "studies_sus.html", status=400, device=dev, items=sus.ITEMS,
+                      roles=SUS_ROLES, stored=None, error=error)
+    row = commit_with_retry(ctx.session, lambda s: sus.add_response(
+        s, ctx.actor(), dev.id, role, [int(a) for a in raw], user_id=ctx.who.user_id))
+    return render(ctx, "studies_sus.html", device=dev, items=sus.ITEMS, roles=SUS_ROLES,
+                  stored=row, error=None)
