@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scanbench.programme import review as service
 from scanbench.store import models as m
@@ -72,6 +72,8 @@ class ReviewDetail(ReviewOut):
     device_id: int | None
     acquired_at: dt.datetime | None
     result_page: str
+    images: int = Field(description="de-identified instances the site sent for review "
+                        "(0 unless the site enabled image upload); shown on the result page")
     measurements: list[MeasurementOut]
 
 
@@ -95,6 +97,13 @@ def _one(ctx: Ctx, review_id: int) -> m.Review:
     return row
 
 
+def _images(ctx: Ctx, res: m.Result) -> int:
+    if res.series_id is None:
+        return 0
+    return int(ctx.session.scalar(select(func.count()).select_from(m.Instance).where(
+        m.Instance.series_id == res.series_id)) or 0)
+
+
 @route(router, "GET", "/reviews", ROLE, response_model=Page[ReviewOut])
 def review_queue(ctx: C, state: State = "queued", limit: Limit = DEFAULT_LIMIT,
                  offset: Offset = 0) -> dict[str, Any]:
@@ -113,7 +122,7 @@ def review_one(review_id: int, ctx: C) -> ReviewDetail:
     return ReviewDetail(
         **ReviewOut.model_validate(row).model_dump(), analysis=res.analysis,
         standard=res.standard, device_id=res.device_id, acquired_at=res.acquired_at,
-        result_page=f"/results/{res.id}",
+        result_page=f"/results/{res.id}", images=_images(ctx, res),
         measurements=[MeasurementOut.model_validate(x, from_attributes=True) for x in meas])
 
 
