@@ -98,7 +98,8 @@ def user_add(username: str, password_stdin: PasswordStdin = False,
 @user_app.command("grant")
 def user_grant(username: str, site: Annotated[str, typer.Argument(help="Site name.")],
                role: Annotated[str, typer.Argument(
-                   help="admin, physicist, technologist or viewer.")],
+                   help="admin, physicist, technologist or viewer; or reviewer (reads, and "
+                   "decides expert reviews: outside that ladder).")],
                home: HomeOpt = None, database_url: UrlOpt = None) -> None:
     """Give a user a role on a site (replacing the role they had there)."""
     from scanbench.web import auth
