@@ -201,22 +201,26 @@ def _comparison_rows(data: dict[tuple[str, str, str, str],
     return out, skipped
 
 
+def _comparison_table(c: cmp.Comparison) -> RTable:
+    """One measurement's comparison as rows of (what, value, 95 % CI)."""
+    stat = (f"{c.statistic_name} = {format_number(c.statistic)}"
+            + (f", df {format_number(c.df, digits=3)}" if c.df is not None else ""))
+    rows = [[RCell("groups (devices)"),
+             RCell(", ".join(f"{g.name} (n={g.n})" for g in c.groups)), RCell("")],
+            [RCell("test"), RCell(c.test), RCell("")],
+            [RCell("statistic, p"), RCell(f"{stat}; p = {format_number(c.p, digits=3)}",
+                                          numeric=True), RCell("")],
+            [RCell(c.effect_name), _n(c.effect, 3), _ci(*c.effect_ci)]]
+    if c.difference_name:
+        rows.append([RCell(c.difference_name),
+                     RCell(f"{format_number(c.difference)} {c.unit}", numeric=True),
+                     _ci(*c.difference_ci, c.unit)])
+    rows.append([RCell(c.mdd_name), RCell(f"{format_number(c.mdd)} {c.unit}", numeric=True),
+                 RCell("")])
+    return RTable(c.quantity, ["", "value", "95 % CI"], rows, notes=list(c.notes))
+
+
 def _comparison_section(comps: list[cmp.Comparison], skipped: int, label: str) -> RSection:
-    rows = []
-    for c in comps:
-        rows.append([
-            RCell(c.quantity), RCell(", ".join(f"{g.name} (n={g.n})" for g in c.groups)),
-            RCell(c.test),
-            RCell(f"{c.statistic_name} = {format_number(c.statistic)}"
-                  + (f", df {format_number(c.df, 3)}" if c.df is not None else ""),
-                  numeric=True),
-            _n(c.p, 3),
-            RCell(f"{c.effect_name} = {format_number(c.effect, 3)}", numeric=True),
-            _ci(*c.effect_ci),
-            RCell("—" if not c.difference_name else
-                  f"{format_number(c.difference)} {c.unit}", numeric=True),
-            _ci(*c.difference_ci, c.unit),
-            RCell(f"{format_number(c.mdd)} {c.unit}", numeric=True)])
     notes = [f"Choice of test: {cmp.CHOICE_RULE}.",
              "Effect sizes: Hedges' g with the Hedges & Olkin 1985 interval (Welch); "
              "rank-biserial r (Wendt 1972) with the Hanley & McNeil 1982 interval "
@@ -231,10 +235,10 @@ def _comparison_section(comps: list[cmp.Comparison], skipped: int, label: str) -
     if skipped:
         notes.append(f"{skipped} measurement(s) not compared: fewer than two groups with at "
                      f"least {cmp.MIN_GROUP} devices.")
-    return RSection(f"Comparison between groups ({label})", tables=[RTable(
-        "Per measurement", ["measurement", "groups (devices)", "test", "statistic", "p",
-                            "effect size", "95 % CI", "difference", "95 % CI",
-                            "smallest detectable"], rows)], notes=notes)
+    if not comps:
+        notes.insert(0, "No measurement had two groups with enough devices to compare.")
+    return RSection(f"Comparison between groups ({label})",
+                    tables=[_comparison_table(c) for c in comps], notes=notes)
 
 
 def _reliability_section(session: Session, devices: list[m.Device], group: dict[int, str],

@@ -162,16 +162,25 @@ def test_numbers_equal_those_computed_from_the_store(store: Store) -> None:
 
 def test_comparison_is_the_compare_module_on_device_means(store: Store) -> None:
     report = _report(store, "make")
-    (row,) = _table(report, "Comparison between groups", "Per measurement")
-    groups = {"Siemens": [_device_mean(b) for *_, b in DEVICES[:3]],
-              "United Imaging": [_device_mean(b) for *_, b in DEVICES[3:6]],
-              "GE": [_device_mean(DEVICES[6][-1])]}
+    sec = next(x for x in report.sections if x.title == "Comparison between groups (make)")
+    (table,) = sec.tables
+    assert table.title == f"{ANALYSIS}: {NAME} (direction AP)"
+    rows = {r[0].text: [c.text for c in r[1:]] for r in table.rows}
+    groups = {"GE": [_device_mean(DEVICES[6][-1])],
+              "Siemens": [_device_mean(b) for *_, b in DEVICES[:3]],
+              "United Imaging": [_device_mean(b) for *_, b in DEVICES[3:6]]}
     c = cmp.compare_groups(groups, "mm")
-    assert row[1] == "GE (n=1), Siemens (n=3), United Imaging (n=3)"
-    assert row[2] == c.test
-    assert row[4] == f"{c.p:.3g}"
-    assert row[9] == f"{c.mdd:.4g} mm"
-    assert row[7] == f"{c.difference:.4g} mm"
+    assert c.test == "Welch's t-test (two-sided)"  # 3 devices each, Shapiro-Wilk passes
+    assert rows["groups (devices)"][0] == "GE (n=1), Siemens (n=3), United Imaging (n=3)"
+    assert rows["test"][0] == c.test
+    assert rows["statistic, p"][0] == (f"t = {c.statistic:.4g}, df {c.df:.3g}; "
+                                       f"p = {c.p:.3g}")
+    assert rows[c.effect_name] == [f"{c.effect:.3g}",
+                                   f"{c.effect_ci[0]:.4g} to {c.effect_ci[1]:.4g}"]
+    assert rows[c.difference_name] == [
+        f"{c.difference:.4g} mm", f"{c.difference_ci[0]:.4g} to {c.difference_ci[1]:.4g} mm"]
+    assert rows[c.mdd_name][0] == f"{c.mdd:.4g} mm"
+    assert table.notes == ["not tested (fewer than 2 devices): GE"]
 
 
 @pytest.mark.parametrize(("attribute", "groups"), [
@@ -217,7 +226,7 @@ def test_html_escapes_device_names_and_pdf_reads_back(store: Store) -> None:
                           text=True, check=True).stdout
     assert "Programme evaluation report" in text
     assert "Comparison between groups (model)" in text
-    assert "Kruskal-Wallis" in text or "ANOVA" in text
+    assert "Mann-Whitney U (two-sided)" in text  # Prisma (3) vs uMR 790 (2 devices)
 
 
 def test_cli_writes_the_report(store: Store) -> None:
