@@ -317,6 +317,10 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
         "/procedures/earl1:pet.nema_nu2_2018.image_quality/quiz", None),
     ("POST", "/procedures/{key}/quiz"): (
         "/procedures/earl1:pet.nema_nu2_2018.image_quality/quiz", {"analysis": "0"}),
+    ("POST", "/api/v1/training"): ("/api/v1/training", {
+        "user_id": "{vi_a}", "site_id": "{site_a}", "topic": "radiation_safety",
+        "completed_on": "2026-01-01", "valid_days": 365}),
+    ("GET", "/api/v1/training/due"): ("/api/v1/training/due", None),
     ("GET", "/devices/{device_id}/sus"): ("/devices/{device_a}/sus", None),
     ("POST", "/devices/{device_id}/sus"): ("/devices/{device_a}/sus", {
         "role": "technologist", **{f"q{i}": "3" for i in range(1, 11)}}),

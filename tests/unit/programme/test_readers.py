@@ -259,3 +259,25 @@ def test_sus_questionnaire_page(world: dict[str, Any]) -> None:
         assert len(rows) == before + 1 and rows[-1].score == 80.0
         assert rows[-1].role == "radiologist" and rows[-1].answers == [4, 2, 4, 1, 5, 2, 3, 2,
                                                                         4, 1]
+
+
+def test_training_api_records_and_lists_reminders_of_the_site(world: dict[str, Any]) -> None:
+    """A physicist records the training of their site's staff and sees its reminder; a
+    person without a role on the site is not found there."""
+    import datetime as dt
+
+    ph, csrf = _client(world["app"], "ph")
+    h = {"X-CSRF-Token": csrf}
+    with world["db"].sessions() as s:
+        me = s.scalars(select(m.User.id).where(m.User.username == "ph")).one()
+    done = (dt.date.today() - dt.timedelta(days=20)).isoformat()
+    r = ph.post("/api/v1/training", headers=h, json={
+        "user_id": me, "site_id": world["ids"]["site"], "topic": "radiation_safety",
+        "completed_on": done, "valid_days": 30})
+    assert r.status_code == 201, r.text
+    due = ph.get("/api/v1/training/due").json()
+    assert [(d["user"], d["state"], d["days_left"]) for d in due] == [("ph", "due soon", 10)]
+    r = ph.post("/api/v1/training", headers=h, json={
+        "user_id": world["ids"]["r1"], "site_id": world["ids"]["site"],
+        "topic": "radiation_safety", "completed_on": done})
+    assert r.status_code == 404

@@ -10,11 +10,14 @@ Role rules:
   their cases' images, never a case's device or site when the study is blinded;
   a reviewer is not a reader by their role, only by assignment;
 * a SUS questionnaire about a device: viewer on the device's site (anyone who uses it);
-  SUS summaries: viewer, over the devices the caller sees.
+  SUS summaries: viewer, over the devices the caller sees;
+* training records: physicist on the site records them and sees the reminders of the
+  sites where they are physicist.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 
 from scanbench.errors import InputError
-from scanbench.programme import readers, sus
+from scanbench.programme import readers, sus, training
 from scanbench.store import models as m
 from scanbench.web.api.app import PREFIX, Ctx, context, route
 from scanbench.web.audit import commit_with_retry
@@ -207,3 +210,59 @@ def sus_summary(ctx: C, device_id: Annotated[int | None, Query()] = None) -> dic
     else:
         ids = list(ctx.session.scalars(ctx.scope.device_ids()))
     return sus.summarise(ctx.session, ids)
+
+
+# --------------------------------------------------------------------------- training
+
+class TrainingIn(_In):
+    user_id: int
+    site_id: int
+    topic: str = Field(description="device_operation, qc_procedure or radiation_safety")
+    completed_on: dt.date
+    expires_on: dt.date | None = None
+    valid_days: int | None = Field(None, gt=0, le=3650)
+    device_id: int | None = None
+    procedure_key: str | None = Field(None, max_length=120,
+                                      description="<spec>:<test>, e.g. "
+                                      "earl1:pet.nema_nu2_2018.image_quality")
+    provider: str = Field("", max_length=200)
+    note: str = Field("", max_length=2000)
+
+
+class TrainingOut(BaseModel):
+    id: int
+    user_id: int
+    topic: str
+    completed_on: dt.date
+    expires_on: dt.date | None
+
+
+@route(router, "POST", "/training", "physicist", response_model=TrainingOut,
+       status_code=201)
+def training_add(body: TrainingIn, ctx: C) -> TrainingOut:
+    """Record a person's completed training (physicist on the site)."""
+    ctx.scope.site(body.site_id)
+    ctx.scope.require("physicist", body.site_id)
+    # staff of the site: a user holding any grant there (Scope.user is for admins)
+    user = ctx.session.scalars(select(m.User).join(m.Grant, m.Grant.user_id == m.User.id)
+                               .where(m.User.id == body.user_id,
+                                      m.Grant.site_id == body.site_id)).first()
+    if user is None:
+        raise NotFound(f"no user {body.user_id} with a role on site {body.site_id}")
+    if body.device_id is not None and ctx.scope.device(body.device_id).site_id != body.site_id:
+        raise InputError("device_id: the device is not on this site")
+    row: m.TrainingRecord = commit_with_retry(ctx.session, lambda s: training.add_record(
+        s, ctx.actor(), user.id, body.topic, body.completed_on, expires_on=body.expires_on,
+        valid_days=body.valid_days, site_id=body.site_id, device_id=body.device_id,
+        procedure_key=body.procedure_key, provider=body.provider, note=body.note))
+    return TrainingOut(id=row.id, user_id=row.user_id, topic=row.topic,
+                       completed_on=row.completed_on, expires_on=row.expires_on)
+
+
+@route(router, "GET", "/training/due", "physicist", response_model=list[dict[str, Any]])
+def training_due(ctx: C, within: Annotated[int, Query(ge=0, le=3650)] = training.DUE_SOON_DAYS
+                 ) -> list[dict[str, Any]]:
+    """Training of your sites (where you are physicist) that has expired or expires
+    within ``within`` days: the reminders, most urgent first."""
+    return training.reminders(ctx.session, dt.date.today(), within_days=within,
+                              site_ids=ctx.who.sites_with("physicist"))
