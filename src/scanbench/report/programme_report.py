@@ -241,6 +241,42 @@ def _comparison_section(comps: list[cmp.Comparison], skipped: int, label: str) -
                     tables=[_comparison_table(c) for c in comps], notes=notes)
 
 
+def _scorecard_section(session: Session, devices: list[m.Device], group: dict[int, str],
+                       lo: dt.datetime, hi: dt.datetime) -> RSection | None:
+    """Per device its latest stored scorecard whose period ends in [lo, hi]: status
+    against its spec, score and compliance (share of required tests done on time); per
+    group the share of devices whose scorecard passed and the mean compliance."""
+    latest: dict[int, tuple[m.Scorecard, str]] = {}
+    rows = session.execute(
+        select(m.Scorecard, m.Spec.name).join(m.Spec, m.Spec.id == m.Scorecard.spec_id)
+        .where(m.Scorecard.device_id.in_([d.id for d in devices]),
+               m.Scorecard.period_end > lo, m.Scorecard.period_end <= hi)
+        .order_by(m.Scorecard.period_end, m.Scorecard.created_at, m.Scorecard.id)).all()
+    for card, spec in rows:
+        latest[card.device_id] = (card, spec)
+    if not latest:
+        return None
+    drows = [[RCell(device_name(d)), RCell(group[d.id]), RCell(latest[d.id][1]),
+              RCell(latest[d.id][0].status, status=latest[d.id][0].status),
+              _n(latest[d.id][0].score, 3), _pct(latest[d.id][0].compliance)]
+             for d in devices if d.id in latest]
+    grows = []
+    for g, ids in _groups(list(latest), group).items():
+        judged = [latest[i][0].status for i in ids if latest[i][0].status in ("pass", "fail")]
+        comp = [c for i in ids if (c := latest[i][0].compliance) is not None]
+        grows.append([RCell(g), _n(len(ids), 6),
+                      _pct(judged.count("pass") / len(judged) if judged else None),
+                      _pct(sum(comp) / len(comp) if comp else None)])
+    return RSection("Scorecards", intro=(
+        "Each device's latest stored scorecard in the period (scanbench.evaluation."
+        "scorecard): its status against the spec assigned to the device, its score and its "
+        "compliance (share of the spec's required tests done on time)."), tables=[
+        RTable("Per device", ["device", "group", "spec", "status", "score", "compliance"],
+               drows),
+        RTable("Per group", ["group", "devices", "devices passing", "mean compliance"],
+               grows)])
+
+
 def _reliability_section(session: Session, devices: list[m.Device], group: dict[int, str],
                          start: dt.date, end: dt.date) -> RSection:
     from scanbench.evaluation import records
@@ -444,6 +480,9 @@ def programme_report(session: Session, start: dt.date, end: dt.date, *,
     comps, skipped = _comparison_rows(data, group)
     sections.append(_comparison_section(comps, skipped, label))
     if devices:
+        cards = _scorecard_section(session, devices, group, lo, hi)
+        if cards is not None:
+            sections.append(cards)
         sections.append(_reliability_section(session, devices, group, start, end))
     for extra_section in (_dose_section(session, ids, group, start, end) if ids else None,
                           _people_section(session, ids, group) if ids else None,

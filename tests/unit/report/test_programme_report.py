@@ -27,6 +27,7 @@ from scanbench.programme import compare as cmp
 from scanbench.programme import sus
 from scanbench.report import programme_report as pr
 from scanbench.store import Database, devices, repo
+from scanbench.store import models as m
 from scanbench.types import DeviceIdentity, Limits, Result
 from scanbench.web import audit, auth, sites
 from scanbench.web.api import create_app
@@ -106,6 +107,18 @@ def _build(db: Database) -> dict[str, int]:
                         ("downtime_start", dt.datetime(2026, 1, 3, 8)),
                         ("downtime_end", dt.datetime(2026, 1, 3, 18))):
             records.add_event(s, CLI, ids["s1"], kind, t)
+        # stored scorecards (computed by evaluation.scorecard elsewhere; read here)
+        spec = m.Spec(name="site-mr", version="1", yaml="name: site-mr")
+        s.add(spec)
+        s.flush()
+        for serial, status, score, comp, end in (
+                ("s1", "fail", 0.2, 0.4, dt.datetime(2026, 1, 5)),  # superseded by next
+                ("s1", "pass", 0.9, 1.0, dt.datetime(2026, 1, 11)),
+                ("s2", "fail", 0.5, 0.5, dt.datetime(2026, 1, 11)),
+                ("s3", "pass", 1.0, 1.0, dt.datetime(2025, 12, 1))):  # before the period
+            s.add(m.Scorecard(device_id=ids[serial], spec_id=spec.id, status=status,
+                              score=score, compliance=comp, period_end=end,
+                              period_start=end - dt.timedelta(days=30), data={}))
         for answers in ([5, 1, 5, 1, 5, 1, 5, 1, 5, 1], [4, 2, 4, 2, 4, 2, 4, 2, 4, 2]):
             sus.add_response(s, CLI, ids["u1"], "technologist", answers)
         s.commit()
@@ -205,6 +218,9 @@ def test_reliability_sus_and_unknown_attribute(store: Store) -> None:
     s1 = rel[f"s1 {XSS}"]
     # ten days = 240 h in service, one failure of 10 h: uptime 230/240, MTBF 230, MTTR 10
     assert s1[2] == f"{100 * 230 / 240:.4g}" and s1[3] == "230" and s1[4] == "10"
+    cards = {r[0]: r for r in _table(report, "Scorecards", "Per group")}
+    assert cards["Siemens Prisma"][1:] == ["2", "50 %", "75 %"]  # s1 pass 1.0, s2 fail 0.5
+    assert set(cards) == {"Siemens Prisma"}
     sus_rows = {r[0]: r for r in _table(report, "Reader studies", "System Usability Scale "
                                                                   "by group")}
     assert sus_rows["United Imaging uMR 790"][1:3] == ["2", "87.5"]  # (100 + 75) / 2
