@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from scanbench.programme import review as service
 from scanbench.store import models as m
@@ -51,12 +50,3 @@ def review_decide_page(ctx: P, review_id: int) -> Response:
         str(form.get("reason", "")), str(form.get("comment", ""))))
     return redirect("/review")
 
-
-def decisions_for_results(session: Any, result_ids: list[int]) -> dict[int, Any]:
-    """At a site: the newest received decision per result (for result/device pages)."""
-    out: dict[int, Any] = {}
-    for row in session.scalars(select(m.ReviewDecision).where(
-            m.ReviewDecision.result_id.in_(result_ids))
-            .order_by(m.ReviewDecision.decided_at, m.ReviewDecision.id)):
-        out[row.result_id] = row
-    return out
