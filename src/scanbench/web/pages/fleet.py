@@ -173,26 +173,36 @@ def _latest_ids_by_window(ctx: PageCtx) -> Select[Any]:
     return select(ranked.c.device_id, ranked.c.analysis, ranked.c.id).where(ranked.c.rn == 1)
 
 
+#: Result ids per query (SQLite allows 32,766 bound parameters since 3.32).
+_IDS_PER_QUERY = 5000
+
+
 def _latest_results(ctx: PageCtx) -> dict[int, list[TestCell]]:
     """Newest result per (device, analysis) of the visible devices and its status, in
-    one query. The newest is the latest acquired (then the highest id): a re-analysis
-    of a series supersedes its result with a newer row of the same acquisition time, so
-    a superseded result is never the newest."""
+    two queries: the newest ids, then those results with their measurements' statuses.
+    The newest is the latest acquired (then the highest id): a re-analysis of a series
+    supersedes its result with a newer row of the same acquisition time, so a
+    superseded result is never the newest.
+
+    Why two queries and not a join: PostgreSQL estimates a recursive CTE's rows badly
+    (64,199 for 1,000 pairs), so joined to ``result`` it hashed the whole table (3.65M
+    rows: 3.7 s, bench/web.py); by id list each result is one primary-key seek."""
     latest = (_latest_ids_by_index(ctx) if _has_latest_index(ctx)
-              else _latest_ids_by_window(ctx)).subquery()
-    latest_id = latest.c[2]
-    rows = ctx.session.execute(
-        select(m.Result.id, m.Result.device_id, m.Result.analysis, m.Result.acquired_at,
-               m.Measurement.status)
-        .join(latest, m.Result.id == latest_id)
-        .outerjoin(m.Measurement, m.Measurement.result_id == m.Result.id)
-        .group_by(m.Result.id, m.Result.device_id, m.Result.analysis, m.Result.acquired_at,
-                  m.Measurement.status))
+              else _latest_ids_by_window(ctx))
+    ids = [row[2] for row in ctx.session.execute(latest) if row[2] is not None]
     found: dict[int, tuple[int | None, str, dt.datetime | None, set[str]]] = {}
-    for rid, device_id, analysis, acquired_at, status in rows:
-        entry = found.setdefault(rid, (device_id, analysis, acquired_at, set()))
-        if status is not None:
-            entry[3].add(status)
+    for at in range(0, len(ids), _IDS_PER_QUERY):
+        rows = ctx.session.execute(
+            select(m.Result.id, m.Result.device_id, m.Result.analysis, m.Result.acquired_at,
+                   m.Measurement.status)
+            .where(m.Result.id.in_(ids[at:at + _IDS_PER_QUERY]))
+            .outerjoin(m.Measurement, m.Measurement.result_id == m.Result.id)
+            .group_by(m.Result.id, m.Result.device_id, m.Result.analysis,
+                      m.Result.acquired_at, m.Measurement.status))
+        for rid, device_id, analysis, acquired_at, status in rows:
+            entry = found.setdefault(rid, (device_id, analysis, acquired_at, set()))
+            if status is not None:
+                entry[3].add(status)
     out: dict[int, list[TestCell]] = {}
     for rid, (device_id, analysis, acquired_at, statuses) in found.items():
         if device_id is None:
