@@ -309,6 +309,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/api/v1/programme/report"): ("/api/v1/programme/report?format=json", None),
     ("GET", "/reader-studies"): ("/reader-studies", None),
     ("GET", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read", None),
+    ("GET", "/reader-studies/{study_id}/results"): ("/reader-studies/999999/results", None),
     ("POST", "/reader-studies/{study_id}/read"): ("/reader-studies/999999/read",
                                                   {"case_id": "1"}),
     ("GET", "/procedures/{key}/card"): (

@@ -165,6 +165,10 @@ def test_reader_study_end_to_end(world: dict[str, Any]) -> None:
     assert noise["icc"]["form"] == "ICC(2,1)" and noise["icc"]["icc"] < 1
     assert noise["paired"]["pairs"] == 4
     assert sharp["paired"]["mean_difference"] == pytest.approx(-2.0)  # GE minus Siemens
+    page = ph.get(f"/reader-studies/{sid}/results")
+    assert page.status_code == 200 and "ICC(2,1)" in page.text
+    assert "Siemens Vision-600" in page.text and "Wilcoxon signed-rank" in page.text
+    assert r1.get(f"/reader-studies/{sid}/results").status_code == 403
 
 
 def test_score_out_of_scale_is_refused_by_name(world: dict[str, Any]) -> None:

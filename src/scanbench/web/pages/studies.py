@@ -40,7 +40,8 @@ def study_list(ctx: P) -> HTMLResponse:
     items = []
     for s in rows:
         _next, done, total = readers.progress(ctx.session, s, ctx.who.user_id)
-        items.append({"study": s, "done": done, "total": total})
+        items.append({"study": s, "done": done, "total": total,
+                      "manage": s.site_id is not None and ctx.who.may("physicist", s.site_id)})
     return render(ctx, "studies.html", items=items)
 
 
@@ -155,3 +156,14 @@ def sus_submit(ctx: P, device_id: int) -> HTMLResponse:
         s, ctx.actor(), dev.id, role, [int(a) for a in raw], user_id=ctx.who.user_id))
     return render(ctx, "studies_sus.html", device=dev, items=sus.ITEMS, roles=SUS_ROLES,
                   stored=row, error=None)
+
+
+@page(router, "/reader-studies/{study_id}/results", "physicist")
+def study_results(ctx: P, study_id: int) -> HTMLResponse:
+    """A study's results for the physicists of its site: means by model with 95 % t
+    intervals, weighted kappa and ICC(2,1) between readers, the paired comparison."""
+    from scanbench.web.api.study_routes import _managed
+
+    study = _managed(ctx, study_id)
+    return render(ctx, "studies_results.html", study=study,
+                  res=readers.results(ctx.session, study.id))
