@@ -45,6 +45,12 @@ def database_url(home: Path | str | None = None, url: str | None = None) -> str:
     return f"sqlite:///{home_dir(home) / 'scanbench.db'}"
 
 
+#: PostgreSQL connections kept open, and the most opened at once (POOL_SIZE +
+#: POOL_OVERFLOW = 40, anyio's default number of worker threads).
+POOL_SIZE = 10
+POOL_OVERFLOW = 30
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``, configured for concurrent writers (see module docstring)."""
     try:
@@ -58,7 +64,12 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 60})
             _sqlite_setup(engine)
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        # One connection for each worker thread of the web application (anyio runs the
+        # sync endpoints on at most 40 threads): with SQLAlchemy's default pool (5 + 10
+        # overflow), 20 clients of slow requests made the 16th+ wait 30 s and fail with
+        # a 500 (bench/web.py, dose statistics over a million exams).
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                             max_overflow=POOL_OVERFLOW)
     except (NoSuchModuleError, ImportError) as exc:
         raise InputError(f"unsupported database ({exc}); use sqlite:///PATH or "
                          "postgresql+psycopg://USER:PASSWORD@HOST/DB",

@@ -84,3 +84,24 @@ def test_bad_databases_are_named_not_tracebacks(tmp_path) -> None:
     db.close()
     with pytest.raises(InputError, match="newer version"):
         Database(url=url)
+
+
+def test_postgresql_pool_serves_every_web_worker_thread(pg_server) -> None:
+    """40 connections at once (anyio's default worker threads of the web application)
+    without waiting: the default pool (5 + 10) made the 16th wait 30 s and fail."""
+    import anyio.to_thread
+
+    from scanbench.store.db import POOL_OVERFLOW, POOL_SIZE, make_engine
+
+    async def threads() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert anyio.run(threads) <= POOL_SIZE + POOL_OVERFLOW
+    engine = make_engine(pg_server.create())
+    try:
+        conns = [engine.connect() for _ in range(POOL_SIZE + POOL_OVERFLOW)]
+        assert all(c.exec_driver_sql("SELECT 1").scalar() == 1 for c in conns)
+        for c in conns:
+            c.close()
+    finally:
+        engine.dispose()
