@@ -163,13 +163,16 @@ def hedges_g(x: ArrayLike, y: ArrayLike) -> tuple[float, float, float]:
 
 def rank_biserial(x: ArrayLike, y: ArrayLike) -> tuple[float, float, float, float]:
     """U of x, and the rank-biserial r = 2U/(n1 n2) - 1 (positive: x tends to be higher)
-    with a 95 % interval from the Hanley & McNeil 1982 SE of A = U/(n1 n2), r = 2A - 1."""
+    with a 95 % interval from the Hanley & McNeil 1982 SE of A = U/(n1 n2), r = 2A - 1
+    (none when the groups do not overlap at all: that SE is then 0)."""
     n1, n2 = np.size(x), np.size(y)
     u = float(sps.mannwhitneyu(x, y, alternative="two-sided").statistic)
     a = u / (n1 * n2)
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
     z = float(sps.norm.ppf(0.5 + LEVEL / 2))
+    if a in (0.0, 1.0):  # complete separation: the Hanley-McNeil SE is 0, no interval
+        return u, 2 * a - 1, math.nan, math.nan
     se = math.sqrt(max(var, 0.0))
     lo, hi = max(0.0, a - z * se), min(1.0, a + z * se)
     return u, 2 * a - 1, 2 * lo - 1, 2 * hi - 1
@@ -279,6 +282,8 @@ def _two(out: Comparison, x: np.ndarray, y: np.ndarray, *, normal: bool,
         out.statistic_name, out.statistic = f"U ({names[0]})", float(mw.statistic)
         out.p = float(mw.pvalue)
         _, r, lo, hi = rank_biserial(x, y)
+        if not math.isfinite(lo):
+            out.notes.append("the groups do not overlap (|r| = 1): no interval for r")
         out.effect_name, out.effect, out.effect_ci = (f"rank-biserial r ({label})", r,
                                                       (lo, hi))
         est, dlo, dhi = hodges_lehmann_shift(x, y)

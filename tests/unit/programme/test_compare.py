@@ -89,3 +89,6 @@ def test_small_groups_are_listed_not_tested() -> None:
     # two devices a group: tested, by Mann-Whitney (normality needs 3), no 95 % interval
     t = cmp.compare_groups({"a": [1.0, 2.0], "b": [3.0, 4.0]}, "mm")
     assert t.test.startswith("Mann-Whitney") and math.isnan(t.difference_ci[0])
+    # no overlap: r = -1 and no (zero-width) Hanley-McNeil interval
+    assert t.effect == -1 and math.isnan(t.effect_ci[0])
+    assert "do not overlap" in " ".join(t.notes)
