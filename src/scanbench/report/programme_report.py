@@ -61,8 +61,8 @@ from scanbench.report.store_reports import (
 from scanbench.store import models as m
 
 
-def _fmt_num(v: float | None, unit: str) -> str:
-    return f"{v:g} {unit}" if v is not None else "not recorded"
+def _fmt_num(v: float | None, unit: str, missing: str) -> str:
+    return f"{v:g} {unit}" if v is not None else missing
 
 
 #: Grouping attributes: name -> (label, how a device's group is named).
@@ -73,8 +73,9 @@ GROUPINGS: dict[str, tuple[str, Callable[[m.Device, str], str]]] = {
     "country": ("country of manufacture",
                 lambda d, _s: d.country_of_manufacture or "not recorded"),
     "field_strength": ("field strength",
-                       lambda d, _s: _fmt_num(d.field_strength_t, "T")),
-    "axial_fov": ("axial field of view", lambda d, _s: _fmt_num(d.axial_fov_cm, "cm")),
+                       lambda d, _s: _fmt_num(d.field_strength_t, "T", "no field strength")),
+    "axial_fov": ("axial field of view",
+                  lambda d, _s: _fmt_num(d.axial_fov_cm, "cm", "no axial FOV")),
     "site": ("site", lambda _d, s: s),
 }
 PASS_RULE = ("pass rate = results judged pass / (pass + fail) against their stored limits "

@@ -202,7 +202,7 @@ def test_comparison_is_the_compare_module_on_device_means(store: Store) -> None:
                "United Imaging uMR 790"}),
     ("country", {"China", "Germany", "USA"}),
     ("field_strength", {"1.5 T", "3 T"}),
-    ("axial_fov", {"25 cm", "not recorded"}),
+    ("axial_fov", {"25 cm", "no axial FOV"}),
     ("site", {"Site A", "Site B", "Site C"}),
 ])
 def test_grouping_by_each_attribute(store: Store, attribute: str, groups: set[str]) -> None:
