@@ -12,6 +12,7 @@ minus 1, each even-numbered item 5 minus its answer; the sum of the ten contribu
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -92,8 +93,9 @@ def _summary(scores: list[float]) -> dict[str, Any]:
 
 
 def summarise(session: Session, device_ids: Sequence[int]) -> dict[str, Any]:
-    """SUS per device and role, per model (manufacturer + model), and each device's trend
-    by year of its life since installation (or since its first response)."""
+    """SUS per device and role, per model (manufacturer + model), each device's trend by
+    year of its life since installation (or since its first response), and every pair of
+    models with at least 2 responses each compared (:func:`compare_models`)."""
     rows = session.execute(
         select(m.SusResponse, m.Device).join(m.Device, m.Device.id == m.SusResponse.device_id)
         .where(m.SusResponse.device_id.in_(list(device_ids)))
@@ -115,6 +117,10 @@ def summarise(session: Session, device_ids: Sequence[int]) -> dict[str, Any]:
         "per_model": [{"model": k, **_summary(v)} for k, v in sorted(by_model.items())],
         "trend": [{"device_id": d, "year_of_life": y + 1, **_summary(v)}
                   for d, years in sorted(trend.items()) for y, v in sorted(years.items())],
+        "model_comparisons": [
+            {"models": [a, b], **compare_models(by_model[a], by_model[b])}
+            for a, b in itertools.combinations(sorted(by_model), 2)
+            if len(by_model[a]) >= 2 and len(by_model[b]) >= 2],
     }))
 
 

@@ -80,6 +80,9 @@ def test_sus_stored_per_device_role_model_and_year_of_life(db: Database) -> None
     assert model["Siemens Vida"]["ci_high"] == pytest.approx(25 + 12.7062 * 25, abs=1e-2)
     years = [(r["device_id"], r["year_of_life"], r["n"]) for r in got["trend"]]
     assert (a.id, 1, 3) in years and (a.id, 2, 1) in years
+    (pair,) = got["model_comparisons"]
+    assert pair["models"] == ["GE Signa", "Siemens Vida"] and pair["n"] == [4, 2]
+    assert pair["mean_difference"] == pytest.approx(70 - 25)
     cmp = sus.compare_models([80, 50, 100, 50], [0, 50])
     assert cmp["test"].startswith("Mann-Whitney") and cmp["mean_difference"] == 45
     assert cmp["rank_biserial"] > 0
