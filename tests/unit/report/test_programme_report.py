@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from fastapi.testclient import TestClient
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+from pg import pg_server  # noqa: F401  (fixture: a real PostgreSQL server)
 from scanbench.evaluation import records
 from scanbench.programme import compare as cmp
 from scanbench.programme import sus
@@ -285,3 +287,20 @@ def test_api_rule(store: Store) -> None:
         assert c.get(url + f"&site={store.ids['site_B']}").status_code == 403
         r = c.get(url)  # by default only the site where the caller is physicist
         assert r.status_code == 200 and "Site B" not in r.text
+
+
+def _all_tables(db: Database, group_by: str) -> list[tuple[str, list[list[str]]]]:
+    with db.sessions() as s:
+        report = pr.programme_report(s, FIRST, LAST, group_by=group_by)
+    return [(t.title, [[c.text for c in row] for row in t.rows])
+            for sec in report.sections for t in sec.tables]
+
+
+def test_the_same_report_from_postgresql(store: Store, pg_server: Any) -> None:  # noqa: F811
+    db = Database(url=pg_server.create())
+    try:
+        assert _build(db) == store.ids
+        for group_by in ("make", "field_strength"):
+            assert _all_tables(db, group_by) == _all_tables(store.db, group_by)
+    finally:
+        db.close()
