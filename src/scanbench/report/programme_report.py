@@ -189,14 +189,16 @@ def _measurement_table(title: str, data: dict[tuple[str, str, str, str],
 
 def _comparison_rows(data: dict[tuple[str, str, str, str],
                                 dict[int, tuple[float, int, int, int]]],
-                     group: dict[int, str]) -> tuple[list[cmp.Comparison], int]:
-    out, skipped = [], 0
+                     group: dict[int, str]
+                     ) -> tuple[list[tuple[cmp.Comparison, dict[str, list[float]]]], int]:
+    out: list[tuple[cmp.Comparison, dict[str, list[float]]]] = []
+    skipped = 0
     for (a, name, lk, unit), per_dev in data.items():
         groups = {g: [per_dev[i][0] for i in ids]
                   for g, ids in _groups(list(per_dev), group).items()}
         c = cmp.compare_groups(groups, unit, measurement_title(a, name, lk))
         if c.tested:
-            out.append(c)
+            out.append((c, groups))
         else:
             skipped += 1
     return out, skipped
@@ -221,7 +223,30 @@ def _comparison_table(c: cmp.Comparison) -> RTable:
     return RTable(c.quantity, ["", "value", "95 % CI"], rows, notes=list(c.notes))
 
 
-def _comparison_section(comps: list[cmp.Comparison], skipped: int, label: str) -> RSection:
+#: At most this many comparison figures (the first measurements compared).
+MAX_FIGURES = 12
+
+
+def comparison_figure(c: cmp.Comparison, values: dict[str, list[float]]) -> Any:
+    """The device means of each group as points over a box (plotly), titled with the
+    measurement and its unit; labels HTML-escaped (:func:`report.dose_charts.label`)."""
+    import plotly.graph_objects as go
+
+    from scanbench.report.dose_charts import label
+
+    fig = go.Figure()
+    for g in c.groups:
+        fig.add_trace(go.Box(y=values[g.name], name=label(g.name), boxpoints="all",
+                             jitter=0.3, pointpos=0, showlegend=False,
+                             hovertemplate="%{y}<extra></extra>"))
+    fig.update_layout(title=label(f"{c.quantity}: device means by group"),
+                      yaxis_title=label(c.unit), height=360, margin={"t": 50, "b": 60},
+                      meta={"kind": "chart"})
+    return fig
+
+
+def _comparison_section(comps: list[tuple[cmp.Comparison, dict[str, list[float]]]],
+                        skipped: int, label: str) -> RSection:
     notes = [f"Choice of test: {cmp.CHOICE_RULE}.",
              "Effect sizes: Hedges' g with the Hedges & Olkin 1985 interval (Welch); "
              "rank-biserial r (Wendt 1972) with the Hanley & McNeil 1982 interval "
@@ -238,8 +263,11 @@ def _comparison_section(comps: list[cmp.Comparison], skipped: int, label: str) -
                      f"least {cmp.MIN_GROUP} devices.")
     if not comps:
         notes.insert(0, "No measurement had two groups with enough devices to compare.")
+    if len(comps) > MAX_FIGURES:
+        notes.append(f"Figures: the first {MAX_FIGURES} of {len(comps)} comparisons.")
     return RSection(f"Comparison between groups ({label})",
-                    tables=[_comparison_table(c) for c in comps], notes=notes)
+                    tables=[_comparison_table(c) for c, _ in comps], notes=notes,
+                    figures=[comparison_figure(c, v) for c, v in comps[:MAX_FIGURES]])
 
 
 def _scorecard_section(session: Session, devices: list[m.Device], group: dict[int, str],
@@ -512,22 +540,47 @@ def report_data(report: StoreReport) -> dict[str, Any]:
 
 def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = None) -> str:
     """The report as one self-contained HTML page (templates/programme_report.html,
-    autoescape on: device names and labels from headers are shown as text)."""
-    from scanbench.report.html import STATUS_MEANINGS, STATUS_WORDS, provenance
+    autoescape on: device names and labels from headers are shown as text; plotly.js
+    embedded once, compressed, as in the store reports); ``figure_size`` fixes every
+    figure's size for print."""
+    from scanbench.report.html import (
+        STATUS_MEANINGS,
+        STATUS_WORDS,
+        _figure_entry,
+        _gzip_b64,
+        _plotlyjs_b64,
+        provenance,
+    )
     from scanbench.types import STATUSES
 
+    entries: list[str] = []
+    templates: dict[str, int] = {}
+    slots: list[list[Any]] = []
+    for i, section in enumerate(report.sections):
+        mine = []
+        for j, fig in enumerate(section.figures):
+            entry, slot = _figure_entry(fig, f"fig-{i + 1}-{j + 1}", figure_size, templates)
+            entries.append(entry)
+            mine.append(slot)
+        slots.append(mine)
+    template_list = [json.loads(t) for t, _ in sorted(templates.items(), key=lambda kv: kv[1])]
+    figure_block = ""
+    if entries:
+        figure_block = _gzip_b64('{"templates":' + json.dumps(template_list, separators=(",", ":"))
+                                 + ',"figures":[' + ",".join(entries) + "]}")
     used = {c.status for s in report.sections for t in s.tables for row in t.rows for c in row
             if c.status}
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("scanbench.report", "templates"),
         autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
-    del figure_size  # no figures yet: tables only
     return env.get_template("programme_report.html").render(
-        report=report, version=__version__,
+        report=report, slots=slots, version=__version__,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         provenance=provenance(),
         status_legend=[(s, STATUS_WORDS[s], STATUS_MEANINGS[s]) for s in STATUSES
-                       if s in used])
+                       if s in used],
+        plotlyjs_b64=_plotlyjs_b64() if entries else "", figure_block=figure_block,
+        eager=figure_size is not None)
 
 
 def write(report: StoreReport, path: str | Path) -> Path:

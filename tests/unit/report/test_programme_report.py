@@ -196,6 +196,8 @@ def test_comparison_is_the_compare_module_on_device_means(store: Store) -> None:
         f"{c.difference:.4g} mm", f"{c.difference_ci[0]:.4g} to {c.difference_ci[1]:.4g} mm"]
     assert rows[c.mdd_name][0] == f"{c.mdd:.4g} mm"
     assert table.notes == ["not tested (fewer than 2 devices): GE"]
+    (fig,) = sec.figures  # the device means of each group as points
+    assert {t.name: list(t.y) for t in fig.data} == groups
 
 
 @pytest.mark.parametrize(("attribute", "groups"), [
