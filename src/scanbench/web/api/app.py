@@ -214,8 +214,8 @@ def _docs_page(app: FastAPI) -> str:
 def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     """The web application on ``db``. ``secure_cookies`` marks the session cookie
     Secure even when the TLS ends in a proxy in front of us."""
-    from scanbench.web.api.routes import router
     from scanbench.web.api.report_routes import router as report_router
+    from scanbench.web.api.routes import router
 
     app = FastAPI(title="scanbench", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
