@@ -1,11 +1,11 @@
 """Expert review of sites' QC results at the central node (issue 14 §2).
 
 * **Queue**: :func:`enqueue` gives every result of a site that has a reviewer (a
-  ``reviewer`` grant) and no review yet a :class:`~scanbench.store.models.Review`
-  (state ``queued``) with its automatic triage score and drivers
-  (:mod:`scanbench.programme.triage`; the class's stored model, trained first when the
-  class has none). A result of a class without enough history is queued unscored and
-  says why; it sorts after the scored ones.
+  ``reviewer`` grant), stored since that grant, and no review yet a
+  :class:`~scanbench.store.models.Review` (state ``queued``) with its automatic triage
+  score and drivers (:mod:`scanbench.programme.triage`; the class's stored model,
+  trained first when the class has none). A result of a class without enough history
+  is queued unscored and says why; it sorts after the scored ones.
 * **Order**: :func:`queue_query` — highest triage score first (most unusual), then
   oldest first; unscored last.
 * **Decision**: :func:`decide` — accepted or rejected, with a reason (required for a
@@ -126,16 +126,22 @@ def reviewed_sites(session: Session) -> list[int]:
 
 def enqueue(session: Session, models_file: Path | None,
             result_ids: Iterable[int] | None = None) -> list[m.Review]:
-    """Queue every result (or those of ``result_ids``) of a reviewed site that has no
-    review yet, scored by its class's stored model (a class without one is trained
-    first; ``models_file`` None: trained and not stored). The caller commits."""
+    """Queue every result (or those of ``result_ids``) of a reviewed site, stored since
+    the site's first reviewer grant, that has no review yet, scored by its class's
+    stored model (a class without one is trained first; ``models_file`` None: trained
+    and not stored). The caller commits."""
     sites = reviewed_sites(session)
     if not sites:
         return []
+    # "new": stored since the site got its first reviewer (a site's older history is
+    # not dumped on the reviewer; it still trains the model)
+    since = (select(m.Grant.site_id, func.min(m.Grant.created_at).label("at"))
+             .where(m.Grant.role == "reviewer").group_by(m.Grant.site_id).subquery())
     newer = aliased(m.Result)
     q = (select(m.Result.id, m.Device.modality, m.Result.analysis, m.Device.site_id)
          .join(m.Device, m.Device.id == m.Result.device_id)
-         .where(m.Device.site_id.in_(sites),
+         .join(since, since.c.site_id == m.Device.site_id)
+         .where(m.Result.created_at >= since.c.at,
                 ~select(newer.id).where(newer.supersedes_id == m.Result.id).exists(),
                 ~select(m.Review.id).where(m.Review.result_id == m.Result.id).exists())
          .order_by(m.Result.id))

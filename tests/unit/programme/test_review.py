@@ -239,8 +239,9 @@ def test_cli_train_and_list(world: World) -> None:
 
 
 def test_results_received_from_a_reviewed_site_are_queued(tmp_path: Path) -> None:
-    """A batch a site posts to the central node's federation endpoint: its results join
-    the queue (scored, the class trained on them) once a reviewer is granted there."""
+    """Batches a site posts to the central node's federation endpoint: results received
+    before the site has a reviewer are not queued (they train the model); those received
+    after are queued, scored by the model their predecessors trained."""
     from scanbench.programme import federation as fed
 
     db = Database(url=f"sqlite:///{tmp_path / 'central.sqlite'}")
@@ -249,8 +250,6 @@ def test_results_received_from_a_reviewed_site_are_queued(tmp_path: Path) -> Non
         app.state.home = tmp_path
         with db.sessions() as s:
             token = audit.commit_with_retry(s, lambda s: fed.add_credential(s, CLI, "S"))
-            auth.grant(s, CLI, auth.add_user(s, CLI, "rv_s", PW),
-                       auth.get_site(s, "S"), "reviewer")
             s.commit()
         rng = np.random.default_rng(2)
         dev = {"identity_key": "acme|pet|1", "manufacturer": "ACME", "model": "P",
@@ -263,16 +262,29 @@ def test_results_received_from_a_reviewed_site_are_queued(tmp_path: Path) -> Non
                         "measurements": [{"name": n, "value": float(v), "unit": "%",
                                           "status": "pass"}
                                          for n, v in zip(NAMES, x, strict=True)]}}
-                   for i, x in enumerate(_history(rng, 30))]
-        body = json.dumps({"protocol": fed.PROTOCOL, "site": "S", "batch_uid": "batch-0001",
-                           "prev_seq": 0, "records": records}).encode()
-        r = TestClient(app).post("/api/v1/fed/batches", content=body, headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        assert r.status_code == 200 and r.json()["stored"] == 30, r.text
+                   for i, x in enumerate(_history(rng, 35))]
+        client = TestClient(app)
+
+        def post(uid: str, prev: int, recs: list[dict[str, Any]]) -> None:
+            body = json.dumps({"protocol": fed.PROTOCOL, "site": "S", "batch_uid": uid,
+                               "prev_seq": prev, "records": recs}).encode()
+            r = client.post("/api/v1/fed/batches", content=body, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            assert r.status_code == 200 and r.json()["stored"] == len(recs), r.text
+
+        post("batch-0001", 0, records[:30])
+        with db.sessions() as s:
+            assert s.scalars(select(m.Review)).all() == []  # nobody reviews S yet
+            auth.grant(s, CLI, auth.add_user(s, CLI, "rv_s", PW),
+                       auth.get_site(s, "S"), "reviewer")
+            s.commit()
+        post("batch-0002", 30, records[30:])
         with db.sessions() as s:
             rows = s.scalars(select(m.Review)).all()
-            assert len(rows) == 30 and all(x.triage_score is not None for x in rows)
-        assert (tmp_path / triage.MODELS_FILE).exists()  # the trained model was kept
+            assert len(rows) == 5 and all(x.triage_score is not None for x in rows)
+            assert {x.triage_model for x in rows} == {
+                triage.load_models(tmp_path / triage.MODELS_FILE)[
+                    f"PT/{ANALYSIS}"].version}  # the model was kept in the home
     finally:
         db.close()
 
