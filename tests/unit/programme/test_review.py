@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -40,6 +41,15 @@ def _result(dev: m.Device, n: int, values: tuple[float, float, float]) -> Result
         r.add(name, v, "%", limits=Limits(low=-10, high=10, source="NEMA NU 2-2018",
                                           verified=True))
     return r
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cheap_hashes() -> Iterator[None]:
+    """Argon2id's cost is not this module's subject."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                   parallelism=1))
+        yield
 
 
 @dataclass
