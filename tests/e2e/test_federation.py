@@ -339,6 +339,18 @@ def test_two_sites_reach_the_centre_once_de_identified(tmp_path: Path, central: 
             raw = path.read_bytes()
             for value in PATIENT.values():
                 assert value.encode() not in raw, (value, path.name)
+
+        # The programme report (issue 14 §7) is generated from the central store and
+        # holds both sites' devices and results, grouped by site.
+        report = tmp_path / "programme.html"
+        r = _run(["report", "programme", "-o", str(report), "--group-by", "site",
+                  "--from", "2026-01-01", "--to", "2026-01-31"],
+                 _env(central["home"], central["url"]))
+        assert r.returncode == 0, r.stderr
+        page = report.read_text(encoding="utf-8")
+        assert "<td>Groups</td><td>north, south</td>" in page
+        assert "<td>Devices</td><td>2</td>" in page
+        assert "No measurement was stored" not in page  # each site's result is in it
     finally:
         if north is not None:
             north.stop()
