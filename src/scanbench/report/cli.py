@@ -1,6 +1,7 @@
-"""``scanbench report device|acceptance|site-dose``: the reports of
-:mod:`scanbench.report.store_reports` from the node's database, written as HTML or, for
-an output ending in ``.pdf``, as PDF (headless Chromium).
+"""``scanbench report device|acceptance|site-dose|programme``: the reports of
+:mod:`scanbench.report.store_reports` (and the multi-site programme report of
+:mod:`scanbench.report.programme_report`) from the node's database, written as HTML or,
+for an output ending in ``.pdf``, as PDF (headless Chromium).
 
 The command line is the node's own operator: it sees every device and site (the web
 API filters by the caller's sites). A device is named by its id, serial number or
@@ -25,7 +26,8 @@ from scanbench.service.cli import usage_error as _fail
 err = console(stderr=True)
 
 report_app = typer.Typer(help="Reports from the node's database: a device's QC over a "
-                              "period, its acceptance tests, a site's patient dose "
+                              "period, its acceptance tests, a site's patient dose, a "
+                              "programme's multi-site evaluation "
                               "(HTML, or PDF for an output ending in .pdf).",
                          no_args_is_help=True)
 
