@@ -238,8 +238,9 @@ def _unit(unit: str) -> str:
 
 
 class _Specs:
-    """The specs results name, loaded once per check: the newest stored version of a
-    name, else the shipped spec of that name; None when neither loads."""
+    """The specs results name, loaded once per check: the stored version named
+    (``name@version``), else the newest stored version of a name, else the shipped spec
+    of that name; None when none loads."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -254,14 +255,20 @@ class _Specs:
 
     def _load(self, name: str) -> Any:
         from scanbench.errors import ScanbenchError
-        from scanbench.specs import list_specs, load_spec, parse_spec
+        from scanbench.evaluation.assign import parse_stored
+        from scanbench.evaluation.node_spec import split_label
+        from scanbench.specs import list_specs, load_spec
 
-        row = self.session.scalars(select(m.Spec).where(m.Spec.name == name)
-                                   .order_by(m.Spec.created_at.desc(), m.Spec.id.desc())
+        # a node result names the exact version that judged it (name@version)
+        name, version = split_label(name)
+        q = select(m.Spec).where(m.Spec.name == name)
+        if version is not None:
+            q = q.where(m.Spec.version == version)
+        row = self.session.scalars(q.order_by(m.Spec.created_at.desc(), m.Spec.id.desc())
                                    .limit(1)).first()
         try:
             if row is not None:
-                return parse_spec(row.yaml, where=f"stored spec {name} version {row.version}")
+                return parse_stored(self.session, row)  # with the parent it extends
             if name in list_specs():
                 return load_spec(name)
         except ScanbenchError:

@@ -177,7 +177,8 @@ def _unverified(result: Result) -> tuple[bool, str]:
     """Whether ``result`` was judged by an unverified spec, and the spec's reason."""
     for w in result.warnings:
         match = _UNVERIFIED_RE.match(w)
-        if match and match.group(1) == result.spec:
+        # a node result's spec is stored as name@version (evaluation.node_spec)
+        if match and result.spec and match.group(1) == result.spec.partition("@")[0]:
             return True, match.group(2)
     flagged = any(m.limits is not None and not m.limits.verified for m in result.measurements)
     return flagged, ""

@@ -707,7 +707,8 @@ def _acceptance_spec(session: Session, device: m.Device, name: str | None,
     if not stored:
         return None
     try:
-        return load_spec(Counter(stored).most_common(1)[0][0])
+        # a node result's spec is stored as name@version (evaluation.node_spec)
+        return load_spec(Counter(stored).most_common(1)[0][0].partition("@")[0])
     except ScanbenchError:  # a spec the results were judged by that is not installed here
         return None
 

@@ -1150,6 +1150,8 @@ def _store_series_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
     """Results go to the series they are about (a group's results may be about a
     partner analysed before: the new row supersedes its earlier one); each target is
     done, clinical, or waiting for its partners."""
+    from scanbench.evaluation.node_spec import judged_for_storage
+
     targets = job_targets(job)
     rows = {r.series_uid: r for r in s.scalars(select(m.Series).where(
         m.Series.series_uid.in_(targets + [str(r.series_instance_uid)
@@ -1163,6 +1165,9 @@ def _store_series_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
         pid = used.get(ran, used.get(result.analysis))
         if pid is not None and pid not in cache:
             cache[pid] = s.get(m.Protocol, pid)
+        # judged by the spec assigned to the device at acquisition (issue 13 §6)
+        result = judged_for_storage(s, result, device_id=series.device_id,
+                                    series_id=series.id, besides=saved)
         row = repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
                                job_id=job.id, replace=True, besides=saved,
                                protocol=cache.get(pid) if pid is not None else None)

@@ -1,0 +1,202 @@
+"""The node judges each result by the spec assigned to its device at acquisition (issue
+13 §6, "every new result checked against its limits"): real PET DICOM through the real
+pipeline. A device with an assigned spec whose limit the value breaks gets a stored
+``fail`` with that spec's source and version and one limit alert (however often the job
+runs); without an assignment in force at acquisition the result is stored as analysed;
+an assignment made after a result never rewrites it, while the scorecard judges it
+again by the spec in force."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from node_dicom import uniform_phantom
+from scanbench.evaluation import assign as A
+from scanbench.evaluation import scorecard as S
+from scanbench.service.jobs import ENV_FIGURES, InlineExecutor
+from scanbench.service.pipeline import Pipeline
+from scanbench.store import models as m
+from scanbench.web import audit
+
+CLI = audit.Actor(None, "cli:test")
+ANALYSIS, NAME = "pet.calibration_uniformity", "activity_concentration_bq_ml"
+SOURCE = "Site PET QC manual section 4.2: concentration at most {high:g} Bq/mL"
+SPEC = """name: {name}
+title: Site PET calibration QC
+version: "{version}"
+description: the site's calibration check, for the node's judging of stored results
+verified: true
+sources: ["Site PET QC manual"]
+tests:
+  - {{test: pet.calibration_uniformity, analysis: pet.calibration_uniformity,
+     frequency: quarterly, dimension: image_quality, source: "Site PET QC manual 4.1"}}
+rules:
+  - analysis: pet.calibration_uniformity
+    measurement: activity_concentration_bq_ml
+    high: {high}
+    source: "{source}"
+    confidence: C
+"""
+OLD = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+# the assignment is in force from 10 March 2026 (the phantoms' clock is UTC+8)
+VALID_FROM = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
+TZ8 = dt.timezone(dt.timedelta(hours=8))
+
+
+@dataclass
+class World:
+    pipe: Pipeline
+    truth: dict[str, Any]
+    before: int  # result acquired 4 March, stored before any assignment
+    early: int  # result acquired 5 March, stored after the assignment (not yet in force)
+    judged: int  # result acquired 20 March, assignment in force
+    judged_job: int
+    high: float
+    snapshot: list[tuple[Any, ...]]  # the 'before' result's stored columns
+
+
+def _rows(s: Any, result_id: int) -> list[tuple[Any, ...]]:
+    r = s.get_one(m.Result, result_id)
+    return [(r.spec, r.parameters.get("assigned_spec"))] + [
+        (x.name, x.value, x.status, x.limit_low, x.limit_high, x.limit_source,
+         x.limit_verified) for x in sorted(r.measurements, key=lambda x: x.id)]
+
+
+def _run(pipe: Pipeline, folder: Path) -> tuple[int, int]:
+    """Store a phantom's files, run its job; (result id, job id)."""
+    for f in sorted(folder.glob("*.dcm")):
+        assert pipe.store_path(f).stored
+    pipe.drain()
+    with pipe.db.session() as s:
+        uids = {str(u) for u in s.scalars(select(m.Series.series_uid))}
+        res = s.scalars(select(m.Result).where(m.Result.analysis == ANALYSIS,
+                                               m.Result.series_uid.in_(uids))
+                        .order_by(m.Result.id.desc())).first()
+        assert res is not None and res.job_id is not None
+        job = s.get_one(m.Job, res.job_id)
+        assert job.state == "done", job.error
+        return res.id, res.job_id
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("nodespec")
+    old_env = os.environ.get(ENV_FIGURES)
+    os.environ[ENV_FIGURES] = "0"  # figures are not what is tested here
+    truth = uniform_phantom(tmp / "a", scan_start=dt.datetime(2026, 3, 4, 10, 30, tzinfo=TZ8))
+    uniform_phantom(tmp / "b", seed=2,
+                    scan_start=dt.datetime(2026, 3, 20, 10, 30, tzinfo=TZ8))
+    uniform_phantom(tmp / "c", seed=3,
+                    scan_start=dt.datetime(2026, 3, 5, 10, 30, tzinfo=TZ8))
+    # a limit the phantom's concentration (the truth, within a few %) clearly breaks
+    high = round(0.5 * float(truth["concentration_bq_ml"]))
+    pipe = Pipeline(tmp / "home", None, quiet_seconds=0.0, executor=InlineExecutor())
+    try:
+        before, _ = _run(pipe, tmp / "a")
+        with pipe.db.session() as s:
+            snapshot = _rows(s, before)
+            A.store_spec_text(s, SPEC.format(name="site-pet", version="1", high=high,
+                                             source=SOURCE.format(high=high)),
+                              origin="upload", created_at=OLD)
+            A.assign(s, CLI, "site-pet", A.DeviceClassCriteria(modality="PT"),
+                     valid_from=VALID_FROM)
+        judged, judged_job = _run(pipe, tmp / "b")
+        early, _ = _run(pipe, tmp / "c")
+        yield World(pipe, truth, before, early, judged, judged_job, high, snapshot)
+    finally:
+        pipe.close()
+        if old_env is None:
+            os.environ.pop(ENV_FIGURES, None)
+        else:
+            os.environ[ENV_FIGURES] = old_env
+
+
+def test_a_value_breaking_the_assigned_specs_limit_is_stored_failed_with_its_source(
+        world: World) -> None:
+    with world.pipe.db.session() as s:
+        res = s.get_one(m.Result, world.judged)
+        assert res.spec == "site-pet@1"  # the spec that judged it, with its version
+        prov = res.parameters["assigned_spec"]
+        assert (prov["name"], prov["version"]) == ("site-pet", "1")
+        assert prov["sha256"] == A.stored_spec(s, "site-pet", "1").sha256
+        (conc,) = [x for x in res.measurements if x.name == NAME]
+        assert conc.value is not None and conc.value > world.high
+        assert conc.status == "fail"
+        assert conc.limit_high == world.high and conc.limit_low is None
+        assert conc.limit_verified is True
+        assert conc.limit_source is not None and conc.limit_source.startswith("site-pet: ")
+        assert SOURCE.format(high=world.high) in conc.limit_source
+        # the spec has no rule for the other measurements: reported without pass/fail
+        assert {x.status for x in res.measurements if x.name != NAME} <= {
+            "info", "refused", "not_judged"}
+
+
+def test_the_failed_limit_raises_one_action_alert_however_often_the_job_runs(
+        world: World) -> None:
+    def limit_alerts() -> list[tuple[Any, ...]]:
+        with world.pipe.db.session() as s:
+            return [(a.key, a.level, a.name, a.result_id, a.limit_source, a.threshold)
+                    for a in s.scalars(select(m.Alert).where(m.Alert.rule == "limit"))]
+
+    first = limit_alerts()
+    assert len(first) == 1
+    _, level, name, result_id, source, threshold = first[0]
+    assert (level, name, result_id, threshold) == ("action", NAME, world.judged, world.high)
+    assert source is not None and SOURCE.format(high=world.high) in source
+    world.pipe.retry(world.judged_job)  # the job again (`scanbench jobs retry`)
+    world.pipe.drain()
+    assert [(k, lv, n, src) for k, lv, n, _, src, _ in limit_alerts()] == [
+        (k, lv, n, src) for k, lv, n, _, src, _ in first]
+
+
+def test_without_an_assignment_in_force_the_result_is_stored_as_analysed(
+        world: World) -> None:
+    with world.pipe.db.session() as s:
+        for rid in (world.before, world.early):  # none yet / not yet in force at acquisition
+            res = s.get_one(m.Result, rid)
+            assert res.spec is None and "assigned_spec" not in res.parameters
+            (conc,) = [x for x in res.measurements if x.name == NAME]
+            assert conc.value is not None and conc.value > world.high  # would fail...
+            assert conc.status not in ("pass", "fail")  # ...but nothing judged it
+            assert conc.limit_source is None and conc.limit_high is None
+
+
+def test_a_later_assignment_never_rewrites_a_stored_result_but_the_scorecard_rejudges(
+        world: World) -> None:
+    with world.pipe.db.session() as s:
+        assert _rows(s, world.before) == world.snapshot
+        # a relaxed spec assigned to this device (more specific than the modality one)
+        # from 15 March: the result of 20 March stays stored as judged ...
+        first = s.get_one(m.Result, world.judged)
+        device_id = first.device_id
+        assert device_id is not None
+        # the series' current result (a retried job's row supersedes the first)
+        judged = max(s.scalars(select(m.Result.id).where(
+            m.Result.series_uid == first.series_uid, m.Result.analysis == ANALYSIS)))
+        stored = _rows(s, judged)
+        assert any(r[2] == "fail" for r in stored[1:])  # judged by site-pet when stored
+        relaxed = 4 * world.high
+        A.store_spec_text(s, SPEC.format(name="site-pet-relaxed", version="2", high=relaxed,
+                                         source=SOURCE.format(high=relaxed)),
+                          origin="upload", created_at=OLD)
+        A.assign(s, CLI, "site-pet-relaxed", A.DeviceClassCriteria(device_id=device_id),
+                 valid_from=dt.datetime(2026, 3, 15, tzinfo=dt.UTC))
+        s.flush()
+        assert _rows(s, judged) == stored
+        # ... while the scorecard judges it by the spec in force then: it passes
+        parts = S.compute_scorecards(s, device_id, dt.datetime(2026, 3, 16, tzinfo=dt.UTC),
+                                     dt.datetime(2026, 3, 31, tzinfo=dt.UTC))
+        (part,) = parts
+        assert part.row is not None
+        assert s.get_one(m.Spec, part.row.spec_id).name == "site-pet-relaxed"
+        (test,) = part.row.data["tests"]
+        assert judged in test["evidence"] and test["status"] == "passed", test
+        s.rollback()
