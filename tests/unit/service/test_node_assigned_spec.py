@@ -44,6 +44,13 @@ rules:
     high: {high}
     source: "{source}"
     confidence: C
+  - analysis: pet.calibration_uniformity
+    measurement: suv_mean
+    low: 0.5
+    high: 2.0
+    tolerance: {{high: 0.9}}
+    source: "Site PET QC manual section 4.3: SUV of the uniform cylinder"
+    confidence: C
 """
 OLD = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 # the assignment is in force from 10 March 2026 (the phantoms' clock is UTC+8)
@@ -134,8 +141,10 @@ def test_a_value_breaking_the_assigned_specs_limit_is_stored_failed_with_its_sou
         assert conc.limit_verified is True
         assert conc.limit_source is not None and conc.limit_source.startswith("site-pet: ")
         assert SOURCE.format(high=world.high) in conc.limit_source
+        (suv,) = [x for x in res.measurements if x.name == "suv_mean"]
+        assert suv.status == "pass" and (suv.limit_low, suv.limit_high) == (0.5, 2.0)
         # the spec has no rule for the other measurements: reported without pass/fail
-        assert {x.status for x in res.measurements if x.name != NAME} <= {
+        assert {x.status for x in res.measurements if x.name not in (NAME, "suv_mean")} <= {
             "info", "refused", "not_judged"}
 
 
@@ -146,7 +155,12 @@ def test_the_failed_limit_raises_one_action_alert_however_often_the_job_runs(
             return [(a.key, a.level, a.name, a.result_id, a.limit_source, a.threshold)
                     for a in s.scalars(select(m.Alert).where(m.Alert.rule == "limit"))]
 
-    first = limit_alerts()
+    all_first = limit_alerts()
+    # SUV ~1.0 passes its action limits 0.5..2.0 but is above its tolerance level 0.9
+    tol = [a for a in all_first if a[1] == "tolerance"]
+    assert [(a[2], a[3], a[5]) for a in tol] == [("suv_mean", world.judged, 0.9)]
+    assert tol[0][4] is not None and tol[0][4].startswith("site-pet@1: Site PET QC manual")
+    first = [a for a in all_first if a[1] == "action"]
     assert len(first) == 1
     _, level, name, result_id, source, threshold = first[0]
     assert (level, name, result_id, threshold) == ("action", NAME, world.judged, world.high)
@@ -154,7 +168,7 @@ def test_the_failed_limit_raises_one_action_alert_however_often_the_job_runs(
     world.pipe.retry(world.judged_job)  # the job again (`scanbench jobs retry`)
     world.pipe.drain()
     assert [(k, lv, n, src) for k, lv, n, _, src, _ in limit_alerts()] == [
-        (k, lv, n, src) for k, lv, n, _, src, _ in first]
+        (k, lv, n, src) for k, lv, n, _, src, _ in all_first]
 
 
 def test_without_an_assignment_in_force_the_result_is_stored_as_analysed(
