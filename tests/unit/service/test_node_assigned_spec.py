@@ -4,7 +4,7 @@ pipeline. A device with an assigned spec whose limit the value breaks gets a sto
 ``fail`` with that spec's source and version and one limit alert (however often the job
 runs); without an assignment in force at acquisition the result is stored as analysed;
 an assignment made after a result never rewrites it, while the scorecard judges it
-again by the spec in force."""
+again by the spec in force. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -93,9 +93,11 @@ def _run(pipe: Pipeline, folder: Path) -> tuple[int, int]:
         return res.id, res.job_id
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("nodespec")
+    url = None if request.param == "sqlite" else request.getfixturevalue("pg_server").create()
     old_env = os.environ.get(ENV_FIGURES)
     os.environ[ENV_FIGURES] = "0"  # figures are not what is tested here
     truth = uniform_phantom(tmp / "a", scan_start=dt.datetime(2026, 3, 4, 10, 30, tzinfo=TZ8))
@@ -105,7 +107,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     scan_start=dt.datetime(2026, 3, 5, 10, 30, tzinfo=TZ8))
     # a limit the phantom's concentration (the truth, within a few %) clearly breaks
     high = round(0.5 * float(truth["concentration_bq_ml"]))
-    pipe = Pipeline(tmp / "home", None, quiet_seconds=0.0, executor=InlineExecutor())
+    pipe = Pipeline(tmp / "home", url, quiet_seconds=0.0, executor=InlineExecutor())
     try:
         before, _ = _run(pipe, tmp / "a")
         with pipe.db.session() as s:
