@@ -281,6 +281,9 @@ def test_api_rule(store: Store) -> None:
         assert r.status_code == 200 and "Site A" not in r.text
         assert c.get(url.replace("json", "html")).headers["content-type"].startswith(
             "text/html")
+        bad = c.get("/api/v1/programme/report?from=2026-02-01&to=2026-01-01")
+        assert bad.status_code == 400 and "before it starts" in bad.json()["error"]
+        assert c.get(url + "&group_by=colour").status_code == 422
     with TestClient(create_app(store.db)) as c:
         _login(c, "vi_a")
         assert c.get(url).status_code == 403  # a viewer: the route's rule
