@@ -149,7 +149,8 @@ def _pooled_sd(groups: Sequence[np.ndarray]) -> float:
 
 def hedges_g(x: ArrayLike, y: ArrayLike) -> tuple[float, float, float]:
     """Hedges' g of x - y (pooled SD, correction J = 1 - 3/(4(n1+n2) - 9)) with the
-    95 % normal-approximation interval of Hedges & Olkin 1985."""
+    95 % normal-approximation interval of Hedges & Olkin 1985 (the same SE as NIST
+    Dataplot's HEDGES G CONFIDENCE LIMITS)."""
     a, b = np.asarray(x, float), np.asarray(y, float)
     n1, n2 = a.size, b.size
     sp = _pooled_sd([a, b])
