@@ -216,3 +216,66 @@ def test_a_later_assignment_never_rewrites_a_stored_result_but_the_scorecard_rej
         (test,) = part.row.data["tests"]
         assert judged in test["evidence"] and test["status"] == "passed", test
         s.rollback()
+
+
+BASE_SPEC = """name: site-ct-baseline
+title: Site CT daily water QC against the device's baseline
+version: "1"
+description: water CT number within 2 HU of the device's baseline
+verified: true
+sources: ["Site CT QC manual"]
+rules:
+  - analysis: ct.water
+    measurement: ct_number_water_hu
+    baseline: {low: -2, high: 2, mode: absolute}
+    source: "Site CT QC manual section 2.1: within 2 HU of the baseline"
+    confidence: C
+"""
+
+
+def test_baseline_rules_use_the_devices_stored_baseline(tmp_path: Path) -> None:
+    """The new result is held to the mean of the device's first three stored results;
+    a re-analysis of one of those three is part of the baseline and not judged by it."""
+    from scanbench.evaluation.node_spec import judged_for_storage
+    from scanbench.store import devices, repo
+    from scanbench.store.db import Database
+    from scanbench.types import DeviceIdentity, Result
+
+    ident = DeviceIdentity("ACME", "CT-1", "42")
+    db = Database(tmp_path, None)
+
+    def water(uid: str, day: int, hu: float) -> Result:
+        r = Result("ct.water", "IEC 61223-3-5", uid, ident, dt.datetime(2026, 5, day, 8))
+        r.add("ct_number_water_hu", hu, "HU", labels={"slice": "all"})
+        return r
+
+    with db.session() as s:
+        dev = devices.register(s, ident, modality="CT")
+        A.store_spec_text(s, BASE_SPEC, origin="upload", created_at=OLD)
+        A.assign(s, CLI, "site-ct-baseline", A.DeviceClassCriteria(device_id=dev.id),
+                 valid_from=OLD)
+        first = [repo.save_result(s, water(f"9.{d}", d, hu), series_id=None,
+                                  device_id=dev.id)
+                 for d, hu in ((1, 1.0), (2, 2.0), (3, 3.0))]  # baseline mean 2 HU
+        new = judged_for_storage(s, water("9.10", 10, 4.5), device_id=dev.id, series_id=None)
+        (meas,) = new.measurements
+        assert (meas.limits is not None and meas.limits.low == 0.0
+                and meas.limits.high == 4.0 and meas.status == "fail")
+        assert meas.limits.source.endswith("(baseline -2 / +2 of 2)")
+        assert any(f"results {', '.join(str(r.id) for r in first)}" in w
+                   for w in new.warnings)
+        ok = judged_for_storage(s, water("9.11", 11, 3.0), device_id=dev.id, series_id=None)
+        assert ok.measurements[0].status == "pass"
+        # a re-analysis of the first baseline result (it supersedes that row)
+        study = m.Study(study_uid="9")
+        s.add(study)
+        s.flush()
+        series = m.Series(series_uid="9.1", study_id=study.id, device_id=dev.id)
+        s.add(series)
+        s.flush()
+        s.get_one(m.Result, first[0].id).series_id = series.id
+        s.flush()
+        again = judged_for_storage(s, water("9.1", 1, 9.0), device_id=dev.id,
+                                   series_id=series.id)
+        assert again.measurements[0].status == "info"  # not judged: part of the baseline
+        assert any("part of the device's baseline" in w for w in again.warnings)
