@@ -165,15 +165,21 @@ class Pipeline:
     (0: never waits); ``executor``: where jobs run (default: Dask if
     ``SCANBENCH_DASK_SCHEDULER`` is set, else local worker processes); ``timeouts``:
     how long a job may run, per analysis class (default:
-    :meth:`~scanbench.service.timeouts.JobTimeouts.load` of the home). Thread-safe: the
-    storage SCP calls ``store_instance`` from one thread per association.
+    :meth:`~scanbench.service.timeouts.JobTimeouts.load` of the home);
+    ``evaluate_each_job``: after each job's results are stored, check them for alerts and
+    rescore their devices (the node's default); false for a backfill of a long history
+    (``scanbench demo``), which runs the same functions once per device afterwards
+    (:func:`scanbench.evaluation.alerts.recheck_device`, the scorecards) instead of
+    re-reading the growing history after every job. Thread-safe: the storage SCP calls
+    ``store_instance`` from one thread per association.
     """
 
     def __init__(self, home: Path | None = None, database_url: str | None = None, *,
                  quiet_seconds: float = 5.0, executor: JobExecutor | None = None,
                  fsync: bool = True, recover: bool = True,
                  group_wait_seconds: float = DEFAULT_GROUP_WAIT_S,
-                 timeouts: JobTimeouts | None = None) -> None:
+                 timeouts: JobTimeouts | None = None,
+                 evaluate_each_job: bool = True) -> None:
         self.home = home_dir(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.home, database_url)
@@ -182,6 +188,7 @@ class Pipeline:
         self.group_wait_seconds = float(group_wait_seconds)
         self._executor = executor
         self._timeouts = timeouts
+        self.evaluate_each_job = bool(evaluate_each_job)
         self._running: dict[int, Handle] = {}
         self._started: set[int] = set()  # jobs recorded as running (their worker started)
         self.submitted: list[int] = []  # every job this object submitted, in order
@@ -662,7 +669,7 @@ class Pipeline:
         except Exception as exc:  # storing the outcome failed: the job fails, not the node
             error = f"the job's outcome could not be stored: {_describe(exc)}"
         if error is None:
-            if outcome is not None and outcome.results:
+            if outcome is not None and outcome.results and self.evaluate_each_job:
                 self._check_alerts(job_id)
                 self._update_scorecards(job_id)
             return
