@@ -1,15 +1,27 @@
-"""Screenshots of the web application's pages: sign-in, fleet overview, a result.
+"""Screenshots of the web application's pages: sign-in, fleet overview, a device with its
+control chart, a result, the dose page.
 
 Usage: python scripts/web_screenshots.py BASE_URL USERNAME OUT_DIR [--result ID]
+           [--device ID [--chart NAME]] [--no-dose]
        (the password is read from $SCANBENCH_SCREENSHOT_PASSWORD)
+
+On the demo fleet (``scanbench demo``, docs/demo.md) with the drifting CT's id as
+``--device`` this writes the images of docs/screenshots/ (tests/web/test_demo_browser.py
+runs it; SCANBENCH_SCREENSHOTS_DIR=docs/screenshots keeps them).
 
 Signs in through the sign-in page in headless Chromium (the Debian one, through
 Playwright for Python; $SCANBENCH_CHROMIUM or chromium on the PATH), and writes
 
 - ``OUT_DIR/web-login.png``: the sign-in page;
 - ``OUT_DIR/web-fleet.png``: the fleet overview (failing, drifting, overdue first);
-- ``OUT_DIR/web-result.png``: the result ``--result`` (default: the first result the
-  fleet links), once every figure on it is drawn;
+- ``OUT_DIR/web-device.png``: the device ``--device`` (its identity, alerts and
+  scorecard), and ``OUT_DIR/web-device-chart.png``: its control chart of the measurement
+  ``--chart`` (default: the first chart on the page) once drawn, trend-rule marks and all;
+- ``OUT_DIR/web-result.png``: the result ``--result`` (default: the result the device's
+  first alert was raised on, else the first result the fleet links), once every figure
+  on it is drawn (a result kept without figures has them drawn first, through the page's
+  own "Draw the figures" button);
+- ``OUT_DIR/web-dose.png``: the dose page (unless ``--no-dose``), its figure drawn;
 
 and prints one JSON line: the files written and how long each page took to load (ms).
 The test tests/web/test_pages_browser.py runs it.
@@ -38,8 +50,16 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _wait_drawn(page: Any) -> None:
+    """Wait until every plotly figure of the page (``script[data-plot]``) is drawn."""
+    for block in page.query_selector_all("script[data-plot]"):
+        target = block.get_attribute("data-plot")
+        page.wait_for_selector(f"#{target}[data-drawn]", timeout=120_000)
+
+
 def shoot(base_url: str, username: str, password: str, out_dir: Path,
-          result_id: int | None = None, width: int = 1400) -> dict[str, Any]:
+          result_id: int | None = None, width: int = 1400, device_id: int | None = None,
+          chart: str | None = None, dose: bool = True) -> dict[str, Any]:
     """Sign in at ``base_url`` and screenshot the pages into ``out_dir``."""
     from playwright.sync_api import sync_playwright
 
@@ -70,15 +90,43 @@ def shoot(base_url: str, username: str, password: str, out_dir: Path,
                 link = page.query_selector("table#fleet a.test")
                 href = link.get_attribute("href") if link else None
                 result_id = int(href.rsplit("/", 1)[1]) if href else None
+            if device_id is not None:
+                t0 = time.perf_counter()
+                page.goto(f"{base_url}/devices/{device_id}", wait_until="load")
+                timings["device_ms"] = round((time.perf_counter() - t0) * 1000)
+                page.screenshot(path=str(out_dir / "web-device.png"))
+                written.append("web-device.png")
+                alerted = page.query_selector("#alerts-table a[href^='/results/']")
+                href = alerted.get_attribute("href") if alerted else None
+                if href:
+                    result_id = int(href.rsplit("/", 1)[1])
+                # Charts load when scrolled into view (htmx "revealed").
+                slot = (f'.chart-slot[data-series-name="{chart}"]' if chart
+                        else ".chart-slot")
+                page.locator(slot).first.scroll_into_view_if_needed()
+                t0 = time.perf_counter()
+                page.wait_for_selector(f"{slot} [data-drawn]", timeout=120_000)
+                timings["chart_ms"] = round((time.perf_counter() - t0) * 1000)
+                page.locator(slot).first.screenshot(path=str(out_dir / "web-device-chart.png"))
+                written.append("web-device-chart.png")
             if result_id is not None:
                 t0 = time.perf_counter()
                 page.goto(f"{base_url}/results/{result_id}", wait_until="load")
-                for block in page.query_selector_all("script[data-plot]"):
-                    target = block.get_attribute("data-plot")
-                    page.wait_for_selector(f"#{target}[data-drawn]", timeout=60_000)
+                if page.query_selector("form.draw-figures"):
+                    page.click("form.draw-figures button[type=submit]")
+                    page.wait_for_selector("script[data-plot], .figures-note",
+                                           timeout=300_000)
+                _wait_drawn(page)
                 timings["result_ms"] = round((time.perf_counter() - t0) * 1000)
                 page.screenshot(path=str(out_dir / "web-result.png"), full_page=True)
                 written.append("web-result.png")
+            if dose:
+                t0 = time.perf_counter()
+                page.goto(f"{base_url}/dose", wait_until="load")
+                _wait_drawn(page)
+                timings["dose_ms"] = round((time.perf_counter() - t0) * 1000)
+                page.screenshot(path=str(out_dir / "web-dose.png"), full_page=True)
+                written.append("web-dose.png")
         finally:
             browser.close()
     return {"screenshots": written, **timings}
@@ -90,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("username")
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--result", type=int, default=None, help="the result page to show")
+    ap.add_argument("--device", type=int, default=None,
+                    help="the device page to show, with its control chart")
+    ap.add_argument("--chart", default=None,
+                    help="the measurement whose chart is shown (default: the first)")
+    ap.add_argument("--no-dose", action="store_true", help="leave out the dose page")
     args = ap.parse_args(argv)
     password = os.environ.get("SCANBENCH_SCREENSHOT_PASSWORD")
     if not password:
@@ -97,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(json.dumps(shoot(args.base_url.rstrip("/"), args.username, password, args.out_dir,
-                           args.result)))
+                           args.result, device_id=args.device, chart=args.chart,
+                           dose=not args.no_dose)))
     return 0
 
 
