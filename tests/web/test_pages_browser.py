@@ -75,11 +75,14 @@ def test_sign_in_then_fleet_failing_and_drifting_first_sorted_and_filtered_in_pl
         assert ids[:2] == [site.ids["device_failing"], site.ids["device_drifting"]]
         page.evaluate("window.__samePage = true")  # gone if the page reloads
         page.select_option('select[data-filter-key="make"]', "GE")
+        # The server filters the whole fleet (htmx swaps the table in place).
+        page.wait_for_selector('#fleet-part[data-query="make=GE"]', state="attached")
         visible = page.eval_on_selector_all(
             "table#fleet tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.make)")
         assert visible and set(visible) == {"GE"}
         assert "shown" in page.inner_text('[data-count-for="fleet"]')
         page.select_option('select[data-filter-key="make"]', "")
+        page.wait_for_selector('#fleet-part[data-query=""]', state="attached")
         page.click("table#fleet th:has-text('device')")
         names = page.eval_on_selector_all(
             "table#fleet tbody tr td:nth-child(3)", "cells => cells.map(c => c.innerText)")

@@ -233,6 +233,43 @@ def test_fleet_lists_failing_then_drifting_first(ph_a: TestClient, world: PagesW
     assert 'data-filter-key="make"' in r.text and ">Siemens</option>" in r.text
 
 
+def test_fleet_pages_filters_and_sorts_on_the_server(ph_a: TestClient, world: PagesWorld,
+                                                     monkeypatch: Any) -> None:
+    """Paging keeps the urgent-first order across pages, the counts are of every visible
+    device, and the filters and the order apply to the whole fleet, not to one page."""
+    from scanbench.web.pages import fleet
+
+    whole = _state_order(ph_a.get("/").text)
+    monkeypatch.setattr(fleet, "PAGE_SIZE", 2)
+    assert len(whole) >= 3
+    pages = [ph_a.get("/", params={"page": n}) for n in range(1, (len(whole) + 3) // 2)]
+    first = pages[0].text
+    assert _state_order(first) == whole[:2]
+    assert _state_order(pages[1].text) == whole[2:4]
+    assert [row for p in pages for row in _state_order(p.text)] == whole
+    assert _state_order(ph_a.get("/", params={"page": 99}).text) == _state_order(
+        pages[-1].text)  # past the end: the last page
+    assert f"1–2 of {len(whole)} matching devices shown" in first
+    assert 'href="/?page=2"' in first
+    assert "failing</span> 1" in pages[1].text  # the counts are of all, on every page
+    # Filter on the server: only Siemens devices, and the count says how many match.
+    siemens = ph_a.get("/", params={"make": "siemens"}).text
+    makes = re.findall(r'data-make="([^"]*)"', siemens)
+    assert makes and set(makes) == {"Siemens"}
+    state_only = _state_order(ph_a.get("/", params={"state": "failing"}).text)
+    assert state_only == [("failing", world.ids["device_failing"])]
+    monkeypatch.setattr(fleet, "PAGE_SIZE", 100)
+    names = re.findall(r'<a href="/devices/\d+">([^<]*)</a>',
+                       ph_a.get("/", params={"sort": "device"}).text)
+    assert len(names) == len(whole) and names == sorted(names, key=str.lower)
+    rev = re.findall(r'<a href="/devices/\d+">([^<]*)</a>',
+                     ph_a.get("/", params={"sort": "device", "order": "desc"}).text)
+    assert rev == names[::-1] or rev == sorted(names, key=str.lower, reverse=True)
+    # Text search over names, serials and tests; a bad page number is page 1.
+    assert _state_order(ph_a.get("/", params={"q": "no such device"}).text) == []
+    assert _state_order(ph_a.get("/", params={"page": "x"}).text) == whole
+
+
 def test_sign_in_is_throttled_after_five_failures(app: Any) -> None:
     """OWASP login throttling (web/auth.py): after 5 failures for one account even the
     right password is refused, with a 429 page that says so."""

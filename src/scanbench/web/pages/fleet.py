@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.orm import aliased
@@ -254,13 +255,82 @@ def _options(rows: list[FleetRow], attr: Any) -> list[str]:
     return sorted({v for r in rows if (v := attr(r))}, key=str.lower)
 
 
+#: Devices per page: a national fleet (1,000 devices) rendered whole was 749 KiB and
+#: about 1 s of Python per request (bench/README.md, web section).
+PAGE_SIZE = 100
+
+#: Server-side orders of the whole fleet (the column headings sort the rows shown).
+SORTS: dict[str, tuple[str, Any]] = {
+    "attention": ("most urgent first", lambda r: (r.rank, r.site.lower(), r.name.lower())),
+    "site": ("site", lambda r: (r.site.lower(), r.name.lower())),
+    "device": ("device", lambda r: (r.name.lower(), r.site.lower())),
+    "modality": ("modality", lambda r: ((r.device.modality or "").lower(), r.name.lower())),
+    "make": ("make", lambda r: ((r.device.manufacturer or "").lower(), r.name.lower())),
+    "model": ("model", lambda r: ((r.device.model or "").lower(), r.name.lower())),
+    "alerts": ("open alerts", lambda r: (r.alerts_failing + r.alerts_drifting, -r.rank)),
+    "overdue": ("overdue tests", lambda r: (len(r.overdue), -r.rank)),
+    "latest": ("latest QC", lambda r: (r.latest is not None,
+                                       r.latest or dt.datetime.min)),
+}
+
+Text = Annotated[str | None, Query(max_length=200)]
+
+
+def _matches(row: FleetRow, want: dict[str, str | None], text: str | None) -> bool:
+    """The filters of the fleet form: exact (case-insensitive) site, modality, make,
+    model and state; ``text`` a substring of the device's name, serial, site, make,
+    model, modality or a test's name."""
+    have = {"state": row.state, "site": row.site, "modality": row.device.modality,
+            "make": row.device.manufacturer, "model": row.device.model}
+    for key, value in want.items():
+        if value and (have[key] or "").lower() != value.lower():
+            return False
+    if text:
+        hay = " ".join(x or "" for x in (
+            row.name, row.device.serial, row.site, row.device.manufacturer,
+            row.device.model, row.device.modality, *(t.analysis for t in row.tests)))
+        return text.lower() in hay.lower()
+    return True
+
+
+def _blank(value: str | None) -> str | None:
+    return (value.strip() or None) if value is not None else None
+
+
 @page(router, "/", "viewer")
-def fleet(ctx: P) -> Response:
-    """The fleet overview: every device of the caller's sites."""
+def fleet(ctx: P, state: Text = None, site: Text = None, modality: Text = None,
+          make: Text = None, model: Text = None, q: Text = None,
+          sort: Text = None, order: Text = None, page: Text = None) -> Response:
+    """The fleet overview: every device of the caller's sites, filtered, sorted and
+    paged on the server (:data:`PAGE_SIZE` a page; the counts per state are of all
+    visible devices, so nothing is hidden by paging)."""
     rows = fleet_rows(ctx)
-    counts = {state: sum(r.state == state for r in rows) for state in RANKS}
+    counts = {s: sum(r.state == s for r in rows) for s in RANKS}
+    want = {"state": _blank(state), "site": _blank(site), "modality": _blank(modality),
+            "make": _blank(make), "model": _blank(model)}
+    text = _blank(q)
+    matching = [r for r in rows if _matches(r, want, text)]
+    sort_key = _blank(sort) or "attention"
+    if sort_key not in SORTS:
+        sort_key = "attention"
+    descending = _blank(order) == "desc"
+    if sort_key != "attention" or descending:
+        matching.sort(key=SORTS[sort_key][1], reverse=descending)
+    pages = max(1, -(-len(matching) // PAGE_SIZE))
+    number = _blank(page) or "1"
+    current = min(max(int(number), 1), pages) if number.isdigit() else 1
+    shown = matching[(current - 1) * PAGE_SIZE:current * PAGE_SIZE]
+    params = {k: v for k, v in {**want, "q": text, "sort": sort_key if sort_key != "attention"
+                                else None, "order": "desc" if descending else None}.items()
+              if v}
     return render(
-        ctx, "fleet.html", rows=rows, counts=counts,
+        ctx, "fleet.html", rows=shown, total=len(rows), matching=len(matching),
+        counts=counts, chosen={**want, "q": text or ""}, sort=sort_key,
+        descending=descending, sorts={k: v[0] for k, v in SORTS.items()},
+        page=current, pages=pages, page_size=PAGE_SIZE,
+        first=(current - 1) * PAGE_SIZE + 1 if shown else 0,
+        query=urlencode(params), page_url=lambda n: "/?" + urlencode({**params, "page": n}),
+        states=RANKS,
         sites=_options(rows, lambda r: r.site),
         modalities=_options(rows, lambda r: r.device.modality),
         makes=_options(rows, lambda r: r.device.manufacturer),
