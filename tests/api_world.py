@@ -278,6 +278,9 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("POST", "/devices/{device_id}/alerts/{alert_id}/acknowledge"): (
         "/devices/{device_a}/alerts/{alert_a}/acknowledge", {"comment": "checked"}),
     ("GET", "/dose"): ("/dose", None),
+    ("GET", "/devices/{device_id}/life"): ("/devices/{device_a}/life", None),
+    ("GET", "/magnets"): ("/magnets", None),
+    ("GET", "/reliability"): ("/reliability", None),
     ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),
     ("GET", "/results/{result_id}"): ("/results/{result_a}", None),
     ("GET", "/api/v1/reviews"): ("/api/v1/reviews", None),
