@@ -171,6 +171,8 @@ def test_device_life_numbers_equal_records_and_costs_need_physicist(world: World
 
 def test_default_period_is_stated_and_bad_period_is_400(world: World) -> None:
     client = _client(world, "vi_a")
+    device_page = client.get(f"/devices/{world.ids['free']}").text
+    assert f'href="/devices/{world.ids["free"]}/life"' in device_page
     r = client.get(f"/devices/{world.ids['free']}/life")
     assert r.status_code == 200 and "the last 365 days up to and including today" in r.text
     bad = client.get(f"/devices/{world.ids['free']}/life",
