@@ -407,7 +407,7 @@ def demo(
         "--home", help="The new data directory of the demo node (default: a new folder, "
         "printed).")] = None,
     days: Annotated[int, typer.Option(help="Days of simulated history, ending yesterday.",
-                                      min=105)] = 365,
+                                      min=70)] = 365,
     end: Annotated[str | None, typer.Option(
         help="The last simulated day, YYYY-MM-DD (default: yesterday).")] = None,
     exams: Annotated[int, typer.Option(help="Clinical CT and PET/CT exams (about).",

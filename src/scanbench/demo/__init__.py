@@ -13,10 +13,12 @@ of every device are computed from its stored history (scanbench.evaluation.alert
 ``recheck_device``) and its scorecard for the period (scanbench.evaluation.scorecard).
 
 Two choices for speed, stated: the analysis jobs of the demo do not draw the result
-figures (``SCANBENCH_JOB_FIGURES=0``; the result pages of a real node have them), and
+figures (``SCANBENCH_JOB_FIGURES=0``); afterwards the figures of each device's latest
+result of each analysis and of every alerted result are drawn by running those jobs
+again (:func:`_figures`). And the pipeline runs with ``evaluate_each_job=False``:
 alerts are computed once per device after the ingest instead of after each job (the
 same function over the same history gives the same alerts; checking every job of a
-year re-reads the growing history each time).
+year re-reads the growing history each time), then the scorecards.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class DemoSummary:
     jobs_done: int = 0
     jobs_failed: int = 0
     alerts: int = 0
+    figures: int = 0
     scorecards: int = 0
     lifecycle_events: int = 0
     telemetry_readings: int = 0
@@ -62,19 +65,6 @@ class DemoSummary:
 
 def _no_progress(_what: str, _done: int, _total: int | None) -> None:
     return None
-
-
-def _pipeline_class() -> Any:
-    from scanbench.service.pipeline import Pipeline
-
-    class DemoPipeline(Pipeline):
-        """The node's pipeline; alerts are computed per device after the ingest (module
-        docstring) instead of after each job."""
-
-        def _check_alerts(self, job_id: int) -> None:
-            return None
-
-    return DemoPipeline
 
 
 def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
@@ -102,10 +92,17 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
     summary.clinical_exams = sum(e.n for e in exam_days)
 
     # Jobs draw no figures (module docstring): set before the node's worker processes
-    # start, which inherit the environment of their fork server.
-    os.environ.setdefault("SCANBENCH_JOB_FIGURES", "0")
-    pipe = _pipeline_class()(home, quiet_seconds=0.0, executor=make_executor(workers),
-                             fsync=False, group_wait_seconds=0.0)
+    # start, which inherit the environment of their fork server; restored after the
+    # ingest (the served node draws the figures of what it receives).
+    from scanbench.service.jobs import ENV_FIGURES
+
+    figures_env = os.environ.get(ENV_FIGURES)
+    os.environ[ENV_FIGURES] = "0"
+    from scanbench.service.pipeline import Pipeline
+
+    # Alerts and scorecards once per device after the ingest (module docstring).
+    pipe = Pipeline(home, quiet_seconds=0.0, executor=make_executor(workers), fsync=False,
+                    group_wait_seconds=0.0, evaluate_each_job=False)
     staging = home / "incoming"
     try:
         t0 = time.monotonic()
@@ -117,6 +114,10 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
         summary.timings["ingest"] = time.monotonic() - t0
     finally:
         pipe.close()
+        if figures_env is None:
+            os.environ.pop(ENV_FIGURES, None)
+        else:
+            os.environ[ENV_FIGURES] = figures_env
     shutil.rmtree(staging, ignore_errors=True)  # the node keeps its own copy of each file
 
     from scanbench.demo import records
@@ -134,7 +135,8 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             summary.device_ids = ids
             commit_with_retry(s, lambda x: records.place_devices(x, fleet.DEVICES, ids, sites))
             progress("entering sites, users, specs, lifecycle, telemetry, costs", 2, 6)
-            commit_with_retry(s, lambda x: records.assign_specs(x, sc))
+            commit_with_retry(s, lambda x: records.assign_specs(
+                x, sc, periodic=periodic, folder=home / "demo-specs"))
             summary.lifecycle_events = commit_with_retry(
                 s, lambda x: records.lifecycle(x, fleet.DEVICES, ids, sc))
             progress("entering sites, users, specs, lifecycle, telemetry, costs", 4, 6)
@@ -152,10 +154,26 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             summary.timings["alerts"] = time.monotonic() - t0
 
             t0 = time.monotonic()
+            summary.figures = _figures(s, home, progress)
+            summary.timings["figures"] = time.monotonic() - t0
+
+            t0 = time.monotonic()
             progress("scorecards", 0, 1)
             summary.scorecards = records.scorecards(s, ids, sc)
             s.commit()
             summary.timings["scorecards"] = time.monotonic() - t0
+
+            # The fleet as a small programme (issue 14 §7): its multi-site evaluation
+            # report, grouped by field strength (1.5 T, 3 T and 5 T MR systems compared).
+            t0 = time.monotonic()
+            progress("programme report", 0, 1)
+            from scanbench.report import programme_report
+
+            report = programme_report.programme_report(
+                s, sc.start, sc.start + dt.timedelta(days=sc.days - 1),
+                group_by="field_strength", title="Demo fleet: programme evaluation report")
+            programme_report.write(report, home / "programme-report.html")
+            summary.timings["programme_report"] = time.monotonic() - t0
             from sqlalchemy import func, select
 
             summary.jobs_done = s.scalar(select(func.count()).select_from(m.Job).where(
@@ -237,6 +255,55 @@ def _ingest(pipe: Any, staging: Path, progress: Progress) -> None:
         raise errors[0]
 
 
+def _figures(s: Any, home: Path, progress: Progress) -> int:
+    """Draw the figures of the results the demo's pages lead to: each device's latest
+    result of each analysis, and every result an alert was raised or closed on. Each
+    of their jobs is run again in this process as the node ran it
+    (scanbench.service.jobs.run_series_job: the same files, the same deterministic
+    analysis), this time drawing the figures, which are stored for the job's stored
+    results (scanbench.service.figures.store_job_figures). Returns the files written."""
+    from sqlalchemy import func, or_, select
+
+    from scanbench.service.figures import store_job_figures
+    from scanbench.service.jobs import ENV_FIGURES, JobSpec, run_series_job
+    from scanbench.service.pipeline import job_targets
+    from scanbench.store import models as m
+
+    latest = select(func.max(m.Result.id)).where(m.Result.job_id.is_not(None)).group_by(
+        m.Result.device_id, m.Result.analysis)
+    alerted = select(m.Alert.result_id).where(m.Alert.result_id.is_not(None)).union(
+        select(m.Alert.closing_result_id).where(m.Alert.closing_result_id.is_not(None)))
+    job_ids = sorted(set(s.scalars(select(m.Result.job_id).where(
+        or_(m.Result.id.in_(latest), m.Result.id.in_(alerted))).distinct())))
+    root = home / "files"
+    written = 0
+    before = os.environ.get(ENV_FIGURES)
+    os.environ[ENV_FIGURES] = "1"
+    try:
+        for i, job_id in enumerate(job_ids):
+            progress("figures of the latest and the alerted results", i, len(job_ids))
+            job = s.get_one(m.Job, job_id)
+            targets = job_targets(job)
+            # The job's files as the node gave them (Pipeline._files_of): its series and
+            # the other phantom series of their studies, the partners of a group.
+            studies = select(m.Series.study_id).where(m.Series.series_uid.in_(targets))
+            files = tuple(str(root / p) for p in s.scalars(
+                select(m.Instance.path).join(m.Series, m.Series.id == m.Instance.series_id)
+                .where(or_(m.Series.series_uid.in_(targets),
+                           m.Series.study_id.in_(studies) & (m.Series.kind == "phantom")))
+                .order_by(m.Instance.id)))
+            out = run_series_job(JobSpec(job.id, "series", job.target_uid, files,
+                                         targets=tuple(targets)))
+            written += store_job_figures(s, home, job.id, out.figures, out.figure_errors)
+        progress("figures of the latest and the alerted results", len(job_ids), len(job_ids))
+    finally:
+        if before is None:
+            os.environ.pop(ENV_FIGURES, None)
+        else:
+            os.environ[ENV_FIGURES] = before
+    return written
+
+
 def _write_plan(summary: DemoSummary, tasks: list[qc.QcTask], exam_days: list[Any]) -> None:
     """``<home>/demo-fleet.json``: the fleet, the scenario and the logins (for the
     tests, and for whoever wants to check what the pages show against what was made)."""
@@ -263,6 +330,7 @@ def _write_plan(summary: DemoSummary, tasks: list[qc.QcTask], exam_days: list[An
         "counts": {"qc_series": summary.qc_series, "clinical_exams": summary.clinical_exams,
                    "files": summary.files, "jobs_done": summary.jobs_done,
                    "jobs_failed": summary.jobs_failed, "alerts": summary.alerts,
+                   "figures": summary.figures,
                    "scorecards": summary.scorecards},
         "timings_s": {k: round(v, 1) for k, v in summary.timings.items()},
     }

@@ -63,7 +63,8 @@ def run_fleet_demo(*, home: Path | None, days: int, end: str | None, exams: int,
     t.add_row("QC series / clinical exams", f"{summary.qc_series} / {summary.clinical_exams}")
     t.add_row("DICOM files through the node", str(summary.files))
     t.add_row("jobs done / failed", f"{summary.jobs_done} / {summary.jobs_failed}")
-    t.add_row("alerts / scorecards", f"{summary.alerts} / {summary.scorecards}")
+    t.add_row("alerts / figures / scorecards",
+              f"{summary.alerts} / {summary.figures} / {summary.scorecards}")
     t.add_row("lifecycle events / telemetry readings",
               f"{summary.lifecycle_events} / {summary.telemetry_readings}")
     t.add_row("the story", f"drift: {sc.drift_device} water CT number from "

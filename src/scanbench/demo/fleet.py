@@ -4,8 +4,8 @@ them over the simulated year (a drift, a failure and its repair, a software upgr
 Everything here is plain data. The days of the scenario are placed by *working-day
 index* (Monday to Friday, the days daily QC is done), as fractions of the period, so a
 shorter period (``--days``, for tests) keeps the same story: baseline first, then the
-drift, the failure, the upgrade, each with at least 25 working days of history before
-it (the trend rules estimate their baseline from the first 20 values of a segment,
+drift, the failure, the upgrade, each with at least 33 working days of history before
+it (the trend rules estimate their baseline from the first 30 values of a segment,
 scanbench.evaluation.alerts).
 """
 
@@ -15,9 +15,16 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-#: The trend rules' baseline is the first 20 values of a segment; every scenario event
-#: comes after at least this many working days of history.
-MIN_HISTORY_DAYS = 25
+#: The trend rules' baseline is the first 30 values of a segment
+#: (scanbench.evaluation.alerts.SETTINGS.baseline_points); every scenario event comes
+#: after at least this many working days of history.
+MIN_HISTORY_DAYS = 33
+#: The shortest period (70 calendar days): each event after MIN_HISTORY_DAYS of
+#: history, and the drift rising for at least 12 working days (from 35 % of the period,
+#: or MIN_HISTORY_DAYS, to +8 HU at 90 %): at most 0.67 HU a working day, so that the
+#: trend rules (day-to-day SD 0.6 HU) have days to see it before the noise-free value
+#: passes +7 HU.
+MIN_WORKING_DAYS = MIN_HISTORY_DAYS + 15
 
 
 @dataclass(frozen=True)
@@ -153,9 +160,9 @@ def scenario(days: int, end: dt.date) -> Scenario:
     workdays = tuple(d for d in (start + dt.timedelta(days=i) for i in range(days))
                      if d.weekday() < 5)
     w = len(workdays)
-    if w < 3 * MIN_HISTORY_DAYS:
-        raise ValueError(f"the demo needs at least {3 * MIN_HISTORY_DAYS} working days "
-                         f"(--days {math.ceil(3 * MIN_HISTORY_DAYS * 7 / 5) + 2} or more)")
+    if w < MIN_WORKING_DAYS:
+        raise ValueError(f"the demo needs at least {MIN_WORKING_DAYS} working days "
+                         f"(--days {7 * math.ceil(MIN_WORKING_DAYS / 5)} or more)")
     drift_start = max(MIN_HISTORY_DAYS, round(0.35 * w))
     # The drift reaches +8 HU at 90 % of the period: it crosses +7 HU before the end.
     rate = 8.0 / (round(0.9 * w) - drift_start)

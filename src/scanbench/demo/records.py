@@ -95,15 +95,38 @@ def place_devices(session: Session, devices: Sequence[DeviceDef], ids: dict[str,
                              "timezone": next(s.timezone for s in SITES if s.key == d.site)}
 
 
-def assign_specs(session: Session, sc: Scenario) -> list[str]:
+#: The tests a demo without the periodic phantoms (``--no-periodic``) still does.
+ROUTINE_FREQUENCIES = ("daily", "weekly")
+
+
+def assign_specs(session: Session, sc: Scenario, *, periodic: bool = True,
+                 folder: Path | None = None) -> list[str]:
     """Store the demo specs and assign one per device class from the start of the period
-    (the programme was in force all year); returns their names."""
+    (the programme was in force all year); returns their names. Without ``periodic``
+    (the demo simulated no quarterly or annual phantom), each spec is stored without
+    those tests, as its own version written to ``folder``: a programme that does not
+    include a test cannot find it overdue."""
+    import yaml
+
     from scanbench.evaluation.assign import DeviceClassCriteria, assign, load_spec_file
 
     since = dt.datetime.combine(sc.start - dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
     names = []
     for file, criteria in ASSIGNMENTS:
-        row = load_spec_file(session, SPECS_DIR / file, created_at=since)
+        path = SPECS_DIR / file
+        if not periodic:
+            if folder is None:
+                raise ValueError("assign_specs: periodic=False needs a folder for the specs")
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if "tests" in doc:  # a spec without tests inherits its parent's, filtered
+                doc["tests"] = [t for t in doc["tests"]
+                                if t.get("frequency") in ROUTINE_FREQUENCIES]
+            doc["version"] = f"{doc['version']}, daily and weekly tests only"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / file
+            path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
+                            encoding="utf-8")
+        row = load_spec_file(session, path, created_at=since)
         assign(session, ACTOR, row.name, DeviceClassCriteria(**criteria), valid_from=since)
         names.append(row.name)
     return names
