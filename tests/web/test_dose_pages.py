@@ -160,6 +160,14 @@ def test_api_dose_statistics_filters_and_isolation(world: World) -> None:
     assert g["reference"]["exam"] == "chest" and g["reference"]["drl"] == 13.3
     assert [o["study_id"] for o in body["outliers"]] == [ids["study_a5"]]
     assert "Hyndman" in body["percentile_method"]
+    # No dates: the default period (the year up to the newest exam) is said; dates given
+    # are kept as given.
+    assert body["period"]["default"] is True and "12 months" in body["period"]["note"]
+    assert body["period"]["date_to"] == "2026-03-03"
+    given = a.get("/api/v1/dose/statistics?date_from=2000-01-01").json()["period"]
+    assert given == {"date_from": "2000-01-01", "date_to": None, "default": False,
+                     "note": "from 2000-01-01 on"}
+    assert "Period: the last 12 months of stored exams" in a.get("/dose").text
     # Another site's device or site: 404, with the message of one that does not exist.
     for url in (f"/api/v1/dose/statistics?device_id={ids['device_b']}",
                 f"/api/v1/dose/events?site_id={ids['site_b']}",

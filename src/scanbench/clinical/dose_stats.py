@@ -29,6 +29,7 @@ million stored exams never pass through a Python loop:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
@@ -111,6 +112,20 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in (
 )}
 
 
+#: The period of the dose statistics of the web page and API when none is asked for: a
+#: national fleet's ten years are 10x the work of one (bench/README.md, web section).
+DEFAULT_PERIOD = "the last 12 months of stored exams"
+
+
+def last_12_months(end: dt.date) -> dt.date:
+    """The first day of the 12 months before ``end`` (exclusive): the same calendar day
+    a year earlier (28 February for 29 February)."""
+    try:
+        return end.replace(year=end.year - 1)
+    except ValueError:  # 29 February
+        return end.replace(year=end.year - 1, day=28)
+
+
 @dataclass(frozen=True)
 class Filters:
     """What to include. ``devices`` is the caller's visible device ids (a subquery, from
@@ -124,6 +139,8 @@ class Filters:
     protocol: str | None = None
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    #: Said in the result when the period was chosen for the caller (a default).
+    period_note: str | None = None
 
     def __post_init__(self) -> None:
         if self.date_from and self.date_to and self.date_to <= self.date_from:
@@ -346,6 +363,7 @@ class DoseStatistics:
     outliers_total: int | None  # None: not looked for (max_outliers 0)
     table: rl.DrlTable | None
     notes: list[str] = field(default_factory=list)
+    period: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         q = self.quantity
@@ -358,7 +376,8 @@ class DoseStatistics:
                                  "source": self.table.source} if self.table else None),
             "groups": [g.to_dict() for g in self.groups],
             "outliers": [o.to_dict() for o in self.outliers],
-            "outliers_total": self.outliers_total, "notes": list(self.notes)}
+            "outliers_total": self.outliers_total, "notes": list(self.notes),
+            "period": dict(self.period)}
 
 
 def quantity(key: str) -> Quantity:
@@ -540,7 +559,55 @@ def dose_statistics(session: Session, quantity_key: str, filters: Filters, *,
     if levels is not None and "protocol" not in keys:
         notes.append("reference levels apply per exam category: group by protocol to "
                      "compare with them")
-    return DoseStatistics(q, group_by, groups, outliers, total, levels, notes)
+    period = {"date_from": filters.date_from.isoformat() if filters.date_from else None,
+              "date_to": filters.date_to.isoformat() if filters.date_to else None,
+              "default": filters.period_note is not None,
+              "note": filters.period_note or _period_words(filters)}
+    return DoseStatistics(q, group_by, groups, outliers, total, levels, notes, period)
+
+
+def newest_event(session: Session, kind: str, filters: Filters) -> dt.datetime | None:
+    """When the newest dose event of ``kind`` of the filtered devices occurred: one
+    index seek per device (``ix_dose_event_device_time``), never a scan of the events."""
+    de = m.DoseEvent
+    devices = select(m.Device.id.label("id")).where(
+        *dataclasses.replace(filters, protocol=None, date_from=None, date_to=None)
+        .conditions(m.Device.id, m.Device.id)).subquery()
+    per_device = (select(func.max(de.occurred_at)).where(de.device_id == devices.c.id,
+                                                         de.kind == kind)
+                  .scalar_subquery())
+    newest = session.execute(select(func.max(per_device)).select_from(devices)).scalar()
+    if isinstance(newest, str):  # SQLite returns max() of a scalar subquery untyped
+        newest = dt.datetime.fromisoformat(newest)
+    return newest
+
+
+def default_period(session: Session, quantity_key: str, filters: Filters) -> Filters:
+    """``filters`` with :data:`DEFAULT_PERIOD` when they name neither ``date_from`` nor
+    ``date_to``: the 12 months up to (and including) the day of the newest stored event
+    of the quantity in the selection, so a default never depends on today's date and a
+    fleet whose last exams are older still shows its last year. The result says so
+    (``period``); an explicit period, however long, is kept as given."""
+    if filters.date_from is not None or filters.date_to is not None:
+        return filters
+    newest = newest_event(session, quantity(quantity_key).kind, filters)
+    if newest is None:
+        return filters
+    end = newest.date() + dt.timedelta(days=1)
+    start = last_12_months(end)
+    return dataclasses.replace(filters, date_from=start, date_to=end, period_note=(
+        f"{DEFAULT_PERIOD}, from {start} to {newest.date()} (the newest exam), the default "
+        "when no period is given; give dates (from, to) for another period"))
+
+
+def _period_words(filters: Filters) -> str:
+    if filters.date_from and filters.date_to:
+        return f"from {filters.date_from} to {filters.date_to} (exclusive)"
+    if filters.date_from:
+        return f"from {filters.date_from} on"
+    if filters.date_to:
+        return f"everything before {filters.date_to}"
+    return "every stored exam (no period given)"
 
 
 def _outliers(session: Session, base: Select[Any], keys: list[str],

@@ -237,3 +237,53 @@ def test_no_outlier_pass_when_none_are_asked_for(world: Fixture) -> None:
         assert (st.outliers, st.outliers_total) == ([], None)  # not looked for
         one = ds.dose_statistics(s, "ctdivol_mgy", ds.Filters(), max_outliers=1)
         assert one.outliers_total == 1 and len(one.outliers) == 1
+
+
+def test_default_period_is_the_year_up_to_the_newest_exam_and_is_stated(
+        world: Fixture) -> None:
+    """Without dates: the 12 months up to the newest exam of the selection (never
+    today's date), said in the result; an explicit longer period keeps older exams."""
+    old = dt.datetime(2024, 3, 1, 9, 0)  # two years before the fixture's exams
+    with world.db.sessions() as s:
+        s.add(m.DoseEvent(study_id=world.ids["study_a0"], device_id=world.ids["dev_a"],
+                          kind="ct", occurred_at=old, protocol="Thorax routine",
+                          ctdivol_mgy=500.0, data={"acquisition_type": "spiral"}))
+        s.commit()
+        f = ds.default_period(s, "ctdivol_mgy", ds.Filters())
+        assert (f.date_from, f.date_to) == (dt.date(2025, 3, 3), dt.date(2026, 3, 3))
+        st = ds.dose_statistics(s, "ctdivol_mgy", f).to_dict()
+        by_dev = {g["device_id"]: g for g in st["groups"]}
+        assert by_dev[world.ids["dev_a"]]["n"] == 6  # the 2024 exam is out
+        assert st["period"]["default"] is True
+        assert st["period"]["date_from"] == "2025-03-03"
+        assert "12 months" in st["period"]["note"] and "2026-03-02" in st["period"]["note"]
+        longer = ds.Filters(date_from=dt.date(2020, 1, 1))
+        assert ds.default_period(s, "ctdivol_mgy", longer) is longer
+        st = ds.dose_statistics(s, "ctdivol_mgy", longer).to_dict()
+        assert {g["device_id"]: g["n"] for g in st["groups"]}[world.ids["dev_a"]] == 7
+        assert st["period"]["default"] is False and "2020-01-01" in st["period"]["note"]
+        # The newest exam of the selection only: device B's alone.
+        only_b = ds.default_period(s, "ctdivol_mgy", ds.Filters(device_id=world.ids["dev_b"]))
+        assert only_b.date_to == dt.date(2026, 3, 3)
+        assert ds.newest_event(s, "ct", ds.Filters(device_id=world.ids["dev_b"])) \
+            == dt.datetime(2026, 3, 2, 13, 0)
+        # No exams at all: no period is made up.
+        none = ds.Filters(modality="MR")
+        assert ds.default_period(s, "ctdivol_mgy", none) is none
+
+
+def test_outliers_of_protocols_with_quotes_and_backslashes(world: Fixture) -> None:
+    """The fences go to the database as a VALUES list written inline: protocol text
+    with quotes and backslashes still joins its own rows (and nothing else)."""
+    name = "it's a \\'; DROP TABLE dose_event; -- head"
+    with world.db.sessions() as s:
+        for i, v in enumerate([1.0, 2.0, 3.0, 4.0, 100.0]):
+            s.add(m.DoseEvent(study_id=world.ids[f"study_b{i}"], device_id=world.ids["dev_b"],
+                              kind="ct", occurred_at=dt.datetime(2026, 3, 3, 9 + i),
+                              protocol=name, ctdivol_mgy=v, data={"acquisition_type": "spiral"}))
+        s.commit()
+        st = ds.dose_statistics(s, "ctdivol_mgy", ds.Filters())
+        assert st.outliers_total == 2
+        assert {(o.protocol, o.value, o.upper_fence) for o in st.outliers} == {
+            (name, 100.0, 7.0), ("<script>x</script> head", 100.0, 7.0)}
+        assert s.query(m.DoseEvent).count() > 0

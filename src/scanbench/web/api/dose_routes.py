@@ -136,6 +136,13 @@ class TableOut(BaseModel):
     source: str
 
 
+class PeriodOut(BaseModel):
+    date_from: dt.date | None
+    date_to: dt.date | None  # exclusive
+    default: bool
+    note: str
+
+
 class DoseStatsOut(BaseModel):
     quantity: str
     label: str
@@ -151,6 +158,7 @@ class DoseStatsOut(BaseModel):
     outliers: list[OutlierOut]
     outliers_total: int | None
     notes: list[str]
+    period: PeriodOut
 
 
 class DeviceDistributionOut(DistributionOut):
@@ -334,9 +342,13 @@ def dose_statistics(
     """Distribution of one dose quantity per protocol and device (n, quartiles, P95,
     mean), each group's median against the reference level of its exam category, and
     the outliers (Tukey's upper fence) with their study. The percentile definition and
-    the rules are stated in the response."""
+    the rules are stated in the response. Without ``date_from`` and ``date_to`` the
+    period is the last 12 months of stored exams (the year up to the newest exam of the
+    selection); ``period`` in the response says which period the numbers cover; give
+    dates for any other (longer) period."""
     f = filters(ctx, site_id=site_id, device_id=device_id, modality=modality,
                 protocol=protocol, date_from=date_from, date_to=date_to)
+    f = ds.default_period(ctx.session, quantity, f)
     return ds.dose_statistics(ctx.session, quantity, f, group_by=group_by, table=table,
                               max_outliers=max_outliers).to_dict()
 

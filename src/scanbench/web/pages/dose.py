@@ -86,6 +86,8 @@ def dose(ctx: P, quantity: Annotated[str, Query(max_length=40)] = "ctdivol_mgy",
     """Dose distributions per protocol and device against reference levels."""
     f, chosen = common_filters(ctx, site_id, device_id, modality, protocol, date_from,
                                date_to)
+    # The last 12 months of stored exams unless dates are given (said on the page).
+    f = ds.default_period(ctx.session, quantity, f)
     stats = ds.dose_statistics(ctx.session, quantity, f, table=blank(table),
                                max_outliers=200)
     names = device_names(ctx)
