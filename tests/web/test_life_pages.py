@@ -85,6 +85,14 @@ def _populate(db: Database) -> dict[str, int]:
                                          4.2 + 0.01 * float(rng.standard_normal()))
                          for h in hours[::4]]
             records.add_readings(s, CLI, dev.id, readings)
+        # a log reliability refuses (an event before the installation), stored unchecked
+        broken = devices.register(s, DeviceIdentity("GE", "Revolution", "K-4", "x", "1"))
+        broken.site_id, broken.display_name, broken.modality = a.id, "Broken Log CT", "CT"
+        s.flush()
+        records.add_event(s, CLI, broken.id, "installation", dt.datetime(2025, 2, 1))
+        records.add_event(s, CLI, broken.id, "planned_service", dt.datetime(2025, 1, 5),
+                          check=False)
+        ids["broken"] = broken.id
         records.add_cost(s, CLI, conv.id, "service_contract", 36500.0, "EUR", P0,
                          end_on=dt.date(2027, 1, 1), note=f"contract {XSS}")
         study = m.Study(study_uid="1.2.3.4", site_id=a.id)
@@ -230,6 +238,9 @@ def test_reliability_page_per_device_and_model(world: World) -> None:
         assert _cell(text, f'data-model="{r.model}"', "mtbf_h") == (
             f"{format_number(r.mtbf_h, digits=4)} h" if r.mtbf_h is not None else "—")
     assert "Costs are shown to the physicist role" in text
+    # the device whose log cannot be computed is named with its reason; the others shown
+    assert f"device {world.ids['broken']} (Broken Log CT)" in text
+    assert f'data-device-id="{world.ids["broken"]}"' not in text
     ph = _client(world, "ph_a").get("/reliability", params=PERIOD).text
     assert _cell(ph, f'data-econ-model="{econ[0].name}"', "cost_per_exam") == (
         f"{format_number(econ[0].cost_per_exam, digits=5)} EUR")

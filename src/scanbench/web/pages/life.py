@@ -176,7 +176,15 @@ def reliability_page(ctx: P, date_from: dt.date | None = None, date_to: dt.date 
         devs = [d for d in devs if key in (records.model_label(d).casefold(),
                                            (d.model or "").casefold())]
     names = {str(d.id): records.device_label(d) for d in devs}
-    per = [records.device_reliability(ctx.session, d.id, p0, p1) for d in devs]
+    # One device whose log cannot be computed (say, a downtime end without its start)
+    # is named with the reason; it does not take the whole fleet's page down.
+    problems: list[str] = []
+    per = []
+    for d in devs:
+        try:
+            per.append(records.device_reliability(ctx.session, d.id, p0, p1))
+        except InputError as exc:
+            problems.append(exc.message)
     rel_devices = [records.reliability_view(r, names) for r in per]
     rel_models = [records.reliability_view(r, names) for r in model_reliability(per)]
     econ_devices: list[dict[str, Any]] = []
@@ -192,15 +200,21 @@ def reliability_page(ctx: P, date_from: dt.date | None = None, date_to: dt.date 
             cdevs = [d for d in cdevs if key in (records.model_label(d).casefold(),
                                                  (d.model or "").casefold())]
         cnames = {str(d.id): records.device_label(d) for d in cdevs}
-        econ_devices = [records.economics_view(
-            records.device_cost_per_exam(ctx.session, d.id, p0, p1), cnames) for d in cdevs]
+        ok = []
+        for d in cdevs:
+            try:
+                econ_devices.append(records.economics_view(
+                    records.device_cost_per_exam(ctx.session, d.id, p0, p1), cnames))
+                ok.append(d.id)
+            except InputError as exc:
+                problems.append(exc.message)
         econ_models = [records.economics_view(r) for r in records.model_cost_per_exam(
-            ctx.session, [d.id for d in cdevs], p0, p1)]
+            ctx.session, ok, p0, p1)]
     return render(ctx, "life_reliability.html", p0=p0, p1=p1, model=model or "",
                   default_period=date_from is None and date_to is None,
                   devices=rel_devices, models=rel_models, definitions=records.DEFINITIONS,
                   can_cost=can_cost, cost_role=COST_ROLE, econ_devices=econ_devices,
-                  econ_models=econ_models)
+                  econ_models=econ_models, problems=problems)
 
 
 __all__ = ["COST_ROLE", "period", "router"]
