@@ -62,12 +62,13 @@ def period(date_from: dt.date | None, date_to: dt.date | None) -> tuple[dt.date,
     return start, end
 
 
-def _series(ctx: PageCtx, device_id: int, channel: str) -> dict[str, Any]:
+def _series(ctx: PageCtx, device_id: int, channel: str,
+            max_points: int = MAX_POINTS) -> dict[str, Any]:
     """One channel downsampled for a chart: times, values, unit and counts."""
     s = records.channel_series(ctx.session, device_id, channel)
     points = [repo.Point(t, v, s.unit, None, "info", {}, 0, None)
               for t, v in zip(s.times, s.values, strict=True)]
-    kept = downsample(points, MAX_POINTS)
+    kept = downsample(points, max_points)
     return {"channel": channel, "unit": s.unit, "total": len(points), "drawn": len(kept),
             "x": [p.acquired_at.isoformat() if p.acquired_at else None for p in kept],
             "y": [p.value for p in kept]}
@@ -140,9 +141,11 @@ def magnets(ctx: P, a: int | None = None, b: int | None = None) -> Response:
     devs = _magnets(ctx)
     rows = []
     traces = []
+    # The chart's point budget shared by the magnets (at least 200 each).
+    budget = max(200, MAX_POINTS // max(1, len(devs)))
     for d in devs:
         boil = _boil_off(ctx, d)
-        s = _series(ctx, d.id, "helium_level_pct")
+        s = _series(ctx, d.id, "helium_level_pct", budget)
         rows.append({"device": d, "boil": boil, "points": s["total"]})
         if s["total"]:
             traces.append({"name": records.device_label(d), **s})
