@@ -235,3 +235,13 @@ def test_the_latest_and_the_alerted_results_have_their_figures(fleet: Any) -> No
         figs = load(home, r.id, r.series_uid, r.analysis)
         assert figs.figures, (r.id, r.analysis, figs.note)
     assert plan["counts"]["figures"] >= len(rows)
+
+
+def test_the_fleet_as_a_programme_has_its_report(fleet: Any) -> None:
+    """The demo's programme report (issue 14 §7), grouped by field strength: every device,
+    the 1.5 T and 3 T MR systems compared (the 5 T one listed, not tested)."""
+    home, plan, _db = fleet
+    page = (home / "programme-report.html").read_text(encoding="utf-8")
+    assert f"<td>Devices</td><td>{len(plan['devices'])}</td>" in page
+    assert "Comparison between groups (field strength)" in page
+    assert "1.5 T (n=2), 3 T (n=2), 5 T (n=1)" in page
