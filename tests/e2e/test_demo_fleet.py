@@ -245,3 +245,22 @@ def test_the_fleet_as_a_programme_has_its_report(fleet: Any) -> None:
     assert f"<td>Devices</td><td>{len(plan['devices'])}</td>" in page
     assert "Comparison between groups (field strength)" in page
     assert "1.5 T (n=2), 3 T (n=2), 5 T (n=1)" in page
+
+
+def test_results_are_judged_by_the_spec_assigned_to_their_class(fleet: Any) -> None:
+    """The devices are enrolled (site, class, specs assigned) after their first scan, so
+    every later result is judged by its class's spec on the node (as on a live node):
+    the failure day's result fails a confirmed limit whose source is that spec's."""
+    _home, plan, db = fleet
+    failure = plan["scenario"]["failure"]
+    device = plan["devices"][failure["device"]]["id"]
+    with db.sessions() as s:
+        specs = {r.spec for r in s.scalars(select(m.Result).where(
+            m.Result.device_id == device, m.Result.analysis == "ct.water"))}
+        assert any(str(x).startswith("demo-ct-qc@") for x in specs), specs
+        failed = [(r, x) for r in s.scalars(select(m.Result).where(
+            m.Result.device_id == device, m.Result.analysis == "ct.water"))
+            if r.acquired_at is not None and r.acquired_at.date() == _day(failure["failed"])
+            for x in r.measurements if x.status == "fail"]
+        assert failed, "the failure day's water QC has no failed measurement"
+        assert all(x.limit_source and x.limit_verified for _r, x in failed)

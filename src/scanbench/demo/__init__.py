@@ -109,8 +109,19 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
         summary.files = _simulate(tasks, exam_days, staging, workers, progress)
         summary.timings["simulate"] = time.monotonic() - t0
 
+        # Each device's first QC scan first: the device then exists in the node, so its
+        # site and class attributes can be entered and the programme's specs assigned
+        # (as a physicist enrols a scanner at installation) before the rest of the year
+        # arrives; every later result is then judged by the spec its class is assigned
+        # (scanbench.evaluation.node_spec), as on a live node.
         t0 = time.monotonic()
-        _ingest(pipe, staging, progress)
+        first: dict[str, qc.QcTask] = {}
+        for t in sorted(tasks, key=lambda t: t.at):
+            first.setdefault(t.device.key, t)
+        enrol = {t.folder for t in first.values()}
+        _ingest(pipe, staging, progress, only=enrol)
+        _enrol(pipe.db, sc, periodic, home)
+        _ingest(pipe, staging, progress, skip=enrol)
         summary.timings["ingest"] = time.monotonic() - t0
     finally:
         pipe.close()
@@ -129,21 +140,17 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
     db = Database(home)
     try:
         with db.sessions() as s:
-            progress("entering sites, users, specs, lifecycle, telemetry, costs", 0, 6)
-            sites = commit_with_retry(s, records.sites_and_users)
+            progress("entering lifecycle, telemetry, costs", 0, 6)
             ids = records.device_ids(s, fleet.DEVICES)
             summary.device_ids = ids
-            commit_with_retry(s, lambda x: records.place_devices(x, fleet.DEVICES, ids, sites))
-            progress("entering sites, users, specs, lifecycle, telemetry, costs", 2, 6)
-            commit_with_retry(s, lambda x: records.assign_specs(
-                x, sc, periodic=periodic, folder=home / "demo-specs"))
+            progress("entering lifecycle, telemetry, costs", 2, 6)
             summary.lifecycle_events = commit_with_retry(
                 s, lambda x: records.lifecycle(x, fleet.DEVICES, ids, sc))
-            progress("entering sites, users, specs, lifecycle, telemetry, costs", 4, 6)
+            progress("entering lifecycle, telemetry, costs", 4, 6)
             summary.telemetry_readings = commit_with_retry(
                 s, lambda x: records.telemetry(x, fleet.DEVICES, ids, sc))
             commit_with_retry(s, lambda x: records.costs(x, fleet.DEVICES, ids, sc))
-            progress("entering sites, users, specs, lifecycle, telemetry, costs", 6, 6)
+            progress("entering lifecycle, telemetry, costs", 6, 6)
             summary.timings["records"] = time.monotonic() - t0
 
             t0 = time.monotonic()
@@ -217,15 +224,36 @@ def _simulate(tasks: list[qc.QcTask], exam_days: list[Any], staging: Path,
     return files
 
 
-def _ingest(pipe: Any, staging: Path, progress: Progress) -> None:
-    """Store every file in the node (as ``scanbench ingest``) and run its jobs, with
-    progress: stored files, then finished jobs."""
+def _enrol(db: Any, sc: Any, periodic: bool, home: Path) -> None:
+    """The sites and demo users; each device (known to the node from its first scan) to
+    its site with its class attributes; the programme's specs assigned by class."""
+    from scanbench.demo import records
+    from scanbench.web.audit import commit_with_retry
+
+    with db.sessions() as s:
+        sites = commit_with_retry(s, records.sites_and_users)
+        ids = records.device_ids(s, fleet.DEVICES)
+        commit_with_retry(s, lambda x: records.place_devices(x, fleet.DEVICES, ids, sites))
+        commit_with_retry(s, lambda x: records.assign_specs(
+            x, sc, periodic=periodic, folder=home / "demo-specs"))
+
+
+def _ingest(pipe: Any, staging: Path, progress: Progress, *,
+            only: set[str] | None = None, skip: frozenset[str] | set[str] = frozenset()) -> None:
+    """Store the files in the node (as ``scanbench ingest``) and run their jobs, with
+    progress: stored files, then finished jobs. ``only``/``skip``: task folders (relative
+    to ``staging``) to take alone or to leave out."""
     from sqlalchemy import func, select
 
     from scanbench.service.pipeline import iter_dicom_files
     from scanbench.store import models as m
 
-    files = sorted(p for p in iter_dicom_files([staging]) if p.suffix == ".dcm")
+    def within(p: Path, folders: set[str] | frozenset[str]) -> bool:
+        rel = p.relative_to(staging).as_posix()
+        return any(rel.startswith(f + "/") for f in folders)
+
+    files = sorted(p for p in iter_dicom_files([staging]) if p.suffix == ".dcm"
+                   and (only is None or within(p, only)) and not within(p, skip))
     for i, f in enumerate(files):
         out = pipe.store_instance(f.read_bytes(), source=str(f.relative_to(staging)))
         if out.rejected:
