@@ -23,3 +23,32 @@ def shared_data() -> Path:
     if not (root / "MANIFEST.md").is_file():
         pytest.fail(f"real test data not found at {root} (set SCANBENCH_SHARED_DATA)")
     return root
+
+
+#: The fleet demo as the tests run it: the shortest period the scenario allows (the
+#: drift, the failure and repair, the upgrade all happen in it), a fixed end so the
+#: simulated values are the same every day, no periodic phantoms, few exams.
+DEMO_ARGS = ["--days", "70", "--end", "2026-09-30", "--no-periodic", "--exams", "10",
+             "--workers", "2"]
+
+
+@pytest.fixture(scope="session")
+def demo_fleet_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``scanbench demo --no-serve`` run shared by every test that looks at the demo
+    fleet (tests/e2e/test_demo_fleet.py, tests/web/test_demo_browser.py): it takes
+    minutes, so it runs once. ``SCANBENCH_TEST_DEMO_HOME`` names a home already prepared
+    by exactly this command, reused as it is."""
+    import subprocess
+    import sys
+
+    reuse = os.environ.get("SCANBENCH_TEST_DEMO_HOME")
+    if reuse:
+        return Path(reuse)
+    home = tmp_path_factory.mktemp("demo-fleet") / "home"
+    proc = subprocess.run([sys.executable, "-m", "scanbench", "demo", "--home", str(home),
+                           "--no-serve", *DEMO_ARGS],
+                          capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-2000:]
+    assert "demo logins" in proc.stdout and "demo-physicist-pass" in proc.stdout
+    return home

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,16 +26,8 @@ from scanbench.store.db import Database
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any],
-                                                                      Database]]:
-    home = tmp_path_factory.mktemp("fleet") / "home"
-    proc = subprocess.run(
-        [sys.executable, "-m", "scanbench", "demo", "--home", str(home), "--no-serve",
-         "--days", "70", "--end", "2026-09-30", "--no-periodic", "--exams", "10",
-         "--workers", "2"],
-        capture_output=True, text=True, timeout=1500, env={**os.environ, "COLUMNS": "200"})
-    assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-2000:]
-    assert "demo logins" in proc.stdout and "demo-physicist-pass" in proc.stdout
+def fleet(demo_fleet_home: Path) -> Iterator[tuple[Path, dict[str, Any], Database]]:
+    home = demo_fleet_home  # one demo run shared with the browser tests (tests/conftest.py)
     plan = json.loads((home / "demo-fleet.json").read_text(encoding="utf-8"))
     db = Database(home)
     try:

@@ -34,8 +34,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_ARGS = ["--days", "70", "--end", "2026-09-30", "--no-periodic", "--exams", "10",
-             "--workers", "2"]
 WATER = "ct_number_water_hu"
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None,
@@ -56,24 +54,11 @@ class Demo:
                         if u["username"] == username))
 
 
-def _prepare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reuse = os.environ.get("SCANBENCH_TEST_DEMO_HOME")
-    if reuse:
-        return Path(reuse)
-    home = tmp_path_factory.mktemp("demo-browser") / "home"
-    proc = subprocess.run([sys.executable, "-m", "scanbench", "demo", "--home", str(home),
-                           "--no-serve", *DEMO_ARGS],
-                          capture_output=True, text=True, timeout=1800,
-                          env={**os.environ, "COLUMNS": "200"})
-    assert proc.returncode == 0, proc.stderr[-4000:] + proc.stdout[-2000:]
-    return home
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+def demo(demo_fleet_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The prepared demo home, served by ``scanbench serve --port 0`` (the bound port
     read from its log line)."""
-    home = _prepare(tmp_path_factory)
+    home = demo_fleet_home  # one demo run shared with tests/e2e (tests/conftest.py)
     plan = json.loads((home / "demo-fleet.json").read_text(encoding="utf-8"))
     log = tmp_path_factory.mktemp("demo-serve") / "serve.log"
     with log.open("w", encoding="utf-8") as out:
