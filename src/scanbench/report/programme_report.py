@@ -41,16 +41,14 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
-from scanbench import __version__
-from scanbench.errors import InputError, ScanbenchError
+from scanbench.errors import InputError
 from scanbench.programme import compare as cmp
+from scanbench.report import store_reports
 from scanbench.report.numbers import format_number
 from scanbench.report.store_reports import (
-    PDF_FIGURE_SIZE,
     RCell,
     RSection,
     RTable,
@@ -538,79 +536,24 @@ def report_data(report: StoreReport) -> dict[str, Any]:
                                      for t in s.tables]} for s in report.sections]}
 
 
-def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = None) -> str:
-    """The report as one self-contained HTML page (templates/programme_report.html,
-    autoescape on: device names and labels from headers are shown as text; plotly.js
-    embedded once, compressed, as in the store reports); ``figure_size`` fixes every
-    figure's size for print."""
-    from scanbench.report.html import (
-        STATUS_MEANINGS,
-        STATUS_WORDS,
-        _figure_entry,
-        _gzip_b64,
-        _plotlyjs_b64,
-        provenance,
-    )
-    from scanbench.types import STATUSES
+TEMPLATE = "programme_report.html"
 
-    entries: list[str] = []
-    templates: dict[str, int] = {}
-    slots: list[list[Any]] = []
-    for i, section in enumerate(report.sections):
-        mine = []
-        for j, fig in enumerate(section.figures):
-            entry, slot = _figure_entry(fig, f"fig-{i + 1}-{j + 1}", figure_size, templates)
-            entries.append(entry)
-            mine.append(slot)
-        slots.append(mine)
-    template_list = [json.loads(t) for t, _ in sorted(templates.items(), key=lambda kv: kv[1])]
-    figure_block = ""
-    if entries:
-        figure_block = _gzip_b64('{"templates":' + json.dumps(template_list, separators=(",", ":"))
-                                 + ',"figures":[' + ",".join(entries) + "]}")
-    used = {c.status for s in report.sections for t in s.tables for row in t.rows for c in row
-            if c.status}
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("scanbench.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
-    return env.get_template("programme_report.html").render(
-        report=report, slots=slots, version=__version__,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        provenance=provenance(),
-        status_legend=[(s, STATUS_WORDS[s], STATUS_MEANINGS[s]) for s in STATUSES
-                       if s in used],
-        plotlyjs_b64=_plotlyjs_b64() if entries else "", figure_block=figure_block,
-        eager=figure_size is not None)
+
+def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = None) -> str:
+    """The report as one self-contained HTML page (templates/programme_report.html),
+    rendered as the store reports are (:func:`scanbench.report.store_reports.render_html`);
+    ``figure_size`` fixes every figure's size for print."""
+    return store_reports.render_html(report, figure_size=figure_size, template=TEMPLATE)
 
 
 def write(report: StoreReport, path: str | Path) -> Path:
     """Write the report as HTML, or as PDF when ``path`` ends in ``.pdf``."""
-    import tempfile
-
-    from scanbench.report.pdf import html_to_pdf
-
-    path = Path(path)
-    as_pdf = path.suffix.lower() == ".pdf"
-    html = render_html(report, figure_size=PDF_FIGURE_SIZE if as_pdf else None)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not as_pdf:
-            path.write_text(html, encoding="utf-8")
-            return path
-        with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
-            page = Path(tmp) / "report.html"
-            page.write_text(html, encoding="utf-8")
-            return html_to_pdf(page, path)
-    except OSError as exc:
-        raise ScanbenchError(f"cannot write the report ({exc.strerror or exc})",
-                             where=path) from exc
+    return store_reports.write(report, path, template=TEMPLATE)
 
 
 def pdf_bytes(report: StoreReport) -> bytes:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
-        return write(report, Path(tmp) / "report.pdf").read_bytes()
+    """The report printed to PDF, as bytes (for a download)."""
+    return store_reports.pdf_bytes(report, template=TEMPLATE)
 
 
 __all__ = ["GROUPINGS", "device_measurements", "group_of", "measurement_title", "pdf_bytes",

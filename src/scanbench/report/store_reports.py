@@ -862,9 +862,12 @@ def site_dose_report(session: Session, site: m.Site, start: dt.date, end: dt.dat
 
 # --------------------------------------------------------------------------- rendering
 
-def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = None) -> str:
+def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = None,
+                template: str = "store_report.html") -> str:
     """The report as one self-contained HTML page (plotly.js embedded once, compressed,
-    as in the analysis report); ``figure_size`` fixes every figure's size for print."""
+    as in the analysis report); ``figure_size`` fixes every figure's size for print;
+    ``template``: the page in ``report/templates`` (autoescape on: names and labels read
+    from headers are shown as text)."""
     entries: list[str] = []
     templates: dict[str, int] = {}
     slots: list[list[Any]] = []
@@ -885,7 +888,7 @@ def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = No
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("scanbench.report", "templates"),
         autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
-    return env.get_template("store_report.html").render(
+    return env.get_template(template).render(
         report=report, slots=slots, version=__version__,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         provenance=provenance(),
@@ -895,14 +898,16 @@ def render_html(report: StoreReport, *, figure_size: tuple[int, int] | None = No
         eager=figure_size is not None)
 
 
-def write(report: StoreReport, path: str | Path) -> Path:
+def write(report: StoreReport, path: str | Path, *,
+          template: str = "store_report.html") -> Path:
     """Write ``report`` as HTML, or as PDF when ``path`` ends in ``.pdf`` (headless
     Chromium, :func:`scanbench.report.pdf.html_to_pdf`)."""
     from scanbench.report.pdf import html_to_pdf
 
     path = Path(path)
     as_pdf = path.suffix.lower() == ".pdf"
-    html = render_html(report, figure_size=PDF_FIGURE_SIZE if as_pdf else None)
+    html = render_html(report, figure_size=PDF_FIGURE_SIZE if as_pdf else None,
+                       template=template)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not as_pdf:
@@ -917,10 +922,10 @@ def write(report: StoreReport, path: str | Path) -> Path:
                              where=path) from exc
 
 
-def pdf_bytes(report: StoreReport) -> bytes:
+def pdf_bytes(report: StoreReport, *, template: str = "store_report.html") -> bytes:
     """The report printed to PDF, as bytes (for a download)."""
     with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
-        return write(report, Path(tmp) / "report.pdf").read_bytes()
+        return write(report, Path(tmp) / "report.pdf", template=template).read_bytes()
 
 
 __all__ = ["RCell", "RSection", "RTable", "StoreReport", "acceptance_report",
