@@ -18,7 +18,6 @@ from scanbench.errors import ScanbenchError
 from scanbench.service.cli import HomeOpt, UrlOpt
 from scanbench.service.cli import open_database as _db
 from scanbench.service.cli import usage_error as _fail
-from scanbench.store.db import home_dir
 
 out = console()
 
@@ -38,6 +37,7 @@ def train(device_class: Annotated[str | None, typer.Option(
     than 20 accepted results, its results that failed no limit), store them (versioned)
     and score the queued reviews again."""
     from scanbench.programme import review, triage
+    from scanbench.store.db import home_dir
 
     db = _db(home, database_url)
     path = triage.models_path(home_dir(home))
@@ -65,6 +65,7 @@ def train(device_class: Annotated[str | None, typer.Option(
 def queue(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
     """Queue every result of a site with a reviewer that has no review yet."""
     from scanbench.programme import review, triage
+    from scanbench.store.db import home_dir
 
     db = _db(home, database_url)
     try:

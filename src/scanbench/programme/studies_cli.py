@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from scanbench.console import console, text
 from scanbench.errors import InputError
@@ -41,6 +40,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _study(s: Any, ref: str) -> Any:
+    from sqlalchemy import select
+
     from scanbench.store import models as m
 
     row = s.get(m.ReaderStudy, int(ref)) if ref.isdigit() else s.scalars(
@@ -71,6 +72,8 @@ def study_create(
     home: HomeOpt = None, database_url: UrlOpt = None,
 ) -> None:
     """Create a reader study with its criteria (5-point scale)."""
+    from sqlalchemy import select
+
     from scanbench.programme import readers
     from scanbench.store import models as m
 
@@ -97,6 +100,8 @@ def study_add_case(
     home: HomeOpt = None, database_url: UrlOpt = None,
 ) -> None:
     """Add a stored series (by Series Instance UID) as a case."""
+    from sqlalchemy import select
+
     from scanbench.programme import readers
     from scanbench.store import models as m
 
@@ -181,6 +186,8 @@ def sus_summary(device: Annotated[str | None, typer.Option(help="One device.")] 
                 as_json: JsonOpt = False, home: HomeOpt = None,
                 database_url: UrlOpt = None) -> None:
     """SUS per device and role, per model and by year of life (95 % t intervals)."""
+    from sqlalchemy import select
+
     from scanbench.programme import sus
     from scanbench.store import models as m
 
