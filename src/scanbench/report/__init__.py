@@ -8,7 +8,6 @@ here, on request, from each result's analysis (``Analysis.figures``).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,7 +57,7 @@ def write_report(
     Chromium is missing or fails.
     """
     from scanbench.report.html import registry_figures, render_html
-    from scanbench.report.pdf import find_chromium, html_to_pdf
+    from scanbench.report.pdf import find_chromium, save_report
 
     if isinstance(figures, str):  # "registry", the default: each result's analysis draws
         figures = registry_figures
@@ -72,18 +71,7 @@ def write_report(
     html = render_html(results, title=title, failures=failures, skipped=skipped,
                        inputs=inputs, figures=figures, extra_sections=extra_sections,
                        figure_size=PDF_FIGURE_SIZE if as_pdf else None)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not as_pdf:
-            path.write_text(html, encoding="utf-8")
-            return path
-        with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
-            page = Path(tmp) / "report.html"
-            page.write_text(html, encoding="utf-8")
-            return html_to_pdf(page, path)
-    except OSError as exc:
-        raise ScanbenchError(f"cannot write the report ({exc.strerror or exc})",
-                             where=path) from exc
+    return save_report(html, path)
 
 
 __all__ = ["PDF_FIGURE_SIZE", "ExtraSection", "render_html", "write_report"]

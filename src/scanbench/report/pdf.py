@@ -76,6 +76,24 @@ def html_to_pdf(html_file: Path, pdf_file: Path, *, timeout_s: float = 120.0,
     return pdf_file
 
 
+def save_report(html: str, path: Path) -> Path:
+    """Write a rendered report page to ``path``: the HTML itself, or printed to PDF by
+    headless Chromium when ``path`` ends in ``.pdf``. A file that cannot be written is a
+    :class:`ScanbenchError` naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() != ".pdf":
+            path.write_text(html, encoding="utf-8")
+            return path
+        with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
+            page = Path(tmp) / "report.html"
+            page.write_text(html, encoding="utf-8")
+            return html_to_pdf(page, path)
+    except OSError as exc:
+        raise ScanbenchError(f"cannot write the report ({exc.strerror or exc})",
+                             where=path) from exc
+
+
 def html_to_png(html_file: Path, png_file: Path, *, width: int = 1200, height: int = 1600,
                 timeout_s: float = 120.0, render_budget_ms: int = 15000) -> Path:
     """A screenshot of the top ``width`` × ``height`` px of ``html_file``."""

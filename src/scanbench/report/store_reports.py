@@ -902,24 +902,13 @@ def write(report: StoreReport, path: str | Path, *,
           template: str = "store_report.html") -> Path:
     """Write ``report`` as HTML, or as PDF when ``path`` ends in ``.pdf`` (headless
     Chromium, :func:`scanbench.report.pdf.html_to_pdf`)."""
-    from scanbench.report.pdf import html_to_pdf
+    from scanbench.report.pdf import save_report
 
     path = Path(path)
     as_pdf = path.suffix.lower() == ".pdf"
     html = render_html(report, figure_size=PDF_FIGURE_SIZE if as_pdf else None,
                        template=template)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not as_pdf:
-            path.write_text(html, encoding="utf-8")
-            return path
-        with tempfile.TemporaryDirectory(prefix="scanbench-report-") as tmp:
-            page = Path(tmp) / "report.html"
-            page.write_text(html, encoding="utf-8")
-            return html_to_pdf(page, path)
-    except OSError as exc:
-        raise ScanbenchError(f"cannot write the report ({exc.strerror or exc})",
-                             where=path) from exc
+    return save_report(html, path)
 
 
 def pdf_bytes(report: StoreReport, *, template: str = "store_report.html") -> bytes:
