@@ -31,7 +31,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,15 @@ def _no_progress(_what: str, _done: int, _total: int | None) -> None:
 
 def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             workers: int | None = None, exams: int = 300, periodic: bool = True,
-            progress: Progress = _no_progress) -> DemoSummary:
+            progress: Progress = _no_progress,
+            sites: Collection[str] | None = None) -> DemoSummary:
     """Build the demo's data directory ``home`` (which must be new or empty); see the
     module docstring. ``days``: the simulated period, ending ``end`` (default
     yesterday); ``workers``: the node's analysis processes (None: its default, cores
     − 1; 0: in this process); ``exams``: clinical exams (about); ``periodic`` false
-    leaves out the quarterly and annual phantom tests (faster, same scenario)."""
+    leaves out the quarterly and annual phantom tests (faster, same scenario);
+    ``sites``: only these sites' devices, sites and user grants (site keys of
+    scanbench.demo.fleet.SITES; the programme demo prepares one site node each)."""
     from scanbench.service.jobs import make_executor
     from scanbench.web.audit import commit_with_retry
 
@@ -86,8 +89,10 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
     sc = fleet.scenario(days, end)
     summary = DemoSummary(home=home, scenario=sc)
     zones = {s.key: s.timezone for s in fleet.SITES}
-    tasks = qc.plan(fleet.DEVICES, sc, zones, periodic=periodic)
-    exam_days = demo_clinical.plan(fleet.DEVICES, sc, exams)
+    devices = fleet.DEVICES if sites is None else tuple(
+        d for d in fleet.DEVICES if d.site in set(sites))
+    tasks = qc.plan(devices, sc, zones, periodic=periodic)
+    exam_days = demo_clinical.plan(devices, sc, exams)
     summary.qc_series = len(tasks)
     summary.clinical_exams = sum(e.n for e in exam_days)
 
@@ -120,7 +125,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             first.setdefault(t.device.key, t)
         enrol = {t.folder for t in first.values()}
         _ingest(pipe, staging, progress, only=enrol)
-        _enrol(pipe.db, sc, periodic, home)
+        _enrol(pipe.db, sc, periodic, home, devices, sites)
         _ingest(pipe, staging, progress, skip=enrol)
         summary.timings["ingest"] = time.monotonic() - t0
     finally:
@@ -141,15 +146,15 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
     try:
         with db.sessions() as s:
             progress("entering lifecycle, telemetry, costs", 0, 6)
-            ids = records.device_ids(s, fleet.DEVICES)
+            ids = records.device_ids(s, devices)
             summary.device_ids = ids
             progress("entering lifecycle, telemetry, costs", 2, 6)
             summary.lifecycle_events = commit_with_retry(
-                s, lambda x: records.lifecycle(x, fleet.DEVICES, ids, sc))
+                s, lambda x: records.lifecycle(x, devices, ids, sc))
             progress("entering lifecycle, telemetry, costs", 4, 6)
             summary.telemetry_readings = commit_with_retry(
-                s, lambda x: records.telemetry(x, fleet.DEVICES, ids, sc))
-            commit_with_retry(s, lambda x: records.costs(x, fleet.DEVICES, ids, sc))
+                s, lambda x: records.telemetry(x, devices, ids, sc))
+            commit_with_retry(s, lambda x: records.costs(x, devices, ids, sc))
             progress("entering lifecycle, telemetry, costs", 6, 6)
             summary.timings["records"] = time.monotonic() - t0
 
@@ -224,16 +229,19 @@ def _simulate(tasks: list[qc.QcTask], exam_days: list[Any], staging: Path,
     return files
 
 
-def _enrol(db: Any, sc: Any, periodic: bool, home: Path) -> None:
-    """The sites and demo users; each device (known to the node from its first scan) to
-    its site with its class attributes; the programme's specs assigned by class."""
+def _enrol(db: Any, sc: Any, periodic: bool, home: Path,
+           devices: tuple[fleet.DeviceDef, ...] = fleet.DEVICES,
+           only: Collection[str] | None = None) -> None:
+    """The sites and demo users (``only``: these sites); each device (known to the node
+    from its first scan) to its site with its class attributes; the programme's specs
+    assigned by class."""
     from scanbench.demo import records
     from scanbench.web.audit import commit_with_retry
 
     with db.sessions() as s:
-        sites = commit_with_retry(s, records.sites_and_users)
-        ids = records.device_ids(s, fleet.DEVICES)
-        commit_with_retry(s, lambda x: records.place_devices(x, fleet.DEVICES, ids, sites))
+        sites = commit_with_retry(s, lambda x: records.sites_and_users(x, only))
+        ids = records.device_ids(s, devices)
+        commit_with_retry(s, lambda x: records.place_devices(x, devices, ids, sites))
         commit_with_retry(s, lambda x: records.assign_specs(
             x, sc, periodic=periodic, folder=home / "demo-specs"))
 
@@ -352,7 +360,8 @@ def _write_plan(summary: DemoSummary, tasks: list[qc.QcTask], exam_days: list[An
         "devices": {d.key: {"id": summary.device_ids.get(d.key), "site": d.site,
                             "name": d.display_name, "manufacturer": d.manufacturer,
                             "model": d.model, "modality": d.modality}
-                    for d in fleet.DEVICES},
+                    for d in fleet.DEVICES
+                    if not summary.device_ids or d.key in summary.device_ids},
         "users": [{"username": u.username, "password": u.password,
                    "grants": [list(g) for g in u.grants]} for u in fleet.USERS],
         "counts": {"qc_series": summary.qc_series, "clinical_exams": summary.clinical_exams,

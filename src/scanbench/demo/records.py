@@ -18,7 +18,7 @@ around their nominal values.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,19 +46,25 @@ ASSIGNMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def sites_and_users(session: Session) -> dict[str, int]:
-    """The sites and the demo users with their grants; returns site key -> id."""
+def sites_and_users(session: Session, only: Collection[str] | None = None
+                    ) -> dict[str, int]:
+    """The sites (``only``: these site keys) and the demo users with their grants on
+    them (a user with no grant there is left out); returns site key -> id."""
     from scanbench.web import auth
     from scanbench.web.sites import add_site
 
     ids: dict[str, int] = {}
     for s in SITES:
-        ids[s.key] = add_site(session, ACTOR, s.name, institution=s.institution,
-                              timezone=s.timezone).id
+        if only is None or s.key in only:
+            ids[s.key] = add_site(session, ACTOR, s.name, institution=s.institution,
+                                  timezone=s.timezone).id
     for u in USERS:
+        grants = [(k, r) for k, r in u.grants if k in ids]
+        if not grants:
+            continue
         user = auth.add_user(session, ACTOR, u.username, u.password,
                              display_name=u.display_name)
-        for site_key, role in u.grants:
+        for site_key, role in grants:
             auth.grant(session, ACTOR, user, session.get_one(m.Site, ids[site_key]), role)
     return ids
 
