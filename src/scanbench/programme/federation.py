@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import json
+import math
 import secrets
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -155,16 +157,110 @@ class ScorecardWire(_Strict):
 
 
 class DayStatsWire(_Strict):
-    """Dose or workflow statistics of one device on one local day (aggregates only:
-    counts and quantiles per protocol, never a patient's row)."""
+    """Day statistics in format 1 (sites before format 2): per (kind, protocol) count,
+    minimum, median, 75th percentile and maximum only. Kept as received; the central
+    statistics cannot combine them exactly (a median of daily medians is not the
+    median) and say so (:mod:`scanbench.clinical.federated`)."""
 
     day: dt.date
     groups: list[dict[str, Any]] = Field(max_length=1000)
 
 
+#: The format of the day statistics a site sends (``version`` of their data): 2 sends
+#: each day's sorted values, so the centre combines days exactly (any quantile of any
+#: period); 1 (no ``version``) sent per-day summaries only.
+DAY_FORMAT = 2
+#: The most values of one quantity in one day's group.
+MAX_DAY_VALUES = 100_000
+
+Values = list[float]
+
+
+def _check_sorted(values: Values, what: str, at_most: int | None = None) -> Values:
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError(f"{what}: a value is not finite")
+    if any(b < a for a, b in itertools.pairwise(values)):
+        raise ValueError(f"{what}: values must be sorted ascending")
+    if at_most is not None and len(values) > at_most:
+        raise ValueError(f"{what}: {len(values)} values, more than the {at_most} counted")
+    return values
+
+
+class DoseDayGroupWire(_Strict):
+    """One (kind, protocol) of a device's day in format 2: the number of events, each
+    quantity's values sorted ascending (no order of acquisition, no exam), and the CT
+    target regions (k-factor regions) counted."""
+
+    kind: Literal["ct", "ct_localizer", "study", "radiopharmaceutical"]
+    protocol: str = Field(max_length=200)
+    events: int = Field(ge=1)
+    regions: dict[str, int] = Field(default_factory=dict, max_length=50)
+    values: dict[Literal["ctdivol_mgy", "dlp_mgycm", "ssde_mgy", "administered_activity_mbq",
+                         "activity_per_kg_mbq_per_kg", "effective_dose_msv"],
+                 list[float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _values_sorted(self) -> DoseDayGroupWire:
+        for name, vals in self.values.items():
+            _check_sorted(vals, f"values.{name}", self.events)
+        return self
+
+
+class WorkflowDayGroupWire(_Strict):
+    """A device's day in format 2: exams, their durations (s) and PET uptake times (min)
+    sorted ascending, the busy time (s, the sum of the durations), how many uptake times
+    were in the window, and the hours the device was staffed that day at the site
+    (``basis`` "staffed hours", else "24 h")."""
+
+    exams: int = Field(ge=1)
+    durations_s: Values = Field(max_length=MAX_DAY_VALUES)
+    busy_s: float = Field(ge=0)
+    uptake_min: Values = Field(default_factory=list, max_length=MAX_DAY_VALUES)
+    uptake_in_window: int = Field(default=0, ge=0)
+    available_hours: float = Field(ge=0, le=24)
+    basis: Literal["staffed hours", "24 h"]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkflowDayGroupWire:
+        _check_sorted(self.durations_s, "durations_s", self.exams)
+        _check_sorted(self.uptake_min, "uptake_min", self.exams)
+        total = math.fsum(self.durations_s)
+        if abs(self.busy_s - total) > 1e-6 * max(1.0, total):
+            raise ValueError(f"busy_s {self.busy_s} is not the sum of durations_s ({total})")
+        if self.uptake_in_window > len(self.uptake_min):
+            raise ValueError("uptake_in_window is more than the uptake times sent")
+        return self
+
+
+class DoseDayWire(_Strict):
+    day: dt.date
+    version: Literal[2]
+    groups: list[DoseDayGroupWire] = Field(max_length=1000)
+
+
+class WorkflowDayWire(_Strict):
+    day: dt.date
+    version: Literal[2]
+    groups: list[WorkflowDayGroupWire] = Field(min_length=1, max_length=1)
+
+
 _DATA_MODELS: dict[str, type[BaseModel]] = {
     "result": ResultWire, "lifecycle": LifecycleWire, "alert": AlertWire,
-    "scorecard": ScorecardWire, "dose_day": DayStatsWire, "workflow_day": DayStatsWire}
+    "scorecard": ScorecardWire, "dose_day": DoseDayWire, "workflow_day": WorkflowDayWire}
+
+
+def data_model(kind: str, data: dict[str, Any]) -> type[BaseModel]:
+    """The model a record's data is checked against: day statistics by their format
+    (``version``; none: format 1, :class:`DayStatsWire`); :class:`Refused` (422) for a
+    format this centre does not know."""
+    if kind in ("dose_day", "workflow_day"):
+        version = data.get("version", 1)
+        if version == 1:
+            return DayStatsWire
+        if version != DAY_FORMAT:
+            raise Refused(422, f"{kind} format {version!r} is not supported (this centre "
+                          f"reads 1 and {DAY_FORMAT}); update scanbench at the centre")
+    return _DATA_MODELS[kind]
 
 
 class RecordWire(_Strict):
@@ -317,7 +413,7 @@ def parse_batch(body: bytes) -> BatchWire:
                         "workflow_day", "alert") and rec.device is None:
             raise Refused(422, f"record {rec.record_key}: no device")
         try:
-            data = _DATA_MODELS[rec.kind].model_validate(rec.data)
+            data = data_model(rec.kind, rec.data).model_validate(rec.data)
         except ValidationError as exc:
             raise Refused(422, f"record seq {rec.seq} ({rec.record_key}): "
                           + _first_error(exc)) from None
@@ -494,7 +590,7 @@ def materialise(session: Session, site: m.Site, rec: RecordWire,
                 devices: dict[str, m.Device] | None = None
                 ) -> tuple[str | None, int | None]:
     """Write ``rec`` into the central tables; returns (table, id) of the row it became
-    (None, None for the day statistics, which have no central table)."""
+    (the day statistics have no central table: ("device", its central device id))."""
     assert rec.device is not None  # checked by parse_batch
     dev = _device(session, site, rec.device, devices)
     if rec.kind == "result":
@@ -563,7 +659,9 @@ def materialise(session: Session, site: m.Site, rec: RecordWire,
             session.add(card)
             session.flush()
         return "scorecard", card.id
-    return None, None  # dose_day / workflow_day: kept as FedRecord payloads
+    # dose_day / workflow_day: kept as FedRecord payloads, naming the central device
+    # they belong to (read by scanbench.clinical.federated)
+    return "device", dev.id
 
 
 def site_overview(session: Session) -> list[dict[str, Any]]:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import statistics
+import math
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from scanbench.dicom.deid import Deidentifier, site_secret
 from scanbench.errors import ScanbenchError
-from scanbench.programme.federation import PROTOCOL, DecisionWire, DeviceWire
+from scanbench.programme.federation import (
+    DAY_FORMAT,
+    MAX_BATCH_BYTES,
+    PROTOCOL,
+    DecisionWire,
+    DeviceWire,
+)
 from scanbench.store import models as m
 from scanbench.store.db import Database
 
@@ -178,7 +185,8 @@ def queue_new(session: Session, secret: bytes, limit: int = 5000,
         done = _queued(session, keys)
         for key, ((dev, day), groups) in zip(keys, days.items(), strict=True):
             if key not in done:
-                add(kind, key, dev, {"day": day.isoformat(), "groups": groups})
+                add(kind, key, dev, {"day": day.isoformat(), "version": DAY_FORMAT,
+                                     "groups": groups})
     session.flush()
     return n
 
@@ -186,21 +194,30 @@ def queue_new(session: Session, secret: bytes, limit: int = 5000,
 #: Days a device's dose and workflow statistics wait after their end before they are
 #: sent (studies of the day still arriving, their jobs still running).
 SETTLE_DAYS = 2
+#: The dose quantities of a day's groups (keys of :data:`scanbench.clinical.dose_stats.
+#: QUANTITIES`).
 DOSE_QUANTITIES = ("ctdivol_mgy", "dlp_mgycm", "ssde_mgy", "administered_activity_mbq",
-                   "effective_dose_msv")
+                   "activity_per_kg_mbq_per_kg", "effective_dose_msv")
 
 
-def _summary(values: list[float | None]) -> dict[str, float | int] | None:
-    """n, minimum, median, 75th percentile, maximum. Percentiles by linear interpolation
-    between closest ranks (Hyndman and Fan 1996 definition 7, as
-    :mod:`scanbench.clinical.dose_stats`): ``statistics.quantiles(method="inclusive")``."""
-    v = sorted(x for x in values if x is not None)
-    if not v:
+def _sorted_values(values: Any) -> list[float]:
+    """The finite values, ascending: what the centre needs to compute any quantile of any
+    period exactly (a median of daily medians is not the median); their order of
+    acquisition is not sent."""
+    return sorted(float(v) for v in values
+                  if v is not None and isinstance(v, int | float) and math.isfinite(v))
+
+
+def _region(ev: m.DoseEvent) -> str | None:
+    """The k-factor region of a CT event's coded target region (TID 10013), as
+    :mod:`scanbench.clinical.dose_stats` matches reference-level categories by it."""
+    from scanbench.clinical.effective_dose import region_of
+    from scanbench.clinical.sr import Code
+
+    code = (ev.data or {}).get("target_region_code")
+    if not isinstance(code, dict) or not code.get("value"):
         return None
-    if len(v) == 1:
-        return {"n": 1, "min": v[0], "median": v[0], "p75": v[0], "max": v[0]}
-    q = statistics.quantiles(v, n=4, method="inclusive")
-    return {"n": len(v), "min": v[0], "median": q[1], "p75": q[2], "max": v[-1]}
+    return region_of(Code(str(code["value"]), str(code.get("scheme") or "")))
 
 
 def _newest_day(session: Session, kind: str) -> dt.date | None:
@@ -212,9 +229,14 @@ def _newest_day(session: Session, kind: str) -> dt.date | None:
 def _day_statistics(session: Session, today: dt.date
                     ) -> dict[str, dict[tuple[int, dt.date], list[dict[str, Any]]]]:
     """Per device and local day that is over (``SETTLE_DAYS`` ago), not sent yet (a
-    week before the newest sent day is looked at again): dose per (kind, protocol) —
-    count, median, 75th percentile, range of each quantity; exam durations (s). Only
-    aggregates: no study, patient, accession or time of an exam."""
+    week before the newest sent day is looked at again), in day-statistics format 2
+    (:data:`scanbench.programme.federation.DAY_FORMAT`): dose per (kind, protocol) —
+    the number of events, the sorted values of each quantity and the count of CT target
+    regions; workflow — the number of exams, sorted exam durations (s) and PET uptake
+    times (min), the busy time and the device's staffed hours that day. No study,
+    patient, accession, exam time or link between two values of one exam is sent."""
+    from scanbench.clinical.dose_stats import staffed_hours_of
+
     cutoff = dt.datetime.combine(today - dt.timedelta(days=SETTLE_DAYS - 1), dt.time())
     out: dict[str, dict[tuple[int, dt.date], list[dict[str, Any]]]] = {}
     de = m.DoseEvent
@@ -225,16 +247,37 @@ def _day_statistics(session: Session, today: dt.date
         q = q.where(de.occurred_at >= dt.datetime.combine(since - dt.timedelta(days=7),
                                                           dt.time()))
     dose: dict[tuple[int, dt.date], dict[tuple[str, str], list[m.DoseEvent]]] = {}
+    study_regions: dict[int, Counter[str]] = {}
     for ev in session.scalars(q.order_by(de.occurred_at)):
         assert ev.device_id is not None and ev.occurred_at is not None
         day = dose.setdefault((ev.device_id, ev.occurred_at.date()), {})
         localizer = (ev.data or {}).get("acquisition_type") == "constant_angle"
         kind = "ct_localizer" if ev.kind == "ct" and localizer else ev.kind
         day.setdefault((kind, ev.protocol or ""), []).append(ev)
+        if kind == "ct" and (region := _region(ev)) is not None:
+            study_regions.setdefault(ev.study_id, Counter())[region] += 1
+
+    def regions(kind: str, evs: list[m.DoseEvent]) -> dict[str, int]:
+        """CT events: their own regions; an exam total: the regions of its CT events."""
+        counts: Counter[str] = Counter()
+        for e in evs:
+            if kind == "ct":
+                if (r := _region(e)) is not None:
+                    counts[r] += 1
+            elif kind == "study":
+                counts.update(study_regions.get(e.study_id, Counter()))
+        return dict(sorted(counts.items()))
+
+    def value(e: m.DoseEvent, name: str) -> Any:
+        if name == "activity_per_kg_mbq_per_kg":
+            return (e.data or {}).get(name)
+        return getattr(e, name)
+
     out["dose_day"] = {
         key: [{"kind": kind, "protocol": protocol, "events": len(evs),
-               **{name: _summary([getattr(e, name) for e in evs])
-                  for name in DOSE_QUANTITIES}}
+               "regions": regions(kind, evs),
+               "values": {name: vals for name in DOSE_QUANTITIES
+                          if (vals := _sorted_values(value(e, name) for e in evs))}}
               for (kind, protocol), evs in sorted(groups.items())]
         for key, groups in dose.items()}
     et = m.ExamTiming
@@ -244,18 +287,54 @@ def _day_statistics(session: Session, today: dt.date
     if since is not None:
         q2 = q2.where(et.started_at >= dt.datetime.combine(since - dt.timedelta(days=7),
                                                            dt.time()))
-    timing: dict[tuple[int, dt.date], list[float | None]] = {}
+    timing: dict[tuple[int, dt.date], list[m.ExamTiming]] = {}
     for ex in session.scalars(q2.order_by(et.started_at)):
         assert ex.device_id is not None and ex.started_at is not None
-        timing.setdefault((ex.device_id, ex.started_at.date()), []).append(ex.duration_s)
-    out["workflow_day"] = {
-        key: [{"exams": len(durations), "duration_s": _summary(durations),
-               "busy_s": sum(d for d in durations if d is not None)}]
-        for key, durations in timing.items()}
+        timing.setdefault((ex.device_id, ex.started_at.date()), []).append(ex)
+    schedules = {d: staffed_hours_of(h) for d, h in session.execute(
+        select(m.Device.id, m.Device.staffed_hours).where(
+            m.Device.id.in_({k[0] for k in timing})))} if timing else {}
+    workflow: dict[tuple[int, dt.date], list[dict[str, Any]]] = {}
+    for (dev, day_), exams in timing.items():
+        durations = _sorted_values(e.duration_s for e in exams)
+        sched = schedules.get(dev)
+        start = dt.datetime.combine(day_, dt.time())
+        workflow[(dev, day_)] = [{
+            "exams": len(exams), "durations_s": durations, "busy_s": math.fsum(durations),
+            "uptake_min": _sorted_values((e.data or {}).get("uptake_time_min")
+                                         for e in exams),
+            "uptake_in_window": sum(1 for e in exams
+                                    if (e.data or {}).get("uptake_in_window") is True),
+            "available_hours": (sched.hours(start, start + dt.timedelta(days=1))
+                                if sched is not None else 24.0),
+            "basis": "staffed hours" if sched is not None else "24 h"}]
+    out["workflow_day"] = workflow
     return out
 
 
 # --------------------------------------------------------------------------- sending
+
+#: Room left in a batch for its envelope (site, uid, protocol) below the centre's limit.
+_ENVELOPE_BYTES = 64 * 1024
+
+
+def _within_size(rows: list[m.FedOutbox]) -> list[m.FedOutbox]:
+    """The first rows whose records fit in one batch under the centre's
+    :data:`~scanbench.programme.federation.MAX_BATCH_BYTES` (at least one row: a record
+    too large alone is refused with its reason and shown, never split). A busy
+    scanner's day of dose values is tens of kilobytes: 200 of them can exceed the limit,
+    and a batch refused for its size would be sent again, refused, for ever."""
+    out: list[m.FedOutbox] = []
+    size = 0
+    for r in rows:
+        size += len(json.dumps({"seq": r.id, "kind": r.kind, "record_key": r.record_key,
+                                "device": r.payload.get("device"), "data": r.payload["data"]},
+                               separators=(",", ":")).encode()) + 1
+        if out and size > MAX_BATCH_BYTES - _ENVELOPE_BYTES:
+            break
+        out.append(r)
+    return out
+
 
 @dataclass
 class PassReport:
@@ -388,7 +467,7 @@ class Sender:
             rows = [r for r in rows if r.batch_uid == uid]
         else:
             uid = uuid.uuid4().hex
-            rows = [r for r in rows if r.batch_uid is None]
+            rows = _within_size([r for r in rows if r.batch_uid is None])
             for r in rows:
                 r.batch_uid = uid
             s.commit()  # the uid is kept before the batch leaves

@@ -346,19 +346,25 @@ def _reliability_section(session: Session, devices: list[m.Device], group: dict[
 def _dose_section(session: Session, ids: list[int], group: dict[int, str],
                   start: dt.date, end: dt.date) -> RSection | None:
     from scanbench.clinical import dose_stats as ds
+    from scanbench.clinical import federated
 
     filters = ds.Filters(devices=select(m.Device.id).where(m.Device.id.in_(ids)),
                          date_from=start, date_to=end + dt.timedelta(days=1))
     rows = []
+    notes: list[str] = []
     for key, q in ds.QUANTITIES.items():
-        stats = ds.dose_statistics(session, key, filters, group_by="device", max_outliers=0)
+        # the exams stored here and the federated sites' per-day values, combined exactly
+        stats = federated.dose_statistics(session, key, filters, group_by="device",
+                                          max_outliers=0)
+        notes += [n for n in stats.notes if "federated" in n and n not in notes]
         med = {g.device_id: g.distribution for g in stats.groups if g.device_id is not None}
         for g, gids in _groups(list(med), group).items():
             s = cmp.summarise(g, [med[i].median for i in gids], q.unit)
             rows.append([RCell(q.label), RCell(g), _n(s.n, 6),
                          _n(sum(med[i].n for i in gids), 8), _n(s.mean),
                          _ci(s.ci_low, s.ci_high), RCell(q.unit)])
-    wf = ds.workflow_statistics(session, filters)
+    wf = federated.workflow_statistics(session, filters)
+    notes += [n for n in wf.notes if n not in notes]
     dur = {d: s for d, s in wf.durations}
     use: dict[int, list[float]] = defaultdict(list)
     for u in wf.days:
@@ -384,7 +390,8 @@ def _dose_section(session: Session, ids: list[int], group: dict[int, str],
                                               "95 % CI", "utilisation (%, mean of devices)",
                                               "95 % CI"], wrows,
                        notes=["Utilisation: exam hours / staffed hours per day (24 h when "
-                              "a device has no staffed hours), mean over the device's days."])])
+                              "a device has no staffed hours), mean over the device's days."])],
+        notes=notes)
 
 
 def _people_section(session: Session, ids: list[int], group: dict[int, str]) -> RSection | None:

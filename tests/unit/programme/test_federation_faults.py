@@ -347,9 +347,9 @@ def test_credential_cli_prints_once_and_revokes(tmp_path: Path) -> None:
 
 def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> None:
     """Lifecycle events become central lifecycle rows; an alert's later state updates
-    the one central alert; dose and workflow go as per-day aggregates (median and 75th
-    percentile by Hyndman and Fan definition 7: for 10, 12, 14, 20 mGy, h = 1.5 and
-    2.25 give 13 and 15.5), only for days that are over, without any exam's identity."""
+    the one central alert; dose and workflow go as per-day aggregates (format 2: each
+    day's values sorted, no exam), only for days that are over, without any exam's
+    identity."""
     with site.db.session() as s:
         dev = s.scalars(select(m.Device)).one()
         study = s.scalars(select(m.Study)).one()
@@ -384,8 +384,10 @@ def test_lifecycle_alert_states_and_day_statistics_arrive(site: SiteNode) -> Non
         s.commit()
         day = s.scalars(select(m.FedOutbox).where(m.FedOutbox.kind == "dose_day")).one()
         assert day.record_key.endswith(":2026-03-02")
-        ctdi = day.payload["data"]["groups"][0]["ctdivol_mgy"]
-        assert ctdi == {"n": 4, "min": 10.0, "median": 13.0, "p75": 15.5, "max": 20.0}
+        group = day.payload["data"]["groups"][0]  # format 2: the day's values, sorted
+        assert day.payload["data"]["version"] == fed.DAY_FORMAT == 2
+        assert group["values"] == {"ctdivol_mgy": [10.0, 12.0, 14.0, 20.0]}
+        assert group["events"] == 4 and group["kind"] == "ct"
         for row in s.scalars(select(m.FedOutbox)):
             text = json.dumps(row.payload)
             assert PATIENT["patient_id"] not in text and PATIENT["series_prefix"] not in text
@@ -500,3 +502,128 @@ def test_images_for_review_only_when_enabled_and_de_identified(site: SiteNode) -
             assert ds.PatientIdentityRemoved == "YES" and ds.PatientName != "Test^Patient"
             assert ds.PatientID != "P1" and ds.StudyInstanceUID != study_uid
             assert ds.Manufacturer == "ACME"  # device identity kept
+
+
+def _central_user(central_db: Database, site_name: str, username: str) -> None:
+    from pages_world import PW
+    from scanbench.web import auth
+
+    with central_db.session() as s:
+        site = s.scalars(select(m.Site).where(m.Site.name == site_name)).one()
+        auth.grant(s, ACTOR, auth.add_user(s, ACTOR, username, PW), site, "viewer")
+
+
+def test_federated_dose_and_workflow_are_combined_exactly_at_the_centre(site: SiteNode
+                                                                         ) -> None:
+    """A site's dose and workflow days appear in the centre's dose and workflow
+    statistics (function, API, pages, programme report), combined over days exactly:
+    CTDIvol 10, 12, 14, 20 mGy on one day and 30, 11 on the next give the median of the
+    six values, 13 mGy (the median of the daily medians, 13 and 20.5, would be 16.75), Q3
+    h = 3.75: 14 + 0.75 x 6 = 18.5, P95 h = 4.75: 20 + 0.75 x 10 = 27.5 (Hyndman and Fan
+    definition 7); the localizer is left out; the head region sent matches the head
+    reference level (58.2 mGy). Durations 10, 11, 12, 13 and 15 min: median 12, bins of
+    5 min hold 4 and 1; utilisation over the site's staffed hours (10 h)."""
+    from pages_world import signed_in
+    from scanbench.clinical import dose_stats as ds
+    from scanbench.clinical import federated
+    from scanbench.report import programme_report as pr
+
+    head = {"target_region_code": {"value": "69536005", "scheme": "SCT"}}
+    with site.db.session() as s:
+        dev = s.scalars(select(m.Device)).one()
+        dev.staffed_hours = {"weekdays": list(range(7)), "start": "08:00", "end": "18:00"}
+        study = s.scalars(select(m.Study)).one()
+        for day, ctdis in ((2, (10.0, 12.0, 14.0, 20.0)), (3, (30.0, 11.0))):
+            for i, ctdi in enumerate(ctdis):
+                s.add(m.DoseEvent(study_id=study.id, device_id=dev.id, kind="ct",
+                                  occurred_at=dt.datetime(2026, 3, day, 9 + i),
+                                  protocol="Head routine", ctdivol_mgy=ctdi, data=head))
+        s.add(m.DoseEvent(study_id=study.id, device_id=dev.id, kind="ct", ctdivol_mgy=0.4,
+                          occurred_at=dt.datetime(2026, 3, 2, 8), protocol="Head routine",
+                          data={"acquisition_type": "constant_angle"}))
+        for day, secs in ((2, (600.0, 660.0, 720.0, 780.0)), (3, (900.0,))):
+            for i, sec in enumerate(secs):
+                s.add(m.ExamTiming(study_id=study.id, device_id=dev.id, duration_s=sec,
+                                   started_at=dt.datetime(2026, 3, day, 9 + i)))
+    assert site.send().error is None
+    _central_user(site.central_db, site.name, f"viewer-{site.name}")
+    with site.central_db.sessions() as s:
+        dev_id = s.scalars(select(m.Device.id).join(m.Site, m.Site.id == m.Device.site_id)
+                           .where(m.Site.name == site.name)).one()
+        f = ds.Filters(devices=federated.device_filter([dev_id]))
+        stats = federated.dose_statistics(s, "ctdivol_mgy", f)
+        [g] = stats.groups
+        d = g.distribution
+        assert (d.n, d.minimum, d.median, d.q3, d.p95, d.maximum) == (6, 10, 13, 18.5, 27.5, 30)
+        assert isinstance(g, federated.FederatedDoseGroup) and g.days == 2
+        assert g.source == federated.FEDERATED and g.device_id == dev_id
+        assert g.region == "head" and g.reference is not None
+        assert g.reference.exam == "head" and g.reference.ratio_median == 13 / 58.2
+        wf = federated.workflow_statistics(s, f)
+        [(wdev, dur)] = wf.durations
+        assert wdev == dev_id and (dur.n, dur.median, dur.maximum) == (5, 12, 15)
+        assert wf.duration_histogram == [(10.0, 4), (15.0, 1)]
+        use = [(u.day.day, u.exams, u.exam_hours, u.available_hours, u.basis)
+               for u in wf.days]
+        assert use == [(2, 4, 2760 / 3600, 10.0, "staffed hours"),
+                       (3, 1, 900 / 3600, 10.0, "staffed hours")]
+        # the default period ends at the newest federated day (no exam at the centre)
+        period = federated.default_period(s, "ctdivol_mgy", f)
+        assert (period.date_from, period.date_to) == (dt.date(2025, 3, 4), dt.date(2026, 3, 4))
+        report = pr.programme_report(s, dt.date(2026, 3, 1), dt.date(2026, 3, 31),
+                                     device_ids=[dev_id])
+        html = pr.render_html(report)
+        assert "device-day(s) of federated sites are included" in html
+        dose_table = next(t for sec in report.sections for t in sec.tables
+                          if t.title == "Dose per group")
+        ctdi_row = next(r for r in dose_table.rows if r[0].text == "CTDIvol")
+        assert float(ctdi_row[4].text) == 13.0 and ctdi_row[3].text == "6"
+    client = signed_in(create_app(site.central_db), f"viewer-{site.name}")
+    got = client.get("/api/v1/dose/statistics", params={"device_id": dev_id}).json()
+    [api_group] = got["groups"]
+    assert (api_group["median"], api_group["source"], api_group["federated_days"]) == \
+        (13.0, "federated sites", 2)
+    assert got["period"]["date_to"] == "2026-03-04"
+    got = client.get("/api/v1/workflow/statistics", params={"device_id": dev_id}).json()
+    assert got["durations"][0]["median"] == 12.0 and got["federated_devices"] == [dev_id]
+    assert client.get("/api/v1/workflow/statistics", params={
+        "device_id": dev_id, "protocol": "Head routine"}).json()["durations"] == []
+    page = client.get("/dose", params={"device_id": dev_id}).text
+    assert "federated sites: 2 day(s) sent" in page
+    page = client.get("/workflow", params={"device_id": dev_id}).text
+    assert "(days sent by its site)" in page
+
+
+def test_day_statistics_format_is_checked_and_format_1_is_named(site: SiteNode) -> None:
+    """Format 2 day values must be sorted, finite and no more than the events counted
+    (refused with the field named); an unknown format is refused; a format-1 day (per-day
+    summaries of an older site) is stored but not combined, and the statistics say so."""
+    device = {"identity_key": f"acme|ct-9|{site.name}-sn1", "modality": "CT",
+              "manufacturer": "ACME", "model": "CT-9"}
+
+    def day(data: dict[str, Any], seq: int = 1) -> bytes:
+        return site.batch([{"seq": seq, "kind": "dose_day", "device": device,
+                            "record_key": f"dose_day:1:2026-03-0{seq}", "data": data}],
+                          prev_seq=seq - 1, uid=f"format-check-{seq:04d}-{len(str(data))}")
+
+    group = {"kind": "ct", "protocol": "Head", "events": 2,
+             "values": {"ctdivol_mgy": [12.0, 10.0]}}
+    r = site.post(day({"day": "2026-03-01", "version": 2, "groups": [group]}))
+    assert r.status_code == 422 and "values must be sorted" in r.json()["error"]
+    group["values"] = {"ctdivol_mgy": [10.0, 11.0, 12.0]}
+    r = site.post(day({"day": "2026-03-01", "version": 2, "groups": [group]}))
+    assert r.status_code == 422 and "more than the 2 counted" in r.json()["error"]
+    r = site.post(day({"day": "2026-03-01", "version": 3, "groups": []}))
+    assert r.status_code == 422 and "format 3 is not supported" in r.json()["error"]
+    old = {"day": "2026-03-01", "groups": [{"kind": "ct", "protocol": "Head", "events": 2,
+                                            "ctdivol_mgy": {"n": 2, "median": 11.0}}]}
+    assert site.post(day(old)).status_code == 200
+    from scanbench.clinical import dose_stats as ds
+    from scanbench.clinical import federated
+
+    with site.central_db.sessions() as s:
+        site_id = s.scalar(select(m.Site.id).where(m.Site.name == site.name))
+        f = ds.Filters(devices=select(m.Device.id).where(m.Device.site_id == site_id))
+        stats = federated.dose_statistics(s, "ctdivol_mgy", f)
+        assert stats.groups == []
+        assert any(f"{site.name} (1 day(s))" in n and "format 1" in n for n in stats.notes)

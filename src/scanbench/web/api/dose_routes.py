@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from scanbench.clinical import dose_stats as ds
+from scanbench.clinical import federated
 from scanbench.clinical import reference_levels as rl
 from scanbench.errors import InputError
 from scanbench.store import models as m
@@ -117,6 +118,9 @@ class DoseGroupOut(DistributionOut):
     protocol: str | None
     region: str | None
     reference: ReferenceOut | None
+    #: whose values: centre, federated sites, or both (scanbench.clinical.federated)
+    source: str = "centre"
+    federated_days: int = 0
 
 
 class OutlierOut(BaseModel):
@@ -193,6 +197,9 @@ class WorkflowStatsOut(BaseModel):
     utilisation_rule: str
     duration_histogram: list[BinOut]
     uptake_histogram: list[BinOut]
+    notes: list[str] = []
+    #: devices whose days came from their site (scanbench.clinical.federated)
+    federated_devices: list[int] = []
 
 
 class LatestOut(BaseModel):
@@ -348,9 +355,10 @@ def dose_statistics(
     dates for any other (longer) period."""
     f = filters(ctx, site_id=site_id, device_id=device_id, modality=modality,
                 protocol=protocol, date_from=date_from, date_to=date_to)
-    f = ds.default_period(ctx.session, quantity, f)
-    return ds.dose_statistics(ctx.session, quantity, f, group_by=group_by, table=table,
-                              max_outliers=max_outliers).to_dict()
+    # federated sites' per-day values are combined in (scanbench.clinical.federated)
+    f = federated.default_period(ctx.session, quantity, f)
+    return federated.dose_statistics(ctx.session, quantity, f, group_by=group_by,
+                                     table=table, max_outliers=max_outliers).to_dict()
 
 
 @route(router, "GET", "/workflow/statistics", "viewer", response_model=WorkflowStatsOut)
@@ -363,7 +371,7 @@ def workflow_statistics(
     utilisation per device and day (exam hours over staffed hours, else 24 h)."""
     f = filters(ctx, site_id=site_id, device_id=device_id, modality=modality,
                 protocol=protocol, date_from=date_from, date_to=date_to)
-    return ds.workflow_statistics(ctx.session, f, bin_min=bin_min).to_dict()
+    return federated.workflow_statistics(ctx.session, f, bin_min=bin_min).to_dict()
 
 
 # --------------------------------------------------------------------------- comparison

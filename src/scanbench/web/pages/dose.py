@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from scanbench.clinical import dose_stats as ds
+from scanbench.clinical import federated
 from scanbench.clinical import reference_levels as rl
 from scanbench.errors import InputError
 from scanbench.report import dose_charts as charts
@@ -87,9 +88,10 @@ def dose(ctx: P, quantity: Annotated[str, Query(max_length=40)] = "ctdivol_mgy",
     f, chosen = common_filters(ctx, site_id, device_id, modality, protocol, date_from,
                                date_to)
     # The last 12 months of stored exams unless dates are given (said on the page).
-    f = ds.default_period(ctx.session, quantity, f)
-    stats = ds.dose_statistics(ctx.session, quantity, f, table=blank(table),
-                               max_outliers=200)
+    f = federated.default_period(ctx.session, quantity, f)
+    # with the federated sites' per-day values (scanbench.clinical.federated)
+    stats = federated.dose_statistics(ctx.session, quantity, f, table=blank(table),
+                                      max_outliers=200)
     names = device_names(ctx)
     # A figure and a table the browser can still draw: the largest groups (a fleet of
     # 1,000 devices x 20 protocols has 20,000); the rest by filtering, or from the API.

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from scanbench.clinical import dose_stats as ds
+from scanbench.clinical import federated
 from scanbench.clinical.workflow import WorkflowSettings
 from scanbench.report import dose_charts as charts
 from scanbench.web.pages.common import P, nav, page, render
@@ -28,7 +29,8 @@ def workflow(ctx: P, site_id: Text = None, device_id: Text = None, modality: Tex
     """Exam durations, PET uptake times and utilisation per device and day."""
     f, chosen = common_filters(ctx, site_id, device_id, modality, protocol, date_from,
                                date_to)
-    stats = ds.workflow_statistics(ctx.session, f, bin_min=bin_min)
+    # with the federated sites' per-day values (scanbench.clinical.federated)
+    stats = federated.workflow_statistics(ctx.session, f, bin_min=bin_min)
     names = device_names(ctx)
     window = WorkflowSettings().uptake_window_min
     figures = {
