@@ -627,3 +627,28 @@ def test_day_statistics_format_is_checked_and_format_1_is_named(site: SiteNode) 
         stats = federated.dose_statistics(s, "ctdivol_mgy", f)
         assert stats.groups == []
         assert any(f"{site.name} (1 day(s))" in n and "format 1" in n for n in stats.notes)
+
+
+def test_records_larger_than_one_batch_go_in_several(site: SiteNode) -> None:
+    """Five days of 120,000 dose values each (about 1 MB of JSON a day) do not fit in one
+    4 MiB batch: the sender cuts the batches by size, so none is refused for its size
+    (which would be retried, refused, for ever) and every day arrives once."""
+    with site.db.session() as s:
+        dev = s.scalars(select(m.Device)).one()
+        device = {"identity_key": dev.identity_key, "modality": "CT"}
+        values = [round(5 + i / 1000, 3) for i in range(120_000)]
+        for d in range(1, 6):
+            s.add(m.FedOutbox(kind="dose_day", record_key=f"dose_day:{dev.id}:2026-01-0{d}",
+                              payload={"device": device, "data": {
+                                  "day": f"2026-01-0{d}", "version": 2, "groups": [{
+                                      "kind": "ct", "protocol": "Body", "events": len(values),
+                                      "regions": {}, "values": {"ctdivol_mgy": values}}]}}))
+    rep = site.send()
+    assert rep.error is None and rep.sent_batches >= 2, rep
+    with site.central_db.sessions() as s:
+        site_id = s.scalar(select(m.Site.id).where(m.Site.name == site.name))
+        assert s.scalar(select(func.count()).select_from(m.FedRecord).where(
+            m.FedRecord.site_id == site_id, m.FedRecord.kind == "dose_day")) == 5
+        sizes = list(s.scalars(select(m.FedBatch.size_bytes).where(
+            m.FedBatch.site_id == site_id, m.FedBatch.state == "accepted")))
+        assert max(sizes) <= fed.MAX_BATCH_BYTES
