@@ -294,6 +294,48 @@ def notify(notice: AlertNotice, sent: MutableSet[str], *, smtp: SmtpSettings | N
                      webhook, sleep)
 
 
+@dataclass(frozen=True)
+class Message:
+    """A notice that is not an alert (e.g. a training reminder): the same channels,
+    the same signature and exactly-once record as an alert. ``rows`` are the (label,
+    text) pairs of the e-mail; ``body`` the webhook's JSON object (its ``type`` names
+    the kind; ``version`` is added)."""
+
+    key: str
+    subject: str
+    intro: str
+    rows: tuple[tuple[str, str], ...]
+    body: dict[str, Any]
+
+
+def send_message(message: Message, sent: MutableSet[str], *,
+                 smtp: SmtpSettings | None = None, webhook: WebhookSettings | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
+    """Send ``message`` on each configured channel, once per channel and key (the
+    record ``sent`` as for :func:`notify`). Outside text is escaped in the HTML part."""
+    doc = {"version": BODY_VERSION, **message.body}
+    body = json.dumps(doc, ensure_ascii=False, sort_keys=True, allow_nan=False).encode()
+    out: list[Delivery] = []
+    if smtp is not None:
+        def mail() -> tuple[int, str | None]:
+            msg = EmailMessage()
+            msg["Subject"] = " ".join(message.subject.split())
+            msg["From"] = smtp.sender
+            msg["To"] = ", ".join(smtp.to)
+            msg.set_content("\n".join([message.intro, ""]
+                                      + [f"{k}: {v}" for k, v in message.rows]))
+            cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                            for k, v in message.rows)
+            msg.add_alternative(f"<html><body><p>{html.escape(message.intro)}</p>"
+                                f"<table>{cells}</table></body></html>", subtype="html")
+            return 1, _send_mail(smtp, msg)
+        out.append(_deliver("email", message.key, sent, mail))
+    if webhook is not None:
+        out.append(_deliver("webhook", message.key, sent,
+                            lambda: _post(webhook, body, sleep)))
+    return out
+
+
 def digest(day: dt.date, notices: Sequence[AlertNotice], sent: MutableSet[str], *,
            smtp: SmtpSettings | None = None, webhook: WebhookSettings | None = None,
            sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:

@@ -258,6 +258,36 @@ def training_due(within: Annotated[int, typer.Option(help="Days ahead.")] = 60,
     out.print(table)
 
 
+@training_app.command("remind")
+def training_remind(
+    today: Annotated[str | None, typer.Option(
+        help="The day to send for (YYYY-MM-DD; default: today).")] = None,
+    home: HomeOpt = None, database_url: UrlOpt = None,
+) -> None:
+    """Send the training reminders due (30 and 7 days before expiry and on expiry, each
+    once per record and target) to the sites' notification targets (`scanbench alerts
+    targets add`); the node does this daily. SMTP from SCANBENCH_SMTP_HOST/PORT/USER/
+    PASSWORD/FROM/STARTTLS. Exit 1 when a delivery failed (it is tried again later)."""
+    from scanbench.console import safe
+    from scanbench.evaluation.alerts import smtp_from_env
+    from scanbench.programme import training
+
+    try:
+        day = _date(today, "--today") if today else dt.date.today()
+        smtp = smtp_from_env()
+    except InputError as exc:
+        raise _fail(exc) from None
+    sent = _run(home, database_url, lambda s: training.send_reminders(s, day, smtp=smtp))
+    failed = [d for d in sent if d.state != "sent"]
+    for d in failed:
+        out.print(f"not sent: notification {d.notification_id} to target {d.target_id}: "
+                  f"{safe(d.error)}")
+    out.print(f"{len(sent) - len(failed)} training reminder(s) sent, {len(failed)} failed "
+              "(kept pending)")
+    if failed:
+        raise typer.Exit(1)
+
+
 @training_app.command("card")
 def training_card(procedure: str,
                   output: Annotated[Path | None, typer.Option("--output", "-o",

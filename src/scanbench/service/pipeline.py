@@ -735,6 +735,23 @@ class Pipeline:
         except Exception:
             log.exception("the daily scorecard pass failed; trying again tomorrow")
 
+    def send_training_reminders(self) -> None:
+        """The daily training reminders (:func:`scanbench.programme.training.
+        send_reminders`: 30 and 7 days before expiry and on expiry, once each, to the
+        sites' notification targets; SMTP from the ``SCANBENCH_SMTP_*`` environment); a
+        failure is logged, the loop goes on (a failed delivery goes tomorrow)."""
+        from scanbench.evaluation.alerts import smtp_from_env
+        from scanbench.programme.training import send_reminders
+
+        try:
+            with self.db.sessions() as s:
+                for d in send_reminders(s, dt.date.today(), smtp=smtp_from_env()):
+                    if d.state != "sent":
+                        log.warning("training reminder %d not sent: %s", d.notification_id,
+                                    d.error)
+        except Exception:
+            log.exception("the daily training reminders failed; trying again tomorrow")
+
     def _record_failed(self, s: Session, job: m.Job, error: str) -> None:
         log.error("job %d failed: %s", job.id, error)
         job.state, job.error, job.finished_at = "failed", error, m.utcnow()
@@ -885,6 +902,7 @@ class Pipeline:
             if scored_on != (today := dt.datetime.now(dt.UTC).date()):
                 scored_on = today
                 self.score_all()
+                self.send_training_reminders()
             stop.wait(interval_s)
 
     def send_notifications(self) -> None:
