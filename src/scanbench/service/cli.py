@@ -281,6 +281,26 @@ def db_upgrade(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
         out.print(f"{safe(shown)}: upgraded from {before or 'empty'} to revision {after}")
 
 
+@db_app.command("rebuild-state")
+def db_rebuild_state(home: HomeOpt = None, database_url: UrlOpt = None) -> None:
+    """Recompute the stored fleet state of every device (the node keeps it itself when it
+    stores results, alerts and scorecards; this is for data loaded around it)."""
+    import time
+
+    from scanbench.store import fleet_state
+    from scanbench.store.db import Database
+
+    try:
+        db = Database(home, database_url)
+    except ScanbenchError as exc:
+        raise _fail(exc) from None
+    t = time.perf_counter()
+    with db.session() as s:
+        n = fleet_state.rebuild(s)
+    db.close()
+    out.print(f"fleet state of {n} devices recomputed in {time.perf_counter() - t:.1f} s")
+
+
 @jobs_app.command("list")
 def jobs_list(
     home: HomeOpt = None, database_url: UrlOpt = None,

@@ -170,6 +170,10 @@ class Database:
         self.url = database_url(home, url)
         self.engine = make_engine(self.url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The fleet state and fact versions kept in the transaction that changes them.
+        from scanbench.store import fleet_state
+
+        fleet_state.install(self.sessions)
         if auto_upgrade:
             upgrade(self.engine)
 

@@ -2,9 +2,9 @@
 
 One table per entity (Site, Device + DeviceAlias, Study, Series, Instance,
 Result, Measurement, Protocol, DoseEvent, ExamTiming, LifecycleEvent, TelemetrySample,
-DeviceCost, Spec, SpecAssignment, Scorecard, Alert, NotificationTarget, Notification, User,
-Grant, ApiToken, WebSession, LoginFailure, AuditEntry) plus Job, the record of
-each analysis or dose job.
+DeviceCost, Spec, SpecAssignment, Scorecard, Alert, DeviceState, FactVersion, StatsCache,
+NotificationTarget, Notification, User, Grant, ApiToken, WebSession, LoginFailure,
+AuditEntry) plus Job, the record of each analysis or dose job.
 Schema changes go through the Alembic migrations in ``store/migrations``;
 ``scanbench db upgrade`` (and every start of the node) applies them.
 
@@ -537,6 +537,61 @@ class Alert(Base):
     closed_reason: Mapped[str | None] = mapped_column(Text)
     closing_result_id: Mapped[int | None] = mapped_column(
         ForeignKey("result.id", ondelete="SET NULL"))
+
+
+class DeviceState(Base):
+    """The fleet page's facts of one device, stored so that the page reads one row per
+    device instead of scanning results, alerts and scorecards on every request
+    (bench/README.md, web section). Kept by :mod:`scanbench.store.fleet_state` in the
+    same transaction that stores a result, measurement, alert, scorecard or device
+    (``scanbench db rebuild-state`` recomputes every row). ``state``/``rank``: failing,
+    drifting, overdue, ok, no results (the fleet page's order); ``tests``: the newest
+    result of each analysis ({analysis, result_id, acquired_at (ISO, scanner's clock),
+    status}); ``overdue``/``due``: the required tests so marked in the newest stored
+    scorecard, as of ``overdue_as_of`` (that scorecard's creation)."""
+
+    __tablename__ = "device_state"
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer, index=True)
+    failing_tests: Mapped[int] = mapped_column(Integer, default=0)
+    alerts_failing: Mapped[int] = mapped_column(Integer, default=0)
+    alerts_drifting: Mapped[int] = mapped_column(Integer, default=0)
+    overdue_count: Mapped[int] = mapped_column(Integer, default=0)
+    latest_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # header local time
+    tests: Mapped[list[Any]] = mapped_column(default=list)
+    alert_messages: Mapped[list[Any]] = mapped_column(default=list)
+    overdue: Mapped[list[Any]] = mapped_column(default=list)
+    due: Mapped[list[Any]] = mapped_column(default=list)
+    overdue_as_of: Mapped[dt.datetime | None] = mapped_column()
+    search: Mapped[str] = mapped_column(Text, default="")  # the tests' analysis ids
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FactVersion(Base):
+    """A counter per kind of fact (``dose``: dose events), raised in the transaction
+    that adds, changes or deletes such a fact (:mod:`scanbench.store.fleet_state`), so a
+    stored statistic computed at an older version is known to be stale."""
+
+    __tablename__ = "fact_version"
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatsCache(Base):
+    """A statistic computed over many facts (the dose statistics of one request), kept
+    with the version of its facts it was computed at: served again only while that
+    version is current, so it always equals a fresh computation. ``key``: SHA-256 of the
+    kind, the request's parameters, the scanbench version and the devices the caller may
+    see (:func:`scanbench.store.fleet_state.cached`)."""
+
+    __tablename__ = "stats_cache"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # the response as sent (JSON text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class NotificationTarget(Base):

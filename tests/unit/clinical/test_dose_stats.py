@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -287,3 +288,73 @@ def test_outliers_of_protocols_with_quotes_and_backslashes(world: Fixture) -> No
         assert {(o.protocol, o.value, o.upper_fence) for o in st.outliers} == {
             (name, 100.0, 7.0), ("<script>x</script> head", 100.0, 7.0)}
         assert s.query(m.DoseEvent).count() > 0
+
+
+def test_api_statistics_are_stored_and_always_equal_a_fresh_computation(
+        world: Fixture) -> None:
+    """The API's dose statistics are kept in ``stats_cache`` (scanbench.store.fleet_state
+    .cached): a second request reads no dose event, and after a new dose event or a
+    device's modality change the answer equals the computation from scratch again."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event, func, select
+
+    from pages_world import CLI, PW, signed_in
+    from scanbench.clinical import federated
+    from scanbench.web import auth
+    from scanbench.web.api import create_app
+    from scanbench.web.api.dose_routes import DoseStatsOut
+
+    db = world.db
+    with db.sessions() as s:
+        user = auth.add_user(s, CLI, "dose_cache", PW)
+        for site in s.scalars(select(m.Site)):
+            auth.grant(s, CLI, user, site, "viewer")
+        s.commit()
+    client: TestClient = signed_in(create_app(db), "dose_cache")
+
+    def fresh(**kw: Any) -> object:
+        with db.sessions() as s:
+            f = federated.default_period(s, "ctdivol_mgy", ds.Filters(
+                devices=select(m.Device.id), **kw))
+            stats = federated.dose_statistics(s, "ctdivol_mgy", f).to_dict()
+            return DoseStatsOut.model_validate(stats).model_dump(mode="json")
+
+    def get(**params: str) -> tuple[object, list[str]]:
+        seen: list[str] = []
+
+        def note(_c: object, _cur: object, statement: str, *_a: object) -> None:
+            seen.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            r = client.get("/api/v1/dose/statistics", params=params)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", note)
+        assert r.status_code == 200, r.text
+        return r.json(), [q for q in seen if "dose_event" in q]
+
+    first, read = get()
+    assert read and first == fresh()
+    again, read = get()
+    assert again == first and read == []  # served as stored
+    with db.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(m.StatsCache)) == 1
+        study = m.Study(study_uid="1.9.new")
+        s.add(study)
+        s.flush()
+        s.add(m.DoseEvent(study_id=study.id, device_id=world.ids["dev_a"], kind="ct",
+                          occurred_at=dt.datetime(2026, 3, 2, 15, 0),
+                          protocol="Thorax routine", ctdivol_mgy=45.0,
+                          data={"acquisition_type": "spiral",
+                                "target_region_code": CHEST}))
+        s.commit()
+    after, read = get()
+    assert read and after == fresh() and after != first
+    ct, _ = get(modality="CT")
+    with db.sessions() as s:
+        s.get_one(m.Device, world.ids["dev_b"]).modality = "MR"
+        s.commit()
+    moved, read = get(modality="CT")
+    assert read and moved == fresh(modality="CT") and moved != ct
+    dated, _ = get(date_from="2026-03-01", date_to="2026-03-03")
+    assert dated == fresh(date_from=dt.date(2026, 3, 1), date_to=dt.date(2026, 3, 3))

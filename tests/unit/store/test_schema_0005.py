@@ -59,7 +59,7 @@ def test_migration_0005_converts_old_lifecycle_kinds(database_url: str) -> None:
                     ),
                     {"d": dev, "k": kind, "t": at, "e": end},
                 )
-        assert upgrade(db.engine) == "0006"  # through 0005, and the later ones
+        assert upgrade(db.engine) == "0007"  # through 0005, and the later ones
         with db.engine.connect() as conn:
             rows = conn.execute(
                 sa.text("SELECT kind, occurred_at FROM lifecycle_event ORDER BY occurred_at, id")
@@ -81,6 +81,6 @@ def test_migration_0005_converts_old_lifecycle_kinds(database_url: str) -> None:
         with db.engine.connect() as conn:
             kinds = sorted(r[0] for r in conn.execute(sa.text("SELECT kind FROM lifecycle_event")))
         assert kinds == ["decommission", "downtime", "service", "software_change"]
-        assert upgrade(db.engine) == "0006"
+        assert upgrade(db.engine) == "0007"
     finally:
         db.close()

@@ -35,7 +35,7 @@ def test_migration_0006_down_and_up(database_url: str) -> None:
             command.downgrade(cfg, "0005")
         assert current_revision(db.engine) == "0005"
         assert not PROGRAMME_TABLES & set(sa.inspect(db.engine).get_table_names())
-        assert upgrade(db.engine) == "0006"
+        assert upgrade(db.engine) == "0007"
         assert set(sa.inspect(db.engine).get_table_names()) >= PROGRAMME_TABLES
         with db.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT name FROM site")).scalar_one() == "lead hospital"

@@ -17,7 +17,7 @@ from scanbench.store.db import current_revision, database_url, upgrade
 def test_migrations_create_exactly_the_models(database_url: str) -> None:
     db = Database(url=database_url)
     try:
-        assert current_revision(db.engine) == "0006"
+        assert current_revision(db.engine) == "0007"
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
         assert diff == [], f"models and migrations disagree: {diff}"
@@ -32,7 +32,7 @@ def test_migrations_create_exactly_the_models(database_url: str) -> None:
                    for ix in inspect(db.engine).get_indexes("measurement")}
         assert indexes["ix_measurement_history"] == ["device_id", "analysis", "name",
                                                      "acquired_at"]
-        assert upgrade(db.engine) == "0006"  # a second upgrade changes nothing
+        assert upgrade(db.engine) == "0007"  # a second upgrade changes nothing
     finally:
         db.close()
 

@@ -343,24 +343,20 @@ def _same_latest_both_ways(db: Database) -> None:
     acquired_at)) and the window function choose the same newest results."""
     from sqlalchemy import text
 
-    from scanbench.web.auth import Principal
-    from scanbench.web.pages import fleet
-    from scanbench.web.scope import Scope
+    from scanbench.store import fleet_state
 
     with db.sessions() as s:
-        grants = {sid: "viewer" for sid in s.scalars(select(m.Site.id))}
-        ctx: Any = type("Ctx", (), {})()
-        ctx.session, ctx.scope = s, Scope(s, Principal(0, "t", grants))
-        by_window = {tuple(row) for row in s.execute(fleet._latest_ids_by_window(ctx))}
+        visible = select(m.Device.id)
+        by_window = {tuple(row) for row in s.execute(fleet_state.latest_ids_by_window(visible))}
         s.execute(text("CREATE INDEX ix_test_result_latest ON result "
                        "(device_id, analysis, acquired_at)"))
-        fleet._INDEXED.clear()
+        fleet_state._INDEXED.clear()
         try:
-            assert fleet._has_latest_index(ctx)
-            by_index = {tuple(row) for row in s.execute(fleet._latest_ids_by_index(ctx))}
+            assert fleet_state.has_latest_index(s)
+            by_index = {tuple(row) for row in s.execute(fleet_state.latest_ids_by_index(visible))}
         finally:
             s.rollback()
-            fleet._INDEXED.clear()
+            fleet_state._INDEXED.clear()
     assert by_window and by_index == by_window
 
 

@@ -29,7 +29,7 @@ def test_migration_0004_downgrades_and_upgrades_again(database_url: str) -> None
         assert current_revision(db.engine) == "0003"
         names = set(inspect(db.engine).get_table_names())
         assert {"role", "user_role"} <= names and "site_grant" not in names
-        assert upgrade(db.engine) == "0006"
+        assert upgrade(db.engine) == "0007"
         with db.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), m.Base.metadata) == []
     finally:

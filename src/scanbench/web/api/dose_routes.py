@@ -12,6 +12,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute
@@ -20,6 +21,7 @@ from scanbench.clinical import dose_stats as ds
 from scanbench.clinical import federated
 from scanbench.clinical import reference_levels as rl
 from scanbench.errors import InputError
+from scanbench.store import fleet_state
 from scanbench.store import models as m
 from scanbench.store.repo import labels_key
 from scanbench.web.api import schemas as w
@@ -345,20 +347,34 @@ def dose_statistics(
         date_from: Since = None, date_to: Until = None,
         max_outliers: Annotated[int, Query(ge=0, le=ds.MAX_OUTLIERS, description=(
             "outliers listed; 0: none looked for (faster on long periods)"))] = 100
-        ) -> dict[str, Any]:
+        ) -> Response:
     """Distribution of one dose quantity per protocol and device (n, quartiles, P95,
     mean), each group's median against the reference level of its exam category, and
     the outliers (Tukey's upper fence) with their study. The percentile definition and
     the rules are stated in the response. Without ``date_from`` and ``date_to`` the
     period is the last 12 months of stored exams (the year up to the newest exam of the
     selection); ``period`` in the response says which period the numbers cover; give
-    dates for any other (longer) period."""
+    dates for any other (longer) period. Computed once per set of parameters and
+    visible devices, then served from ``stats_cache`` until a dose event, study,
+    federated record, site or device's site or modality changes
+    (:func:`scanbench.store.fleet_state.cached`)."""
     f = filters(ctx, site_id=site_id, device_id=device_id, modality=modality,
                 protocol=protocol, date_from=date_from, date_to=date_to)
-    # federated sites' per-day values are combined in (scanbench.clinical.federated)
-    f = federated.default_period(ctx.session, quantity, f)
-    return federated.dose_statistics(ctx.session, quantity, f, group_by=group_by,
-                                     table=table, max_outliers=max_outliers).to_dict()
+    params = {"quantity": quantity, "group_by": group_by, "table": table,
+              "site_id": site_id, "device_id": device_id, "modality": modality,
+              "protocol": protocol, "date_from": date_from, "date_to": date_to,
+              "max_outliers": max_outliers}
+
+    def compute() -> str:
+        # federated sites' per-day values are combined in (scanbench.clinical.federated)
+        g = federated.default_period(ctx.session, quantity, f)
+        stats = federated.dose_statistics(ctx.session, quantity, g, group_by=group_by,
+                                          table=table, max_outliers=max_outliers).to_dict()
+        return DoseStatsOut.model_validate(stats).model_dump_json()
+
+    key = fleet_state.cache_key("dose", params, ctx.session.scalars(ctx.scope.device_ids()))
+    return Response(fleet_state.cached(ctx.session, "dose", key, compute),
+                    media_type="application/json")
 
 
 @route(router, "GET", "/workflow/statistics", "viewer", response_model=WorkflowStatsOut)

@@ -1,0 +1,210 @@
+"""The stored fleet state (``device_state``, scanbench.store.fleet_state) kept in the
+transaction that stores results, measurements, alerts, scorecards and devices: after
+every step of a sequence it equals the state computed from scratch by an independent
+reading of every result, alert and scorecard (SQLite and PostgreSQL); migration 0007
+fills it for an existing database; the dose version rises with dose events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scanbench.evaluation.scorecard import latest_scorecards
+from scanbench.store import Database, devices, fleet_state, repo
+from scanbench.store import models as m
+from scanbench.store.db import upgrade
+from scanbench.types import DeviceIdentity, Result
+
+
+def _oracle(s: Session, device_id: int) -> dict[str, Any]:
+    """The fleet state of one device from every one of its rows, in Python: the newest
+    result per analysis by (dated first, acquisition time, id), its measurements'
+    statuses, the open alerts, the newest scorecard."""
+    newest: dict[str, m.Result] = {}
+    for r in s.scalars(select(m.Result).where(m.Result.device_id == device_id)):
+        key = (r.acquired_at is not None, r.acquired_at or dt.datetime.min, r.id)
+        old = newest.get(r.analysis)
+        if old is None or key > (old.acquired_at is not None,
+                                 old.acquired_at or dt.datetime.min, old.id):
+            newest[r.analysis] = r
+    tests = []
+    for analysis in sorted(newest):
+        r = newest[analysis]
+        statuses = set(s.scalars(select(m.Measurement.status)
+                                 .where(m.Measurement.result_id == r.id)))
+        tests.append({"analysis": analysis, "result_id": r.id,
+                      "acquired_at": r.acquired_at.isoformat() if r.acquired_at else None,
+                      "status": fleet_state.result_status(statuses)})
+    alerts = list(s.scalars(select(m.Alert).where(m.Alert.device_id == device_id,
+                                                  m.Alert.state == "open")
+                            .order_by(m.Alert.id)))
+    failing = sum(a.level == "action" for a in alerts)
+    card = latest_scorecards(s, [device_id]).get(device_id)
+    listed = card.data.get("tests", []) if card else []
+    overdue = [str(t.get("title") or t.get("test")) for t in listed
+               if t.get("status") == "overdue"]
+    if failing or any(t["status"] == "fail" for t in tests):
+        state = "failing"
+    elif len(alerts) > failing:
+        state = "drifting"
+    elif overdue:
+        state = "overdue"
+    else:
+        state = "ok" if tests else "no results"
+    return {"state": state, "tests": tests, "alerts_failing": failing,
+            "alerts_drifting": len(alerts) - failing, "overdue": overdue,
+            "alert_messages": [a.message for a in alerts]}
+
+
+def _check(db: Database) -> dict[int, str]:
+    """Every device's stored state equals the oracle's; returns device -> state."""
+    out = {}
+    with db.sessions() as s:
+        ids = list(s.scalars(select(m.Device.id)))
+        stored = {r.device_id: r for r in s.scalars(select(m.DeviceState))}
+        assert set(stored) == set(ids)
+        for did in ids:
+            want, row = _oracle(s, did), stored[did]
+            got = {"state": row.state, "tests": row.tests, "alerts_failing": row.alerts_failing,
+                   "alerts_drifting": row.alerts_drifting, "overdue": row.overdue,
+                   "alert_messages": row.alert_messages}
+            assert got == want, (did, got, want)
+            assert row.rank == fleet_state.RANK[row.state]
+            out[did] = row.state
+    return out
+
+
+def _result(s: Session, device: m.Device, when: dt.datetime | None, status: str,
+            analysis: str = "ct.acr464.uniformity") -> int:
+    ident = DeviceIdentity(device.manufacturer, device.model, device.serial, None, None)
+    r = Result(analysis, "ACR CT", None, ident, when)
+    r.add("uniformity_hu", 1.0, "HU", status=status)
+    return repo.save_result(s, r, series_id=None, device_id=device.id).id
+
+
+def _device(s: Session, serial: str) -> m.Device:
+    dev = devices.register(s, DeviceIdentity("Canon", "Aquilion", serial, None, None))
+    dev.modality = "CT"
+    return dev
+
+
+def _alert(device_id: int, key: str, level: str) -> m.Alert:
+    return m.Alert(key=key, device_id=device_id, analysis="ct.acr464.uniformity",
+                   name="uniformity_hu", rule="limit" if level != "trend" else "1-3s",
+                   level=level, message=f"{key} <b>broke</b>", state="open")
+
+
+def test_stored_state_equals_state_from_scratch(database_url: str) -> None:
+    db = Database(url=database_url)
+    try:
+        t0 = dt.datetime(2026, 3, 1, 9, 0)
+        with db.sessions() as s:
+            a, b, c = (_device(s, n) for n in ("A1", "B1", "C1"))
+            s.commit()
+            ids = a.id, b.id, c.id
+        assert set(_check(db).values()) == {"no results"}
+        with db.sessions() as s:
+            a, b, c = (s.get_one(m.Device, i) for i in ids)
+            _result(s, a, t0, "pass")
+            _result(s, a, None, "fail")  # undated: a dated result is newer
+            _result(s, b, t0, "pass", "ct.acr464.ct_number")
+            s.commit()
+        assert _check(db)[ids[0]] == "ok"
+        with db.sessions() as s:
+            a = s.get_one(m.Device, ids[0])
+            failed = _result(s, a, t0 + dt.timedelta(days=1), "fail")
+            s.commit()
+        assert _check(db)[ids[0]] == "failing"
+        with db.sessions() as s:  # a re-analysis of the same acquisition supersedes it
+            a = s.get_one(m.Device, ids[0])
+            _result(s, a, t0 + dt.timedelta(days=1), "pass")
+            s.add(_alert(ids[1], "b-trend", "trend"))
+            s.commit()
+        states = _check(db)
+        assert (states[ids[0]], states[ids[1]]) == ("ok", "drifting")
+        with db.sessions() as s:  # the trend alert closed; an action alert on A
+            s.scalars(select(m.Alert).where(m.Alert.key == "b-trend")).one().state = "closed"
+            s.add(_alert(ids[0], "a-limit", "action"))
+            spec = m.Spec(name="bench spec", yaml="name: bench spec")
+            s.add(spec)
+            s.flush()
+            s.add(m.Scorecard(device_id=ids[2], spec_id=spec.id, period_end=t0, data={
+                "tests": [{"test": "ct.annual", "title": "Annual test", "status": "overdue"},
+                          {"test": "ct.daily", "status": "due"}]}))
+            s.commit()
+        states = _check(db)
+        assert (states[ids[0]], states[ids[1]], states[ids[2]]) == ("failing", "ok",
+                                                                    "overdue")
+        with db.sessions() as s:  # a newer scorecard without overdue tests
+            spec_id = s.scalars(select(m.Spec.id)).one()
+            s.add(m.Scorecard(device_id=ids[2], spec_id=spec_id,
+                              period_end=t0 + dt.timedelta(days=30),
+                              data={"tests": [{"test": "ct.annual", "status": "passed"}]}))
+            # a measurement re-judged, and a result moved to another device
+            mm = s.scalars(select(m.Measurement).where(m.Measurement.result_id == failed)).one()
+            mm.status = "pass"
+            moved = s.get_one(m.Result, failed)
+            moved.device_id = ids[2]
+            s.scalars(select(m.Alert).where(m.Alert.key == "a-limit")).one().state = "closed"
+            s.commit()
+        states = _check(db)
+        assert states[ids[2]] == "ok" and states[ids[0]] == "ok"
+        with db.sessions() as s:  # a result deleted
+            s.delete(s.get_one(m.Result, failed))
+            s.commit()
+        _check(db)
+        with db.sessions() as s:  # a rebuild from scratch writes the same rows
+            before = {r.device_id: (r.state, r.tests) for r in s.scalars(select(m.DeviceState))}
+            assert fleet_state.rebuild(s) == 3
+            s.commit()
+            after = {r.device_id: (r.state, r.tests) for r in s.scalars(select(m.DeviceState))}
+        assert after == before
+    finally:
+        db.close()
+
+
+def test_dose_version_rises_with_dose_events_only(tmp_path: Any) -> None:
+    db = Database(url=f"sqlite:///{tmp_path / 'v.db'}")
+    try:
+        with db.sessions() as s:
+            dev = _device(s, "D1")
+            s.commit()
+            v0 = fleet_state.version(s, "dose")
+            _result(s, dev, dt.datetime(2026, 1, 1), "pass")
+            dev.last_seen_at = m.utcnow()  # what every stored image does
+            s.commit()
+            assert fleet_state.version(s, "dose") == v0
+            st = m.Study(study_uid="1.2.3")
+            s.add(st)
+            s.flush()
+            s.add(m.DoseEvent(study_id=st.id, device_id=dev.id, kind="ct", ctdivol_mgy=9.0))
+            s.commit()
+            v1 = fleet_state.version(s, "dose")
+            assert v1 > v0
+            dev.site_id = s.scalars(select(m.Site.id)).first()  # None: no change
+            dev.modality = "PT"
+            s.commit()
+            assert fleet_state.version(s, "dose") > v1
+    finally:
+        db.close()
+
+
+def test_migration_0007_fills_the_state_of_an_existing_database(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url=url, auto_upgrade=False)
+    try:
+        assert upgrade(db.engine, "0006") == "0006"
+        with db.sessions() as s:  # written by 0.2.0's schema: no device_state yet
+            dev = _device(s, "OLD1")
+            s.flush()
+            _result(s, dev, dt.datetime(2026, 2, 1), "fail")
+            s.commit()
+        assert "device_state" not in sa.inspect(db.engine).get_table_names()
+        assert upgrade(db.engine) == "0007"
+        assert _check(db) == {dev.id: "failing"}
+    finally:
+        db.close()
