@@ -254,8 +254,11 @@ def _run_groups(
     else:
         # only the modalities present: a PET run imports no CT or MR analysis (issue 15)
         present = registry.all_analyses({s.facts.modality for s in series_list})
+        # an analysis marked ``automatic = False`` (a measurement of patients) runs only
+        # when named: it would otherwise claim every clinical PET/CT study
         candidates = [(a, g) for a in sorted(present.values(), key=lambda a: a.id)
-                      if is_group_analysis(a) for g in _proposed(a, series_list, report)]
+                      if is_group_analysis(a) and getattr(a, "automatic", True)
+                      for g in _proposed(a, series_list, report)]
     candidates.sort(key=lambda c: -len(c[1]))  # stable: registry order among equal sizes
     claimed: set[int] = set()
     for a, group in candidates:

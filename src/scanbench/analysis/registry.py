@@ -33,6 +33,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "pet.nema_nu2_2018.coregistration": ("PT", "scanbench.analysis.pet.coregistration"),
     "pet.nema_nu2_2018.corrections_accuracy": (
         "PT", "scanbench.analysis.pet.corrections_accuracy"),
+    "pet.clinical_liver_noise": ("PT", "scanbench.quality.pet_liver"),  # patients
     "ct.acr464": ("CT", "scanbench.analysis.ct.acr464"),
     "ct.catphan": ("CT", "scanbench.analysis.ct.catphan"),
     "ct.dose_verification": ("CT", "scanbench.analysis.ct.dose_verification"),

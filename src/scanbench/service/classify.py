@@ -119,8 +119,8 @@ def awaited_by(series: Any, pool: Sequence[Any]) -> str | None:
     offered = [*(p for p in pool if p is not series), series,
                *(_repeat(series, k) for k in range(1, _REPEATS))]
     for a in sorted(registry.all_analyses().values(), key=lambda a: a.id):
-        if not is_group_analysis(a):
-            continue
+        if not is_group_analysis(a) or not getattr(a, "automatic", True):
+            continue  # a named-only analysis (automatic False) is never waited for
         try:
             groups = a.group(offered)  # type: ignore[attr-defined]
         except Exception as exc:

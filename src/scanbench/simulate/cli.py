@@ -269,6 +269,7 @@ SIMULATE_MODULES: tuple[str, ...] = (
     "scanbench.simulate.mr_cli",  # mr-acr, mr-uniform
     "scanbench.simulate.clinical_cli",  # ct-exam, petct-exam
     "scanbench.simulate.ct_patient_cli",  # ct-patient (virtual patient, known noise)
+    "scanbench.simulate.pet_patient_cli",  # pet-patient (virtual PET/CT, known liver)
     "scanbench.simulate.pet_raw_cli",  # pet-sensitivity, pet-count-rate, pet-tof, ...
 )
 
