@@ -88,6 +88,10 @@ SETTINGS = TrendSettings(rules=DEFAULT_RULES, baseline_points=30, prediction_lim
 #: judged): left out of the trend as missing values.
 _NOT_A_VALUE = ("refused", "not_judged")
 
+#: Clinical CT noise (one value per patient series): its drift alerts come from
+#: scanbench.evaluation.clinical_iq (size-normalised residuals), not the rules above.
+CLINICAL_CT = "ct.clinical_global_noise"
+
 
 @dataclass(frozen=True)
 class SeriesPoint:
@@ -533,6 +537,12 @@ def check_result(session: Session, result_id: int,
     result = session.get(m.Result, result_id)
     if result is None or result.device_id is None:
         return []
+    if result.analysis == CLINICAL_CT:
+        # a patient's noise varies with the patient: trended as residuals of the
+        # device's size model (scanbench.evaluation.clinical_iq), never raw
+        from scanbench.evaluation.clinical_iq import sync_device
+
+        return sync_device(session, result.device_id)
     new: list[m.Alert] = []
     for series in _series_of_result(session, result):
         new.extend(sync_series(session, series, settings))
@@ -546,12 +556,16 @@ def recheck_device(session: Session, device_id: int,
     running it again changes nothing. Returns the alerts recorded. The caller commits."""
     rows = session.execute(select(m.Measurement.analysis, m.Measurement.name,
                                   m.Measurement.labels_key)
-                           .where(m.Measurement.device_id == device_id).distinct()
+                           .where(m.Measurement.device_id == device_id,
+                                  m.Measurement.analysis != CLINICAL_CT).distinct()
                            .order_by(m.Measurement.analysis, m.Measurement.name,
                                      m.Measurement.labels_key)).all()
     new: list[m.Alert] = []
     for analysis, name, key in rows:
         new.extend(sync_series(session, SeriesId(device_id, analysis, name, key), settings))
+    from scanbench.evaluation.clinical_iq import sync_device
+
+    new.extend(sync_device(session, device_id))
     return new
 
 
@@ -562,12 +576,19 @@ def refresh_open(session: Session, settings: TrendSettings | None = None) -> int
     series. Returns how many alerts it closed. The caller commits."""
     keys = session.execute(select(m.Alert.device_id, m.Alert.analysis, m.Alert.name,
                                   m.Alert.labels_key)
-                           .where(m.Alert.state.in_(("open", "acknowledged"))).distinct()
+                           .where(m.Alert.state.in_(("open", "acknowledged")),
+                                  m.Alert.analysis != CLINICAL_CT).distinct()
                            ).all()
     before = session.scalar(select(func.count()).select_from(m.Alert).where(
         m.Alert.state == "closed")) or 0
     for device_id, analysis, name, key in keys:
         sync_series(session, SeriesId(device_id, analysis, name, key), settings)
+    from scanbench.evaluation.clinical_iq import sync_device
+
+    for device_id in session.scalars(select(m.Alert.device_id).where(
+            m.Alert.state.in_(("open", "acknowledged")),
+            m.Alert.analysis == CLINICAL_CT).distinct()).all():
+        sync_device(session, device_id)
     after = session.scalar(select(func.count()).select_from(m.Alert).where(
         m.Alert.state == "closed")) or 0
     return int(after - before)

@@ -153,6 +153,11 @@ def run_series_job(spec: JobSpec) -> JobOutcome:
         _draw_figures(result, out)
         result.evidence = {}  # the figures are drawn: the evidence goes no further
         out.results.append(result)
+    # a patient's series: its clinical image quality (scanbench.service.clinical_iq)
+    from scanbench.service import clinical_iq
+
+    clinical_iq.measure([s for s in mine if out.classified[str(s.uid)][0] == "clinical"],
+                        read.series, out, spec.params, spec.analysis_params)
     counts: dict[str, int] = {}
     for r in out.results:
         counts[r.analysis] = counts.get(r.analysis, 0) + len(r.measurements)

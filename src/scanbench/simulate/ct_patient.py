@@ -34,6 +34,7 @@ series is σ, the SD of the pixels of a uniform soft-tissue region.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from dataclasses import dataclass
@@ -177,9 +178,18 @@ def as_series(p: VirtualPatient, vol: np.ndarray) -> Series:
     return Series(voxels=vol, spacing=(p.slice_mm, px, px), affine=affine, facts=facts)
 
 
-def write_ct_patient(out: Path, p: VirtualPatient, seed: int = 0) -> dict[str, Any]:
+def write_ct_patient(out: Path, p: VirtualPatient, seed: int = 0, *,
+                     noise_factor: float = 1.0, acquired: dt.datetime | None = None,
+                     serial: str | None = None, protocol: str | None = None
+                     ) -> dict[str, Any]:
     """Write the virtual patient as CT Image Storage DICOM under ``out`` with
-    ``out/ground_truth.json``; returns the ground truth."""
+    ``out/ground_truth.json``; returns the ground truth.
+
+    For a simulated device's stream of exams (clinical IQ trending): ``noise_factor``
+    multiplies the noise (a patient-to-patient variation the size model does not
+    capture, or a drift of the device), ``acquired`` sets the study, series and
+    acquisition date and time (default 2 March 2026 09:00), ``serial`` the Device Serial
+    Number (0018,1000), ``protocol`` the Protocol Name (0018,1030)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         PYDICOM_IMPLEMENTATION_UID,
@@ -190,6 +200,12 @@ def write_ct_patient(out: Path, p: VirtualPatient, seed: int = 0) -> dict[str, A
     from pydicom.valuerep import format_number_as_ds
 
     vol, truth = virtual_patient(p, seed)
+    if noise_factor != 1.0:
+        clean = anatomy_slice(p)
+        vol = (clean + noise_factor * (vol - clean)).astype(np.float32)
+        truth["noise_hu"] *= noise_factor
+        truth["noise_factor"] = noise_factor
+    when = acquired or dt.datetime(2026, 3, 2, 9, 0)
     out.mkdir(parents=True, exist_ok=True)
     px = p.field_of_view_mm / p.matrix
     study, series, frame = generate_uid(), generate_uid(), generate_uid()
@@ -205,8 +221,12 @@ def write_ct_patient(out: Path, p: VirtualPatient, seed: int = 0) -> dict[str, A
         ds.Modality, ds.Manufacturer = "CT", "ScanBench"
         ds.ManufacturerModelName = "Virtual CT 64"
         ds.PatientName, ds.PatientID = "SIM^VIRTUAL^PATIENT", f"VP{seed:05d}"
-        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = "20260302"
-        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = "090000"
+        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = when.strftime("%Y%m%d")
+        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = when.strftime("%H%M%S")
+        if serial:
+            ds.DeviceSerialNumber = serial
+        if protocol:
+            ds.ProtocolName = protocol
         ds.SeriesNumber, ds.InstanceNumber = 2, k + 1
         ds.SeriesDescription = f"{p.region} {p.slice_mm:g} mm {p.kernel}"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
