@@ -194,6 +194,10 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/api/v1/scorecards/summary"): ("/api/v1/scorecards/summary", None),
     ("GET", "/api/v1/scorecards/{scorecard_id}"): ("/api/v1/scorecards/999999", None),
     ("GET", "/api/v1/devices/{device_id}/due"): ("/api/v1/devices/{device_a}/due", None),
+    # clinical image quality (web/api/clinical_iq_routes.py)
+    ("GET", "/api/v1/devices/{device_id}/clinical-iq"): (
+        "/api/v1/devices/{device_a}/clinical-iq", None),
+    ("GET", "/api/v1/clinical-iq/compare"): ("/api/v1/clinical-iq/compare", None),
     ("GET", "/api/v1/sites/{site_id}/due"): ("/api/v1/sites/{site_a}/due", None),
     # alerts and notification targets (web/api/alert_routes.py)
     ("GET", "/api/v1/alerts"): ("/api/v1/alerts?state=open", None),
@@ -279,6 +283,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
         "/devices/{device_a}/alerts/{alert_a}/acknowledge", {"comment": "checked"}),
     ("GET", "/dose"): ("/dose", None),
     ("GET", "/devices/{device_id}/life"): ("/devices/{device_a}/life", None),
+    ("GET", "/devices/{device_id}/clinical-iq"): ("/devices/{device_a}/clinical-iq", None),
     ("GET", "/magnets"): ("/magnets", None),
     ("GET", "/reliability"): ("/reliability", None),
     ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),

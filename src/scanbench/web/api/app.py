@@ -249,6 +249,9 @@ def create_app(db: Database, *, secure_cookies: bool = False) -> FastAPI:
     from scanbench.web.api.programme_report_routes import router as programme_report_router
 
     app.include_router(programme_report_router)  # multi-site evaluation report (issue 14)
+    from scanbench.web.api.clinical_iq_routes import router as clinical_iq_router
+
+    app.include_router(clinical_iq_router)  # clinical image quality trends (issue 16)
     from scanbench.web.api.fed_routes import create_fed_app
 
     # site nodes' batches (issue 14): site credentials, not user roles (fed_routes.py)
