@@ -174,12 +174,33 @@ def test_cut_liver_refused(field: dict) -> None:
     assert "cut" in (m.note or "") or "out of field" in (m.note or ""), m.note
 
 
-def test_no_ct_refused_with_the_reason() -> None:
-    pet, _ct, _ = pet_ct_series(BASE, 8)
+def test_no_ct_refused_with_the_reason_and_no_weight_no_suv() -> None:
+    pet, ct, _ = pet_ct_series(BASE, 8)
     r = measure_liver_noise(pet, None)
     assert r.get("liver_cov_percent").status == "refused"
     assert "Frame of Reference" in (r.get("liver_cov_percent").note or "")
     assert r.get("uptake_time_min").value == pytest.approx(60.0, abs=0.01)
+    # no Patient Weight: no SUV (the tag named), the COV still measured, weight not judged
+    assert pet.facts.pet is not None
+    light = replace(pet, facts=replace(pet.facts, pet=replace(pet.facts.pet,
+                                                             patient_weight_kg=None)))
+    r = measure_liver_noise(light, ct)
+    assert r.get("liver_suv_mean").status == "refused"
+    assert "PatientWeight (0010,1030)" in (r.get("liver_suv_mean").note or "")
+    assert r.get("liver_cov_percent").status != "refused"
+    assert r.get("patient_weight_kg").status == "not_judged"
+
+
+def test_cli_bad_lesion_is_a_clear_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scanbench.simulate.cli import simulate_app
+
+    res = CliRunner().invoke(simulate_app, ["pet-patient", "--out", str(tmp_path),
+                                            "--lesion", "1,2"])
+    assert res.exit_code == 2
+    assert "X,Y,Z" in res.output
+    assert not (tmp_path / "ground_truth.json").exists()
 
 
 def test_suv_against_a_hand_calculation() -> None:

@@ -143,6 +143,7 @@ def write_series(
     reconstruction_method: str = "OSEM",
     patient_name: str = "SCANBENCH^PHANTOM",
     patient_id: str = "SB-PHANTOM",
+    study_description: str = "PET phantom (simulated)",
 ) -> list[Path]:
     """Write ``series`` (a PET Series, voxels in Bq/mL, axis-aligned) to ``out_dir``.
 
@@ -222,7 +223,7 @@ def write_series(
         ds.ReferringPhysicianName = ""
         if dev.station:
             ds.StationName = dev.station
-        ds.StudyDescription = "PET phantom (simulated)"
+        ds.StudyDescription = study_description
         ds.SeriesDescription = series.facts.series_description or "PET (simulated)"
         if dev.model:
             ds.ManufacturerModelName = dev.model

@@ -91,6 +91,7 @@ MU_511_PER_MM = 0.0096
 COV_REF = 0.10
 SUV_REF, A_SCAN_REF_MBQ_KG, T_REF_S, D_REF_MM, FWHM_REF_MM = 2.2, 2.5, 120.0, 300.0, 6.0
 VOI_RADIUS_MM = 15.0
+STUDY_DESCRIPTION = "PET/CT whole body FDG (simulated patient)"
 
 # label -> (name, SUV, HU); SUV of liver, blood and lesions come from the patient
 TISSUES: dict[int, tuple[str, float, float]] = {
@@ -496,6 +497,7 @@ def _write_ct(ct: Series, out: Path, patient_id: str) -> None:
         ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = when.strftime("%H%M%S")
         ds.SeriesNumber, ds.InstanceNumber = f.series_number, ct.shape[0] - k
         ds.SeriesDescription = f.series_description
+        ds.StudyDescription = STUDY_DESCRIPTION
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.KVP, ds.SliceThickness = ds_(f.ct.kvp or 120), ds_(dz)
         ds.ConvolutionKernel = f.ct.kernel
@@ -530,7 +532,8 @@ def write_pet_patient(out: Path, p: PetPatient, seed: int = 0) -> dict[str, Any]
     out.mkdir(parents=True, exist_ok=True)
     patient_id = f"VPET{seed:05d}"
     write_series(pet, out / "PT", reconstruction_method=ScannerModel().reconstruction_method,
-                 patient_name="SIM^VIRTUAL^PETCT", patient_id=patient_id)
+                 patient_name="SIM^VIRTUAL^PETCT", patient_id=patient_id,
+                 study_description=STUDY_DESCRIPTION)
     _write_ct(ct, out / "CT", patient_id)
     t["ct_series_instance_uid"] = ct.facts.series_instance_uid
     (out / "ground_truth.json").write_text(json.dumps(t, indent=1) + "\n", encoding="utf-8")
