@@ -200,3 +200,23 @@ def test_a_new_baseline_closes_the_drift_alerts(world: World) -> None:
             m.Alert.device_id == world.device_id, m.Alert.name == clinical_iq.RESIDUAL)).all()
         assert rows and {a.state for a in rows} == {"closed"}
         assert all(a.closed_reason for a in rows)
+
+
+def test_the_device_qc_report_has_the_clinical_section_not_the_raw_control_charts(
+        world: World) -> None:
+    from scanbench.report.store_reports import device_report, render_html
+
+    with world.pipe.db.session() as s:
+        device = s.get_one(m.Device, world.device_id)
+        report = device_report(s, device, dt.date(2026, 1, 1), dt.date(2026, 2, 28))
+        titles = [x.title for x in report.sections]
+        assert "Clinical image quality" in titles
+        (sec,) = [x for x in report.sections if x.title == "Clinical image quality"]
+        (table,) = sec.tables
+        (row,) = table.rows
+        assert row[0].text == PROTOCOL and row[1].text == f"{N_EXAMS - 1} / 1"
+        assert len(sec.figures) == 2  # noise against D_w, residual chart
+        (qc,) = [x for x in report.sections if x.title == "QC results in the period"]
+        assert not any(clinical_iq.ANALYSIS in (t.clause or "") for t in qc.tables)
+        text = render_html(report)
+        assert "ABDOMEN &lt;b&gt;ROUTINE&lt;/b&gt;" in text

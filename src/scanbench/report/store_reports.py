@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from scanbench import __version__
 from scanbench.errors import InputError, ScanbenchError
 from scanbench.evaluation import apply_spec, overall_status
+from scanbench.evaluation.alerts import CLINICAL_CT
 from scanbench.report.html import (
     STATUS_MEANINGS,
     STATUS_WORDS,
@@ -582,7 +583,8 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
     results = _current_results(session, device.id, lo, hi)
     by_analysis: dict[str, list[m.Result]] = defaultdict(list)
     for r in results:
-        by_analysis[r.analysis].append(r)
+        if r.analysis != CLINICAL_CT:  # patients' series: their own section below
+            by_analysis[r.analysis].append(r)
     from scanbench.evaluation import assign
 
     zone = assign.site_zone(session, device)
@@ -629,6 +631,7 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
         "baseline), the values that failed or broke a trend rule, and lifecycle events "
         "(series with failures or alerts first)."))
     series = _chart_series(session, device.id, lo, hi)
+    series = [x for x in series if x[0] != CLINICAL_CT]
     for analysis, name, labels, _events in series[:max_charts]:
         fig, notes = _control_chart(session, device, analysis, name, labels, lo, hi)
         charts.figures.append(fig)
@@ -639,7 +642,11 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
                             f"from GET /api/v1/devices/{device.id}/history?format=csv.")
     if not series:
         charts.notes.append("No measurement has two or more values in the period.")
-    sections.extend([charts, _alerts(session, device.id, lo, hi, lo_utc, hi_utc),
+    from scanbench.report.clinical_iq_section import section as clinical_section
+
+    clinical = clinical_section(session, device, lo, hi)
+    sections.extend([charts, *([clinical] if clinical is not None else []),
+                     _alerts(session, device.id, lo, hi, lo_utc, hi_utc),
                      _lifecycle(session, device, lo, hi)])
     return StoreReport(
         "device", f"Device QC report: {device_name(device)}",
