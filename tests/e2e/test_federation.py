@@ -5,9 +5,12 @@ database. South is offline for part of the run (its first pass finds no centre);
 node is killed with SIGKILL while its batch is in flight — the centre stored it, the
 answer never came back — and restarted. Then: every result of both sites is in the
 central database exactly once, no Basic Profile attribute value of the source DICOM
-survives there (the whole database dumped and searched), and a review decision made
-centrally reaches north's database; north, which enabled image upload for review, sends
-its series de-identified (no patient value in the central files), south sends none."""
+survives there (the whole database dumped and searched). A reviewer granted north at the
+centre finds north's result in the review queue and rejects it through the review API
+with an API token, as a reviewer's program would; the decision reaches north's database
+and the test, done before, is due again on north's due list. North, which enabled image
+upload for review, sends its series de-identified (no patient value in the central
+files), south sends none."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
 from nodekit import Node, wait_for
@@ -31,6 +35,7 @@ from sqlalchemy.orm import Session
 from node_dicom import uniform_phantom
 from pg import PgServer, pg_server  # noqa: F401  (fixture)
 from scanbench.dicom.deid import profile_table
+from scanbench.evaluation.scorecard import due_list_for_device
 from scanbench.store import models as m
 
 SCANBENCH = [sys.executable, "-m", "scanbench"]
@@ -172,6 +177,47 @@ def _credential(c: dict[str, Any], site: str, folder: Path) -> Path:
     return path
 
 
+#: North's QC spec: the PET calibration and uniformity test weekly (a week is a slot, so
+#: the due list can be read at a fixed time in the week of the scan).
+SPEC = """name: fed-e2e-cal
+title: calibration QC
+version: "1"
+description: weekly calibration QC of the federation test
+verified: true
+sources: ["site QC manual"]
+applies_to: {modality: PT}
+tests:
+  - {test: pet.calibration_uniformity, analysis: pet.calibration_uniformity,
+     frequency: weekly, source: "site QC manual 4.1"}
+"""
+
+
+def _reviewer_token(c: dict[str, Any], site: str) -> str:
+    """A reviewer granted ``site`` at the centre and an API token of theirs (role
+    reviewer), made with the commands a programme's operator uses."""
+    env = _env(c["home"], c["url"])
+    r = subprocess.run([*SCANBENCH, "user", "add", "rev_north", "--password-stdin"],
+                       input="a long reviewer passphrase\n", capture_output=True, text=True,
+                       env=env, timeout=180, check=False)
+    assert r.returncode == 0, r.stderr
+    r = _run(["user", "grant", "rev_north", site, "reviewer"], env)
+    assert r.returncode == 0, r.stderr
+    r = _run(["user", "token", "create", "rev_north", "--role", "reviewer"], env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[0]
+
+
+def _north_due(url: str, at: dt.datetime) -> list[tuple[str, str]]:
+    """(test, status) of north's device's due list at ``at`` (read from its database)."""
+    engine = create_engine(url)
+    try:
+        with Session(engine) as s:
+            dev_id = s.scalars(select(m.Device.id)).one()
+            return [(i.test, i.status) for i in due_list_for_device(s, dev_id, at).items]
+    finally:
+        engine.dispose()
+
+
 def _count(url: str, model: Any, *where: Any) -> int:
     engine = create_engine(url)
     try:
@@ -237,10 +283,22 @@ def test_two_sites_reach_the_centre_once_de_identified(tmp_path: Path, central: 
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
     assert _count(north_url, m.Result) == 1 and _count(south_url, m.Result) == 1
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    north_env = _env(north_home)
+    for args in (["specs", "load", str(spec)],
+                 ["specs", "assign", "fed-e2e-cal", "--modality", "PT", "--from", "2026-01-01"]):
+        r = _run(args, north_env)
+        assert r.returncode == 0, r.stderr
+    # North scanned on Monday 2026-01-05: the week's test is done on Thursday.
+    thursday = dt.datetime(2026, 1, 8, 12, tzinfo=dt.UTC)
+    assert _north_due(north_url, thursday) == [("pet.calibration_uniformity", "done")]
 
     central["home"].mkdir()
     north_token = _credential(central, "north", tmp_path)
     south_token = _credential(central, "south", tmp_path)
+    # North has an expert reviewer at the centre before its results arrive (south none).
+    review_token = _reviewer_token(central, "north")
     # South first: the centre is not up (offline): nothing is lost, the reason is kept.
     dead = f"http://127.0.0.1:{socket.create_server(('127.0.0.1', 0)).getsockname()[1]}"
     south_env = _env(south_home, south_url)
@@ -299,17 +357,26 @@ def test_two_sites_reach_the_centre_once_de_identified(tmp_path: Path, central: 
                     .join(m.Site, m.Site.id == m.Device.site_id)
                     .where(m.Site.name == "north")).one()
                 assert len(north_result.measurements) == 5
-                # A reviewer rejects north's result (the review queue is engineer
-                # "review"'s; the decision row is what it writes).
-                site_id = s.scalar(select(m.Site.id).where(m.Site.name == "north"))
-                s.add(m.Review(result_id=north_result.id, site_id=site_id, state="rejected",
-                               decided_at=m.utcnow(), reason="uniformity out of tolerance",
-                               comment="repeat with a fresh fill"))
-                s.commit()
+                north_result_id = north_result.id
         finally:
             engine.dispose()
+        # The reviewer rejects north's result through the review API (their token).
+        api = httpx.Client(base_url=central["http"], timeout=30,
+                           headers={"Authorization": f"Bearer {review_token}"})
+        try:
+            queue = wait_for("north's result in the review queue", lambda: (
+                api.get("/api/v1/reviews").json()["items"] or None), 30)
+            assert [q["result_id"] for q in queue] == [north_result_id]  # south: none
+            answer = api.post(f"/api/v1/reviews/{queue[0]['id']}/decision", json={
+                "decision": "rejected", "reason": "uniformity out of tolerance",
+                "comment": "repeat with a fresh fill"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["state"] == "rejected"
+        finally:
+            api.close()
         assert per_site == {"north": 1, "south": 1}
-        assert len(keys) == len(set(keys)) and batches == {"accepted": 2}
+        # (north's node also sends the scorecard of its assigned spec, in a later batch)
+        assert len(keys) == len(set(keys)) and set(batches) == {"accepted"}
 
         dumped = _dump(central["url"])
         searched = _basic_profile_values(files)
@@ -324,6 +391,7 @@ def test_two_sites_reach_the_centre_once_de_identified(tmp_path: Path, central: 
         wait_for("the review decision at north", lambda: _count(
             north_url, m.ReviewDecision, m.ReviewDecision.decision == "rejected",
             m.ReviewDecision.result_id.is_not(None)) == 1, 30)
+        assert _north_due(north_url, thursday) == [("pet.calibration_uniformity", "due")]
         # North enabled image upload for review: its series arrives de-identified, once;
         # south did not: none of its images leave.
         n_north = _count(north_url, m.Instance)
