@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,29 +120,69 @@ class Point:
     limit_verified: bool | None = None
 
 
+def _history_where(q: Any, device_id: int, analysis: str, name: str,
+                   labels: dict[str, Any] | None, since: dt.datetime | None,
+                   until: dt.datetime | None) -> Any:
+    later = aliased(m.Result)
+    me = m.Measurement
+    q = (q.where(me.device_id == device_id, me.analysis == analysis, me.name == name,
+                 ~select(later.id).where(later.supersedes_id == me.result_id).exists())
+         .order_by(me.acquired_at, me.id))
+    if labels is not None:
+        q = q.where(me.labels_key == labels_key(labels))
+    if since is not None:
+        q = q.where(me.acquired_at >= since.replace(tzinfo=None))
+    if until is not None:
+        q = q.where(me.acquired_at < until.replace(tzinfo=None))
+    return q
+
+
+def _points(rows: Any) -> list[Point]:
+    return [Point(acquired_at, value, unit, uncertainty, status, dict(labels or {}),
+                  result_id, uid, note, low, high, source, verified)
+            for (acquired_at, value, unit, uncertainty, status, labels, result_id, uid, note,
+                 low, high, source, verified) in rows]
+
+
+def _point_columns() -> Any:
+    me = m.Measurement
+    return (select(me.acquired_at, me.value, me.unit, me.uncertainty, me.status, me.labels,
+                   me.result_id, m.Result.series_uid, me.note, me.limit_low, me.limit_high,
+                   me.limit_source, me.limit_verified)
+            .join(m.Result, m.Result.id == me.result_id))
+
+
 def history(session: Session, device_id: int, analysis: str, name: str,
             labels: dict[str, Any] | None = None, *, since: dt.datetime | None = None,
             until: dt.datetime | None = None) -> list[Point]:
     """Every value of measurement ``name`` (with exactly ``labels`` if given) that
     ``analysis`` measured on the device, oldest first; superseded results left out."""
-    later = aliased(m.Result)
-    me = m.Measurement
     # Columns, not ORM entities: ten years of daily values load about 5x faster.
-    q = (select(me.acquired_at, me.value, me.unit, me.uncertainty, me.status, me.labels,
-                me.result_id, m.Result.series_uid, me.note, me.limit_low, me.limit_high,
-                me.limit_source, me.limit_verified)
-         .join(m.Result, m.Result.id == m.Measurement.result_id)
-         .where(m.Measurement.device_id == device_id, m.Measurement.analysis == analysis,
-                m.Measurement.name == name,
-                ~select(later.id).where(later.supersedes_id == m.Result.id).exists())
-         .order_by(m.Measurement.acquired_at, m.Measurement.id))
-    if labels is not None:
-        q = q.where(m.Measurement.labels_key == labels_key(labels))
-    if since is not None:
-        q = q.where(m.Measurement.acquired_at >= since.replace(tzinfo=None))
-    if until is not None:
-        q = q.where(m.Measurement.acquired_at < until.replace(tzinfo=None))
-    return [Point(acquired_at, value, unit, uncertainty, status, dict(labels or {}),
-                  result_id, uid, note, low, high, source, verified)
-            for (acquired_at, value, unit, uncertainty, status, labels, result_id, uid, note,
-                 low, high, source, verified) in session.execute(q)]
+    return _points(session.execute(_history_where(_point_columns(), device_id, analysis,
+                                                  name, labels, since, until)))
+
+
+def history_values(session: Session, device_id: int, analysis: str, name: str,
+                   labels: dict[str, Any] | None = None, *, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None) -> list[tuple[int, float | None]]:
+    """(measurement id, value) of the points :func:`history` returns, in its order: two
+    columns without a join, for choosing the points to send (a downsampled chart) before
+    reading the rest of them by :func:`points_by_id` (3,650 points: ~25 ms instead of
+    ~90 ms of reading every column, bench/web.py)."""
+    me = m.Measurement
+    return [(int(i), v) for i, v in session.execute(_history_where(
+        select(me.id, me.value), device_id, analysis, name, labels, since, until))]
+
+
+def points_by_id(session: Session, ids: Sequence[int]) -> list[Point]:
+    """The history points of measurements ``ids`` (as :func:`history` gives them), in
+    the order of ``ids``."""
+    me = m.Measurement
+    found: dict[int, Point] = {}
+    for at in range(0, len(ids), 5000):
+        chunk = list(ids[at:at + 5000])
+        q = _point_columns().add_columns(me.id).where(me.id.in_(chunk))
+        rows = list(session.execute(q))
+        for row, point in zip(rows, _points(r[:-1] for r in rows), strict=True):
+            found[int(row[-1])] = point
+    return [found[i] for i in ids if i in found]

@@ -198,6 +198,27 @@ def test_history_is_downsampled_on_the_server_and_complete_as_csv(world: World) 
     assert len(csv_text.text.strip().splitlines()) == 21  # header + every point
 
 
+def test_history_json_is_the_downsampled_full_history(world: World) -> None:
+    """The JSON reads the values first and the other columns of the kept points only:
+    the same points, unit and total as downsampling the whole history."""
+    from scanbench.store import repo
+    from scanbench.web.api.routes import downsample
+
+    client, _ = world.client("vi_a")
+    analysis, name = "pet.calibration_uniformity", "activity_concentration_bias_percent"
+    base = (f"/api/v1/devices/{world.ids['device_a']}/history?analysis={analysis}"
+            f"&name={name}")
+    with world.db.sessions() as s:
+        every = repo.history(s, world.ids["device_a"], analysis, name)
+    for n in (2, 3, 4, 7, 1000):
+        got = client.get(base + f"&max_points={n}").json()
+        want = downsample(every, n)
+        assert [(p["result_id"], p["value"], p["status"], p["labels"]) for p in got["points"]] \
+            == [(p.result_id, p.value, p.status, p.labels) for p in want], n
+        assert got["unit"] == every[0].unit and got["total"] == len(every)
+        assert got["downsampled"] == (len(want) < len(every))
+
+
 # --------------------------------------------------------------------------- bad input
 
 def _json_error(r: Any, what: str) -> str:

@@ -231,21 +231,27 @@ def downsample(points: Sequence[repo.Point], max_points: int) -> list[repo.Point
     buckets of equal count; each bucket keeps its lowest and highest finite value (in
     time order), so spikes and limit crossings survive; a bucket with no finite value
     keeps its first point. Fewer points than ``max_points``: all of them."""
-    if len(points) <= max_points:
-        return list(points)
+    return [points[i] for i in downsample_indices([p.value for p in points], max_points)]
+
+
+def downsample_indices(values: Sequence[float | None], max_points: int) -> list[int]:
+    """The positions :func:`downsample` keeps, from the values alone (so the rest of
+    each point need be read only for the points kept)."""
+    if len(values) <= max_points:
+        return list(range(len(values)))
     buckets = max(1, max_points // 2)
-    size = len(points) / buckets
-    out: list[repo.Point] = []
+    size = len(values) / buckets
+    out: list[int] = []
     for b in range(buckets):
-        chunk = points[int(b * size):int((b + 1) * size)]
-        finite = [(i, p) for i, p in enumerate(chunk)
-                  if p.value is not None and math.isfinite(p.value)]
+        start, end = int(b * size), int((b + 1) * size)
+        finite = [(i, v) for i in range(start, end)
+                  if (v := values[i]) is not None and math.isfinite(v)]
         if not finite:
-            out.append(chunk[0])
+            out.append(start)
             continue
-        lo = min(finite, key=lambda ip: ip[1].value or 0.0)
-        hi = max(finite, key=lambda ip: ip[1].value or 0.0)
-        out.extend(p for _, p in sorted({lo[0]: lo[1], hi[0]: hi[1]}.items()))
+        lo = min(finite, key=lambda iv: iv[1] or 0.0)
+        hi = max(finite, key=lambda iv: iv[1] or 0.0)
+        out.extend(sorted({lo[0], hi[0]}))
     return out
 
 
@@ -282,9 +288,26 @@ def history(device_id: int, ctx: C,
     _dates(m.Measurement.acquired_at, date_from, date_to)  # checks the range
     since = dt.datetime.combine(date_from, dt.time(), dt.UTC) if date_from else None
     until = dt.datetime.combine(date_to, dt.time(), dt.UTC) if date_to else None
+    if format == "json":
+        # The values first, then every column of the points kept only (bench/web.py).
+        values = repo.history_values(ctx.session, d.id, analysis, name, wanted,
+                                     since=since, until=until)
+        keep = downsample_indices([v for _, v in values], max_points)
+        ids = [values[i][0] for i in keep]
+        kept = repo.points_by_id(ctx.session, ids if not values or keep[:1] == [0]
+                                 else [values[0][0], *ids])
+        unit = kept[0].unit if kept else None  # the unit of the first point
+        kept = kept if not values or keep[:1] == [0] else kept[1:]
+        return w.HistoryOut(
+            device_id=d.id, analysis=analysis, name=name, unit=unit, total=len(values),
+            downsampled=len(kept) < len(values),
+            method="min-max per bucket of equal count" if len(kept) < len(values) else "none",
+            points=[w.PointOut(acquired_at=p.acquired_at, value=p.value,
+                               uncertainty=p.uncertainty, status=p.status, labels=p.labels,
+                               result_id=p.result_id, series_uid=p.series_uid, note=p.note)
+                    for p in kept])
     points = repo.history(ctx.session, d.id, analysis, name, wanted, since=since,
                           until=until)
-    unit = points[0].unit if points else None
     if format == "csv":
         buf = io.StringIO()
         out = csv.writer(buf)
@@ -298,15 +321,7 @@ def history(device_id: int, ctx: C,
         filename = f"device{d.id}_{analysis}_{name}.csv".replace('"', "")
         return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-    kept = downsample(points, max_points)
-    return w.HistoryOut(
-        device_id=d.id, analysis=analysis, name=name, unit=unit, total=len(points),
-        downsampled=len(kept) < len(points),
-        method="min-max per bucket of equal count" if len(kept) < len(points) else "none",
-        points=[w.PointOut(acquired_at=p.acquired_at, value=p.value,
-                           uncertainty=p.uncertainty, status=p.status, labels=p.labels,
-                           result_id=p.result_id, series_uid=p.series_uid, note=p.note)
-                for p in kept])
+    raise InputError(f"format must be json or csv, not {format!r}")  # the pattern stops it
 
 
 # --------------------------------------------------------------------------- series, results
