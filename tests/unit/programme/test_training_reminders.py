@@ -197,3 +197,29 @@ def test_remind_command_sends_through_smtp_from_the_environment(
     assert r.exit_code == 0 and "0 training reminder(s) sent" in r.output
     r = runner.invoke(app, ["training", "remind", "--today", "12/01/2026", *opts])
     assert r.exit_code == 2 and "--today" in r.output
+
+
+def test_the_node_daily_pass_sends_the_reminders_due_today(tmp_path: Path) -> None:
+    """The node's daily pass (``Pipeline.send_training_reminders``, run with the daily
+    scorecards) sends a training that expires in 7 days its reminder, once."""
+    from scanbench.service.jobs import InlineExecutor
+    from scanbench.service.pipeline import Pipeline
+
+    hook = _Endpoint()
+    pipe = Pipeline(tmp_path / "home", None, quiet_seconds=0.0, executor=InlineExecutor())
+    try:
+        with pipe.db.session() as s:
+            user = auth.add_user(s, CLI, "tech_n", "correct horse battery")
+            secret = alerts.add_target(s, CLI, site_id=None, channel="webhook",
+                                       address=hook.url + "/a").secret
+            today = dt.date.today()
+            rec = training.add_record(s, CLI, user.id, "qc_procedure",
+                                      today - dt.timedelta(days=300),
+                                      expires_on=today + dt.timedelta(days=7))
+            rec_id = rec.id
+        pipe.send_training_reminders()
+        pipe.send_training_reminders()
+        assert _reminders({"hook": hook, "secret": secret}) == [("/a", rec_id, 7)]
+    finally:
+        pipe.close()
+        hook.close()
