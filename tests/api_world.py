@@ -284,6 +284,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | str | bytes | None]]
     ("GET", "/dose"): ("/dose", None),
     ("GET", "/devices/{device_id}/life"): ("/devices/{device_a}/life", None),
     ("GET", "/devices/{device_id}/clinical-iq"): ("/devices/{device_a}/clinical-iq", None),
+    ("GET", "/compare/clinical-iq"): ("/compare/clinical-iq", None),
     ("GET", "/magnets"): ("/magnets", None),
     ("GET", "/reliability"): ("/reliability", None),
     ("GET", "/studies/{study_id}"): ("/studies/{study_a}", None),

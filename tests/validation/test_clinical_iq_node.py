@@ -174,6 +174,10 @@ def test_the_api_gives_the_protocol_model_and_exams_within_the_callers_sites(
         assert p["refused"] == 1 and p["judged"] == N_EXAMS - 1 - clinical_iq.BASELINE_EXAMS
         assert p["model"]["expected_exams_to_detect_15pct"] > 1
         assert p["open_alerts"] >= 1
+        whole = client.get(f"/devices/{world.device_id}")
+        assert whole.status_code == 200 and 'id="clinical-iq"' in whole.text
+        # no raw control chart of the patients' noise (it varies with the patient)
+        assert 'data-series-name="global_noise_hu"' not in whole.text
         page = client.get(f"/devices/{world.device_id}/clinical-iq")
         assert page.status_code == 200
         assert "ABDOMEN &lt;b&gt;ROUTINE&lt;/b&gt;" in page.text and "<b>ROUTINE" not in page.text
@@ -181,6 +185,9 @@ def test_the_api_gives_the_protocol_model_and_exams_within_the_callers_sites(
         cmp = client.get("/api/v1/clinical-iq/compare").json()
         assert [d["device_id"] for d in cmp["devices"]] == [world.device_id]
         assert cmp["models"][0]["devices"] == 1
+        table = client.get("/compare/clinical-iq")
+        assert table.status_code == 200
+        assert "ABDOMEN &lt;b&gt;ROUTINE&lt;/b&gt;" in table.text and "Virtual CT 64" in table.text
         other = TestClient(world.app, follow_redirects=False)
         assert other.post("/api/v1/auth/login", json={
             "username": "viewer_b", "password": PW}).status_code == 200

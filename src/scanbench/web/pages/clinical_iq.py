@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from scanbench.evaluation import clinical_iq
 from scanbench.store import models as m
-from scanbench.web.pages.common import P, page, render_partial
+from scanbench.web.pages.common import P, page, render, render_partial
 
 router = APIRouter()
 
@@ -128,3 +128,16 @@ def clinical_iq_fragment(ctx: P, device_id: int) -> Response:
                  for p in view["protocols"]]
     return render_partial(ctx, "clinical_iq.html", device=d, view=view,
                           protocols=protocols)
+
+
+@page(router, "/compare/clinical-iq", "viewer")
+def clinical_iq_compare(ctx: P) -> Response:
+    """Clinical CT noise across the caller's devices and models (the table of
+    ``GET /api/v1/clinical-iq/compare``)."""
+    q = ctx.scope.devices().where(m.Device.id.in_(
+        select(m.Result.device_id).where(m.Result.analysis == clinical_iq.ANALYSIS)
+        .distinct()))
+    devs = list(ctx.session.scalars(q.order_by(m.Device.id)))
+    return render(ctx, "clinical_iq_compare.html", cmp=clinical_iq.compare(ctx.session, devs),
+                  names={d.id: " ".join(x for x in (d.manufacturer, d.model, d.serial) if x)
+                         for d in devs})

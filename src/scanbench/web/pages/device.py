@@ -40,6 +40,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from scanbench.errors import InputError
+from scanbench.evaluation.alerts import CLINICAL_CT
 from scanbench.report.control_chart import DEFAULT_MAX_POINTS, chart_for_device
 from scanbench.store import models as m
 from scanbench.web.audit import commit_with_retry
@@ -99,7 +100,8 @@ def measurement_series(session: Session, device_id: int) -> list[SeriesRef]:
     each chart says its unit and count when it loads)."""
     rows = session.execute(
         select(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key)
-        .where(m.Measurement.device_id == device_id)
+        # patients' noise varies with the patient: its own section (pages/clinical_iq.py)
+        .where(m.Measurement.device_id == device_id, m.Measurement.analysis != CLINICAL_CT)
         .group_by(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key)
         .order_by(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key))
     out = []
