@@ -263,8 +263,12 @@ def disc_t(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float) -> np.ndarr
         se = sigma * np.sqrt(1.0 / n_disc + 1.0 / n_ann)
         c = centres[..., k, :].ravel()
         pu, pv = c.real[:, None], c.imag[:, None]
-        m_disc = np.nanmean(acr.sample(n, pu + du[None, :], pv + dv[None, :], image), axis=1)
-        m_ann = np.nanmean(acr.sample(n, pu + au[None, :], pv + av[None, :], image), axis=1)
+        # acr.sample's points and values, read by _bilinear (map_coordinates's call costs
+        # more than the arithmetic here)
+        m_disc = np.nanmean(_bilinear(image, *acr.to_pixel(n, pu + du[None, :],
+                                                           pv + dv[None, :])), axis=1)
+        m_ann = np.nanmean(_bilinear(image, *acr.to_pixel(n, pu + au[None, :],
+                                                          pv + av[None, :])), axis=1)
         out[..., k, :] = ((m_disc - m_ann) / se).reshape(centres[..., k, :].shape)
     return out
 
@@ -274,6 +278,18 @@ def disc_t(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float) -> np.ndarr
 #: ``BACKGROUND_REACH_MM`` beyond this disc's edge, inside the sheet.
 BACKGROUND_GAP_MM = 1.0
 BACKGROUND_REACH_MM = 6.0
+
+
+def _near_any(rr: np.ndarray, cc: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+              radii: np.ndarray, gap: float, pixel_mm: tuple[float, float]) -> np.ndarray:
+    """Pixels (rows ``rr`` x columns ``cc``) within ``gap`` mm of the edge of any disc
+    (centres ``rows``/``cols`` in pixels, ``radii`` in mm): every disc at once, the same
+    distances as one disc at a time."""
+    py, px = pixel_mm
+    d2 = np.hypot((rr[None, :, None] - np.ravel(rows)[:, None, None]) * py,
+                  (cc[None, None, :] - np.ravel(cols)[:, None, None]) * px)
+    near: np.ndarray = (d2 <= (np.ravel(radii) + gap)[:, None, None]).any(axis=0)
+    return near
 
 
 def disc_z(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
@@ -330,10 +346,7 @@ def disc_z(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
         disc = dist <= rad
         if not disc.any():
             disc = dist <= dist.min()
-        near_any = np.zeros(dist.shape, bool)
-        for k2, j2 in np.ndindex(centres.shape):
-            d2 = np.hypot((rr[:, None] - rows[k2, j2]) * py, (cc[None, :] - cols[k2, j2]) * px)
-            near_any |= d2 <= radii[k2, j2] + gap
+        near_any = _near_any(rr, cc, rows, cols, radii, gap, (py, px))
         bg = ~near_any & (dist <= rad + BACKGROUND_REACH_MM) & np.isfinite(vals)
         if sheet_rc is not None:
             bg &= np.hypot((rr[:, None] - sheet_rc[0]) * py,
@@ -379,30 +392,45 @@ def rim_corrected(acr: AcrAxial, n: int, centres: np.ndarray,
     reaches the outer ring's discs at their own contrast (Siemens Aera T1 of the shared data,
     slice 8: the removed profile swings from −2.7σ to +5.8σ between 40 and 42 mm; the
     outer-ring discs of spokes 7–8 read matched z −0.4 and −0.8 before, 1.6 and 2.9 after)."""
-    img = np.array(acr.image(n) if image is None else image, dtype=float)
+    full = np.array(acr.image(n) if image is None else image, dtype=float)
     py, px = acr.pixel_mm
-    rr_, cc_ = np.mgrid[0: img.shape[0], 0: img.shape[1]]
     sr, sc = acr.to_pixel(n, np.array(sheet[0]), np.array(sheet[1]))
+    rim = sheet[2] if np.isfinite(sheet[2]) else LCD_SHEET_RADIUS_MM
+    edges = np.arange(RIM_PROFILE_FROM_MM, rim + 3.0, RIM_PROFILE_BIN_MM)
+    # only pixels within the last bin edge are read or changed: work on that crop (the
+    # same pixels, the same arithmetic; a 512 matrix is 30x larger than the sheet)
+    reach_r, reach_c = edges[-1] / py + 2.0, edges[-1] / px + 2.0
+    r_lo, r_hi = (max(0, int(np.floor(float(sr) - reach_r))),
+                  min(full.shape[0], int(np.ceil(float(sr) + reach_r)) + 1))
+    c_lo, c_hi = (max(0, int(np.floor(float(sc) - reach_c))),
+                  min(full.shape[1], int(np.ceil(float(sc) + reach_c)) + 1))
+    if r_lo >= r_hi or c_lo >= c_hi:
+        return full
+    img = full[r_lo:r_hi, c_lo:c_hi]  # a view: the correction below writes into ``full``
+    rr_, cc_ = np.mgrid[r_lo:r_hi, c_lo:c_hi]
     radius = np.hypot((rr_ - float(sr)) * py, (cc_ - float(sc)) * px)
     rows, cols = acr.to_pixel(n, centres.real, centres.imag)
     free = np.isfinite(img)
     for k, j in np.ndindex(centres.shape):
         free &= np.hypot((rr_ - rows[k, j]) * py,
                          (cc_ - cols[k, j]) * px) > DIAMETERS_MM[k] / 2 + 2.0
-    rim = sheet[2] if np.isfinite(sheet[2]) else LCD_SHEET_RADIUS_MM
-    edges = np.arange(RIM_PROFILE_FROM_MM, rim + 3.0, RIM_PROFILE_BIN_MM)
     b = np.digitize(radius, edges) - 1  # bin index; −1 inside 30 mm
     profile = np.full(edges.size, np.nan)
+    # the pixels of each bin at once (a stable sort by bin) instead of a mask per bin
+    keep = free & (b >= 0) & (b < edges.size - 1)
+    bins, vals = b[keep], img[keep]
+    order = np.argsort(bins, kind="stable")
+    bins, vals = bins[order], vals[order]
+    starts = np.searchsorted(bins, np.arange(edges.size))
     for i in range(edges.size - 1):
-        sel = (b == i) & free
-        if sel.sum() >= 20:
-            profile[i] = float(np.median(img[sel]))
+        if starts[i + 1] - starts[i] >= 20:
+            profile[i] = float(np.median(vals[starts[i]: starts[i + 1]]))
     level = float(np.nanmedian(profile[: round(4.0 / RIM_PROFILE_BIN_MM)]))
     if not np.isfinite(level):
-        return img
+        return full
     use = (b >= 0) & (b < edges.size) & np.isfinite(profile[np.clip(b, 0, edges.size - 1)])
     img[use] -= profile[b[use]] - level
-    return img
+    return full
 
 
 def disc_matched(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
@@ -447,10 +475,7 @@ def disc_matched(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
         vals = image[np.ix_(rr, cc)]
         w = 0.5 * (1.0 + erf((rad - dist) / (np.sqrt(2.0) * s)))
         sup = (w > 0.02) & np.isfinite(vals)
-        near_any = np.zeros(shape, bool)
-        for k2, j2 in np.ndindex(centres.shape):
-            d2 = np.hypot((rr[:, None] - rows[k2, j2]) * py, (cc[None, :] - cols[k2, j2]) * px)
-            near_any |= d2 <= radii[k2, j2] + gap
+        near_any = _near_any(rr, cc, rows, cols, radii, gap, (py, px))
         bg = (~near_any & ~sup & (dist <= rad + BACKGROUND_REACH_MM) & np.isfinite(vals)
               & (np.hypot((rr[:, None] - float(sr)) * py, (cc[None, :] - float(sc)) * px)
                  <= radius - gap))
@@ -573,17 +598,107 @@ def pattern_centres(centre: complex, angle: float, sense: float, radii: np.ndarr
     return centre + p + aniso * np.conj(p)
 
 
-def _pattern_score(acr: AcrAxial, n: int, maps: list[np.ndarray] | np.ndarray,
-                   centres: np.ndarray) -> float:
+def _next_layer(layer: np.ndarray, n_layers: int) -> np.ndarray:
+    """The neighbouring layer ``map_coordinates(order=1)`` reads, at zero weight, for an
+    exact integer layer index: the next one, or the one before for the last layer."""
+    out: np.ndarray = np.where(layer + 1 < n_layers, layer + 1, np.maximum(layer - 1, 0))
+    return out
+
+
+def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+              layer: np.ndarray | None = None) -> np.ndarray:
+    """``scipy.ndimage.map_coordinates(image, [rows, cols], order=1, mode="constant",
+    cval=nan)`` (with ``layer``: of a stack of images, at the exact integer index ``layer``
+    along the first axis), computed in numpy: the same four-neighbour weights, so the same
+    values up to rounding in the last bit (tests/unit/analysis/mr/test_acr_low_contrast.py).
+    Why: the pattern search and fit read a few points thousands of times, and
+    ``map_coordinates``'s call overhead (about 0.3 ms) was most of the analysis's time.
+    A point whose neighbours leave the image, or touch a non-finite value (which
+    ``map_coordinates`` spreads even at zero weight, also from the next layer of a
+    stack), is handed to ``map_coordinates`` itself."""
     from scipy.ndimage import map_coordinates
 
+    rows, cols = np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
+    h, w = image.shape[-2:]
+    r0, c0 = np.floor(rows), np.floor(cols)
+    ok = (r0 >= 0) & (r0 <= h - 2) & (c0 >= 0) & (c0 <= w - 2)
+    ri = np.where(ok, r0, 0).astype(np.intp)
+    ci = np.where(ok, c0, 0).astype(np.intp)
+    tr, tc = rows - r0, cols - c0
+    if layer is None:
+        v00, v01 = image[ri, ci], image[ri, ci + 1]
+        v10, v11 = image[ri + 1, ci], image[ri + 1, ci + 1]
+    else:
+        li = np.asarray(layer, dtype=np.intp)
+        v00, v01 = image[li, ri, ci], image[li, ri, ci + 1]
+        v10, v11 = image[li, ri + 1, ci], image[li, ri + 1, ci + 1]
+        # map_coordinates also reads the next layer at zero weight (a NaN there spreads;
+        # the last layer's neighbour is the one before it)
+        nxt = _next_layer(li, image.shape[0])
+        ok &= (np.isfinite(image[nxt, ri, ci]) & np.isfinite(image[nxt, ri, ci + 1])
+               & np.isfinite(image[nxt, ri + 1, ci]) & np.isfinite(image[nxt, ri + 1, ci + 1]))
+    out = ((1.0 - tr) * ((1.0 - tc) * v00 + tc * v01) + tr * ((1.0 - tc) * v10 + tc * v11))
+    ok &= np.isfinite(out)
+    if not ok.all():
+        bad = ~ok
+        coords = [rows[bad], cols[bad]] if layer is None else [
+            np.broadcast_to(np.asarray(layer, dtype=float), rows.shape)[bad], rows[bad],
+            cols[bad]]
+        out = np.array(out, dtype=float)
+        out[bad] = map_coordinates(image, coords, order=1, mode="constant", cval=np.nan)
+    return np.asarray(out, dtype=float)
+
+
+def _pattern_score(acr: AcrAxial, n: int, maps: list[np.ndarray] | np.ndarray,
+                   centres: np.ndarray) -> float:
     rows, cols = acr.to_pixel(n, centres.real, centres.imag)
     stack = maps if isinstance(maps, np.ndarray) else np.stack(maps)
     # one interpolation over the stack of maps: the spoke index is an exact integer coordinate
     k = np.broadcast_to(np.arange(centres.shape[0])[:, None], centres.shape)
-    v = map_coordinates(stack, [k.ravel(), rows.ravel(), cols.ravel()], order=1,
-                        mode="constant", cval=np.nan)
+    v = _bilinear(stack, rows.ravel(), cols.ravel(), k.ravel())
     return float(np.sum(np.nan_to_num(v)))
+
+
+class _PatternScorer:
+    """:func:`_pattern_score` of one slice's stack of maps, for the thousands of trial places
+    of the pattern fit: the same pixel positions (:meth:`AcrAxial.to_pixel`'s arithmetic) and
+    the same bilinear values (:func:`_bilinear`), with the slice's geometry and the maps'
+    finiteness worked out once instead of at every trial place."""
+
+    def __init__(self, acr: AcrAxial, n: int, stack: np.ndarray) -> None:
+        self.acr, self.n, self.stack = acr, n, stack
+        self.cy, self.cx = acr.centre(n)
+        t = np.radians(acr.rotation_deg)
+        self.cos, self.sin = np.cos(t), np.sin(t)
+        self.py, self.px = acr.pixel_mm
+        k_n, h, w = stack.shape
+        self.flat = stack.reshape(-1)
+        fin = np.isfinite(stack)
+        fin &= fin[_next_layer(np.arange(k_n), k_n)]  # the map read at weight 0
+        # a point is read by its own formula where its four neighbours (in its map and the
+        # next) are finite; elsewhere _bilinear decides, as map_coordinates does
+        self.good = fin[:, :-1, :-1] & fin[:, 1:, :-1] & fin[:, :-1, 1:] & fin[:, 1:, 1:]
+        self.shape = (k_n, h, w)
+
+    def __call__(self, centres: np.ndarray) -> float:
+        u, v = centres.real, centres.imag
+        x = u * self.cos - v * self.sin
+        y = u * self.sin + v * self.cos
+        rows, cols = (self.cy + y / self.py).ravel(), (self.cx + x / self.px).ravel()
+        _, h, w = self.shape
+        k = np.repeat(np.arange(centres.shape[0]), centres.shape[1])
+        r0, c0 = np.floor(rows), np.floor(cols)
+        if (r0.min() >= 0 and r0.max() <= h - 2 and c0.min() >= 0 and c0.max() <= w - 2):
+            ri, ci = r0.astype(np.intp), c0.astype(np.intp)
+            if self.good[k, ri, ci].all():
+                i00 = (k * h + ri) * w + ci
+                v00, v01 = self.flat[i00], self.flat[i00 + 1]
+                v10, v11 = self.flat[i00 + w], self.flat[i00 + w + 1]
+                tr, tc = rows - r0, cols - c0
+                val = ((1.0 - tr) * ((1.0 - tc) * v00 + tc * v01)
+                       + tr * ((1.0 - tc) * v10 + tc * v11))
+                return float(np.sum(val))
+        return float(np.sum(np.nan_to_num(_bilinear(self.stack, rows, cols, k))))
 
 
 def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -616,7 +731,8 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
         start[n] = (complex(a), f["angle"] + float(np.degrees(np.angle(b))), float(abs(b)),
                     complex(c) / complex(np.conj(b)))  # a + b m + c m̄ = a + p + (c / b̄) p̄
         f["maps"] = np.stack(f["maps"])  # once, not at every trial place
-        f["score_before"] = _pattern_score(acr, n, f["maps"], f["centres"])
+        f["scorer"] = _PatternScorer(acr, n, f["maps"])
+        f["score_before"] = f["scorer"](f["centres"])
     radii = np.asarray(RING_RADII_MM) * float(np.median([start[n][2] for n in slices]))
     aniso = complex(np.median([start[n][3].real for n in slices]),
                     np.median([start[n][3].imag for n in slices]))
@@ -626,7 +742,7 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
         f, (c0, a0) = fits[n], place[n]
 
         def cost(q: np.ndarray) -> float:
-            return -_pattern_score(acr, n, f["maps"], pattern_centres(
+            return -f["scorer"](pattern_centres(
                 complex(q[0], q[1]), float(q[2]), f["sense"], radii, aniso))
 
         x0 = np.array([c0.real, c0.imag, a0])
@@ -637,7 +753,7 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
         place[n] = (complex(res.x[0], res.x[1]), float(res.x[2]))
 
     def radii_cost(q: np.ndarray) -> float:
-        return -sum(_pattern_score(acr, n, fits[n]["maps"], pattern_centres(
+        return -sum(fits[n]["scorer"](pattern_centres(
             place[n][0], place[n][1], fits[n]["sense"], q, aniso)) for n in slices)
 
     for _ in range(2):
@@ -651,7 +767,8 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
     for n in slices:
         f = fits[n]
         f["fitted"] = pattern_centres(place[n][0], place[n][1], f["sense"], radii, aniso)
-        f["score_after"] = _pattern_score(acr, n, f["maps"], f["fitted"])
+        f["score_after"] = f["scorer"](f["fitted"])
+        del f["scorer"]
     return {"ring_radii_mm": radii, "aniso": aniso}
 
 

@@ -23,7 +23,7 @@ def _acr(image: np.ndarray) -> AcrAxial:
     voxels = np.repeat(image[None].astype(np.float32), 11, axis=0)
     series = Series(voxels=voxels, spacing=(10.0, PIX, PIX), affine=np.eye(4),
                     facts=SeriesFacts(modality="MR"))
-    return _Centred(series=series, order=list(range(11)), pixel_mm=(PIX, PIX),
+    return _Centred(series=series, order=tuple(range(11)), pixel_mm=(PIX, PIX),
                     rotation_deg=0.0)
 
 
@@ -101,3 +101,49 @@ def test_refine_follows_an_anisotropic_scale(shear: float) -> None:
             <= lc.DIAMETERS_MM[k] / 2] += 50.0
     got = lc.refine(_acr(img), 8, true)
     assert np.abs(got - moved).max() < 0.15
+
+
+def test_bilinear_reads_what_map_coordinates_reads() -> None:
+    """``_bilinear`` (the fast reader of the pattern search and fit) against SciPy's
+    ``map_coordinates(order=1, mode="constant", cval=nan)``: the same values to rounding,
+    and NaN at the same points: outside the image, next to a NaN pixel even at zero weight
+    (integer coordinates), and, on a stack of maps, next to a NaN of the following map."""
+    from scipy.ndimage import map_coordinates
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(40, 50))
+    img[10, 10] = np.nan
+    r, c = rng.uniform(-2, 42, 4000), rng.uniform(-2, 52, 4000)
+    r[:100], c[:100] = np.round(r[:100]), np.round(c[:100])
+    r[100], c[100] = 10.0, 9.0  # integer place beside the NaN pixel
+    want = map_coordinates(img, [r, c], order=1, mode="constant", cval=np.nan)
+    got = lc._bilinear(img, r, c)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got).sum() > 100
+    assert np.nanmax(np.abs(got - want)) < 1e-12
+    stack = rng.normal(size=(4, 40, 50))
+    stack[2, 20, 20] = np.nan
+    k = rng.integers(0, 4, 4000).astype(float)
+    k[101], r[101], c[101] = 1.0, 20.0, 20.0  # reads map 2's NaN at weight 0
+    want = map_coordinates(stack, [k, r, c], order=1, mode="constant", cval=np.nan)
+    got = lc._bilinear(stack, r, c, k)
+    assert np.isnan(got[101]) and np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.nanmax(np.abs(got - want)) < 1e-12
+
+
+def test_pattern_scorer_equals_the_pattern_score() -> None:
+    """The pattern fit's scorer gives :func:`_pattern_score` (one ``map_coordinates`` per
+    trial place, the reference) at trial places around the pattern, to rounding."""
+    rng = np.random.default_rng(5)
+    acr = _acr(1000.0 + _discs(14.0, 10) + 10.0 * rng.standard_normal((N, N)))
+    sheet = (0.0, 0.0, 44.0)
+    centres = lc.model_positions(0.0, 1.0)
+    maps = np.stack(lc.pattern_maps(acr, 8, acr.image(8), sheet))
+    scorer = lc._PatternScorer(acr, 8, maps)
+    for _ in range(50):
+        trial = lc.pattern_centres(complex(*rng.normal(0, 1.0, 2)), rng.normal(0, 3.0), 1.0,
+                                   np.asarray(lc.RING_RADII_MM) * rng.uniform(0.97, 1.03),
+                                   complex(*rng.normal(0, 0.02, 2)))
+        assert scorer(trial) == pytest.approx(lc._pattern_score(acr, 8, maps, trial),
+                                              rel=1e-12, abs=1e-9)
+    far = centres * 2.0  # outer ring beyond the maps' finite region: the NaN path
+    assert scorer(far) == pytest.approx(lc._pattern_score(acr, 8, maps, far), rel=1e-12)
