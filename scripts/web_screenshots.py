@@ -25,6 +25,13 @@ Playwright for Python; $SCANBENCH_CHROMIUM or chromium on the PATH), and writes
 
 and prints one JSON line: the files written and how long each page took to load (ms).
 The test tests/web/test_pages_browser.py runs it.
+
+On the central node of the programme demo (``scanbench demo --programme``,
+docs/programme.md): ``python scripts/web_screenshots.py --programme HOME/programme-demo.json
+BASE_URL OUT_DIR`` signs in as the demo's reviewer and writes
+``OUT_DIR/web-review-queue.png`` (the review queue, most unusual first), then as its
+physicist and writes ``OUT_DIR/web-reader-study-results.png`` (the closed reader study's
+results); the demo's passwords are in the summary file.
 """
 
 from __future__ import annotations
@@ -132,7 +139,67 @@ def shoot(base_url: str, username: str, password: str, out_dir: Path,
     return {"screenshots": written, **timings}
 
 
+def _sign_in(browser: Any, base_url: str, username: str, password: str,
+             width: int) -> Any:
+    """A new browser context signed in as ``username`` through the sign-in page."""
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.goto(f"{base_url}/login", wait_until="load")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    with page.expect_navigation():
+        page.click("#login-form button[type=submit]")
+    return page
+
+
+def shoot_programme(summary: Path, base_url: str, out_dir: Path,
+                    width: int = 1400) -> dict[str, Any]:
+    """The central node of the programme demo: the reviewer's queue and the reader
+    study's results (module docstring)."""
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    if exe is None:
+        raise SystemExit("headless Chromium not found (apt-get install chromium)")
+    users = {u["username"]: u["password"]
+             for u in json.loads(summary.read_text(encoding="utf-8"))["users"]["central"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, int] = {}
+    written: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=_ARGS, headless=True)
+        try:
+            page = _sign_in(browser, base_url, "reviewer", users["reviewer"], width)
+            t0 = time.perf_counter()
+            page.goto(f"{base_url}/review", wait_until="load")
+            timings["review_ms"] = round((time.perf_counter() - t0) * 1000)
+            page.screenshot(path=str(out_dir / "web-review-queue.png"))
+            written.append("web-review-queue.png")
+            page = _sign_in(browser, base_url, "physicist", users["physicist"], width)
+            page.goto(f"{base_url}/reader-studies", wait_until="load")
+            link = page.query_selector("a[href$='/results']")
+            if link is None:
+                raise SystemExit("no reader study results link on /reader-studies")
+            t0 = time.perf_counter()
+            page.goto(f"{base_url}{link.get_attribute('href')}", wait_until="load")
+            timings["reader_study_results_ms"] = round((time.perf_counter() - t0) * 1000)
+            page.screenshot(path=str(out_dir / "web-reader-study-results.png"),
+                            full_page=True)
+            written.append("web-reader-study-results.png")
+        finally:
+            browser.close()
+    return {"screenshots": written, **timings}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--programme"]:
+        if len(argv) != 4:
+            print("usage: web_screenshots.py --programme SUMMARY_JSON BASE_URL OUT_DIR",
+                  file=sys.stderr)
+            return 2
+        print(json.dumps(shoot_programme(Path(argv[1]), argv[2].rstrip("/"),
+                                         Path(argv[3]))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base_url")
     ap.add_argument("username")

@@ -432,13 +432,26 @@ def demo(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="With --phantom-report: where to write the scans and report "
         "(default: a new temp folder).")] = None,
+    programme: Annotated[bool, typer.Option(
+        "--programme", help="The fleet as a small programme: a central node and one site "
+        "node per hospital under --home, sending over HTTP on loopback; review queue, "
+        "reader study, SUS, training, programme report (docs/programme.md). Try --days 70 "
+        "--no-periodic --exams 30.")] = False,
 ) -> None:
     """A virtual fleet of PET/CT, CT and MRI scanners at three sites, a year of QC and
     clinical exams through the node's real ingest path, evaluated; then the web
     application with demo logins (see docs/demo.md). With --phantom-report: the phantom
-    analyses' report instead."""
+    analyses' report instead. With --programme: the same hospitals as a small programme,
+    a central node and one site node each (see docs/programme.md)."""
     if phantom_report:
         _phantom_report(out_dir)
+        return
+    if programme:
+        from scanbench.demo.programme import run_programme_demo
+
+        run_programme_demo(home=home, days=days, end=end, exams=exams, workers=workers,
+                           periodic=periodic, serve=serve, host=host, port=port,
+                           console_out=out, console_err=err)
         return
     from scanbench.demo.cli import run_fleet_demo
 
