@@ -48,7 +48,7 @@ from scipy import ndimage
 
 from scanbench.analysis.base import FROM_HEADER, Parameter, result_for
 from scanbench.analysis.registry import register
-from scanbench.clinical.ssde import water_equivalent_diameter
+from scanbench.clinical.ssde import water_equivalent_diameter_slice
 from scanbench.errors import AnalysisError
 from scanbench.types import Measurement, Result, Series
 
@@ -93,6 +93,35 @@ def histogram_mode(values: np.ndarray, bin_width: float) -> float:
     return (int(np.argmax(counts)) + 0.5) * bin_width
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes`` (4-connected background) by labelling: the background
+    regions that do not touch the image border are holes. The same result, several times
+    faster on 512² slices than the iterated dilation scipy uses."""
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[border] = True
+    keep[0] = True  # label 0 is the mask itself
+    return mask | ~keep[labels]
+
+
+def erode_square(mask: np.ndarray, size: int) -> np.ndarray:
+    """``ndimage.binary_erosion(mask, np.ones((size, size)))`` (outside the image counts as
+    background) as a separable minimum filter: the same result, faster."""
+    out = ndimage.minimum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0)
+    return out.astype(bool)
+
+
+def dilate_diamond(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=radius)`` (the 4-connected cross applied
+    ``radius`` times: a diamond, L1 distance ≤ radius) by a taxicab distance transform."""
+    if not mask.any():
+        return mask.copy()
+    return np.asarray(ndimage.distance_transform_cdt(~mask, metric="taxicab") <= radius)
+
+
 def _body_mask(img: np.ndarray) -> np.ndarray:
     mask = img > -500.0
     labels, n = ndimage.label(mask)
@@ -100,7 +129,7 @@ def _body_mask(img: np.ndarray) -> np.ndarray:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return np.asarray(ndimage.binary_fill_holes(labels == int(np.argmax(sizes))))
+    return fill_holes(labels == int(np.argmax(sizes)))
 
 
 def _contrast_agent(series: Series) -> str | None:
@@ -169,6 +198,10 @@ class ClinicalGlobalNoise:
 
         tissue_sd, wis_tissue_sd, air_sd = [], [], []
         tissue_px = 0
+        rows, cols = series.shape[1:]
+        yy, xx = np.mgrid[:rows, :cols]
+        recon = (yy - (rows - 1) / 2) ** 2 + (xx - (cols - 1) / 2) ** 2 <= \
+            ((min(rows, cols) / 2) - size) ** 2
         for k in range(series.shape[0]):
             img = np.asarray(series.voxels[k], dtype=np.float64)
             sd = local_sd(img, size)
@@ -176,14 +209,10 @@ class ClinicalGlobalNoise:
             tissue_px += int(soft.sum())
             tissue_sd.append(sd[soft])
             body = _body_mask(img)
-            inner = ndimage.binary_erosion(body, np.ones((size, size), bool))
+            inner = erode_square(body, size)
             wis_tissue_sd.append(sd[soft & inner])
-            rows, cols = img.shape
-            yy, xx = np.mgrid[:rows, :cols]
-            recon = (yy - (rows - 1) / 2) ** 2 + (xx - (cols - 1) / 2) ** 2 <= \
-                ((min(rows, cols) / 2) - size) ** 2
-            not_air = ndimage.binary_dilation(img > -900.0, iterations=air_margin)
-            air = recon & ndimage.binary_erosion(~not_air, np.ones((size, size), bool))
+            not_air = dilate_diamond(img > -900.0, air_margin)
+            air = recon & erode_square(~not_air, size)
             air_sd.append(sd[air])
 
         result = result_for(self, series, parameters={
@@ -229,8 +258,11 @@ class ClinicalGlobalNoise:
     def _header_measurements(result: Result, series: Series) -> None:
         """D_w from the image; CTDIvol, kVp, slice thickness from the header."""
         try:
-            dw = water_equivalent_diameter(series, "central")
-            result.add("water_equivalent_diameter_mm", dw.diameter_mm, "mm")
+            # the central slice only (AAPM Report 220's representative value), as
+            # water_equivalent_diameter(series, "central") gives, without the other slices
+            dy, dx = series.spacing[1:]
+            dw = water_equivalent_diameter_slice(series.voxels[series.shape[0] // 2], dy * dx)
+            result.add("water_equivalent_diameter_mm", dw, "mm")
         except AnalysisError as exc:
             m = Measurement("water_equivalent_diameter_mm", float("nan"), "mm")
             m.refuse(f"no water-equivalent diameter: {exc.message}")

@@ -117,3 +117,24 @@ def test_never_chosen_automatically() -> None:
     p = VirtualPatient(slices=1, matrix=128)
     vol, _ = virtual_patient(p)
     assert get(ANALYSIS).detect(as_series(p, vol)) < MIN_CONFIDENCE
+
+
+def test_fast_masks_equal_scipy_morphology() -> None:
+    """The hole filling, square erosion and diamond dilation used for speed give exactly
+    scipy's binary_fill_holes / binary_erosion / binary_dilation(iterations) results."""
+    from scipy import ndimage
+
+    from scanbench.quality.ct_noise import dilate_diamond, erode_square, fill_holes
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        m = ndimage.gaussian_filter(rng.standard_normal((90, 110)), 2.5) > 0.05
+        assert np.array_equal(fill_holes(m), ndimage.binary_fill_holes(m))
+        for size in (3, 8, 9):
+            assert np.array_equal(erode_square(m, size),
+                                  ndimage.binary_erosion(m, np.ones((size, size), bool)))
+        for radius in (1, 6, 14):
+            assert np.array_equal(dilate_diamond(m, radius),
+                                  ndimage.binary_dilation(m, iterations=radius))
+    empty = np.zeros((20, 20), bool)
+    assert not dilate_diamond(empty, 3).any() and not fill_holes(empty).any()
