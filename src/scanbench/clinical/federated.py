@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, Text, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from scanbench.clinical import dose_stats as ds
@@ -66,6 +67,15 @@ def _day_col() -> Any:
     return m.FedRecord.payload[("data", "day")].as_string()
 
 
+def _of_kind(kind: str) -> list[Any]:
+    """``kind``'s records by their key range (``<kind>:...``; ';' follows ':'), per site:
+    the unique (site_id, record_key) index finds them without reading a central node's
+    result records (millions), which have no index by kind."""
+    fr = m.FedRecord
+    return [fr.site_id.in_(select(m.Site.id)), fr.record_key >= f"{kind}:",
+            fr.record_key < f"{kind};", fr.kind == kind]
+
+
 def fed_days(session: Session, kind: str, filters: ds.Filters
              ) -> tuple[list[FedDay], Counter[int]]:
     """The format-2 days of ``kind`` (``dose_day`` or ``workflow_day``) of the filtered
@@ -73,7 +83,7 @@ def fed_days(session: Session, kind: str, filters: ds.Filters
     Days compare as ISO text (``YYYY-MM-DD``), the same order as the dates."""
     fr = m.FedRecord
     base = dataclasses.replace(filters, protocol=None, date_from=None, date_to=None)
-    conds = [fr.kind == kind, fr.local_table == "device",
+    conds = [*_of_kind(kind), fr.local_table == "device",
              *base.conditions(fr.local_id, fr.received_at)]
     if filters.date_from is not None:
         conds.append(_day_col() >= filters.date_from.isoformat())
@@ -81,15 +91,17 @@ def fed_days(session: Session, kind: str, filters: ds.Filters
         conds.append(_day_col() < filters.date_to.isoformat())
     days: list[FedDay] = []
     old: Counter[int] = Counter()
+    # The payload as text, decoded here: SQLAlchemy's JSON result processing took 2.5x
+    # as long (18,250 days: 1.7 s against 0.7 s).
     for site_id, local_id, payload in session.execute(
-            select(fr.site_id, fr.local_id, fr.payload).where(and_(*conds))
+            select(fr.site_id, fr.local_id, cast(fr.payload, Text)).where(and_(*conds))
             .order_by(_day_col(), fr.id)):
-        data = (payload or {}).get("data") or {}
+        data = (json.loads(payload) if payload else {}).get("data") or {}
         if data.get("version") != 2:
             old[int(site_id)] += 1
             continue
-        days.append(FedDay(int(local_id), int(site_id), dt.date.fromisoformat(data["day"]),
-                           list(data.get("groups") or [])))
+        days.append(FedDay(int(local_id or 0), int(site_id),
+                           dt.date.fromisoformat(data["day"]), list(data.get("groups") or [])))
     return days, old
 
 
@@ -98,7 +110,7 @@ def newest_fed_day(session: Session, kind: str, filters: ds.Filters) -> dt.date 
     fr = m.FedRecord
     base = dataclasses.replace(filters, protocol=None, date_from=None, date_to=None)
     got = session.scalar(select(_day_col()).where(
-        fr.kind == kind, fr.local_table == "device",
+        *_of_kind(kind), fr.local_table == "device",
         *base.conditions(fr.local_id, fr.received_at)).order_by(_day_col().desc()).limit(1))
     return dt.date.fromisoformat(got) if got else None
 
@@ -192,7 +204,7 @@ def dose_statistics(session: Session, quantity_key: str, filters: ds.Filters, *,
             if not vals:
                 continue
             key = _dose_key(group_by, day.device_id, text)
-            values.setdefault(key, []).extend(float(v) for v in vals)
+            values.setdefault(key, []).extend(vals)  # numbers, checked on receipt
             regions.setdefault(key, Counter()).update(g.get("regions") or {})
             n_days.setdefault(key, set()).add((day.device_id, day.day))
     if not values:

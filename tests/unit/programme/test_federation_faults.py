@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from pages_world import serving
+from pg import database_url, pg_server  # noqa: F401  (fixtures: SQLite and PostgreSQL)
 from scanbench.programme import federation as fed
 from scanbench.programme.outbox import Sender, queue_new, status
 from scanbench.store import models as m
@@ -652,3 +653,39 @@ def test_records_larger_than_one_batch_go_in_several(site: SiteNode) -> None:
         sizes = list(s.scalars(select(m.FedBatch.size_bytes).where(
             m.FedBatch.site_id == site_id, m.FedBatch.state == "accepted")))
         assert max(sizes) <= fed.MAX_BATCH_BYTES
+
+
+def test_federated_days_are_read_by_period_on_both_backends(
+        database_url: str) -> None:  # noqa: F811
+    """The day of a federated record is read from its JSON payload by the database
+    (SQLite and PostgreSQL): a period's days are combined, a day outside it is not."""
+    from scanbench.clinical import dose_stats as ds
+    from scanbench.clinical import federated
+
+    db = Database(url=database_url)
+    try:
+        with db.sessions() as s:
+            token = commit_with_retry(s, lambda s: fed.add_credential(s, ACTOR, "both"))
+        device = {"identity_key": "acme|ct-9|both", "modality": "CT"}
+
+        def dose(seq: int, day: str, values: list[float]) -> dict[str, Any]:
+            return {"seq": seq, "kind": "dose_day", "record_key": f"dose_day:1:{day}",
+                    "device": device, "data": {"day": day, "version": 2, "groups": [{
+                        "kind": "ct", "protocol": "Head", "events": len(values),
+                        "values": {"ctdivol_mgy": values}}]}}
+
+        body = json.dumps({"protocol": fed.PROTOCOL, "site": "both", "batch_uid": "both-0001",
+                           "prev_seq": 0, "records": [
+                               dose(1, "2026-03-01", [10.0, 12.0, 14.0, 20.0]),
+                               dose(2, "2026-03-02", [11.0, 30.0]),
+                               dose(3, "2026-03-05", [99.0])]}).encode()
+        with db.sessions() as s:
+            assert fed.receive_committed(s, token, body)["stored"] == 3
+        with db.sessions() as s:
+            f = ds.Filters(date_from=dt.date(2026, 3, 1), date_to=dt.date(2026, 3, 3))
+            [g] = federated.dose_statistics(s, "ctdivol_mgy", f).groups
+            assert (g.distribution.n, g.distribution.median, g.distribution.maximum) == \
+                (6, 13.0, 30.0)
+            assert federated.newest_fed_day(s, "dose_day", ds.Filters()) == dt.date(2026, 3, 5)
+    finally:
+        db.close()
