@@ -91,6 +91,9 @@ _NOT_A_VALUE = ("refused", "not_judged")
 #: Clinical CT noise (one value per patient series): its drift alerts come from
 #: scanbench.evaluation.clinical_iq (size-normalised residuals), not the rules above.
 CLINICAL_CT = "ct.clinical_global_noise"
+#: Measurements of patients: their values vary with the patient, so the rules above
+#: never run on them raw (PET liver noise: stored and shown, not trended yet).
+CLINICAL = (CLINICAL_CT, "pet.clinical_liver_noise")
 
 
 @dataclass(frozen=True)
@@ -537,7 +540,7 @@ def check_result(session: Session, result_id: int,
     result = session.get(m.Result, result_id)
     if result is None or result.device_id is None:
         return []
-    if result.analysis == CLINICAL_CT:
+    if result.analysis in CLINICAL:
         # a patient's noise varies with the patient: trended as residuals of the
         # device's size model (scanbench.evaluation.clinical_iq), never raw
         from scanbench.evaluation.clinical_iq import sync_device
@@ -557,7 +560,7 @@ def recheck_device(session: Session, device_id: int,
     rows = session.execute(select(m.Measurement.analysis, m.Measurement.name,
                                   m.Measurement.labels_key)
                            .where(m.Measurement.device_id == device_id,
-                                  m.Measurement.analysis != CLINICAL_CT).distinct()
+                                  m.Measurement.analysis.not_in(CLINICAL)).distinct()
                            .order_by(m.Measurement.analysis, m.Measurement.name,
                                      m.Measurement.labels_key)).all()
     new: list[m.Alert] = []
@@ -577,7 +580,7 @@ def refresh_open(session: Session, settings: TrendSettings | None = None) -> int
     keys = session.execute(select(m.Alert.device_id, m.Alert.analysis, m.Alert.name,
                                   m.Alert.labels_key)
                            .where(m.Alert.state.in_(("open", "acknowledged")),
-                                  m.Alert.analysis != CLINICAL_CT).distinct()
+                                  m.Alert.analysis.not_in(CLINICAL)).distinct()
                            ).all()
     before = session.scalar(select(func.count()).select_from(m.Alert).where(
         m.Alert.state == "closed")) or 0

@@ -17,9 +17,10 @@ series the method refuses (a lung or bone kernel, a contrast-enhanced series, to
 little soft tissue) is stored with the refused values and the reason; a series the
 analysis cannot measure at all is named in the job's notes with the reason.
 
-PET liver noise (``pet.clinical_liver_noise``, issue 16 §2) is not run here yet: it
-needs the PET series with its CT (a group of two) and was not in the registry when
-this was written; :data:`ANALYSES` is where it would be added (see the docs).
+PET liver noise (``pet.clinical_liver_noise``, issue 16 §2) needs the PET series with
+the CT on its frame of reference, which arrive as separate series: it runs in the
+study's job (:func:`measure_study`), once every series of the study is in, on every
+PET series of the study, and is stored against the PET series.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 ENV_CLINICAL_IQ = "SCANBENCH_CLINICAL_IQ"
 CT_NOISE = "ct.clinical_global_noise"
+PET_LIVER = "pet.clinical_liver_noise"
 #: modality -> the clinical image-quality analysis the node runs on its patient series
 ANALYSES: dict[str, str] = {"CT": CT_NOISE}
 #: cos(25°): the slice normal must be this close to the patient's z axis (axial)
@@ -114,3 +116,61 @@ def measure(series: list[Series], read: list[Series], out: JobOutcome,
                              + ("refused: " + "; ".join(refused) if refused else "measured"))
         out.notes.extend(f"clinical image quality {aid} not measured: {f.where}: {f.reason}"
                          for f in report.failures)
+
+
+def _has_pet(paths: list[str]) -> bool:
+    """Whether any file of the study is a PET image (headers only, stops at the first)."""
+    import pydicom
+
+    for path in paths:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+        except Exception:  # unreadable here: the series jobs said why
+            continue
+        if str(getattr(ds, "Modality", "")) == "PT":
+            return True
+    return False
+
+
+def measure_study(paths: list[str], out: JobOutcome, params: Mapping[str, Any]) -> None:
+    """PET liver noise (:data:`PET_LIVER`) of each PET series of a patient study, with
+    the CT on its frame of reference (the analysis groups them), from all the study's
+    files: the study job's, run once every series of the study is in. Results go to
+    ``out.results`` (stored against the PET series), what was not measured to
+    ``out.notes``."""
+    if not enabled() or not _has_pet(paths):
+        return
+    from pathlib import Path
+
+    from scanbench import dicom
+    from scanbench.analysis import registry
+    from scanbench.api import analyze_series_list
+    from scanbench.errors import ScanbenchError
+
+    try:
+        registry.get(PET_LIVER)
+    except ScanbenchError:
+        out.notes.append(f"clinical image quality: {PET_LIVER} is not installed")
+        return
+    read = dicom.read([Path(p) for p in paths])
+    # every PET of a study the node handles as a patient's (it has a series no phantom
+    # analysis recognises, or a dose report): not "no phantom analysis recognises the
+    # PET", because the NEMA image-quality detector takes a whole-body patient PET for
+    # the IEC body phantom at confidence 0.5; on a phantom the liver VOI is refused
+    pets = {str(s.uid) for s in read.series if s.facts.modality == "PT"}
+    if not pets:
+        return
+    report = analyze_series_list(read.series, analysis=PET_LIVER, params=params, only=pets)
+    by_uid = {str(s.uid): s for s in read.series}
+    for result in report.results:
+        s = by_uid.get(str(result.series_instance_uid))
+        if s is not None:
+            result.parameters.update(protocol_of(s))
+        result.evidence = {}
+        out.results.append(result)
+        refused = sorted({m.note for m in result.measurements
+                          if m.status == "refused" and m.note})
+        out.notes.append(f"clinical image quality {PET_LIVER}: "
+                         + ("refused: " + "; ".join(refused) if refused else "measured"))
+    out.notes.extend(f"clinical image quality {PET_LIVER} not measured: {f.where}: {f.reason}"
+                     for f in report.failures)

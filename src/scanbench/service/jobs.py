@@ -240,6 +240,9 @@ def run_study_job(spec: JobSpec) -> JobOutcome:
     else:
         out.notes.append("workflow timings not available: scanbench.clinical.workflow "
                          "(issue 4) is not installed")
+    from scanbench.service import clinical_iq  # PET liver noise (PET with its CT)
+
+    clinical_iq.measure_study(list(spec.files), out, spec.params)
     return out
 
 

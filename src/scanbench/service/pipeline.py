@@ -1168,7 +1168,28 @@ def _store_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
         s.add(m.ExamTiming(study_id=study.id, device_id=_device_of(s, t.get("device"), fallback),
                            job_id=job.id, started_at=start, ended_at=end, duration_s=duration,
                            data=t))
+    if outcome.results:  # PET liver noise of the study's PET series (service.clinical_iq)
+        _store_study_results(s, job, outcome)
     study.clinical_state = "done"
+
+
+def _store_study_results(s: Session, job: m.Job, outcome: JobOutcome) -> None:
+    """Results of a study job (clinical image quality of a series that needs the
+    study's other series: a PET with its CT), each stored against the series it is
+    about, judged as a series job's are; a new run supersedes the earlier row."""
+    from scanbench.evaluation.node_spec import judged_for_storage
+
+    saved: list[int] = []
+    for result in outcome.results:
+        series = s.scalars(select(m.Series).where(
+            m.Series.series_uid == str(result.series_instance_uid))).first()
+        if series is None:
+            continue
+        result = judged_for_storage(s, result, device_id=series.device_id,
+                                    series_id=series.id, besides=saved)
+        row = repo.save_result(s, result, series_id=series.id, device_id=series.device_id,
+                               job_id=job.id, replace=True, besides=saved)
+        saved.append(row.id)
 
 
 def _store_series_outcome(s: Session, job: m.Job, outcome: JobOutcome) -> None:
