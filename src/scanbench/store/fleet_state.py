@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, inspect, select, update
+from sqlalchemy import Select, Table, delete, func, inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -254,20 +254,45 @@ def has_tables(session: Session) -> bool:
     return True
 
 
+def _insert_for(session: Session) -> Any:
+    """The dialect's INSERT with ``ON CONFLICT`` (SQLite 3.24+, PostgreSQL 9.5+)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 def refresh(session: Session, device_ids: Iterable[int]) -> int:
     """Recompute and store the state of ``device_ids`` in the session's transaction;
-    the number of rows written."""
+    the number of rows written.
+
+    Concurrent writers: the devices' state rows are locked first (``SELECT ... FOR
+    UPDATE``, in id order so two transactions never wait on each other crosswise), so a
+    second transaction storing a result of the same device waits for the first to
+    commit and then computes from data that includes it (PostgreSQL's READ COMMITTED
+    takes a new snapshot per statement); rows are written with ``INSERT ... ON CONFLICT
+    DO UPDATE``, so two first states of a new device never fail on the primary key.
+    SQLite transactions here are ``BEGIN IMMEDIATE``: writers never overlap."""
     wanted = sorted(set(device_ids))
     if not wanted or not has_tables(session):
         return 0
     table = cast(Table, m.DeviceState.__table__)
+    ins = _insert_for(session)
     written = 0
     for at in range(0, len(wanted), _CHUNK):
         chunk = wanted[at:at + _CHUNK]
+        session.execute(select(table.c.device_id).where(table.c.device_id.in_(chunk))
+                        .order_by(table.c.device_id).with_for_update()).all()
         rows = compute(session, chunk)
-        session.execute(delete(table).where(table.c.device_id.in_(chunk)))
         if rows:
-            session.execute(insert(table), list(rows.values()))
+            stmt = ins(table).values(list(rows.values()))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.device_id],
+                set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "device_id"})
+            session.execute(stmt)
         written += len(rows)
     return written
 
@@ -290,9 +315,9 @@ def version(session: Session, kind: str) -> int:
 def bump(session: Session, kind: str) -> None:
     """Raise the version of ``kind`` by one, in the session's transaction."""
     t = cast(Table, m.FactVersion.__table__)
-    done = session.execute(update(t).where(t.c.kind == kind).values(version=t.c.version + 1))
-    if not getattr(done, "rowcount", 0):
-        session.execute(insert(t).values(kind=kind, version=1))
+    stmt = _insert_for(session)(t).values(kind=kind, version=1)
+    session.execute(stmt.on_conflict_do_update(index_elements=[t.c.kind],
+                                               set_={"version": t.c.version + 1}))
 
 
 def cache_key(kind: str, params: dict[str, Any], device_ids: Iterable[int]) -> str:

@@ -208,3 +208,56 @@ def test_migration_0007_fills_the_state_of_an_existing_database(tmp_path: Any) -
         assert _check(db) == {dev.id: "failing"}
     finally:
         db.close()
+
+
+def test_two_transactions_storing_results_of_one_device(database_url: str) -> None:
+    """PostgreSQL, two writers: the second waits on the device's state row until the
+    first commits, then computes from data that includes the first's result (without
+    the lock its state, computed before, would overwrite the first's)."""
+    import threading
+    import time
+
+    if not database_url.startswith("postgresql"):
+        return  # SQLite writers are serialised by BEGIN IMMEDIATE
+    db = Database(url=database_url)
+    try:
+        with db.sessions() as s:
+            dev = _device(s, "RACE1")
+            _result(s, dev, dt.datetime(2026, 1, 1), "pass")
+            s.commit()
+        first = db.sessions()
+        first_dev = first.get_one(m.Device, dev.id)
+        _result(first, first_dev, dt.datetime(2026, 1, 2), "fail", "ct.acr464.ct_number")
+        first.flush()
+        fleet_state._before_commit(first)  # its state written and the row locked
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                with db.sessions() as s2:
+                    d2 = s2.get_one(m.Device, dev.id)
+                    _result(s2, d2, dt.datetime(2026, 1, 3), "pass", "ct.acr464.noise")
+                    s2.commit()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        worker = threading.Thread(target=second)
+        worker.start()
+        with db.engine.connect() as watch:  # until the second writer waits on the lock
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not watch.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()")).scalar():
+                watch.rollback()
+                time.sleep(0.05)
+        first.commit()
+        first.close()
+        worker.join(120)
+        assert not errors, errors
+        states = _check(db)
+        assert states[dev.id] == "failing"
+        with db.sessions() as s:
+            row = s.get_one(m.DeviceState, dev.id)
+            assert len(row.tests) == 3  # both writers' results in the stored state
+    finally:
+        db.close()
