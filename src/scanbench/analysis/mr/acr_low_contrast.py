@@ -97,6 +97,12 @@ contrast rose (Siemens Aera T2 slice 9: spoke 7's 38 mm disc z 0.2 → 3.4). The
 finds are 12.7–12.9, 25.5–25.8 and 38.4–38.7 mm on every vendor's scan, against the
 12.5/25/38 mm of the published descriptions.
 
+Correlated noise: z is exact for white noise of SD σ. :func:`disc_free_z` reads the same
+statistic at the disc-free places of the same slice (the empirical null, correlated noise as
+it is); on the real scans of the shared data its SD is 0.7-2.0 where the sheet is uniform
+between the discs, up to 7.6 where it holds structure (Siemens 3 T slice 8), so it is not
+used to rescale the judged z (docs/mr-acr.md, Limits) but to check a disputed disc.
+
 Per-disc evidence (z, contrast-to-noise Δ/σ, whether seen) is in the result's data
 (``low_contrast_discs``) with both thresholds, and drawn on the figures.
 """
@@ -491,6 +497,70 @@ def disc_matched(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
             contrast_out[k, j] = stat / float(ws @ ws)
         out[k, j] = stat / (sigma * np.sqrt(var))
     return out
+
+
+def disc_free_z(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
+                sheet: tuple[float, float, float], image: np.ndarray, diameter: float,
+                step_mm: float = 1.0) -> np.ndarray:
+    """The empirical null of :func:`disc_matched` on slice ``n``: the same statistic (the
+    same template of ``diameter`` mm, the same plane background with every disc of
+    ``centres`` excluded, the same σ) at disc-free places of the same image, on a
+    ``step_mm`` grid: places whose template stays inside the sheet (``gap`` and 1 mm
+    inside its rim) and clears every disc by 2 mm.
+
+    For white noise it is standard normal (the white-noise model); where the noise is
+    correlated (filtered or interpolated reconstructions) its spread shows by how much one
+    disc's z scatters more than that model states, and the fraction of places reading at
+    least a disc's z says how often noise alone looks like that disc on this image. Used to
+    check the model on real scans (tests/validation/test_mr_acr_real.py, docs/mr-acr.md);
+    not part of the judged count."""
+    py, px = acr.pixel_mm
+    gap = max(BACKGROUND_GAP_MM, 2.0 * max(py, px))
+    s = PSF_FWHM_PIXELS * max(py, px) / 2.3548
+    rad = diameter / 2
+    radius = sheet[2] if np.isfinite(sheet[2]) else LCD_SHEET_RADIUS_MM
+    sr, sc = acr.to_pixel(n, np.array(sheet[0]), np.array(sheet[1]))
+    rows, cols = acr.to_pixel(n, centres.real, centres.imag)
+    radii = np.broadcast_to(np.asarray(DIAMETERS_MM)[: centres.shape[0], None] / 2,
+                            centres.shape)
+    grid = np.arange(-radius, radius + 1e-9, step_mm)
+    places = (complex(sheet[0], sheet[1]) + grid[None, :] + 1j * grid[:, None]).ravel()
+    places = places[np.abs(places - complex(sheet[0], sheet[1])) <= radius - gap - rad - 1.0]
+    clear = (np.abs(places[:, None] - centres.ravel()[None, :])
+             > radii.ravel()[None, :] + rad + 2.0).all(axis=1)
+    places = places[clear]
+    p_rows, p_cols = acr.to_pixel(n, places.real, places.imag)
+    h_r = int(np.ceil((rad + BACKGROUND_REACH_MM) / py)) + 1
+    h_c = int(np.ceil((rad + BACKGROUND_REACH_MM) / px)) + 1
+    out = np.full(places.size, np.nan)
+    for i in range(places.size):
+        r0, c0 = float(p_rows[i]), float(p_cols[i])
+        ir, ic = round(r0), round(c0)
+        rr = np.arange(max(ir - h_r, 0), min(ir + h_r + 1, image.shape[0]))
+        cc = np.arange(max(ic - h_c, 0), min(ic + h_c + 1, image.shape[1]))
+        if rr.size == 0 or cc.size == 0:
+            continue
+        shape = (rr.size, cc.size)
+        dy = np.broadcast_to((rr[:, None] - r0) * py, shape)
+        dx = np.broadcast_to((cc[None, :] - c0) * px, shape)
+        dist = np.hypot(dy, dx)
+        vals = image[np.ix_(rr, cc)]
+        w = 0.5 * (1.0 + erf((rad - dist) / (np.sqrt(2.0) * s)))
+        sup = (w > 0.02) & np.isfinite(vals)
+        bg = (~_near_any(rr, cc, rows, cols, radii, gap, (py, px)) & ~sup
+              & (dist <= rad + BACKGROUND_REACH_MM) & np.isfinite(vals)
+              & (np.hypot((rr[:, None] - float(sr)) * py, (cc[None, :] - float(sc)) * px)
+                 <= radius - gap))
+        if bg.sum() < 10 or not sup.any():
+            continue
+        x = np.column_stack([np.ones(int(bg.sum())), dx[bg], dy[bg]])
+        beta, *_ = np.linalg.lstsq(x, vals[bg], rcond=None)
+        ws = w[sup]
+        a = np.array([ws.sum(), (ws * dx[sup]).sum(), (ws * dy[sup]).sum()])
+        stat = float(ws @ vals[sup] - a @ beta)
+        var = float(ws @ ws + a @ np.linalg.solve(x.T @ x, a))
+        out[i] = stat / (sigma * np.sqrt(var))
+    return out[np.isfinite(out)]
 
 
 def disc_stats(acr: AcrAxial, n: int, cu: float, cv: float, angles0: np.ndarray,

@@ -147,3 +147,27 @@ def test_pattern_scorer_equals_the_pattern_score() -> None:
                                               rel=1e-12, abs=1e-9)
     far = centres * 2.0  # outer ring beyond the maps' finite region: the NaN path
     assert scorer(far) == pytest.approx(lc._pattern_score(acr, 8, maps, far), rel=1e-12)
+
+
+def test_disc_free_z_is_the_statistics_null_white_or_correlated() -> None:
+    """``disc_free_z`` reads the matched statistic at disc-free places: standard normal on
+    white noise of the stated σ (so it checks the white-noise model), wider on the same
+    noise smoothed (correlated between pixels: σ from neighbour differences is then too
+    small and z spreads more), and never at a place that overlaps a disc (discs of a
+    100σ contrast would show)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(11)
+    sheet = (0.0, 0.0, 44.0)
+    centres = lc.model_positions(0.0, 1.0)
+    white = 1000.0 + _discs(1000.0, 10) + 10.0 * rng.standard_normal((N, N))
+    acr = _acr(white)
+    z = lc.disc_free_z(acr, 8, centres, 10.0, sheet, acr.image(8), lc.DIAMETERS_MM[3],
+                       step_mm=2.5)
+    assert z.size > 150 and abs(z.mean()) < 0.35 and 0.8 < z.std() < 1.25, (z.mean(), z.std())
+    smooth = 1000.0 + gaussian_filter(10.0 * rng.standard_normal((N, N)), 1.5)
+    acr = _acr(smooth)
+    sigma = lc.difference_sigma(acr.image(8))
+    z = lc.disc_free_z(acr, 8, centres, sigma, sheet, acr.image(8), lc.DIAMETERS_MM[3],
+                       step_mm=2.5)
+    assert z.std() > 2.0, z.std()
