@@ -152,7 +152,9 @@ def test_drift_is_caught_within_the_expected_number_of_exams(world: World) -> No
         first = rows[0]
         assert first.occurred_at is not None
         caught_at = sum(1 for t in world.times[DRIFT_AT:] if t <= first.occurred_at)
-        print(f"caught at drifted exam {caught_at}; expected {arl:.2f} (CUSUM ARL1)")
+        print(f"caught at drifted exam {caught_at}; expected {arl:.2f} (CUSUM ARL1); "
+              f"prediction SD {model.prediction_sd(300.0):.3f}, residual SD {model.s:.3f}, "
+              f"D_w {model.dw_range_mm}")
         assert caught_at <= math.ceil(2 * arl), (caught_at, arl)
         assert first.level == "trend" and first.labels == {
             "protocol": PROTOCOL, "method": clinical_iq.METHOD}
