@@ -7,6 +7,7 @@ the work, so what other tests imported cannot hide a regression:
   ``scipy.signal`` / ``scipy.stats`` (about 1.1 s of imports on the 2-core benchmark
   machine, bench/README.md), nor the report, store, network or simulation packages;
   analysing real CatPhan slices imports no PET or MR analysis, nor those;
+- analysing a real ACR MRI series imports no PET or CT analysis and no ``scipy.optimize``;
 - ``import scanbench`` and ``scanbench --help`` import none of those, nor numpy or
   pydicom.
 
@@ -85,6 +86,23 @@ def test_ct_analysis_imports_no_pet_mr_analysis_nor_scipy_signal_stats() -> None
                                                        "scanbench.analysis.mr")))
     assert other == []
     assert _heavy(modules) == []
+
+
+ACR_MRI = Path(__file__).resolve().parents[3] / "shared/data/mr/acr/PhilipsAchieva"
+
+
+@pytest.mark.skipif(not ACR_MRI.is_dir(), reason="needs ../shared/data (real ACR MRI series)")
+def test_acr_mri_analysis_imports_no_pet_ct_analysis_nor_scipy_optimize() -> None:
+    """The ACR MRI suite's only minimiser (the low-contrast pattern fit) is
+    ``acr_low_contrast.nelder_mead``: a run imports no ``scipy.optimize`` (about 0.3 s on the
+    benchmark machine, bench/README.md), no PET or CT analysis, nor the heavy packages."""
+    printed, modules = _run(_cli("analyze", str(ACR_MRI), "--json"))
+    analyses = {r["analysis"] for r in json.loads(printed)}
+    assert "mr.acr.low_contrast" in analyses, analyses
+    other = sorted(m for m in modules if m.startswith(("scanbench.analysis.pet",
+                                                       "scanbench.analysis.ct")))
+    assert other == []
+    assert _heavy(modules, ("scipy.optimize",)) == []
 
 
 def test_import_scanbench_is_light() -> None:

@@ -729,6 +729,100 @@ def _pattern_score(acr: AcrAxial, n: int, maps: list[np.ndarray] | np.ndarray,
     return float(np.sum(np.nan_to_num(v)))
 
 
+class _MaxEvaluations(Exception):
+    """The evaluation budget of :func:`nelder_mead` is spent."""
+
+
+def nelder_mead(func: Any, x0: np.ndarray, initial_simplex: np.ndarray | None = None,
+                xatol: float = 1e-4, fatol: float = 1e-4, maxfev: int | None = None
+                ) -> np.ndarray:
+    """The minimiser of ``func`` by the Nelder-Mead simplex method (Nelder and Mead, Computer
+    Journal 7:308-313, 1965), step for step SciPy 1.17's
+    ``scipy.optimize.minimize(method="Nelder-Mead")`` without bounds or adaptive parameters:
+    the same initial simplex (5 % of each non-zero coordinate, 0.00025 for a zero one, or
+    ``initial_simplex``), the same reflection, expansion, contraction and shrink
+    coefficients (1, 2, 0.5, 0.5), the same stopping rule (simplex within ``xatol`` and its
+    values within ``fatol``) and evaluation budget (``maxfev``; default 200 per
+    parameter), so the same evaluations in the same order and the same result
+    (tests/unit/analysis/mr/test_acr_low_contrast.py). Why not SciPy's: importing
+    ``scipy.optimize`` takes about 0.3 s, a sixth of a whole ACR MRI run, for this loop
+    (issue 15)."""
+    x0 = np.atleast_1d(np.asarray(x0, dtype=float))
+    n_par = x0.size
+    if initial_simplex is None:
+        sim = np.empty((n_par + 1, n_par), dtype=x0.dtype)
+        sim[0] = x0
+        for k in range(n_par):
+            y = np.array(x0, copy=True)
+            y[k] = (1 + 0.05) * y[k] if y[k] != 0 else 0.00025
+            sim[k + 1] = y
+    else:
+        sim = np.asarray(np.atleast_2d(initial_simplex).copy(), dtype=float)
+    budget = n_par * 200 if maxfev is None else maxfev
+    calls = [0]
+
+    def f(x: np.ndarray) -> float:
+        if calls[0] >= budget:
+            raise _MaxEvaluations
+        calls[0] += 1
+        return float(func(np.copy(x)))
+
+    fsim = np.full((n_par + 1,), np.inf, dtype=float)
+    try:
+        for k in range(n_par + 1):
+            fsim[k] = f(sim[k])
+    except _MaxEvaluations:
+        pass
+    finally:
+        ind = np.argsort(fsim)
+        sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
+    ind = np.argsort(fsim)
+    fsim, sim = np.take(fsim, ind, 0), np.take(sim, ind, 0)
+    rho, chi, psi, sigma = 1, 2, 0.5, 0.5
+    while calls[0] < budget:
+        try:
+            if (np.max(np.ravel(np.abs(sim[1:] - sim[0]))) <= xatol
+                    and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol):
+                break
+            xbar = np.add.reduce(sim[:-1], 0) / n_par
+            xr = (1 + rho) * xbar - rho * sim[-1]
+            fxr = f(xr)
+            shrink = False
+            if fxr < fsim[0]:
+                xe = (1 + rho * chi) * xbar - rho * chi * sim[-1]
+                fxe = f(xe)
+                if fxe < fxr:
+                    sim[-1], fsim[-1] = xe, fxe
+                else:
+                    sim[-1], fsim[-1] = xr, fxr
+            elif fxr < fsim[-2]:
+                sim[-1], fsim[-1] = xr, fxr
+            elif fxr < fsim[-1]:  # outside contraction
+                xc = (1 + psi * rho) * xbar - psi * rho * sim[-1]
+                fxc = f(xc)
+                if fxc <= fxr:
+                    sim[-1], fsim[-1] = xc, fxc
+                else:
+                    shrink = True
+            else:  # inside contraction
+                xcc = (1 - psi) * xbar + psi * sim[-1]
+                fxcc = f(xcc)
+                if fxcc < fsim[-1]:
+                    sim[-1], fsim[-1] = xcc, fxcc
+                else:
+                    shrink = True
+            if shrink:
+                for j in range(1, n_par + 1):
+                    sim[j] = sim[0] + sigma * (sim[j] - sim[0])
+                    fsim[j] = f(sim[j])
+        except _MaxEvaluations:
+            pass
+        ind = np.argsort(fsim)
+        sim, fsim = np.take(sim, ind, 0), np.take(fsim, ind, 0)
+    result: np.ndarray = sim[0]
+    return result
+
+
 class _PatternScorer:
     """:func:`_pattern_score` of one slice's stack of maps, for the thousands of trial places
     of the pattern fit: the same pixel positions (:meth:`AcrAxial.to_pixel`'s arithmetic) and
@@ -789,8 +883,6 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
     rotation trade off; a ringing rim shifts the centroids of the outer ring). Real data,
     Siemens Aera T2 of the shared data, slice 9: spoke 7's 38 mm disc read z 0.2 at the old
     place between its neighbours at 5.2 and 6.4; its z peaks 1.7 mm inwards."""
-    from scipy.optimize import minimize
-
     slices = sorted(fits)
     start: dict[int, tuple[complex, float, float, complex]] = {}
     for n in slices:
@@ -817,10 +909,9 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
 
         x0 = np.array([c0.real, c0.imag, a0])
         simplex = x0 + np.array([[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 1.0]])
-        res = minimize(cost, x0, method="Nelder-Mead",
-                       options={"initial_simplex": simplex, "xatol": 0.02, "fatol": 1e-3,
-                                "maxfev": 400})
-        place[n] = (complex(res.x[0], res.x[1]), float(res.x[2]))
+        best = nelder_mead(cost, x0, initial_simplex=simplex, xatol=0.02, fatol=1e-3,
+                           maxfev=400)
+        place[n] = (complex(best[0], best[1]), float(best[2]))
 
     def radii_cost(q: np.ndarray) -> float:
         return -sum(fits[n]["scorer"](pattern_centres(
@@ -829,11 +920,10 @@ def fit_pattern(acr: AcrAxial, fits: dict[int, dict[str, Any]]) -> dict[str, Any
     for _ in range(2):
         for n in slices:
             slice_fit(n)
-        res = minimize(radii_cost, radii, method="Nelder-Mead",
-                       options={"xatol": 0.02, "fatol": 1e-3, "maxfev": 300})
+        best = nelder_mead(radii_cost, radii, xatol=0.02, fatol=1e-3, maxfev=300)
         # a ring radius more than 5 % from the drawing's is not the pattern: keep the scale
-        if np.all(np.abs(res.x / np.asarray(RING_RADII_MM) - 1.0) <= 0.05):
-            radii = res.x
+        if np.all(np.abs(best / np.asarray(RING_RADII_MM) - 1.0) <= 0.05):
+            radii = best
     for n in slices:
         f = fits[n]
         f["fitted"] = pattern_centres(place[n][0], place[n][1], f["sense"], radii, aniso)
