@@ -804,6 +804,7 @@ def site_dose_report(session: Session, site: m.Site, start: dt.date, end: dt.dat
     import plotly.graph_objects as go
 
     from scanbench.clinical import dose_stats as ds
+    from scanbench.clinical import federated
     from scanbench.report.dose_charts import dose_box_figure
 
     _period_bounds(start, end)  # checks the order
@@ -818,7 +819,8 @@ def site_dose_report(session: Session, site: m.Site, start: dt.date, end: dt.dat
     sections = [first]
     table_title = ""
     for key, q in ds.QUANTITIES.items():
-        stats = ds.dose_statistics(session, key, filters, table=drl)
+        # at a central node: with the site's federated days (scanbench.clinical.federated)
+        stats = federated.dose_statistics(session, key, filters, table=drl)
         if not stats.groups:
             continue
         if stats.table is not None:

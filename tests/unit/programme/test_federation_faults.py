@@ -579,6 +579,14 @@ def test_federated_dose_and_workflow_are_combined_exactly_at_the_centre(site: Si
                           if t.title == "Dose per group")
         ctdi_row = next(r for r in dose_table.rows if r[0].text == "CTDIvol")
         assert float(ctdi_row[4].text) == 13.0 and ctdi_row[3].text == "6"
+        from scanbench.report import store_reports  # the site dose report at the centre
+        site_row = s.scalars(select(m.Site).where(m.Site.name == site.name)).one()
+        dose_report = store_reports.site_dose_report(s, site_row, dt.date(2026, 3, 1),
+                                                     dt.date(2026, 3, 31))
+        ctdi_table = next(t for sec in dose_report.sections
+                          if sec.title.startswith("CTDIvol") for t in sec.tables)
+        assert [(r[0].text, r[2].text, float(r[3].text)) for r in ctdi_table.rows] == [
+            ("Head routine", "6", 13.0)]
     client = signed_in(create_app(site.central_db), f"viewer-{site.name}")
     got = client.get("/api/v1/dose/statistics", params={"device_id": dev_id}).json()
     [api_group] = got["groups"]
