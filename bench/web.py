@@ -549,6 +549,7 @@ def rebuild_state(url: str) -> None:
 class Endpoint:
     label: str
     paths: list[str]
+    warmup: list[str] | None = None  # other paths for the warm-up round (default: paths)
 
 
 def endpoints(url: str, user: str, n: int) -> list[Endpoint]:
@@ -582,9 +583,13 @@ def endpoints(url: str, user: str, n: int) -> list[Endpoint]:
             Endpoint("history API GET /api/v1/devices/{id}/history", hist),
             Endpoint("dose statistics GET /api/v1/dose/statistics",
                      ["/api/v1/dose/statistics"] * n),
-            # A different device each time: computed, not served as stored.
+            # Computed, not served as stored: every request asks something not asked before
+            # (one device; a different number of outliers listed makes each key unique).
             Endpoint("dose statistics of one device (computed)",
-                     [f"/api/v1/dose/statistics?device_id={d}" for d, _ in picks])]
+                     [f"/api/v1/dose/statistics?device_id={d}&max_outliers={1 + i % 500}"
+                      for i, (d, _) in enumerate(picks)],
+                     [f"/api/v1/dose/statistics?device_id={d}&max_outliers=0"
+                      for d, _ in picks])]
 
 
 async def _one(c: Any, path: str) -> tuple[float, int]:
@@ -600,7 +605,8 @@ async def _one(c: Any, path: str) -> tuple[float, int]:
 
 async def _measure(cs: list[Any], ep: Endpoint, per_client: int) -> dict[str, Any]:
     # warm-up: every client once (first-use costs, the server's caches)
-    await asyncio.gather(*(_one(c, ep.paths[i % len(ep.paths)]) for i, c in enumerate(cs)))
+    warm = ep.warmup or ep.paths
+    await asyncio.gather(*(_one(c, warm[i % len(warm)]) for i, c in enumerate(cs)))
     times: list[float] = []
     sizes: list[int] = []
 

@@ -320,6 +320,10 @@ def bump(session: Session, kind: str) -> None:
                                                set_={"version": t.c.version + 1}))
 
 
+#: Stored answers kept per kind of fact (:func:`cached`).
+MAX_STORED = 200
+
+
 def cache_key(kind: str, params: dict[str, Any], device_ids: Iterable[int]) -> str:
     """SHA-256 of what a stored statistic depends on besides its facts: the kind, the
     request's parameters, the scanbench version (the code and the shipped reference
@@ -349,6 +353,11 @@ def cached(session: Session, kind: str, key: str, compute: Callable[[], str]) ->
         with session.begin_nested():
             session.execute(delete(sc).where((sc.key == key) | ((sc.kind == kind)
                                                                 & (sc.version < current))))
+            # At most MAX_STORED answers of a kind (the oldest go): arbitrary periods
+            # asked one after another must not grow the table without bound.
+            oldest = (select(sc.key).where(sc.kind == kind)
+                      .order_by(sc.created_at.desc(), sc.key).offset(MAX_STORED - 1))
+            session.execute(delete(sc).where(sc.key.in_(oldest)))
             session.add(sc(key=key, kind=kind, version=current, body=body))
         session.commit()
     except (IntegrityError, OperationalError):

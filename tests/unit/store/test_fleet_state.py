@@ -7,6 +7,7 @@ fills it for an existing database; the dose version rises with dose events."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -259,5 +260,33 @@ def test_two_transactions_storing_results_of_one_device(database_url: str) -> No
         with db.sessions() as s:
             row = s.get_one(m.DeviceState, dev.id)
             assert len(row.tests) == 3  # both writers' results in the stored state
+    finally:
+        db.close()
+
+
+def test_stored_answers_are_bounded_and_recomputed_at_a_new_version(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    db = Database(url=f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setattr(fleet_state, "MAX_STORED", 3)
+    calls: list[str] = []
+    try:
+        with db.sessions() as s:
+            def computed(n: int) -> str:
+                calls.append("x")
+                return f'{{"n": {n}}}'
+
+            for n in range(5):
+                key = fleet_state.cache_key("dose", {"n": n}, [1, 2])
+                got = fleet_state.cached(s, "dose", key, functools.partial(computed, n))
+                assert got == f'{{"n": {n}}}'
+            keys = set(s.scalars(select(m.StatsCache.key)))
+            assert len(keys) == 3 and fleet_state.cache_key("dose", {"n": 4}, [1, 2]) in keys
+            last = fleet_state.cache_key("dose", {"n": 4}, [2, 1])  # the same devices
+            assert fleet_state.cached(s, "dose", last, lambda: "other") == '{"n": 4}'
+            assert len(calls) == 5
+            fleet_state.bump(s, "dose")
+            s.commit()
+            assert fleet_state.cached(s, "dose", last, lambda: '"new"') == '"new"'
+            assert set(s.scalars(select(m.StatsCache.key))) == {last}  # older versions gone
     finally:
         db.close()
