@@ -695,5 +695,26 @@ def test_federated_days_are_read_by_period_on_both_backends(
             assert (g.distribution.n, g.distribution.median, g.distribution.maximum) == \
                 (6, 13.0, 30.0)
             assert federated.newest_fed_day(s, "dose_day", ds.Filters()) == dt.date(2026, 3, 5)
+            # The centre's own scanner has exams of the same protocol: grouped by
+            # protocol, its 9, 15, 100 mGy and the site's six values are one group of
+            # nine (median 14, Q1 11, Q3 20: fence 20 + 1.5 x 9 = 33.5), and its 100 mGy
+            # exam is an outlier of the combined group (3 values alone have no fence).
+            study = m.Study(study_uid="1.2.3.4.5.6")
+            own = m.Device(identity_key="centre|ct", modality="CT")
+            s.add_all([study, own])
+            s.flush()
+            for hour, ctdi in enumerate((9.0, 15.0, 100.0)):
+                s.add(m.DoseEvent(study_id=study.id, device_id=own.id, kind="ct",
+                                  protocol="Head", ctdivol_mgy=ctdi,
+                                  occurred_at=dt.datetime(2026, 3, 2, 9 + hour)))
+            s.flush()
+            stats = federated.dose_statistics(s, "ctdivol_mgy", f, group_by="protocol")
+            [g] = stats.groups
+            d = g.distribution
+            assert (d.n, d.median, d.q1, d.q3, d.upper_fence) == (9, 14.0, 11.0, 20.0, 33.5)
+            assert getattr(g, "source", None) == federated.BOTH
+            assert [(o.value, o.upper_fence) for o in stats.outliers] == [(100.0, 33.5)]
+            assert stats.outliers_total == 1
+            s.rollback()
     finally:
         db.close()
