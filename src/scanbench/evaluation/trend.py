@@ -235,6 +235,8 @@ def cusum(z: NDArray[np.float64], k: float, h: float
     ``h`` is unused here (the caller compares); it is taken so the signature states the
     scheme."""
     z = np.asarray(z, dtype=float)
+    if z.ndim == 1:
+        return _cusum_1d(z.tolist(), k)
     cp = np.zeros(z.shape)
     cm = np.zeros(z.shape)
     up = np.zeros(z.shape[:-1])
@@ -245,6 +247,24 @@ def cusum(z: NDArray[np.float64], k: float, h: float
         cp[..., i] = up
         cm[..., i] = dn
     return cp, cm
+
+
+def _cusum_1d(z: list[float], k: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`cusum` of one series with Python floats: the same IEEE operations and the
+    same result as ``np.maximum(0.0, x)`` (NaN kept, ±0 -> 0.0), about 4x faster than
+    four numpy calls per value (the device page's control chart of ten years of daily
+    values, bench/web.py)."""
+    cp = [0.0] * len(z)
+    cm = [0.0] * len(z)
+    up = dn = 0.0
+    for i, zi in enumerate(z):
+        u = up + zi - k
+        up = u if (u > 0.0 or u != u) else 0.0
+        d = dn - zi - k
+        dn = d if (d > 0.0 or d != d) else 0.0
+        cp[i] = up
+        cm[i] = dn
+    return np.array(cp, dtype=float), np.array(cm, dtype=float)
 
 
 def ewma(z: NDArray[np.float64], lam: float) -> NDArray[np.float64]:

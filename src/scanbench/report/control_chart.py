@@ -38,7 +38,7 @@ import html
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from scanbench.evaluation.trend import (
     Alert,
@@ -262,6 +262,9 @@ def _band_traces(points: Sequence[Point], segments: Sequence[Segment], u: str
     return out
 
 
+_X = TypeVar("_X")
+
+
 def _limit_traces(points: Sequence[Point], u: str) -> list[dict[str, Any]]:
     """One step line per (limit source, side): the limit in force at each value, with a
     gap where that source gave none (a spec changed, or no limit)."""
@@ -279,20 +282,22 @@ def _limit_traces(points: Sequence[Point], u: str) -> list[dict[str, Any]]:
     for source, verified in sources:
         label = html.escape(source) + ("" if verified is not False else " (unconfirmed)")
         for side in ("low", "high"):
-            xs: list[str | None] = []
+            at: list[int | None] = []  # positions; dates written for the kept steps only
             ys: list[float | None] = []
-            for p in points:
+            for i, p in enumerate(points):
                 src = p.limit_source if p.limit_source is not None else "(no source given)"
                 v = p.limit_low if side == "low" else p.limit_high
                 if src == source and p.limit_verified == verified and v is not None:
-                    xs.append(_iso(p.acquired_at))  # type: ignore[arg-type]
+                    at.append(i)
                     ys.append(v)
                 elif ys and ys[-1] is not None:
-                    xs.append(None)  # a gap: this limit is not in force here
+                    at.append(None)  # a gap: this limit is not in force here
                     ys.append(None)
             if not any(y is not None for y in ys):
                 continue
-            sx, sy = _thin_steps(xs, ys)
+            kept, sy = _thin_steps(at, ys)
+            sx = [None if i is None else _iso(points[i].acquired_at)  # type: ignore[arg-type]
+                  for i in kept]
             out.append({
                 "type": "scatter", "mode": "lines", "name": f"limit: {label}",
                 "legendgroup": f"limit {source} {verified}",
@@ -308,11 +313,10 @@ def _limit_traces(points: Sequence[Point], u: str) -> list[dict[str, Any]]:
     return out
 
 
-def _thin_steps(xs: list[str | None], ys: list[float | None]
-                ) -> tuple[list[str | None], list[float | None]]:
+def _thin_steps(xs: list[_X], ys: list[float | None]) -> tuple[list[_X], list[float | None]]:
     """A step line needs only the points where the value changes (and the last one of
     each run): 3,650 equal limits are drawn by two points."""
-    ox: list[str | None] = []
+    ox: list[_X] = []
     oy: list[float | None] = []
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
         prev = ys[i - 1] if i else object()

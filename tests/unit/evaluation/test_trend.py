@@ -306,3 +306,25 @@ def test_prediction_factor_and_widened_sigma() -> None:
     assert seg.sample_sigma == pytest.approx(0.5 * math.sqrt(30 / 29))
     assert seg.sigma == pytest.approx(seg.sample_sigma * prediction_factor(30))
     assert (seg.judged_from, seg.sigma_factor) == (30, pytest.approx(1.11155, abs=1e-5))
+
+
+def test_cusum_of_one_series_equals_the_array_recursion() -> None:
+    """The Python-float CUSUM of one series (trend._cusum_1d) gives exactly what the
+    numpy recursion gives for the same series as a row: NaN kept, exact zeros at the
+    floor (value = k), infinities, every sign bit."""
+    from scanbench.evaluation import trend
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(0, 300))
+        z = rng.normal(0.0, 2.0, n)
+        if n:
+            z[rng.random(n) < 0.05] = np.nan
+            z[rng.random(n) < 0.03] = 0.5
+            z[rng.random(n) < 0.01] = np.inf
+        k = float(rng.choice([0.0, 0.5, 1.0]))
+        one = trend.cusum(z, k, 4.0)
+        rows = trend.cusum(z[None, :], k, 4.0)
+        for a, b in zip(one, rows, strict=True):
+            assert np.array_equal(a, b[0], equal_nan=True), trial
+            assert np.array_equal(np.signbit(a), np.signbit(b[0])), trial
