@@ -344,10 +344,12 @@ def workflow_statistics(session: Session, filters: ds.Filters, *,
             in_window[day.device_id] += int(g.get("uptake_in_window") or 0)
             mine = use.get((day.device_id, day.day))
             hours = float(g.get("busy_s") or 0.0) / 3600.0
-            if mine is not None:  # exams of the same device and day stored at the centre
+            if mine is not None:  # exams of the same device and day stored at the centre:
+                # added; the hours staffed are the site's (the centre does not know them)
                 use[(day.device_id, day.day)] = dataclasses.replace(
                     mine, exams=mine.exams + int(g["exams"]),
-                    exam_hours=mine.exam_hours + hours)
+                    exam_hours=mine.exam_hours + hours,
+                    available_hours=float(g["available_hours"]), basis=str(g["basis"]))
             else:
                 use[(day.device_id, day.day)] = ds.DeviceDayUse(
                     day.device_id, day.day, int(g["exams"]), hours,

@@ -686,9 +686,15 @@ def test_federated_days_are_read_by_period_on_both_backends(
                            "prev_seq": 0, "records": [
                                dose(1, "2026-03-01", [10.0, 12.0, 14.0, 20.0]),
                                dose(2, "2026-03-02", [11.0, 30.0]),
-                               dose(3, "2026-03-05", [99.0])]}).encode()
+                               dose(3, "2026-03-05", [99.0]),
+                               {"seq": 4, "kind": "workflow_day",
+                                "record_key": "workflow_day:1:2026-03-01", "device": device,
+                                "data": {"day": "2026-03-01", "version": 2, "groups": [{
+                                    "exams": 2, "durations_s": [600.0, 900.0],
+                                    "busy_s": 1500.0, "available_hours": 10.0,
+                                    "basis": "staffed hours"}]}}]}).encode()
         with db.sessions() as s:
-            assert fed.receive_committed(s, token, body)["stored"] == 3
+            assert fed.receive_committed(s, token, body)["stored"] == 4
         with db.sessions() as s:
             f = ds.Filters(date_from=dt.date(2026, 3, 1), date_to=dt.date(2026, 3, 3))
             [g] = federated.dose_statistics(s, "ctdivol_mgy", f).groups
@@ -715,6 +721,19 @@ def test_federated_days_are_read_by_period_on_both_backends(
             assert getattr(g, "source", None) == federated.BOTH
             assert [(o.value, o.upper_fence) for o in stats.outliers] == [(100.0, 33.5)]
             assert stats.outliers_total == 1
+            # An exam of the site's scanner stored at the centre too (20 min) joins the
+            # site's day: 10, 15, 20 min; 3 exams, 0.75 h over the site's 10 staffed hours.
+            fed_dev = s.scalar(select(m.FedRecord.local_id).where(
+                m.FedRecord.kind == "workflow_day"))
+            s.add(m.ExamTiming(study_id=study.id, device_id=fed_dev, duration_s=1200.0,
+                               started_at=dt.datetime(2026, 3, 1, 15)))
+            s.flush()
+            wf = federated.workflow_statistics(s, f)
+            [(dev, dur)] = wf.durations
+            assert dev == fed_dev and (dur.n, dur.median) == (3, 15.0)
+            assert [(u.exams, u.exam_hours, u.available_hours, u.basis) for u in wf.days] == [
+                (3, 0.75, 10.0, "staffed hours")]
+            assert wf.duration_histogram == [(10.0, 1), (15.0, 1), (20.0, 1)]
             s.rollback()
     finally:
         db.close()
