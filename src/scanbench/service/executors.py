@@ -57,9 +57,11 @@ if TYPE_CHECKING:
 ENV_DASK = "SCANBENCH_DASK_SCHEDULER"
 log = logging.getLogger("scanbench.node")
 
-#: Imported once by the fork server, so that a job's process starts with them loaded.
+#: Imported once by the fork server, so that a job's process starts with them loaded
+#: (scanbench.service.job_imports: every analysis module and the clinical extractors; a
+#: job importing them itself cost 0.45 s of CPU against 0.11 s for a water analysis).
 PRELOAD = ["scanbench.service.jobs", "scanbench.api", "scanbench.analysis.registry",
-           "scanbench.dicom"]
+           "scanbench.dicom", "scanbench.service.job_imports"]
 
 
 class JobStopped(Exception):

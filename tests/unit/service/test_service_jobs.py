@@ -217,3 +217,21 @@ def test_a_program_that_exits_without_closing_its_executor_does_not_wait_for_its
     assert r.returncode == 0, r.stderr
     pid = int(r.stdout.split()[-1])
     _wait(lambda: not _alive(pid), "the job's worker to end")
+
+
+def test_a_jobs_process_starts_with_every_analysis_already_imported() -> None:
+    """The fork server imports every analysis module (scanbench.service.job_imports), so a
+    job's process does not import them again for each job (0.45 s of CPU against 0.11 s
+    for the demo's water analysis). The job is a builtin (eval) so that unpickling it
+    imports nothing of scanbench's."""
+    from scanbench.analysis.registry import CATALOGUE
+
+    wanted = sorted({mod for _modality, mod in CATALOGUE.values()}
+                    | {"scanbench.clinical.dose", "scipy.ndimage"})
+    ex = LocalExecutor(workers=1)
+    try:
+        expr = f"[m for m in {wanted!r} if m not in __import__('sys').modules]"
+        missing = ex.submit(eval, expr)  # type: ignore[arg-type]
+        assert missing.result(timeout=120) == []
+    finally:
+        ex.close()
