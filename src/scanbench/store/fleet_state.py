@@ -34,8 +34,12 @@ around the ORM (``COPY`` in bench/web.py) is summarised by :func:`rebuild`
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import json
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any, cast
@@ -363,6 +367,39 @@ def cached(session: Session, kind: str, key: str, compute: Callable[[], str]) ->
     except (IntegrityError, OperationalError):
         session.rollback()  # a concurrent request stored it first: nothing lost
     return body
+
+
+#: Compressed stored answers of this process, per engine (a version number is one
+#: database's), by key: (version, gzip bytes); at most :data:`MAX_GZIPPED` an engine,
+#: least recently used dropped. Compressing a national answer (~1 MB of JSON) on every
+#: request was most of its cost (bench/web.py).
+_GZIPPED: weakref.WeakKeyDictionary[Any, OrderedDict[str, tuple[int, bytes]]] = (
+    weakref.WeakKeyDictionary())
+_GZIP_LOCK = threading.Lock()
+MAX_GZIPPED = 32
+
+
+def cached_gzip(session: Session, kind: str, key: str, compute: Callable[[], str]) -> bytes:
+    """:func:`cached`'s body gzip-compressed (RFC 1952), kept compressed in memory for
+    as long as the version of ``kind`` stays the one read before computing (a body is
+    never served under a version older than the one it was computed at)."""
+    current = version(session, kind) if has_tables(session) else None
+    engine = session.get_bind()
+    with _GZIP_LOCK:
+        kept = _GZIPPED.setdefault(engine, OrderedDict())
+        hit = kept.get(key)
+        if current is not None and hit is not None and hit[0] == current:
+            kept.move_to_end(key)
+            return hit[1]
+    packed = gzip.compress(cached(session, kind, key, compute).encode(), compresslevel=6,
+                           mtime=0)
+    if current is not None:
+        with _GZIP_LOCK:
+            kept[key] = (current, packed)
+            kept.move_to_end(key)
+            while len(kept) > MAX_GZIPPED:
+                kept.popitem(last=False)
+    return packed
 
 
 # --------------------------------------------------------------------------- session hooks

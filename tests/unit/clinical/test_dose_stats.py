@@ -358,3 +358,14 @@ def test_api_statistics_are_stored_and_always_equal_a_fresh_computation(
     assert read and moved == fresh(modality="CT") and moved != ct
     dated, _ = get(date_from="2026-03-01", date_to="2026-03-03")
     assert dated == fresh(date_from=dt.date(2026, 3, 1), date_to=dt.date(2026, 3, 3))
+    # Sent as kept, compressed, to a client that accepts gzip; plain to one that does not.
+    packed = client.get("/api/v1/dose/statistics", params={"modality": "CT"})
+    plain = client.get("/api/v1/dose/statistics", params={"modality": "CT"},
+                       headers={"Accept-Encoding": "identity"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert packed.json() == plain.json() == moved
+    from scanbench.web.api.dose_routes import accepts_gzip
+
+    assert accepts_gzip("br, gzip;q=0.5") and accepts_gzip("*")
+    assert not accepts_gzip("gzip;q=0") and not accepts_gzip("identity")

@@ -250,6 +250,21 @@ def filters(ctx: Ctx, *, site_id: int | None = None, device_id: int | None = Non
                       date_to=date_to)
 
 
+def accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` header accepts gzip (RFC 9110 section 12.5.3:
+    ``gzip`` or ``*`` with a q-value above 0)."""
+    for part in header.split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.strip().lower()
+        try:
+            return not q.startswith("q=") or float(q[2:]) > 0
+        except ValueError:
+            return False
+    return False
+
+
 def _labels(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     if text is None:
         return None, None
@@ -373,6 +388,10 @@ def dose_statistics(
         return DoseStatsOut.model_validate(stats).model_dump_json()
 
     key = fleet_state.cache_key("dose", params, ctx.session.scalars(ctx.scope.device_ids()))
+    if accepts_gzip(ctx.request.headers.get("accept-encoding", "")):  # sent as kept
+        return Response(fleet_state.cached_gzip(ctx.session, "dose", key, compute),
+                        media_type="application/json",
+                        headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
     return Response(fleet_state.cached(ctx.session, "dose", key, compute),
                     media_type="application/json")
 
