@@ -180,6 +180,7 @@ def test_the_api_gives_the_protocol_model_and_exams_within_the_callers_sites(
         assert whole.status_code == 200 and 'id="clinical-iq"' in whole.text
         # no raw control chart of the patients' noise (it varies with the patient)
         assert 'data-series-name="global_noise_hu"' not in whole.text
+        assert 'href="#clinical-iq">chart</a>' in whole.text  # an open drift alert's link
         page = client.get(f"/devices/{world.device_id}/clinical-iq")
         assert page.status_code == 200
         assert "ABDOMEN &lt;b&gt;ROUTINE&lt;/b&gt;" in page.text and "<b>ROUTINE" not in page.text
