@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scanbench.quality.pet_liver import measure_liver_noise
+from scanbench.quality.pet_liver import ClinicalLiverNoise, measure_liver_noise
 from scanbench.simulate.pet_patient import (
     VOI_RADIUS_MM,
     Lesion,
@@ -137,7 +137,7 @@ def test_header_values(runs: list) -> None:
         assert _value(noisy, "patient_weight_kg") == pytest.approx(truth["patient_weight_kg"])
 
 
-def test_right_lobe_lesion_refused() -> None:
+def test_right_lobe_lesion_refused_and_shown() -> None:
     p = replace(BASE, lesions=(right_lobe_lesion(BASE),))
     pet, ct, _ = pet_ct_series(p, 5)
     r = measure_liver_noise(pet, ct)
@@ -145,6 +145,10 @@ def test_right_lobe_lesion_refused() -> None:
         assert r.get(name).status == "refused"
         assert "lesion in the right-lobe VOI" in (r.get(name).note or "")
     assert r.get("blood_pool_suv_mean").status != "refused"  # the aorta is still measured
+    # the report shows where the VOI was and the lesion in it, and the blood pool
+    figs = ClinicalLiverNoise().figures(r)
+    assert [f.layout.title.text.split(" ")[0] for f in figs] == ["Coronal", "Axial"]
+    assert float(np.nanmax(figs[0].data[0].z)) > 5.0  # the SUV 8 lesion is on the slice
 
 
 def test_small_faint_lesion_at_the_voi_edge_refused_and_one_elsewhere_not() -> None:

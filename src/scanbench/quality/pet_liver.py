@@ -340,6 +340,11 @@ def measure_liver_noise(pet: Series, ct: Series | None, analysis: Any = None,
                 _refuse_all(result, ["blood_pool_suv_mean"], units, suv_reason)
             else:
                 result.add("blood_pool_suv_mean", float(vals.mean()) * scale, "g/mL")
+            kc, jc, ic = centre
+            result.evidence.update({
+                "aorta_axial": np.asarray(pet.voxels[kc], dtype=np.float32) * (scale or 1.0),
+                "aorta_yx": (float(jc), float(ic)),
+                "spacing_yx": (abs(pet.spacing[1]), abs(pet.spacing[2]))})
             result.parameters["blood_pool_centre_lps_mm"] = [
                 float(v) for v in pet.index_to_patient(np.array(centre, dtype=float))]
         except Refusal as exc:
@@ -364,7 +369,15 @@ def _liver_values(result: Result, pet: Series, loc: dict[str, Any], p: dict[str,
     result.parameters.update({"voi_centre_lps_mm": centre_mm, "voi_radius_mm": radius,
                               "voi_voxels": int(voi.sum()),
                               "hemidiaphragm_z_mm": loc["z_dome_mm"]})
-    result.evidence.update({"voi_centre_index": tuple(int(c) for c in centre)})
+    k, j, i = (int(c) for c in centre)
+    coronal = np.asarray(pet.voxels[:, j, :], dtype=np.float32) * (scale or 1.0)
+    z_up = pet.affine[2, 0] > 0  # slice index grows superior: flip so the head is on top
+    result.evidence.update({
+        "voi_centre_index": (k, j, i), "unit": "g/mL" if scale else "Bq/mL",
+        "coronal": coronal[::-1] if z_up else coronal,
+        "coronal_yx": (float(pet.shape[0] - 1 - k if z_up else k), float(i)),
+        "spacing_zx": (abs(pet.spacing[0]), abs(pet.spacing[2])), "voi_radius_mm": radius,
+        "spacing_yx": (abs(pet.spacing[1]), abs(pet.spacing[2]))})
     if int(hot.sum()) >= 2:
         s = scale or 1.0
         unit = "" if scale else " Bq/mL"
@@ -482,4 +495,23 @@ class ClinicalLiverNoise:
         return [measure_liver_noise(pet, ct, self, **params)]
 
     def figures(self, result: Result) -> list[Any]:
-        return []
+        """The coronal PET slice through the liver VOI with its outline (where a VOI was
+        placed) and the axial slice through the blood-pool cylinder with its outline."""
+        from scanbench.report.figures import RoiShape, slice_with_rois
+
+        ev = result.evidence
+        figs: list[Any] = []
+        unit = ev.get("unit", "g/mL")
+        if "coronal" in ev:
+            figs.append(slice_with_rois(
+                ev["coronal"], ev["spacing_zx"],
+                [RoiShape(ev["coronal_yx"], ev["voi_radius_mm"], "liver VOI", "#e6194b")],
+                "Coronal PET through the liver VOI (3 cm sphere, right lobe)", unit=unit,
+                view_margin_mm=120.0, y_title="mm from the top slice (head on top)"))
+        if "aorta_axial" in ev:
+            figs.append(slice_with_rois(
+                ev["aorta_axial"], ev["spacing_yx"],
+                [RoiShape(ev["aorta_yx"], 5.0, "blood pool", "#4363d8")],
+                "Axial PET through the descending-aorta blood pool (1 cm × 2 cm cylinder)",
+                unit=unit, view_margin_mm=80.0))
+        return figs
