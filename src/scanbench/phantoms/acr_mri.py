@@ -490,12 +490,19 @@ class AcrPhantom:
         sig = np.where(inside, profile.cdf(z1 - zc) - profile.cdf(z0 - zc), 0.0)
         zmin = float(zc.min(initial=0.0)) - profile.half_extent
         zmax = float(zc.max(initial=0.0)) + profile.half_extent
+        # The points in x order, once: a feature's bounding box is then a slice of it
+        # (two binary searches) instead of five comparisons over every point; the same
+        # points, in the same (ascending) order, so the same sums.
+        order = np.argsort(x, kind="stable")
+        xs = x[order]
         for f in self.features:
             b0, b1 = f.z_bounds()
             if b1 < zmin or b0 > zmax:
                 continue
             bx0, bx1, by0, by1 = f.bbox()
-            idx = np.flatnonzero((x >= bx0) & (x <= bx1) & (y >= by0) & (y <= by1) & inside)
+            cand = order[np.searchsorted(xs, bx0, "left"):np.searchsorted(xs, bx1, "right")]
+            yc = y[cand]
+            idx = np.sort(cand[(yc >= by0) & (yc <= by1) & inside[cand]])
             if idx.size:
                 sig[idx] += f.delta * f.weight(x[idx], y[idx], zc[idx], profile)
         return np.clip(sig, 0.0, None).reshape(shape)

@@ -367,6 +367,20 @@ def render_slice(
     fine_mm: float = FINE_MM,
 ) -> RenderedSlice:
     """``signal_fn(px, py) -> relative signal`` in the phantom frame, through the k-space model."""
+    obj = fine_object(signal_fn, protocol, imp, supersample, fine_mm)
+    return acquire_object(obj, protocol, scanner, imp, rng)
+
+
+def fine_object(
+    signal_fn: Any,
+    protocol: MrProtocol,
+    imp: Imperfections,
+    supersample: int | None = None,
+    fine_mm: float = FINE_MM,
+) -> np.ndarray:
+    """Step 1 of the module docstring: the relative signal on the fine grid (the object
+    before B1 and acquisition; no noise, no random numbers), so that acquisitions of
+    the same object (ACR T1 and T2, the NEMA MS 1 pair) sample it once."""
     n = protocol.matrix
     s = supersample or max(1, math.ceil(protocol.pixel_mm / fine_mm))
     m = n * s
@@ -400,6 +414,21 @@ def render_slice(
             for dv in offs:
                 acc += sample(ue + du * h, ve + dv * h)
         obj[edge] = acc / _EDGE_SUB**2
+    return obj
+
+
+def acquire_object(
+    obj: np.ndarray,
+    protocol: MrProtocol,
+    scanner: MrScanner,
+    imp: Imperfections,
+    rng: np.random.Generator,
+) -> RenderedSlice:
+    """A fine object (:func:`fine_object`) under the scanner's B1, acquired (steps 2-3)."""
+    n = protocol.matrix
+    s = obj.shape[0] // n
+    fine = (np.arange(obj.shape[0]) / s - n / 2 + 0.5) * protocol.pixel_mm
+    u, v = np.meshgrid(fine, fine)
     x, y = _undistort(u, v, imp)
     return acquire(obj * b1_map(x, y, scanner, imp) * protocol.signal, protocol, scanner, imp, rng)
 
@@ -706,10 +735,13 @@ def render_acr_series(
     rng: np.random.Generator,
     slices: tuple[int, ...] = tuple(range(1, 12)),
     fine_mm: float = FINE_MM,
+    objects: dict[Any, np.ndarray] | None = None,
 ) -> tuple[list[RenderedSlice], list[float]]:
     """The ACR axial slices ``slices`` (1..11) as rendered images, and the nominal z of each
     (LPS). The prescribed slice n is centred on phantom z = slice_z(n); the actual
-    slice centre is displaced by ``imp.slice_offset(n)``."""
+    slice centre is displaced by ``imp.slice_offset(n)``. ``objects``: a memo of fine
+    objects shared by the series of one session (T1 and T2 image the same object when
+    their slice profile and pixels agree: :func:`fine_object` is then computed once)."""
     thickness = imp.slice_thickness_mm or protocol.slice_thickness_mm
     profile = SliceProfile(thickness, imp.slice_edge_sigma_mm)
     out, zs = [], []
@@ -719,7 +751,13 @@ def render_acr_series(
         def fn(px: np.ndarray, py: np.ndarray, zc: float = zc) -> np.ndarray:
             return phantom.slice_signal(px, py, zc, profile)
 
-        out.append(render_slice(fn, protocol, scanner, imp, rng, fine_mm=fine_mm))
+        key = (id(phantom), profile, zc, protocol.matrix, protocol.pixel_mm, fine_mm, imp)
+        obj = None if objects is None else objects.get(key)
+        if obj is None:
+            obj = fine_object(fn, protocol, imp, fine_mm=fine_mm)
+            if objects is not None:
+                objects[key] = obj
+        out.append(acquire_object(obj, protocol, scanner, imp, rng))
         zs.append(_phantom_z_lps(phantom.slice_z_mm(n), imp))
     return out, zs
 
@@ -1027,8 +1065,10 @@ def simulate_acr(
         },
     }
     files = 0
+    objects: dict[Any, np.ndarray] = {}  # the T1 and T2 series image the same object
     for number, (label, pr) in enumerate((("T1", t1), ("T2", t2)), start=2):
-        rendered, zs = render_acr_series(ph, pr, scanner, imperfections, rng, fine_mm=fine_mm)
+        rendered, zs = render_acr_series(ph, pr, scanner, imperfections, rng, fine_mm=fine_mm,
+                                         objects=objects)
         voxels = np.stack([r.magnitude for r in rendered])
         series = MrImageSeries(
             f"{pr.name} axial (simulated)",
@@ -1154,8 +1194,9 @@ def simulate_uniform(
     }
     noiseless = None
     files = 0
+    obj = fine_object(fn, protocol, imperfections)  # one object, acquired ``repeats`` times
     for i in range(repeats):
-        r = render_slice(fn, protocol, scanner, imperfections, rng)
+        r = acquire_object(obj, protocol, scanner, imperfections, rng)
         noiseless = r.noiseless
         series = MrImageSeries(
             f"{protocol.name} (simulated)",

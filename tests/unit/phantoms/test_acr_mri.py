@@ -111,3 +111,34 @@ def test_uniform_slice_is_uniform_and_unknown_phantom_is_refused() -> None:
         phantom("small")
     with pytest.raises(ValueError, match=r"outside 1\.\.11"):
         ACR_LARGE.slice_z_mm(12)
+
+
+def test_slice_signal_sums_each_feature_over_exactly_the_points_in_its_box() -> None:
+    """slice_signal finds a feature's points by binary search in x order (for speed);
+    the answer must be the plain sum over every feature of its weight at the points of
+    its bounding box, as written out here."""
+    from scanbench.phantoms.acr_mri import SliceProfile, phantom
+
+    ph = phantom("large")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-100.0, 100.0, 20000)
+    y = rng.uniform(-100.0, 100.0, 20000)
+    x[:50] = 0.0  # ties in x (the ramps' crossing)
+    # points exactly on each feature's box edges (the box is closed on every side)
+    edges = [(bx, (by0 + by1) / 2) for f in ph.features
+             for bx0, bx1, by0, by1 in [f.bbox()] if np.isfinite([bx0, bx1, by0, by1]).all()
+             for bx in (bx0, bx1)]
+    x = np.concatenate([x, [e[0] for e in edges]])
+    y = np.concatenate([y, [e[1] for e in edges]])
+    for zc in (0.0, 40.0, 80.0, 100.0):
+        profile = SliceProfile(5.0, 0.3)
+        inside = x**2 + y**2 < ph.radius_mm**2
+        z0, z1 = ph.z_range_mm
+        zs = np.full(x.shape, zc)
+        want = np.where(inside, profile.cdf(z1 - zs) - profile.cdf(z0 - zs), 0.0)
+        for f in ph.features:
+            bx0, bx1, by0, by1 = f.bbox()
+            box = (x >= bx0) & (x <= bx1) & (y >= by0) & (y <= by1) & inside
+            want[box] += f.delta * f.weight(x[box], y[box], np.full(box.sum(), zc), profile)
+        got = ph.slice_signal(x, y, zc, profile)
+        np.testing.assert_allclose(got, np.clip(want, 0.0, None), rtol=0, atol=1e-12)

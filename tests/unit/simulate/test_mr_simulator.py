@@ -171,3 +171,29 @@ def test_cli_writes_and_refuses_bad_values(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["mr-acr", "--out", str(tmp_path / "c"),
                               "--phantom", "small"])
     assert bad.exit_code == 2 and "large or medium" in bad.output
+
+
+def test_acr_t1_and_t2_share_their_fine_objects_and_images_are_unchanged() -> None:
+    """The T1 and T2 series of one session image the same object: with a memo the fine
+    object of each slice is computed once (11 objects for 22 images), and the images are
+    the same, to the bit, as without it (the memo holds no random numbers)."""
+    from scanbench.phantoms.acr_mri import phantom
+    from scanbench.simulate.mr import T1, T2, Imperfections, MrScanner, render_acr_series
+
+    ph, imp, scanner = phantom("large"), Imperfections(rotation_deg=1.0), MrScanner()
+    slices = (1, 8)
+
+    def images(objects: dict[object, np.ndarray] | None) -> list[np.ndarray]:
+        rng = np.random.default_rng(5)
+        out = []
+        for pr in (T1, T2):
+            rendered, _ = render_acr_series(ph, pr, scanner, imp, rng, slices=slices,
+                                            objects=objects)
+            out += [r.magnitude for r in rendered]
+        return out
+
+    memo: dict[object, np.ndarray] = {}
+    shared = images(memo)
+    assert len(memo) == len(slices)
+    for a, b in zip(images(None), shared, strict=True):
+        assert np.array_equal(a, b)
