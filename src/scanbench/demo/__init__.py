@@ -309,7 +309,12 @@ def _figures(s: Any, home: Path, progress: Progress) -> int:
         m.Result.device_id, m.Result.analysis)
     alerted = select(m.Alert.result_id).where(m.Alert.result_id.is_not(None)).union(
         select(m.Alert.closing_result_id).where(m.Alert.closing_result_id.is_not(None)))
-    job_ids = sorted(set(s.scalars(select(m.Result.job_id).where(
+    # Series jobs only: a study job (a clinical exam's dose, timings and patient image
+    # quality, e.g. pet.clinical_liver_noise) is not a series job and cannot be run
+    # again as one; its figures are drawn on request by the served node's result page.
+    job_ids = sorted(set(s.scalars(select(m.Result.job_id).join(
+        m.Job, m.Job.id == m.Result.job_id).where(
+        m.Job.kind == "series",
         or_(m.Result.id.in_(latest), m.Result.id.in_(alerted))).distinct())))
     root = home / "files"
     written = 0
