@@ -179,7 +179,11 @@ def test_cut_liver_refused(field: dict) -> None:
 
 
 def test_no_ct_refused_with_the_reason_and_no_weight_no_suv() -> None:
+    from scanbench.service.classify import awaited_by
+
     pet, ct, _ = pet_ct_series(BASE, 8)
+    # never chosen automatically: the node does not hold a patient's PET for its CT
+    assert awaited_by(pet, [ct]) is None
     r = measure_liver_noise(pet, None)
     assert r.get("liver_cov_percent").status == "refused"
     assert "Frame of Reference" in (r.get("liver_cov_percent").note or "")
