@@ -93,6 +93,40 @@ def histogram_mode(values: np.ndarray, bin_width: float) -> float:
     return (int(np.argmax(counts)) + 0.5) * bin_width
 
 
+class SdHistogram:
+    """Running histogram (bins of ``bin_width`` from 0), count and sum of local SDs, added
+    slice by slice: the mode and the mean of every value added without keeping the values
+    (a 500-slice 512² series held about 1 GB of them)."""
+
+    def __init__(self, bin_width: float) -> None:
+        self.bin_width = bin_width
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.n = 0
+        self.total = 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        self.n += int(values.size)
+        self.total += float(values.sum(dtype=np.float64))
+        idx = np.floor(values / self.bin_width).astype(np.int64)
+        c = np.bincount(idx[idx >= 0])
+        if c.size > self.counts.size:
+            c[:self.counts.size] += self.counts
+            self.counts = c
+        else:
+            self.counts[:c.size] += c
+
+    def mode(self) -> float:
+        """As :func:`histogram_mode` of all the values added (NaN when none)."""
+        if self.n == 0:
+            return float("nan")
+        return (int(np.argmax(self.counts)) + 0.5) * self.bin_width
+
+    def mean(self) -> float:
+        return self.total / self.n if self.n else float("nan")
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes`` (4-connected background) by labelling: the background
     regions that do not touch the image border are holes. The same result, several times
@@ -196,7 +230,7 @@ class ClinicalGlobalNoise:
         size = max(3, round(kernel_mm / px))
         air_margin = max(1, round(10.0 / px))
 
-        tissue_sd, wis_tissue_sd, air_sd = [], [], []
+        duke, wt, wa = SdHistogram(bin_hu), SdHistogram(bin_hu), SdHistogram(bin_hu)
         tissue_px = 0
         rows, cols = series.shape[1:]
         yy, xx = np.mgrid[:rows, :cols]
@@ -207,13 +241,13 @@ class ClinicalGlobalNoise:
             sd = local_sd(img, size)
             soft = (img >= low) & (img <= high)
             tissue_px += int(soft.sum())
-            tissue_sd.append(sd[soft])
+            duke.add(sd[soft])
             body = _body_mask(img)
             inner = erode_square(body, size)
-            wis_tissue_sd.append(sd[soft & inner])
+            wt.add(sd[soft & inner])
             not_air = dilate_diamond(img > -900.0, air_margin)
             air = recon & erode_square(~not_air, size)
-            air_sd.append(sd[air])
+            wa.add(sd[air])
 
         result = result_for(self, series, parameters={
             "kernel_mm": kernel_mm, "kernel_pixels": size, "tissue_window_hu": [low, high],
@@ -231,16 +265,10 @@ class ClinicalGlobalNoise:
                        f"{low:g} and {high:g} HU, fewer than min_soft_tissue_cm2 = "
                        f"{min_cm2:g} cm²")
 
-        duke = np.concatenate(tissue_sd)
-        wt = np.concatenate(wis_tissue_sd)
-        wa = np.concatenate(air_sd)
-        values = {DUKE: histogram_mode(duke, bin_hu),
-                  WISCONSIN[0]: float(np.mean(wt)) if wt.size else float("nan"),
-                  WISCONSIN[1]: histogram_mode(wt, bin_hu),
-                  WISCONSIN[2]: float(np.mean(wa)) if wa.size else float("nan"),
-                  WISCONSIN[3]: histogram_mode(wa, bin_hu)}
-        counts = {DUKE: duke.size, WISCONSIN[0]: wt.size, WISCONSIN[1]: wt.size,
-                  WISCONSIN[2]: wa.size, WISCONSIN[3]: wa.size}
+        values = {DUKE: duke.mode(), WISCONSIN[0]: wt.mean(), WISCONSIN[1]: wt.mode(),
+                  WISCONSIN[2]: wa.mean(), WISCONSIN[3]: wa.mode()}
+        counts = {DUKE: duke.n, WISCONSIN[0]: wt.n, WISCONSIN[1]: wt.n,
+                  WISCONSIN[2]: wa.n, WISCONSIN[3]: wa.n}
         for method, value in values.items():
             m = result.add("global_noise_hu", value, "HU", labels={"method": method})
             if refusal:

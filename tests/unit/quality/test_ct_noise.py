@@ -138,3 +138,21 @@ def test_fast_masks_equal_scipy_morphology() -> None:
                                   ndimage.binary_dilation(m, iterations=radius))
     empty = np.zeros((20, 20), bool)
     assert not dilate_diamond(empty, 3).any() and not fill_holes(empty).any()
+
+
+def test_running_histogram_equals_the_whole_histogram() -> None:
+    """Slice-by-slice accumulation gives the mode and the mean of all the values at once
+    (ties broken the same way: the lowest bin)."""
+    from scanbench.quality.ct_noise import SdHistogram, histogram_mode
+
+    rng = np.random.default_rng(4)
+    parts = [np.abs(rng.normal(10 + k, 2, size=500 + 300 * k)) for k in range(6)]
+    parts.insert(2, np.empty(0))
+    h = SdHistogram(0.1)
+    for part in parts:
+        h.add(part)
+    every = np.concatenate(parts)
+    assert h.mode() == histogram_mode(every, 0.1)
+    assert h.mean() == pytest.approx(float(np.mean(every)), rel=1e-12)
+    assert h.n == every.size
+    assert math.isnan(SdHistogram(0.1).mode()) and math.isnan(SdHistogram(0.1).mean())
