@@ -426,7 +426,13 @@ def _after_flush(session: Session, _ctx: Any) -> None:
             if obj in session.new or obj in session.deleted or any(
                     attrs[c].history.has_changes() for c in _DOSE_DEVICE_COLUMNS):
                 kinds.add("dose")
-        elif isinstance(obj, (m.DoseEvent, m.Study, m.FedRecord, m.Site)):
+        elif isinstance(obj, m.Study):
+            # Only its UID is in the statistics (outliers): a study touched by every
+            # stored image must not make the stored statistics stale.
+            if (obj in session.new or obj in session.deleted
+                    or inspect(cast(Any, obj)).attrs.study_uid.history.has_changes()):
+                kinds.add("dose")
+        elif isinstance(obj, (m.DoseEvent, m.FedRecord, m.Site)):
             kinds.add("dose")
 
 

@@ -186,6 +186,9 @@ def test_dose_version_rises_with_dose_events_only(tmp_path: Any) -> None:
             s.commit()
             v1 = fleet_state.version(s, "dose")
             assert v1 > v0
+            st.description = "touched by a stored image"  # not in the statistics
+            s.commit()
+            assert fleet_state.version(s, "dose") == v1
             dev.site_id = s.scalars(select(m.Site.id)).first()  # None: no change
             dev.modality = "PT"
             s.commit()
