@@ -56,8 +56,8 @@ exactly in a region of uniform uptake; its correlation is the kernel's autocorre
 Not modelled: the spatial variation of attenuation within a slice, the axial
 sensitivity profile of overlapping beds, scatter and randoms, the heart.
 
-Ground truth (``ground_truth.json``): the liver's true SUV (noiseless: the VOI of the
-analysis lies more than 2.5 FWHM inside the liver, where the blur changes nothing), the
+Ground truth (``ground_truth.json``): the liver's true SUV (the object's value, which the
+blur leaves unchanged more than 2.5 FWHM inside the liver: the VOI-safe region), the
 voxel noise COV, and — because a 3 cm sphere holds only some tens of independent noise
 samples — the expected COV measured in a 3 cm sphere (E[s²] = σ² (1 − ρ̄) N/(N − 1), ρ̄
 the mean correlation between its voxels), the standard error of the sphere's mean and
