@@ -115,7 +115,7 @@ def test_every_patient_series_is_measured_and_stored_with_its_protocol(world: Wo
     exams = _exams(world)
     assert len(exams) == N_EXAMS
     # measured σ follows the known σ: the log ratio's spread is small beside the 15 % drift
-    ratio = [math.log(e.noise_hu / t["noise_hu"]) for e, t in zip(exams, world.truths,
+    ratio = [math.log(e.noise / t["noise_hu"]) for e, t in zip(exams, world.truths,
                                                                   strict=True) if e.usable]
     print(f"ln(measured/known) mean {np.mean(ratio):+.3f} SD {np.std(ratio):.3f}")
     assert float(np.std(ratio)) < 0.06
@@ -139,7 +139,7 @@ def test_drift_is_caught_within_the_expected_number_of_exams(world: World) -> No
         model = trend.segments[0].model
         assert model is not None and model.n == clinical_iq.BASELINE_EXAMS
         # the fitted size coefficient is the simulator's μ/2 = 0.0095 /mm within 25 %
-        assert model.b_fitted and abs(model.b_per_mm / 0.0095 - 1.0) < 0.25
+        assert model.b_fitted and abs(model.b / 0.0095 - 1.0) < 0.25
         delta = math.log(1.15) / model.prediction_sd(300.0)
         arl = clinical_iq.cusum_arl(delta)
         rows = s.scalars(select(m.Alert).where(
@@ -154,7 +154,7 @@ def test_drift_is_caught_within_the_expected_number_of_exams(world: World) -> No
         caught_at = sum(1 for t in world.times[DRIFT_AT:] if t <= first.occurred_at)
         print(f"caught at drifted exam {caught_at}; expected {arl:.2f} (CUSUM ARL1); "
               f"prediction SD {model.prediction_sd(300.0):.3f}, residual SD {model.s:.3f}, "
-              f"D_w {model.dw_range_mm}")
+              f"D_w {model.size_range}")
         assert caught_at <= math.ceil(2 * arl), (caught_at, arl)
         assert first.level == "trend" and first.labels == {
             "protocol": PROTOCOL, "method": clinical_iq.METHOD}

@@ -79,3 +79,39 @@ def test_a_lesion_in_the_right_lobe_is_stored_refused_with_the_reason(
     row = _result(pipe, truths[1]["pet_series_instance_uid"])
     cov = next(x for x in row.measurements if x.name == "liver_cov_percent")
     assert cov.status == "refused" and "lesion" in (cov.note or "")
+
+
+def test_the_pet_liver_noise_is_given_per_protocol_by_the_api_and_the_page(
+        node: tuple[Pipeline, list[Any]]) -> None:
+    from argon2 import PasswordHasher
+    from fastapi.testclient import TestClient
+
+    from scanbench.web import audit, auth, sites
+    from scanbench.web.api import create_app
+
+    pipe, _ = node
+    cli = audit.Actor(None, "cli:test")
+    with pipe.db.session() as s, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                   parallelism=1))
+        site = sites.add_site(s, cli, "Site P")
+        pet_device = s.scalars(select(m.Series.device_id).where(
+            m.Series.modality == "PT")).first()
+        assert pet_device is not None
+        s.get_one(m.Device, pet_device).site_id = site.id
+        auth.grant(s, cli, auth.add_user(s, cli, "viewer_p", "correct horse battery"), site,
+                   "viewer")
+    client = TestClient(create_app(pipe.db), follow_redirects=False)
+    assert client.post("/api/v1/auth/login", json={
+        "username": "viewer_p", "password": "correct horse battery"}).status_code == 200
+    r = client.get(f"/api/v1/devices/{pet_device}/clinical-iq?kind=pet")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["quantities"]["noise"] == {"name": "liver_cov_percent", "label": "liver COV",
+                                           "unit": "%"}
+    (p,) = body["protocols"]
+    assert (p["measured"], p["refused"], p["model"]) == (1, 1, None)  # 30 needed for a model
+    assert "lesion" in next(e["refused"] for e in p["exams_list"] if e["refused"])
+    assert client.get(f"/api/v1/devices/{pet_device}/clinical-iq?kind=mr").status_code == 422
+    page = client.get(f"/devices/{pet_device}/clinical-iq")
+    assert page.status_code == 200 and "PET liver noise" in page.text

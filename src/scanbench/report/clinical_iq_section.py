@@ -18,28 +18,51 @@ from scanbench.store import models as m
 def section(session: Session, device: m.Device, lo: dt.datetime, hi: dt.datetime
             ) -> Any | None:
     """An ``RSection`` (:mod:`scanbench.report.store_reports`), or None when the device
-    has no clinical CT noise result at all."""
+    has no clinical image-quality result at all."""
     import plotly.graph_objects as go
 
-    from scanbench.report.store_reports import RCell, RSection, RTable
-    from scanbench.web.pages.clinical_iq import residual_figure, size_figure
+    from scanbench.report.store_reports import RSection
 
-    view = clinical_iq.device_view(session, device.id)
-    if not view["protocols"]:
+    views = [clinical_iq.device_view(session, device.id, k) for k in clinical_iq.KINDS]
+    views = [v for v in views if v["protocols"]]
+    if not views:
         return None
     out = RSection("Clinical image quality", intro=(
-        "Global noise of the patient CT series the node measured (Duke tissue mode, "
-        "Christianson et al., AJR 2015;205:W93-W99), per protocol, against the size model "
-        "fitted on the device's first 30 measured exams of each baseline period: ln σ = "
-        "a + b·D_w − ½·ln CTDIvol (D_w: water-equivalent diameter, AAPM Report 220). The "
-        "drift rule runs Westgard 1-3s and the tabular CUSUM (k = 0.5, h = 5; Montgomery, "
-        "Introduction to Statistical Quality Control, chapter 9) on the standardised "
-        "residuals."))
-    table = RTable("Protocols", ["protocol", "exams in the period (measured / refused)",
-                                 "median D_w (mm)", "median CTDIvol (mGy)",
-                                 "median noise (HU)", "residual SD of the baseline (%)",
-                                 "exams to detect +15 % (expected)", "drift alerts not "
-                                 "closed"], [])
+        "Noise of the patient series the node measured, per protocol, against a model "
+        "fitted on the device's first 30 measured exams of each baseline period: ln noise "
+        "= a + b·size − ½·ln dose (CT: the global noise, Duke tissue mode, Christianson et "
+        "al., AJR 2015;205:W93-W99, against the water-equivalent diameter of AAPM Report "
+        "220 and CTDIvol; PET: the liver COV of the PERCIST 3 cm VOI against patient "
+        "weight and activity × time per bed per kg). The drift rule runs Westgard 1-3s and "
+        "the tabular CUSUM (k = 0.5, h = 5; Montgomery, Introduction to Statistical Quality "
+        "Control, chapter 9) on the standardised residuals."))
+    for view in views:
+        table, figures, notes = _kind_table(view, lo, hi)
+        if table is not None:
+            out.tables.append(table)
+        out.figures.extend(go.Figure(f) for f in figures)
+        out.notes.extend(notes)
+    if not out.tables:
+        out.notes.append("No patient series was measured in the period.")
+    return out
+
+
+def _kind_table(view: dict[str, Any], lo: dt.datetime, hi: dt.datetime
+                ) -> tuple[Any | None, list[dict[str, Any]], list[str]]:
+    from scanbench.report.store_reports import RCell, RTable
+    from scanbench.web.pages.clinical_iq import residual_figure, size_figure
+
+    q = view["quantities"]
+    what = "CT global noise" if view["kind"] == "ct" else "PET liver noise"
+    table = RTable(what, [
+        "protocol", "exams in the period (measured / refused)",
+        f"median {q['size']['label']} ({q['size']['unit']})",
+        f"median {q['dose']['label']} ({q['dose']['unit']})",
+        f"median {q['noise']['label']} ({q['noise']['unit']})",
+        "residual SD of the baseline (%)", "exams to detect +15 % (expected)",
+        "drift alerts not closed"], [], clause=view["source"])
+    figures: list[dict[str, Any]] = []
+    notes: list[str] = []
     lo_s, hi_s = lo.isoformat(), hi.isoformat()
     for p in view["protocols"]:
         inside = [e for e in p["exams_list"] if lo_s <= e["acquired_at"] < hi_s]
@@ -54,8 +77,7 @@ def section(session: Session, device: m.Device, lo: dt.datetime, hi: dt.datetime
 
         table.rows.append([
             RCell(p["protocol"]), RCell(f"{len(ok)} / {len(inside) - len(ok)}"),
-            RCell(med("water_equivalent_diameter_mm"), True), RCell(med("ctdivol_mgy"), True),
-            RCell(med("noise_hu"), True),
+            RCell(med("size"), True), RCell(med("dose"), True), RCell(med("noise"), True),
             RCell(f"{100 * model['residual_sd_ln']:.1f}" if model else "no model yet", True),
             RCell(f"{model['expected_exams_to_detect_15pct']:.1f}" if model else "—", True),
             RCell(str(p["open_alerts"]), True)])
@@ -63,13 +85,8 @@ def section(session: Session, device: m.Device, lo: dt.datetime, hi: dt.datetime
         for fig in (size_figure(period), residual_figure(period, set())):
             if fig is not None:
                 # header text: plotly reads tags in titles, so escaped
-                fig["layout"]["title"] = {"text": html.escape(str(p["protocol"])[:80])}
-                out.figures.append(go.Figure(fig))
-        refused = [e for e in inside if e["refused"]]
-        out.notes.extend(f"{p['protocol']}: {e['acquired_at']} not trended: {e['refused']}"
-                         for e in refused[:20])
-    if not table.rows:
-        out.notes.append("No patient CT series was measured in the period.")
-    else:
-        out.tables.append(table)
-    return out
+                fig["layout"]["title"] = {"text": html.escape(f"{what}: {p['protocol']}"[:90])}
+                figures.append(fig)
+        notes.extend(f"{p['protocol']}: {e['acquired_at']} not trended: {e['refused']}"
+                     for e in [e for e in inside if e["refused"]][:20])
+    return (table if table.rows else None), figures, notes

@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from scanbench import __version__
 from scanbench.errors import InputError, ScanbenchError
 from scanbench.evaluation import apply_spec, overall_status
-from scanbench.evaluation.alerts import CLINICAL_CT
+from scanbench.evaluation.alerts import CLINICAL
 from scanbench.report.html import (
     STATUS_MEANINGS,
     STATUS_WORDS,
@@ -583,7 +583,7 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
     results = _current_results(session, device.id, lo, hi)
     by_analysis: dict[str, list[m.Result]] = defaultdict(list)
     for r in results:
-        if r.analysis != CLINICAL_CT:  # patients' series: their own section below
+        if r.analysis not in CLINICAL:  # patients' series: their own section below
             by_analysis[r.analysis].append(r)
     from scanbench.evaluation import assign
 
@@ -631,7 +631,7 @@ def device_report(session: Session, device: m.Device, start: dt.date, end: dt.da
         "baseline), the values that failed or broke a trend rule, and lifecycle events "
         "(series with failures or alerts first)."))
     series = _chart_series(session, device.id, lo, hi)
-    series = [x for x in series if x[0] != CLINICAL_CT]
+    series = [x for x in series if x[0] not in CLINICAL]
     for analysis, name, labels, _events in series[:max_charts]:
         fig, notes = _control_chart(session, device, analysis, name, labels, lo, hi)
         charts.figures.append(fig)

@@ -14,6 +14,7 @@ import pytest
 
 from scanbench.evaluation.clinical_iq import (
     BASELINE_EXAMS,
+    PET,
     Exam,
     cusum_arl,
     fit_size_model,
@@ -55,13 +56,13 @@ def test_the_size_model_recovers_the_physics() -> None:
     exams = _device(np.random.default_rng(1), 400)
     model = fit_size_model(exams)
     assert model is not None and model.b_fitted
-    assert model.b_per_mm == pytest.approx(0.0095, rel=0.1)
+    assert model.b == pytest.approx(0.0095, rel=0.1)
     assert model.s == pytest.approx(SPREAD, rel=0.1)
-    assert model.expected_hu(300.0, 12.0) == pytest.approx(12.0, rel=0.02)
+    assert model.expected(300.0, 12.0) == pytest.approx(12.0, rel=0.02)
     # too narrow a range of sizes: the coefficient is the physics prior, not fitted
-    narrow = [e for e in exams if 295 <= e.dw_mm <= 305][:10]
+    narrow = [e for e in exams if 295 <= e.size <= 305][:10]
     fixed = fit_size_model(narrow)
-    assert fixed is not None and not fixed.b_fitted and fixed.b_per_mm == 0.0095
+    assert fixed is not None and not fixed.b_fitted and fixed.b == 0.0095
 
 
 def test_a_stable_device_raises_false_alerts_within_the_documented_rate() -> None:
@@ -103,8 +104,8 @@ def test_a_new_baseline_refits_the_model() -> None:
     # from exam 40 the device is noisier for good (a new tube, say); at exam 50 a
     # physicist marks a new baseline: the alerts of the step end there, and the 15 exams
     # after it are not enough for a new model
-    later = [Exam(e.result_id, None, e.time, e.protocol, e.noise_hu * (1.3 if i >= 40 else 1),
-                  e.dw_mm, e.ctdivol_mgy) for i, e in enumerate(exams)]
+    later = [Exam(e.result_id, None, e.time, e.protocol, e.noise * (1.3 if i >= 40 else 1),
+                  e.size, e.dose) for i, e in enumerate(exams)]
     (without,) = protocol_trends(later)
     assert without.alerts and all(f.restart is None for f in without.alerts)
     (trend,) = protocol_trends(later, [BaselineStart(exams[50].time, reason="tube")])
@@ -113,3 +114,25 @@ def test_a_new_baseline_refits_the_model() -> None:
     assert trend.alerts and all(exams[40].time <= f.point.exam.time < exams[50].time
                                 for f in trend.alerts)
     assert {f.restart for f in trend.alerts} == {(exams[50].time, "tube")}
+
+
+def test_pet_liver_cov_is_trended_against_weight_and_activity_time_per_kg() -> None:
+    """The same rule on PET liver COV: COV ∝ (MBq·min/kg)^-½, growing with weight; a
+    15 % rise after 20 judged exams is signalled on the high side within 15 exams."""
+    rng = np.random.default_rng(4)
+    n, onset = BASELINE_EXAMS + 40, BASELINE_EXAMS + 20
+    weight = rng.uniform(50.0, 110.0, n)
+    dose = 3.7 * 2.0 * np.exp(rng.normal(0.0, 0.2, n))  # MBq/kg x min per bed
+    cov = 10.0 * np.sqrt(7.4 / dose) * np.exp(0.006 * (weight - 75.0)
+                                              + rng.normal(0.0, 0.05, n))
+    cov[onset:] *= 1.15
+    exams = [Exam(i, None, T0 + dt.timedelta(hours=6 * i), "WB FDG", float(cov[i]),
+                  float(weight[i]), float(dose[i])) for i in range(n)]
+    (trend,) = protocol_trends(exams, kind=PET)
+    model = trend.segments[0].model
+    assert model is not None and model.b_fitted
+    assert model.b == pytest.approx(0.006, abs=0.003)
+    high = [f for f in trend.alerts if f.direction == "high"
+            and f.point.exam.time >= exams[onset].time]
+    assert high and high[0].point.exam.time < exams[onset + 15].time
+    assert "liver COV" in high[0].message and "MBq·min/kg" in high[0].message

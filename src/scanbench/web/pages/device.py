@@ -40,7 +40,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from scanbench.errors import InputError
-from scanbench.evaluation.alerts import CLINICAL_CT
+from scanbench.evaluation.alerts import CLINICAL
 from scanbench.report.control_chart import DEFAULT_MAX_POINTS, chart_for_device
 from scanbench.store import models as m
 from scanbench.web.audit import commit_with_retry
@@ -101,7 +101,8 @@ def measurement_series(session: Session, device_id: int) -> list[SeriesRef]:
     rows = session.execute(
         select(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key)
         # patients' noise varies with the patient: its own section (pages/clinical_iq.py)
-        .where(m.Measurement.device_id == device_id, m.Measurement.analysis != CLINICAL_CT)
+        .where(m.Measurement.device_id == device_id,
+               m.Measurement.analysis.not_in(CLINICAL))
         .group_by(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key)
         .order_by(m.Measurement.analysis, m.Measurement.name, m.Measurement.labels_key))
     out = []
@@ -336,7 +337,7 @@ def _page(ctx: PageCtx, device_id: int, *, status: int = 200,
         staffed=staffed_text(d.staffed_hours),
         software=software_history(s, d.id), events=events, n_events=n_events,
         max_events=MAX_EVENTS, cards=scorecards(s, d.id), alerts=alerts,
-        alert_charts={a.id: "clinical-iq" if a.analysis == CLINICAL_CT  # its own section
+        alert_charts={a.id: "clinical-iq" if a.analysis in CLINICAL  # its own section
                       else SeriesRef(a.analysis, a.name, dict(a.labels or {}),
                                      a.labels_key or "{}", a.unit).anchor for a in alerts},
         latest=latest_results(s, d.id), series=series,
