@@ -84,8 +84,9 @@ def test_voi_inside_the_liver_in_every_case(runs: list) -> None:
         for r in (noisy, clean):
             centre = r.parameters["voi_centre_lps_mm"]
             # the voxels' centres lie within the radius; the voxels themselves reach half a
-            # voxel diagonal further: that whole ball must be liver
-            reach = VOI_RADIUS_MM + p.voxel_mm * math.sqrt(3) / 2
+            # voxel diagonal further, and the blur 2.5 FWHM (the truth's VOI-safe region):
+            # that whole ball must be liver
+            reach = VOI_RADIUS_MM + p.voxel_mm * math.sqrt(3) / 2 + 2.5 * p.fwhm_mm
             assert _sphere_in_liver(p, centre, reach), f"{name}: VOI at {centre} leaves the liver"
             assert centre[0] < 0, f"{name}: VOI not in the right lobe (patient right is -x)"
 
