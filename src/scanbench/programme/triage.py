@@ -209,7 +209,11 @@ def fit(device_class: str, training: Sequence[tuple[int, Mapping[Key, float | No
     mad[flat] = np.maximum(np.abs(med[flat]) * FLAT_SCALE, 1e-9)
     z = (raw - med) / mad
     z[np.isnan(z)] = 0.0  # missing: at the median
-    mcd = MinCovDet(support_fraction=SUPPORT_FRACTION, random_state=random_state).fit(z)
+    try:
+        mcd = MinCovDet(support_fraction=SUPPORT_FRACTION, random_state=random_state).fit(z)
+    except ValueError as exc:  # the support's covariance is 0: most results alike
+        return (f"not scored: the values of {device_class} hardly vary in its {n} "
+                f"training results (FAST-MCD: {exc})")
     # a singular covariance (perfectly collinear features) gets a pseudo-inverse
     prec = np.linalg.pinv(mcd.covariance_)
     ids = ",".join(str(rid) for rid, _ in sorted(training, key=lambda t: t[0]))

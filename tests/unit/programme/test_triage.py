@@ -85,3 +85,14 @@ def test_models_file_round_trip_and_bad_file(tmp_path: Path,
     path.write_text("{not json")
     with pytest.raises(InputError, match="not a triage model file"):
         triage.load_models(path)
+
+
+def test_a_class_whose_values_do_not_vary_is_not_scored() -> None:
+    """Most results alike (a count, a value the scanner reports rounded): FAST-MCD's
+    support then has no spread at all; the class is not scored, with the reason, instead
+    of failing the whole training (it stopped 'scanbench review train' and the
+    programme demo)."""
+    x = np.ones((30, 6))
+    x[:4] += np.arange(1, 5)[:, None] * 0.1  # a few differ, the support does not
+    out = triage.fit("PT/sim", [(i, _vals(v)) for i, v in enumerate(x)], "h")
+    assert isinstance(out, str) and "not scored" in out and "PT/sim" in out
