@@ -334,7 +334,8 @@ def load_exams(session: Session, device_id: int, kind: Kind = CT) -> list[Exam]:
     for rid, name, labels, value, status, note in session.execute(
             select(m.Measurement.result_id, m.Measurement.name, m.Measurement.labels,
                    m.Measurement.value, m.Measurement.status, m.Measurement.note)
-            .where(m.Measurement.result_id.in_(ids))):
+            .where(m.Measurement.result_id.in_(ids), m.Measurement.name.in_(
+                [kind.noise.name, kind.size.name, kind.dose.name, "kvp"]))):
         if name == kind.noise.name and any((labels or {}).get(k) != v
                                            for k, v in kind.noise_labels):
             continue
