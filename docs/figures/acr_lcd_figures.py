@@ -9,7 +9,9 @@ than one spoke, and slice 9 of the Aera T2 with the disc pattern fitted on that 
 (blue) and jointly on slices 8-11 (green/red). Each row: the pixels alone (slow shading
 removed: the slice minus its 10 mm Gaussian average inside the sheet; window ±2.5 SD;
 magnified ×3, bicubic), and the same with every disc outlined (green: z ≥ 1.41, seen by the
-observer model; red: not seen) and labelled with its z.
+observer model; red: not seen) and labelled with its z. Under the title of the two disputed
+slices: how many disc-free places of the same slice read at least the decisive disc's z
+(``acr_low_contrast.disc_free_z``: the disc statistic's empirical null).
 """
 
 from __future__ import annotations
@@ -74,13 +76,38 @@ def _panel(acr: AcrAxial, n: int, ev: dict[str, Any], overlay: bool,
 
 
 def _row(title: str, acr: AcrAxial, n: int, ev: dict[str, Any],
-         old: np.ndarray | None = None) -> Image.Image:
+         old: np.ndarray | None = None, note: str = "") -> Image.Image:
     a, b = _panel(acr, n, ev, False), _panel(acr, n, ev, True, old)
-    row = Image.new("RGB", (a.width + b.width + 10, a.height + 22), "white")
-    row.paste(a, (0, 22))
-    row.paste(b, (a.width + 10, 22))
-    ImageDraw.Draw(row).text((4, 4), title, fill=(0, 0, 0), font=ImageFont.load_default(size=13))
+    top = 40 if note else 22
+    row = Image.new("RGB", (a.width + b.width + 10, a.height + top), "white")
+    row.paste(a, (0, top))
+    row.paste(b, (a.width + 10, top))
+    draw = ImageDraw.Draw(row)
+    draw.text((4, 4), title, fill=(0, 0, 0), font=ImageFont.load_default(size=13))
+    if note:
+        draw.text((4, 21), note, fill=(0, 0, 0), font=ImageFont.load_default(size=11))
     return row
+
+
+def _null_note(acr: AcrAxial, n: int, ev: dict[str, Any], count: int) -> str:
+    """How often the disc-free places of the slice (the same template and background,
+    ``lc.disc_free_z``) read at least as much as the decisive disc: the one that stopped the
+    count, or the weakest disc counted."""
+    sheet = (*ev["centre_uv"], ev["rim_radius"])
+    image = lc.rim_corrected(acr, n, ev["centres"], sheet)
+    z = np.asarray(ev["t"])
+    if count < lc.N_SPOKES:
+        k = count
+        j = int(np.nanargmin(z[k]))
+        what = "stopping"
+    else:
+        k, j = (int(i) for i in np.unravel_index(int(np.nanargmin(z)), z.shape))
+        what = "weakest counted"
+    free = lc.disc_free_z(acr, n, ev["centres"], ev["sigma"], sheet, image,
+                          lc.DIAMETERS_MM[k])
+    return (f"{what} disc (spoke {k + 1}, {lc.RING_RADII_MM[j]:g} mm ring) z {z[k, j]:.2f}: "
+            f"{100 * np.mean(free >= z[k, j]):.1f} % of {free.size} disc-free places read as "
+            f"much (their z: SD {free.std():.2f})")
 
 
 def main(shared: Path) -> None:
@@ -95,8 +122,9 @@ def main(shared: Path) -> None:
         count = int(result.get("spokes_detected", slice=n).value)
         old = ev["centres_single"] if name == "Siemens_Aera_1.5T_T2" else None
         extra = " (blue: fitted on this slice alone)" if old is not None else ""
+        note = _null_note(acr, n, ev, count) if old is None else ""
         rows.append(_row(f"{name}, slice {n}: scanbench {count} spokes, {hz}{extra}",
-                         acr, n, ev, old))
+                         acr, n, ev, old, note))
     width = max(row.width for row in rows)
     out = Image.new("RGB", (width, sum(row.height + 8 for row in rows)), "white")
     y = 0
