@@ -653,11 +653,13 @@ async def drive(base: str, user: str, eps: list[Endpoint], clients: int, per_cli
             await c.aclose()
 
 
-def serve(url: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``scanbench serve`` on a free port; its log in ``home/serve.log``."""
+def serve(url: str, home: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    """``scanbench serve --workers N`` on a free port; its log in ``home/serve.log``."""
+    (home / "serve.log").unlink(missing_ok=True)
     logfile = (home / "serve.log").open("wb")
     proc = subprocess.Popen([SCANBENCH, "serve", "--port", "0", "--database-url", url,
-                             "--home", str(home)], stdout=logfile, stderr=subprocess.STDOUT)
+                             "--home", str(home), "--workers", str(workers)],
+                            stdout=logfile, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         found = re.search(r"ready on (http://[\d.]+:\d+)",
@@ -686,6 +688,8 @@ def main() -> None:
                     "bench_physicist (one site)")
     ap.add_argument("--endpoints", default="fleet,device,chart,history,dose,dose_device",
                     help="which endpoints to measure")
+    ap.add_argument("--workers", default="1", help="web processes of scanbench serve "
+                    "(--workers); a list (1,2) serves and measures each in turn")
     ap.add_argument("--pgdir", type=Path, help="keep the PostgreSQL cluster here")
     ap.add_argument("--generate-only", action="store_true", help="generate, do not measure")
     ap.add_argument("--reuse", action="store_true", help="the cluster in --pgdir is already "
@@ -723,35 +727,42 @@ def main() -> None:
         log(f"database size {mb / 1024:.1f} GiB")
         if args.generate_only:
             return
-        proc, base = serve(cluster.url, home)
-        try:
-            for user in args.users.split(","):
-                for clients in (int(x) for x in args.clients.split(",")):
-                    log(f"--- {clients} clients signed in as {user}, {args.requests} timed "
-                        "requests each per endpoint")
-                    wanted = args.endpoints.split(",")
-                    eps = [e for e, key in zip(endpoints(cluster.plain, user,
-                                                          clients * args.requests),
-                                               ("fleet", "device", "chart", "history", "dose",
-                                                "dose_device"),
-                                               strict=True) if key in wanted]
-                    asyncio.run(drive(base, user, eps, clients, args.requests))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            errors = [line for line in (home / "serve.log").read_text(errors="replace")
-                      .splitlines() if "Error" in line or "error" in line]
-            if errors:
-                log("server log errors (last 5):\n  " + "\n  ".join(errors[-5:]))
+        for workers in (int(x) for x in args.workers.split(",")):
+            log(f"=== scanbench serve --workers {workers}")
+            measure(args, cluster, home, workers)
         log(f"end: {machine()}")
     finally:
         cluster.stop()
         shutil.rmtree(home, ignore_errors=True)
         if args.pgdir is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, cluster: Cluster, home: Path, workers: int) -> None:
+    """Serve with ``workers`` processes and drive every chosen endpoint."""
+    proc, base = serve(cluster.url, home, workers)
+    try:
+        for user in args.users.split(","):
+            for clients in (int(x) for x in args.clients.split(",")):
+                log(f"--- {clients} clients signed in as {user}, {args.requests} timed "
+                    "requests each per endpoint")
+                wanted = args.endpoints.split(",")
+                eps = [e for e, key in zip(endpoints(cluster.plain, user,
+                                                      clients * args.requests),
+                                           ("fleet", "device", "chart", "history", "dose",
+                                            "dose_device"),
+                                           strict=True) if key in wanted]
+                asyncio.run(drive(base, user, eps, clients, args.requests))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        errors = [line for line in (home / "serve.log").read_text(errors="replace")
+                  .splitlines() if "Error" in line or "error" in line]
+        if errors:
+            log("server log errors (last 5):\n  " + "\n  ".join(errors[-5:]))
 
 
 if __name__ == "__main__":

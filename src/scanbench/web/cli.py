@@ -240,6 +240,10 @@ def serve(
     secure_cookies: Annotated[bool, typer.Option(
         help="Mark the session cookie Secure even on plain HTTP (TLS ends in a proxy in "
         "front of scanbench).")] = False,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Web application processes sharing the port (one process uses one "
+        "core: Python's GIL). More than 1 only for the web application alone, not with "
+        "--dicom-port (the node's receiver and job loop stay one process).")] = 1,
     home: HomeOpt = None, database_url: UrlOpt = None,
 ) -> None:
     """Run the web application (JSON API under /api/v1, its description at /api/docs),
@@ -253,10 +257,20 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
+    if workers > 1 and dicom_port is not None:
+        raise _fail(ScanbenchError(
+            "--workers above 1 serves the web application alone: run the node "
+            "(--dicom-port, or scanbench node) as its own single process"))
     try:
         db = _db(home, database_url)
     except ScanbenchError as exc:
         raise _fail(exc) from None
+    if workers > 1:
+        try:
+            _serve_workers(db, host, port, workers, secure_cookies, home)
+        finally:
+            db.close()
+        return
     app = create_app(db, secure_cookies=secure_cookies)
     from scanbench.store.db import home_dir
 
@@ -293,3 +307,68 @@ def serve(
             web.join(timeout=30)
     finally:
         db.close()
+
+
+_SECURE_ENV = "SCANBENCH_SERVE_SECURE_COOKIES"  # serve's option, handed to its workers
+
+
+def worker_app() -> Any:
+    """The application of one ``serve --workers`` process (uvicorn's factory, called in
+    each spawned worker): the database and home named by ``SCANBENCH_DATABASE_URL`` and
+    ``SCANBENCH_HOME``, which :func:`_serve_workers` set before spawning."""
+    import logging
+
+    from scanbench.store.db import home_dir
+    from scanbench.web.api import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    import os
+
+    app = create_app(_db(None, None), secure_cookies=os.environ.get(_SECURE_ENV) == "1")
+    app.state.home = home_dir(None)
+    return app
+
+
+def _serve_workers(db: Any, host: str, port: int, workers: int, secure_cookies: bool,
+                   home: Path | None) -> None:
+    """The web application in ``workers`` processes on one listening socket (uvicorn's
+    ``Multiprocess`` supervisor: bound once here, accepted by every worker, a dead worker
+    replaced). Nothing of the web application is kept per process that must be shared:
+    sessions, CSRF tokens, sign-in throttling, the audit chain and the stored fleet state
+    and statistics live in the database (a process's in-memory copy of a stored answer
+    is keyed by the database's fact version, so it is never stale)."""
+    import logging
+    import os
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from scanbench.store.db import home_dir
+
+    # The workers are spawned (fresh interpreters), so they learn the database from the
+    # environment variables that Database already reads.
+    os.environ["SCANBENCH_HOME"] = str(home_dir(home))
+    os.environ["SCANBENCH_DATABASE_URL"] = db.url
+    os.environ[_SECURE_ENV] = "1" if secure_cookies else "0"
+    config = uvicorn.Config("scanbench.web.cli:worker_app", factory=True, host=host,
+                            port=port, workers=workers, log_level="info", access_log=False,
+                            proxy_headers=False)
+    sock = config.bind_socket()
+    addr = sock.getsockname()
+    log = logging.getLogger("scanbench.web")
+
+    class Supervisor(Multiprocess):
+        def init_processes(self) -> None:
+            super().init_processes()
+            # Announced once every worker has started its server (uvicorn's health check
+            # over each worker's pipe), so the first requests are not all one worker's.
+            ready = sum(p.wait_until_ready(config.timeout_worker_healthcheck + 120,
+                                           self.should_exit) for p in self.processes)
+            log.info("web application ready on http://%s:%d/api/docs (%d of %d worker "
+                     "processes started)", addr[0], addr[1], ready, workers)
+
+    try:
+        Supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
