@@ -100,6 +100,7 @@ class ProgrammeSummary:
     quiz_attempts: int = 0
     reports: list[Path] = field(default_factory=list)
     period: tuple[dt.date, dt.date] | None = None
+    jobs_failed: int = 0  # the site nodes' analysis jobs that failed
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -514,9 +515,10 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
                           ) -> None:
             progress(f"{k}: {what}", done, total)
 
-        prepare(site_home, days=days, end=end, workers=workers,
-                exams=max(1, exams // len(fleet.SITES)), periodic=periodic,
-                progress=site_progress, sites={site.key})
+        made = prepare(site_home, days=days, end=end, workers=workers,
+                       exams=max(1, exams // len(fleet.SITES)), periodic=periodic,
+                       progress=site_progress, sites={site.key})
+        summary.jobs_failed += made.jobs_failed
         summary.sites[site.key] = site_home
         db = Database(site_home)
         summary.site_results[site.key] = _count_results(db)
@@ -601,12 +603,13 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
             summary.reports.append(pdf)
             progress("programme report (HTML, PDF)", 2, 2)
             summary.timings["report"] = time.monotonic() - t0
-            for site in fleet.SITES:
+            for site in fleet.SITES:  # the site's results stored from its batches
                 summary.central_results[site.key] = int(s.scalar(
-                    select(func.count()).select_from(m.Result)
-                    .join(m.Device, m.Device.id == m.Result.device_id)
-                    .join(m.Site, m.Site.id == m.Device.site_id)
-                    .where(m.Site.name == site.name)) or 0)
+                    select(func.count(func.distinct(m.FedRecord.local_id)))
+                    .join(m.Site, m.Site.id == m.FedRecord.site_id)
+                    .join(m.Result, m.Result.id == m.FedRecord.local_id)
+                    .where(m.Site.name == site.name, m.FedRecord.local_table == "result"))
+                    or 0)
     finally:
         cdb.close()
     _write_summary(summary)
@@ -635,6 +638,7 @@ def _write_summary(summary: ProgrammeSummary) -> None:
                                "grants": [list(g) for g in u.grants]} for u in CENTRE_USERS],
                   "sites": [{"username": u.username, "password": u.password,
                              "grants": [list(g) for g in u.grants]} for u in fleet.USERS]},
+        "jobs_failed": summary.jobs_failed,
         "timings_s": {k: round(v, 1) for k, v in summary.timings.items()},
     }
     (summary.home / "programme-demo.json").write_text(
@@ -724,9 +728,14 @@ def run_programme_demo(*, home: Path | None, days: int, end: str | None, exams: 
     for i, (key, path) in enumerate(summary.sites.items()):
         console_out.print(f"  scanbench serve --home {safe(str(path))} --port "
                           f"{port + 1 + i if port else 0}    # {names[key]}")
+    if summary.jobs_failed:
+        console_err.print(f"[red]error:[/] {summary.jobs_failed} job(s) of the site nodes "
+                          "failed: scanbench jobs list --home <site node>")
     if not serve:
         console_out.print(f"prepared; serve the central node with: scanbench serve --home "
                           f"{safe(str(summary.central))}")
+        if summary.jobs_failed:
+            raise typer.Exit(1)
         return
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     console_out.print(f"central node: open [bold]http://{shown}:{port}/review[/] "
