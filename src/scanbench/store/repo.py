@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Integer, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from scanbench.store import models as m
@@ -179,9 +180,16 @@ def points_by_id(session: Session, ids: Sequence[int]) -> list[Point]:
     the order of ``ids``."""
     me = m.Measurement
     found: dict[int, Point] = {}
+    # PostgreSQL: one array parameter (``id = ANY(%s)``), so the statement text is the
+    # same for any number of ids (psycopg and the server reuse its parse): 1,000 ids of
+    # a national-scale history, 11.2 -> 7.3 ms of CPU (median of 48, bench/web.py's
+    # data), rendering and splitting 1,000 bound parameters gone. Others: the IN list.
+    pg = session.get_bind().dialect.name == "postgresql"
     for at in range(0, len(ids), 5000):
-        chunk = list(ids[at:at + 5000])
-        q = _point_columns().add_columns(me.id).where(me.id.in_(chunk))
+        chunk = [int(i) for i in ids[at:at + 5000]]
+        q = _point_columns().add_columns(me.id).where(
+            me.id == any_(bindparam("ids", chunk, type_=ARRAY(Integer))) if pg
+            else me.id.in_(chunk))
         rows = list(session.execute(q))
         for row, point in zip(rows, _points(r[:-1] for r in rows), strict=True):
             found[int(row[-1])] = point
