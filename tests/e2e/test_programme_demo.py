@@ -75,6 +75,11 @@ def test_every_site_result_at_the_centre_exactly_once(programme: dict[str, Any])
             devices = set(s.scalars(select(m.Device.id).where(m.Device.site_id == site_id)))
             assert set(central) <= devices  # stored under the site that sent them
             assert programme["doc"]["sites"][site.key]["results_at_centre"] == len(at_site)
+        # every central result is a site's (the reader study's uploaded images are not
+        # analysed again at the centre: no exam counted twice)
+        assert s.scalar(select(func.count()).select_from(m.Result)) == s.scalar(
+            select(func.count()).select_from(m.FedRecord)
+            .where(m.FedRecord.local_table == "result"))
 
 
 def test_review_queue_is_triaged_and_the_rejection_reopens_the_site_test(

@@ -22,14 +22,14 @@ reason (:func:`scanbench.programme.review.decide`, the function the review page 
 call, audited); the site's next send pass fetches the decision and the test is due again
 on the site's due list (shown before and after).
 
-Then, at the centre: a reader study of de-identified clinical PET series (each site's
-series de-identified with the site's key by the DICOM PS3.15 Basic Profile
-de-identifier, as ``scanbench export --deidentified`` does, and stored by the central
-node's pipeline), read by the three readers through :func:`readers.score_case` (the
-browser's function), closed, with its statistics; System Usability Scale questionnaires
-per device and role; training records (some expiring within 60 days, one expired) and
-competency quiz attempts; and the programme report (HTML and PDF) from the central
-store.
+Then, at the centre: a reader study of de-identified clinical PET series (each site
+uploads the images of its first clinical PET exams' results through the federation's
+image upload for review, ``/api/v1/fed/images``, each instance de-identified with the
+site's key by the DICOM PS3.15 Basic Profile de-identifier), read by the three readers
+through :func:`readers.score_case` (the browser's function), closed, with its
+statistics; System Usability Scale questionnaires per device and role; training
+records (some expiring within 60 days, one expired) and competency quiz attempts; and
+the programme report (HTML and PDF) from the central store.
 
 What is simulated, stated: the readers' scores (a latent quality per case drawn at
 random, each reader's own bias and noise), the SUS answers (drawn around a per-model
@@ -43,7 +43,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -306,66 +305,73 @@ def _review(central_db: Any, central: Path, summary: ProgrammeSummary,
 
 # --------------------------------------------------------------------------- reader study
 
-def _reader_cases(summary: ProgrammeSummary, staging: Path) -> list[str]:
-    """De-identify each site's first clinical PET series with the site's key (PS3.15
-    Basic Profile, as ``scanbench export --deidentified``) into ``staging``; returns
-    the de-identified Series Instance UIDs."""
+def _reader_cases(summary: ProgrammeSummary, url: str, tokens: dict[str, str]
+                  ) -> list[str]:
+    """Each site uploads the de-identified images of its first clinical PET exams'
+    results (the PET liver noise of each exam, ``CASES_PER_SITE`` of them) to the
+    centre, as a site does when the programme enables image upload for expert review:
+    each instance through the site's DICOM PS3.15 Basic Profile de-identifier (its key,
+    as the sender's ``--images`` pass), posted to ``/api/v1/fed/images`` with the site's
+    credential; the centre stores it under the result's series (no analysis there: the
+    site's result is the one). Returns the de-identified Series Instance UIDs."""
+    import io
+
+    import httpx
     import pydicom
     from sqlalchemy import select
 
-    from scanbench.dicom.deid import Deidentifier, DeidOptions, site_secret
+    from scanbench.dicom.deid import Deidentifier, site_secret
     from scanbench.store import models as m
     from scanbench.store.db import Database
 
     uids: list[str] = []
     for key, home in summary.sites.items():
-        deid = Deidentifier(site_secret(home), DeidOptions())
+        deid = Deidentifier(site_secret(home))  # the sender's options
         db = Database(home)
+        client = httpx.Client(base_url=url, timeout=60.0,
+                              headers={"Authorization": f"Bearer {tokens[key]}"})
         try:
             with db.sessions() as s:
-                series = list(s.scalars(select(m.Series).where(
-                    m.Series.modality == "PT", m.Series.kind == "clinical")
-                    .order_by(m.Series.id).limit(CASES_PER_SITE)))
-                for se in series:
-                    paths = list(s.scalars(select(m.Instance.path).where(
-                        m.Instance.series_id == se.id).order_by(m.Instance.id)))
-                    for rel in paths:
-                        ds = pydicom.dcmread(home / "files" / rel)
+                results = list(s.scalars(select(m.Result).where(
+                    m.Result.analysis == "pet.clinical_liver_noise",
+                    m.Result.series_id.is_not(None)).order_by(m.Result.id)
+                    .limit(CASES_PER_SITE)))
+                for res in results:
+                    series = s.get_one(m.Series, res.series_id)
+                    for inst in s.scalars(select(m.Instance).where(
+                            m.Instance.series_id == series.id).order_by(m.Instance.id)):
+                        ds = pydicom.dcmread(home / "files" / inst.path)
                         deid.apply(ds)
-                        out = staging / key / str(ds.SeriesInstanceUID)
-                        out.mkdir(parents=True, exist_ok=True)
-                        ds.save_as(out / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
-                    uids.append(deid.uid(se.series_uid))
+                        buf = io.BytesIO()
+                        ds.save_as(buf, enforce_file_format=True)
+                        resp = client.post("/api/v1/fed/images", content=buf.getvalue(),
+                                           params={"record_key": f"result:{res.id}"},
+                                           headers={"Content-Type": "application/dicom"})
+                        if resp.status_code != 200:
+                            raise RuntimeError(f"site node {key}: an image of result "
+                                               f"{res.id} was refused: {resp.status_code} "
+                                               f"{resp.text[:300]}")
+                    uids.append(deid.uid(series.series_uid))
         finally:
+            client.close()
             db.close()
     return uids
 
 
 def _reader_study(central: Path, uids: list[str], rng: np.random.Generator
                   ) -> dict[str, Any]:
-    """Store the de-identified series in the central node (its pipeline, as ``scanbench
-    ingest``), make the study, let the readers score in their own order, close it;
-    returns its results (scanbench.programme.readers.results)."""
+    """Make the study of the uploaded series at the centre, let the readers score in
+    their own order, close it; returns its results (scanbench.programme.readers)."""
     from sqlalchemy import select
 
     from scanbench.programme import readers
-    from scanbench.service.jobs import make_executor
-    from scanbench.service.pipeline import Pipeline, iter_dicom_files
     from scanbench.store import models as m
+    from scanbench.store.db import Database
     from scanbench.web.audit import commit_with_retry
 
-    staging = central / "incoming-reader-study"
-    pipe = Pipeline(central, quiet_seconds=0.0, executor=make_executor(0), fsync=False,
-                    group_wait_seconds=0.0)
+    db = Database(central)
     try:
-        for f in sorted(iter_dicom_files([staging])):
-            out = pipe.store_instance(f.read_bytes(), source=f"reader study {f.name}")
-            if out.rejected:
-                raise RuntimeError(f"{f}: the central node refused a de-identified instance: "
-                                   f"{out.reason}")
-        pipe.drain()
-        shutil.rmtree(staging, ignore_errors=True)  # the node keeps its own copy
-        with pipe.db.sessions() as s:
+        with db.sessions() as s:
             lead = s.scalars(select(m.Site.id).where(
                 m.Site.name == fleet.SITES[0].name)).one()
             physicist = _actor(s, "physicist")
@@ -403,7 +409,7 @@ def _reader_study(central: Path, uids: list[str], rng: np.random.Generator
             commit_with_retry(s, lambda x: readers.close_study(x, physicist, sid))
             return readers.results(s, sid)
     finally:
-        pipe.close()
+        db.close()
 
 
 # --------------------------------------------------------------------------- SUS, training
@@ -566,12 +572,13 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
                                  due_at=now.isoformat())
         progress("expert review", 2, 2)
         summary.timings["review"] = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        progress("reader study, SUS, training", 0, 3)
+        uids = _reader_cases(summary, server.url, tokens)
     finally:
         server.stop()
 
-    t0 = time.monotonic()
-    progress("reader study, SUS, training", 0, 3)
-    uids = _reader_cases(summary, central / "incoming-reader-study")
     cdb.close()
     summary.reader_study = _reader_study(central, uids, rng)
     progress("reader study, SUS, training", 1, 3)
