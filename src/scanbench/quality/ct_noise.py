@@ -73,8 +73,66 @@ def _opt_float(params: dict[str, Any], name: str, default: float) -> float:
     return v
 
 
+def _box_rows(a: np.ndarray, size: int) -> np.ndarray:
+    """Sum over the window ``[i - size//2, i + size - 1 - size//2]`` along axis -2 with
+    scipy's ``reflect`` border, as a running sum over the rows:
+    each step one row added and one taken away for every slice and column at once, because
+    ``uniform_filter1d`` along a non-contiguous axis copies every column out and back and
+    cost about twice as much (measured on 512² slices)."""
+    lo = size // 2
+    rows = a.shape[-2]
+    # source row of each row of the reflected extension (no padded copy of the image)
+    src = np.arange(-lo, rows + size - 1 - lo)
+    src = np.where(src < 0, -src - 1, np.where(src >= rows, 2 * rows - src - 1, src)).tolist()
+    out = np.empty_like(a)
+    acc = a[..., src[:size], :].sum(axis=-2)
+    out[..., 0, :] = acc
+    for i in range(1, rows):
+        acc += a[..., src[i + size - 1], :]
+        acc -= a[..., src[i - 1], :]
+        out[..., i, :] = acc
+    return out
+
+
+def local_moments(vol: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Local mean and local mean of squares (float64) in the ``size × size`` in-plane window
+    around each pixel of a slice ``(y, x)`` or a stack of slices ``(z, y, x)``, borders
+    reflected: the two ``scipy.ndimage.uniform_filter`` maps of :func:`local_sd_reference`,
+    computed separably on a whole stack at once (rows by ``uniform_filter1d``, columns by a
+    running sum), equal to them to floating-point rounding."""
+    x = np.empty((2, *vol.shape), dtype=np.float64)
+    x[0] = vol
+    m, d = _moments(x, size)
+    return m[0] / d, m[1] / d
+
+
+def _moments(x: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """:func:`local_moments` of ``x[0]`` (float64), using ``x[1]`` as scratch: both maps in
+    one array, so each filter pass handles the values and their squares together. Returned
+    as ``(maps, d)``: the moments are ``maps / d``, left to the caller to divide where it
+    needs them (the same numbers as dividing every pixel first)."""
+    np.multiply(x[0], x[0], out=x[1])
+    m = ndimage.uniform_filter1d(x, size, axis=-1, mode="reflect")
+    if size <= x.shape[-2]:
+        return _box_rows(m, size), float(size)
+    # a window taller than the image reflects more than once: scipy's own filter
+    return ndimage.uniform_filter1d(m, size, axis=-2, mode="reflect"), 1.0
+
+
+def sd_from_moments(m: np.ndarray, m2: np.ndarray, n: int) -> np.ndarray:
+    """SD (ddof 1) of ``n`` values from their mean ``m`` and mean of squares ``m2``."""
+    return np.sqrt(np.clip(m2 - m * m, 0.0, None) * n / (n - 1))
+
+
 def local_sd(img: np.ndarray, size: int) -> np.ndarray:
-    """SD (ddof 1) of the pixel values in the ``size × size`` window around each pixel."""
+    """SD (ddof 1) of the pixel values in the ``size × size`` window around each pixel (of
+    a slice, or in-plane for each slice of a stack), borders reflected."""
+    return sd_from_moments(*local_moments(img, size), size * size)
+
+
+def local_sd_reference(img: np.ndarray, size: int) -> np.ndarray:
+    """:func:`local_sd` of one slice by ``scipy.ndimage.uniform_filter`` (the definition
+    the fast computation is tested against)."""
     img = img.astype(np.float64)
     n = size * size
     m = ndimage.uniform_filter(img, size, mode="reflect")
@@ -117,6 +175,18 @@ class SdHistogram:
         else:
             self.counts[:c.size] += c
 
+    def add_binned(self, counts: np.ndarray, n: int, total: float) -> None:
+        """Add values already binned: ``counts`` per bin from 0, ``n`` values (the binned
+        ones and any NaN), ``total`` their sum."""
+        self.n += n
+        self.total += float(total)
+        if counts.size > self.counts.size:
+            counts = counts.astype(np.int64)  # a copy: the caller's array is left alone
+            counts[:self.counts.size] += self.counts
+            self.counts = counts
+        else:
+            self.counts[:counts.size] += counts
+
     def mode(self) -> float:
         """As :func:`histogram_mode` of all the values added (NaN when none)."""
         if self.n == 0:
@@ -127,6 +197,34 @@ class SdHistogram:
         return self.total / self.n if self.n else float("nan")
 
 
+def _class_histograms(sd: np.ndarray, cls: np.ndarray, bin_width: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Histograms (bins of ``bin_width`` from 0, as :meth:`SdHistogram.add`), sums and
+    counts of the values ``sd`` of each class 0, 1, 2 in ``cls``, by one ``bincount`` of
+    bin × 3 + class instead of one boolean selection and histogram per class."""
+    sums = np.bincount(cls, weights=sd, minlength=3)
+    if np.isfinite(sums).all():  # no NaN: every SD >= 0, so truncation is the floor
+        idx = (sd / bin_width).astype(np.int64)
+        idx *= 3
+        idx += cls
+        counts = np.bincount(idx, minlength=3)
+        counts = np.pad(counts, (0, (-counts.size) % 3)).reshape(-1, 3).T
+        return counts, sums, counts.sum(axis=1)
+    idx = np.floor(sd / bin_width).astype(np.int64)
+    code = idx * 3 + cls
+    code = code[idx >= 0]  # NaN (from NaN pixels) counted in n and the sum, never binned
+    counts = np.bincount(code, minlength=3)
+    counts = np.pad(counts, (0, (-counts.size) % 3)).reshape(-1, 3).T
+    return counts, sums, np.bincount(cls, minlength=3)
+
+
+# Up to this many labelled regions are handled by one comparison each: cheaper than a
+# bincount or a lookup over all pixels of a 512² slice (which convert the labels first).
+_FEW = 8
+# slices whose local moments are computed together
+_SLAB = 4
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes`` (4-connected background) by labelling: the background
     regions that do not touch the image border are holes. The same result, several times
@@ -135,35 +233,124 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     if n == 0:
         return mask.copy()
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    holes = np.setdiff1d(np.arange(1, n + 1), border)
+    if holes.size <= _FEW:  # a few holes (a body's lungs, bowel gas): compared one by one
+        out = mask.copy()
+        for h in holes.tolist():
+            out |= labels == h
+        return out
     keep = np.zeros(n + 1, dtype=bool)
     keep[border] = True
     keep[0] = True  # label 0 is the mask itself
     return mask | ~keep[labels]
 
 
+# Binary morphology on bit-packed rows: 64 pixels of a row per uint64 word (bit j of word w
+# is column 64·w + j), so a shift along a row is two word shifts and an OR, and a shift
+# across rows a slice. Erosions and dilations of a 512² mask then cost a few dozen
+# operations on 4,096 words instead of scipy's filters over 262,144 bytes (measured about
+# 5x faster than the separable minimum filter and the taxicab distance transform).
+def _pack(mask: np.ndarray) -> np.ndarray:
+    pad = (-mask.shape[-1]) % 64
+    if pad:  # columns past the image are background, as scipy's border value
+        mask = np.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, pad)])
+    return np.packbits(mask, axis=-1, bitorder="little").view("<u8")
+
+
+def _unpack(words: np.ndarray, cols: int) -> np.ndarray:
+    return np.unpackbits(words.view(np.uint8), axis=-1, count=cols,
+                         bitorder="little").view(bool)
+
+
+def _shift_cols(w: np.ndarray, k: int) -> np.ndarray:
+    """Pixel ``i`` of each row takes pixel ``i + k`` (0 < |k| < 64; background past the
+    ends)."""
+    out = np.empty_like(w)
+    if k > 0:
+        np.right_shift(w, np.uint64(k), out=out)
+        out[..., :-1] |= w[..., 1:] << np.uint64(64 - k)
+    else:
+        np.left_shift(w, np.uint64(-k), out=out)
+        out[..., 1:] |= w[..., :-1] >> np.uint64(64 + k)
+    return out
+
+
+def _shift_rows(w: np.ndarray, k: int) -> np.ndarray:
+    """Row ``y`` takes row ``y + k`` (background past the ends)."""
+    out = np.zeros_like(w)
+    if k > 0:
+        out[..., :-k, :] = w[..., k:, :]
+    elif k < 0:
+        out[..., -k:, :] = w[..., :k, :]
+    else:
+        out[...] = w
+    return out
+
+
+def _erode_run(w: np.ndarray, size: int, shift: Any) -> np.ndarray:
+    """AND over the window ``[i - size//2, i + size - 1 - size//2]`` along one axis, by
+    doubling: after each step pixel ``i`` holds the AND of ``i .. i + length - 1``."""
+    length = 1
+    while length < size:
+        step = min(length, size - length)
+        w = w & shift(w, step)
+        length += step
+    return shift(w, -(size // 2)) if size // 2 else w
+
+
 def erode_square(mask: np.ndarray, size: int) -> np.ndarray:
     """``ndimage.binary_erosion(mask, np.ones((size, size)))`` (outside the image counts as
-    background) as a separable minimum filter: the same result, faster."""
-    out = ndimage.minimum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0)
-    return out.astype(bool)
+    background) of a slice, or in-plane of each slice of a stack; on bit-packed rows."""
+    rows, cols = mask.shape[-2:]
+    if size >= 64 or size >= rows:  # beyond the packed shifts: scipy's separable filter
+        out = ndimage.minimum_filter(mask.view(np.uint8), size=(1,) * (mask.ndim - 2)
+                                     + (size, size), mode="constant", cval=0)
+        return out.astype(bool)
+    w = _erode_run(_pack(mask), size, _shift_cols)
+    w = _erode_run(w, size, _shift_rows)
+    return _unpack(w, cols)
 
 
 def dilate_diamond(mask: np.ndarray, radius: int) -> np.ndarray:
     """``ndimage.binary_dilation(mask, iterations=radius)`` (the 4-connected cross applied
-    ``radius`` times: a diamond, L1 distance ≤ radius) by a taxicab distance transform."""
-    if not mask.any():
-        return mask.copy()
-    return np.asarray(ndimage.distance_transform_cdt(~mask, metric="taxicab") <= radius)
+    ``radius`` times: a diamond, L1 distance ≤ radius) of a slice, or in-plane of each slice
+    of a stack; on bit-packed rows. A path leaving the image is never shorter than one
+    inside it, so the packed columns past the image do not change the result."""
+    cols = mask.shape[-1]
+    w = _pack(mask)
+    for _ in range(radius):
+        grown = w | _shift_cols(w, 1)
+        grown |= _shift_cols(w, -1)
+        grown[..., 1:, :] |= w[..., :-1, :]
+        grown[..., :-1, :] |= w[..., 1:, :]
+        w = grown
+    return _unpack(w, cols)
 
 
 def _body_mask(img: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region above −500 HU, holes filled (the first of equal
+    largest ones in raster order).
+
+    Labelled and filled within the bounding box of the pixels above −500 HU only: the
+    regions and their raster order are the same there, and a background pixel on the box's
+    edge reaches the image's edge through the background outside the box, as it would from
+    the image's edge, so the holes are the same."""
     mask = img > -500.0
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
         return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return fill_holes(labels == int(np.argmax(sizes)))
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    labels, n = ndimage.label(mask[box])
+    if n <= _FEW:  # the body and a few others (table, arms): counted one by one
+        largest = 1 + int(np.argmax([np.count_nonzero(labels == i) for i in range(1, n + 1)]))
+    else:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        largest = int(np.argmax(sizes))
+    body = np.zeros_like(mask)
+    body[box] = fill_holes(labels == largest)
+    return body
 
 
 def _contrast_agent(series: Series) -> str | None:
@@ -236,18 +423,30 @@ class ClinicalGlobalNoise:
         yy, xx = np.mgrid[:rows, :cols]
         recon = (yy - (rows - 1) / 2) ** 2 + (xx - (cols - 1) / 2) ** 2 <= \
             ((min(rows, cols) / 2) - size) ** 2
-        for k in range(series.shape[0]):
-            img = np.asarray(series.voxels[k], dtype=np.float64)
-            sd = local_sd(img, size)
+        n_win = size * size
+        for k0 in range(0, series.shape[0], _SLAB):
+            # a few slices at once: fewer, longer steps of the running sum and of the packed
+            # morphology (a slab of 4 × 512² holds 2 × 16 MB of moments)
+            x = np.empty((2, *series.voxels[k0:k0 + _SLAB].shape), dtype=np.float64)
+            x[0] = series.voxels[k0:k0 + _SLAB]
+            mom, d = _moments(x, size)
+            img = x[0]
             soft = (img >= low) & (img <= high)
-            tissue_px += int(soft.sum())
-            duke.add(sd[soft])
-            body = _body_mask(img)
-            inner = erode_square(body, size)
-            wt.add(sd[soft & inner])
+            tissue_px += int(np.count_nonzero(soft))
+            body = np.stack([_body_mask(img[j]) for j in range(img.shape[0])])
+            inner_soft = soft & erode_square(body, size)
             not_air = dilate_diamond(img > -900.0, air_margin)
             air = recon & erode_square(~not_air, size)
-            wa.add(sd[air])
+            # the local SD only where a histogram counts it (about half a slice); class of
+            # each such pixel: 0 soft tissue only (Duke), 1 also inside the body's kernel
+            # margin (Duke and Wisconsin tissue), 2 air (never soft tissue)
+            counted = soft | air
+            sd = sd_from_moments(mom[0][counted] / d, mom[1][counted] / d, n_win)
+            cls = (inner_soft.view(np.uint8) + (air.view(np.uint8) << 1))[counted]
+            per_cls, sums, ns = _class_histograms(sd, cls, bin_hu)
+            duke.add_binned(per_cls[0] + per_cls[1], int(ns[0] + ns[1]), sums[0] + sums[1])
+            wt.add_binned(per_cls[1], int(ns[1]), sums[1])
+            wa.add_binned(per_cls[2], int(ns[2]), sums[2])
 
         result = result_for(self, series, parameters={
             "kernel_mm": kernel_mm, "kernel_pixels": size, "tissue_window_hu": [low, high],
