@@ -73,7 +73,7 @@ def _opt_float(params: dict[str, Any], name: str, default: float) -> float:
     return v
 
 
-def _box_rows(a: np.ndarray, size: int) -> np.ndarray:
+def _box_rows(a: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Sum over the window ``[i - size//2, i + size - 1 - size//2]`` along axis -2 with
     scipy's ``reflect`` border, as a running sum over the rows:
     each step one row added and one taken away for every slice and column at once, because
@@ -84,7 +84,7 @@ def _box_rows(a: np.ndarray, size: int) -> np.ndarray:
     # source row of each row of the reflected extension (no padded copy of the image)
     src = np.arange(-lo, rows + size - 1 - lo)
     src = np.where(src < 0, -src - 1, np.where(src >= rows, 2 * rows - src - 1, src)).tolist()
-    out = np.empty_like(a)
+    out = np.empty_like(a) if out is None else out
     acc = a[..., src[:size], :].sum(axis=-2)
     out[..., 0, :] = acc
     for i in range(1, rows):
@@ -106,17 +106,34 @@ def local_moments(vol: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return m[0] / d, m[1] / d
 
 
-def _moments(x: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+def _moments(x: np.ndarray, size: int,
+             work: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float]:
     """:func:`local_moments` of ``x[0]`` (float64), using ``x[1]`` as scratch: both maps in
     one array, so each filter pass handles the values and their squares together. Returned
     as ``(maps, d)``: the moments are ``maps / d``, left to the caller to divide where it
-    needs them (the same numbers as dividing every pixel first)."""
+    needs them (the same numbers as dividing every pixel first). ``work``: two arrays of
+    ``x``'s shape to write into, reused from slab to slab (a fresh 16 MB array is mapped
+    and zeroed page by page each time)."""
     np.multiply(x[0], x[0], out=x[1])
-    m = ndimage.uniform_filter1d(x, size, axis=-1, mode="reflect")
+    w1, w2 = work if work is not None else (None, None)
+    m = ndimage.uniform_filter1d(x, size, axis=-1, mode="reflect", output=w1)
     if size <= x.shape[-2]:
-        return _box_rows(m, size), float(size)
+        return _box_rows(m, size, out=w2), float(size)
     # a window taller than the image reflects more than once: scipy's own filter
-    return ndimage.uniform_filter1d(m, size, axis=-2, mode="reflect"), 1.0
+    return ndimage.uniform_filter1d(m, size, axis=-2, mode="reflect", output=w2), 1.0
+
+
+def _sd_of_sums(s1: np.ndarray, s2: np.ndarray, d: float, n: int) -> np.ndarray:
+    """``sd_from_moments(s1 / d, s2 / d, n)`` computed in place in ``s1`` and ``s2`` (the
+    same operations in the same order, so the same numbers, without temporaries)."""
+    np.divide(s1, d, out=s1)
+    np.divide(s2, d, out=s2)
+    np.multiply(s1, s1, out=s1)
+    np.subtract(s2, s1, out=s2)
+    np.clip(s2, 0.0, None, out=s2)
+    np.multiply(s2, n, out=s2)
+    np.divide(s2, n - 1, out=s2)
+    return np.sqrt(s2, out=s2)
 
 
 def sd_from_moments(m: np.ndarray, m2: np.ndarray, n: int) -> np.ndarray:
@@ -424,12 +441,15 @@ class ClinicalGlobalNoise:
         recon = (yy - (rows - 1) / 2) ** 2 + (xx - (cols - 1) / 2) ** 2 <= \
             ((min(rows, cols) / 2) - size) ** 2
         n_win = size * size
+        # a few slices at once: fewer, longer steps of the running sum and of the packed
+        # morphology (a slab of 4 × 512² holds 2 × 16 MB of moments), the arrays reused
+        slab = (2, min(_SLAB, series.shape[0]), rows, cols)
+        bufs = [np.empty(slab, dtype=np.float64) for _ in range(3)]
         for k0 in range(0, series.shape[0], _SLAB):
-            # a few slices at once: fewer, longer steps of the running sum and of the packed
-            # morphology (a slab of 4 × 512² holds 2 × 16 MB of moments)
-            x = np.empty((2, *series.voxels[k0:k0 + _SLAB].shape), dtype=np.float64)
-            x[0] = series.voxels[k0:k0 + _SLAB]
-            mom, d = _moments(x, size)
+            nk = min(_SLAB, series.shape[0] - k0)
+            x, w1, w2 = (b[:, :nk] for b in bufs)
+            x[0] = series.voxels[k0:k0 + nk]
+            mom, d = _moments(x, size, (w1, w2))
             img = x[0]
             soft = (img >= low) & (img <= high)
             tissue_px += int(np.count_nonzero(soft))
@@ -441,7 +461,7 @@ class ClinicalGlobalNoise:
             # each such pixel: 0 soft tissue only (Duke), 1 also inside the body's kernel
             # margin (Duke and Wisconsin tissue), 2 air (never soft tissue)
             counted = soft | air
-            sd = sd_from_moments(mom[0][counted] / d, mom[1][counted] / d, n_win)
+            sd = _sd_of_sums(mom[0][counted], mom[1][counted], d, n_win)
             cls = (inner_soft.view(np.uint8) + (air.view(np.uint8) << 1))[counted]
             per_cls, sums, ns = _class_histograms(sd, cls, bin_hu)
             duke.add_binned(per_cls[0] + per_cls[1], int(ns[0] + ns[1]), sums[0] + sums[1])
