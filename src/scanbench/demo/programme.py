@@ -710,8 +710,8 @@ def run_programme_demo(*, home: Path | None, days: int, end: str | None, exams: 
                   f"{summary.central_results.get(key)} at the centre "
                   f"({summary.batches.get(key)} batches)")
     rej = summary.rejection
-    t.add_row("review queue", f"{summary.queued} queued by triage score; "
-              f"{summary.accepted} accepted, 1 rejected")
+    t.add_row("review queue", f"{summary.queued} results queued, ordered by triage "
+              f"score; the reviewer accepted {summary.accepted} and rejected 1")
     t.add_row("rejection", safe(f"{rej.get('device')} ({names.get(rej.get('site', ''))}), "
                                 f"{rej.get('test')}: due list {rej.get('due_before')} -> "
                                 f"{rej.get('due_after')} after the next send pass"))
@@ -746,7 +746,8 @@ def run_programme_demo(*, home: Path | None, days: int, end: str | None, exams: 
         return
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     console_out.print(f"central node: open [bold]http://{shown}:{port}/review[/] "
-                      "(reviewer) or /reader-studies (reader1)")
+                      "(reviewer) or /reader-studies (reader1)"
+                      + (" (port 0: the bound port is printed below)" if not port else ""))
     from scanbench.web.cli import serve as serve_app
 
     serve_app(host=host, port=port, dicom_port=None, ae_title="SCANBENCH",
