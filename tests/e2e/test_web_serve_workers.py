@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session
@@ -110,3 +111,22 @@ def test_workers_refused_beside_the_node(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "--workers above 1 serves the web application alone" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_worker_freezes_its_startup_objects(tmp_path: Path, monkeypatch: Any) -> None:
+    """A worker's application (as ``serve`` builds its own) leaves the objects made at
+    start-up out of the garbage collector's full collections (``gc.freeze``)."""
+    import gc
+
+    from scanbench.web.cli import worker_app
+
+    monkeypatch.setenv("SCANBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SCANBENCH_DATABASE_URL", raising=False)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    app = worker_app()
+    try:
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        app.state.db.close()

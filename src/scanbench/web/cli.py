@@ -275,6 +275,7 @@ def serve(
     from scanbench.store.db import home_dir
 
     app.state.home = home_dir(home)  # the result page's figures (service/figures.py)
+    freeze_startup_objects()
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
                             proxy_headers=False)
     server = uvicorn.Server(config)
@@ -327,7 +328,23 @@ def worker_app() -> Any:
 
     app = create_app(_db(None, None), secure_cookies=os.environ.get(_SECURE_ENV) == "1")
     app.state.home = home_dir(None)
+    freeze_startup_objects()
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Take the objects made while starting the server (modules, routes, templates,
+    SQLAlchemy metadata: ~230,000 of them) out of the garbage collector's view
+    (``gc.freeze``, Python documentation, "gc — Garbage Collector interface"): a full
+    collection otherwise walks them all, 150-250 ms during which every request waits on
+    the GIL. In-process on bench/web.py's national-scale data, mean CPU per request
+    (36 requests): fleet page 28-31 -> 17-18 ms, control chart 45-47 -> 37 ms, history
+    API 26-30 -> 22 ms. They live as long as the process; the startup's garbage is
+    collected first, so none of it is kept."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _serve_workers(db: Any, host: str, port: int, workers: int, secure_cookies: bool,
