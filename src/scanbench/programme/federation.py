@@ -744,10 +744,16 @@ def receive_image(session: Session, token: str | None, body: bytes, record_key: 
         session.flush()
     series = session.scalars(select(m.Series).where(m.Series.series_uid == series_uid)).first()
     if series is None:
+        from scanbench.evaluation.alerts import CLINICAL
+
+        # The series' kind as the site's classification made it: a patient's series is
+        # one measured by a clinical image-quality analysis (PET liver noise, CT global
+        # noise), any other result's series is a phantom's.
+        kind = "clinical" if result.analysis in CLINICAL else "phantom"
         series = m.Series(series_uid=series_uid, study_id=study.id, device_id=result.device_id,
                           modality=str(ds.get("Modality", "")) or None,
                           sop_class_uid=str(ds.get("SOPClassUID", "")) or None,
-                          acquired_at=result.acquired_at, state="done", kind="phantom",
+                          acquired_at=result.acquired_at, state="done", kind=kind,
                           analysis=result.analysis)
         session.add(series)
         session.flush()
