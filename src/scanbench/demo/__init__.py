@@ -41,6 +41,8 @@ from scanbench.demo import fleet, qc
 
 #: What a progress callback gets: (phase description, done, total or None).
 Progress = Callable[[str, int, int | None], None]
+#: While storing, how often the node's poll submits the jobs of what is stored (s).
+POLL_EVERY_S = 1.0
 
 
 @dataclass
@@ -73,8 +75,9 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             sites: Collection[str] | None = None) -> DemoSummary:
     """Build the demo's data directory ``home`` (which must be new or empty); see the
     module docstring. ``days``: the simulated period, ending ``end`` (default
-    yesterday); ``workers``: the node's analysis processes (None: its default, cores
-    − 1; 0: in this process); ``exams``: clinical exams (about); ``periodic`` false
+    yesterday); ``workers``: the node's analysis processes (None: one per core, as for
+    the simulation: the demo's own process mostly waits while they run; 0: in this
+    process); ``exams``: clinical exams (about); ``periodic`` false
     leaves out the quarterly and annual phantom tests (faster, same scenario);
     ``sites``: only these sites' devices, sites and user grants (site keys of
     scanbench.demo.fleet.SITES; the programme demo prepares one site node each)."""
@@ -106,7 +109,10 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
     from scanbench.service.pipeline import Pipeline
 
     # Alerts and scorecards once per device after the ingest (module docstring).
-    pipe = Pipeline(home, quiet_seconds=0.0, executor=make_executor(workers), fsync=False,
+    # One analysis process per core by default: the node's own default (cores - 1) keeps
+    # a core for its other work, which in the demo is little beside the jobs.
+    procs = workers if workers is not None else (os.cpu_count() or 2)
+    pipe = Pipeline(home, quiet_seconds=0.0, executor=make_executor(procs), fsync=False,
                     group_wait_seconds=0.0, evaluate_each_job=False)
     staging = home / "incoming"
     try:
@@ -219,8 +225,12 @@ def _simulate(tasks: list[qc.QcTask], exam_days: list[Any], staging: Path,
         return files
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # The longest scans first (an ACR MRI session takes some 30 times a daily scan), so
+    # that no worker is left with one of them at the end while the other idles.
+    longest = sorted(tasks, key=lambda t: qc.SLOW_TESTS.index(t.test)
+                     if t.test in qc.SLOW_TESTS else len(qc.SLOW_TESTS))
     with cf.ProcessPoolExecutor(procs, mp_context=ctx) as pool:
-        futures = [pool.submit(qc.write, t, staging) for t in tasks]
+        futures = [pool.submit(qc.write, t, staging) for t in longest]
         futures += [pool.submit(demo_clinical.write, e, staging) for e in exam_days]
         for fut in cf.as_completed(futures):
             files += fut.result()
@@ -260,9 +270,29 @@ def _ingest(pipe: Any, staging: Path, progress: Progress, *,
         rel = p.relative_to(staging).as_posix()
         return any(rel.startswith(f + "/") for f in folders)
 
+    def analysed() -> None:
+        with pipe.db.sessions() as s:
+            total = s.scalar(select(func.count()).select_from(m.Job)) or 0
+            finished = s.scalar(select(func.count()).select_from(m.Job).where(
+                m.Job.state.in_(("done", "failed")))) or 0
+        progress(f"analysing ({pipe.executor.describe()})", finished, total or None)
+
     files = sorted(p for p in iter_dicom_files([staging]) if p.suffix == ".dcm"
                    and (only is None or within(p, only)) and not within(p, skip))
+    # The jobs run while the rest is stored, as on a node receiving a day's scans: at
+    # most every POLL_EVERY_S, between two task folders (so every series stored so far
+    # is complete: the pipeline's quiet time is 0), the node's poll submits the jobs of
+    # what is stored and collects the finished ones. Storing is this process's work, the
+    # jobs the workers'; before, the workers idled until every file was stored.
+    last_poll, unit = time.monotonic(), None
     for i, f in enumerate(files):
+        parts = f.relative_to(staging).parts
+        here = parts[:3]  # a QC task (device/day/test) or a day's clinical exams
+        if here != unit and time.monotonic() - last_poll >= POLL_EVERY_S:
+            pipe.poll()
+            analysed()
+            last_poll = time.monotonic()
+        unit = here
         out = pipe.store_instance(f.read_bytes(), source=str(f.relative_to(staging)))
         if out.rejected:
             raise RuntimeError(f"{f}: the node refused a simulated instance: {out.reason}")
@@ -279,14 +309,9 @@ def _ingest(pipe: Any, staging: Path, progress: Progress, *,
 
     worker = threading.Thread(target=drain, name="demo-drain", daemon=True)
     worker.start()
-    with pipe.db.sessions() as s:
-        while worker.is_alive():
-            worker.join(1.0)
-            total = s.scalar(select(func.count()).select_from(m.Job)) or 0
-            finished = s.scalar(select(func.count()).select_from(m.Job).where(
-                m.Job.state.in_(("done", "failed")))) or 0
-            s.rollback()
-            progress(f"analysing ({pipe.executor.describe()})", finished, total or None)
+    while worker.is_alive():
+        worker.join(1.0)
+        analysed()
     if errors:
         raise errors[0]
 

@@ -15,7 +15,7 @@ smaller than a scanner's):
 - MRI: the NEMA MS 1 two-acquisition SNR pair of a uniform cylinder weekly
   (``mr.nema_ms1.snr``, 128 x 128); the ACR large phantom once a year (T1, T2 and the
   sagittal localiser at the ACR's 256 x 256, ``mr.acr.*``: the slowest scan to
-  simulate, about 20 s).
+  simulate, about 7 s of CPU).
 
 Day-to-day variation is simulated as a scanner's would be: image noise from the
 virtual scanner, plus a small daily offset of the calibrated quantity (water CT number
@@ -45,6 +45,10 @@ PERIODIC_AT = dt.time(18, 30)
 TB_RECON_RANGE_MM = 300.0
 #: Software version of the upgraded CT after its upgrade.
 UPGRADED_SOFTWARE = "V10.8"
+#: The tests that take longest to simulate, longest first (CPU per scan measured on the
+#: development machine: ACR MRI about 7 s, ACR CT 464 about 3 s, NEMA IEC body phantom
+#: about 0.9 s; a daily or weekly scan 0.03 to 0.17 s): simulated first.
+SLOW_TESTS = ("mr-acr", "ct-acr464", "pet-iq")
 
 
 @dataclass(frozen=True)
