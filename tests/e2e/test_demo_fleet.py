@@ -256,3 +256,19 @@ def test_results_are_judged_by_the_spec_assigned_to_their_class(fleet: Any) -> N
             for x in r.measurements if x.status == "fail"]
         assert failed, "the failure day's water QC has no failed measurement"
         assert all(x.limit_source and x.limit_verified for _r, x in failed)
+
+
+def test_the_node_analysed_while_the_files_were_still_arriving(fleet: Any) -> None:
+    """The demo stores its files as a node receives them and the node's poll submits the
+    jobs of what is stored meanwhile (scanbench.demo.POLL_EVERY_S): jobs beyond those of
+    each device's first scan (stored, analysed and enrolled first) had finished before
+    the last instance was stored. Storing the run's thousands of files takes seconds of
+    CPU, many poll intervals."""
+    _home, plan, db = fleet
+    with db.sessions() as s:
+        last = s.scalar(select(func.max(m.Series.last_received))) or 0.0
+        arrived = dt.datetime.fromtimestamp(last, dt.UTC).replace(tzinfo=None)
+        finished = [f.replace(tzinfo=None) for f in s.scalars(
+            select(m.Job.finished_at).where(m.Job.finished_at.is_not(None)))]
+    early = sum(1 for f in finished if f < arrived)
+    assert early > len(plan["devices"]), (early, len(finished), arrived)
