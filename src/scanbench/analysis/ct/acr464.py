@@ -121,7 +121,9 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]
         return 0, (math.nan, math.nan), False, math.nan
     if body.touches_edge:
         return -1, body.centre_yx, True, math.nan
-    if abs(body.radius_mm - acr.RADIUS_MM) > 12.0:
+    if abs(body.radius_mm - acr.RADIUS_MM) > 12.0 or body.axis_ratio < pm.MIN_PHANTOM_AXIS_RATIO:
+        # not the 200 mm circular section: another object, or a patient's body (wider
+        # than deep) of about the phantom's area
         return 0, (math.nan, math.nan), False, math.nan
     frame = pm.Frame(body.centre_yx, spacing)
     sm = ndimage.gaussian_filter(np.asarray(img, float), (1.0 / spacing[0], 1.0 / spacing[1]))

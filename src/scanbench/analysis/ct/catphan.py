@@ -171,6 +171,9 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
     centre: tuple[float, float] | None = None
     housing = False
     if body is not None and not body.touches_edge and abs(body.radius_mm - 100.0) < 10.0:
+        if body.axis_ratio < pm.MIN_PHANTOM_AXIS_RATIO:
+            # the area of the 200 mm housing but not its circle: a patient's body
+            return SliceInfo("", (math.nan, math.nan), False)
         centre = body.centre_yx
         housing = True
     elif body is not None and body.touches_edge:

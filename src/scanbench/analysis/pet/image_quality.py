@@ -1195,6 +1195,16 @@ class ImageQuality:
         and how many of the six spheres the fitted ring sees at 3 SD or more
         (four or more count fully). A uniform cylinder fails the outline and
         the spheres; point sources fail the body.
+
+        The lung insert is required (without it the score stays below the
+        registry's 0.5): the IEC body phantom always holds it, a cylinder of
+        about 50 mm diameter of low-density material along its axis, and its
+        six spheres sit on a ring concentric with it (NEMA NU 2-2018 section
+        7.4.1; IEC 61675-1). A patient's trunk has the IEC body's area and
+        aspect and hot spots (liver, kidneys, spine, aorta, lesions) that a
+        ring fitted anywhere in the body can take for four spheres, but no
+        round cold region of the insert's size: without the insert the ring
+        is not anchored and the hot spots prove nothing.
         """
         try:
             loc = ring_location(series, ())
@@ -1204,7 +1214,7 @@ class ImageQuality:
             return 0.0
         seen = int(np.sum(loc.sphere_contrast_snr >= 3.0))
         s_ring = min(1.0, seen / 4.0)
-        s_lung = 1.0 if loc.lung_centre_yx is not None else 0.5
+        s_lung = 1.0 if loc.lung_centre_yx is not None else 0.2
         s_shape = min(1.0, loc.shape_score / 0.5)
         return float(np.clip(s_shape * s_lung * s_ring, 0.0, 1.0))
 
