@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pydicom
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,9 +29,9 @@ from scanbench.store import models as m
 from scanbench.store.db import Database
 
 #: The shortest period the demo's story allows, a fixed end (the same values every
-#: day), no periodic phantoms, few exams (tests/conftest.py DEMO_ARGS, 30 exams: 10 a
-#: site, so each PET/CT has clinical PET series for the reader study).
-ARGS = ["--days", "70", "--end", "2026-09-30", "--no-periodic", "--exams", "30",
+#: day), no periodic phantoms, few exams (the reader study's cases are virtual PET/CT
+#: patients of their own, not the clinical exams).
+ARGS = ["--days", "70", "--end", "2026-09-30", "--no-periodic", "--exams", "12",
         "--workers", "2"]
 
 
@@ -148,3 +150,41 @@ def test_programme_report_names_every_site(programme: dict[str, Any]) -> None:
     assert (home / "programme-report.pdf").read_bytes()[:5] == b"%PDF-"
     out = programme["stdout"]
     assert "demo-reviewer-pass" in out and "scanbench serve --home" in out
+
+
+def test_reader_study_cases_are_virtual_patients_scored_by_their_noise(
+        programme: dict[str, Any]) -> None:
+    """The cases are the virtual PET/CT patients' PET series, uploaded de-identified
+    under each site's PET liver noise result, stored at the centre as clinical series
+    with the site's PET/CT model in their headers; the simulated readers' noise scores
+    follow the cases' liver noise (derived from it, not drawn at random)."""
+    from scipy.stats import spearmanr
+
+    home = programme["home"]
+    models = {(d.manufacturer, d.model) for d in fleet.DEVICES if d.kind == "petct"}
+    for s in _session(home / "central"):
+        cases = list(s.scalars(select(m.ReaderCase)))
+        assert len(cases) == 12
+        seen, cov, noise = set(), [], []
+        for case in cases:
+            series = s.get_one(m.Series, case.series_id)
+            assert series.kind == "clinical" and series.modality == "PT"
+            result = s.scalars(select(m.Result).where(
+                m.Result.series_id == series.id)).one()
+            assert result.analysis == "pet.clinical_liver_noise"
+            inst = s.scalars(select(m.Instance).where(
+                m.Instance.series_id == series.id)).all()
+            assert len(inst) >= 20  # a whole-body PET volume, not a placeholder slice
+            ds = pydicom.dcmread(home / "central" / "files" / inst[0].path)
+            assert ds.PatientIdentityRemoved == "YES" and ds.Rows >= 48
+            seen.add((ds.Manufacturer, ds.ManufacturerModelName))
+            cov.append(float(next(x.value for x in result.measurements
+                                  if x.name == "liver_cov_percent") or 0.0))
+            scores = s.scalars(select(m.ReaderScore.score).where(
+                m.ReaderScore.case_id == case.id, m.ReaderScore.criterion == "noise")).all()
+            assert len(scores) == 3
+            noise.append(sum(scores) / 3)
+        assert seen == models
+        assert np.ptp(cov) > 4.0  # patients, activities and bed times differ
+        rho = spearmanr(cov, noise).statistic
+        assert rho < -0.6, (rho, cov, noise)

@@ -23,16 +23,19 @@ call, audited); the site's next send pass fetches the decision and the test is d
 on the site's due list (shown before and after).
 
 Then, at the centre: a reader study of de-identified clinical PET series (each site
-uploads the images of its first clinical PET exams' results through the federation's
-image upload for review, ``/api/v1/fed/images``, each instance de-identified with the
-site's key by the DICOM PS3.15 Basic Profile de-identifier), read by the three readers
+receives four virtual PET/CT patients of :mod:`scanbench.simulate.pet_patient` as
+patient studies, measures their PET liver noise, sends the results, and uploads their
+PET images through the federation's image upload for review, ``/api/v1/fed/images``,
+each instance de-identified with the site's key by the DICOM PS3.15 Basic Profile
+de-identifier), read by the three readers
 through :func:`readers.score_case` (the browser's function), closed, with its
 statistics; System Usability Scale questionnaires per device and role; training
 records (some expiring within 60 days, one expired) and competency quiz attempts; and
 the programme report (HTML and PDF) from the central store.
 
-What is simulated, stated: the readers' scores (a latent quality per case drawn at
-random, each reader's own bias and noise), the SUS answers (drawn around a per-model
+What is simulated, stated: the patients, the readers' scores (a latent score per case
+from its ground-truth liver noise and lesion contrast, :func:`case_scores`, plus each
+reader's own bias and noise), the SUS answers (drawn around a per-model
 tendency) and the training dates. The statistics computed from them are the real
 ones; the scores are not evidence about any product.
 """
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import subprocess
@@ -305,15 +309,144 @@ def _review(central_db: Any, central: Path, summary: ProgrammeSummary,
 
 # --------------------------------------------------------------------------- reader study
 
-def _reader_cases(summary: ProgrammeSummary, url: str, tokens: dict[str, str]
-                  ) -> list[str]:
-    """Each site uploads the de-identified images of its first clinical PET exams'
-    results (the PET liver noise of each exam, ``CASES_PER_SITE`` of them) to the
-    centre, as a site does when the programme enables image upload for expert review:
+#: Virtual PET/CT patients of the reader study (scanbench.simulate.pet_patient), small
+#: grids so that a case costs about a second: PET 6 mm voxels, CT 4 mm pixels and 8 mm
+#: slices, the field from the pelvis (z = -200 mm) to the lower chest (z = +120 mm).
+CASE_GRID: dict[str, Any] = {"voxel_mm": 6.0, "ct_pixel_mm": 4.0, "ct_slice_mm": 8.0,
+             "z_min_mm": -200.0, "z_max_mm": 120.0}
+#: Seconds per bed position the sites use for the reader-study patients.
+CASE_BED_S = (60.0, 90.0, 120.0, 150.0, 180.0)
+#: The demo readers' score model: liver COV (ground truth, %) at which the latent score
+#: is 5 and 1 (linear between, clipped): the demo's own model, not a published scale.
+COV_SCORE = (6.0, 20.0)
+#: Rose (1948) criterion: a signal-to-noise ratio of about 5 for a lesion to be seen.
+ROSE_K = 5.0
+
+
+@dataclass(frozen=True)
+class ReaderCase:
+    """One virtual patient of the reader study as written and analysed at its site."""
+
+    site: str
+    device: str
+    series_uid: str  # the PET series at the site (before de-identification)
+    truth: dict[str, Any]
+
+
+def _case_patients(rng: np.random.Generator) -> list[Any]:
+    """``CASES_PER_SITE`` virtual FDG patients: body size (lateral 290-390 mm, AP 0.68-0.8
+    of it, weight with the cross-section), injected 2.5-4.0 MBq/kg, uptake 55-75 min, a
+    time per bed from ``CASE_BED_S``, and one hot lesion (10-20 mm, SUV 3.5-7) in the
+    left liver lobe (away from the right-lobe VOI of the liver noise measurement)."""
+    from scanbench.simulate.pet_patient import Lesion, PetPatient
+
+    out = []
+    for _ in range(CASES_PER_SITE):
+        lat = float(rng.uniform(290.0, 390.0))
+        ap = lat * float(rng.uniform(0.68, 0.8))
+        weight = 75.0 * (lat * ap) / (340.0 * 250.0)
+        base = PetPatient(lat_mm=lat, ap_mm=ap, weight_kg=round(weight, 1), **CASE_GRID)
+        (cx, cy, cz), _ = base.left_lobe()
+        lesion = Lesion(cx, cy, cz, float(rng.choice((10.0, 14.0, 20.0))),
+                        round(float(rng.uniform(3.5, 7.0)), 1))
+        out.append(PetPatient(
+            lat_mm=lat, ap_mm=ap, weight_kg=round(weight, 1),
+            injected_mbq=round(weight * float(rng.uniform(2.5, 4.0)), 0),
+            uptake_min=round(float(rng.uniform(55.0, 75.0)), 0),
+            bed_s=float(rng.choice(CASE_BED_S)), lesions=(lesion,), **CASE_GRID))
+    return out
+
+
+def _write_cases(site_home: Path, site_key: str, end: dt.date, rng: np.random.Generator
+                 ) -> list[ReaderCase]:
+    """Write this site's reader-study patients (PET and its CT, one study each) with the
+    site's PET/CT identity in the headers, and analyse them at the site as any patient
+    study it receives (the node's pipeline: stored, classified clinical, PET liver
+    noise measured in the study's job): each case becomes a site result that the
+    federation sends, under which its images are uploaded."""
+    import dataclasses
+
+    from scanbench.service.executors import make_executor
+    from scanbench.service.jobs import ENV_FIGURES
+    from scanbench.service.pipeline import Pipeline, iter_dicom_files
+    from scanbench.simulate.dicom_writer import write_series
+    from scanbench.simulate.pet import ScannerModel
+    from scanbench.simulate.pet_patient import STUDY_DESCRIPTION, _write_ct, pet_ct_series
+    from scanbench.types import DeviceIdentity
+
+    dev = next(d for d in fleet.DEVICES if d.site == site_key and d.kind == "petct")
+    ident = DeviceIdentity(dev.manufacturer, dev.model, dev.serial, dev.station, dev.software)
+    staging = site_home / "reader-cases"
+    cases: list[ReaderCase] = []
+    for j, p in enumerate(_case_patients(rng)):
+        seed = int(rng.integers(1, 2**31))
+        start = dt.datetime.combine(end - dt.timedelta(days=3 * j + 1), dt.time(9 + j, 0))
+        pet, ct, truth = pet_ct_series(p, seed, scan_start=start)
+        pet = dataclasses.replace(pet, facts=dataclasses.replace(pet.facts, device=ident))
+        ct = dataclasses.replace(ct, facts=dataclasses.replace(ct.facts, device=ident))
+        folder, pid = staging / f"case-{j + 1}", f"RS-{site_key}-{j + 1:02d}"
+        write_series(pet, folder / "PT", patient_name="SIM^READER^CASE", patient_id=pid,
+                     reconstruction_method=ScannerModel().reconstruction_method,
+                     study_description=STUDY_DESCRIPTION)
+        _write_ct(ct, folder / "CT", pid)
+        cases.append(ReaderCase(site_key, dev.display_name,
+                                str(pet.facts.series_instance_uid), truth))
+    figures = os.environ.get(ENV_FIGURES)
+    os.environ[ENV_FIGURES] = "0"  # as the demo's ingest: figures drawn on request
+    # In process (a handful of small studies): no worker processes to start.
+    pipe = Pipeline(site_home, quiet_seconds=0.0, executor=make_executor(0), fsync=False,
+                    group_wait_seconds=0.0, evaluate_each_job=False)
+    try:
+        for f in sorted(iter_dicom_files([staging])):
+            out = pipe.store_instance(f.read_bytes(), source=str(f.relative_to(site_home)))
+            if out.rejected:
+                raise RuntimeError(f"{f}: the site node refused a reader-study instance: "
+                                   f"{out.reason}")
+        pipe.drain()
+    finally:
+        pipe.close()
+        if figures is None:
+            os.environ.pop(ENV_FIGURES, None)
+        else:
+            os.environ[ENV_FIGURES] = figures
+    return cases
+
+
+def case_scores(truth: dict[str, Any]) -> dict[str, float]:
+    """The latent (noise-free) score of a simulated reader on each criterion, from the
+    case's ground truth: *noise* and *overall image quality* fall linearly from 5 at a
+    liver COV of ``COV_SCORE[0]`` % to 1 at ``COV_SCORE[1]`` %; *lesion conspicuity*
+    from the lesion's signal-to-noise ratio by the Rose model, SNR = C · RC / COV ·
+    d / FWHM (C the lesion's contrast to the liver, RC the peak of the uniform sphere
+    of diameter d blurred by a Gaussian of FWHM sqrt(resolution² + voxel²), d / FWHM
+    for the resolution elements across it), 1 at the Rose criterion ``ROSE_K`` and 5 at
+    four times it. The demo's own model of a reader, not a published observer model."""
+    cov = float(truth["liver_cov_percent"]) / 100.0
+    lo, hi = COV_SCORE
+    q = float(np.clip(5.0 - 4.0 * (100.0 * cov - lo) / (hi - lo), 1.0, 5.0))
+    les = truth["lesions"][0]
+    liver = float(truth["liver_suv_mean"])
+    fwhm = math.hypot(float(truth["patient"]["fwhm_mm"]), float(truth["patient"]["voxel_mm"]))
+    r, sigma = les["diameter_mm"] / 2.0, fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    # centre of a uniform sphere of radius r convolved with an isotropic Gaussian
+    rc = (math.erf(r / (math.sqrt(2.0) * sigma))
+          - math.sqrt(2.0 / math.pi) * (r / sigma) * math.exp(-r * r / (2.0 * sigma**2)))
+    snr = (les["suv"] - liver) / liver * rc / cov * les["diameter_mm"] / fwhm
+    c = float(np.clip(1.0 + 4.0 * (snr - ROSE_K) / (3.0 * ROSE_K), 1.0, 5.0))
+    return {"overall image quality": q, "noise": q, "lesion conspicuity": c}
+
+
+def _reader_cases(summary: ProgrammeSummary, url: str, tokens: dict[str, str],
+                  cases: list[ReaderCase]) -> dict[str, dict[str, Any]]:
+    """Each site uploads the de-identified PET images of its reader-study patients
+    (``cases``: the PET series the reader-study page shows, under the site's PET liver
+    noise result of each; the CT stays at the site) to the centre, as a site does when
+    the programme enables image upload for expert review:
     each instance through the site's DICOM PS3.15 Basic Profile de-identifier (its key,
     as the sender's ``--images`` pass), posted to ``/api/v1/fed/images`` with the site's
     credential; the centre stores it under the result's series (no analysis there: the
-    site's result is the one). Returns the de-identified Series Instance UIDs."""
+    site's result is the one). Returns each case's de-identified Series Instance UID
+    with its ground truth."""
     import io
 
     import httpx
@@ -324,7 +457,8 @@ def _reader_cases(summary: ProgrammeSummary, url: str, tokens: dict[str, str]
     from scanbench.store import models as m
     from scanbench.store.db import Database
 
-    uids: list[str] = []
+    truth = {c.series_uid: c.truth for c in cases}
+    uids: dict[str, dict[str, Any]] = {}
     for key, home in summary.sites.items():
         deid = Deidentifier(site_secret(home))  # the sender's options
         db = Database(home)
@@ -332,10 +466,14 @@ def _reader_cases(summary: ProgrammeSummary, url: str, tokens: dict[str, str]
                               headers={"Authorization": f"Bearer {tokens[key]}"})
         try:
             with db.sessions() as s:
+                mine = [c.series_uid for c in cases if c.site == key]
                 results = list(s.scalars(select(m.Result).where(
                     m.Result.analysis == "pet.clinical_liver_noise",
-                    m.Result.series_id.is_not(None)).order_by(m.Result.id)
-                    .limit(CASES_PER_SITE)))
+                    m.Result.series_uid.in_(mine)).order_by(m.Result.id)))
+                if len(results) != len(mine):
+                    raise RuntimeError(f"site node {key}: {len(mine) - len(results)} "
+                                       "reader-study patient(s) have no PET liver noise "
+                                       "result (scanbench jobs list)")
                 for res in results:
                     series = s.get_one(m.Series, res.series_id)
                     for inst in s.scalars(select(m.Instance).where(
@@ -351,17 +489,20 @@ def _reader_cases(summary: ProgrammeSummary, url: str, tokens: dict[str, str]
                             raise RuntimeError(f"site node {key}: an image of result "
                                                f"{res.id} was refused: {resp.status_code} "
                                                f"{resp.text[:300]}")
-                    uids.append(deid.uid(series.series_uid))
+                    uids[deid.uid(series.series_uid)] = truth[series.series_uid]
         finally:
             client.close()
             db.close()
     return uids
 
 
-def _reader_study(central: Path, uids: list[str], rng: np.random.Generator
+def _reader_study(central: Path, uids: dict[str, dict[str, Any]], rng: np.random.Generator
                   ) -> dict[str, Any]:
     """Make the study of the uploaded series at the centre, let the readers score in
-    their own order, close it; returns its results (scanbench.programme.readers)."""
+    their own order, close it; returns its results (scanbench.programme.readers). A
+    simulated reader's score is the case's latent score from its ground truth
+    (:func:`case_scores`) plus the reader's own bias (normal, SD 0.3) and noise per
+    reading (normal, SD 0.5), rounded and clipped to the 1-5 scale."""
     from sqlalchemy import select
 
     from scanbench.programme import readers
@@ -386,11 +527,11 @@ def _reader_study(central: Path, uids: list[str], rng: np.random.Generator
             if missing:
                 raise RuntimeError(f"reader study: {len(missing)} de-identified series not "
                                    "stored at the centre")
-            for u in uids:
-                commit_with_retry(s, lambda x, u=u: readers.add_case(x, physicist, sid,
-                                                                     series[u]))
-            quality = {c: float(rng.uniform(2.0, 4.8)) for c in s.scalars(
-                select(m.ReaderCase.id).where(m.ReaderCase.study_id == sid))}
+            latent: dict[int, dict[str, float]] = {}
+            for u, truth in uids.items():
+                case = commit_with_retry(s, lambda x, u=u: readers.add_case(
+                    x, physicist, sid, series[u]))
+                latent[case.id] = case_scores(truth)
             for i, name in enumerate(READERS):
                 reader = _actor(s, name)
                 commit_with_retry(s, lambda x, r=reader, i=i: readers.assign_reader(
@@ -401,7 +542,7 @@ def _reader_study(central: Path, uids: list[str], rng: np.random.Generator
                                                           reader.user_id)
                     if nxt is None:
                         break
-                    scores = {c: int(np.clip(round(quality[nxt] + bias
+                    scores = {c: int(np.clip(round(latent[nxt][c] + bias
                                                    + float(rng.normal(0.0, 0.5))), 1, 5))
                               for c in CRITERIA}
                     commit_with_retry(s, lambda x, r=reader, c=nxt, sc=scores:
@@ -512,8 +653,9 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
     summary = ProgrammeSummary(home=home, central=central)
     summary.period = (end - dt.timedelta(days=days - 1), end)
     rng = np.random.default_rng(14)
+    cases: list[ReaderCase] = []
 
-    for site in fleet.SITES:
+    for i, site in enumerate(fleet.SITES):
         t0 = time.monotonic()
         site_home = home / "sites" / site.key
 
@@ -526,6 +668,9 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
                        progress=site_progress, sites={site.key})
         summary.jobs_failed += made.jobs_failed
         summary.sites[site.key] = site_home
+        progress(f"{site.key}: reader-study patients", 0, CASES_PER_SITE)
+        cases += _write_cases(site_home, site.key, end, np.random.default_rng(1400 + i))
+        progress(f"{site.key}: reader-study patients", CASES_PER_SITE, CASES_PER_SITE)
         db = Database(site_home)
         summary.site_results[site.key] = _count_results(db)
         db.close()
@@ -575,7 +720,7 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
 
         t0 = time.monotonic()
         progress("reader study, SUS, training", 0, 3)
-        uids = _reader_cases(summary, server.url, tokens)
+        uids = _reader_cases(summary, server.url, tokens, cases)
     finally:
         server.stop()
 
