@@ -9,10 +9,11 @@ the device's own baseline model), and never before the drift. A contrast-enhance
 exam is stored refused with its reason and left out of the trend. Then the API and
 the device page's fragment show it, and a new baseline closes the alerts.
 
-Patients are at least 190 mm AP: smaller virtual abdomens (about 260 × 175 mm) are
-taken for a CatPhan or ACR 464 phantom by the phantom detectors (ct.catphan and
-ct.acr464 at confidence 0.95), so the node would analyse them as phantoms; that is a
-classification limit, stated in docs/clinical-image-quality.md.
+Patients from 200 × 136 mm (a child's abdomen) to 420 × 336 mm (lateral × AP): the
+small ones have about the area of a 200 mm CatPhan or ACR 464 and were once taken for
+them; the phantom detectors now require the phantom's circular section
+(tests/unit/analysis/test_patients_not_phantoms.py), so every exam is measured as a
+patient.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     truths = []
     try:
         for i in range(N_EXAMS):
-            lat = float(rng.uniform(280.0, 420.0))
+            lat = float(rng.uniform(200.0, 420.0))
             ap = lat * float(rng.uniform(0.68, 0.8))
             # automatic exposure control: CTDIvol grows with size, with some scatter
             ctdi = 12.0 * math.exp(0.01 * (0.85 * lat - 300.0) + rng.normal(0.0, 0.15))
