@@ -165,6 +165,12 @@ def test_reader_study_end_to_end(world: dict[str, Any]) -> None:
     assert noise["icc"]["form"] == "ICC(2,1)" and noise["icc"]["icc"] < 1
     assert noise["paired"]["pairs"] == 4
     assert sharp["paired"]["mean_difference"] == pytest.approx(-2.0)  # GE minus Siemens
+    listing = ph.get("/reader-studies")  # the way to the results: their imports begin
+    assert listing.status_code == 200 and f"/reader-studies/{sid}/results" in listing.text
+    from scanbench.programme import stats
+
+    assert stats._preloaded is not None
+    stats._preloaded.join()
     page = ph.get(f"/reader-studies/{sid}/results")
     assert page.status_code == 200 and "ICC(2,1)" in page.text
     assert "Siemens Vision-600" in page.text and "Wilcoxon signed-rank" in page.text

@@ -111,3 +111,22 @@ def test_bad_input_is_named() -> None:
         stats.weighted_kappa([1, 2], [1])
     with pytest.raises(InputError, match="every reader"):
         stats.icc([[1, 2], [3, float("nan")], [4, 5]])
+
+
+def test_preload_imports_the_statistics_libraries_once() -> None:
+    """In a fresh interpreter (this one may have them already): the preload thread
+    imports pingouin, scikit-learn's metrics and pandas, and a second call returns the
+    same thread instead of starting another."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from scanbench.programme import stats\n"
+            "assert 'pingouin' not in sys.modules and 'sklearn.metrics' not in sys.modules\n"
+            "t = stats.preload_in_background()\n"
+            "assert stats.preload_in_background() is t\n"
+            "t.join()\n"
+            "assert {'pingouin', 'sklearn.metrics', 'pandas'} <= set(sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -42,6 +42,10 @@ def study_list(ctx: P) -> HTMLResponse:
         _next, done, total = readers.progress(ctx.session, s, ctx.who.user_id)
         items.append({"study": s, "done": done, "total": total,
                       "manage": s.site_id is not None and ctx.who.may("physicist", s.site_id)})
+    if any(i["manage"] for i in items):  # the results link is shown: their imports begin
+        from scanbench.programme.stats import preload_in_background
+
+        preload_in_background()
     return render(ctx, "studies.html", items=items)
 
 
