@@ -13,6 +13,7 @@ keep their assertions.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from scanbench.analysis import registry
@@ -25,9 +26,10 @@ from scanbench.types import Series
 
 # lateral × AP (mm): a child's trunk (180 × 150), the bodies near a 200 mm phantom's area
 # that were taken for one (220 × 160, 260 × 175), a nearly round small trunk (210 × 190,
-# axis ratio 0.9), average and large adults (330 × 240, 400 × 300)
-SIZES = [(180.0, 150.0), (220.0, 160.0), (260.0, 175.0), (210.0, 190.0), (330.0, 240.0),
-         (400.0, 300.0)]
+# axis ratio 0.9), round trunks the outline alone cannot tell from the phantom (200 × 198,
+# 220 × 215: told apart by the inserts), average and large adults (330 × 240, 400 × 300)
+SIZES = [(180.0, 150.0), (220.0, 160.0), (260.0, 175.0), (210.0, 190.0), (200.0, 198.0),
+         (220.0, 215.0), (330.0, 240.0), (400.0, 300.0)]
 
 
 def _no_phantom(series: Series) -> None:
@@ -61,6 +63,24 @@ def test_body_axis_ratio_tells_a_cylinder_from_a_trunk() -> None:
     assert abs(body.radius_mm - 100.0) < 10.0  # the phantom's area: size alone fails
     assert body.axis_ratio == pytest.approx(175.0 / 260.0, abs=0.03)
     assert body.axis_ratio < pm.MIN_PHANTOM_AXIS_RATIO
+
+
+def test_bright_runs_counts_separate_arcs_of_a_closed_ring() -> None:
+    """The insert check of the CT detectors: a CatPhan or ACR bar ring shows several
+    separate bright arcs, a vertebra one; short gaps (a group's bars, noise) join."""
+    ring = np.zeros(720)
+    assert pm.bright_runs(ring, 0.5) == 0
+    ring[100:130] = 1.0  # a vertebra: one arc
+    assert pm.bright_runs(ring, 0.5) == 1
+    ring[132:140] = 1.0  # 2-sample gap: the same arc
+    assert pm.bright_runs(ring, 0.5) == 1
+    ring[715:] = ring[:4] = 1.0  # an arc over the seam counts once
+    assert pm.bright_runs(ring, 0.5) == 2
+    bars = np.zeros(720)
+    for a in range(0, 720, 90):  # eight patterns 45° apart (ACR 464 module 4)
+        bars[a + 20:a + 44] = 1.0
+    assert pm.bright_runs(bars, 0.5) == 8
+    assert pm.bright_runs(np.ones(720), 0.5) == 1
 
 
 @pytest.fixture(scope="module")

@@ -134,9 +134,15 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]
     centre = float(np.median(img[r < 40.0]))
     if ring63.min() < -500.0:
         return 1, body.centre_yx, True, centre
-    if ring70.max() > 300.0 and ring70.std() > 80.0:
+    if ring70.max() > 300.0 and ring70.std() > 80.0 and pm.bright_runs(ring70, 300.0) >= 4:
+        # module 4's eight bar patterns, 45° apart round the ring: at least half of them
+        # stand apart (a patient's vertebra on the ring is one arc)
         return 4, body.centre_yx, True, centre
-    if 45.0 <= centre <= 150.0:
+    if 45.0 <= centre <= 150.0 and ring70.std() < 40.0 \
+            and abs(float(np.median(ring70)) - centre) < 30.0:
+        # module 2 is one material (90 HU) out to its edge, its rods 6 HU above it: the
+        # 70 mm ring reads the centre's level (a patient's trunk there holds bone, fat and
+        # organs of other CT numbers)
         return 2, body.centre_yx, True, centre
     if -45.0 <= centre < 45.0 and ring70.std() < 40.0:
         return 3, body.centre_yx, True, centre

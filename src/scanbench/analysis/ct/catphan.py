@@ -95,6 +95,10 @@ BEAD_ROI_MM = 4.0
 BEAD_MIN_SNR = 10.0
 NOISE_ROI_RADIUS_MM = 30.0
 KINDS = ("sensitometry", "uniformity", "resolution", "low_contrast")
+#: Separate bright arcs the CTP528 ring must show to be its line-pair groups: ten groups
+#: 18-25° apart (the coarse four are resolved on any scanner); a patient's vertebra on
+#: that ring is one arc (:func:`phantom_modules.bright_runs`)
+MIN_BAR_GROUPS = 4
 
 
 @dataclass
@@ -192,7 +196,8 @@ def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
         return SliceInfo("sensitometry", centre, housing)
     # bars stand out of their module by a few hundred HU at least (less on cone-beam CT,
     # where a 1.5 mm slice cuts the 2 mm gauge partly: ~200 HU on an Elekta XVI)
-    if ring_lp.max() - float(np.median(ring_lp)) > 120.0 and ring_lp.std() > 30.0:
+    if ring_lp.max() - float(np.median(ring_lp)) > 120.0 and ring_lp.std() > 30.0 \
+            and pm.bright_runs(ring_lp, float(np.median(ring_lp)) + 120.0) >= MIN_BAR_GROUPS:
         return SliceInfo("resolution", centre, housing)
     yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
     r = np.hypot((yy - centre[0]) * dy, (xx - centre[1]) * dx)

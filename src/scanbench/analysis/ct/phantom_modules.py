@@ -155,6 +155,31 @@ def find_body(img: np.ndarray, spacing_yx: tuple[float, float],
     return Body((float(cy), float(cx)), math.sqrt(area / math.pi), edge, area, ratio)
 
 
+def bright_runs(values: np.ndarray, threshold: float, min_gap: int = 4) -> int:
+    """How many separate arcs of a closed ring profile lie above ``threshold``.
+
+    Gaps shorter than ``min_gap`` samples (2° at the 720 samples of
+    :func:`ring_profile`) join the arcs on either side, so the bars of one bar group and
+    noise flickering at the threshold count once. Why: a phantom's bar patterns are
+    several separate objects spread round their ring (CatPhan CTP528: ten line-pair
+    groups 18-25° apart; ACR 464 module 4: eight patterns 45° apart), while the bone a
+    patient's body puts on that ring (a vertebra) is one arc or two.
+    """
+    above = np.asarray(values) > threshold
+    if above.all():
+        return 1
+    if not above.any():
+        return 0
+    a = np.roll(above, -int(np.argmin(above)))  # starts below: an arc over the seam is one
+    starts = np.flatnonzero(a[1:] & ~a[:-1]) + 1
+    ends = np.flatnonzero(a[:-1] & ~a[1:]) + 1  # one past each arc
+    if a[-1]:
+        ends = np.append(ends, a.size)
+    # gap before each arc after the first, and the one from the last arc round to the first
+    gaps = np.append(starts[1:] - ends[:-1], starts[0] + a.size - ends[-1])
+    return max(1, int(np.count_nonzero(gaps >= min_gap)))
+
+
 def ring_profile(img: np.ndarray, frame: Frame, radius_mm: float, n: int = 720,
                  width_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(image angles deg, values) sampled round a circle about the frame centre;
