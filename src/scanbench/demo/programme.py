@@ -311,9 +311,10 @@ def _review(central_db: Any, central: Path, summary: ProgrammeSummary,
 
 #: Virtual PET/CT patients of the reader study (scanbench.simulate.pet_patient), small
 #: grids so that a case costs about a second: PET 6 mm voxels, CT 4 mm pixels and 8 mm
-#: slices, the field from the pelvis (z = -200 mm) to the lower chest (z = +120 mm).
+#: slices, the field from the upper pelvis (z = -180 mm) to the lung bases (z = +60 mm):
+#: the liver (z = -150 to +10 mm) whole.
 CASE_GRID: dict[str, Any] = {"voxel_mm": 6.0, "ct_pixel_mm": 4.0, "ct_slice_mm": 8.0,
-             "z_min_mm": -200.0, "z_max_mm": 120.0}
+                             "z_min_mm": -180.0, "z_max_mm": 60.0}
 #: Seconds per bed position the sites use for the reader-study patients.
 CASE_BED_S = (60.0, 90.0, 120.0, 150.0, 180.0)
 #: The demo readers' score model: liver COV (ground truth, %) at which the latent score
@@ -668,9 +669,12 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
                        progress=site_progress, sites={site.key})
         summary.jobs_failed += made.jobs_failed
         summary.sites[site.key] = site_home
+        t1 = time.monotonic()
         progress(f"{site.key}: reader-study patients", 0, CASES_PER_SITE)
         cases += _write_cases(site_home, site.key, end, np.random.default_rng(1400 + i))
         progress(f"{site.key}: reader-study patients", CASES_PER_SITE, CASES_PER_SITE)
+        summary.timings["reader-study patients"] = (
+            summary.timings.get("reader-study patients", 0.0) + time.monotonic() - t1)
         db = Database(site_home)
         summary.site_results[site.key] = _count_results(db)
         db.close()
@@ -721,6 +725,7 @@ def prepare_programme(home: Path, *, days: int = 70, end: dt.date | None = None,
         t0 = time.monotonic()
         progress("reader study, SUS, training", 0, 3)
         uids = _reader_cases(summary, server.url, tokens, cases)
+        summary.timings["reader-study upload"] = time.monotonic() - t0
     finally:
         server.stop()
 
