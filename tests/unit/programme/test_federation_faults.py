@@ -458,6 +458,7 @@ def test_images_for_review_only_when_enabled_and_de_identified(site: SiteNode) -
     de-identifier; the centre links them to the result (same keyed-hash series UID) and
     refuses an instance that does not say it was de-identified."""
     from node_dicom import ct_series
+    from scanbench.evaluation.alerts import CLINICAL
     from scanbench.service.filestore import FileStore
 
     study_uid, series_uid, raws = ct_series(3)
@@ -497,6 +498,9 @@ def test_images_for_review_only_when_enabled_and_de_identified(site: SiteNode) -
         series_row = s.get_one(m.Series, inst[0].series_id)
         result = s.scalars(select(m.Result).where(m.Result.series_id == series_row.id)).one()
         assert result.series_uid == series_row.series_uid != series_uid
+        # a phantom result's series stays a phantom's (a patient's: clinical, checked by
+        # tests/e2e/test_programme_demo.py on the reader study's PET series)
+        assert result.analysis not in CLINICAL and series_row.kind == "phantom"
         central_home = Path(str(site.central_db.url).removeprefix("sqlite:///")).parent
         for row in inst:
             ds = pydicom.dcmread(central_home / "files" / row.path)
