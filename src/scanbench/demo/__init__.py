@@ -172,7 +172,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             summary.timings["alerts"] = time.monotonic() - t0
 
             t0 = time.monotonic()
-            summary.figures = _figures(s, home, progress)
+            summary.figures = _figures(s, home, progress, workers)
             summary.timings["figures"] = time.monotonic() - t0
 
             t0 = time.monotonic()
@@ -316,17 +316,27 @@ def _ingest(pipe: Any, staging: Path, progress: Progress, *,
         raise errors[0]
 
 
-def _figures(s: Any, home: Path, progress: Progress) -> int:
+def _job_with_figures(spec: Any) -> Any:
+    """:func:`scanbench.service.jobs.run_series_job` drawing the figures (in a worker of
+    the fork server, whose environment says not to: set before the ingest)."""
+    from scanbench.service.jobs import ENV_FIGURES, run_series_job
+
+    os.environ[ENV_FIGURES] = "1"
+    return run_series_job(spec)
+
+
+def _figures(s: Any, home: Path, progress: Progress, workers: int | None = None) -> int:
     """Draw the figures of the results the demo's pages lead to: each device's latest
     result of each analysis, and every result an alert was raised or closed on. Each
-    of their jobs is run again in this process as the node ran it
-    (scanbench.service.jobs.run_series_job: the same files, the same deterministic
-    analysis), this time drawing the figures, which are stored for the job's stored
-    results (scanbench.service.figures.store_job_figures). Returns the files written."""
+    of their jobs is run again as the node ran it, on a process per core (``workers``;
+    0: in this process) (scanbench.service.jobs.run_series_job: the same files, the
+    same deterministic analysis), this time drawing the figures, which are stored for
+    the job's stored results (scanbench.service.figures.store_job_figures). Returns the
+    files written."""
     from sqlalchemy import func, or_, select
 
     from scanbench.service.figures import store_job_figures
-    from scanbench.service.jobs import ENV_FIGURES, JobSpec, run_series_job
+    from scanbench.service.jobs import ENV_FIGURES, JobSpec
     from scanbench.service.pipeline import job_targets
     from scanbench.store import models as m
 
@@ -343,30 +353,45 @@ def _figures(s: Any, home: Path, progress: Progress) -> int:
         or_(m.Result.id.in_(latest), m.Result.id.in_(alerted))).distinct())))
     root = home / "files"
     written = 0
-    before = os.environ.get(ENV_FIGURES)
-    os.environ[ENV_FIGURES] = "1"
-    try:
-        for i, job_id in enumerate(job_ids):
-            progress("figures of the latest and the alerted results", i, len(job_ids))
-            job = s.get_one(m.Job, job_id)
-            targets = job_targets(job)
-            # The job's files as the node gave them (Pipeline._files_of): its series and
-            # the other phantom series of their studies, the partners of a group.
-            studies = select(m.Series.study_id).where(m.Series.series_uid.in_(targets))
-            files = tuple(str(root / p) for p in s.scalars(
-                select(m.Instance.path).join(m.Series, m.Series.id == m.Instance.series_id)
-                .where(or_(m.Series.series_uid.in_(targets),
-                           m.Series.study_id.in_(studies) & (m.Series.kind == "phantom")))
-                .order_by(m.Instance.id)))
-            out = run_series_job(JobSpec(job.id, "series", job.target_uid, files,
-                                         targets=tuple(targets)))
-            written += store_job_figures(s, home, job.id, out.figures, out.figure_errors)
-        progress("figures of the latest and the alerted results", len(job_ids), len(job_ids))
-    finally:
-        if before is None:
-            os.environ.pop(ENV_FIGURES, None)
-        else:
-            os.environ[ENV_FIGURES] = before
+    specs = []
+    for job_id in job_ids:
+        job = s.get_one(m.Job, job_id)
+        targets = job_targets(job)
+        # The job's files as the node gave them (Pipeline._files_of): its series and
+        # the other phantom series of their studies, the partners of a group.
+        studies = select(m.Series.study_id).where(m.Series.series_uid.in_(targets))
+        files = tuple(str(root / p) for p in s.scalars(
+            select(m.Instance.path).join(m.Series, m.Series.id == m.Instance.series_id)
+            .where(or_(m.Series.series_uid.in_(targets),
+                       m.Series.study_id.in_(studies) & (m.Series.kind == "phantom")))
+            .order_by(m.Instance.id)))
+        specs.append(JobSpec(job.id, "series", job.target_uid, files, targets=tuple(targets)))
+    what = "figures of the latest and the alerted results"
+    progress(what, 0, len(specs))
+    procs = max(1, workers if workers is not None else (os.cpu_count() or 2))
+    if procs <= 1 or workers == 0 or len(specs) < 2:
+        before = os.environ.get(ENV_FIGURES)
+        try:
+            for i, spec in enumerate(specs):
+                out = _job_with_figures(spec)
+                written += store_job_figures(s, home, spec.job_id, out.figures,
+                                             out.figure_errors)
+                progress(what, i + 1, len(specs))
+        finally:
+            if before is None:
+                os.environ.pop(ENV_FIGURES, None)
+            else:
+                os.environ[ENV_FIGURES] = before
+        return written
+    # On every core (the fork server's processes, as the simulation): re-analysing and
+    # drawing is most of this phase's time; storing the figures stays here.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with cf.ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+        for i, (spec, out) in enumerate(zip(specs, pool.map(_job_with_figures, specs),
+                                            strict=True)):
+            written += store_job_figures(s, home, spec.job_id, out.figures, out.figure_errors)
+            progress(what, i + 1, len(specs))
     return written
 
 
