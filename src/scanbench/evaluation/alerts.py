@@ -67,6 +67,7 @@ from scanbench.evaluation.trend import (
     rule_holds,
 )
 from scanbench.store import models as m
+from scanbench.store.fleet_state import PATIENT_ANALYSES
 
 #: The rules automatic alerts use: 1-3s for a large step (ARL0 370 values) and the
 #: tabular CUSUM k = 0.5σ, h = 5σ for a small shift or a slow drift (ARL0 465;
@@ -93,7 +94,7 @@ _NOT_A_VALUE = ("refused", "not_judged")
 CLINICAL_CT = "ct.clinical_global_noise"
 #: Measurements of patients: their values vary with the patient, so the rules above
 #: never run on them raw (PET liver noise: stored and shown, not trended yet).
-CLINICAL = (CLINICAL_CT, "pet.clinical_liver_noise")
+CLINICAL = PATIENT_ANALYSES
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ device.
 
 **Fleet state of a device** (the rules of the fleet page, unchanged):
 
-- the newest result of each analysis (latest acquired, then highest id; a superseded
-  result never is), with the status of the result by the rule of
-  :func:`scanbench.evaluation.overall_status` (:func:`result_status`);
+- the newest result of each QC analysis (latest acquired, then highest id; a superseded
+  result never is; patients' series, :data:`PATIENT_ANALYSES`, are not QC tests), with
+  the status of the result by the rule of :func:`scanbench.evaluation.overall_status`
+  (:func:`result_status`);
 - open alerts: limit alerts at the action level make a device *failing*; trend alerts
   and tolerance-level limit alerts make it *drifting*;
 - overdue: the required tests marked ``overdue`` in the device's newest stored
@@ -52,6 +53,10 @@ from scanbench.store import models as m
 
 #: The order of the fleet: what needs attention first.
 RANKS = ("failing", "drifting", "overdue", "ok", "no results")
+#: Analyses of patients' series (clinical image quality, issue 16): not QC tests, so not
+#: among a device's "latest status per test" (their values vary with the patient; their
+#: drift reaches the fleet state through their size-normalised trend alerts).
+PATIENT_ANALYSES = ("ct.clinical_global_noise", "pet.clinical_liver_noise")
 RANK = {name: i for i, name in enumerate(RANKS)}
 
 #: session.info keys: devices whose state is stale; fact kinds whose version must rise.
@@ -163,7 +168,7 @@ def _latest_results(session: Session, visible: Select[Any]) -> dict[int, list[di
                 entry[3].add(status)
     out: dict[int, list[dict[str, Any]]] = {}
     for rid, (device_id, analysis, acquired_at, statuses) in found.items():
-        if device_id is None:
+        if device_id is None or analysis in PATIENT_ANALYSES:
             continue
         out.setdefault(device_id, []).append(
             {"analysis": analysis, "result_id": rid,
