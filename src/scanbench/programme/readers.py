@@ -310,7 +310,8 @@ def results(session: Session, study_id: int) -> dict[str, Any]:
         "cases": len(cases), "scale": [study.scale_min, study.scale_max],
         "method": {
             "case_score": "mean over the readers who scored the case",
-            "means": "mean of case scores by model, 95 % Student t interval",
+            "means": "mean of case scores by model, 95 % Student t interval (cut at the "
+                     "scale's ends where it passes them)",
             "kappa": "Cohen's kappa, linear weights (Cohen 1968), per reader pair",
             "icc": "ICC(2,1) two-way random effects, absolute agreement, single rater "
                    "(Shrout & Fleiss 1979; McGraw & Wong 1996 ICC(A,1))",
@@ -323,7 +324,8 @@ def results(session: Session, study_id: int) -> dict[str, Any]:
         per_model: dict[str, list[float]] = defaultdict(list)
         for cid, v in case_mean.items():
             per_model[models[cid]].append(v)
-        entry["by_model"] = [{"model": k, **stats.mean_ci(v).as_dict()}
+        scale = (float(study.scale_min), float(study.scale_max))
+        entry["by_model"] = [{"model": k, **stats.mean_ci(v, bounds=scale).as_dict()}
                              for k, v in sorted(per_model.items())]
         kappas = []
         for r1, r2 in itertools.combinations(readers, 2):

@@ -136,8 +136,14 @@ def icc(table: Sequence[Sequence[float]], form: str = DEFAULT_ICC) -> dict[str, 
             "source": "Shrout & Fleiss 1979; McGraw & Wong 1996 (pingouin intraclass_corr)"}
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
-    """The mean with its Student-t confidence interval (mean ± t(1-α/2, n-1)·s/√n)."""
+def mean_ci(values: Sequence[float], level: float = 0.95,
+            bounds: tuple[float, float] | None = None) -> Interval:
+    """The mean with its Student-t confidence interval (mean ± t(1-α/2, n-1)·s/√n).
+
+    ``bounds``: the range the values can take (a rating scale, SUS 0-100). The mean of
+    such values cannot leave it, but with few, spread values the t interval does (four
+    cases on a 1..5 scale gave 0.34 .. 5.99): the interval is then cut at the bounds and
+    its method says so, rather than stating means the scale cannot hold."""
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     if n == 0:
@@ -147,7 +153,11 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
         return Interval(mean, math.nan, math.nan, level, "Student t (n=1: no interval)", 1)
     se = float(x.std(ddof=1)) / math.sqrt(n)
     t = float(sps.t.ppf(0.5 + level / 2, n - 1))
-    return Interval(mean, mean - t * se, mean + t * se, level, "Student t", n)
+    low, high, method = mean - t * se, mean + t * se, "Student t"
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+        method = f"Student t, cut at the scale's ends {bounds[0]:g} and {bounds[1]:g}"
+    return Interval(mean, low, high, level, method, n)
 
 
 def hodges_lehmann(d: Sequence[float], level: float = 0.95) -> Interval:

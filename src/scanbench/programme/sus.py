@@ -87,9 +87,9 @@ def add_response(session: Session, actor: Actor, device_id: int, role: str,
 
 
 def _summary(scores: list[float]) -> dict[str, Any]:
-    ci = stats.mean_ci(scores)
+    ci = stats.mean_ci(scores, bounds=(0.0, 100.0))
     return {"n": len(scores), "mean": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
-            "ci": "95 % Student t", "unit": "SUS score (0-100)"}
+            "ci": f"95 % {ci.method}", "unit": "SUS score (0-100)"}
 
 
 def summarise(session: Session, device_ids: Sequence[int]) -> dict[str, Any]:

@@ -90,6 +90,21 @@ def test_signed_rank_null_distribution() -> None:
     assert np.cumsum(pmf)[6] * 512 == pytest.approx(14)
 
 
+def test_mean_ci_of_a_bounded_scale_stays_on_the_scale() -> None:
+    """Four case means on a 1..5 scale (the programme demo's reader study): the plain t
+    interval is 0.34 .. 5.99, scores no case can have; with the scale's bounds it is cut
+    at 1 and 5 and says so; an interval inside the bounds is left as it is."""
+    values = [1.0, 2.5, 5.0, 4.17]
+    plain = stats.mean_ci(values)
+    assert plain.low < 1 and plain.high > 5
+    cut = stats.mean_ci(values, bounds=(1, 5))
+    assert (cut.low, cut.high, cut.estimate) == (1, 5, plain.estimate)
+    assert "cut at the scale's ends 1 and 5" in cut.method
+    inside = stats.mean_ci([3, 3.5, 4, 3.2, 3.8], bounds=(1, 5))
+    assert inside == stats.mean_ci([3, 3.5, 4, 3.2, 3.8])
+    assert inside.method == "Student t"
+
+
 def test_mean_ci_and_detectable_difference() -> None:
     """t interval of 1..5: mean 3, s = 1.5811, t(0.975, 4) = 2.7764 -> 3 ± 1.9632;
     detectable difference with SD 1, n 16: (1.95996 + 0.84162)/4 = 0.7004."""

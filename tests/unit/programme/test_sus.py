@@ -76,8 +76,12 @@ def test_sus_stored_per_device_role_model_and_year_of_life(db: Database) -> None
     assert rows[(a.id, "radiologist")]["n"] == 1 and rows[(a.id, "radiologist")]["ci_low"] is None
     model = {r["model"]: r for r in got["per_model"]}
     assert model["Siemens Vida"]["mean"] == 25.0
-    # t interval of (0, 50): 25 ± 12.706 * 25
-    assert model["Siemens Vida"]["ci_high"] == pytest.approx(25 + 12.7062 * 25, abs=1e-2)
+    # t interval of (0, 50): 25 ± 12.706 * 25 = -293 .. 343, cut at the scale's 0 and 100
+    assert (model["Siemens Vida"]["ci_low"], model["Siemens Vida"]["ci_high"]) == (0, 100)
+    assert "cut at the scale's ends 0 and 100" in model["Siemens Vida"]["ci"]
+    tech = rows[(a.id, "technologist")]  # 80, 50, 50: 60 ± 4.303 * 10 = 17 .. 103 -> 100
+    assert tech["ci_low"] == pytest.approx(60 - 4.3027 * 10, abs=1e-2)
+    assert tech["ci_high"] == 100
     years = [(r["device_id"], r["year_of_life"], r["n"]) for r in got["trend"]]
     assert (a.id, 1, 3) in years and (a.id, 2, 1) in years
     (pair,) = got["model_comparisons"]
