@@ -109,6 +109,7 @@ Per-disc evidence (z, contrast-to-noise Δ/σ, whether seen) is in the result's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, ClassVar
 
@@ -463,36 +464,69 @@ def disc_matched(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
     radius = sheet[2] if np.isfinite(sheet[2]) else LCD_SHEET_RADIUS_MM
     sr, sc = acr.to_pixel(n, np.array(sheet[0]), np.array(sheet[1]))
     out = np.full(centres.shape, np.nan)
+    frame = _Frame(image, (py, px), s, gap, rows, cols, radii,
+                   (float(sr), float(sc), radius))
     for k, j in np.ndindex(centres.shape):
-        r0, c0, rad = float(rows[k, j]), float(cols[k, j]), float(radii[k, j])
+        got = frame.matched(float(rows[k, j]), float(cols[k, j]), float(radii[k, j]),
+                            h_r, h_c)
+        if got is None:
+            continue
+        stat, var, energy = got
+        if contrast_out is not None:
+            contrast_out[k, j] = stat / energy
+        out[k, j] = stat / (sigma * np.sqrt(var))
+    return out
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What the matched statistic of one disc needs from its slice (:func:`disc_matched`,
+    :func:`disc_free_z`): the image, pixel size (mm), PSF sigma (mm), the background gap
+    (mm), every disc's pixel place and radius (excluded from backgrounds) and the sheet
+    (centre row, column in pixels; radius in mm)."""
+
+    image: np.ndarray
+    pixel_mm: tuple[float, float]
+    s: float
+    gap: float
+    rows: np.ndarray
+    cols: np.ndarray
+    radii: np.ndarray
+    sheet: tuple[float, float, float]
+
+    def matched(self, r0: float, c0: float, rad: float, h_r: int, h_c: int
+                ) -> tuple[float, float, float] | None:
+        """(Σ w x − aᵀβ, Σ w² + aᵀ(XᵀX)⁻¹a, Σ w²) of a disc of radius ``rad`` (mm) at pixel
+        (``r0``, ``c0``) within ``h_r`` x ``h_c`` pixels of it, or None where the template or
+        its background (at least 10 pixels) does not fit."""
+        py, px = self.pixel_mm
+        image = self.image
         ir, ic = round(r0), round(c0)
         rr = np.arange(max(ir - h_r, 0), min(ir + h_r + 1, image.shape[0]))
         cc = np.arange(max(ic - h_c, 0), min(ic + h_c + 1, image.shape[1]))
         if rr.size == 0 or cc.size == 0:
-            continue
+            return None
         shape = (rr.size, cc.size)
         dy = np.broadcast_to((rr[:, None] - r0) * py, shape)
         dx = np.broadcast_to((cc[None, :] - c0) * px, shape)
         dist = np.hypot(dy, dx)
         vals = image[np.ix_(rr, cc)]
-        w = 0.5 * (1.0 + erf((rad - dist) / (np.sqrt(2.0) * s)))
+        w = 0.5 * (1.0 + erf((rad - dist) / (np.sqrt(2.0) * self.s)))
         sup = (w > 0.02) & np.isfinite(vals)
-        near_any = _near_any(rr, cc, rows, cols, radii, gap, (py, px))
+        near_any = _near_any(rr, cc, self.rows, self.cols, self.radii, self.gap, (py, px))
+        sr, sc, radius = self.sheet
         bg = (~near_any & ~sup & (dist <= rad + BACKGROUND_REACH_MM) & np.isfinite(vals)
-              & (np.hypot((rr[:, None] - float(sr)) * py, (cc[None, :] - float(sc)) * px)
-                 <= radius - gap))
+              & (np.hypot((rr[:, None] - sr) * py, (cc[None, :] - sc) * px)
+                 <= radius - self.gap))
         if bg.sum() < 10 or not sup.any():
-            continue
+            return None
         x = np.column_stack([np.ones(int(bg.sum())), dx[bg], dy[bg]])
         beta, *_ = np.linalg.lstsq(x, vals[bg], rcond=None)
         ws = w[sup]
         a = np.array([ws.sum(), (ws * dx[sup]).sum(), (ws * dy[sup]).sum()])
         stat = float(ws @ vals[sup] - a @ beta)
         var = float(ws @ ws + a @ np.linalg.solve(x.T @ x, a))
-        if contrast_out is not None:
-            contrast_out[k, j] = stat / float(ws @ ws)
-        out[k, j] = stat / (sigma * np.sqrt(var))
-    return out
+        return stat, var, float(ws @ ws)
 
 
 def disc_free_z(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
@@ -529,33 +563,12 @@ def disc_free_z(acr: AcrAxial, n: int, centres: np.ndarray, sigma: float,
     h_r = int(np.ceil((rad + BACKGROUND_REACH_MM) / py)) + 1
     h_c = int(np.ceil((rad + BACKGROUND_REACH_MM) / px)) + 1
     out = np.full(places.size, np.nan)
+    frame = _Frame(image, (py, px), s, gap, rows, cols, radii,
+                   (float(sr), float(sc), radius))
     for i in range(places.size):
-        r0, c0 = float(p_rows[i]), float(p_cols[i])
-        ir, ic = round(r0), round(c0)
-        rr = np.arange(max(ir - h_r, 0), min(ir + h_r + 1, image.shape[0]))
-        cc = np.arange(max(ic - h_c, 0), min(ic + h_c + 1, image.shape[1]))
-        if rr.size == 0 or cc.size == 0:
-            continue
-        shape = (rr.size, cc.size)
-        dy = np.broadcast_to((rr[:, None] - r0) * py, shape)
-        dx = np.broadcast_to((cc[None, :] - c0) * px, shape)
-        dist = np.hypot(dy, dx)
-        vals = image[np.ix_(rr, cc)]
-        w = 0.5 * (1.0 + erf((rad - dist) / (np.sqrt(2.0) * s)))
-        sup = (w > 0.02) & np.isfinite(vals)
-        bg = (~_near_any(rr, cc, rows, cols, radii, gap, (py, px)) & ~sup
-              & (dist <= rad + BACKGROUND_REACH_MM) & np.isfinite(vals)
-              & (np.hypot((rr[:, None] - float(sr)) * py, (cc[None, :] - float(sc)) * px)
-                 <= radius - gap))
-        if bg.sum() < 10 or not sup.any():
-            continue
-        x = np.column_stack([np.ones(int(bg.sum())), dx[bg], dy[bg]])
-        beta, *_ = np.linalg.lstsq(x, vals[bg], rcond=None)
-        ws = w[sup]
-        a = np.array([ws.sum(), (ws * dx[sup]).sum(), (ws * dy[sup]).sum()])
-        stat = float(ws @ vals[sup] - a @ beta)
-        var = float(ws @ ws + a @ np.linalg.solve(x.T @ x, a))
-        out[i] = stat / (sigma * np.sqrt(var))
+        got = frame.matched(float(p_rows[i]), float(p_cols[i]), rad, h_r, h_c)
+        if got is not None:
+            out[i] = got[0] / (sigma * np.sqrt(got[1]))
     return out[np.isfinite(out)]
 
 
