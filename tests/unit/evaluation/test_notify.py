@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from email import policy
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +16,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from dicom_tls import make_pki
+from notifykit import Endpoint, MailSink, free_port
 from scanbench.evaluation.notify import (
-    SIGNATURE_HEADER,
     AlertNotice,
     SmtpSettings,
     WebhookSettings,
@@ -42,23 +37,6 @@ def _alert(key: str, time: dt.datetime, measurement: str = "SUVmean") -> Alert:
                  baseline_sigma=0.1, message="1-3s high")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-
 def _part(msg: EmailMessage, kind: str) -> str:
     body = msg.get_body((kind,))
     assert isinstance(body, EmailMessage)
@@ -66,9 +44,9 @@ def _part(msg: EmailMessage, kind: str) -> str:
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSettings, _Sink]]:
-    sink = _Sink()
-    port = _free_port()
+def smtp() -> Iterator[tuple[SmtpSettings, MailSink]]:
+    sink = MailSink()
+    port = free_port()
     c = Controller(sink, hostname="127.0.0.1", port=port)
     c.start()
     try:
@@ -77,38 +55,8 @@ def smtp() -> Iterator[tuple[SmtpSettings, _Sink]]:
         c.stop()
 
 
-class _Endpoint:
-    def __init__(self, fail_first: int = 0, status: int = 503) -> None:
-        self.bodies: list[tuple[bytes, str]] = []
-        self.fail_first, self.status, self.hits = fail_first, status, 0
-        ep = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers["Content-Length"])
-                body = self.rfile.read(n)
-                ep.hits += 1
-                if ep.hits <= ep.fail_first:
-                    self.send_response(ep.status)
-                else:
-                    ep.bodies.append((body, self.headers[SIGNATURE_HEADER]))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_email_once_with_context_and_escaped_html(
-        smtp: tuple[SmtpSettings, _Sink]) -> None:
+        smtp: tuple[SmtpSettings, MailSink]) -> None:
     settings, sink = smtp
     n = AlertNotice(_alert("k1", T0), device="<b>PET-1</b>", link="https://qc/x")
     sent: set[str] = set()
@@ -124,7 +72,7 @@ def test_email_once_with_context_and_escaped_html(
     assert "&lt;b&gt;PET-1&lt;/b&gt;" in page and "<b>PET-1</b>" not in page
 
 
-def test_digest_one_message_for_the_day(smtp: tuple[SmtpSettings, _Sink]) -> None:
+def test_digest_one_message_for_the_day(smtp: tuple[SmtpSettings, MailSink]) -> None:
     settings, sink = smtp
     ns = [AlertNotice(_alert("a", T0), "PET-1"),
           AlertNotice(_alert("b", T0 + dt.timedelta(hours=3), "contrast"), "PET-2"),
@@ -140,7 +88,7 @@ def test_digest_one_message_for_the_day(smtp: tuple[SmtpSettings, _Sink]) -> Non
 
 
 def test_webhook_signed_and_once() -> None:
-    ep = _Endpoint()
+    ep = Endpoint()
     try:
         hook = WebhookSettings(ep.url, secret="s3cret")
         sent: set[str] = set()
@@ -160,7 +108,7 @@ def test_webhook_signed_and_once() -> None:
 
 
 def test_webhook_retried_then_delivered() -> None:
-    ep = _Endpoint(fail_first=2)
+    ep = Endpoint(fail_first=2)
     waits: list[float] = []
     try:
         hook = WebhookSettings(ep.url, "k", retries=3, backoff_s=0.5)
@@ -172,7 +120,7 @@ def test_webhook_retried_then_delivered() -> None:
 
 
 def test_failing_endpoint_bounded_and_reported_not_raised() -> None:
-    ep = _Endpoint(fail_first=100)
+    ep = Endpoint(fail_first=100)
     sent: set[str] = set()
     try:
         hook = WebhookSettings(ep.url, "k", retries=2, backoff_s=0.0)
@@ -182,16 +130,16 @@ def test_failing_endpoint_bounded_and_reported_not_raised() -> None:
     finally:
         ep.close()
     # nobody listening: connection refused, reported
-    dead = WebhookSettings(f"http://127.0.0.1:{_free_port()}/", "k", retries=1, backoff_s=0)
+    dead = WebhookSettings(f"http://127.0.0.1:{free_port()}/", "k", retries=1, backoff_s=0)
     out = notify(AlertNotice(_alert("k", T0), "PET-1"), sent, webhook=dead)
     assert out[0].status == "failed" and out[0].attempts == 2
-    bad_mail = SmtpSettings("127.0.0.1", _free_port(), "a@b", ("c@d",), timeout_s=5)
+    bad_mail = SmtpSettings("127.0.0.1", free_port(), "a@b", ("c@d",), timeout_s=5)
     out = notify(AlertNotice(_alert("k", T0), "PET-1"), sent, smtp=bad_mail)
     assert out[0].status == "failed" and "SMTP" in (out[0].error or "")
 
 
 def test_client_error_not_retried() -> None:
-    ep = _Endpoint(fail_first=100, status=400)
+    ep = Endpoint(fail_first=100, status=400)
     try:
         out = notify(AlertNotice(_alert("k", T0), "PET-1"), set(),
                      webhook=WebhookSettings(ep.url, "k", retries=3, backoff_s=0))
@@ -213,7 +161,7 @@ def test_starttls_verifies_certificate_and_logs_in(tmp_path: Path) -> None:
             logins.append(data.login.decode())
         return AuthResult(success=ok)
 
-    sink, port = _Sink(), _free_port()
+    sink, port = MailSink(), free_port()
     c = Controller(sink, hostname="127.0.0.1", port=port, tls_context=ctx,
                    require_starttls=True, authenticator=auth, auth_require_tls=True)
     c.start()

@@ -8,14 +8,8 @@ reminder; the command sends them too."""
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from email import policy
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +17,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from notifykit import Endpoint, MailSink, free_port
 from scanbench.evaluation import alerts
-from scanbench.evaluation.notify import SIGNATURE_HEADER, verify
+from scanbench.evaluation.notify import verify
 from scanbench.programme import training
 from scanbench.store import Database
 from scanbench.store import models as m
@@ -33,58 +28,15 @@ from scanbench.web import audit, auth, sites
 CLI = audit.Actor(None, "cli:test")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-
-class _Endpoint:
-    """Records each POST's body and signature header, per path."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, bytes, str]] = []
-        ep = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ep.bodies.append((self.path, body, self.headers[SIGNATURE_HEADER]))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Site A (e-mail and webhook targets) with a device; site B (a webhook target);
     a technologist of site A with a radiation-safety training (no device) expiring on
     2026-12-31 and a device-operation training of site A's device on 2026-12-08."""
-    sink, port = _Sink(), _free_port()
+    sink, port = MailSink(), free_port()
     smtp = Controller(sink, hostname="127.0.0.1", port=port)
     smtp.start()
-    hook = _Endpoint()
+    hook = Endpoint(path="")
     db = Database(url=f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
         with db.session() as s:
@@ -123,7 +75,7 @@ def _send(w: dict[str, Any], day: dt.date, smtp: bool = True) -> list[Any]:
 def _reminders(w: dict[str, Any]) -> list[tuple[str, int, int]]:
     """(path, record id, threshold) of each webhook body received, checked signed."""
     out = []
-    for path, body, header in w["hook"].bodies:
+    for path, body, header in w["hook"].posts:
         assert path == "/a" and verify(body, w["secret"], header)
         doc = json.loads(body)
         assert doc["type"] == "training_reminder" and doc["version"] == 1
@@ -168,10 +120,10 @@ def test_reminders_before_and_on_expiry_once_each(world: dict[str, Any]) -> None
     with world["db"].session() as s:
         training.add_record(s, CLI, ids["user"], "radiation_safety", dt.date(2026, 12, 20),
                             valid_days=3 * 365)
-    before = len(world["hook"].bodies)
+    before = len(world["hook"].posts)
     assert _send(world, dt.date(2026, 12, 24)) == []
     assert _send(world, dt.date(2026, 12, 31)) == []
-    assert len(world["hook"].bodies) == before
+    assert len(world["hook"].posts) == before
     with world["db"].sessions() as s:  # site B's target got nothing, its rows none
         keys = list(s.scalars(select(m.Notification.key)))
         assert len(keys) == 8 and all(":training:" in k for k in keys)
@@ -205,7 +157,7 @@ def test_the_node_daily_pass_sends_the_reminders_due_today(tmp_path: Path) -> No
     from scanbench.service.jobs import InlineExecutor
     from scanbench.service.pipeline import Pipeline
 
-    hook = _Endpoint()
+    hook = Endpoint(path="")
     pipe = Pipeline(tmp_path / "home", None, quiet_seconds=0.0, executor=InlineExecutor())
     try:
         with pipe.db.session() as s:

@@ -5,7 +5,6 @@ message and exit status 2, a failed delivery exit status 1."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from alert_history import BASE, device, store
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from notifykit import MailSink, free_port
 from scanbench import cli
 from scanbench.store import Database
 from scanbench.store import models as m
@@ -22,21 +22,6 @@ from scanbench.types import Limits
 from scanbench.web import audit, sites
 
 LIMITS = Limits(low=-4.0, high=4.0, source="IEC 61223-3-5:2019 section 5.3", verified=True)
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.count += 1
-        return "250 OK"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_alerts_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,12 +58,12 @@ def test_alerts_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     added = run("alerts", "targets", "add", "email", "qc@example.org", "--site", "Site A")
     assert added.exit_code == 0, added.output
     assert run("alerts", "targets", "add", "sms", "x").exit_code == 2
-    port = _port()
+    port = free_port()
     monkeypatch.setenv("SCANBENCH_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SCANBENCH_SMTP_PORT", str(port))
     down = run("alerts", "send")  # nothing listens yet: kept pending, exit 1
     assert down.exit_code == 1 and "1 failed (kept pending)" in down.output
-    sink = _Sink()
+    sink = MailSink()
     smtp = Controller(sink, hostname="127.0.0.1", port=port)
     smtp.start()
     try:
@@ -87,7 +72,7 @@ def test_alerts_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert "0 sent, 0 failed" in run("alerts", "send").output
     finally:
         smtp.stop()
-    assert sink.count == 1
+    assert len(sink.messages) == 1
     assert "removed" in run("alerts", "targets", "remove", "1").output
     assert "no" in run("alerts", "targets", "list").output
     db = Database(home)

@@ -5,14 +5,12 @@ node's loop sends them (a real HTTP endpoint) once."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
 from node_dicom import uniform_phantom
+from notifykit import Endpoint
 from scanbench.evaluation import alerts
 from scanbench.service.jobs import InlineExecutor
 from scanbench.service.pipeline import Pipeline
@@ -68,7 +66,7 @@ def test_the_jobs_results_are_checked_once_however_often_it_runs(tmp_path: Path)
         assert keys == first_keys  # the second run added nothing
         assert one.result_id == first_result  # and the alert keeps its first result
         # the node's loop sends the open alerts to the site's webhook, once
-        hook = _Endpoint()
+        hook = Endpoint()
         try:
             with pipe.db.session() as s:
                 alerts.add_target(s, audit.Actor(None, "cli:test"), site_id=None,
@@ -82,26 +80,3 @@ def test_the_jobs_results_are_checked_once_however_often_it_runs(tmp_path: Path)
             hook.close()
     finally:
         pipe.close()
-
-
-class _Endpoint:
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        ep = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                ep.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -6,25 +6,19 @@ error and goes at a later run; one digest a day."""
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from email import policy
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from alert_history import BASE, device, store
 from sqlalchemy import select
 
+from notifykit import Endpoint, MailSink, free_port
 from scanbench.errors import InputError
 from scanbench.evaluation import alerts
-from scanbench.evaluation.notify import SIGNATURE_HEADER, verify
+from scanbench.evaluation.notify import verify
 from scanbench.store import Database
 from scanbench.store import models as m
 from scanbench.types import Limits
@@ -32,47 +26,6 @@ from scanbench.web import audit, sites
 
 CLI = audit.Actor(None, "cli:test")
 LIMITS = Limits(low=-4.0, high=4.0, source="IEC 61223-3-5:2019 section 5.3", verified=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-
-class _Endpoint:
-    def __init__(self) -> None:
-        self.bodies: list[tuple[bytes, str]] = []
-        ep = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ep.bodies.append((body, self.headers[SIGNATURE_HEADER]))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -107,10 +60,10 @@ def test_one_message_per_episode_and_target_even_when_sent_twice(
     open_alerts = _open(db, dev_id)
     assert {(a.rule, a.level) for a in open_alerts} == {("1-3s", "trend"),
                                                         ("limit", "action")}
-    sink, port = _Sink(), _free_port()
+    sink, port = MailSink(), free_port()
     smtp = Controller(sink, hostname="127.0.0.1", port=port)
     smtp.start()
-    hook = _Endpoint()
+    hook = Endpoint()
     try:
         with db.session() as s:
             alerts.add_target(s, CLI, site_id=site_id, channel="email",
@@ -147,7 +100,7 @@ def test_one_message_per_episode_and_target_even_when_sent_twice(
 def test_a_failed_delivery_stays_pending_with_its_error_and_goes_later(
         world: tuple[Database, int, int]) -> None:
     db, site_id, _ = world
-    port = _free_port()  # nothing listens there yet
+    port = free_port()  # nothing listens there yet
     with db.session() as s:
         alerts.add_target(s, CLI, site_id=site_id, channel="email",
                           address="physicist@example.org")
@@ -158,7 +111,7 @@ def test_a_failed_delivery_stays_pending_with_its_error_and_goes_later(
         assert all(f"SMTP 127.0.0.1:{port}" in (d.error or "") for d in failed)
         none = alerts.send_pending(s, smtp=None)  # e-mail not configured: still pending
         assert all("SCANBENCH_SMTP_HOST" in (d.error or "") for d in none)
-    sink = _Sink()
+    sink = MailSink()
     smtp = Controller(sink, hostname="127.0.0.1", port=port)
     smtp.start()
     try:
@@ -175,7 +128,7 @@ def test_a_failed_delivery_stays_pending_with_its_error_and_goes_later(
 
 def test_daily_digest_is_one_message_once(world: tuple[Database, int, int]) -> None:
     db, site_id, _ = world
-    sink, port = _Sink(), _free_port()
+    sink, port = MailSink(), free_port()
     smtp = Controller(sink, hostname="127.0.0.1", port=port)
     smtp.start()
     try:
