@@ -272,3 +272,41 @@ def test_the_node_analysed_while_the_files_were_still_arriving(fleet: Any) -> No
             select(m.Job.finished_at).where(m.Job.finished_at.is_not(None)))]
     early = sum(1 for f in finished if f < arrived)
     assert early > len(plan["devices"]), (early, len(finished), arrived)
+
+
+def test_the_clinical_exams_are_virtual_patients_whose_image_quality_is_measured(
+        fleet: Any) -> None:
+    """The demo's clinical exams carry virtual patients (scanbench.demo.clinical): every
+    CT has CT global noise results of its body exams and every PET/CT PET liver noise
+    (with its low-dose CT on the PET's frame of reference) and CT noise of that CT; most
+    are measured, a refusal only with its reason, and the values are those of patients
+    (the placeholder PET slices of before were refused on every exam)."""
+    from sqlalchemy.orm import selectinload
+
+    _home, plan, db = fleet
+    want = {"CT": {"ct.clinical_global_noise": "global_noise_hu"},
+            "PT": {"ct.clinical_global_noise": "global_noise_hu",
+                   "pet.clinical_liver_noise": "liver_cov_percent"}}
+    devices = [d for d in plan["devices"].values() if d["modality"] in want]
+    assert {d["modality"] for d in devices} == {"CT", "PT"}
+    with db.sessions() as s:
+        for d in devices:
+            for analysis, name in want[d["modality"]].items():
+                rows = list(s.scalars(select(m.Result).where(
+                    m.Result.device_id == d["id"], m.Result.analysis == analysis).options(
+                    selectinload(m.Result.measurements))))
+                assert rows, (d["name"], analysis)
+                measured = 0
+                for r in rows:
+                    refused = [x for x in r.measurements if x.status == "refused"]
+                    assert all(x.note for x in refused), (d["name"], analysis, r.id)
+                    values = [x.value for x in r.measurements
+                              if x.name == name and x.status != "refused"
+                              and x.value is not None]
+                    if not refused and values:
+                        measured += 1
+                        # a patient's: CT noise of a few to some tens of HU, liver COV
+                        # near the simulated 10 % (EARL-like whole-body FDG images)
+                        lo, hi = (2.0, 60.0) if name == "global_noise_hu" else (4.0, 25.0)
+                        assert lo < values[0] < hi, (d["name"], analysis, values)
+                assert measured >= 0.75 * len(rows), (d["name"], analysis, measured, len(rows))

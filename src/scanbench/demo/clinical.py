@@ -1,11 +1,15 @@
 """The fleet's clinical exams: CT and PET/CT exams with their dose reports
 (scanbench.simulate.clinical), spread over the period's working days.
 
-A CT exam is its CT radiation dose structured report (the RDSR: CTDIvol, DLP, times);
-a PET/CT exam adds the PET images (three slices a bed position, for the times) with
-the administered activity in their headers and a radiopharmaceutical RDSR. No CT
-images are written for the clinical exams (their dose and timings come from the dose
-reports), which keeps a few hundred exams to a few thousand small files.
+A CT exam is its CT radiation dose structured report (the RDSR: CTDIvol, DLP, times)
+and, for a body exam, its helical series as a virtual patient
+(scanbench.simulate.ct_patient: the exam patient's size, noise from the exam's CTDIvol;
+six 5 mm slices at 256 × 256). A PET/CT exam adds a virtual FDG patient
+(scanbench.simulate.pet_patient, its small grids: PET 6 mm voxels, CT 4 mm pixels,
+8 mm slices, upper pelvis to lung bases) with the exam's administered activity, uptake
+time and time per bed in its headers, its low-dose CT on the same frame of reference,
+and a radiopharmaceutical RDSR. The node measures their clinical image quality (CT
+global noise, PET liver noise) as it does a real patient's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from scanbench.demo.fleet import DeviceDef, Scenario
 
 #: Exams per clinic day written for each device (a sample of the day's list).
 PER_DAY = {"ct": 5, "petct": 4}
+#: Axial slices of a CT exam's virtual patient (5 mm, 256 × 256): enough for the
+#: node's global noise measurement, few enough for a year of exams.
+PATIENT_SLICES = 6
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ def write(e: ExamDay, root: Path) -> int:
         simulate_ct_exams,
         simulate_petct_exams,
     )
+    from scanbench.simulate.pet_patient import SMALL_GRID
 
     d = e.device
     device = DeviceSpec(manufacturer=d.manufacturer, model=d.model, serial=d.serial,
@@ -72,7 +80,7 @@ def write(e: ExamDay, root: Path) -> int:
     start = dt.datetime.combine(e.day, dt.time(8, 0))
     if d.kind == "ct":
         simulate_ct_exams(out, n=e.n, schedule=Schedule(start=start), device=device,
-                          seed=e.seed, images=False,
+                          seed=e.seed, images=False, patient_slices=PATIENT_SLICES,
                           protocols=("chest", "abdomen_pelvis", "head",
                                      "chest_abdomen_pelvis"))
     else:
@@ -81,5 +89,5 @@ def write(e: ExamDay, root: Path) -> int:
         # series is (the node refuses a series with uneven slice spacing).
         simulate_petct_exams(out, n=e.n, schedule=Schedule(start=start, mean_gap_min=8.0),
                              pet=PetProtocol(bed_overlap_mm=20.0), device=device,
-                             seed=e.seed)
+                             seed=e.seed, patient_grid=SMALL_GRID)
     return sum(1 for _ in out.rglob("*.dcm"))

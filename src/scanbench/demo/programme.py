@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from scanbench.demo import Progress, _no_progress, fleet
+from scanbench.simulate.pet_patient import SMALL_GRID
 
 #: The programme's people at the central node (demo passwords: this demo only).
 CENTRE_USERS: tuple[fleet.UserDef, ...] = (
@@ -309,12 +310,9 @@ def _review(central_db: Any, central: Path, summary: ProgrammeSummary,
 
 # --------------------------------------------------------------------------- reader study
 
-#: Virtual PET/CT patients of the reader study (scanbench.simulate.pet_patient), small
-#: grids so that a case costs about a second: PET 6 mm voxels, CT 4 mm pixels and 8 mm
-#: slices, the field from the upper pelvis (z = -180 mm) to the lung bases (z = +60 mm):
-#: the liver (z = -150 to +10 mm) whole.
-CASE_GRID: dict[str, Any] = {"voxel_mm": 6.0, "ct_pixel_mm": 4.0, "ct_slice_mm": 8.0,
-                             "z_min_mm": -180.0, "z_max_mm": 60.0}
+#: Virtual PET/CT patients of the reader study (scanbench.simulate.pet_patient), on its
+#: small grids (SMALL_GRID: about a second a case, the liver whole).
+CASE_GRID: dict[str, Any] = dict(SMALL_GRID)
 #: Seconds per bed position the sites use for the reader-study patients.
 CASE_BED_S = (60.0, 90.0, 120.0, 150.0, 180.0)
 #: The demo readers' score model: liver COV (ground truth, %) at which the latent score

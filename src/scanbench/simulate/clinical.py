@@ -473,15 +473,25 @@ def water_equivalent_diameter_truth(patient: _Patient) -> float:
 
 
 def _ct_series(st: _Study, e: _Event, out: Path, matrix: int, slice_mm: float,
-               ) -> list[Path]:
+               volume: np.ndarray | None = None, fov_mm: float = 500.0,
+               z_mm: np.ndarray | None = None) -> list[Path]:
+    """The event's CT images: the water body of :func:`body_slice` on every slice, or
+    ``volume`` (slices, rows, columns in HU: a virtual patient's) over ``fov_mm`` at
+    the slice positions ``z_mm`` (default: from the event's start down)."""
     p = e.protocol
-    fov = 500.0
-    hu = body_slice(st.patient, matrix, fov)
-    stored = np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16)
-    n = 1 if e.kind == "constant_angle" else max(1, int((e.scan_length_mm - p.total_collimation_mm)
-                                                        // slice_mm))
+    fov = fov_mm
+    if volume is not None:
+        n, matrix = volume.shape[0], volume.shape[1]
+        vol_stored = np.clip(np.round(volume + 1024), 0, 4095).astype(np.uint16)
+    else:
+        hu = body_slice(st.patient, matrix, fov)
+        stored = np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16)
+        n = 1 if e.kind == "constant_angle" else max(
+            1, int((e.scan_length_mm - p.total_collimation_mm) // slice_mm))
     paths = []
     for k in range(n):
+        if volume is not None:
+            stored = vol_stored[k]
         ds = Dataset()
         _common(ds, st, "CT", CTImageStorage, e.series_uid, e.series_number, e.start,
                 "Topogram" if e.kind == "constant_angle" else f"{p.name} {slice_mm:g} mm")
@@ -517,7 +527,8 @@ def _ct_series(st: _Study, e: _Event, out: Path, matrix: int, slice_mm: float,
         ds.IrradiationEventUID = e.uid
         ds.FrameOfReferenceUID = st.frame_of_reference
         ds.PositionReferenceIndicator = ""
-        z = -(e.z_start_mm + slice_mm / 2 + k * slice_mm + p.total_collimation_mm / 2)
+        z = (float(z_mm[k]) if z_mm is not None else
+             -(e.z_start_mm + slice_mm / 2 + k * slice_mm + p.total_collimation_mm / 2))
         ds.ImagePositionPatient = [_ds(-fov / 2 + fov / matrix / 2),
                                    _ds(-fov / 2 + fov / matrix / 2), _ds(z)]
         ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
@@ -543,66 +554,124 @@ def _ct_series(st: _Study, e: _Event, out: Path, matrix: int, slice_mm: float,
 
 def _pet_series(st: _Study, out: Path, beds: list[tuple[dt.datetime, float]],
                 activity_mbq: float, injected: dt.datetime, bed_s: float, matrix: int = 32,
-                ) -> None:
+                volume: np.ndarray | None = None, xy_mm: np.ndarray | None = None,
+                z_mm: np.ndarray | None = None) -> None:
+    """The PET series: three uniform slices a bed (80 mm apart: the times are what
+    matter), or ``volume`` (z ascending, rows, columns; Bq/mL at the scan start: a
+    virtual patient's, on the pixel centres ``xy_mm`` and slice centres ``z_mm``). The
+    virtual patient's field is a part of the whole-body scan: its slices, from the top
+    down, take the beds' acquisition times in order, so that the exam's first and last
+    PET acquisition stay those of all its beds."""
     series_uid = str(generate_uid())
     half_life = 6586.2
-    for b, (start, z0) in enumerate(beds):
-        for k in range(3):  # three slices per bed keep files small; times are what matter
-            ds = Dataset()
-            _common(ds, st, "PT", PositronEmissionTomographyImageStorage, series_uid, 4,
-                    beds[0][0], "PET WB AC")
-            ds.ImageType = ["ORIGINAL", "PRIMARY"]
-            ds.InstanceNumber = b * 3 + k + 1
-            ds.AcquisitionDate, ds.AcquisitionTime = _da(start), _tm(start)
-            ds.AcquisitionDateTime = _dt(start)
-            ds.ContentDate, ds.ContentTime = _da(start), _tm(start)
-            ds.SeriesType = ["WHOLE BODY", "IMAGE"]
-            ds.Units = "BQML"
-            ds.CountsSource = "EMISSION"
-            ds.DecayCorrection = "START"
-            ds.CorrectedImage = ["DECY", "ATTN", "SCAT", "DTIM", "RAN", "NORM"]
-            ds.RandomsCorrectionMethod = "DLYD"
-            ds.AttenuationCorrectionMethod = "CT"
-            ds.ReconstructionMethod = "OSEM"
-            ds.CollimatorType = "NONE"
-            ds.ImageIndex = b * 3 + k + 1
-            ds.NumberOfSlices = 3 * len(beds)
-            ds.ActualFrameDuration = int(bed_s * 1000)
-            ds.FrameReferenceTime = 0
-            ds.DecayFactor = "1"
-            ds.SliceSensitivityFactor = "1"
-            ds.PatientGantryRelationshipCodeSequence = Sequence([
-                _code("102540008", "SCT", "headfirst")])
-            ds.PatientOrientationCodeSequence = Sequence([
-                _code("102538003", "SCT", "recumbent")])
-            info = Dataset()
-            info.Radiopharmaceutical = "Fluorodeoxyglucose"
-            info.RadiopharmaceuticalStartTime = _tm(injected)
-            info.RadiopharmaceuticalStartDateTime = _dt(injected)
-            info.RadionuclideTotalDose = _ds(activity_mbq * 1e6)
-            info.RadionuclideHalfLife = _ds(half_life)
-            info.RadionuclidePositronFraction = "0.9673"
-            info.RadiopharmaceuticalRoute = "Intravenous route"
-            info.RadionuclideCodeSequence = Sequence([_code("77004003", "SCT",
-                                                            "^18^Fluorine")])
-            info.RadiopharmaceuticalCodeSequence = Sequence([
-                _code("35321007", "SCT", "Fluorodeoxyglucose F^18^")])
-            ds.RadiopharmaceuticalInformationSequence = Sequence([info])
-            ds.FrameOfReferenceUID = st.frame_of_reference
-            ds.PositionReferenceIndicator = ""
-            z = -(z0 + k * 80.0)
-            ds.ImagePositionPatient = [_ds(-300), _ds(-300), _ds(z)]
-            ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-            ds.SliceThickness = "80"
-            ds.PixelSpacing = [_ds(600 / matrix), _ds(600 / matrix)]
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows = ds.Columns = matrix
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    # (bed, z mm, index into volume or None)
+    planes: list[tuple[int, float, int | None]]
+    if volume is None or xy_mm is None or z_mm is None:
+        planes = [(b, -(z0 + k * 80.0), None) for b, (_, z0) in enumerate(beds)
+                  for k in range(3)]
+        pixel_mm, corner, thick = 600 / matrix, -300.0, 80.0
+    else:
+        down = [int(k) for k in np.argsort(-np.asarray(z_mm))]
+        planes = [(r * len(beds) // len(down), float(z_mm[k]), k) for r, k in enumerate(down)]
+        pixel_mm = float(xy_mm[1] - xy_mm[0])
+        corner, thick, matrix = float(xy_mm[0]), float(abs(z_mm[1] - z_mm[0])), len(xy_mm)
+    for i, (b, z, k) in enumerate(planes):
+        start = beds[b][0]
+        ds = Dataset()
+        _common(ds, st, "PT", PositronEmissionTomographyImageStorage, series_uid, 4,
+                beds[0][0], "PET WB AC")
+        ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        ds.InstanceNumber = i + 1
+        ds.AcquisitionDate, ds.AcquisitionTime = _da(start), _tm(start)
+        ds.AcquisitionDateTime = _dt(start)
+        ds.ContentDate, ds.ContentTime = _da(start), _tm(start)
+        ds.SeriesType = ["WHOLE BODY", "IMAGE"]
+        ds.Units = "BQML"
+        ds.CountsSource = "EMISSION"
+        ds.DecayCorrection = "START"
+        ds.CorrectedImage = ["DECY", "ATTN", "SCAT", "DTIM", "RAN", "NORM"]
+        ds.RandomsCorrectionMethod = "DLYD"
+        ds.AttenuationCorrectionMethod = "CT"
+        ds.ReconstructionMethod = "OSEM"
+        ds.CollimatorType = "NONE"
+        ds.ImageIndex = i + 1
+        ds.NumberOfSlices = len(planes)
+        ds.ActualFrameDuration = int(bed_s * 1000)
+        ds.FrameReferenceTime = 0
+        ds.DecayFactor = "1"
+        ds.SliceSensitivityFactor = "1"
+        ds.PatientGantryRelationshipCodeSequence = Sequence([
+            _code("102540008", "SCT", "headfirst")])
+        ds.PatientOrientationCodeSequence = Sequence([
+            _code("102538003", "SCT", "recumbent")])
+        info = Dataset()
+        info.Radiopharmaceutical = "Fluorodeoxyglucose"
+        info.RadiopharmaceuticalStartTime = _tm(injected)
+        info.RadiopharmaceuticalStartDateTime = _dt(injected)
+        info.RadionuclideTotalDose = _ds(activity_mbq * 1e6)
+        info.RadionuclideHalfLife = _ds(half_life)
+        info.RadionuclidePositronFraction = "0.9673"
+        info.RadiopharmaceuticalRoute = "Intravenous route"
+        info.RadionuclideCodeSequence = Sequence([_code("77004003", "SCT",
+                                                        "^18^Fluorine")])
+        info.RadiopharmaceuticalCodeSequence = Sequence([
+            _code("35321007", "SCT", "Fluorodeoxyglucose F^18^")])
+        ds.RadiopharmaceuticalInformationSequence = Sequence([info])
+        ds.FrameOfReferenceUID = st.frame_of_reference
+        ds.PositionReferenceIndicator = ""
+        ds.ImagePositionPatient = [_ds(corner), _ds(corner), _ds(z)]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.SliceThickness = _ds(thick)
+        ds.PixelSpacing = [_ds(pixel_mm), _ds(pixel_mm)]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = ds.Columns = matrix
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        if k is None or volume is None:
             ds.PixelRepresentation = 0
             ds.RescaleIntercept, ds.RescaleSlope = "0", "1"
             ds.PixelData = np.full((matrix, matrix), 100, np.uint16).tobytes()
-            _file(ds, PositronEmissionTomographyImageStorage, out / f"PT_{b:02d}_{k:02d}.dcm")
+        else:
+            # signed, a slope per slice (as scanners store PET): the noise may dip
+            # below zero where there is little activity
+            plane = volume[k].astype(np.float64)
+            top = float(np.max(np.abs(plane)))
+            slope = top / 32000.0 if top > 0 else 1.0
+            ds.PixelRepresentation = 1
+            ds.RescaleIntercept, ds.RescaleSlope = "0", _ds(slope)
+            ds.PixelData = np.round(plane / float(_ds(slope))).clip(
+                -32768, 32767).astype("<i2").tobytes()
+        _file(ds, PositronEmissionTomographyImageStorage, out / f"PT_{i + 1:04d}.dcm")
+
+
+def _virtual_petct(st: _Study, e: _Event, folder: Path, beds: list[tuple[dt.datetime, float]],
+                   activity_mbq: float, injected: dt.datetime, uptake_min: float,
+                   bed_s: float, grid: dict[str, float], seed: int) -> dict[str, Any]:
+    """The exam's PET and low-dose CT as a virtual FDG patient
+    (:func:`simulate_petct_exams`, ``patient_grid``); returns its truth."""
+    from scanbench.simulate.ct_patient import VirtualPatient, known_noise_hu
+    from scanbench.simulate.pet_patient import PetPatient, pet_grid, render_ct, render_pet
+
+    pt = st.patient
+    ctdi = _round2(e.ctdivol_mgy)
+    # CT noise of the low-dose CT: ct_patient's model at the event's CTDIvol, the body's
+    # effective diameter sqrt(LAT × AP) standing for its water-equivalent diameter
+    ct_sigma = known_noise_hu(VirtualPatient(lat_mm=pt.lat_mm, ap_mm=pt.ap_mm,
+                                             ctdivol_mgy=ctdi,
+                                             slice_mm=float(grid.get("ct_slice_mm", 3.0))),
+                              math.sqrt(pt.lat_mm * pt.ap_mm))
+    p = PetPatient(lat_mm=pt.lat_mm, ap_mm=pt.ap_mm, weight_kg=round(pt.weight_kg, 1),
+                   injected_mbq=activity_mbq, uptake_min=uptake_min, bed_s=bed_s,
+                   ct_noise_hu=ct_sigma, **grid)  # type: ignore[arg-type]
+    p.check()
+    x, _, z = pet_grid(p)
+    _pet_series(st, folder / "pet", beds, activity_mbq, injected, bed_s,
+                volume=render_pet(p, seed), xy_mm=x, z_mm=z)
+    ct, cx, _, cz = render_ct(p, seed)
+    _ct_series(st, e, folder / f"series_{e.series_number:03d}", ct.shape[1],
+               p.ct_slice_mm, volume=ct, fov_mm=p.ct_pixel_mm * cx.size, z_mm=cz)
+    return {"liver_cov_percent": 100.0 * p.liver_cov(), "liver_suv_mean": p.liver_suv,
+            "ct_image_noise_hu": ct_sigma}
 
 
 def _rrdsr(st: _Study, path: Path, activity_mbq: float, injected: dt.datetime) -> str:
@@ -678,8 +747,16 @@ def _patient(rng: np.random.Generator, i: int, weight: tuple[float, float] = (75
 def simulate_ct_exams(out: Path, *, n: int = 5, protocols: tuple[str, ...] = (
         "chest", "abdomen_pelvis", "head"), schedule: Schedule | None = None,
         device: DeviceSpec = DeviceSpec(), seed: int = 0, images: bool = True,
-        rdsr: bool = True, matrix: int = 64, slice_mm: float = 10.0) -> list[dict[str, Any]]:
-    """Write ``n`` CT exams under ``out`` (one folder each) and ``out/truth.json``."""
+        rdsr: bool = True, matrix: int = 64, slice_mm: float = 10.0,
+        patient_slices: int = 0, patient_matrix: int = 256) -> list[dict[str, Any]]:
+    """Write ``n`` CT exams under ``out`` (one folder each) and ``out/truth.json``.
+
+    ``patient_slices`` > 0 (with ``images`` false): each body exam's helical series is
+    instead a virtual patient of :mod:`scanbench.simulate.ct_patient` (that many 5 mm
+    axial slices, ``patient_matrix`` pixels square): the exam patient's LAT × AP, the
+    chest (with lungs) or the abdomen, noise from the exam's CTDIvol by that module's
+    noise model; its known noise is in the exam's truth (``image_noise_hu``). A head
+    exam has no images (the virtual patient is a trunk)."""
     for name in protocols:
         if name not in PROTOCOLS:
             raise ValueError(f"unknown protocol '{name}' (known: {', '.join(PROTOCOLS)})")
@@ -706,10 +783,28 @@ def simulate_ct_exams(out: Path, *, n: int = 5, protocols: tuple[str, ...] = (
         if images:
             for e in events:
                 _ct_series(st, e, folder / f"series_{e.series_number:03d}", matrix, slice_mm)
+        elif patient_slices > 0 and protocol.phantom_cm == 32:
+            truth.update(_virtual_ct(st, events[-1], folder / "series_002", patient_slices,
+                                     patient_matrix, seed * 10007 + i))
         truths.append(truth)
         t = st.end + dt.timedelta(minutes=float(rng.exponential(sched.mean_gap_min)))
     _write_truth(out, "ct-exam", seed, truths)
     return truths
+
+
+def _virtual_ct(st: _Study, e: _Event, out: Path, slices: int, matrix: int, seed: int
+                ) -> dict[str, Any]:
+    """The helical event ``e`` as a virtual CT patient's axial series (its own seeded
+    generator: the exam's dose and times draw nothing more); returns its truth."""
+    from scanbench.simulate.ct_patient import VirtualPatient, virtual_patient
+
+    vp = VirtualPatient(lat_mm=st.patient.lat_mm, ap_mm=st.patient.ap_mm,
+                        region="chest" if e.protocol.region_code == "43799004" else "abdomen",
+                        ctdivol_mgy=_round2(e.ctdivol_mgy), kvp=e.protocol.kvp,
+                        slice_mm=5.0, slices=slices, matrix=matrix)
+    vol, t = virtual_patient(vp, seed)
+    _ct_series(st, e, out, matrix, vp.slice_mm, volume=vol, fov_mm=vp.field_of_view_mm)
+    return {"image_noise_hu": t["noise_hu"], "image_region": vp.region}
 
 
 def _exam_truth(st: _Study, events: list[_Event], folder: Path) -> dict[str, Any]:
@@ -747,9 +842,20 @@ def simulate_petct_exams(out: Path, *, n: int = 3, pet: PetProtocol = PetProtoco
                          schedule: Schedule | None = None,
                          device: DeviceSpec = DeviceSpec(model="Virtual PET/CT",
                                                          serial="VPC-0001", station="VPC01"),
-                         seed: int = 0, ct_images: bool = False) -> list[dict[str, Any]]:
+                         seed: int = 0, ct_images: bool = False,
+                         patient_grid: dict[str, float] | None = None
+                         ) -> list[dict[str, Any]]:
     """Write ``n`` FDG PET/CT exams under ``out`` and ``out/truth.json``: CT dose report
-    (low-dose CT), PET image slices with header dose fields, optionally an RRDSR."""
+    (low-dose CT), PET image slices with header dose fields, optionally an RRDSR.
+
+    ``patient_grid`` (keyword arguments of
+    :class:`scanbench.simulate.pet_patient.PetPatient`: voxel sizes and the field,
+    e.g. :data:`scanbench.simulate.pet_patient.SMALL_GRID`): the PET images and the
+    low-dose CT (the helical event's series) are a virtual FDG patient of that module on
+    one frame of reference — the exam patient's LAT × AP and weight, its administered
+    activity, uptake time and time per bed, the CT's noise from the event's CTDIvol by
+    :mod:`scanbench.simulate.ct_patient`'s noise model — instead of uniform PET slices;
+    the liver's known COV is in the exam's truth (``liver_cov_percent``)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     rng = np.random.default_rng(seed)
@@ -779,12 +885,18 @@ def simulate_petct_exams(out: Path, *, n: int = 3, pet: PetProtocol = PetProtoco
         if ct_images:
             for e in events:
                 _ct_series(st, e, folder / f"series_{e.series_number:03d}", 64, 10.0)
-        _pet_series(st, folder / "pet", beds, activity, injected, pet.bed_duration_s)
+        if patient_grid is not None:
+            truth.update(_virtual_petct(st, events[-1], folder, beds, activity, injected,
+                                        uptake, pet.bed_duration_s, patient_grid,
+                                        seed * 10007 + i))
+        else:
+            _pet_series(st, folder / "pet", beds, activity, injected, pet.bed_duration_s)
         truth.update({
             "administered_activity_mbq": round(activity, 1) if pet.write_rrdsr else activity,
             "injection": injected.isoformat(), "first_pet_acquisition": pet_start.isoformat(),
             "uptake_time_min": uptake, "pet_end": pet_end.isoformat(), "beds": n_beds,
-            "number_of_series": (len(events) if ct_images else 0) + 1,
+            "number_of_series": (len(events) if ct_images else
+                                 1 if patient_grid is not None else 0) + 1,
         })
         if pet.write_rrdsr:
             truth["radiopharmaceutical_event_uid"] = _rrdsr(st, folder / "rrdsr.dcm", activity,

@@ -92,6 +92,12 @@ COV_REF = 0.10
 SUV_REF, A_SCAN_REF_MBQ_KG, T_REF_S, D_REF_MM, FWHM_REF_MM = 2.2, 2.5, 120.0, 300.0, 6.0
 VOI_RADIUS_MM = 15.0
 STUDY_DESCRIPTION = "PET/CT whole body FDG (simulated patient)"
+#: Small grids (keyword arguments of :class:`PetPatient`) for patients in bulk (the
+#: demos' reader-study cases and clinical exams), about a second a patient: PET 6 mm
+#: voxels, CT 4 mm pixels and 8 mm slices, the field from the upper pelvis
+#: (z = -180 mm) to the lung bases (z = +60 mm): the liver (z = -150 to +10 mm) whole.
+SMALL_GRID: dict[str, float] = {"voxel_mm": 6.0, "ct_pixel_mm": 4.0, "ct_slice_mm": 8.0,
+                                "z_min_mm": -180.0, "z_max_mm": 60.0}
 
 # label -> (name, SUV, HU); SUV of liver, blood and lesions come from the patient
 TISSUES: dict[int, tuple[str, float, float]] = {
