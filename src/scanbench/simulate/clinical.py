@@ -15,7 +15,12 @@ Each exam is one study of one device, written as DICOM:
   D_w = 2·sqrt(Σ_regions (HU/1000 + 1)·area / π);
 - for PET/CT, PET image slices (PET Image Storage) with the Radiopharmaceutical
   Information Sequence, one series per bed, and optionally a
-  Radiopharmaceutical Radiation Dose SR (TID 10021 / 10022).
+  Radiopharmaceutical Radiation Dose SR (TID 10021 / 10022);
+- optionally, in place of those images, virtual patients (``patient_slices`` of
+  :func:`simulate_ct_exams`: :mod:`scanbench.simulate.ct_patient`; ``patient_grid`` of
+  :func:`simulate_petct_exams`: :mod:`scanbench.simulate.pet_patient`, PET and its CT on
+  one frame of reference), with the exam's headers, dose and times, for clinical image
+  quality.
 
 Values are drawn from configurable distributions (:class:`Protocol`,
 :class:`PetProtocol`) with a seeded generator; ``truth.json`` holds what each
