@@ -364,6 +364,12 @@ class LocalExecutor:
     def _check(self, t: _Task) -> None:
         """Read the answer of ``t`` if there is one; finish it once its process ended."""
         assert t.proc is not None and t.results is not None
+        # Whether the process has ended is asked BEFORE its pipe is read: a worker sends its
+        # answer and exits at once, so asked after an empty read, "ended" could be true of a
+        # process whose answer arrived in between, and the job was lost as "died (exit
+        # status 0)" (seen under load in the demo). Asked first, an ended process has
+        # nothing more to send: what it sent is in the pipe when it is read below.
+        ended = not t.proc.is_alive()
         answer: tuple[str, Any] | None = None
         while answer is None and not t.results.closed:
             try:
@@ -381,7 +387,7 @@ class LocalExecutor:
                     log.info("%s started in process %d", t.name, message[1])
             else:
                 answer = message
-        if answer is None and t.proc.is_alive():
+        if answer is None and not ended:
             return
         if answer is None:
             t.proc.join()

@@ -182,6 +182,43 @@ def _wait(check: Callable[[], object], what: str, timeout: float = 60.0) -> None
         time.sleep(0.02)
 
 
+def test_an_answer_sent_just_before_the_worker_exits_is_not_lost() -> None:
+    """The monitor's race, driven in its order: the pipe is read while the job still runs
+    (nothing there), then the worker answers and exits, then the monitor asks whether the
+    process has ended. Asked in that order the answer was lost and the job failed with
+    "died (exit status 0)" (the demo under load, 1 job in ~300); the liveness is now asked
+    before the pipe is read. The job is time.sleep(5): ``is_alive`` is made to wait for
+    the worker's end first, as a slow monitor thread would."""
+    import concurrent.futures as cf
+
+    from scanbench.service import executors
+
+    ex = LocalExecutor(workers=1)
+    task = executors._Task(time.sleep, 5.0, cf.Future(), None)
+    try:
+        ex._start(task)
+        proc = task.proc
+        assert proc is not None
+
+        def started() -> bool:
+            ex._check(task)  # reads "started"; no answer while the job sleeps
+            return task.future.running()
+
+        _wait(started, "the job to start")
+        assert not task.future.done()
+        real = proc.is_alive
+
+        def ended_meanwhile() -> bool:
+            proc.join()  # the worker answers and exits while the monitor looks away
+            return real()
+
+        proc.is_alive = ended_meanwhile  # type: ignore[method-assign]
+        ex._check(task)
+        assert task.future.result(timeout=0) is None  # time.sleep's answer, not "died"
+    finally:
+        ex.close()
+
+
 def test_dask_job_past_its_timeout_is_released_and_recorded(dask_scheduler: str) -> None:
     """Dask cannot stop a task already running in a worker thread: the handle reports the
     timeout at once and the future is released; the task's late result is dropped."""
