@@ -297,9 +297,11 @@ def _pydicom_header(path: Path, tags: list[str]) -> dict[int, str] | None:
 #: The multi-series analyses whose grouping the units respect (their ``group`` methods):
 #: the ACR MRI suite and the PET corrections-accuracy frames group within a study; MR
 #: SNR pairs (``mr.common.same_acquisition``) and PET/CT co-registration within a study
-#: or a frame of reference. Any other group analysis registered (a plug-in): in process.
+#: or a frame of reference; the clinical PET liver noise joins a PET and the CT on its
+#: frame of reference. Any other group analysis registered (a plug-in): in process.
 KNOWN_GROUPS = frozenset({"mr.acr", "mr.nema_ms1.snr", "pet.nema_nu2_2018.coregistration",
-                          "pet.nema_nu2_2018.corrections_accuracy"})
+                          "pet.nema_nu2_2018.corrections_accuracy",
+                          "pet.clinical_liver_noise"})
 
 
 def known_groups_only(modalities: set[str]) -> bool:

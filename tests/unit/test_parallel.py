@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from scanbench import parallel as par
 from scanbench.analysis import registry
 from scanbench.api import AnalyzeReport, analyze_paths
 from scanbench.types import Result, Series
@@ -152,6 +153,17 @@ class _Crashing:
         return []
 
 
+def test_every_builtin_group_analysis_groups_as_the_units_do() -> None:
+    """A group analysis the units do not know sends a whole analyze run of its modality
+    in process, on one core (parallel.KNOWN_GROUPS). pet.clinical_liver_noise (PET + the
+    CT on its frame of reference) was added without it: every PET folder lost its pool."""
+    from scanbench.analysis.base import is_group_analysis
+
+    groups = {a.id for a in registry.all_analyses().values() if is_group_analysis(a)}
+    assert groups <= par.KNOWN_GROUPS, groups - par.KNOWN_GROUPS
+    assert par.known_groups_only({"PT", "CT", "MR"})
+
+
 def test_a_worker_that_dies_is_a_named_failure_of_its_series(tmp_path: Path) -> None:
     import pydicom
 
@@ -162,6 +174,8 @@ def test_a_worker_that_dies_is_a_named_failure_of_its_series(tmp_path: Path) -> 
     first = next((tmp_path / "a").glob("*.dcm"))
     _Crashing.victim = str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
     registry.all_analyses()
+    # In process, the crashing analysis would SIGKILL the test run itself.
+    assert par.known_groups_only({"PT"}), "PET series would be analysed in process"
     registry._REGISTRY[_Crashing.id] = _Crashing()
     try:
         rep = analyze_paths([tmp_path], analysis=_Crashing.id, workers=2)
