@@ -17,14 +17,9 @@ from rich.table import Table
 from scanbench.console import safe
 
 
-def run_fleet_demo(*, home: Path | None, days: int, end: str | None, exams: int,
-                   workers: int | None, periodic: bool, serve: bool, host: str, port: int,
-                   dicom_port: int | None,
-                   console_out: Console, console_err: Console) -> None:
-    """Prepare the fleet in ``home`` (a new folder if None) and serve it unless not
-    ``serve``. Exit status 1 when a job failed, 2 when the home is not new."""
-    from scanbench.demo import fleet, prepare
-
+def end_date(end: str | None, console_err: Any) -> dt.date | None:
+    """The ``--end`` option of both demos: a date before today, or None (yesterday);
+    anything else is a usage error (exit status 2) naming the value."""
     try:
         last = dt.date.fromisoformat(end) if end else None
     except ValueError:
@@ -34,6 +29,18 @@ def run_fleet_demo(*, home: Path | None, days: int, end: str | None, exams: int,
         console_err.print(f"[red]error:[/] --end {last}: the simulated period must end "
                           "before today")
         raise typer.Exit(2)
+    return last
+
+
+def run_fleet_demo(*, home: Path | None, days: int, end: str | None, exams: int,
+                   workers: int | None, periodic: bool, serve: bool, host: str, port: int,
+                   dicom_port: int | None,
+                   console_out: Console, console_err: Console) -> None:
+    """Prepare the fleet in ``home`` (a new folder if None) and serve it unless not
+    ``serve``. Exit status 1 when a job failed, 2 when the home is not new."""
+    from scanbench.demo import fleet, prepare
+
+    last = end_date(end, console_err)
     if home is None:
         home = Path(tempfile.mkdtemp(prefix="scanbench-demo-"))
     home = home.resolve()

@@ -821,16 +821,9 @@ def run_programme_demo(*, home: Path | None, days: int, end: str | None, exams: 
     from rich.table import Table
 
     from scanbench.console import safe
+    from scanbench.demo.cli import end_date
 
-    try:
-        last = dt.date.fromisoformat(end) if end else None
-    except ValueError:
-        console_err.print(f"[red]error:[/] --end {safe(end)}: not a date YYYY-MM-DD")
-        raise typer.Exit(2) from None
-    if last is not None and last >= dt.date.today():
-        console_err.print(f"[red]error:[/] --end {last}: the simulated period must end "
-                          "before today")
-        raise typer.Exit(2)
+    last = end_date(end, console_err)
     home = (home or Path(tempfile.mkdtemp(prefix="scanbench-programme-"))).resolve()
     if home.exists() and any(home.iterdir()):
         console_err.print(f"[red]error:[/] {safe(home)} is not empty: give --home a new "
