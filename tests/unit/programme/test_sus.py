@@ -33,6 +33,28 @@ def test_sus_score_by_brookes_method(answers: list[int], expected: float) -> Non
     assert sus.score(answers) == expected
 
 
+# The scored questionnaire published with the scale: Brooke's example as printed in
+# Tullis T. & Albert B. (2008), Measuring the User Experience, Morgan Kaufmann, Figure 6.8
+# ("The System Usability Scale, developed by John Brooke at Digital Equipment
+# Corporation and an example of scoring it"). The figure prints each item's score
+# contribution, 4 1 1 4 1 2 1 1 4 3, "Total = 22" and "SUS Score = 22 * 2.5 = 55"; the
+# marked scale positions follow from the contributions (odd items: contribution + 1,
+# even items: 5 - contribution).
+BROOKE_EXAMPLE_CONTRIBUTIONS = (4, 1, 1, 4, 1, 2, 1, 1, 4, 3)
+BROOKE_EXAMPLE_ANSWERS = [5, 4, 2, 1, 2, 3, 2, 4, 5, 2]
+
+
+def test_sus_published_worked_example_tullis_albert_figure_6_8() -> None:
+    """Brooke's scored example (Tullis & Albert 2008, Figure 6.8): total 22, SUS 55.
+    Reversing the odd items instead of the even ones gives 45 on these answers, and
+    reversing none (every item answer - 1) gives 50: only Brooke's rule gives 55."""
+    a = BROOKE_EXAMPLE_ANSWERS
+    assert tuple(a[i] - 1 if i % 2 == 0 else 5 - a[i] for i in range(10)) \
+        == BROOKE_EXAMPLE_CONTRIBUTIONS
+    assert sum(BROOKE_EXAMPLE_CONTRIBUTIONS) == 22
+    assert sus.score(a) == 55.0
+
+
 @pytest.mark.parametrize(("answers", "message"), [
     ([3] * 9, "need exactly 10 answers"),
     ([3] * 9 + [6], "item 10 must be an integer 1..5"),
