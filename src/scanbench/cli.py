@@ -8,6 +8,7 @@ could not be, 2 for bad usage or when nothing readable was found.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import math
@@ -90,7 +91,8 @@ def _mount_subapps(argv: list[str] | None = None) -> None:
     if command in COMMAND_MODULES:
         importlib.import_module(COMMAND_MODULES[command]).register(app)
         return
-    if command is None and "--help" in args:
+    top_help = command is None and ("--help" in args or not args)
+    if top_help:
         # The top-level help lists ``simulate`` by its name and the help below alone:
         # the virtual scanners import SciPy and every phantom (~1 s, issue 15).
         simulate_app = typer.Typer()
@@ -101,6 +103,22 @@ def _mount_subapps(argv: list[str] | None = None) -> None:
         return
     for module in dict.fromkeys(COMMAND_MODULES.values()):
         importlib.import_module(module).register(app)
+    if top_help:
+        _shallow_groups(app)
+
+
+def _shallow_groups(root: typer.Typer) -> None:
+    """Give each command group of ``root`` an empty copy of its Typer app (same help and
+    callback, no subcommands): the top-level help shows a group by its name and help only,
+    and Typer would otherwise build all ~80 subcommands first, evaluating every parameter's
+    type hints (about 0.06 s of the 0.24 s ``scanbench --help``, issue 15)."""
+    for info in root.registered_groups:
+        if info.typer_instance is None:
+            continue
+        shallow = copy.copy(info.typer_instance)
+        shallow.registered_commands = []
+        shallow.registered_groups = []
+        info.typer_instance = shallow
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

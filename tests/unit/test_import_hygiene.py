@@ -132,3 +132,25 @@ def test_dose_help_lists_the_shipped_tables() -> None:
     from scanbench.clinical.cli import shipped_drl_tables
 
     assert shipped_drl_tables() == reference_levels.list_tables() != []
+
+
+def test_top_level_help_builds_no_subcommand_and_reads_as_the_full_tree() -> None:
+    """``scanbench --help`` shows each command group by its name and help only, so it does not
+    build the groups' ~80 subcommands (Typer evaluates each one's type hints: about 0.04 s,
+    bench/README.md); its text is the one a fully built command tree prints."""
+    count = ("import typer.main\n_build = typer.main.get_command_from_info\nBUILT = []\n"
+             "def _counted(*a, **k):\n    BUILT.append(1)\n    return _build(*a, **k)\n"
+             "typer.main.get_command_from_info = _counted\n")
+    shallow, _ = _run(count + _cli("--help") + "print('BUILT', len(BUILT))\n")
+    full, _ = _run(count + "import importlib, sys, typer\nfrom scanbench import cli\n"
+                   "cli.app.add_typer(typer.Typer(), name='simulate', help=cli.SIMULATE_HELP)\n"
+                   "for m in dict.fromkeys(cli.COMMAND_MODULES.values()):\n"
+                   "    importlib.import_module(m).register(cli.app)\n"
+                   "sys.argv = ['scanbench', '--help']\n"
+                   "try:\n    cli.app()\nexcept SystemExit:\n    pass\n"
+                   "print('BUILT', len(BUILT))\n")
+    text, built = shallow.rsplit("BUILT ", 1)
+    full_text, full_built = full.rsplit("BUILT ", 1)
+    assert text == full_text and "federation" in text and "simulate" in text
+    # the top level's own commands only (analyze, dose, node, serve, ...), not the groups'
+    assert int(built) < 25 < int(full_built), (built, full_built)
