@@ -8,6 +8,7 @@ noise (stationary FBP-textured noise, the same in the body and in the air around
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -267,3 +268,74 @@ def test_global_noise_equals_the_scipy_definition_slice_by_slice() -> None:
             assert got == pytest.approx(value, rel=1e-9), method
     area = d.size * px * px / 100.0 / p.slices
     assert result.get("soft_tissue_area_cm2").value == pytest.approx(area, rel=1e-12)
+
+
+def test_slice_runs_cover_the_series_in_whole_slabs() -> None:
+    """The runs given to the processes cover every slice once, in order, each starting
+    on a slab's first slice (so the slabs, and the order their sums are added in, are
+    those of one process)."""
+    from scanbench.quality.ct_noise import _SLAB, _slice_runs
+
+    for n in range(1, 90):
+        for procs in (1, 2, 3, 5):
+            runs = _slice_runs(n, procs, min_per_process=1)
+            assert runs[0][0] == 0 and runs[-1][1] == n, (n, procs)
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(runs))
+            assert all(a % _SLAB == 0 and b > a for a, b in runs)
+            assert len(runs) == min(procs, -(-n // _SLAB))
+    assert len(_slice_runs(500, 2)) == 2 and len(_slice_runs(40, 2)) == 1
+
+
+@pytest.fixture(scope="module")
+def long_patient() -> tuple[VirtualPatient, np.ndarray]:
+    # 38 slices: runs of 12/12/14 or 20/18 slices, a run ending inside no slab of 4;
+    # a chest, so lungs are holes and the three classes differ
+    p = VirtualPatient(slices=38, matrix=128, region="chest", fat_mm=5.0)
+    vol, _ = virtual_patient(p, seed=12)
+    return p, vol
+
+
+def test_split_over_processes_equals_one_process(long_patient: tuple) -> None:
+    """Measured in 2 and 3 processes (helpers forked, each its run of slabs), the
+    histograms, counts, per-slab sums and soft-tissue pixels equal one process's to the
+    bit, and the three modes and two means are the same numbers: a run left out, counted
+    twice or merged out of order would change the counts or the sums."""
+    import os
+
+    from scanbench.quality.ct_noise import _SlabSettings, measure_slices
+
+    _p, vol = long_patient
+    cfg = _SlabSettings(size=5, air_margin=6, low=0.0, high=100.0, bin_hu=0.1)
+    one = measure_slices(vol, cfg, 1)
+    assert one.pids == {os.getpid()} and len(one.sums) == 10
+    ref = one.histograms(0.1)
+    for procs in (2, 3):
+        split = measure_slices(vol, cfg, procs, min_per_process=1)
+        assert len(split.pids) == procs  # the helpers measured, not this process
+        assert np.array_equal(split.counts, one.counts)
+        assert np.array_equal(split.ns, one.ns)
+        assert split.sums == one.sums and split.tissue_px == one.tissue_px
+        for a, b in zip(split.histograms(0.1), ref, strict=True):
+            assert a.mode() == b.mode() and a.mean() == b.mean() and a.n == b.n
+
+
+def test_analysis_in_two_processes_gives_the_same_values(long_patient: tuple,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """The analysis with SCANBENCH_CT_NOISE_PROCESSES=2 on a series long enough to be
+    split (64 slices) reports exactly the values of one process; a bad setting is named."""
+    from scanbench.errors import AnalysisError
+    from scanbench.quality.ct_noise import ENV_PROCESSES
+
+    _p, vol = long_patient
+    long_p = VirtualPatient(slices=76, matrix=128, region="chest", fat_mm=5.0)
+    series = as_series(long_p, np.concatenate([vol, vol[::-1]]))
+    results = []
+    for procs in ("1", "2"):
+        monkeypatch.setenv(ENV_PROCESSES, procs)
+        results.append({(m.name, m.labels.get("method")): m.value
+                        for m in get(ANALYSIS).run(series).measurements})
+    assert results[0] == results[1]
+    monkeypatch.setenv(ENV_PROCESSES, "two")
+    with pytest.raises(AnalysisError, match="SCANBENCH_CT_NOISE_PROCESSES='two'"):
+        get(ANALYSIS).run(series)
