@@ -1,5 +1,5 @@
 """``python -m scanbench`` runs the command line."""
 
-from scanbench.cli import main
+from scanbench.entry import main
 
 main()

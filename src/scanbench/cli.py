@@ -25,6 +25,7 @@ from rich.text import Text
 
 from scanbench import __version__
 from scanbench.console import console, safe, text
+from scanbench.entry import number_or_text
 from scanbench.errors import ScanbenchError
 
 if TYPE_CHECKING:  # scanbench.types imports numpy, which --help need not pay for
@@ -91,7 +92,7 @@ def _mount_subapps(argv: list[str] | None = None) -> None:
     if command in COMMAND_MODULES:
         importlib.import_module(COMMAND_MODULES[command]).register(app)
         return
-    top_help = command is None and ("--help" in args or not args)
+    top_help = command is None and "--help" in args
     if top_help:
         # The top-level help lists ``simulate`` by its name and the help below alone:
         # the virtual scanners import SciPy and every phantom (~1 s, issue 15).
@@ -129,17 +130,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise typer.BadParameter(f"--param {item!r}: expected KEY=VALUE")
-        params[key] = _number_or_text(raw.strip())
+        params[key] = number_or_text(raw.strip())
     return params
-
-
-def _number_or_text(raw: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def _labels_text(m: Measurement) -> str:
@@ -331,8 +323,11 @@ def analyze(
 
 
 def _progress() -> Progress:
+    """The progress bar on stderr, drawn on a terminal only (elsewhere rich's live display
+    drew nothing but left one empty line on stderr)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
+                    TimeElapsedColumn(), console=err, transient=True,
+                    disable=not err.is_terminal)
 
 
 @app.command("analyses")

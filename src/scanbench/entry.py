@@ -1,0 +1,184 @@
+"""The ``scanbench`` console script: ``analyze ... --json`` in a script without Typer.
+
+``scanbench analyze FOLDER --json`` run by a script or a pipeline (stderr not a terminal,
+so no progress bar is drawn) needs neither Typer nor rich: Typer 0.29 builds a pydantic
+``TypeAdapter`` for every parameter of the command it runs, and with rich and pydantic
+that is about 0.14 s of a 0.9 s whole process on the 2-core benchmark machine
+(bench/README.md, "Start-up and whole process"; issue 15). This module parses that one
+form of the command line itself and runs the same analysis path; every other command
+line (``--help``, another command, ``--spec``/``--baseline``/``--report``, a terminal on
+stderr, anything it does not recognise or that is bad usage) goes to
+:func:`scanbench.cli.main` unchanged. Output, messages and exit status are those of
+:func:`scanbench.cli.analyze` (``tests/unit/test_cli_fast_path.py`` compares both on
+real and broken input); rich is imported only when there is a message to print.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+# Environment variables that make rich treat stderr as a terminal (and so draw the
+# progress bar the full command line shows there).
+_TERMINAL_ENV = ("FORCE_TERMINAL", "TTY_INTERACTIVE", "TTY_COMPATIBLE")
+
+
+@dataclass
+class FastAnalyze:
+    """The arguments of an ``analyze ... --json`` command line this module runs itself."""
+
+    paths: list[Path] = field(default_factory=list)
+    analysis: str | None = None
+    params: list[str] = field(default_factory=list)
+    workers: int | None = None
+
+
+def number_or_text(raw: str) -> Any:
+    """A ``--param`` value: an int, else a float, else the text itself."""
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def parse_fast(args: list[str]) -> FastAnalyze | None:
+    """``args`` (after the program name) as a :class:`FastAnalyze`, or None when the full
+    command line must handle them: not ``analyze``, no ``--json``, an option other than
+    ``--analysis/-a``, ``--param/-p``, ``--workers`` (each with its value) and ``--json``,
+    a ``--param`` not ``KEY=VALUE``, a ``--workers`` below 1, or no path."""
+    if args[:1] != ["analyze"]:
+        return None
+    out = FastAnalyze()
+    as_json = False
+    rest = args[1:]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        i += 1
+        if not arg.startswith("-"):
+            out.paths.append(Path(arg))
+            continue
+        if arg == "--json":
+            as_json = True
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in ("--analysis", "-a", "--param", "-p", "--workers") or (
+                eq and name in ("-a", "-p")):
+            return None
+        if not eq:
+            if i >= len(rest) or rest[i].startswith("-"):
+                return None
+            value = rest[i]
+            i += 1
+        if name in ("--analysis", "-a"):
+            if out.analysis is not None:
+                return None
+            out.analysis = value
+        elif name in ("--param", "-p"):
+            key, sep, _ = value.partition("=")
+            if not sep or not key.strip():
+                return None
+            out.params.append(value)
+        else:
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
+                return None
+            out.workers = int(value)
+    if not as_json or not out.paths:
+        return None
+    return out
+
+
+def _stderr_is_terminal() -> bool:
+    if any(os.environ.get(name) for name in _TERMINAL_ENV):
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
+def run_fast(fast: FastAnalyze) -> int | None:
+    """Run ``analyze --json``; the exit status, or None (nothing printed yet) when the full
+    command line must run instead: a path that does not exist or an unknown analysis (bad
+    usage, whose message the full command line prints)."""
+    if any(not p.exists() for p in fast.paths):
+        return None
+    from scanbench.errors import ScanbenchError
+
+    if fast.analysis:
+        from scanbench.analysis.registry import get as get_analysis
+
+        try:
+            get_analysis(fast.analysis)
+        except ScanbenchError:
+            return None
+    from scanbench.api import analyze_paths
+
+    params: dict[str, Any] = {}
+    for item in fast.params:  # as scanbench.cli.parse_params
+        key, _, raw = item.partition("=")
+        params[key.strip()] = number_or_text(raw.strip())
+    try:
+        rep = analyze_paths(fast.paths, analysis=fast.analysis, params=params,
+                            workers=fast.workers)
+    except ScanbenchError as exc:
+        _print_err([("[red]error:[/] {}", exc)])
+        return EXIT_USAGE
+    import json
+
+    lines: list[tuple[str, Any]] = []
+    lines += [("[dim]note: skipped {}: {}[/]", (s.where, s.reason)) for s in rep.skipped]
+    lines += [("[red]error:[/] {}: {}", (f.where, f.reason)) for f in rep.failures]
+    _print_err(lines)
+    sys.stdout.write(json.dumps([r.to_dict() for r in rep.results], indent=1) + "\n")
+    if not rep.results:
+        if not rep.failures:
+            _print_err([("[red]error:[/] no DICOM image series found in {}", fast.paths)])
+            return EXIT_USAGE
+        return EXIT_USAGE if rep.series_read == 0 else EXIT_FAILURES
+    return EXIT_FAILURES if rep.failures else EXIT_OK
+
+
+def _print_err(lines: list[tuple[str, Any]]) -> None:
+    """Print each ``(markup, values)`` on the stderr console of :mod:`scanbench.cli`, every
+    value made inert with :func:`scanbench.console.safe` (a list of paths joined by ", ")."""
+    if not lines:
+        return
+    from scanbench.console import console, safe
+
+    err = console(stderr=True)
+    for markup, values in lines:
+        if isinstance(values, list):  # the paths of "no DICOM image series found"
+            err.print(markup.format(", ".join(map(safe, values))))
+        elif isinstance(values, tuple):
+            err.print(markup.format(*map(safe, values)))
+        else:
+            err.print(markup.format(safe(values)))
+
+
+def main() -> None:
+    """The ``scanbench`` console script."""
+    fast = parse_fast(sys.argv[1:])
+    if fast is not None and not _stderr_is_terminal():
+        try:
+            status = run_fast(fast)
+            if status is not None:
+                sys.stdout.flush()
+        except KeyboardInterrupt:  # as Typer: exit 130, no traceback
+            sys.exit(130)
+        except BrokenPipeError:  # as Typer: stdout closed by the reader, exit 1 quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
+        if status is not None:
+            sys.exit(status)
+    from scanbench.cli import main as full_main
+
+    full_main()

@@ -1,0 +1,107 @@
+"""``scanbench analyze ... --json`` without Typer (``scanbench.entry``, issue 15).
+
+The console script runs that one form of the command line itself when stderr is not a
+terminal; every check here runs the fast path and the full Typer command line
+(``scanbench.cli.main``) in fresh interpreters on the same input and asserts the same
+stdout, stderr and exit status, so the two cannot drift apart. The fast path must also
+import neither Typer, rich, click nor pydantic on a clean run (what it saves).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanbench.entry import FastAnalyze, parse_fast
+
+PROBE = ("import sys, json\nsys.argv[0] = 'scanbench'\n"
+         "import atexit\n"
+         "atexit.register(lambda: sys.stderr.write('\\nMODULES ' + json.dumps(sorted(\n"
+         "    m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click',\n"
+         "                                                  'pydantic')))))\n"
+         "from scanbench.{module} import main\nmain()\n")
+
+
+def _run(module: str, *args: str) -> tuple[int, str, str, list[str]]:
+    """Exit status, stdout, stderr and the Typer/rich/click/pydantic modules imported by
+    ``scanbench ARGS`` run through ``scanbench.<module>.main`` in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", PROBE.format(module=module), *args],
+                          capture_output=True, text=True, timeout=300)
+    err, modules = done.stderr.rsplit("\nMODULES ", 1)
+    return done.returncode, done.stdout, err, json.loads(modules)
+
+
+def _same(*args: str) -> tuple[int, str, str, list[str]]:
+    """Run ``args`` by the fast path and the full command line; assert the same output."""
+    fast = _run("entry", *args)
+    full = _run("cli", *args)
+    assert fast[:3] == full[:3]
+    return fast
+
+
+@pytest.fixture(scope="module")
+def pet_iq(shared_data: Path) -> Path:
+    return shared_data / "pet" / "nema-iq-test-recon" / "pet_recon_1"
+
+
+def test_real_pet_iq_same_json_without_typer_or_rich(pet_iq: Path) -> None:
+    code, out, err, modules = _same("analyze", str(pet_iq), "--json",
+                                    "-p", "activity_ratio=4", "--workers", "1")
+    assert code == 0 and err == ""
+    (result,) = json.loads(out)
+    assert result["analysis"] == "pet.nema_nu2_2018.image_quality"
+    assert modules == []  # the whole point: no Typer, rich, click or pydantic
+
+
+def test_failed_skipped_and_no_series_same_messages_and_status(pet_iq: Path,
+                                                               tmp_path: Path) -> None:
+    # a PET series given a CT analysis: read, not analysed (exit 1, the reason on stderr)
+    code, out, err, _ = _same("analyze", str(pet_iq), "--json", "-a", "ct.catphan")
+    assert code == 1 and json.loads(out) == [] and "error:" in err
+    empty = tmp_path / "empty [b]dir"
+    empty.mkdir()
+    (empty / "notes [red]x.txt").write_text("not DICOM")  # skipped, named with markup
+    code, out, err, _ = _same("analyze", str(empty), "--json")
+    assert code == 2 and json.loads(out) == []
+    assert "note: skipped" in err and "[red]x.txt" in err  # shown, not read as markup
+    assert "no DICOM image series found in" in err and "[b]dir" in err
+
+
+def test_bad_usage_goes_to_the_full_command_line(tmp_path: Path) -> None:
+    code, _, err, modules = _run("entry", "analyze", str(tmp_path / "missing"), "--json")
+    assert code == 2 and "no such file or folder" in err and "typer" in modules
+    code, _, err, _ = _same("analyze", str(tmp_path), "--json", "-a", "no.such.analysis")
+    assert code == 2 and "no.such.analysis" in err
+
+
+def test_parse_fast_takes_only_the_plain_json_form() -> None:
+    assert parse_fast(["analyze", "a", "b", "--json", "-a", "x", "--param=k=1", "-p", "j=s",
+                       "--workers=2"]) == FastAnalyze(
+        paths=[Path("a"), Path("b")], analysis="x", params=["k=1", "j=s"], workers=2)
+    for args in (["analyze", "a"],                          # no --json: the table
+                 ["analyze", "--json"],                     # no path
+                 ["analyze", "a", "--json", "--help"],
+                 ["analyze", "a", "--json", "--report", "r.html"],
+                 ["analyze", "a", "--json", "--spec", "earl1"],
+                 ["analyze", "a", "--json", "-p", "novalue"],
+                 ["analyze", "a", "--json", "--workers", "0"],
+                 ["analyze", "a", "--json", "--workers", "²"],
+                 ["analyze", "a", "--json", "-a"],
+                 ["analyze", "a", "--json", "--", "b"],
+                 ["analyses", "--json"]):
+        assert parse_fast(args) is None, args
+
+
+def test_console_script_is_the_fast_entry() -> None:
+    """The installed ``scanbench`` and ``python -m scanbench`` start at scanbench.entry."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml")
+                            .read_text())
+    assert project["project"]["scripts"]["scanbench"] == "scanbench.entry:main"
+    main_py = Path(__file__).resolve().parents[2] / "src" / "scanbench" / "__main__.py"
+    assert "from scanbench.entry import main" in main_py.read_text()
