@@ -28,7 +28,15 @@ median (``bench/wholeproc.py``); ``--before DIR`` adds scanbench run from an ear
 source tree (``git archive <commit> src | tar -x -C DIR``, then ``--before DIR/src``)
 to the same rounds, for a before/after figure on the same machine and load:
 
-    python bench/pet.py --whole-process [--rounds 7] [--before /tmp/before/src]
+    python bench/pet.py --whole-process [--rounds 7] [--before /tmp/before/src] [--peer-cli]
+
+``--peer-cli`` adds, to the same rounds, the two runs that make figures: pynemaiqpet's
+own command as a user runs it (``pynemaiqpet_wb_nema_iq FOLDER --output_dir D``, which
+fits the spheres and writes two PDFs and a PNG into ``D``, a temporary folder) and
+``scanbench analyze FOLDER --report D/report.html`` (the analysis and an HTML report with
+its figures). The fair pairs: ``scanbench analyze --json`` against the fit-only peer
+process (neither makes a figure), ``scanbench --report`` against the peer's command (both
+write their figures).
 
 Prints the machine, the date, the versions, median seconds per series and
 the ratios. Never run as a timed test.
@@ -86,30 +94,58 @@ vol = dcm.get_data()
 fit_WB_NEMA_sphere_profiles(vol, dcm.voxsize, sameSignal=True,
     Rfix=[18.5, 14.0, 11.0, 8.5, 6.5, 5.0], dfix=1.5, showBGROI=False)
 """
-SCANBENCH_CLI = "import sys; from scanbench.cli import main; sys.argv[0] = 'scanbench'; main()"
+# The installed console script's entry (scanbench.entry since issue 15's fast path; a
+# source tree from before it has scanbench.cli only).
+SCANBENCH_CLI = ("import sys\ntry:\n    from scanbench.entry import main\n"
+                 "except ImportError:\n    from scanbench.cli import main\n"
+                 "sys.argv[0] = 'scanbench'\nmain()\n")
 
 
-def whole_process(folders: list[Path], rounds: int, before: Path | None) -> None:
-    """Whole-process medians: scanbench analyze (now, and from ``before``) vs pynemaiqpet."""
+def whole_process(folders: list[Path], rounds: int, before: Path | None,
+                  peer_cli: bool = False) -> None:
+    """Whole-process medians: scanbench analyze (now, and from ``before``) vs pynemaiqpet;
+    with ``peer_cli`` also the peer's own command and ``scanbench analyze --report``."""
+    import tempfile
+
     from wholeproc import interleaved, machine, scanbench_env
 
     peer = ensure_peer()
     print(machine())
     print(f"{rounds} interleaved rounds, whole process, median seconds")
-    print(f"{'series':<14}{'scanbench':>10}" + (f"{'before':>9}" if before else "")
-          + f"{'peer':>8}{'peer/scanbench':>16}" + (f"{'before/now':>12}" if before else ""))
-    for folder in folders:
-        cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
-            "scanbench": ([sys.executable, "-c", SCANBENCH_CLI, "analyze", str(folder),
-                           "--json"], scanbench_env(None))}
-        if before:
-            cmds["before"] = (cmds["scanbench"][0], scanbench_env(before))
-        cmds["peer"] = ([str(peer), "-c", PEER_ONESHOT, str(folder)], None)
-        med = interleaved(cmds, rounds)
-        print(f"{folder.name:<14}{med['scanbench']:>10.2f}"
-              + (f"{med['before']:>9.2f}" if before else "")
-              + f"{med['peer']:>8.2f}{med['peer'] / med['scanbench']:>15.1f}x"
-              + (f"{med['before'] / med['scanbench']:>11.1f}x" if before else ""))
+    cols = ["scanbench"] + (["before"] if before else []) + ["peer"]
+    if peer_cli:
+        cols += ["report", "peer CLI"]
+    print(f"{'series':<14}" + "".join(f"{c:>10}" for c in cols)
+          + f"{'peer/scanbench':>16}" + (f"{'before/now':>12}" if before else "")
+          + (f"{'CLI/report':>12}" if peer_cli else ""))
+    env_mpl = dict(os.environ, MPLBACKEND="Agg")  # no display: matplotlib writes files
+    with tempfile.TemporaryDirectory(prefix="petbench-") as tmp:
+        for folder in folders:
+            out_peer = Path(tmp) / f"peer-{folder.name}"
+            out_ours = Path(tmp) / f"ours-{folder.name}"
+            out_peer.mkdir()
+            out_ours.mkdir()
+            cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
+                "scanbench": ([sys.executable, "-c", SCANBENCH_CLI, "analyze", str(folder),
+                               "--json"], scanbench_env(None))}
+            if before:
+                cmds["before"] = (cmds["scanbench"][0], scanbench_env(before))
+            cmds["peer"] = ([str(peer), "-c", PEER_ONESHOT, str(folder)], None)
+            if peer_cli:
+                cmds["report"] = ([sys.executable, "-c", SCANBENCH_CLI, "analyze", str(folder),
+                                   "--report", str(out_ours / "report.html")],
+                                  scanbench_env(None))
+                cmds["peer CLI"] = ([str(peer.parent / "pynemaiqpet_wb_nema_iq"), str(folder),
+                                     "--output_dir", str(out_peer)], env_mpl)
+            med = interleaved(cmds, rounds)
+            if peer_cli:  # each did write its figures
+                made = sorted(p.suffix for p in out_peer.rglob("*") if p.is_file())
+                if ".pdf" not in made or not (out_ours / "report.html").is_file():
+                    raise RuntimeError(f"{folder}: figures not written (peer: {made})")
+            print(f"{folder.name:<14}" + "".join(f"{med[c]:>10.2f}" for c in cols)
+                  + f"{med['peer'] / med['scanbench']:>15.1f}x"
+                  + (f"{med['before'] / med['scanbench']:>11.1f}x" if before else "")
+                  + (f"{med['peer CLI'] / med['report']:>11.1f}x" if peer_cli else ""))
 
 
 def ensure_peer() -> Path:
@@ -191,10 +227,13 @@ def main() -> None:
                     help="time whole processes, imports included (issue 15)")
     ap.add_argument("--before", type=Path,
                     help="with --whole-process: also time scanbench from this source folder")
+    ap.add_argument("--peer-cli", action="store_true",
+                    help="with --whole-process: also time pynemaiqpet's own command "
+                         "(figures written) and scanbench analyze --report")
     args = ap.parse_args()
     if args.whole_process:
         whole_process(sorted(p for p in args.data.iterdir() if p.is_dir()), args.rounds,
-                      args.before)
+                      args.before, args.peer_cli)
         return
     import scanbench
     from scanbench.analysis import registry

@@ -50,8 +50,11 @@ for f in sorted(pathlib.Path(sys.argv[1]).iterdir()):
 
 
 def commands(py: str, pet: Path) -> dict[str, list[str]]:
-    cli = [py, "-c", "import sys; from scanbench.cli import main; sys.argv[0] = 'scanbench'; "
-                     "main()"]
+    # the installed console script's entry (scanbench.entry since the `analyze --json`
+    # fast path; a source tree from before it has scanbench.cli only)
+    cli = [py, "-c", "import sys\ntry:\n    from scanbench.entry import main\n"
+                     "except ImportError:\n    from scanbench.cli import main\n"
+                     "sys.argv[0] = 'scanbench'\nmain()\n"]
     return {
         "interpreter": [py, "-c", "pass"],
         "floor: numpy + pydicom": [py, "-c", "import numpy, pydicom"],
