@@ -12,17 +12,39 @@ tests/unit/analysis/test_convolve.py on inputs of odd and even sizes).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 
-def fftconvolve_same(in1: np.ndarray, in2: np.ndarray) -> np.ndarray:
+def fftconvolve_same(in1: np.ndarray, in2: np.ndarray, *, backend: str = "scipy") -> np.ndarray:
     """``scipy.signal.fftconvolve(in1, in2, mode="same")`` for real arrays (see
     :func:`fftconvolve`)."""
-    return fftconvolve(in1, in2, "same")
+    return fftconvolve(in1, in2, "same", backend=backend)
 
 
-def fftconvolve(in1: np.ndarray, in2: np.ndarray, mode: str = "full") -> np.ndarray:
+def next_fast_len_real(n: int) -> int:
+    """``scipy.fft.next_fast_len(n, real=True)``: the smallest 5-smooth number (only prime
+    factors 2, 3 and 5, pocketfft's fast real lengths) at least ``n``."""
+    if n <= 6:
+        return max(n, 1)
+    best = 2 * n  # a power of two at most 2n exists, so the answer is below this
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            # the smallest power of two times p35 reaching n
+            q = p35
+            while q < n:
+                q *= 2
+            best = min(best, q)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def fftconvolve(in1: np.ndarray, in2: np.ndarray, mode: str = "full", *,
+                backend: str = "scipy") -> np.ndarray:
     """``scipy.signal.fftconvolve(in1, in2, mode)`` for real arrays, ``mode`` "full",
     "same" or "valid".
 
@@ -31,8 +53,26 @@ def fftconvolve(in1: np.ndarray, in2: np.ndarray, mode: str = "full") -> np.ndar
     on each axis padded to ``scipy.fft.next_fast_len(s1 + s2 - 1, real=True)``, cut to
     ``s1 + s2 - 1``, then its central ``in1.shape`` ("same") or ``s1 - s2 + 1``
     ("valid", the inputs swapped first when ``in1`` is the smaller) part.
+
+    ``backend="numpy"`` performs the same transforms with ``numpy.fft`` (pocketfft too,
+    numpy 2), for callers that avoid importing ``scipy.fft`` (about 0.13 s, its
+    array-API layer; the ACR MRI analyses): the same padded lengths, and values equal to
+    SciPy's to rounding in the last bits (multi-axis inverse transforms are summed in
+    another order), not bit for bit.
     """
-    from scipy import fft
+    fft: Any
+    if backend == "numpy":
+        fft = np.fft
+        fast_len = next_fast_len_real
+    elif backend == "scipy":
+        import scipy.fft
+
+        fft = scipy.fft
+
+        def fast_len(n: int) -> int:
+            return int(fft.next_fast_len(n, True))
+    else:
+        raise ValueError(f"unknown FFT backend {backend!r}: 'scipy' or 'numpy'")
 
     a, b = np.asarray(in1), np.asarray(in2)
     if mode not in ("full", "same", "valid"):
@@ -64,7 +104,7 @@ def fftconvolve(in1: np.ndarray, in2: np.ndarray, mode: str = "full") -> np.ndar
             a = a.astype(np.float64)
         if b.dtype.kind in "iu":
             b = b.astype(np.float64)
-        fshape = [fft.next_fast_len(shape[i], True) for i in axes]
+        fshape = [fast_len(shape[i]) for i in axes]
         ret = fft.irfftn(fft.rfftn(a, fshape, axes=axes) * fft.rfftn(b, fshape, axes=axes),
                          fshape, axes=axes)
         ret = ret[tuple(slice(n) for n in shape)]
@@ -76,7 +116,8 @@ def fftconvolve(in1: np.ndarray, in2: np.ndarray, mode: str = "full") -> np.ndar
     return ret[tuple(slice(start[k], start[k] + keep[k]) for k in range(ret.ndim))].copy()
 
 
-def match_template(image: np.ndarray, template: np.ndarray) -> np.ndarray:
+def match_template(image: np.ndarray, template: np.ndarray, *,
+                   backend: str = "scipy") -> np.ndarray:
     """Normalised cross-correlation of a 2-D ``template`` at every position where it lies
     wholly inside ``image``: ``skimage.feature.match_template(image, template)`` (scikit-
     image 0.26, ``pad_input=False``, BSD-3-Clause), the same operations in the same order,
@@ -84,7 +125,8 @@ def match_template(image: np.ndarray, template: np.ndarray) -> np.ndarray:
 
     Method (Lewis, "Fast normalized cross-correlation", Vision Interface 1995): the
     correlation by FFT, the local sums and sums of squares of the zero-padded image by
-    running sums; positions where the image window is constant give 0.
+    running sums; positions where the image window is constant give 0. ``backend``:
+    that of :func:`fftconvolve`.
     """
     if image.ndim != 2 or template.ndim != 2:
         raise ValueError("match_template takes a 2-D image and a 2-D template")
@@ -100,7 +142,7 @@ def match_template(image: np.ndarray, template: np.ndarray) -> np.ndarray:
     template_mean = template.mean()
     template_volume = math.prod(template.shape)
     template_ssd = np.sum((template - template_mean) ** 2)
-    xcorr = fftconvolve(img, template[::-1, ::-1], mode="valid")[1:-1, 1:-1]
+    xcorr = fftconvolve(img, template[::-1, ::-1], mode="valid", backend=backend)[1:-1, 1:-1]
     numerator = xcorr - window_sum * template_mean
     denominator = window_sum2
     np.multiply(window_sum, window_sum, out=window_sum)

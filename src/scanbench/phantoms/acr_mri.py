@@ -67,7 +67,6 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
-from scipy.special import erf
 
 FloatArray = np.ndarray
 
@@ -163,6 +162,10 @@ class PointProfile:
 
 
 def _phi(v: FloatArray) -> FloatArray:
+    # imported here: the ACR MRI analyses import this module for its geometry, and
+    # scipy.special would cost them about 0.1 s of start-up (issue 15)
+    from scipy.special import erf
+
     return 0.5 * (1.0 + erf(np.asarray(v) / np.sqrt(2.0)))
 
 

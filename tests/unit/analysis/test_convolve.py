@@ -64,3 +64,32 @@ def test_match_template_equals_scikit_image(image_shape: tuple[int, int],
     got = match_template(image, template)
     assert got.dtype == want.dtype and got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+def test_next_fast_len_real_equals_scipy() -> None:
+    from scipy import fft
+
+    from scanbench.analysis.convolve import next_fast_len_real
+
+    assert [next_fast_len_real(n) for n in range(1, 3000)] == [
+        fft.next_fast_len(n, True) for n in range(1, 3000)]
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize(("shape1", "shape2"), [((120, 97), (15, 16)), ((97,), (12,)),
+                                                ((64, 64, 5), (9, 9, 1))])
+def test_numpy_backend_equals_scipy_signal_to_rounding(mode: str, shape1: tuple[int, ...],
+                                                       shape2: tuple[int, ...]) -> None:
+    """``backend="numpy"`` (no scipy.fft import, the ACR MRI analyses): the same result to
+    rounding in the last bits."""
+    rng = np.random.default_rng(len(mode) + sum(shape1))
+    a, b = rng.normal(100.0, 20.0, shape1), rng.random(shape2)
+    want = signal.fftconvolve(a, b, mode=mode)
+    got = fftconvolve(a, b, mode, backend="numpy")
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    image = rng.normal(size=(60, 50))
+    np.testing.assert_allclose(match_template(image, image[10:25, 5:17], backend="numpy"),
+                               match_template(image, image[10:25, 5:17]), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="backend"):
+        fftconvolve(a, b, mode, backend="cupy")

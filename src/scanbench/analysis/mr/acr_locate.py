@@ -36,10 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from scanbench.analysis.base import Analysis, result_for
 from scanbench.analysis.memo import memo
+from scanbench.analysis.mr import ndi
 from scanbench.errors import AnalysisError
 from scanbench.types import Result, Series
 
@@ -72,9 +72,10 @@ def in_plane_axes(series: Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sample(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``image`` at fractional (row, col); NaN outside."""
-    out: np.ndarray = ndimage.map_coordinates(image, [np.ravel(rows), np.ravel(cols)], order=1,
-                                              mode="constant", cval=np.nan)
+    """Bilinear samples of ``image`` at fractional (row, col); NaN outside
+    (``scipy.ndimage.map_coordinates(order=1, cval=nan)`` bit for bit, in numpy: see
+    :mod:`scanbench.analysis.mr.ndi`)."""
+    out = ndi.map_coordinates_linear(image, [np.ravel(rows), np.ravel(cols)])
     return out.reshape(np.shape(rows))
 
 
@@ -180,15 +181,15 @@ def _first_guess(image: np.ndarray) -> tuple[tuple[float, float], float, float]:
     finite = np.nan_to_num(image)
     hi = float(np.percentile(finite, 99.0))
     mask = finite > 0.25 * hi
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    biggest = ndi.largest_component(mask)
+    if biggest is None:
         raise AnalysisError("no phantom signal in the image")
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    biggest = labels == (int(np.argmax(sizes)) + 1)
-    rows, cols = np.nonzero(ndimage.binary_fill_holes(biggest))
+    # the extent of the object with its holes filled is the object's own extent: holes lie
+    # inside it
+    rows, cols = np.nonzero(biggest)
     centre = ((rows.min() + rows.max()) / 2.0, (cols.min() + cols.max()) / 2.0)
     level = float(np.median(finite[biggest]))
-    background = float(np.median(finite[~ndimage.binary_dilation(mask, iterations=5)]))
+    background = float(np.median(finite[~ndi.binary_dilation_cross(mask, iterations=5)]))
     return centre, level, background
 
 

@@ -114,7 +114,6 @@ from statistics import NormalDist
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import erf
 
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
@@ -123,6 +122,7 @@ from scanbench.analysis.mr.acr_locate import (
     axial_geometry,
     new_result,
 )
+from scanbench.analysis.mr.ndi import erf, map_coordinates_linear
 from scanbench.analysis.registry import register
 from scanbench.phantoms.acr_mri import LCD_SHEET_RADIUS_MM
 from scanbench.types import Result, Series
@@ -624,7 +624,7 @@ def pattern_maps(acr: AcrAxial, n: int, image: np.ndarray,
     in place of the plane (the plane's slopes are orthogonal to a centred round template),
     and other discs are not excluded from the background (the whole pattern moves together,
     so they bias every trial place alike)."""
-    from scanbench.analysis.convolve import fftconvolve  # scipy.signal's, bit for bit
+    from scanbench.analysis.convolve import fftconvolve  # scipy.signal's, on numpy.fft
 
     py, px = acr.pixel_mm
     gap = max(BACKGROUND_GAP_MM, 2.0 * max(py, px))
@@ -656,9 +656,9 @@ def pattern_maps(acr: AcrAxial, n: int, image: np.ndarray,
         # correlation = convolution with the flipped kernel (both are symmetric)
         # the template reads the image itself (as disc_matched does); only the background is
         # kept inside the sheet
-        signal = fftconvolve(np.nan_to_num(crop), w, mode="same")
-        bg_sum = fftconvolve(img, bg, mode="same")
-        bg_n = fftconvolve(inside.astype(float), bg, mode="same")
+        signal = fftconvolve(np.nan_to_num(crop), w, mode="same", backend="numpy")
+        bg_sum = fftconvolve(img, bg, mode="same", backend="numpy")
+        bg_n = fftconvolve(inside.astype(float), bg, mode="same", backend="numpy")
         full = np.full(image.shape, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             full[r_lo:r_hi, c_lo:c_hi] = signal - w.sum() * bg_sum / np.where(bg_n > 5, bg_n,
@@ -692,13 +692,11 @@ def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     values up to rounding in the last bit (tests/unit/analysis/mr/test_acr_low_contrast.py).
     It is the reference of :class:`_PatternScorer`, which reads 30 points per trial place
     of the pattern fit in about half the time of ``map_coordinates`` plus
-    :meth:`AcrAxial.to_pixel` (30 against 60 µs on the benchmark machine); for large point
-    sets ``map_coordinates`` is faster (80 000 points: 2.2 against 3.9 ms) and is used.
-    A point whose neighbours leave the image, or touch a non-finite value (which
-    ``map_coordinates`` spreads even at zero weight, also from the next layer of a
-    stack), is handed to ``map_coordinates`` itself."""
-    from scipy.ndimage import map_coordinates
-
+    :meth:`AcrAxial.to_pixel` (30 against 60 µs on the benchmark machine); large point
+    sets go through :func:`scanbench.analysis.mr.ndi.map_coordinates_linear` (SciPy's
+    ``map_coordinates`` bit for bit, in numpy). A point whose neighbours leave the image,
+    or touch a non-finite value (which ``map_coordinates`` spreads even at zero weight,
+    also from the next layer of a stack), is handed to ``map_coordinates_linear``."""
     rows, cols = np.asarray(rows, dtype=float), np.asarray(cols, dtype=float)
     h, w = image.shape[-2:]
     r0, c0 = np.floor(rows), np.floor(cols)
@@ -726,7 +724,7 @@ def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray,
             np.broadcast_to(np.asarray(layer, dtype=float), rows.shape)[bad], rows[bad],
             cols[bad]]
         out = np.array(out, dtype=float)
-        out[bad] = map_coordinates(image, coords, order=1, mode="constant", cval=np.nan)
+        out[bad] = map_coordinates_linear(image, coords)
     return np.asarray(out, dtype=float)
 
 

@@ -62,9 +62,9 @@ import itertools
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
-from scanbench.analysis.convolve import match_template  # scikit-image's, minus scipy.signal
+from scanbench.analysis.convolve import match_template  # scikit-image's, without SciPy
+from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
     acr_axial_confidence,
@@ -106,7 +106,7 @@ def _template(d: float, blur_mm: float, steps: int, step_mm: float = STEP_MM) ->
     t = np.zeros_like(uu)
     for hu, hv, _ in holes:
         t[(uu - hu) ** 2 + (vv - hv) ** 2 <= (d / 2) ** 2] = 1.0
-    return ndimage.gaussian_filter(t, blur_mm / step_mm / 2.355)
+    return ndi.gaussian_filter(t, blur_mm / step_mm / 2.355)
 
 
 def _best_positions(score: np.ndarray, n: int, min_sep_px: float) -> list[tuple[int, int, float]]:
@@ -129,7 +129,7 @@ def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
     coarse = 2 * STEP_MM  # the search on every other sample; refine_pair goes back to 0.1 mm
     img = img[::2, ::2]
     for k in PAIR_STEPS:
-        score = match_template(img, _template(1.0, blur, k, coarse))
+        score = match_template(img, _template(1.0, blur, k, coarse), backend="numpy")
         peaks = _best_positions(score, 3, 18.0 / coarse)
         if len(peaks) < 3:
             continue
@@ -166,7 +166,7 @@ def refine_pair(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float, d: f
             sub = img[j0: j0 + k * tmpl.shape[0] + w: k, i0: i0 + k * tmpl.shape[1] + w: k]
             if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
                 break
-            score = match_template(sub, tmpl)
+            score = match_template(sub, tmpl, backend="numpy")
             j, i = np.unravel_index(int(np.argmax(score)), score.shape)
             if step == STEP_MM or score[j, i] > best[2]:
                 best = (u[0] + (i0 + k * i) * STEP_MM + d, v[0] + (j0 + k * j) * STEP_MM + d,

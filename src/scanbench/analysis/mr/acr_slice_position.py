@@ -28,8 +28,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
+from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
     acr_axial_confidence,
@@ -68,7 +68,7 @@ def bars(acr: AcrAxial, n: int) -> dict[str, Any]:
     uu, vv = np.meshgrid(u, vs)
     across = np.nanmean(acr.sample(n, uu, vv), axis=0)
     level = float(np.nanpercentile(across, 90))
-    floor = float(np.nanmin(ndimage.uniform_filter1d(np.nan_to_num(across), 5)))
+    floor = float(np.nanmin(ndi.uniform_filter1d(np.nan_to_num(across), 5)))
     left, right = _crossings(across, u, floor + 0.5 * (level - floor))
     width = right - left
     if not np.isfinite(width) or not 4.0 < width < 25.0:
@@ -79,7 +79,7 @@ def bars(acr: AcrAxial, n: int) -> dict[str, Any]:
         us = np.linspace(uc - width / 8, uc + width / 8, 5)
         uu, vv = np.meshgrid(us, v)
         prof = np.nanmean(acr.sample(n, uu, vv), axis=1)
-        smooth = ndimage.uniform_filter1d(np.nan_to_num(prof), 5)
+        smooth = ndi.uniform_filter1d(np.nan_to_num(prof), 5)
         i_min = int(14.0 / STEP_MM)  # inside both bars, below any air bubble
         bar = float(np.median(smooth[i_min - int(2.0 / STEP_MM): i_min + int(2.0 / STEP_MM)]))
         fill = float(np.median(smooth[-int(10.0 / STEP_MM):]))

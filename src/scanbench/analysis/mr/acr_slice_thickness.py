@@ -31,8 +31,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
+from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
     acr_axial_confidence,
@@ -99,7 +99,7 @@ def slab_extent(acr: AcrAxial, v_mid: float, height: float) -> np.ndarray:
 
 def streak_length(profile: np.ndarray, u: np.ndarray) -> tuple[float, float, float, float, float]:
     """Length at half maximum of a bright streak: (length, left, right, half, baseline)."""
-    smooth = ndimage.uniform_filter1d(np.nan_to_num(profile), max(1, round(2.0 / STEP_MM)))
+    smooth = ndi.uniform_filter1d(np.nan_to_num(profile), max(1, round(2.0 / STEP_MM)))
     base = float(np.percentile(smooth, 10))
     peak = float(np.percentile(smooth, 98))
     half = base + 0.5 * (peak - base)

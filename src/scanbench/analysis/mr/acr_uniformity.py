@@ -56,7 +56,7 @@ def extremes(image: np.ndarray, pixel_mm: tuple[float, float], centre: tuple[flo
     k = circle_weights((2 * hy + 1, 2 * hx + 1), (hy, hx), small_radius_mm, pixel_mm)
     k /= k.sum()
     img = np.nan_to_num(image)
-    means = fftconvolve_same(img, k[::-1, ::-1])
+    means = fftconvolve_same(img, k[::-1, ::-1], backend="numpy")
     rows, cols = np.indices(img.shape)
     dist = np.hypot((rows - centre[0]) * dy, (cols - centre[1]) * dx)
     allowed = dist <= large_radius_mm - small_radius_mm

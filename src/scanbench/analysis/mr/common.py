@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from scanbench.analysis.memo import memo
 from scanbench.errors import AnalysisError
@@ -50,6 +49,8 @@ class ObjectSlice:
     def depth(self) -> np.ndarray:
         """Distance (pixels) of every object pixel to the object's edge."""
         if "depth" not in self._cache:
+            from scipy import ndimage  # here: an ACR MRI run never needs it (issue 15)
+
             self._cache["depth"] = ndimage.distance_transform_edt(self.mask)
         return np.asarray(self._cache["depth"])
 
@@ -63,6 +64,7 @@ class ObjectSlice:
 
 def object_mask(image: np.ndarray) -> np.ndarray:
     """The largest bright connected object, holes filled (Otsu threshold)."""
+    from scipy import ndimage  # here, not at import: an ACR MRI run never needs it (issue 15)
     from skimage.filters import threshold_otsu
 
     img = np.asarray(image, dtype=float)
@@ -106,6 +108,8 @@ def central_roi(mask: np.ndarray, fraction: float, depth: np.ndarray | None = No
     if not 0 < fraction <= 1:
         raise ValueError("fraction must be in (0, 1]")
     if depth is None:
+        from scipy import ndimage  # here: an ACR MRI run never needs it (issue 15)
+
         depth = ndimage.distance_transform_edt(mask)
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
@@ -174,6 +178,8 @@ def air_region(obj: ObjectSlice, phase_direction: str | None, pixel_mm: float,
     """Background for the single-image noise: at least ``margin_mm`` from the object,
     ``edge_px`` from the image border, and outside the band through the object along the
     phase-encode direction (where ghosts fall; both bands when the direction is unknown)."""
+    from scipy import ndimage  # here, not at import: an ACR MRI run never needs it (issue 15)
+
     grown = ndimage.binary_dilation(obj.mask, iterations=max(1, round(margin_mm / pixel_mm)))
     air = ~grown
     air[:edge_px, :] = air[-edge_px:, :] = False

@@ -236,7 +236,11 @@ class NemaSnr:
 
     def group(self, series: Sequence[Series]) -> list[tuple[Series, ...]]:
         """Pairs of repeated identical acquisitions of a uniform object, in acquisition order."""
-        cands = [s for s in series if s.facts.modality == "MR" and _uniform_confidence(s) >= 0.5]
+        # _uniform_confidence reaches 0.5 only for a series of at most 3 slices: asking it
+        # only those spares a run on other series (an 11-slice ACR series) its object search,
+        # and the scikit-image and scipy.ndimage imports (about 0.13 s, issue 15)
+        cands = [s for s in series if s.facts.modality == "MR" and s.shape[0] <= 3
+                 and _uniform_confidence(s) >= 0.5]
         cands.sort(key=lambda s: (s.facts.acquired_at is None, str(s.facts.acquired_at or ""),
                                   s.facts.series_number or 0))
         pairs: list[tuple[Series, ...]] = []

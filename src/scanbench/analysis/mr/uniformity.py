@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.mr import common
@@ -47,6 +46,8 @@ FILTER_SIZE = 3
 def nema_piu(image: np.ndarray, roi: np.ndarray) -> tuple[float, float, float, tuple[int, int],
                                                            tuple[int, int]]:
     """PIU after the 3 × 3 low-pass filter, with max, min and where they are (row, col)."""
+    from scipy import ndimage  # here, not at import: an ACR MRI run never needs it (issue 15)
+
     smooth = ndimage.uniform_filter(np.asarray(image, dtype=float), FILTER_SIZE)
     vals = np.where(roi, smooth, np.nan)
     imax = np.unravel_index(int(np.nanargmax(vals)), vals.shape)
@@ -61,6 +62,8 @@ def noise_sigma_estimate(obj: common.ObjectSlice, roi: np.ndarray) -> float:
     mean (which removes the smooth shading) over the central ROI, divided by √(8/9), the
     SD of that residual for white noise of SD 1. Inside a phantom at SNR > 5 the magnitude
     noise is Gaussian with SD σ."""
+    from scipy import ndimage  # here, not at import: an ACR MRI run never needs it (issue 15)
+
     smooth = ndimage.uniform_filter(obj.image, FILTER_SIZE)
     depth = obj.depth
     inner = roi & (depth >= float(depth[roi].min()) + 2.0)  # clear of the 3 × 3 reach
