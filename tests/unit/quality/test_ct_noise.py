@@ -125,7 +125,8 @@ def test_fast_masks_equal_scipy_morphology() -> None:
     scipy's binary_fill_holes / binary_erosion / binary_dilation(iterations) results."""
     from scipy import ndimage
 
-    from scanbench.quality.ct_noise import dilate_diamond, erode_square, fill_holes
+    from scanbench.analysis.masks import fill_holes
+    from scanbench.quality.ct_noise import dilate_diamond, erode_square
 
     rng = np.random.default_rng(3)
     for _ in range(10):
@@ -339,3 +340,31 @@ def test_analysis_in_two_processes_gives_the_same_values(long_patient: tuple,
     monkeypatch.setenv(ENV_PROCESSES, "two")
     with pytest.raises(AnalysisError, match="SCANBENCH_CT_NOISE_PROCESSES='two'"):
         get(ANALYSIS).run(series)
+
+
+def test_phantom_find_body_equals_the_scipy_definition() -> None:
+    """The CT phantom detectors' ``find_body`` (shared fast masks, scanbench.analysis.masks)
+    finds the same object as scipy's label + largest + binary_fill_holes: the same area,
+    centre and axis ratio to the bit, on random blobs and on a virtual patient's slices."""
+    from scipy import ndimage
+
+    from scanbench.analysis.ct.phantom_modules import find_body
+
+    rng = np.random.default_rng(21)
+    images = [ndimage.gaussian_filter(rng.standard_normal((70, 80)), 1.5 + i % 3) * 3000.0
+              - rng.uniform(0.0, 900.0) for i in range(30)]
+    p = VirtualPatient(slices=2, matrix=128, region="chest", fat_mm=0.0)
+    images += list(virtual_patient(p, seed=5)[0])
+    for img in images:
+        mask = img > -400.0
+        body = find_body(img, (0.7, 0.8))
+        if not mask.any():
+            assert body is None
+            continue
+        labels, _n = ndimage.label(mask)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        ref = ndimage.binary_fill_holes(labels == np.argmax(sizes))
+        assert body is not None
+        assert body.area_mm2 == float(ref.sum()) * 0.7 * 0.8
+        assert body.centre_yx == tuple(float(c) for c in ndimage.center_of_mass(ref))

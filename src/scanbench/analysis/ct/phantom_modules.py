@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from scanbench.analysis.masks import largest_region_filled
 from scanbench.analysis.roi import circle_patch
 
 RESOLVED_MTF = 0.10
@@ -125,12 +126,10 @@ def find_body(img: np.ndarray, spacing_yx: tuple[float, float],
     mask = np.asarray(img) > threshold_hu
     if not mask.any():
         return None
-    labels, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
-    mask = ndimage.binary_fill_holes(mask)
+    # label + largest + binary_fill_holes, exactly, within the mask's bounding box by
+    # labelling (scipy's iterated hole filling cost 7 of the 11 ms a 512² slice took,
+    # and the CatPhan and ACR 464 detectors call this on every slice of every CT series)
+    mask = largest_region_filled(mask)
     dy, dx = spacing_yx
     area = float(mask.sum()) * dy * dx
     cy, cx = ndimage.center_of_mass(mask)
