@@ -62,8 +62,18 @@ def pet_iq(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _entry(*args: str) -> str:
+    """Python code running ``scanbench ARGS`` as the console script does (scanbench.entry,
+    stderr a pipe), exit status 0 required."""
+    return _cli(*args).replace("from scanbench.cli import main", "from scanbench.entry import main")
+
+
 def test_pet_analysis_imports_no_ct_mr_analysis_nor_scipy_signal_stats(pet_iq: Path) -> None:
-    printed, modules = _run(_cli("analyze", str(pet_iq), "--json"))
+    """Also no Typer, click or pydantic: ``analyze ... --json`` from a script runs without
+    them (scanbench.entry; about 0.1 s of the PET whole process, bench/README.md). rich is
+    imported here only to print the note on the simulation's skipped ground_truth.json
+    (tests/unit/test_cli_fast_path.py checks a real folder without one imports no rich)."""
+    printed, modules = _run(_entry("analyze", str(pet_iq), "--json"))
     (result,) = json.loads(printed)  # the run did analyse the series
     assert result["analysis"] == "pet.nema_nu2_2018.image_quality"
     assert "scanbench.analysis.pet.image_quality" in modules
@@ -71,7 +81,7 @@ def test_pet_analysis_imports_no_ct_mr_analysis_nor_scipy_signal_stats(pet_iq: P
                                                        "scanbench.analysis.mr")))
     assert other == []
     assert _heavy(modules, ("scanbench.report", "scanbench.store", "scanbench.net",
-                            "scanbench.simulate")) == []
+                            "scanbench.simulate", "typer", "click", "pydantic")) == []
 
 
 CATPHAN = Path(__file__).resolve().parents[3] / "shared/data/ct/catphan/CTP404_FOV150"
