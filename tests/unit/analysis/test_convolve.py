@@ -88,8 +88,26 @@ def test_numpy_backend_equals_scipy_signal_to_rounding(mode: str, shape1: tuple[
     got = fftconvolve(a, b, mode, backend="numpy")
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
-    image = rng.normal(size=(60, 50))
-    np.testing.assert_allclose(match_template(image, image[10:25, 5:17], backend="numpy"),
-                               match_template(image, image[10:25, 5:17]), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="backend"):
         fftconvolve(a, b, mode, backend="cupy")
+
+
+@pytest.mark.parametrize(("image_shape", "template_shape", "dtype"), [
+    ((128, 128), (21, 21), np.float64), ((101, 90), (12, 17), np.float64),
+    ((64, 70), (9, 8), np.float32)])
+def test_match_template_valid_equals_scikit_image_to_rounding(
+        image_shape: tuple[int, int], template_shape: tuple[int, int], dtype: type) -> None:
+    from skimage.feature import match_template as skimage_match_template
+
+    from scanbench.analysis.convolve import match_template_valid
+
+    rng = np.random.default_rng(sum(template_shape))
+    image: np.ndarray = (rng.random(image_shape) * 1000).astype(dtype)
+    template = image[3:3 + template_shape[0], 5:5 + template_shape[1]] + rng.normal(
+        0.0, 50.0, template_shape).astype(dtype)
+    want = skimage_match_template(image, template, pad_input=False)
+    got = match_template_valid(image, template)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 1e-9 if dtype is np.float64 else 2e-3
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+    assert np.unravel_index(np.argmax(got), got.shape) == (3, 5)

@@ -63,7 +63,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanbench.analysis.convolve import match_template  # scikit-image's, without SciPy
+# scikit-image's match_template to rounding, without SciPy and on the image alone (issue 15)
+from scanbench.analysis.convolve import match_template_valid
 from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
@@ -129,7 +130,7 @@ def find_pairs(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float,
     coarse = 2 * STEP_MM  # the search on every other sample; refine_pair goes back to 0.1 mm
     img = img[::2, ::2]
     for k in PAIR_STEPS:
-        score = match_template(img, _template(1.0, blur, k, coarse), backend="numpy")
+        score = match_template_valid(img, _template(1.0, blur, k, coarse))
         peaks = _best_positions(score, 3, 18.0 / coarse)
         if len(peaks) < 3:
             continue
@@ -166,7 +167,7 @@ def refine_pair(img: np.ndarray, u: np.ndarray, v: np.ndarray, blur: float, d: f
             sub = img[j0: j0 + k * tmpl.shape[0] + w: k, i0: i0 + k * tmpl.shape[1] + w: k]
             if sub.shape[0] < tmpl.shape[0] or sub.shape[1] < tmpl.shape[1]:
                 break
-            score = match_template(sub, tmpl, backend="numpy")
+            score = match_template_valid(sub, tmpl)
             j, i = np.unravel_index(int(np.argmax(score)), score.shape)
             if step == STEP_MM or score[j, i] > best[2]:
                 best = (u[0] + (i0 + k * i) * STEP_MM + d, v[0] + (j0 + k * j) * STEP_MM + d,
