@@ -20,8 +20,10 @@ alike. One untimed round first warms the file cache. Medians (and minima) of
 ``--src DIR`` runs scanbench from another source tree (``PYTHONPATH=DIR``, e.g. an
 earlier commit unpacked with ``git archive <commit> src | tar -x -C /tmp/before``, then
 ``--src /tmp/before/src``), for figures before and after a change on the same machine.
+``--before DIR`` instead adds the three scanbench commands run from DIR to the same
+rounds (marked ``[before]``), so before and after are measured side by side.
 
-    python bench/startup.py [--rounds 11] [--src DIR]
+    python bench/startup.py [--rounds 11] [--src DIR | --before DIR]
 
 Never run as a timed test.
 """
@@ -79,25 +81,32 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=11, help="timed rounds (median reported)")
     ap.add_argument("--src", type=Path, help="run scanbench from this source folder")
     ap.add_argument("--pet", type=Path, default=PET, help="the PET IQ series folder")
+    ap.add_argument("--before", type=Path,
+                    help="also run the scanbench commands from this source folder")
     args = ap.parse_args()
     env = dict(os.environ)
     if args.src:
         env["PYTHONPATH"] = str(args.src.resolve())
-    cmds = commands(sys.executable, args.pet)
-    for cmd in cmds.values():  # untimed: file cache, .pyc files
-        run(cmd, env)
+    cmds = {name: (cmd, env) for name, cmd in commands(sys.executable, args.pet).items()}
+    if args.before:
+        old_env = dict(os.environ, PYTHONPATH=str(args.before.resolve()))
+        for name, (cmd, _) in list(cmds.items()):
+            if "scanbench" in name:
+                cmds[f"{name} [before]"] = (cmd, old_env)
+    for cmd, cmd_env in cmds.values():  # untimed: file cache, .pyc files
+        run(cmd, cmd_env)
     times: dict[str, list[float]] = {name: [] for name in cmds}
     for _ in range(args.rounds):
-        for name, cmd in cmds.items():
-            times[name].append(run(cmd, env))
+        for name, (cmd, cmd_env) in cmds.items():
+            times[name].append(run(cmd, cmd_env))
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} logical cores, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, Python {platform.python_version()}"
           f"{f', scanbench from {args.src}' if args.src else ''}; "
           f"{args.rounds} interleaved rounds")
-    print(f"{'command':28s} {'median s':>9s} {'min s':>7s}")
+    print(f"{'command':37s} {'median s':>9s} {'min s':>7s}")
     for name, ts in times.items():
-        print(f"{name:28s} {statistics.median(ts):9.3f} {min(ts):7.3f}")
+        print(f"{name:37s} {statistics.median(ts):9.3f} {min(ts):7.3f}")
 
 
 if __name__ == "__main__":
