@@ -368,3 +368,22 @@ def test_phantom_find_body_equals_the_scipy_definition() -> None:
         assert body is not None
         assert body.area_mm2 == float(ref.sum()) * 0.7 * 0.8
         assert body.centre_yx == tuple(float(c) for c in ndimage.center_of_mass(ref))
+
+
+def test_phantom_detectors_share_the_bodies_of_a_series() -> None:
+    """The CatPhan and ACR 464 detectors find each slice's body once between them (a
+    patient's series is looked at by both): the memoised list is the per-slice
+    ``find_body``, and the second detector reuses the first one's."""
+    from scanbench.analysis.ct import phantom_modules as pm
+
+    p = VirtualPatient(slices=3, matrix=256)
+    vol, _ = virtual_patient(p, seed=6)
+    series = as_series(p, vol)
+    _, dy, dx = series.spacing
+    step = max(1, int(1.0 / min(dy, dx)))
+    assert step == max(1, int(1.2 / min(dy, dx)))  # both detectors sample alike here
+    assert get("ct.catphan").detect(series) < MIN_CONFIDENCE
+    bodies = series.derived[f"ct.find_body.{step}"][1]
+    assert get("ct.acr464").detect(series) < MIN_CONFIDENCE
+    assert series.derived[f"ct.find_body.{step}"][1] is bodies
+    assert bodies == [pm.find_body(v[::step, ::step], (dy * step, dx * step)) for v in vol]

@@ -112,11 +112,10 @@ def _z_positions(series: Series) -> np.ndarray:
     return pm.slice_positions(series.affine, series.shape[0])
 
 
-def _classify(img: np.ndarray, spacing: tuple[float, float]
+def _classify(img: np.ndarray, spacing: tuple[float, float], body: pm.Body | None
               ) -> tuple[int, tuple[float, float], bool, float]:
     """(module class 0..4, body centre, body recognised, median HU within 40 mm of the
-    centre) of one slice."""
-    body = pm.find_body(img, spacing)
+    centre) of one slice; ``body``: its :func:`~pm.find_body`."""
     if body is None or body.radius_mm < 50.0:
         return 0, (math.nan, math.nan), False, math.nan
     if body.touches_edge:
@@ -167,8 +166,10 @@ def _locate(series: Series) -> AcrLayout:
     level = np.full(n, np.nan)
     # classify on pixels of about 1.2 mm: the features are centimetres across
     step = max(1, int(1.2 / min(dy, dx)))
+    bodies = pm.find_bodies(series, step)  # shared with the CatPhan detector
     for k in range(n):
-        c, cen, ok, level[k] = _classify(v[k, ::step, ::step], (dy * step, dx * step))
+        c, cen, ok, level[k] = _classify(v[k, ::step, ::step], (dy * step, dx * step),
+                                         bodies[k])
         classes[k] = c
         body_ok[k] = ok
         centres[k] = (cen[0] * step, cen[1] * step)

@@ -169,9 +169,10 @@ def _housing(img: np.ndarray, frame: pm.Frame) -> bool:
     return abs(edge - inner) > 8.0 or abs(outer - inner) > 30.0
 
 
-def _classify(img: np.ndarray, spacing: tuple[float, float]) -> SliceInfo:
+def _classify(img: np.ndarray, spacing: tuple[float, float], body: pm.Body | None
+              ) -> SliceInfo:
+    """What one slice shows; ``body``: its :func:`~pm.find_body`."""
     dy, dx = spacing
-    body = pm.find_body(img, spacing)
     centre: tuple[float, float] | None = None
     housing = False
     if body is not None and not body.touches_edge and abs(body.radius_mm - 100.0) < 10.0:
@@ -274,7 +275,9 @@ def _locate(series: Series, forced: str | None, sensitometry: str | None) -> Cat
         z = np.asarray(series.isolated_positions_mm, float) - float(
             series.isolated_positions_mm[0])
     step = max(1, int(1.0 / min(dy, dx)))  # classify on pixels of about 1 mm
-    infos = [_classify(v[k, ::step, ::step], (dy * step, dx * step)) for k in range(v.shape[0])]
+    bodies = pm.find_bodies(series, step)  # shared with the ACR 464 detector
+    infos = [_classify(v[k, ::step, ::step], (dy * step, dx * step), bodies[k])
+             for k in range(v.shape[0])]
     kinds = [i.kind for i in infos]
     centres = np.array([(i.centre_yx[0] * step, i.centre_yx[1] * step) for i in infos])
     seen = sorted({k for k in kinds if k in KINDS})

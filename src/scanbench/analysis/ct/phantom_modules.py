@@ -39,12 +39,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from scanbench.analysis.masks import largest_region_filled
+from scanbench.analysis.memo import memo
 from scanbench.analysis.roi import circle_patch
+
+if TYPE_CHECKING:
+    from scanbench.types import Series
 
 RESOLVED_MTF = 0.10
 SIGNIFICANCE = 3.0
@@ -152,6 +157,16 @@ def find_body(img: np.ndarray, spacing_yx: tuple[float, float],
         lo, hi = np.linalg.eigvalsh(cov)
         ratio = math.sqrt(max(float(lo), 0.0) / float(hi)) if hi > 0 else 1.0
     return Body((float(cy), float(cx)), math.sqrt(area / math.pi), edge, area, ratio)
+
+
+def find_bodies(series: Series, step: int) -> list[Body | None]:
+    """:func:`find_body` of every slice of ``series`` sampled every ``step`` pixels,
+    computed once per series (memoised): the CatPhan and the ACR 464 detectors both look
+    at every slice of every CT series the node receives, a patient's 500 slices too."""
+    v = np.asarray(series.voxels)
+    _, dy, dx = series.spacing
+    return memo(series, f"ct.find_body.{step}", lambda: [
+        find_body(v[k, ::step, ::step], (dy * step, dx * step)) for k in range(v.shape[0])])
 
 
 def bright_runs(values: np.ndarray, threshold: float, min_gap: int = 4) -> int:
