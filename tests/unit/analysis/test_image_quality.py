@@ -632,3 +632,36 @@ def test_ratio_estimate_needs_a_hot_sphere_and_a_background() -> None:
     with pytest.raises(AnalysisError, match="not positive"):
         estimate_activity_ratio(vol, (2.0, 2.0, 2.0), centres, (), 0.0, 0.01, 60)
 
+
+
+def test_ratio_fit_runs_on_one_blas_thread_with_the_same_numbers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fill-ratio fits run with one BLAS thread (OpenBLAS's second thread only waited
+    on their few-thousand-by-two matrices, bench/README.md); the estimate is bit for bit
+    the one fitted with the library's default threads."""
+    import contextlib
+    import os
+
+    import scipy.optimize
+    import threadpoolctl
+
+    s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), ratio=8.0, blur_fwhm_mm=6.0)
+    seen: list[int] = []
+    real = scipy.optimize.least_squares
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scipy.optimize, "least_squares", spy)
+    one = ImageQuality().run(s).get("activity_ratio_estimated")
+    assert seen and set(seen) == {1}, seen
+    seen.clear()
+    # the same fits with the library's threads (threadpool_limits made a no-op)
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits",
+                        lambda *a, **k: contextlib.nullcontext())
+    default = ImageQuality().run(s).get("activity_ratio_estimated")
+    if (os.cpu_count() or 1) > 1:  # the comparison ran with more than one thread
+        assert max(seen) > 1, seen
+    assert (default.value, default.uncertainty) == (one.value, one.uncertainty)

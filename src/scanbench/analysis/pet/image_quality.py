@@ -1074,8 +1074,15 @@ def estimate_activity_ratio(vol: np.ndarray, spacing: tuple[float, float, float]
         fitted = least_squares(residuals, [start, 3.0], bounds=([0.0, 0.3], [np.inf, 30.0]))
         return float(fitted.x[0]) / background, float(fitted.x[1])
 
-    ratio, sigma = fit(profiles)
-    per_sphere = {SPHERES_MM[n]: fit([p])[0] for n, p in zip(use, profiles, strict=True)}
+    # One BLAS thread for the fits: their matrices are a few thousand residuals by two, and
+    # OpenBLAS's second thread only waits for them; on a loaded machine it kept the four
+    # fits at 0.2-0.9 s instead of 0.2-0.5 s (bench/README.md, PET whole process). The
+    # arithmetic, and so every result, is the same (tests/unit/analysis/pet).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        ratio, sigma = fit(profiles)
+        per_sphere = {SPHERES_MM[n]: fit([p])[0] for n, p in zip(use, profiles, strict=True)}
     u_noise = ratio * relative_noise * np.sqrt(1.0 + 1.0 / max(n_background_rois, 1))
     u_model = max(0.5 * float(np.ptp(list(per_sphere.values()))), _RATIO_MODEL_FLOOR * ratio)
     return RatioEstimate(ratio=ratio, uncertainty=float(np.hypot(u_noise, u_model)),
