@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,3 +50,43 @@ def test_geometry_keeps_the_end_slice_outline_it_measured() -> None:
     kept, again = acr.outlines[11], outline(acr.image(11), acr.pixel_mm)
     assert kept.centre == again.centre and kept.conic == again.conic
     assert np.array_equal(kept.edge_mm, again.edge_mm, equal_nan=True)
+
+
+@pytest.mark.skipif(not PHILIPS.is_dir(), reason="needs ../shared/data (real ACR MRI series)")
+def test_low_contrast_on_its_own_thread_gives_the_same_results_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two cores the low-contrast test runs on a second thread: the same results, in
+    the same order, as one test after the other; its failure is a failure of that test,
+    and a defect in it is raised to the caller, as without the thread."""
+    from scanbench.analysis.mr import acr_suite
+    from scanbench.dicom import read_one
+    from scanbench.errors import AnalysisError
+
+    def run(cores: int) -> list[Any]:
+        monkeypatch.setattr(acr_suite, "_cores", lambda: cores)
+        series = read_one(PHILIPS)  # a fresh series: nothing memoised
+        return acr_suite.AcrSuite().run_group((series,))
+
+    alone, threaded = run(1), run(2)
+    assert [r.analysis for r in threaded] == [c.id for c, _ in acr_suite.TESTS]
+    assert [r.to_dict()["measurements"] for r in threaded] == [
+        r.to_dict()["measurements"] for r in alone]
+
+    def refuse(series: object, result: object) -> None:
+        raise AnalysisError("no sheet")
+
+    def defect(series: object, result: object) -> None:
+        raise ZeroDivisionError("defect")
+
+    tests = list(acr_suite.TESTS)
+    for measure in (refuse, defect):
+        tests[-1] = (acr_low_contrast.AcrLowContrast, measure)
+        monkeypatch.setattr(acr_suite, "TESTS", tuple(tests))
+        if measure is refuse:
+            out = run(2)
+            assert isinstance(out[-1], AnalysisError)
+            assert out[-1].message == "mr.acr.low_contrast: no sheet"
+            assert [r.analysis for r in out[:-1]] == [c.id for c, _ in acr_suite.TESTS[:-1]]
+        else:
+            with pytest.raises(ZeroDivisionError):
+                run(2)
