@@ -27,7 +27,10 @@ process, imports included — ``scanbench analyze FOLDER --json``, and each peer
 worker above run for one analysis — interleaved, median (``bench/wholeproc.py``);
 ``--before DIR`` adds scanbench from an earlier source tree to the same rounds:
 
-    python bench/mr.py --whole-process [--rounds 5] [--before /tmp/before/src]
+    python bench/mr.py --whole-process [--rounds 5] [--before /tmp/before/src] [--no-bytecode]
+
+scanbench's bytecode is cached there (as for an installed package; the peers' is), unless
+``--no-bytecode``: see :func:`with_bytecode`.
 
 Never run as a timed test.
 """
@@ -39,6 +42,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -155,23 +159,52 @@ def run_worker(python: Path | str, code: str, folder: Path, rounds: int) -> dict
     return result
 
 
-def whole_process(folder: Path, rounds: int, before: Path | None) -> None:
+def with_bytecode(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """``env`` with Python's bytecode cache on, kept in ``cache``.
+
+    Why: the peers run from their environments' compiled ``.pyc`` files (pip writes them
+    at install), as an installed scanbench would; a source tree run with
+    ``PYTHONDONTWRITEBYTECODE=1`` (set on the benchmark machine) compiles every scanbench
+    module in every process instead (about 0.08 s of an ACR MRI run). With the cache on,
+    the untimed first round writes the ``.pyc`` files and the timed rounds read them, as
+    ``wholeproc`` intends. ``cache`` (``PYTHONPYCACHEPREFIX``) keeps them out of the
+    source trees; it mirrors absolute paths, so two trees never share one."""
+    out = dict(env)
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
+    out["PYTHONPYCACHEPREFIX"] = str(cache)
+    return out
+
+
+def whole_process(folder: Path, rounds: int, before: Path | None, bytecode: bool = True) -> None:
     """Whole-process medians: scanbench analyze (now, and from ``before``), hazen, pylinac."""
+    import tempfile
+
     from wholeproc import interleaved, machine, scanbench_env
+
+    cache = Path(tempfile.mkdtemp(prefix="scanbench-bench-pyc-"))
+
+    def env(src: Path | None) -> dict[str, str]:
+        e = scanbench_env(src)
+        return with_bytecode(e, cache) if bytecode else e
 
     cli = [sys.executable, "-c", "import sys; from scanbench.cli import main; "
            "sys.argv[0] = 'scanbench'; main()", "analyze", str(folder), "--json"]
     cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
-        "scanbench": (cli, scanbench_env(None))}
+        "scanbench": (cli, env(None))}
     if before:
-        cmds["before"] = (cli, scanbench_env(before))
+        cmds["before"] = (cli, env(before))
     cmds["pylinac"] = ([str(peer_python("pylinac", "pylinac")), "-c", PYLINAC, str(folder), "1"],
                        None)
     cmds["hazen"] = ([str(peer_python("hazen", "hazen")), "-c", HAZEN, str(folder), "1"], None)
     print(machine())
     print(f"ACR MRI suite on {folder.name}: {rounds} interleaved rounds, whole process, "
-          "median seconds")
-    med = interleaved(cmds, rounds)
+          "median seconds; scanbench bytecode "
+          + ("cached (as installed)" if bytecode else "as the environment says "
+             f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"))
+    try:
+        med = interleaved(cmds, rounds)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     for name, m in med.items():
         print(f"{name:10s} {m:7.2f} s   {m / med['scanbench']:6.2f}x scanbench's time")
 
@@ -184,10 +217,14 @@ def main() -> None:
                     help="time whole processes, imports included (issue 15)")
     ap.add_argument("--before", type=Path,
                     help="with --whole-process: also time scanbench from this source folder")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="with --whole-process: run scanbench with the environment's bytecode "
+                    "setting (PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) "
+                    "instead of cached .pyc files as an installed package has")
     args = ap.parse_args()
     folder = args.data / "mr" / "acr" / "PhilipsAchieva"
     if args.whole_process:
-        whole_process(folder, args.rounds, args.before)
+        whole_process(folder, args.rounds, args.before, bytecode=not args.no_bytecode)
         return
     print(f"ACR MRI suite, end to end on {folder} (11 axial slices, 256², Philips 3 T)")
     print(f"{dt.date.today()}  {platform.platform()}  {os.cpu_count()} cores  "
