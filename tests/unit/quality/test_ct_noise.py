@@ -387,3 +387,24 @@ def test_phantom_detectors_share_the_bodies_of_a_series() -> None:
     assert get("ct.acr464").detect(series) < MIN_CONFIDENCE
     assert series.derived[f"ct.find_body.{step}"][1] is bodies
     assert bodies == [pm.find_body(v[::step, ::step], (dy * step, dx * step)) for v in vol]
+
+
+def test_mtf_point_search_stops_only_when_half_the_slices_cannot_hold_a_point() -> None:
+    """``ct.mtf``'s detector stops searching a series for a wire or bead once more than
+    half its slices have none (its condition, a point in at least half, then fails), so a
+    patient's 500 slices are not all searched; with exactly half holding one it searches
+    on and finds what ``find_point`` finds."""
+    from scanbench.analysis.ct import mtf
+
+    p = VirtualPatient(slices=8, matrix=64, fov_mm=32.0)  # 0.5 mm pixels
+    for first, fraction in ((4, 0.5), (5, 0.375)):
+        vol = np.zeros((8, 64, 64), np.float32)
+        vol[first:, 30, 34] = 3000.0  # a bead in the last slices only
+        full = mtf.find_point(as_series(p, vol))
+        assert full is not None and full["fraction_of_slices"] == fraction
+        series = as_series(p, vol)
+        quick = mtf._point_if_most_slices(series)
+        if fraction == 0.5:
+            assert quick == full and series.derived["ct.point_object"][1] == full
+        else:
+            assert quick is None and "ct.point_object" not in series.derived

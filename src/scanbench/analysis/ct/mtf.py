@@ -325,39 +325,77 @@ def find_point(series: Series) -> dict[str, Any] | None:
     fraction of all slices holding a point, and whether each kept slice holds
     exactly one; or None.
     """
-    def compute() -> dict[str, Any] | None:
-        v = series.voxels
-        dy, dx = series.spacing[1], series.spacing[2]
-        found = []
-        n_blobs: dict[int, int] = {}
-        for k in range(v.shape[0]):
-            img = np.asarray(v[k], dtype=np.float64)
-            inside = reconstruction_mask(img)
-            med = float(np.median(img[inside]))
-            sm = ndimage.gaussian_filter(img, 0.4 / dx)
-            sm[~inside] = med
-            j = int(np.argmax(sm))
-            peak_yx = np.unravel_index(j, sm.shape)
-            height = float(sm[peak_yx]) - med
-            if height < 300:
-                continue
-            blob = sm > med + 0.5 * height
-            labels, n = ndimage.label(blob)
-            if n > 3:
-                continue
-            n_blobs[k] = n
-            size = float(np.sum(labels == labels[peak_yx])) * dy * dx
-            if size > 9.0:
-                continue
-            found.append((k, (float(peak_yx[0]), float(peak_yx[1])), height))
-        if not found:
-            return None
-        top = max(h for _k, _c, h in found)
-        keep = [(k, c, h) for k, c, h in found if h >= 0.5 * top]
-        return {"slices": [k for k, _c, _h in keep], "centres": [c for _k, c, _h in keep],
-                "fraction_of_slices": len(found) / v.shape[0],
-                "single": all(n_blobs[k] == 1 for k, _c, _h in keep)}
-    return memo(series, "ct.point_object", compute)
+    return memo(series, _POINT_KEY, lambda: _scan_points(series))
+
+
+_POINT_KEY = "ct.point_object"
+_GAVE_UP = object()
+
+
+def _scan_points(series: Series, give_up: bool = False) -> Any:
+    """:func:`find_point`'s search. ``give_up``: return :data:`_GAVE_UP` as soon as more
+    than half the slices have been found without a point (the fraction of slices holding
+    one can then no longer reach 0.5, whatever the other slices hold)."""
+    v = series.voxels
+    dy, dx = series.spacing[1], series.spacing[2]
+    n_slices = v.shape[0]
+    found = []
+    n_blobs: dict[int, int] = {}
+    for k in range(n_slices):
+        point = _point_in_slice(np.asarray(v[k], dtype=np.float64), dy, dx)
+        if point is not None:
+            n_blobs[k] = point[0]
+            if point[1] is not None:
+                found.append((k, point[1], point[2]))
+        # the fraction can be at most (slices searched with a point + slices left) / n
+        if give_up and (len(found) + n_slices - 1 - k) / n_slices < 0.5:
+            return _GAVE_UP
+    if not found:
+        return None
+    top = max(h for _k, _c, h in found)
+    keep = [(k, c, h) for k, c, h in found if h >= 0.5 * top]
+    return {"slices": [k for k, _c, _h in keep], "centres": [c for _k, c, _h in keep],
+            "fraction_of_slices": len(found) / n_slices,
+            "single": all(n_blobs[k] == 1 for k, _c, _h in keep)}
+
+
+def _point_in_slice(img: np.ndarray, dy: float, dx: float
+                    ) -> tuple[int, tuple[float, float] | None, float] | None:
+    """(number of bright regions, the point's (row, col) or None if its region is too
+    large, height in HU) of one slice; None when no peak stands 300 HU out or more than
+    three regions do (:func:`find_point`)."""
+    inside = reconstruction_mask(img)
+    med = float(np.median(img[inside]))
+    sm = ndimage.gaussian_filter(img, 0.4 / dx)
+    sm[~inside] = med
+    j = int(np.argmax(sm))
+    peak_yx = np.unravel_index(j, sm.shape)
+    height = float(sm[peak_yx]) - med
+    if height < 300:
+        return None
+    blob = sm > med + 0.5 * height
+    labels, n = ndimage.label(blob)
+    if n > 3:
+        return None
+    size = float(np.sum(labels == labels[peak_yx])) * dy * dx
+    if size > 9.0:
+        return n, None, height
+    return n, (float(peak_yx[0]), float(peak_yx[1])), height
+
+
+def _point_if_most_slices(series: Series) -> dict[str, Any] | None:
+    """:func:`find_point`, or None as soon as more than half the slices have been found
+    without a point: the detector's wire-or-bead condition (a point in at least half the
+    slices) then fails whatever the rest hold, so a patient's series, which every CT
+    series the node receives is checked for, is not searched to its end. A search that
+    runs to the end is memoised as :func:`find_point`'s."""
+    entry = series.derived.get(_POINT_KEY)
+    if entry is not None and entry[0] is series.voxels:
+        return entry[1]
+    result = _scan_points(series, give_up=True)
+    if result is _GAVE_UP:
+        return None
+    return memo(series, _POINT_KEY, lambda: result)
 
 
 def find_edge_insert(series: Series) -> dict[str, Any] | None:
@@ -437,7 +475,7 @@ class CtMtf:
             return 0.0
         try:
             check_axial(series)
-            point = find_point(series)
+            point = _point_if_most_slices(series)
             # A wire or bead scan: one point in most slices and nothing else bright
             # (the BBs of an ACR module 1 appear in a few slices, several at once).
             if point is not None and point["single"] and point["fraction_of_slices"] >= 0.5:
