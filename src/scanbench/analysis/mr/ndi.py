@@ -32,6 +32,12 @@ import numpy as np
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
+#: points sampled per pass by :func:`map_coordinates_linear` (2-D): its dozen temporary
+#: arrays then stay small (32 KiB each), in the CPU's caches and the allocator's heap; one
+#: pass over the 190,000 points of an outline's rays was 3-4 times slower per point on the
+#: benchmark machine (84 against 22 ns), the values being the same point by point
+CHUNK = 4096
+
 
 def erf(x: np.ndarray | float) -> np.ndarray:
     """The error function, elementwise, as float64 (``math.erf``)."""
@@ -59,7 +65,13 @@ def map_coordinates_linear(image: np.ndarray, coords: list[np.ndarray]) -> np.nd
     shape = np.broadcast_shapes(*(p.shape for p in pts))
     pts = [np.broadcast_to(p, shape) for p in pts]
     if img.ndim == 2:
-        return _linear_2d(img, pts[0], pts[1])
+        rows, cols = np.ravel(pts[0]), np.ravel(pts[1])
+        if rows.size <= CHUNK:
+            return _linear_2d(img, rows, cols).reshape(shape)
+        out2 = np.empty(rows.size, dtype=img.dtype)
+        for i in range(0, rows.size, CHUNK):
+            out2[i: i + CHUNK] = _linear_2d(img, rows[i: i + CHUNK], cols[i: i + CHUNK])
+        return out2.reshape(shape)
     inside = np.ones(shape, dtype=bool)
     lower, upper, weights = [], [], []
     for x, n in zip(pts, img.shape, strict=True):

@@ -96,3 +96,17 @@ def test_gaussian_filter_equals_scipy(sigma: float) -> None:
 def test_erf_equals_scipy() -> None:
     x = np.linspace(-6.0, 6.0, 2001).reshape(23, 87)
     np.testing.assert_allclose(ndi.erf(x), special.erf(x), rtol=1e-15, atol=1e-16)
+
+
+def test_map_coordinates_linear_in_chunks_equals_scipy() -> None:
+    """More points than one pass takes (``ndi.CHUNK``), in a 2-D coordinate array: the
+    same values, in the same places, as SciPy's."""
+    rng = np.random.default_rng(10)
+    img = rng.normal(100.0, 30.0, (80, 90))
+    n = 3 * ndi.CHUNK + 17
+    rows = rng.uniform(-2.0, 82.0, n).reshape(-1, 1)
+    cols = rng.uniform(-2.0, 92.0, n).reshape(-1, 1)
+    got = ndi.map_coordinates_linear(img, [rows, cols])
+    assert got.shape == rows.shape
+    want = _scipy_linear(img, [rows.ravel(), cols.ravel()]).reshape(rows.shape)
+    assert np.array_equal(got, want, equal_nan=True)
