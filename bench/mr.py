@@ -23,7 +23,8 @@ first use (``python3 -m venv``; ``pip install hazen`` / ``pylinac``).
     python bench/mr.py [--rounds 3] [--data ../shared/data]
 
 ``--whole-process`` times what a user waits for instead (issue 15): each tool as a new
-process, imports included — ``scanbench analyze FOLDER --json``, and each peer's
+process, imports included — ``scanbench analyze FOLDER --json`` (the console script's
+entry, ``scanbench.entry``), and each peer's
 worker above run for one analysis — interleaved, median (``bench/wholeproc.py``);
 ``--before DIR`` adds scanbench from an earlier source tree to the same rounds:
 
@@ -187,8 +188,11 @@ def whole_process(folder: Path, rounds: int, before: Path | None, bytecode: bool
         e = scanbench_env(src)
         return with_bytecode(e, cache) if bytecode else e
 
-    cli = [sys.executable, "-c", "import sys; from scanbench.cli import main; "
-           "sys.argv[0] = 'scanbench'; main()", "analyze", str(folder), "--json"]
+    # the installed console script's entry (scanbench.entry since issue 15's fast path; a
+    # source tree from before it has scanbench.cli only)
+    cli = [sys.executable, "-c", "import sys\ntry:\n    from scanbench.entry import main\n"
+           "except ImportError:\n    from scanbench.cli import main\n"
+           "sys.argv[0] = 'scanbench'\nmain()", "analyze", str(folder), "--json"]
     cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "scanbench": (cli, env(None))}
     if before:
