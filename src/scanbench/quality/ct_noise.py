@@ -340,8 +340,8 @@ def _body_mask(img: np.ndarray) -> np.ndarray:
 
 
 #: How many processes measure one series (an integer >= 1; 1: all in the calling
-#: process). Default: one per core this process may run on, as long as each gets at least
-#: :data:`_MIN_SLICES_PER_PROCESS` slices.
+#: process). Default: this process and one per idle core (:func:`processes`), as long as
+#: each gets at least :data:`_MIN_SLICES_PER_PROCESS` slices.
 ENV_PROCESSES = "SCANBENCH_CT_NOISE_PROCESSES"
 # Below this many slices a process is not worth its start (a fork and a pipe: a few ms,
 # about what 4 slices of 512² cost to measure).
@@ -349,8 +349,9 @@ _MIN_SLICES_PER_PROCESS = 32
 
 
 def processes() -> int:
-    """The number of processes :func:`measure_slices` may use (:data:`ENV_PROCESSES`, else
-    the cores this process may run on)."""
+    """The number of processes :func:`measure_slices` may use: :data:`ENV_PROCESSES`, else
+    :func:`idle_share` of the cores this process may run on and the 1-minute load
+    average."""
     value = os.environ.get(ENV_PROCESSES, "").strip()
     if value:
         try:
@@ -361,9 +362,25 @@ def processes() -> int:
             raise AnalysisError(f"{ENV_PROCESSES}={value!r}: at least 1 process is needed")
         return n
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here: assume the cores idle
+        load = 0.0
+    return idle_share(cores, load)
+
+
+def idle_share(cores: int, load: float) -> int:
+    """This process and one helper per core that others leave idle: ``1 + round(cores - 1
+    - load)``, between 1 and ``cores``. Why not always every core: a helper on a core that
+    another process keeps busy only takes turns with it (or with this process): measured
+    on the 2-core bench machine while another session held a core, two processes took as
+    long as one, with more CPU (bench/README.md, ``clinical_iq.py``). On the node, once a
+    series is in, the core that received it is idle (the 1-minute load hardly sees a few
+    seconds of receiving), so a 2-core node measures on both."""
+    return max(1, min(cores, 1 + round(cores - 1 - load)))
 
 
 @dataclass(frozen=True)

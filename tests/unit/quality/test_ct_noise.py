@@ -408,3 +408,14 @@ def test_mtf_point_search_stops_only_when_half_the_slices_cannot_hold_a_point() 
             assert quick == full and series.derived["ct.point_object"][1] == full
         else:
             assert quick is None and "ct.point_object" not in series.derived
+
+
+def test_default_processes_are_this_one_and_one_per_idle_core() -> None:
+    """Without SCANBENCH_CT_NOISE_PROCESSES the series is split over this process and the
+    cores the load average leaves idle: a helper on a busy core only takes turns."""
+    from scanbench.quality.ct_noise import idle_share
+
+    assert idle_share(2, 0.1) == 2  # a node just done receiving: both cores
+    assert idle_share(2, 0.8) == 1 and idle_share(2, 2.4) == 1  # the other core is busy
+    assert idle_share(8, 3.0) == 5 and idle_share(8, 0.0) == 8 and idle_share(1, 0.0) == 1
+    assert idle_share(4, 20.0) == 1
