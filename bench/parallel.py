@@ -69,13 +69,15 @@ def _children(pid: int) -> list[int]:
 
 
 def run(folder: Path, workers: int, track_memory: bool = False
-        ) -> tuple[float, str, float, float]:
+        ) -> tuple[float, str, float, float, float]:
     """(seconds, JSON printed, peak MiB of the tree as the sum of per-process VmHWM, the
-    largest sampled sum of the tree's Pss in MiB)."""
+    largest sampled sum of the tree's Pss in MiB, CPU seconds of the tree: user + system
+    of the process and the workers it waited for)."""
     cmd = [*SCANBENCH, "analyze", str(folder), "--json", "--workers", str(workers)]
     peaks: dict[int, int] = {}
     pss = 0
     with tempfile.TemporaryFile(mode="w+") as out_file:  # a pipe would fill while we sample
+        cpu0 = _children_cpu()
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, text=True)
         while track_memory and proc.poll() is None:
@@ -89,11 +91,20 @@ def run(folder: Path, workers: int, track_memory: bool = False
             time.sleep(0.01)
         proc.wait()
         seconds = time.perf_counter() - t0
+        cpu = _children_cpu() - cpu0
         out_file.seek(0)
         out = out_file.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
-    return seconds, out, sum(peaks.values()) / 1024, pss / 1024
+    return seconds, out, sum(peaks.values()) / 1024, pss / 1024, cpu
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's waited-for children and their own."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -107,11 +118,13 @@ def main() -> None:
         for w in (1, 2):  # untimed round (page cache, bytecode)
             run(root / "all", w)
         times: dict[int, list[float]] = {1: [], 2: []}
+        cpus: dict[int, list[float]] = {1: [], 2: []}
         outputs: dict[int, str] = {}
         for _ in range(args.rounds):
             for w in (1, 2):
-                t, out, _, _ = run(root / "all", w)
+                t, out, _, _, cpu = run(root / "all", w)
                 times[w].append(t)
+                cpus[w].append(cpu)
                 outputs[w] = out
         same = outputs[1] == outputs[2]
         t1, t2 = statistics.median(times[1]), statistics.median(times[2])
@@ -119,6 +132,10 @@ def main() -> None:
               "interleaved rounds")
         print(f"  --workers 1: {t1:.2f} s   --workers 2: {t2:.2f} s   ratio {t2 / t1:.2f} "
               f"(target <= 0.60); same JSON: {same}")
+        # CPU seconds do not depend on how much of the cores other processes take: more
+        # with two workers is work the split adds (each worker's first-use imports).
+        print(f"  CPU seconds of the process tree (median): --workers 1: "
+              f"{statistics.median(cpus[1]):.2f}   --workers 2: {statistics.median(cpus[2]):.2f}")
         print("peak memory of the process tree: sum of per-process VmHWM (forked pages counted "
               "in each process), and the largest sampled sum of Pss:")
         for n in sorted({1, 4, args.series}):
