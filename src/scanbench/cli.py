@@ -588,7 +588,8 @@ def main() -> None:
 
         run_specs_store(args[1:])
         return
-    _mount_subapps()
+    # no arguments prints the top-level help (no_args_is_help): mounted as for --help
+    _mount_subapps(args or ["--help"])
     try:
         app()
     except ScanbenchError as exc:  # anything that escaped a command: a message, never a traceback

@@ -167,3 +167,14 @@ def test_top_level_help_builds_no_subcommand_and_reads_as_the_full_tree() -> Non
     assert text == full_text and "federation" in text and "simulate" in text
     # the top level's own commands only (analyze, dose, node, serve, ...), not the groups'
     assert int(built) < 25 < int(full_built), (built, full_built)
+
+
+def test_no_arguments_prints_the_light_top_level_help() -> None:
+    """``scanbench`` alone prints the top-level help (exit 2, Typer's no_args_is_help)
+    mounted as for ``--help``: without the virtual scanners (about 1 s of SciPy and
+    phantoms)."""
+    probe = ("import sys\nfrom scanbench.cli import main\nsys.argv = ['scanbench']\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 2, exc.code\n")
+    printed, modules = _run(probe)
+    assert "federation" in printed and "simulate" in printed
+    assert _heavy(modules, ("numpy", "scipy", "scanbench.simulate")) == []
