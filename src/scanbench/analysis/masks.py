@@ -47,9 +47,24 @@ def largest_region_filled(mask: np.ndarray) -> np.ndarray:
     raster order are the same there, and a background pixel on the box's edge reaches the
     image's edge through the background outside the box, as it would from the image's
     edge, so the holes are the same."""
+    found = largest_region_in_box(mask)
+    if found is None:
+        return mask
+    box, region = found
+    out = np.zeros_like(mask)
+    out[box] = fill_holes(region)
+    return out
+
+
+def largest_region_in_box(mask: np.ndarray
+                          ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """(bounding box of ``mask``, the largest 4-connected region of ``mask`` within that
+    box, holes not filled), or None when ``mask`` is empty: the first step of
+    :func:`largest_region_filled`, for a caller that can decide from the region alone
+    (its size is a lower bound of the filled region's)."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        return mask
+        return None
     cols = np.flatnonzero(mask.any(axis=0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     labels, n = ndimage.label(mask[box])
@@ -59,6 +74,4 @@ def largest_region_filled(mask: np.ndarray) -> np.ndarray:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         largest = int(np.argmax(sizes))
-    out = np.zeros_like(mask)
-    out[box] = fill_holes(labels == largest)
-    return out
+    return box, labels == largest

@@ -112,11 +112,14 @@ def _z_positions(series: Series) -> np.ndarray:
     return pm.slice_positions(series.affine, series.shape[0])
 
 
-def _classify(img: np.ndarray, spacing: tuple[float, float], body: pm.Body | None
+def _classify(img: np.ndarray, spacing: tuple[float, float],
+              body: pm.Body | pm.LargeBody | None
               ) -> tuple[int, tuple[float, float], bool, float]:
     """(module class 0..4, body centre, body recognised, median HU within 40 mm of the
-    centre) of one slice; ``body``: its :func:`~pm.find_body`."""
-    if body is None or body.radius_mm < 50.0:
+    centre) of one slice; ``body``: its :func:`~pm.find_bodies` entry (a
+    :class:`~pm.LargeBody`, larger than 112 mm and not cut, is what the size test below
+    turns away)."""
+    if body is None or isinstance(body, pm.LargeBody) or body.radius_mm < 50.0:
         return 0, (math.nan, math.nan), False, math.nan
     if body.touches_edge:
         return -1, body.centre_yx, True, math.nan

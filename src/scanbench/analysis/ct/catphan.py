@@ -169,9 +169,12 @@ def _housing(img: np.ndarray, frame: pm.Frame) -> bool:
     return abs(edge - inner) > 8.0 or abs(outer - inner) > 30.0
 
 
-def _classify(img: np.ndarray, spacing: tuple[float, float], body: pm.Body | None
-              ) -> SliceInfo:
-    """What one slice shows; ``body``: its :func:`~pm.find_body`."""
+def _classify(img: np.ndarray, spacing: tuple[float, float],
+              body: pm.Body | pm.LargeBody | None) -> SliceInfo:
+    """What one slice shows; ``body``: its :func:`~pm.find_bodies` entry."""
+    if isinstance(body, pm.LargeBody):
+        # larger than the 200 mm housing (100 ± 10 mm) and not cut: no centre below
+        return SliceInfo("", (math.nan, math.nan), False)
     dy, dx = spacing
     centre: tuple[float, float] | None = None
     housing = False

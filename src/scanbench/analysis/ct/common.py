@@ -81,6 +81,12 @@ def reconstruction_mask(image_yx: np.ndarray) -> np.ndarray:
         if v > PADDING_BELOW_HU:
             continue  # air itself (a noise-free −1000 HU is air, not padding)
         same = img == v
+        if np.count_nonzero(same) <= 0.02 * img.size:
+            # the padding found below is part of ``same``: with so few pixels of this
+            # value it cannot pass the 2 % test, so the (costly) labelling would change
+            # nothing. Noisy air in a corner (the usual case of a patient's series, whose
+            # every slice the phantom detectors check) ends here.
+            continue
         labels, n = ndimage.label(same)
         if n == 0:
             continue

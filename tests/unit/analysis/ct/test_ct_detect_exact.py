@@ -1,0 +1,204 @@
+"""The CT phantom detectors' short cuts give exactly the old answers (issue 16, speed).
+
+Every CT series the node receives goes through every CT phantom detector before it is
+called a patient's, so those detectors skip work a patient's slices do not need; each
+short cut is exact, and these tests fail if one were taken a pixel or a slice too soon:
+
+- ``common.reconstruction_mask`` skips labelling a corner value with too few pixels to
+  make the 2 % padding (against the old labelling of every corner value, kept here);
+- ``phantom_modules.find_body``'s centre equals ``ndimage.center_of_mass`` to the bit;
+- ``phantom_modules.find_bodies`` keeps a :class:`~pm.LargeBody` only for an object
+  larger than any phantom the detectors take (radius > 112 mm by its largest region
+  alone, holes not filled) and not cut; the detectors class it as they class its Body;
+- the detectors' confidences on every real CT folder of the shared data and on virtual
+  patients are the ones the code before these changes gave (recorded literals).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from scanbench import dicom
+from scanbench.analysis import registry
+from scanbench.analysis.ct import acr464, catphan
+from scanbench.analysis.ct import phantom_modules as pm
+from scanbench.analysis.ct.common import PADDING_BELOW_HU, reconstruction_mask
+from scanbench.analysis.masks import largest_region_filled
+from scanbench.simulate.ct_patient import VirtualPatient, as_series, virtual_patient
+from scanbench.types import Series
+
+
+def _reconstruction_mask_reference(img: np.ndarray) -> np.ndarray:
+    """The labelling of every corner value below air, as before the short cut."""
+    corner_values = {float(img[0, 0]), float(img[0, -1]), float(img[-1, 0]),
+                     float(img[-1, -1])}
+    out = np.ones(img.shape, dtype=bool)
+    for v in corner_values:
+        if v > PADDING_BELOW_HU:
+            continue
+        labels, n = ndimage.label(img == v)
+        if n == 0:
+            continue
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0],
+                                           labels[:, -1]]))
+        pad = np.isin(labels, border[border > 0])
+        if pad.sum() > 0.02 * img.size:
+            out &= ~pad
+    return out
+
+
+def test_reconstruction_mask_same_as_labelling_every_corner_value() -> None:
+    rng = np.random.default_rng(3)
+    air = np.round(rng.normal(-1000.0, 12.0, (100, 100))).astype(np.float32)
+    yy, xx = np.mgrid[:100, :100]
+    padded = air.copy()
+    padded[np.hypot(yy - 49.5, xx - 49.5) > 48] = -2048.0  # a reconstruction circle
+    images = [air, padded]
+    # padding of exactly 2 % of the pixels (not padding) and one pixel more (padding):
+    # the short cut must not skip the second
+    for count in (200, 201):
+        img = air.copy()
+        img.flat[:count] = -3024.0  # the first rows, touching the border
+        images.append(img)
+    for img in images:
+        assert np.array_equal(reconstruction_mask(img), _reconstruction_mask_reference(img))
+    assert reconstruction_mask(images[2]).all()
+    assert int((~reconstruction_mask(images[3])).sum()) == 201
+    assert int((~reconstruction_mask(padded)).sum()) > 1000
+
+
+def test_find_body_centre_is_center_of_mass_to_the_bit() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        img = np.full((120, 90), -1000.0)
+        for _blob in range(3):
+            cy, cx, r = rng.uniform(10, 80), rng.uniform(10, 80), rng.uniform(3, 40)
+            yy, xx = np.mgrid[:120, :90]
+            img[(yy - cy) ** 2 + ((xx - cx) * 1.3) ** 2 < r * r] = 40.0
+        body = pm.find_body(img, (0.7, 0.9))
+        assert body is not None
+        expected = ndimage.center_of_mass(largest_region_filled(img > -400.0))
+        assert body.centre_yx == (float(expected[0]), float(expected[1]))
+
+
+def _object(pixels: int, hole: int = 0) -> np.ndarray:
+    """A slice (1 mm pixels) holding one object of exactly ``pixels`` pixels, with a
+    hole of ``hole`` pixels inside it."""
+    img = np.full((260, 260), -1000.0, np.float32)
+    rows, extra = divmod(pixels + hole, 200)
+    img[30:30 + rows, 30:230] = 50.0
+    img[30 + rows, 30:30 + extra] = 50.0
+    if hole:
+        hr, he = divmod(hole, 50)
+        img[60:60 + hr, 60:110] = -1000.0
+        img[60 + hr, 60:60 + he] = -1000.0
+    return img
+
+
+def _series(slices: list[np.ndarray]) -> Series:
+    p = VirtualPatient(slices=len(slices), matrix=slices[0].shape[0],
+                       fov_mm=float(slices[0].shape[0]))
+    return as_series(p, np.stack(slices).astype(np.float32))
+
+
+def test_large_body_only_when_larger_than_any_phantom_and_not_cut() -> None:
+    limit = pm.LARGEST_PHANTOM_RADIUS_MM
+    # the detectors' own size windows lie inside the limit (ACR 464: 100 ± 12 mm,
+    # CatPhan housing: 100 ± 10 mm)
+    assert limit >= 100.0 + 12.0
+    at = math.floor(math.pi * limit**2)  # radius just at or below the limit: a Body
+    assert math.sqrt(at / math.pi) <= limit < math.sqrt((at + 1) / math.pi)
+    # padding outside a reconstruction circle two pixels from the object (column 30):
+    # cut (the padding is dilated by two); three pixels from it: not cut
+    cut, near = _object(at + 1), _object(at + 1)
+    cut[:, :29] = -2048.0
+    near[:, :28] = -2048.0
+    slices = [_object(at), _object(at + 1), _object(at - 2000, hole=2500),
+              _object(at + 4000), cut, near]
+    series = _series(slices)
+    bodies = pm.find_bodies(series, 1)
+    full = [pm.find_body(img, (1.0, 1.0)) for img in slices]
+    assert not isinstance(bodies[0], pm.LargeBody) and bodies[0] == full[0]
+    assert isinstance(bodies[1], pm.LargeBody) and full[1] is not None
+    assert bodies[1].radius_min_mm == full[1].radius_mm > limit
+    # the largest region alone is under the limit, the filled object over it: a Body
+    assert full[2] is not None and full[2].radius_mm > limit
+    assert bodies[2] == full[2]
+    assert isinstance(bodies[3], pm.LargeBody)
+    # cut by the padding: the Body, which says so
+    assert full[4] is not None and full[4].touches_edge and bodies[4] == full[4]
+    assert full[5] is not None and not full[5].touches_edge
+    assert isinstance(bodies[5], pm.LargeBody)
+    # a LargeBody is classed as its Body would be, by both detectors
+    for k in (1, 3):
+        body = full[k]
+        assert body is not None and not body.touches_edge
+        assert acr464._classify(slices[k], (1.0, 1.0), bodies[k]) == \
+            acr464._classify(slices[k], (1.0, 1.0), body)
+        a, b = (catphan._classify(slices[k], (1.0, 1.0), bodies[k]),
+                catphan._classify(slices[k], (1.0, 1.0), body))
+        assert (a.kind, a.housing, b.kind, b.housing) == ("", False, "", False)
+        assert np.isnan(a.centre_yx).all() and np.isnan(b.centre_yx).all()
+
+
+def _confidences(series: Series) -> dict[str, float]:
+    return {k: float(a.detect(series)) for k, a in
+            sorted(registry.all_analyses("CT").items())}
+
+
+def _expect(acr: float, cp: float, mtf: float = 0.0, nps: float = 0.0,
+            water: float = 0.0) -> dict[str, float]:
+    return {"ct.acr464": acr, "ct.catphan": cp, "ct.clinical_global_noise": 0.0,
+            "ct.dose_verification": 0.0, "ct.mtf": mtf, "ct.nps": nps, "ct.water": water}
+
+
+#: recorded with the code before the short cuts (2026-12-07), real CT of the shared data
+REAL = {
+    "catphan/CTP404_FOV150": _expect(0.05, 0.95),
+    "catphan/CTP486": _expect(0.3, 0.92, nps=0.378, water=0.63),
+    "catphan/Wire_FOV50": _expect(0.05, 0.05, mtf=0.9),
+    "catphan-cbct-xvi": _expect(0.3, 0.95),
+    "catphan-ctp515-canon": _expect(0.7, 0.95, nps=0.378, water=0.63),
+}
+
+
+@pytest.mark.parametrize("folder", list(REAL))
+def test_real_ct_confidences_unchanged(shared_data: Path, folder: str) -> None:
+    series = dicom.read([shared_data / "ct" / folder]).series
+    assert len(series) == 1
+    assert _confidences(series[0]) == REAL[folder]
+    _same_bodies(series[0])
+
+
+def _same_bodies(series: Series) -> None:
+    """find_bodies against find_body on every slice (the slow path, as before)."""
+    v = np.asarray(series.voxels)
+    _, dy, dx = series.spacing
+    for step in {max(1, int(1.2 / min(dy, dx))), max(1, int(1.0 / min(dy, dx)))}:
+        for k, got in enumerate(pm.find_bodies(series, step)):
+            body = pm.find_body(v[k, ::step, ::step], (dy * step, dx * step))
+            if isinstance(got, pm.LargeBody):
+                assert body is not None and not body.touches_edge
+                assert body.radius_mm >= got.radius_min_mm > pm.LARGEST_PHANTOM_RADIUS_MM
+            else:
+                assert got == body
+
+
+#: recorded with the code before the short cuts: (lateral × AP mm, region) -> ACR 464,
+#: CatPhan; the round trunks near the phantom's size reach the insert tests (0.1)
+PATIENTS = {((330.0, 240.0), "abdomen"): (0.05, 0.05), ((400.0, 300.0), "chest"): (0.05, 0.05),
+            ((200.0, 198.0), "chest"): (0.1, 0.1), ((220.0, 215.0), "chest"): (0.1, 0.1),
+            ((260.0, 175.0), "abdomen"): (0.05, 0.05)}
+
+
+@pytest.mark.parametrize(("size", "region"), list(PATIENTS))
+def test_patient_confidences_unchanged(size: tuple[float, float], region: str) -> None:
+    p = VirtualPatient(lat_mm=size[0], ap_mm=size[1], region=region, slices=3, matrix=192)
+    series = as_series(p, virtual_patient(p, seed=1)[0])
+    assert _confidences(series) == _expect(*PATIENTS[(size, region)])
+    _same_bodies(series)
