@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from scanbench.analysis.convolve import fftconvolve_same
+from scanbench.analysis.masks import fill_holes
 from scanbench.analysis.roi import circle_weights
 from scanbench.errors import AnalysisError
 from scanbench.types import Series
@@ -169,9 +170,10 @@ def _largest_opened(material: np.ndarray, dy: float, dx: float,
     labels, _n = ndimage.label(material & keep)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    region = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
-    assert region is not None
-    return np.asarray(region)
+    # scipy's binary_fill_holes, exactly, by labelling the background
+    # (scanbench.analysis.masks): about 8 of the ~60 ms a 512² slice took here; ct.water's
+    # detector runs this on a dozen slices of every CT series the node receives
+    return fill_holes(labels == int(np.argmax(sizes)))
 
 
 def _border(shape: tuple[int, ...]) -> np.ndarray:
