@@ -292,10 +292,9 @@ def analyze(
         err.print(f"[red]error:[/] {safe(exc)}")
         raise typer.Exit(EXIT_USAGE) from None
 
-    for s in rep.skipped:
-        err.print(f"[dim]note: skipped {safe(s.where)}: {safe(s.reason)}[/]")
-    for f in rep.failures:
-        err.print(f"[red]error:[/] {safe(f.where)}: {safe(f.reason)}")
+    from scanbench.entry import outcome, print_err, report_lines
+
+    print_err(report_lines(rep))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in rep.results], indent=1) + "\n")
     else:
@@ -311,15 +310,10 @@ def analyze(
             err.print(f"[red]error:[/] report {safe(report)}: {safe(exc)}")
             raise typer.Exit(EXIT_FAILURES) from None
         err.print(f"report written to {safe(report)}")
-    if not rep.results:
-        if not rep.failures:
-            err.print("[red]error:[/] no DICOM image series found in "
-                      + ", ".join(map(safe, paths)))
-            raise typer.Exit(EXIT_USAGE)
-        # Nothing readable at all is unreadable input (2); series read but not analysed is 1.
-        raise typer.Exit(EXIT_USAGE if rep.series_read == 0 else EXIT_FAILURES)
-    if rep.failures:
-        raise typer.Exit(EXIT_FAILURES)
+    lines, status = outcome(rep, paths)
+    print_err(lines)
+    if status:
+        raise typer.Exit(status)
 
 
 def _progress() -> Progress:

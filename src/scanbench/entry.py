@@ -129,24 +129,39 @@ def run_fast(fast: FastAnalyze) -> int | None:
         rep = analyze_paths(fast.paths, analysis=fast.analysis, params=params,
                             workers=fast.workers)
     except ScanbenchError as exc:
-        _print_err([("[red]error:[/] {}", exc)])
+        print_err([("[red]error:[/] {}", exc)])
         return EXIT_USAGE
     import json
 
+    print_err(report_lines(rep))
+    sys.stdout.write(json.dumps([r.to_dict() for r in rep.results], indent=1) + "\n")
+    lines, status = outcome(rep, fast.paths)
+    print_err(lines)
+    return status
+
+
+def report_lines(rep: Any) -> list[tuple[str, Any]]:
+    """The stderr lines of an analysis report as ``(markup, values)``: one note per
+    skipped file, one error per failure (shared by :func:`scanbench.cli.analyze`)."""
     lines: list[tuple[str, Any]] = []
     lines += [("[dim]note: skipped {}: {}[/]", (s.where, s.reason)) for s in rep.skipped]
     lines += [("[red]error:[/] {}: {}", (f.where, f.reason)) for f in rep.failures]
-    _print_err(lines)
-    sys.stdout.write(json.dumps([r.to_dict() for r in rep.results], indent=1) + "\n")
+    return lines
+
+
+def outcome(rep: Any, paths: list[Path]) -> tuple[list[tuple[str, Any]], int]:
+    """The closing message (if any) and exit status of ``analyze`` after its output, as
+    both command lines give them: nothing found at all is bad usage (2), nothing readable
+    too; series read but none analysed, or any failure, is 1."""
     if not rep.results:
         if not rep.failures:
-            _print_err([("[red]error:[/] no DICOM image series found in {}", fast.paths)])
-            return EXIT_USAGE
-        return EXIT_USAGE if rep.series_read == 0 else EXIT_FAILURES
-    return EXIT_FAILURES if rep.failures else EXIT_OK
+            return [("[red]error:[/] no DICOM image series found in {}", list(paths))], \
+                EXIT_USAGE
+        return [], EXIT_USAGE if rep.series_read == 0 else EXIT_FAILURES
+    return [], EXIT_FAILURES if rep.failures else EXIT_OK
 
 
-def _print_err(lines: list[tuple[str, Any]]) -> None:
+def print_err(lines: list[tuple[str, Any]]) -> None:
     """Print each ``(markup, values)`` on the stderr console of :mod:`scanbench.cli`, every
     value made inert with :func:`scanbench.console.safe` (a list of paths joined by ", ")."""
     if not lines:
