@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from scanbench.analysis.convolve import fftconvolve, fftconvolve_same, match_template
+from scanbench.analysis.convolve import fftconvolve, fftconvolve_same
 
 
 @pytest.mark.parametrize(("shape1", "shape2"), [
@@ -46,24 +46,6 @@ def test_every_mode_equals_scipy_signal(mode: str, shape1: tuple[int, ...],
     rng = np.random.default_rng(len(mode) + sum(shape1))
     a, b = rng.normal(0.0, 5.0, shape1), rng.normal(1.0, 1.0, shape2)
     assert np.array_equal(fftconvolve(a, b, mode), signal.fftconvolve(a, b, mode=mode))
-
-
-@pytest.mark.parametrize(("image_shape", "template_shape", "dtype"), [
-    ((128, 128), (21, 21), np.float64), ((101, 90), (12, 17), np.float64),
-    ((64, 70), (9, 8), np.float32), ((50, 50), (7, 7), np.uint16)])
-def test_match_template_equals_scikit_image(image_shape: tuple[int, int],
-                                            template_shape: tuple[int, int],
-                                            dtype: type) -> None:
-    from skimage.feature import match_template as skimage_match_template
-
-    rng = np.random.default_rng(sum(image_shape))
-    image: np.ndarray = (rng.random(image_shape) * 1000).astype(dtype)
-    image[:10, :10] = image[0, 0]  # a constant window: response 0 in both
-    template = rng.random(template_shape)
-    want = skimage_match_template(image, template, pad_input=False)
-    got = match_template(image, template)
-    assert got.dtype == want.dtype and got.shape == want.shape
-    assert np.array_equal(got, want)
 
 
 def test_next_fast_len_real_equals_scipy() -> None:
