@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from scanbench import dicom
 from scanbench.analysis import registry
-from scanbench.analysis.ct import acr464, catphan
+from scanbench.analysis.ct import acr464, catphan, mtf
 from scanbench.analysis.ct import phantom_modules as pm
 from scanbench.analysis.ct.common import PADDING_BELOW_HU, reconstruction_mask
 from scanbench.analysis.masks import largest_region_filled
@@ -202,3 +202,70 @@ def test_patient_confidences_unchanged(size: tuple[float, float], region: str) -
     series = as_series(p, virtual_patient(p, seed=1)[0])
     assert _confidences(series) == _expect(*PATIENTS[(size, region)])
     _same_bodies(series)
+
+
+def _point_in_slice_reference(img: np.ndarray, dy: float, dx: float
+                              ) -> tuple[int, tuple[float, float] | None, float] | None:
+    """ct.mtf's per-slice point search as it was: the whole image smoothed."""
+    inside = reconstruction_mask(img)
+    med = float(np.median(img[inside]))
+    sm = ndimage.gaussian_filter(img, 0.4 / dx)
+    sm[~inside] = med
+    peak_yx = np.unravel_index(int(np.argmax(sm)), sm.shape)
+    height = float(sm[peak_yx]) - med
+    if height < 300:
+        return None
+    labels, n = ndimage.label(sm > med + 0.5 * height)
+    if n > 3:
+        return None
+    size = float(np.sum(labels == labels[peak_yx])) * dy * dx
+    if size > 9.0:
+        return n, None, height
+    return n, (float(peak_yx[0]), float(peak_yx[1])), height
+
+
+def test_median_is_numpys_float64_median() -> None:
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 7, 10, 1001):
+        for dtype in (np.float32, np.int16, np.float64):
+            a = (rng.normal(0.0, 300.0, n)).astype(dtype)
+            assert mtf._median(a) == float(np.median(a.astype(np.float64)))
+    nan = np.array([1.0, np.nan, 3.0], np.float32)
+    assert math.isnan(mtf._median(nan))
+
+
+def test_point_search_smoothing_only_where_it_matters_gives_the_same_answer(
+        shared_data: Path) -> None:
+    """Patients (air-dominated, body-dominated, with padding outside a reconstruction
+    circle), beads at every image edge and corner (the smoothing's border handling),
+    a bead just 300 HU and just under, real wire and CatPhan slices: the same answer
+    as smoothing the whole image, to the bit."""
+    slices: list[tuple[np.ndarray, float]] = []
+    p = VirtualPatient(slices=4, matrix=256)
+    vol, _ = virtual_patient(p, seed=2)
+    spacing = as_series(p, vol).spacing[2]
+    for img in vol:
+        slices.append((img, spacing))
+        padded = img.copy()
+        yy, xx = np.mgrid[:256, :256]
+        padded[np.hypot(yy - 127.5, xx - 127.5) > 126] = -2048.0
+        slices.append((padded, spacing))
+    tight = VirtualPatient(slices=2, matrix=128, fov_mm=260.0, lat_mm=250.0, ap_mm=240.0)
+    for img in virtual_patient(tight, seed=3)[0]:
+        slices.append((img, 260.0 / 128))  # the body fills the field: median soft tissue
+    rng = np.random.default_rng(4)
+    for y, x in ((0, 0), (0, 40), (63, 63), (63, 0), (1, 62), (30, 31)):
+        for bead in (2000.0, 305.0, 290.0):
+            img = rng.normal(0.0, 5.0, (64, 64)).astype(np.float32)
+            img[y, x] += bead
+            slices.append((img, 0.5))
+    slices.append((rng.normal(0.0, 5.0, (64, 64)).astype(np.int16), 0.5))
+    for folder in ("catphan/Wire_FOV50", "catphan/CTP404_FOV150", "catphan/CTP486"):
+        s = dicom.read([shared_data / "ct" / folder]).series[0]
+        slices.extend((np.asarray(v), s.spacing[2]) for v in s.voxels)
+    answers = set()
+    for img, px in slices:
+        got = mtf._point_in_slice(img, px, px)
+        assert got == _point_in_slice_reference(np.asarray(img, np.float64), px, px)
+        answers.add("none" if got is None else "large" if got[1] is None else "point")
+    assert answers == {"none", "large", "point"}  # every outcome was compared
