@@ -232,6 +232,21 @@ def test_median_is_numpys_float64_median() -> None:
             assert mtf._median(a) == float(np.median(a.astype(np.float64)))
     nan = np.array([1.0, np.nan, 3.0], np.float32)
     assert math.isnan(mtf._median(nan))
+    # large enough for the bounded partition: air-dominated slices with ties, sorted
+    # values (a strided sample sees them unevenly), padding the majority, a constant
+    # slice, a NaN; even and odd counts
+    air = np.round(rng.normal(-1000.0, 15.0, 512 * 512)).astype(np.float32)
+    air[:60000] = rng.normal(40.0, 30.0, 60000).astype(np.float32)
+    cases: list[np.ndarray] = [air, air[:-1], np.sort(air), np.sort(air)[::-1].copy(),
+             np.where(np.arange(air.size) < 150000, -2048.0, air).astype(np.float32),
+             np.full(20000, -1000.0, np.float32), air.astype(np.int16)]
+    for case in cases:
+        assert mtf._median(case) == float(np.median(case.astype(np.float64)))
+    with_nan = air.copy()
+    with_nan[5] = np.nan
+    assert math.isnan(mtf._median(with_nan))
+    # the bounded partition itself answered (not only the fallback)
+    assert mtf._order_statistics(air, [air.size // 2 - 1, air.size // 2]) is not None
 
 
 def test_point_search_smoothing_only_where_it_matters_gives_the_same_answer(
