@@ -43,6 +43,7 @@ from scipy import ndimage
 from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct.common import (
     RoiStats,
+    Section,
     check_axial,
     find_section,
     reconstruction_mask,
@@ -56,6 +57,9 @@ from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
 from scanbench.types import Result, Series
 
+#: The largest :attr:`Section.roundness` (SD of the outline's distance from the centre
+#: over the radius) of a water phantom's circular section, for detection.
+ROUND = 0.04
 POSITIONS = {"12 o'clock": (-1.0, 0.0), "3 o'clock": (0.0, 1.0), "6 o'clock": (1.0, 0.0),
              "9 o'clock": (0.0, -1.0)}  # unit (row, column) directions on the image
 
@@ -73,14 +77,11 @@ def uniform_interior(series: Series) -> dict[str, Any]:
         v = series.voxels
         dy, dx = series.spacing[1], series.spacing[2]
         out: dict[str, Any] = {"sections": [], "spread": [], "median": [], "errors": []}
-        step = max(1, v.shape[0] // 12)
-        for k in range(0, v.shape[0], step):
-            img = np.asarray(v[k], dtype=np.float64)
-            try:
-                sec = find_section(img, (dy, dx))
-            except AnalysisError as exc:
-                out["errors"].append(exc.message)
+        for k, sec in sampled_sections(series):
+            if isinstance(sec, str):
+                out["errors"].append(sec)
                 continue
+            img = np.asarray(v[k], dtype=np.float64)
             r_u, _host = uniform_radius(img, sec, (dy, dx))
             yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
             r = np.hypot((yy - sec.centre_yx[0]) * dy, (xx - sec.centre_yx[1]) * dx)
@@ -100,19 +101,42 @@ def uniform_interior(series: Series) -> dict[str, Any]:
     return memo(series, "ct.uniform_interior", compute)
 
 
+def sampled_sections(series: Series) -> list[tuple[int, Section | str]]:
+    """The section (:func:`find_section`) of about a dozen slices spread over the series,
+    or why there is none (its error message): the first step of
+    :func:`uniform_interior`, memoised."""
+    def compute() -> list[tuple[int, Section | str]]:
+        v = series.voxels
+        dy, dx = series.spacing[1], series.spacing[2]
+        out: list[tuple[int, Section | str]] = []
+        for k in range(0, v.shape[0], max(1, v.shape[0] // 12)):
+            try:
+                out.append((k, find_section(np.asarray(v[k], dtype=np.float64), (dy, dx))))
+            except AnalysisError as exc:
+                out.append((k, exc.message))
+        return out
+    return memo(series, "ct.water.sections", compute)
+
+
 def uniform_score(series: Series) -> float:
     """How sure (0..1) that the series is a uniform water-like cylinder (no inserts)."""
     if series.facts.modality != "CT":
         return 0.0
     try:
         check_axial(series)
+        # The score is 0.9 × (the fraction of sections that are round) × ...: with no
+        # round section it is 0 whatever the interiors hold, so a patient's series (not
+        # one round section) is not looked into further
+        if not any(not isinstance(sec, str) and sec.roundness < ROUND
+                   for _k, sec in sampled_sections(series)):
+            return 0.0
         info = uniform_interior(series)
     except AnalysisError:
         return 0.0
     if not info["sections"]:
         return 0.0
     secs = [s for _, s in info["sections"]]
-    round_ok = float(np.mean([s.roundness < 0.04 for s in secs]))
+    round_ok = float(np.mean([s.roundness < ROUND for s in secs]))
     med = float(np.median(info["median"]))
     water_like = 1.0 if abs(med) < 60 else (0.4 if abs(med) < 150 else 0.0)
     # Noise alone gives a 99.9th-percentile deviation of a few SD of the smoothed image;

@@ -284,3 +284,25 @@ def test_point_search_smoothing_only_where_it_matters_gives_the_same_answer(
         assert got == _point_in_slice_reference(np.asarray(img, np.float64), px, px)
         answers.add("none" if got is None else "large" if got[1] is None else "point")
     assert answers == {"none", "large", "point"}  # every outcome was compared
+
+
+def test_water_detector_looks_into_the_interiors_only_with_a_round_section() -> None:
+    """ct.water's score is 0.9 × the fraction of round sections × ...: with none round
+    (a patient) it is 0 and the interiors are not measured; with one round section among
+    twelve the whole measurement runs and the score is not 0."""
+    from scanbench.analysis.ct import water
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:256, :256] - 127.5
+    ellipse = np.where((xx / 110.0) ** 2 + (yy / 75.0) ** 2 < 1.0, 0.0, -1000.0)
+    disk = np.where(np.hypot(xx, yy) < 90.0, 0.0, -1000.0)
+    for round_slices, expect_zero in ((0, True), (1, False)):
+        slices = [disk if k < round_slices else ellipse for k in range(12)]
+        series = _series([s + rng.normal(0.0, 5.0, s.shape) for s in slices])
+        score = water.uniform_score(series)
+        secs = [sec for _k, sec in water.sampled_sections(series)]
+        assert len(secs) == 12 and all(not isinstance(s, str) for s in secs)
+        assert sum(s.roundness < water.ROUND for s in secs  # type: ignore[union-attr]
+                   ) == round_slices
+        assert ("ct.uniform_interior" in series.derived) is not expect_zero
+        assert (score == 0.0) is expect_zero
