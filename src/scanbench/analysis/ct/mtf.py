@@ -383,11 +383,13 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
     reach the smoothing is computed on the box grown by twice the reach: the same
     arithmetic on the same pixels as on the whole image. On a patient's slice the box is
     the body (or the bones), not the whole field of view."""
-    img = np.asarray(raw, dtype=np.float64)
+    # the slice as stored when float64 holds its values exactly (float32 CT): compared
+    # in float64 below (a float64 scalar), converted only where it is smoothed
+    img = raw if raw.dtype.type in _EXACT_IN_FLOAT64 else np.asarray(raw, dtype=np.float64)
     inside = reconstruction_mask(img)
     everywhere = bool(inside.all())
-    med = _median(raw if everywhere else raw[inside])
-    above = img > med + 150.0 - _ROUNDING_HU
+    med = _median(img if everywhere else img[inside])
+    above = img > np.float64(med + 150.0 - _ROUNDING_HU)
     rows = np.flatnonzero(above.any(axis=1))
     if rows.size == 0:
         return None  # every smoothed pixel below the median + 150 HU: no 300 HU peak
@@ -401,8 +403,8 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
 
     (y0, y1), (x0, x1) = grown(rows[0], rows[-1], reach, ny), grown(cols[0], cols[-1], reach, nx)
     (cy0, cy1), (cx0, cx1) = (grown(y0, y1 - 1, reach, ny), grown(x0, x1 - 1, reach, nx))
-    sm = ndimage.gaussian_filter(img[cy0:cy1, cx0:cx1], sigma)[y0 - cy0:y1 - cy0,
-                                                               x0 - cx0:x1 - cx0]
+    crop = np.asarray(img[cy0:cy1, cx0:cx1], dtype=np.float64)
+    sm = ndimage.gaussian_filter(crop, sigma)[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0]
     if not everywhere:
         sm[~inside[y0:y1, x0:x1]] = med
     j = int(np.argmax(sm))
