@@ -401,6 +401,16 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
     def grown(lo: int, hi: int, by: int, n: int) -> tuple[int, int]:
         return max(lo - by, 0), min(hi + 1 + by, n)
 
+    def smoothed(ya: int, yb: int, xa: int, xb: int) -> np.ndarray:
+        """The smoothed image on rows ya:yb, columns xa:xb, exactly (from the pixels
+        within twice the reach)."""
+        (ca, cb), (da, db) = grown(ya, yb - 1, reach, ny), grown(xa, xb - 1, reach, nx)
+        part = np.asarray(img[ca:cb, da:db], dtype=np.float64)
+        return ndimage.gaussian_filter(part, sigma)[ya - ca:yb - ca, xa - da:xb - da]
+
+    if _region_too_large(img, inside, med, reach, (dy, dx), smoothed):
+        return None
+
     (y0, y1), (x0, x1) = grown(rows[0], rows[-1], reach, ny), grown(cols[0], cols[-1], reach, nx)
     (cy0, cy1), (cx0, cx1) = (grown(y0, y1 - 1, reach, ny), grown(x0, x1 - 1, reach, nx))
     crop = np.asarray(img[cy0:cy1, cx0:cx1], dtype=np.float64)
@@ -422,6 +432,60 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
     if size > 9.0:
         return n, None, height
     return n, (float(peak_yx[0] + y0), float(peak_yx[1] + x0)), height
+
+
+def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: int,
+                      spacing_yx: tuple[float, float],
+                      smoothed: Any) -> bool:
+    """True when the slice's smoothed peak is 300 HU above the median and its
+    half-height region is shown to be larger than a point's 9 mm² without smoothing the
+    body (a patient's slice: the peak is bone); False when this cannot be shown (the
+    caller then searches as before).
+
+    Exact: the smoothed value at the brightest pixel, ``level``, is at most the peak, and
+    a pixel whose kernel reaches only pixels below ``level`` is smoothed below it, so the
+    peak (the first of the largest in raster order, as ``argmax`` takes it) lies within
+    the reach of the pixels at or above ``level``, where it is found exactly. A pixel
+    whose kernel reaches only pixels above half the peak (their minimum) is smoothed
+    above it, and so is a pixel of the exactly smoothed box above it; the region of such
+    pixels joined to the peak lies inside the peak's half-height region: when it alone
+    is over 9 mm² (the same float steps), so is that."""
+    ny, nx = img.shape
+    dy, dx = spacing_yx
+    q = np.unravel_index(int(np.argmax(img)), img.shape)
+    if not inside[q]:
+        return False
+    level = float(smoothed(int(q[0]), int(q[0]) + 1, int(q[1]), int(q[1]) + 1)[0, 0])
+    if level < med + 300.0:
+        return False  # not sure of a 300 HU peak: the full search says
+    high = img >= np.float64(level - _ROUNDING_HU)
+    rows, cols = np.flatnonzero(high.any(axis=1)), np.flatnonzero(high.any(axis=0))
+    y0, y1 = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, ny)
+    x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, nx)
+    sm = smoothed(y0, y1, x0, x1)
+    if not inside[y0:y1, x0:x1].all():
+        sm[~inside[y0:y1, x0:x1]] = med
+    pk = np.unravel_index(int(np.argmax(sm)), sm.shape)
+    height = float(sm[pk]) - med  # ≥ level − med ≥ 300
+    py, px = int(pk[0]) + y0, int(pk[1]) + x0
+    half = med + 0.5 * height  # the half-height level, as the search computes it
+    wy0, wy1 = max(py - 12, 0), min(py + 13, ny)
+    wx0, wx1 = max(px - 12, 0), min(px + 13, nx)
+    low = ndimage.minimum_filter(np.asarray(img[wy0:wy1, wx0:wx1], dtype=np.float64),
+                                 size=2 * reach + 1, mode="nearest")
+    # the minimum is the kernel's only at least the reach from a window edge inside the
+    # image (at the image's edge "nearest" repeats a pixel the kernel reaches too)
+    valid = np.zeros(low.shape, dtype=bool)
+    valid[(reach if wy0 > 0 else 0):low.shape[0] - (reach if wy1 < ny else 0),
+          (reach if wx0 > 0 else 0):low.shape[1] - (reach if wx1 < nx else 0)] = True
+    sure = (low > half + _ROUNDING_HU) & valid & inside[wy0:wy1, wx0:wx1]
+    # and where the smoothed image is known (round the peak, which is there): above half
+    oy0, oy1, ox0, ox1 = max(wy0, y0), min(wy1, y1), max(wx0, x0), min(wx1, x1)
+    sure[oy0 - wy0:oy1 - wy0, ox0 - wx0:ox1 - wx0] |= sm[oy0 - y0:oy1 - y0,
+                                                         ox0 - x0:ox1 - x0] > half
+    labels, _n = ndimage.label(sure)
+    k = labels[py - wy0, px - wx0]
+    return bool(k) and float(np.count_nonzero(labels == k)) * dy * dx > 9.0
 
 
 def _median(raw: np.ndarray) -> float:
