@@ -371,7 +371,9 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
                     ) -> tuple[int, tuple[float, float] | None, float] | None:
     """(number of bright regions, the point's (row, col) or None if its region is too
     large, height in HU) of one slice; None when no peak stands 300 HU out or more than
-    three regions do (:func:`find_point`).
+    three regions do, or when the peak's region is shown too large before the regions
+    are counted (:func:`_region_too_large`; the count is read only for slices holding a
+    point) (:func:`find_point`).
 
     The image smoothed over ~1 mm is computed only where it can matter, which gives the
     same answer as smoothing it all: a smoothed pixel is a weighted mean (weights ≥ 0,
