@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from scanbench.evaluation import alerts, clinical_iq, records
-from scanbench.service.jobs import ENV_FIGURES, InlineExecutor
+from scanbench.service.jobs import InlineExecutor, job_figures_env
 from scanbench.service.pipeline import Pipeline
 from scanbench.simulate.ct_patient import VirtualPatient, write_ct_patient
 from scanbench.store import models as m
@@ -61,8 +60,7 @@ def _exam_time(i: int) -> dt.datetime:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("clinical_iq")
-    old = os.environ.get(ENV_FIGURES)
-    os.environ[ENV_FIGURES] = "0"
+    old = job_figures_env("0")
     pipe = Pipeline(tmp / "home", quiet_seconds=0.0, executor=InlineExecutor())
     rng = np.random.default_rng(3)
     truths = []
@@ -97,10 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     create_app(pipe.db))
     finally:
         pipe.close()
-        if old is None:
-            os.environ.pop(ENV_FIGURES, None)
-        else:
-            os.environ[ENV_FIGURES] = old
+        job_figures_env(old)
 
 
 def test_every_patient_series_is_measured_and_stored_with_its_protocol(world: World) -> None:

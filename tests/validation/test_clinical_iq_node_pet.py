@@ -7,7 +7,6 @@ Coarse CT (2 mm pixels, 6 mm slices) and a 450 mm field keep it cheap."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from scanbench.service.jobs import ENV_FIGURES, InlineExecutor
+from scanbench.service.jobs import InlineExecutor, job_figures_env
 from scanbench.service.pipeline import Pipeline
 from scanbench.simulate.pet_patient import PetPatient, right_lobe_lesion, write_pet_patient
 from scanbench.store import models as m
@@ -26,8 +25,7 @@ PET_LIVER = "pet.clinical_liver_noise"
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, list[Any]]]:
     tmp = tmp_path_factory.mktemp("clinical_pet")
-    old = os.environ.get(ENV_FIGURES)
-    os.environ[ENV_FIGURES] = "0"
+    old = job_figures_env("0")
     pipe = Pipeline(tmp / "home", quiet_seconds=0.0, executor=InlineExecutor())
     base = PetPatient(ct_pixel_mm=2.0, ct_slice_mm=6.0, z_min_mm=-300.0, z_max_mm=150.0)
     truths = []
@@ -42,10 +40,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, l
         yield pipe, truths
     finally:
         pipe.close()
-        if old is None:
-            os.environ.pop(ENV_FIGURES, None)
-        else:
-            os.environ[ENV_FIGURES] = old
+        job_figures_env(old)
 
 
 def _result(pipe: Pipeline, pet_uid: str) -> m.Result:

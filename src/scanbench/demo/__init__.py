@@ -102,10 +102,9 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
     # Jobs draw no figures (module docstring): set before the node's worker processes
     # start, which inherit the environment of their fork server; restored after the
     # ingest (the served node draws the figures of what it receives).
-    from scanbench.service.jobs import ENV_FIGURES
+    from scanbench.service.jobs import job_figures_env
 
-    figures_env = os.environ.get(ENV_FIGURES)
-    os.environ[ENV_FIGURES] = "0"
+    figures_env = job_figures_env("0")
     from scanbench.service.pipeline import Pipeline
 
     # Alerts and scorecards once per device after the ingest (module docstring).
@@ -136,10 +135,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
         summary.timings["ingest"] = time.monotonic() - t0
     finally:
         pipe.close()
-        if figures_env is None:
-            os.environ.pop(ENV_FIGURES, None)
-        else:
-            os.environ[ENV_FIGURES] = figures_env
+        job_figures_env(figures_env)
     shutil.rmtree(staging, ignore_errors=True)  # the node keeps its own copy of each file
 
     from scanbench.demo import records
@@ -319,9 +315,9 @@ def _ingest(pipe: Any, staging: Path, progress: Progress, *,
 def _job_with_figures(spec: Any) -> Any:
     """:func:`scanbench.service.jobs.run_series_job` drawing the figures (in a worker of
     the fork server, whose environment says not to: set before the ingest)."""
-    from scanbench.service.jobs import ENV_FIGURES, run_series_job
+    from scanbench.service.jobs import job_figures_env, run_series_job
 
-    os.environ[ENV_FIGURES] = "1"
+    job_figures_env("1")
     return run_series_job(spec)
 
 
@@ -336,7 +332,7 @@ def _figures(s: Any, home: Path, progress: Progress, workers: int | None = None)
     from sqlalchemy import func, or_, select
 
     from scanbench.service.figures import store_job_figures
-    from scanbench.service.jobs import ENV_FIGURES, JobSpec
+    from scanbench.service.jobs import ENV_FIGURES, JobSpec, job_figures_env
     from scanbench.service.pipeline import job_targets
     from scanbench.store import models as m
 
@@ -378,10 +374,7 @@ def _figures(s: Any, home: Path, progress: Progress, workers: int | None = None)
                                              out.figure_errors)
                 progress(what, i + 1, len(specs))
         finally:
-            if before is None:
-                os.environ.pop(ENV_FIGURES, None)
-            else:
-                os.environ[ENV_FIGURES] = before
+            job_figures_env(before)
         return written
     # On every core (the fork server's processes, as the simulation): re-analysing and
     # drawing is most of this phase's time; storing the figures stays here.

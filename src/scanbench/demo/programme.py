@@ -366,7 +366,7 @@ def _write_cases(site_home: Path, site_key: str, end: dt.date, rng: np.random.Ge
     import dataclasses
 
     from scanbench.service.executors import make_executor
-    from scanbench.service.jobs import ENV_FIGURES
+    from scanbench.service.jobs import job_figures_env
     from scanbench.service.pipeline import Pipeline, iter_dicom_files
     from scanbench.simulate.dicom_writer import write_series
     from scanbench.simulate.pet import ScannerModel
@@ -390,8 +390,7 @@ def _write_cases(site_home: Path, site_key: str, end: dt.date, rng: np.random.Ge
         _write_ct(ct, folder / "CT", pid)
         cases.append(ReaderCase(site_key, dev.display_name,
                                 str(pet.facts.series_instance_uid), truth))
-    figures = os.environ.get(ENV_FIGURES)
-    os.environ[ENV_FIGURES] = "0"  # as the demo's ingest: figures drawn on request
+    figures = job_figures_env("0")  # as the demo's ingest: figures drawn on request
     # In process (a handful of small studies): no worker processes to start.
     pipe = Pipeline(site_home, quiet_seconds=0.0, executor=make_executor(0), fsync=False,
                     group_wait_seconds=0.0, evaluate_each_job=False)
@@ -404,10 +403,7 @@ def _write_cases(site_home: Path, site_key: str, end: dt.date, rng: np.random.Ge
         pipe.drain()
     finally:
         pipe.close()
-        if figures is None:
-            os.environ.pop(ENV_FIGURES, None)
-        else:
-            os.environ[ENV_FIGURES] = figures
+        job_figures_env(figures)
     return cases
 
 

@@ -29,6 +29,18 @@ ENV_DASK = "SCANBENCH_DASK_SCHEDULER"
 ENV_FIGURES = "SCANBENCH_JOB_FIGURES"
 
 
+def job_figures_env(value: str | None) -> str | None:
+    """Set :data:`ENV_FIGURES` (whether jobs started from now on draw figures: ``"1"`` or
+    ``"0"``; None: unset, the default) and return the value it had, to be given back to
+    this function when done (the demos switch figures off for their ingest)."""
+    before = os.environ.get(ENV_FIGURES)
+    if value is None:
+        os.environ.pop(ENV_FIGURES, None)
+    else:
+        os.environ[ENV_FIGURES] = value
+    return before
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What a worker needs: the job's id and kind, its target, the files to read.

@@ -9,7 +9,6 @@ again by the spec in force. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from sqlalchemy import select
 from node_dicom import uniform_phantom
 from scanbench.evaluation import assign as A
 from scanbench.evaluation import scorecard as S
-from scanbench.service.jobs import ENV_FIGURES, InlineExecutor
+from scanbench.service.jobs import InlineExecutor, job_figures_env
 from scanbench.service.pipeline import Pipeline
 from scanbench.store import models as m
 from scanbench.web import audit
@@ -98,8 +97,7 @@ def world(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("nodespec")
     url = None if request.param == "sqlite" else request.getfixturevalue("pg_server").create()
-    old_env = os.environ.get(ENV_FIGURES)
-    os.environ[ENV_FIGURES] = "0"  # figures are not what is tested here
+    old_env = job_figures_env("0")  # figures are not what is tested here
     truth = uniform_phantom(tmp / "a", scan_start=dt.datetime(2026, 3, 4, 10, 30, tzinfo=TZ8))
     uniform_phantom(tmp / "b", seed=2,
                     scan_start=dt.datetime(2026, 3, 20, 10, 30, tzinfo=TZ8))
@@ -122,10 +120,7 @@ def world(request: pytest.FixtureRequest,
         yield World(pipe, truth, before, early, judged, judged_job, high, snapshot)
     finally:
         pipe.close()
-        if old_env is None:
-            os.environ.pop(ENV_FIGURES, None)
-        else:
-            os.environ[ENV_FIGURES] = old_env
+        job_figures_env(old_env)
 
 
 def test_a_value_breaking_the_assigned_specs_limit_is_stored_failed_with_its_source(

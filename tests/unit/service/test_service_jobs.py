@@ -272,3 +272,15 @@ def test_a_jobs_process_starts_with_every_analysis_already_imported() -> None:
         assert missing.result(timeout=120) == []
     finally:
         ex.close()
+
+
+def test_job_figures_env_sets_and_gives_back_the_previous_value() -> None:
+    from scanbench.service.jobs import ENV_FIGURES, job_figures_env
+
+    saved = os.environ.pop(ENV_FIGURES, None)
+    try:
+        assert job_figures_env("0") is None and os.environ[ENV_FIGURES] == "0"
+        assert job_figures_env("1") == "0" and os.environ[ENV_FIGURES] == "1"
+        assert job_figures_env(None) == "1" and ENV_FIGURES not in os.environ
+    finally:
+        job_figures_env(saved)
