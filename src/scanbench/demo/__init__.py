@@ -165,6 +165,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
                 progress("alerts from each device's history", i, len(ids))
                 summary.alerts += len(recheck_device(s, dev))
                 s.commit()
+            progress("alerts from each device's history", len(ids), len(ids))
             summary.timings["alerts"] = time.monotonic() - t0
 
             t0 = time.monotonic()
@@ -175,6 +176,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
             progress("scorecards", 0, 1)
             summary.scorecards = records.scorecards(s, ids, sc)
             s.commit()
+            progress("scorecards", 1, 1)
             summary.timings["scorecards"] = time.monotonic() - t0
 
             # The fleet as a small programme (issue 14 §7): its multi-site evaluation
@@ -187,6 +189,7 @@ def prepare(home: Path, *, days: int = 365, end: dt.date | None = None,
                 s, sc.start, sc.start + dt.timedelta(days=sc.days - 1),
                 group_by="field_strength", title="Demo fleet: programme evaluation report")
             programme_report.write(report, home / "programme-report.html")
+            progress("programme report", 1, 1)
             summary.timings["programme_report"] = time.monotonic() - t0
             from sqlalchemy import func, select
 
