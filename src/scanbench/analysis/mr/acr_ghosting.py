@@ -25,7 +25,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scanbench.analysis.mr.acr_locate import acr_axial_confidence, axial_geometry, new_result
+from scanbench.analysis.mr.acr_locate import (
+    AcrAxialTest,
+    axial_geometry,
+)
 from scanbench.analysis.mr.acr_uniformity import UNIFORM_SLICE, large_roi
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import weighted_mean
@@ -100,23 +103,16 @@ def measure(series: Series, result: Result) -> None:
 
 
 @register
-class AcrGhosting:
+class AcrGhosting(AcrAxialTest):
     """Percent-signal ghosting on slice 7."""
 
     id: ClassVar[str] = "mr.acr.ghosting"
-    modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = (
         "ACR Large and Medium Phantom Test Guidance (2022): percent-signal ghosting (see "
         "docs/standards/acr-mri.md#percent-signal-ghosting)")
     title: ClassVar[str] = "ACR MRI percent-signal ghosting (slice 7)"
 
-    def detect(self, series: Series) -> float:
-        return acr_axial_confidence(series)
-
-    def run(self, series: Series, **params: Any) -> Result:
-        result = new_result(self, series)
-        measure(series, result)
-        return result
+    measure = staticmethod(measure)
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import RoiShape, slice_with_rois

@@ -33,7 +33,9 @@ with the phantom.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -535,6 +537,35 @@ def new_result(analysis: Analysis, series: Series) -> Result:
                        "echo_time_ms": _rounded(mr.echo_time_ms)})
         params["sequence"] = acr_sequence(series)
     return result_for(analysis, series, parameters=params)
+
+
+class AcrAxialTest(ABC):
+    """What the six tests measured on the axial series share: each applies to an axial
+    ACR large-phantom series (:func:`acr_axial_confidence`) and fills a
+    :func:`new_result` with its own module's ``measure(series, result)``, which the
+    subclass names as :attr:`measure` (``measure = staticmethod(measure)``)."""
+
+    modality: ClassVar[str] = "MR"
+    id: ClassVar[str]
+    standard: ClassVar[str]
+    title: ClassVar[str]
+
+    @staticmethod
+    @abstractmethod
+    def measure(series: Series, result: Result) -> None:
+        """The test's measurement of ``series`` into ``result``."""
+
+    @abstractmethod
+    def figures(self, result: Result) -> list[Any]:
+        """The test's report figures."""
+
+    def detect(self, series: Series) -> float:
+        return acr_axial_confidence(series)
+
+    def run(self, series: Series, **params: Any) -> Result:
+        result = new_result(self, series)
+        self.measure(series, result)
+        return result
 
 
 def _rounded(v: float | None) -> float | None:

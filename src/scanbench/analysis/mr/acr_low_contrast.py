@@ -117,10 +117,9 @@ import numpy as np
 
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
+    AcrAxialTest,
     _row_quantile,
-    acr_axial_confidence,
     axial_geometry,
-    new_result,
 )
 from scanbench.analysis.mr.ndi import erf, map_coordinates_linear
 from scanbench.analysis.registry import register
@@ -1069,23 +1068,16 @@ def measure(series: Series, result: Result) -> None:
 
 
 @register
-class AcrLowContrast:
+class AcrLowContrast(AcrAxialTest):
     """Low-contrast object detectability on slices 8–11."""
 
     id: ClassVar[str] = "mr.acr.low_contrast"
-    modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = (
         "ACR Large and Medium Phantom Test Guidance (2022): low-contrast object detectability (see"
         " docs/standards/acr-mri.md#low-contrast-object-detectability)")
     title: ClassVar[str] = "ACR MRI low-contrast detectability (slices 8-11)"
 
-    def detect(self, series: Series) -> float:
-        return acr_axial_confidence(series)
-
-    def run(self, series: Series, **params: Any) -> Result:
-        result = new_result(self, series)
-        measure(series, result)
-        return result
+    measure = staticmethod(measure)
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import Window, image_figure

@@ -68,9 +68,8 @@ from scanbench.analysis.convolve import match_template_valid
 from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
-    acr_axial_confidence,
+    AcrAxialTest,
     axial_geometry,
-    new_result,
 )
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -291,23 +290,16 @@ def measure(series: Series, result: Result) -> None:
 
 
 @register
-class AcrResolution:
+class AcrResolution(AcrAxialTest):
     """Smallest hole array resolved, in each direction."""
 
     id: ClassVar[str] = "mr.acr.high_contrast_resolution"
-    modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = (
         "ACR Large and Medium Phantom Test Guidance (2022): high-contrast spatial resolution (see "
         "docs/standards/acr-mri.md#high-contrast-spatial-resolution)")
     title: ClassVar[str] = "ACR MRI high-contrast resolution (slice 1 hole arrays)"
 
-    def detect(self, series: Series) -> float:
-        return acr_axial_confidence(series)
-
-    def run(self, series: Series, **params: Any) -> Result:
-        result = new_result(self, series)
-        measure(series, result)
-        return result
+    measure = staticmethod(measure)
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import profile_figure

@@ -32,9 +32,8 @@ import numpy as np
 from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
-    acr_axial_confidence,
+    AcrAxialTest,
     axial_geometry,
-    new_result,
 )
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -109,23 +108,16 @@ def measure(series: Series, result: Result) -> None:
 
 
 @register
-class AcrSlicePosition:
+class AcrSlicePosition(AcrAxialTest):
     """Slice position from the crossed wedges of slices 1 and 11."""
 
     id: ClassVar[str] = "mr.acr.slice_position"
-    modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = (
         "ACR Large and Medium Phantom Test Guidance (2022): slice position accuracy (see "
         "docs/standards/acr-mri.md#slice-position-accuracy)")
     title: ClassVar[str] = "ACR MRI slice position (slices 1 and 11 wedges)"
 
-    def detect(self, series: Series) -> float:
-        return acr_axial_confidence(series)
-
-    def run(self, series: Series, **params: Any) -> Result:
-        result = new_result(self, series)
-        measure(series, result)
-        return result
+    measure = staticmethod(measure)
 
     def figures(self, result: Result) -> list[Any]:
         import plotly.graph_objects as go

@@ -35,9 +35,8 @@ import numpy as np
 from scanbench.analysis.mr import ndi
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
-    acr_axial_confidence,
+    AcrAxialTest,
     axial_geometry,
-    new_result,
 )
 from scanbench.analysis.registry import register
 from scanbench.errors import AnalysisError
@@ -148,23 +147,16 @@ def measure(series: Series, result: Result) -> None:
 
 
 @register
-class AcrSliceThickness:
+class AcrSliceThickness(AcrAxialTest):
     """Slice thickness from the crossed 10:1 ramps of slice 1."""
 
     id: ClassVar[str] = "mr.acr.slice_thickness"
-    modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = (
         "ACR Large and Medium Phantom Test Guidance (2022): slice thickness accuracy (see "
         "docs/standards/acr-mri.md#slice-thickness-accuracy)")
     title: ClassVar[str] = "ACR MRI slice thickness (slice 1 ramps)"
 
-    def detect(self, series: Series) -> float:
-        return acr_axial_confidence(series)
-
-    def run(self, series: Series, **params: Any) -> Result:
-        result = new_result(self, series)
-        measure(series, result)
-        return result
+    measure = staticmethod(measure)
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import profile_figure

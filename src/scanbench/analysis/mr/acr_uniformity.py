@@ -24,9 +24,8 @@ import numpy as np
 from scanbench.analysis.convolve import fftconvolve_same
 from scanbench.analysis.mr.acr_locate import (
     AcrAxial,
-    acr_axial_confidence,
+    AcrAxialTest,
     axial_geometry,
-    new_result,
 )
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_weights, weighted_mean
@@ -83,23 +82,16 @@ def measure(series: Series, result: Result) -> None:
 
 
 @register
-class AcrUniformity:
+class AcrUniformity(AcrAxialTest):
     """Percent integral uniformity on slice 7."""
 
     id: ClassVar[str] = "mr.acr.uniformity"
-    modality: ClassVar[str] = "MR"
     standard: ClassVar[str] = (
         "ACR Large and Medium Phantom Test Guidance (2022): image intensity uniformity (see "
         "docs/standards/acr-mri.md#image-intensity-uniformity)")
     title: ClassVar[str] = "ACR MRI percent integral uniformity (slice 7)"
 
-    def detect(self, series: Series) -> float:
-        return acr_axial_confidence(series)
-
-    def run(self, series: Series, **params: Any) -> Result:
-        result = new_result(self, series)
-        measure(series, result)
-        return result
+    measure = staticmethod(measure)
 
     def figures(self, result: Result) -> list[Any]:
         from scanbench.report.figures import RoiShape, slice_with_rois
