@@ -24,7 +24,11 @@ log = logging.getLogger("scanbench.node")
 #: Modules a job may import besides the analyses (scanbench.service.jobs: dose and
 #: workflow of a study; the clinical image quality of a patient's series).
 EXTRA = ("scanbench.clinical.dose", "scanbench.clinical.workflow",
-         "scanbench.service.clinical_iq", "scanbench.service.figures")
+         "scanbench.service.clinical_iq", "scanbench.service.figures",
+         # numba and the CT noise kernel loaded from its disk cache (compiled there on
+         # the first start): about 0.5 s of CPU a job otherwise (bench/README.md,
+         # clinical_iq.py)
+         "scanbench.quality.ct_noise_kernel")
 
 
 def preload() -> list[str]:

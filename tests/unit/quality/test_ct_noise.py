@@ -125,8 +125,8 @@ def test_fast_masks_equal_scipy_morphology() -> None:
     scipy's binary_fill_holes / binary_erosion / binary_dilation(iterations) results."""
     from scipy import ndimage
 
+    from ct_noise_reference import dilate_diamond, erode_square
     from scanbench.analysis.masks import fill_holes
-    from scanbench.quality.ct_noise import dilate_diamond, erode_square
 
     rng = np.random.default_rng(3)
     for _ in range(10):
@@ -165,7 +165,7 @@ def test_local_sd_equals_scipy_uniform_filter() -> None:
     per-slice ``scipy.ndimage.uniform_filter`` definition to rounding, on a virtual
     patient (the same 0.1 HU bin for every pixel) and on odd shapes and kernel sizes,
     including a kernel taller than the image."""
-    from scanbench.quality.ct_noise import local_sd, local_sd_reference
+    from ct_noise_reference import local_sd, local_sd_reference
 
     p = VirtualPatient(slices=2, matrix=256)
     vol, _ = virtual_patient(p, seed=7)
@@ -189,7 +189,7 @@ def test_body_mask_and_stacked_morphology_equal_scipy() -> None:
     erosion and dilation of a stack equal scipy's slice by slice."""
     from scipy import ndimage
 
-    from scanbench.quality.ct_noise import _body_mask, dilate_diamond, erode_square
+    from ct_noise_reference import _body_mask, dilate_diamond, erode_square
 
     rng = np.random.default_rng(9)
     few = many = 0
@@ -232,7 +232,8 @@ def test_global_noise_equals_the_scipy_definition_slice_by_slice() -> None:
     holes and soft tissue meets the skin."""
     from scipy import ndimage
 
-    from scanbench.quality.ct_noise import histogram_mode, local_sd_reference
+    from ct_noise_reference import local_sd_reference
+    from scanbench.quality.ct_noise import histogram_mode
 
     p = VirtualPatient(slices=5, matrix=192, region="chest", fat_mm=0.0)
     vol, _ = virtual_patient(p, seed=11)
@@ -269,6 +270,106 @@ def test_global_noise_equals_the_scipy_definition_slice_by_slice() -> None:
             assert got == pytest.approx(value, rel=1e-9), method
     area = d.size * px * px / 100.0 / p.slices
     assert result.get("soft_tissue_area_cm2").value == pytest.approx(area, rel=1e-12)
+
+
+def _same_partial(a: object, b: object) -> bool:
+    """Two SlicePartials equal to the bit: counts (trailing empty bins aside), values per
+    class, each slab's sums (NaN equal to NaN) and soft-tissue pixels."""
+    ca, cb = a.counts, b.counts  # type: ignore[attr-defined]
+    width = max(ca.shape[1], cb.shape[1])
+    ca = np.pad(ca, ((0, 0), (0, width - ca.shape[1])))
+    cb = np.pad(cb, ((0, 0), (0, width - cb.shape[1])))
+    sums_a = np.array(a.sums, dtype=np.float64)  # type: ignore[attr-defined]
+    sums_b = np.array(b.sums, dtype=np.float64)  # type: ignore[attr-defined]
+    return (np.array_equal(ca, cb) and np.array_equal(a.ns, b.ns)  # type: ignore[attr-defined]
+            and sums_a.tobytes() == sums_b.tobytes()
+            and a.tissue_px == b.tissue_px)  # type: ignore[attr-defined]
+
+
+def test_kernel_equals_the_numpy_form_to_the_bit() -> None:
+    """The numba kernel (``_measure_range``) gives the numpy form's histograms, counts,
+    per-slab sums and soft-tissue pixels to the bit (the sums compared as bytes): on
+    virtual patients (a chest without fat: lungs are holes, soft tissue meets the skin;
+    an abdomen on 512², kernel 8 px, a power of two: the exact-reciprocal path; a
+    256² chest, kernel 5 px: the division path), an odd number of slices and of rows,
+    float64 voxels, a NaN pixel (counted, never binned), a kernel wider and taller than
+    the image (reflected more than once) and one of 3 pixels."""
+    from scipy import ndimage
+
+    from ct_noise_reference import measure_range
+    from scanbench.quality.ct_noise import _measure_range, _SlabSettings
+
+    cases = []
+    for p, seed, size, margin in ((VirtualPatient(slices=5, matrix=192, region="chest",
+                                                  fat_mm=0.0), 11, 5, 6),
+                                  (VirtualPatient(slices=2, matrix=512), 1, 8, 13),
+                                  (VirtualPatient(slices=3, matrix=256, region="chest"),
+                                   3, 5, 7)):
+        cases.append((virtual_patient(p, seed)[0], size, margin))
+    rng = np.random.default_rng(5)
+    for shape, size, margin in (((3, 21, 17), 8, 2), ((2, 16, 16), 21, 3),
+                                ((1, 40, 33), 7, 1), ((6, 31, 70), 4, 5),
+                                ((5, 64, 64), 3, 9)):
+        a = ndimage.gaussian_filter(rng.standard_normal(shape), (0, 2, 2)) * 3000.0 - 600.0
+        a = np.where(rng.random(shape) < 0.2, -1000.0, a) + rng.normal(0.0, 20.0, shape)
+        cases.append((a.astype(np.float32), size, margin))
+        cases.append((np.round(a), size, margin))  # float64
+    cases[-3][0][1, 5, 5] = np.nan
+    classes = np.zeros(3, dtype=np.int64)
+    for vol, size, margin in cases:
+        cfg = _SlabSettings(size=size, air_margin=margin, low=0.0, high=100.0, bin_hu=0.1)
+        got = _measure_range(vol, 0, vol.shape[0], cfg)
+        assert _same_partial(got, measure_range(vol, 0, vol.shape[0], cfg)), \
+            (vol.shape, vol.dtype, size)
+        classes += got.ns
+    assert (classes > 0).all()  # soft tissue near the skin, inside the body, air
+
+
+def test_kernel_masks_equal_scipy() -> None:
+    """The kernel's masks against scipy directly: the square erosion
+    (``binary_erosion``), the air's distance test (``~binary_dilation(iterations=r)``)
+    and the body (``label`` + the first largest + ``binary_fill_holes``) on random blobs
+    with many regions and holes, odd shapes and even and odd kernels."""
+    from scipy import ndimage
+
+    from scanbench.quality.ct_noise_kernel import _body, _erode, _far
+
+    rng = np.random.default_rng(13)
+    for i in range(40):
+        shape = (int(rng.integers(9, 70)), int(rng.integers(9, 90)))
+        img = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0 + i % 3) * 3000.0
+        img -= rng.uniform(0.0, 900.0)
+        rows, cols = shape
+        vrun = np.empty(cols, np.int32)
+        for size in (2, 3, 8):
+            mask = img > 0.0
+            out = mask.copy()
+            _erode(out, size, out, vrun)
+            assert np.array_equal(out, ndimage.binary_erosion(mask, np.ones((size, size))))
+        far = np.empty(shape, bool)
+        for radius in (1, 4, 13):
+            _far(img, -300.0, radius, far, np.empty(shape, np.int32))
+            assert np.array_equal(far, ~ndimage.binary_dilation(img > -300.0,
+                                                                iterations=radius))
+        n = rows * ((cols + 1) // 2) + 1
+        body = np.empty(shape, bool)
+        _body(img, -500.0, body, np.empty(n, np.int32), np.empty(n, np.int32),
+              np.empty(rows + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
+        labels, count = ndimage.label(img > -500.0)
+        expected = np.zeros(shape, bool)
+        if count:
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            expected = ndimage.binary_fill_holes(labels == np.argmax(sizes))
+        assert np.array_equal(body, expected), i
+    # two equal largest regions: the first in raster order (as argmax of the label sizes)
+    img = np.full((20, 30), -1000.0)
+    img[12:16, 2:6] = img[3:7, 20:24] = 40.0
+    n = 20 * 15 + 1
+    _body(img, -500.0, body := np.empty(img.shape, bool), np.empty(n, np.int32),
+          np.empty(n, np.int32), np.empty(21, np.int64), np.empty(n, np.int64),
+          np.empty(n, np.int64))
+    assert body.sum() == 16 and body[3:7, 20:24].all()
 
 
 def test_slice_runs_cover_the_series_in_whole_slabs() -> None:

@@ -264,7 +264,8 @@ def test_a_jobs_process_starts_with_every_analysis_already_imported() -> None:
     from scanbench.analysis.registry import CATALOGUE
 
     wanted = sorted({mod for _modality, mod in CATALOGUE.values()}
-                    | {"scanbench.clinical.dose", "scipy.ndimage"})
+                    | {"scanbench.clinical.dose", "scipy.ndimage",
+                       "scanbench.quality.ct_noise_kernel"})  # numba, the kernel loaded
     ex = LocalExecutor(workers=1)
     try:
         expr = f"[m for m in {wanted!r} if m not in __import__('sys').modules]"
