@@ -84,6 +84,24 @@ def test_pet_analysis_imports_no_ct_mr_analysis_nor_scipy_signal_stats(pet_iq: P
                             "scanbench.simulate", "typer", "click", "pydantic")) == []
 
 
+PET_IQ = Path(__file__).resolve().parents[3] / "shared/data/pet/nema-iq-test-recon/pet_recon_2"
+
+
+@pytest.mark.skipif(not PET_IQ.is_dir(), reason="needs ../shared/data (real NEMA IQ PET scan)")
+def test_real_pet_iq_analysis_imports_no_scipy_nor_scikit_image() -> None:
+    """The automatic PET image-quality run (detectors of every PET analysis, then the IQ
+    run with its fill-ratio fit) uses ``analysis.ndi``'s ports of the SciPy / scikit-image
+    calls and ``analysis.least_squares`` for the bounded fit: a run imports no SciPy module
+    at all (``scipy.ndimage``, ``scipy.special``, ``scipy.fft``, ``scipy.optimize`` with
+    ``scipy.sparse`` and ``scipy.spatial``: about 0.3 s on the benchmark machine,
+    bench/README.md) and no scikit-image."""
+    printed, modules = _run(_entry("analyze", str(PET_IQ), "--json"))
+    analyses = {r["analysis"] for r in json.loads(printed)}
+    assert analyses == {"pet.nema_nu2_2018.image_quality"}
+    assert _heavy(modules, ("scipy", "skimage")) == []
+    assert "scanbench.analysis.least_squares" in modules  # the fill ratio was fitted
+
+
 CATPHAN = Path(__file__).resolve().parents[3] / "shared/data/ct/catphan/CTP404_FOV150"
 
 

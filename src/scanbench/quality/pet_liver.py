@@ -63,7 +63,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.registry import register
@@ -127,6 +126,8 @@ def _interp_axis(vol: np.ndarray, coords: np.ndarray, axis: int, fill: float) ->
 
 def ct_on_pet_grid(pet: Series, ct: Series) -> np.ndarray:
     """CT numbers (HU) at the PET voxel centres (module docstring, step 1)."""
+    from scipy import ndimage  # only when this analysis runs: the PET detector scan needs none
+
     pa, ca = _axial_axes(pet), _axial_axes(ct)
     if pa is None or ca is None:
         raise Refusal("the PET and the CT must both be axial (axes parallel to the patient's)"
@@ -153,6 +154,8 @@ def ct_on_pet_grid(pet: Series, ct: Series) -> np.ndarray:
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage  # only when this analysis runs: the PET detector scan needs none
+
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -165,6 +168,8 @@ def locate_liver(pet: Series, ct_hu: np.ndarray, params: dict[str, float]) -> di
     """Steps 2–4 of the module docstring: the liver mask, the VOI centre and radius.
 
     Raises :class:`Refusal` with the reason when the VOI cannot be placed."""
+    from scipy import ndimage  # only when this analysis runs: the PET detector scan needs none
+
     axes = _axial_axes(pet)
     if axes is None:
         raise Refusal("the PET series is not axial: oblique series are not handled")
@@ -246,6 +251,8 @@ def _ball(shape: tuple[int, ...], centre: tuple[float, float, float],
 
 def blood_pool(pet: Series, loc: dict[str, Any]) -> tuple[tuple[int, int, int], np.ndarray]:
     """Step 6: the voxel index of the aorta cylinder's centre and its mask (PET grid)."""
+    from scipy import ndimage  # only when this analysis runs: the PET detector scan needs none
+
     z, y, x = loc["axes"]
     ct_hu = loc["ct_hu"]
     dz, dy, dx = (abs(s) for s in pet.spacing)

@@ -642,19 +642,20 @@ def test_ratio_fit_runs_on_one_blas_thread_with_the_same_numbers(
     import contextlib
     import os
 
-    import scipy.optimize
     import threadpoolctl
+
+    from scanbench.analysis.pet import image_quality
 
     s, _ = iec_series(voxel_mm=2.0, shift=(0.0, 0.0, 1.0), ratio=8.0, blur_fwhm_mm=6.0)
     seen: list[int] = []
-    real = scipy.optimize.least_squares
+    real = image_quality.least_squares
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info()
                     if i["user_api"] == "blas")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(scipy.optimize, "least_squares", spy)
+    monkeypatch.setattr(image_quality, "least_squares", spy)
     one = ImageQuality().run(s).get("activity_ratio_estimated")
     assert seen and set(seen) == {1}, seen
     seen.clear()

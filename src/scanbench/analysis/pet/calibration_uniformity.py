@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
+from scanbench.analysis import ndi
 from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
@@ -114,7 +114,7 @@ class CylinderFit:
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
+    labels, n = ndi.label(mask)
     if n <= 1:
         return mask
     sizes = np.bincount(labels.ravel())
@@ -167,7 +167,7 @@ def find_cylinder(voxels: np.ndarray, spacing_zyx: tuple[float, float, float]) -
         areas[k] = m.sum() * dy * dx
         # Activity-weighted centroid over the region grown by two pixels: unlike the
         # centroid of the thresholded pixels it has no pixelisation bias.
-        grown = ndimage.binary_dilation(m, iterations=2)
+        grown = ndi.binary_dilation_cross(m, iterations=2)
         w = np.where(grown, np.clip(v[k], 0, None), 0.0)
         cents[k] = (np.argwhere(grown) * w[grown][:, None]).sum(axis=0) / w[grown].sum()
     full = areas >= 0.5 * areas.max()
@@ -233,7 +233,7 @@ def _clearly_not_a_cylinder(v: np.ndarray, spacing_zyx: tuple[float, float, floa
     area = pts.shape[0] * dy * dx
     if area / (np.pi * d.max() ** 2) < 0.6:
         return True
-    img = ndimage.gaussian_filter(v[k].astype(float), (4.0 / dy, 4.0 / dx))
+    img = ndi.gaussian_filter(v[k].astype(float), (4.0 / dy, 4.0 / dx))
     yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]
     inner = (((yy - c[0]) * dy) ** 2 + ((xx - c[1]) * dx) ** 2
              <= (VOI_RADIUS_FRACTION * float(np.sqrt(area / np.pi))) ** 2)
@@ -267,7 +267,7 @@ def _check_cylinder(v: np.ndarray, cyl: CylinderFit, spacing: tuple[float, float
     # Inserts and spheres are 10-50 mm across; noise is voxel-scale. Average up to five
     # central slices and smooth by a 4 mm SD Gaussian so only structure remains.
     ks = inner[max(len(inner) // 2 - 2, 0): len(inner) // 2 + 3]
-    img = ndimage.gaussian_filter(v[ks].mean(axis=0).astype(float), (4.0 / dy, 4.0 / dx))
+    img = ndi.gaussian_filter(v[ks].mean(axis=0).astype(float), (4.0 / dy, 4.0 / dx))
     w = circle_weights(v.shape[1:], tuple(cyl.centre_yx[k]), VOI_RADIUS_FRACTION * cyl.radius_mm,
                        (dy, dx)) >= 0.5
     cold = float(np.mean(img[w] < 0.5 * cyl.plateau))

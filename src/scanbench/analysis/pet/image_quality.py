@@ -84,9 +84,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
+from scanbench.analysis import ndi
 from scanbench.analysis.base import MEASURED, Parameter, result_for
+from scanbench.analysis.convolve import next_fast_len_real
+from scanbench.analysis.least_squares import least_squares
 from scanbench.analysis.memo import memo
 from scanbench.analysis.registry import register
 from scanbench.analysis.roi import circle_patch, circle_patch_means, patch_mean, sphere_kernel
@@ -206,8 +208,6 @@ def robust_level(voxels: np.ndarray) -> float:
     of the voxels above it is the body level. The hot spheres (< 1% of the
     body) and edge-of-field noise do not move a median.
     """
-    from skimage.filters import threshold_otsu
-
     step = max(2, int(np.ceil((voxels.size / 2.5e5) ** (1.0 / 3.0))))
     sub = voxels[::step, ::step, ::step]
     sub = sub[np.isfinite(sub)]
@@ -217,7 +217,7 @@ def robust_level(voxels: np.ndarray) -> float:
     clipped = np.clip(sub, 0.0, hi)
     if hi <= 0 or float(clipped.max()) <= float(clipped.min()):
         raise AnalysisError("no IEC body phantom found: the image has no activity")
-    t = float(threshold_otsu(clipped))
+    t = ndi.threshold_otsu(clipped)
     above = sub[sub > t]
     if above.size == 0:
         raise AnalysisError("no IEC body phantom found: no voxels above the air level")
@@ -264,7 +264,7 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndimage.label(mask)
+    lab, n = ndi.label(mask)
     if n == 0:
         return mask
     sizes = np.bincount(lab.ravel())[1:]
@@ -305,6 +305,10 @@ def _median3x3(img: np.ndarray) -> np.ndarray:
     minima and maxima (each output is one of the nine inputs, as in a sort).
     """
     if not np.all(np.isfinite(img)):
+        # NaN breaks the network's order; SciPy's rank filter (a series with NaN voxels
+        # only: the automatic path on a finite series imports no SciPy)
+        from scipy import ndimage
+
         return ndimage.median_filter(img, size=3)
     ny, nx = img.shape
     pad = np.pad(img, 1, mode="symmetric")
@@ -319,7 +323,7 @@ def _median3x3(img: np.ndarray) -> np.ndarray:
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes(mask)``: background not 4-connected to the image
     border is filled. Labelled in one pass instead of dilated until it stops changing."""
-    lab, n = ndimage.label(~mask)
+    lab, n = ndi.label(~mask)
     keep = np.zeros(n + 1, dtype=bool)
     keep[0] = True
     keep[lab[0]] = True
@@ -370,17 +374,17 @@ def _ring_kernels(spacing_yx: tuple[float, float]) -> tuple[np.ndarray, ...]:
 def _ring_convolutions(img: np.ndarray, spacing_yx: tuple[float, float]) -> np.ndarray:
     """``fftconvolve(img, k, mode="same")`` for each of the twelve ring-fit kernels
     (:func:`_ring_kernels`), stacked, from one forward transform of ``img`` and the
-    kernels' cached transforms (the same values to rounding)."""
-    from scipy import fft
-
+    kernels' cached transforms (the same values to rounding). ``numpy.fft``'s pocketfft
+    gives ``scipy.fft``'s values bit for bit (:func:`scanbench.analysis.ndi.irfft2` for the
+    inverse's scaling)."""
     kernels = _ring_kernels(spacing_yx)
     ny, nx = img.shape
     ky = max(k.shape[0] for k in kernels)
     kx = max(k.shape[1] for k in kernels)
-    shape = (fft.next_fast_len(ny + ky - 1, real=True), fft.next_fast_len(nx + kx - 1, real=True))
-    spec = fft.rfft2(img, shape)
+    shape = (next_fast_len_real(ny + ky - 1), next_fast_len_real(nx + kx - 1))
+    spec = np.fft.rfft2(img, shape)
     kspec = _ring_spectra(spacing_yx, shape)
-    full = fft.irfft2(kspec * spec, shape)
+    full = ndi.irfft2(kspec * spec, shape)
     hy, hx = ky // 2, kx // 2
     return full[:, hy:hy + ny, hx:hx + nx]
 
@@ -389,12 +393,10 @@ def _ring_convolutions(img: np.ndarray, spacing_yx: tuple[float, float]) -> np.n
 def _ring_spectra(spacing_yx: tuple[float, float], shape: tuple[int, int]) -> np.ndarray:
     """The transforms of the ring-fit kernels, centred in a common odd box, at
     ``shape``: kept per pixel spacing and transform size."""
-    from scipy import fft
-
     kernels = _ring_kernels(spacing_yx)
     ky = max(k.shape[0] for k in kernels)
     kx = max(k.shape[1] for k in kernels)
-    out = fft.rfft2(np.stack([_embed(k, (ky, kx)) for k in kernels]), shape)
+    out = np.fft.rfft2(np.stack([_embed(k, (ky, kx)) for k in kernels]), shape)
     out.setflags(write=False)
     return out
 
@@ -444,7 +446,7 @@ def _find_lung(mean_img: np.ndarray, body: np.ndarray, level: float,
     """Centroid (row, col) of the round cold region inside the body: the lung insert."""
     dy, dx = spacing_yx
     cold = body & (mean_img < 0.5 * level)
-    lab, n = ndimage.label(cold)
+    lab, n = ndi.label(cold)
     if n == 0:
         return None
     # areas and centroids by counting (integer sums, so exactly ndimage's
@@ -497,7 +499,8 @@ def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float
             px = cx + _RING_R * np.cos(a) / dx
             coords = np.stack([np.broadcast_to(py, tot.shape).ravel(),
                                np.broadcast_to(px, tot.shape).ravel()])
-            val = ndimage.map_coordinates(contrast[n], coords, order=1, mode="nearest")
+            val = ndi.map_coordinates_linear(contrast[n], [coords[0], coords[1]],
+                                             mode="nearest")
             tot += val.reshape(tot.shape)
         return tot
 
@@ -526,7 +529,8 @@ def fit_ring(plane_yx: np.ndarray, spacing_yx: tuple[float, float], level: float
     for n in range(6):
         a = thb + hb * _SPHERE_PHI[n]
         c = [[cyb + _RING_R * np.sin(a) / dy], [cxb + _RING_R * np.cos(a) / dx]]
-        val = float(ndimage.map_coordinates(discs[n], c, order=1)[0])
+        val = float(ndi.map_coordinates_linear(discs[n], [np.asarray(c[0]), np.asarray(c[1])],
+                                               cval=0.0)[0])
         snr.append((val - level) * signs[n] / max(noise, 1e-6 * level))
     return (cyb, cxb), float(np.rad2deg(thb) % 360.0), int(hb), np.array(snr)
 
@@ -678,10 +682,10 @@ def _locate_ring(voxels: np.ndarray, spacing: tuple[float, float, float],
          max(1, round(_WORK_MM / dx)))
     work = _block_mean(vol[z0:z1 + 1, y0:y1, x0:x1], f)
     wsp = (dz * f[0], dy * f[1], dx * f[2])
-    work = ndimage.gaussian_filter(work, sigma=[max(0.6, 2.0 / s) for s in wsp], truncate=2.5)
+    work = ndi.gaussian_filter(work, [max(0.6, 2.0 / s) for s in wsp], truncate=2.5)
     wbody = _block_mean(body[None, y0:y1, x0:x1].astype(np.float32),
                         (1, f[1], f[2]))[0] > 0.99
-    wbody = ndimage.binary_erosion(wbody, iterations=max(1, round(6.0 / wsp[1])))
+    wbody = ndi.binary_erosion_cross(wbody, iterations=max(1, round(6.0 / wsp[1])))
     inside = work[:, wbody]
     if inside.size == 0:
         raise AnalysisError("no IEC body phantom found: body outline too small")
@@ -698,7 +702,7 @@ def _locate_ring(voxels: np.ndarray, spacing: tuple[float, float, float],
     if not np.any(prof > 0):
         raise AnalysisError("no IEC body phantom found: no hot spheres stand out of the "
                             f"background (level {level:.4g}, noise {noise:.3g})")
-    prof = ndimage.uniform_filter1d(prof, 3)
+    prof = ndi.uniform_filter1d(prof, 3)
     wz = int(np.argmax(prof))
 
     # 3. ring fit on the plane of the work grid
@@ -820,20 +824,20 @@ def background_roi_centres(body_yx: np.ndarray, spacing_yx: tuple[float, float],
     # the nearest background pixel of any pixel inside is in that ring or nearer.
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     edt: np.ndarray = np.zeros(body_yx.shape)  # numpy's stubs infer a 0-d shape here
-    edt[r0:r1, c0:c1] = ndimage.distance_transform_edt(np.pad(body_yx[r0:r1, c0:c1], 1),
-                                                       sampling=(dy, dx))[1:-1, 1:-1]
+    edt[r0:r1, c0:c1] = ndi.distance_transform_edt(np.pad(body_yx[r0:r1, c0:c1], 1),
+                                                   (dy, dx))[1:-1, 1:-1]
     ys = np.arange(rows.min() * dy, (rows.max() + 1) * dy, 1.0)
     xs = np.arange(cols.min() * dx, (cols.max() + 1) * dx, 1.0)
     # A bilinear value is at most the largest of the pixels around it: candidates
     # whose 3 x 3 neighbourhood is nearer the edge than needed are dropped first
     # (the rest are taken in the grid's row-major order, as a meshgrid would give).
     need = r_roi + margin_mm
-    near_max = ndimage.maximum_filter(edt, size=3, mode="constant")
+    near_max = ndi.maximum_filter3(edt)
     iy = np.clip(np.rint(ys / dy).astype(int), 0, edt.shape[0] - 1)
     ix = np.clip(np.rint(xs / dx).astype(int), 0, edt.shape[1] - 1)
     ky, kx = np.nonzero(near_max[iy][:, ix] >= need)
     gy, gx = ys[ky], xs[kx]
-    e = ndimage.map_coordinates(edt, [gy / dy, gx / dx], order=1, mode="constant")
+    e = ndi.map_coordinates_linear(edt, [gy / dy, gx / dx], cval=0.0)
     inside = e >= need
     gy, gx = gy[inside], gx[inside]
     # clearance from each object's outer surface, for every candidate; those nearer
@@ -931,7 +935,7 @@ def a50_voi(box: np.ndarray, background: float) -> tuple[float, float, int]:
     flat = int(np.argmax(box))
     vmax = float(box.flat[flat])
     thr = 0.5 * (vmax - background) + background
-    lab, _ = ndimage.label(box >= thr)
+    lab, _ = ndi.label(box >= thr)
     voi = lab == lab.flat[flat]
     return vmax, float(box[voi].mean()), int(voi.sum())
 
@@ -986,8 +990,7 @@ def blurred_ball(r_mm: np.ndarray, radius_mm: float, sigma_mm: float) -> np.ndar
         f(r) = 1/2 [erf((R - r)/(√2 σ)) + erf((R + r)/(√2 σ))]
                - σ / (r √(2π)) [exp(-(R - r)²/(2σ²)) - exp(-(R + r)²/(2σ²))]
     """
-    from scipy.special import erf
-
+    erf = ndi.erf  # scipy.special.erf's values bit for bit (Cephes)
     r = np.maximum(np.asarray(r_mm, dtype=float), 1e-6 * sigma_mm)
     a = (radius_mm - r) / (_SQRT2 * sigma_mm)
     b = (radius_mm + r) / (_SQRT2 * sigma_mm)
@@ -1061,8 +1064,6 @@ def estimate_activity_ratio(vol: np.ndarray, spacing: tuple[float, float, float]
                  float(_SPHERE_R[n])) for n in use]
 
     def fit(parts: list[tuple[np.ndarray, np.ndarray, float]]) -> tuple[float, float]:
-        from scipy.optimize import least_squares
-
         def residuals(p: np.ndarray) -> np.ndarray:
             s, sigma = float(p[0]), float(p[1])
             return np.concatenate([

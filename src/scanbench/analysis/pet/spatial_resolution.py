@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
+from scanbench.analysis import ndi
 from scanbench.analysis.base import Parameter
 from scanbench.analysis.memo import voxel_max
 from scanbench.analysis.registry import register
@@ -182,6 +182,8 @@ def find_point_sources(
     threshold = max(bg + threshold_fraction * (vmax - bg), bg + 8.0 * noise)
     d = np.asarray(spacing_zyx, dtype=float)
     size = tuple(int(max(3, 2 * np.ceil(separation_mm / s) + 1)) for s in d)
+    from scipy import ndimage  # the run only: the detector, asked on every series, needs none
+
     peaks = (v >= threshold) & (v == ndimage.maximum_filter(v, size=size, mode="constant"))
     idx = np.argwhere(peaks)
     if len(idx) > 20 * max_sources:
@@ -258,6 +260,8 @@ def _sample(v: np.ndarray, centre: np.ndarray, steps: list[np.ndarray],
     if np.any(hi <= lo):
         return np.zeros(shape)
     crop = v[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(float)
+    from scipy import ndimage  # cubic spline sampling: the run only
+
     vals = ndimage.map_coordinates(crop, pts - lo[:, None], order=3, mode="constant", cval=0.0)
     return vals.reshape(shape)
 
@@ -344,7 +348,7 @@ class SpatialResolution:
                 # more than 50 regions of 2 mL could hold: not point sources, and no
                 # need to label speckle (labelling is the slow part of this look)
                 return 0.05
-            labels, n = ndimage.label(mask)
+            labels, n = ndi.label(mask)
             if n == 0 or n > 50:
                 return 0.05
             sizes_ml = np.bincount(labels.ravel())[1:] * voxel_ml
