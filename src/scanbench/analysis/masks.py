@@ -75,3 +75,28 @@ def largest_region_in_box(mask: np.ndarray
         sizes[0] = 0
         largest = int(np.argmax(sizes))
     return box, labels == largest
+
+
+def dilate_cross(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_dilation(mask)`` (the 4-connected cross, outside the image unset):
+    a pixel or one of its four neighbours set, by four shifted ORs instead of scipy's
+    per-pixel structure walk (about a tenth of the time on a 512² slice)."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def erode_cross(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_erosion(mask)`` (the 4-connected cross, outside the image unset): a
+    pixel and its four neighbours set; the image's outer rows and columns never are."""
+    out = mask.copy()
+    out[1:] &= mask[:-1]
+    out[:-1] &= mask[1:]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    out[0] = out[-1] = False
+    out[:, 0] = out[:, -1] = False
+    return out

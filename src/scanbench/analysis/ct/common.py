@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -31,7 +32,12 @@ import numpy as np
 from scipy import ndimage
 
 from scanbench.analysis.convolve import fftconvolve_same
-from scanbench.analysis.masks import fill_holes
+from scanbench.analysis.masks import (
+    dilate_cross,
+    erode_cross,
+    largest_region_filled,
+    largest_region_in_box,
+)
 from scanbench.analysis.roi import circle_weights
 from scanbench.errors import AnalysisError
 from scanbench.types import Series
@@ -121,16 +127,21 @@ def find_section(image_yx: np.ndarray, spacing_yx: tuple[float, float],
     region = _largest_opened(material, dy, dx)
     assert region is not None
     edge = ~inside | _border(img.shape)
-    if (ndimage.binary_dilation(edge, iterations=2) & region).any():
+    # binary_dilation(edge, iterations=2) by the cross twice (masks.dilate_cross)
+    if (dilate_cross(dilate_cross(edge)) & region).any():
         diam = _circle_diameter_mm(inside, dy, dx)
         raise AnalysisError(
             "the phantom is cut by the reconstruction circle or the image edge "
             f"(reconstruction field about {diam:.0f} mm): reconstruct with a larger display "
             "field of view or centre the phantom", where)
-    yy, xx = np.nonzero(region)
-    cy, cx = float(yy.mean()), float(xx.mean())
+    # the centroid (np.nonzero's indices' means) from the row and column counts: integer
+    # sums, exact in float64 either way, and one correctly rounded division
+    n = int(np.count_nonzero(region))
+    rows, cols = np.count_nonzero(region, axis=1), np.count_nonzero(region, axis=0)
+    cy = int(rows @ np.arange(rows.size)) / n
+    cx = int(cols @ np.arange(cols.size)) / n
     radius = math.sqrt(region.sum() * dy * dx / math.pi)
-    boundary = region & ~ndimage.binary_erosion(region)
+    boundary = region & ~erode_cross(region)
     by, bx = np.nonzero(boundary)
     dist = np.hypot((by - cy) * dy, (bx - cx) * dx)
     roundness = float(dist.std() / radius) if dist.size else 1.0
@@ -141,10 +152,17 @@ def _largest_opened(material: np.ndarray, dy: float, dx: float,
                     radius_mm: float = 3.0) -> np.ndarray:
     """The largest region of ``material`` after opening with a disc, holes filled.
 
-    The opening (two distance transforms) cuts off a thin couch or holder touching
-    the phantom. It runs on a grid of about 1 mm (block maxima), and the region's
-    full-resolution outline is then the material within one coarse pixel of the
-    opened component, so the centroid and area keep full resolution.
+    The opening (two distance transforms, or the same erosion and dilation by the disc
+    of offsets within the radius) cuts off a thin couch or holder touching the phantom.
+    It runs on a grid of about 1 mm (block maxima), and the region's full-resolution
+    outline is then the material within one coarse pixel of the opened component, so
+    the centroid and area keep full resolution.
+
+    Why the disc gives the distance transforms' pixels: ``edt(m) > r`` says no unset
+    pixel lies within r, ``edt(~core) <= r`` that a core pixel does; the transform's
+    value is a distance to a nearest such pixel (computed in float64 from its offset),
+    so only an offset whose computed distance lies within rounding of r could decide
+    differently, and then (``_disc`` is None) scipy's transforms are used.
     """
     f = max(1, int(1.0 / max(dy, dx)))
     ny, nx = material.shape
@@ -152,28 +170,50 @@ def _largest_opened(material: np.ndarray, dy: float, dx: float,
     if f > 1:
         coarse = np.asarray(coarse.reshape(ny // f, f, nx // f, f).any(axis=(1, 3)))
     cdy, cdx = dy * f, dx * f
-    core = ndimage.distance_transform_edt(coarse, sampling=(cdy, cdx)) > radius_mm
-    if core.any():
-        opened = coarse & (ndimage.distance_transform_edt(~core, sampling=(cdy, cdx))
-                           <= radius_mm + 0.5 * min(cdy, cdx))
+    grow_mm = radius_mm + 0.5 * min(cdy, cdx)
+    shrink = _disc(radius_mm, cdy, cdx)
+    grow = _disc(grow_mm, cdy, cdx)
+    if shrink is not None and grow is not None and not coarse.all():
+        # the thresholded distance transforms as an erosion and a dilation by the disc of
+        # offsets within the radius (slice_kernels: the same pixels, a tenth of the time;
+        # ct.water's detector runs this on a dozen slices of every CT series)
+        from scanbench.analysis.ct.slice_kernels import disc_dilate, disc_erode
+
+        core = disc_erode(coarse, shrink)
+        opened = coarse & disc_dilate(core, grow) if core.any() else coarse
     else:
-        opened = coarse
-    labels, _n = ndimage.label(opened if opened.any() else coarse)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    keep = ndimage.binary_dilation(labels == int(np.argmax(sizes)))
+        core = ndimage.distance_transform_edt(coarse, sampling=(cdy, cdx)) > radius_mm
+        if core.any():
+            opened = coarse & (ndimage.distance_transform_edt(~core, sampling=(cdy, cdx))
+                               <= grow_mm)
+        else:
+            opened = coarse
+    # label + the largest label (the first of equal largest) + binary_dilation, exactly:
+    # labelled within the mask's box (masks.largest_region_in_box), dilated by shifts
+    first = opened if opened.any() else coarse
+    found = largest_region_in_box(first)
+    assert found is not None
+    largest = np.zeros_like(first)
+    largest[found[0]] = found[1]
+    keep = dilate_cross(largest)
     if f > 1:
         keep = np.repeat(np.repeat(keep, f, axis=0), f, axis=1)
         full = np.zeros_like(material)
         full[: keep.shape[0], : keep.shape[1]] = keep
         keep = full
-    labels, _n = ndimage.label(material & keep)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    # scipy's binary_fill_holes, exactly, by labelling the background
-    # (scanbench.analysis.masks): about 8 of the ~60 ms a 512² slice took here; ct.water's
-    # detector runs this on a dozen slices of every CT series the node receives
-    return fill_holes(labels == int(np.argmax(sizes)))
+    # label + the largest label + scipy's binary_fill_holes, exactly, within the mask's box
+    # and by labelling the background (scanbench.analysis.masks): ct.water's detector runs
+    # this on a dozen slices of every CT series the node receives
+    return largest_region_filled(material & keep)
+
+
+@functools.lru_cache(maxsize=32)
+def _disc(radius_mm: float, dy: float, dx: float) -> np.ndarray | None:
+    """:func:`~scanbench.analysis.ct.slice_kernels.disc_half_widths`, once per radius and
+    pixel size."""
+    from scanbench.analysis.ct.slice_kernels import disc_half_widths
+
+    return disc_half_widths(radius_mm, (dy, dx))
 
 
 def _border(shape: tuple[int, ...]) -> np.ndarray:

@@ -390,12 +390,6 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
     img = raw if raw.dtype.type in _EXACT_IN_FLOAT64 else np.asarray(raw, dtype=np.float64)
     inside = reconstruction_mask(img)
     everywhere = bool(inside.all())
-    med = _median(img if everywhere else img[inside])
-    above = img > np.float64(med + 150.0 - _ROUNDING_HU)
-    rows = np.flatnonzero(above.any(axis=1))
-    if rows.size == 0:
-        return None  # every smoothed pixel below the median + 150 HU: no 300 HU peak
-    cols = np.flatnonzero(above.any(axis=0))
     sigma = 0.4 / dx
     reach = int(4.0 * float(sigma) + 0.5)  # scipy's Gaussian kernel radius (truncate 4)
     ny, nx = img.shape
@@ -410,6 +404,18 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
         part = np.asarray(img[ca:cb, da:db], dtype=np.float64)
         return ndimage.gaussian_filter(part, sigma)[ya - ca:yb - ca, xa - da:xb - da]
 
+    # first without the median, from an upper bound of it (a patient's slice ends here)
+    bound = _median_upper_bound(img, inside, everywhere)
+    if bound is not None and _region_too_large(img, inside, bound[0], reach, (dy, dx),
+                                               smoothed, brightest=bound[1],
+                                               margin=_ROUNDING_HU):
+        return None
+    med = _median(img if everywhere else img[inside])
+    above = img > np.float64(med + 150.0 - _ROUNDING_HU)
+    rows = np.flatnonzero(above.any(axis=1))
+    if rows.size == 0:
+        return None  # every smoothed pixel below the median + 150 HU: no 300 HU peak
+    cols = np.flatnonzero(above.any(axis=0))
     if _region_too_large(img, inside, med, reach, (dy, dx), smoothed):
         return None
 
@@ -438,7 +444,8 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
 
 def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: int,
                       spacing_yx: tuple[float, float],
-                      smoothed: Any) -> bool:
+                      smoothed: Any, *, brightest: int | None = None,
+                      margin: float = 0.0) -> bool:
     """True when the slice's smoothed peak is 300 HU above the median and its
     half-height region is shown to be larger than a point's 9 mm² without smoothing the
     body (a patient's slice: the peak is bone); False when this cannot be shown (the
@@ -451,26 +458,37 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     whose kernel reaches only pixels above half the peak (their minimum) is smoothed
     above it, and so is a pixel of the exactly smoothed box above it; the region of such
     pixels joined to the peak lies inside the peak's half-height region: when it alone
-    is over 9 mm² (the same float steps), so is that."""
+    is over 9 mm² (the same float steps), so is that.
+
+    ``med`` may also be an upper bound of the median, with ``margin`` =
+    :data:`_ROUNDING_HU` (:func:`_median_upper_bound`; ``brightest``: ``argmax`` of the
+    slice, known from the same pass): the peak is then found as with the median (the
+    pixels outside the reconstruction, set to the bound, still lie below ``level``), and
+    half of the peak above the bound, plus the margin, is at least half of it above the
+    median; the pixels shown above that lie above the half-height level too."""
+    from scanbench.analysis.ct.slice_kernels import box_at_least
+
     ny, nx = img.shape
     dy, dx = spacing_yx
-    q = np.unravel_index(int(np.argmax(img)), img.shape)
+    flat = int(np.argmax(img)) if brightest is None else brightest
+    q = np.unravel_index(flat, img.shape)
     if not inside[q]:
         return False
     level = float(smoothed(int(q[0]), int(q[0]) + 1, int(q[1]), int(q[1]) + 1)[0, 0])
-    if level < med + 300.0:
-        return False  # not sure of a 300 HU peak: the full search says
-    high = img >= np.float64(level - _ROUNDING_HU)
-    rows, cols = np.flatnonzero(high.any(axis=1)), np.flatnonzero(high.any(axis=0))
-    y0, y1 = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, ny)
-    x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, nx)
+    if not level >= med + 300.0:
+        return False  # not sure of a 300 HU peak (or a NaN): the full search says
+    # the box of the pixels at or above level (it holds q), in one pass
+    r0, r1, c0, c1 = box_at_least(img, float(np.float64(level - _ROUNDING_HU)))
+    y0, y1 = max(r0 - reach, 0), min(r1 + 1 + reach, ny)
+    x0, x1 = max(c0 - reach, 0), min(c1 + 1 + reach, nx)
     sm = smoothed(y0, y1, x0, x1)
     if not inside[y0:y1, x0:x1].all():
         sm[~inside[y0:y1, x0:x1]] = med
     pk = np.unravel_index(int(np.argmax(sm)), sm.shape)
     height = float(sm[pk]) - med  # ≥ level − med ≥ 300
     py, px = int(pk[0]) + y0, int(pk[1]) + x0
-    half = med + 0.5 * height  # the half-height level, as the search computes it
+    # the half-height level, as the search computes it (or at least it, from a bound)
+    half = med + 0.5 * height + margin
     wy0, wy1 = max(py - 12, 0), min(py + 13, ny)
     wx0, wx1 = max(px - 12, 0), min(px + 13, nx)
     low = ndimage.minimum_filter(np.asarray(img[wy0:wy1, wx0:wx1], dtype=np.float64),
@@ -488,6 +506,34 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     labels, _n = ndimage.label(sure)
     k = labels[py - wy0, px - wx0]
     return bool(k) and float(np.count_nonzero(labels == k)) * dy * dx > 9.0
+
+
+def _median_upper_bound(img: np.ndarray, inside: np.ndarray, everywhere: bool
+                        ) -> tuple[float, int] | None:
+    """(a value at least the median of the slice's data pixels, the slice's ``argmax``),
+    or None when the count below does not show it (or a NaN is there).
+
+    The candidate is about the 60th percentile of every 64th data pixel; it bounds the
+    median exactly when more than ``n // 2`` of the ``n`` data pixels are at most it:
+    then the middle value (or both middle values, and their float mean) are at most it.
+    A count and an ``argmax`` instead of the median's partition."""
+    n = img.size if everywhere else int(np.count_nonzero(inside))
+    if n < 8192:
+        return None
+    sample = img[::8, ::8] if everywhere else img[::8, ::8][inside[::8, ::8]]
+    sample = np.asarray(sample).ravel()
+    if sample.size < 64:
+        return None
+    at = int(0.6 * sample.size)
+    candidate = np.float64(np.partition(sample, at)[at])
+    brightest = int(np.argmax(img))
+    if math.isnan(float(img.flat[brightest])):
+        return None  # np.argmax finds a NaN first: the full search handles it
+    at_most = img <= candidate
+    below = int(np.count_nonzero(at_most if everywhere else at_most & inside))
+    if below <= n // 2:
+        return None
+    return float(candidate), brightest
 
 
 def _median(raw: np.ndarray) -> float:

@@ -164,6 +164,10 @@ def _find_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: f
     dilation below) of the padding would be joined to the padding unless L lay between
     them, so F meets the dilated padding exactly when L does. L's size and edges thus
     decide both without filling the holes."""
+    if larger_than_mm is not None:
+        large = _large_body(img, spacing_yx, threshold_hu, larger_than_mm)
+        if large is not None:
+            return large
     mask = np.asarray(img) > threshold_hu
     found = largest_region_in_box(mask)
     if found is None:
@@ -204,6 +208,38 @@ def _find_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: f
         lo, hi = np.linalg.eigvalsh(cov)
         ratio = math.sqrt(max(float(lo), 0.0) / float(hi)) if hi > 0 else 1.0
     return Body((cy, cx), math.sqrt(area / math.pi), edge, area, ratio)
+
+
+def _large_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: float,
+                larger_than_mm: float) -> LargeBody | None:
+    """The :class:`LargeBody` :func:`_find_body` gives, from one pass over the slice
+    (:func:`~scanbench.analysis.ct.slice_kernels.largest_region`: the largest region's
+    size and whether it meets the image border), or None when that pass cannot show it
+    (the caller then labels as before). Exact: the same region (the first of equal
+    largest in raster order) and the same float steps to its radius. The padding test of
+    :func:`_touches_edge` matters only when
+    :func:`~scanbench.analysis.ct.common.reconstruction_mask` finds padding: a corner
+    value below air whose regions meeting the border hold over 2 % of the slice
+    (:func:`~scanbench.analysis.ct.slice_kernels.border_region_area`); without it an
+    object not meeting the border is not cut."""
+    from scanbench.analysis.ct.common import PADDING_BELOW_HU
+    from scanbench.analysis.ct.slice_kernels import border_region_area, largest_region
+
+    a = np.asarray(img)
+    size, touches = largest_region(a, threshold_hu)
+    if size == 0 or touches:
+        return None
+    dy, dx = spacing_yx
+    radius_min = math.sqrt(float(size) * dy * dx / math.pi)
+    if radius_min <= larger_than_mm:
+        return None
+    corners = a[[0, 0, -1, -1], [0, -1, 0, -1]]
+    if float(corners.min()) < -1005.0:
+        limit = int(0.02 * a.size)  # padding is over 2 % of the pixels: more than this
+        for v in {float(c) for c in corners if c <= PADDING_BELOW_HU}:
+            if border_region_area(a, v, limit) > limit:
+                return None  # padding: _touches_edge's dilation decides
+    return LargeBody(radius_min)
 
 
 def _touches_edge(img: np.ndarray, mask: np.ndarray) -> bool:

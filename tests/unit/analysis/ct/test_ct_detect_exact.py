@@ -323,3 +323,250 @@ def test_water_detector_looks_into_the_interiors_only_with_a_round_section() -> 
                    ) == round_slices
         assert ("ct.uniform_interior" in series.derived) is not expect_zero
         assert (score == 0.0) is expect_zero
+
+
+# --------------------------------------------------------------- the numba slice kernels
+
+
+def _label_reference(mask: np.ndarray) -> tuple[int, bool]:
+    """ndimage.label + the first of equal largest labels: its size and border contact."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return 0, False
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    region = labels == int(np.argmax(sizes))
+    touches = bool(region[0].any() or region[-1].any() or region[:, 0].any()
+                   or region[:, -1].any())
+    return int(sizes.max()), touches
+
+
+def test_largest_region_is_ndimage_labels_largest() -> None:
+    """Sizes, ties (two equal regions: the first in raster order, one touching the
+    border), odd widths (the 8-byte reads), strided views, an empty mask; and a wrong
+    join (8-connectivity) would merge the diagonal pair."""
+    from scanbench.analysis.ct.slice_kernels import largest_region
+
+    rng = np.random.default_rng(11)
+    images: list[np.ndarray] = []
+    for shape in ((37, 61), (64, 64), (9, 130), (1, 17), (50, 1)):
+        for density in (0.2, 0.45, 0.6, 0.9):
+            images.append(np.where(rng.random(shape) < density, 100.0, -1000.0
+                                   ).astype(np.float32))
+    tie = np.full((20, 30), -1000.0, np.float32)
+    tie[0:3, 2:5] = 50.0  # 9 pixels at the border, first in raster order
+    tie[10:13, 10:13] = 50.0  # 9 pixels inside
+    diagonal = np.full((10, 10), -1000.0, np.float32)
+    diagonal[3:5, 3:5] = diagonal[5:7, 5:7] = 50.0  # corner contact only: two regions
+    runs = np.full((8, 40), -1000.0, np.float32)
+    runs[2, 3:37] = runs[3, 0:9] = runs[3, 16:24] = runs[4, 8:17] = 50.0
+    images += [tie, diagonal, runs, np.full((16, 16), -1000.0, np.float32)]
+    big = np.where(rng.random((200, 203)) < 0.58, 100.0, -1000.0).astype(np.float32)
+    images += [big, big[::2, ::2], big[1::3, ::2], big.T]
+    for img in images:
+        assert largest_region(img, -400.0) == _label_reference(img > -400.0)
+    assert largest_region(tie, -400.0) == (9, True)
+    assert largest_region(diagonal, -400.0) == (4, False)
+    assert largest_region(runs, -400.0)[0] == 34 + 9 + 8 + 9
+
+
+def test_border_region_area_is_reconstruction_masks_padding() -> None:
+    """The pixels of one value in regions meeting the border, counted by the flood up to
+    the limit (noise: a few; a reconstruction circle's padding: over the limit)."""
+    from scanbench.analysis.ct.slice_kernels import border_region_area
+
+    rng = np.random.default_rng(12)
+    img = np.round(rng.normal(-1000.0, 12.0, (90, 70))).astype(np.float32)
+    yy, xx = np.mgrid[:90, :70]
+    padded = img.copy()
+    padded[np.hypot(yy - 44.5, xx - 34.5) > 33] = -2048.0
+    for image in (img, padded):
+        for v in {float(c) for c in image[[0, 0, -1, -1], [0, -1, 0, -1]]}:
+            labels, _n = ndimage.label(image == v)
+            border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0],
+                                               labels[:, -1]]))
+            expected = int(np.isin(labels, border[border > 0]).sum())
+            assert border_region_area(image, v, image.size) == expected
+            assert border_region_area(image, v, expected) == expected
+            if expected:
+                assert border_region_area(image, v, expected - 1) == expected
+    assert border_region_area(padded, -2048.0, 126) > 126
+
+
+@pytest.mark.parametrize("spacing", [(0.78125, 0.78125), (0.683594, 0.683594),
+                                     (0.55, 0.72), (1.1, 1.1)])
+def test_disc_morphology_is_the_thresholded_distance_transform(
+        spacing: tuple[float, float]) -> None:
+    """find_section's opening: the erosion and dilation by the disc equal scipy's
+    distance_transform_edt thresholds, pixel for pixel (random masks, a disc touching the
+    border, a mask with holes), at the radii the section uses."""
+    from scanbench.analysis.ct.slice_kernels import disc_dilate, disc_erode, disc_half_widths
+
+    rng = np.random.default_rng(13)
+    yy, xx = np.mgrid[:70, :90]
+    disc = np.hypot(yy - 30.0, (xx - 20.0) * 1.2) < 28.0
+    masks = [ndimage.binary_opening(rng.random((70, 90)) < p) for p in (0.5, 0.7, 0.85)]
+    masks += [disc, disc & (rng.random(disc.shape) < 0.97)]
+    for radius in (3.0, 3.0 + 0.5 * min(spacing)):
+        half = disc_half_widths(radius, spacing)
+        assert half is not None
+        for m in masks:
+            assert np.array_equal(disc_erode(m, half),
+                                  ndimage.distance_transform_edt(m, sampling=spacing) > radius)
+            assert np.array_equal(disc_dilate(m, half),
+                                  ndimage.distance_transform_edt(~m, sampling=spacing) <= radius)
+    # an offset exactly at the radius (3 × 1 mm): refused, the caller uses scipy
+    assert disc_half_widths(3.0, (1.0, 1.0)) is None
+
+
+def test_cross_morphology_is_scipys() -> None:
+    from scanbench.analysis.masks import dilate_cross, erode_cross
+
+    rng = np.random.default_rng(14)
+    for shape in ((1, 1), (1, 9), (7, 1), (31, 40)):
+        for p in (0.3, 0.8, 1.0):
+            m = rng.random(shape) < p
+            assert np.array_equal(dilate_cross(m), ndimage.binary_dilation(m))
+            assert np.array_equal(erode_cross(m), ndimage.binary_erosion(m))
+            assert np.array_equal(dilate_cross(dilate_cross(m)),
+                                  ndimage.binary_dilation(m, iterations=2))
+
+
+def _find_section_reference(img: np.ndarray, spacing: tuple[float, float]
+                            ) -> tuple[tuple[float, float], float, float, bytes] | str:
+    """find_section as written before the kernels: scipy's distance transforms, labels,
+    binary_fill_holes, dilations and erosion, np.nonzero's means."""
+    from scanbench.analysis.ct.common import MATERIAL_HU
+
+    dy, dx = spacing
+    inside = reconstruction_mask(img)
+    material = (img > MATERIAL_HU) & inside
+    if material.sum() * dy * dx < 100.0:
+        return "none"
+    f = max(1, int(1.0 / max(dy, dx)))
+    ny, nx = material.shape
+    coarse = material[: ny - ny % f, : nx - nx % f]
+    if f > 1:
+        coarse = coarse.reshape(ny // f, f, nx // f, f).any(axis=(1, 3))
+    cdy, cdx = dy * f, dx * f
+    core = ndimage.distance_transform_edt(coarse, sampling=(cdy, cdx)) > 3.0
+    opened = coarse & (ndimage.distance_transform_edt(~core, sampling=(cdy, cdx))
+                       <= 3.0 + 0.5 * min(cdy, cdx)) if core.any() else coarse
+    labels, _n = ndimage.label(opened if opened.any() else coarse)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = ndimage.binary_dilation(labels == int(np.argmax(sizes)))
+    if f > 1:
+        keep = np.repeat(np.repeat(keep, f, axis=0), f, axis=1)
+        full = np.zeros_like(material)
+        full[: keep.shape[0], : keep.shape[1]] = keep
+        keep = full
+    labels, _n = ndimage.label(material & keep)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    region = ndimage.binary_fill_holes(labels == int(np.argmax(sizes)))
+    edge = ~inside
+    edge[0] = edge[-1] = True
+    edge[:, 0] = edge[:, -1] = True
+    if (ndimage.binary_dilation(edge, iterations=2) & region).any():
+        return "cut"
+    yy, xx = np.nonzero(region)
+    cy, cx = float(yy.mean()), float(xx.mean())
+    radius = math.sqrt(region.sum() * dy * dx / math.pi)
+    boundary = region & ~ndimage.binary_erosion(region)
+    by, bx = np.nonzero(boundary)
+    dist = np.hypot((by - cy) * dy, (bx - cx) * dx)
+    return (cy, cx), radius, float(dist.std() / radius), region.tobytes()
+
+
+def test_find_section_same_as_scipys_formulation(shared_data: Path) -> None:
+    """Patients (body, table, lungs), a phantom cut by a reconstruction circle, real water,
+    CatPhan and wire slices (0.49 mm pixels: the 1 mm coarse grid): the same section to
+    the bit, or the same refusal."""
+    from scanbench.analysis.ct.common import find_section
+    from scanbench.errors import AnalysisError
+
+    cases: list[tuple[np.ndarray, tuple[float, float]]] = []
+    for size, region in (((330.0, 240.0), "abdomen"), ((200.0, 198.0), "chest")):
+        p = VirtualPatient(lat_mm=size[0], ap_mm=size[1], region=region, slices=2,
+                           matrix=256)
+        s = as_series(p, virtual_patient(p, seed=4)[0])
+        cases += [(np.asarray(v, np.float64), (s.spacing[1], s.spacing[2]))
+                  for v in s.voxels]
+    cut = cases[0][0].copy()
+    yy, xx = np.mgrid[:256, :256]
+    cut[np.hypot(yy - 127.5, xx - 127.5) > 100] = -3024.0
+    cases.append((cut, cases[0][1]))
+    for folder in ("catphan/CTP486", "catphan/Wire_FOV50", "catphan-ctp515-canon"):
+        s = dicom.read([shared_data / "ct" / folder]).series[0]
+        v = np.asarray(s.voxels)
+        cases += [(np.asarray(v[k], np.float64), (s.spacing[1], s.spacing[2]))
+                  for k in (0, v.shape[0] // 2)]
+    outcomes = set()
+    for img, spacing in cases:
+        ref = _find_section_reference(img, spacing)
+        try:
+            sec = find_section(img, spacing)
+            got: object = (sec.centre_yx, sec.radius_mm, sec.roundness, sec.mask.tobytes())
+        except AnalysisError as exc:
+            got = "cut" if "cut by" in exc.message else "none"
+        assert got == ref
+        outcomes.add(ref if isinstance(ref, str) else "section")
+    assert outcomes == {"section", "cut"}
+
+
+def test_median_upper_bound_exactly_when_more_than_half_are_at_most_it() -> None:
+    """ct.mtf's point search bounds the median by a sampled candidate only when more than
+    n // 2 data pixels are at most it: with exactly n // 2 the median lies above the
+    candidate and the bound must not be given (a test that fails on ``>=``)."""
+    n_side = 128
+    img = np.full((n_side, n_side), 1000.0, np.float32)
+    sample = img[::8, ::8]  # the candidate's sample: 256 pixels, values 0..255
+    sample[...] = np.arange(sample.size, dtype=np.float32).reshape(sample.shape)
+    candidate = 153.0  # its 60th percentile: index int(0.6 * 256)
+    in_sample = np.zeros(img.shape, bool)
+    in_sample[::8, ::8] = True
+    free = np.flatnonzero(~in_sample.ravel())
+    inside = np.ones(img.shape, bool)
+    half = img.size // 2
+    for extra in (0, 1):
+        case = img.copy()
+        case.flat[free[: half - 154 + extra]] = -1000.0  # 154 sample values are <= 153
+        assert int(np.count_nonzero(case <= candidate)) == half + extra
+        got = mtf._median_upper_bound(case, inside, True)
+        median = float(np.median(case.astype(np.float64)))
+        if extra == 0:
+            assert got is None and median > candidate
+        else:
+            assert got == (candidate, int(np.argmax(case))) and median <= candidate
+
+
+def test_large_body_fast_pass_leaves_padding_and_the_border_to_the_labelling() -> None:
+    """The one-pass LargeBody: a trunk in noisy air (given), the same trunk meeting the
+    image edge or inside a reconstruction circle's padding (not given: the labelling
+    decides, and says cut or not), a body under the limit (not given)."""
+    rng = np.random.default_rng(15)
+    yy, xx = np.mgrid[:300, :300]
+    air = np.round(rng.normal(-1000.0, 15.0, (300, 300))).astype(np.float32)
+    trunk = np.where(((yy - 150) / 110.0) ** 2 + ((xx - 150) / 140.0) ** 2 < 1, 40.0, air)
+    trunk = trunk.astype(np.float32)
+    edge = trunk.copy()
+    edge[150, :] = 40.0  # an arm of the body out to the image edge
+    padded = trunk.copy()
+    padded[np.hypot(yy - 149.5, xx - 149.5) > 149] = -3024.0
+    small = np.where(np.hypot(yy - 150, xx - 150) < 100, 40.0, air).astype(np.float32)
+    spacing = (1.0, 1.0)
+    assert isinstance(pm._large_body(trunk, spacing, -400.0, 112.0), pm.LargeBody)
+    for img in (edge, padded, small):
+        assert pm._large_body(img, spacing, -400.0, 112.0) is None
+    for img in (trunk, edge, padded, small):
+        series = _series([img])
+        got = pm.find_bodies(series, 1)[0]
+        ref = pm.find_body(img, spacing)
+        assert ref is not None
+        if isinstance(got, pm.LargeBody):
+            assert not ref.touches_edge and got.radius_min_mm == ref.radius_mm
+        else:
+            assert got == ref
+    assert pm.find_body(edge, spacing).touches_edge  # type: ignore[union-attr]
+    assert not pm.find_body(padded, spacing).touches_edge  # type: ignore[union-attr]
