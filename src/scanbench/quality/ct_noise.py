@@ -35,10 +35,14 @@ result reports the water-equivalent diameter (AAPM Report 220, central slice,
 :mod:`scanbench.clinical.ssde`), CTDIvol, kVp, slice thickness, and the kernel (in
 ``parameters``).
 
-Speed: every step is in-plane (per slice), so a long series is cut into runs of slices
-measured in up to one process per core (:func:`measure_slices`, helpers forked from the
-calling process; ``SCANBENCH_CT_NOISE_PROCESSES``), the histograms added exactly and the
-sums slab by slab in slice order: the values are the same to the bit as in one process.
+Speed: the per-slice passes (local moments, body, masks, local SD, histograms) run in
+one JIT-compiled kernel (:mod:`scanbench.quality.ct_noise_kernel`, numba, compiled once
+and cached on disk), numpy's and scipy's arithmetic step by step, so the values are those
+of the numpy form to the bit (``tests/ct_noise_reference.py``). Every step is in-plane
+(per slice), so a long series is cut into runs of slices measured in up to one process
+per core (:func:`measure_slices`, helpers forked from the calling process;
+``SCANBENCH_CT_NOISE_PROCESSES``), the histograms added exactly and the sums slab by slab
+in slice order: the values are the same to the bit as in one process.
 
 Validation against virtual patients of known noise: ``docs/clinical-image-quality.md``.
 """

@@ -1,36 +1,38 @@
 """The per-slice passes of the CT global-noise measurement (:mod:`scanbench.quality.ct_noise`)
 fused in one JIT-compiled kernel (numba).
 
-What a run of slices costs in :func:`scanbench.quality.ct_noise._measure_range`'s numpy
-form is five passes over every slice, each writing a full array (local moments, body
-labelling, erosions and the air's dilation, local SD, histograms; bench/README.md,
-``clinical_iq.py``). Here every slice is read a few times and nothing but a few row
-buffers and masks is written. The arithmetic is the numpy form's, operation by operation
-and in the same order, so every value is the same to the bit (tested against it:
+In numpy the measurement of a slice was five passes, each writing whole arrays (local
+moments, body labelling, erosions and the air's dilation, local SD, three histograms):
+about 6.3 ms of CPU a 512² slice, 3.1–3.6 s for a 500-slice series. Here each slice is
+read a few times and only row buffers, byte masks and the counted pixels' moments are
+written: 2.4 ms (bench/README.md, ``clinical_iq.py``). The arithmetic is the numpy form's,
+operation by operation and in the same order, so every value is the same to the bit
+(tested against it, ``tests/ct_noise_reference.py``, in
 ``tests/unit/quality/test_ct_noise.py``):
 
-- local moments: along each row ``scipy.ndimage.uniform_filter1d``'s running mean (the
-  window's sum divided by its size, then ``+= (new − old) / size`` pixel by pixel, borders
-  reflected), of the values and of their squares; down the columns the running sum of
-  :func:`scanbench.quality.ct_noise._box_rows` (first window summed in order, then one row
-  added and one taken away); the SD as :func:`scanbench.quality.ct_noise._sd_of_sums`;
+- local moments: along each row ``scipy.ndimage.uniform_filter1d``'s arithmetic (the
+  reflected line; the first window summed, then the running sum ``tmp += new − old``;
+  each output ``tmp / size``), of the values and of their squares; down the columns the
+  running sum of the numpy form's ``_box_rows`` (first window summed in order, then one
+  row added and one taken away); the SD as its ``_sd_of_sums``;
 - the body: the largest 4-connected region above −500 HU (the first of equal largest in
   raster order, as ``ndimage.label`` + ``argmax`` take it), holes filled, found on the
-  runs of each row (union-find; a background run that reaches the region's bounding box
-  edge is outside, every other is a hole);
-- square erosions (outside the image is background, as ``ndimage.binary_erosion``) from
-  the lengths of runs of set pixels, along rows then columns; the air's diamond dilation
-  (``binary_dilation(iterations=r)``) as the city-block distance ≤ r, by the exact
-  two-pass distance transform (Rosenfeld & Pfaltz, J ACM 1966;13:471–494);
-- histograms: the local SD binned (bins of ``bin_hu`` from 0) per class and summed per
-  slab of slices in raster order, as ``numpy.bincount`` adds them.
+  runs of each row (union-find; a background run joined to the region's bounding box
+  edge is outside, every other one a hole), then eroded by the kernel's square (from the
+  lengths of runs of set pixels, along rows then columns);
+- the air: pixels whose whole kernel lies at city-block distance over the margin from
+  anything above −900 HU (``binary_erosion(~binary_dilation(iterations=r))``), by the
+  distance of the kernel's box itself (row distance + column distance, each exact and
+  separable), in the reconstruction circle;
+- histograms: the local SD binned (bins of ``bin_hu`` from 0; :func:`_bin`) per class
+  and summed per slab of slices in raster order, as ``numpy.bincount`` adds them.
 
-Numba's costs: ``import numba`` and the kernel's compilation (a few seconds) are paid
-once per machine and installed version: the compiled kernel is cached on disk
-(``cache=True``: next to this file, else numba's user-wide cache directory, or
-``NUMBA_CACHE_DIR``); a process then loads it at its first call, and the node's fork
-server does so before any job (:data:`scanbench.service.job_imports.EXTRA`). Measured
-figures: bench/README.md, ``clinical_iq.py``.
+Numba's costs: ``import numba`` (about 0.25 s) and the kernel's compilation (about 8 s of
+CPU) once per machine and installed version: the compiled kernel is cached on disk
+(``cache=True``: in ``__pycache__`` next to this file, else numba's user-wide cache
+directory; ``NUMBA_CACHE_DIR`` chooses another). A process loads it on import (about
+0.3 s, :func:`warm`); the node's fork server does that once, before any job
+(:data:`scanbench.service.job_imports.EXTRA`).
 """
 
 from __future__ import annotations
@@ -79,11 +81,19 @@ def _row_sums(img: np.ndarray, size: int, r1: np.ndarray, r2: np.ndarray,
     n = ext.size
     for y0 in range(0, rows, 2):
         pair = min(2, rows - y0)
+        lo = ext.size - cols - (size - 1 - size // 2)  # = size // 2
         for r in range(pair):  # line[r]: values, line[2 + r]: squares
-            for j in range(n):
-                v = np.float64(img[y0 + r, ext[j]])
-                line[r, j] = v
-                line[2 + r, j] = v * v
+            row = img[y0 + r]
+            for j in range(cols):  # the row itself, contiguous (vectorised)
+                v = np.float64(row[j])
+                line[r, lo + j] = v
+                line[2 + r, lo + j] = v * v
+            for j in range(lo):  # the reflected ends
+                line[r, j] = line[r, lo + ext[j]]
+                line[2 + r, j] = line[2 + r, lo + ext[j]]
+            for j in range(lo + cols, n):
+                line[r, j] = line[r, lo + ext[j]]
+                line[2 + r, j] = line[2 + r, lo + ext[j]]
         if pair == 1:
             line[1, :] = 0.0
             line[3, :] = 0.0
@@ -126,62 +136,97 @@ def _row_sums(img: np.ndarray, size: int, r1: np.ndarray, r2: np.ndarray,
 
 @_jit
 def _erode(mask: np.ndarray, size: int, out: np.ndarray, vrun: np.ndarray) -> None:
-    """``out = binary_erosion(mask, ones((size, size)))`` (outside the image background):
-    a pixel is kept when the window ``[i - size//2, i + size - 1 - size//2]`` along the
-    row, then along the column, holds only set pixels, read from the length of the run
-    of set pixels ending at the window's last pixel. ``out`` may be ``mask``;
-    ``vrun``: an int32 scratch row."""
+    """``out = binary_erosion(mask, ones((size, size)))`` (outside the image background)
+    of a 0/1 ``mask``: a pixel is kept when the window ``[i - size//2, i + size - 1 -
+    size//2]`` along the row, then along the column, holds only set pixels, read from
+    the length of the run of set pixels ending at the window's last pixel. ``out`` may
+    be ``mask``; ``vrun``: an int32 scratch row."""
     rows, cols = mask.shape
     hi = size - 1 - size // 2
     for y in range(rows):  # along the row, in place: pixel x - hi from the run at x
         n = 0
-        for x in range(cols):
+        for x in range(min(hi, cols)):
             n = n + 1 if mask[y, x] else 0
-            if x >= hi:
-                out[y, x - hi] = n >= size
+        for x in range(hi, cols):
+            n = n + 1 if mask[y, x] else 0
+            out[y, x - hi] = n >= size
         for x in range(max(0, cols - hi), cols):
-            out[y, x] = False
+            out[y, x] = 0
     vrun[:] = 0
-    for y in range(rows):  # down the columns, a whole row at a time
+    for y in range(min(hi, rows)):  # down the columns, a whole row at a time
+        for x in range(cols):
+            vrun[x] = vrun[x] + 1 if out[y, x] else 0
+    for y in range(hi, rows):
         for x in range(cols):
             v = vrun[x] + 1 if out[y, x] else 0
             vrun[x] = v
-            if y >= hi:
-                out[y - hi, x] = v >= size
+            out[y - hi, x] = v >= size
     for y in range(max(0, rows - hi), rows):
-        out[y, :] = False
+        out[y, :] = 0
 
 
 @_jit
-def _far(img: np.ndarray, level: float, radius: int, out: np.ndarray,
-         dist: np.ndarray) -> None:
-    """``out = ~binary_dilation(img > level, iterations=radius)``: the 4-connected cross
-    applied ``radius`` times reaches the pixels at city-block distance ≤ ``radius`` (a
-    path outside the image is never shorter), so ``out`` is where that distance is
-    larger, by the exact separable distance transform (along each row, then down the
-    columns: the city-block distance is the least |dy| + row distance), capped above
-    ``radius``. ``dist``: int32 scratch of the slice's shape."""
+def _air(img: np.ndarray, level: float, radius: int, size: int, recon: np.ndarray,
+         out: np.ndarray, g: np.ndarray, h: np.ndarray) -> None:
+    """``out = recon & binary_erosion(~binary_dilation(img > level, iterations=radius),
+    ones((size, size)))`` (outside the image background for both, as scipy's defaults).
+
+    The ``radius`` iterations of the 4-connected cross reach the pixels at city-block
+    distance ≤ ``radius`` (a path outside the image is never shorter), so a pixel is kept
+    when its window ``W`` (rows and columns ``[i - size//2, i + size - 1 - size//2]``)
+    lies in the image and its city-block distance to every pixel above ``level`` is over
+    ``radius``. The distance of a box to a pixel is the sum of the row and the column
+    distances to its two intervals, so (exact, capped above ``radius``):
+    ``g`` = the column distance of each row's window to that row's nearest pixel above
+    ``level`` (from the runs of such pixels), then the least ``g`` over the window's
+    rows, then the distance transform down and up the columns (a row ``t`` apart adds
+    ``|t|``: the rows beyond the window's reach it through the window's edge row).
+    ``g``, ``h``: int32 scratch of the slice's shape."""
     rows, cols = img.shape
+    lo = size // 2
+    hi = size - 1 - lo
     cap = radius + 1
     for y in range(rows):
-        n = cap
+        x = 0
+        last = -1  # last column above level so far (-1: none)
+        while x < cols:
+            s = x
+            while s < cols and not img[y, s] > level:
+                s += 1
+            for c in range(x, s):  # a gap: the runs on either side
+                d = cap
+                if last >= 0:
+                    d = min(d, max(0, c - lo - last))
+                if s < cols:
+                    d = min(d, max(0, s - c - hi))
+                g[y, c] = d
+            e = s
+            while e < cols and img[y, e] > level:
+                g[y, e] = 0
+                e += 1
+            last = e - 1
+            x = e
+    # the least over the window's rows (clipped to the image)
+    for y in range(rows):
+        y0 = max(0, y - lo)
+        y1 = min(rows - 1, y + hi)
         for x in range(cols):
-            n = 0 if img[y, x] > level else min(n + 1, cap)
-            dist[y, x] = n
-        n = cap
-        for x in range(cols - 1, -1, -1):
-            n = min(dist[y, x], n + 1)
-            dist[y, x] = n
+            h[y, x] = g[y0, x]
+        for t in range(y0 + 1, y1 + 1):
+            for x in range(cols):
+                h[y, x] = min(h[y, x], g[t, x])
+    # rows farther: the distance transform down and up the columns
     for y in range(1, rows):
         for x in range(cols):
-            dist[y, x] = min(dist[y, x], dist[y - 1, x] + 1)
-    for x in range(cols):
-        out[rows - 1, x] = dist[rows - 1, x] > radius
+            h[y, x] = min(h[y, x], h[y - 1, x] + 1)
     for y in range(rows - 2, -1, -1):
         for x in range(cols):
-            d = min(dist[y, x], dist[y + 1, x] + 1)
-            dist[y, x] = d
-            out[y, x] = d > radius
+            h[y, x] = min(h[y, x], h[y + 1, x] + 1)
+    for y in range(rows):
+        inside = y - lo >= 0 and y + hi < rows
+        for x in range(cols):
+            out[y, x] = (inside and x - lo >= 0 and x + hi < cols and h[y, x] > radius
+                         and recon[y, x])
 
 
 @_jit
@@ -227,10 +272,12 @@ def _label_runs(starts: np.ndarray, ends: np.ndarray, row_first: np.ndarray,
 @_jit
 def _body(img: np.ndarray, level: float, out: np.ndarray, starts: np.ndarray,
           ends: np.ndarray, row_first: np.ndarray, parent: np.ndarray,
-          size_of: np.ndarray) -> None:
+          size_of: np.ndarray) -> tuple[int, int, int, int]:
     """``out`` = the largest 4-connected region of ``img > level`` (the first of equal
     largest in raster order), holes filled (``binary_fill_holes``, 4-connected
-    background); all False when no pixel is above ``level``."""
+    background); all False when no pixel is above ``level``. Returns its bounding box
+    (first row, row past the last, first column, column past the last; all 0 when
+    empty)."""
     rows, cols = img.shape
     n = 0
     for y in range(rows):
@@ -249,7 +296,7 @@ def _body(img: np.ndarray, level: float, out: np.ndarray, starts: np.ndarray,
     row_first[rows] = n
     out[:, :] = False
     if n == 0:
-        return
+        return 0, 0, 0, 0
     _label_runs(starts, ends, row_first, rows, parent)
     size_of[:n] = 0
     for k in range(n):
@@ -288,7 +335,7 @@ def _body(img: np.ndarray, level: float, out: np.ndarray, starts: np.ndarray,
     h = y1 - y0 + 1
     row_first[h] = m
     if m == 0:
-        return
+        return y0, y1 + 1, x0, x1
     _label_runs(starts, ends, row_first, h, parent)
     size_of[:m] = 0  # 1: the set reaches the box's edge
     for y in range(h):
@@ -300,6 +347,32 @@ def _body(img: np.ndarray, level: float, out: np.ndarray, starts: np.ndarray,
             if size_of[_find(parent, k)] == 0:
                 for x in range(starts[k], ends[k]):
                     out[y + y0, x] = True
+    return y0, y1 + 1, x0, x1
+
+
+@_jit
+def _bin(v: float, inv_bin: float, bin_hu: float) -> int:
+    """``int(v / bin_hu)`` (numpy's truncation of the quotient) for a finite ``v >= 0``,
+    by the rounded reciprocal ``inv_bin``: that product is within 4 units in the last place
+    of the rounded quotient, so it truncates the same unless a whole number lies that
+    close, where the division is done (a division for every pixel cost about 0.15 ms a
+    512² slice)."""
+    q = v * inv_bin
+    if abs(q - np.floor(q + 0.5)) <= 1e-15 * q:
+        q = v / bin_hu
+    return int(q)
+
+
+@_jit
+def _sd(s1: float, s2: float, n: int) -> float:
+    """SD (ddof 1) of ``n`` values from their mean ``s1`` and mean of squares ``s2``:
+    :func:`scanbench.quality.ct_noise._sd_of_sums`' operations in its order."""
+    s1 = s1 * s1
+    s2 = s2 - s1
+    s2 = s2 if not s2 < 0.0 else 0.0  # np.clip(s2, 0, None): NaN stays NaN
+    s2 = s2 * n
+    s2 = s2 / (n - 1)
+    return float(np.sqrt(s2))
 
 
 @_jit
@@ -332,10 +405,11 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
     run1 = np.empty(cols)
     run2 = np.empty(cols)
     code = np.empty((rows, cols), dtype=np.uint8)
-    inner = np.empty((rows, cols), dtype=np.bool_)
-    air = np.empty((rows, cols), dtype=np.bool_)
-    dist = np.empty((rows, cols), dtype=np.int32)
+    inner = np.empty((rows, cols), dtype=np.uint8)
+    air = np.empty((rows, cols), dtype=np.uint8)
     vrun = np.empty(cols, dtype=np.int32)
+    dist = np.empty((rows, cols), dtype=np.int32)
+    dist2 = np.empty((rows, cols), dtype=np.int32)
     n_runs = rows * ((cols + 1) // 2) + 1
     starts = np.empty(n_runs, dtype=np.int32)
     ends = np.empty(n_runs, dtype=np.int32)
@@ -347,7 +421,8 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
     ns = np.zeros(3, dtype=np.int64)
     m1 = np.empty(rows * cols + 1)
     m2 = np.empty(rows * cols + 1)
-    q = np.empty(rows * cols)
+    bins = np.empty(rows * cols + 1, dtype=np.int64)
+    inv_bin = 1.0 / bin_hu
     cls_buf = np.empty(rows * cols + 1, dtype=np.int8)
     counts = np.zeros((3, 1024), dtype=np.int64)
     tissue_px: int = 0
@@ -360,16 +435,18 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
         s = (k - k_begin) // slab
         # masks: soft tissue; its pixels whose kernel lies in the body; the air far from
         # anything above -900 HU whose kernel lies in such air, in the reconstruction circle
-        _body(img, -500.0, inner, starts, ends, row_first, parent, size_of)
-        _erode(inner, size, inner, vrun)
-        _far(img, -900.0, air_margin, air, dist)
-        _erode(air, size, air, vrun)
+        # the body eroded within its box (outside it nothing is set, and a window
+        # crossing the box's edge holds a pixel outside: the same as in the whole slice)
+        b0, b1, b2, b3 = _body(img, -500.0, inner, starts, ends, row_first, parent,
+                               size_of)
+        _erode(inner[b0:b1, b2:b3], size, inner[b0:b1, b2:b3], vrun)
+        _air(img, -900.0, air_margin, size, recon, air, dist, dist2)
         # each pixel's class + 1 where a histogram counts it (0: not counted)
         for y in range(rows):
             for x in range(cols):
                 v = np.float64(img[y, x])
                 sft = v >= low and v <= high
-                is_air = air[y, x] and recon[y, x]
+                is_air = air[y, x]
                 code[y, x] = 3 if is_air else (2 if inner[y, x] else 1) if sft else 0
                 tissue_px += int(sft)
         # local moments: rows by scipy's running mean, columns by _box_rows' running sum
@@ -413,29 +490,25 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
                 m2[m] = acc2[x]
                 cls_buf[m] = code[i, x] - 1
                 m += code[i, x] != 0
-        # the SD as _sd_of_sums (the same operations in the same order), and its bin
+        # the SD as _sd_of_sums (the same operations in the same order)
+        if inv_d > 0.0:
+            for j in range(m):
+                m1[j] = _sd(m1[j] * inv_d, m2[j] * inv_d, n_win)
+        else:
+            for j in range(m):
+                m1[j] = _sd(m1[j] / d, m2[j] / d, n_win)
+        # its bin (_bin)
+        top = 0
         for j in range(m):
-            if inv_d > 0.0:
-                s1 = m1[j] * inv_d
-                s2 = m2[j] * inv_d
-            else:
-                s1 = m1[j] / d
-                s2 = m2[j] / d
-            s1 = s1 * s1
-            s2 = s2 - s1
-            s2 = s2 if not s2 < 0.0 else 0.0
-            s2 = s2 * n_win
-            s2 = s2 / (n_win - 1)
-            sd = np.sqrt(s2)
-            m1[j] = sd
-            q[j] = sd / bin_hu
+            v = m1[j]
+            if not np.isfinite(v):  # a NaN pixel's SD is counted and summed, never binned
+                bins[j] = -1
+                continue
+            bins[j] = _bin(v, inv_bin, bin_hu)
+            top = max(top, bins[j])
         # per class, in raster order as numpy.bincount adds them; the bins grown first
-        top = -1.0
-        for j in range(m):
-            if q[j] > top and np.isfinite(q[j]):
-                top = q[j]
-        if int(top) >= counts.shape[1]:
-            grown = np.zeros((3, max(int(top) + 1, 2 * counts.shape[1])), dtype=np.int64)
+        if top >= counts.shape[1]:
+            grown = np.zeros((3, max(top + 1, 2 * counts.shape[1])), dtype=np.int64)
             grown[:, :counts.shape[1]] = counts
             counts = grown
         c0 = counts[0]
@@ -445,23 +518,23 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
         n0 = n1 = n2 = 0
         for j in range(m):
             v = m1[j]
-            finite = np.isfinite(v)  # a NaN pixel's SD is counted and summed, never binned
+            b = bins[j]
             c = cls_buf[j]
             if c == 0:
                 t0 += v
                 n0 += 1
-                if finite:
-                    c0[int(q[j])] += 1
+                if b >= 0:
+                    c0[b] += 1
             elif c == 1:
                 t1 += v
                 n1 += 1
-                if finite:
-                    c1[int(q[j])] += 1
+                if b >= 0:
+                    c1[b] += 1
             else:
                 t2 += v
                 n2 += 1
-                if finite:
-                    c2[int(q[j])] += 1
+                if b >= 0:
+                    c2[b] += 1
         ns[0] += n0
         ns[1] += n1
         ns[2] += n2

@@ -325,14 +325,35 @@ def test_kernel_equals_the_numpy_form_to_the_bit() -> None:
     assert (classes > 0).all()  # soft tissue near the skin, inside the body, air
 
 
+def test_kernel_bins_as_numpy_divides() -> None:
+    """The kernel's bin by the reciprocal (``_bin``) is numpy's truncated quotient on
+    values a few units in the last place either side of every bin edge up to 500 HU and
+    on random ones, for bins of 0.1, 0.3 and 0.25 HU (an exact reciprocal)."""
+    from scanbench.quality.ct_noise_kernel import _bin
+
+    rng = np.random.default_rng(17)
+    for bin_hu in (0.1, 0.3, 0.25):
+        edges = np.arange(int(500 / bin_hu)) * bin_hu
+        values = [np.abs(rng.normal(10.0, 30.0, 2000))]
+        for steps in range(-4, 5):
+            values.append(np.nextafter(edges, np.inf if steps > 0 else -np.inf)
+                          if steps else edges)
+            for _ in range(abs(steps) - 1):
+                values[-1] = np.nextafter(values[-1], np.inf if steps > 0 else -np.inf)
+        v = np.abs(np.concatenate(values))
+        expected = (v / bin_hu).astype(np.int64)
+        got = np.array([_bin(float(x), 1.0 / bin_hu, bin_hu) for x in v])
+        assert np.array_equal(got, expected), bin_hu
+
+
 def test_kernel_masks_equal_scipy() -> None:
     """The kernel's masks against scipy directly: the square erosion
-    (``binary_erosion``), the air's distance test (``~binary_dilation(iterations=r)``)
-    and the body (``label`` + the first largest + ``binary_fill_holes``) on random blobs
-    with many regions and holes, odd shapes and even and odd kernels."""
+    (``binary_erosion``), the air (``binary_erosion(~binary_dilation(iterations=r))`` in
+    a given circle) and the body (``label`` + the first largest + ``binary_fill_holes``)
+    on random blobs with many regions and holes, odd shapes and even and odd kernels."""
     from scipy import ndimage
 
-    from scanbench.quality.ct_noise_kernel import _body, _erode, _far
+    from scanbench.quality.ct_noise_kernel import _air, _body, _erode
 
     rng = np.random.default_rng(13)
     for i in range(40):
@@ -340,19 +361,22 @@ def test_kernel_masks_equal_scipy() -> None:
         img = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0 + i % 3) * 3000.0
         img -= rng.uniform(0.0, 900.0)
         rows, cols = shape
-        vrun = np.empty(cols, np.int32)
-        for size in (2, 3, 8):
+        for size in (2, 3, 8, 9):
             mask = img > 0.0
-            out = mask.copy()
-            _erode(out, size, out, vrun)
-            assert np.array_equal(out, ndimage.binary_erosion(mask, np.ones((size, size))))
-        far = np.empty(shape, bool)
-        for radius in (1, 4, 13):
-            _far(img, -300.0, radius, far, np.empty(shape, np.int32))
-            assert np.array_equal(far, ~ndimage.binary_dilation(img > -300.0,
-                                                                iterations=radius))
+            out = mask.astype(np.uint8)
+            _erode(out, size, out, np.empty(cols, np.int32))
+            assert np.array_equal(out.view(bool),
+                                  ndimage.binary_erosion(mask, np.ones((size, size))))
+        air = np.empty(shape, np.uint8)
+        recon = rng.random(shape) < 0.9
+        for radius, size in ((1, 3), (4, 2), (4, 8), (13, 5)):
+            _air(img, -300.0, radius, size, recon, air, np.empty(shape, np.int32),
+                 np.empty(shape, np.int32))
+            far = ~ndimage.binary_dilation(img > -300.0, iterations=radius)
+            expected = recon & ndimage.binary_erosion(far, np.ones((size, size)))
+            assert np.array_equal(air.view(bool), expected), (i, radius, size)
         n = rows * ((cols + 1) // 2) + 1
-        body = np.empty(shape, bool)
+        body = np.empty(shape, np.uint8)
         _body(img, -500.0, body, np.empty(n, np.int32), np.empty(n, np.int32),
               np.empty(rows + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
         labels, count = ndimage.label(img > -500.0)
@@ -361,12 +385,12 @@ def test_kernel_masks_equal_scipy() -> None:
             sizes = np.bincount(labels.ravel())
             sizes[0] = 0
             expected = ndimage.binary_fill_holes(labels == np.argmax(sizes))
-        assert np.array_equal(body, expected), i
+        assert np.array_equal(body.view(bool), expected), i
     # two equal largest regions: the first in raster order (as argmax of the label sizes)
     img = np.full((20, 30), -1000.0)
     img[12:16, 2:6] = img[3:7, 20:24] = 40.0
     n = 20 * 15 + 1
-    _body(img, -500.0, body := np.empty(img.shape, bool), np.empty(n, np.int32),
+    _body(img, -500.0, body := np.empty(img.shape, np.uint8), np.empty(n, np.int32),
           np.empty(n, np.int32), np.empty(21, np.int64), np.empty(n, np.int64),
           np.empty(n, np.int64))
     assert body.sum() == 16 and body[3:7, 20:24].all()
