@@ -154,7 +154,8 @@ def border_region_area(img: np.ndarray, value: float, limit: int) -> int:
     noisy air in a corner gives a few pixels, so a few pixels are visited."""
     ny, nx = img.shape
     seen = np.zeros((ny, nx), np.bool_)
-    stack = np.empty(ny * nx, np.int64)
+    # at most every border pixel and four neighbours of each pixel counted are stacked
+    stack = np.empty(min(ny * nx, 2 * (nx + ny) + 4 * (limit + 1)), np.int64)
     top = 0
     count = 0
     for k in range(2 * nx + 2 * ny):
@@ -317,7 +318,9 @@ def warm() -> None:
     node's fork server) pays it once."""
     img = np.full((16, 16), -1000.0, np.float32)
     img[4:12, 4:12] = 0.0
-    for view in (img, img[::2, ::2]):
+    # float32 as read (whole slices, every other pixel); float64 as find_section and the
+    # water analysis convert a slice
+    for view in (img, img[::2, ::2], img.astype(np.float64)):
         largest_region(view, -400.0)
         border_region_area(view, -1000.0, 8)
         box_at_least(view, -500.0)
