@@ -28,7 +28,9 @@ EXTRA = ("scanbench.clinical.dose", "scanbench.clinical.workflow",
          # numba and the CT noise kernel loaded from its disk cache (compiled there on
          # the first start): about 0.5 s of CPU a job otherwise (bench/README.md,
          # clinical_iq.py)
-         "scanbench.quality.ct_noise_kernel")
+         "scanbench.quality.ct_noise_kernel",
+         # the CT phantom detectors' numba kernels, warmed from the same cache
+         "scanbench.analysis.ct.slice_kernels")
 
 
 def preload() -> list[str]:
