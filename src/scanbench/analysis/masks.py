@@ -10,6 +10,8 @@ the border costs about 1 ms (tests: ``tests/unit/quality/test_ct_noise.py``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
@@ -100,3 +102,78 @@ def erode_cross(mask: np.ndarray) -> np.ndarray:
     out[0] = out[-1] = False
     out[:, 0] = out[:, -1] = False
     return out
+
+
+def disc_half_widths(radius: float, sampling: tuple[float, float]) -> np.ndarray | None:
+    """The disc of pixel offsets within ``radius``: per row offset ``a`` (index ``a + A``)
+    the largest column offset ``w`` with ``distance(a, b) <= radius`` for all
+    ``|b| <= w``, the distance computed as ``scipy.ndimage.distance_transform_edt``
+    computes one (``sqrt((a·s0)² + (b·s1)²)`` in float64); −1 for a row the disc misses.
+    None when some offset's distance lies within 1e-9 of ``radius``: there a rounding in
+    the transform's choice between equally near pixels could decide a comparison, so the
+    caller uses the transform itself."""
+    s0, s1 = sampling
+    reach_a = int(radius / s0) + 2
+    reach_b = int(radius / s1) + 2
+    half = np.full(2 * reach_a + 1, -1, np.int64)
+    for a in range(-reach_a, reach_a + 1):
+        within = []
+        for b in range(0, reach_b + 1):
+            d = math.sqrt((float(a) * s0) ** 2 + (float(b) * s1) ** 2)
+            if abs(d - radius) <= 1e-9 * max(radius, 1.0):
+                return None
+            within.append(d <= radius)
+        w = sum(within) - 1  # the disc's row is the run |b| <= w (distance grows with |b|)
+        if any(within[w + 1:]) or not all(within[:w + 1]):
+            return None
+        half[a + reach_a] = w
+    return half
+
+
+def _disc_morphology(mask: np.ndarray, half: np.ndarray, erode: bool) -> np.ndarray:
+    """AND (``erode``) or OR over the disc of ``mask`` shifted by its offsets: along the
+    rows first (runs of widths 0..max w, by shifted ANDs/ORs), then those rows shifted by
+    each row offset of the disc. Outside the image counts as set for the AND and unset for
+    the OR (the distance transforms see no pixel there)."""
+    m = np.asarray(mask, dtype=bool)
+    runs = [m]
+    for w in range(1, int(half.max()) + 1):
+        h = runs[-1].copy()
+        if erode:
+            h[:, w:] &= m[:, :-w]
+            h[:, :-w] &= m[:, w:]
+        else:
+            h[:, w:] |= m[:, :-w]
+            h[:, :-w] |= m[:, w:]
+        runs.append(h)
+    out = np.full(m.shape, erode)
+    ny = m.shape[0]
+    ra = (half.size - 1) // 2
+    for k, w in enumerate(half.tolist()):
+        a = k - ra
+        if w < 0 or abs(a) >= ny:
+            continue
+        h = runs[w]
+        dst, src = (out[:ny - a], h[a:]) if a >= 0 else (out[-a:], h[:ny + a])
+        if erode:
+            dst &= src
+        else:
+            dst |= src
+    return out
+
+
+def disc_erode(mask: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``distance_transform_edt(mask, sampling) > radius`` for ``half`` =
+    :func:`disc_half_widths` ``(radius, sampling)`` (not None) and a ``mask`` with at
+    least one unset pixel: the distance transform's value is the distance to a nearest
+    unset pixel, so a pixel passes when it is set and no unset pixel lies within the disc
+    (outside the image counts as neither, as in the distance transform). Boolean shifts,
+    about a tenth of the transform's time on a 512² slice."""
+    return np.asarray(mask, dtype=bool) & _disc_morphology(mask, half, erode=True)
+
+
+def disc_dilate(mask: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``distance_transform_edt(~mask, sampling) <= radius`` for ``half`` =
+    :func:`disc_half_widths` ``(radius, sampling)`` (not None) and a ``mask`` with at
+    least one set pixel: the pixels with a set pixel within the disc."""
+    return _disc_morphology(mask, half, erode=False)

@@ -34,6 +34,9 @@ from scipy import ndimage
 from scanbench.analysis.convolve import fftconvolve_same
 from scanbench.analysis.masks import (
     dilate_cross,
+    disc_dilate,
+    disc_erode,
+    disc_half_widths,
     erode_cross,
     largest_region_filled,
     largest_region_in_box,
@@ -178,10 +181,9 @@ def _largest_opened(material: np.ndarray, dy: float, dx: float,
     grow = _disc(grow_mm, cdy, cdx)
     if shrink is not None and grow is not None and not coarse.all():
         # the thresholded distance transforms as an erosion and a dilation by the disc of
-        # offsets within the radius (slice_kernels: the same pixels, a tenth of the time;
-        # ct.water's detector runs this on a dozen slices of every CT series)
-        from scanbench.analysis.ct.slice_kernels import disc_dilate, disc_erode
-
+        # offsets within the radius (masks.disc_erode / disc_dilate: the same pixels, a
+        # tenth of the time; ct.water's detector runs this on a dozen slices of every CT
+        # series)
         core = disc_erode(coarse, shrink)
         opened = coarse & disc_dilate(core, grow) if core.any() else coarse
     else:
@@ -212,10 +214,8 @@ def _largest_opened(material: np.ndarray, dy: float, dx: float,
 
 @functools.lru_cache(maxsize=32)
 def _disc(radius_mm: float, dy: float, dx: float) -> np.ndarray | None:
-    """:func:`~scanbench.analysis.ct.slice_kernels.disc_half_widths`, once per radius and
+    """:func:`~scanbench.analysis.masks.disc_half_widths`, once per radius and
     pixel size."""
-    from scanbench.analysis.ct.slice_kernels import disc_half_widths
-
     return disc_half_widths(radius_mm, (dy, dx))
 
 

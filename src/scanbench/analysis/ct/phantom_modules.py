@@ -226,7 +226,7 @@ def _large_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: 
     from scanbench.analysis.ct.slice_kernels import border_region_area, largest_region
 
     a = np.asarray(img)
-    size, touches = largest_region(a, threshold_hu)
+    size, touches = largest_region(a > threshold_hu)  # _find_body's mask
     if size == 0 or touches:
         return None
     dy, dx = spacing_yx

@@ -4,26 +4,19 @@ Every CT series the node receives goes through every CT phantom detector before 
 called a patient's (issue 16), so these detectors must turn a patient's 500 slices away
 cheaply, and by exactly the answer their full computation gives. What costs there is a
 handful of whole-slice numpy passes and labellings per slice; each kernel here reads the
-slice once and writes next to nothing:
+slice (or its mask) once and writes next to nothing:
 
-- :func:`largest_region` — the size of the largest 4-connected region of the pixels above
-  a level (the first of equal largest in raster order, as ``ndimage.label`` numbers the
-  regions and ``argmax`` takes them), whether it meets the image border, and how many
-  pixels equal each of a few values (the corner values a padding region would have). The
-  regions are found on the runs of each row (union-find; Hoshen & Kopelman, Phys Rev B
-  1976;14:3438-3445, in its run-length form), joined where runs of adjacent rows share a
-  column (4-connectivity).
+- :func:`largest_region` — the size of the largest 4-connected region of a mask (the
+  first of equal largest in raster order, as ``ndimage.label`` numbers the regions and
+  ``argmax`` takes them) and whether it meets the image border. The regions are found on
+  the runs of each row (union-find; Hoshen & Kopelman, Phys Rev B 1976;14:3438-3445, in
+  its run-length form), joined where runs of adjacent rows share a column
+  (4-connectivity); a row is read eight pixels at a time where they are all alike.
 - :func:`box_at_least` — the bounding box of the pixels at or above a level (``ct.mtf``'s
   point search: where the brightest pixel's neighbourhood is smoothed).
 - :func:`border_region_area` — how many pixels the regions of one value that meet the
   image border hold (the padding :func:`~scanbench.analysis.ct.common.reconstruction_mask`
   looks for), by a flood from the border: a few pixels on a slice without padding.
-- :func:`disc_erode` / :func:`disc_dilate` — ``distance_transform_edt(m) > r`` and
-  ``distance_transform_edt(~m) <= r`` of a mask as an erosion / dilation by the disc of
-  pixel offsets within r: per row of the disc, the row distance to the nearest pixel of
-  the other kind (the distance transform of a mask is the distance to the nearest pixel
-  of the other kind; its thresholded form is the morphology with that disc). Exact when
-  no offset lies within rounding of r (the caller checks: :func:`disc_half_widths`).
 
 Numba's costs (``import numba`` and the first compilation) are paid once: the compiled
 kernels are cached on disk (``cache=True``); without a writable cache location they are
@@ -32,7 +25,6 @@ compiled in each process, with a warning.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -68,8 +60,8 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @_jit
-def largest_region(img: np.ndarray, level: float) -> tuple[int, bool]:
-    """(pixels of the largest 4-connected region of ``img > level`` (0 when there is
+def largest_region(mask: np.ndarray) -> tuple[int, bool]:
+    """(pixels of the largest 4-connected region of the boolean ``mask`` (0 when there is
     none), whether that region meets the image border).
 
     Each run of set pixels of a row is a node; a run is joined to every run of the row
@@ -77,7 +69,7 @@ def largest_region(img: np.ndarray, level: float) -> tuple[int, bool]:
     order (the smaller root wins each join), so the roots in increasing order are the
     regions in ``ndimage.label``'s order, and the first root of the largest size is the
     region ``argmax`` of the label sizes picks."""
-    ny, nx = img.shape
+    ny, nx = mask.shape
     cap = ny * ((nx + 1) // 2)
     start = np.empty(cap, np.int32)
     end = np.empty(cap, np.int32)
@@ -90,7 +82,7 @@ def largest_region(img: np.ndarray, level: float) -> tuple[int, bool]:
     prev = 0  # first run of the previous row
     for y in range(ny):
         for x in range(nx):
-            buf[x] = img[y, x] > level
+            buf[x] = mask[y, x]
         first = n
         x = 0
         while x < nx:
@@ -217,100 +209,6 @@ def box_at_least(img: np.ndarray, level: float) -> tuple[int, int, int, int]:
     return y0, y1, x0, x1
 
 
-def disc_half_widths(radius: float, sampling: tuple[float, float]) -> np.ndarray | None:
-    """Per row offset ``a`` of the disc (index ``a + A``), the largest column offset ``b``
-    with ``distance(a, b) <= radius`` computed as ``scipy.ndimage.distance_transform_edt``
-    computes a distance (``sqrt((a·s0)² + (b·s1)²)`` in float64), −1 for a row the disc
-    misses; None when some offset lies within 1e-9 of ``radius`` (then a float rounding in
-    the distance transform's choice between equally near pixels could decide a
-    comparison: the caller computes the transform itself)."""
-    s0, s1 = sampling
-    reach_a = int(radius / s0) + 2
-    reach_b = int(radius / s1) + 2
-    half = np.full(2 * reach_a + 1, -1, np.int64)
-    for a in range(-reach_a, reach_a + 1):
-        inside = []
-        for b in range(0, reach_b + 1):
-            d = math.sqrt((float(a) * s0) ** 2 + (float(b) * s1) ** 2)
-            if abs(d - radius) <= 1e-9 * max(radius, 1.0):
-                return None
-            inside.append(d <= radius)
-        # the disc's row is the run |b| <= w (distance grows with |b|)
-        w = sum(inside) - 1
-        if any(inside[w + 1:]) or not all(inside[:w + 1]):
-            return None
-        half[a + reach_a] = w
-    return half
-
-
-@_jit
-def _row_distance(mask: np.ndarray, target: bool, out: np.ndarray, far: int) -> None:
-    """Per pixel, the column distance to the nearest pixel of the same row whose ``mask``
-    is ``target`` (``far`` when there is none)."""
-    ny, nx = mask.shape
-    for y in range(ny):
-        d = far
-        for x in range(nx):
-            if mask[y, x] == target:
-                d = 0
-            elif d < far:
-                d += 1
-            out[y, x] = d
-        d = far
-        for x in range(nx - 1, -1, -1):
-            if mask[y, x] == target:
-                d = 0
-            elif d < far:
-                d += 1
-            if d < out[y, x]:
-                out[y, x] = d
-
-
-@_jit
-def _disc_any(dist: np.ndarray, half: np.ndarray, out: np.ndarray) -> None:
-    """``out[y, x]``: some row ``y + a`` of the image within the disc has its nearest pixel
-    of the other kind at most ``half[a]`` columns away (row by row, contiguous)."""
-    ny, nx = dist.shape
-    ra = (half.size - 1) // 2
-    for y in range(ny):
-        for x in range(nx):
-            out[y, x] = False
-        for k in range(half.size):
-            w = half[k]
-            yy = y + k - ra
-            if w < 0 or yy < 0 or yy >= ny:
-                continue
-            for x in range(nx):
-                out[y, x] |= dist[yy, x] <= w
-
-
-def disc_erode(mask: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """``distance_transform_edt(mask, sampling) > radius`` for ``half`` =
-    :func:`disc_half_widths` ``(radius, sampling)`` (not None) and a ``mask`` with at
-    least one unset pixel: a set pixel with no unset pixel within the disc (outside the
-    image counts as neither, as in the distance transform)."""
-    m = np.ascontiguousarray(mask, dtype=np.bool_)
-    far = int(half.max()) + 1
-    dist = np.empty(m.shape, np.int32)
-    _row_distance(m, False, dist, far)
-    near = np.empty(m.shape, np.bool_)
-    _disc_any(dist, half, near)
-    return m & ~near
-
-
-def disc_dilate(mask: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """``distance_transform_edt(~mask, sampling) <= radius`` for ``half`` =
-    :func:`disc_half_widths` ``(radius, sampling)`` (not None) and a ``mask`` with at
-    least one set pixel: the pixels with a set pixel within the disc."""
-    m = np.ascontiguousarray(mask, dtype=np.bool_)
-    far = int(half.max()) + 1
-    dist = np.empty(m.shape, np.int32)
-    _row_distance(m, True, dist, far)
-    out = np.empty(m.shape, np.bool_)
-    _disc_any(dist, half, out)
-    return out
-
-
 def warm() -> None:
     """Load the kernels for float32 slices (a CT series as read; whole slices and every
     other pixel) from numba's disk cache, compiling them there when they are not yet:
@@ -320,13 +218,10 @@ def warm() -> None:
     img[4:12, 4:12] = 0.0
     # float32 as read (whole slices, every other pixel); float64 as find_section and the
     # water analysis convert a slice
+    largest_region(img > -400.0)
     for view in (img, img[::2, ::2], img.astype(np.float64)):
-        largest_region(view, -400.0)
         border_region_area(view, -1000.0, 8)
         box_at_least(view, -500.0)
-    mask = img > -500.0
-    half = np.array([0, 1, 0], np.int64)
-    disc_dilate(disc_erode(mask, half), half)
 
 
 warm()

@@ -364,10 +364,10 @@ def test_largest_region_is_ndimage_labels_largest() -> None:
     big = np.where(rng.random((200, 203)) < 0.58, 100.0, -1000.0).astype(np.float32)
     images += [big, big[::2, ::2], big[1::3, ::2], big.T]
     for img in images:
-        assert largest_region(img, -400.0) == _label_reference(img > -400.0)
-    assert largest_region(tie, -400.0) == (9, True)
-    assert largest_region(diagonal, -400.0) == (4, False)
-    assert largest_region(runs, -400.0)[0] == 34 + 9 + 8 + 9
+        assert largest_region(img > -400.0) == _label_reference(img > -400.0)
+    assert largest_region(tie > -400.0) == (9, True)
+    assert largest_region(diagonal > -400.0) == (4, False)
+    assert largest_region(runs > -400.0)[0] == 34 + 9 + 8 + 9
 
 
 def test_border_region_area_is_reconstruction_masks_padding() -> None:
@@ -400,7 +400,7 @@ def test_disc_morphology_is_the_thresholded_distance_transform(
     """find_section's opening: the erosion and dilation by the disc equal scipy's
     distance_transform_edt thresholds, pixel for pixel (random masks, a disc touching the
     border, a mask with holes), at the radii the section uses."""
-    from scanbench.analysis.ct.slice_kernels import disc_dilate, disc_erode, disc_half_widths
+    from scanbench.analysis.masks import disc_dilate, disc_erode, disc_half_widths
 
     rng = np.random.default_rng(13)
     yy, xx = np.mgrid[:70, :90]
