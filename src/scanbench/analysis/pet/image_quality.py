@@ -990,11 +990,13 @@ def blurred_ball(r_mm: np.ndarray, radius_mm: float, sigma_mm: float) -> np.ndar
         f(r) = 1/2 [erf((R - r)/(√2 σ)) + erf((R + r)/(√2 σ))]
                - σ / (r √(2π)) [exp(-(R - r)²/(2σ²)) - exp(-(R + r)²/(2σ²))]
     """
-    erf = ndi.erf  # scipy.special.erf's values bit for bit (Cephes)
     r = np.maximum(np.asarray(r_mm, dtype=float), 1e-6 * sigma_mm)
     a = (radius_mm - r) / (_SQRT2 * sigma_mm)
     b = (radius_mm + r) / (_SQRT2 * sigma_mm)
-    return 0.5 * (erf(a) + erf(b)) - sigma_mm / (r * np.sqrt(2.0 * np.pi)) * (
+    # scipy.special.erf's values bit for bit (Cephes), both terms in one call
+    erf_ab = ndi.erf(np.concatenate((a.ravel(), b.ravel())))
+    erf_a, erf_b = erf_ab[: a.size].reshape(a.shape), erf_ab[a.size:].reshape(b.shape)
+    return 0.5 * (erf_a + erf_b) - sigma_mm / (r * np.sqrt(2.0 * np.pi)) * (
         np.exp(-a * a) - np.exp(-b * b))
 
 
@@ -1064,12 +1066,23 @@ def estimate_activity_ratio(vol: np.ndarray, spacing: tuple[float, float, float]
                  float(_SPHERE_R[n])) for n in use]
 
     def fit(parts: list[tuple[np.ndarray, np.ndarray, float]]) -> tuple[float, float]:
+        # The model's two blurred balls depend on sigma only: the Jacobian's difference
+        # in S reuses those of the point it starts from (the same values: a third fewer
+        # evaluations of the closed form).
+        balls: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {}
+
         def residuals(p: np.ndarray) -> np.ndarray:
             s, sigma = float(p[0]), float(p[1])
+            these = balls.get(sigma)
+            if these is None:
+                these = [(blurred_ball(r, rad, sigma), blurred_ball(r, rad + wall, sigma))
+                         for r, _, rad in parts]
+                if len(balls) >= 4:
+                    del balls[next(iter(balls))]
+                balls[sigma] = these
             return np.concatenate([
-                s * blurred_ball(r, rad, sigma)
-                + background * (1.0 - blurred_ball(r, rad + wall, sigma)) - v
-                for r, v, rad in parts]) / background
+                s * inner + background * (1.0 - outer) - v
+                for (inner, outer), (_, v, _) in zip(these, parts, strict=True)]) / background
 
         start = max(float(max(np.max(v) for _, v, _ in parts)), 1.5 * background)
         fitted = least_squares(residuals, [start, 3.0], bounds=([0.0, 0.3], [np.inf, 30.0]))
