@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -344,6 +345,33 @@ def test_kernel_bins_as_numpy_divides() -> None:
         expected = (v / bin_hu).astype(np.int64)
         got = np.array([_bin(float(x), 1.0 / bin_hu, bin_hu) for x in v])
         assert np.array_equal(got, expected), bin_hu
+
+
+def test_kernel_compiled_without_a_cache_when_numba_finds_no_writable_place(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba refuses ``cache=True`` (RuntimeError "no locator available") when neither
+    NUMBA_CACHE_DIR, the package's ``__pycache__`` nor the user-wide cache directory is
+    writable: the kernel is then compiled in the process, with a warning naming
+    NUMBA_CACHE_DIR, instead of failing the import."""
+    import numba
+
+    from scanbench.quality import ct_noise_kernel
+
+    real = numba.njit
+
+    def njit(**options: Any) -> Any:
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def f(x: float) -> float:
+        return x + 1.0
+
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+        jitted = ct_noise_kernel._jit(f)
+    assert jitted(1.5) == 2.5 and jitted.signatures
 
 
 def test_kernel_masks_equal_scipy() -> None:
