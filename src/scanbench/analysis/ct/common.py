@@ -84,22 +84,21 @@ def check_axial(series: Series) -> None:
 
 def reconstruction_mask(image_yx: np.ndarray) -> np.ndarray:
     """True where a pixel is image data, False on the padding outside the reconstruction circle."""
-    from scanbench.analysis.ct.slice_kernels import border_region_area
-
     img = np.asarray(image_yx)
     corner_values = {float(img[0, 0]), float(img[0, -1]), float(img[-1, 0]), float(img[-1, -1])}
     out = np.ones(img.shape, dtype=bool)
     for v in corner_values:
         if v > PADDING_BELOW_HU:
             continue  # air itself (a noise-free −1000 HU is air, not padding)
-        if border_region_area(img, v, int(0.02 * img.size)) <= 0.02 * img.size:
-            # the padding found below is these regions of this value that meet the
-            # border (a flood from the border counts them, stopping past 2 %): with so
-            # few pixels they cannot pass the 2 % test, so the (costly) labelling would
-            # change nothing. Noisy air in a corner (the usual case of a patient's series,
-            # whose every slice the phantom detectors check) ends here, after a few pixels.
-            continue
         same = img == v
+        if np.count_nonzero(same) <= 0.02 * img.size:
+            # the padding found below is part of ``same``: with so few pixels of this
+            # value it cannot pass the 2 % test, so the (costly) labelling would change
+            # nothing. Noisy air in a corner (the usual case of a patient's series, whose
+            # every slice the phantom detectors check) ends here. (Numpy, not the border
+            # flood of slice_kernels: every CT analysis calls this, and numba's import
+            # would cost a phantom's command line more than the flood saves.)
+            continue
         labels, n = ndimage.label(same)
         if n == 0:
             continue

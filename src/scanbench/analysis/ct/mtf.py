@@ -466,8 +466,6 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     pixels outside the reconstruction, set to the bound, still lie below ``level``), and
     half of the peak above the bound, plus the margin, is at least half of it above the
     median; the pixels shown above that lie above the half-height level too."""
-    from scanbench.analysis.ct.slice_kernels import box_at_least
-
     ny, nx = img.shape
     dy, dx = spacing_yx
     flat = int(np.argmax(img)) if brightest is None else brightest
@@ -477,10 +475,14 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     level = float(smoothed(int(q[0]), int(q[0]) + 1, int(q[1]), int(q[1]) + 1)[0, 0])
     if not level >= med + 300.0:
         return False  # not sure of a 300 HU peak (or a NaN): the full search says
-    # the box of the pixels at or above level (it holds q), in one pass
-    r0, r1, c0, c1 = box_at_least(img, float(np.float64(level - _ROUNDING_HU)))
-    y0, y1 = max(r0 - reach, 0), min(r1 + 1 + reach, ny)
-    x0, x1 = max(c0 - reach, 0), min(c1 + 1 + reach, nx)
+    # the box of the pixels at or above level (it holds q): the rows whose largest value
+    # (NaN ignored, as the comparison ignores it) reaches it, then the columns of that band
+    at = np.float64(level - _ROUNDING_HU)
+    rows = np.flatnonzero(np.fmax.reduce(img, axis=1) >= at)
+    band = img[rows[0]:rows[-1] + 1]
+    cols = np.flatnonzero(np.fmax.reduce(band, axis=0) >= at)
+    y0, y1 = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, ny)
+    x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, nx)
     sm = smoothed(y0, y1, x0, x1)
     if not inside[y0:y1, x0:x1].all():
         sm[~inside[y0:y1, x0:x1]] = med

@@ -164,11 +164,11 @@ def _find_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: f
     dilation below) of the padding would be joined to the padding unless L lay between
     them, so F meets the dilated padding exactly when L does. L's size and edges thus
     decide both without filling the holes."""
+    mask = np.asarray(img) > threshold_hu
     if larger_than_mm is not None:
-        large = _large_body(img, spacing_yx, threshold_hu, larger_than_mm)
+        large = _large_body(img, mask, spacing_yx, larger_than_mm)
         if large is not None:
             return large
-    mask = np.asarray(img) > threshold_hu
     found = largest_region_in_box(mask)
     if found is None:
         return None
@@ -210,7 +210,7 @@ def _find_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: f
     return Body((cy, cx), math.sqrt(area / math.pi), edge, area, ratio)
 
 
-def _large_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: float,
+def _large_body(img: np.ndarray, mask: np.ndarray, spacing_yx: tuple[float, float],
                 larger_than_mm: float) -> LargeBody | None:
     """The :class:`LargeBody` :func:`_find_body` gives, from one pass over the slice
     (:func:`~scanbench.analysis.ct.slice_kernels.largest_region`: the largest region's
@@ -223,13 +223,18 @@ def _large_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: 
     (:func:`~scanbench.analysis.ct.slice_kernels.border_region_area`); without it an
     object not meeting the border is not cut."""
     from scanbench.analysis.ct.common import PADDING_BELOW_HU
-    from scanbench.analysis.ct.slice_kernels import border_region_area, largest_region
 
     a = np.asarray(img)
-    size, touches = largest_region(a > threshold_hu)  # _find_body's mask
+    dy, dx = spacing_yx
+    # all the mask's pixels, a bound of the largest region's: a phantom's slice (100 mm
+    # radius) ends here, without numba (whose import a phantom's command line would pay)
+    if math.sqrt(float(np.count_nonzero(mask)) * dy * dx / math.pi) <= larger_than_mm:
+        return None
+    from scanbench.analysis.ct.slice_kernels import border_region_area, largest_region
+
+    size, touches = largest_region(mask)
     if size == 0 or touches:
         return None
-    dy, dx = spacing_yx
     radius_min = math.sqrt(float(size) * dy * dx / math.pi)
     if radius_min <= larger_than_mm:
         return None

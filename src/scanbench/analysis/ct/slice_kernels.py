@@ -2,9 +2,10 @@
 
 Every CT series the node receives goes through every CT phantom detector before it is
 called a patient's (issue 16), so these detectors must turn a patient's 500 slices away
-cheaply, and by exactly the answer their full computation gives. What costs there is a
-handful of whole-slice numpy passes and labellings per slice; each kernel here reads the
-slice (or its mask) once and writes next to nothing:
+cheaply, and by exactly the answer their full computation gives. The ACR 464 and CatPhan
+detectors' body outline (:func:`scanbench.analysis.ct.phantom_modules.find_bodies`) cost a
+labelling per slice; for a slice whose material is larger than any phantom they take,
+these kernels read its mask once and write next to nothing:
 
 - :func:`largest_region` — the size of the largest 4-connected region of a mask (the
   first of equal largest in raster order, as ``ndimage.label`` numbers the regions and
@@ -12,15 +13,15 @@ slice (or its mask) once and writes next to nothing:
   the runs of each row (union-find; Hoshen & Kopelman, Phys Rev B 1976;14:3438-3445, in
   its run-length form), joined where runs of adjacent rows share a column
   (4-connectivity); a row is read eight pixels at a time where they are all alike.
-- :func:`box_at_least` — the bounding box of the pixels at or above a level (``ct.mtf``'s
-  point search: where the brightest pixel's neighbourhood is smoothed).
 - :func:`border_region_area` — how many pixels the regions of one value that meet the
   image border hold (the padding :func:`~scanbench.analysis.ct.common.reconstruction_mask`
   looks for), by a flood from the border: a few pixels on a slice without padding.
 
-Numba's costs (``import numba`` and the first compilation) are paid once: the compiled
-kernels are cached on disk (``cache=True``); without a writable cache location they are
-compiled in each process, with a warning.
+Only a patient-sized slice reaches them, so a phantom's analysis never imports numba
+(about 0.4 s of a command line: the import and numba's first kernel). Numba's costs are
+paid once: the compiled kernels are cached on disk (``cache=True``) and loaded by the
+node's fork server (:data:`scanbench.service.job_imports.EXTRA`); without a writable cache
+location they are compiled in each process, with a warning.
 """
 
 from __future__ import annotations
@@ -180,35 +181,6 @@ def border_region_area(img: np.ndarray, value: float, limit: int) -> int:
     return count
 
 
-@_jit
-def box_at_least(img: np.ndarray, level: float) -> tuple[int, int, int, int]:
-    """(first row, last row, first column, last column) of the pixels of ``img`` at or
-    above ``level`` (-1s when there are none): a row is looked into from both ends only
-    when it holds one, so a slice whose bright pixels are few is read about once."""
-    ny, nx = img.shape
-    y0, y1, x0, x1 = -1, -1, nx, -1
-    for y in range(ny):
-        hit = False
-        for x in range(nx):
-            hit |= img[y, x] >= level
-        if not hit:
-            continue
-        if y0 < 0:
-            y0 = y
-        y1 = y
-        for x in range(nx):
-            if img[y, x] >= level:
-                x0 = min(x0, x)
-                break
-        for x in range(nx - 1, -1, -1):
-            if img[y, x] >= level:
-                x1 = max(x1, x)
-                break
-    if y0 < 0:
-        return -1, -1, -1, -1
-    return y0, y1, x0, x1
-
-
 def warm() -> None:
     """Load the kernels for float32 slices (a CT series as read; whole slices and every
     other pixel) from numba's disk cache, compiling them there when they are not yet:
@@ -216,12 +188,9 @@ def warm() -> None:
     node's fork server) pays it once."""
     img = np.full((16, 16), -1000.0, np.float32)
     img[4:12, 4:12] = 0.0
-    # float32 as read (whole slices, every other pixel); float64 as find_section and the
-    # water analysis convert a slice
     largest_region(img > -400.0)
-    for view in (img, img[::2, ::2], img.astype(np.float64)):
+    for view in (img, img[::2, ::2]):
         border_region_area(view, -1000.0, 8)
-        box_at_least(view, -500.0)
 
 
 warm()
