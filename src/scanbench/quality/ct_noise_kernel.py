@@ -166,8 +166,44 @@ def _erode(mask: np.ndarray, size: int, out: np.ndarray, vrun: np.ndarray) -> No
 
 
 @_jit
+def _row_runs(row: np.ndarray, level: float, bm: np.ndarray, starts: np.ndarray,
+              ends: np.ndarray, n: int) -> int:
+    """Append the runs of ``row > level`` (start, exclusive end) to ``starts``/``ends``
+    from index ``n``; returns the new count. The comparison is made for the whole row
+    first (vectorised) into ``bm`` (uint8, length a multiple of 8, zero past the row),
+    then scanned 8 pixels at a time through uniform stretches."""
+    cols = row.size
+    for x in range(cols):
+        bm[x] = row[x] > level
+    words = bm.view(np.uint64)
+    ones = np.uint64(0x0101010101010101)
+    x = 0
+    while x < cols:
+        while x < cols and x & 7 and not bm[x]:
+            x += 1
+        while x + 8 <= cols and words[x >> 3] == 0:
+            x += 8
+        while x < cols and not bm[x]:
+            x += 1
+        if x >= cols:
+            break
+        s = x
+        while x < cols and x & 7 and bm[x]:
+            x += 1
+        while x + 8 <= cols and words[x >> 3] == ones:
+            x += 8
+        while x < cols and bm[x]:
+            x += 1
+        starts[n] = s
+        ends[n] = x
+        n += 1
+    return n
+
+
+@_jit
 def _air(img: np.ndarray, level: float, radius: int, size: int, recon: np.ndarray,
-         out: np.ndarray, g: np.ndarray, h: np.ndarray) -> None:
+         out: np.ndarray, g: np.ndarray, h: np.ndarray, bm: np.ndarray,
+         starts: np.ndarray, ends: np.ndarray) -> None:
     """``out = recon & binary_erosion(~binary_dilation(img > level, iterations=radius),
     ones((size, size)))`` (outside the image background for both, as scipy's defaults).
 
@@ -181,18 +217,18 @@ def _air(img: np.ndarray, level: float, radius: int, size: int, recon: np.ndarra
     ``level`` (from the runs of such pixels), then the least ``g`` over the window's
     rows, then the distance transform down and up the columns (a row ``t`` apart adds
     ``|t|``: the rows beyond the window's reach it through the window's edge row).
-    ``g``, ``h``: int32 scratch of the slice's shape."""
+    ``g``, ``h``: int32 scratch of the slice's shape; ``bm``, ``starts``, ``ends``: as
+    :func:`_row_runs` takes them."""
     rows, cols = img.shape
     lo = size // 2
     hi = size - 1 - lo
     cap = radius + 1
     for y in range(rows):
+        n = _row_runs(img[y], level, bm, starts, ends, 0)
         x = 0
         last = -1  # last column above level so far (-1: none)
-        while x < cols:
-            s = x
-            while s < cols and not img[y, s] > level:
-                s += 1
+        for k in range(n + 1):
+            s = starts[k] if k < n else cols
             for c in range(x, s):  # a gap: the runs on either side
                 d = cap
                 if last >= 0:
@@ -200,12 +236,11 @@ def _air(img: np.ndarray, level: float, radius: int, size: int, recon: np.ndarra
                 if s < cols:
                     d = min(d, max(0, s - c - hi))
                 g[y, c] = d
-            e = s
-            while e < cols and img[y, e] > level:
-                g[y, e] = 0
-                e += 1
-            last = e - 1
-            x = e
+            if k < n:
+                for c in range(s, ends[k]):
+                    g[y, c] = 0
+                last = ends[k] - 1
+                x = ends[k]
     # the least over the window's rows (clipped to the image)
     for y in range(rows):
         y0 = max(0, y - lo)
@@ -272,7 +307,7 @@ def _label_runs(starts: np.ndarray, ends: np.ndarray, row_first: np.ndarray,
 @_jit
 def _body(img: np.ndarray, level: float, out: np.ndarray, starts: np.ndarray,
           ends: np.ndarray, row_first: np.ndarray, parent: np.ndarray,
-          size_of: np.ndarray) -> tuple[int, int, int, int]:
+          size_of: np.ndarray, bm: np.ndarray) -> tuple[int, int, int, int]:
     """``out`` = the largest 4-connected region of ``img > level`` (the first of equal
     largest in raster order), holes filled (``binary_fill_holes``, 4-connected
     background); all False when no pixel is above ``level``. Returns its bounding box
@@ -282,17 +317,7 @@ def _body(img: np.ndarray, level: float, out: np.ndarray, starts: np.ndarray,
     n = 0
     for y in range(rows):
         row_first[y] = n
-        x = 0
-        while x < cols:
-            if img[y, x] > level:
-                s = x
-                while x < cols and img[y, x] > level:
-                    x += 1
-                starts[n] = s
-                ends[n] = x
-                n += 1
-            else:
-                x += 1
+        n = _row_runs(img[y], level, bm, starts, ends, n)
     row_first[rows] = n
     out[:, :] = False
     if n == 0:
@@ -414,6 +439,7 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
     starts = np.empty(n_runs, dtype=np.int32)
     ends = np.empty(n_runs, dtype=np.int32)
     row_first = np.empty(rows + 1, dtype=np.int64)
+    bm = np.zeros(-(-cols // 8) * 8, dtype=np.uint8)  # _row_runs' row mask
     parent = np.empty(n_runs, dtype=np.int64)
     size_of = np.empty(n_runs, dtype=np.int64)
     n_slabs = (k_end - k_begin + slab - 1) // slab
@@ -438,17 +464,20 @@ def measure_run(vol: np.ndarray, k_begin: int, k_end: int, slab: int, size: int,
         # the body eroded within its box (outside it nothing is set, and a window
         # crossing the box's edge holds a pixel outside: the same as in the whole slice)
         b0, b1, b2, b3 = _body(img, -500.0, inner, starts, ends, row_first, parent,
-                               size_of)
+                               size_of, bm)
         _erode(inner[b0:b1, b2:b3], size, inner[b0:b1, b2:b3], vrun)
-        _air(img, -900.0, air_margin, size, recon, air, dist, dist2)
+        _air(img, -900.0, air_margin, size, recon, air, dist, dist2, bm, starts, ends)
         # each pixel's class + 1 where a histogram counts it (0: not counted)
+        # (arithmetic, no branch: soft tissue is never air, air lies at or below -900 HU)
         for y in range(rows):
+            row = img[y]
+            n_soft = 0
             for x in range(cols):
-                v = np.float64(img[y, x])
-                sft = v >= low and v <= high
-                is_air = air[y, x]
-                code[y, x] = 3 if is_air else (2 if inner[y, x] else 1) if sft else 0
-                tissue_px += int(sft)
+                v = np.float64(row[x])
+                sft = np.uint8(v >= low) & np.uint8(v <= high)
+                code[y, x] = sft * (1 + inner[y, x]) + 3 * air[y, x]
+                n_soft += int(sft)
+            tissue_px += n_soft
         # local moments: rows by scipy's running mean, columns by _box_rows' running sum
         # (a window taller than the image: scipy's running mean again); the moments of
         # the counted pixels gathered in raster order

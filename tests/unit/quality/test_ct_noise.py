@@ -399,14 +399,16 @@ def test_kernel_masks_equal_scipy() -> None:
         recon = rng.random(shape) < 0.9
         for radius, size in ((1, 3), (4, 2), (4, 8), (13, 5)):
             _air(img, -300.0, radius, size, recon, air, np.empty(shape, np.int32),
-                 np.empty(shape, np.int32))
+                 np.empty(shape, np.int32), np.zeros(-(-cols // 8) * 8, np.uint8),
+                 np.empty(cols, np.int32), np.empty(cols, np.int32))
             far = ~ndimage.binary_dilation(img > -300.0, iterations=radius)
             expected = recon & ndimage.binary_erosion(far, np.ones((size, size)))
             assert np.array_equal(air.view(bool), expected), (i, radius, size)
         n = rows * ((cols + 1) // 2) + 1
         body = np.empty(shape, np.uint8)
         _body(img, -500.0, body, np.empty(n, np.int32), np.empty(n, np.int32),
-              np.empty(rows + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
+              np.empty(rows + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+              np.zeros(-(-cols // 8) * 8, np.uint8))
         labels, count = ndimage.label(img > -500.0)
         expected = np.zeros(shape, bool)
         if count:
@@ -420,7 +422,7 @@ def test_kernel_masks_equal_scipy() -> None:
     n = 20 * 15 + 1
     _body(img, -500.0, body := np.empty(img.shape, np.uint8), np.empty(n, np.int32),
           np.empty(n, np.int32), np.empty(21, np.int64), np.empty(n, np.int64),
-          np.empty(n, np.int64))
+          np.empty(n, np.int64), np.zeros(32, np.uint8))
     assert body.sum() == 16 and body[3:7, 20:24].all()
 
 
