@@ -38,6 +38,7 @@ from scipy import interpolate, ndimage, optimize, special
 
 from scanbench.analysis.base import Parameter, result_for
 from scanbench.analysis.ct.common import (
+    PADDING_BELOW_HU,
     check_axial,
     find_section,
     reconstruction_mask,
@@ -388,8 +389,13 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
     # the slice as stored when float64 holds its values exactly (float32 CT): compared
     # in float64 below (a float64 scalar), converted only where it is smoothed
     img = raw if raw.dtype.type in _EXACT_IN_FLOAT64 else np.asarray(raw, dtype=np.float64)
-    inside = reconstruction_mask(img)
-    everywhere = bool(inside.all())
+    # reconstruction_mask labels a corner value's pixels only when they are over 2 % of
+    # the slice (padding): without such a value the mask is every pixel; with one, the
+    # pixels of other values are a subset of it, enough for the test without the median
+    padding = _padding_values(img)
+    inside = np.ones(img.shape, dtype=bool)
+    for v in padding:
+        inside &= img != v
     sigma = 0.4 / dx
     reach = int(4.0 * float(sigma) + 0.5)  # scipy's Gaussian kernel radius (truncate 4)
     ny, nx = img.shape
@@ -405,11 +411,14 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
         return ndimage.gaussian_filter(part, sigma)[ya - ca:yb - ca, xa - da:xb - da]
 
     # first without the median, from an upper bound of it (a patient's slice ends here)
-    bound = _median_upper_bound(img, inside, everywhere)
+    bound = _median_upper_bound(img, inside, not padding)
     if bound is not None and _region_too_large(img, inside, bound[0], reach, (dy, dx),
                                                smoothed, brightest=bound[1],
-                                               margin=_ROUNDING_HU):
+                                               margin=_ROUNDING_HU, padding=padding):
         return None
+    if padding:
+        inside = reconstruction_mask(img)
+    everywhere = bool(inside.all())
     med = _median(img if everywhere else img[inside])
     above = img > np.float64(med + 150.0 - _ROUNDING_HU)
     rows = np.flatnonzero(above.any(axis=1))
@@ -445,7 +454,7 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
 def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: int,
                       spacing_yx: tuple[float, float],
                       smoothed: Any, *, brightest: int | None = None,
-                      margin: float = 0.0) -> bool:
+                      margin: float = 0.0, padding: tuple[float, ...] = ()) -> bool:
     """True when the slice's smoothed peak is 300 HU above the median and its
     half-height region is shown to be larger than a point's 9 mm² without smoothing the
     body (a patient's slice: the peak is bone); False when this cannot be shown (the
@@ -465,7 +474,14 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     slice, known from the same pass): the peak is then found as with the median (the
     pixels outside the reconstruction, set to the bound, still lie below ``level``), and
     half of the peak above the bound, plus the margin, is at least half of it above the
-    median; the pixels shown above that lie above the half-height level too."""
+    median; the pixels shown above that lie above the half-height level too.
+
+    With ``padding`` (the values :func:`_padding_values` found), ``inside`` may be the
+    pixels of other values, a subset of the data pixels: the median bound over them
+    bounds the median over all (the others, padding-valued, lie below any candidate),
+    the peak's box must then hold no padding-valued pixel (there the subset is the data
+    itself, so the peak and its smoothed box are the same; else False), and the pixels
+    shown above half of the peak are fewer, not more."""
     ny, nx = img.shape
     dy, dx = spacing_yx
     flat = int(np.argmax(img)) if brightest is None else brightest
@@ -483,6 +499,8 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     cols = np.flatnonzero(np.fmax.reduce(band, axis=0) >= at)
     y0, y1 = max(int(rows[0]) - reach, 0), min(int(rows[-1]) + 1 + reach, ny)
     x0, x1 = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, nx)
+    if any(bool((img[y0:y1, x0:x1] == v).any()) for v in padding):
+        return False
     sm = smoothed(y0, y1, x0, x1)
     if not inside[y0:y1, x0:x1].all():
         sm[~inside[y0:y1, x0:x1]] = med
@@ -508,6 +526,15 @@ def _region_too_large(img: np.ndarray, inside: np.ndarray, med: float, reach: in
     labels, _n = ndimage.label(sure)
     k = labels[py - wy0, px - wx0]
     return bool(k) and float(np.count_nonzero(labels == k)) * dy * dx > 9.0
+
+
+def _padding_values(img: np.ndarray) -> tuple[float, ...]:
+    """The corner values below air with over 2 % of the slice's pixels: those whose regions
+    meeting the border :func:`~scanbench.analysis.ct.common.reconstruction_mask` labels
+    (with none, its mask is every pixel)."""
+    corners = {float(img[0, 0]), float(img[0, -1]), float(img[-1, 0]), float(img[-1, -1])}
+    return tuple(v for v in sorted(corners) if v <= PADDING_BELOW_HU
+                 and np.count_nonzero(img == v) > 0.02 * img.size)
 
 
 def _median_upper_bound(img: np.ndarray, inside: np.ndarray, everywhere: bool

@@ -212,17 +212,21 @@ def _find_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: f
 
 def _large_body(img: np.ndarray, mask: np.ndarray, spacing_yx: tuple[float, float],
                 larger_than_mm: float) -> LargeBody | None:
-    """The :class:`LargeBody` :func:`_find_body` gives, from one pass over the slice
+    """The :class:`LargeBody` :func:`_find_body` gives, from one pass over its ``mask``
     (:func:`~scanbench.analysis.ct.slice_kernels.largest_region`: the largest region's
-    size and whether it meets the image border), or None when that pass cannot show it
-    (the caller then labels as before). Exact: the same region (the first of equal
-    largest in raster order) and the same float steps to its radius. The padding test of
-    :func:`_touches_edge` matters only when
+    size, whether it meets the image border or comes within two pixels of the padding),
+    or None when that pass cannot show it (the caller then labels as before).
+
+    Exact: the same region (the first of equal largest in raster order) and the same
+    float steps to its radius. :func:`_touches_edge`'s padding test matters only when
     :func:`~scanbench.analysis.ct.common.reconstruction_mask` finds padding: a corner
-    value below air whose regions meeting the border hold over 2 % of the slice
-    (:func:`~scanbench.analysis.ct.slice_kernels.border_region_area`); without it an
-    object not meeting the border is not cut."""
+    value below air whose regions meeting the border hold over 2 % of the slice (counted
+    by a flood from the border, :func:`~scanbench.analysis.ct.slice_kernels.\
+border_region_area`); that padding is part of the pixels of such values, so a region
+    farther than two pixels (the cross twice, as ``binary_dilation(iterations=2)``) from
+    every one of them is not cut. A region nearer is left to the labelling."""
     from scanbench.analysis.ct.common import PADDING_BELOW_HU
+    from scanbench.analysis.masks import dilate_cross
 
     a = np.asarray(img)
     dy, dx = spacing_yx
@@ -232,18 +236,23 @@ def _large_body(img: np.ndarray, mask: np.ndarray, spacing_yx: tuple[float, floa
         return None
     from scanbench.analysis.ct.slice_kernels import border_region_area, largest_region
 
-    size, touches = largest_region(mask)
-    if size == 0 or touches:
+    near = np.zeros((0, 0), dtype=bool)  # no padding: nothing to stay away from
+    corners = a[[0, 0, -1, -1], [0, -1, 0, -1]]
+    if float(corners.min()) < -1005.0:  # (_touches_edge looks for padding only then)
+        limit = int(0.02 * a.size)  # padding is over 2 % of the pixels: more than this
+        padding = [v for v in {float(c) for c in corners if c <= PADDING_BELOW_HU}
+                   if border_region_area(a, v, limit) > limit]
+        if padding:
+            same = a == padding[0]
+            for v in padding[1:]:
+                same |= a == v
+            near = dilate_cross(dilate_cross(same))
+    size, touches, close = largest_region(mask, near)
+    if size == 0 or touches or close:
         return None
     radius_min = math.sqrt(float(size) * dy * dx / math.pi)
     if radius_min <= larger_than_mm:
         return None
-    corners = a[[0, 0, -1, -1], [0, -1, 0, -1]]
-    if float(corners.min()) < -1005.0:
-        limit = int(0.02 * a.size)  # padding is over 2 % of the pixels: more than this
-        for v in {float(c) for c in corners if c <= PADDING_BELOW_HU}:
-            if border_region_area(a, v, limit) > limit:
-                return None  # padding: _touches_edge's dilation decides
     return LargeBody(radius_min)
 
 

@@ -12,7 +12,8 @@ these kernels read its mask once and write next to nothing:
   ``argmax`` takes them) and whether it meets the image border. The regions are found on
   the runs of each row (union-find; Hoshen & Kopelman, Phys Rev B 1976;14:3438-3445, in
   its run-length form), joined where runs of adjacent rows share a column
-  (4-connectivity); a row is read eight pixels at a time where they are all alike.
+  (4-connectivity); a row is read eight pixels at a time where they are all alike; and
+  whether that region holds a pixel of a second mask (near the padding).
 - :func:`border_region_area` — how many pixels the regions of one value that meet the
   image border hold (the padding :func:`~scanbench.analysis.ct.common.reconstruction_mask`
   looks for), by a flood from the border: a few pixels on a slice without padding.
@@ -61,9 +62,10 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @_jit
-def largest_region(mask: np.ndarray) -> tuple[int, bool]:
+def largest_region(mask: np.ndarray, near: np.ndarray) -> tuple[int, bool, bool]:
     """(pixels of the largest 4-connected region of the boolean ``mask`` (0 when there is
-    none), whether that region meets the image border).
+    none), whether that region meets the image border, whether it holds a pixel set in
+    ``near`` (a mask of the same shape; any other shape, e.g. 0 × 0: not looked at)).
 
     Each run of set pixels of a row is a node; a run is joined to every run of the row
     above that shares a column with it; a region's root is its earliest run in raster
@@ -125,17 +127,26 @@ def largest_region(mask: np.ndarray) -> tuple[int, bool]:
         prev = first
     size = np.zeros(n, np.int64)
     touches = np.zeros(n, np.bool_)
+    close = np.zeros(n, np.bool_)
+    check = near.shape[0] == ny and near.shape[1] == nx
     for r in range(n):
         root = _find(parent, r)
         size[root] += end[r] - start[r]
         if row[r] == 0 or row[r] == ny - 1 or start[r] == 0 or end[r] == nx:
             touches[root] = True
+        if check and not close[root]:
+            for x in range(start[r], end[r]):
+                if near[row[r], x]:
+                    close[root] = True
+                    break
     best = -1
     best_size = 0
     for r in range(n):
         if parent[r] == r and size[r] > best_size:
             best, best_size = r, size[r]
-    return int(best_size), bool(touches[best]) if best >= 0 else False
+    if best < 0:
+        return 0, False, False
+    return int(best_size), bool(touches[best]), bool(close[best])
 
 
 @_jit
@@ -188,7 +199,8 @@ def warm() -> None:
     node's fork server) pays it once."""
     img = np.full((16, 16), -1000.0, np.float32)
     img[4:12, 4:12] = 0.0
-    largest_region(img > -400.0)
+    largest_region(img > -400.0, np.zeros((0, 0), np.bool_))
+    largest_region(img > -400.0, img < -900.0)
     for view in (img, img[::2, ::2]):
         border_region_area(view, -1000.0, 8)
 

@@ -285,6 +285,15 @@ def test_point_search_smoothing_only_where_it_matters_gives_the_same_answer(
     img[10, 10] = 1000.0
     img[40:48, 40:48] = 600.0
     slices.append((img, 0.5))
+    # padding beside a bright block (the peak's box holds padding-valued pixels: the test
+    # without the median must leave it to the full search), and a bright spot in padded air
+    yy, xx = np.mgrid[:128, :128]
+    for spot in ((60, 126, 8), (64, 64, 1)):
+        img = rng.normal(-1000.0, 10.0, (128, 128)).astype(np.float32)
+        img[np.hypot(yy - 63.5, xx - 63.5) < 40] = 40.0
+        img[spot[0]:spot[0] + spot[2], spot[1] - spot[2]:spot[1]] = 1500.0
+        img[np.hypot(yy - 63.5, xx - 63.5) > 62] = -3024.0
+        slices.append((img, 0.8))
     for folder in ("catphan/Wire_FOV50", "catphan/CTP404_FOV150", "catphan/CTP486"):
         s = dicom.read([shared_data / "ct" / folder]).series[0]
         slices.extend((np.asarray(v), s.spacing[2]) for v in s.voxels)
@@ -363,11 +372,21 @@ def test_largest_region_is_ndimage_labels_largest() -> None:
     images += [tie, diagonal, runs, np.full((16, 16), -1000.0, np.float32)]
     big = np.where(rng.random((200, 203)) < 0.58, 100.0, -1000.0).astype(np.float32)
     images += [big, big[::2, ::2], big[1::3, ::2], big.T]
+    none = np.zeros((0, 0), bool)
     for img in images:
-        assert largest_region(img > -400.0) == _label_reference(img > -400.0)
-    assert largest_region(tie > -400.0) == (9, True)
-    assert largest_region(diagonal > -400.0) == (4, False)
-    assert largest_region(runs > -400.0)[0] == 34 + 9 + 8 + 9
+        assert largest_region(img > -400.0, none)[:2] == _label_reference(img > -400.0)
+        # whether the largest region holds a pixel of a second mask
+        labels, n = ndimage.label(img > -400.0)
+        if n:
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            region = labels == int(np.argmax(sizes))
+            for near in (rng.random(img.shape) < 0.001, ~region, region & (rng.random(
+                    img.shape) < 0.01)):
+                assert largest_region(img > -400.0, near)[2] == bool((region & near).any())
+    assert largest_region(tie > -400.0, none) == (9, True, False)
+    assert largest_region(diagonal > -400.0, none) == (4, False, False)
+    assert largest_region(runs > -400.0, none)[0] == 34 + 9 + 8 + 9
 
 
 def test_border_region_area_is_reconstruction_masks_padding() -> None:
@@ -541,35 +560,40 @@ def test_median_upper_bound_exactly_when_more_than_half_are_at_most_it() -> None
             assert got == (candidate, int(np.argmax(case))) and median <= candidate
 
 
-def test_large_body_fast_pass_leaves_padding_and_the_border_to_the_labelling() -> None:
-    """The one-pass LargeBody: a trunk in noisy air (given), the same trunk meeting the
-    image edge or inside a reconstruction circle's padding (not given: the labelling
-    decides, and says cut or not), a body under the limit (not given)."""
+def test_large_body_fast_pass_decides_padding_exactly() -> None:
+    """The one-pass LargeBody: a trunk in noisy air, inside a reconstruction circle's
+    padding, and beside padding three pixels away (given); the padding two pixels away
+    (cut, as the labelling's two-fold dilation says: not given), the body meeting the
+    image edge, a body under the limit (not given)."""
     rng = np.random.default_rng(15)
     yy, xx = np.mgrid[:300, :300]
     air = np.round(rng.normal(-1000.0, 15.0, (300, 300))).astype(np.float32)
     trunk = np.where(((yy - 150) / 110.0) ** 2 + ((xx - 150) / 140.0) ** 2 < 1, 40.0, air)
     trunk = trunk.astype(np.float32)
+    assert int(np.flatnonzero(trunk[150] > -400)[0]) == 11  # the body's leftmost column
     edge = trunk.copy()
     edge[150, :] = 40.0  # an arm of the body out to the image edge
     padded = trunk.copy()
     padded[np.hypot(yy - 149.5, xx - 149.5) > 149] = -3024.0
+    beside, cut = trunk.copy(), trunk.copy()
+    beside[:, :9] = -2048.0  # up to column 8: three pixels from column 11
+    cut[:, :10] = -2048.0  # up to column 9: two pixels
     small = np.where(np.hypot(yy - 150, xx - 150) < 100, 40.0, air).astype(np.float32)
     spacing = (1.0, 1.0)
-    assert isinstance(pm._large_body(trunk, trunk > -400.0, spacing, 112.0), pm.LargeBody)
-    for img in (edge, padded, small):
+    for img in (trunk, padded, beside):
+        assert isinstance(pm._large_body(img, img > -400.0, spacing, 112.0), pm.LargeBody)
+    for img in (cut, edge, small):
         assert pm._large_body(img, img > -400.0, spacing, 112.0) is None
-    for img in (trunk, edge, padded, small):
-        series = _series([img])
-        got = pm.find_bodies(series, 1)[0]
+    for img in (trunk, padded, beside, cut, edge, small):
+        got = pm.find_bodies(_series([img]), 1)[0]
         ref = pm.find_body(img, spacing)
         assert ref is not None
         if isinstance(got, pm.LargeBody):
             assert not ref.touches_edge and got.radius_min_mm == ref.radius_mm
         else:
             assert got == ref
-    assert pm.find_body(edge, spacing).touches_edge  # type: ignore[union-attr]
-    assert not pm.find_body(padded, spacing).touches_edge  # type: ignore[union-attr]
+    for img, is_cut in ((padded, False), (beside, False), (cut, True), (edge, True)):
+        assert pm.find_body(img, spacing).touches_edge is is_cut  # type: ignore[union-attr]
 
 
 def test_a_phantoms_analysis_imports_no_numba(shared_data: Path) -> None:
