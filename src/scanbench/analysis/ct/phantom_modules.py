@@ -220,11 +220,12 @@ def _large_body(img: np.ndarray, mask: np.ndarray, spacing_yx: tuple[float, floa
     Exact: the same region (the first of equal largest in raster order) and the same
     float steps to its radius. :func:`_touches_edge`'s padding test matters only when
     :func:`~scanbench.analysis.ct.common.reconstruction_mask` finds padding: a corner
-    value below air whose regions meeting the border hold over 2 % of the slice (counted
-    by a flood from the border, :func:`~scanbench.analysis.ct.slice_kernels.\
-border_region_area`); that padding is part of the pixels of such values, so a region
-    farther than two pixels (the cross twice, as ``binary_dilation(iterations=2)``) from
-    every one of them is not cut. A region nearer is left to the labelling."""
+    value below air whose regions meeting the border hold over 2 % of the slice. A value
+    whose such regions hold only a few pixels (a flood from the border, :func:`~scanbench.\
+analysis.ct.slice_kernels.border_region_area`) is none; the padding of any other lies
+    among the pixels of that value, so a region farther than two pixels (the cross
+    twice, as ``binary_dilation(iterations=2)``) from every one of them is not cut. A
+    region nearer is left to the labelling."""
     from scanbench.analysis.ct.common import PADDING_BELOW_HU
     from scanbench.analysis.masks import dilate_cross
 
@@ -239,9 +240,13 @@ border_region_area`); that padding is part of the pixels of such values, so a re
     near = np.zeros((0, 0), dtype=bool)  # no padding: nothing to stay away from
     corners = a[[0, 0, -1, -1], [0, -1, 0, -1]]
     if float(corners.min()) < -1005.0:  # (_touches_edge looks for padding only then)
-        limit = int(0.02 * a.size)  # padding is over 2 % of the pixels: more than this
+        # a value whose regions meeting the border hold at most this many pixels is not
+        # padding (that needs over 2 % of the slice: noisy air gives a few); one with more
+        # is taken for padding, which only makes the pixels to stay away from more (the
+        # flood stops there, instead of walking 2 % of the slice to be sure)
+        few = min(256, int(0.02 * a.size))
         padding = [v for v in {float(c) for c in corners if c <= PADDING_BELOW_HU}
-                   if border_region_area(a, v, limit) > limit]
+                   if border_region_area(a, v, few) > few]
         if padding:
             same = a == padding[0]
             for v in padding[1:]:
