@@ -196,10 +196,19 @@ PATIENTS = {((330.0, 240.0), "abdomen"): (0.05, 0.05), ((400.0, 300.0), "chest")
             ((260.0, 175.0), "abdomen"): (0.05, 0.05)}
 
 
+@pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize(("size", "region"), list(PATIENTS))
-def test_patient_confidences_unchanged(size: tuple[float, float], region: str) -> None:
+def test_patient_confidences_unchanged(size: tuple[float, float], region: str,
+                                       padded: bool) -> None:
+    """Also with −3024 HU padding outside a reconstruction circle (as most scanners write
+    it): the same confidences (checked with the code before the short cuts too)."""
     p = VirtualPatient(lat_mm=size[0], ap_mm=size[1], region=region, slices=3, matrix=192)
-    series = as_series(p, virtual_patient(p, seed=1)[0])
+    vol = virtual_patient(p, seed=1)[0]
+    if padded:
+        yy, xx = np.mgrid[:192, :192]
+        vol = vol.copy()
+        vol[:, np.hypot(yy - 95.5, xx - 95.5) > 95] = -3024.0
+    series = as_series(p, vol)
     assert _confidences(series) == _expect(*PATIENTS[(size, region)])
     _same_bodies(series)
 
