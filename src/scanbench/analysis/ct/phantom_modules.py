@@ -165,7 +165,7 @@ def _find_body(img: np.ndarray, spacing_yx: tuple[float, float], threshold_hu: f
     them, so F meets the dilated padding exactly when L does. L's size and edges thus
     decide both without filling the holes."""
     mask = np.asarray(img) > threshold_hu
-    if larger_than_mm is not None:
+    if larger_than_mm is not None and threshold_hu > -1010.0:  # (padding not in the mask)
         large = _large_body(img, mask, spacing_yx, larger_than_mm)
         if large is not None:
             return large
@@ -227,7 +227,6 @@ analysis.ct.slice_kernels.border_region_area`) is none; the padding of any other
     twice, as ``binary_dilation(iterations=2)``) from every one of them is not cut. A
     region nearer is left to the labelling."""
     from scanbench.analysis.ct.common import PADDING_BELOW_HU
-    from scanbench.analysis.masks import dilate_cross
 
     a = np.asarray(img)
     dy, dx = spacing_yx
@@ -237,7 +236,7 @@ analysis.ct.slice_kernels.border_region_area`) is none; the padding of any other
         return None
     from scanbench.analysis.ct.slice_kernels import border_region_area, largest_region
 
-    near = np.zeros((0, 0), dtype=bool)  # no padding: nothing to stay away from
+    values = np.zeros(0)  # no padding: nothing to stay away from
     corners = a[[0, 0, -1, -1], [0, -1, 0, -1]]
     if float(corners.min()) < -1005.0:  # (_touches_edge looks for padding only then)
         # a value whose regions meeting the border hold at most this many pixels is not
@@ -247,12 +246,8 @@ analysis.ct.slice_kernels.border_region_area`) is none; the padding of any other
         few = min(256, int(0.02 * a.size))
         padding = [v for v in {float(c) for c in corners if c <= PADDING_BELOW_HU}
                    if border_region_area(a, v, few) > few]
-        if padding:
-            same = a == padding[0]
-            for v in padding[1:]:
-                same |= a == v
-            near = dilate_cross(dilate_cross(same))
-    size, touches, close = largest_region(mask, near)
+        values = np.asarray(padding, dtype=np.float64)
+    size, touches, close = largest_region(mask, a, values)
     if size == 0 or touches or close:
         return None
     radius_min = math.sqrt(float(size) * dy * dx / math.pi)

@@ -13,7 +13,8 @@ these kernels read its mask once and write next to nothing:
   the runs of each row (union-find; Hoshen & Kopelman, Phys Rev B 1976;14:3438-3445, in
   its run-length form), joined where runs of adjacent rows share a column
   (4-connectivity); a row is read eight pixels at a time where they are all alike; and
-  whether that region holds a pixel of a second mask (near the padding).
+  whether a pixel of given values (the padding's) lies within two pixels of that region,
+  looked at from its boundary pixels only.
 - :func:`border_region_area` — how many pixels the regions of one value that meet the
   image border hold (the padding :func:`~scanbench.analysis.ct.common.reconstruction_mask`
   looks for), by a flood from the border: a few pixels on a slice without padding.
@@ -62,22 +63,48 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @_jit
-def largest_region(mask: np.ndarray, near: np.ndarray) -> tuple[int, bool, bool]:
+def _padding_within_two(img: np.ndarray, y: int, x: int, values: np.ndarray) -> bool:
+    """Whether a pixel within city-block distance 2 of (y, x) equals one of ``values``."""
+    ny, nx = img.shape
+    for dy in range(-2, 3):
+        yy = y + dy
+        if yy < 0 or yy >= ny:
+            continue
+        w = 2 - abs(dy)
+        for xx in range(max(x - w, 0), min(x + w + 1, nx)):
+            v = img[yy, xx]
+            for k in range(values.size):
+                if v == values[k]:
+                    return True
+    return False
+
+
+@_jit
+def largest_region(mask: np.ndarray, img: np.ndarray, values: np.ndarray
+                   ) -> tuple[int, bool, bool]:
     """(pixels of the largest 4-connected region of the boolean ``mask`` (0 when there is
-    none), whether that region meets the image border, whether it holds a pixel set in
-    ``near`` (a mask of the same shape; any other shape, e.g. 0 × 0: not looked at)).
+    none), whether that region meets the image border, and, when it does not, whether a
+    pixel of ``img`` equal to one of ``values`` lies within city-block distance 2 of it
+    (as ``binary_dilation(iterations=2)`` reaches; False when ``values`` is empty)).
 
     Each run of set pixels of a row is a node; a run is joined to every run of the row
     above that shares a column with it; a region's root is its earliest run in raster
     order (the smaller root wins each join), so the roots in increasing order are the
     regions in ``ndimage.label``'s order, and the first root of the largest size is the
-    region ``argmax`` of the label sizes picks."""
+    region ``argmax`` of the label sizes picks.
+
+    The distance is looked at from the region's boundary pixels only: a run's two ends
+    and its pixels that the runs of the row above or below do not cover (found from
+    those runs, not pixel by pixel). Exact for pixels outside the region (a value of
+    ``values`` is outside ``mask``): the last region pixel on a shortest path to such a
+    pixel has a neighbour outside the region, so it is a boundary pixel, and no farther."""
     ny, nx = mask.shape
     cap = ny * ((nx + 1) // 2)
     start = np.empty(cap, np.int32)
     end = np.empty(cap, np.int32)
     row = np.empty(cap, np.int32)
     parent = np.empty(cap, np.int32)
+    first_of_row = np.empty(ny + 1, np.int64)
     # the row's mask in bytes, read 8 at a time where they are all unset or all set
     buf = np.zeros(((nx + 7) // 8 + 1) * 8, np.uint8)
     words = buf.view(np.uint64)
@@ -87,6 +114,7 @@ def largest_region(mask: np.ndarray, near: np.ndarray) -> tuple[int, bool, bool]
         for x in range(nx):
             buf[x] = mask[y, x]
         first = n
+        first_of_row[y] = n
         x = 0
         while x < nx:
             while x < nx:
@@ -125,20 +153,16 @@ def largest_region(mask: np.ndarray, near: np.ndarray) -> tuple[int, bool, bool]
             else:
                 j += 1
         prev = first
+    first_of_row[ny] = n
     size = np.zeros(n, np.int64)
     touches = np.zeros(n, np.bool_)
-    close = np.zeros(n, np.bool_)
-    check = near.shape[0] == ny and near.shape[1] == nx
+    root_of = np.empty(n, np.int32)
     for r in range(n):
         root = _find(parent, r)
+        root_of[r] = root
         size[root] += end[r] - start[r]
         if row[r] == 0 or row[r] == ny - 1 or start[r] == 0 or end[r] == nx:
             touches[root] = True
-        if check and not close[root]:
-            for x in range(start[r], end[r]):
-                if near[row[r], x]:
-                    close[root] = True
-                    break
     best = -1
     best_size = 0
     for r in range(n):
@@ -146,7 +170,33 @@ def largest_region(mask: np.ndarray, near: np.ndarray) -> tuple[int, bool, bool]
             best, best_size = r, size[r]
     if best < 0:
         return 0, False, False
-    return int(best_size), bool(touches[best]), bool(close[best])
+    if touches[best] or values.size == 0:
+        return int(best_size), bool(touches[best]), False
+    for r in range(n):
+        if root_of[r] != best:
+            continue
+        y, s, e = row[r], start[r], end[r]
+        if _padding_within_two(img, y, s, values) or \
+                _padding_within_two(img, y, e - 1, values):
+            return int(best_size), False, True
+        for yy in (y - 1, y + 1):  # (the region does not meet the border: 0 < y < ny - 1)
+            cur = s
+            for q in range(first_of_row[yy], first_of_row[yy + 1]):
+                a, b = start[q], end[q]
+                if b <= cur:
+                    continue
+                if a >= e:
+                    break
+                for x in range(cur, min(a, e)):  # not covered from row yy: boundary
+                    if _padding_within_two(img, y, x, values):
+                        return int(best_size), False, True
+                cur = max(cur, b)
+                if cur >= e:
+                    break
+            for x in range(cur, e):
+                if _padding_within_two(img, y, x, values):
+                    return int(best_size), False, True
+    return int(best_size), False, False
 
 
 @_jit
@@ -199,8 +249,10 @@ def warm() -> None:
     node's fork server) pays it once."""
     img = np.full((16, 16), -1000.0, np.float32)
     img[4:12, 4:12] = 0.0
-    largest_region(img > -400.0, np.zeros((0, 0), np.bool_))
-    largest_region(img > -400.0, img < -900.0)
+    none = np.zeros(0, np.float64)
+    for view in (img, img[::2, ::2]):
+        largest_region(view > -400.0, view, none)
+        largest_region(view > -400.0, view, np.array([-1000.0]))
     for view in (img, img[::2, ::2]):
         border_region_area(view, -1000.0, 8)
 

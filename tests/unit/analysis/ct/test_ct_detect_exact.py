@@ -381,21 +381,46 @@ def test_largest_region_is_ndimage_labels_largest() -> None:
     images += [tie, diagonal, runs, np.full((16, 16), -1000.0, np.float32)]
     big = np.where(rng.random((200, 203)) < 0.58, 100.0, -1000.0).astype(np.float32)
     images += [big, big[::2, ::2], big[1::3, ::2], big.T]
-    none = np.zeros((0, 0), bool)
+    none = np.zeros(0)
+    pad = np.array([-3024.0])
     for img in images:
-        assert largest_region(img > -400.0, none)[:2] == _label_reference(img > -400.0)
-        # whether the largest region holds a pixel of a second mask
-        labels, n = ndimage.label(img > -400.0)
-        if n:
-            sizes = np.bincount(labels.ravel())
-            sizes[0] = 0
-            region = labels == int(np.argmax(sizes))
-            for near in (rng.random(img.shape) < 0.001, ~region, region & (rng.random(
-                    img.shape) < 0.01)):
-                assert largest_region(img > -400.0, near)[2] == bool((region & near).any())
-    assert largest_region(tie > -400.0, none) == (9, True, False)
-    assert largest_region(diagonal > -400.0, none) == (4, False, False)
-    assert largest_region(runs > -400.0, none)[0] == 34 + 9 + 8 + 9
+        mask = img > -400.0
+        assert largest_region(mask, img, none) == (*_label_reference(mask), False)
+        # with padding-valued pixels scattered, in a block, or none: whether the largest
+        # region comes within two pixels of one (binary_dilation(iterations=2) of them)
+        labels, n = ndimage.label(mask)
+        if not n:
+            continue
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        region = labels == int(np.argmax(sizes))
+        for where in (rng.random(img.shape) < 0.002, rng.random(img.shape) < 0.02,
+                      np.zeros(img.shape, bool)):
+            padded = np.where(where & ~mask, -3024.0, img).astype(np.float32)
+            touches = _label_reference(mask)[1]
+            near = ndimage.binary_dilation(padded == -3024.0, iterations=2)
+            expected = (int(sizes.max()), touches, not touches and bool((region & near).any()))
+            assert largest_region(mask, padded, pad) == expected
+    assert largest_region(tie > -400.0, tie, none) == (9, True, False)
+    assert largest_region(diagonal > -400.0, diagonal, none) == (4, False, False)
+    assert largest_region(runs > -400.0, runs, none)[0] == 34 + 9 + 8 + 9
+    # padding two pixels (city block) from the region (rows 8-11, columns 5-9): near;
+    # three: not; below the middle of a run (seen from the row below, not a run's end)
+    for (y, x), near_ in (((13, 7), True), ((14, 7), False), ((6, 7), True), ((5, 7), False),
+                          ((10, 11), True), ((10, 12), False), ((12, 10), True),
+                          ((13, 10), False), ((9, 3), True), ((7, 3), False)):
+        img = np.full((20, 20), -1000.0, np.float32)
+        img[8:12, 5:10] = 50.0
+        img[y, x] = -3024.0
+        assert largest_region(img > -400.0, img, pad) == (20, False, near_), (y, x)
+        # a run below covering part of the bottom row: its uncovered part is boundary
+        img[12, 8:10] = 50.0
+        if (y, x) in ((13, 7), (14, 7)):
+            img[y, x] = -1000.0
+            img[13, 6] = -3024.0
+            assert largest_region(img > -400.0, img, pad) == (22, False, True)
+            img[13, 6], img[14, 6] = -1000.0, -3024.0
+            assert largest_region(img > -400.0, img, pad) == (22, False, False)
 
 
 def test_border_region_area_is_reconstruction_masks_padding() -> None:
