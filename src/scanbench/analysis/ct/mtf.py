@@ -411,7 +411,7 @@ def _point_in_slice(raw: np.ndarray, dy: float, dx: float
         return ndimage.gaussian_filter(part, sigma)[ya - ca:yb - ca, xa - da:xb - da]
 
     # first without the median, from an upper bound of it (a patient's slice ends here)
-    bound = _median_upper_bound(img, inside, not padding)
+    bound = _median_upper_bound(img, inside, not padding, max(padding, default=-math.inf))
     if bound is not None and _region_too_large(img, inside, bound[0], reach, (dy, dx),
                                                smoothed, brightest=bound[1],
                                                margin=_ROUNDING_HU, padding=padding):
@@ -537,15 +537,18 @@ def _padding_values(img: np.ndarray) -> tuple[float, ...]:
                  and np.count_nonzero(img == v) > 0.02 * img.size)
 
 
-def _median_upper_bound(img: np.ndarray, inside: np.ndarray, everywhere: bool
-                        ) -> tuple[float, int] | None:
+def _median_upper_bound(img: np.ndarray, inside: np.ndarray, everywhere: bool,
+                        floor: float = -math.inf) -> tuple[float, int] | None:
     """(a value at least the median of the slice's data pixels, the slice's ``argmax``),
     or None when the count below does not show it (or a NaN is there).
 
     The candidate is about the 60th percentile of every 64th data pixel; it bounds the
     median exactly when more than ``n // 2`` of the ``n`` data pixels are at most it:
     then the middle value (or both middle values, and their float mean) are at most it.
-    A count and an ``argmax`` instead of the median's partition."""
+    A count and an ``argmax`` instead of the median's partition. ``inside`` may leave
+    out data pixels of padding values (:func:`_point_in_slice`): a candidate at least
+    ``floor`` (the largest of them) is above every left-out pixel, so adding them to the
+    count and to ``n`` alike keeps the count over half; a lower candidate gives None."""
     n = img.size if everywhere else int(np.count_nonzero(inside))
     if n < 8192:
         return None
@@ -555,6 +558,8 @@ def _median_upper_bound(img: np.ndarray, inside: np.ndarray, everywhere: bool
         return None
     at = int(0.6 * sample.size)
     candidate = np.float64(np.partition(sample, at)[at])
+    if candidate < floor:
+        return None
     brightest = int(np.argmax(img))
     if math.isnan(float(img.flat[brightest])):
         return None  # np.argmax finds a NaN first: the full search handles it

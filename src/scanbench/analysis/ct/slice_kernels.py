@@ -253,7 +253,6 @@ def warm() -> None:
     for view in (img, img[::2, ::2]):
         largest_region(view > -400.0, view, none)
         largest_region(view > -400.0, view, np.array([-1000.0]))
-    for view in (img, img[::2, ::2]):
         border_region_area(view, -1000.0, 8)
 
 

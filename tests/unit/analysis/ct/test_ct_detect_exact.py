@@ -646,3 +646,27 @@ def test_a_phantoms_analysis_imports_no_numba(shared_data: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split("\n")[-2]
     assert out == "['ct.catphan'] False"
+
+
+def test_median_upper_bound_over_pixels_of_other_values_needs_the_floor() -> None:
+    """With padding, ct.mtf's bound counts the pixels of other values only; that bounds
+    the median of all data pixels only when the candidate lies at or above the padding
+    value (the left-out data pixels of that value are then at most it). A slice whose
+    padding value (−1024) also fills a third of its data, the rest mostly below it: the
+    candidate (−1100) lies below the true median (−1024) and must not be given."""
+    rng = np.random.default_rng(16)
+    yy, xx = np.mgrid[:256, :256]
+    disc = np.hypot(yy - 127.5, xx - 127.5) < 120
+    img = np.where(rng.random((256, 256)) < 0.35, -1024.0,
+                   np.where(rng.random((256, 256)) < 0.72, -1100.0, 0.0)).astype(np.float32)
+    img[~disc] = -1024.0
+    assert mtf._padding_values(img) == (-1024.0,)
+    median = float(np.median(img[reconstruction_mask(img)]))
+    assert median == -1024.0
+    others = img != -1024.0
+    unfloored = mtf._median_upper_bound(img, others, False)
+    assert unfloored is not None and unfloored[0] == -1100.0 < median  # what it would say
+    assert mtf._median_upper_bound(img, others, False, -1024.0) is None
+    # and _point_in_slice, which passes the floor, answers as the full search
+    ref = _point_in_slice_reference(np.asarray(img, np.float64), 0.8, 0.8)
+    assert mtf._point_in_slice(img, 0.8, 0.8) == ref
