@@ -292,7 +292,8 @@ def test_kernel_equals_the_numpy_form_to_the_bit() -> None:
     per-slab sums and soft-tissue pixels to the bit (the sums compared as bytes): on
     virtual patients (a chest without fat: lungs are holes, soft tissue meets the skin;
     an abdomen on 512², kernel 8 px, a power of two: the exact-reciprocal path; a
-    256² chest, kernel 5 px: the division path), an odd number of slices and of rows,
+    256² chest, kernel 5 px: the division path; the chest with -3024 HU padding outside
+    its reconstruction circle), an odd number of slices and of rows,
     float64 voxels, a NaN pixel (counted, never binned), a kernel wider and taller than
     the image (reflected more than once) and one of 3 pixels."""
     from scipy import ndimage
@@ -307,6 +308,11 @@ def test_kernel_equals_the_numpy_form_to_the_bit() -> None:
                                   (VirtualPatient(slices=3, matrix=256, region="chest"),
                                    3, 5, 7)):
         cases.append((virtual_patient(p, seed)[0], size, margin))
+    # -3024 HU outside the reconstruction circle, as most scanners write a patient's series
+    padded = cases[0][0].copy()
+    yy, xx = np.mgrid[:192, :192]
+    padded[:, (yy - 95.5) ** 2 + (xx - 95.5) ** 2 > 90.0 ** 2] = -3024.0
+    cases.append((padded, 5, 6))
     rng = np.random.default_rng(5)
     for shape, size, margin in (((3, 21, 17), 8, 2), ((2, 16, 16), 21, 3),
                                 ((1, 40, 33), 7, 1), ((6, 31, 70), 4, 5),
