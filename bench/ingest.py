@@ -36,6 +36,19 @@ from pydicom.uid import generate_uid
 ORTHANC_DICOMWEB = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
+def dcmtk(program: str) -> str:
+    """dcmtk's ``program`` on PATH, passing over pynetdicom's Python scripts of the same
+    name (in the virtual environment's bin folder, first on PATH when it is activated),
+    which take other options and would time pynetdicom instead of dcmtk."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = Path(folder) / program
+        if path.is_file() and os.access(path, os.X_OK):
+            with path.open("rb") as f:
+                if b"python" not in f.readline():
+                    return str(path)
+    raise SystemExit(f"dcmtk's {program} not found on PATH (Debian: apt-get install dcmtk)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +64,7 @@ def wait(what: str, check, timeout: float = 60.0) -> None:  # type: ignore[no-un
 
 
 def echo(port: int, aec: str) -> bool:
-    return subprocess.run(["echoscu", "-to", "2", "-aec", aec, "127.0.0.1", str(port)],
+    return subprocess.run([dcmtk("echoscu"), "-to", "2", "-aec", aec, "127.0.0.1", str(port)],
                           capture_output=True, timeout=20, check=False).returncode == 0
 
 
@@ -77,7 +90,7 @@ def make_files(folder: Path, n_series: int) -> list[Path]:
 
 def send(port: int, aec: str, files: list[Path], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(["storescu", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+    r = subprocess.run([dcmtk("storescu"), "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
                        capture_output=True, text=True, timeout=1800, env=env, check=False)
     elapsed = time.perf_counter() - t0
     if r.returncode != 0:

@@ -4,11 +4,42 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: dcmtk programs the tests run by name; pynetdicom installs Python scripts of the same
+#: names (with other options) in the virtual environment's bin folder
+DCMTK_PROGRAMS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp")
+
+
+def _is_python_script(path: str) -> bool:
+    with open(path, "rb") as f:
+        return b"python" in f.readline()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With the virtual environment activated, its bin folder comes first on PATH and
+    ``storescu`` there is pynetdicom's, which knows none of dcmtk's options (``-R``,
+    ``+tls``, ...); the tests mean dcmtk's. Where a name resolves to such a script, a
+    folder of links to dcmtk's programs goes first on PATH for this run."""
+    shadowed = [n for n in DCMTK_PROGRAMS
+                if (w := shutil.which(n)) is not None and _is_python_script(w)]
+    if not shadowed:
+        return
+    links = Path(tempfile.mkdtemp(prefix="sb-dcmtk-"))
+    for name in shadowed:
+        for folder in os.environ.get("PATH", "").split(os.pathsep):
+            cand = Path(folder) / name
+            if cand.is_file() and os.access(cand, os.X_OK) and not _is_python_script(
+                    str(cand)):
+                (links / name).symlink_to(cand)
+                break
+    os.environ["PATH"] = f"{links}{os.pathsep}{os.environ['PATH']}"
 
 
 def _shared_data() -> Path:
