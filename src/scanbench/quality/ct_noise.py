@@ -55,6 +55,7 @@ import multiprocessing
 import os
 import re
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -155,10 +156,12 @@ ENV_PROCESSES = "SCANBENCH_CT_NOISE_PROCESSES"
 _MIN_SLICES_PER_PROCESS = 32
 
 
-def processes() -> int:
-    """The number of processes :func:`measure_slices` may use: :data:`ENV_PROCESSES`, else
-    :func:`idle_share` of the cores this process may run on and the 1-minute load
-    average."""
+def processes(n_slices: int | None = None) -> int:
+    """The number of processes :func:`measure_slices` may use for ``n_slices`` slices:
+    :data:`ENV_PROCESSES`, else 1 for a series too short to share, else :func:`idle_share`
+    of the cores this process may run on and the cores other processes keep busy now
+    (:func:`busy_cores`; the 1-minute load average where the kernel's counters cannot be
+    read)."""
     value = os.environ.get(ENV_PROCESSES, "").strip()
     if value:
         try:
@@ -168,25 +171,69 @@ def processes() -> int:
         if n < 1:
             raise AnalysisError(f"{ENV_PROCESSES}={value!r}: at least 1 process is needed")
         return n
+    if n_slices is not None and n_slices < 2 * _MIN_SLICES_PER_PROCESS:
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
+    busy = busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average here: assume the cores idle
+            busy = 0.0
+    return idle_share(cores, busy)
+
+
+#: how long :func:`busy_cores` watches the kernel's CPU counters (s): 5 clock ticks of
+#: each core at Linux's usual 100 Hz, a small part of a series' measurement
+BUSY_SAMPLE_S = 0.05
+
+
+def cpu_counters(stat: str) -> tuple[int, int] | None:
+    """(idle, total) clock ticks of all cores together from the text of ``/proc/stat``
+    (its ``cpu`` line: user nice system idle iowait irq softirq steal ...; idle counts
+    idle and iowait; guest time is already inside user, so only the first eight fields
+    add up to the total); None if there is no such line."""
+    for line in stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(f) for f in fields[1:9]]
+            return ticks[3] + ticks[4], sum(ticks)
+    return None
+
+
+def busy_cores(sample_s: float = BUSY_SAMPLE_S) -> float | None:
+    """How many cores other processes keep busy now: the share of the machine's clock ticks
+    not idle over ``sample_s`` seconds (this process sleeps meanwhile, so it counts only
+    the others) times the online cores; None where ``/proc/stat`` cannot be read. Why not
+    the 1-minute load average: it still holds what this process (or the analysis before
+    it) did in the last minute, and on the bench a job whose process had just been busy
+    measured in one process with the other core idle (bench/README.md,
+    ``clinical_iq.py``)."""
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average here: assume the cores idle
-        load = 0.0
-    return idle_share(cores, load)
+        with open("/proc/stat") as f:
+            before = cpu_counters(f.read())
+        time.sleep(sample_s)
+        with open("/proc/stat") as f:
+            after = cpu_counters(f.read())
+    except OSError:
+        return None
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    idle_share_now = (after[0] - before[0]) / (after[1] - before[1])
+    return max(0.0, 1.0 - idle_share_now) * (os.cpu_count() or 1)
 
 
 def idle_share(cores: int, load: float) -> int:
-    """This process and one helper per core that others leave idle: ``1 + round(cores - 1
-    - load)``, between 1 and ``cores``. Why not always every core: a helper on a core that
-    another process keeps busy only takes turns with it (or with this process): measured
-    on the 2-core bench machine while another session held a core, two processes took as
-    long as one, with more CPU (bench/README.md, ``clinical_iq.py``). On the node, once a
-    series is in, the core that received it is idle (the 1-minute load hardly sees a few
-    seconds of receiving), so a 2-core node measures on both."""
+    """This process and one helper per core that others leave idle (``load``: the cores
+    others keep busy): ``1 + round(cores - 1 - load)``, between 1 and ``cores``. Why not
+    always every core: a helper on a core that another process keeps busy only takes turns
+    with it (or with this process): measured on the 2-core bench machine while another
+    session held a core, two processes took as long as one, with more CPU (bench/README.md,
+    ``clinical_iq.py``). On the node, once a series is in, the core that received it is
+    idle, so a 2-core node measures on both."""
     return max(1, min(cores, 1 + round(cores - 1 - load)))
 
 
@@ -421,7 +468,7 @@ class ClinicalGlobalNoise:
         air_margin = max(1, round(10.0 / px))
 
         cfg = _SlabSettings(size, air_margin, low, high, bin_hu)
-        part = measure_slices(series.voxels, cfg, processes())
+        part = measure_slices(series.voxels, cfg, processes(series.voxels.shape[0]))
         duke, wt, wa = part.histograms(bin_hu)
         tissue_px = part.tissue_px
 

@@ -581,10 +581,40 @@ def test_mtf_point_search_stops_only_when_half_the_slices_cannot_hold_a_point() 
 
 def test_default_processes_are_this_one_and_one_per_idle_core() -> None:
     """Without SCANBENCH_CT_NOISE_PROCESSES the series is split over this process and the
-    cores the load average leaves idle: a helper on a busy core only takes turns."""
+    cores other processes leave idle: a helper on a busy core only takes turns."""
     from scanbench.quality.ct_noise import idle_share
 
     assert idle_share(2, 0.1) == 2  # a node just done receiving: both cores
     assert idle_share(2, 0.8) == 1 and idle_share(2, 2.4) == 1  # the other core is busy
     assert idle_share(8, 3.0) == 5 and idle_share(8, 0.0) == 8 and idle_share(1, 0.0) == 1
     assert idle_share(4, 20.0) == 1
+
+
+def test_busy_cores_reads_the_kernels_counters_and_sees_a_busy_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default counts the cores other processes keep busy now, from /proc/stat's
+    ``cpu`` line (idle + iowait against the first eight fields), not the 1-minute load
+    average, which still holds what this process did in the last minute."""
+    import os
+    import subprocess
+    import sys
+
+    from scanbench.quality.ct_noise import busy_cores, cpu_counters, processes
+
+    text = "cpu  100 5 50 1000 20 1 2 3 7 0\ncpu0 50 2 25 500 10 0 1 1 0 0\nintr 1 2\n"
+    assert cpu_counters(text) == (1020, 1181)  # guest (7) is already inside user
+    assert cpu_counters("intr 1 2\n") is None
+    quiet = busy_cores()
+    assert quiet is not None and 0.0 <= quiet <= (os.cpu_count() or 1)
+    spinner = subprocess.Popen([sys.executable, "-c",
+                                "import sys\nprint('ready', flush=True)\nwhile True: pass"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert spinner.stdout is not None and spinner.stdout.readline() == "ready\n"
+        busy = busy_cores(0.3)
+        assert busy is not None and busy >= 0.5  # the spinner holds about one core
+    finally:
+        spinner.kill()
+        spinner.wait()
+    monkeypatch.delenv("SCANBENCH_CT_NOISE_PROCESSES", raising=False)
+    assert processes(40) == 1  # too short to share: no sampling at all
