@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,10 @@ def test_the_api_gives_the_protocol_model_and_exams_within_the_callers_sites(
         assert page.status_code == 200
         assert "ABDOMEN &lt;b&gt;ROUTINE&lt;/b&gt;" in page.text and "<b>ROUTINE" not in page.text
         assert "data-figure=" in page.text
+        # the exams' period as people read it, not the API's ISO form with microseconds
+        first = dt.datetime.fromisoformat(p["first"]).strftime("%Y-%m-%d %H:%M")
+        (exams_row,) = re.findall(r"<tr><th>exams</th><td>(.*?)</td></tr>", page.text)
+        assert f"; {first} to " in exams_row and p["first"] not in exams_row
         cmp = client.get("/api/v1/clinical-iq/compare").json()
         assert [d["device_id"] for d in cmp["devices"]] == [world.device_id]
         assert cmp["models"][0]["devices"] == 1

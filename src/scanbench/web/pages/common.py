@@ -225,9 +225,16 @@ def _json_data(value: Any) -> Markup:
     return Markup(text)
 
 
-def _when(value: dt.datetime | dt.date | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+def _when(value: dt.datetime | dt.date | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A time as people read it (to the minute); an ISO 8601 string (the JSON views'
+    form, as the API gives it) is read first, anything else shown as it is."""
     if value is None:
         return "—"
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value).strftime(fmt)
+        except ValueError:
+            return value
     return value.strftime(fmt)
 
 
