@@ -37,23 +37,11 @@ directory; ``NUMBA_CACHE_DIR`` chooses another). A process loads it on import (a
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from typing import Any
-
-import numba
 import numpy as np
 
+from scanbench.analysis.jit import cached_njit
 
-def _jit(fn: Callable[..., Any]) -> Any:
-    """``numba.njit(cache=True)``; without a writable cache location (numba then refuses
-    to decorate) compiled in each process instead, with a warning saying so."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
-        warnings.warn(f"CT noise kernel not cached ({exc}); set NUMBA_CACHE_DIR to a "
-                      "writable directory", RuntimeWarning, stacklevel=2)
-        return numba.njit(nogil=True)(fn)
+_jit = cached_njit("CT noise kernel")
 
 
 @_jit

@@ -28,23 +28,11 @@ location they are compiled in each process, with a warning.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from typing import Any
-
-import numba
 import numpy as np
 
+from scanbench.analysis.jit import cached_njit
 
-def _jit(fn: Callable[..., Any]) -> Any:
-    """``numba.njit(cache=True)``; compiled per process (with a warning) when no cache
-    location is writable (numba then refuses to decorate)."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
-        warnings.warn(f"CT detector kernel not cached ({exc}); set NUMBA_CACHE_DIR to a "
-                      "writable directory", RuntimeWarning, stacklevel=2)
-        return numba.njit(nogil=True)(fn)
+_jit = cached_njit("CT detector kernel")
 
 
 _ONES = np.uint64(0x0101010101010101)  # eight set bytes
