@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -186,3 +187,68 @@ def test_a_worker_that_dies_is_a_named_failure_of_its_series(tmp_path: Path) -> 
     (failure,) = rep.failures
     assert failure.where.startswith(f"{tmp_path / 'a'}: series ")
     assert "worker process" in failure.reason and "SIGKILL" in failure.reason
+
+
+def test_header_walk_equals_pydicom_on_every_real_file(shared_data: Path) -> None:
+    """The header pass's own walk (the grouping tags up to (0020,0052), implicit and
+    explicit VR little endian) gives pydicom's values for every real Part 10 file, and
+    on a truncated copy either those values or None (pydicom then reads the file), never
+    another value."""
+    tags = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "FrameOfReferenceUID",
+            "SOPInstanceUID", "SeriesDescription"]
+    files = sorted(p for p in shared_data.rglob("*") if p.is_file())
+    walked = 0
+    for n, path in enumerate(files):
+        data = par._head_bytes(path)
+        if data is None or data[128:132] != b"DICM":
+            continue
+        with warnings.catch_warnings():  # pydicom on real files' invalid UIs
+            warnings.simplefilter("ignore")
+            want = par._pydicom_header(path, tags)
+        got = par._walk(data, path)
+        if got is None:
+            continue
+        walked += 1
+        assert got == want, path
+        if n % 7 == 0:  # truncated copies of some of them: the values or None
+            for cut in range(132, min(len(data), 4000), 37):
+                short = par._walk(data[:cut])
+                assert short is None or short == want, (path, cut)
+    assert walked >= 300  # 363 real Part 10 files, implicit and explicit VR
+
+
+def test_header_walk_skips_sequences_of_undefined_length(tmp_path: Path) -> None:
+    """A sequence of undefined length (items of defined and undefined length) before the
+    grouping tags is skipped to its delimiter (PS3.5 §7.5), in both VR encodings."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
+        inner = Dataset()
+        inner.CodeValue, inner.CodeMeaning = "126", "FDG [tag]"
+        item = Dataset()
+        item.RadiopharmaceuticalCodeSequence = Sequence([inner])
+        item.Radiopharmaceutical = "Fluorodeoxyglucose"
+        ds.ReferencedImageSequence = Sequence([item, Dataset()])  # (0008,1140), an SQ
+        ds["ReferencedImageSequence"].is_undefined_length = True
+        item.is_undefined_length_sequence_item = True  # the second item: a defined length
+        ds.Modality, ds.SeriesDescription = "PT", "WB [x]"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.FrameOfReferenceUID = generate_uid()
+        ds.Rows = 2  # the walk stops at the first tag past (0020,0052)
+        path = tmp_path / f"{syntax}.dcm"
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        raw = path.read_bytes()
+        assert b"\xfe\xff\xdd\xe0" in raw  # written with undefined lengths
+        want = {par._STUDY: ds.StudyInstanceUID, par._SERIES: ds.SeriesInstanceUID,
+                par._MODALITY: "PT", par._FOR: ds.FrameOfReferenceUID,
+                par._SOP: ds.SOPInstanceUID, par._DESC: "WB [x]"}
+        assert par._walk(raw, path) == want
