@@ -10,17 +10,21 @@ inert for a terminal or a log file (control characters shown as ``\\xNN``).
 When stdout or stderr is not a terminal (a log file, a pipe, a CI job), lines are
 never hard-wrapped: a message stays on one line so that it can be searched, and a
 line break never falls inside a phrase. Tables keep a fixed width of 132 columns.
+
+rich itself is imported when a console, markup or a rich text is asked for: :func:`plain`
+alone (a message to a log file or a pipe) does not need it (issue 15: ``analyze --json``
+in a script prints its notes without importing rich, about 13 ms).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 #: C0 controls except tab and newline, DEL, and the C1 controls (ECMA-48 section 5):
 #: the bytes a terminal interprets (ESC starts a control sequence, CR rewrites a line).
@@ -41,12 +45,16 @@ def plain(value: Any, *, newlines: bool = True) -> str:
 def safe(value: Any) -> str:
     """Outside text made inert for rich markup and for the terminal: control characters
     shown as ``\\xNN`` (:func:`plain`), square brackets escaped (``rich.markup.escape``)."""
+    from rich.markup import escape
+
     return escape(plain(value))
 
 
 def text(value: Any, style: str = "") -> Text:
     """Outside text as a rich :class:`~rich.text.Text` (never parsed as markup), e.g. a
     table cell."""
+    from rich.text import Text
+
     return Text(plain(value), style=style)
 
 
@@ -56,6 +64,8 @@ def console(*, stderr: bool = False) -> Console:
     Not a terminal: no hard wrap of printed lines (``soft_wrap``) and tables
     :data:`PIPE_WIDTH` columns wide, whatever the ``COLUMNS`` of the calling shell.
     """
+    from rich.console import Console
+
     probe = Console(stderr=stderr)
     if probe.is_terminal:
         return probe

@@ -65,10 +65,63 @@ def test_failed_skipped_and_no_series_same_messages_and_status(pet_iq: Path,
     empty = tmp_path / "empty [b]dir"
     empty.mkdir()
     (empty / "notes [red]x.txt").write_text("not DICOM")  # skipped, named with markup
-    code, out, err, _ = _same("analyze", str(empty), "--json")
+    code, out, err, modules = _same("analyze", str(empty), "--json")
     assert code == 2 and json.loads(out) == []
     assert "note: skipped" in err and "[red]x.txt" in err  # shown, not read as markup
     assert "no DICOM image series found in" in err and "[b]dir" in err
+    assert modules == []  # messages to a pipe are plain text: rich is not imported
+
+
+AWKWARD = ["plain.dcm", "T2 [/b] and [red]x[/]", "back\\[slash]\\ x", "esc \x1b[31mred",
+           "line\nbreak\rreturn\x7f", "ünïcödé 中文", "[", "]", "[/]", "{}"]
+
+
+@pytest.mark.parametrize("value", AWKWARD)
+def test_plain_messages_are_what_rich_prints_to_a_pipe(value: str,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """print_err without rich (stderr not a terminal) writes exactly what the rich console
+    it replaces wrote there, for every message form and outside text with markup, control
+    characters, backslashes and braces."""
+    import io
+
+    from rich.console import Console
+
+    from scanbench import entry
+    from scanbench.console import PIPE_WIDTH, safe
+
+    lines: list[tuple[str, object]] = [
+        ("[dim]note: skipped {}: {}[/]", (value, "not DICOM " + value)),
+        ("[red]error:[/] {}: {}", (value, value)),
+        ("[red]error:[/] {}", value),
+        ("[red]error:[/] no DICOM image series found in {}", [Path(value), value])]
+    rich_out = io.StringIO()
+    rich_err = Console(file=rich_out, soft_wrap=True, width=PIPE_WIDTH, force_terminal=False)
+    for markup, values in lines:
+        rich_err.print(entry._formatted(markup, values, safe))
+    for name in entry._TERMINAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    entry.print_err(lines)
+    assert capsys.readouterr().err == rich_out.getvalue()
+
+
+def test_plain_messages_keep_names_as_written(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Where rich did not: a file name is never turned into an emoji, a tab stays a tab
+    (rich expands it to spaces), and a name ending in a backslash keeps one
+    (``rich.markup.escape`` doubles it, and rich shows both unless a closing tag
+    follows)."""
+    from scanbench import entry
+
+    for name in entry._TERMINAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    entry.print_err([("[dim]note: skipped {}: {}[/]", ("a:warning:b.txt", "not DICOM")),
+                     ("[red]error:[/] {}: {}", ("dir\\", "unreadable")),
+                     ("[red]error:[/] {}", "a\tb")])
+    assert capsys.readouterr().err == ("note: skipped a:warning:b.txt: not DICOM\n"
+                                       "error: dir\\: unreadable\n"
+                                       "error: a\tb\n")
 
 
 def test_bad_usage_goes_to_the_full_command_line(tmp_path: Path) -> None:
