@@ -31,7 +31,7 @@ worker above run for one analysis — interleaved, median (``bench/wholeproc.py`
     python bench/mr.py --whole-process [--rounds 5] [--before /tmp/before/src] [--no-bytecode]
 
 scanbench's bytecode is cached there (as for an installed package; the peers' is), unless
-``--no-bytecode``: see :func:`with_bytecode`.
+``--no-bytecode``: see ``wholeproc.with_bytecode``.
 
 Never run as a timed test.
 """
@@ -160,27 +160,11 @@ def run_worker(python: Path | str, code: str, folder: Path, rounds: int) -> dict
     return result
 
 
-def with_bytecode(env: dict[str, str], cache: Path) -> dict[str, str]:
-    """``env`` with Python's bytecode cache on, kept in ``cache``.
-
-    Why: the peers run from their environments' compiled ``.pyc`` files (pip writes them
-    at install), as an installed scanbench would; a source tree run with
-    ``PYTHONDONTWRITEBYTECODE=1`` (set on the benchmark machine) compiles every scanbench
-    module in every process instead (about 0.08 s of an ACR MRI run). With the cache on,
-    the untimed first round writes the ``.pyc`` files and the timed rounds read them, as
-    ``wholeproc`` intends. ``cache`` (``PYTHONPYCACHEPREFIX``) keeps them out of the
-    source trees; it mirrors absolute paths, so two trees never share one."""
-    out = dict(env)
-    out.pop("PYTHONDONTWRITEBYTECODE", None)
-    out["PYTHONPYCACHEPREFIX"] = str(cache)
-    return out
-
-
 def whole_process(folder: Path, rounds: int, before: Path | None, bytecode: bool = True) -> None:
     """Whole-process medians: scanbench analyze (now, and from ``before``), hazen, pylinac."""
     import tempfile
 
-    from wholeproc import interleaved, machine, scanbench_env
+    from wholeproc import bytecode_note, interleaved, machine, scanbench_env, with_bytecode
 
     cache = Path(tempfile.mkdtemp(prefix="scanbench-bench-pyc-"))
 
@@ -202,9 +186,7 @@ def whole_process(folder: Path, rounds: int, before: Path | None, bytecode: bool
     cmds["hazen"] = ([str(peer_python("hazen", "hazen")), "-c", HAZEN, str(folder), "1"], None)
     print(machine())
     print(f"ACR MRI suite on {folder.name}: {rounds} interleaved rounds, whole process, "
-          "median seconds; scanbench bytecode "
-          + ("cached (as installed)" if bytecode else "as the environment says "
-             f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"))
+          f"median seconds; {bytecode_note(bytecode)}")
     try:
         med = interleaved(cmds, rounds)
     finally:

@@ -9,7 +9,10 @@ median. Peak memory: the sum over the process tree of each process's own VmHWM
 shares with the parent again, so the sum is an upper bound) for N = 1, 4 and 8 series.
 Checks that both runs print the same JSON. Never a timed test: figures only.
 
-    python bench/parallel.py [--rounds 7] [--series 8]
+    python bench/parallel.py [--rounds 7] [--series 8] [--before DIR/src] [--no-bytecode]
+
+scanbench's bytecode is cached for these runs (``wholeproc.with_bytecode``: as for an
+installed package), unless ``--no-bytecode``.
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run(folder: Path, workers: int, track_memory: bool = False
-        ) -> tuple[float, str, float, float, float]:
+def run(folder: Path, workers: int, track_memory: bool = False,
+        env: dict[str, str] | None = None) -> tuple[float, str, float, float, float]:
     """(seconds, JSON printed, peak MiB of the tree as the sum of per-process VmHWM, the
     largest sampled sum of the tree's Pss in MiB, CPU seconds of the tree: user + system
     of the process and the workers it waited for)."""
@@ -79,7 +82,8 @@ def run(folder: Path, workers: int, track_memory: bool = False
     with tempfile.TemporaryFile(mode="w+") as out_file:  # a pipe would fill while we sample
         cpu0 = _children_cpu()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.DEVNULL, text=True,
+                                env=env)
         while track_memory and proc.poll() is None:
             todo, total = [proc.pid], 0
             while todo:
@@ -108,34 +112,55 @@ def _children_cpu() -> float:
 
 
 def main() -> None:
+    from wholeproc import bytecode_note, scanbench_env, with_bytecode
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--series", type=int, default=8)
+    ap.add_argument("--before", type=Path,
+                    help="also time scanbench from this source folder (git archive <commit> "
+                    "src | tar -x -C DIR, then --before DIR/src) in the same rounds")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="run scanbench with the environment's bytecode setting "
+                    "(PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) instead "
+                    "of cached .pyc files as an installed package has")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="scanbench-parallel-") as tmp:
         root = Path(tmp)
         folders = _simulate(root / "all", args.series)
-        for w in (1, 2):  # untimed round (page cache, bytecode)
-            run(root / "all", w)
-        times: dict[int, list[float]] = {1: [], 2: []}
-        cpus: dict[int, list[float]] = {1: [], 2: []}
-        outputs: dict[int, str] = {}
+
+        def env(src: Path | None) -> dict[str, str]:
+            e = scanbench_env(src)
+            return e if args.no_bytecode else with_bytecode(e, root / "pyc")
+
+        trees = {"now": env(None)} | ({"before": env(args.before)} if args.before else {})
+        for tree_env in trees.values():
+            for w in (1, 2):  # untimed round (page cache, bytecode)
+                run(root / "all", w, env=tree_env)
+        times: dict[tuple[str, int], list[float]] = {(t, w): [] for t in trees for w in (1, 2)}
+        cpus: dict[tuple[str, int], list[float]] = {(t, w): [] for t in trees for w in (1, 2)}
+        outputs: dict[tuple[str, int], str] = {}
         for _ in range(args.rounds):
-            for w in (1, 2):
-                t, out, _, _, cpu = run(root / "all", w)
-                times[w].append(t)
-                cpus[w].append(cpu)
-                outputs[w] = out
-        same = outputs[1] == outputs[2]
-        t1, t2 = statistics.median(times[1]), statistics.median(times[2])
+            for tree, tree_env in trees.items():
+                for w in (1, 2):
+                    t, out, _, _, cpu = run(root / "all", w, env=tree_env)
+                    times[tree, w].append(t)
+                    cpus[tree, w].append(cpu)
+                    outputs[tree, w] = out
         print(f"{args.series} PET IQ series, whole process, median of {args.rounds} "
-              "interleaved rounds")
-        print(f"  --workers 1: {t1:.2f} s   --workers 2: {t2:.2f} s   ratio {t2 / t1:.2f} "
-              f"(target <= 0.60); same JSON: {same}")
-        # CPU seconds do not depend on how much of the cores other processes take: more
-        # with two workers is work the split adds (each worker's first-use imports).
-        print(f"  CPU seconds of the process tree (median): --workers 1: "
-              f"{statistics.median(cpus[1]):.2f}   --workers 2: {statistics.median(cpus[2]):.2f}")
+              f"interleaved rounds; {bytecode_note(not args.no_bytecode)}")
+        for tree in trees:
+            same = outputs[tree, 1] == outputs[tree, 2]
+            t1, t2 = statistics.median(times[tree, 1]), statistics.median(times[tree, 2])
+            print(f"  {tree:6s} --workers 1: {t1:.2f} s   --workers 2: {t2:.2f} s   ratio "
+                  f"{t2 / t1:.3f} (target <= 0.60); same JSON: {same}")
+            # CPU seconds do not depend on how much of the cores other processes take: more
+            # with two workers is work the split adds (each worker's first-use imports).
+            print(f"         CPU seconds of the process tree (median): --workers 1: "
+                  f"{statistics.median(cpus[tree, 1]):.2f}   --workers 2: "
+                  f"{statistics.median(cpus[tree, 2]):.2f}")
+        if args.before:
+            print(f"  same JSON now and before: {outputs['now', 1] == outputs['before', 1]}")
         print("peak memory of the process tree: sum of per-process VmHWM (forked pages counted "
               "in each process), and the largest sampled sum of Pss:")
         for n in sorted({1, 4, args.series}):
@@ -145,7 +170,8 @@ def main() -> None:
                 (sub / f.name).mkdir()
                 for file in f.iterdir():
                     os.link(file, sub / f.name / file.name)
-            runs = {w: [run(sub, w, track_memory=True) for _ in range(3)] for w in (1, 2)}
+            runs = {w: [run(sub, w, track_memory=True, env=trees["now"]) for _ in range(3)]
+                    for w in (1, 2)}
             hwm = {w: statistics.median(r[2] for r in runs[w]) for w in runs}
             pss = {w: statistics.median(r[3] for r in runs[w]) for w in runs}
             print(f"  N = {n}: --workers 1 {hwm[1]:.0f} MiB (Pss {pss[1]:.0f}), "

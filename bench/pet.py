@@ -29,6 +29,10 @@ source tree (``git archive <commit> src | tar -x -C DIR``, then ``--before DIR/s
 to the same rounds, for a before/after figure on the same machine and load:
 
     python bench/pet.py --whole-process [--rounds 7] [--before /tmp/before/src] [--peer-cli]
+        [--no-bytecode]
+
+scanbench's bytecode is cached for these runs (``wholeproc.with_bytecode``: as for an
+installed package; the peer's is), unless ``--no-bytecode``.
 
 ``--peer-cli`` adds, to the same rounds, the two runs that make figures: pynemaiqpet's
 own command as a user runs it (``pynemaiqpet_wb_nema_iq FOLDER --output_dir D``, which
@@ -102,16 +106,24 @@ SCANBENCH_CLI = ("import sys\ntry:\n    from scanbench.entry import main\n"
 
 
 def whole_process(folders: list[Path], rounds: int, before: Path | None,
-                  peer_cli: bool = False) -> None:
+                  peer_cli: bool = False, bytecode: bool = True) -> None:
     """Whole-process medians: scanbench analyze (now, and from ``before``) vs pynemaiqpet;
     with ``peer_cli`` also the peer's own command and ``scanbench analyze --report``."""
+    import shutil
     import tempfile
 
-    from wholeproc import interleaved, machine, scanbench_env
+    from wholeproc import bytecode_note, interleaved, machine, with_bytecode
+    from wholeproc import scanbench_env as plain_env
+
+    cache = Path(tempfile.mkdtemp(prefix="scanbench-bench-pyc-"))
+
+    def scanbench_env(src: Path | None) -> dict[str, str]:
+        return with_bytecode(plain_env(src), cache) if bytecode else plain_env(src)
 
     peer = ensure_peer()
     print(machine())
-    print(f"{rounds} interleaved rounds, whole process, median seconds")
+    print(f"{rounds} interleaved rounds, whole process, median seconds; "
+          f"{bytecode_note(bytecode)}")
     cols = ["scanbench"] + (["before"] if before else []) + ["peer"]
     if peer_cli:
         cols += ["report", "peer CLI"]
@@ -146,6 +158,7 @@ def whole_process(folders: list[Path], rounds: int, before: Path | None,
                   + f"{med['peer'] / med['scanbench']:>15.1f}x"
                   + (f"{med['before'] / med['scanbench']:>11.1f}x" if before else "")
                   + (f"{med['peer CLI'] / med['report']:>11.1f}x" if peer_cli else ""))
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 def ensure_peer() -> Path:
@@ -230,10 +243,14 @@ def main() -> None:
     ap.add_argument("--peer-cli", action="store_true",
                     help="with --whole-process: also time pynemaiqpet's own command "
                          "(figures written) and scanbench analyze --report")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="with --whole-process: run scanbench with the environment's bytecode "
+                    "setting (PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) "
+                    "instead of cached .pyc files as an installed package has")
     args = ap.parse_args()
     if args.whole_process:
         whole_process(sorted(p for p in args.data.iterdir() if p.is_dir()), args.rounds,
-                      args.before, args.peer_cli)
+                      args.before, args.peer_cli, bytecode=not args.no_bytecode)
         return
     import scanbench
     from scanbench.analysis import registry
