@@ -23,7 +23,10 @@ earlier commit unpacked with ``git archive <commit> src | tar -x -C /tmp/before`
 ``--before DIR`` instead adds the three scanbench commands run from DIR to the same
 rounds (marked ``[before]``), so before and after are measured side by side.
 
-    python bench/startup.py [--rounds 11] [--src DIR | --before DIR]
+    python bench/startup.py [--rounds 11] [--src DIR | --before DIR] [--no-bytecode]
+
+scanbench's bytecode is cached for these runs (``wholeproc.with_bytecode``: as for an
+installed package; numpy's and pydicom's are, from pip), unless ``--no-bytecode``.
 
 Never run as a timed test.
 """
@@ -83,13 +86,23 @@ def main() -> None:
     ap.add_argument("--pet", type=Path, default=PET, help="the PET IQ series folder")
     ap.add_argument("--before", type=Path,
                     help="also run the scanbench commands from this source folder")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="run scanbench with the environment's bytecode setting "
+                    "(PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) instead "
+                    "of cached .pyc files as an installed package has")
     args = ap.parse_args()
-    env = dict(os.environ)
+    import tempfile
+
+    from wholeproc import bytecode_note, with_bytecode
+
+    cache = Path(tempfile.mkdtemp(prefix="scanbench-bench-pyc-"))
+    base = dict(os.environ) if args.no_bytecode else with_bytecode(os.environ, cache)
+    env = dict(base)
     if args.src:
         env["PYTHONPATH"] = str(args.src.resolve())
     cmds = {name: (cmd, env) for name, cmd in commands(sys.executable, args.pet).items()}
     if args.before:
-        old_env = dict(os.environ, PYTHONPATH=str(args.before.resolve()))
+        old_env = dict(base, PYTHONPATH=str(args.before.resolve()))
         for name, (cmd, _) in list(cmds.items()):
             if "scanbench" in name:
                 cmds[f"{name} [before]"] = (cmd, old_env)
@@ -103,10 +116,13 @@ def main() -> None:
           f"{os.cpu_count()} logical cores, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, Python {platform.python_version()}"
           f"{f', scanbench from {args.src}' if args.src else ''}; "
-          f"{args.rounds} interleaved rounds")
+          f"{args.rounds} interleaved rounds; {bytecode_note(not args.no_bytecode)}")
     print(f"{'command':37s} {'median s':>9s} {'min s':>7s}")
     for name, ts in times.items():
         print(f"{name:37s} {statistics.median(ts):9.3f} {min(ts):7.3f}")
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":
