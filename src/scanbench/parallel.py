@@ -551,16 +551,18 @@ def analyze_units(units: Sequence[Unit], workers: int, *, analysis: str | None,
     # that the workers' collections leave the objects they inherit alone instead of
     # writing to, and so copying, every page that holds one (about 20 ms of eight PET
     # series on two workers, bench/README.md). The pool forks all its workers at the
-    # first submit (fork start method); then this process unfreezes, unless its caller
-    # had frozen objects itself (the command line does: it is about to exit).
-    frozen_before = gc.get_freeze_count()
-    gc.freeze()
+    # first submit (fork start method); then this process unfreezes. A caller that froze
+    # objects itself (the command line, after its imports) manages the collector: left
+    # as it is, so that nothing it did not freeze stays frozen in a long-lived process.
+    ours = not gc.get_freeze_count()
+    if ours:
+        gc.freeze()
     try:
         try:
             futures = {pool.submit(_run_unit, u, analysis, params): n
                        for n, u in enumerate(units)}
         finally:
-            if not frozen_before:
+            if ours:
                 gc.unfreeze()
         for fut in cf.as_completed(futures):
             n = futures[fut]

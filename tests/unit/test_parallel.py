@@ -252,3 +252,29 @@ def test_header_walk_skips_sequences_of_undefined_length(tmp_path: Path) -> None
                 par._MODALITY: "PT", par._FOR: ds.FrameOfReferenceUID,
                 par._SOP: ds.SOPInstanceUID, par._DESC: "WB [x]"}
         assert par._walk(raw, path) == want
+
+
+def test_collector_frozen_only_across_the_fork(shared_data: Path) -> None:
+    """The parallel path freezes the collector's objects for the fork alone: a process
+    that had frozen nothing has nothing frozen afterwards (a long-lived caller keeps
+    collecting its garbage), and one that froze objects itself keeps exactly those."""
+    code = textwrap.dedent("""
+        import gc, sys
+        from pathlib import Path
+        from scanbench.api import analyze_paths
+        folder = [Path(sys.argv[1])]
+        assert gc.get_freeze_count() == 0
+        rep = analyze_paths(folder, workers=2)
+        assert len(rep.results) == 2, rep.results  # two studies: two units, two workers
+        assert gc.get_freeze_count() == 0, gc.get_freeze_count()
+        gc.freeze()
+        mine = gc.get_freeze_count()
+        gc.disable()  # so that this garbage cycle is still there when the workers fork
+        class Node: pass
+        cycle = Node(); cycle.me = cycle; del cycle
+        analyze_paths(folder, workers=2)
+        assert gc.get_freeze_count() == mine, (gc.get_freeze_count(), mine)
+        assert gc.collect() >= 1  # the cycle was not frozen: collected
+    """)
+    subprocess.run([sys.executable, "-c", code, str(shared_data / "pet" / "nema-iq-test-recon")],
+                   check=True, timeout=300)
