@@ -63,13 +63,15 @@ def console(*, stderr: bool = False) -> Console:
 
     Not a terminal: no hard wrap of printed lines (``soft_wrap``) and tables
     :data:`PIPE_WIDTH` columns wide, whatever the ``COLUMNS`` of the calling shell.
+    Never emoji codes: ``:warning:`` in a file name or a DICOM description is shown as
+    written, not as an emoji (:func:`safe` escapes markup, not emoji codes).
     """
     from rich.console import Console
 
-    probe = Console(stderr=stderr)
+    probe = Console(stderr=stderr, emoji=False)
     if probe.is_terminal:
         return probe
-    return Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH)
+    return Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH, emoji=False)
 
 
 class PlainFormatter(logging.Formatter):

@@ -176,8 +176,7 @@ def print_err(lines: list[tuple[str, Any]]) -> None:
     :mod:`scanbench.cli` with :func:`scanbench.console.safe`; otherwise as the plain text
     that console would print, the markup's style tags dropped and the values shown with
     :func:`scanbench.console.plain`, without importing rich (issue 15). Where they differ,
-    plain text keeps outside text as it is: rich turned an emoji code such as
-    ``:warning:`` in a file name into the emoji, expanded a tab and showed a trailing
+    plain text keeps outside text as it is: rich expanded a tab and showed a trailing
     backslash twice (``tests/unit/test_cli_fast_path.py``)."""
     if not lines:
         return

@@ -108,10 +108,10 @@ def test_plain_messages_are_what_rich_prints_to_a_pipe(value: str,
 
 def test_plain_messages_keep_names_as_written(monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """Where rich did not: a file name is never turned into an emoji, a tab stays a tab
-    (rich expands it to spaces), and a name ending in a backslash keeps one
-    (``rich.markup.escape`` doubles it, and rich shows both unless a closing tag
-    follows)."""
+    """Where rich did not: a tab stays a tab (rich expands it to spaces), and a name
+    ending in a backslash keeps one (``rich.markup.escape`` doubles it, and rich shows
+    both unless a closing tag follows); an emoji code stays as written (as on the
+    consoles, below)."""
     from scanbench import entry
 
     for name in entry._TERMINAL_ENV:
@@ -158,3 +158,22 @@ def test_console_script_is_the_fast_entry() -> None:
     assert project["project"]["scripts"]["scanbench"] == "scanbench.entry:main"
     main_py = Path(__file__).resolve().parents[2] / "src" / "scanbench" / "__main__.py"
     assert "from scanbench.entry import main" in main_py.read_text()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_consoles_never_turn_outside_text_into_emoji(terminal: bool,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``:warning:`` in a file name or a DICOM description is shown as written on the
+    command line's consoles, on a terminal too (rich's default would draw an emoji)."""
+    from scanbench.console import console, safe
+
+    for name in ("FORCE_TERMINAL", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR",
+                 "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    if terminal:
+        monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    err = console(stderr=True)
+    assert err.is_terminal is terminal
+    err.print(f"[dim]note: skipped {safe('scan :warning: :smile:.txt')}[/]")
+    assert ":warning: :smile:" in capsys.readouterr().err

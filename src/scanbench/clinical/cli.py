@@ -52,8 +52,8 @@ def shipped_drl_tables() -> list[str]:
 
 
 def _out() -> Console:
-    out = Console()
-    return out if out.is_terminal else Console(width=160, soft_wrap=True)
+    out = Console(emoji=False)  # outside text shown as written (scanbench.console.console)
+    return out if out.is_terminal else Console(width=160, soft_wrap=True, emoji=False)
 
 
 @contextmanager
