@@ -196,6 +196,8 @@ def whole_process(folder: Path, rounds: int, before: Path | None, bytecode: bool
 
 
 def main() -> None:
+    from wholeproc import add_bytecode_option
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -203,10 +205,7 @@ def main() -> None:
                     help="time whole processes, imports included (issue 15)")
     ap.add_argument("--before", type=Path,
                     help="with --whole-process: also time scanbench from this source folder")
-    ap.add_argument("--no-bytecode", action="store_true",
-                    help="with --whole-process: run scanbench with the environment's bytecode "
-                    "setting (PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) "
-                    "instead of cached .pyc files as an installed package has")
+    add_bytecode_option(ap, "with --whole-process: ")
     args = ap.parse_args()
     folder = args.data / "mr" / "acr" / "PhilipsAchieva"
     if args.whole_process:

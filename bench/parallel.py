@@ -112,7 +112,7 @@ def _children_cpu() -> float:
 
 
 def main() -> None:
-    from wholeproc import bytecode_note, scanbench_env, with_bytecode
+    from wholeproc import add_bytecode_option, bytecode_note, scanbench_env, with_bytecode
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -120,10 +120,7 @@ def main() -> None:
     ap.add_argument("--before", type=Path,
                     help="also time scanbench from this source folder (git archive <commit> "
                     "src | tar -x -C DIR, then --before DIR/src) in the same rounds")
-    ap.add_argument("--no-bytecode", action="store_true",
-                    help="run scanbench with the environment's bytecode setting "
-                    "(PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) instead "
-                    "of cached .pyc files as an installed package has")
+    add_bytecode_option(ap)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="scanbench-parallel-") as tmp:
         root = Path(tmp)

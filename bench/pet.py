@@ -231,6 +231,8 @@ def cpu_model() -> str:
 
 
 def main() -> None:
+    from wholeproc import add_bytecode_option
+
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds (median reported)")
     ap.add_argument("--repeats", type=int, dest="rounds", help=argparse.SUPPRESS)
@@ -243,10 +245,7 @@ def main() -> None:
     ap.add_argument("--peer-cli", action="store_true",
                     help="with --whole-process: also time pynemaiqpet's own command "
                          "(figures written) and scanbench analyze --report")
-    ap.add_argument("--no-bytecode", action="store_true",
-                    help="with --whole-process: run scanbench with the environment's bytecode "
-                    "setting (PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) "
-                    "instead of cached .pyc files as an installed package has")
+    add_bytecode_option(ap, "with --whole-process: ")
     args = ap.parse_args()
     if args.whole_process:
         whole_process(sorted(p for p in args.data.iterdir() if p.is_dir()), args.rounds,

@@ -80,16 +80,15 @@ def run(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
+    from wholeproc import add_bytecode_option
+
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rounds", type=int, default=11, help="timed rounds (median reported)")
     ap.add_argument("--src", type=Path, help="run scanbench from this source folder")
     ap.add_argument("--pet", type=Path, default=PET, help="the PET IQ series folder")
     ap.add_argument("--before", type=Path,
                     help="also run the scanbench commands from this source folder")
-    ap.add_argument("--no-bytecode", action="store_true",
-                    help="run scanbench with the environment's bytecode setting "
-                    "(PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) instead "
-                    "of cached .pyc files as an installed package has")
+    add_bytecode_option(ap)
     args = ap.parse_args()
     import tempfile
 

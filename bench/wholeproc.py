@@ -9,6 +9,7 @@ load weighs on all alike; one untimed round first warms the file cache (and writ
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -67,6 +68,14 @@ def with_bytecode(env: Mapping[str, str], cache: Path) -> dict[str, str]:
     out.pop("PYTHONDONTWRITEBYTECODE", None)
     out["PYTHONPYCACHEPREFIX"] = str(cache)
     return out
+
+
+def add_bytecode_option(ap: argparse.ArgumentParser, when: str = "") -> None:
+    """The benchmarks' ``--no-bytecode`` option (``when``: e.g. "with --whole-process: ")."""
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help=f"{when}run scanbench with the environment's bytecode setting "
+                    "(PYTHONDONTWRITEBYTECODE=1 compiles every module in every run) instead "
+                    "of cached .pyc files as an installed package has")
 
 
 def bytecode_note(cached: bool) -> str:
